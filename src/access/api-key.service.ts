@@ -1,0 +1,73 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Db, Role } from '../db/database';
+import type { ApiKeyRepository } from './api-key.repository';
+import type { Principal } from './roles';
+
+const TOKEN_PATTERN = /^eak_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest();
+
+export interface MintedKey {
+  id: string;
+  key: string;
+  role: Role;
+  name: string;
+}
+
+/**
+ * API keys: `eak_<id>_<secret>`. Only SHA-256 of the secret is stored; keys are 256-bit random,
+ * so a slow password hash would add latency to every request without adding safety.
+ */
+export class ApiKeyService {
+  private readonly cache = new Map<string, { principal: Principal; expires: number }>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly repo: ApiKeyRepository,
+    private readonly cacheTtlMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async create(role: Role, name: string): Promise<MintedKey> {
+    const id = randomBytes(8).toString('hex');
+    const secret = randomBytes(32).toString('base64url');
+    await this.repo.insert(this.db, {
+      id,
+      name,
+      role,
+      secretHash: sha256(secret).toString('hex'),
+    });
+    return { id, key: `eak_${id}_${secret}`, role, name };
+  }
+
+  async revoke(id: string): Promise<boolean> {
+    this.cache.clear();
+    return this.repo.revoke(this.db, id, new Date(this.now()));
+  }
+
+  list() {
+    return this.repo.list(this.db);
+  }
+
+  /** The key's principal, or undefined for a malformed, unknown or revoked key. */
+  async authenticate(token: string): Promise<Principal | undefined> {
+    const match = TOKEN_PATTERN.exec(token);
+    if (!match) return undefined;
+    const [, id, secret] = match as unknown as [string, string, string];
+    const cacheKey = sha256(token).toString('base64');
+    const cached = this.cache.get(cacheKey);
+    if (cached && cached.expires > this.now()) return cached.principal;
+
+    const row = await this.repo.findActive(this.db, id);
+    if (!row || !timingSafeEqual(Buffer.from(row.secret_hash, 'hex'), sha256(secret))) {
+      return undefined;
+    }
+    const principal: Principal = { keyId: row.id, role: row.role, name: row.name };
+    if (this.cacheTtlMs > 0) {
+      // Revocation takes effect within the TTL on every instance (immediately on this one).
+      if (this.cache.size > 10_000) this.cache.clear();
+      this.cache.set(cacheKey, { principal, expires: this.now() + this.cacheTtlMs });
+    }
+    return principal;
+  }
+}

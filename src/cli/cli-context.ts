@@ -1,0 +1,24 @@
+import { ConfigError, loadConfig } from '../config';
+import { buildContext, type AppContext } from '../context';
+import { createLogger } from '../logger';
+
+/** Runs a CLI body against the same configuration and context as the service. */
+export async function withContext(
+  fn: (ctx: AppContext) => Promise<void>,
+  options: { migrate?: boolean } = {},
+): Promise<void> {
+  try {
+    const config = loadConfig();
+    const ctx = await buildContext(config, createLogger(process.env.LOG_LEVEL ?? 'warn'), {
+      migrate: options.migrate ?? true,
+    });
+    try {
+      await fn(ctx);
+    } finally {
+      await ctx.close();
+    }
+  } catch (err) {
+    console.error(err instanceof ConfigError ? err.message : `Error: ${(err as Error).message}`);
+    process.exitCode = 1;
+  }
+}

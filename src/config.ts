@@ -1,0 +1,172 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+const GiB = 1024 ** 3;
+
+const bool = z
+  .enum(['true', 'false', '1', '0'])
+  .transform((v) => v === 'true' || v === '1');
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number().int().min(min).max(max);
+
+const envSchema = z.object({
+  NODE_ENV: z.string().default('development'),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  PORT: int(0, 65535).default(8080),
+  PUBLIC_URL: z.string().url().optional(),
+  DATA_DIR: z.string().min(1).default('./data'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+  DATABASE_URL: z.string().url().optional(),
+  DATABASE_POOL_SIZE: int(1, 200).default(10),
+  EMBEDDED_PG_PORT: int(1, 65535).default(54329),
+
+  STORAGE_DRIVER: z.enum(['fs', 's3']).default('fs'),
+  S3_ENDPOINT: z.string().url().optional(),
+  S3_BUCKET: z.string().min(3).max(63).optional(),
+  S3_REGION: z.string().min(1).default('us-east-1'),
+  S3_ACCESS_KEY_ID: z.string().min(1).optional(),
+  S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
+  S3_FORCE_PATH_STYLE: bool.default('false'),
+  S3_PREFIX: z
+    .string()
+    .regex(/^([A-Za-z0-9._-]+\/)*$/, 'must be empty or end with "/" (e.g. "evidence/")')
+    .default(''),
+  S3_PART_SIZE_BYTES: int(5 * 1024 * 1024, 5 * GiB).default(8 * 1024 * 1024),
+  S3_UPLOAD_CONCURRENCY: int(1, 64).default(4),
+  S3_REQUEST_TIMEOUT_MS: int(1000).default(120_000),
+
+  MAX_UPLOAD_BYTES: int(1).default(20 * GiB),
+  DEFAULT_PHONE_REGION: z
+    .string()
+    .regex(/^[A-Z]{2}$/, 'must be a two-letter ISO 3166 country code such as "US" or "DE"')
+    .optional(),
+
+  HEADERS_TIMEOUT_MS: int(1000).default(20_000),
+  SOCKET_IDLE_TIMEOUT_MS: int(1000).default(60_000),
+  KEEP_ALIVE_TIMEOUT_MS: int(1000).default(5_000),
+  REQUEST_TIMEOUT_MS: int(0).default(0),
+  SHUTDOWN_GRACE_MS: int(0).default(25_000),
+  AUTH_CACHE_TTL_MS: int(0, 300_000).default(5_000),
+  TRUST_PROXY: z.string().optional(),
+});
+
+export type Env = z.input<typeof envSchema>;
+
+export interface S3Config {
+  endpoint?: string;
+  bucket: string;
+  region: string;
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  forcePathStyle: boolean;
+  prefix: string;
+  partSizeBytes: number;
+  uploadConcurrency: number;
+  requestTimeoutMs: number;
+}
+
+export interface AppConfig {
+  env: string;
+  host: string;
+  port: number;
+  publicUrl?: string;
+  dataDir: string;
+  logLevel: string;
+  database: { url?: string; poolSize: number; embeddedPort: number };
+  storage: { driver: 'fs'; root: string } | { driver: 's3'; s3: S3Config };
+  maxUploadBytes: number;
+  defaultPhoneRegion?: string;
+  http: {
+    headersTimeoutMs: number;
+    socketIdleTimeoutMs: number;
+    keepAliveTimeoutMs: number;
+    requestTimeoutMs: number;
+    shutdownGraceMs: number;
+    trustProxy?: string;
+  };
+  authCacheTtlMs: number;
+}
+
+export class ConfigError extends Error {}
+
+/** Reads and validates configuration once, at boot. Throws a ConfigError naming the variable. */
+export function loadConfig(source: Record<string, string | undefined> = process.env): AppConfig {
+  // Empty strings in .env files mean "unset", not "invalid".
+  const cleaned = Object.fromEntries(
+    Object.entries(source).filter(([, v]) => v !== undefined && v !== ''),
+  );
+  const parsed = envSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const name = String(issue.path[0] ?? 'configuration');
+    throw new ConfigError(
+      `Invalid configuration: ${name} ${issue.message.toLowerCase()} (got ${JSON.stringify(cleaned[name] ?? null)}).`,
+    );
+  }
+  const e = parsed.data;
+  const dataDir = path.resolve(e.DATA_DIR);
+
+  let storage: AppConfig['storage'];
+  if (e.STORAGE_DRIVER === 's3') {
+    if (!e.S3_BUCKET) {
+      throw new ConfigError('Invalid configuration: S3_BUCKET is required when STORAGE_DRIVER=s3.');
+    }
+    if (Boolean(e.S3_ACCESS_KEY_ID) !== Boolean(e.S3_SECRET_ACCESS_KEY)) {
+      throw new ConfigError(
+        'Invalid configuration: S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY must be set together.',
+      );
+    }
+    storage = {
+      driver: 's3',
+      s3: {
+        endpoint: e.S3_ENDPOINT,
+        bucket: e.S3_BUCKET,
+        region: e.S3_REGION,
+        accessKeyId: e.S3_ACCESS_KEY_ID,
+        secretAccessKey: e.S3_SECRET_ACCESS_KEY,
+        forcePathStyle: e.S3_FORCE_PATH_STYLE,
+        prefix: e.S3_PREFIX,
+        partSizeBytes: e.S3_PART_SIZE_BYTES,
+        uploadConcurrency: e.S3_UPLOAD_CONCURRENCY,
+        requestTimeoutMs: e.S3_REQUEST_TIMEOUT_MS,
+      },
+    };
+  } else {
+    for (const name of ['S3_ENDPOINT', 'S3_BUCKET'] as const) {
+      if (e[name]) {
+        throw new ConfigError(
+          `Invalid configuration: ${name} is set but STORAGE_DRIVER is "fs"; set STORAGE_DRIVER=s3 to use S3 storage.`,
+        );
+      }
+    }
+    storage = { driver: 'fs', root: path.join(dataDir, 'blobs') };
+  }
+
+  return {
+    env: e.NODE_ENV,
+    host: e.HOST,
+    port: e.PORT,
+    publicUrl: e.PUBLIC_URL,
+    dataDir,
+    logLevel: e.LOG_LEVEL,
+    database: {
+      url: e.DATABASE_URL,
+      poolSize: e.DATABASE_POOL_SIZE,
+      embeddedPort: e.EMBEDDED_PG_PORT,
+    },
+    storage,
+    maxUploadBytes: e.MAX_UPLOAD_BYTES,
+    defaultPhoneRegion: e.DEFAULT_PHONE_REGION,
+    http: {
+      headersTimeoutMs: e.HEADERS_TIMEOUT_MS,
+      socketIdleTimeoutMs: e.SOCKET_IDLE_TIMEOUT_MS,
+      keepAliveTimeoutMs: e.KEEP_ALIVE_TIMEOUT_MS,
+      requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+      shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+      trustProxy: e.TRUST_PROXY,
+    },
+    authCacheTtlMs: e.AUTH_CACHE_TTL_MS,
+  };
+}

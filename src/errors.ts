@@ -1,0 +1,45 @@
+/**
+ * Domain errors. Services throw these with a stable code; the HTTP layer maps codes to
+ * statuses in exactly one place (http/problem.ts).
+ */
+export type ErrorCode =
+  | 'unauthorized'
+  | 'forbidden'
+  | 'not_found'
+  | 'route_not_found'
+  | 'method_not_allowed'
+  | 'validation_failed'
+  | 'unknown_field'
+  | 'invalid_json'
+  | 'invalid_multipart'
+  | 'multipart_required'
+  | 'missing_file'
+  | 'too_many_files'
+  | 'too_many_fields'
+  | 'field_name_too_long'
+  | 'field_value_too_long'
+  | 'file_too_large'
+  | 'body_too_large'
+  | 'empty_file'
+  | 'upload_aborted'
+  | 'unsupported_media_type'
+  | 'checksum_mismatch'
+  | 'call_id_conflict'
+  | 'idempotency_key_reused'
+  | 'invalid_idempotency_key'
+  | 'invalid_cursor'
+  | 'range_not_satisfiable'
+  | 'invalid_phone_number'
+  | 'not_ready'
+  | 'internal_error';
+
+export class AppError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly extra: Record<string, unknown> = {},
+  ) {
+    super(message);
+    this.name = 'AppError';
+  }
+}

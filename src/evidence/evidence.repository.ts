@@ -1,0 +1,159 @@
+import { sql, type Insertable, type Selectable } from 'kysely';
+import type { EvidenceItemsTable, Executor, LinkType } from '../db/database';
+
+export type EvidenceRow = Selectable<EvidenceItemsTable> & {
+  order_ids: string[];
+  complaint_ids: string[];
+};
+
+export interface SearchFilters {
+  orderId?: string;
+  complaintId?: string;
+  kind?: EvidenceItemsTable['kind'];
+  phoneE164?: string;
+  stationId?: string;
+  from?: Date;
+  to?: Date;
+}
+
+export interface SearchCursor {
+  capturedAt: Date;
+  id: string;
+}
+
+const linkRefs = <A extends string>(type: LinkType, alias: A) =>
+  sql<string[]>`coalesce((select array_agg(l.ref order by l.ref) from evidence_links l
+    where l.item_id = i.id and l.link_type = ${type}), '{}')`.as(alias);
+
+/** Thin data access for evidence items and their links: one query per method. */
+export class EvidenceRepository {
+  /** Inserts unless the bytes (or the call id) are already archived; returns the new id if inserted. */
+  async insertItem(
+    db: Executor,
+    row: Insertable<EvidenceItemsTable>,
+  ): Promise<string | undefined> {
+    const inserted = await db
+      .insertInto('evidence_items')
+      .values(row)
+      .onConflict((oc) => oc.doNothing())
+      .returning('id')
+      .executeTakeFirst();
+    return inserted?.id;
+  }
+
+  async findIdBySha256(db: Executor, sha256: string): Promise<string | undefined> {
+    const row = await db
+      .selectFrom('evidence_items')
+      .select('id')
+      .where('sha256', '=', sha256)
+      .executeTakeFirst();
+    return row?.id;
+  }
+
+  async addLinks(
+    db: Executor,
+    itemId: string,
+    links: { type: LinkType; ref: string }[],
+    keyId: string,
+  ): Promise<void> {
+    if (links.length === 0) return;
+    await db
+      .insertInto('evidence_links')
+      .values(
+        links.map((l) => ({
+          link_type: l.type,
+          ref: l.ref,
+          item_id: itemId,
+          created_by_key_id: keyId,
+        })),
+      )
+      .onConflict((oc) => oc.doNothing())
+      .execute();
+  }
+
+  async addReceipt(db: Executor, keyId: string, itemId: string): Promise<void> {
+    await db
+      .insertInto('evidence_receipts')
+      .values({ api_key_id: keyId, item_id: itemId })
+      .onConflict((oc) => oc.doNothing())
+      .execute();
+  }
+
+  async hasReceipt(db: Executor, keyId: string, itemId: string): Promise<boolean> {
+    const row = await db
+      .selectFrom('evidence_receipts')
+      .select('item_id')
+      .where('api_key_id', '=', keyId)
+      .where('item_id', '=', itemId)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  async findById(db: Executor, id: string): Promise<EvidenceRow | undefined> {
+    return db
+      .selectFrom('evidence_items as i')
+      .selectAll('i')
+      .select([linkRefs('order', 'order_ids'), linkRefs('complaint', 'complaint_ids')])
+      .where('i.id', '=', id)
+      .executeTakeFirst();
+  }
+
+  /** Items linked to one order or complaint, oldest capture first: a scan of the link key. */
+  async listByLink(db: Executor, type: LinkType, ref: string, limit: number): Promise<EvidenceRow[]> {
+    return db
+      .selectFrom('evidence_links as k')
+      .innerJoin('evidence_items as i', 'i.id', 'k.item_id')
+      .selectAll('i')
+      .select([linkRefs('order', 'order_ids'), linkRefs('complaint', 'complaint_ids')])
+      .where('k.link_type', '=', type)
+      .where('k.ref', '=', ref)
+      .orderBy('i.captured_at')
+      .orderBy('i.id')
+      .limit(limit)
+      .execute();
+  }
+
+  /** Newest capture first, keyset-paginated on (captured_at, id). */
+  async search(
+    db: Executor,
+    f: SearchFilters,
+    after: SearchCursor | undefined,
+    limit: number,
+  ): Promise<EvidenceRow[]> {
+    let q = db
+      .selectFrom('evidence_items as i')
+      .selectAll('i')
+      .select([linkRefs('order', 'order_ids'), linkRefs('complaint', 'complaint_ids')]);
+    for (const [type, ref] of [
+      ['order', f.orderId],
+      ['complaint', f.complaintId],
+    ] as const) {
+      if (ref === undefined) continue;
+      q = q.where(({ exists, selectFrom }) =>
+        exists(
+          selectFrom('evidence_links as k')
+            .select('k.item_id')
+            .whereRef('k.item_id', '=', 'i.id')
+            .where('k.link_type', '=', type)
+            .where('k.ref', '=', ref),
+        ),
+      );
+    }
+    if (f.kind) q = q.where('i.kind', '=', f.kind);
+    if (f.stationId) q = q.where('i.station_id', '=', f.stationId);
+    if (f.phoneE164) {
+      const phone = f.phoneE164;
+      q = q.where((eb) =>
+        eb.or([eb('i.from_number_e164', '=', phone), eb('i.to_number_e164', '=', phone)]),
+      );
+    }
+    if (f.from) q = q.where('i.captured_at', '>=', f.from);
+    if (f.to) q = q.where('i.captured_at', '<', f.to);
+    if (after) {
+      q = q.where((eb) =>
+        eb(eb.refTuple('i.captured_at', 'i.id'), '<', eb.tuple(after.capturedAt, after.id)),
+      );
+    }
+    return q.orderBy('i.captured_at', 'desc').orderBy('i.id', 'desc').limit(limit).execute();
+  }
+}

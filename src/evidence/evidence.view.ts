@@ -1,0 +1,55 @@
+import type { EvidenceRow } from './evidence.repository';
+
+export interface EvidenceView {
+  id: string;
+  kind: string;
+  sha256: string;
+  size: number;
+  contentType: string;
+  originalFilename: string | null;
+  capturedAt: string;
+  receivedAt: string;
+  source: string | null;
+  orderIds: string[];
+  complaintIds: string[];
+  callId: string | null;
+  fromNumber: string | null;
+  toNumber: string | null;
+  fromNumberE164: string | null;
+  toNumberE164: string | null;
+  agentId: string | null;
+  direction: string | null;
+  stationId: string | null;
+  operatorId: string | null;
+  trackingNumber: string | null;
+  contentUrl: string;
+}
+
+const iso = (d: Date | string) => (d instanceof Date ? d : new Date(d)).toISOString();
+
+export function toEvidenceView(r: EvidenceRow): EvidenceView {
+  return {
+    id: r.id,
+    kind: r.kind,
+    sha256: r.sha256,
+    size: r.size_bytes,
+    contentType: r.content_type,
+    originalFilename: r.original_filename,
+    capturedAt: iso(r.captured_at),
+    receivedAt: iso(r.received_at),
+    source: r.source,
+    orderIds: r.order_ids,
+    complaintIds: r.complaint_ids,
+    callId: r.call_id,
+    fromNumber: r.from_number,
+    toNumber: r.to_number,
+    fromNumberE164: r.from_number_e164,
+    toNumberE164: r.to_number_e164,
+    agentId: r.agent_id,
+    direction: r.direction,
+    stationId: r.station_id,
+    operatorId: r.operator_id,
+    trackingNumber: r.tracking_number,
+    contentUrl: `/v1/evidence/${r.id}/content`,
+  };
+}

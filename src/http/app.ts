@@ -1,0 +1,55 @@
+import { randomUUID } from 'node:crypto';
+import express, { type Express } from 'express';
+import type { AppContext } from '../context';
+import openapi from './openapi.json';
+import { errorMiddleware, notFoundHandler } from './error.middleware';
+import { evidenceRoutes } from './evidence.routes';
+import { healthRoutes } from './health.routes';
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export function createApp(ctx: AppContext): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  if (ctx.config.http.trustProxy) app.set('trust proxy', ctx.config.http.trustProxy);
+
+  app.use((req, res, next) => {
+    const incoming = req.get('x-request-id');
+    req.id = incoming && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    res.set('X-Request-Id', req.id);
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      ctx.logger.info(
+        {
+          reqId: req.id,
+          method: req.method,
+          path: req.path, // never the query: it can hold phone numbers
+          status: res.statusCode,
+          ms: Number(process.hrtime.bigint() - started) / 1e6,
+          keyId: req.principal?.keyId,
+        },
+        'request',
+      );
+    });
+    next();
+  });
+
+  app.use(healthRoutes(ctx));
+  app.get('/openapi.json', (_req, res) => {
+    res.json(openapi);
+  });
+  app.use(express.json({ limit: '64kb', strict: true, type: 'application/json' }));
+  app.use(
+    evidenceRoutes({
+      keys: ctx.apiKeys,
+      ingest: ctx.ingest,
+      evidence: ctx.evidence,
+      store: ctx.blobStore,
+      maxUploadBytes: ctx.config.maxUploadBytes,
+    }),
+  );
+  app.use(notFoundHandler);
+  app.use(errorMiddleware(ctx.logger));
+  return app;
+}

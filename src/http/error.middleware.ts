@@ -1,0 +1,41 @@
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { AppError } from '../errors';
+import type { Logger } from '../logger';
+import { PROBLEMS, problemBody, type ProblemCode } from './problem';
+
+/** Errors thrown by express's body parser carry a `type`; we only map the client's mistakes. */
+function fromBodyParser(err: { type?: string; status?: number }): AppError | undefined {
+  if (err.type === 'entity.parse.failed') return new AppError('invalid_json', 'The body is not valid JSON.');
+  if (err.type === 'entity.too.large') return new AppError('body_too_large', 'The JSON body is too large.');
+  if (err.type && err.status && err.status < 500) {
+    return new AppError('validation_failed', 'The request body could not be read.');
+  }
+  return undefined;
+}
+
+/** The single place where errors become application/problem+json responses (RFC 9457). */
+export function errorMiddleware(logger: Logger): ErrorRequestHandler {
+  return (err, req, res, _next) => {
+    const known = err instanceof AppError ? err : fromBodyParser(err);
+    const code: ProblemCode = known?.code ?? 'internal_error';
+    const { status } = PROBLEMS[code];
+    if (status >= 500) logger.error({ err, reqId: req.id }, 'request failed');
+    else logger.debug({ code, reqId: req.id }, known?.message);
+
+    if (res.headersSent) {
+      // Mid-stream failure (a download whose store read failed): the only honest signal left.
+      res.destroy();
+      return;
+    }
+    const detail = known?.message ?? 'An unexpected error occurred; it has been logged.';
+    if (status === 401) res.set('WWW-Authenticate', 'Bearer realm="evidence-archive"');
+    res
+      .status(status)
+      .type('application/problem+json')
+      .send(JSON.stringify(problemBody(code, detail, req.originalUrl.split('?')[0]!, known?.extra)));
+  };
+}
+
+export const notFoundHandler: RequestHandler = (req) => {
+  throw new AppError('route_not_found', `No route for ${req.method} ${req.path}.`);
+};

@@ -1,0 +1,187 @@
+import { Router, type Request, type RequestHandler, type Response } from 'express';
+import multer from 'multer';
+import { pipeline } from 'node:stream/promises';
+import type { ApiKeyService } from '../access/api-key.service';
+import { AppError } from '../errors';
+import type { EvidenceService } from '../evidence/evidence.service';
+import type { EvidenceView } from '../evidence/evidence.view';
+import { contentDisposition } from '../evidence/filename';
+import type { IngestService } from '../ingest/ingest.service';
+import { translateUploadError } from '../ingest/upload-errors';
+import { StagingStorageEngine } from '../ingest/upload-storage-engine';
+import type { BlobStore } from '../storage/blob-store';
+import { authenticate, principalOf, requirePermission } from './auth.middleware';
+import { etagMatches, resolveRange } from './http-range';
+
+export interface EvidenceRoutesDeps {
+  keys: ApiKeyService;
+  ingest: IngestService;
+  evidence: EvidenceService;
+  store: BlobStore;
+  maxUploadBytes: number;
+}
+
+/** Multipart framing and fields on top of the file; generous, but bounded. */
+const MULTIPART_OVERHEAD_BYTES = 1024 * 1024;
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
+const methodNotAllowed =
+  (allowed: string): RequestHandler =>
+  (_req, res) => {
+    res.set('Allow', allowed);
+    throw new AppError('method_not_allowed', `Allowed methods: ${allowed}.`);
+  };
+
+export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
+  const { keys, ingest, evidence } = deps;
+  const router = Router();
+  const auth = authenticate(keys);
+
+  const upload = multer({
+    storage: new StagingStorageEngine(deps.store, deps.maxUploadBytes),
+    limits: {
+      files: 1,
+      fileSize: deps.maxUploadBytes,
+      fields: 100,
+      parts: 110,
+      fieldNameSize: 100,
+      fieldSize: 64 * 1024,
+      headerPairs: 100,
+    },
+  }).single('file');
+
+  const receiveUpload: RequestHandler = (req, res, next) => {
+    if (!req.is('multipart/form-data')) {
+      throw new AppError('multipart_required', 'Send the upload as multipart/form-data.');
+    }
+    const declared = Number(req.get('content-length'));
+    if (declared > deps.maxUploadBytes + MULTIPART_OVERHEAD_BYTES) {
+      res.set('Connection', 'close'); // do not read gigabytes we will refuse anyway
+      throw new AppError('file_too_large', `The upload exceeds the limit of ${deps.maxUploadBytes} bytes.`);
+    }
+    upload(req, res, (err?: unknown) => next(err ? translateUploadError(err, req.complete) : undefined));
+  };
+
+  /** A retry whose first attempt succeeded gets the first response without sending the file again. */
+  const replayIdempotent: RequestHandler = async (req, res, next) => {
+    const key = req.get('idempotency-key');
+    if (key === undefined) return next();
+    if (!IDEMPOTENCY_KEY.test(key)) {
+      throw new AppError('invalid_idempotency_key', 'Idempotency-Key must be 1-255 visible ASCII characters.');
+    }
+    const first = await ingest.findReplay(principalOf(req), key);
+    if (!first) return next();
+    res.set('Connection', 'close');
+    sendItem(res, first.statusCode, first.body as EvidenceView, true);
+  };
+
+  router
+    .route('/v1/evidence')
+    .post(auth, requirePermission('evidence:create'), replayIdempotent, receiveUpload, async (req, res) => {
+      const result = await ingest.ingest({
+        principal: principalOf(req),
+        staged: req.staged,
+        fields: req.body,
+        originalFilename: req.file?.originalname,
+        idempotencyKey: req.get('idempotency-key'),
+      });
+      sendItem(res, result.status, result.item, result.replayed);
+    })
+    .get(auth, requirePermission('evidence:search'), async (req, res) => {
+      res.json(await evidence.search(req.query));
+    })
+    .all(methodNotAllowed('GET, POST'));
+
+  router
+    .route('/v1/evidence/:id')
+    .get(auth, requirePermission('evidence:receipt'), async (req, res) => {
+      res.json(await evidence.get(principalOf(req), req.params.id!));
+    })
+    .all(methodNotAllowed('GET'));
+
+  router
+    .route('/v1/evidence/:id/links')
+    .post(auth, requirePermission('evidence:link'), async (req, res) => {
+      res.json(await evidence.addLinks(principalOf(req), req.params.id!, req.body));
+    })
+    .all(methodNotAllowed('POST'));
+
+  router
+    .route('/v1/evidence/:id/content')
+    .get(auth, requirePermission('evidence:download'), (req, res) => sendContent(req, res, evidence))
+    .all(methodNotAllowed('GET, HEAD'));
+
+  router
+    .route('/v1/orders/:orderId/evidence')
+    .get(auth, requirePermission('evidence:search'), async (req, res) => {
+      const items = await evidence.listByLink('order', req.params.orderId!);
+      res.json({ orderId: req.params.orderId, items });
+    })
+    .all(methodNotAllowed('GET'));
+
+  router
+    .route('/v1/complaints/:complaintId/evidence')
+    .get(auth, requirePermission('evidence:search'), async (req, res) => {
+      const items = await evidence.listByLink('complaint', req.params.complaintId!);
+      res.json({ complaintId: req.params.complaintId, items });
+    })
+    .all(methodNotAllowed('GET'));
+
+  return router;
+}
+
+function sendItem(res: Response, status: number, item: EvidenceView, replayed: boolean): void {
+  if (status === 201) res.location(`/v1/evidence/${item.id}`);
+  if (replayed) res.set('Idempotent-Replayed', 'true');
+  res.status(status).json(item);
+}
+
+async function sendContent(req: Request<{ id: string }>, res: Response, evidence: EvidenceService): Promise<void> {
+  const row = await evidence.getRow(principalOf(req), req.params.id!);
+  const etag = `"${row.sha256}"`;
+  const filename = row.original_filename ?? `${row.id}`;
+  res.set({
+    ETag: etag,
+    'Repr-Digest': `sha-256=:${Buffer.from(row.sha256, 'hex').toString('base64')}:`,
+    'Accept-Ranges': 'bytes',
+    'X-Content-Type-Options': 'nosniff',
+    'Content-Security-Policy': "default-src 'none'; sandbox",
+    'Cache-Control': 'private, no-cache',
+    'Content-Disposition': contentDisposition(
+      req.query.disposition === 'inline' ? 'inline' : 'attachment',
+      filename,
+    ),
+  });
+  if (etagMatches(req.get('if-none-match'), etag)) {
+    res.status(304).end();
+    return;
+  }
+  // If-Range: a range only applies to the representation the client already has part of.
+  const ifRange = req.get('if-range');
+  const rangeHeader = ifRange === undefined || ifRange === etag ? req.get('range') : undefined;
+  const size = row.size_bytes;
+  const resolved = resolveRange(rangeHeader, size);
+  if (resolved.kind === 'unsatisfiable') {
+    res.set('Content-Range', `bytes */${size}`);
+    throw new AppError('range_not_satisfiable', `The range ${rangeHeader} is outside the ${size} bytes of this item.`);
+  }
+  res.type(row.content_type);
+  const range = resolved.kind === 'partial' ? resolved.range : undefined;
+  if (range) {
+    res.status(206).set('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
+    res.set('Content-Length', String(range.end - range.start + 1));
+  } else {
+    res.status(200).set('Content-Length', String(size));
+  }
+  if (req.method === 'HEAD') {
+    res.end();
+    return;
+  }
+  const body = await evidence.readContent(row, range);
+  try {
+    await pipeline(body, res);
+  } catch (err) {
+    if (res.destroyed && !res.writableFinished) return; // the client went away mid-download
+    throw err;
+  }
+}

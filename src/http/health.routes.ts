@@ -1,0 +1,37 @@
+import { Router } from 'express';
+import { sql } from 'kysely';
+import type { AppContext } from '../context';
+
+const withTimeout = <T>(p: Promise<T>, ms: number) =>
+  Promise.race([
+    p,
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timed out')), ms).unref()),
+  ]);
+
+export function healthRoutes(ctx: AppContext): Router {
+  const router = Router();
+  router.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  router.get('/readyz', async (_req, res) => {
+    const check = async (fn: () => Promise<unknown>) => {
+      try {
+        await withTimeout(fn(), 3000);
+        return 'ok';
+      } catch (err) {
+        ctx.logger.warn({ err }, 'readiness check failed');
+        return 'unavailable';
+      }
+    };
+    const [database, storage] = await Promise.all([
+      check(() => sql`select 1`.execute(ctx.db)),
+      check(() => ctx.blobStore.ping()),
+    ]);
+    const ready = database === 'ok' && storage === 'ok' && !ctx.shuttingDown;
+    res.status(ready ? 200 : 503).json({
+      status: ready ? 'ready' : 'not_ready',
+      checks: { database, storage: { driver: ctx.blobStore.driver, status: storage } },
+    });
+  });
+  return router;
+}

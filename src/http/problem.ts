@@ -1,0 +1,46 @@
+import type { ErrorCode } from '../errors';
+
+/** The one mapping from domain error codes to HTTP statuses and titles. */
+export const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
+  unauthorized: { status: 401, title: 'Missing or invalid API key' },
+  forbidden: { status: 403, title: "The key's role does not allow this action" },
+  not_found: { status: 404, title: 'Not found' },
+  route_not_found: { status: 404, title: 'No such route' },
+  method_not_allowed: { status: 405, title: 'Method not allowed' },
+  validation_failed: { status: 400, title: 'Invalid input' },
+  unknown_field: { status: 400, title: 'Unknown field' },
+  invalid_json: { status: 400, title: 'Malformed JSON body' },
+  invalid_multipart: { status: 400, title: 'Malformed multipart body' },
+  multipart_required: { status: 415, title: 'multipart/form-data required' },
+  missing_file: { status: 400, title: 'No file part' },
+  too_many_files: { status: 400, title: 'More than one file part' },
+  too_many_fields: { status: 400, title: 'Too many fields' },
+  field_name_too_long: { status: 400, title: 'Field name too long' },
+  field_value_too_long: { status: 400, title: 'Field value too long' },
+  file_too_large: { status: 413, title: 'File too large' },
+  body_too_large: { status: 413, title: 'Request body too large' },
+  empty_file: { status: 422, title: 'Empty file' },
+  upload_aborted: { status: 400, title: 'Upload did not complete' },
+  unsupported_media_type: { status: 415, title: 'Content type not accepted for this kind' },
+  checksum_mismatch: { status: 422, title: 'SHA-256 mismatch' },
+  call_id_conflict: { status: 409, title: 'Call already has a different recording' },
+  idempotency_key_reused: { status: 422, title: 'Idempotency-Key reused with a different file' },
+  invalid_idempotency_key: { status: 400, title: 'Invalid Idempotency-Key' },
+  invalid_cursor: { status: 400, title: 'Invalid cursor' },
+  range_not_satisfiable: { status: 416, title: 'Range not satisfiable' },
+  invalid_phone_number: { status: 400, title: 'Invalid phone number' },
+  not_ready: { status: 503, title: 'Not ready' },
+  internal_error: { status: 500, title: 'Internal error' },
+};
+
+export type ProblemCode = keyof typeof PROBLEMS;
+
+export function problemBody(
+  code: ProblemCode,
+  detail: string,
+  instance: string,
+  extra: Record<string, unknown> = {},
+) {
+  const { status, title } = PROBLEMS[code];
+  return { type: `urn:evidence-archive:problem:${code}`, title, status, detail, code, instance, ...extra };
+}

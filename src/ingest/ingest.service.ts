@@ -1,0 +1,158 @@
+import { randomUUID } from 'node:crypto';
+import type { Db, LinkType } from '../db/database';
+import type { Principal } from '../access/roles';
+import { AppError } from '../errors';
+import type { EvidenceRepository } from '../evidence/evidence.repository';
+import { toEvidenceView, type EvidenceView } from '../evidence/evidence.view';
+import { sanitizeFilename } from '../evidence/filename';
+import type { IdempotencyRepository } from '../evidence/idempotency.repository';
+import { toE164 } from '../evidence/phone-number';
+import type { Logger } from '../logger';
+import type { BlobStore } from '../storage/blob-store';
+import { parseUploadFields, type UploadFields } from './upload-fields';
+import { assertAllowed, type StagedUpload } from './upload-storage-engine';
+
+export interface IngestResult {
+  status: 200 | 201;
+  item: EvidenceView;
+  replayed: boolean;
+}
+
+export interface IngestRequest {
+  principal: Principal;
+  staged: StagedUpload | undefined;
+  fields: unknown;
+  originalFilename?: string;
+  idempotencyKey?: string;
+}
+
+/** Signals that another request committed the same Idempotency-Key first. */
+class IdempotencyKeyTaken extends Error {}
+
+/**
+ * Turns a staged upload into archived evidence: checks it, promotes the blob to its
+ * content-addressed key, then records row, links and receipt in one transaction. The blob is
+ * durable before the row commits, so an acknowledged item always has its bytes.
+ */
+export class IngestService {
+  constructor(
+    private readonly db: Db,
+    private readonly store: BlobStore,
+    private readonly evidence: EvidenceRepository,
+    private readonly idempotency: IdempotencyRepository,
+    private readonly logger: Logger,
+    private readonly opts: { defaultPhoneRegion?: string; now?: () => Date } = {},
+  ) {}
+
+  /** A stored first response for this key, to replay without reading the request body. */
+  async findReplay(principal: Principal, idempotencyKey: string) {
+    return this.idempotency.find(this.db, principal.keyId, idempotencyKey);
+  }
+
+  async ingest(req: IngestRequest): Promise<IngestResult> {
+    const { staged } = req;
+    if (!staged) {
+      throw new AppError('missing_file', 'The request has no file part named "file".');
+    }
+    let promoted = false;
+    try {
+      if (staged.size === 0) throw new AppError('empty_file', 'The uploaded file is empty.');
+      const fields = parseUploadFields(req.fields);
+      if (fields.sha256 && fields.sha256 !== staged.sha256) {
+        throw new AppError(
+          'checksum_mismatch',
+          `The declared sha256 ${fields.sha256} does not match the received bytes (${staged.sha256}); nothing was stored.`,
+          { declared: fields.sha256, computed: staged.sha256 },
+        );
+      }
+      assertAllowed(fields.kind, staged.contentType);
+      const { key } = await this.store.promote(staged.stagingKey, staged.sha256, staged.size);
+      promoted = true;
+      return await this.record(req, staged, fields, key);
+    } finally {
+      if (!promoted) {
+        await this.store.discardStaging(staged.stagingKey).catch((err) => {
+          this.logger.warn({ err, stagingKey: staged.stagingKey }, 'staging cleanup failed');
+        });
+      }
+    }
+  }
+
+  private async record(
+    req: IngestRequest,
+    staged: StagedUpload,
+    fields: UploadFields,
+    blobKey: string,
+  ): Promise<IngestResult> {
+    const { principal, idempotencyKey } = req;
+    const now = this.opts.now?.() ?? new Date();
+    const region = this.opts.defaultPhoneRegion;
+    const links: { type: LinkType; ref: string }[] = [
+      ...(fields.orderId ?? []).map((ref) => ({ type: 'order' as const, ref })),
+      ...(fields.complaintId ?? []).map((ref) => ({ type: 'complaint' as const, ref })),
+    ];
+    try {
+      return await this.db.transaction().execute(async (tx) => {
+        const insertedId = await this.evidence.insertItem(tx, {
+          id: randomUUID(),
+          kind: fields.kind,
+          sha256: staged.sha256,
+          size_bytes: staged.size,
+          content_type: staged.contentType,
+          blob_key: blobKey,
+          original_filename: sanitizeFilename(req.originalFilename),
+          captured_at: fields.capturedAt ?? now,
+          received_at: now,
+          source: fields.source ?? null,
+          created_by_key_id: principal.keyId,
+          call_id: fields.callId ?? null,
+          from_number: fields.fromNumber ?? null,
+          from_number_e164: fields.fromNumber ? (toE164(fields.fromNumber, region) ?? null) : null,
+          to_number: fields.toNumber ?? null,
+          to_number_e164: fields.toNumber ? (toE164(fields.toNumber, region) ?? null) : null,
+          agent_id: fields.agentId ?? null,
+          direction: fields.direction ?? null,
+          station_id: fields.stationId ?? null,
+          operator_id: fields.operatorId ?? null,
+          tracking_number: fields.trackingNumber ?? null,
+        });
+        // The unique constraint on sha256 decided; a losing racer sees the winner's committed row.
+        const id = insertedId ?? (await this.evidence.findIdBySha256(tx, staged.sha256));
+        if (!id) {
+          throw new AppError(
+            'call_id_conflict',
+            `Call ${JSON.stringify(fields.callId)} from this source already has a recording with different bytes.`,
+            { callId: fields.callId },
+          );
+        }
+        await this.evidence.addLinks(tx, id, links, principal.keyId);
+        await this.evidence.addReceipt(tx, principal.keyId, id);
+        const row = await this.evidence.findById(tx, id);
+        const result: IngestResult = {
+          status: insertedId ? 201 : 200,
+          item: toEvidenceView(row!),
+          replayed: false,
+        };
+        if (idempotencyKey) {
+          const stored = await this.idempotency.insert(tx, principal.keyId, idempotencyKey, {
+            contentSha256: staged.sha256,
+            statusCode: result.status,
+            body: result.item,
+          });
+          if (!stored) throw new IdempotencyKeyTaken();
+        }
+        return result;
+      });
+    } catch (err) {
+      if (!(err instanceof IdempotencyKeyTaken) || !idempotencyKey) throw err;
+      const first = await this.idempotency.find(this.db, principal.keyId, idempotencyKey);
+      if (first?.contentSha256 !== staged.sha256) {
+        throw new AppError(
+          'idempotency_key_reused',
+          'This Idempotency-Key was already used for a different file.',
+        );
+      }
+      return { status: first.statusCode as 200 | 201, item: first.body as EvidenceView, replayed: true };
+    }
+  }
+}

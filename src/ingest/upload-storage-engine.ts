@@ -1,0 +1,76 @@
+import type { Request } from 'express';
+import type { StorageEngine } from 'multer';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream';
+import type { EvidenceKind } from '../db/database';
+import { AppError } from '../errors';
+import type { BlobStore } from '../storage/blob-store';
+import { IngestMeter, type Measured } from './ingest-meter';
+import { describeAllowed, EVIDENCE_KINDS, isAllowedType } from './kinds';
+
+export interface StagedUpload extends Measured {
+  stagingKey: string;
+}
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    staged?: StagedUpload;
+  }
+}
+
+/**
+ * A multer storage engine that streams the file part through IngestMeter straight into the
+ * blob store's staging area: no temp copy, no second read.
+ */
+export class StagingStorageEngine implements StorageEngine {
+  constructor(
+    private readonly store: BlobStore,
+    private readonly maxBytes: number,
+  ) {}
+
+  _handleFile(
+    req: Request,
+    file: Express.Multer.File,
+    cb: (error?: unknown, info?: Partial<Express.Multer.File>) => void,
+  ): void {
+    // Fields sent before the file let us refuse a wrong type after its first 4 KB, not at the end.
+    const meter = new IngestMeter(this.maxBytes, (type) => {
+      const kind = (req.body as Record<string, unknown>)?.kind;
+      if (typeof kind === 'string' && (EVIDENCE_KINDS as readonly string[]).includes(kind)) {
+        assertAllowed(kind as EvidenceKind, type);
+      }
+    });
+    const source = pipeline(file.stream, meter, () => undefined) as Readable;
+    this.store.writeStaging(source).then(
+      (stagingKey) => {
+        req.staged = { stagingKey, ...meter.measured };
+        cb(null, { size: meter.measured.size });
+      },
+      (err) => {
+        // Busboy does not tell us why a part ended early; report the first real cause.
+        const cause = meter.errored ?? file.stream.errored ?? err;
+        cb(cause);
+      },
+    );
+  }
+
+  _removeFile(req: Request, _file: Express.Multer.File, cb: (error: Error | null) => void): void {
+    const staged = req.staged;
+    req.staged = undefined;
+    if (!staged) return cb(null);
+    this.store.discardStaging(staged.stagingKey).then(
+      () => cb(null),
+      (err: Error) => cb(err),
+    );
+  }
+}
+
+export function assertAllowed(kind: EvidenceKind, contentType: string): void {
+  if (!isAllowedType(kind, contentType)) {
+    throw new AppError(
+      'unsupported_media_type',
+      `The file's content is ${contentType}, which is not accepted for kind "${kind}" (expected ${describeAllowed(kind)}).`,
+      { detectedType: contentType, kind },
+    );
+  }
+}

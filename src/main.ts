@@ -1,0 +1,58 @@
+import { ConfigError, loadConfig } from './config';
+import { buildContext } from './context';
+import { createApp } from './http/app';
+import { startServer } from './http/server';
+import { createLogger } from './logger';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(78); // EX_CONFIG
+    }
+    throw err;
+  }
+  const logger = createLogger(config.logLevel);
+  const ctx = await buildContext(config, logger, { migrate: true });
+  const running = await startServer(createApp(ctx), config);
+
+  const where = config.database.url ? 'external PostgreSQL' : `embedded PostgreSQL in ${config.dataDir}`;
+  const store =
+    config.storage.driver === 's3' ? `S3 bucket ${config.storage.s3.bucket}` : `disk (${config.storage.root})`;
+  logger.info({ url: running.url }, 'evidence archive listening');
+  console.log(
+    [
+      `Evidence archive listening on ${config.publicUrl ?? running.url}`,
+      `  metadata: ${where}; blobs: ${store}`,
+      `  mint a key: npm run keys -- create --role admin --name "first admin" --json`,
+      `  API description: ${running.url}/openapi.json`,
+    ].join('\n'),
+  );
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    ctx.shuttingDown = true;
+    logger.info({ signal, graceMs: config.http.shutdownGraceMs }, 'shutting down');
+    try {
+      await running.close(config.http.shutdownGraceMs);
+      await ctx.close();
+      logger.info('stopped');
+      process.exit(0);
+    } catch (err) {
+      logger.error({ err }, 'unclean shutdown');
+      process.exit(1);
+    }
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err) => {
+  console.error('Evidence archive failed to start:', err instanceof Error ? err.message : err);
+  process.exit(1);
+});

@@ -1,0 +1,109 @@
+import { randomUUID } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  blobKeyFor,
+  STAGING_PREFIX,
+  type BlobStore,
+  type ByteRange,
+  type PromoteResult,
+} from './blob-store';
+
+/** Blobs on local disk: fsync before acknowledging, promotion by an atomic no-clobber link. */
+export class FsBlobStore implements BlobStore {
+  readonly driver = 'fs' as const;
+
+  constructor(private readonly root: string) {}
+
+  async init(): Promise<this> {
+    await fs.mkdir(path.join(this.root, STAGING_PREFIX), { recursive: true, mode: 0o750 });
+    await fs.mkdir(path.join(this.root, 'sha256'), { recursive: true, mode: 0o750 });
+    return this;
+  }
+
+  private pathOf(key: string): string {
+    // Keys are ours (staging uuid or hash-derived), never client input; refuse anything else.
+    if (!/^(staging\/[0-9a-f-]{36}|sha256\/[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{64})$/.test(key)) {
+      throw new Error(`invalid blob key: ${key}`);
+    }
+    return path.join(this.root, key);
+  }
+
+  async writeStaging(body: Readable): Promise<string> {
+    const key = `${STAGING_PREFIX}${randomUUID()}`;
+    const file = this.pathOf(key);
+    const handle = await fs.open(file, 'wx', 0o640);
+    try {
+      await pipeline(body, handle.createWriteStream({ autoClose: false, highWaterMark: 1 << 20 }));
+      await handle.sync();
+    } catch (err) {
+      await handle.close().catch(() => undefined);
+      await fs.rm(file, { force: true });
+      throw err;
+    }
+    await handle.close();
+    return key;
+  }
+
+  async promote(stagingKey: string, sha256: string, size: number): Promise<PromoteResult> {
+    const key = blobKeyFor(sha256);
+    const staged = this.pathOf(stagingKey);
+    const target = this.pathOf(key);
+    await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o750 });
+    let created = true;
+    try {
+      // link() never replaces an existing file, unlike rename(): two uploads of the same bytes
+      // racing here both end with one intact blob.
+      await fs.link(staged, target);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      created = false;
+      const existing = await this.stat(key);
+      if (existing !== size) {
+        // The stored copy is damaged; the staged bytes were just hashed, so they restore it.
+        await fs.rename(staged, target);
+        created = true;
+      }
+    }
+    await fs.rm(staged, { force: true });
+    await fsyncDir(path.dirname(target));
+    return { key, created };
+  }
+
+  async discardStaging(stagingKey: string): Promise<void> {
+    await fs.rm(this.pathOf(stagingKey), { force: true });
+  }
+
+  async stat(key: string): Promise<number | undefined> {
+    try {
+      return (await fs.stat(this.pathOf(key))).size;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  async read(key: string, range?: ByteRange): Promise<Readable> {
+    const file = this.pathOf(key);
+    // Open first so a missing blob rejects here rather than as a stream error mid-response.
+    const handle = await fs.open(file, 'r');
+    return handle.createReadStream({ start: range?.start, end: range?.end, highWaterMark: 1 << 20 });
+  }
+
+  async ping(): Promise<void> {
+    await fs.access(path.join(this.root, STAGING_PREFIX), fs.constants.W_OK);
+  }
+
+  async close(): Promise<void> {}
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const handle = await fs.open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

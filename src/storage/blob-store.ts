@@ -1,0 +1,38 @@
+import type { Readable } from 'node:stream';
+
+/** Inclusive byte range, already resolved against the blob's size. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+export interface PromoteResult {
+  key: string;
+  /** False when a blob with these bytes already existed and the staged copy was discarded. */
+  created: boolean;
+}
+
+/**
+ * Where evidence bytes live. Blobs are content-addressed: an upload is written under a staging
+ * key, and promoted to the key derived from its SHA-256 only once the hash is known and checked.
+ */
+export interface BlobStore {
+  readonly driver: 'fs' | 's3';
+  /** Streams body into a new staging object and returns its key once every byte is durable. */
+  writeStaging(body: Readable): Promise<string>;
+  promote(stagingKey: string, sha256: string, size: number): Promise<PromoteResult>;
+  discardStaging(stagingKey: string): Promise<void>;
+  /** Size of a promoted blob, or undefined when it does not exist. */
+  stat(key: string): Promise<number | undefined>;
+  read(key: string, range?: ByteRange): Promise<Readable>;
+  /** Throws when the store cannot be reached. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function blobKeyFor(sha256: string): string {
+  if (!/^[0-9a-f]{64}$/.test(sha256)) throw new Error(`not a sha256 hex digest: ${sha256}`);
+  return `sha256/${sha256.slice(0, 2)}/${sha256.slice(2, 4)}/${sha256}`;
+}
+
+export const STAGING_PREFIX = 'staging/';
