@@ -36,14 +36,13 @@ export class FsBlobStore implements BlobStore {
     const file = this.pathOf(key);
     const handle = await fs.open(file, 'wx', 0o640);
     try {
-      await pipeline(body, handle.createWriteStream({ autoClose: false, highWaterMark: 1 << 20 }));
-      await handle.sync();
+      // flush: fsync before the stream closes the file, so "written" means on disk.
+      await pipeline(body, handle.createWriteStream({ flush: true, highWaterMark: 1 << 20 }));
     } catch (err) {
       await handle.close().catch(() => undefined);
       await fs.rm(file, { force: true });
       throw err;
     }
-    await handle.close();
     return key;
   }
 

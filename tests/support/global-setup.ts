@@ -1,0 +1,30 @@
+import { mkdtempSync, chmodSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { EmbeddedDatabase } from '../../src/db/embedded-postgres';
+import { createLogger } from '../../src/logger';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+/**
+ * Tests need a real PostgreSQL: TEST_DATABASE_URL (CI points it at the machine's server) or,
+ * with nothing configured, an embedded one in a temporary directory. Each suite then creates
+ * its own database on that server.
+ */
+export default async function globalSetup(): Promise<void> {
+  if (process.env.TEST_DATABASE_URL) return;
+  const dir = mkdtempSync(path.join(tmpdir(), 'evidence-test-pg-'));
+  chmodSync(dir, 0o755); // the embedded server runs as `postgres` when tests run as root
+  const db = await EmbeddedDatabase.start(dir, await freePort(), createLogger('warn'));
+  process.env.TEST_DATABASE_URL = db.connectionString;
+  (globalThis as Record<string, unknown>).__embeddedTestDb = db;
+}

@@ -1,0 +1,73 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { MintedKey } from '../../src/access/api-key.service';
+import { loadConfig } from '../../src/config';
+import { buildContext, type AppContext } from '../../src/context';
+import { createApp } from '../../src/http/app';
+import { startServer, type RunningServer } from '../../src/http/server';
+import { createLogger } from '../../src/logger';
+import { startS3Server, type TestS3 } from './s3-server';
+import { createTestDatabase } from './test-db';
+
+export type Driver = 'fs' | 's3';
+export const DRIVERS: Driver[] = ['fs', 's3'];
+
+export interface TestApp {
+  ctx: AppContext;
+  url: string;
+  server: RunningServer;
+  keys: { ingest: MintedKey; ingest2: MintedKey; support: MintedKey; admin: MintedKey };
+  dataDir: string;
+  s3?: TestS3;
+  close(): Promise<void>;
+}
+
+/**
+ * The real service over real infrastructure: its own PostgreSQL database, the chosen blob store
+ * (disk in a temp dir, or s3rver on loopback) and an HTTP server on a loopback port.
+ */
+export async function startTestApp(
+  driver: Driver = 'fs',
+  env: Record<string, string> = {},
+): Promise<TestApp> {
+  const database = await createTestDatabase();
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'evidence-data-'));
+  const s3 = driver === 's3' ? await startS3Server() : undefined;
+  const config = loadConfig({
+    DATABASE_URL: database.url,
+    DATA_DIR: dataDir,
+    PORT: '0',
+    LOG_LEVEL: 'silent',
+    DATABASE_POOL_SIZE: '5',
+    ...s3?.env,
+    ...env,
+  });
+  const ctx = await buildContext(config, createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'), {
+    migrate: true,
+  });
+  const server = await startServer(createApp(ctx), config);
+  const keys = {
+    ingest: await ctx.apiKeys.create('ingest', 'PK-03'),
+    ingest2: await ctx.apiKeys.create('ingest', 'PK-04'),
+    support: await ctx.apiKeys.create('support', 'Agent Ana'),
+    admin: await ctx.apiKeys.create('admin', 'Admin'),
+  };
+  return {
+    ctx,
+    url: server.url,
+    server,
+    keys,
+    dataDir,
+    s3,
+    async close() {
+      await server.close(0);
+      await ctx.close();
+      await s3?.close();
+      await database.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const bearer = (k: MintedKey) => ({ Authorization: `Bearer ${k.key}` });
