@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'invalid_multipart'
   | 'multipart_required'
   | 'missing_file'
+  | 'invalid_filename'
   | 'too_many_files'
   | 'too_many_fields'
   | 'field_name_too_long'

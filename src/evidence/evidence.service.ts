@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Db, LinkType } from '../db/database';
 import { can, type Principal } from '../access/roles';
 import { AppError } from '../errors';
-import { identifier, isoTimestamp, parseWith } from '../ingest/upload-fields';
+import { identifier, isoTimestamp, parseWith, phoneField } from '../ingest/upload-fields';
 import { EVIDENCE_KINDS } from '../ingest/kinds';
 import type { BlobStore, ByteRange } from '../storage/blob-store';
 import type { EvidenceRepository, EvidenceRow, SearchCursor } from './evidence.repository';
@@ -28,10 +28,10 @@ const searchQuery = z
     orderId: identifier().optional(),
     complaintId: identifier().optional(),
     kind: z.enum(EVIDENCE_KINDS).optional(),
-    phone: identifier(64).optional(),
+    phone: phoneField().optional(),
     stationId: identifier().optional(),
-    from: isoTimestamp.optional(),
-    to: isoTimestamp.optional(),
+    from: isoTimestamp().optional(),
+    to: isoTimestamp().optional(),
     limit: z.coerce.number().int().min(1).max(200).default(50),
     cursor: z.string().max(200).optional(),
   })

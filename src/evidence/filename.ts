@@ -1,4 +1,26 @@
+import { AppError } from '../errors';
+
 const MAX_FILENAME_BYTES = 255;
+
+/**
+ * Refuses filenames only a broken or hostile client sends: control characters (NUL, CR, LF),
+ * directory parts or traversal, and names longer than any filesystem allows.
+ */
+export function assertAcceptableFilename(raw: string | undefined): void {
+  if (!raw) return;
+  const problem =
+    // eslint-disable-next-line no-control-regex
+    /[\u0000-\u001f\u007f]/.test(raw)
+      ? 'contains control characters'
+      : /[/\\]/.test(raw) || raw === '.' || raw === '..'
+        ? 'contains a path'
+        : Buffer.byteLength(raw) > MAX_FILENAME_BYTES
+          ? `is longer than ${MAX_FILENAME_BYTES} bytes`
+          : undefined;
+  if (problem) {
+    throw new AppError('invalid_filename', `The file's name ${problem}; send the bare file name.`);
+  }
+}
 
 /**
  * A client's filename made safe to store and show: the last path segment only, no control or

@@ -39,6 +39,8 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
 
   const upload = multer({
     storage: new StagingStorageEngine(deps.store, deps.maxUploadBytes),
+    // See the name the client sent, so a path in it is refused rather than silently cut off.
+    preservePath: true,
     limits: {
       files: 1,
       fileSize: deps.maxUploadBytes,

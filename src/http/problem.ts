@@ -13,6 +13,7 @@ export const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
   invalid_multipart: { status: 400, title: 'Malformed multipart body' },
   multipart_required: { status: 415, title: 'multipart/form-data required' },
   missing_file: { status: 400, title: 'No file part' },
+  invalid_filename: { status: 400, title: 'Unacceptable file name' },
   too_many_files: { status: 400, title: 'More than one file part' },
   too_many_fields: { status: 400, title: 'Too many fields' },
   field_name_too_long: { status: 400, title: 'Field name too long' },

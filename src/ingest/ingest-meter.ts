@@ -64,6 +64,7 @@ export class IngestMeter extends Transform {
   private sniff(): Error | undefined {
     this.contentType = sniffContentType(Buffer.concat(this.head));
     this.head = [];
+    if (this.size === 0) return undefined; // an empty file is refused as such, not by its type
     try {
       this.onSniffed(this.contentType);
       return undefined;

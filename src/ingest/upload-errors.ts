@@ -18,6 +18,8 @@ export function translateUploadError(err: unknown, requestComplete: boolean): un
           'too_many_files',
           `Unexpected file part ${JSON.stringify(String(err.field ?? '').slice(0, 100))}; send exactly one file part, named "file".`,
         );
+      case 'MISSING_FIELD_NAME':
+        return new AppError('unknown_field', 'A multipart part has no field name.');
       case 'LIMIT_FIELD_KEY':
         return new AppError('field_name_too_long', 'A field name is too long.');
       case 'LIMIT_FIELD_VALUE':

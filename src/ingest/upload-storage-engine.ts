@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream';
 import type { EvidenceKind } from '../db/database';
 import { AppError } from '../errors';
+import { assertAcceptableFilename } from '../evidence/filename';
 import type { BlobStore } from '../storage/blob-store';
 import { IngestMeter, type Measured } from './ingest-meter';
 import { describeAllowed, EVIDENCE_KINDS, isAllowedType } from './kinds';
@@ -33,6 +34,11 @@ export class StagingStorageEngine implements StorageEngine {
     file: Express.Multer.File,
     cb: (error?: unknown, info?: Partial<Express.Multer.File>) => void,
   ): void {
+    try {
+      assertAcceptableFilename(file.originalname);
+    } catch (err) {
+      return cb(err);
+    }
     // Fields sent before the file let us refuse a wrong type after its first 4 KB, not at the end.
     const meter = new IngestMeter(this.maxBytes, (type) => {
       const kind = (req.body as Record<string, unknown>)?.kind;

@@ -71,3 +71,33 @@ export async function startTestApp(
 }
 
 export const bearer = (k: MintedKey) => ({ Authorization: `Bearer ${k.key}` });
+
+/** Every object the blob store holds (promoted and staging), to prove nothing partial was kept. */
+export async function storedKeys(app: TestApp): Promise<string[]> {
+  if (app.s3) {
+    const { S3Client, ListObjectsV2Command } = await import('@aws-sdk/client-s3');
+    const client = new S3Client({
+      endpoint: app.s3.endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+    });
+    const res = await client.send(new ListObjectsV2Command({ Bucket: app.s3.bucket }));
+    client.destroy();
+    return (res.Contents ?? []).map((o) => o.Key!).sort();
+  }
+  const { readdirSync } = await import('node:fs');
+  const root = path.join(app.dataDir, 'blobs');
+  return (readdirSync(root, { recursive: true, withFileTypes: true }) as import('node:fs').Dirent[])
+    .filter((d) => d.isFile())
+    .map((d) => path.relative(root, path.join(d.parentPath ?? d.path, d.name)))
+    .sort();
+}
+
+export async function itemCount(app: TestApp): Promise<number> {
+  const row = await app.ctx.db
+    .selectFrom('evidence_items')
+    .select((eb) => eb.fn.countAll().as('n'))
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}

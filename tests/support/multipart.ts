@@ -11,14 +11,16 @@ export interface FilePart {
 }
 
 /** A multipart/form-data body as a stream, so tests control exactly what goes on the wire. */
-export function multipartBody(fields: [string, string][], files: FilePart[]) {
+export function multipartBody(
+  fields: [string, string][],
+  files: FilePart[],
+  trailingFields: [string, string][] = [],
+) {
   const boundary = `----evidence${randomBytes(12).toString('hex')}`;
   async function* generate(): AsyncGenerator<Buffer> {
-    for (const [name, value] of fields) {
-      yield Buffer.from(
-        `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`,
-      );
-    }
+    const field = (name: string, value: string) =>
+      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`);
+    for (const [name, value] of fields) yield field(name, value);
     for (const f of files) {
       yield Buffer.from(
         `--${boundary}\r\nContent-Disposition: form-data; name="${f.field ?? 'file'}"; filename="${f.filename}"\r\n` +
@@ -28,6 +30,7 @@ export function multipartBody(fields: [string, string][], files: FilePart[]) {
       else for await (const chunk of f.content) yield chunk;
       yield Buffer.from('\r\n');
     }
+    for (const [name, value] of trailingFields) yield field(name, value);
     yield Buffer.from(`--${boundary}--\r\n`);
   }
   return { contentType: `multipart/form-data; boundary=${boundary}`, stream: Readable.from(generate()) };
