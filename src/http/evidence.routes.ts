@@ -41,6 +41,8 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
     storage: new StagingStorageEngine(deps.store, deps.maxUploadBytes),
     // See the name the client sent, so a path in it is refused rather than silently cut off.
     preservePath: true,
+    // Browsers send UTF-8 file names as raw bytes; busboy would read them as latin1.
+    defParamCharset: 'utf8',
     limits: {
       files: 1,
       fileSize: deps.maxUploadBytes,
