@@ -18,10 +18,8 @@ export function resolveRange(header: string | undefined, size: number): RangeRes
     return { kind: 'partial', range: { start: Math.max(0, size - suffix), end: size - 1 } };
   }
   const start = Number(first);
-  const end = last === '' ? size - 1 : Number(last);
-  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || end < start) {
-    return { kind: 'full' };
-  }
+  const end = last === '' ? Infinity : Number(last);
+  if (!Number.isSafeInteger(start) || end < start) return { kind: 'full' };
   if (start >= size) return { kind: 'unsatisfiable' };
   return { kind: 'partial', range: { start, end: Math.min(end, size - 1) } };
 }
