@@ -74,23 +74,27 @@ export const bearer = (k: MintedKey) => ({ Authorization: `Bearer ${k.key}` });
 
 /** Every object the blob store holds (promoted and staging), to prove nothing partial was kept. */
 export async function storedKeys(app: TestApp): Promise<string[]> {
-  if (app.s3) {
+  return listStoreKeys(app.s3 ?? path.join(app.dataDir, 'blobs'));
+}
+
+/** Keys in an s3rver bucket, or files under a disk store's root. */
+export async function listStoreKeys(target: TestS3 | string): Promise<string[]> {
+  if (typeof target !== 'string') {
     const { S3Client, ListObjectsV2Command } = await import('@aws-sdk/client-s3');
     const client = new S3Client({
-      endpoint: app.s3.endpoint,
+      endpoint: target.endpoint,
       region: 'us-east-1',
       forcePathStyle: true,
       credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
     });
-    const res = await client.send(new ListObjectsV2Command({ Bucket: app.s3.bucket }));
+    const res = await client.send(new ListObjectsV2Command({ Bucket: target.bucket }));
     client.destroy();
     return (res.Contents ?? []).map((o) => o.Key!).sort();
   }
   const { readdirSync } = await import('node:fs');
-  const root = path.join(app.dataDir, 'blobs');
-  return (readdirSync(root, { recursive: true, withFileTypes: true }) as import('node:fs').Dirent[])
+  return readdirSync(target, { recursive: true, withFileTypes: true })
     .filter((d) => d.isFile())
-    .map((d) => path.relative(root, path.join(d.parentPath ?? d.path, d.name)))
+    .map((d) => path.relative(target, path.join(d.parentPath ?? d.path, d.name)))
     .sort();
 }
 
