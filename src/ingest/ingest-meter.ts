@@ -16,7 +16,7 @@ export interface Measured {
  */
 export class IngestMeter extends Transform {
   private readonly hash = createHash('sha256');
-  private size = 0;
+  private byteCount = 0;
   private head: Buffer[] = [];
   private headLength = 0;
   private contentType?: string;
@@ -30,8 +30,8 @@ export class IngestMeter extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.size += chunk.length;
-    if (this.size > this.maxBytes) {
+    this.byteCount += chunk.length;
+    if (this.byteCount > this.maxBytes) {
       return cb(
         new AppError('file_too_large', `The file is larger than the limit of ${this.maxBytes} bytes.`),
       );
@@ -55,7 +55,7 @@ export class IngestMeter extends Transform {
     }
     this.result = {
       sha256: this.hash.digest('hex'),
-      size: this.size,
+      size: this.byteCount,
       contentType: this.contentType!,
     };
     cb();
@@ -64,7 +64,7 @@ export class IngestMeter extends Transform {
   private sniff(): Error | undefined {
     this.contentType = sniffContentType(Buffer.concat(this.head));
     this.head = [];
-    if (this.size === 0) return undefined; // an empty file is refused as such, not by its type
+    if (this.byteCount === 0) return undefined; // an empty file is refused as such, not by its type
     try {
       this.onSniffed(this.contentType);
       return undefined;

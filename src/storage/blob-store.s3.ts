@@ -80,8 +80,11 @@ export class S3BlobStore implements BlobStore {
     });
     // A failing source stream must abort the upload rather than complete it with fewer bytes.
     const sourceFailed = new Promise<never>((_, reject) => body.once('error', reject));
+    const done = upload.done();
+    // Once the source failed, done() rejects too (aborted); that second rejection is expected.
+    done.catch(() => undefined);
     try {
-      await Promise.race([upload.done(), sourceFailed]);
+      await Promise.race([done, sourceFailed]);
     } catch (err) {
       await upload.abort().catch(() => undefined);
       await this.deleteObject(key).catch(() => undefined);
