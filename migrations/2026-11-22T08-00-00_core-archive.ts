@@ -6,7 +6,9 @@ export async function up(db: Kysely<any>): Promise<void> {
     .createTable('api_keys')
     .addColumn('id', 'text', (c) => c.primaryKey())
     .addColumn('name', 'text', (c) => c.notNull().check(sql`length(name) between 1 and 200`))
-    .addColumn('role', 'text', (c) => c.notNull().check(sql`role in ('ingest', 'support', 'admin')`))
+    .addColumn('role', 'text', (c) =>
+      c.notNull().check(sql`role in ('ingest', 'support', 'admin')`),
+    )
     .addColumn('secret_hash', 'text', (c) => c.notNull())
     .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
     .addColumn('revoked_at', 'timestamptz')
@@ -65,7 +67,11 @@ export async function up(db: Kysely<any>): Promise<void> {
     // Lookup by order or complaint is a scan of this primary key's prefix.
     .addPrimaryKeyConstraint('evidence_links_pkey', ['link_type', 'ref', 'item_id'])
     .execute();
-  await db.schema.createIndex('evidence_links_item_idx').on('evidence_links').column('item_id').execute();
+  await db.schema
+    .createIndex('evidence_links_item_idx')
+    .on('evidence_links')
+    .column('item_id')
+    .execute();
 
   await db.schema
     .createTable('evidence_receipts')

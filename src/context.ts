@@ -58,7 +58,14 @@ export async function buildContext(
       db,
       blobStore,
       apiKeys: new ApiKeyService(db, new ApiKeyRepository(), config.authCacheTtlMs),
-      ingest: new IngestService(db, blobStore, evidenceRepo, new IdempotencyRepository(), logger, phone),
+      ingest: new IngestService(
+        db,
+        blobStore,
+        evidenceRepo,
+        new IdempotencyRepository(),
+        logger,
+        phone,
+      ),
       evidence: new EvidenceService(db, blobStore, evidenceRepo, phone),
       shuttingDown: false,
       async close() {

@@ -19,9 +19,13 @@ async function main(): Promise<void> {
   const ctx = await buildContext(config, logger, { migrate: true });
   const running = await startServer(createApp(ctx), config);
 
-  const where = config.database.url ? 'external PostgreSQL' : `embedded PostgreSQL in ${config.dataDir}`;
+  const where = config.database.url
+    ? 'external PostgreSQL'
+    : `embedded PostgreSQL in ${config.dataDir}`;
   const store =
-    config.storage.driver === 's3' ? `S3 bucket ${config.storage.s3.bucket}` : `disk (${config.storage.root})`;
+    config.storage.driver === 's3'
+      ? `S3 bucket ${config.storage.s3.bucket}`
+      : `disk (${config.storage.root})`;
   logger.info({ url: running.url }, 'evidence archive listening');
   console.log(
     [

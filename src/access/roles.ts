@@ -12,7 +12,13 @@ export type Permission =
 
 const GRANTS: Record<Role, readonly Permission[]> = {
   ingest: ['evidence:create', 'evidence:receipt'],
-  support: ['evidence:receipt', 'evidence:read', 'evidence:search', 'evidence:download', 'evidence:link'],
+  support: [
+    'evidence:receipt',
+    'evidence:read',
+    'evidence:search',
+    'evidence:download',
+    'evidence:link',
+  ],
   admin: [
     'evidence:create',
     'evidence:receipt',

@@ -28,10 +28,7 @@ const linkRefs = <A extends string>(type: LinkType, alias: A) =>
 /** Thin data access for evidence items and their links: one query per method. */
 export class EvidenceRepository {
   /** Inserts unless the bytes (or the call id) are already archived; returns the new id if inserted. */
-  async insertItem(
-    db: Executor,
-    row: Insertable<EvidenceItemsTable>,
-  ): Promise<string | undefined> {
+  async insertItem(db: Executor, row: Insertable<EvidenceItemsTable>): Promise<string | undefined> {
     const inserted = await db
       .insertInto('evidence_items')
       .values(row)
@@ -99,7 +96,12 @@ export class EvidenceRepository {
   }
 
   /** Items linked to one order or complaint, oldest capture first: a scan of the link key. */
-  async listByLink(db: Executor, type: LinkType, ref: string, limit: number): Promise<EvidenceRow[]> {
+  async listByLink(
+    db: Executor,
+    type: LinkType,
+    ref: string,
+    limit: number,
+  ): Promise<EvidenceRow[]> {
     return db
       .selectFrom('evidence_links as k')
       .innerJoin('evidence_items as i', 'i.id', 'k.item_id')

@@ -39,7 +39,8 @@ export function sanitizeFilename(raw: string | undefined): string | null {
   const dot = name.lastIndexOf('.');
   const ext = dot > 0 && name.length - dot <= 16 ? name.slice(dot) : '';
   let stem = name.slice(0, name.length - ext.length);
-  while (Buffer.byteLength(stem + ext) > MAX_FILENAME_BYTES) stem = Array.from(stem).slice(0, -1).join('');
+  while (Buffer.byteLength(stem + ext) > MAX_FILENAME_BYTES)
+    stem = Array.from(stem).slice(0, -1).join('');
   return stem + ext;
 }
 

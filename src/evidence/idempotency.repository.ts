@@ -15,7 +15,9 @@ export class IdempotencyRepository {
       .where('api_key_id', '=', apiKeyId)
       .where('key', '=', key)
       .executeTakeFirst();
-    return row && { contentSha256: row.content_sha256, statusCode: row.status_code, body: row.response };
+    return (
+      row && { contentSha256: row.content_sha256, statusCode: row.status_code, body: row.response }
+    );
   }
 
   /** False when the key was already used: the primary key decides between racing requests. */

@@ -5,8 +5,10 @@ import { PROBLEMS, problemBody, type ProblemCode } from './problem';
 
 /** Errors thrown by express's body parser carry a `type`; we only map the client's mistakes. */
 function fromBodyParser(err: { type?: string; status?: number }): AppError | undefined {
-  if (err.type === 'entity.parse.failed') return new AppError('invalid_json', 'The body is not valid JSON.');
-  if (err.type === 'entity.too.large') return new AppError('body_too_large', 'The JSON body is too large.');
+  if (err.type === 'entity.parse.failed')
+    return new AppError('invalid_json', 'The body is not valid JSON.');
+  if (err.type === 'entity.too.large')
+    return new AppError('body_too_large', 'The JSON body is too large.');
   if (err.type && err.status && err.status < 500) {
     return new AppError('validation_failed', 'The request body could not be read.');
   }
@@ -32,7 +34,9 @@ export function errorMiddleware(logger: Logger): ErrorRequestHandler {
     res
       .status(status)
       .type('application/problem+json')
-      .send(JSON.stringify(problemBody(code, detail, req.originalUrl.split('?')[0]!, known?.extra)));
+      .send(
+        JSON.stringify(problemBody(code, detail, req.originalUrl.split('?')[0]!, known?.extra)),
+      );
   };
 }
 

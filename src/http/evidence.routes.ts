@@ -61,9 +61,14 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
     const declared = Number(req.get('content-length'));
     if (declared > deps.maxUploadBytes + MULTIPART_OVERHEAD_BYTES) {
       res.set('Connection', 'close'); // do not read gigabytes we will refuse anyway
-      throw new AppError('file_too_large', `The upload exceeds the limit of ${deps.maxUploadBytes} bytes.`);
+      throw new AppError(
+        'file_too_large',
+        `The upload exceeds the limit of ${deps.maxUploadBytes} bytes.`,
+      );
     }
-    upload(req, res, (err?: unknown) => next(err ? translateUploadError(err, req.complete) : undefined));
+    upload(req, res, (err?: unknown) =>
+      next(err ? translateUploadError(err, req.complete) : undefined),
+    );
   };
 
   /** A retry whose first attempt succeeded gets the first response without sending the file again. */
@@ -71,7 +76,10 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
     const key = req.get('idempotency-key');
     if (key === undefined) return next();
     if (!IDEMPOTENCY_KEY.test(key)) {
-      throw new AppError('invalid_idempotency_key', 'Idempotency-Key must be 1-255 visible ASCII characters.');
+      throw new AppError(
+        'invalid_idempotency_key',
+        'Idempotency-Key must be 1-255 visible ASCII characters.',
+      );
     }
     const first = await ingest.findReplay(principalOf(req), key);
     if (!first) return next();
@@ -81,16 +89,22 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
 
   router
     .route('/v1/evidence')
-    .post(auth, requirePermission('evidence:create'), replayIdempotent, receiveUpload, async (req, res) => {
-      const result = await ingest.ingest({
-        principal: principalOf(req),
-        staged: req.staged,
-        fields: req.body,
-        originalFilename: req.file?.originalname,
-        idempotencyKey: req.get('idempotency-key'),
-      });
-      sendItem(res, result.status, result.item, result.replayed);
-    })
+    .post(
+      auth,
+      requirePermission('evidence:create'),
+      replayIdempotent,
+      receiveUpload,
+      async (req, res) => {
+        const result = await ingest.ingest({
+          principal: principalOf(req),
+          staged: req.staged,
+          fields: req.body,
+          originalFilename: req.file?.originalname,
+          idempotencyKey: req.get('idempotency-key'),
+        });
+        sendItem(res, result.status, result.item, result.replayed);
+      },
+    )
     .get(auth, requirePermission('evidence:search'), async (req, res) => {
       res.json(await evidence.search(req.query));
     })
@@ -112,7 +126,9 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
 
   router
     .route('/v1/evidence/:id/content')
-    .get(auth, requirePermission('evidence:download'), (req, res) => sendContent(req, res, evidence))
+    .get(auth, requirePermission('evidence:download'), (req, res) =>
+      sendContent(req, res, evidence),
+    )
     .all(methodNotAllowed('GET, HEAD'));
 
   router
@@ -140,7 +156,11 @@ function sendItem(res: Response, status: number, item: EvidenceView, replayed: b
   res.status(status).json(item);
 }
 
-async function sendContent(req: Request<{ id: string }>, res: Response, evidence: EvidenceService): Promise<void> {
+async function sendContent(
+  req: Request<{ id: string }>,
+  res: Response,
+  evidence: EvidenceService,
+): Promise<void> {
   const row = await evidence.getRow(principalOf(req), req.params.id!);
   const etag = `"${row.sha256}"`;
   const filename = row.original_filename ?? `${row.id}`;
@@ -167,7 +187,10 @@ async function sendContent(req: Request<{ id: string }>, res: Response, evidence
   const resolved = resolveRange(rangeHeader, size);
   if (resolved.kind === 'unsatisfiable') {
     res.set('Content-Range', `bytes */${size}`);
-    throw new AppError('range_not_satisfiable', `The range ${rangeHeader} is outside the ${size} bytes of this item.`);
+    throw new AppError(
+      'range_not_satisfiable',
+      `The range ${rangeHeader} is outside the ${size} bytes of this item.`,
+    );
   }
   res.type(row.content_type);
   const range = resolved.kind === 'partial' ? resolved.range : undefined;

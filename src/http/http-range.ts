@@ -1,6 +1,7 @@
 import type { ByteRange } from '../storage/blob-store';
 
-export type RangeResult = { kind: 'full' } | { kind: 'partial'; range: ByteRange } | { kind: 'unsatisfiable' };
+export type RangeResult =
+  { kind: 'full' } | { kind: 'partial'; range: ByteRange } | { kind: 'unsatisfiable' };
 
 /**
  * Interprets a Range header (RFC 9110 §14) against a representation of `size` bytes. Only a

@@ -43,5 +43,13 @@ export function problemBody(
   extra: Record<string, unknown> = {},
 ) {
   const { status, title } = PROBLEMS[code];
-  return { type: `urn:evidence-archive:problem:${code}`, title, status, detail, code, instance, ...extra };
+  return {
+    type: `urn:evidence-archive:problem:${code}`,
+    title,
+    status,
+    detail,
+    code,
+    instance,
+    ...extra,
+  };
 }

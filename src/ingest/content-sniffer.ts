@@ -84,7 +84,10 @@ function looksLikeText(head: Buffer): boolean {
 }
 
 function textType(head: Buffer): string {
-  const text = head.toString('utf8').replace(/^\uFEFF/, '').trimStart();
+  const text = head
+    .toString('utf8')
+    .replace(/^\uFEFF/, '')
+    .trimStart();
   if (text.startsWith('#EXTM3U')) return 'application/vnd.apple.mpegurl';
   if (/^<(!doctype html|html|head|body|script|iframe)\b/i.test(text)) return 'text/html';
   if (/^<\?xml|^<svg\b/i.test(text)) return 'application/xml';

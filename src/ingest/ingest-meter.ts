@@ -33,7 +33,10 @@ export class IngestMeter extends Transform {
     this.byteCount += chunk.length;
     if (this.byteCount > this.maxBytes) {
       return cb(
-        new AppError('file_too_large', `The file is larger than the limit of ${this.maxBytes} bytes.`),
+        new AppError(
+          'file_too_large',
+          `The file is larger than the limit of ${this.maxBytes} bytes.`,
+        ),
       );
     }
     this.hash.update(chunk);

@@ -152,7 +152,11 @@ export class IngestService {
           'This Idempotency-Key was already used for a different file.',
         );
       }
-      return { status: first.statusCode as 200 | 201, item: first.body as EvidenceView, replayed: true };
+      return {
+        status: first.statusCode as 200 | 201,
+        item: first.body as EvidenceView,
+        replayed: true,
+      };
     }
   }
 }

@@ -23,7 +23,10 @@ export function translateUploadError(err: unknown, requestComplete: boolean): un
       case 'LIMIT_FIELD_KEY':
         return new AppError('field_name_too_long', 'A field name is too long.');
       case 'LIMIT_FIELD_VALUE':
-        return new AppError('field_value_too_long', `Field ${JSON.stringify(err.field)} is too long.`);
+        return new AppError(
+          'field_value_too_long',
+          `Field ${JSON.stringify(err.field)} is too long.`,
+        );
       case 'LIMIT_FIELD_COUNT':
       case 'LIMIT_PART_COUNT':
         return new AppError('too_many_fields', 'The upload has too many fields.');
@@ -32,8 +35,14 @@ export function translateUploadError(err: unknown, requestComplete: boolean): un
     }
   }
   const message = err instanceof Error ? err.message : '';
-  if (/^Request (aborted|closed)$/.test(message) || (!requestComplete && BUSBOY_PARSE_ERROR.test(message))) {
-    return new AppError('upload_aborted', 'The upload was interrupted before the end of the body; nothing was stored.');
+  if (
+    /^Request (aborted|closed)$/.test(message) ||
+    (!requestComplete && BUSBOY_PARSE_ERROR.test(message))
+  ) {
+    return new AppError(
+      'upload_aborted',
+      'The upload was interrupted before the end of the body; nothing was stored.',
+    );
   }
   if (BUSBOY_PARSE_ERROR.test(message)) {
     return new AppError('invalid_multipart', `The multipart body is malformed: ${message}.`);

@@ -37,7 +37,10 @@ export const isoTimestamp = (maxFutureMs = Infinity) =>
   z
     .string()
     .trim()
-    .regex(ISO_8601_WITH_OFFSET, 'must be an ISO 8601 timestamp with a time zone, e.g. 2026-11-02T14:03:00Z')
+    .regex(
+      ISO_8601_WITH_OFFSET,
+      'must be an ISO 8601 timestamp with a time zone, e.g. 2026-11-02T14:03:00Z',
+    )
     .transform((v, ctx) => {
       const date = new Date(v);
       if (Number.isNaN(date.getTime()) || date.getUTCFullYear() < 1990) {
@@ -119,7 +122,9 @@ export function parseWith<T extends z.ZodTypeAny>(schema: T, input: unknown): z.
     issue.code === 'invalid_type' && issue.received === 'undefined' ? 'is required' : issue.message;
   throw new AppError(
     'validation_failed',
-    field ? `Field "${field}" ${message.replace(/^[A-Z]/, (c) => c.toLowerCase())}.` : `${message}.`,
+    field
+      ? `Field "${field}" ${message.replace(/^[A-Z]/, (c) => c.toLowerCase())}.`
+      : `${message}.`,
     { field, issues: result.error.issues.map((i) => ({ path: i.path, message: i.message })) },
   );
 }

@@ -88,7 +88,11 @@ export class FsBlobStore implements BlobStore {
     const file = this.pathOf(key);
     // Open first so a missing blob rejects here rather than as a stream error mid-response.
     const handle = await fs.open(file, 'r');
-    return handle.createReadStream({ start: range?.start, end: range?.end, highWaterMark: 1 << 20 });
+    return handle.createReadStream({
+      start: range?.start,
+      end: range?.end,
+      highWaterMark: 1 << 20,
+    });
   }
 
   async ping(): Promise<void> {

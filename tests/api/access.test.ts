@@ -10,8 +10,28 @@ describe('API keys and roles', () => {
 
   beforeAll(async () => {
     app = await startTestApp('fs');
-    ownId = (await upload(app.url, app.keys.ingest.key, [['kind', 'photo'], ['orderId', 'ACL-1']], { filename: 'a.png', content: fakeMedia('png') })).json().id;
-    otherId = (await upload(app.url, app.keys.ingest2.key, [['kind', 'photo'], ['orderId', 'ACL-1']], { filename: 'b.png', content: fakeMedia('png') })).json().id;
+    ownId = (
+      await upload(
+        app.url,
+        app.keys.ingest.key,
+        [
+          ['kind', 'photo'],
+          ['orderId', 'ACL-1'],
+        ],
+        { filename: 'a.png', content: fakeMedia('png') },
+      )
+    ).json().id;
+    otherId = (
+      await upload(
+        app.url,
+        app.keys.ingest2.key,
+        [
+          ['kind', 'photo'],
+          ['orderId', 'ACL-1'],
+        ],
+        { filename: 'b.png', content: fakeMedia('png') },
+      )
+    ).json().id;
   });
   afterAll(() => app.close());
 
@@ -31,7 +51,9 @@ describe('API keys and roles', () => {
 
   it('401 for a key whose secret is wrong even though its id exists', async () => {
     const forged = `eak_${app.keys.support.id}_${'B'.repeat(43)}`;
-    const res = await request(app.url).get('/v1/orders/ACL-1/evidence').set('Authorization', `Bearer ${forged}`);
+    const res = await request(app.url)
+      .get('/v1/orders/ACL-1/evidence')
+      .set('Authorization', `Bearer ${forged}`);
     expect(res.status).toBe(401);
   });
 
@@ -45,7 +67,9 @@ describe('API keys and roles', () => {
       request(app.url).get('/v1/evidence').query({ orderId: 'ACL-1' }),
       request(app.url).get('/v1/orders/ACL-1/evidence'),
       request(app.url).get('/v1/complaints/C-1/evidence'),
-      request(app.url).post(`/v1/evidence/${ownId}/links`).send({ orderIds: ['X'] }),
+      request(app.url)
+        .post(`/v1/evidence/${ownId}/links`)
+        .send({ orderIds: ['X'] }),
     ];
     for (const req of checks) {
       const res = await req.set(bearer(app.keys.ingest));
@@ -55,23 +79,45 @@ describe('API keys and roles', () => {
   });
 
   it('a support key reads, searches, downloads and links but cannot upload', async () => {
-    const res = await upload(app.url, app.keys.support.key, [['kind', 'photo']], { filename: 'c.png', content: fakeMedia('png') });
+    const res = await upload(app.url, app.keys.support.key, [['kind', 'photo']], {
+      filename: 'c.png',
+      content: fakeMedia('png'),
+    });
     expect(res.status).toBe(403);
-    expect((await request(app.url).get(`/v1/evidence/${otherId}/content`).set(bearer(app.keys.support))).status).toBe(200);
-    expect((await request(app.url).get('/v1/orders/ACL-1/evidence').set(bearer(app.keys.support))).body.items).toHaveLength(2);
+    expect(
+      (await request(app.url).get(`/v1/evidence/${otherId}/content`).set(bearer(app.keys.support)))
+        .status,
+    ).toBe(200);
+    expect(
+      (await request(app.url).get('/v1/orders/ACL-1/evidence').set(bearer(app.keys.support))).body
+        .items,
+    ).toHaveLength(2);
   });
 
   it('an admin key may do everything', async () => {
-    const res = await upload(app.url, app.keys.admin.key, [['kind', 'photo']], { filename: 'd.png', content: fakeMedia('png') });
+    const res = await upload(app.url, app.keys.admin.key, [['kind', 'photo']], {
+      filename: 'd.png',
+      content: fakeMedia('png'),
+    });
     expect(res.status).toBe(201);
-    expect((await request(app.url).get(`/v1/evidence/${res.json().id}/content`).set(bearer(app.keys.admin))).status).toBe(200);
+    expect(
+      (
+        await request(app.url)
+          .get(`/v1/evidence/${res.json().id}/content`)
+          .set(bearer(app.keys.admin))
+      ).status,
+    ).toBe(200);
   });
 
   it('a revoked key stops working', async () => {
     const key = await app.ctx.apiKeys.create('support', 'temp');
-    expect((await request(app.url).get('/v1/orders/ACL-1/evidence').set(bearer(key))).status).toBe(200);
+    expect((await request(app.url).get('/v1/orders/ACL-1/evidence').set(bearer(key))).status).toBe(
+      200,
+    );
     expect(await app.ctx.apiKeys.revoke(key.id)).toBe(true);
-    expect((await request(app.url).get('/v1/orders/ACL-1/evidence').set(bearer(key))).status).toBe(401);
+    expect((await request(app.url).get('/v1/orders/ACL-1/evidence').set(bearer(key))).status).toBe(
+      401,
+    );
   });
 
   it('stores only a hash of each key', async () => {
@@ -85,13 +131,19 @@ describe('API keys and roles', () => {
     expect(res.status).toBe(405);
     expect(res.headers.allow).toBe('GET');
     const missing = await request(app.url).get('/v2/nothing');
-    expect({ status: missing.status, code: missing.body.code }).toEqual({ status: 404, code: 'route_not_found' });
+    expect({ status: missing.status, code: missing.body.code }).toEqual({
+      status: 404,
+      code: 'route_not_found',
+    });
   });
 
   it('health and readiness need no key', async () => {
     expect((await request(app.url).get('/healthz')).body).toEqual({ status: 'ok' });
     const ready = await request(app.url).get('/readyz');
     expect(ready.status).toBe(200);
-    expect(ready.body).toMatchObject({ status: 'ready', checks: { database: 'ok', storage: { driver: 'fs', status: 'ok' } } });
+    expect(ready.body).toMatchObject({
+      status: 'ready',
+      checks: { database: 'ok', storage: { driver: 'fs', status: 'ok' } },
+    });
   });
 });

@@ -1,6 +1,13 @@
 import net from 'node:net';
 import request from 'supertest';
-import { bearer, DRIVERS, itemCount, startTestApp, storedKeys, type TestApp } from '../support/harness';
+import {
+  bearer,
+  DRIVERS,
+  itemCount,
+  startTestApp,
+  storedKeys,
+  type TestApp,
+} from '../support/harness';
 import { fakeMedia } from '../support/media';
 import { multipartBody, rawRequest, upload, type RawResponse } from '../support/multipart';
 
@@ -32,12 +39,20 @@ describe.each(DRIVERS)('hostile and broken uploads (%s driver)', (driver) => {
   function expectProblem(res: RawResponse, status: number, code: string): void {
     expect({ status: res.status, code: res.json().code }).toEqual({ status, code });
     expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-    expect(res.json()).toMatchObject({ type: expect.any(String), title: expect.any(String), status, detail: expect.any(String) });
+    expect(res.json()).toMatchObject({
+      type: expect.any(String),
+      title: expect.any(String),
+      status,
+      detail: expect.any(String),
+    });
   }
 
   const clip = { filename: 'clip.mp4', content: fakeMedia('mp4') };
-  const send = (fields: [string, string][], file: Parameters<typeof upload>[3], headers?: Record<string, string>) =>
-    upload(app.url, app.keys.ingest.key, fields, file, headers);
+  const send = (
+    fields: [string, string][],
+    file: Parameters<typeof upload>[3],
+    headers?: Record<string, string>,
+  ) => upload(app.url, app.keys.ingest.key, fields, file, headers);
 
   it('no file part', async () => {
     expectProblem(await send([['kind', 'packing_video']], undefined), 400, 'missing_file');
@@ -47,18 +62,30 @@ describe.each(DRIVERS)('hostile and broken uploads (%s driver)', (driver) => {
   it('two file parts', async () => {
     const second = { filename: 'b.mp4', content: fakeMedia('mp4') };
     expectProblem(await send([['kind', 'packing_video']], [clip, second]), 400, 'too_many_files');
-    expectProblem(await send([['kind', 'packing_video']], [clip, { ...second, field: 'other' }]), 400, 'too_many_files');
+    expectProblem(
+      await send([['kind', 'packing_video']], [clip, { ...second, field: 'other' }]),
+      400,
+      'too_many_files',
+    );
     await expectNothingStored();
   });
 
   it('empty file', async () => {
-    expectProblem(await send([['kind', 'packing_video']], { filename: 'e.mp4', content: Buffer.alloc(0) }), 422, 'empty_file');
+    expectProblem(
+      await send([['kind', 'packing_video']], { filename: 'e.mp4', content: Buffer.alloc(0) }),
+      422,
+      'empty_file',
+    );
     await expectNothingStored();
   });
 
   it('HTML declared as video/mp4', async () => {
     const html = Buffer.from('<!DOCTYPE html><html><script>alert(1)</script></html>');
-    const res = await send([['kind', 'packing_video']], { filename: 'x.mp4', contentType: 'video/mp4', content: html });
+    const res = await send([['kind', 'packing_video']], {
+      filename: 'x.mp4',
+      contentType: 'video/mp4',
+      content: html,
+    });
     expectProblem(res, 415, 'unsupported_media_type');
     expect(res.json().detectedType).toBe('text/html');
     await expectNothingStored();
@@ -66,7 +93,11 @@ describe.each(DRIVERS)('hostile and broken uploads (%s driver)', (driver) => {
 
   it('a text playlist renamed .mp4', async () => {
     const m3u = Buffer.from('#EXTM3U\n#EXTINF:10,\nhttp://127.0.0.1:9/secret.ts\n');
-    expectProblem(await send([['kind', 'packing_video']], { filename: 'p.mp4', content: m3u }), 415, 'unsupported_media_type');
+    expectProblem(
+      await send([['kind', 'packing_video']], { filename: 'p.mp4', content: m3u }),
+      415,
+      'unsupported_media_type',
+    );
     await expectNothingStored();
   });
 
@@ -79,7 +110,11 @@ describe.each(DRIVERS)('hostile and broken uploads (%s driver)', (driver) => {
   });
 
   it('audio sent as a packing video, and video as a call, whichever order the fields come in', async () => {
-    expectProblem(await send([['kind', 'packing_video']], { filename: 'a.wav', content: fakeMedia('wav') }), 415, 'unsupported_media_type');
+    expectProblem(
+      await send([['kind', 'packing_video']], { filename: 'a.wav', content: fakeMedia('wav') }),
+      415,
+      'unsupported_media_type',
+    );
     // kind after the file: refused once the whole file is in, still with nothing kept
     const { contentType, stream } = multipartBody([], [clip], [['kind', 'call_recording']]);
     const after = await rawRequest(
@@ -100,7 +135,11 @@ describe.each(DRIVERS)('hostile and broken uploads (%s driver)', (driver) => {
   it('a Content-Length far over the limit is refused before the body is read', async () => {
     const res = await rawRequest(`${app.url}/v1/evidence`, {
       method: 'POST',
-      headers: { ...bearer(app.keys.ingest), 'Content-Type': 'multipart/form-data; boundary=x', 'Content-Length': String(50 * LIMIT) },
+      headers: {
+        ...bearer(app.keys.ingest),
+        'Content-Type': 'multipart/form-data; boundary=x',
+        'Content-Length': String(50 * LIMIT),
+      },
     });
     expectProblem(res, 413, 'file_too_large');
     await expectNothingStored();
@@ -136,37 +175,96 @@ describe.each(DRIVERS)('hostile and broken uploads (%s driver)', (driver) => {
     );
 
   it('a Content-Length larger than the body, then the client hangs up', async () => {
-    const { contentType, body } = await bodyOf([['kind', 'packing_video']], fakeMedia('mp4', 200_000));
-    const answer = await rawExchange(Buffer.concat([head(contentType, body.length + 5000), body]), { end: true, waitMs: 1500 });
+    const { contentType, body } = await bodyOf(
+      [['kind', 'packing_video']],
+      fakeMedia('mp4', 200_000),
+    );
+    const answer = await rawExchange(Buffer.concat([head(contentType, body.length + 5000), body]), {
+      end: true,
+      waitMs: 1500,
+    });
     expect(answer).not.toMatch(/^HTTP\/1\.1 2/);
     await expectNothingStored();
   });
 
   it('a Content-Length smaller than the body', async () => {
-    const { contentType, body } = await bodyOf([['kind', 'packing_video']], fakeMedia('mp4', 200_000));
-    const answer = await rawExchange(Buffer.concat([head(contentType, body.length - 1000), body]), { end: false, waitMs: 1500 });
+    const { contentType, body } = await bodyOf(
+      [['kind', 'packing_video']],
+      fakeMedia('mp4', 200_000),
+    );
+    const answer = await rawExchange(Buffer.concat([head(contentType, body.length - 1000), body]), {
+      end: false,
+      waitMs: 1500,
+    });
     expect(answer).toMatch(/^HTTP\/1\.1 400/);
     expect(answer).not.toMatch(/HTTP\/1\.1 2\d\d/);
     await expectNothingStored();
   });
 
   it('a client that disconnects mid-upload', async () => {
-    const { contentType, body } = await bodyOf([['kind', 'packing_video']], fakeMedia('mp4', 600_000));
-    const answer = await rawExchange(Buffer.concat([head(contentType, body.length), body.subarray(0, 300_000)]), {
-      end: false,
-      waitMs: 300,
-    });
+    const { contentType, body } = await bodyOf(
+      [['kind', 'packing_video']],
+      fakeMedia('mp4', 600_000),
+    );
+    const answer = await rawExchange(
+      Buffer.concat([head(contentType, body.length), body.subarray(0, 300_000)]),
+      {
+        end: false,
+        waitMs: 300,
+      },
+    );
     expect(answer).toBe('');
     await expectNothingStored();
   });
 
   it('empty and huge field names, and 10,000 fields', async () => {
-    expectProblem(await send([['', 'x'], ['kind', 'packing_video']], clip), 400, 'unknown_field');
-    expectProblem(await send([['x'.repeat(5000), 'x'], ['kind', 'packing_video']], clip), 400, 'field_name_too_long');
+    expectProblem(
+      await send(
+        [
+          ['', 'x'],
+          ['kind', 'packing_video'],
+        ],
+        clip,
+      ),
+      400,
+      'unknown_field',
+    );
+    expectProblem(
+      await send(
+        [
+          ['x'.repeat(5000), 'x'],
+          ['kind', 'packing_video'],
+        ],
+        clip,
+      ),
+      400,
+      'field_name_too_long',
+    );
     const many = Array.from({ length: 10_000 }, (_, i) => [`f${i}`, 'v'] as [string, string]);
     expectProblem(await send(many, clip), 400, 'too_many_fields');
-    expectProblem(await send([['kind', 'packing_video'], ['orderID', 'typo']], clip), 400, 'unknown_field');
-    expectProblem(await send([['kind', 'packing_video'], ['stationId', 'a'], ['stationId', 'b']], clip), 400, 'validation_failed');
+    expectProblem(
+      await send(
+        [
+          ['kind', 'packing_video'],
+          ['orderID', 'typo'],
+        ],
+        clip,
+      ),
+      400,
+      'unknown_field',
+    );
+    expectProblem(
+      await send(
+        [
+          ['kind', 'packing_video'],
+          ['stationId', 'a'],
+          ['stationId', 'b'],
+        ],
+        clip,
+      ),
+      400,
+      'validation_failed',
+    );
     await expectNothingStored();
   });
 
@@ -185,23 +283,51 @@ describe.each(DRIVERS)('hostile and broken uploads (%s driver)', (driver) => {
     await expectNothingStored();
   });
 
-  it.each(['yesterday', '2026-13-45T99:00:00Z', '2026-11-02T14:03:00', '1700000000', '9999-01-01T00:00:00Z'])(
-    'capturedAt %j',
-    async (capturedAt) => {
-      expectProblem(await send([['kind', 'packing_video'], ['capturedAt', capturedAt]], clip), 400, 'validation_failed');
+  it.each([
+    'yesterday',
+    '2026-13-45T99:00:00Z',
+    '2026-11-02T14:03:00',
+    '1700000000',
+    '9999-01-01T00:00:00Z',
+  ])('capturedAt %j', async (capturedAt) => {
+    expectProblem(
+      await send(
+        [
+          ['kind', 'packing_video'],
+          ['capturedAt', capturedAt],
+        ],
+        clip,
+      ),
+      400,
+      'validation_failed',
+    );
+    await expectNothingStored();
+  });
+
+  it.each(["1' OR '1'='1", 'ORD-1; DROP TABLE evidence_items;--', 'ORD"1', '\u0000'])(
+    'order id %j',
+    async (orderId) => {
+      const res = await send(
+        [
+          ['kind', 'packing_video'],
+          ['orderId', orderId],
+        ],
+        clip,
+      );
+      expectProblem(res, 400, 'validation_failed');
+      expect(res.json().detail).toMatch(/orderId/);
       await expectNothingStored();
     },
   );
 
-  it.each(["1' OR '1'='1", 'ORD-1; DROP TABLE evidence_items;--', 'ORD"1', '\u0000'])('order id %j', async (orderId) => {
-    const res = await send([['kind', 'packing_video'], ['orderId', orderId]], clip);
-    expectProblem(res, 400, 'validation_failed');
-    expect(res.json().detail).toMatch(/orderId/);
-    await expectNothingStored();
-  });
-
   it('a client sha256 that differs from the bytes', async () => {
-    const res = await send([['kind', 'packing_video'], ['sha256', 'a'.repeat(64)]], clip);
+    const res = await send(
+      [
+        ['kind', 'packing_video'],
+        ['sha256', 'a'.repeat(64)],
+      ],
+      clip,
+    );
     expectProblem(res, 422, 'checksum_mismatch');
     await expectNothingStored();
   });
@@ -209,13 +335,22 @@ describe.each(DRIVERS)('hostile and broken uploads (%s driver)', (driver) => {
   it('not multipart at all, and a malformed multipart body', async () => {
     const json = await rawRequest(
       `${app.url}/v1/evidence`,
-      { method: 'POST', headers: { ...bearer(app.keys.ingest), 'Content-Type': 'application/json' } },
+      {
+        method: 'POST',
+        headers: { ...bearer(app.keys.ingest), 'Content-Type': 'application/json' },
+      },
       (await import('node:stream')).Readable.from([Buffer.from('{"kind":"photo"}')]),
     );
     expectProblem(json, 415, 'multipart_required');
     const garbage = await rawRequest(
       `${app.url}/v1/evidence`,
-      { method: 'POST', headers: { ...bearer(app.keys.ingest), 'Content-Type': 'multipart/form-data; boundary=zzz' } },
+      {
+        method: 'POST',
+        headers: {
+          ...bearer(app.keys.ingest),
+          'Content-Type': 'multipart/form-data; boundary=zzz',
+        },
+      },
       (await import('node:stream')).Readable.from([Buffer.from('this is not multipart')]),
     );
     expect(garbage.status).toBe(400);
@@ -224,14 +359,33 @@ describe.each(DRIVERS)('hostile and broken uploads (%s driver)', (driver) => {
   });
 
   it('malformed JSON and unknown keys on links', async () => {
-    const ok = await send([['kind', 'packing_video']], { filename: 'l.mp4', content: fakeMedia('mp4') });
+    const ok = await send([['kind', 'packing_video']], {
+      filename: 'l.mp4',
+      content: fakeMedia('mp4'),
+    });
     baseline = { rows: await itemCount(app), keys: await storedKeys(app) };
     const id = ok.json().id;
-    const bad = await request(app.url).post(`/v1/evidence/${id}/links`).set(bearer(app.keys.support)).type('json').send('{"orderIds": [');
-    expect({ status: bad.status, code: bad.body.code }).toEqual({ status: 400, code: 'invalid_json' });
-    const unknown = await request(app.url).post(`/v1/evidence/${id}/links`).set(bearer(app.keys.support)).send({ orderIds: ['A'], evil: 1 });
-    expect({ status: unknown.status, code: unknown.body.code }).toEqual({ status: 400, code: 'validation_failed' });
-    const empty = await request(app.url).post(`/v1/evidence/${id}/links`).set(bearer(app.keys.support)).send({});
+    const bad = await request(app.url)
+      .post(`/v1/evidence/${id}/links`)
+      .set(bearer(app.keys.support))
+      .type('json')
+      .send('{"orderIds": [');
+    expect({ status: bad.status, code: bad.body.code }).toEqual({
+      status: 400,
+      code: 'invalid_json',
+    });
+    const unknown = await request(app.url)
+      .post(`/v1/evidence/${id}/links`)
+      .set(bearer(app.keys.support))
+      .send({ orderIds: ['A'], evil: 1 });
+    expect({ status: unknown.status, code: unknown.body.code }).toEqual({
+      status: 400,
+      code: 'validation_failed',
+    });
+    const empty = await request(app.url)
+      .post(`/v1/evidence/${id}/links`)
+      .set(bearer(app.keys.support))
+      .send({});
     expect(empty.status).toBe(400);
     await expectNothingStored();
   });

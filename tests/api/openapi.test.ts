@@ -25,8 +25,15 @@ function servedRoutes(app: Express): string[] {
 
 describe('OpenAPI document', () => {
   // Building the app needs no live dependencies; only the route table is inspected.
-  const app = createApp({ config: { http: {}, maxUploadBytes: 1 }, logger: {} } as unknown as AppContext);
-  const doc = openapi as { openapi: string; paths: Record<string, Record<string, unknown>>; components: { schemas: { Problem: { properties: { code: { enum: string[] } } } } } };
+  const app = createApp({
+    config: { http: {}, maxUploadBytes: 1 },
+    logger: {},
+  } as unknown as AppContext);
+  const doc = openapi as {
+    openapi: string;
+    paths: Record<string, Record<string, unknown>>;
+    components: { schemas: { Problem: { properties: { code: { enum: string[] } } } } };
+  };
 
   it('is OpenAPI 3.1', () => {
     expect(doc.openapi).toMatch(/^3\.1\./);
@@ -49,10 +56,16 @@ describe('OpenAPI document', () => {
         .filter((m) => ['get', 'post', 'put', 'patch', 'delete', 'head'].includes(m))
         .map((m) => `${m.toUpperCase()} ${path}`),
     );
-    expect(documented.filter((r) => !routes.has(r) && !(r.startsWith('HEAD ') && routes.has(r.replace('HEAD', 'GET'))))).toEqual([]);
+    expect(
+      documented.filter(
+        (r) => !routes.has(r) && !(r.startsWith('HEAD ') && routes.has(r.replace('HEAD', 'GET'))),
+      ),
+    ).toEqual([]);
   });
 
   it('lists exactly the problem codes the service can return', () => {
-    expect([...doc.components.schemas.Problem.properties.code.enum].sort()).toEqual(Object.keys(PROBLEMS).sort());
+    expect([...doc.components.schemas.Problem.properties.code.enum].sort()).toEqual(
+      Object.keys(PROBLEMS).sort(),
+    );
   });
 });

@@ -3,10 +3,11 @@ import { bearer, DRIVERS, startTestApp, type TestApp } from '../support/harness'
 import { fakeMedia, sha256 } from '../support/media';
 import { upload } from '../support/multipart';
 
-const binary = (res: NodeJS.ReadableStream, cb: (err: Error | null, body: Buffer) => void) => {
+const binary = (res: request.Response, cb: (err: Error | null, body: Buffer) => void) => {
+  const stream = res as unknown as NodeJS.ReadableStream;
   const chunks: Buffer[] = [];
-  res.on('data', (c: Buffer) => chunks.push(c));
-  res.on('end', () => cb(null, Buffer.concat(chunks)));
+  stream.on('data', (c: Buffer) => chunks.push(c));
+  stream.on('end', () => cb(null, Buffer.concat(chunks)));
 };
 
 describe.each(DRIVERS)('downloads and lookups (%s driver)', (driver) => {
@@ -17,16 +18,29 @@ describe.each(DRIVERS)('downloads and lookups (%s driver)', (driver) => {
   beforeAll(async () => {
     app = await startTestApp(driver);
     clip = fakeMedia('mp4', 100_000);
-    const res = await upload(app.url, app.keys.ingest.key, [['kind', 'packing_video'], ['orderId', 'R-1']], {
-      filename: 'Commande n°42 %22final%22.mp4', // a browser's escaping of the quotes
-      content: clip,
-    });
+    const res = await upload(
+      app.url,
+      app.keys.ingest.key,
+      [
+        ['kind', 'packing_video'],
+        ['orderId', 'R-1'],
+      ],
+      {
+        filename: 'Commande n°42 %22final%22.mp4', // a browser's escaping of the quotes
+        content: clip,
+      },
+    );
     id = res.json().id;
   });
   afterAll(() => app.close());
 
   const get = (headers: Record<string, string> = {}, path = `/v1/evidence/${id}/content`) =>
-    request(app.url).get(path).set(bearer(app.keys.support)).set(headers).buffer(true).parse(binary);
+    request(app.url)
+      .get(path)
+      .set(bearer(app.keys.support))
+      .set(headers)
+      .buffer(true)
+      .parse(binary);
 
   it.each([
     ['bytes=0-0', 0, 0],
@@ -45,18 +59,24 @@ describe.each(DRIVERS)('downloads and lookups (%s driver)', (driver) => {
     expect((res.body as Buffer).equals(clip.subarray(start, end + 1))).toBe(true);
   });
 
-  it.each(['bytes=100000-', 'bytes=100000-100001', 'bytes=-0'])('Range %s is unsatisfiable: 416', async (range) => {
-    const res = await get({ Range: range });
-    expect(res.status).toBe(416);
-    expect(res.headers['content-range']).toBe(`bytes */${clip.length}`);
-    expect(res.headers['content-type']).toMatch(/problem\+json/);
-  });
+  it.each(['bytes=100000-', 'bytes=100000-100001', 'bytes=-0'])(
+    'Range %s is unsatisfiable: 416',
+    async (range) => {
+      const res = await get({ Range: range });
+      expect(res.status).toBe(416);
+      expect(res.headers['content-range']).toBe(`bytes */${clip.length}`);
+      expect(res.headers['content-type']).toMatch(/problem\+json/);
+    },
+  );
 
-  it.each(['bytes=5-1', 'items=0-5', 'bytes=0-1,5-9', 'bytes=abc'])('Range %s is ignored: the whole file', async (range) => {
-    const res = await get({ Range: range });
-    expect(res.status).toBe(200);
-    expect(sha256(res.body as Buffer)).toBe(sha256(clip));
-  });
+  it.each(['bytes=5-1', 'items=0-5', 'bytes=0-1,5-9', 'bytes=abc'])(
+    'Range %s is ignored: the whole file',
+    async (range) => {
+      const res = await get({ Range: range });
+      expect(res.status).toBe(200);
+      expect(sha256(res.body as Buffer)).toBe(sha256(clip));
+    },
+  );
 
   it('answers If-None-Match with 304 and If-Range with a stale tag with the whole file', async () => {
     const etag = `"${sha256(clip)}"`;
@@ -70,11 +90,16 @@ describe.each(DRIVERS)('downloads and lookups (%s driver)', (driver) => {
   });
 
   it('answers HEAD with headers and no body', async () => {
-    const res = await request(app.url).head(`/v1/evidence/${id}/content`).set(bearer(app.keys.support));
+    const res = await request(app.url)
+      .head(`/v1/evidence/${id}/content`)
+      .set(bearer(app.keys.support));
     expect(res.status).toBe(200);
     expect(res.headers['content-length']).toBe(String(clip.length));
     expect(res.headers.etag).toBe(`"${sha256(clip)}"`);
-    const ranged = await request(app.url).head(`/v1/evidence/${id}/content`).set(bearer(app.keys.support)).set('Range', 'bytes=-10');
+    const ranged = await request(app.url)
+      .head(`/v1/evidence/${id}/content`)
+      .set(bearer(app.keys.support))
+      .set('Range', 'bytes=-10');
     expect(ranged.status).toBe(206);
     expect(ranged.headers['content-length']).toBe('10');
   });
@@ -93,9 +118,16 @@ describe.each(DRIVERS)('downloads and lookups (%s driver)', (driver) => {
     const meta = await request(app.url).get(`/v1/evidence/${id}`).set(bearer(app.keys.support));
     expect(meta.body).toMatchObject({ id, sha256: sha256(clip), orderIds: ['R-1'] });
     for (const bad of ['00000000-0000-4000-8000-000000000000', 'nope', "1' or 1=1--"]) {
-      const res = await request(app.url).get(`/v1/evidence/${encodeURIComponent(bad)}`).set(bearer(app.keys.support));
-      expect({ status: res.status, code: res.body.code }).toEqual({ status: 404, code: 'not_found' });
-      const content = await request(app.url).get(`/v1/evidence/${encodeURIComponent(bad)}/content`).set(bearer(app.keys.support));
+      const res = await request(app.url)
+        .get(`/v1/evidence/${encodeURIComponent(bad)}`)
+        .set(bearer(app.keys.support));
+      expect({ status: res.status, code: res.body.code }).toEqual({
+        status: 404,
+        code: 'not_found',
+      });
+      const content = await request(app.url)
+        .get(`/v1/evidence/${encodeURIComponent(bad)}/content`)
+        .set(bearer(app.keys.support));
       expect(content.status).toBe(404);
     }
   });
@@ -103,15 +135,30 @@ describe.each(DRIVERS)('downloads and lookups (%s driver)', (driver) => {
   it('lists an order oldest capture first and an unknown order as empty', async () => {
     const times = ['2026-10-03T10:00:00Z', '2026-10-01T10:00:00Z', '2026-10-02T10:00:00Z'];
     for (const capturedAt of times) {
-      await upload(app.url, app.keys.ingest.key, [['kind', 'photo'], ['orderId', 'ORD-SORT'], ['capturedAt', capturedAt]], {
-        filename: 'p.jpg',
-        content: fakeMedia('jpeg'),
-      });
+      await upload(
+        app.url,
+        app.keys.ingest.key,
+        [
+          ['kind', 'photo'],
+          ['orderId', 'ORD-SORT'],
+          ['capturedAt', capturedAt],
+        ],
+        {
+          filename: 'p.jpg',
+          content: fakeMedia('jpeg'),
+        },
+      );
     }
-    const res = await request(app.url).get('/v1/orders/ORD-SORT/evidence').set(bearer(app.keys.support));
+    const res = await request(app.url)
+      .get('/v1/orders/ORD-SORT/evidence')
+      .set(bearer(app.keys.support));
     expect(res.body.orderId).toBe('ORD-SORT');
-    expect(res.body.items.map((i: { capturedAt: string }) => i.capturedAt)).toEqual([...times].sort().map((t) => t.replace('Z', '.000Z')));
-    const none = await request(app.url).get('/v1/orders/NOPE/evidence').set(bearer(app.keys.support));
+    expect(res.body.items.map((i: { capturedAt: string }) => i.capturedAt)).toEqual(
+      [...times].sort().map((t) => t.replace('Z', '.000Z')),
+    );
+    const none = await request(app.url)
+      .get('/v1/orders/NOPE/evidence')
+      .set(bearer(app.keys.support));
     expect(none.body).toEqual({ orderId: 'NOPE', items: [] });
   });
 
@@ -121,7 +168,11 @@ describe.each(DRIVERS)('downloads and lookups (%s driver)', (driver) => {
       const res = await upload(
         app.url,
         app.keys.ingest.key,
-        [['kind', 'packing_video'], ['stationId', 'PK-PAGE'], ['capturedAt', `2026-09-0${i + 1}T08:00:00Z`]],
+        [
+          ['kind', 'packing_video'],
+          ['stationId', 'PK-PAGE'],
+          ['capturedAt', `2026-09-0${i + 1}T08:00:00Z`],
+        ],
         { filename: 'v.mp4', content: fakeMedia('mp4') },
       );
       ids.push(res.json().id);
@@ -141,7 +192,12 @@ describe.each(DRIVERS)('downloads and lookups (%s driver)', (driver) => {
 
     const window = await request(app.url)
       .get('/v1/evidence')
-      .query({ stationId: 'PK-PAGE', from: '2026-09-02T00:00:00Z', to: '2026-09-04T00:00:00Z', kind: 'packing_video' })
+      .query({
+        stationId: 'PK-PAGE',
+        from: '2026-09-02T00:00:00Z',
+        to: '2026-09-04T00:00:00Z',
+        kind: 'packing_video',
+      })
       .set(bearer(app.keys.support));
     expect(window.body.items.map((i: { id: string }) => i.id)).toEqual([ids[2], ids[1]]);
   });
@@ -157,10 +213,19 @@ describe.each(DRIVERS)('downloads and lookups (%s driver)', (driver) => {
       [{ colour: 'red' }, 'validation_failed'],
     ];
     for (const [query, code] of cases) {
-      const res = await request(app.url).get('/v1/evidence').query(query).set(bearer(app.keys.support));
-      expect({ query, status: res.status, code: res.body.code }).toEqual({ query, status: 400, code });
+      const res = await request(app.url)
+        .get('/v1/evidence')
+        .query(query)
+        .set(bearer(app.keys.support));
+      expect({ query, status: res.status, code: res.body.code }).toEqual({
+        query,
+        status: 400,
+        code,
+      });
     }
-    const twice = await request(app.url).get('/v1/evidence?orderId=a&orderId=b').set(bearer(app.keys.support));
+    const twice = await request(app.url)
+      .get('/v1/evidence?orderId=a&orderId=b')
+      .set(bearer(app.keys.support));
     expect(twice.status).toBe(400);
   });
 });

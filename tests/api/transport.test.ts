@@ -2,7 +2,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import request from 'supertest';
-import { bearer, DRIVERS, itemCount, startTestApp, storedKeys, type TestApp } from '../support/harness';
+import {
+  bearer,
+  DRIVERS,
+  itemCount,
+  startTestApp,
+  storedKeys,
+  type TestApp,
+} from '../support/harness';
 import { fakeMedia } from '../support/media';
 import { upload } from '../support/multipart';
 
@@ -49,7 +56,9 @@ describe('server timeouts', () => {
   it('closes a slow-header client that keeps sending a byte at a time (slowloris)', async () => {
     const ms = await new Promise<number>((resolve) => {
       const started = Date.now();
-      const socket = net.connect(Number(new URL(app.url).port), '127.0.0.1', () => socket.write('GET /healthz HTTP/1.1\r\n'));
+      const socket = net.connect(Number(new URL(app.url).port), '127.0.0.1', () =>
+        socket.write('GET /healthz HTTP/1.1\r\n'),
+      );
       // Active enough that the idle timeout never fires; only the headers deadline can end it.
       const drip = setInterval(() => socket.write('X-Slow: 1\r\n'), 200);
       socket.on('data', () => undefined);
@@ -139,17 +148,25 @@ describe.each(DRIVERS)('a 300 MB upload (%s driver)', (driver) => {
       const first = fakeMedia('mp4', 1024 * 1024);
       hash.update(first);
       yield first;
-      for (let sent = first.length; sent < size; ) {
+      for (let sent = first.length; sent < size;) {
         const chunk = randomBytes(Math.min(1024 * 1024, size - sent));
         hash.update(chunk);
         sent += chunk.length;
         yield chunk;
       }
     }
-    const res = await upload(app.url, app.keys.ingest.key, [['kind', 'packing_video'], ['orderId', 'BIG-1']], {
-      filename: 'big.mp4',
-      content: generate(),
-    });
+    const res = await upload(
+      app.url,
+      app.keys.ingest.key,
+      [
+        ['kind', 'packing_video'],
+        ['orderId', 'BIG-1'],
+      ],
+      {
+        filename: 'big.mp4',
+        content: generate(),
+      },
+    );
     const expected = hash.digest('hex');
     expect(res.status).toBe(201);
     expect(res.json()).toMatchObject({ size, sha256: expected });
@@ -158,15 +175,19 @@ describe.each(DRIVERS)('a 300 MB upload (%s driver)', (driver) => {
     let received = 0;
     await new Promise<void>((resolve, reject) => {
       http
-        .get(`${app.url}/v1/evidence/${res.json().id}/content`, { headers: bearer(app.keys.support) }, (stream) => {
-          expect(stream.statusCode).toBe(200);
-          stream.on('data', (c: Buffer) => {
-            download.update(c);
-            received += c.length;
-          });
-          stream.on('end', resolve);
-          stream.on('error', reject);
-        })
+        .get(
+          `${app.url}/v1/evidence/${res.json().id}/content`,
+          { headers: bearer(app.keys.support) },
+          (stream) => {
+            expect(stream.statusCode).toBe(200);
+            stream.on('data', (c: Buffer) => {
+              download.update(c);
+              received += c.length;
+            });
+            stream.on('end', resolve);
+            stream.on('error', reject);
+          },
+        )
         .on('error', reject);
     });
     expect(received).toBe(size);

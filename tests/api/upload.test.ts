@@ -13,8 +13,12 @@ describe.each(DRIVERS)('upload and retrieval (%s driver)', (driver) => {
 
   const countRows = async () =>
     Number(
-      (await app.ctx.db.selectFrom('evidence_items').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow())
-        .n,
+      (
+        await app.ctx.db
+          .selectFrom('evidence_items')
+          .select((eb) => eb.fn.countAll().as('n'))
+          .executeTakeFirstOrThrow()
+      ).n,
     );
 
   it('archives a packing clip with the server-computed SHA-256 and serves the same bytes', async () => {
@@ -108,15 +112,27 @@ describe.each(DRIVERS)('upload and retrieval (%s driver)', (driver) => {
 
   it('returns the existing item with merged links when the same bytes arrive again', async () => {
     const clip = fakeMedia('mp4');
-    const first = await upload(app.url, app.keys.ingest.key, [['kind', 'packing_video'], ['orderId', 'A-1']], {
-      filename: 'a.mp4',
-      content: clip,
-    });
+    const first = await upload(
+      app.url,
+      app.keys.ingest.key,
+      [
+        ['kind', 'packing_video'],
+        ['orderId', 'A-1'],
+      ],
+      {
+        filename: 'a.mp4',
+        content: clip,
+      },
+    );
     const before = await countRows();
     const again = await upload(
       app.url,
       app.keys.ingest2.key,
-      [['kind', 'packing_video'], ['orderId', 'A-2'], ['complaintId', 'C-9']],
+      [
+        ['kind', 'packing_video'],
+        ['orderId', 'A-2'],
+        ['complaintId', 'C-9'],
+      ],
       { filename: 'b.mp4', content: clip },
     );
     expect(first.status).toBe(201);
@@ -126,7 +142,9 @@ describe.each(DRIVERS)('upload and retrieval (%s driver)', (driver) => {
     expect(again.json().complaintIds).toEqual(['C-9']);
     expect(await countRows()).toBe(before);
     // The second station may read its receipt too.
-    const receipt = await request(app.url).get(`/v1/evidence/${first.json().id}`).set(bearer(app.keys.ingest2));
+    const receipt = await request(app.url)
+      .get(`/v1/evidence/${first.json().id}`)
+      .set(bearer(app.keys.ingest2));
     expect(receipt.status).toBe(200);
   });
 
@@ -135,31 +153,62 @@ describe.each(DRIVERS)('upload and retrieval (%s driver)', (driver) => {
     const before = await countRows();
     const results = await Promise.all(
       Array.from({ length: 4 }, (_, i) =>
-        upload(app.url, app.keys.ingest.key, [['kind', 'packing_video'], ['orderId', `RACE-${i}`]], {
-          filename: 'race.mp4',
-          content: clip,
-        }),
+        upload(
+          app.url,
+          app.keys.ingest.key,
+          [
+            ['kind', 'packing_video'],
+            ['orderId', `RACE-${i}`],
+          ],
+          {
+            filename: 'race.mp4',
+            content: clip,
+          },
+        ),
       ),
     );
     expect(results.map((r) => r.status).sort()).toEqual([200, 200, 200, 201]);
     expect(new Set(results.map((r) => r.json().id)).size).toBe(1);
     expect(await countRows()).toBe(before + 1);
-    const item = await request(app.url).get(`/v1/evidence/${results[0]!.json().id}`).set(bearer(app.keys.support));
+    const item = await request(app.url)
+      .get(`/v1/evidence/${results[0]!.json().id}`)
+      .set(bearer(app.keys.support));
     expect(item.body.orderIds).toEqual(['RACE-0', 'RACE-1', 'RACE-2', 'RACE-3']);
   });
 
   it('replays the first response for a repeated Idempotency-Key without storing anything new', async () => {
     const clip = fakeMedia('mp4');
     const key = `retry-${randomBytes(4).toString('hex')}`;
-    const fields: [string, string][] = [['kind', 'packing_video'], ['orderId', 'IDEM-1']];
-    const first = await upload(app.url, app.keys.ingest.key, fields, { filename: 'c.mp4', content: clip }, { 'Idempotency-Key': key });
-    const second = await upload(app.url, app.keys.ingest.key, fields, { filename: 'c.mp4', content: clip }, { 'Idempotency-Key': key });
+    const fields: [string, string][] = [
+      ['kind', 'packing_video'],
+      ['orderId', 'IDEM-1'],
+    ];
+    const first = await upload(
+      app.url,
+      app.keys.ingest.key,
+      fields,
+      { filename: 'c.mp4', content: clip },
+      { 'Idempotency-Key': key },
+    );
+    const second = await upload(
+      app.url,
+      app.keys.ingest.key,
+      fields,
+      { filename: 'c.mp4', content: clip },
+      { 'Idempotency-Key': key },
+    );
     expect(first.status).toBe(201);
     expect(second.status).toBe(201);
     expect(second.headers['idempotent-replayed']).toBe('true');
     expect(second.json()).toEqual(first.json());
     // Another key's Idempotency-Key space is separate.
-    const other = await upload(app.url, app.keys.ingest2.key, fields, { filename: 'c.mp4', content: clip }, { 'Idempotency-Key': key });
+    const other = await upload(
+      app.url,
+      app.keys.ingest2.key,
+      fields,
+      { filename: 'c.mp4', content: clip },
+      { 'Idempotency-Key': key },
+    );
     expect(other.status).toBe(200);
     expect(other.headers['idempotent-replayed']).toBeUndefined();
   });
@@ -167,28 +216,51 @@ describe.each(DRIVERS)('upload and retrieval (%s driver)', (driver) => {
   it('refuses a different file under a used Idempotency-Key when requests race', async () => {
     const key = `race-${randomBytes(4).toString('hex')}`;
     const send = (clip: Buffer) =>
-      upload(app.url, app.keys.ingest.key, [['kind', 'packing_video']], { filename: 'r.mp4', content: clip }, { 'Idempotency-Key': key });
-    const [a, b] = await Promise.all([send(fakeMedia('mp4', 1_000_000)), send(fakeMedia('mp4', 1_000_000))]);
+      upload(
+        app.url,
+        app.keys.ingest.key,
+        [['kind', 'packing_video']],
+        { filename: 'r.mp4', content: clip },
+        { 'Idempotency-Key': key },
+      );
+    const [a, b] = await Promise.all([
+      send(fakeMedia('mp4', 1_000_000)),
+      send(fakeMedia('mp4', 1_000_000)),
+    ]);
     const statuses = [a.status, b.status].sort();
     // Either the loser saw the winner's stored response before sending (201 replay is impossible
     // for different bytes) or it lost the commit race and is refused.
     expect(statuses[0]).toBe(201);
     expect([201, 422]).toContain(statuses[1]);
-    if (statuses[1] === 422) expect([a, b].find((r) => r.status === 422)!.json().code).toBe('idempotency_key_reused');
+    if (statuses[1] === 422)
+      expect([a, b].find((r) => r.status === 422)!.json().code).toBe('idempotency_key_reused');
   });
 
   it('refuses a second recording with different bytes for the same call id', async () => {
     const callId = `CA${randomBytes(8).toString('hex')}`;
-    const fields: [string, string][] = [['kind', 'call_recording'], ['callId', callId], ['source', 'twilio']];
-    const first = await upload(app.url, app.keys.ingest.key, fields, { filename: 'a.wav', content: fakeMedia('wav') });
-    const second = await upload(app.url, app.keys.ingest.key, fields, { filename: 'b.wav', content: fakeMedia('wav') });
+    const fields: [string, string][] = [
+      ['kind', 'call_recording'],
+      ['callId', callId],
+      ['source', 'twilio'],
+    ];
+    const first = await upload(app.url, app.keys.ingest.key, fields, {
+      filename: 'a.wav',
+      content: fakeMedia('wav'),
+    });
+    const second = await upload(app.url, app.keys.ingest.key, fields, {
+      filename: 'b.wav',
+      content: fakeMedia('wav'),
+    });
     expect(first.status).toBe(201);
     expect(second.status).toBe(409);
     expect(second.json().code).toBe('call_id_conflict');
   });
 
   it('links more orders and complaints to an item', async () => {
-    const res = await upload(app.url, app.keys.ingest.key, [['kind', 'photo']], { filename: 'p.png', content: fakeMedia('png') });
+    const res = await upload(app.url, app.keys.ingest.key, [['kind', 'photo']], {
+      filename: 'p.png',
+      content: fakeMedia('png'),
+    });
     const id = res.json().id;
     const linked = await request(app.url)
       .post(`/v1/evidence/${id}/links`)
@@ -200,7 +272,9 @@ describe.each(DRIVERS)('upload and retrieval (%s driver)', (driver) => {
       .get(`/v1/orders/${encodeURIComponent('#1001/B')}/evidence`)
       .set(bearer(app.keys.support));
     expect(byOrder.body.items.map((i: { id: string }) => i.id)).toEqual([id]);
-    const byComplaint = await request(app.url).get('/v1/complaints/CMP-1/evidence').set(bearer(app.keys.support));
+    const byComplaint = await request(app.url)
+      .get('/v1/complaints/CMP-1/evidence')
+      .set(bearer(app.keys.support));
     expect(byComplaint.body).toMatchObject({ complaintId: 'CMP-1', items: [{ id }] });
   });
 });

@@ -47,21 +47,28 @@ describe.each<Driver>(['fs', 's3'])('BlobStore contract (%s)', (driver) => {
   it.each([
     ['small', 1000],
     ['multipart-sized', 12 * 1024 * 1024 + 7],
-  ])('stages, promotes to the content address and reads back a %s blob byte-exact', async (_l, size) => {
-    const data = fakeMedia('mp4', size);
-    const staging = await store.writeStaging(chunked(data));
-    expect(staging).toMatch(/^staging\//);
-    const { key, created } = await store.promote(staging, sha256(data), data.length);
-    expect(created).toBe(true);
-    expect(key).toBe(blobKeyFor(sha256(data)));
-    expect(await store.stat(key)).toBe(data.length);
-    expect(sha256(await readAll(await store.read(key)))).toBe(sha256(data));
-    expect((await keys()).filter((k) => k.includes('staging'))).toEqual([]);
-  });
+  ])(
+    'stages, promotes to the content address and reads back a %s blob byte-exact',
+    async (_l, size) => {
+      const data = fakeMedia('mp4', size);
+      const staging = await store.writeStaging(chunked(data));
+      expect(staging).toMatch(/^staging\//);
+      const { key, created } = await store.promote(staging, sha256(data), data.length);
+      expect(created).toBe(true);
+      expect(key).toBe(blobKeyFor(sha256(data)));
+      expect(await store.stat(key)).toBe(data.length);
+      expect(sha256(await readAll(await store.read(key)))).toBe(sha256(data));
+      expect((await keys()).filter((k) => k.includes('staging'))).toEqual([]);
+    },
+  );
 
   it('reads exact byte ranges, including the first and last byte', async () => {
     const data = fakeMedia('mp4', 300_000);
-    const { key } = await store.promote(await store.writeStaging(chunked(data)), sha256(data), data.length);
+    const { key } = await store.promote(
+      await store.writeStaging(chunked(data)),
+      sha256(data),
+      data.length,
+    );
     for (const [start, end] of [
       [0, 0],
       [0, 1],
@@ -71,15 +78,27 @@ describe.each<Driver>(['fs', 's3'])('BlobStore contract (%s)', (driver) => {
       [0, 299_999],
     ] as const) {
       const got = await readAll(await store.read(key, { start, end }));
-      expect({ start, end, ok: got.equals(data.subarray(start, end + 1)) }).toEqual({ start, end, ok: true });
+      expect({ start, end, ok: got.equals(data.subarray(start, end + 1)) }).toEqual({
+        start,
+        end,
+        ok: true,
+      });
     }
   });
 
   it('keeps one blob when the same bytes are promoted twice, and discards the second staging copy', async () => {
     const data = fakeMedia('wav', 50_000);
-    const first = await store.promote(await store.writeStaging(chunked(data)), sha256(data), data.length);
+    const first = await store.promote(
+      await store.writeStaging(chunked(data)),
+      sha256(data),
+      data.length,
+    );
     const before = await keys();
-    const second = await store.promote(await store.writeStaging(chunked(data)), sha256(data), data.length);
+    const second = await store.promote(
+      await store.writeStaging(chunked(data)),
+      sha256(data),
+      data.length,
+    );
     expect(first.created).toBe(true);
     expect(second).toEqual({ key: first.key, created: false });
     expect(await keys()).toEqual(before);

@@ -1,7 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 
 /** Bytes that sniff as the given type, with random content so every call is unique evidence. */
-export function fakeMedia(type: 'mp4' | 'mov' | 'wav' | 'mp3' | 'jpeg' | 'png', size = 64 * 1024): Buffer {
+export function fakeMedia(
+  type: 'mp4' | 'mov' | 'wav' | 'mp3' | 'jpeg' | 'png',
+  size = 64 * 1024,
+): Buffer {
   const body = randomBytes(Math.max(size, 64));
   const header: Record<typeof type, Buffer> = {
     mp4: Buffer.from('00000018667479706d703432000000006d703432', 'hex'),

@@ -19,7 +19,9 @@ export function multipartBody(
   const boundary = `----evidence${randomBytes(12).toString('hex')}`;
   async function* generate(): AsyncGenerator<Buffer> {
     const field = (name: string, value: string) =>
-      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`);
+      Buffer.from(
+        `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`,
+      );
     for (const [name, value] of fields) yield field(name, value);
     for (const f of files) {
       yield Buffer.from(
@@ -33,7 +35,10 @@ export function multipartBody(
     for (const [name, value] of trailingFields) yield field(name, value);
     yield Buffer.from(`--${boundary}--\r\n`);
   }
-  return { contentType: `multipart/form-data; boundary=${boundary}`, stream: Readable.from(generate()) };
+  return {
+    contentType: `multipart/form-data; boundary=${boundary}`,
+    stream: Readable.from(generate()),
+  };
 }
 
 export interface RawResponse {
@@ -55,7 +60,12 @@ export function rawRequest(
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
-        resolve({ status: res.statusCode!, headers: res.headers, body: text, json: () => JSON.parse(text) });
+        resolve({
+          status: res.statusCode!,
+          headers: res.headers,
+          body: text,
+          json: () => JSON.parse(text),
+        });
       });
       res.on('error', reject);
     });
@@ -76,7 +86,10 @@ export function upload(
   const { contentType, stream } = multipartBody(fields, files);
   return rawRequest(
     `${baseUrl}/v1/evidence`,
-    { method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': contentType, ...headers } },
+    {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${key}`, 'Content-Type': contentType, ...headers },
+    },
     stream,
   );
 }
