@@ -9,7 +9,7 @@ export async function withContext(
 ): Promise<void> {
   try {
     const config = loadConfig();
-    const ctx = await buildContext(config, createLogger(process.env.LOG_LEVEL ?? 'warn'), {
+    const ctx = await buildContext(config, createLogger(process.env.LOG_LEVEL ?? 'warn', 2), {
       migrate: options.migrate ?? true,
     });
     try {

