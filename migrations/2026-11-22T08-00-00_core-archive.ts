@@ -67,10 +67,11 @@ export async function up(db: Kysely<any>): Promise<void> {
     // Lookup by order or complaint is a scan of this primary key's prefix.
     .addPrimaryKeyConstraint('evidence_links_pkey', ['link_type', 'ref', 'item_id'])
     .execute();
+  // Covers the per-item link lists returned with every item: index-only and already sorted.
   await db.schema
     .createIndex('evidence_links_item_idx')
     .on('evidence_links')
-    .column('item_id')
+    .columns(['item_id', 'link_type', 'ref'])
     .execute();
 
   await db.schema

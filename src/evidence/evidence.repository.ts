@@ -102,6 +102,11 @@ export class EvidenceRepository {
     ref: string,
     limit: number,
   ): Promise<EvidenceRow[]> {
+    return this.listByLinkQuery(db, type, ref, limit).execute();
+  }
+
+  /** The query behind listByLink, exposed so the benchmark runs exactly the same SQL. */
+  listByLinkQuery(db: Executor, type: LinkType, ref: string, limit: number) {
     return db
       .selectFrom('evidence_links as k')
       .innerJoin('evidence_items as i', 'i.id', 'k.item_id')
@@ -111,8 +116,7 @@ export class EvidenceRepository {
       .where('k.ref', '=', ref)
       .orderBy('i.captured_at')
       .orderBy('i.id')
-      .limit(limit)
-      .execute();
+      .limit(limit);
   }
 
   /** Newest capture first, keyset-paginated on (captured_at, id). */

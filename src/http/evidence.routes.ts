@@ -43,6 +43,8 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
     preservePath: true,
     // Browsers send UTF-8 file names as raw bytes; busboy would read them as latin1.
     defParamCharset: 'utf8',
+    // busboy's 16 KiB default pauses the parser every few packets of a multi-GB upload.
+    ...{ highWaterMark: 1 << 20, fileHwm: 1 << 20 },
     limits: {
       files: 1,
       fileSize: deps.maxUploadBytes,

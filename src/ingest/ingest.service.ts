@@ -66,9 +66,24 @@ export class IngestService {
         );
       }
       assertAllowed(fields.kind, staged.contentType);
-      const { key } = await this.store.promote(staged.stagingKey, staged.sha256, staged.size);
+      const started = performance.now();
+      const { key, created } = await this.store.promote(staged.stagingKey, staged.sha256, staged.size);
       promoted = true;
-      return await this.record(req, staged, fields, key);
+      const promotedAt = performance.now();
+      const result = await this.record(req, staged, fields, key);
+      this.logger.info(
+        {
+          itemId: result.item.id,
+          sha256: staged.sha256,
+          bytes: staged.size,
+          status: result.status,
+          newBlob: created,
+          promoteMs: Math.round(promotedAt - started),
+          recordMs: Math.round(performance.now() - promotedAt),
+        },
+        'evidence archived',
+      );
+      return result;
     } finally {
       if (!promoted) {
         await this.store.discardStaging(staged.stagingKey).catch((err) => {

@@ -21,6 +21,7 @@ async function freePort(): Promise<number> {
  * its own database on that server.
  */
 export default async function globalSetup(): Promise<void> {
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'; // Node 20 is our runtime
   if (process.env.TEST_DATABASE_URL) return;
   const dir = mkdtempSync(path.join(tmpdir(), 'evidence-test-pg-'));
   chmodSync(dir, 0o755); // the embedded server runs as `postgres` when tests run as root
