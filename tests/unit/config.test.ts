@@ -1,0 +1,57 @@
+import path from 'node:path';
+import { ConfigError, loadConfig } from '../../src/config';
+
+describe('loadConfig', () => {
+  it('runs with no configuration at all: embedded database, blobs on disk under ./data', () => {
+    const cfg = loadConfig({});
+    expect(cfg.database.url).toBeUndefined();
+    expect(cfg.storage).toEqual({ driver: 'fs', root: path.resolve('data', 'blobs') });
+    expect(cfg.maxUploadBytes).toBe(20 * 1024 ** 3);
+    expect(cfg.http.requestTimeoutMs).toBe(0);
+    expect(cfg.host).toBe('127.0.0.1');
+  });
+
+  it('treats empty strings as unset', () => {
+    expect(loadConfig({ DATABASE_URL: '', PORT: '' }).port).toBe(8080);
+  });
+
+  it.each([
+    [{ PORT: 'eighty' }, /PORT/],
+    [{ PORT: '70000' }, /PORT/],
+    [{ STORAGE_DRIVER: 'ftp' }, /STORAGE_DRIVER/],
+    [{ STORAGE_DRIVER: 's3' }, /S3_BUCKET is required when STORAGE_DRIVER=s3/],
+    [
+      { STORAGE_DRIVER: 's3', S3_BUCKET: 'b', S3_ACCESS_KEY_ID: 'x' },
+      /S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY/,
+    ],
+    [{ S3_BUCKET: 'b' }, /S3_BUCKET is set but STORAGE_DRIVER is "fs"/],
+    [{ S3_FORCE_PATH_STYLE: 'yes' }, /S3_FORCE_PATH_STYLE/],
+    [{ DATABASE_URL: 'not a url' }, /DATABASE_URL/],
+    [{ MAX_UPLOAD_BYTES: '-1' }, /MAX_UPLOAD_BYTES/],
+    [{ DEFAULT_PHONE_REGION: 'germany' }, /DEFAULT_PHONE_REGION/],
+    [{ S3_PART_SIZE_BYTES: '1024' }, /S3_PART_SIZE_BYTES/],
+  ])('stops on %j with a sentence naming the variable', (env, message) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(message);
+  });
+
+  it('reads the S3 settings', () => {
+    const cfg = loadConfig({
+      STORAGE_DRIVER: 's3',
+      S3_BUCKET: 'evidence',
+      S3_ENDPOINT: 'http://minio:9000',
+      S3_FORCE_PATH_STYLE: 'true',
+      S3_ACCESS_KEY_ID: 'a',
+      S3_SECRET_ACCESS_KEY: 'b',
+    });
+    expect(cfg.storage).toMatchObject({
+      driver: 's3',
+      s3: {
+        bucket: 'evidence',
+        endpoint: 'http://minio:9000',
+        forcePathStyle: true,
+        region: 'us-east-1',
+      },
+    });
+  });
+});

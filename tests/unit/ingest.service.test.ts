@@ -1,0 +1,106 @@
+import { Readable } from 'node:stream';
+import type { Principal } from '../../src/access/roles';
+import type { Db } from '../../src/db/database';
+import { EvidenceRepository } from '../../src/evidence/evidence.repository';
+import { IdempotencyRepository } from '../../src/evidence/idempotency.repository';
+import { IngestService } from '../../src/ingest/ingest.service';
+import type { StagedUpload } from '../../src/ingest/upload-storage-engine';
+import { createLogger } from '../../src/logger';
+import type { BlobStore, PromoteResult } from '../../src/storage/blob-store';
+
+/** Records what the service asks of storage; the refusal paths below never reach the database. */
+class RecordingStore implements BlobStore {
+  readonly driver = 'fs' as const;
+  calls: string[] = [];
+  failPromote = false;
+  async writeStaging(_body: Readable): Promise<string> {
+    return 'staging/x';
+  }
+  async promote(stagingKey: string): Promise<PromoteResult> {
+    this.calls.push(`promote ${stagingKey}`);
+    if (this.failPromote) throw new Error('bucket unreachable');
+    return { key: 'sha256/aa/bb/x', created: true };
+  }
+  async discardStaging(stagingKey: string): Promise<void> {
+    this.calls.push(`discard ${stagingKey}`);
+  }
+  async stat(): Promise<number | undefined> {
+    return undefined;
+  }
+  async read(): Promise<Readable> {
+    return Readable.from([]);
+  }
+  async ping(): Promise<void> {}
+  async close(): Promise<void> {}
+}
+
+const principal: Principal = { keyId: 'k1', role: 'ingest', name: 'PK-03' };
+const staged = (over: Partial<StagedUpload> = {}): StagedUpload => ({
+  stagingKey: 'staging/1',
+  sha256: 'a'.repeat(64),
+  size: 10,
+  contentType: 'video/mp4',
+  ...over,
+});
+
+describe('IngestService refusals', () => {
+  let store: RecordingStore;
+  let service: IngestService;
+  beforeEach(() => {
+    store = new RecordingStore();
+    const noDb = {} as Db; // any database access on these paths would throw
+    service = new IngestService(
+      noDb,
+      store,
+      new EvidenceRepository(),
+      new IdempotencyRepository(),
+      createLogger('silent'),
+    );
+  });
+
+  it.each([
+    ['an empty file', staged({ size: 0 }), { kind: 'packing_video' }, 'empty_file'],
+    [
+      'a declared hash that differs',
+      staged(),
+      { kind: 'packing_video', sha256: 'b'.repeat(64) },
+      'checksum_mismatch',
+    ],
+    [
+      'audio sent as a packing video',
+      staged({ contentType: 'audio/wav' }),
+      { kind: 'packing_video' },
+      'unsupported_media_type',
+    ],
+    ['an unknown field', staged(), { kind: 'photo', colour: 'red' }, 'unknown_field'],
+    ['a missing kind', staged(), {}, 'validation_failed'],
+  ])(
+    'refuses %s, discards the staged bytes and never promotes them',
+    async (_l, upload, fields, code) => {
+      await expect(service.ingest({ principal, staged: upload, fields })).rejects.toMatchObject({
+        code,
+      });
+      expect(store.calls).toEqual(['discard staging/1']);
+    },
+  );
+
+  it('accepts a declared hash in capitals', async () => {
+    store.failPromote = true;
+    await expect(
+      service.ingest({
+        principal,
+        staged: staged(),
+        fields: { kind: 'packing_video', sha256: 'A'.repeat(64) },
+      }),
+    ).rejects.toThrow('bucket unreachable');
+    expect(store.calls).toEqual(['promote staging/1', 'discard staging/1']);
+  });
+
+  it('refuses a request without a file part', async () => {
+    await expect(
+      service.ingest({ principal, staged: undefined, fields: { kind: 'photo' } }),
+    ).rejects.toMatchObject({
+      code: 'missing_file',
+    });
+  });
+});
