@@ -32,7 +32,7 @@ const envSchema = z.object({
     .regex(/^([A-Za-z0-9._-]+\/)*$/, 'must be empty or end with "/" (e.g. "evidence/")')
     .default(''),
   S3_PART_SIZE_BYTES: int(5 * 1024 * 1024, 5 * GiB).default(8 * 1024 * 1024),
-  S3_UPLOAD_CONCURRENCY: int(1, 64).default(4),
+  S3_UPLOAD_CONCURRENCY: int(1, 64).default(3),
   S3_REQUEST_TIMEOUT_MS: int(1000).default(120_000),
 
   MAX_UPLOAD_BYTES: int(1).default(20 * GiB),

@@ -133,21 +133,19 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
     )
     .all(methodNotAllowed('GET, HEAD'));
 
-  router
-    .route('/v1/orders/:orderId/evidence')
-    .get(auth, requirePermission('evidence:search'), async (req, res) => {
-      const items = await evidence.listByLink('order', req.params.orderId!);
-      res.json({ orderId: req.params.orderId, items });
-    })
-    .all(methodNotAllowed('GET'));
-
-  router
-    .route('/v1/complaints/:complaintId/evidence')
-    .get(auth, requirePermission('evidence:search'), async (req, res) => {
-      const items = await evidence.listByLink('complaint', req.params.complaintId!);
-      res.json({ complaintId: req.params.complaintId, items });
-    })
-    .all(methodNotAllowed('GET'));
+  for (const [collection, type] of [
+    ['orders', 'order'],
+    ['complaints', 'complaint'],
+  ] as const) {
+    const param = `${type}Id`;
+    router
+      .route(`/v1/${collection}/:${param}/evidence`)
+      .get(auth, requirePermission('evidence:search'), async (req, res) => {
+        const ref = String(req.params[param]);
+        res.json({ [param]: ref, items: await evidence.listByLink(type, ref) });
+      })
+      .all(methodNotAllowed('GET'));
+  }
 
   return router;
 }

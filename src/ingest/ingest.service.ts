@@ -67,7 +67,11 @@ export class IngestService {
       }
       assertAllowed(fields.kind, staged.contentType);
       const started = performance.now();
-      const { key, created } = await this.store.promote(staged.stagingKey, staged.sha256, staged.size);
+      const { key, created } = await this.store.promote(
+        staged.stagingKey,
+        staged.sha256,
+        staged.size,
+      );
       promoted = true;
       const promotedAt = performance.now();
       const result = await this.record(req, staged, fields, key);

@@ -11,8 +11,11 @@ export interface TestS3 {
 }
 
 /** A real S3-protocol server (s3rver) on loopback with one bucket, in a temporary directory. */
-export async function startS3Server(bucket = 'evidence-test'): Promise<TestS3> {
-  const directory = mkdtempSync(path.join(tmpdir(), 'evidence-s3-'));
+export async function startS3Server(
+  bucket = 'evidence-test',
+  parentDir = tmpdir(),
+): Promise<TestS3> {
+  const directory = mkdtempSync(path.join(parentDir, 'evidence-s3-'));
   const server = new S3rver({
     address: '127.0.0.1',
     port: 0,
