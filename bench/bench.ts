@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdtempSync, promises as fs, rmSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { CopyObjectCommand, DeleteObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
@@ -432,7 +432,7 @@ async function main(): Promise<void> {
   const s3 = await startS3Process();
   try {
     console.log(
-      `evidence archive bench: ${new Date().toISOString()}, node ${process.version}, ${require('node:os').cpus().length} cores`,
+      `evidence archive bench: ${new Date().toISOString()}, node ${process.version}, ${cpus().length} cores`,
     );
     const clip = path.join(work, 'clip.mp4');
     const sha = await makeClip(clip, INGEST_BYTES);

@@ -21,10 +21,10 @@ describe('loadConfig', () => {
     [{ STORAGE_DRIVER: 'ftp' }, /STORAGE_DRIVER/],
     [{ STORAGE_DRIVER: 's3' }, /S3_BUCKET is required when STORAGE_DRIVER=s3/],
     [
-      { STORAGE_DRIVER: 's3', S3_BUCKET: 'b', S3_ACCESS_KEY_ID: 'x' },
+      { STORAGE_DRIVER: 's3', S3_BUCKET: 'bkt', S3_ACCESS_KEY_ID: 'x' },
       /S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY/,
     ],
-    [{ S3_BUCKET: 'b' }, /S3_BUCKET is set but STORAGE_DRIVER is "fs"/],
+    [{ S3_BUCKET: 'bkt' }, /S3_BUCKET is set but STORAGE_DRIVER is "fs"/],
     [{ S3_FORCE_PATH_STYLE: 'yes' }, /S3_FORCE_PATH_STYLE/],
     [{ DATABASE_URL: 'not a url' }, /DATABASE_URL/],
     [{ MAX_UPLOAD_BYTES: '-1' }, /MAX_UPLOAD_BYTES/],
