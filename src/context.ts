@@ -46,7 +46,11 @@ export async function buildContext(
   const embedded = config.database.url
     ? undefined
     : await EmbeddedDatabase.start(config.dataDir, config.database.embeddedPort, logger);
-  const db = createDb(config.database.url ?? embedded!.connectionString, config.database.poolSize);
+  const db = createDb(
+    config.database.url ?? embedded!.connectionString,
+    config.database.poolSize,
+    (err) => logger.warn({ err }, 'idle database connection lost'),
+  );
   try {
     if (options.migrate) await migrateToLatest(db, logger);
     const blobStore = await createBlobStore(config);

@@ -76,7 +76,11 @@ export type Tx = Transaction<Database>;
 /** Either the pool or a transaction: repositories accept both, services decide. */
 export type Executor = Db | Tx;
 
-export function createDb(connectionString: string, poolSize: number): Db {
+export function createDb(
+  connectionString: string,
+  poolSize: number,
+  onIdleError: (err: Error) => void = () => undefined,
+): Db {
   // int8 (sizes) as number: evidence files are far below 2^53 bytes.
   const types = {
     getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
@@ -92,5 +96,8 @@ export function createDb(connectionString: string, poolSize: number): Db {
     idleTimeoutMillis: 30_000,
     application_name: 'evidence-archive',
   });
+  // An idle connection that the server closes (restart, failover, admin) emits 'error' on the
+  // pool; unhandled, that would crash the process. The pool replaces the connection by itself.
+  pool.on('error', onIdleError);
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }

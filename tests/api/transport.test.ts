@@ -194,3 +194,29 @@ describe.each(DRIVERS)('a 300 MB upload (%s driver)', (driver) => {
     expect(download.digest('hex')).toBe(expected);
   }, 180_000);
 });
+
+describe('database connections dropped by the server', () => {
+  it('keeps serving after PostgreSQL terminates its idle connections', async () => {
+    const app = await startTestApp('fs');
+    try {
+      const ok = () =>
+        request(app.url).get('/v1/orders/ORD-X/evidence').set(bearer(app.keys.support));
+      expect((await ok()).status).toBe(200);
+      // What a failover or an administrator does: kill every other session of this database.
+      const pg = (await import('pg')).default;
+      const admin = new pg.Client({ connectionString: app.databaseUrl });
+      await admin.connect();
+      const { rowCount } = await admin.query(
+        `select pg_terminate_backend(pid) from pg_stat_activity
+         where datname = current_database() and pid <> pg_backend_pid() and application_name = 'evidence-archive'`,
+      );
+      await admin.end();
+      expect(rowCount).toBeGreaterThan(0);
+      await sleep(200);
+      expect((await ok()).status).toBe(200);
+      expect((await request(app.url).get('/readyz')).status).toBe(200);
+    } finally {
+      await app.close();
+    }
+  });
+});

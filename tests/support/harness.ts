@@ -19,6 +19,7 @@ export interface TestApp {
   server: RunningServer;
   keys: { ingest: MintedKey; ingest2: MintedKey; support: MintedKey; admin: MintedKey };
   dataDir: string;
+  databaseUrl: string;
   s3?: TestS3;
   close(): Promise<void>;
 }
@@ -59,6 +60,7 @@ export async function startTestApp(
     server,
     keys,
     dataDir,
+    databaseUrl: database.url,
     s3,
     async close() {
       await server.close(0);
