@@ -123,7 +123,11 @@ describe('API keys and roles', () => {
   it('stores only a hash of each key', async () => {
     const rows = await app.ctx.db.selectFrom('api_keys').selectAll().execute();
     const dump = JSON.stringify(rows);
-    for (const k of Object.values(app.keys)) expect(dump).not.toContain(k.key.split('_')[2]);
+    for (const k of Object.values(app.keys)) {
+      const secret = k.key.slice(`eak_${k.id}_`.length);
+      expect(secret).toHaveLength(43);
+      expect(dump).not.toContain(secret);
+    }
   });
 
   it('405 for a wrong method on a known path and 404 problem for unknown routes', async () => {
