@@ -32,6 +32,7 @@ export type ErrorCode =
   | 'range_not_satisfiable'
   | 'invalid_phone_number'
   | 'not_ready'
+  | 'evidence_unavailable'
   | 'internal_error';
 
 export class AppError extends Error {

@@ -4,6 +4,9 @@ import { createApp } from './http/app';
 import { startServer } from './http/server';
 import { createLogger } from './logger';
 
+const STAGING_MAX_AGE_MS = 24 * 3600 * 1000;
+const STAGING_SWEEP_INTERVAL_MS = 3600 * 1000;
+
 async function main(): Promise<void> {
   let config;
   try {
@@ -36,11 +39,21 @@ async function main(): Promise<void> {
     ].join('\n'),
   );
 
+  // Uploads cut off by a crash leave staging objects; none lives longer than a day of uploading.
+  const sweep = () =>
+    ctx.blobStore
+      .sweepStaging(new Date(Date.now() - STAGING_MAX_AGE_MS))
+      .then((removed) => removed && logger.info({ removed }, 'removed stale staging uploads'))
+      .catch((err) => logger.warn({ err }, 'staging sweep failed'));
+  void sweep();
+  const sweeper = setInterval(sweep, STAGING_SWEEP_INTERVAL_MS).unref();
+
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     ctx.shuttingDown = true;
+    clearInterval(sweeper);
     logger.info({ signal, graceMs: config.http.shutdownGraceMs }, 'shutting down');
     try {
       await running.close(config.http.shutdownGraceMs);

@@ -5,7 +5,7 @@ import { can, type Principal } from '../access/roles';
 import { AppError } from '../errors';
 import { identifier, isoTimestamp, parseWith, phoneField } from '../ingest/upload-fields';
 import { EVIDENCE_KINDS } from '../ingest/kinds';
-import type { BlobStore, ByteRange } from '../storage/blob-store';
+import { BlobUnavailableError, type BlobStore, type ByteRange } from '../storage/blob-store';
 import type { EvidenceRepository, EvidenceRow, SearchCursor } from './evidence.repository';
 import { toEvidenceView, type EvidenceView } from './evidence.view';
 import { toE164 } from './phone-number';
@@ -111,8 +111,18 @@ export class EvidenceService {
     };
   }
 
-  readContent(row: EvidenceRow, range?: ByteRange): Promise<Readable> {
-    return this.store.read(row.blob_key, range);
+  async readContent(row: EvidenceRow, range?: ByteRange): Promise<Readable> {
+    try {
+      return await this.store.read(row.blob_key, row.size_bytes, range);
+    } catch (err) {
+      if (!(err instanceof BlobUnavailableError)) throw err;
+      const unavailable = new AppError(
+        'evidence_unavailable',
+        `The stored bytes of item ${row.id} are missing or damaged, so they are not served. This has been logged for an administrator.`,
+      );
+      unavailable.cause = err; // logged, never sent to the client
+      throw unavailable;
+    }
   }
 }
 

@@ -10,6 +10,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export function createApp(ctx: AppContext): Express {
   const app = express();
+  const onError = errorMiddleware(ctx.logger);
   app.disable('x-powered-by');
   app.set('etag', false);
   if (ctx.config.http.trustProxy) app.set('trust proxy', ctx.config.http.trustProxy);
@@ -47,9 +48,15 @@ export function createApp(ctx: AppContext): Express {
       evidence: ctx.evidence,
       store: ctx.blobStore,
       maxUploadBytes: ctx.config.maxUploadBytes,
+      socketIdleTimeoutMs: ctx.config.http.socketIdleTimeoutMs,
+      answerNow: (req, res, err) => {
+        if (res.headersSent) return;
+        res.set('Connection', 'close');
+        onError(err, req, res, () => undefined);
+      },
     }),
   );
   app.use(notFoundHandler);
-  app.use(errorMiddleware(ctx.logger));
+  app.use(onError);
   return app;
 }

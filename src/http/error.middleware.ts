@@ -24,6 +24,7 @@ export function errorMiddleware(logger: Logger): ErrorRequestHandler {
     if (status >= 500) logger.error({ err, reqId: req.id }, 'request failed');
     else logger.debug({ code, reqId: req.id }, known?.message);
 
+    if (res.writableEnded) return; // already answered early (an upload refused mid-stream)
     if (res.headersSent) {
       // Mid-stream failure (a download whose store read failed): the only honest signal left.
       res.destroy();

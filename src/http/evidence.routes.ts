@@ -19,6 +19,9 @@ export interface EvidenceRoutesDeps {
   evidence: EvidenceService;
   store: BlobStore;
   maxUploadBytes: number;
+  socketIdleTimeoutMs: number;
+  /** Writes an error response immediately (the error middleware), closing the connection. */
+  answerNow: (req: Request, res: Response, err: AppError) => void;
 }
 
 /** Multipart framing and fields on top of the file; generous, but bounded. */
@@ -38,7 +41,10 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
   const auth = authenticate(keys);
 
   const upload = multer({
-    storage: new StagingStorageEngine(deps.store, deps.maxUploadBytes),
+    storage: new StagingStorageEngine(deps.store, deps.maxUploadBytes, (req, err) =>
+      // Answer now and close, rather than after draining gigabytes the client is still sending.
+      deps.answerNow(req, req.res!, err),
+    ),
     // See the name the client sent, so a path in it is refused rather than silently cut off.
     preservePath: true,
     // Browsers send UTF-8 file names as raw bytes; busboy would read them as latin1.
@@ -68,25 +74,26 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
         `The upload exceeds the limit of ${deps.maxUploadBytes} bytes.`,
       );
     }
-    upload(req, res, (err?: unknown) =>
-      next(err ? translateUploadError(err, req.complete) : undefined),
-    );
+    upload(req, res, (err?: unknown) => {
+      if (err) return next(translateUploadError(err, req.complete));
+      // Every byte is in; promoting a multi-GB blob (an S3 copy, a disk flush) can keep the
+      // socket silent longer than the idle timeout, and the client must still get its answer.
+      req.socket.setTimeout(0);
+      res.once('finish', () => req.socket.setTimeout(deps.socketIdleTimeoutMs));
+      next();
+    });
   };
 
-  /** A retry whose first attempt succeeded gets the first response without sending the file again. */
-  const replayIdempotent: RequestHandler = async (req, res, next) => {
+  /** Refuses a malformed Idempotency-Key before any of the body is read. */
+  const checkIdempotencyKey: RequestHandler = (req, _res, next) => {
     const key = req.get('idempotency-key');
-    if (key === undefined) return next();
-    if (!IDEMPOTENCY_KEY.test(key)) {
+    if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) {
       throw new AppError(
         'invalid_idempotency_key',
         'Idempotency-Key must be 1-255 visible ASCII characters.',
       );
     }
-    const first = await ingest.findReplay(principalOf(req), key);
-    if (!first) return next();
-    res.set('Connection', 'close');
-    sendItem(res, first.statusCode, first.body as EvidenceView, true);
+    next();
   };
 
   router
@@ -94,7 +101,7 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
     .post(
       auth,
       requirePermission('evidence:create'),
-      replayIdempotent,
+      checkIdempotencyKey,
       receiveUpload,
       async (req, res) => {
         const result = await ingest.ingest({

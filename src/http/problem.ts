@@ -31,6 +31,7 @@ export const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
   range_not_satisfiable: { status: 416, title: 'Range not satisfiable' },
   invalid_phone_number: { status: 400, title: 'Invalid phone number' },
   not_ready: { status: 503, title: 'Not ready' },
+  evidence_unavailable: { status: 500, title: 'Stored bytes missing or damaged' },
   internal_error: { status: 500, title: 'Internal error' },
 };
 

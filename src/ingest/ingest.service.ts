@@ -5,7 +5,7 @@ import { AppError } from '../errors';
 import type { EvidenceRepository } from '../evidence/evidence.repository';
 import { toEvidenceView, type EvidenceView } from '../evidence/evidence.view';
 import { sanitizeFilename } from '../evidence/filename';
-import type { IdempotencyRepository } from '../evidence/idempotency.repository';
+import type { IdempotencyRepository, StoredResponse } from '../evidence/idempotency.repository';
 import { toE164 } from '../evidence/phone-number';
 import type { Logger } from '../logger';
 import type { BlobStore } from '../storage/blob-store';
@@ -44,11 +44,6 @@ export class IngestService {
     private readonly opts: { defaultPhoneRegion?: string; now?: () => Date } = {},
   ) {}
 
-  /** A stored first response for this key, to replay without reading the request body. */
-  async findReplay(principal: Principal, idempotencyKey: string) {
-    return this.idempotency.find(this.db, principal.keyId, idempotencyKey);
-  }
-
   async ingest(req: IngestRequest): Promise<IngestResult> {
     const { staged } = req;
     if (!staged) {
@@ -66,6 +61,12 @@ export class IngestService {
         );
       }
       assertAllowed(fields.kind, staged.contentType);
+      // A retry is answered only once its bytes are in and match the first attempt's: a client
+      // reusing a key for a different recording is told so instead of losing that recording.
+      if (req.idempotencyKey) {
+        const first = await this.idempotency.find(this.db, req.principal.keyId, req.idempotencyKey);
+        if (first) return this.replay(first, staged.sha256);
+      }
       const started = performance.now();
       const { key, created } = await this.store.promote(
         staged.stagingKey,
@@ -165,17 +166,22 @@ export class IngestService {
     } catch (err) {
       if (!(err instanceof IdempotencyKeyTaken) || !idempotencyKey) throw err;
       const first = await this.idempotency.find(this.db, principal.keyId, idempotencyKey);
-      if (first?.contentSha256 !== staged.sha256) {
-        throw new AppError(
-          'idempotency_key_reused',
-          'This Idempotency-Key was already used for a different file.',
-        );
-      }
-      return {
-        status: first.statusCode as 200 | 201,
-        item: first.body as EvidenceView,
-        replayed: true,
-      };
+      return this.replay(first, staged.sha256);
     }
+  }
+
+  /** The first response for an Idempotency-Key, if this request carried the same bytes. */
+  private replay(first: StoredResponse | undefined, sha256: string): IngestResult {
+    if (!first || first.contentSha256 !== sha256) {
+      throw new AppError(
+        'idempotency_key_reused',
+        'This Idempotency-Key was already used for a different file; nothing was stored. Use a new key for new evidence.',
+      );
+    }
+    return {
+      status: first.statusCode as 200 | 201,
+      item: first.body as EvidenceView,
+      replayed: true,
+    };
   }
 }

@@ -24,9 +24,15 @@ declare module 'express-serve-static-core' {
  * blob store's staging area: no temp copy, no second read.
  */
 export class StagingStorageEngine implements StorageEngine {
+  /**
+   * @param onRefused called as soon as the bytes themselves refute the upload (wrong type after
+   *   the first 4 KiB, size over the limit), so the client can be answered before it sends the
+   *   rest of a multi-GB body.
+   */
   constructor(
     private readonly store: BlobStore,
     private readonly maxBytes: number,
+    private readonly onRefused: (req: Request, err: AppError) => void = () => undefined,
   ) {}
 
   _handleFile(
@@ -55,6 +61,7 @@ export class StagingStorageEngine implements StorageEngine {
       (err) => {
         // Busboy does not tell us why a part ended early; report the first real cause.
         const cause = meter.errored ?? file.stream.errored ?? err;
+        if (cause instanceof AppError) this.onRefused(req, cause);
         cb(cause);
       },
     );

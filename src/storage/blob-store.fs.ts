@@ -4,6 +4,7 @@ import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
+  BlobUnavailableError,
   blobKeyFor,
   STAGING_PREFIX,
   type BlobStore,
@@ -54,7 +55,8 @@ export class FsBlobStore implements BlobStore {
     const key = blobKeyFor(sha256);
     const staged = this.pathOf(stagingKey);
     const target = this.pathOf(key);
-    await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o750 });
+    const dir = path.dirname(target);
+    const firstCreated = await fs.mkdir(dir, { recursive: true, mode: 0o750 });
     let created = true;
     try {
       // link() never replaces an existing file, unlike rename(): two uploads of the same bytes
@@ -71,12 +73,33 @@ export class FsBlobStore implements BlobStore {
       }
     }
     await fs.rm(staged, { force: true });
-    await fsyncDir(path.dirname(target));
+    // The new name, and any directory created for it, must survive a crash once we acknowledge.
+    await fsyncDir(dir);
+    if (firstCreated) {
+      for (let d = path.dirname(dir); ; d = path.dirname(d)) {
+        await fsyncDir(d);
+        if (d === path.dirname(firstCreated)) break;
+      }
+    }
     return { key, created };
   }
 
   async discardStaging(stagingKey: string): Promise<void> {
     await fs.rm(this.pathOf(stagingKey), { force: true });
+  }
+
+  async sweepStaging(before: Date): Promise<number> {
+    const dir = path.join(this.root, STAGING_PREFIX);
+    let removed = 0;
+    for (const name of await fs.readdir(dir)) {
+      const file = path.join(dir, name);
+      const { mtime } = await fs.stat(file).catch(() => ({ mtime: new Date() }));
+      if (mtime < before) {
+        await fs.rm(file, { force: true });
+        removed++;
+      }
+    }
+    return removed;
   }
 
   async stat(key: string): Promise<number | undefined> {
@@ -88,10 +111,17 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  async read(key: string, range?: ByteRange): Promise<Readable> {
+  async read(key: string, expectedSize: number, range?: ByteRange): Promise<Readable> {
     const file = this.pathOf(key);
     // Open first so a missing blob rejects here rather than as a stream error mid-response.
-    const handle = await fs.open(file, 'r');
+    const handle = await fs.open(file, 'r').catch((err: NodeJS.ErrnoException) => {
+      throw err.code === 'ENOENT' ? new BlobUnavailableError(key, 'missing') : err;
+    });
+    const { size } = await handle.stat();
+    if (size !== expectedSize) {
+      await handle.close();
+      throw new BlobUnavailableError(key, `${size} bytes, expected ${expectedSize}`);
+    }
     return handle.createReadStream({
       start: range?.start,
       end: range?.end,

@@ -11,6 +11,7 @@ import {
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   S3Client,
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
@@ -18,6 +19,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { S3Config } from '../config';
 import {
+  BlobUnavailableError,
   blobKeyFor,
   STAGING_PREFIX,
   type BlobStore,
@@ -109,7 +111,9 @@ export class S3BlobStore implements BlobStore {
         );
       created = true;
     }
-    await this.discardStaging(stagingKey);
+    // The blob is safe at its content address; a staging copy that fails to delete now is
+    // removed by the staging sweep, and must not turn a durable upload into an error.
+    await this.discardStaging(stagingKey).catch(() => undefined);
     return { key, created };
   }
 
@@ -158,6 +162,28 @@ export class S3BlobStore implements BlobStore {
     await this.deleteObject(stagingKey);
   }
 
+  async sweepStaging(before: Date): Promise<number> {
+    let removed = 0;
+    let ContinuationToken: string | undefined;
+    do {
+      const page = await this.client.send(
+        new ListObjectsV2Command({
+          Bucket: this.cfg.bucket,
+          Prefix: this.objectKey(STAGING_PREFIX),
+          ContinuationToken,
+        }),
+      );
+      for (const o of page.Contents ?? []) {
+        if (o.Key && o.LastModified && o.LastModified < before) {
+          await this.client.send(new DeleteObjectCommand({ Bucket: this.cfg.bucket, Key: o.Key }));
+          removed++;
+        }
+      }
+      ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (ContinuationToken);
+    return removed;
+  }
+
   private async deleteObject(key: string): Promise<void> {
     await this.client.send(
       new DeleteObjectCommand({ Bucket: this.cfg.bucket, Key: this.objectKey(key) }),
@@ -176,17 +202,26 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
-  async read(key: string, range?: ByteRange): Promise<Readable> {
+  async read(key: string, expectedSize: number, range?: ByteRange): Promise<Readable> {
     // Always an explicit first-last range: some S3-compatible servers (s3rver) mishandle suffix
     // ranges, and we already know the size.
-    const res = await this.client.send(
-      new GetObjectCommand({
-        Bucket: this.cfg.bucket,
-        Key: this.objectKey(key),
-        Range: range ? `bytes=${range.start}-${range.end}` : undefined,
-      }),
-    );
+    const res = await this.client
+      .send(
+        new GetObjectCommand({
+          Bucket: this.cfg.bucket,
+          Key: this.objectKey(key),
+          Range: range ? `bytes=${range.start}-${range.end}` : undefined,
+        }),
+      )
+      .catch((err: unknown) => {
+        throw isNotFound(err) ? new BlobUnavailableError(key, 'missing') : err;
+      });
     const body = res.Body as Readable;
+    const total = parseContentRangeTotal(res.ContentRange) ?? res.ContentLength;
+    if (total !== expectedSize) {
+      body.destroy();
+      throw new BlobUnavailableError(key, `${total} bytes, expected ${expectedSize}`);
+    }
     if (!range) return body;
     // Trust the bytes, not the server: if it answered with more than asked (a 200 with the whole
     // object, or a wider range), cut exactly the requested window out of what it sent.
@@ -218,6 +253,11 @@ function isNotFound(err: unknown): boolean {
 
 function parseContentRangeStart(header: string | undefined): number | undefined {
   const m = header && /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(header);
+  return m ? Number(m[1]) : undefined;
+}
+
+function parseContentRangeTotal(header: string | undefined): number | undefined {
+  const m = header && /^bytes \d+-\d+\/(\d+)$/.exec(header);
   return m ? Number(m[1]) : undefined;
 }
 

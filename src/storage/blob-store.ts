@@ -22,12 +22,28 @@ export interface BlobStore {
   writeStaging(body: Readable): Promise<string>;
   promote(stagingKey: string, sha256: string, size: number): Promise<PromoteResult>;
   discardStaging(stagingKey: string): Promise<void>;
+  /**
+   * Deletes staging objects last written before `before`: leftovers of uploads cut off by a crash.
+   * Returns how many were removed.
+   */
+  sweepStaging(before: Date): Promise<number>;
   /** Size of a promoted blob, or undefined when it does not exist. */
   stat(key: string): Promise<number | undefined>;
-  read(key: string, range?: ByteRange): Promise<Readable>;
+  /**
+   * Streams a promoted blob, or the inclusive range of it. Rejects with BlobUnavailableError when
+   * the blob is missing or its size is not `expectedSize`: damaged bytes are never served.
+   */
+  read(key: string, expectedSize: number, range?: ByteRange): Promise<Readable>;
   /** Throws when the store cannot be reached. */
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+export class BlobUnavailableError extends Error {
+  constructor(key: string, reason: string) {
+    super(`blob ${key} is ${reason}`);
+    this.name = 'BlobUnavailableError';
+  }
 }
 
 export function blobKeyFor(sha256: string): string {

@@ -129,6 +129,25 @@ describe.each(DRIVERS)('hostile and broken uploads (%s driver)', (driver) => {
     await expectNothingStored();
   });
 
+  it('answers a wrong type after the first bytes instead of waiting for the whole body', async () => {
+    let sent = 0;
+    const total = 64 * 1024 * 1024;
+    async function* htmlThenMore(): AsyncGenerator<Buffer> {
+      for (; sent < total; sent += 64 * 1024) {
+        yield Buffer.alloc(64 * 1024, '<html>');
+        await new Promise((r) => setImmediate(r));
+      }
+    }
+    const res = await send([['kind', 'packing_video']], {
+      filename: 'x.mp4',
+      content: htmlThenMore(),
+    }).catch((err: Error) => err);
+    // The client may see the refusal or, if it kept writing after the server closed, a reset.
+    if (!(res instanceof Error)) expectProblem(res, 415, 'unsupported_media_type');
+    expect(sent).toBeLessThan(total / 2);
+    await expectNothingStored();
+  });
+
   it('a file over MAX_UPLOAD_BYTES, streamed without Content-Length', async () => {
     const big = { filename: 'big.mp4', content: fakeMedia('mp4', LIMIT + 1) };
     expectProblem(await send([['kind', 'packing_video']], big), 413, 'file_too_large');

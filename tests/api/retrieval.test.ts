@@ -1,5 +1,5 @@
 import request from 'supertest';
-import { bearer, DRIVERS, startTestApp, type TestApp } from '../support/harness';
+import { bearer, DRIVERS, startTestApp, tamperWithBlob, type TestApp } from '../support/harness';
 import { fakeMedia, sha256 } from '../support/media';
 import { upload } from '../support/multipart';
 
@@ -112,6 +112,28 @@ describe.each(DRIVERS)('downloads and lookups (%s driver)', (driver) => {
     expect(res.headers['content-type']).toBe('video/mp4');
     const inline = await get({}, `/v1/evidence/${id}/content?disposition=inline`);
     expect(inline.headers['content-disposition']).toMatch(/^inline; /);
+  });
+
+  it('refuses to serve bytes that no longer have the archived size', async () => {
+    const damaged = fakeMedia('mp4', 10_000);
+    const res = await upload(app.url, app.keys.ingest.key, [['kind', 'packing_video']], {
+      filename: 'd.mp4',
+      content: damaged,
+    });
+    const row = await app.ctx.db
+      .selectFrom('evidence_items')
+      .select('blob_key')
+      .where('id', '=', res.json().id)
+      .executeTakeFirstOrThrow();
+    await tamperWithBlob(app, row.blob_key, damaged.subarray(0, 5000));
+    for (const range of [undefined, 'bytes=0-99']) {
+      const got = await get(range ? { Range: range } : {}, `/v1/evidence/${res.json().id}/content`);
+      expect({ status: got.status, type: got.headers['content-type'] }).toEqual({
+        status: 500,
+        type: 'application/problem+json; charset=utf-8',
+      });
+      expect(JSON.parse((got.body as Buffer).toString()).code).toBe('evidence_unavailable');
+    }
   });
 
   it('returns item metadata, and 404 for unknown or malformed ids', async () => {

@@ -213,6 +213,26 @@ describe.each(DRIVERS)('upload and retrieval (%s driver)', (driver) => {
     expect(other.headers['idempotent-replayed']).toBeUndefined();
   });
 
+  it('refuses a different file under a used Idempotency-Key and keeps nothing of it', async () => {
+    const key = `reuse-${randomBytes(4).toString('hex')}`;
+    const send = (clip: Buffer) =>
+      upload(
+        app.url,
+        app.keys.ingest.key,
+        [['kind', 'packing_video']],
+        { filename: 'r.mp4', content: clip },
+        { 'Idempotency-Key': key },
+      );
+    expect((await send(fakeMedia('mp4'))).status).toBe(201);
+    const before = await countRows();
+    const reused = await send(fakeMedia('mp4'));
+    expect({ status: reused.status, code: reused.json().code }).toEqual({
+      status: 422,
+      code: 'idempotency_key_reused',
+    });
+    expect(await countRows()).toBe(before);
+  });
+
   it('refuses a different file under a used Idempotency-Key when requests race', async () => {
     const key = `race-${randomBytes(4).toString('hex')}`;
     const send = (clip: Buffer) =>

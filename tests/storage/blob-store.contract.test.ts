@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { loadConfig } from '../../src/config';
 import { createBlobStore } from '../../src/context';
-import { blobKeyFor, type BlobStore } from '../../src/storage/blob-store';
+import { BlobUnavailableError, blobKeyFor, type BlobStore } from '../../src/storage/blob-store';
 import { listStoreKeys, type Driver } from '../support/harness';
 import { fakeMedia, sha256 } from '../support/media';
 import { startS3Server, type TestS3 } from '../support/s3-server';
@@ -57,7 +57,7 @@ describe.each<Driver>(['fs', 's3'])('BlobStore contract (%s)', (driver) => {
       expect(created).toBe(true);
       expect(key).toBe(blobKeyFor(sha256(data)));
       expect(await store.stat(key)).toBe(data.length);
-      expect(sha256(await readAll(await store.read(key)))).toBe(sha256(data));
+      expect(sha256(await readAll(await store.read(key, data.length)))).toBe(sha256(data));
       expect((await keys()).filter((k) => k.includes('staging'))).toEqual([]);
     },
   );
@@ -77,7 +77,7 @@ describe.each<Driver>(['fs', 's3'])('BlobStore contract (%s)', (driver) => {
       [299_999, 299_999],
       [0, 299_999],
     ] as const) {
-      const got = await readAll(await store.read(key, { start, end }));
+      const got = await readAll(await store.read(key, data.length, { start, end }));
       expect({ start, end, ok: got.equals(data.subarray(start, end + 1)) }).toEqual({
         start,
         end,
@@ -125,10 +125,38 @@ describe.each<Driver>(['fs', 's3'])('BlobStore contract (%s)', (driver) => {
     expect(await keys()).toEqual(before);
   });
 
+  it('sweeps only staging objects older than the cut-off', async () => {
+    const data = fakeMedia('mp4', 1000);
+    const { key } = await store.promote(
+      await store.writeStaging(chunked(data)),
+      sha256(data),
+      data.length,
+    );
+    await store.writeStaging(chunked(Buffer.from('left behind by a crash')));
+    expect(await store.sweepStaging(new Date(Date.now() - 3600_000))).toBe(0);
+    await new Promise((r) => setTimeout(r, 1100)); // S3 LastModified has one-second resolution
+    expect(await store.sweepStaging(new Date())).toBe(1);
+    expect((await keys()).filter((k) => k.includes('staging'))).toEqual([]);
+    expect(await store.stat(key)).toBe(data.length);
+  });
+
+  it('refuses to serve a blob whose size is not the archived size', async () => {
+    const data = fakeMedia('mp4', 5000);
+    const { key } = await store.promote(
+      await store.writeStaging(chunked(data)),
+      sha256(data),
+      data.length,
+    );
+    await expect(store.read(key, data.length + 1)).rejects.toBeInstanceOf(BlobUnavailableError);
+    await expect(store.read(key, data.length - 1, { start: 0, end: 9 })).rejects.toBeInstanceOf(
+      BlobUnavailableError,
+    );
+  });
+
   it('reports a missing blob as absent and refuses to read it', async () => {
     const missing = blobKeyFor('0'.repeat(64));
     expect(await store.stat(missing)).toBeUndefined();
-    await expect(store.read(missing)).rejects.toThrow();
+    await expect(store.read(missing, 10)).rejects.toBeInstanceOf(BlobUnavailableError);
     await expect(store.ping()).resolves.toBeUndefined();
   });
 });

@@ -107,3 +107,21 @@ export async function itemCount(app: TestApp): Promise<number> {
     .executeTakeFirstOrThrow();
   return Number(row.n);
 }
+
+/** Replaces a promoted blob's bytes behind the service's back, as a failing disk or an intruder would. */
+export async function tamperWithBlob(app: TestApp, blobKey: string, bytes: Buffer): Promise<void> {
+  if (app.s3) {
+    const { S3Client, PutObjectCommand } = await import('@aws-sdk/client-s3');
+    const client = new S3Client({
+      endpoint: app.s3.endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+    });
+    await client.send(new PutObjectCommand({ Bucket: app.s3.bucket, Key: blobKey, Body: bytes }));
+    client.destroy();
+    return;
+  }
+  const { writeFileSync } = await import('node:fs');
+  writeFileSync(path.join(app.dataDir, 'blobs', blobKey), bytes);
+}

@@ -24,6 +24,9 @@ class RecordingStore implements BlobStore {
   async discardStaging(stagingKey: string): Promise<void> {
     this.calls.push(`discard ${stagingKey}`);
   }
+  async sweepStaging(): Promise<number> {
+    return 0;
+  }
   async stat(): Promise<number | undefined> {
     return undefined;
   }
