@@ -35,7 +35,7 @@ const envSchema = z.object({
     .string()
     .regex(/^([A-Za-z0-9._-]+\/)*$/, 'must be empty or end with "/" (e.g. "evidence/")')
     .default(''),
-  S3_PART_SIZE_BYTES: int(5 * 1024 * 1024, 5 * GiB).default(8 * 1024 * 1024),
+  S3_PART_SIZE_BYTES: int(5 * 1024 * 1024, 5 * GiB).default(5 * 1024 * 1024),
   S3_UPLOAD_CONCURRENCY: int(1, 64).default(3),
   S3_REQUEST_TIMEOUT_MS: int(1000).default(120_000),
 
@@ -118,6 +118,12 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     if (Boolean(e.S3_ACCESS_KEY_ID) !== Boolean(e.S3_SECRET_ACCESS_KEY)) {
       throw new ConfigError(
         'Invalid configuration: S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY must be set together.',
+      );
+    }
+    // S3 allows 10,000 parts per multipart upload: the largest upload must fit.
+    if (Math.ceil(e.MAX_UPLOAD_BYTES / e.S3_PART_SIZE_BYTES) > 10_000) {
+      throw new ConfigError(
+        `Invalid configuration: S3_PART_SIZE_BYTES must be at least ${Math.ceil(e.MAX_UPLOAD_BYTES / 10_000)} so that MAX_UPLOAD_BYTES fits in S3's 10,000 parts.`,
       );
     }
     storage = {

@@ -30,6 +30,10 @@ describe('loadConfig', () => {
     [{ MAX_UPLOAD_BYTES: '-1' }, /MAX_UPLOAD_BYTES/],
     [{ DEFAULT_PHONE_REGION: 'germany' }, /DEFAULT_PHONE_REGION/],
     [{ S3_PART_SIZE_BYTES: '1024' }, /S3_PART_SIZE_BYTES/],
+    [
+      { STORAGE_DRIVER: 's3', S3_BUCKET: 'bkt', MAX_UPLOAD_BYTES: String(100 * 1024 ** 3) },
+      /S3_PART_SIZE_BYTES must be at least .* MAX_UPLOAD_BYTES fits in S3's 10,000 parts/,
+    ],
   ])('stops on %j with a sentence naming the variable', (env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(message);
