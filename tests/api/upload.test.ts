@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import request from 'supertest';
-import { bearer, DRIVERS, startTestApp, type TestApp } from '../support/harness';
+import { bearer, DRIVERS, itemCount, startTestApp, type TestApp } from '../support/harness';
 import { fakeMedia, sha256 } from '../support/media';
 import { upload } from '../support/multipart';
 
@@ -11,14 +11,16 @@ describe.each(DRIVERS)('upload and retrieval (%s driver)', (driver) => {
   });
   afterAll(() => app.close());
 
-  const countRows = async () =>
-    Number(
-      (
-        await app.ctx.db
-          .selectFrom('evidence_items')
-          .select((eb) => eb.fn.countAll().as('n'))
-          .executeTakeFirstOrThrow()
-      ).n,
+  const countRows = () => itemCount(app);
+
+  /** A packing clip under an Idempotency-Key, from the first station. */
+  const sendWithKey = (key: string, clip: Buffer) =>
+    upload(
+      app.url,
+      app.keys.ingest.key,
+      [['kind', 'packing_video']],
+      { filename: 'r.mp4', content: clip },
+      { 'Idempotency-Key': key },
     );
 
   it('archives a packing clip with the server-computed SHA-256 and serves the same bytes', async () => {
@@ -215,14 +217,7 @@ describe.each(DRIVERS)('upload and retrieval (%s driver)', (driver) => {
 
   it('refuses a different file under a used Idempotency-Key and keeps nothing of it', async () => {
     const key = `reuse-${randomBytes(4).toString('hex')}`;
-    const send = (clip: Buffer) =>
-      upload(
-        app.url,
-        app.keys.ingest.key,
-        [['kind', 'packing_video']],
-        { filename: 'r.mp4', content: clip },
-        { 'Idempotency-Key': key },
-      );
+    const send = (clip: Buffer) => sendWithKey(key, clip);
     expect((await send(fakeMedia('mp4'))).status).toBe(201);
     const before = await countRows();
     const reused = await send(fakeMedia('mp4'));
@@ -235,14 +230,7 @@ describe.each(DRIVERS)('upload and retrieval (%s driver)', (driver) => {
 
   it('refuses a different file under a used Idempotency-Key when requests race', async () => {
     const key = `race-${randomBytes(4).toString('hex')}`;
-    const send = (clip: Buffer) =>
-      upload(
-        app.url,
-        app.keys.ingest.key,
-        [['kind', 'packing_video']],
-        { filename: 'r.mp4', content: clip },
-        { 'Idempotency-Key': key },
-      );
+    const send = (clip: Buffer) => sendWithKey(key, clip);
     const [a, b] = await Promise.all([
       send(fakeMedia('mp4', 1_000_000)),
       send(fakeMedia('mp4', 1_000_000)),

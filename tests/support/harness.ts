@@ -7,7 +7,7 @@ import { buildContext, type AppContext } from '../../src/context';
 import { createApp } from '../../src/http/app';
 import { startServer, type RunningServer } from '../../src/http/server';
 import { createLogger } from '../../src/logger';
-import { startS3Server, type TestS3 } from './s3-server';
+import { rawS3Client, startS3Server, type TestS3 } from './s3-server';
 import { createTestDatabase } from './test-db';
 
 export type Driver = 'fs' | 's3';
@@ -82,13 +82,8 @@ export async function storedKeys(app: TestApp): Promise<string[]> {
 /** Keys in an s3rver bucket, or files under a disk store's root. */
 export async function listStoreKeys(target: TestS3 | string): Promise<string[]> {
   if (typeof target !== 'string') {
-    const { S3Client, ListObjectsV2Command } = await import('@aws-sdk/client-s3');
-    const client = new S3Client({
-      endpoint: target.endpoint,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-    });
+    const { ListObjectsV2Command } = await import('@aws-sdk/client-s3');
+    const client = rawS3Client(target);
     const res = await client.send(new ListObjectsV2Command({ Bucket: target.bucket }));
     client.destroy();
     return (res.Contents ?? []).map((o) => o.Key!).sort();
@@ -111,13 +106,8 @@ export async function itemCount(app: TestApp): Promise<number> {
 /** Replaces a promoted blob's bytes behind the service's back, as a failing disk or an intruder would. */
 export async function tamperWithBlob(app: TestApp, blobKey: string, bytes: Buffer): Promise<void> {
   if (app.s3) {
-    const { S3Client, PutObjectCommand } = await import('@aws-sdk/client-s3');
-    const client = new S3Client({
-      endpoint: app.s3.endpoint,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-    });
+    const { PutObjectCommand } = await import('@aws-sdk/client-s3');
+    const client = rawS3Client(app.s3);
     await client.send(new PutObjectCommand({ Bucket: app.s3.bucket, Key: blobKey, Body: bytes }));
     client.destroy();
     return;

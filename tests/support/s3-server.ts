@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { S3Client } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
 
 export interface TestS3 {
@@ -42,4 +43,14 @@ export async function startS3Server(
       rmSync(directory, { recursive: true, force: true });
     },
   };
+}
+
+/** A plain SDK client for reaching behind the service: listing or tampering with objects. */
+export function rawS3Client(s3: Pick<TestS3, 'endpoint'>): S3Client {
+  return new S3Client({
+    endpoint: s3.endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+  });
 }
