@@ -28,6 +28,8 @@ export interface AppContext {
 export interface ContextOptions {
   /** Apply pending migrations before returning (the service does; CLIs other than migrate do not). */
   migrate?: boolean;
+  /** Wraps the configured blob store (tests use it to slow a real store down). */
+  wrapBlobStore?: (store: BlobStore) => BlobStore;
 }
 
 export async function createBlobStore(config: AppConfig): Promise<BlobStore> {
@@ -53,7 +55,8 @@ export async function buildContext(
   );
   try {
     if (options.migrate) await migrateToLatest(db, logger);
-    const blobStore = await createBlobStore(config);
+    const configured = await createBlobStore(config);
+    const blobStore = options.wrapBlobStore?.(configured) ?? configured;
     const evidenceRepo = new EvidenceRepository();
     const phone = { defaultPhoneRegion: config.defaultPhoneRegion };
     const ctx: AppContext = {

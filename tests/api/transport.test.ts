@@ -92,6 +92,34 @@ describe('server timeouts', () => {
   });
 });
 
+describe('a promotion slower than the idle timeout', () => {
+  it('still acknowledges the upload (a multi-GB S3 copy keeps the socket silent)', async () => {
+    // The real disk store, with promotion held back past SOCKET_IDLE_TIMEOUT_MS.
+    const app = await startTestApp(
+      'fs',
+      { SOCKET_IDLE_TIMEOUT_MS: '1000' },
+      {
+        wrapBlobStore: (store) =>
+          Object.assign(Object.create(store) as typeof store, {
+            promote: async (...args: Parameters<typeof store.promote>) => {
+              await sleep(2500);
+              return store.promote(...args);
+            },
+          }),
+      },
+    );
+    try {
+      const res = await upload(app.url, app.keys.ingest.key, [['kind', 'packing_video']], {
+        filename: 'slow-promote.mp4',
+        content: fakeMedia('mp4'),
+      });
+      expect(res.status).toBe(201);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe('graceful shutdown', () => {
   it('finishes in-flight uploads, refuses new connections, then stops', async () => {
     const app = await startTestApp('fs');

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { MintedKey } from '../../src/access/api-key.service';
 import { loadConfig } from '../../src/config';
-import { buildContext, type AppContext } from '../../src/context';
+import { buildContext, type AppContext, type ContextOptions } from '../../src/context';
 import { createApp } from '../../src/http/app';
 import { startServer, type RunningServer } from '../../src/http/server';
 import { createLogger } from '../../src/logger';
@@ -31,6 +31,7 @@ export interface TestApp {
 export async function startTestApp(
   driver: Driver = 'fs',
   env: Record<string, string> = {},
+  options: Pick<ContextOptions, 'wrapBlobStore'> = {},
 ): Promise<TestApp> {
   const database = await createTestDatabase();
   const dataDir = mkdtempSync(path.join(tmpdir(), 'evidence-data-'));
@@ -46,6 +47,7 @@ export async function startTestApp(
   });
   const ctx = await buildContext(config, createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'), {
     migrate: true,
+    ...options,
   });
   const server = await startServer(createApp(ctx), config);
   const keys = {
