@@ -27,5 +27,5 @@ export default async function globalSetup(): Promise<void> {
   chmodSync(dir, 0o755); // the embedded server runs as `postgres` when tests run as root
   const db = await EmbeddedDatabase.start(dir, await freePort(), createLogger('warn'));
   process.env.TEST_DATABASE_URL = db.connectionString;
-  (globalThis as Record<string, unknown>).__embeddedTestDb = db;
+  (globalThis as Record<string, unknown>).__embeddedTestDb = { db, dir };
 }

@@ -1,7 +1,10 @@
+import { rmSync } from 'node:fs';
 import type { EmbeddedDatabase } from '../../src/db/embedded-postgres';
 
 export default async function globalTeardown(): Promise<void> {
-  const db = (globalThis as Record<string, unknown>).__embeddedTestDb as
-    EmbeddedDatabase | undefined;
-  await db?.stop();
+  const started = (globalThis as Record<string, unknown>).__embeddedTestDb as
+    { db: EmbeddedDatabase; dir: string } | undefined;
+  if (!started) return;
+  await started.db.stop();
+  rmSync(started.dir, { recursive: true, force: true });
 }
