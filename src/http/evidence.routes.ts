@@ -51,9 +51,9 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
     defParamCharset: 'utf8',
     // busboy's 16 KiB default pauses the parser every few packets of a multi-GB upload.
     ...{ highWaterMark: 1 << 20, fileHwm: 1 << 20 },
+    // The file size limit is IngestMeter's, enforced in the same pass that hashes the bytes.
     limits: {
       files: 1,
-      fileSize: deps.maxUploadBytes,
       fields: 100,
       parts: 110,
       fieldNameSize: 100,

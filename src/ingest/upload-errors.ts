@@ -9,8 +9,6 @@ export function translateUploadError(err: unknown, requestComplete: boolean): un
   if (err instanceof AppError) return err;
   if (err instanceof MulterError) {
     switch (err.code) {
-      case 'LIMIT_FILE_SIZE':
-        return new AppError('file_too_large', 'The file is larger than the upload limit.');
       case 'LIMIT_FILE_COUNT':
         return new AppError('too_many_files', 'Send exactly one file part, named "file".');
       case 'LIMIT_UNEXPECTED_FILE':

@@ -4,6 +4,7 @@ import {
   bearer,
   DRIVERS,
   itemCount,
+  settledStaging,
   startTestApp,
   storedKeys,
   type TestApp,
@@ -27,14 +28,7 @@ describe.each(DRIVERS)('hostile and broken uploads (%s driver)', (driver) => {
 
   /** Nothing stored: no row, no blob, no staging leftover; and the server still answers. */
   async function expectNothingStored(): Promise<void> {
-    // The server may still be opening, flushing or deleting a cut-off upload's staging file
-    // after the client is gone: wait until the staging area stays empty for half a second.
-    const staging = async () => (await storedKeys(app)).filter((k) => k.startsWith('staging/'));
-    for (let quiet = 0, i = 0; quiet < 5 && i < 300; i++) {
-      quiet = (await staging()).length === 0 ? quiet + 1 : 0;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    expect(await staging()).toEqual([]);
+    expect(await settledStaging(app)).toEqual([]);
     expect(await itemCount(app)).toBe(baseline.rows);
     expect(await storedKeys(app)).toEqual(baseline.keys);
     expect((await request(app.url).get('/healthz')).status).toBe(200);

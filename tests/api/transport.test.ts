@@ -6,6 +6,7 @@ import {
   bearer,
   DRIVERS,
   itemCount,
+  settledStaging,
   startTestApp,
   storedKeys,
   type TestApp,
@@ -155,7 +156,7 @@ describe('graceful shutdown', () => {
       expect(await inFlight).toBe('connection closed');
       await sleep(200);
       expect(await itemCount(app)).toBe(rows);
-      expect((await storedKeys(app)).filter((k) => k.startsWith('staging'))).toEqual([]);
+      expect(await settledStaging(app)).toEqual([]);
     } finally {
       await app.close();
     }

@@ -97,6 +97,19 @@ export async function listStoreKeys(target: TestS3 | string): Promise<string[]> 
     .sort();
 }
 
+/**
+ * Staging keys once the staging area has stayed the same for half a second: the server may still
+ * be opening, flushing or deleting a cut-off upload's staging file after the client is gone.
+ */
+export async function settledStaging(app: TestApp): Promise<string[]> {
+  const staging = async () => (await storedKeys(app)).filter((k) => k.startsWith('staging/'));
+  for (let quiet = 0, i = 0; quiet < 5 && i < 300; i++) {
+    quiet = (await staging()).length === 0 ? quiet + 1 : 0;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return staging();
+}
+
 export async function itemCount(app: TestApp): Promise<number> {
   const row = await app.ctx.db
     .selectFrom('evidence_items')
