@@ -1,9 +1,12 @@
 /**
- * npm run bench: ingest throughput and memory, and lookup latency, each measured side by side with
- * a baseline doing the same work without the service, in the same run on the same machine.
+ * npm run bench: ingest throughput and memory, lookup latency, and the cost of custody (reads
+ * audited against the same reads unaudited, the scrub against a plain read of the same blobs),
+ * each measured side by side with its baseline in the same run on the same machine.
  *
  *   BENCH_INGEST_BYTES (default 1 GiB), BENCH_ITEMS (1,000,000), BENCH_SECONDS (20),
- *   BENCH_CONCURRENCY (32), BENCH_ROUNDS (2; the best round of each side is reported)
+ *   BENCH_CONCURRENCY (32), BENCH_ROUNDS (2; the best round of each side is reported),
+ *   BENCH_DOWNLOAD_ITEMS (64) of BENCH_DOWNLOAD_BYTES (1 MiB), BENCH_SCRUB_BYTES (1 GiB) in clips
+ *   of BENCH_SCRUB_CLIP_BYTES (32 MiB), BENCH_DRIVERS (s3,fs), BENCH_ONLY (ingest|lookups|custody)
  *   TEST_DATABASE_URL: an admin URL of the PostgreSQL to use (default: the local server on
  *   127.0.0.1:5432 if it answers, else an embedded one).
  */
@@ -13,6 +16,7 @@ import { createReadStream, createWriteStream, mkdtempSync, promises as fs, rmSyn
 import http from 'node:http';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CopyObjectCommand, DeleteObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
@@ -21,7 +25,9 @@ import pg from 'pg';
 import { ApiKeyRepository } from '../src/access/api-key.repository';
 import { ApiKeyService } from '../src/access/api-key.service';
 import { loadConfig } from '../src/config';
-import { createDb } from '../src/db/database';
+import { AuditRepository } from '../src/custody/audit.repository';
+import { AuditLog } from '../src/custody/audit.service';
+import { createDb, type Db } from '../src/db/database';
 import { EmbeddedDatabase } from '../src/db/embedded-postgres';
 import { EvidenceRepository } from '../src/evidence/evidence.repository';
 import { createLogger } from '../src/logger';
@@ -36,6 +42,10 @@ const ITEMS = env('BENCH_ITEMS', 1_000_000);
 const SECONDS = env('BENCH_SECONDS', 20);
 const CONCURRENCY = env('BENCH_CONCURRENCY', 32);
 const ROUNDS = env('BENCH_ROUNDS', 2);
+const DOWNLOAD_ITEMS = env('BENCH_DOWNLOAD_ITEMS', 64);
+const DOWNLOAD_BYTES = env('BENCH_DOWNLOAD_BYTES', 1024 ** 2);
+const SCRUB_BYTES = env('BENCH_SCRUB_BYTES', 1024 ** 3);
+const SCRUB_CLIP_BYTES = env('BENCH_SCRUB_CLIP_BYTES', 32 * 1024 ** 2);
 // The baseline uploads with exactly the service's default multipart settings.
 const S3_DEFAULTS = loadConfig({ STORAGE_DRIVER: 's3', S3_BUCKET: 'defaults' }).storage;
 if (S3_DEFAULTS.driver !== 's3') throw new Error('unreachable');
@@ -71,19 +81,26 @@ async function adminDatabaseUrl(): Promise<{ url: string; stop?: () => Promise<v
   }
 }
 
-/** A file that sniffs as MP4, with random content. */
-async function makeClip(file: string, size: number): Promise<string> {
-  const hash = createHash('sha256');
-  const out = createWriteStream(file);
+/** Bytes that sniff as MP4, random, generated as they are consumed: no two clips alike. */
+function* clipChunks(size: number): Generator<Buffer> {
   const header = Buffer.from('00000018667479706d703432000000006d703432', 'hex');
-  const block = randomBytes(16 * 1024 * 1024);
+  const block = randomBytes(Math.min(16 * 1024 * 1024, size));
   for (let written = 0; written < size;) {
     const chunk = Buffer.from(block.subarray(0, Math.min(block.length, size - written)));
     if (written === 0) header.copy(chunk);
     chunk.writeUInt32BE(written / block.length, chunk.length - 4); // no two blocks alike
+    yield chunk;
+    written += chunk.length;
+  }
+}
+
+/** A clip file on disk; resolves with its sha256. */
+async function makeClip(file: string, size: number): Promise<string> {
+  const hash = createHash('sha256');
+  const out = createWriteStream(file);
+  for (const chunk of clipChunks(size)) {
     hash.update(chunk);
     if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
-    written += chunk.length;
   }
   await new Promise<void>((resolve, reject) =>
     out.end((err?: Error | null) => (err ? reject(err) : resolve())),
@@ -108,7 +125,8 @@ async function startService(vars: Record<string, string>): Promise<Service> {
       path.resolve(__dirname, '..', 'src', 'main.js'),
     ],
     {
-      env: { ...process.env, PORT: String(port), LOG_LEVEL: 'info', ...vars },
+      // No background jobs (scrub, retention, checkpoints): they would compete with what is measured.
+      env: { ...process.env, PORT: String(port), LOG_LEVEL: 'info', WORKERS: '0', ...vars },
       stdio: ['ignore', 'ignore', 'inherit'],
     },
   );
@@ -139,15 +157,21 @@ async function startService(vars: Record<string, string>): Promise<Service> {
 async function mintKey(databaseUrl: string, role: 'ingest' | 'support'): Promise<string> {
   const db = createDb(databaseUrl, 1);
   try {
-    return (await new ApiKeyService(db, new ApiKeyRepository(), 0).create(role, `bench ${role}`))
-      .key;
+    const audit = new AuditLog(db, new AuditRepository(), createLogger('silent'));
+    const keys = new ApiKeyService(db, new ApiKeyRepository(), audit, 0);
+    return (await keys.create(role, `bench ${role}`)).key;
   } finally {
     await db.destroy();
   }
 }
 
-/** Streams a file from disk as one multipart upload; resolves with the item's sha256. */
-function uploadFile(url: string, key: string, file: string, size: number): Promise<string> {
+/** Streams `size` bytes as one multipart upload; resolves with the new item's id and sha256. */
+function upload(
+  url: string,
+  key: string,
+  body: Readable,
+  size: number,
+): Promise<{ id: string; sha256: string }> {
   const boundary = `bench${randomBytes(8).toString('hex')}`;
   const head = Buffer.from(
     `--${boundary}\r\nContent-Disposition: form-data; name="kind"\r\n\r\npacking_video\r\n` +
@@ -166,21 +190,48 @@ function uploadFile(url: string, key: string, file: string, size: number): Promi
       },
     });
     req.on('response', (res) => {
-      let body = '';
-      res.on('data', (c) => (body += c));
+      let text = '';
+      res.on('data', (c) => (text += c));
       res.on('end', () =>
         res.statusCode === 201
-          ? resolve(JSON.parse(body).sha256)
-          : reject(new Error(`${res.statusCode} ${body}`)),
+          ? resolve(JSON.parse(text) as { id: string; sha256: string })
+          : reject(new Error(`${res.statusCode} ${text}`)),
       );
     });
     req.on('error', reject);
     req.write(head);
-    const src = createReadStream(file, { highWaterMark: 1 << 20 });
-    src.pipe(req, { end: false });
-    src.on('end', () => req.end(tail));
-    src.on('error', reject);
+    body.pipe(req, { end: false });
+    body.on('end', () => req.end(tail));
+    body.on('error', reject);
   });
+}
+
+/** Archives `count` fresh random clips of `size` bytes through the API, one after another. */
+async function archiveClips(url: string, key: string, count: number, size: number) {
+  const items: { id: string; size: number }[] = [];
+  for (let i = 0; i < count; i++) {
+    const { id } = await upload(url, key, Readable.from(clipChunks(size)), size);
+    items.push({ id, size });
+  }
+  return items;
+}
+
+/** GETs over keep-alive connections, each body read to its end; resolves with its length. */
+function httpClient(url: string, key: string) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+  const get = (p: string) =>
+    new Promise<number>((resolve, reject) => {
+      http
+        .get(`${url}${p}`, { agent, headers: { Authorization: `Bearer ${key}` } }, (res) => {
+          if (res.statusCode !== 200) reject(new Error(`GET ${p}: status ${res.statusCode}`));
+          let bytes = 0;
+          res.on('data', (c: Buffer) => (bytes += c.length));
+          res.on('end', () => resolve(bytes));
+          res.on('error', reject);
+        })
+        .on('error', reject);
+    });
+  return { get, close: () => agent.destroy() };
 }
 
 interface IngestFigures {
@@ -273,7 +324,14 @@ async function benchIngest(
       const key = await mintKey(database.url, 'ingest');
       let stored = '';
       const serviceSecs = await timed(async () => {
-        stored = await uploadFile(service.url, key, clip, INGEST_BYTES);
+        stored = (
+          await upload(
+            service.url,
+            key,
+            createReadStream(clip, { highWaterMark: 1 << 20 }),
+            INGEST_BYTES,
+          )
+        ).sha256;
       });
       if (stored !== sha) throw new Error(`service stored ${stored}, file is ${sha}`);
       const rss = await service.peakRssMb();
@@ -339,14 +397,15 @@ async function load(op: (i: number) => Promise<void>) {
   latencies.sort((a, b) => a - b);
   const at = (q: number) =>
     latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!;
-  return { rps: latencies.length / SECONDS, p50: at(0.5), p99: at(0.99) };
+  return { rps: latencies.length / SECONDS, p50: at(0.5), p99: at(0.99), calls: latencies.length };
 }
 
-async function benchLookups(adminUrl: string) {
+/** A database of ITEMS items linked to orders (two per order) and complaints, seeded with SQL. */
+async function seedLookups(adminUrl: string) {
   const database = await createScratch(adminUrl);
   const dataDir = mkdtempSync(path.join(work, 'data-'));
   // Start once so the service's own migrations create the schema, then seed with plain SQL.
-  let service = await startService({ DATABASE_URL: database.url, DATA_DIR: dataDir });
+  const service = await startService({ DATABASE_URL: database.url, DATA_DIR: dataDir });
   await service.stop();
   const support = await mintKey(database.url, 'support');
   const db = createDb(database.url, 10);
@@ -374,34 +433,49 @@ async function benchLookups(adminUrl: string) {
   }>`select (select count(*) from evidence_items) items, (select count(*) from evidence_links) links`.execute(
     db,
   );
+  return {
+    database,
+    dataDir,
+    support,
+    db,
+    seedSecs,
+    counts: counts.rows[0]!,
+    orderOf: (i: number) => `ORD-${(i * 7919) % orders}`,
+    async drop() {
+      await db.destroy();
+      await database.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+type Seeded = Awaited<ReturnType<typeof seedLookups>>;
 
-  service = await startService({ DATABASE_URL: database.url, DATA_DIR: dataDir });
-  const orderOf = (i: number) => `ORD-${(i * 7919) % orders}`;
-  const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
-  const get = (p: string) =>
-    new Promise<void>((resolve, reject) => {
-      http
-        .get(
-          `${service.url}${p}`,
-          { agent, headers: { Authorization: `Bearer ${support}` } },
-          (res) => {
-            if (res.statusCode !== 200) reject(new Error(`status ${res.statusCode}`));
-            res.resume();
-            res.on('end', resolve);
-          },
-        )
-        .on('error', reject);
-    });
-  // Warm both paths once so neither pays for connection set-up in its measurement.
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, (_, i) => get(`/v1/orders/${orderOf(i)}/evidence`)),
-  );
-  const viaService = await load((i) => get(`/v1/orders/${orderOf(i)}/evidence`));
-  await service.stop();
-  agent.destroy();
+/** Lookups through the service (CONCURRENCY callers for SECONDS), after one warm-up call each. */
+async function serviceLookups(seeded: Seeded, vars: Record<string, string> = {}) {
+  const service = await startService({
+    DATABASE_URL: seeded.database.url,
+    DATA_DIR: seeded.dataDir,
+    ...vars,
+  });
+  const client = httpClient(service.url, seeded.support);
+  try {
+    const lookup = (i: number) => client.get(`/v1/orders/${seeded.orderOf(i)}/evidence`);
+    // Warm the path once so no measurement pays for connection set-up.
+    await Promise.all(Array.from({ length: CONCURRENCY }, (_, i) => lookup(i)));
+    const latency = await load(async (i) => void (await lookup(i)));
+    return { ...latency, calls: latency.calls + CONCURRENCY };
+  } finally {
+    client.close();
+    await service.stop();
+  }
+}
 
+async function benchLookups(seeded: Seeded) {
+  const viaService = await serviceLookups(seeded);
+
+  const { db, orderOf } = seeded;
   const repo = new EvidenceRepository();
-  const pool = new pg.Pool({ connectionString: database.url, max: 10 });
+  const pool = new pg.Pool({ connectionString: seeded.database.url, max: 10 });
   const compiled = (ref: string) => repo.listByLinkQuery(db, 'order', ref, 1000).compile();
   const explain = await pool.query(`explain ${compiled(orderOf(1)).sql}`, [
     ...compiled(orderOf(1)).parameters,
@@ -416,75 +490,202 @@ async function benchLookups(adminUrl: string) {
     await pool.query(q.sql, [...q.parameters]);
   });
   await pool.end();
-  await db.destroy();
-  await database.drop();
-  return {
-    seedSecs,
-    counts: counts.rows[0]!,
-    viaService,
-    direct,
-    plan: explain.rows.map((r) => r['QUERY PLAN']).join('\n'),
-  };
+  return { viaService, direct, plan: explain.rows.map((r) => r['QUERY PLAN']).join('\n') };
+}
+
+type Latency = Awaited<ReturnType<typeof load>>;
+interface OnOff<T> {
+  off: T & { events: number };
+  on: T & { events: number };
+}
+
+/**
+ * The same measurement with reads unaudited (AUDIT_READS=false) and audited (the default),
+ * alternating ROUNDS times so drift (caches, autovacuum) hits both sides; the best of each side
+ * wins. `events` counts the audit events the best round of each side wrote for its `calls`
+ * requests (warm-up included).
+ */
+async function auditOnOff<T extends { rps: number; calls: number }>(
+  db: Db,
+  measure: (vars: Record<string, string>) => Promise<T>,
+): Promise<OnOff<T>> {
+  const best: Partial<OnOff<T>> = {};
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const side of ['off', 'on'] as const) {
+      const before = await auditEvents(db);
+      const result = await measure({ AUDIT_READS: String(side === 'on') });
+      const events = (await auditEvents(db)) - before;
+      if (!best[side] || result.rps > best[side].rps) best[side] = { ...result, events };
+    }
+  }
+  return best as OnOff<T>;
+}
+
+async function auditEvents(db: Db): Promise<number> {
+  const r = await sql<{ n: string }>`select count(*) n from audit_events`.execute(db);
+  return Number(r.rows[0]!.n);
+}
+
+/** Full downloads of DOWNLOAD_ITEMS clips archived through the API (disk driver). */
+async function benchDownloads(adminUrl: string) {
+  const database = await createScratch(adminUrl);
+  const dataDir = mkdtempSync(path.join(work, 'data-'));
+  const vars = { DATABASE_URL: database.url, DATA_DIR: dataDir };
+  const db = createDb(database.url, 2);
+  try {
+    const archiving = await startService(vars);
+    const ingestKey = await mintKey(database.url, 'ingest');
+    const support = await mintKey(database.url, 'support');
+    const items = await archiveClips(archiving.url, ingestKey, DOWNLOAD_ITEMS, DOWNLOAD_BYTES);
+    await archiving.stop();
+
+    return await auditOnOff(db, async (audit) => {
+      const service = await startService({ ...vars, ...audit });
+      const client = httpClient(service.url, support);
+      try {
+        const download = async (i: number) => {
+          const item = items[i % items.length]!;
+          const bytes = await client.get(`/v1/evidence/${item.id}/content`);
+          if (bytes !== item.size) throw new Error(`downloaded ${bytes} of ${item.size} bytes`);
+          return bytes;
+        };
+        // Every item once: warm connections, the page cache and the service's code paths.
+        for (let i = 0; i < items.length; i += CONCURRENCY) {
+          await Promise.all(items.slice(i, i + CONCURRENCY).map((_, j) => download(i + j)));
+        }
+        let bytes = 0;
+        const latency = await load(async (i) => {
+          const n = await download(i);
+          bytes += n; // not `bytes += await …`, which would add to a stale total
+        });
+        return { ...latency, calls: latency.calls + items.length, mbs: bytes / MB / SECONDS };
+      } finally {
+        client.close();
+        await service.stop();
+      }
+    });
+  } finally {
+    await db.destroy();
+    await database.drop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+const PARTS = ['ingest', 'lookups', 'custody'] as const;
+
+function printIngest(ingest: Record<string, IngestFigures>): void {
+  const s3r = ingest.s3;
+  const fsr = ingest.fs;
+  if (s3r) {
+    console.log(`S3 driver   POST /v1/evidence      ${fmt(s3r.serviceMBs)} MB/s`);
+    console.log(
+      `            direct lib-storage     ${fmt(s3r.baselineMBs)} MB/s   ratio ${fmt(s3r.serviceMBs / s3r.baselineMBs, 2)} (target >= 0.9)`,
+    );
+    console.log(`            service peak RSS       ${fmt(s3r.peakRssMb)} MB (target < 200)`);
+    console.log(
+      `            s3rver CopyObject      ${fmt(s3r.copyMBs!)} MB/s (what promotion costs here)`,
+    );
+  }
+  if (fsr) {
+    console.log(`disk driver POST /v1/evidence      ${fmt(fsr.serviceMBs)} MB/s`);
+    console.log(
+      `            streamed file copy     ${fmt(fsr.baselineMBs)} MB/s   ratio ${fmt(fsr.serviceMBs / fsr.baselineMBs, 2)} (target >= 0.9)`,
+    );
+    console.log(`            service peak RSS       ${fmt(fsr.peakRssMb)} MB (target < 200)`);
+  }
+}
+
+const latencyText = (l: Latency) =>
+  `${fmt(l.rps, 0)} req/s  p50 ${fmt(l.p50, 2)} ms  p99 ${fmt(l.p99, 2)} ms`;
+
+function printOnOff<T extends Latency>(
+  label: string,
+  r: OnOff<T>,
+  extra: (t: T) => string = () => '',
+): void {
+  const pad = ' '.repeat(label.length);
+  console.log(
+    `${label}  audit off  ${extra(r.off)}${latencyText(r.off)}  (${fmt(r.off.events / r.off.calls, 2)} events/request)`,
+  );
+  console.log(
+    `${pad}  audit on   ${extra(r.on)}${latencyText(r.on)}  (${fmt(r.on.events / r.on.calls, 2)} events/request)`,
+  );
+  console.log(`${pad}  ratio on/off ${fmt(r.on.rps / r.off.rps, 2)} (throughput; target >= 0.8)`);
 }
 
 async function main(): Promise<void> {
+  const only = process.env.BENCH_ONLY;
+  if (only !== undefined && !(PARTS as readonly string[]).includes(only)) {
+    throw new Error(`BENCH_ONLY must be one of ${PARTS.join(', ')}`);
+  }
+  const runs = (part: (typeof PARTS)[number]) => only === undefined || only === part;
   const admin = await adminDatabaseUrl();
   const s3 = await startS3Process();
   try {
     console.log(
       `evidence archive bench: ${new Date().toISOString()}, node ${process.version}, ${cpus().length} cores`,
     );
-    const clip = path.join(work, 'clip.mp4');
-    const sha = await makeClip(clip, INGEST_BYTES);
-    await pipeline(createReadStream(clip), async function* (src) {
-      for await (const _ of src) yield; // warm the page cache so every run reads from memory
-    });
 
-    const only = process.env.BENCH_ONLY; // "ingest" or "lookups", to run one half
-    if (only !== 'lookups') {
+    if (runs('ingest')) {
+      const clip = path.join(work, 'clip.mp4');
+      const sha = await makeClip(clip, INGEST_BYTES);
+      await pipeline(createReadStream(clip), async function* (src) {
+        for await (const _ of src) yield; // warm the page cache so every run reads from memory
+      });
       console.log(
         `\n== ingest of a ${fmt(INGEST_BYTES / 1024 ** 3, 2)} GiB clip (best of ${ROUNDS} rounds each)`,
       );
-      const ingest = await benchIngest(admin.url, s3, clip, sha);
-      const s3r = ingest.s3;
-      const fsr = ingest.fs;
-      if (s3r) {
-        console.log(`S3 driver   POST /v1/evidence      ${fmt(s3r.serviceMBs)} MB/s`);
+      printIngest(await benchIngest(admin.url, s3, clip, sha));
+      rmSync(clip, { force: true });
+    }
+
+    if (runs('lookups') || runs('custody')) {
+      console.log(
+        `\n== lookups by order: ${ITEMS} items, ${CONCURRENCY} concurrent callers, ${SECONDS} s each`,
+      );
+      const seeded = await seedLookups(admin.url);
+      try {
         console.log(
-          `            direct lib-storage     ${fmt(s3r.baselineMBs)} MB/s   ratio ${fmt(s3r.serviceMBs / s3r.baselineMBs, 2)} (target >= 0.9)`,
+          `seeded ${seeded.counts.items} items and ${seeded.counts.links} links in ${fmt(seeded.seedSecs)} s`,
         );
-        console.log(`            service peak RSS       ${fmt(s3r.peakRssMb)} MB (target < 200)`);
-        console.log(
-          `            s3rver CopyObject      ${fmt(s3r.copyMBs!)} MB/s (what promotion costs here)`,
-        );
-      }
-      if (fsr) {
-        console.log(`disk driver POST /v1/evidence      ${fmt(fsr.serviceMBs)} MB/s`);
-        console.log(
-          `            streamed file copy     ${fmt(fsr.baselineMBs)} MB/s   ratio ${fmt(fsr.serviceMBs / fsr.baselineMBs, 2)} (target >= 0.9)`,
-        );
-        console.log(`            service peak RSS       ${fmt(fsr.peakRssMb)} MB (target < 200)`);
+        if (runs('lookups')) {
+          const l = await benchLookups(seeded);
+          console.log(
+            `GET /v1/orders/{id}/evidence   ${latencyText(l.viaService)} (targets >= 2000 req/s, p99 < 10 ms)`,
+          );
+          console.log(`same SQL through a pg pool     ${latencyText(l.direct)}`);
+          console.log(
+            `ratio service/direct           ${fmt(l.viaService.rps / l.direct.rps, 2)} (throughput)`,
+          );
+          console.log(`query plan:\n${l.plan.replace(/^/gm, '  ')}`);
+        }
+        if (runs('custody')) {
+          console.log(
+            `\n== auditing of reads: the same service with AUDIT_READS=false (nothing recorded) and on (default), best of ${ROUNDS} alternating rounds`,
+          );
+          console.log(
+            'lookups: each audited lookup appends one evidence.list event (group-committed) before answering',
+          );
+          printOnOff(
+            'GET /v1/orders/{id}/evidence   ',
+            await auditOnOff(seeded.db, (audit) => serviceLookups(seeded, audit)),
+          );
+        }
+      } finally {
+        await seeded.drop();
       }
     }
-    if (only === 'ingest') return;
 
-    console.log(
-      `\n== lookups by order: ${ITEMS} items, ${CONCURRENCY} concurrent callers, ${SECONDS} s each`,
-    );
-    const l = await benchLookups(admin.url);
-    console.log(
-      `seeded ${l.counts.items} items and ${l.counts.links} links in ${fmt(l.seedSecs)} s`,
-    );
-    console.log(
-      `GET /v1/orders/{id}/evidence   ${fmt(l.viaService.rps, 0)} req/s  p50 ${fmt(l.viaService.p50, 2)} ms  p99 ${fmt(l.viaService.p99, 2)} ms (targets >= 2000 req/s, p99 < 10 ms)`,
-    );
-    console.log(
-      `same SQL through a pg pool     ${fmt(l.direct.rps, 0)} req/s  p50 ${fmt(l.direct.p50, 2)} ms  p99 ${fmt(l.direct.p99, 2)} ms`,
-    );
-    console.log(
-      `ratio service/direct           ${fmt(l.viaService.rps / l.direct.rps, 2)} (throughput)`,
-    );
-    console.log(`query plan:\n${l.plan.replace(/^/gm, '  ')}`);
+    if (runs('custody')) {
+      console.log(
+        `downloads: ${DOWNLOAD_ITEMS} clips of ${fmt(DOWNLOAD_BYTES / 1024 ** 2, 0)} MiB archived through POST /v1/evidence (disk driver), read whole; each audited download records an evidence.download event before the first byte`,
+      );
+      printOnOff(
+        'GET /v1/evidence/{id}/content  ',
+        await benchDownloads(admin.url),
+        (r) => `${fmt(r.mbs)} MB/s  `,
+      );
+    }
   } finally {
     await s3.close();
     await admin.stop?.();

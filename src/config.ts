@@ -38,6 +38,8 @@ const envSchema = z.object({
   S3_PART_SIZE_BYTES: int(5 * 1024 * 1024, 5 * GiB).default(5 * 1024 * 1024),
   S3_UPLOAD_CONCURRENCY: int(1, 64).default(3),
   S3_REQUEST_TIMEOUT_MS: int(1000).default(120_000),
+  S3_OBJECT_LOCK_MODE: z.enum(['GOVERNANCE', 'COMPLIANCE']).optional(),
+  S3_OBJECT_LOCK_RETENTION_DAYS: int(1, 36500).optional(),
 
   MAX_UPLOAD_BYTES: int(1).default(20 * GiB),
   DEFAULT_PHONE_REGION: z
@@ -52,6 +54,25 @@ const envSchema = z.object({
   SHUTDOWN_GRACE_MS: int(0).default(25_000),
   AUTH_CACHE_TTL_MS: int(0, 300_000).default(5_000),
   TRUST_PROXY: z.string().optional(),
+
+  DATABASE_ROLE: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a PostgreSQL role name or "none"')
+    .default('evidence_app'),
+  CUSTODY_SIGNING_KEY: z.string().min(1).optional(),
+  CUSTODY_SIGNING_KEY_FILE: z.string().min(1).optional(),
+  CHECKPOINT_INTERVAL_MINUTES: int(1, 1440).default(10),
+  SCRUB_INTERVAL_MINUTES: int(1, 1440).default(60),
+  SCRUB_FULL_PASS_DAYS: int(1, 3650).default(30),
+  STAGING_GRACE_HOURS: int(1, 24 * 30).default(24),
+  RETENTION_INTERVAL_MINUTES: int(1, 1440).default(60),
+  RETENTION_DAYS_PACKING_VIDEO: int(0, 36500).default(180),
+  RETENTION_DAYS_CALL_RECORDING: int(0, 36500).default(365),
+  RETENTION_DAYS_PHOTO: int(0, 36500).default(365),
+  RETENTION_AFTER_CLOSE_DAYS: int(0, 36500).default(90),
+  AUDIT_READS: bool.default('true'),
+  WORKERS: int(0, 64).default(1),
+  METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -67,6 +88,8 @@ export interface S3Config {
   partSizeBytes: number;
   uploadConcurrency: number;
   requestTimeoutMs: number;
+  /** WORM: every evidence object and custody record is written with this Object Lock retention. */
+  objectLock?: { mode: 'GOVERNANCE' | 'COMPLIANCE'; retentionDays: number };
 }
 
 export interface AppConfig {
@@ -89,6 +112,26 @@ export interface AppConfig {
     trustProxy?: string;
   };
   authCacheTtlMs: number;
+  /** The least-privilege role the service switches to on every connection; undefined = none. */
+  databaseRole?: string;
+  custody: {
+    signingKeyPem?: string;
+    signingKeyFile: string;
+    checkpointIntervalMinutes: number;
+    scrubIntervalMinutes: number;
+    scrubFullPassDays: number;
+    stagingGraceHours: number;
+    auditReads: boolean;
+  };
+  retention: {
+    intervalMinutes: number;
+    /** Days to keep each kind after receipt; 0 keeps it forever. */
+    days: Record<'packing_video' | 'call_recording' | 'photo', number>;
+    afterCloseDays: number;
+  };
+  /** Background jobs run in this process (scrub, retention, checkpoints); 0 = none. */
+  workers: number;
+  metricsToken?: string;
 }
 
 export class ConfigError extends Error {}
@@ -109,6 +152,11 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   }
   const e = parsed.data;
   const dataDir = path.resolve(e.DATA_DIR);
+  if (e.CUSTODY_SIGNING_KEY && e.CUSTODY_SIGNING_KEY_FILE) {
+    throw new ConfigError(
+      'Invalid configuration: set CUSTODY_SIGNING_KEY or CUSTODY_SIGNING_KEY_FILE, not both.',
+    );
+  }
 
   let storage: AppConfig['storage'];
   if (e.STORAGE_DRIVER === 's3') {
@@ -126,6 +174,11 @@ export function loadConfig(source: Record<string, string | undefined> = process.
         `Invalid configuration: S3_PART_SIZE_BYTES must be at least ${Math.ceil(e.MAX_UPLOAD_BYTES / 10_000)} so that MAX_UPLOAD_BYTES fits in S3's 10,000 parts.`,
       );
     }
+    if ((e.S3_OBJECT_LOCK_MODE === undefined) !== (e.S3_OBJECT_LOCK_RETENTION_DAYS === undefined)) {
+      throw new ConfigError(
+        'Invalid configuration: S3_OBJECT_LOCK_MODE and S3_OBJECT_LOCK_RETENTION_DAYS must be set together.',
+      );
+    }
     storage = {
       driver: 's3',
       s3: {
@@ -139,10 +192,14 @@ export function loadConfig(source: Record<string, string | undefined> = process.
         partSizeBytes: e.S3_PART_SIZE_BYTES,
         uploadConcurrency: e.S3_UPLOAD_CONCURRENCY,
         requestTimeoutMs: e.S3_REQUEST_TIMEOUT_MS,
+        objectLock:
+          e.S3_OBJECT_LOCK_MODE && e.S3_OBJECT_LOCK_RETENTION_DAYS
+            ? { mode: e.S3_OBJECT_LOCK_MODE, retentionDays: e.S3_OBJECT_LOCK_RETENTION_DAYS }
+            : undefined,
       },
     };
   } else {
-    for (const name of ['S3_ENDPOINT', 'S3_BUCKET'] as const) {
+    for (const name of ['S3_ENDPOINT', 'S3_BUCKET', 'S3_OBJECT_LOCK_MODE'] as const) {
       if (e[name]) {
         throw new ConfigError(
           `Invalid configuration: ${name} is set but STORAGE_DRIVER is "fs"; set STORAGE_DRIVER=s3 to use S3 storage.`,
@@ -176,5 +233,28 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       trustProxy: e.TRUST_PROXY,
     },
     authCacheTtlMs: e.AUTH_CACHE_TTL_MS,
+    databaseRole: e.DATABASE_ROLE === 'none' ? undefined : e.DATABASE_ROLE,
+    custody: {
+      signingKeyPem: e.CUSTODY_SIGNING_KEY,
+      signingKeyFile: path.resolve(
+        e.CUSTODY_SIGNING_KEY_FILE ?? path.join(dataDir, 'custody', 'signing-key.pem'),
+      ),
+      checkpointIntervalMinutes: e.CHECKPOINT_INTERVAL_MINUTES,
+      scrubIntervalMinutes: e.SCRUB_INTERVAL_MINUTES,
+      scrubFullPassDays: e.SCRUB_FULL_PASS_DAYS,
+      stagingGraceHours: e.STAGING_GRACE_HOURS,
+      auditReads: e.AUDIT_READS,
+    },
+    retention: {
+      intervalMinutes: e.RETENTION_INTERVAL_MINUTES,
+      days: {
+        packing_video: e.RETENTION_DAYS_PACKING_VIDEO,
+        call_recording: e.RETENTION_DAYS_CALL_RECORDING,
+        photo: e.RETENTION_DAYS_PHOTO,
+      },
+      afterCloseDays: e.RETENTION_AFTER_CLOSE_DAYS,
+    },
+    workers: e.WORKERS,
+    metricsToken: e.METRICS_TOKEN,
   };
 }

@@ -1,7 +1,13 @@
 import { ApiKeyRepository } from './access/api-key.repository';
 import { ApiKeyService } from './access/api-key.service';
 import type { AppConfig } from './config';
-import { createDb, type Db } from './db/database';
+import { AuditRepository } from './custody/audit.repository';
+import { AuditLog } from './custody/audit.service';
+import { AuditTrailService } from './custody/audit-trail.service';
+import { CheckpointService } from './custody/checkpoint.service';
+import { IntegrityService } from './custody/integrity.service';
+import { SigningKey } from './custody/signing-key';
+import { createDb, usableRole, type Db } from './db/database';
 import { EmbeddedDatabase } from './db/embedded-postgres';
 import { migrateToLatest } from './db/migrator';
 import { EvidenceRepository } from './evidence/evidence.repository';
@@ -9,6 +15,7 @@ import { EvidenceService } from './evidence/evidence.service';
 import { IdempotencyRepository } from './evidence/idempotency.repository';
 import { IngestService } from './ingest/ingest.service';
 import type { Logger } from './logger';
+import { Metrics } from './metrics';
 import type { BlobStore } from './storage/blob-store';
 import { FsBlobStore } from './storage/blob-store.fs';
 import { createS3Client, S3BlobStore } from './storage/blob-store.s3';
@@ -17,10 +24,19 @@ export interface AppContext {
   config: AppConfig;
   logger: Logger;
   db: Db;
+  /** The owner's connection URL: for migrations and the job queue, never for requests. */
+  databaseUrl: string;
   blobStore: BlobStore;
   apiKeys: ApiKeyService;
   ingest: IngestService;
   evidence: EvidenceService;
+  audit: AuditLog;
+  auditRepo: AuditRepository;
+  signingKey: SigningKey;
+  checkpoints: CheckpointService;
+  trail: AuditTrailService;
+  integrity: IntegrityService;
+  metrics: Metrics;
   shuttingDown: boolean;
   close(): Promise<void>;
 }
@@ -39,6 +55,24 @@ export async function createBlobStore(config: AppConfig): Promise<BlobStore> {
   return new FsBlobStore(config.storage.root).init();
 }
 
+async function loadSigningKey(config: AppConfig, logger: Logger): Promise<SigningKey> {
+  if (config.custody.signingKeyPem) {
+    try {
+      return SigningKey.fromPem(config.custody.signingKeyPem);
+    } catch (err) {
+      throw new Error(`CUSTODY_SIGNING_KEY is not usable: ${(err as Error).message}`);
+    }
+  }
+  const { key, created } = await SigningKey.loadOrCreate(config.custody.signingKeyFile);
+  if (created) {
+    logger.warn(
+      { file: config.custody.signingKeyFile, fingerprint: key.fingerprint },
+      'generated a new custody signing key; back it up, and give every instance the same key',
+    );
+  }
+  return key;
+}
+
 /** The composition root shared by the service, the CLIs and the tests. */
 export async function buildContext(
   config: AppConfig,
@@ -48,42 +82,76 @@ export async function buildContext(
   const embedded = config.database.url
     ? undefined
     : await EmbeddedDatabase.start(config.dataDir, config.database.embeddedPort, logger);
-  const db = createDb(
-    config.database.url ?? embedded!.connectionString,
-    config.database.poolSize,
-    (err) => logger.warn({ err }, 'idle database connection lost'),
-  );
+  const databaseUrl = config.database.url ?? embedded!.connectionString;
+  let db: Db | undefined;
   try {
-    if (options.migrate) await migrateToLatest(db, logger);
+    const owner = createDb(databaseUrl, 1);
+    let role: string | undefined;
+    try {
+      if (options.migrate) await migrateToLatest(owner, logger);
+      role = config.databaseRole && (await usableRole(owner, config.databaseRole));
+    } finally {
+      await owner.destroy();
+    }
+    if (config.databaseRole && !role) {
+      logger.warn(
+        { role: config.databaseRole },
+        "the least-privilege database role is missing or not granted; running with the connecting user's privileges",
+      );
+    }
+    db = createDb(
+      databaseUrl,
+      config.database.poolSize,
+      (err) => logger.warn({ err }, 'idle database connection lost'),
+      role,
+    );
     const configured = await createBlobStore(config);
     const blobStore = options.wrapBlobStore?.(configured) ?? configured;
     const evidenceRepo = new EvidenceRepository();
+    const auditRepo = new AuditRepository();
+    const audit = new AuditLog(db, auditRepo, logger, { recordReads: config.custody.auditReads });
+    if (!config.custody.auditReads) {
+      logger.warn('AUDIT_READS=false: views and downloads are NOT recorded (benchmarks only)');
+    }
+    const signingKey = await loadSigningKey(config, logger);
     const phone = { defaultPhoneRegion: config.defaultPhoneRegion };
+    const pool = db;
+    const metrics = new Metrics();
+    const evidence = new EvidenceService(db, blobStore, evidenceRepo, audit, phone);
     const ctx: AppContext = {
       config,
       logger,
       db,
+      databaseUrl,
       blobStore,
-      apiKeys: new ApiKeyService(db, new ApiKeyRepository(), config.authCacheTtlMs),
+      apiKeys: new ApiKeyService(db, new ApiKeyRepository(), audit, config.authCacheTtlMs),
       ingest: new IngestService(
         db,
         blobStore,
         evidenceRepo,
         new IdempotencyRepository(),
+        audit,
         logger,
         phone,
       ),
-      evidence: new EvidenceService(db, blobStore, evidenceRepo, phone),
+      evidence,
+      audit,
+      auditRepo,
+      signingKey,
+      checkpoints: new CheckpointService(db, blobStore, auditRepo, signingKey, logger),
+      trail: new AuditTrailService(db, auditRepo, audit, evidence),
+      integrity: new IntegrityService(db, blobStore, evidenceRepo, auditRepo, audit, metrics),
+      metrics,
       shuttingDown: false,
       async close() {
         await blobStore.close();
-        await db.destroy();
+        await pool.destroy();
         await embedded?.stop();
       },
     };
     return ctx;
   } catch (err) {
-    await db.destroy();
+    await db?.destroy();
     await embedded?.stop();
     throw err;
   }

@@ -33,6 +33,10 @@ export type ErrorCode =
   | 'invalid_phone_number'
   | 'not_ready'
   | 'evidence_unavailable'
+  | 'evidence_deleted'
+  | 'legal_hold'
+  | 'evidence_busy'
+  | 'hold_not_found'
   | 'internal_error';
 
 export class AppError extends Error {

@@ -1,4 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { systemActor, type Actor, type AuditLog } from '../custody/audit.service';
 import type { Db, Role } from '../db/database';
 import type { ApiKeyRepository } from './api-key.repository';
 import type { Principal } from './roles';
@@ -24,25 +25,32 @@ export class ApiKeyService {
   constructor(
     private readonly db: Db,
     private readonly repo: ApiKeyRepository,
+    private readonly audit: AuditLog,
     private readonly cacheTtlMs: number,
     private readonly now: () => number = Date.now,
   ) {}
 
-  async create(role: Role, name: string): Promise<MintedKey> {
+  async create(role: Role, name: string, actor: Actor = systemActor('keys')): Promise<MintedKey> {
     const id = randomBytes(8).toString('hex');
     const secret = randomBytes(32).toString('base64url');
-    await this.repo.insert(this.db, {
-      id,
-      name,
-      role,
-      secretHash: sha256(secret).toString('hex'),
+    await this.db.transaction().execute(async (tx) => {
+      await this.repo.insert(tx, { id, name, role, secretHash: sha256(secret).toString('hex') });
+      await this.audit.append(tx, [
+        { action: 'key.create', actor, details: { keyId: id, role, name } },
+      ]);
     });
     return { id, key: `eak_${id}_${secret}`, role, name };
   }
 
-  async revoke(id: string): Promise<boolean> {
+  async revoke(id: string, actor: Actor = systemActor('keys')): Promise<boolean> {
     this.cache.clear();
-    return this.repo.revoke(this.db, id, new Date(this.now()));
+    return this.db.transaction().execute(async (tx) => {
+      const revoked = await this.repo.revoke(tx, id, new Date(this.now()));
+      if (revoked) {
+        await this.audit.append(tx, [{ action: 'key.revoke', actor, details: { keyId: id } }]);
+      }
+      return revoked;
+    });
   }
 
   list() {

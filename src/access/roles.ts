@@ -8,7 +8,15 @@ export type Permission =
   | 'evidence:read'
   | 'evidence:search'
   | 'evidence:download'
-  | 'evidence:link';
+  | 'evidence:link'
+  | 'evidence:verify'
+  | 'evidence:audit' // the custody history of one item
+  | 'evidence:delete'
+  | 'complaint:read'
+  | 'complaint:write'
+  | 'hold:manage'
+  | 'audit:read' // the whole trail
+  | 'custody:status';
 
 const GRANTS: Record<Role, readonly Permission[]> = {
   ingest: ['evidence:create', 'evidence:receipt'],
@@ -18,6 +26,10 @@ const GRANTS: Record<Role, readonly Permission[]> = {
     'evidence:search',
     'evidence:download',
     'evidence:link',
+    'evidence:verify',
+    'evidence:audit',
+    'complaint:read',
+    'complaint:write',
   ],
   admin: [
     'evidence:create',
@@ -26,6 +38,14 @@ const GRANTS: Record<Role, readonly Permission[]> = {
     'evidence:search',
     'evidence:download',
     'evidence:link',
+    'evidence:verify',
+    'evidence:audit',
+    'evidence:delete',
+    'complaint:read',
+    'complaint:write',
+    'hold:manage',
+    'audit:read',
+    'custody:status',
   ],
 };
 

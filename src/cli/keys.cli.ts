@@ -1,4 +1,6 @@
+import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
+import { systemActor } from '../custody/audit.service';
 import { ROLES } from '../access/roles';
 import type { Role } from '../db/database';
 import { withContext } from './cli-context';
@@ -18,6 +20,8 @@ const { values, positionals } = parseArgs({
   },
 });
 const [command, ...rest] = positionals;
+// Keys are minted at a shell on the server: the audit trail names the OS account that did it.
+const actor = systemActor(`keys CLI (${userInfo().username})`);
 
 function fail(message: string): never {
   console.error(`${message}\n\n${USAGE}`);
@@ -33,7 +37,7 @@ void withContext(async (ctx) => {
       if (!ROLES.includes(role)) fail(`--role must be one of ${ROLES.join(', ')}.`);
       const name = values.name?.trim();
       if (!name || name.length > 200) fail('--name is required (1-200 characters).');
-      const minted = await ctx.apiKeys.create(role, name);
+      const minted = await ctx.apiKeys.create(role, name, actor);
       if (values.json) console.log(JSON.stringify(minted));
       else
         console.log(
@@ -54,7 +58,7 @@ void withContext(async (ctx) => {
     }
     case 'revoke': {
       const id = rest[0] ?? fail('revoke needs a key id.');
-      const done = await ctx.apiKeys.revoke(id);
+      const done = await ctx.apiKeys.revoke(id, actor);
       if (!done) {
         console.error(`No active key with id ${id}.`);
         process.exitCode = 1;

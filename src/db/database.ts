@@ -1,4 +1,11 @@
-import { Kysely, PostgresDialect, type ColumnType, type Generated, type Transaction } from 'kysely';
+import {
+  Kysely,
+  PostgresDialect,
+  sql,
+  type ColumnType,
+  type Generated,
+  type Transaction,
+} from 'kysely';
 import pg from 'pg';
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
@@ -38,6 +45,13 @@ export interface EvidenceItemsTable {
   station_id: string | null;
   operator_id: string | null;
   tracking_number: string | null;
+  verified_at: Timestamp | null;
+  verify_status: VerifyStatus | null;
+  verify_detail: ColumnType<unknown, string | null, string | null> | null;
+  deleted_at: Timestamp | null;
+  deletion_reason: string | null;
+  deleted_by: string | null;
+  blob_purged_at: Timestamp | null;
 }
 
 export interface EvidenceLinksTable {
@@ -63,7 +77,79 @@ export interface IdempotencyKeysTable {
   created_at: Generated<Date>;
 }
 
+export type VerifyStatus = 'ok' | 'mismatch' | 'missing' | 'size_mismatch';
+export type AuditOutcome = 'success' | 'denied' | 'failed';
+
+export interface AuditEventsTable {
+  seq: number;
+  occurred_at: Timestamp;
+  action: string;
+  outcome: AuditOutcome;
+  actor_key_id: string | null;
+  actor_role: string | null;
+  actor_name: string | null;
+  item_ids: string[];
+  complaint_id: string | null;
+  request_id: string | null;
+  client_ip: string | null;
+  details: ColumnType<Record<string, unknown>, string, never>;
+  prev_hash: string;
+  hash: string;
+}
+
+export interface AuditChainHeadTable {
+  id: boolean;
+  seq: number;
+  hash: string;
+}
+
+export interface AuditCheckpointsTable {
+  seq: number;
+  hash: string;
+  signed_at: Timestamp;
+  key_fingerprint: string;
+  object_key: string;
+}
+
+export interface ComplaintsTable {
+  id: string;
+  status: 'open' | 'closed';
+  customer_phone: string | null;
+  customer_phone_e164: string | null;
+  order_ids: string[];
+  opened_at: Timestamp;
+  closed_at: Timestamp | null;
+  updated_at: Timestamp;
+}
+
+export interface LegalHoldsTable {
+  id: string;
+  item_id: string | null;
+  complaint_id: string | null;
+  reason: string;
+  placed_by_key_id: string;
+  placed_at: Timestamp;
+  released_by_key_id: string | null;
+  released_at: Timestamp | null;
+  release_reason: string | null;
+}
+
+export interface CustodyRunsTable {
+  id: string;
+  job: string;
+  started_at: Timestamp;
+  finished_at: Timestamp | null;
+  outcome: 'ok' | 'problems' | 'error' | null;
+  stats: ColumnType<Record<string, unknown>, string | undefined, string>;
+}
+
 export interface Database {
+  audit_events: AuditEventsTable;
+  audit_chain_head: AuditChainHeadTable;
+  audit_checkpoints: AuditCheckpointsTable;
+  complaints: ComplaintsTable;
+  legal_holds: LegalHoldsTable;
+  custody_runs: CustodyRunsTable;
   api_keys: ApiKeysTable;
   evidence_items: EvidenceItemsTable;
   evidence_links: EvidenceLinksTable;
@@ -80,6 +166,7 @@ export function createDb(
   connectionString: string,
   poolSize: number,
   onIdleError: (err: Error) => void = () => undefined,
+  role?: string,
 ): Db {
   // int8 (sizes) as number: evidence files are far below 2^53 bytes.
   const types = {
@@ -95,9 +182,20 @@ export function createDb(
     connectionTimeoutMillis: 10_000,
     idleTimeoutMillis: 30_000,
     application_name: 'evidence-archive',
+    // Set at connection start, so no query ever runs with the owner's privileges by accident.
+    ...(role ? { options: `-c role=${role}` } : {}),
   });
   // An idle connection that the server closes (restart, failover, admin) emits 'error' on the
   // pool; unhandled, that would crash the process. The pool replaces the connection by itself.
   pool.on('error', onIdleError);
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}
+
+/** The role if it exists and the connecting user may switch to it (superusers always may). */
+export async function usableRole(db: Db, role: string): Promise<string | undefined> {
+  const { rows } = await sql<{
+    ok: boolean;
+  }>`select exists (select 1 from pg_roles where rolname = ${role})
+      and pg_has_role(current_user, ${role}, 'MEMBER') as ok`.execute(db);
+  return rows[0]?.ok ? role : undefined;
 }

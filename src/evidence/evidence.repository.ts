@@ -1,5 +1,5 @@
 import { sql, type Insertable, type Selectable } from 'kysely';
-import type { EvidenceItemsTable, Executor, LinkType } from '../db/database';
+import type { EvidenceItemsTable, Executor, LinkType, VerifyStatus } from '../db/database';
 
 export type EvidenceRow = Selectable<EvidenceItemsTable> & {
   order_ids: string[];
@@ -65,6 +65,36 @@ export class EvidenceRepository {
         })),
       )
       .onConflict((oc) => oc.doNothing())
+      .execute();
+  }
+
+  async removeLink(db: Executor, itemId: string, type: LinkType, ref: string): Promise<boolean> {
+    const res = await db
+      .deleteFrom('evidence_links')
+      .where('item_id', '=', itemId)
+      .where('link_type', '=', type)
+      .where('ref', '=', ref)
+      .executeTakeFirst();
+    return res.numDeletedRows > 0n;
+  }
+
+  /** Under an active legal hold on the item or on a complaint it belongs to (the SQL function). */
+  async isHeld(db: Executor, itemId: string): Promise<boolean> {
+    const { rows } = await sql<{
+      held: boolean;
+    }>`select evidence_is_held(${itemId}::uuid) as held`.execute(db);
+    return rows[0]!.held;
+  }
+
+  async recordVerification(
+    db: Executor,
+    itemId: string,
+    v: { at: Date; status: VerifyStatus; detail: unknown },
+  ): Promise<void> {
+    await db
+      .updateTable('evidence_items')
+      .set({ verified_at: v.at, verify_status: v.status, verify_detail: JSON.stringify(v.detail) })
+      .where('id', '=', itemId)
       .execute();
   }
 

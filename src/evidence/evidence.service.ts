@@ -1,7 +1,8 @@
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import type { Db, LinkType } from '../db/database';
-import { can, type Principal } from '../access/roles';
+import { can } from '../access/roles';
+import type { AuditLog, RequestActor } from '../custody/audit.service';
 import { AppError } from '../errors';
 import { identifier, isoTimestamp, parseWith, phoneField } from '../ingest/upload-fields';
 import { EVIDENCE_KINDS } from '../ingest/kinds';
@@ -42,11 +43,12 @@ export class EvidenceService {
     private readonly db: Db,
     private readonly store: BlobStore,
     private readonly repo: EvidenceRepository,
+    private readonly audit: AuditLog,
     private readonly opts: { defaultPhoneRegion?: string } = {},
   ) {}
 
   /** The item row; ingest keys may see only items they uploaded (their receipts). */
-  async getRow(principal: Principal, id: string): Promise<EvidenceRow> {
+  async getRow(principal: RequestActor, id: string): Promise<EvidenceRow> {
     const row = UUID.test(id) ? await this.repo.findById(this.db, id) : undefined;
     if (!row) throw new AppError('not_found', `No evidence item with id ${JSON.stringify(id)}.`);
     if (!can(principal.role, 'evidence:read')) {
@@ -57,32 +59,80 @@ export class EvidenceService {
     return row;
   }
 
-  async get(principal: Principal, id: string): Promise<EvidenceView> {
-    return toEvidenceView(await this.getRow(principal, id));
+  async get(actor: RequestActor, id: string): Promise<EvidenceView> {
+    const row = await this.getRow(actor, id);
+    await this.audit.recordRead({ action: 'evidence.view', actor, itemIds: [row.id] });
+    return toEvidenceView(row);
   }
 
-  async listByLink(type: LinkType, rawRef: string): Promise<EvidenceView[]> {
+  async listByLink(actor: RequestActor, type: LinkType, rawRef: string): Promise<EvidenceView[]> {
     const ref = parseWith(identifier(), rawRef);
     const rows = await this.repo.listByLink(this.db, type, ref, LIST_LIMIT);
+    await this.audit.recordRead({
+      action: 'evidence.list',
+      actor,
+      itemIds: rows.map((r) => r.id),
+      details: { [`${type}Id`]: ref, count: rows.length },
+    });
     return rows.map(toEvidenceView);
   }
 
-  async addLinks(principal: Principal, id: string, body: unknown): Promise<EvidenceView> {
+  async addLinks(actor: RequestActor, id: string, body: unknown): Promise<EvidenceView> {
     const { orderIds, complaintIds } = parseWith(linksBody, body);
-    const row = await this.getRow(principal, id);
-    await this.repo.addLinks(
-      this.db,
-      row.id,
-      [
-        ...orderIds.map((ref) => ({ type: 'order' as const, ref })),
-        ...complaintIds.map((ref) => ({ type: 'complaint' as const, ref })),
-      ],
-      principal.keyId,
-    );
-    return toEvidenceView((await this.repo.findById(this.db, row.id))!);
+    const row = await this.getRow(actor, id);
+    return this.db.transaction().execute(async (tx) => {
+      await this.repo.addLinks(
+        tx,
+        row.id,
+        [
+          ...orderIds.map((ref) => ({ type: 'order' as const, ref })),
+          ...complaintIds.map((ref) => ({ type: 'complaint' as const, ref })),
+        ],
+        actor.keyId,
+      );
+      const updated = (await this.repo.findById(tx, row.id))!;
+      await this.audit.append(tx, [
+        { action: 'evidence.link', actor, itemIds: [row.id], details: { orderIds, complaintIds } },
+      ]);
+      return toEvidenceView(updated);
+    });
   }
 
-  async search(query: unknown): Promise<{ items: EvidenceView[]; nextCursor: string | null }> {
+  /** Removes one link; refused while the item is held, since a link can be what holds it. */
+  async removeLink(
+    actor: RequestActor,
+    id: string,
+    type: LinkType,
+    rawRef: string,
+  ): Promise<EvidenceView> {
+    const ref = parseWith(identifier(), rawRef);
+    const row = await this.getRow(actor, id);
+    return this.db.transaction().execute(async (tx) => {
+      if (await this.repo.isHeld(tx, row.id)) {
+        throw new AppError(
+          'legal_hold',
+          `Item ${row.id} is under legal hold; its links cannot be removed until the hold is released.`,
+        );
+      }
+      const removed = await this.repo.removeLink(tx, row.id, type, ref);
+      if (!removed) {
+        throw new AppError(
+          'not_found',
+          `Item ${row.id} is not linked to ${type} ${JSON.stringify(ref)}.`,
+        );
+      }
+      const updated = (await this.repo.findById(tx, row.id))!;
+      await this.audit.append(tx, [
+        { action: 'evidence.unlink', actor, itemIds: [row.id], details: { [`${type}Id`]: ref } },
+      ]);
+      return toEvidenceView(updated);
+    });
+  }
+
+  async search(
+    actor: RequestActor,
+    query: unknown,
+  ): Promise<{ items: EvidenceView[]; nextCursor: string | null }> {
     const q = parseWith(searchQuery, query);
     let phoneE164: string | undefined;
     if (q.phone) {
@@ -102,6 +152,12 @@ export class EvidenceService {
     );
     const page = rows.slice(0, q.limit);
     const last = page.at(-1);
+    await this.audit.recordRead({
+      action: 'evidence.list',
+      actor,
+      itemIds: page.map((r) => r.id),
+      details: { search: { ...q, phone: phoneE164 }, count: page.length },
+    });
     return {
       items: page.map(toEvidenceView),
       nextCursor:
@@ -111,7 +167,43 @@ export class EvidenceService {
     };
   }
 
-  async readContent(row: EvidenceRow, range?: ByteRange): Promise<Readable> {
+  /**
+   * Opens the stored bytes and records the download before a byte leaves: nothing is served
+   * without its audit event being durable.
+   */
+  async readContent(
+    actor: RequestActor,
+    row: EvidenceRow,
+    range: ByteRange | undefined,
+    details: Record<string, unknown>,
+  ): Promise<Readable> {
+    assertNotDeleted(row);
+    const body = await this.openBlob(row, range);
+    try {
+      await this.audit.recordRead({
+        action: 'evidence.download',
+        actor,
+        itemIds: [row.id],
+        details,
+      });
+    } catch (err) {
+      body.destroy();
+      throw err;
+    }
+    return body;
+  }
+
+  /** A HEAD or a 304 sends no bytes, but it still tells the caller the item's state. */
+  async recordContentCheck(
+    actor: RequestActor,
+    row: EvidenceRow,
+    details: Record<string, unknown>,
+  ) {
+    assertNotDeleted(row);
+    await this.audit.recordRead({ action: 'evidence.download', actor, itemIds: [row.id], details });
+  }
+
+  private async openBlob(row: EvidenceRow, range?: ByteRange): Promise<Readable> {
     try {
       return await this.store.read(row.blob_key, row.size_bytes, range);
     } catch (err) {
@@ -123,6 +215,15 @@ export class EvidenceService {
       unavailable.cause = err; // logged, never sent to the client
       throw unavailable;
     }
+  }
+}
+
+export function assertNotDeleted(row: EvidenceRow): void {
+  if (row.deleted_at) {
+    throw new AppError(
+      'evidence_deleted',
+      `Item ${row.id} was deleted on ${new Date(row.deleted_at).toISOString()} (${row.deletion_reason}); its tombstone and custody history remain.`,
+    );
   }
 }
 

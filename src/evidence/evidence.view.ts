@@ -23,6 +23,11 @@ export interface EvidenceView {
   operatorId: string | null;
   trackingNumber: string | null;
   contentUrl: string;
+  /** `deleted` items are tombstones: hash, size and times stay, the bytes are gone. */
+  status: 'archived' | 'deleted';
+  deletedAt: string | null;
+  deletionReason: string | null;
+  lastVerification: { status: string; checkedAt: string } | null;
 }
 
 const iso = (d: Date | string) => (d instanceof Date ? d : new Date(d)).toISOString();
@@ -51,5 +56,12 @@ export function toEvidenceView(r: EvidenceRow): EvidenceView {
     operatorId: r.operator_id,
     trackingNumber: r.tracking_number,
     contentUrl: `/v1/evidence/${r.id}/content`,
+    status: r.deleted_at ? 'deleted' : 'archived',
+    deletedAt: r.deleted_at ? iso(r.deleted_at) : null,
+    deletionReason: r.deletion_reason,
+    lastVerification:
+      r.verify_status && r.verified_at
+        ? { status: r.verify_status, checkedAt: iso(r.verified_at) }
+        : null,
   };
 }

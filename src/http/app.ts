@@ -3,6 +3,7 @@ import express, { type Express } from 'express';
 import type { AppContext } from '../context';
 import openapi from './openapi.json';
 import { errorMiddleware, notFoundHandler } from './error.middleware';
+import { custodyRoutes } from './custody.routes';
 import { evidenceRoutes } from './evidence.routes';
 import { healthRoutes } from './health.routes';
 
@@ -10,7 +11,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export function createApp(ctx: AppContext): Express {
   const app = express();
-  const onError = errorMiddleware(ctx.logger);
+  const onError = errorMiddleware(ctx.logger, ctx.audit);
   app.disable('x-powered-by');
   app.set('etag', false);
   if (ctx.config.http.trustProxy) app.set('trust proxy', ctx.config.http.trustProxy);
@@ -54,6 +55,18 @@ export function createApp(ctx: AppContext): Express {
         res.set('Connection', 'close');
         onError(err, req, res, () => undefined);
       },
+    }),
+  );
+  app.use(
+    custodyRoutes({
+      keys: ctx.apiKeys,
+      evidence: ctx.evidence,
+      trail: ctx.trail,
+      integrity: ctx.integrity,
+      checkpoints: ctx.checkpoints,
+      signingKey: ctx.signingKey,
+      metrics: ctx.metrics,
+      metricsToken: ctx.config.metricsToken,
     }),
   );
   app.use(notFoundHandler);

@@ -1,6 +1,7 @@
-import type { RequestHandler } from 'express';
+import type { Request, RequestHandler } from 'express';
 import type { ApiKeyService } from '../access/api-key.service';
 import { can, type Permission, type Principal } from '../access/roles';
+import type { AuditAction, RequestActor } from '../custody/audit.service';
 import { AppError } from '../errors';
 
 declare module 'express-serve-static-core' {
@@ -40,3 +41,31 @@ export function principalOf(req: { principal?: Principal }): Principal {
   if (!req.principal) throw new AppError('unauthorized', 'Not authenticated.');
   return req.principal;
 }
+
+/** The principal with what the audit trail records of the request: its id and client address. */
+export function actorOf(req: Request): RequestActor {
+  return { ...principalOf(req), requestId: req.id, clientIp: req.ip };
+}
+
+/**
+ * Names the audited action of a route, so that a refused or failed attempt at it (no key, wrong
+ * role, unknown item, bad input) is recorded by the error middleware too. Goes before `authenticate`.
+ */
+export function audited(action: AuditAction): RequestHandler {
+  return (req, res, next) => {
+    res.locals.auditAttempt = {
+      action,
+      itemId: firstParam(req.params.id),
+      complaintId: firstParam(req.params.complaintId),
+    } satisfies AuditAttempt;
+    next();
+  };
+}
+
+export interface AuditAttempt {
+  action: AuditAction;
+  itemId?: string;
+  complaintId?: string;
+}
+
+const firstParam = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);

@@ -1,7 +1,11 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
+import type { AuditLog } from '../custody/audit.service';
 import { AppError } from '../errors';
 import type { Logger } from '../logger';
+import type { AuditAttempt } from './auth.middleware';
 import { PROBLEMS, problemBody, type ProblemCode } from './problem';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Errors thrown by express's body parser carry a `type`; we only map the client's mistakes. */
 function fromBodyParser(err: { type?: string; status?: number }): AppError | undefined {
@@ -16,13 +20,41 @@ function fromBodyParser(err: { type?: string; status?: number }): AppError | und
 }
 
 /** The single place where errors become application/problem+json responses (RFC 9457). */
-export function errorMiddleware(logger: Logger): ErrorRequestHandler {
-  return (err, req, res, _next) => {
+export function errorMiddleware(logger: Logger, audit?: AuditLog): ErrorRequestHandler {
+  return async (err, req, res, _next) => {
     const known = err instanceof AppError ? err : fromBodyParser(err);
     const code: ProblemCode = known?.code ?? 'internal_error';
     const { status } = PROBLEMS[code];
     if (status >= 500) logger.error({ err, reqId: req.id }, 'request failed');
     else logger.debug({ code, reqId: req.id }, known?.message);
+    const attempt = res.locals.auditAttempt as AuditAttempt | undefined;
+    if (audit && attempt && !res.locals.auditedFailure) {
+      res.locals.auditedFailure = true; // an upload answered early can pass here twice
+      // Written before the answer, so a client that saw its refusal finds it in the trail; a
+      // failing audit write never turns a refusal into a hang.
+      await audit.recordAttempt({
+        action: attempt.action,
+        outcome: status === 401 || status === 403 ? 'denied' : 'failed',
+        actor: {
+          keyId: req.principal?.keyId ?? null,
+          role: req.principal?.role ?? 'anonymous',
+          name: req.principal?.name ?? 'unauthenticated',
+          requestId: req.id,
+          clientIp: req.ip,
+        },
+        itemIds: attempt.itemId && UUID.test(attempt.itemId) ? [attempt.itemId] : [],
+        complaintId: attempt.complaintId ?? null,
+        details: {
+          method: req.method,
+          path: req.path.slice(0, 512),
+          status,
+          code,
+          ...(attempt.itemId && !UUID.test(attempt.itemId)
+            ? { target: attempt.itemId.slice(0, 200) }
+            : {}),
+        },
+      });
+    }
 
     if (res.writableEnded) return; // already answered early (an upload refused mid-stream)
     if (res.headersSent) {

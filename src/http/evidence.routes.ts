@@ -3,15 +3,16 @@ import multer from 'multer';
 import { pipeline } from 'node:stream/promises';
 import type { ApiKeyService } from '../access/api-key.service';
 import { AppError } from '../errors';
-import type { EvidenceService } from '../evidence/evidence.service';
+import { assertNotDeleted, type EvidenceService } from '../evidence/evidence.service';
 import type { EvidenceView } from '../evidence/evidence.view';
 import { contentDisposition } from '../evidence/filename';
 import type { IngestService } from '../ingest/ingest.service';
 import { translateUploadError } from '../ingest/upload-errors';
 import { StagingStorageEngine } from '../ingest/upload-storage-engine';
 import type { BlobStore } from '../storage/blob-store';
-import { authenticate, principalOf, requirePermission } from './auth.middleware';
+import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
 import { etagMatches, resolveRange } from './http-range';
+import { methodNotAllowed } from './method-not-allowed';
 
 export interface EvidenceRoutesDeps {
   keys: ApiKeyService;
@@ -27,13 +28,6 @@ export interface EvidenceRoutesDeps {
 /** Multipart framing and fields on top of the file; generous, but bounded. */
 const MULTIPART_OVERHEAD_BYTES = 1024 * 1024;
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
-
-const methodNotAllowed =
-  (allowed: string): RequestHandler =>
-  (_req, res) => {
-    res.set('Allow', allowed);
-    throw new AppError('method_not_allowed', `Allowed methods: ${allowed}.`);
-  };
 
 export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
   const { keys, ingest, evidence } = deps;
@@ -99,13 +93,14 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
   router
     .route('/v1/evidence')
     .post(
+      audited('evidence.create'),
       auth,
       requirePermission('evidence:create'),
       checkIdempotencyKey,
       receiveUpload,
       async (req, res) => {
         const result = await ingest.ingest({
-          principal: principalOf(req),
+          principal: actorOf(req),
           staged: req.staged,
           fields: req.body,
           originalFilename: req.file?.originalname,
@@ -114,28 +109,50 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
         sendItem(res, result.status, result.item, result.replayed);
       },
     )
-    .get(auth, requirePermission('evidence:search'), async (req, res) => {
-      res.json(await evidence.search(req.query));
+    .get(audited('evidence.list'), auth, requirePermission('evidence:search'), async (req, res) => {
+      res.json(await evidence.search(actorOf(req), req.query));
     })
     .all(methodNotAllowed('GET, POST'));
 
   router
     .route('/v1/evidence/:id')
-    .get(auth, requirePermission('evidence:receipt'), async (req, res) => {
-      res.json(await evidence.get(principalOf(req), req.params.id!));
-    })
+    .get(
+      audited('evidence.view'),
+      auth,
+      requirePermission('evidence:receipt'),
+      async (req, res) => {
+        res.json(await evidence.get(actorOf(req), req.params.id!));
+      },
+    )
     .all(methodNotAllowed('GET'));
 
   router
     .route('/v1/evidence/:id/links')
-    .post(auth, requirePermission('evidence:link'), async (req, res) => {
-      res.json(await evidence.addLinks(principalOf(req), req.params.id!, req.body));
+    .post(audited('evidence.link'), auth, requirePermission('evidence:link'), async (req, res) => {
+      res.json(await evidence.addLinks(actorOf(req), req.params.id!, req.body));
     })
     .all(methodNotAllowed('POST'));
 
+  for (const [collection, type] of [
+    ['orders', 'order'],
+    ['complaints', 'complaint'],
+  ] as const) {
+    router
+      .route(`/v1/evidence/:id/links/${collection}/:ref`)
+      .delete(
+        audited('evidence.unlink'),
+        auth,
+        requirePermission('evidence:link'),
+        async (req, res) => {
+          res.json(await evidence.removeLink(actorOf(req), req.params.id!, type, req.params.ref!));
+        },
+      )
+      .all(methodNotAllowed('DELETE'));
+  }
+
   router
     .route('/v1/evidence/:id/content')
-    .get(auth, requirePermission('evidence:download'), (req, res) =>
+    .get(audited('evidence.download'), auth, requirePermission('evidence:download'), (req, res) =>
       sendContent(req, res, evidence),
     )
     .all(methodNotAllowed('GET, HEAD'));
@@ -147,10 +164,15 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
     const param = `${type}Id`;
     router
       .route(`/v1/${collection}/:${param}/evidence`)
-      .get(auth, requirePermission('evidence:search'), async (req, res) => {
-        const ref = String(req.params[param]);
-        res.json({ [param]: ref, items: await evidence.listByLink(type, ref) });
-      })
+      .get(
+        audited('evidence.list'),
+        auth,
+        requirePermission('evidence:search'),
+        async (req, res) => {
+          const ref = String(req.params[param]);
+          res.json({ [param]: ref, items: await evidence.listByLink(actorOf(req), type, ref) });
+        },
+      )
       .all(methodNotAllowed('GET'));
   }
 
@@ -168,7 +190,9 @@ async function sendContent(
   res: Response,
   evidence: EvidenceService,
 ): Promise<void> {
-  const row = await evidence.getRow(principalOf(req), req.params.id!);
+  const actor = actorOf(req);
+  const row = await evidence.getRow(actor, req.params.id!);
+  assertNotDeleted(row);
   const etag = `"${row.sha256}"`;
   const filename = row.original_filename ?? `${row.id}`;
   res.set({
@@ -184,6 +208,7 @@ async function sendContent(
     ),
   });
   if (etagMatches(req.get('if-none-match'), etag)) {
+    await evidence.recordContentCheck(actor, row, { method: req.method, status: 304 });
     res.status(304).end();
     return;
   }
@@ -207,11 +232,17 @@ async function sendContent(
   } else {
     res.status(200).set('Content-Length', String(size));
   }
+  const details = {
+    method: req.method,
+    status: res.statusCode,
+    range: range ? `bytes=${range.start}-${range.end}` : null,
+  };
   if (req.method === 'HEAD') {
+    await evidence.recordContentCheck(actor, row, details);
     res.end();
     return;
   }
-  const body = await evidence.readContent(row, range);
+  const body = await evidence.readContent(actor, row, range, details);
   try {
     await pipeline(body, res);
   } catch (err) {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { Db, LinkType } from '../db/database';
-import type { Principal } from '../access/roles';
+import type { Db, Executor, LinkType } from '../db/database';
+import type { AuditLog, RequestActor } from '../custody/audit.service';
 import { AppError } from '../errors';
 import type { EvidenceRepository } from '../evidence/evidence.repository';
 import { toEvidenceView, type EvidenceView } from '../evidence/evidence.view';
@@ -19,7 +19,7 @@ export interface IngestResult {
 }
 
 export interface IngestRequest {
-  principal: Principal;
+  principal: RequestActor;
   staged: StagedUpload | undefined;
   fields: unknown;
   originalFilename?: string;
@@ -40,6 +40,7 @@ export class IngestService {
     private readonly store: BlobStore,
     private readonly evidence: EvidenceRepository,
     private readonly idempotency: IdempotencyRepository,
+    private readonly audit: AuditLog,
     private readonly logger: Logger,
     private readonly opts: { defaultPhoneRegion?: string; now?: () => Date } = {},
   ) {}
@@ -65,8 +66,11 @@ export class IngestService {
       // reusing a key for a different recording is told so instead of losing that recording.
       if (req.idempotencyKey) {
         const first = await this.idempotency.find(this.db, req.principal.keyId, req.idempotencyKey);
-        if (first) return this.replay(first, staged.sha256);
+        if (first) return await this.replayed(req, first, staged.sha256);
       }
+      // Bytes deleted under retention or by an admin are not archived again under the old item.
+      const prior = await this.evidence.findIdBySha256(this.db, staged.sha256);
+      if (prior) await this.assertNotDeleted(this.db, prior);
       const started = performance.now();
       const { key, created } = await this.store.promote(
         staged.stagingKey,
@@ -145,6 +149,7 @@ export class IngestService {
             { callId: fields.callId },
           );
         }
+        if (!insertedId) await this.assertNotDeleted(tx, id);
         await this.evidence.addLinks(tx, id, links, principal.keyId);
         await this.evidence.addReceipt(tx, principal.keyId, id);
         const row = await this.evidence.findById(tx, id);
@@ -161,13 +166,56 @@ export class IngestService {
           });
           if (!stored) throw new IdempotencyKeyTaken();
         }
+        await this.audit.append(tx, [
+          {
+            action: insertedId ? 'evidence.create' : 'evidence.duplicate',
+            actor: principal,
+            itemIds: [id],
+            details: {
+              sha256: staged.sha256,
+              size: staged.size,
+              contentType: staged.contentType,
+              kind: fields.kind,
+              filename: result.item.originalFilename,
+              links: links.map((l) => `${l.type}:${l.ref}`),
+              ...(idempotencyKey ? { idempotencyKey } : {}),
+            },
+          },
+        ]);
         return result;
       });
     } catch (err) {
       if (!(err instanceof IdempotencyKeyTaken) || !idempotencyKey) throw err;
       const first = await this.idempotency.find(this.db, principal.keyId, idempotencyKey);
-      return this.replay(first, staged.sha256);
+      return this.replayed(req, first, staged.sha256);
     }
+  }
+
+  private async assertNotDeleted(db: Executor, id: string): Promise<void> {
+    const row = await this.evidence.findById(db, id);
+    if (row?.deleted_at) {
+      throw new AppError(
+        'evidence_deleted',
+        `These bytes were archived before as item ${id} and deleted (${row.deletion_reason}); a deleted item is never revived.`,
+        { itemId: id },
+      );
+    }
+  }
+
+  /** A replayed answer is still a delivery of the same bytes by this key: it is audited. */
+  private async replayed(
+    req: IngestRequest,
+    first: StoredResponse | undefined,
+    sha256: string,
+  ): Promise<IngestResult> {
+    const result = this.replay(first, sha256);
+    await this.audit.record({
+      action: 'evidence.duplicate',
+      actor: req.principal,
+      itemIds: [result.item.id],
+      details: { sha256, replayed: true, idempotencyKey: req.idempotencyKey },
+    });
+    return result;
   }
 
   /** The first response for an Idempotency-Key, if this request carried the same bytes. */

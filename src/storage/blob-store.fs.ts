@@ -4,12 +4,15 @@ import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
+  assertRecordKey,
   BlobUnavailableError,
   blobKeyFor,
+  isBlobKey,
   STAGING_PREFIX,
   type BlobStore,
   type ByteRange,
   type PromoteResult,
+  type StoredObject,
 } from './blob-store';
 
 /** Blobs on local disk: fsync before acknowledging, promotion by an atomic no-clobber link. */
@@ -127,6 +130,92 @@ export class FsBlobStore implements BlobStore {
       end: range?.end,
       highWaterMark: 1 << 20,
     });
+  }
+
+  async delete(key: string): Promise<void> {
+    if (!isBlobKey(key)) throw new Error(`not a promoted blob key: ${key}`);
+    const file = this.pathOf(key);
+    await fs.rm(file, { force: true });
+    await fsyncDir(path.dirname(file));
+  }
+
+  async *list(prefix: 'sha256/' | 'staging/'): AsyncIterable<StoredObject> {
+    // Walks lazily, one directory at a time: a store of millions of blobs is never held in memory.
+    async function* walk(dir: string, rel: string): AsyncGenerator<StoredObject> {
+      let entries;
+      try {
+        entries = await fs.opendir(dir);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+        throw err;
+      }
+      for await (const entry of entries) {
+        const key = `${rel}${entry.name}`;
+        if (entry.isDirectory()) yield* walk(path.join(dir, entry.name), `${key}/`);
+        else if (entry.isFile()) {
+          const st = await fs.stat(path.join(dir, entry.name)).catch(() => undefined);
+          if (st) yield { key, size: st.size, lastModified: st.mtime };
+        }
+      }
+    }
+    yield* walk(path.join(this.root, prefix), prefix);
+  }
+
+  private recordPath(key: string): string {
+    assertRecordKey(key);
+    return path.join(this.root, key);
+  }
+
+  async putRecord(key: string, body: Buffer): Promise<void> {
+    const file = this.recordPath(key);
+    await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o750 });
+    // Written whole under a temporary name, then linked into place: never replaced, never torn.
+    const temp = `${file}.${randomUUID()}.tmp`;
+    await fs.writeFile(temp, body, { mode: 0o440, flush: true });
+    try {
+      await fs.link(temp, file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const existing = await fs.readFile(file);
+      if (!existing.equals(body))
+        throw new Error(`custody record ${key} exists with other content`);
+    } finally {
+      await fs.rm(temp, { force: true });
+    }
+    await fsyncDir(path.dirname(file));
+  }
+
+  async getRecord(key: string): Promise<Buffer | undefined> {
+    try {
+      return await fs.readFile(this.recordPath(key));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  async listRecords(prefix: string): Promise<string[]> {
+    const base = prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
+    assertRecordKey(base);
+    const dir = path.join(this.root, base);
+    let names: string[];
+    try {
+      names = await fs.readdir(dir, { recursive: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const keys: string[] = [];
+    for (const name of names) {
+      if (name.endsWith('.tmp')) continue;
+      const st = await fs.stat(path.join(dir, name));
+      if (st.isFile()) keys.push(`${base}/${name.split(path.sep).join('/')}`);
+    }
+    return keys.sort();
+  }
+
+  async setLegalHold(): Promise<void> {
+    // A local disk has no legal-hold flag: the database's hold is the protection.
   }
 
   async ping(): Promise<void> {

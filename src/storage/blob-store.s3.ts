@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
@@ -12,6 +12,8 @@ import {
   HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
+  PutObjectCommand,
+  PutObjectLegalHoldCommand,
   S3Client,
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
@@ -19,12 +21,15 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { S3Config } from '../config';
 import {
+  assertRecordKey,
   BlobUnavailableError,
   blobKeyFor,
+  isBlobKey,
   STAGING_PREFIX,
   type BlobStore,
   type ByteRange,
   type PromoteResult,
+  type StoredObject,
 } from './blob-store';
 
 /** S3 allows a single CopyObject up to 5 GiB; larger blobs are promoted with UploadPartCopy. */
@@ -64,6 +69,20 @@ export class S3BlobStore implements BlobStore {
     private readonly client: S3Client,
     private readonly cfg: S3Config,
   ) {}
+
+  get objectLock(): S3Config['objectLock'] {
+    return this.cfg.objectLock;
+  }
+
+  /** Object Lock retention for a new evidence object or record; none without WORM configured. */
+  private lockParams() {
+    const lock = this.cfg.objectLock;
+    if (!lock) return {};
+    return {
+      ObjectLockMode: lock.mode,
+      ObjectLockRetainUntilDate: new Date(Date.now() + lock.retentionDays * 86_400_000),
+    };
+  }
 
   private objectKey(key: string): string {
     return `${this.cfg.prefix}${key}`;
@@ -107,6 +126,7 @@ export class S3BlobStore implements BlobStore {
             Bucket: this.cfg.bucket,
             Key: this.objectKey(key),
             CopySource: this.copySource(stagingKey),
+            ...this.lockParams(),
           }),
         );
       created = true;
@@ -124,7 +144,9 @@ export class S3BlobStore implements BlobStore {
   private async copyInParts(from: string, to: string, size: number): Promise<void> {
     const Bucket = this.cfg.bucket;
     const Key = this.objectKey(to);
-    const { UploadId } = await this.client.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+    const { UploadId } = await this.client.send(
+      new CreateMultipartUploadCommand({ Bucket, Key, ...this.lockParams() }),
+    );
     try {
       const parts: { ETag?: string; PartNumber: number }[] = [];
       for (let start = 0, n = 1; start < size; start += COPY_PART_BYTES, n++) {
@@ -235,6 +257,96 @@ export class S3BlobStore implements BlobStore {
     }
     // pipeline forwards errors both ways and stops reading the source once the window is full.
     return pipeline(body, new ByteWindow(range.start - servedFrom, wanted), () => undefined);
+  }
+
+  async delete(key: string): Promise<void> {
+    if (!isBlobKey(key)) throw new Error(`not a promoted blob key: ${key}`);
+    await this.deleteObject(key);
+  }
+
+  async *list(prefix: 'sha256/' | 'staging/'): AsyncIterable<StoredObject> {
+    let ContinuationToken: string | undefined;
+    do {
+      const page = await this.client.send(
+        new ListObjectsV2Command({
+          Bucket: this.cfg.bucket,
+          Prefix: this.objectKey(prefix),
+          ContinuationToken,
+        }),
+      );
+      for (const o of page.Contents ?? []) {
+        if (!o.Key) continue;
+        yield {
+          key: o.Key.slice(this.cfg.prefix.length),
+          size: o.Size ?? 0,
+          lastModified: o.LastModified ?? new Date(0),
+        };
+      }
+      ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (ContinuationToken);
+  }
+
+  async putRecord(key: string, body: Buffer): Promise<void> {
+    assertRecordKey(key);
+    const existing = await this.getRecord(key);
+    if (existing) {
+      if (existing.equals(body)) return;
+      throw new Error(`custody record ${key} exists with other content`);
+    }
+    await this.client.send(
+      new PutObjectCommand({
+        Bucket: this.cfg.bucket,
+        Key: this.objectKey(key),
+        Body: body,
+        ContentType: 'application/json',
+        // S3 requires Content-MD5 (or a checksum) on every PUT into an Object Lock bucket.
+        ContentMD5: createHash('md5').update(body).digest('base64'),
+        ...this.lockParams(),
+      }),
+    );
+  }
+
+  async getRecord(key: string): Promise<Buffer | undefined> {
+    assertRecordKey(key);
+    try {
+      const res = await this.client.send(
+        new GetObjectCommand({ Bucket: this.cfg.bucket, Key: this.objectKey(key) }),
+      );
+      return Buffer.from(await res.Body!.transformToByteArray());
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async listRecords(prefix: string): Promise<string[]> {
+    assertRecordKey(prefix.endsWith('/') ? prefix.slice(0, -1) : prefix);
+    const keys: string[] = [];
+    let ContinuationToken: string | undefined;
+    do {
+      const page = await this.client.send(
+        new ListObjectsV2Command({
+          Bucket: this.cfg.bucket,
+          Prefix: this.objectKey(prefix),
+          ContinuationToken,
+        }),
+      );
+      for (const o of page.Contents ?? [])
+        if (o.Key) keys.push(o.Key.slice(this.cfg.prefix.length));
+      ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (ContinuationToken);
+    return keys.sort();
+  }
+
+  async setLegalHold(key: string, on: boolean): Promise<void> {
+    if (!this.cfg.objectLock) return;
+    await this.client.send(
+      new PutObjectLegalHoldCommand({
+        Bucket: this.cfg.bucket,
+        Key: this.objectKey(key),
+        LegalHold: { Status: on ? 'ON' : 'OFF' },
+      }),
+    );
   }
 
   async ping(): Promise<void> {

@@ -34,9 +34,38 @@ export interface BlobStore {
    * the blob is missing or its size is not `expectedSize`: damaged bytes are never served.
    */
   read(key: string, expectedSize: number, range?: ByteRange): Promise<Readable>;
+  /** Deletes a promoted blob (retention, admin deletion); a missing blob is not an error. */
+  delete(key: string): Promise<void>;
+  /** Every object under a prefix, page by page: reconciliation compares it with the rows. */
+  list(prefix: 'sha256/' | 'staging/'): AsyncIterable<StoredObject>;
+  /**
+   * Custody records (signed audit checkpoints) under `custody/`: small, written once, never
+   * replaced. Writing identical bytes again is a no-op; different bytes throw.
+   */
+  putRecord(key: string, body: Buffer): Promise<void>;
+  getRecord(key: string): Promise<Buffer | undefined>;
+  /** Record keys under a `custody/` prefix, ascending. */
+  listRecords(prefix: string): Promise<string[]>;
+  /** Mirrors a legal hold to the object's own legal-hold flag where the store has one (S3 Object Lock). */
+  setLegalHold(key: string, on: boolean): Promise<void>;
   /** Throws when the store cannot be reached. */
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface StoredObject {
+  key: string;
+  size: number;
+  lastModified: Date;
+}
+
+const RECORD_KEY = /^custody\/[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+
+/** Record keys are ours, but are checked anyway: no traversal, nothing outside custody/. */
+export function assertRecordKey(key: string): void {
+  if (!RECORD_KEY.test(key) || key.split('/').some((part) => part === '..' || part === '.')) {
+    throw new Error(`invalid custody record key: ${JSON.stringify(key)}`);
+  }
 }
 
 export class BlobUnavailableError extends Error {
@@ -49,6 +78,12 @@ export class BlobUnavailableError extends Error {
 export function blobKeyFor(sha256: string): string {
   if (!/^[0-9a-f]{64}$/.test(sha256)) throw new Error(`not a sha256 hex digest: ${sha256}`);
   return `sha256/${sha256.slice(0, 2)}/${sha256.slice(2, 4)}/${sha256}`;
+}
+
+/** A promoted blob's key: its content address and nothing else. */
+export function isBlobKey(key: string): boolean {
+  const m = /^sha256\/([0-9a-f]{2})\/([0-9a-f]{2})\/([0-9a-f]{64})$/.exec(key);
+  return m !== null && m[3]!.startsWith(m[1]! + m[2]!);
 }
 
 export const STAGING_PREFIX = 'staging/';

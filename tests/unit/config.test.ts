@@ -34,6 +34,31 @@ describe('loadConfig', () => {
       { STORAGE_DRIVER: 's3', S3_BUCKET: 'bkt', MAX_UPLOAD_BYTES: String(100 * 1024 ** 3) },
       /S3_PART_SIZE_BYTES must be at least .* MAX_UPLOAD_BYTES fits in S3's 10,000 parts/,
     ],
+    [
+      { STORAGE_DRIVER: 's3', S3_BUCKET: 'bkt', S3_OBJECT_LOCK_MODE: 'GOVERNANCE' },
+      /S3_OBJECT_LOCK_MODE and S3_OBJECT_LOCK_RETENTION_DAYS must be set together/,
+    ],
+    [
+      {
+        STORAGE_DRIVER: 's3',
+        S3_BUCKET: 'bkt',
+        S3_OBJECT_LOCK_MODE: 'FOREVER',
+        S3_OBJECT_LOCK_RETENTION_DAYS: '1',
+      },
+      /S3_OBJECT_LOCK_MODE/,
+    ],
+    [
+      { S3_OBJECT_LOCK_MODE: 'COMPLIANCE', S3_OBJECT_LOCK_RETENTION_DAYS: '1' },
+      /S3_OBJECT_LOCK_MODE is set but STORAGE_DRIVER is "fs"/,
+    ],
+    [
+      { CUSTODY_SIGNING_KEY: 'x', CUSTODY_SIGNING_KEY_FILE: '/k.pem' },
+      /CUSTODY_SIGNING_KEY or CUSTODY_SIGNING_KEY_FILE, not both/,
+    ],
+    [{ RETENTION_DAYS_PHOTO: '-3' }, /RETENTION_DAYS_PHOTO/],
+    [{ AUDIT_READS: 'maybe' }, /AUDIT_READS/],
+    [{ DATABASE_ROLE: 'evil; drop table x' }, /DATABASE_ROLE/],
+    [{ METRICS_TOKEN: 'short' }, /METRICS_TOKEN/],
   ])('stops on %j with a sentence naming the variable', (env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(message);
@@ -56,6 +81,27 @@ describe('loadConfig', () => {
         forcePathStyle: true,
         region: 'us-east-1',
       },
+    });
+  });
+
+  it('reads Object Lock, custody and retention settings', () => {
+    const cfg = loadConfig({
+      STORAGE_DRIVER: 's3',
+      S3_BUCKET: 'evidence',
+      S3_OBJECT_LOCK_MODE: 'COMPLIANCE',
+      S3_OBJECT_LOCK_RETENTION_DAYS: '400',
+      RETENTION_DAYS_PACKING_VIDEO: '0',
+      DATABASE_ROLE: 'none',
+    });
+    expect(cfg.storage).toMatchObject({
+      s3: { objectLock: { mode: 'COMPLIANCE', retentionDays: 400 } },
+    });
+    expect(cfg.retention.days).toEqual({ packing_video: 0, call_recording: 365, photo: 365 });
+    expect(cfg.databaseRole).toBeUndefined();
+    expect(loadConfig({}).databaseRole).toBe('evidence_app');
+    expect(loadConfig({}).custody).toMatchObject({
+      checkpointIntervalMinutes: 10,
+      auditReads: true,
     });
   });
 });

@@ -3,6 +3,8 @@ import type { Principal } from '../../src/access/roles';
 import type { Db } from '../../src/db/database';
 import { EvidenceRepository } from '../../src/evidence/evidence.repository';
 import { IdempotencyRepository } from '../../src/evidence/idempotency.repository';
+import { AuditRepository } from '../../src/custody/audit.repository';
+import { AuditLog } from '../../src/custody/audit.service';
 import { IngestService } from '../../src/ingest/ingest.service';
 import type { StagedUpload } from '../../src/ingest/upload-storage-engine';
 import { createLogger } from '../../src/logger';
@@ -33,8 +35,25 @@ class RecordingStore implements BlobStore {
   async read(): Promise<Readable> {
     return Readable.from([]);
   }
+  async delete(): Promise<void> {}
+  async *list() {}
+  async putRecord(): Promise<void> {}
+  async getRecord(): Promise<Buffer | undefined> {
+    return undefined;
+  }
+  async listRecords(): Promise<string[]> {
+    return [];
+  }
+  async setLegalHold(): Promise<void> {}
   async ping(): Promise<void> {}
   async close(): Promise<void> {}
+}
+
+/** No earlier item has these bytes: the check for deleted evidence passes without a database. */
+class NoPriorItems extends EvidenceRepository {
+  override async findIdBySha256(): Promise<string | undefined> {
+    return undefined;
+  }
 }
 
 const principal: Principal = { keyId: 'k1', role: 'ingest', name: 'PK-03' };
@@ -55,8 +74,9 @@ describe('IngestService refusals', () => {
     service = new IngestService(
       noDb,
       store,
-      new EvidenceRepository(),
+      new NoPriorItems(),
       new IdempotencyRepository(),
+      new AuditLog(noDb, new AuditRepository(), createLogger('silent')),
       createLogger('silent'),
     );
   });

@@ -1,0 +1,79 @@
+import { sql, type Insertable, type Selectable } from 'kysely';
+import type { AuditCheckpointsTable, AuditEventsTable, Executor, Tx } from '../db/database';
+
+export type AuditRow = Selectable<AuditEventsTable>;
+export type CheckpointRow = Selectable<AuditCheckpointsTable>;
+
+/** Thin data access for the audit trail, its head and its checkpoints: one query per method. */
+export class AuditRepository {
+  /** Locks the chain head until the transaction ends: events are appended one writer at a time. */
+  async lockHead(tx: Tx): Promise<{ seq: number; hash: string }> {
+    return tx
+      .selectFrom('audit_chain_head')
+      .select(['seq', 'hash'])
+      .forUpdate()
+      .executeTakeFirstOrThrow();
+  }
+
+  async head(db: Executor): Promise<{ seq: number; hash: string }> {
+    return db.selectFrom('audit_chain_head').select(['seq', 'hash']).executeTakeFirstOrThrow();
+  }
+
+  async setHead(tx: Tx, seq: number, hash: string): Promise<void> {
+    await tx.updateTable('audit_chain_head').set({ seq, hash }).execute();
+  }
+
+  async insertEvents(tx: Tx, rows: Insertable<AuditEventsTable>[]): Promise<void> {
+    await tx.insertInto('audit_events').values(rows).execute();
+  }
+
+  /** Events naming an item, oldest first, keyset-paginated on seq. */
+  async listForItem(db: Executor, itemId: string, afterSeq: number, limit: number) {
+    return db
+      .selectFrom('audit_events')
+      .selectAll()
+      .where('item_ids', '@>', sql<string[]>`array[${itemId}]::text[]`)
+      .where('seq', '>', afterSeq)
+      .orderBy('seq')
+      .limit(limit)
+      .execute();
+  }
+
+  /** Events in [from, to), oldest first, keyset-paginated on seq. */
+  async list(db: Executor, f: { from?: Date; to?: Date }, afterSeq: number, limit: number) {
+    let q = db.selectFrom('audit_events').selectAll().where('seq', '>', afterSeq);
+    if (f.from) q = q.where('occurred_at', '>=', f.from);
+    if (f.to) q = q.where('occurred_at', '<', f.to);
+    return q.orderBy('seq').limit(limit).execute();
+  }
+
+  /** The event that recorded an item's creation: what the item's hash was when it arrived. */
+  async creationOf(db: Executor, itemId: string): Promise<AuditRow | undefined> {
+    return db
+      .selectFrom('audit_events')
+      .selectAll()
+      .where('item_ids', '@>', sql<string[]>`array[${itemId}]::text[]`)
+      .where('action', '=', 'evidence.create')
+      .where('outcome', '=', 'success')
+      .orderBy('seq')
+      .limit(1)
+      .executeTakeFirst();
+  }
+
+  async insertCheckpoint(db: Executor, row: Insertable<AuditCheckpointsTable>): Promise<void> {
+    await db
+      .insertInto('audit_checkpoints')
+      .values(row)
+      .onConflict((oc) => oc.doNothing())
+      .execute();
+  }
+
+  async latestCheckpoint(db: Executor): Promise<CheckpointRow | undefined> {
+    return db
+      .selectFrom('audit_checkpoints')
+      .selectAll()
+      .orderBy('seq', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+  }
+}

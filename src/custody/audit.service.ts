@@ -1,0 +1,215 @@
+import type { Insertable } from 'kysely';
+import type { Principal } from '../access/roles';
+import type { AuditEventsTable, AuditOutcome, Db, Tx } from '../db/database';
+import type { Logger } from '../logger';
+import { chainHash, type ChainedEvent } from './audit-chain';
+import type { AuditRepository, AuditRow } from './audit.repository';
+
+/** Who acted: an API key's holder on a request, or one of the service's own jobs. */
+export interface Actor {
+  keyId: string | null;
+  role: string;
+  name: string;
+  requestId?: string;
+  clientIp?: string;
+}
+
+/** An API key's holder on one request: what services receive from routes. */
+export type RequestActor = Principal & { requestId?: string; clientIp?: string };
+
+export const systemActor = (name: string): Actor => ({ keyId: null, role: 'system', name });
+
+export type AuditAction =
+  | 'evidence.create'
+  | 'evidence.duplicate'
+  | 'evidence.view'
+  | 'evidence.list'
+  | 'evidence.download'
+  | 'evidence.link'
+  | 'evidence.unlink'
+  | 'evidence.verify'
+  | 'evidence.delete'
+  | 'evidence.expire'
+  | 'evidence.reconcile'
+  | 'hold.place'
+  | 'hold.release'
+  | 'complaint.write'
+  | 'complaint.view'
+  | 'key.create'
+  | 'key.revoke'
+  | 'audit.read'
+  | 'custody.read';
+
+export interface AuditEntry {
+  action: AuditAction;
+  outcome?: AuditOutcome;
+  actor: Actor;
+  itemIds?: string[];
+  complaintId?: string | null;
+  details?: Record<string, unknown>;
+}
+
+export interface AuditEventView {
+  seq: number;
+  occurredAt: string;
+  action: string;
+  outcome: string;
+  actor: { keyId: string | null; role: string | null; name: string | null };
+  itemIds: string[];
+  complaintId: string | null;
+  requestId: string | null;
+  clientIp: string | null;
+  details: Record<string, unknown>;
+  prevHash: string;
+  hash: string;
+}
+
+/** The hashed form of a stored row; verification recomputes exactly this. */
+export function chainedFormOf(r: AuditRow): ChainedEvent {
+  return {
+    seq: r.seq,
+    occurredAt: new Date(r.occurred_at).toISOString(),
+    action: r.action,
+    outcome: r.outcome,
+    actor: { keyId: r.actor_key_id, role: r.actor_role, name: r.actor_name },
+    itemIds: r.item_ids,
+    complaintId: r.complaint_id,
+    requestId: r.request_id,
+    clientIp: r.client_ip,
+    details: r.details,
+  };
+}
+
+export function toAuditView(r: AuditRow): AuditEventView {
+  return { ...chainedFormOf(r), prevHash: r.prev_hash, hash: r.hash };
+}
+
+interface Pending {
+  entry: AuditEntry;
+  at: Date;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * The append-only, hash-chained audit trail. Changes to evidence append their event inside their
+ * own transaction (`append`), so the change and its record commit together. Reads are recorded
+ * with `record`, which group-commits: every event that arrives while one batch is being written
+ * goes into the next, so a busy read path pays one transaction per batch, not per request, and
+ * nothing is served before its record is durable.
+ */
+export class AuditLog {
+  private queue: Pending[] = [];
+  private flushing = false;
+
+  constructor(
+    private readonly db: Db,
+    private readonly repo: AuditRepository,
+    private readonly logger: Logger,
+    private readonly opts: { recordReads: boolean; now?: () => Date } = { recordReads: true },
+  ) {}
+
+  /** Appends events inside the caller's transaction; must be its last statement (lock order). */
+  async append(tx: Tx, entries: AuditEntry[], at = this.now()): Promise<void> {
+    await this.appendLocked(
+      tx,
+      entries.map((entry) => ({ entry, at })),
+    );
+  }
+
+  /** Records one event in its own (shared, batched) transaction; resolves once it is durable. */
+  record(entry: AuditEntry): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ entry, at: this.now(), resolve, reject });
+      if (!this.flushing) void this.flush();
+    });
+  }
+
+  /** Records a read; reads can be switched off for benchmarks only (AUDIT_READS=false). */
+  recordRead(entry: AuditEntry): Promise<void> {
+    return this.opts.recordReads ? this.record(entry) : Promise.resolve();
+  }
+
+  /** For failed and forbidden attempts: waits up to a few seconds, never fails the response. */
+  async recordAttempt(entry: AuditEntry, waitMs = 3000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const written = this.record(entry).catch((err: unknown) =>
+      this.logger.error({ err, action: entry.action }, 'could not record a failed attempt'),
+    );
+    await Promise.race([written, new Promise((r) => (timer = setTimeout(r, waitMs).unref()))]);
+    clearTimeout(timer);
+  }
+
+  private async flush(): Promise<void> {
+    this.flushing = true;
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, 500);
+        try {
+          await this.db.transaction().execute((tx) => this.appendLocked(tx, batch));
+          for (const p of batch) p.resolve();
+        } catch (err) {
+          for (const p of batch) p.reject(err);
+        }
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private async appendLocked(tx: Tx, events: { entry: AuditEntry; at: Date }[]): Promise<void> {
+    if (events.length === 0) return;
+    let { seq, hash } = await this.repo.lockHead(tx);
+    const rows: Insertable<AuditEventsTable>[] = [];
+    for (const { entry, at } of events) {
+      seq += 1;
+      const event = this.chained(entry, seq, at);
+      const prev = hash;
+      hash = chainHash(prev, event);
+      rows.push(this.toRow(event, prev, hash));
+    }
+    await this.repo.insertEvents(tx, rows);
+    await this.repo.setHead(tx, seq, hash);
+  }
+
+  private toRow(event: ChainedEvent, prev: string, hash: string): Insertable<AuditEventsTable> {
+    return {
+      seq: event.seq,
+      occurred_at: event.occurredAt,
+      action: event.action,
+      outcome: event.outcome as AuditOutcome,
+      actor_key_id: event.actor.keyId,
+      actor_role: event.actor.role,
+      actor_name: event.actor.name,
+      item_ids: event.itemIds,
+      complaint_id: event.complaintId,
+      request_id: event.requestId,
+      client_ip: event.clientIp,
+      details: JSON.stringify(event.details),
+      prev_hash: prev,
+      hash,
+    };
+  }
+
+  private chained(entry: AuditEntry, seq: number, at: Date): ChainedEvent {
+    // Round-trip through JSON so the hashed form equals what jsonb gives back (no undefined,
+    // no Dates, no class instances).
+    const details = JSON.parse(JSON.stringify(entry.details ?? {})) as Record<string, unknown>;
+    return {
+      seq,
+      occurredAt: at.toISOString(),
+      action: entry.action,
+      outcome: entry.outcome ?? 'success',
+      actor: { keyId: entry.actor.keyId, role: entry.actor.role, name: entry.actor.name },
+      itemIds: [...new Set(entry.itemIds ?? [])],
+      complaintId: entry.complaintId ?? null,
+      requestId: entry.actor.requestId ?? null,
+      clientIp: entry.actor.clientIp ?? null,
+      details,
+    };
+  }
+
+  private now(): Date {
+    return this.opts.now?.() ?? new Date();
+  }
+}

@@ -1,0 +1,108 @@
+import { timingSafeEqual, createHash } from 'node:crypto';
+import { Router, type RequestHandler } from 'express';
+import type { ApiKeyService } from '../access/api-key.service';
+import type { AuditTrailService } from '../custody/audit-trail.service';
+import type { CheckpointService } from '../custody/checkpoint.service';
+import type { IntegrityService } from '../custody/integrity.service';
+import type { SigningKey } from '../custody/signing-key';
+import { AppError } from '../errors';
+import type { EvidenceService } from '../evidence/evidence.service';
+import type { Metrics } from '../metrics';
+import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
+import { methodNotAllowed } from './method-not-allowed';
+
+export interface CustodyRoutesDeps {
+  keys: ApiKeyService;
+  evidence: EvidenceService;
+  trail: AuditTrailService;
+  integrity: IntegrityService;
+  checkpoints: CheckpointService;
+  signingKey: SigningKey;
+  metrics: Metrics;
+  metricsToken?: string;
+}
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+export function custodyRoutes(deps: CustodyRoutesDeps): Router {
+  const { evidence, trail, integrity } = deps;
+  const router = Router();
+  const auth = authenticate(deps.keys);
+
+  router
+    .route('/v1/custody/public-key')
+    .get((_req, res) => {
+      // Public by design: whoever checks a checkpoint or a bundle needs it, with no account.
+      res.json({
+        algorithm: 'Ed25519',
+        publicKeyPem: deps.signingKey.publicKeyPem,
+        fingerprint: deps.signingKey.fingerprint,
+      });
+    })
+    .all(methodNotAllowed('GET'));
+
+  router
+    .route('/v1/evidence/:id/audit')
+    .get(audited('audit.read'), auth, requirePermission('evidence:audit'), async (req, res) => {
+      res.json(await trail.forItem(actorOf(req), req.params.id!, req.query));
+    })
+    .all(methodNotAllowed('GET'));
+
+  router
+    .route('/v1/audit')
+    .get(audited('audit.read'), auth, requirePermission('audit:read'), async (req, res) => {
+      res.json(await trail.list(actorOf(req), req.query));
+    })
+    .all(methodNotAllowed('GET'));
+
+  router
+    .route('/v1/evidence/:id/verify')
+    .post(
+      audited('evidence.verify'),
+      auth,
+      requirePermission('evidence:verify'),
+      async (req, res) => {
+        const actor = actorOf(req);
+        const row = await evidence.getRow(actor, req.params.id!);
+        if (row.deleted_at) {
+          throw new AppError(
+            'evidence_deleted',
+            `Item ${row.id} was deleted; there are no bytes to verify.`,
+          );
+        }
+        res.json(await integrity.verify(row, actor));
+      },
+    )
+    .all(methodNotAllowed('POST'));
+
+  router
+    .route('/v1/custody/checkpoints')
+    .post(audited('custody.read'), auth, requirePermission('custody:status'), async (_req, res) => {
+      const written = await deps.checkpoints.checkpoint();
+      res
+        .status(written ? 201 : 200)
+        .json({ written: Boolean(written), checkpoint: written ?? null });
+    })
+    .all(methodNotAllowed('POST'));
+
+  const metricsAuth: RequestHandler = async (req, res, next) => {
+    const token = /^Bearer\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '')?.[1];
+    if (token && deps.metricsToken && timingSafeEqual(digest(token), digest(deps.metricsToken))) {
+      return next();
+    }
+    // Otherwise an admin key: metrics name no evidence, but they do describe the archive.
+    await auth(req, res, (err?: unknown) => {
+      if (err) return next(err);
+      requirePermission('custody:status')(req, res, next);
+    });
+  };
+  router
+    .route('/metrics')
+    .get(metricsAuth, async (_req, res) => {
+      const { contentType, body } = await deps.metrics.render();
+      res.type(contentType).send(body);
+    })
+    .all(methodNotAllowed('GET'));
+
+  return router;
+}
