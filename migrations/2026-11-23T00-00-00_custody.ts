@@ -103,6 +103,26 @@ export async function up(db: Kysely<any>): Promise<void> {
   await sql`create index legal_holds_complaint_idx on legal_holds (complaint_id)
     where released_at is null`.execute(db);
 
+  // A hold is placed once and released once; nothing else about it ever changes, and it is never
+  // deleted: the record of who held what, and why, is custody evidence itself.
+  await sql`create function guard_legal_holds() returns trigger language plpgsql as $$
+    begin
+      if tg_op = 'DELETE' then
+        raise exception 'legal holds are never deleted (hold %)', old.id
+          using errcode = 'insufficient_privilege';
+      end if;
+      if old.released_at is not null
+         or new.id <> old.id or new.item_id is distinct from old.item_id
+         or new.complaint_id is distinct from old.complaint_id or new.reason <> old.reason
+         or new.placed_by_key_id <> old.placed_by_key_id or new.placed_at <> old.placed_at then
+        raise exception 'legal hold % can only be released, once', old.id
+          using errcode = 'insufficient_privilege';
+      end if;
+      return new;
+    end $$`.execute(db);
+  await sql`create trigger legal_holds_guard before update or delete on legal_holds
+    for each row execute function guard_legal_holds()`.execute(db);
+
   // --- Evidence: verification results and tombstones ----------------------------------------
   await db.schema
     .alterTable('evidence_items')
@@ -120,6 +140,10 @@ export async function up(db: Kysely<any>): Promise<void> {
     where deleted_at is null`.execute(db);
   await sql`create index evidence_items_retention_idx on evidence_items (kind, received_at)
     where deleted_at is null`.execute(db);
+  // Reconciliation walks rows in the byte order stores list keys in.
+  await sql`create index evidence_items_blob_key_idx on evidence_items (blob_key collate "C")`.execute(
+    db,
+  );
   await sql`create index evidence_items_unpurged_idx on evidence_items (deleted_at)
     where deleted_at is not null and blob_purged_at is null`.execute(db);
 
@@ -208,6 +232,8 @@ export async function down(db: Kysely<any>): Promise<void> {
   await sql`drop trigger evidence_items_guard on evidence_items`.execute(db);
   await sql`drop function guard_evidence_items()`.execute(db);
   await sql`drop function evidence_is_held(uuid)`.execute(db);
+  await sql`drop trigger legal_holds_guard on legal_holds`.execute(db);
+  await sql`drop function guard_legal_holds()`.execute(db);
   await db.schema
     .alterTable('evidence_items')
     .dropColumn('verified_at')

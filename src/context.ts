@@ -5,6 +5,18 @@ import { AuditRepository } from './custody/audit.repository';
 import { AuditLog } from './custody/audit.service';
 import { AuditTrailService } from './custody/audit-trail.service';
 import { CheckpointService } from './custody/checkpoint.service';
+import { CustodyJobs } from './custody/custody-jobs';
+import { CustodyRunRepository } from './custody/custody-run.repository';
+import { CustodyStatusService } from './custody/custody-status.service';
+import { DeletionRepository } from './custody/deletion.repository';
+import { DeletionService } from './custody/deletion.service';
+import { HoldRepository } from './custody/hold.repository';
+import { HoldService } from './custody/hold.service';
+import { ScrubRepository } from './custody/scrub.repository';
+import { ScrubService } from './custody/scrub.service';
+import { ComplaintRepository } from './complaints/complaint.repository';
+import { ComplaintService } from './complaints/complaint.service';
+import { JobQueue } from './jobs/job-queue';
 import { IntegrityService } from './custody/integrity.service';
 import { SigningKey } from './custody/signing-key';
 import { createDb, usableRole, type Db } from './db/database';
@@ -37,6 +49,12 @@ export interface AppContext {
   trail: AuditTrailService;
   integrity: IntegrityService;
   metrics: Metrics;
+  complaints: ComplaintService;
+  holds: HoldService;
+  deletion: DeletionService;
+  scrub: ScrubService;
+  custodyStatus: CustodyStatusService;
+  jobs: CustodyJobs;
   shuttingDown: boolean;
   close(): Promise<void>;
 }
@@ -46,6 +64,8 @@ export interface ContextOptions {
   migrate?: boolean;
   /** Wraps the configured blob store (tests use it to slow a real store down). */
   wrapBlobStore?: (store: BlobStore) => BlobStore;
+  /** Connect the PostgreSQL job queue (the service does; CLIs do not). Started by `jobs.start`. */
+  jobQueue?: boolean;
 }
 
 export async function createBlobStore(config: AppConfig): Promise<BlobStore> {
@@ -118,6 +138,44 @@ export async function buildContext(
     const pool = db;
     const metrics = new Metrics();
     const evidence = new EvidenceService(db, blobStore, evidenceRepo, audit, phone);
+    const checkpoints = new CheckpointService(db, blobStore, auditRepo, signingKey, logger);
+    const integrity = new IntegrityService(db, blobStore, evidenceRepo, auditRepo, audit, metrics);
+    const complaintRepo = new ComplaintRepository();
+    const holdRepo = new HoldRepository();
+    const holds = new HoldService(db, holdRepo, evidenceRepo, complaintRepo, blobStore, audit, logger);
+    const deletion = new DeletionService(
+      db,
+      new DeletionRepository(),
+      holdRepo,
+      evidenceRepo,
+      blobStore,
+      audit,
+      logger,
+    );
+    const scrub = new ScrubService(
+      db,
+      blobStore,
+      new ScrubRepository(),
+      integrity,
+      holds,
+      audit,
+      signingKey,
+      logger,
+    );
+    const runs = new CustodyRunRepository();
+    const custodyStatus = new CustodyStatusService(db, runs, auditRepo, audit, config);
+    custodyStatus.registerMetrics(metrics);
+    const jobs = new CustodyJobs(
+      db,
+      runs,
+      scrub,
+      deletion,
+      checkpoints,
+      config,
+      audit,
+      logger,
+      options.jobQueue ? new JobQueue(databaseUrl, logger) : undefined,
+    );
     const ctx: AppContext = {
       config,
       logger,
@@ -138,12 +196,19 @@ export async function buildContext(
       audit,
       auditRepo,
       signingKey,
-      checkpoints: new CheckpointService(db, blobStore, auditRepo, signingKey, logger),
+      checkpoints,
       trail: new AuditTrailService(db, auditRepo, audit, evidence),
-      integrity: new IntegrityService(db, blobStore, evidenceRepo, auditRepo, audit, metrics),
+      integrity,
       metrics,
+      complaints: new ComplaintService(db, complaintRepo, holdRepo, audit, phone),
+      holds,
+      deletion,
+      scrub,
+      custodyStatus,
+      jobs,
       shuttingDown: false,
       async close() {
+        await jobs.stop();
         await blobStore.close();
         await pool.destroy();
         await embedded?.stop();

@@ -4,8 +4,6 @@ import { createApp } from './http/app';
 import { startServer } from './http/server';
 import { createLogger } from './logger';
 
-const STAGING_MAX_AGE_MS = 24 * 3600 * 1000;
-const STAGING_SWEEP_INTERVAL_MS = 3600 * 1000;
 
 async function main(): Promise<void> {
   let config;
@@ -19,7 +17,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.logLevel);
-  const ctx = await buildContext(config, logger, { migrate: true });
+  const ctx = await buildContext(config, logger, { migrate: true, jobQueue: true });
   const running = await startServer(createApp(ctx), config);
 
   const where = config.database.url
@@ -39,24 +37,24 @@ async function main(): Promise<void> {
     ].join('\n'),
   );
 
-  // Uploads cut off by a crash leave staging objects; none lives longer than a day of uploading.
-  const sweep = () =>
-    ctx.blobStore
-      .sweepStaging(new Date(Date.now() - STAGING_MAX_AGE_MS))
-      .then((removed) => removed && logger.info({ removed }, 'removed stale staging uploads'))
-      .catch((err) => logger.warn({ err }, 'staging sweep failed'));
-  void sweep();
-  const sweeper = setInterval(sweep, STAGING_SWEEP_INTERVAL_MS).unref();
+  // Uploads cut off by a crash leave staging objects: swept now, and by every scrub job after.
+  ctx.blobStore
+    .sweepStaging(new Date(Date.now() - config.custody.stagingGraceHours * 3600_000))
+    .then((removed) => removed && logger.info({ removed }, 'removed stale staging uploads'))
+    .catch((err) => logger.warn({ err }, 'staging sweep failed'));
+  // Scrub, retention and checkpoints on the PostgreSQL job queue (WORKERS=0: another instance's).
+  await ctx.jobs.start({ workers: config.workers > 0 });
 
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     ctx.shuttingDown = true;
-    clearInterval(sweeper);
     logger.info({ signal, graceMs: config.http.shutdownGraceMs }, 'shutting down');
     try {
       await running.close(config.http.shutdownGraceMs);
+      // The last events of this run are signed before it ends, not left to the next interval.
+      await ctx.checkpoints.checkpoint().catch((err) => logger.warn({ err }, 'final checkpoint failed'));
       await ctx.close();
       logger.info('stopped');
       process.exit(0);

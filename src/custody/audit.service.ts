@@ -30,6 +30,7 @@ export type AuditAction =
   | 'evidence.verify'
   | 'evidence.delete'
   | 'evidence.expire'
+  | 'evidence.purge'
   | 'evidence.reconcile'
   | 'hold.place'
   | 'hold.release'
@@ -38,7 +39,9 @@ export type AuditAction =
   | 'key.create'
   | 'key.revoke'
   | 'audit.read'
-  | 'custody.read';
+  | 'audit.verify'
+  | 'custody.read'
+  | 'custody.run';
 
 export interface AuditEntry {
   action: AuditAction;

@@ -3,6 +3,7 @@ import express, { type Express } from 'express';
 import type { AppContext } from '../context';
 import openapi from './openapi.json';
 import { errorMiddleware, notFoundHandler } from './error.middleware';
+import { complaintRoutes } from './complaint.routes';
 import { custodyRoutes } from './custody.routes';
 import { evidenceRoutes } from './evidence.routes';
 import { healthRoutes } from './health.routes';
@@ -47,6 +48,7 @@ export function createApp(ctx: AppContext): Express {
       keys: ctx.apiKeys,
       ingest: ctx.ingest,
       evidence: ctx.evidence,
+      deletion: ctx.deletion,
       store: ctx.blobStore,
       maxUploadBytes: ctx.config.maxUploadBytes,
       socketIdleTimeoutMs: ctx.config.http.socketIdleTimeoutMs,
@@ -57,6 +59,7 @@ export function createApp(ctx: AppContext): Express {
       },
     }),
   );
+  app.use(complaintRoutes({ keys: ctx.apiKeys, complaints: ctx.complaints }));
   app.use(
     custodyRoutes({
       keys: ctx.apiKeys,
@@ -65,6 +68,9 @@ export function createApp(ctx: AppContext): Express {
       integrity: ctx.integrity,
       checkpoints: ctx.checkpoints,
       signingKey: ctx.signingKey,
+      holds: ctx.holds,
+      status: ctx.custodyStatus,
+      jobs: ctx.jobs,
       metrics: ctx.metrics,
       metricsToken: ctx.config.metricsToken,
     }),

@@ -3,6 +3,9 @@ import { Router, type RequestHandler } from 'express';
 import type { ApiKeyService } from '../access/api-key.service';
 import type { AuditTrailService } from '../custody/audit-trail.service';
 import type { CheckpointService } from '../custody/checkpoint.service';
+import type { CustodyJobs } from '../custody/custody-jobs';
+import type { CustodyStatusService } from '../custody/custody-status.service';
+import type { HoldService } from '../custody/hold.service';
 import type { IntegrityService } from '../custody/integrity.service';
 import type { SigningKey } from '../custody/signing-key';
 import { AppError } from '../errors';
@@ -18,6 +21,9 @@ export interface CustodyRoutesDeps {
   integrity: IntegrityService;
   checkpoints: CheckpointService;
   signingKey: SigningKey;
+  holds: HoldService;
+  status: CustodyStatusService;
+  jobs: CustodyJobs;
   metrics: Metrics;
   metricsToken?: string;
 }
@@ -25,7 +31,7 @@ export interface CustodyRoutesDeps {
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
 export function custodyRoutes(deps: CustodyRoutesDeps): Router {
-  const { evidence, trail, integrity } = deps;
+  const { evidence, trail, integrity, holds } = deps;
   const router = Router();
   const auth = authenticate(deps.keys);
 
@@ -82,6 +88,50 @@ export function custodyRoutes(deps: CustodyRoutesDeps): Router {
       res
         .status(written ? 201 : 200)
         .json({ written: Boolean(written), checkpoint: written ?? null });
+    })
+    .all(methodNotAllowed('POST'));
+
+  router
+    .route('/v1/evidence/:id/holds')
+    .post(audited('hold.place'), auth, requirePermission('hold:manage'), async (req, res) => {
+      res.status(201).json(await holds.placeOnItem(actorOf(req), req.params.id!, req.body));
+    })
+    .all(methodNotAllowed('POST'));
+
+  router
+    .route('/v1/complaints/:complaintId/holds')
+    .post(audited('hold.place'), auth, requirePermission('hold:manage'), async (req, res) => {
+      res
+        .status(201)
+        .json(await holds.placeOnComplaint(actorOf(req), req.params.complaintId!, req.body));
+    })
+    .all(methodNotAllowed('POST'));
+
+  router
+    .route('/v1/holds')
+    .get(auth, requirePermission('hold:manage'), async (req, res) => {
+      res.json(await holds.list(req.query));
+    })
+    .all(methodNotAllowed('GET'));
+
+  router
+    .route('/v1/holds/:holdId/release')
+    .post(audited('hold.release'), auth, requirePermission('hold:manage'), async (req, res) => {
+      res.json(await holds.release(actorOf(req), req.params.holdId!, req.body));
+    })
+    .all(methodNotAllowed('POST'));
+
+  router
+    .route('/v1/custody/status')
+    .get(audited('custody.read'), auth, requirePermission('custody:status'), async (req, res) => {
+      res.json(await deps.status.status(actorOf(req)));
+    })
+    .all(methodNotAllowed('GET'));
+
+  router
+    .route('/v1/custody/jobs/:job')
+    .post(audited('custody.run'), auth, requirePermission('custody:status'), async (req, res) => {
+      res.status(202).json(await deps.jobs.enqueue(actorOf(req), req.params.job!));
     })
     .all(methodNotAllowed('POST'));
 

@@ -2,6 +2,7 @@ import { Router, type Request, type RequestHandler, type Response } from 'expres
 import multer from 'multer';
 import { pipeline } from 'node:stream/promises';
 import type { ApiKeyService } from '../access/api-key.service';
+import type { DeletionService } from '../custody/deletion.service';
 import { AppError } from '../errors';
 import { assertNotDeleted, type EvidenceService } from '../evidence/evidence.service';
 import type { EvidenceView } from '../evidence/evidence.view';
@@ -18,6 +19,7 @@ export interface EvidenceRoutesDeps {
   keys: ApiKeyService;
   ingest: IngestService;
   evidence: EvidenceService;
+  deletion: DeletionService;
   store: BlobStore;
   maxUploadBytes: number;
   socketIdleTimeoutMs: number;
@@ -124,7 +126,15 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
         res.json(await evidence.get(actorOf(req), req.params.id!));
       },
     )
-    .all(methodNotAllowed('GET'));
+    .delete(
+      audited('evidence.delete'),
+      auth,
+      requirePermission('evidence:delete'),
+      async (req, res) => {
+        res.json(await deps.deletion.deleteItem(actorOf(req), req.params.id!, req.body));
+      },
+    )
+    .all(methodNotAllowed('GET, DELETE'));
 
   router
     .route('/v1/evidence/:id/links')

@@ -140,19 +140,21 @@ export class FsBlobStore implements BlobStore {
   }
 
   async *list(prefix: 'sha256/' | 'staging/'): AsyncIterable<StoredObject> {
-    // Walks lazily, one directory at a time: a store of millions of blobs is never held in memory.
+    // Walks lazily, one directory at a time, in key order (as S3 lists): a store of millions of
+    // blobs is never held in memory, and reconciliation can merge it with rows sorted the same way.
     async function* walk(dir: string, rel: string): AsyncGenerator<StoredObject> {
       let entries;
       try {
-        entries = await fs.opendir(dir);
+        entries = await fs.readdir(dir, { withFileTypes: true });
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
         throw err;
       }
-      for await (const entry of entries) {
+      entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      for (const entry of entries) {
         const key = `${rel}${entry.name}`;
         if (entry.isDirectory()) yield* walk(path.join(dir, entry.name), `${key}/`);
-        else if (entry.isFile()) {
+        else if (entry.isFile() && !entry.name.endsWith('.tmp')) {
           const st = await fs.stat(path.join(dir, entry.name)).catch(() => undefined);
           if (st) yield { key, size: st.size, lastModified: st.mtime };
         }
@@ -213,6 +215,8 @@ export class FsBlobStore implements BlobStore {
     }
     return keys.sort();
   }
+
+  readonly legalHoldSupported = false;
 
   async setLegalHold(): Promise<void> {
     // A local disk has no legal-hold flag: the database's hold is the protection.

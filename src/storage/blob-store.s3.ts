@@ -70,8 +70,8 @@ export class S3BlobStore implements BlobStore {
     private readonly cfg: S3Config,
   ) {}
 
-  get objectLock(): S3Config['objectLock'] {
-    return this.cfg.objectLock;
+  get legalHoldSupported(): boolean {
+    return this.cfg.objectLock !== undefined;
   }
 
   /** Object Lock retention for a new evidence object or record; none without WORM configured. */

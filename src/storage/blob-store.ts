@@ -36,7 +36,7 @@ export interface BlobStore {
   read(key: string, expectedSize: number, range?: ByteRange): Promise<Readable>;
   /** Deletes a promoted blob (retention, admin deletion); a missing blob is not an error. */
   delete(key: string): Promise<void>;
-  /** Every object under a prefix, page by page: reconciliation compares it with the rows. */
+  /** Every object under a prefix in ascending key order: reconciliation merges it with the rows. */
   list(prefix: 'sha256/' | 'staging/'): AsyncIterable<StoredObject>;
   /**
    * Custody records (signed audit checkpoints) under `custody/`: small, written once, never
@@ -46,6 +46,8 @@ export interface BlobStore {
   getRecord(key: string): Promise<Buffer | undefined>;
   /** Record keys under a `custody/` prefix, ascending. */
   listRecords(prefix: string): Promise<string[]>;
+  /** Whether objects carry a legal-hold flag of their own (S3 with Object Lock configured). */
+  readonly legalHoldSupported: boolean;
   /** Mirrors a legal hold to the object's own legal-hold flag where the store has one (S3 Object Lock). */
   setLegalHold(key: string, on: boolean): Promise<void>;
   /** Throws when the store cannot be reached. */

@@ -44,6 +44,7 @@ class RecordingStore implements BlobStore {
   async listRecords(): Promise<string[]> {
     return [];
   }
+  readonly legalHoldSupported = false;
   async setLegalHold(): Promise<void> {}
   async ping(): Promise<void> {}
   async close(): Promise<void> {}

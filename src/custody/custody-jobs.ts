@@ -1,0 +1,128 @@
+import { randomUUID } from 'node:crypto';
+import type { AppConfig } from '../config';
+import type { Db } from '../db/database';
+import { AppError } from '../errors';
+import type { JobQueue, QueueSpec } from '../jobs/job-queue';
+import type { Logger } from '../logger';
+import type { AuditLog, RequestActor } from './audit.service';
+import type { CheckpointService } from './checkpoint.service';
+import type { CustodyJob, CustodyRunRepository, RunOutcome } from './custody-run.repository';
+import type { DeletionService } from './deletion.service';
+import type { ScrubService } from './scrub.service';
+
+const QUEUE: Record<CustodyJob, string> = {
+  scrub: 'custody-scrub',
+  retention: 'custody-retention',
+  checkpoint: 'custody-checkpoint',
+};
+const TICK_MS = 30_000;
+
+/**
+ * The custody jobs (scrub, retention, checkpoint): each run is recorded in custody_runs for the
+ * status page and metrics. On the job queue, every instance with workers ticks a timer that
+ * enqueues each job at most once per its interval; the queue runs one at a time cluster-wide.
+ */
+export class CustodyJobs {
+  private timer?: NodeJS.Timeout;
+  private queueStarted = false;
+
+  constructor(
+    private readonly db: Db,
+    private readonly runs: CustodyRunRepository,
+    private readonly scrub: ScrubService,
+    private readonly deletion: DeletionService,
+    private readonly checkpoints: CheckpointService,
+    private readonly config: Pick<AppConfig, 'custody' | 'retention'>,
+    private readonly audit: AuditLog,
+    private readonly logger: Logger,
+    private readonly queue?: JobQueue,
+  ) {}
+
+  /** Runs a job here and now, recording the run; returns its stats. */
+  async run(job: CustodyJob): Promise<{ outcome: RunOutcome; stats: Record<string, unknown> }> {
+    const id = randomUUID();
+    await this.runs.start(this.db, id, job, new Date());
+    let outcome: RunOutcome = 'ok';
+    let stats: Record<string, unknown>;
+    try {
+      if (job === 'scrub') {
+        const report = await this.scrub.run({
+          intervalMinutes: this.config.custody.scrubIntervalMinutes,
+          fullPassDays: this.config.custody.scrubFullPassDays,
+          stagingGraceHours: this.config.custody.stagingGraceHours,
+        });
+        stats = { ...report };
+        if (!report.ok) outcome = 'problems';
+      } else if (job === 'retention') {
+        const r = await this.deletion.expire(this.config.retention);
+        stats = { ...r };
+        if (r.purgeFailures > 0) outcome = 'problems';
+      } else {
+        const written = await this.checkpoints.checkpoint();
+        stats = { written: Boolean(written), seq: written?.checkpoint.seq ?? null };
+      }
+    } catch (err) {
+      outcome = 'error';
+      stats = { error: (err as Error).message };
+      await this.runs.finish(this.db, id, { at: new Date(), outcome, stats });
+      throw err;
+    }
+    await this.runs.finish(this.db, id, { at: new Date(), outcome, stats });
+    return { outcome, stats };
+  }
+
+  private intervalSeconds(job: CustodyJob): number {
+    const minutes = {
+      scrub: this.config.custody.scrubIntervalMinutes,
+      retention: this.config.retention.intervalMinutes,
+      checkpoint: this.config.custody.checkpointIntervalMinutes,
+    }[job];
+    return minutes * 60;
+  }
+
+  /** Starts the queue; with `workers`, also this instance's workers and its interval timer. */
+  async start(opts: { workers: boolean; tickMs?: number }): Promise<void> {
+    if (!this.queue) return;
+    const specs: QueueSpec[] = (Object.keys(QUEUE) as CustodyJob[]).map((job) => ({
+      name: QUEUE[job],
+      // A full scrub slice reads many gigabytes; a checkpoint takes a second.
+      expireInSeconds: job === 'checkpoint' ? 600 : 6 * 3600,
+    }));
+    await this.queue.start(specs);
+    this.queueStarted = true;
+    if (!opts.workers) return;
+    for (const job of Object.keys(QUEUE) as CustodyJob[]) {
+      await this.queue.work(QUEUE[job], async () => {
+        await this.run(job);
+      });
+    }
+    const tick = () => {
+      for (const job of Object.keys(QUEUE) as CustodyJob[]) {
+        this.queue!.sendThrottled(QUEUE[job], this.intervalSeconds(job)).catch((err: unknown) =>
+          this.logger.warn({ err, job }, 'could not schedule a custody job'),
+        );
+      }
+    };
+    tick();
+    this.timer = setInterval(tick, opts.tickMs ?? TICK_MS).unref();
+  }
+
+  /** Asks the cluster to run a job soon (whichever instance has workers). */
+  async enqueue(actor: RequestActor, job: string) {
+    if (job !== 'scrub' && job !== 'retention') {
+      throw new AppError('not_found', 'Jobs that can be started on demand: scrub, retention.');
+    }
+    if (!this.queue || !this.queueStarted) {
+      throw new AppError('not_ready', 'The job queue is not running on this instance.');
+    }
+    const jobId = await this.queue.send(QUEUE[job]);
+    await this.audit.record({ action: 'custody.run', actor, details: { job, jobId } });
+    return { job, jobId, status: 'queued' as const };
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.queue?.stop();
+    this.queueStarted = false;
+  }
+}

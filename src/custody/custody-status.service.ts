@@ -1,0 +1,196 @@
+import { sql } from 'kysely';
+import type { AppConfig } from '../config';
+import type { Db } from '../db/database';
+import type { Metrics } from '../metrics';
+import type { AuditRepository } from './audit.repository';
+import type { AuditLog, RequestActor } from './audit.service';
+import type { CustodyJob, CustodyRunRepository, CustodyRunRow } from './custody-run.repository';
+
+const iso = (d: Date | string | null) => (d ? new Date(d).toISOString() : null);
+
+function runView(r: CustodyRunRow | undefined) {
+  if (!r) return null;
+  return {
+    startedAt: iso(r.started_at),
+    finishedAt: iso(r.finished_at),
+    outcome: r.outcome,
+    stats: r.stats,
+  };
+}
+
+/** What admins see of custody (GET /v1/custody/status) and what Prometheus scrapes. */
+export class CustodyStatusService {
+  constructor(
+    private readonly db: Db,
+    private readonly runs: CustodyRunRepository,
+    private readonly auditRepo: AuditRepository,
+    private readonly audit: AuditLog,
+    private readonly config: Pick<AppConfig, 'custody' | 'retention'>,
+  ) {}
+
+  private async counts() {
+    const { rows } = await sql<{
+      archived: string;
+      deleted: string;
+      unpurged: string;
+      failing: string;
+      never_verified: string;
+      holds: string;
+    }>`select
+        count(*) filter (where deleted_at is null) as archived,
+        count(*) filter (where deleted_at is not null) as deleted,
+        count(*) filter (where deleted_at is not null and blob_purged_at is null) as unpurged,
+        count(*) filter (where deleted_at is null and verify_status <> 'ok') as failing,
+        count(*) filter (where deleted_at is null and verified_at is null) as never_verified,
+        (select count(*) from legal_holds where released_at is null) as holds
+      from evidence_items`.execute(this.db);
+    const r = rows[0]!;
+    return {
+      archived: Number(r.archived),
+      deleted: Number(r.deleted),
+      awaitingPurge: Number(r.unpurged),
+      failingVerification: Number(r.failing),
+      neverVerified: Number(r.never_verified),
+      activeLegalHolds: Number(r.holds),
+    };
+  }
+
+  private async failing(limit: number) {
+    return this.db
+      .selectFrom('evidence_items')
+      .select(['id', 'verify_status', 'verified_at', 'verify_detail'])
+      .where('deleted_at', 'is', null)
+      .where('verify_status', '<>', 'ok')
+      .orderBy('verified_at', 'desc')
+      .limit(limit)
+      .execute();
+  }
+
+  async status(actor: RequestActor) {
+    const [counts, failing, head, checkpoint, scrub, retention, checkpointRun] = await Promise.all([
+      this.counts(),
+      this.failing(100),
+      this.auditRepo.head(this.db),
+      this.auditRepo.latestCheckpoint(this.db),
+      this.runs.latest(this.db, 'scrub'),
+      this.runs.latest(this.db, 'retention'),
+      this.runs.latest(this.db, 'checkpoint'),
+    ]);
+    await this.audit.recordRead({ action: 'custody.read', actor });
+    return {
+      items: counts,
+      failingItems: failing.map((f) => ({
+        itemId: f.id,
+        status: f.verify_status,
+        checkedAt: iso(f.verified_at),
+        detail: f.verify_detail,
+      })),
+      auditChain: {
+        headSeq: head.seq,
+        headHash: head.hash,
+        lastCheckpoint: checkpoint
+          ? { seq: checkpoint.seq, hash: checkpoint.hash, signedAt: iso(checkpoint.signed_at) }
+          : null,
+        eventsSinceCheckpoint: head.seq - (checkpoint?.seq ?? 0),
+      },
+      lastRuns: {
+        scrub: runView(scrub),
+        retention: runView(retention),
+        checkpoint: runView(checkpointRun),
+      },
+      settings: {
+        checkpointIntervalMinutes: this.config.custody.checkpointIntervalMinutes,
+        scrubIntervalMinutes: this.config.custody.scrubIntervalMinutes,
+        scrubFullPassDays: this.config.custody.scrubFullPassDays,
+        stagingGraceHours: this.config.custody.stagingGraceHours,
+        retentionDays: this.config.retention.days,
+        retentionAfterCloseDays: this.config.retention.afterCloseDays,
+        retentionIntervalMinutes: this.config.retention.intervalMinutes,
+      },
+    };
+  }
+
+  /**
+   * Gauges read from the database at scrape time, so every instance reports the same truth and a
+   * problem found by any instance's scrub is visible on all of them.
+   */
+  registerMetrics(metrics: Metrics): void {
+    metrics.gauge('evidence_items', 'Evidence items by state', ['state'], async (set) => {
+      const c = await this.counts();
+      set(c.archived, { state: 'archived' });
+      set(c.deleted, { state: 'deleted' });
+      set(c.awaitingPurge, { state: 'awaiting_purge' });
+      set(c.neverVerified, { state: 'never_verified' });
+    });
+    metrics.gauge(
+      'evidence_integrity_failing_items',
+      'Live items whose last verification failed (flipped bytes, missing blob, edited hash)',
+      ['status'],
+      async (set) => {
+        const rows = await this.db
+          .selectFrom('evidence_items')
+          .select(['verify_status', (eb) => eb.fn.countAll<string>().as('n')])
+          .where('deleted_at', 'is', null)
+          .where('verify_status', '<>', 'ok')
+          .groupBy('verify_status')
+          .execute();
+        for (const s of ['mismatch', 'missing', 'size_mismatch']) {
+          set(Number(rows.find((r) => r.verify_status === s)?.n ?? 0), { status: s });
+        }
+      },
+    );
+    metrics.gauge('legal_holds_active', 'Active legal holds', [], async (set) => {
+      set((await this.counts()).activeLegalHolds);
+    });
+    metrics.gauge('audit_chain_head_seq', 'Sequence number of the newest audit event', [], async (set) => {
+      set((await this.auditRepo.head(this.db)).seq);
+    });
+    metrics.gauge(
+      'audit_checkpoint_last_seq',
+      'Sequence number covered by the newest signed checkpoint',
+      [],
+      async (set) => set((await this.auditRepo.latestCheckpoint(this.db))?.seq ?? 0),
+    );
+    metrics.gauge(
+      'custody_job_last_run_timestamp_seconds',
+      'When each custody job last finished',
+      ['job'],
+      async (set) => {
+        for (const job of ['scrub', 'retention', 'checkpoint'] as CustodyJob[]) {
+          const run = await this.runs.latest(this.db, job);
+          if (run?.finished_at) set(new Date(run.finished_at).getTime() / 1000, { job });
+        }
+      },
+    );
+    metrics.gauge(
+      'custody_job_last_run_ok',
+      'Whether the last run of each custody job found everything in order (1) or not (0)',
+      ['job'],
+      async (set) => {
+        for (const job of ['scrub', 'retention', 'checkpoint'] as CustodyJob[]) {
+          const run = await this.runs.latest(this.db, job);
+          if (run) set(run.outcome === 'ok' ? 1 : 0, { job });
+        }
+      },
+    );
+    metrics.gauge(
+      'custody_scrub_findings',
+      'What the last scrub found: orphan blobs, rows without blobs, a broken audit chain',
+      ['finding'],
+      async (set) => {
+        const stats = (await this.runs.latest(this.db, 'scrub'))?.stats as
+          | {
+              reconcile?: { orphanBlobs: number; missingBlobs: number; purgedButPresent: number };
+              chain?: { ok: boolean };
+              failures?: unknown[];
+            }
+          | undefined;
+        set(stats?.reconcile?.orphanBlobs ?? 0, { finding: 'orphan_blobs' });
+        set(stats?.reconcile?.missingBlobs ?? 0, { finding: 'missing_blobs' });
+        set(stats?.reconcile?.purgedButPresent ?? 0, { finding: 'purged_but_present' });
+        set(stats?.chain && !stats.chain.ok ? 1 : 0, { finding: 'audit_chain_broken' });
+        set(stats?.failures?.length ?? 0, { finding: 'verification_failures' });
+      },
+    );
+  }
+}

@@ -1,0 +1,200 @@
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import type { Db, Executor } from '../db/database';
+import type { ComplaintRepository } from '../complaints/complaint.repository';
+import { AppError } from '../errors';
+import type { EvidenceRepository } from '../evidence/evidence.repository';
+import { identifier, parseWith } from '../ingest/upload-fields';
+import type { Logger } from '../logger';
+import type { BlobStore } from '../storage/blob-store';
+import type { AuditLog, RequestActor } from './audit.service';
+import type { HoldRepository, HoldRow } from './hold.repository';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export const reasonBody = z
+  .object({ reason: z.string().trim().min(1, 'is required').max(1000) })
+  .strict();
+
+const listQuery = z
+  .object({
+    itemId: z.string().regex(UUID, 'must be an evidence item id').optional(),
+    complaintId: identifier().optional(),
+    active: z.enum(['true', 'false']).default('true'),
+    limit: z.coerce.number().int().min(1).max(1000).default(100),
+  })
+  .strict();
+
+export interface HoldView {
+  id: string;
+  itemId: string | null;
+  complaintId: string | null;
+  reason: string;
+  placedBy: string;
+  placedAt: string;
+  active: boolean;
+  releasedBy: string | null;
+  releasedAt: string | null;
+  releaseReason: string | null;
+}
+
+/** How the hold reached the objects' own legal-hold flags (S3 Object Lock). */
+export type FlagMirror = 'mirrored' | 'not_supported' | 'failed';
+
+const iso = (d: Date | string) => new Date(d).toISOString();
+
+function toHoldView(r: HoldRow): HoldView {
+  return {
+    id: r.id,
+    itemId: r.item_id,
+    complaintId: r.complaint_id,
+    reason: r.reason,
+    placedBy: r.placed_by_key_id,
+    placedAt: iso(r.placed_at),
+    active: r.released_at === null,
+    releasedBy: r.released_by_key_id,
+    releasedAt: r.released_at ? iso(r.released_at) : null,
+    releaseReason: r.release_reason,
+  };
+}
+
+/**
+ * Legal holds on one item or on a whole complaint (its linked items and its orders' items).
+ * The database refuses to tombstone held evidence (trigger), so no path can delete it; the hold
+ * is mirrored to each object's legal-hold flag where the store has one.
+ */
+export class HoldService {
+  constructor(
+    private readonly db: Db,
+    private readonly repo: HoldRepository,
+    private readonly evidence: EvidenceRepository,
+    private readonly complaints: ComplaintRepository,
+    private readonly store: BlobStore,
+    private readonly audit: AuditLog,
+    private readonly logger: Logger,
+  ) {}
+
+  async placeOnItem(actor: RequestActor, itemId: string, body: unknown) {
+    const { reason } = parseWith(reasonBody, body);
+    const row = UUID.test(itemId) ? await this.evidence.findById(this.db, itemId) : undefined;
+    if (!row) throw new AppError('not_found', `No evidence item with id ${JSON.stringify(itemId)}.`);
+    if (row.deleted_at) {
+      throw new AppError('evidence_deleted', `Item ${row.id} was deleted; there is nothing to hold.`);
+    }
+    return this.place(actor, { itemId: row.id, complaintId: null, reason }, async () => [row.id]);
+  }
+
+  async placeOnComplaint(actor: RequestActor, rawComplaintId: string, body: unknown) {
+    const complaintId = parseWith(identifier(), rawComplaintId);
+    const { reason } = parseWith(reasonBody, body);
+    // A typo must not place a hold that protects nothing and looks like it protects something.
+    const known =
+      (await this.complaints.find(this.db, complaintId)) ||
+      (await this.complaints.hasLinkedEvidence(this.db, complaintId));
+    if (!known) {
+      throw new AppError(
+        'not_found',
+        `No complaint ${JSON.stringify(complaintId)} and no evidence linked to it; create it with PUT /v1/complaints/{id} first.`,
+      );
+    }
+    return this.place(actor, { itemId: null, complaintId, reason }, (tx) =>
+      this.repo.itemsOfComplaint(tx, complaintId),
+    );
+  }
+
+  private async place(
+    actor: RequestActor,
+    target: { itemId: string | null; complaintId: string | null; reason: string },
+    affected: (tx: Executor) => Promise<string[]>,
+  ): Promise<{ hold: HoldView; itemIds: string[]; objectLegalHold: FlagMirror }> {
+    const { hold, itemIds } = await this.db.transaction().execute(async (tx) => {
+      await this.repo.lockForPlacement(tx);
+      const hold = await this.repo.insert(tx, {
+        id: randomUUID(),
+        item_id: target.itemId,
+        complaint_id: target.complaintId,
+        reason: target.reason,
+        placed_by_key_id: actor.keyId,
+        placed_at: new Date(),
+      });
+      const itemIds = await affected(tx);
+      await this.audit.append(tx, [
+        {
+          action: 'hold.place',
+          actor,
+          itemIds,
+          complaintId: target.complaintId,
+          details: { holdId: hold.id, reason: target.reason },
+        },
+      ]);
+      return { hold, itemIds };
+    });
+    const objectLegalHold = await this.mirror(itemIds);
+    return { hold: toHoldView(hold), itemIds, objectLegalHold };
+  }
+
+  async release(actor: RequestActor, holdId: string, body: unknown) {
+    const { reason } = parseWith(reasonBody, body);
+    if (!UUID.test(holdId)) {
+      throw new AppError('hold_not_found', `No active legal hold with id ${JSON.stringify(holdId)}.`);
+    }
+    const { hold, itemIds } = await this.db.transaction().execute(async (tx) => {
+      await this.repo.lockForPlacement(tx);
+      const hold = await this.repo.release(tx, holdId, {
+        keyId: actor.keyId,
+        at: new Date(),
+        reason,
+      });
+      if (!hold) {
+        throw new AppError('hold_not_found', `No active legal hold with id ${holdId}.`);
+      }
+      const itemIds = hold.item_id
+        ? [hold.item_id]
+        : await this.repo.itemsOfComplaint(tx, hold.complaint_id!);
+      await this.audit.append(tx, [
+        {
+          action: 'hold.release',
+          actor,
+          itemIds,
+          complaintId: hold.complaint_id,
+          details: { holdId: hold.id, reason },
+        },
+      ]);
+      return { hold, itemIds };
+    });
+    const objectLegalHold = await this.mirror(itemIds);
+    return { hold: toHoldView(hold), itemIds, objectLegalHold };
+  }
+
+  async list(query: unknown): Promise<{ holds: HoldView[] }> {
+    const q = parseWith(listQuery, query);
+    const rows = await this.repo.list(
+      this.db,
+      { itemId: q.itemId, complaintId: q.complaintId, active: q.active === 'true' },
+      q.limit,
+    );
+    return { holds: rows.map(toHoldView) };
+  }
+
+  /**
+   * Sets each item's object legal-hold flag to whether it is held now (another hold may still
+   * cover an item whose hold was just released). The database is the authority: a store that
+   * refuses is logged and retried by the next scrub, never a reason to undo the hold.
+   */
+  async mirror(itemIds: string[]): Promise<FlagMirror> {
+    if (!this.store.legalHoldSupported) return 'not_supported';
+    const held = await this.repo.stillHeld(this.db, itemIds);
+    let failed = false;
+    for (const id of itemIds) {
+      const row = await this.evidence.findById(this.db, id);
+      if (!row || row.blob_purged_at) continue;
+      try {
+        await this.store.setLegalHold(row.blob_key, held.has(id));
+      } catch (err) {
+        failed = true;
+        this.logger.error({ err, itemId: id }, 'could not mirror a legal hold to the object');
+      }
+    }
+    return failed ? 'failed' : 'mirrored';
+  }
+}

@@ -1,0 +1,63 @@
+import { sql } from 'kysely';
+import type { Executor } from '../db/database';
+import type { EvidenceRow } from '../evidence/evidence.repository';
+
+export interface StoredRowRef {
+  id: string;
+  blob_key: string;
+  deleted_at: Date | null;
+  blob_purged_at: Date | null;
+}
+
+/** Thin data access for the integrity scrub: one query per method. */
+export class ScrubRepository {
+  async countLive(db: Executor): Promise<number> {
+    const row = await db
+      .selectFrom('evidence_items')
+      .select((eb) => eb.fn.countAll<string>().as('n'))
+      .where('deleted_at', 'is', null)
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
+  /** The live items checked longest ago (never-checked first): the next slice of the rotation. */
+  async leastRecentlyVerified(db: Executor, limit: number): Promise<EvidenceRow[]> {
+    return db
+      .selectFrom('evidence_items as i')
+      .selectAll('i')
+      .select([sql<string[]>`'{}'::text[]`.as('order_ids'), sql<string[]>`'{}'::text[]`.as('complaint_ids')])
+      .where('i.deleted_at', 'is', null)
+      .orderBy(sql`i.verified_at nulls first`)
+      .orderBy('i.id')
+      .limit(limit)
+      .execute();
+  }
+
+  /** Rows by blob key in byte order (as stores list), after a key: one side of the merge. */
+  async rowsByBlobKey(db: Executor, afterKey: string, limit: number): Promise<StoredRowRef[]> {
+    const { rows } = await sql<StoredRowRef>`
+      select id, blob_key, deleted_at, blob_purged_at from evidence_items
+      where blob_key collate "C" > ${afterKey}
+      order by blob_key collate "C" limit ${limit}`.execute(db);
+    return rows;
+  }
+
+  async findLive(db: Executor, id: string): Promise<EvidenceRow | undefined> {
+    return db
+      .selectFrom('evidence_items as i')
+      .selectAll('i')
+      .select([sql<string[]>`'{}'::text[]`.as('order_ids'), sql<string[]>`'{}'::text[]`.as('complaint_ids')])
+      .where('i.id', '=', id)
+      .where('i.deleted_at', 'is', null)
+      .executeTakeFirst();
+  }
+
+  /** Live items under an active legal hold, for mirroring the flag to their objects. */
+  async heldItemIds(db: Executor, afterId: string, limit: number): Promise<string[]> {
+    const { rows } = await sql<{ id: string }>`
+      select id from evidence_items
+      where deleted_at is null and id > ${afterId}::uuid and evidence_is_held(id)
+      order by id limit ${limit}`.execute(db);
+    return rows.map((r) => r.id);
+  }
+}
