@@ -22,6 +22,8 @@ export interface ScrubOptions {
   stagingGraceHours: number;
   /** Verify at most this many items (tests and on-demand runs); default: the rotation's slice. */
   limit?: number;
+  /** Blobs younger than this are not yet orphans (their row may be committing); default 1 hour. */
+  orphanGraceMs?: number;
 }
 
 export interface ScrubReport {
@@ -85,7 +87,7 @@ export class ScrubService {
     }
     const seconds = (performance.now() - started) / 1000;
 
-    const reconcile = await this.reconcile();
+    const reconcile = await this.reconcile(opts.orphanGraceMs ?? ORPHAN_GRACE_MS);
     // Rows without blobs outside this run's slice are verified now, so the item records it.
     for (const id of reconcile.missingIds) {
       if (failures.some((f) => f.itemId === id)) continue;
@@ -145,7 +147,7 @@ export class ScrubService {
    * Merges the store's listing with the rows, both in key order, in constant memory: every blob
    * is matched to its row or reported, every live row to its blob or reported.
    */
-  private async reconcile() {
+  private async reconcile(orphanGraceMs: number) {
     const out = {
       blobsListed: 0,
       rowsListed: 0,
@@ -162,10 +164,10 @@ export class ScrubService {
       if (r.deleted_at) return; // a tombstone awaiting purge or purged: no blob expected
       out.missingBlobs++;
       if (out.missingSamples.length < SAMPLES) out.missingSamples.push(r.id);
-      out.missingIds.push(r.id);
+      if (out.missingIds.length < SAMPLES * 10) out.missingIds.push(r.id);
     };
     const orphan = (o: StoredObject) => {
-      if (Date.now() - o.lastModified.getTime() < ORPHAN_GRACE_MS) return;
+      if (Date.now() - o.lastModified.getTime() < orphanGraceMs) return;
       out.orphanBlobs++;
       if (out.orphanSamples.length < SAMPLES) out.orphanSamples.push(o.key);
     };

@@ -31,7 +31,7 @@ export interface TestApp {
 export async function startTestApp(
   driver: Driver = 'fs',
   env: Record<string, string> = {},
-  options: Pick<ContextOptions, 'wrapBlobStore'> = {},
+  options: Pick<ContextOptions, 'wrapBlobStore' | 'jobQueue'> = {},
 ): Promise<TestApp> {
   const database = await createTestDatabase();
   const dataDir = mkdtempSync(path.join(tmpdir(), 'evidence-data-'));
