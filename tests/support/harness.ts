@@ -127,6 +127,8 @@ export async function tamperWithBlob(app: TestApp, blobKey: string, bytes: Buffe
     client.destroy();
     return;
   }
-  const { writeFileSync } = await import('node:fs');
-  writeFileSync(path.join(app.dataDir, 'blobs', blobKey), bytes);
+  const { mkdirSync, writeFileSync } = await import('node:fs');
+  const file = path.join(app.dataDir, 'blobs', blobKey);
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, bytes);
 }
