@@ -168,8 +168,19 @@ export async function up(db: Kysely<any>): Promise<void> {
         raise exception 'evidence rows are never deleted (item %); tombstone it instead', old.id
           using errcode = 'insufficient_privilege';
       end if;
-      if new.id <> old.id or new.sha256 <> old.sha256 or new.size_bytes <> old.size_bytes
-         or new.blob_key <> old.blob_key or new.received_at <> old.received_at then
+      -- Everything recorded at ingest is frozen; only verification results and the tombstone
+      -- columns ever change.
+      if (new.id, new.sha256, new.size_bytes, new.blob_key, new.received_at, new.kind,
+          new.content_type, new.original_filename, new.captured_at, new.source,
+          new.created_by_key_id, new.call_id, new.from_number, new.from_number_e164,
+          new.to_number, new.to_number_e164, new.agent_id, new.direction, new.station_id,
+          new.operator_id, new.tracking_number)
+         is distinct from
+         (old.id, old.sha256, old.size_bytes, old.blob_key, old.received_at, old.kind,
+          old.content_type, old.original_filename, old.captured_at, old.source,
+          old.created_by_key_id, old.call_id, old.from_number, old.from_number_e164,
+          old.to_number, old.to_number_e164, old.agent_id, old.direction, old.station_id,
+          old.operator_id, old.tracking_number) then
         raise exception 'the identity of evidence item % is immutable', old.id
           using errcode = 'insufficient_privilege';
       end if;
@@ -185,6 +196,17 @@ export async function up(db: Kysely<any>): Promise<void> {
     end $$`.execute(db);
   await sql`create trigger evidence_items_guard before update or delete on evidence_items
     for each row execute function guard_evidence_items()`.execute(db);
+  // Unlinking can be what releases an item from a complaint's hold: refused while it is held.
+  await sql`create function guard_evidence_links() returns trigger language plpgsql as $$
+    begin
+      if evidence_is_held(old.item_id) then
+        raise exception 'evidence item % is under legal hold; its links cannot be removed', old.item_id
+          using errcode = 'insufficient_privilege';
+      end if;
+      return old;
+    end $$`.execute(db);
+  await sql`create trigger evidence_links_guard before delete on evidence_links
+    for each row execute function guard_evidence_links()`.execute(db);
 
   // --- Background job runs (scrub, retention) for the custody status page --------------------
   await db.schema
@@ -212,8 +234,14 @@ export async function up(db: Kysely<any>): Promise<void> {
   await sql`do $$ begin
       if exists (select 1 from pg_roles where rolname = 'evidence_app') then
         execute format('grant usage on schema %I to evidence_app', current_schema());
-        grant select, insert, update on api_keys, evidence_items, complaints, legal_holds,
-          custody_runs to evidence_app;
+        grant select, insert, update on api_keys, complaints, custody_runs to evidence_app;
+        -- Column by column: the service can record verifications, tombstones and releases,
+        -- and nothing else about evidence or holds.
+        grant select, insert on evidence_items, legal_holds to evidence_app;
+        grant update (verified_at, verify_status, verify_detail, deleted_at, deletion_reason,
+          deleted_by, blob_purged_at) on evidence_items to evidence_app;
+        grant update (released_by_key_id, released_at, release_reason) on legal_holds
+          to evidence_app;
         grant select, insert, delete on evidence_links to evidence_app;
         grant select, insert on evidence_receipts, idempotency_keys, audit_events,
           audit_checkpoints to evidence_app;
@@ -229,6 +257,8 @@ export async function up(db: Kysely<any>): Promise<void> {
 export async function down(db: Kysely<any>): Promise<void> {
   // The evidence_app role is cluster-wide and may serve other databases: it is left in place.
   await db.schema.dropTable('custody_runs').execute();
+  await sql`drop trigger evidence_links_guard on evidence_links`.execute(db);
+  await sql`drop function guard_evidence_links()`.execute(db);
   await sql`drop trigger evidence_items_guard on evidence_items`.execute(db);
   await sql`drop function guard_evidence_items()`.execute(db);
   await sql`drop function evidence_is_held(uuid)`.execute(db);

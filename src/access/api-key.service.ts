@@ -43,14 +43,16 @@ export class ApiKeyService {
   }
 
   async revoke(id: string, actor: Actor = systemActor('keys')): Promise<boolean> {
-    this.cache.clear();
-    return this.db.transaction().execute(async (tx) => {
+    const revoked = await this.db.transaction().execute(async (tx) => {
       const revoked = await this.repo.revoke(tx, id, new Date(this.now()));
       if (revoked) {
         await this.audit.append(tx, [{ action: 'key.revoke', actor, details: { keyId: id } }]);
       }
       return revoked;
     });
+    // After the commit: a request verifying the key meanwhile cannot re-cache it as active.
+    this.cache.clear();
+    return revoked;
   }
 
   list() {

@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import type { Db } from '../db/database';
+import type { Db, Executor } from '../db/database';
 import type { BlobStore } from '../storage/blob-store';
 import { canonicalJson, chainHash, GENESIS_HASH } from './audit-chain';
 import { chainedFormOf } from './audit.service';
@@ -31,6 +31,7 @@ export interface ChainReport {
   headSeq: number;
   checkpointsChecked: number;
   lastCheckpoint: { seq: number; signedAt: string } | null;
+  problemCount: number;
   /** The first link that does not hold, in chain order: where to start looking. */
   firstBrokenLink: ChainProblem | null;
   problems: ChainProblem[];
@@ -38,6 +39,7 @@ export interface ChainReport {
 }
 
 const PAGE = 5000;
+const MAX_PROBLEMS = 1000;
 
 /**
  * Recomputes the audit chain from the first event and checks it against every signed checkpoint
@@ -52,9 +54,23 @@ export class AuditVerifier {
     private readonly publicKey: KeyObject,
   ) {}
 
+  /**
+   * Lists the signed checkpoints, then reads the whole trail in one repeatable-read snapshot: every
+   * checkpoint listed was signed before the snapshot, so it must lie within the chain seen, and
+   * events appended while this runs on a live system are not mistaken for tampering.
+   */
   async verify(): Promise<ChainReport> {
-    const problems: ChainProblem[] = [];
     const listed = await this.store.listRecords(CHECKPOINT_PREFIX);
+    return this.db
+      .transaction()
+      .setIsolationLevel('repeatable read')
+      .setAccessMode('read only')
+      .execute((tx) => this.verifyIn(tx, listed));
+  }
+
+  private async verifyIn(db: Executor, listed: string[]): Promise<ChainReport> {
+    const problems: ChainProblem[] = [];
+    const head = await db.selectFrom('audit_chain_head').select(['seq', 'hash']).executeTakeFirst();
     const checkpoints = await this.readCheckpoints(listed, problems);
     const bySeq = new Map(checkpoints.map((c) => [c.checkpoint.seq, c.checkpoint]));
 
@@ -64,7 +80,7 @@ export class AuditVerifier {
     let lastSeq = 0;
     let lastStoredHash = GENESIS_HASH;
     for (let after = 0; ;) {
-      const rows = await this.db
+      const rows = await db
         .selectFrom('audit_events')
         .selectAll()
         .where('seq', '>', after)
@@ -95,6 +111,9 @@ export class AuditVerifier {
           });
         }
         running = chainHash(running, chainedFormOf(row));
+        // Report a broken link once, then follow the stored chain: one edit must not drown
+        // every later event in reports.
+        if (running !== row.hash) running = row.hash;
         const signed = bySeq.get(row.seq);
         if (signed && (signed.hash !== row.hash || signed.hash !== running)) {
           problems.push({
@@ -121,10 +140,6 @@ export class AuditVerifier {
         });
       }
     }
-    const head = await this.db
-      .selectFrom('audit_chain_head')
-      .select(['seq', 'hash'])
-      .executeTakeFirst();
     if (!head || head.seq !== lastSeq || head.hash !== lastStoredHash) {
       problems.push({
         kind: 'head_mismatch',
@@ -132,11 +147,15 @@ export class AuditVerifier {
         message: `the chain head (${head?.seq ?? 'none'}) is not the last event (${lastSeq})`,
       });
     }
-    const recorded = await this.db
+    const recorded = await db
       .selectFrom('audit_checkpoints')
       .select(['seq', 'object_key'])
       .execute();
     const present = new Set(listed);
+    if (recorded.some((r) => !present.has(r.object_key))) {
+      // Signed between the listing and the snapshot: a second listing finds them.
+      for (const key of await this.store.listRecords(CHECKPOINT_PREFIX)) present.add(key);
+    }
     for (const r of recorded) {
       if (!present.has(r.object_key)) {
         problems.push({
@@ -148,10 +167,13 @@ export class AuditVerifier {
       }
     }
 
-    const ordered = [...problems].sort((a, b) => (a.seq ?? Infinity) - (b.seq ?? Infinity));
+    const ordered = [...problems]
+      .sort((a, b) => (a.seq ?? Infinity) - (b.seq ?? Infinity))
+      .slice(0, MAX_PROBLEMS);
     const last = checkpoints.at(-1)?.checkpoint;
     return {
       ok: problems.length === 0,
+      problemCount: problems.length,
       eventsChecked: checked,
       headSeq: lastSeq,
       checkpointsChecked: checkpoints.length,

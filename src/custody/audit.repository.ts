@@ -27,6 +27,18 @@ export class AuditRepository {
     await tx.insertInto('audit_events').values(rows).execute();
   }
 
+  /** Events in (afterSeq, uptoSeq], in order. */
+  async eventsAfter(db: Executor, afterSeq: number, uptoSeq: number, limit: number) {
+    return db
+      .selectFrom('audit_events')
+      .selectAll()
+      .where('seq', '>', afterSeq)
+      .where('seq', '<=', uptoSeq)
+      .orderBy('seq')
+      .limit(limit)
+      .execute();
+  }
+
   /** Events naming an item, oldest first, keyset-paginated on seq. */
   async listForItem(db: Executor, itemId: string, afterSeq: number, limit: number) {
     return db

@@ -87,9 +87,13 @@ export function toAuditView(r: AuditRow): AuditEventView {
   return { ...chainedFormOf(r), prevHash: r.prev_hash, hash: r.hash };
 }
 
+/** Text the database can store and a reader can trust: no NUL, bounded length. */
+function clean(value: string, max: number): string {
+  return value.replace(/\0/g, '\uFFFD').slice(0, max);
+}
+
 interface Pending {
   entry: AuditEntry;
-  at: Date;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -113,17 +117,17 @@ export class AuditLog {
   ) {}
 
   /** Appends events inside the caller's transaction; must be its last statement (lock order). */
-  async append(tx: Tx, entries: AuditEntry[], at = this.now()): Promise<void> {
+  async append(tx: Tx, entries: AuditEntry[]): Promise<void> {
     await this.appendLocked(
       tx,
-      entries.map((entry) => ({ entry, at })),
+      entries.map((entry) => ({ entry })),
     );
   }
 
   /** Records one event in its own (shared, batched) transaction; resolves once it is durable. */
   record(entry: AuditEntry): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ entry, at: this.now(), resolve, reject });
+      this.queue.push({ entry, resolve, reject });
       if (!this.flushing) void this.flush();
     });
   }
@@ -152,7 +156,19 @@ export class AuditLog {
           await this.db.transaction().execute((tx) => this.appendLocked(tx, batch));
           for (const p of batch) p.resolve();
         } catch (err) {
-          for (const p of batch) p.reject(err);
+          if (batch.length === 1) {
+            batch[0]!.reject(err);
+            continue;
+          }
+          // One event the database refuses must not fail every request batched with it.
+          for (const p of batch) {
+            try {
+              await this.db.transaction().execute((tx) => this.appendLocked(tx, [p]));
+              p.resolve();
+            } catch (one) {
+              p.reject(one);
+            }
+          }
         }
       }
     } finally {
@@ -160,11 +176,13 @@ export class AuditLog {
     }
   }
 
-  private async appendLocked(tx: Tx, events: { entry: AuditEntry; at: Date }[]): Promise<void> {
+  private async appendLocked(tx: Tx, events: { entry: AuditEntry }[]): Promise<void> {
     if (events.length === 0) return;
     let { seq, hash } = await this.repo.lockHead(tx);
+    // Stamped under the head lock, so sequence order and time order agree (on one clock).
+    const at = this.now();
     const rows: Insertable<AuditEventsTable>[] = [];
-    for (const { entry, at } of events) {
+    for (const { entry } of events) {
       seq += 1;
       const event = this.chained(entry, seq, at);
       const prev = hash;
@@ -196,18 +214,25 @@ export class AuditLog {
 
   private chained(entry: AuditEntry, seq: number, at: Date): ChainedEvent {
     // Round-trip through JSON so the hashed form equals what jsonb gives back (no undefined,
-    // no Dates, no class instances).
-    const details = JSON.parse(JSON.stringify(entry.details ?? {})) as Record<string, unknown>;
+    // no Dates, no class instances); NUL, which PostgreSQL refuses in text and jsonb, is replaced
+    // so a hostile path or header can never make an event (and the requests batched with it) fail.
+    const details = JSON.parse(
+      JSON.stringify(entry.details ?? {}, (_k, v: unknown) => (typeof v === 'string' ? clean(v, 2000) : v)),
+    ) as Record<string, unknown>;
     return {
       seq,
       occurredAt: at.toISOString(),
       action: entry.action,
       outcome: entry.outcome ?? 'success',
-      actor: { keyId: entry.actor.keyId, role: entry.actor.role, name: entry.actor.name },
+      actor: {
+        keyId: entry.actor.keyId,
+        role: clean(entry.actor.role, 32),
+        name: clean(entry.actor.name, 200),
+      },
       itemIds: [...new Set(entry.itemIds ?? [])],
-      complaintId: entry.complaintId ?? null,
-      requestId: entry.actor.requestId ?? null,
-      clientIp: entry.actor.clientIp ?? null,
+      complaintId: entry.complaintId == null ? null : clean(entry.complaintId, 200),
+      requestId: entry.actor.requestId == null ? null : clean(entry.actor.requestId, 128),
+      clientIp: entry.actor.clientIp == null ? null : clean(entry.actor.clientIp, 64),
       details,
     };
   }

@@ -1,8 +1,9 @@
 import { sql } from 'kysely';
-import type { Db } from '../db/database';
+import type { Db, Executor } from '../db/database';
 import type { Logger } from '../logger';
 import type { BlobStore } from '../storage/blob-store';
-import { canonicalJson } from './audit-chain';
+import { canonicalJson, chainHash, GENESIS_HASH } from './audit-chain';
+import { chainedFormOf } from './audit.service';
 import type { AuditRepository } from './audit.repository';
 import type { SigningKey } from './signing-key';
 
@@ -51,25 +52,35 @@ export class CheckpointService {
       const head = await this.repo.head(tx);
       const latest = await this.repo.latestCheckpoint(tx);
       if (head.seq === 0 || (latest && latest.seq >= head.seq)) return undefined;
-      const checkpoint: Checkpoint = {
-        version: 1,
-        type: 'evidence-archive.audit-checkpoint',
-        seq: head.seq,
-        hash: head.hash,
-        signedAt: new Date().toISOString(),
-        keyFingerprint: this.key.fingerprint,
-        previous: latest ? { seq: latest.seq, hash: latest.hash } : null,
-      };
-      const signed: SignedCheckpoint = {
-        checkpoint,
-        signature: this.key.sign(canonicalJson(checkpoint)),
-      };
+      // Never sign a head that does not follow from the last signed one: whatever was rewritten
+      // in between would otherwise be blessed.
+      await this.assertChainFrom(tx, latest ? { seq: latest.seq, hash: latest.hash } : null, head);
       const objectKey = checkpointKey(head.seq);
-      await this.store.putRecord(objectKey, Buffer.from(`${JSON.stringify(signed, null, 2)}\n`));
+      // A run that wrote this file but failed to commit its row left it behind: adopt it.
+      const existing = await this.store.getRecord(objectKey);
+      let signed: SignedCheckpoint;
+      if (existing) {
+        signed = JSON.parse(existing.toString('utf8')) as SignedCheckpoint;
+        if (signed.checkpoint.hash !== head.hash || signed.checkpoint.keyFingerprint !== this.key.fingerprint) {
+          throw new Error(`checkpoint ${objectKey} exists and does not sign the current head`);
+        }
+      } else {
+        const checkpoint: Checkpoint = {
+          version: 1,
+          type: 'evidence-archive.audit-checkpoint',
+          seq: head.seq,
+          hash: head.hash,
+          signedAt: new Date().toISOString(),
+          keyFingerprint: this.key.fingerprint,
+          previous: latest ? { seq: latest.seq, hash: latest.hash } : null,
+        };
+        signed = { checkpoint, signature: this.key.sign(canonicalJson(checkpoint)) };
+        await this.store.putRecord(objectKey, Buffer.from(`${JSON.stringify(signed, null, 2)}\n`));
+      }
       await this.repo.insertCheckpoint(tx, {
         seq: head.seq,
         hash: head.hash,
-        signed_at: checkpoint.signedAt,
+        signed_at: signed.checkpoint.signedAt,
         key_fingerprint: this.key.fingerprint,
         object_key: objectKey,
       });
@@ -78,5 +89,32 @@ export class CheckpointService {
     // Not itself an audit event: that would move the head and make every run sign again.
     if (written) this.logger.info({ seq: written.checkpoint.seq }, 'audit checkpoint signed');
     return written;
+  }
+
+  /** Recomputes the events after `from` up to `head`; throws at the first that does not chain. */
+  private async assertChainFrom(
+    db: Executor,
+    from: { seq: number; hash: string } | null,
+    head: { seq: number; hash: string },
+  ): Promise<void> {
+    let running = from?.hash ?? GENESIS_HASH;
+    let expected = (from?.seq ?? 0) + 1;
+    for (;;) {
+      const rows = await this.repo.eventsAfter(db, expected - 1, head.seq, 5000);
+      for (const row of rows) {
+        if (row.seq !== expected || row.prev_hash !== running) {
+          throw new Error(`audit chain broken at event ${row.seq}: refusing to sign a checkpoint`);
+        }
+        running = chainHash(running, chainedFormOf(row));
+        if (running !== row.hash) {
+          throw new Error(`audit event ${row.seq} was altered: refusing to sign a checkpoint`);
+        }
+        expected++;
+      }
+      if (rows.length < 5000) break;
+    }
+    if (expected - 1 !== head.seq || running !== head.hash) {
+      throw new Error(`the audit chain head does not match its events: refusing to sign a checkpoint`);
+    }
   }
 }

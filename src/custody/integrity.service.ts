@@ -16,6 +16,7 @@ export interface VerificationResult {
   /** What the audit trail recorded when the item arrived, the reference nobody can quietly edit. */
   recordedAtCreation: { sha256: string; size: number } | null;
   problems: string[];
+  notes: string[];
   bytesRead: number;
 }
 
@@ -41,8 +42,10 @@ export class IntegrityService {
     const recordedAtCreation = creation
       ? { sha256: String(creation.details.sha256), size: Number(creation.details.size) }
       : null;
+    const notes: string[] = [];
     if (!recordedAtCreation) {
-      problems.push('no creation event in the audit trail');
+      // Archived before the custody trail existed: the bytes are still checked against the row.
+      notes.push('no creation event in the audit trail (archived before custody auditing began)');
     } else if (
       recordedAtCreation.sha256 !== row.sha256 ||
       recordedAtCreation.size !== row.size_bytes
@@ -93,6 +96,7 @@ export class IntegrityService {
       computed,
       recordedAtCreation,
       problems,
+      notes,
       bytesRead: computed?.size ?? 0,
     };
     await this.db.transaction().execute(async (tx) => {

@@ -117,6 +117,22 @@ describe('audit trail of every action', () => {
     });
   });
 
+  it('survives hostile identifiers (NUL) in a refused request without failing reads batched with it', async () => {
+    const [hostile, ...views] = await Promise.all([
+      request(app.url).get('/v1/complaints/%00x/evidence'),
+      ...Array.from({ length: 10 }, () =>
+        request(app.url).get(`/v1/evidence/${id}`).set(bearer(app.keys.support)),
+      ),
+    ]);
+    expect(hostile!.status).toBe(401);
+    expect(views.map((v) => v.status)).toEqual(Array(10).fill(200));
+    const { rows } = await sql<{ complaint_id: string }>`select complaint_id from audit_events
+      where outcome = 'denied' and complaint_id like '%x' order by seq desc limit 1`.execute(
+      app.ctx.db,
+    );
+    expect(rows[0]!.complaint_id).toBe('\uFFFDx');
+  });
+
   it('records forbidden, unauthenticated and failed attempts with the client address', async () => {
     await request(app.url)
       .get(`/v1/evidence/${id}/content`)
@@ -225,4 +241,28 @@ describe('the database keeps the trail append-only', () => {
       /permission denied/,
     );
   });
+
+  it('lets neither the service nor the owner rewrite what was recorded at ingest', async () => {
+    const { upload } = await import('../support/multipart');
+    const { fakeMedia } = await import('../support/media');
+    const res = await upload(app.url, app.keys.ingest.key, [['kind', 'packing_video']], {
+      filename: 'c.mp4',
+      content: fakeMedia('mp4', 1000),
+    });
+    const id = res.json().id;
+    for (const column of ['captured_at', 'station_id', 'kind', 'created_by_key_id']) {
+      await expect(
+        sql`update evidence_items set ${sql.ref(column)} = ${column === 'captured_at' ? new Date(0) : column === 'kind' ? 'photo' : 'x'} where id = ${id}`.execute(
+          app.ctx.db,
+        ),
+      ).rejects.toThrow(/permission denied/);
+      await expect(
+        superuser.query(`update evidence_items set ${column} = $1 where id = $2`, [
+          column === 'captured_at' ? new Date(0) : column === 'kind' ? 'photo' : app.keys.admin.id,
+          id,
+        ]),
+      ).rejects.toThrow(/immutable/);
+    }
+  });
+
 });
