@@ -243,8 +243,6 @@ describe('the database keeps the trail append-only', () => {
   });
 
   it('lets neither the service nor the owner rewrite what was recorded at ingest', async () => {
-    const { upload } = await import('../support/multipart');
-    const { fakeMedia } = await import('../support/media');
     const res = await upload(app.url, app.keys.ingest.key, [['kind', 'packing_video']], {
       filename: 'c.mp4',
       content: fakeMedia('mp4', 1000),
