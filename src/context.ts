@@ -11,6 +11,7 @@ import { CustodyStatusService } from './custody/custody-status.service';
 import { DeletionRepository } from './custody/deletion.repository';
 import { DeletionService } from './custody/deletion.service';
 import { HoldRepository } from './custody/hold.repository';
+import { HashPool } from './custody/hash-pool';
 import { HoldService } from './custody/hold.service';
 import { ScrubRepository } from './custody/scrub.repository';
 import { ScrubService } from './custody/scrub.service';
@@ -139,10 +140,27 @@ export async function buildContext(
     const metrics = new Metrics();
     const evidence = new EvidenceService(db, blobStore, evidenceRepo, audit, phone);
     const checkpoints = new CheckpointService(db, blobStore, auditRepo, signingKey, logger);
-    const integrity = new IntegrityService(db, blobStore, evidenceRepo, auditRepo, audit, metrics);
+    const hasher = new HashPool();
+    const integrity = new IntegrityService(
+      db,
+      blobStore,
+      evidenceRepo,
+      auditRepo,
+      audit,
+      metrics,
+      hasher,
+    );
     const complaintRepo = new ComplaintRepository();
     const holdRepo = new HoldRepository();
-    const holds = new HoldService(db, holdRepo, evidenceRepo, complaintRepo, blobStore, audit, logger);
+    const holds = new HoldService(
+      db,
+      holdRepo,
+      evidenceRepo,
+      complaintRepo,
+      blobStore,
+      audit,
+      logger,
+    );
     const deletion = new DeletionService(
       db,
       new DeletionRepository(),
@@ -209,6 +227,7 @@ export async function buildContext(
       shuttingDown: false,
       async close() {
         await jobs.stop();
+        await hasher.close();
         await blobStore.close();
         await pool.destroy();
         await embedded?.stop();

@@ -4,7 +4,6 @@ import { createApp } from './http/app';
 import { startServer } from './http/server';
 import { createLogger } from './logger';
 
-
 async function main(): Promise<void> {
   let config;
   try {
@@ -54,7 +53,9 @@ async function main(): Promise<void> {
     try {
       await running.close(config.http.shutdownGraceMs);
       // The last events of this run are signed before it ends, not left to the next interval.
-      await ctx.checkpoints.checkpoint().catch((err) => logger.warn({ err }, 'final checkpoint failed'));
+      await ctx.checkpoints
+        .checkpoint()
+        .catch((err) => logger.warn({ err }, 'final checkpoint failed'));
       await ctx.close();
       logger.info('stopped');
       process.exit(0);

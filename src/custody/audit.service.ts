@@ -217,7 +217,9 @@ export class AuditLog {
     // no Dates, no class instances); NUL, which PostgreSQL refuses in text and jsonb, is replaced
     // so a hostile path or header can never make an event (and the requests batched with it) fail.
     const details = JSON.parse(
-      JSON.stringify(entry.details ?? {}, (_k, v: unknown) => (typeof v === 'string' ? clean(v, 2000) : v)),
+      JSON.stringify(entry.details ?? {}, (_k, v: unknown) =>
+        typeof v === 'string' ? clean(v, 2000) : v,
+      ),
     ) as Record<string, unknown>;
     return {
       seq,

@@ -61,7 +61,10 @@ export class CheckpointService {
       let signed: SignedCheckpoint;
       if (existing) {
         signed = JSON.parse(existing.toString('utf8')) as SignedCheckpoint;
-        if (signed.checkpoint.hash !== head.hash || signed.checkpoint.keyFingerprint !== this.key.fingerprint) {
+        if (
+          signed.checkpoint.hash !== head.hash ||
+          signed.checkpoint.keyFingerprint !== this.key.fingerprint
+        ) {
           throw new Error(`checkpoint ${objectKey} exists and does not sign the current head`);
         }
       } else {
@@ -114,7 +117,9 @@ export class CheckpointService {
       if (rows.length < 5000) break;
     }
     if (expected - 1 !== head.seq || running !== head.hash) {
-      throw new Error(`the audit chain head does not match its events: refusing to sign a checkpoint`);
+      throw new Error(
+        `the audit chain head does not match its events: refusing to sign a checkpoint`,
+      );
     }
   }
 }

@@ -142,9 +142,14 @@ export class CustodyStatusService {
     metrics.gauge('legal_holds_active', 'Active legal holds', [], async (set) => {
       set((await this.counts()).activeLegalHolds);
     });
-    metrics.gauge('audit_chain_head_seq', 'Sequence number of the newest audit event', [], async (set) => {
-      set((await this.auditRepo.head(this.db)).seq);
-    });
+    metrics.gauge(
+      'audit_chain_head_seq',
+      'Sequence number of the newest audit event',
+      [],
+      async (set) => {
+        set((await this.auditRepo.head(this.db)).seq);
+      },
+    );
     metrics.gauge(
       'audit_checkpoint_last_seq',
       'Sequence number covered by the newest signed checkpoint',

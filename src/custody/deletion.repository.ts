@@ -18,7 +18,15 @@ export interface ExpiryCutoffs {
   closedAfter: Date;
 }
 
-const DELETABLE = ['id', 'kind', 'sha256', 'size_bytes', 'blob_key', 'received_at', 'deleted_at'] as const;
+const DELETABLE = [
+  'id',
+  'kind',
+  'sha256',
+  'size_bytes',
+  'blob_key',
+  'received_at',
+  'deleted_at',
+] as const;
 
 /**
  * Data access for tombstoning and purging evidence. Every selection row-locks what it returns, so
@@ -96,11 +104,21 @@ export class DeletionRepository {
         eb(eb.refTuple('deleted_at', 'id'), '>', eb.tuple(after.deletedAt, after.id)),
       );
     }
-    const rows = await q.orderBy('deleted_at').orderBy('id').limit(limit).forUpdate().skipLocked().execute();
+    const rows = await q
+      .orderBy('deleted_at')
+      .orderBy('id')
+      .limit(limit)
+      .forUpdate()
+      .skipLocked()
+      .execute();
     return rows as (DeletableRow & { deleted_at: Date })[];
   }
 
   async markPurged(db: Executor, id: string, at: Date): Promise<void> {
-    await db.updateTable('evidence_items').set({ blob_purged_at: at }).where('id', '=', id).execute();
+    await db
+      .updateTable('evidence_items')
+      .set({ blob_purged_at: at })
+      .where('id', '=', id)
+      .execute();
   }
 }

@@ -50,7 +50,8 @@ export class DeletionService {
 
   async deleteItem(actor: RequestActor, id: string, body: unknown): Promise<EvidenceView> {
     const { reason } = parseWith(reasonBody, body);
-    if (!UUID.test(id)) throw new AppError('not_found', `No evidence item with id ${JSON.stringify(id)}.`);
+    if (!UUID.test(id))
+      throw new AppError('not_found', `No evidence item with id ${JSON.stringify(id)}.`);
     await this.db.transaction().execute(async (tx) => {
       await this.holds.lockForDeletion(tx);
       let row: DeletableRow | undefined;
@@ -58,7 +59,10 @@ export class DeletionService {
         row = await this.repo.lockItem(tx, id);
       } catch (err) {
         if (!isLockBusy(err)) throw err;
-        throw new AppError('evidence_busy', `Item ${id} is being changed by another request; try again.`);
+        throw new AppError(
+          'evidence_busy',
+          `Item ${id} is being changed by another request; try again.`,
+        );
       }
       if (!row) throw new AppError('not_found', `No evidence item with id ${JSON.stringify(id)}.`);
       if (row.deleted_at) {
@@ -151,7 +155,10 @@ export class DeletionService {
             await this.store.delete(row.blob_key);
           } catch (err) {
             failures++;
-            this.logger.warn({ err, itemId: row.id }, 'could not remove the bytes of a deleted item');
+            this.logger.warn(
+              { err, itemId: row.id },
+              'could not remove the bytes of a deleted item',
+            );
             continue;
           }
           const at = this.now();

@@ -77,9 +77,13 @@ export class HoldService {
   async placeOnItem(actor: RequestActor, itemId: string, body: unknown) {
     const { reason } = parseWith(reasonBody, body);
     const row = UUID.test(itemId) ? await this.evidence.findById(this.db, itemId) : undefined;
-    if (!row) throw new AppError('not_found', `No evidence item with id ${JSON.stringify(itemId)}.`);
+    if (!row)
+      throw new AppError('not_found', `No evidence item with id ${JSON.stringify(itemId)}.`);
     if (row.deleted_at) {
-      throw new AppError('evidence_deleted', `Item ${row.id} was deleted; there is nothing to hold.`);
+      throw new AppError(
+        'evidence_deleted',
+        `Item ${row.id} was deleted; there is nothing to hold.`,
+      );
     }
     return this.place(actor, { itemId: row.id, complaintId: null, reason }, async () => [row.id]);
   }
@@ -136,7 +140,10 @@ export class HoldService {
   async release(actor: RequestActor, holdId: string, body: unknown) {
     const { reason } = parseWith(reasonBody, body);
     if (!UUID.test(holdId)) {
-      throw new AppError('hold_not_found', `No active legal hold with id ${JSON.stringify(holdId)}.`);
+      throw new AppError(
+        'hold_not_found',
+        `No active legal hold with id ${JSON.stringify(holdId)}.`,
+      );
     }
     const { hold, itemIds } = await this.db.transaction().execute(async (tx) => {
       await this.repo.lockForPlacement(tx);

@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
 import type { Db, VerifyStatus } from '../db/database';
 import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
 import { blobKeyFor, BlobUnavailableError, type BlobStore } from '../storage/blob-store';
 import type { Metrics } from '../metrics';
 import type { AuditRepository } from './audit.repository';
+import type { HashPool } from './hash-pool';
 import type { Actor, AuditLog } from './audit.service';
 
 export interface VerificationResult {
@@ -33,6 +33,7 @@ export class IntegrityService {
     private readonly auditRepo: AuditRepository,
     private readonly audit: AuditLog,
     private readonly metrics: Metrics,
+    private readonly hasher: HashPool,
   ) {}
 
   async verify(row: EvidenceRow, actor: Actor): Promise<VerificationResult> {
@@ -120,12 +121,6 @@ export class IntegrityService {
   }
 
   private async hashBlob(row: EvidenceRow): Promise<{ sha256: string; size: number }> {
-    const hash = createHash('sha256');
-    let size = 0;
-    for await (const chunk of await this.store.read(row.blob_key, row.size_bytes)) {
-      hash.update(chunk as Buffer);
-      size += (chunk as Buffer).length;
-    }
-    return { sha256: hash.digest('hex'), size };
+    return this.hasher.hash(await this.store.read(row.blob_key, row.size_bytes));
   }
 }

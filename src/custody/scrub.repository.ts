@@ -25,7 +25,10 @@ export class ScrubRepository {
     return db
       .selectFrom('evidence_items as i')
       .selectAll('i')
-      .select([sql<string[]>`'{}'::text[]`.as('order_ids'), sql<string[]>`'{}'::text[]`.as('complaint_ids')])
+      .select([
+        sql<string[]>`'{}'::text[]`.as('order_ids'),
+        sql<string[]>`'{}'::text[]`.as('complaint_ids'),
+      ])
       .where('i.deleted_at', 'is', null)
       .orderBy(sql`i.verified_at nulls first`)
       .orderBy('i.id')
@@ -46,7 +49,10 @@ export class ScrubRepository {
     return db
       .selectFrom('evidence_items as i')
       .selectAll('i')
-      .select([sql<string[]>`'{}'::text[]`.as('order_ids'), sql<string[]>`'{}'::text[]`.as('complaint_ids')])
+      .select([
+        sql<string[]>`'{}'::text[]`.as('order_ids'),
+        sql<string[]>`'{}'::text[]`.as('complaint_ids'),
+      ])
       .where('i.id', '=', id)
       .where('i.deleted_at', 'is', null)
       .executeTakeFirst();
