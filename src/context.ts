@@ -46,6 +46,8 @@ export interface AppContext {
   audit: AuditLog;
   auditRepo: AuditRepository;
   signingKey: SigningKey;
+  /** True when no signing key was configured or found and `signingKey` is a throwaway. */
+  signingKeyMissing: boolean;
   checkpoints: CheckpointService;
   trail: AuditTrailService;
   integrity: IntegrityService;
@@ -65,6 +67,8 @@ export interface ContextOptions {
   migrate?: boolean;
   /** Wraps the configured blob store (tests use it to slow a real store down). */
   wrapBlobStore?: (store: BlobStore) => BlobStore;
+  /** Generate the signing key on first start (the service does; CLIs never leave one behind). */
+  createSigningKey?: boolean;
   /** Connect the PostgreSQL job queue (the service does; CLIs do not). Started by `jobs.start`. */
   jobQueue?: boolean;
 }
@@ -76,7 +80,11 @@ export async function createBlobStore(config: AppConfig): Promise<BlobStore> {
   return new FsBlobStore(config.storage.root).init();
 }
 
-async function loadSigningKey(config: AppConfig, logger: Logger): Promise<SigningKey> {
+async function loadSigningKey(
+  config: AppConfig,
+  logger: Logger,
+  create: boolean,
+): Promise<SigningKey | undefined> {
   if (config.custody.signingKeyPem) {
     try {
       return SigningKey.fromPem(config.custody.signingKeyPem);
@@ -84,6 +92,7 @@ async function loadSigningKey(config: AppConfig, logger: Logger): Promise<Signin
       throw new Error(`CUSTODY_SIGNING_KEY is not usable: ${(err as Error).message}`);
     }
   }
+  if (!create) return SigningKey.load(config.custody.signingKeyFile);
   const { key, created } = await SigningKey.loadOrCreate(config.custody.signingKeyFile);
   if (created) {
     logger.warn(
@@ -134,7 +143,9 @@ export async function buildContext(
     if (!config.custody.auditReads) {
       logger.warn('AUDIT_READS=false: views and downloads are NOT recorded (benchmarks only)');
     }
-    const signingKey = await loadSigningKey(config, logger);
+    const loadedKey = await loadSigningKey(config, logger, options.createSigningKey ?? true);
+    // Tools that found no key get one that signs nothing durable and say so (signingKeyMissing).
+    const signingKey = loadedKey ?? SigningKey.ephemeral();
     const phone = { defaultPhoneRegion: config.defaultPhoneRegion };
     const pool = db;
     const metrics = new Metrics();
@@ -214,6 +225,7 @@ export async function buildContext(
       audit,
       auditRepo,
       signingKey,
+      signingKeyMissing: !loadedKey,
       checkpoints,
       trail: new AuditTrailService(db, auditRepo, audit, evidence),
       integrity,

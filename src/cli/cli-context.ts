@@ -11,6 +11,7 @@ export async function withContext(
     const config = loadConfig();
     const ctx = await buildContext(config, createLogger(process.env.LOG_LEVEL ?? 'warn', 2), {
       migrate: options.migrate ?? true,
+      createSigningKey: false,
     });
     try {
       await fn(ctx);

@@ -26,6 +26,11 @@ if (values.help) {
 
 void withContext(
   async (ctx) => {
+    if (!values['public-key'] && ctx.signingKeyMissing) {
+      throw new Error(
+        `no signing key at ${ctx.config.custody.signingKeyFile} and CUSTODY_SIGNING_KEY unset: pass --public-key <file.pem> (GET /v1/custody/public-key)`,
+      );
+    }
     const publicKey = values['public-key']
       ? loadPublicKey(readFileSync(values['public-key'], 'utf8'))
       : createPublicKey(ctx.signingKey.publicKeyPem);

@@ -30,6 +30,21 @@ export class SigningKey {
     return new SigningKey(key);
   }
 
+  /** A key held only in memory: for tools that must never leave a signing key behind. */
+  static ephemeral(): SigningKey {
+    return new SigningKey(generateKeyPairSync('ed25519').privateKey);
+  }
+
+  /** Reads the key file, or undefined when there is none. */
+  static async load(file: string): Promise<SigningKey | undefined> {
+    try {
+      return SigningKey.fromPem(await fs.readFile(file, 'utf8'));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
   /** Reads the key file, or creates it (mode 0600) on first start. */
   static async loadOrCreate(file: string): Promise<{ key: SigningKey; created: boolean }> {
     try {

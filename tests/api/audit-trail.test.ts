@@ -262,5 +262,4 @@ describe('the database keeps the trail append-only', () => {
       ).rejects.toThrow(/immutable/);
     }
   });
-
 });

@@ -95,7 +95,9 @@ describe.each(DRIVERS)('integrity verification and scrub (%s driver)', (driver) 
     // The damaged bytes are never served as evidence.
     const report = await scrub();
     expect(report.ok).toBe(false);
-    expect(report.failures).toEqual([expect.objectContaining({ itemId: item.id, status: 'mismatch' })]);
+    expect(report.failures).toEqual([
+      expect.objectContaining({ itemId: item.id, status: 'mismatch' }),
+    ]);
     const text = await metrics();
     expect(metric(text, 'evidence_integrity_failing_items{status="mismatch"}')).toBe(1);
     expect(metric(text, 'custody_job_last_run_ok{job="scrub"}')).toBe(0);
@@ -160,7 +162,10 @@ describe.each(DRIVERS)('integrity verification and scrub (%s driver)', (driver) 
       stagingGraceHours: 0,
       orphanGraceMs: 0,
     });
-    expect(report.reconcile).toMatchObject({ orphanBlobs: 1, orphanSamples: [keyOf(sha256(stray))] });
+    expect(report.reconcile).toMatchObject({
+      orphanBlobs: 1,
+      orphanSamples: [keyOf(sha256(stray))],
+    });
     expect(report.stagingRemoved).toBe(1);
     expect((await storedKeys(app)).filter((k) => k.startsWith('staging/'))).toEqual([]);
     const event = await app.ctx.db
@@ -191,10 +196,17 @@ describe.each(DRIVERS)('integrity verification and scrub (%s driver)', (driver) 
     // 10 items, a pass every 5 runs: 2 per run, never the same twice within the pass.
     const seen = new Set<string>();
     for (let run = 0; run < 5; run++) {
-      const r = await app.ctx.scrub.run({ intervalMinutes: 288, fullPassDays: 1, stagingGraceHours: 24 });
+      const r = await app.ctx.scrub.run({
+        intervalMinutes: 288,
+        fullPassDays: 1,
+        stagingGraceHours: 24,
+      });
       expect(r.verified).toBe(2);
     }
-    const rows = await app.ctx.db.selectFrom('evidence_items').select(['id', 'verified_at']).execute();
+    const rows = await app.ctx.db
+      .selectFrom('evidence_items')
+      .select(['id', 'verified_at'])
+      .execute();
     for (const r of rows) {
       expect(r.verified_at).not.toBeNull();
       seen.add(r.id);
@@ -212,9 +224,7 @@ describe('custody jobs on the PostgreSQL queue', () => {
   afterAll(() => app.close());
 
   it('runs an on-demand scrub through pg-boss and shows it in the custody status', async () => {
-    const res = await request(app.url)
-      .post('/v1/custody/jobs/scrub')
-      .set(bearer(app.keys.admin));
+    const res = await request(app.url).post('/v1/custody/jobs/scrub').set(bearer(app.keys.admin));
     expect(res.status).toBe(202);
     expect(res.body).toMatchObject({ job: 'scrub', status: 'queued' });
     await request(app.url).post('/v1/custody/jobs/scrub').set(bearer(app.keys.support)).expect(403);

@@ -16,7 +16,10 @@ describe('HashPool', () => {
     ['nothing', []],
     ['one byte', [Buffer.from([7])]],
     ['small pooled chunks', Array.from({ length: 300 }, () => Buffer.from(randomBytes(5000)))],
-    ['whole 1 MiB allocations (moved without a copy)', [randomBytes(1 << 20), randomBytes(1 << 20)]],
+    [
+      'whole 1 MiB allocations (moved without a copy)',
+      [randomBytes(1 << 20), randomBytes(1 << 20)],
+    ],
     [
       'a mix that straddles batch boundaries',
       [randomBytes(700_000), Buffer.allocUnsafeSlow(1 << 20).fill(3), randomBytes(900_001)],
