@@ -52,20 +52,8 @@ export interface AuditEntry {
   details?: Record<string, unknown>;
 }
 
-export interface AuditEventView {
-  seq: number;
-  occurredAt: string;
-  action: string;
-  outcome: string;
-  actor: { keyId: string | null; role: string | null; name: string | null };
-  itemIds: string[];
-  complaintId: string | null;
-  requestId: string | null;
-  clientIp: string | null;
-  details: Record<string, unknown>;
-  prevHash: string;
-  hash: string;
-}
+/** An event as the API shows it: its hashed form and the links of the chain. */
+export type AuditEventView = ChainedEvent & { prevHash: string; hash: string };
 
 /** The hashed form of a stored row; verification recomputes exactly this. */
 export function chainedFormOf(r: AuditRow): ChainedEvent {

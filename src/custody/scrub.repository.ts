@@ -9,6 +9,16 @@ export interface StoredRowRef {
   blob_purged_at: Date | null;
 }
 
+/** Items as integrity checks read them: links are not needed, so not fetched. */
+const itemsWithoutLinks = (db: Executor) =>
+  db
+    .selectFrom('evidence_items as i')
+    .selectAll('i')
+    .select([
+      sql<string[]>`'{}'::text[]`.as('order_ids'),
+      sql<string[]>`'{}'::text[]`.as('complaint_ids'),
+    ]);
+
 /** Thin data access for the integrity scrub: one query per method. */
 export class ScrubRepository {
   async countLive(db: Executor): Promise<number> {
@@ -22,13 +32,7 @@ export class ScrubRepository {
 
   /** The live items checked longest ago (never-checked first): the next slice of the rotation. */
   async leastRecentlyVerified(db: Executor, limit: number): Promise<EvidenceRow[]> {
-    return db
-      .selectFrom('evidence_items as i')
-      .selectAll('i')
-      .select([
-        sql<string[]>`'{}'::text[]`.as('order_ids'),
-        sql<string[]>`'{}'::text[]`.as('complaint_ids'),
-      ])
+    return itemsWithoutLinks(db)
       .where('i.deleted_at', 'is', null)
       .orderBy(sql`i.verified_at nulls first`)
       .orderBy('i.id')
@@ -46,13 +50,7 @@ export class ScrubRepository {
   }
 
   async findLive(db: Executor, id: string): Promise<EvidenceRow | undefined> {
-    return db
-      .selectFrom('evidence_items as i')
-      .selectAll('i')
-      .select([
-        sql<string[]>`'{}'::text[]`.as('order_ids'),
-        sql<string[]>`'{}'::text[]`.as('complaint_ids'),
-      ])
+    return itemsWithoutLinks(db)
       .where('i.id', '=', id)
       .where('i.deleted_at', 'is', null)
       .executeTakeFirst();

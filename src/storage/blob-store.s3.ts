@@ -186,23 +186,12 @@ export class S3BlobStore implements BlobStore {
 
   async sweepStaging(before: Date): Promise<number> {
     let removed = 0;
-    let ContinuationToken: string | undefined;
-    do {
-      const page = await this.client.send(
-        new ListObjectsV2Command({
-          Bucket: this.cfg.bucket,
-          Prefix: this.objectKey(STAGING_PREFIX),
-          ContinuationToken,
-        }),
-      );
-      for (const o of page.Contents ?? []) {
-        if (o.Key && o.LastModified && o.LastModified < before) {
-          await this.client.send(new DeleteObjectCommand({ Bucket: this.cfg.bucket, Key: o.Key }));
-          removed++;
-        }
+    for await (const o of this.list(STAGING_PREFIX)) {
+      if (o.lastModified < before) {
+        await this.deleteObject(o.key);
+        removed++;
       }
-      ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (ContinuationToken);
+    }
     return removed;
   }
 
@@ -264,7 +253,12 @@ export class S3BlobStore implements BlobStore {
     await this.deleteObject(key);
   }
 
-  async *list(prefix: 'sha256/' | 'staging/'): AsyncIterable<StoredObject> {
+  list(prefix: 'sha256/' | 'staging/'): AsyncIterable<StoredObject> {
+    return this.listObjects(prefix);
+  }
+
+  /** Every object under a prefix (keys without the configured prefix), page by page, in key order. */
+  private async *listObjects(prefix: string): AsyncGenerator<StoredObject> {
     let ContinuationToken: string | undefined;
     do {
       const page = await this.client.send(
@@ -322,19 +316,7 @@ export class S3BlobStore implements BlobStore {
   async listRecords(prefix: string): Promise<string[]> {
     assertRecordKey(prefix.endsWith('/') ? prefix.slice(0, -1) : prefix);
     const keys: string[] = [];
-    let ContinuationToken: string | undefined;
-    do {
-      const page = await this.client.send(
-        new ListObjectsV2Command({
-          Bucket: this.cfg.bucket,
-          Prefix: this.objectKey(prefix),
-          ContinuationToken,
-        }),
-      );
-      for (const o of page.Contents ?? [])
-        if (o.Key) keys.push(o.Key.slice(this.cfg.prefix.length));
-      ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (ContinuationToken);
+    for await (const o of this.listObjects(prefix)) keys.push(o.key);
     return keys.sort();
   }
 

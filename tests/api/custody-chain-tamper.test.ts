@@ -1,7 +1,4 @@
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
-import { rmSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { sql } from 'kysely';
 import request from 'supertest';
 import { chainHash, GENESIS_HASH } from '../../src/custody/audit-chain';
@@ -9,9 +6,15 @@ import { chainedFormOf } from '../../src/custody/audit.service';
 import { AuditVerifier, type ChainReport } from '../../src/custody/audit-verifier';
 import { CHECKPOINT_PREFIX } from '../../src/custody/checkpoint.service';
 import { createDb, type Db } from '../../src/db/database';
-import { bearer, DRIVERS, startTestApp, type TestApp } from '../support/harness';
+import {
+  bearer,
+  deleteFromStore,
+  DRIVERS,
+  startTestApp,
+  tamperWithBlob,
+  type TestApp,
+} from '../support/harness';
 import { fakeMedia } from '../support/media';
-import { rawS3Client } from '../support/s3-server';
 import { upload } from '../support/multipart';
 
 /**
@@ -138,14 +141,14 @@ describe.each(DRIVERS)('tampering with the custody chain (%s driver)', (driver) 
     const original = (await app.ctx.blobStore.getRecord(key!))!.toString();
     const edited = JSON.parse(original);
     edited.checkpoint.seq -= 1; // point the signed head somewhere else
-    await overwriteRecord(app, key!, Buffer.from(JSON.stringify(edited)));
+    await tamperWithBlob(app, key!, Buffer.from(JSON.stringify(edited)));
     expect(kinds(await verify())).toContain('checkpoint_bad_signature');
 
     const stranger = generateKeyPairSync('ed25519').publicKey.export({
       type: 'spki',
       format: 'pem',
     });
-    await overwriteRecord(app, key!, Buffer.from(original));
+    await tamperWithBlob(app, key!, Buffer.from(original));
     expect((await verify()).ok).toBe(true);
     expect(kinds(await verify(stranger.toString()))).toEqual(['checkpoint_wrong_key']);
   });
@@ -155,29 +158,8 @@ describe.each(DRIVERS)('tampering with the custody chain (%s driver)', (driver) 
     await view();
     await checkpoint();
     const [first] = await app.ctx.blobStore.listRecords(CHECKPOINT_PREFIX);
-    await deleteRecord(app, first!);
+    await deleteFromStore(app, first!);
     const report = await verify();
     expect(kinds(report)).toEqual(['checkpoint_missing']);
   });
 });
-
-/** Behind the service's back, as whoever administers the bucket or the disk. */
-async function overwriteRecord(app: TestApp, key: string, body: Buffer): Promise<void> {
-  if (app.s3) {
-    const client = rawS3Client(app.s3);
-    await client.send(new PutObjectCommand({ Bucket: app.s3.bucket, Key: key, Body: body }));
-    client.destroy();
-    return;
-  }
-  writeFileSync(path.join(app.dataDir, 'blobs', key), body);
-}
-
-async function deleteRecord(app: TestApp, key: string): Promise<void> {
-  if (app.s3) {
-    const client = rawS3Client(app.s3);
-    await client.send(new DeleteObjectCommand({ Bucket: app.s3.bucket, Key: key }));
-    client.destroy();
-    return;
-  }
-  rmSync(path.join(app.dataDir, 'blobs', key));
-}

@@ -1,12 +1,13 @@
 import { utimesSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { PutObjectCommand, DeleteObjectCommand } from '@aws-sdk/client-s3';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { sql } from 'kysely';
 import request from 'supertest';
 import type { ScrubReport } from '../../src/custody/scrub.service';
 import { createDb, type Db } from '../../src/db/database';
 import {
   bearer,
+  deleteFromStore,
   DRIVERS,
   startTestApp,
   storedKeys,
@@ -105,7 +106,7 @@ describe.each(DRIVERS)('integrity verification and scrub (%s driver)', (driver) 
   });
 
   it('catches a blob deleted behind the service, in verify and in reconciliation', async () => {
-    await deleteObject(app, keyOf(item.sha256));
+    await deleteFromStore(app, keyOf(item.sha256));
     expect((await verify()).body.status).toBe('missing');
     const report = await scrub();
     expect(report.reconcile).toMatchObject({ missingBlobs: 1, missingSamples: [item.id] });
@@ -241,17 +242,6 @@ describe('custody jobs on the PostgreSQL queue', () => {
     expect(status.auditChain.lastCheckpoint).not.toBeNull();
   }, 30_000);
 });
-
-async function deleteObject(app: TestApp, key: string): Promise<void> {
-  if (app.s3) {
-    const client = rawS3Client(app.s3);
-    await client.send(new DeleteObjectCommand({ Bucket: app.s3.bucket, Key: key }));
-    client.destroy();
-    return;
-  }
-  const { rmSync } = await import('node:fs');
-  rmSync(path.join(app.dataDir, 'blobs', key));
-}
 
 /** A staging object as an upload cut off by a crash leaves it, dated an hour back. */
 async function putStaging(app: TestApp, key: string, body: Buffer): Promise<void> {

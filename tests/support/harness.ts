@@ -132,3 +132,15 @@ export async function tamperWithBlob(app: TestApp, blobKey: string, bytes: Buffe
   mkdirSync(path.dirname(file), { recursive: true });
   writeFileSync(file, bytes);
 }
+
+/** Removes an object behind the service's back, as whoever administers the bucket or the disk would. */
+export async function deleteFromStore(app: TestApp, key: string): Promise<void> {
+  if (app.s3) {
+    const { DeleteObjectCommand } = await import('@aws-sdk/client-s3');
+    const client = rawS3Client(app.s3);
+    await client.send(new DeleteObjectCommand({ Bucket: app.s3.bucket, Key: key }));
+    client.destroy();
+    return;
+  }
+  rmSync(path.join(app.dataDir, 'blobs', key));
+}
