@@ -577,10 +577,11 @@ async function benchDownloads(adminUrl: string) {
  * the same blobs through the same blob store, alternating rounds; disk driver, page cache warm
  * for both sides, so what differs is the scrub's own work: hashing, checks and audit events.
  */
-async function benchScrub(adminUrl: string) {
+async function benchScrub(adminUrl: string, s3?: TestS3) {
   const database = await createScratch(adminUrl);
   const dataDir = mkdtempSync(path.join(work, 'scrub-'));
-  const vars = { DATABASE_URL: database.url, DATA_DIR: dataDir };
+  const vars = { DATABASE_URL: database.url, DATA_DIR: dataDir, ...s3?.env };
+  if (s3) await emptyBucket(s3);
   const count = Math.max(1, Math.round(SCRUB_BYTES / SCRUB_CLIP_BYTES));
   try {
     const archiving = await startService(vars);
@@ -618,7 +619,8 @@ async function benchScrub(adminUrl: string) {
       };
       // Cold: the page cache is dropped before each side (needs root), as a scrub meets evidence
       // nobody has read for weeks. Warm: both sides read from memory, the scrub's worst case.
-      const cold = await dropPageCache();
+      // (s3rver keeps its objects in RAM: there is no cache to drop.)
+      const cold = !s3 && (await dropPageCache());
       const measure = async (dropFirst: boolean) => {
         let best = { plain: 0, verifyMBs: 0, wholeRunMBs: 0 };
         for (let round = 0; round < ROUNDS; round++) {
@@ -644,6 +646,7 @@ async function benchScrub(adminUrl: string) {
   } finally {
     await database.drop();
     rmSync(dataDir, { recursive: true, force: true });
+    if (s3) await emptyBucket(s3);
   }
 }
 
@@ -700,6 +703,25 @@ function printOnOff<T extends Latency>(
     `${pad}  audit on   ${extra(r.on)}${latencyText(r.on)}  (${fmt(r.on.events / r.on.calls, 2)} events/request)`,
   );
   console.log(`${pad}  ratio on/off ${fmt(r.on.rps / r.off.rps, 2)} (throughput; target >= 0.8)`);
+}
+
+function printScrub(
+  label: string,
+  f: { plain: number; verifyMBs: number; wholeRunMBs: number } | undefined,
+  items: number,
+): void {
+  if (!f) {
+    console.log(`${label}: not measured (dropping the page cache needs root)`);
+    return;
+  }
+  console.log(`${label}:`);
+  console.log(`  plain streamed read of the blobs   ${fmt(f.plain)} MB/s`);
+  console.log(
+    `  scrub re-verification             ${fmt(f.verifyMBs)} MB/s   ratio ${fmt(f.verifyMBs / f.plain, 2)} (target >= 0.9)`,
+  );
+  console.log(
+    `  whole scrub run (+ reconciliation, chain check)  ${fmt(f.wholeRunMBs)} MB/s over ${items} items`,
+  );
 }
 
 async function main(): Promise<void> {
@@ -777,25 +799,15 @@ async function main(): Promise<void> {
     }
     if (runs('custody') || runs('scrub')) {
       console.log(
-        `\n== integrity scrub: ${fmt(SCRUB_BYTES / 1024 ** 3, 2)} GiB in clips of ${fmt(SCRUB_CLIP_BYTES / 1024 ** 2, 0)} MiB (disk driver), best of ${ROUNDS} alternating rounds`,
+        `\n== integrity scrub: ${fmt(SCRUB_BYTES / 1024 ** 3, 2)} GiB in clips of ${fmt(SCRUB_CLIP_BYTES / 1024 ** 2, 0)} MiB per driver, best of ${ROUNDS} alternating rounds`,
       );
-      const sc = await benchScrub(admin.url);
-      for (const [label, f] of [
-        ['page cache dropped', sc.cold],
-        ['page cache warm', sc.warm],
-      ] as const) {
-        if (!f) {
-          console.log(`${label}: not measured (dropping the page cache needs root)`);
-          continue;
+      for (const driver of DRIVERS) {
+        const sc = await benchScrub(admin.url, driver === 's3' ? s3 : undefined);
+        if (driver === 's3') printScrub('S3 driver (s3rver, objects in RAM)', sc.warm, sc.items);
+        else {
+          printScrub('disk, page cache dropped', sc.cold, sc.items);
+          printScrub('disk, page cache warm', sc.warm, sc.items);
         }
-        console.log(`${label}:`);
-        console.log(`  plain streamed read of the blobs   ${fmt(f.plain)} MB/s`);
-        console.log(
-          `  scrub re-verification             ${fmt(f.verifyMBs)} MB/s   ratio ${fmt(f.verifyMBs / f.plain, 2)} (target >= 0.9)`,
-        );
-        console.log(
-          `  whole scrub run (+ reconciliation, chain check)  ${fmt(f.wholeRunMBs)} MB/s over ${sc.items} items`,
-        );
       }
     }
   } finally {

@@ -20,7 +20,7 @@ const ownsItsMemory = (chunk: Uint8Array) =>
   chunk.byteOffset === 0 &&
   chunk.byteLength === chunk.buffer.byteLength &&
   chunk.buffer instanceof ArrayBuffer;
-const MAX_IN_FLIGHT = 4;
+const MAX_IN_FLIGHT = 16;
 
 interface Slot {
   worker: Worker;

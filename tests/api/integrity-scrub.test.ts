@@ -187,6 +187,22 @@ describe.each(DRIVERS)('integrity verification and scrub (%s driver)', (driver) 
     expect(metric(await metrics(), 'custody_scrub_findings{finding="audit_chain_broken"}')).toBe(1);
   });
 
+  it('raises an edited checkpoint file as a metric after the scrub', async () => {
+    const res = await request(app.url)
+      .post('/v1/custody/checkpoints')
+      .set(bearer(app.keys.admin))
+      .expect(201);
+    expect((await scrub()).chain.ok).toBe(true);
+    const key = `custody/checkpoints/${String(res.body.checkpoint.checkpoint.seq).padStart(20, '0')}.json`;
+    const edited = JSON.parse((await app.ctx.blobStore.getRecord(key))!.toString());
+    edited.checkpoint.signedAt = '2020-01-01T00:00:00.000Z';
+    await tamperWithBlob(app, key, Buffer.from(JSON.stringify(edited)));
+    const report = await scrub();
+    expect(report.chain).toMatchObject({ ok: false });
+    expect(report.chain.firstBrokenLink).toMatch(/signature does not verify/);
+    expect(metric(await metrics(), 'custody_scrub_findings{finding="audit_chain_broken"}')).toBe(1);
+  });
+
   it('re-verifies a rotating slice: every item once per full pass', async () => {
     for (let i = 0; i < 9; i++) {
       await upload(app.url, app.keys.ingest.key, [['kind', 'packing_video']], {
