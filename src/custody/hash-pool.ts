@@ -44,13 +44,18 @@ export class HashPool {
     });
   }
 
-  /** Hashes a stream of bytes to its end; resolves with the hex digest and the byte count. */
+  /**
+   * Hashes a stream of bytes to its end; resolves with the hex digest and the byte count. Given a
+   * function, opens the stream only once a worker is free: callers beyond the pool's size queue
+   * without holding a file or an S3 connection open.
+   */
   async hash(
-    source: AsyncIterable<Buffer | Uint8Array>,
+    source:
+      AsyncIterable<Buffer | Uint8Array> | (() => Promise<AsyncIterable<Buffer | Uint8Array>>),
   ): Promise<{ sha256: string; size: number }> {
     const slot = await this.acquire();
     try {
-      return await this.run(slot.worker, source);
+      return await this.run(slot.worker, typeof source === 'function' ? await source() : source);
     } finally {
       this.release(slot);
     }

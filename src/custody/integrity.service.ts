@@ -121,6 +121,6 @@ export class IntegrityService {
   }
 
   private async hashBlob(row: EvidenceRow): Promise<{ sha256: string; size: number }> {
-    return this.hasher.hash(await this.store.read(row.blob_key, row.size_bytes));
+    return this.hasher.hash(() => this.store.read(row.blob_key, row.size_bytes));
   }
 }
