@@ -106,10 +106,7 @@ export class AuditLog {
 
   /** Appends events inside the caller's transaction; must be its last statement (lock order). */
   async append(tx: Tx, entries: AuditEntry[]): Promise<void> {
-    await this.appendLocked(
-      tx,
-      entries.map((entry) => ({ entry })),
-    );
+    await this.appendLocked(tx, entries);
   }
 
   /** Records one event in its own (shared, batched) transaction; resolves once it is durable. */
@@ -141,7 +138,12 @@ export class AuditLog {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, 500);
         try {
-          await this.db.transaction().execute((tx) => this.appendLocked(tx, batch));
+          await this.db.transaction().execute((tx) =>
+            this.appendLocked(
+              tx,
+              batch.map((p) => p.entry),
+            ),
+          );
           for (const p of batch) p.resolve();
         } catch (err) {
           if (batch.length === 1) {
@@ -151,7 +153,7 @@ export class AuditLog {
           // One event the database refuses must not fail every request batched with it.
           for (const p of batch) {
             try {
-              await this.db.transaction().execute((tx) => this.appendLocked(tx, [p]));
+              await this.db.transaction().execute((tx) => this.appendLocked(tx, [p.entry]));
               p.resolve();
             } catch (one) {
               p.reject(one);
@@ -164,13 +166,13 @@ export class AuditLog {
     }
   }
 
-  private async appendLocked(tx: Tx, events: { entry: AuditEntry }[]): Promise<void> {
-    if (events.length === 0) return;
+  private async appendLocked(tx: Tx, entries: AuditEntry[]): Promise<void> {
+    if (entries.length === 0) return;
     let { seq, hash } = await this.repo.lockHead(tx);
     // Stamped under the head lock, so sequence order and time order agree (on one clock).
     const at = this.now();
     const rows: Insertable<AuditEventsTable>[] = [];
-    for (const { entry } of events) {
+    for (const entry of entries) {
       seq += 1;
       const event = this.chained(entry, seq, at);
       const prev = hash;

@@ -6,6 +6,9 @@ import type { AuditRepository } from './audit.repository';
 import type { AuditLog, RequestActor } from './audit.service';
 import type { CustodyJob, CustodyRunRepository, CustodyRunRow } from './custody-run.repository';
 
+const JOBS: CustodyJob[] = ['scrub', 'retention', 'checkpoint'];
+const SCRAPE_MS = 1000;
+
 const iso = (d: Date | string | null) => (d ? new Date(d).toISOString() : null);
 
 function runView(r: CustodyRunRow | undefined) {
@@ -72,9 +75,7 @@ export class CustodyStatusService {
       this.failing(100),
       this.auditRepo.head(this.db),
       this.auditRepo.latestCheckpoint(this.db),
-      this.runs.latest(this.db, 'scrub'),
-      this.runs.latest(this.db, 'retention'),
-      this.runs.latest(this.db, 'checkpoint'),
+      ...JOBS.map((job) => this.runs.latest(this.db, job)),
     ]);
     await this.audit.recordRead({ action: 'custody.read', actor });
     return {
@@ -115,8 +116,21 @@ export class CustodyStatusService {
    * problem found by any instance's scrub is visible on all of them.
    */
   registerMetrics(metrics: Metrics): void {
+    // Several gauges read the same rows: one query each per scrape, not one per gauge.
+    const onePerScrape = <T>(read: () => Promise<T>) => {
+      let last: { at: number; value: Promise<T> } | undefined;
+      return () => {
+        if (!last || Date.now() - last.at > SCRAPE_MS) last = { at: Date.now(), value: read() };
+        return last.value;
+      };
+    };
+    const counts = onePerScrape(() => this.counts());
+    const lastRuns = onePerScrape(async () => {
+      const runs = await Promise.all(JOBS.map((job) => this.runs.latest(this.db, job)));
+      return new Map(JOBS.map((job, i) => [job, runs[i]]));
+    });
     metrics.gauge('evidence_items', 'Evidence items by state', ['state'], async (set) => {
-      const c = await this.counts();
+      const c = await counts();
       set(c.archived, { state: 'archived' });
       set(c.deleted, { state: 'deleted' });
       set(c.awaitingPurge, { state: 'awaiting_purge' });
@@ -140,7 +154,7 @@ export class CustodyStatusService {
       },
     );
     metrics.gauge('legal_holds_active', 'Active legal holds', [], async (set) => {
-      set((await this.counts()).activeLegalHolds);
+      set((await counts()).activeLegalHolds);
     });
     metrics.gauge(
       'audit_chain_head_seq',
@@ -161,8 +175,7 @@ export class CustodyStatusService {
       'When each custody job last finished',
       ['job'],
       async (set) => {
-        for (const job of ['scrub', 'retention', 'checkpoint'] as CustodyJob[]) {
-          const run = await this.runs.latest(this.db, job);
+        for (const [job, run] of await lastRuns()) {
           if (run?.finished_at) set(new Date(run.finished_at).getTime() / 1000, { job });
         }
       },
@@ -172,8 +185,7 @@ export class CustodyStatusService {
       'Whether the last run of each custody job found everything in order (1) or not (0)',
       ['job'],
       async (set) => {
-        for (const job of ['scrub', 'retention', 'checkpoint'] as CustodyJob[]) {
-          const run = await this.runs.latest(this.db, job);
+        for (const [job, run] of await lastRuns()) {
           if (run) set(run.outcome === 'ok' ? 1 : 0, { job });
         }
       },
@@ -183,7 +195,7 @@ export class CustodyStatusService {
       'What the last scrub found: orphan blobs, rows without blobs, a broken audit chain',
       ['finding'],
       async (set) => {
-        const stats = (await this.runs.latest(this.db, 'scrub'))?.stats as
+        const stats = (await lastRuns()).get('scrub')?.stats as
           | {
               reconcile?: { orphanBlobs: number; missingBlobs: number; purgedButPresent: number };
               chain?: { ok: boolean };

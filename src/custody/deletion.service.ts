@@ -1,4 +1,5 @@
 import type { Db, EvidenceKind } from '../db/database';
+import { isItemId, noSuchItem } from '../evidence/item-id';
 import { AppError } from '../errors';
 import type { EvidenceRepository } from '../evidence/evidence.repository';
 import { toEvidenceView, type EvidenceView } from '../evidence/evidence.view';
@@ -10,7 +11,6 @@ import type { DeletionRepository, DeletableRow } from './deletion.repository';
 import type { HoldRepository } from './hold.repository';
 import { reasonBody } from './hold.service';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const BATCH = 100;
 const DAY_MS = 86_400_000;
 
@@ -50,8 +50,7 @@ export class DeletionService {
 
   async deleteItem(actor: RequestActor, id: string, body: unknown): Promise<EvidenceView> {
     const { reason } = parseWith(reasonBody, body);
-    if (!UUID.test(id))
-      throw new AppError('not_found', `No evidence item with id ${JSON.stringify(id)}.`);
+    if (!isItemId(id)) throw noSuchItem(id);
     await this.db.transaction().execute(async (tx) => {
       await this.holds.lockForDeletion(tx);
       let row: DeletableRow | undefined;
@@ -64,7 +63,7 @@ export class DeletionService {
           `Item ${id} is being changed by another request; try again.`,
         );
       }
-      if (!row) throw new AppError('not_found', `No evidence item with id ${JSON.stringify(id)}.`);
+      if (!row) throw noSuchItem(id);
       if (row.deleted_at) {
         throw new AppError('evidence_deleted', `Item ${id} was already deleted.`);
       }
@@ -101,6 +100,7 @@ export class DeletionService {
       },
       closedAfter: new Date(now.getTime() - policy.afterCloseDays * DAY_MS),
     };
+    const reasonFor = (kind: EvidenceKind) => `retention: ${kind} kept ${policy.days[kind]} days`;
     const stats: RetentionStats = { expired: 0, expiredBytes: 0, purged: 0, purgeFailures: 0 };
     const actor = systemActor('retention');
     for (;;) {
@@ -108,8 +108,11 @@ export class DeletionService {
         await this.holds.lockForDeletion(tx);
         const rows = await this.repo.lockExpired(tx, cutoffs, BATCH);
         for (const row of rows) {
-          const reason = `retention: ${row.kind} kept ${policy.days[row.kind]} days`;
-          await this.repo.tombstone(tx, row.id, { at: now, reason, by: 'system:retention' });
+          await this.repo.tombstone(tx, row.id, {
+            at: now,
+            reason: reasonFor(row.kind),
+            by: 'system:retention',
+          });
         }
         await this.audit.append(
           tx,
@@ -118,7 +121,7 @@ export class DeletionService {
             actor,
             itemIds: [row.id],
             details: {
-              reason: `retention: ${row.kind} kept ${policy.days[row.kind]} days`,
+              reason: reasonFor(row.kind),
               sha256: row.sha256,
               size: row.size_bytes,
               receivedAt: new Date(row.received_at).toISOString(),

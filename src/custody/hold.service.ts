@@ -4,13 +4,13 @@ import type { Db, Executor } from '../db/database';
 import type { ComplaintRepository } from '../complaints/complaint.repository';
 import { AppError } from '../errors';
 import type { EvidenceRepository } from '../evidence/evidence.repository';
+import { assertNotDeleted } from '../evidence/evidence.service';
+import { isItemId, noSuchItem } from '../evidence/item-id';
 import { identifier, parseWith } from '../ingest/upload-fields';
 import type { Logger } from '../logger';
 import type { BlobStore } from '../storage/blob-store';
 import type { AuditLog, RequestActor } from './audit.service';
 import type { HoldRepository, HoldRow } from './hold.repository';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export const reasonBody = z
   .object({ reason: z.string().trim().min(1, 'is required').max(1000) })
@@ -18,7 +18,7 @@ export const reasonBody = z
 
 const listQuery = z
   .object({
-    itemId: z.string().regex(UUID, 'must be an evidence item id').optional(),
+    itemId: z.string().refine(isItemId, 'must be an evidence item id').optional(),
     complaintId: identifier().optional(),
     active: z.enum(['true', 'false']).default('true'),
     limit: z.coerce.number().int().min(1).max(1000).default(100),
@@ -76,15 +76,9 @@ export class HoldService {
 
   async placeOnItem(actor: RequestActor, itemId: string, body: unknown) {
     const { reason } = parseWith(reasonBody, body);
-    const row = UUID.test(itemId) ? await this.evidence.findById(this.db, itemId) : undefined;
-    if (!row)
-      throw new AppError('not_found', `No evidence item with id ${JSON.stringify(itemId)}.`);
-    if (row.deleted_at) {
-      throw new AppError(
-        'evidence_deleted',
-        `Item ${row.id} was deleted; there is nothing to hold.`,
-      );
-    }
+    const row = isItemId(itemId) ? await this.evidence.findById(this.db, itemId) : undefined;
+    if (!row) throw noSuchItem(itemId);
+    assertNotDeleted(row);
     return this.place(actor, { itemId: row.id, complaintId: null, reason }, async () => [row.id]);
   }
 
@@ -139,7 +133,7 @@ export class HoldService {
 
   async release(actor: RequestActor, holdId: string, body: unknown) {
     const { reason } = parseWith(reasonBody, body);
-    if (!UUID.test(holdId)) {
+    if (!isItemId(holdId)) {
       throw new AppError(
         'hold_not_found',
         `No active legal hold with id ${JSON.stringify(holdId)}.`,

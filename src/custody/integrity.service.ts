@@ -1,5 +1,6 @@
 import type { Db, VerifyStatus } from '../db/database';
 import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
+import { assertNotDeleted } from '../evidence/evidence.service';
 import { blobKeyFor, BlobUnavailableError, type BlobStore } from '../storage/blob-store';
 import type { Metrics } from '../metrics';
 import type { AuditRepository } from './audit.repository';
@@ -37,6 +38,7 @@ export class IntegrityService {
   ) {}
 
   async verify(row: EvidenceRow, actor: Actor): Promise<VerificationResult> {
+    assertNotDeleted(row); // a tombstone has no bytes to verify
     const problems: string[] = [];
     const expected = { sha256: row.sha256, size: row.size_bytes };
     const creation = await this.auditRepo.creationOf(this.db, row.id);
@@ -55,36 +57,22 @@ export class IntegrityService {
         `the item's recorded hash/size (${row.sha256}, ${row.size_bytes}) differ from those recorded at creation (${recordedAtCreation.sha256}, ${recordedAtCreation.size})`,
       );
     }
-    let addressed: string | undefined;
-    try {
-      addressed = blobKeyFor(row.sha256);
-    } catch {
-      addressed = undefined;
-    }
-    if (addressed !== row.blob_key) {
+    if (blobKeyFor(row.sha256) !== row.blob_key) {
       problems.push(`the blob key ${row.blob_key} is not the content address of ${row.sha256}`);
     }
 
     let status: VerifyStatus = 'ok';
     let computed: VerificationResult['computed'] = null;
-    const size = await this.store.stat(row.blob_key);
-    if (size === undefined) {
-      status = 'missing';
-      problems.push(`the stored blob ${row.blob_key} is missing`);
-    } else if (size !== row.size_bytes) {
-      status = 'size_mismatch';
-      problems.push(`the stored blob has ${size} bytes, expected ${row.size_bytes}`);
-    } else {
-      try {
-        computed = await this.hashBlob(row);
-      } catch (err) {
-        if (!(err instanceof BlobUnavailableError)) throw err;
-        status = 'missing';
-        problems.push(err.message);
-      }
-      if (computed && computed.sha256 !== row.sha256) {
-        problems.push(`the stored bytes hash to ${computed.sha256}, expected ${row.sha256}`);
-      }
+    try {
+      // The store refuses a missing blob or one of the wrong size before a byte is hashed.
+      computed = await this.hashBlob(row);
+    } catch (err) {
+      if (!(err instanceof BlobUnavailableError)) throw err;
+      status = err.problem;
+      problems.push(err.message);
+    }
+    if (computed && computed.sha256 !== row.sha256) {
+      problems.push(`the stored bytes hash to ${computed.sha256}, expected ${row.sha256}`);
     }
     if (status === 'ok' && problems.length > 0) status = 'mismatch';
 

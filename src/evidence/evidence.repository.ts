@@ -6,6 +6,8 @@ export type EvidenceRow = Selectable<EvidenceItemsTable> & {
   complaint_ids: string[];
 };
 
+export type PriorItem = Pick<EvidenceRow, 'id' | 'deleted_at' | 'deletion_reason'>;
+
 export interface SearchFilters {
   orderId?: string;
   complaintId?: string;
@@ -38,13 +40,13 @@ export class EvidenceRepository {
     return inserted?.id;
   }
 
-  async findIdBySha256(db: Executor, sha256: string): Promise<string | undefined> {
-    const row = await db
+  /** The item holding these bytes, with whether (and why) it was deleted. */
+  async findBySha256(db: Executor, sha256: string): Promise<PriorItem | undefined> {
+    return db
       .selectFrom('evidence_items')
-      .select('id')
+      .select(['id', 'deleted_at', 'deletion_reason'])
       .where('sha256', '=', sha256)
       .executeTakeFirst();
-    return row?.id;
   }
 
   async addLinks(

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { isItemId, noSuchItem } from './item-id';
 import { z } from 'zod';
 import type { Db, LinkType } from '../db/database';
 import { can } from '../access/roles';
@@ -11,7 +12,6 @@ import type { EvidenceRepository, EvidenceRow, SearchCursor } from './evidence.r
 import { toEvidenceView, type EvidenceView } from './evidence.view';
 import { toE164 } from './phone-number';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const LIST_LIMIT = 1000;
 
 const linksBody = z
@@ -49,8 +49,8 @@ export class EvidenceService {
 
   /** The item row; ingest keys may see only items they uploaded (their receipts). */
   async getRow(principal: RequestActor, id: string): Promise<EvidenceRow> {
-    const row = UUID.test(id) ? await this.repo.findById(this.db, id) : undefined;
-    if (!row) throw new AppError('not_found', `No evidence item with id ${JSON.stringify(id)}.`);
+    const row = isItemId(id) ? await this.repo.findById(this.db, id) : undefined;
+    if (!row) throw noSuchItem(id);
     if (!can(principal.role, 'evidence:read')) {
       if (!(await this.repo.hasReceipt(this.db, principal.keyId, row.id))) {
         throw new AppError('forbidden', 'This key may only read receipts of its own uploads.');
@@ -167,8 +167,15 @@ export class EvidenceService {
     };
   }
 
+  /** The row of an item whose bytes may be served: never a tombstone's (410). */
+  async getContentRow(actor: RequestActor, id: string): Promise<EvidenceRow> {
+    const row = await this.getRow(actor, id);
+    assertNotDeleted(row);
+    return row;
+  }
+
   /**
-   * Opens the stored bytes and records the download before a byte leaves: nothing is served
+   * Opens the stored bytes (of a row from getContentRow) and records the download before a byte leaves: nothing is served
    * without its audit event being durable.
    */
   async readContent(
@@ -177,7 +184,6 @@ export class EvidenceService {
     range: ByteRange | undefined,
     details: Record<string, unknown>,
   ): Promise<Readable> {
-    assertNotDeleted(row);
     const body = await this.openBlob(row, range);
     try {
       await this.audit.recordRead({
@@ -199,7 +205,6 @@ export class EvidenceService {
     row: EvidenceRow,
     details: Record<string, unknown>,
   ) {
-    assertNotDeleted(row);
     await this.audit.recordRead({ action: 'evidence.download', actor, itemIds: [row.id], details });
   }
 
@@ -235,7 +240,7 @@ function decodeCursor(raw: string): SearchCursor {
   try {
     const [at, id] = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as unknown[];
     const capturedAt = new Date(String(at));
-    if (typeof id === 'string' && UUID.test(id) && !Number.isNaN(capturedAt.getTime())) {
+    if (typeof id === 'string' && isItemId(id) && !Number.isNaN(capturedAt.getTime())) {
       return { capturedAt, id };
     }
   } catch {

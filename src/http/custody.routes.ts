@@ -8,7 +8,6 @@ import type { CustodyStatusService } from '../custody/custody-status.service';
 import type { HoldService } from '../custody/hold.service';
 import type { IntegrityService } from '../custody/integrity.service';
 import type { SigningKey } from '../custody/signing-key';
-import { AppError } from '../errors';
 import type { EvidenceService } from '../evidence/evidence.service';
 import type { Metrics } from '../metrics';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
@@ -69,14 +68,7 @@ export function custodyRoutes(deps: CustodyRoutesDeps): Router {
       requirePermission('evidence:verify'),
       async (req, res) => {
         const actor = actorOf(req);
-        const row = await evidence.getRow(actor, req.params.id!);
-        if (row.deleted_at) {
-          throw new AppError(
-            'evidence_deleted',
-            `Item ${row.id} was deleted; there are no bytes to verify.`,
-          );
-        }
-        res.json(await integrity.verify(row, actor));
+        res.json(await integrity.verify(await evidence.getRow(actor, req.params.id!), actor));
       },
     )
     .all(methodNotAllowed('POST'));

@@ -1,11 +1,10 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { isItemId } from '../evidence/item-id';
 import type { AuditLog } from '../custody/audit.service';
 import { AppError } from '../errors';
 import type { Logger } from '../logger';
 import type { AuditAttempt } from './auth.middleware';
 import { PROBLEMS, problemBody, type ProblemCode } from './problem';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Errors thrown by express's body parser carry a `type`; we only map the client's mistakes. */
 function fromBodyParser(err: { type?: string; status?: number }): AppError | undefined {
@@ -42,14 +41,14 @@ export function errorMiddleware(logger: Logger, audit?: AuditLog): ErrorRequestH
           requestId: req.id,
           clientIp: req.ip,
         },
-        itemIds: attempt.itemId && UUID.test(attempt.itemId) ? [attempt.itemId] : [],
+        itemIds: attempt.itemId && isItemId(attempt.itemId) ? [attempt.itemId] : [],
         complaintId: attempt.complaintId ?? null,
         details: {
           method: req.method,
           path: req.path.slice(0, 512),
           status,
           code,
-          ...(attempt.itemId && !UUID.test(attempt.itemId)
+          ...(attempt.itemId && !isItemId(attempt.itemId)
             ? { target: attempt.itemId.slice(0, 200) }
             : {}),
         },

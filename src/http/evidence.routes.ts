@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ApiKeyService } from '../access/api-key.service';
 import type { DeletionService } from '../custody/deletion.service';
 import { AppError } from '../errors';
-import { assertNotDeleted, type EvidenceService } from '../evidence/evidence.service';
+import type { EvidenceService } from '../evidence/evidence.service';
 import type { EvidenceView } from '../evidence/evidence.view';
 import { contentDisposition } from '../evidence/filename';
 import type { IngestService } from '../ingest/ingest.service';
@@ -201,8 +201,7 @@ async function sendContent(
   evidence: EvidenceService,
 ): Promise<void> {
   const actor = actorOf(req);
-  const row = await evidence.getRow(actor, req.params.id!);
-  assertNotDeleted(row);
+  const row = await evidence.getContentRow(actor, req.params.id!);
   const etag = `"${row.sha256}"`;
   const filename = row.original_filename ?? `${row.id}`;
   res.set({

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import type { Db, Executor, LinkType } from '../db/database';
+import type { Db, LinkType } from '../db/database';
 import type { AuditLog, RequestActor } from '../custody/audit.service';
 import { AppError } from '../errors';
-import type { EvidenceRepository } from '../evidence/evidence.repository';
+import type { EvidenceRepository, PriorItem } from '../evidence/evidence.repository';
 import { toEvidenceView, type EvidenceView } from '../evidence/evidence.view';
 import { sanitizeFilename } from '../evidence/filename';
 import type { IdempotencyRepository, StoredResponse } from '../evidence/idempotency.repository';
@@ -68,9 +68,8 @@ export class IngestService {
         const first = await this.idempotency.find(this.db, req.principal.keyId, req.idempotencyKey);
         if (first) return await this.replayed(req, first, staged.sha256);
       }
-      // Bytes deleted under retention or by an admin are not archived again under the old item.
-      const prior = await this.evidence.findIdBySha256(this.db, staged.sha256);
-      if (prior) await this.assertNotDeleted(this.db, prior);
+      // Checked before promotion too, so purged bytes are not stored again only to be refused.
+      refuseDeleted(await this.evidence.findBySha256(this.db, staged.sha256));
       const started = performance.now();
       const { key, created } = await this.store.promote(
         staged.stagingKey,
@@ -141,7 +140,10 @@ export class IngestService {
           tracking_number: fields.trackingNumber ?? null,
         });
         // The unique constraint on sha256 decided; a losing racer sees the winner's committed row.
-        const id = insertedId ?? (await this.evidence.findIdBySha256(tx, staged.sha256));
+        const existing = insertedId
+          ? undefined
+          : await this.evidence.findBySha256(tx, staged.sha256);
+        const id = insertedId ?? existing?.id;
         if (!id) {
           throw new AppError(
             'call_id_conflict',
@@ -149,7 +151,7 @@ export class IngestService {
             { callId: fields.callId },
           );
         }
-        if (!insertedId) await this.assertNotDeleted(tx, id);
+        refuseDeleted(existing);
         await this.evidence.addLinks(tx, id, links, principal.keyId);
         await this.evidence.addReceipt(tx, principal.keyId, id);
         const row = await this.evidence.findById(tx, id);
@@ -191,17 +193,6 @@ export class IngestService {
     }
   }
 
-  private async assertNotDeleted(db: Executor, id: string): Promise<void> {
-    const row = await this.evidence.findById(db, id);
-    if (row?.deleted_at) {
-      throw new AppError(
-        'evidence_deleted',
-        `These bytes were archived before as item ${id} and deleted (${row.deletion_reason}); a deleted item is never revived.`,
-        { itemId: id },
-      );
-    }
-  }
-
   /** A replayed answer is still a delivery of the same bytes by this key: it is audited. */
   private async replayed(
     req: IngestRequest,
@@ -231,5 +222,16 @@ export class IngestService {
       item: first.body as EvidenceView,
       replayed: true,
     };
+  }
+}
+
+/** Bytes deleted under retention or by an admin are never archived again under the old item. */
+function refuseDeleted(prior: PriorItem | undefined): void {
+  if (prior?.deleted_at) {
+    throw new AppError(
+      'evidence_deleted',
+      `These bytes were archived before as item ${prior.id} and deleted (${prior.deletion_reason}); a deleted item is never revived.`,
+      { itemId: prior.id },
+    );
   }
 }

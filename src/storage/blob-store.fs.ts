@@ -123,7 +123,11 @@ export class FsBlobStore implements BlobStore {
     const { size } = await handle.stat();
     if (size !== expectedSize) {
       await handle.close();
-      throw new BlobUnavailableError(key, `${size} bytes, expected ${expectedSize}`);
+      throw new BlobUnavailableError(
+        key,
+        'size_mismatch',
+        `${size} bytes, expected ${expectedSize}`,
+      );
     }
     return handle.createReadStream({
       start: range?.start,

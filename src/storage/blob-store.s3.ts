@@ -231,7 +231,11 @@ export class S3BlobStore implements BlobStore {
     const total = parseContentRangeTotal(res.ContentRange) ?? res.ContentLength;
     if (total !== expectedSize) {
       body.destroy();
-      throw new BlobUnavailableError(key, `${total} bytes, expected ${expectedSize}`);
+      throw new BlobUnavailableError(
+        key,
+        'size_mismatch',
+        `${total} bytes, expected ${expectedSize}`,
+      );
     }
     if (!range) return body;
     // Trust the bytes, not the server: if it answered with more than asked (a 200 with the whole

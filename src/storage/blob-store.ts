@@ -71,8 +71,12 @@ export function assertRecordKey(key: string): void {
 }
 
 export class BlobUnavailableError extends Error {
-  constructor(key: string, reason: string) {
-    super(`blob ${key} is ${reason}`);
+  constructor(
+    key: string,
+    readonly problem: 'missing' | 'size_mismatch',
+    detail: string = problem,
+  ) {
+    super(`blob ${key} is ${detail}`);
     this.name = 'BlobUnavailableError';
   }
 }

@@ -4,7 +4,7 @@ import type { AuditEventView } from '../../src/custody/audit.service';
 import { DeletionRepository } from '../../src/custody/deletion.repository';
 import { DeletionService, type RetentionPolicy } from '../../src/custody/deletion.service';
 import { HoldRepository } from '../../src/custody/hold.repository';
-import { createDb } from '../../src/db/database';
+import { createDb, type Db } from '../../src/db/database';
 import { EvidenceRepository } from '../../src/evidence/evidence.repository';
 import { createLogger } from '../../src/logger';
 import { bearer, DRIVERS, startTestApp, storedKeys, type TestApp } from '../support/harness';
@@ -254,9 +254,9 @@ const shortPolicy: RetentionPolicy = {
 };
 
 /** The deletion service of the app, over its real database and store, with its clock moved. */
-function deletionAt(app: TestApp, now: Date): DeletionService {
+function deletionAt(app: TestApp, now: Date, db: Db = app.ctx.db): DeletionService {
   return new DeletionService(
-    app.ctx.db,
+    db,
     new DeletionRepository(),
     new HoldRepository(),
     new EvidenceRepository(),
@@ -331,19 +331,7 @@ describe('retention', () => {
     // Each "instance" on its own connection pool, as separate processes would be.
     const pools = [createDb(app.databaseUrl, 3), createDb(app.databaseUrl, 3)];
     try {
-      const services = pools.map(
-        (db) =>
-          new DeletionService(
-            db,
-            new DeletionRepository(),
-            new HoldRepository(),
-            new EvidenceRepository(),
-            app.ctx.blobStore,
-            app.ctx.audit,
-            createLogger('silent'),
-            { now: () => later },
-          ),
-      );
+      const services = pools.map((db) => deletionAt(app, later, db));
       const results = await Promise.all([
         ...services.map((s) => s.expire(shortPolicy)),
         ...services.map((s) => s.expire(shortPolicy)),

@@ -52,7 +52,7 @@ class RecordingStore implements BlobStore {
 
 /** No earlier item has these bytes: the check for deleted evidence passes without a database. */
 class NoPriorItems extends EvidenceRepository {
-  override async findIdBySha256(): Promise<string | undefined> {
+  override async findBySha256(): Promise<undefined> {
     return undefined;
   }
 }
