@@ -1,3 +1,4 @@
+import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -72,6 +73,14 @@ const envSchema = z.object({
   RETENTION_AFTER_CLOSE_DAYS: int(0, 36500).default(90),
   AUDIT_READS: bool.default('true'),
   WORKERS: int(0, 64).default(1),
+  FFMPEG_PATH: z.string().min(1).optional(),
+  FFPROBE_PATH: z.string().min(1).optional(),
+  MEDIA_CONCURRENCY: int(1, 64).optional(),
+  MEDIA_TIMEOUT_SECONDS: int(30, 86_400).default(3600),
+  MEDIA_PROBE_TIMEOUT_SECONDS: int(5, 600).default(30),
+  MEDIA_MEMORY_LIMIT_MB: int(256, 65_536).default(2048),
+  MEDIA_MAX_INPUT_PIXELS: int(1_000_000, 268_402_689).default(40_000_000),
+  MEDIA_SCRATCH_DIR: z.string().min(1).optional(),
   METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
 });
 
@@ -129,8 +138,21 @@ export interface AppConfig {
     days: Record<'packing_video' | 'call_recording' | 'photo', number>;
     afterCloseDays: number;
   };
-  /** Background jobs run in this process (scrub, retention, checkpoints); 0 = none. */
+  /** Background jobs run in this process (scrub, retention, checkpoints, media); 0 = none. */
   workers: number;
+  media: {
+    ffmpegPath?: string;
+    ffprobePath?: string;
+    /** Media jobs at once in this process; one ffmpeg each. */
+    concurrency: number;
+    /** ffmpeg threads per job, so that concurrency × threads matches the cores. */
+    threads: number;
+    timeoutSeconds: number;
+    probeTimeoutSeconds: number;
+    memoryLimitMb: number;
+    maxInputPixels: number;
+    scratchDir: string;
+  };
   metricsToken?: string;
 }
 
@@ -157,6 +179,10 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       'Invalid configuration: set CUSTODY_SIGNING_KEY or CUSTODY_SIGNING_KEY_FILE, not both.',
     );
   }
+
+  const cores = os.availableParallelism();
+  // One ffmpeg per core by default.
+  const concurrency = e.MEDIA_CONCURRENCY ?? cores;
 
   let storage: AppConfig['storage'];
   if (e.STORAGE_DRIVER === 's3') {
@@ -255,6 +281,17 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       afterCloseDays: e.RETENTION_AFTER_CLOSE_DAYS,
     },
     workers: e.WORKERS,
+    media: {
+      ffmpegPath: e.FFMPEG_PATH && path.resolve(e.FFMPEG_PATH),
+      ffprobePath: e.FFPROBE_PATH && path.resolve(e.FFPROBE_PATH),
+      concurrency,
+      threads: Math.max(1, Math.floor(cores / concurrency)),
+      timeoutSeconds: e.MEDIA_TIMEOUT_SECONDS,
+      probeTimeoutSeconds: e.MEDIA_PROBE_TIMEOUT_SECONDS,
+      memoryLimitMb: e.MEDIA_MEMORY_LIMIT_MB,
+      maxInputPixels: e.MEDIA_MAX_INPUT_PIXELS,
+      scratchDir: path.resolve(e.MEDIA_SCRATCH_DIR ?? path.join(dataDir, 'media-scratch')),
+    },
     metricsToken: e.METRICS_TOKEN,
   };
 }

@@ -28,6 +28,14 @@ import { EvidenceService } from './evidence/evidence.service';
 import { IdempotencyRepository } from './evidence/idempotency.repository';
 import { IngestService } from './ingest/ingest.service';
 import type { Logger } from './logger';
+import { DerivativeRepository } from './media/derivative.repository';
+import { DerivativeService } from './media/derivative.service';
+import { FfmpegRepository } from './media/ffmpeg.repository';
+import { ImageRepository } from './media/image.repository';
+import { MediaJobs } from './media/media-jobs';
+import { locateMediaTools, type ToolsStatus } from './media/media-tools';
+import { MediaService } from './media/media.service';
+import { ScratchRepository } from './media/scratch.repository';
 import { Metrics } from './metrics';
 import type { BlobStore } from './storage/blob-store';
 import { FsBlobStore } from './storage/blob-store.fs';
@@ -58,6 +66,12 @@ export interface AppContext {
   scrub: ScrubService;
   custodyStatus: CustodyStatusService;
   jobs: CustodyJobs;
+  media: MediaService;
+  derivatives: DerivativeService;
+  mediaJobs: MediaJobs;
+  scratch: ScratchRepository;
+  /** The shared PostgreSQL job queue, when this process connects one. */
+  queue?: JobQueue;
   shuttingDown: boolean;
   close(): Promise<void>;
 }
@@ -71,6 +85,8 @@ export interface ContextOptions {
   createSigningKey?: boolean;
   /** Connect the PostgreSQL job queue (the service does; CLIs do not). Started by `jobs.start`. */
   jobQueue?: boolean;
+  /** Look for ffmpeg/ffprobe (the service and the worker do; CLIs need no media tools). */
+  mediaTools?: boolean;
 }
 
 export async function createBlobStore(config: AppConfig): Promise<BlobStore> {
@@ -172,6 +188,34 @@ export async function buildContext(
       audit,
       logger,
     );
+    const tools: ToolsStatus & { dispose(): Promise<void> } =
+      (options.mediaTools ?? true)
+        ? await locateMediaTools(config.media)
+        : {
+            available: false,
+            reason: 'media tools are not used by this process',
+            dispose: async () => undefined,
+          };
+    if (!tools.available && (options.mediaTools ?? true)) logger.warn(tools.reason);
+    else if (tools.available && !tools.tools.sandboxed) {
+      logger.warn('prlimit/nice/timeout not found: ffmpeg runs without a memory ceiling');
+    }
+    const scratch = new ScratchRepository(config.media.scratchDir);
+    const derivativeRepo = new DerivativeRepository();
+    const media = new MediaService(
+      db,
+      derivativeRepo,
+      blobStore,
+      tools.available ? new FfmpegRepository(tools.tools, config.media.scratchDir) : undefined,
+      tools.available ? undefined : tools.reason,
+      new ImageRepository({ maxInputPixels: config.media.maxInputPixels }),
+      scratch,
+      audit,
+      logger,
+      config.media,
+    );
+    const queue = options.jobQueue ? new JobQueue(databaseUrl, logger) : undefined;
+    const mediaJobs = new MediaJobs(db, derivativeRepo, media, config.media, logger, queue);
     const deletion = new DeletionService(
       db,
       new DeletionRepository(),
@@ -180,6 +224,7 @@ export async function buildContext(
       blobStore,
       audit,
       logger,
+      { onPurge: (tx, itemId) => media.purgeDerivatives(tx, itemId) },
     );
     const scrub = new ScrubService(
       db,
@@ -203,7 +248,7 @@ export async function buildContext(
       config,
       audit,
       logger,
-      options.jobQueue ? new JobQueue(databaseUrl, logger) : undefined,
+      queue,
     );
     const ctx: AppContext = {
       config,
@@ -219,7 +264,7 @@ export async function buildContext(
         new IdempotencyRepository(),
         audit,
         logger,
-        phone,
+        { ...phone, listener: mediaJobs },
       ),
       evidence,
       audit,
@@ -236,9 +281,17 @@ export async function buildContext(
       scrub,
       custodyStatus,
       jobs,
+      media,
+      derivatives: new DerivativeService(db, derivativeRepo, evidence, blobStore, audit),
+      mediaJobs,
+      scratch,
+      queue,
       shuttingDown: false,
       async close() {
-        await jobs.stop();
+        jobs.stop();
+        mediaJobs.stop();
+        await queue?.stop();
+        await tools.dispose();
         await hasher.close();
         await blobStore.close();
         await pool.destroy();

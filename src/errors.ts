@@ -33,6 +33,8 @@ export type ErrorCode =
   | 'invalid_phone_number'
   | 'not_ready'
   | 'evidence_unavailable'
+  | 'derivative_not_ready'
+  | 'derivative_not_applicable'
   | 'evidence_deleted'
   | 'legal_hold'
   | 'evidence_busy'

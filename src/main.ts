@@ -3,6 +3,7 @@ import { buildContext } from './context';
 import { createApp } from './http/app';
 import { startServer } from './http/server';
 import { createLogger } from './logger';
+import { startBackgroundWork } from './jobs/background';
 
 async function main(): Promise<void> {
   let config;
@@ -41,8 +42,9 @@ async function main(): Promise<void> {
     .sweepStaging(new Date(Date.now() - config.custody.stagingGraceHours * 3600_000))
     .then((removed) => removed && logger.info({ removed }, 'removed stale staging uploads'))
     .catch((err) => logger.warn({ err }, 'staging sweep failed'));
-  // Scrub, retention and checkpoints on the PostgreSQL job queue (WORKERS=0: another instance's).
-  await ctx.jobs.start({ workers: config.workers > 0 });
+  // Scrub, retention, checkpoints and media work on the PostgreSQL job queue (WORKERS=0: this
+  // instance only queues; another instance or `npm run worker` does the work).
+  await startBackgroundWork(ctx);
 
   let stopping = false;
   const shutdown = async (signal: string) => {

@@ -12,6 +12,7 @@ export async function withContext(
     const ctx = await buildContext(config, createLogger(process.env.LOG_LEVEL ?? 'warn', 2), {
       migrate: options.migrate ?? true,
       createSigningKey: false,
+      mediaTools: false,
     });
     try {
       await fn(ctx);

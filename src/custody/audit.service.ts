@@ -32,6 +32,8 @@ export type AuditAction =
   | 'evidence.expire'
   | 'evidence.purge'
   | 'evidence.reconcile'
+  | 'media.derive'
+  | 'derivative.download'
   | 'hold.place'
   | 'hold.release'
   | 'complaint.write'

@@ -120,9 +120,9 @@ export class CustodyJobs {
     return { job, jobId, status: 'queued' as const };
   }
 
-  async stop(): Promise<void> {
+  /** Stops this instance's timer; the shared queue is stopped by its owner (the context). */
+  stop(): void {
     clearInterval(this.timer);
-    await this.queue?.stop();
     this.queueStarted = false;
   }
 }

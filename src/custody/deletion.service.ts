@@ -1,4 +1,4 @@
-import type { Db, EvidenceKind } from '../db/database';
+import type { Db, EvidenceKind, Tx } from '../db/database';
 import { isItemId, noSuchItem } from '../evidence/item-id';
 import { AppError } from '../errors';
 import type { EvidenceRepository } from '../evidence/evidence.repository';
@@ -45,7 +45,11 @@ export class DeletionService {
     private readonly store: BlobStore,
     private readonly audit: AuditLog,
     private readonly logger: Logger,
-    private readonly opts: { now?: () => Date } = {},
+    private readonly opts: {
+      now?: () => Date;
+      /** Removes what was made from the purged bytes (thumbnails, previews) with them. */
+      onPurge?: (tx: Tx, itemId: string) => Promise<void>;
+    } = {},
   ) {}
 
   async deleteItem(actor: RequestActor, id: string, body: unknown): Promise<EvidenceView> {
@@ -156,6 +160,7 @@ export class DeletionService {
         for (const row of rows) {
           try {
             await this.store.delete(row.blob_key);
+            await this.opts.onPurge?.(tx, row.id);
           } catch (err) {
             failures++;
             this.logger.warn(

@@ -143,7 +143,40 @@ export interface CustodyRunsTable {
   stats: ColumnType<Record<string, unknown>, string | undefined, string>;
 }
 
+export type MediaStatus = 'pending' | 'processing' | 'done' | 'partial' | 'failed' | 'unavailable';
+export type DerivativeKind = 'poster' | 'contact_sheet' | 'waveform' | 'preview' | 'thumbnail';
+export type DerivativeStatus = 'ready' | 'failed' | 'not_applicable' | 'purged';
+
+export interface ItemMediaTable {
+  item_id: string;
+  source_sha256: string;
+  status: MediaStatus;
+  probe: ColumnType<unknown, string | null, string | null> | null;
+  detail: string | null;
+  attempts: ColumnType<number, number | undefined, number>;
+  updated_at: ColumnType<Date, Date | undefined, Date>;
+}
+
+export interface DerivativesTable {
+  item_id: string;
+  kind: DerivativeKind;
+  status: DerivativeStatus;
+  source_sha256: string;
+  sha256: string | null;
+  size_bytes: ColumnType<number, number | null, number | null> | null;
+  content_type: string | null;
+  blob_key: string | null;
+  width: number | null;
+  height: number | null;
+  detail: string | null;
+  params: ColumnType<Record<string, unknown>, string | undefined, string>;
+  created_at: ColumnType<Date, Date | undefined, never>;
+  updated_at: ColumnType<Date, Date | undefined, Date>;
+}
+
 export interface Database {
+  item_media: ItemMediaTable;
+  derivatives: DerivativesTable;
   audit_events: AuditEventsTable;
   audit_chain_head: AuditChainHeadTable;
   audit_checkpoints: AuditCheckpointsTable;

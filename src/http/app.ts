@@ -7,6 +7,7 @@ import { complaintRoutes } from './complaint.routes';
 import { custodyRoutes } from './custody.routes';
 import { evidenceRoutes } from './evidence.routes';
 import { healthRoutes } from './health.routes';
+import { mediaRoutes } from './media.routes';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -49,6 +50,7 @@ export function createApp(ctx: AppContext): Express {
       ingest: ctx.ingest,
       evidence: ctx.evidence,
       deletion: ctx.deletion,
+      derivatives: ctx.derivatives,
       store: ctx.blobStore,
       maxUploadBytes: ctx.config.maxUploadBytes,
       socketIdleTimeoutMs: ctx.config.http.socketIdleTimeoutMs,
@@ -59,6 +61,7 @@ export function createApp(ctx: AppContext): Express {
       },
     }),
   );
+  app.use(mediaRoutes({ keys: ctx.apiKeys, derivatives: ctx.derivatives }));
   app.use(complaintRoutes({ keys: ctx.apiKeys, complaints: ctx.complaints }));
   app.use(
     custodyRoutes({

@@ -1,25 +1,25 @@
 import { Router, type Request, type RequestHandler, type Response } from 'express';
 import multer from 'multer';
-import { pipeline } from 'node:stream/promises';
 import type { ApiKeyService } from '../access/api-key.service';
 import type { DeletionService } from '../custody/deletion.service';
 import { AppError } from '../errors';
 import type { EvidenceService } from '../evidence/evidence.service';
 import type { EvidenceView } from '../evidence/evidence.view';
-import { contentDisposition } from '../evidence/filename';
 import type { IngestService } from '../ingest/ingest.service';
+import type { DerivativeService } from '../media/derivative.service';
 import { translateUploadError } from '../ingest/upload-errors';
 import { StagingStorageEngine } from '../ingest/upload-storage-engine';
 import type { BlobStore } from '../storage/blob-store';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
-import { etagMatches, resolveRange } from './http-range';
 import { methodNotAllowed } from './method-not-allowed';
+import { sendBlob } from './send-blob';
 
 export interface EvidenceRoutesDeps {
   keys: ApiKeyService;
   ingest: IngestService;
   evidence: EvidenceService;
   deletion: DeletionService;
+  derivatives: DerivativeService;
   store: BlobStore;
   maxUploadBytes: number;
   socketIdleTimeoutMs: number;
@@ -123,7 +123,8 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
       auth,
       requirePermission('evidence:receipt'),
       async (req, res) => {
-        res.json(await evidence.get(actorOf(req), req.params.id!));
+        const item = await evidence.get(actorOf(req), req.params.id!);
+        res.json({ ...item, media: await deps.derivatives.summary(item.id) });
       },
     )
     .delete(
@@ -202,60 +203,12 @@ async function sendContent(
 ): Promise<void> {
   const actor = actorOf(req);
   const row = await evidence.getContentRow(actor, req.params.id!);
-  const etag = `"${row.sha256}"`;
-  const filename = row.original_filename ?? `${row.id}`;
-  res.set({
-    ETag: etag,
-    'Repr-Digest': `sha-256=:${Buffer.from(row.sha256, 'hex').toString('base64')}:`,
-    'Accept-Ranges': 'bytes',
-    'X-Content-Type-Options': 'nosniff',
-    'Content-Security-Policy': "default-src 'none'; sandbox",
-    'Cache-Control': 'private, no-cache',
-    'Content-Disposition': contentDisposition(
-      req.query.disposition === 'inline' ? 'inline' : 'attachment',
-      filename,
-    ),
+  await sendBlob(req, res, {
+    sha256: row.sha256,
+    size: row.size_bytes,
+    contentType: row.content_type,
+    filename: row.original_filename ?? row.id,
+    open: (range, details) => evidence.readContent(actor, row, range, details),
+    check: (details) => evidence.recordContentCheck(actor, row, details),
   });
-  if (etagMatches(req.get('if-none-match'), etag)) {
-    await evidence.recordContentCheck(actor, row, { method: req.method, status: 304 });
-    res.status(304).end();
-    return;
-  }
-  // If-Range: a range only applies to the representation the client already has part of.
-  const ifRange = req.get('if-range');
-  const rangeHeader = ifRange === undefined || ifRange === etag ? req.get('range') : undefined;
-  const size = row.size_bytes;
-  const resolved = resolveRange(rangeHeader, size);
-  if (resolved.kind === 'unsatisfiable') {
-    res.set('Content-Range', `bytes */${size}`);
-    throw new AppError(
-      'range_not_satisfiable',
-      `The range ${rangeHeader} is outside the ${size} bytes of this item.`,
-    );
-  }
-  res.type(row.content_type);
-  const range = resolved.kind === 'partial' ? resolved.range : undefined;
-  if (range) {
-    res.status(206).set('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
-    res.set('Content-Length', String(range.end - range.start + 1));
-  } else {
-    res.status(200).set('Content-Length', String(size));
-  }
-  const details = {
-    method: req.method,
-    status: res.statusCode,
-    range: range ? `bytes=${range.start}-${range.end}` : null,
-  };
-  if (req.method === 'HEAD') {
-    await evidence.recordContentCheck(actor, row, details);
-    res.end();
-    return;
-  }
-  const body = await evidence.readContent(actor, row, range, details);
-  try {
-    await pipeline(body, res);
-  } catch (err) {
-    if (res.destroyed && !res.writableFinished) return; // the client went away mid-download
-    throw err;
-  }
 }

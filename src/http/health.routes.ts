@@ -28,9 +28,13 @@ export function healthRoutes(ctx: AppContext): Router {
       check(() => ctx.blobStore.ping()),
     ]);
     const ready = database === 'ok' && storage === 'ok' && !ctx.shuttingDown;
+    // Media tools never gate readiness: archiving works without them, derivatives wait.
+    const media = ctx.media.ffmpegAvailable
+      ? { status: 'ok', ffmpeg: ctx.media.toolVersion }
+      : { status: 'unavailable', detail: ctx.media.toolsProblem };
     res.status(ready ? 200 : 503).json({
       status: ready ? 'ready' : 'not_ready',
-      checks: { database, storage: { driver: ctx.blobStore.driver, status: storage } },
+      checks: { database, storage: { driver: ctx.blobStore.driver, status: storage }, media },
     });
   });
   return router;

@@ -32,6 +32,8 @@ export const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
   invalid_phone_number: { status: 400, title: 'Invalid phone number' },
   not_ready: { status: 503, title: 'Not ready' },
   evidence_unavailable: { status: 500, title: 'Stored bytes missing or damaged' },
+  derivative_not_ready: { status: 404, title: 'Derivative not ready' },
+  derivative_not_applicable: { status: 404, title: 'No such derivative for this item' },
   evidence_deleted: { status: 410, title: 'Evidence deleted' },
   legal_hold: { status: 409, title: 'Under legal hold' },
   evidence_busy: { status: 409, title: 'Evidence is being changed by another request' },

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Db, LinkType } from '../db/database';
+import type { Db, LinkType, Tx } from '../db/database';
 import type { AuditLog, RequestActor } from '../custody/audit.service';
 import { AppError } from '../errors';
 import type { EvidenceRepository, PriorItem } from '../evidence/evidence.repository';
@@ -26,6 +26,12 @@ export interface IngestRequest {
   idempotencyKey?: string;
 }
 
+/** Told of every newly archived item: in its transaction, and once it has committed. */
+export interface ArchiveListener {
+  inTransaction(tx: Tx, item: { id: string; sha256: string }): Promise<void>;
+  afterCommit(itemId: string): void;
+}
+
 /** Signals that another request committed the same Idempotency-Key first. */
 class IdempotencyKeyTaken extends Error {}
 
@@ -42,7 +48,12 @@ export class IngestService {
     private readonly idempotency: IdempotencyRepository,
     private readonly audit: AuditLog,
     private readonly logger: Logger,
-    private readonly opts: { defaultPhoneRegion?: string; now?: () => Date } = {},
+    private readonly opts: {
+      defaultPhoneRegion?: string;
+      now?: () => Date;
+      /** The media pipeline: new items are queued for probing and derivatives. */
+      listener?: ArchiveListener;
+    } = {},
   ) {}
 
   async ingest(req: IngestRequest): Promise<IngestResult> {
@@ -79,6 +90,8 @@ export class IngestService {
       promoted = true;
       const promotedAt = performance.now();
       const result = await this.record(req, staged, fields, key);
+      if (result.status === 201 && !result.replayed)
+        this.opts.listener?.afterCommit(result.item.id);
       this.logger.info(
         {
           itemId: result.item.id,
@@ -152,6 +165,7 @@ export class IngestService {
           );
         }
         refuseDeleted(existing);
+        if (insertedId) await this.opts.listener?.inTransaction(tx, { id, sha256: staged.sha256 });
         await this.evidence.addLinks(tx, id, links, principal.keyId);
         await this.evidence.addReceipt(tx, principal.keyId, id);
         const row = await this.evidence.findById(tx, id);

@@ -5,15 +5,32 @@ export interface QueueSpec {
   name: string;
   /** A run that takes longer than this is failed and retried. */
   expireInSeconds: number;
+  /**
+   * 'singleton': one job at a time across every instance (custody runs). 'stately': one queued and
+   * one running job per singleton key (per item), any number of keys at once (media work).
+   */
+  policy?: 'singleton' | 'stately';
+  retryLimit?: number;
+  /** First retry after this; doubled each time (backoff). */
+  retryDelaySeconds?: number;
+}
+
+export interface QueuedJob<T> {
+  id: string;
+  data: T;
+  /** Retries so far, and how many are allowed: the last attempt records a final failure. */
+  retryCount: number;
+  retryLimit: number;
 }
 
 /**
- * The PostgreSQL-backed job queue (pg-boss 10), so several service instances share background
- * work: each queue runs one job at a time across all of them ("singleton" policy), retried with
- * backoff. pg-boss owns its schema, so it connects with the owner's URL, never the request role.
+ * The PostgreSQL-backed job queue (pg-boss 10), shared by custody and media jobs, so several
+ * service instances (and `npm run worker` processes) share background work, retried with backoff.
+ * pg-boss owns its schema, so it connects with the owner's URL, never the request role.
  */
 export class JobQueue {
   private readonly boss: PgBoss;
+  private starting?: Promise<unknown>;
   private started = false;
 
   constructor(
@@ -23,7 +40,7 @@ export class JobQueue {
     this.boss = new PgBoss({
       connectionString,
       schema: 'pgboss',
-      max: 2,
+      max: 4,
       application_name: 'evidence-archive-jobs',
       // Cron scheduling is not used: intervals are throttled sends (see `sendThrottled`).
       schedule: false,
@@ -31,17 +48,23 @@ export class JobQueue {
     this.boss.on('error', (err) => this.logger.warn({ err }, 'job queue error'));
   }
 
+  get isStarted(): boolean {
+    return this.started;
+  }
+
+  /** Starts the queue (once, however many callers) and creates these queues if missing. */
   async start(queues: QueueSpec[]): Promise<void> {
-    await this.boss.start();
+    this.starting ??= this.boss.start();
+    await this.starting;
     this.started = true;
     for (const q of queues) {
       if (await this.boss.getQueue(q.name)) continue;
       try {
         await this.boss.createQueue(q.name, {
           name: q.name,
-          policy: 'singleton',
-          retryLimit: 3,
-          retryDelay: 60,
+          policy: q.policy ?? 'singleton',
+          retryLimit: q.retryLimit ?? 3,
+          retryDelay: q.retryDelaySeconds ?? 60,
           retryBackoff: true,
           expireInSeconds: q.expireInSeconds,
         });
@@ -52,9 +75,13 @@ export class JobQueue {
     }
   }
 
-  /** Enqueues a run now; returns its job id. */
-  async send(name: string): Promise<string | null> {
-    return this.boss.send(name, {});
+  /** Enqueues a run now; returns its job id, or null when the key already has one queued. */
+  async send(
+    name: string,
+    data: object = {},
+    opts: { singletonKey?: string } = {},
+  ): Promise<string | null> {
+    return this.boss.send(name, data, opts.singletonKey ? { singletonKey: opts.singletonKey } : {});
   }
 
   /**
@@ -65,13 +92,30 @@ export class JobQueue {
     return this.boss.sendThrottled(name, {}, {}, seconds);
   }
 
-  async work(name: string, handler: () => Promise<void>): Promise<void> {
-    await this.boss.work(name, { pollingIntervalSeconds: 2 }, async () => handler());
+  /** Registers one worker: it takes one job at a time. Call it N times for N at once. */
+  async work<T extends object>(
+    name: string,
+    handler: (job: QueuedJob<T>) => Promise<void>,
+  ): Promise<void> {
+    await this.boss.work<T>(
+      name,
+      { pollingIntervalSeconds: 2, batchSize: 1, includeMetadata: true },
+      async ([job]) => {
+        if (!job) return;
+        await handler({
+          id: job.id,
+          data: job.data,
+          retryCount: job.retryCount,
+          retryLimit: job.retryLimit,
+        });
+      },
+    );
   }
 
   async stop(): Promise<void> {
-    if (!this.started) return;
+    if (!this.starting) return;
     this.started = false;
+    this.starting = undefined;
     await this.boss.stop({ graceful: true, timeout: 10_000, wait: true });
   }
 }

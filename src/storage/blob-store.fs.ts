@@ -7,6 +7,7 @@ import {
   assertRecordKey,
   BlobUnavailableError,
   blobKeyFor,
+  type BlobNamespace,
   isBlobKey,
   STAGING_PREFIX,
   type BlobStore,
@@ -29,7 +30,7 @@ export class FsBlobStore implements BlobStore {
 
   private pathOf(key: string): string {
     // Keys are ours (staging uuid or hash-derived), never client input; refuse anything else.
-    if (!/^(staging\/[0-9a-f-]{36}|sha256\/[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{64})$/.test(key)) {
+    if (!/^staging\/[0-9a-f-]{36}$/.test(key) && !isBlobKey(key)) {
       throw new Error(`invalid blob key: ${key}`);
     }
     return path.join(this.root, key);
@@ -54,8 +55,13 @@ export class FsBlobStore implements BlobStore {
     return key;
   }
 
-  async promote(stagingKey: string, sha256: string, size: number): Promise<PromoteResult> {
-    const key = blobKeyFor(sha256);
+  async promote(
+    stagingKey: string,
+    sha256: string,
+    size: number,
+    namespace: BlobNamespace = 'evidence',
+  ): Promise<PromoteResult> {
+    const key = blobKeyFor(sha256, namespace);
     const staged = this.pathOf(stagingKey);
     const target = this.pathOf(key);
     const dir = path.dirname(target);

@@ -24,6 +24,7 @@ import {
   assertRecordKey,
   BlobUnavailableError,
   blobKeyFor,
+  type BlobNamespace,
   isBlobKey,
   STAGING_PREFIX,
   type BlobStore,
@@ -74,10 +75,13 @@ export class S3BlobStore implements BlobStore {
     return this.cfg.objectLock !== undefined;
   }
 
-  /** Object Lock retention for a new evidence object or record; none without WORM configured. */
-  private lockParams() {
+  /**
+   * Object Lock retention for a new evidence object or record; none without WORM configured, and
+   * none for derivatives, which are rebuilt from the originals and must go when their original does.
+   */
+  private lockParams(key?: string) {
     const lock = this.cfg.objectLock;
-    if (!lock) return {};
+    if (!lock || key?.startsWith('derived/')) return {};
     return {
       ObjectLockMode: lock.mode,
       ObjectLockRetainUntilDate: new Date(Date.now() + lock.retentionDays * 86_400_000),
@@ -114,8 +118,13 @@ export class S3BlobStore implements BlobStore {
     return key;
   }
 
-  async promote(stagingKey: string, sha256: string, size: number): Promise<PromoteResult> {
-    const key = blobKeyFor(sha256);
+  async promote(
+    stagingKey: string,
+    sha256: string,
+    size: number,
+    namespace: BlobNamespace = 'evidence',
+  ): Promise<PromoteResult> {
+    const key = blobKeyFor(sha256, namespace);
     const existing = await this.stat(key);
     let created = false;
     if (existing !== size) {
@@ -126,7 +135,7 @@ export class S3BlobStore implements BlobStore {
             Bucket: this.cfg.bucket,
             Key: this.objectKey(key),
             CopySource: this.copySource(stagingKey),
-            ...this.lockParams(),
+            ...this.lockParams(key),
           }),
         );
       created = true;
@@ -145,7 +154,7 @@ export class S3BlobStore implements BlobStore {
     const Bucket = this.cfg.bucket;
     const Key = this.objectKey(to);
     const { UploadId } = await this.client.send(
-      new CreateMultipartUploadCommand({ Bucket, Key, ...this.lockParams() }),
+      new CreateMultipartUploadCommand({ Bucket, Key, ...this.lockParams(to) }),
     );
     try {
       const parts: { ETag?: string; PartNumber: number }[] = [];

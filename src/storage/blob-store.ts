@@ -20,7 +20,12 @@ export interface BlobStore {
   readonly driver: 'fs' | 's3';
   /** Streams body into a new staging object and returns its key once every byte is durable. */
   writeStaging(body: Readable): Promise<string>;
-  promote(stagingKey: string, sha256: string, size: number): Promise<PromoteResult>;
+  promote(
+    stagingKey: string,
+    sha256: string,
+    size: number,
+    namespace?: BlobNamespace,
+  ): Promise<PromoteResult>;
   discardStaging(stagingKey: string): Promise<void>;
   /**
    * Deletes staging objects last written before `before`: leftovers of uploads cut off by a crash.
@@ -81,14 +86,21 @@ export class BlobUnavailableError extends Error {
   }
 }
 
-export function blobKeyFor(sha256: string): string {
+/**
+ * Evidence blobs live under `sha256/`; derivatives (thumbnails, previews) under `derived/sha256/`,
+ * so they never mix with the originals that reconciliation and retention account for.
+ */
+export type BlobNamespace = 'evidence' | 'derived';
+
+export function blobKeyFor(sha256: string, namespace: BlobNamespace = 'evidence'): string {
   if (!/^[0-9a-f]{64}$/.test(sha256)) throw new Error(`not a sha256 hex digest: ${sha256}`);
-  return `sha256/${sha256.slice(0, 2)}/${sha256.slice(2, 4)}/${sha256}`;
+  const key = `sha256/${sha256.slice(0, 2)}/${sha256.slice(2, 4)}/${sha256}`;
+  return namespace === 'derived' ? `derived/${key}` : key;
 }
 
-/** A promoted blob's key: its content address and nothing else. */
+/** A promoted blob's key (evidence or derived): its content address and nothing else. */
 export function isBlobKey(key: string): boolean {
-  const m = /^sha256\/([0-9a-f]{2})\/([0-9a-f]{2})\/([0-9a-f]{64})$/.exec(key);
+  const m = /^(?:derived\/)?sha256\/([0-9a-f]{2})\/([0-9a-f]{2})\/([0-9a-f]{64})$/.exec(key);
   return m !== null && m[3]!.startsWith(m[1]! + m[2]!);
 }
 

@@ -1,0 +1,49 @@
+import { Router } from 'express';
+import type { ApiKeyService } from '../access/api-key.service';
+import type { DerivativeKind } from '../db/database';
+import { DERIVATIVE_PATHS, type DerivativeService } from '../media/derivative.service';
+import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
+import { methodNotAllowed } from './method-not-allowed';
+import { sendBlob } from './send-blob';
+
+export interface MediaRoutesDeps {
+  keys: ApiKeyService;
+  derivatives: DerivativeService;
+}
+
+/** Derivatives of an item: their list and status, and each one's bytes (with Range). */
+export function mediaRoutes({ keys, derivatives }: MediaRoutesDeps): Router {
+  const router = Router();
+  const auth = authenticate(keys);
+
+  router
+    .route('/v1/evidence/:id/derivatives')
+    .get(audited('evidence.view'), auth, requirePermission('evidence:read'), async (req, res) => {
+      res.json(await derivatives.list(actorOf(req), req.params.id!));
+    })
+    .all(methodNotAllowed('GET'));
+
+  for (const [kind, segment] of Object.entries(DERIVATIVE_PATHS) as [DerivativeKind, string][]) {
+    router
+      .route(`/v1/evidence/:id/${segment}`)
+      .get(
+        audited('derivative.download'),
+        auth,
+        requirePermission('evidence:download'),
+        async (req, res) => {
+          const actor = actorOf(req);
+          const { item, derivative } = await derivatives.find(actor, req.params.id!, kind);
+          await sendBlob(req, res, {
+            sha256: derivative.sha256,
+            size: derivative.size_bytes ?? 0,
+            contentType: derivative.content_type ?? 'application/octet-stream',
+            filename: derivatives.filename(item, derivative),
+            open: (range, details) => derivatives.open(actor, item, derivative, range, details),
+            check: (details) => derivatives.check(actor, item, derivative, details),
+          });
+        },
+      )
+      .all(methodNotAllowed('GET, HEAD'));
+  }
+  return router;
+}

@@ -1,0 +1,101 @@
+import type { Db, Tx } from '../db/database';
+import type { ArchiveListener } from '../ingest/ingest.service';
+import type { JobQueue, QueuedJob } from '../jobs/job-queue';
+import type { Logger } from '../logger';
+import type { DerivativeRepository } from './derivative.repository';
+import type { MediaService } from './media.service';
+
+export const MEDIA_QUEUE = 'media-derive';
+const SWEEP_MS = 30_000;
+const SWEEP_BATCH = 500;
+
+export interface MediaJobsConfig {
+  /** Jobs this instance runs at once (one ffmpeg each). */
+  concurrency: number;
+  timeoutSeconds: number;
+}
+
+/**
+ * Media work on the PostgreSQL job queue: one job per item (the "stately" policy keeps at most
+ * one queued and one running per item), retried with backoff. Every instance with workers also
+ * sweeps for items whose job was never sent (a crash between commit and send) or was abandoned.
+ */
+export class MediaJobs implements ArchiveListener {
+  private timer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly db: Db,
+    private readonly repo: DerivativeRepository,
+    private readonly media: MediaService,
+    private readonly cfg: MediaJobsConfig,
+    private readonly logger: Logger,
+    private readonly queue?: JobQueue,
+  ) {}
+
+  async inTransaction(tx: Tx, item: { id: string; sha256: string }): Promise<void> {
+    await this.repo.insertPending(tx, item.id, item.sha256);
+  }
+
+  afterCommit(itemId: string): void {
+    this.schedule(itemId);
+  }
+
+  /** Asks for an item to be processed; never fails the caller (the sweep catches what is lost). */
+  schedule(itemId: string): void {
+    if (!this.queue?.isStarted) return;
+    this.queue
+      .send(MEDIA_QUEUE, { itemId }, { singletonKey: itemId })
+      .catch((err: unknown) => this.logger.warn({ err, itemId }, 'could not queue media work'));
+  }
+
+  async start(opts: { workers: boolean; sweepMs?: number }): Promise<void> {
+    if (!this.queue) return;
+    // A job runs several ffmpeg passes of up to the timeout each; beyond this pg-boss retries it.
+    await this.queue.start([
+      {
+        name: MEDIA_QUEUE,
+        policy: 'stately',
+        expireInSeconds: this.cfg.timeoutSeconds * 4 + 600,
+        retryLimit: 3,
+        retryDelaySeconds: 30,
+      },
+    ]);
+    if (!opts.workers) return;
+    for (let i = 0; i < this.cfg.concurrency; i++) {
+      await this.queue.work<{ itemId: string }>(MEDIA_QUEUE, (job) => this.handle(job));
+    }
+    const sweep = () =>
+      void this.sweep().catch((err: unknown) => this.logger.warn({ err }, 'media sweep failed'));
+    sweep();
+    this.timer = setInterval(sweep, opts.sweepMs ?? SWEEP_MS).unref();
+  }
+
+  private async handle(job: QueuedJob<{ itemId: string }>): Promise<void> {
+    const itemId = String(job.data.itemId ?? '');
+    if (!/^[0-9a-f-]{36}$/.test(itemId)) return;
+    const started = performance.now();
+    const status = await this.media.process(itemId, job);
+    this.logger.info(
+      { itemId, status, ms: Math.round(performance.now() - started), attempt: job.retryCount + 1 },
+      'media processed',
+    );
+  }
+
+  /** Queues items that are waiting with no job: sent before, the queue drops the duplicate. */
+  async sweep(): Promise<number> {
+    const now = Date.now();
+    const ids = await this.repo.listUnfinished(this.db, {
+      // Give a fresh upload's own send a moment to land first.
+      touchedBefore: new Date(now - 60_000),
+      staleBefore: new Date(now - (this.cfg.timeoutSeconds * 4 + 1200) * 1000),
+      includeUnavailable: this.media.ffmpegAvailable,
+      limit: SWEEP_BATCH,
+    });
+    for (const id of ids) this.schedule(id);
+    return ids.length;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}

@@ -1,0 +1,61 @@
+import { ConfigError, loadConfig } from './config';
+import { buildContext } from './context';
+import { startBackgroundWork } from './jobs/background';
+import { createLogger } from './logger';
+
+/**
+ * `npm run worker`: background work (media processing, scrub, retention, checkpoints) in a process
+ * of its own, sharing the service's database and store. Run the service with WORKERS=0 to leave
+ * all of it here, or alongside to add capacity.
+ */
+async function worker(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(78); // EX_CONFIG
+    }
+    throw err;
+  }
+  const logger = createLogger(config.logLevel);
+  const ctx = await buildContext(config, logger, { migrate: true, jobQueue: true });
+  await startBackgroundWork(ctx, true);
+  logger.info(
+    {
+      mediaConcurrency: config.media.concurrency,
+      ffmpeg: ctx.media.toolVersion ?? ctx.media.toolsProblem,
+    },
+    'evidence archive worker running',
+  );
+  console.log(
+    `Evidence archive worker running: ${config.media.concurrency} media job(s) at once; ${
+      ctx.media.ffmpegAvailable ? ctx.media.toolVersion : ctx.media.toolsProblem
+    }`,
+  );
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'worker shutting down');
+    try {
+      await ctx.close();
+      process.exit(0);
+    } catch (err) {
+      logger.error({ err }, 'unclean worker shutdown');
+      process.exit(1);
+    }
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+worker().catch((err) => {
+  console.error(
+    'Evidence archive worker failed to start:',
+    err instanceof Error ? err.message : err,
+  );
+  process.exit(1);
+});
