@@ -81,6 +81,7 @@ const envSchema = z.object({
   MEDIA_MEMORY_LIMIT_MB: int(256, 65_536).default(2048),
   MEDIA_MAX_INPUT_PIXELS: int(1_000_000, 268_402_689).default(40_000_000),
   MEDIA_SCRATCH_DIR: z.string().min(1).optional(),
+  MEDIA_RETRY_DELAY_SECONDS: int(1, 3600).default(30),
   METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
 });
 
@@ -152,6 +153,8 @@ export interface AppConfig {
     memoryLimitMb: number;
     maxInputPixels: number;
     scratchDir: string;
+    /** First retry of a failed media job after this; doubled each time. */
+    retryDelaySeconds: number;
   };
   metricsToken?: string;
 }
@@ -291,6 +294,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       memoryLimitMb: e.MEDIA_MEMORY_LIMIT_MB,
       maxInputPixels: e.MEDIA_MAX_INPUT_PIXELS,
       scratchDir: path.resolve(e.MEDIA_SCRATCH_DIR ?? path.join(dataDir, 'media-scratch')),
+      retryDelaySeconds: e.MEDIA_RETRY_DELAY_SECONDS,
     },
     metricsToken: e.METRICS_TOKEN,
   };

@@ -58,15 +58,22 @@ export class JobQueue {
     await this.starting;
     this.started = true;
     for (const q of queues) {
-      if (await this.boss.getQueue(q.name)) continue;
+      const options = {
+        retryLimit: q.retryLimit ?? 3,
+        retryDelay: q.retryDelaySeconds ?? 60,
+        retryBackoff: true,
+        expireInSeconds: q.expireInSeconds,
+      };
+      // Existing queues take the current configuration (a queue's policy never changes).
+      if (await this.boss.getQueue(q.name)) {
+        await this.boss.updateQueue(q.name, { name: q.name, ...options });
+        continue;
+      }
       try {
         await this.boss.createQueue(q.name, {
           name: q.name,
           policy: q.policy ?? 'singleton',
-          retryLimit: q.retryLimit ?? 3,
-          retryDelay: q.retryDelaySeconds ?? 60,
-          retryBackoff: true,
-          expireInSeconds: q.expireInSeconds,
+          ...options,
         });
       } catch (err) {
         // Another instance created it between our check and our insert.

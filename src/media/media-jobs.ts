@@ -13,6 +13,7 @@ export interface MediaJobsConfig {
   /** Jobs this instance runs at once (one ffmpeg each). */
   concurrency: number;
   timeoutSeconds: number;
+  retryDelaySeconds: number;
 }
 
 /**
@@ -57,7 +58,7 @@ export class MediaJobs implements ArchiveListener {
         policy: 'stately',
         expireInSeconds: this.cfg.timeoutSeconds * 4 + 600,
         retryLimit: 3,
-        retryDelaySeconds: 30,
+        retryDelaySeconds: this.cfg.retryDelaySeconds,
       },
     ]);
     if (!opts.workers) return;
