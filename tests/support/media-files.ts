@@ -245,8 +245,8 @@ export function getBytes(app: TestApp, url: string, headers: Record<string, stri
 }
 
 /** ffprobe's view of bytes we were served, for checking what a derivative really is. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function probeBytes(dir: string, bytes: Buffer): Record<string, any> {
-  // eslint-disable-line @typescript-eslint/no-explicit-any
   const file = path.join(dir, `probe-${sha256(bytes)}`);
   writeFileSync(file, bytes);
   const out = execFileSync('ffprobe', [
