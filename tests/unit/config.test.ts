@@ -1,3 +1,4 @@
+import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, loadConfig } from '../../src/config';
 
@@ -9,6 +10,20 @@ describe('loadConfig', () => {
     expect(cfg.maxUploadBytes).toBe(20 * 1024 ** 3);
     expect(cfg.http.requestTimeoutMs).toBe(0);
     expect(cfg.host).toBe('127.0.0.1');
+  });
+
+  it('runs one media job per core by default, dividing the cores among concurrent jobs', () => {
+    const cores = os.availableParallelism();
+    const cfg = loadConfig({});
+    expect(cfg.media.concurrency).toBe(cores);
+    expect(cfg.media.threads).toBe(1);
+    expect(cfg.media.scratchDir).toBe(path.resolve('data', 'media-scratch'));
+    expect(cfg.media.maxInputPixels).toBeLessThan(268_402_689); // sharp's default, far above ours
+    const one = loadConfig({ MEDIA_CONCURRENCY: '1' });
+    expect(one.media.threads).toBe(cores);
+    expect(loadConfig({ FFMPEG_PATH: 'bin/ffmpeg' }).media.ffmpegPath).toBe(
+      path.resolve('bin/ffmpeg'),
+    );
   });
 
   it('treats empty strings as unset', () => {
@@ -29,6 +44,9 @@ describe('loadConfig', () => {
     [{ DATABASE_URL: 'not a url' }, /DATABASE_URL/],
     [{ MAX_UPLOAD_BYTES: '-1' }, /MAX_UPLOAD_BYTES/],
     [{ DEFAULT_PHONE_REGION: 'germany' }, /DEFAULT_PHONE_REGION/],
+    [{ MEDIA_CONCURRENCY: '0' }, /MEDIA_CONCURRENCY/],
+    [{ MEDIA_MAX_INPUT_PIXELS: '300000000' }, /MEDIA_MAX_INPUT_PIXELS/],
+    [{ MEDIA_MEMORY_LIMIT_MB: '64' }, /MEDIA_MEMORY_LIMIT_MB/],
     [{ S3_PART_SIZE_BYTES: '1024' }, /S3_PART_SIZE_BYTES/],
     [
       { STORAGE_DRIVER: 's3', S3_BUCKET: 'bkt', MAX_UPLOAD_BYTES: String(100 * 1024 ** 3) },
