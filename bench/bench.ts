@@ -6,7 +6,8 @@
  *   BENCH_INGEST_BYTES (default 1 GiB), BENCH_ITEMS (1,000,000), BENCH_SECONDS (20),
  *   BENCH_CONCURRENCY (32), BENCH_ROUNDS (2; the best round of each side is reported),
  *   BENCH_DOWNLOAD_ITEMS (64) of BENCH_DOWNLOAD_BYTES (1 MiB), BENCH_SCRUB_BYTES (1 GiB) in clips
- *   of BENCH_SCRUB_CLIP_BYTES (32 MiB), BENCH_DRIVERS (s3,fs), BENCH_ONLY (ingest|lookups|custody|scrub)
+ *   of BENCH_SCRUB_CLIP_BYTES (32 MiB), BENCH_DRIVERS (s3,fs),
+ *   BENCH_ONLY (ingest|lookups|custody|scrub|media); the media part's own settings: media-bench.ts
  *   TEST_DATABASE_URL: an admin URL of the PostgreSQL to use (default: the local server on
  *   127.0.0.1:5432 if it answers, else an embedded one).
  */
@@ -34,6 +35,7 @@ import { EvidenceRepository } from '../src/evidence/evidence.repository';
 import { createLogger } from '../src/logger';
 import { createS3Client } from '../src/storage/blob-store.s3';
 import type { TestS3 } from '../tests/support/s3-server';
+import { benchMedia } from './media-bench';
 import { createTestDatabase } from '../tests/support/test-db';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'; // Node 20 is this project's runtime
@@ -402,7 +404,7 @@ async function load(op: (i: number) => Promise<void>) {
 }
 
 /** A database of ITEMS items linked to orders (two per order) and complaints, seeded with SQL. */
-async function seedLookups(adminUrl: string) {
+async function seedLookups(adminUrl: string, items = ITEMS) {
   const database = await createScratch(adminUrl);
   const dataDir = mkdtempSync(path.join(work, 'data-'));
   // Start once so the service's own migrations create the schema, then seed with plain SQL.
@@ -410,20 +412,20 @@ async function seedLookups(adminUrl: string) {
   await service.stop();
   const support = await mintKey(database.url, 'support');
   const db = createDb(database.url, 10);
-  const orders = Math.max(1, Math.floor(ITEMS / 2));
+  const orders = Math.max(1, Math.floor(items / 2));
   const seedSecs = await timed(async () => {
     const keyId = support.split('_')[1]!;
     await sql`insert into evidence_items (id, kind, sha256, size_bytes, content_type, blob_key, captured_at, received_at, created_by_key_id, station_id)
       select gen_random_uuid(), 'packing_video', encode(sha256(int8send(g)), 'hex'), 1000000 + g, 'video/mp4',
              'sha256/' || g, now() - (g || ' seconds')::interval, now(), ${keyId}, 'PK-' || (g % 40)
-      from generate_series(1, ${ITEMS}::int) g`.execute(db);
+      from generate_series(1, ${items}::int) g`.execute(db);
     // Two links per item: its order (two items per order) and a complaint (four per complaint).
     await sql`insert into evidence_links (link_type, ref, item_id, created_by_key_id)
       select 'order', 'ORD-' || (row_number() over (order by id) % ${orders}), id, ${keyId} from evidence_items`.execute(
       db,
     );
     await sql`insert into evidence_links (link_type, ref, item_id, created_by_key_id)
-      select 'complaint', 'CMP-' || (row_number() over (order by id) % ${Math.max(1, Math.floor(ITEMS / 4))}), id, ${keyId} from evidence_items`.execute(
+      select 'complaint', 'CMP-' || (row_number() over (order by id) % ${Math.max(1, Math.floor(items / 4))}), id, ${keyId} from evidence_items`.execute(
       db,
     );
     await sql`vacuum analyze`.execute(db);
@@ -663,7 +665,7 @@ async function dropPageCache(): Promise<boolean> {
   }
 }
 
-const PARTS = ['ingest', 'lookups', 'custody', 'scrub'] as const;
+const PARTS = ['ingest', 'lookups', 'custody', 'scrub', 'media'] as const;
 
 function printIngest(ingest: Record<string, IngestFigures>): void {
   const s3r = ingest.s3;
@@ -809,6 +811,21 @@ async function main(): Promise<void> {
           printScrub('disk, page cache warm', sc.warm, sc.items);
         }
       }
+    }
+    if (runs('media')) {
+      await benchMedia({
+        work,
+        adminUrl: admin.url,
+        rounds: ROUNDS,
+        startService,
+        mintKey,
+        upload,
+        clipChunks,
+        createScratch,
+        seedLookups,
+        httpClient,
+        load,
+      });
     }
   } finally {
     await s3.close();

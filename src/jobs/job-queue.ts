@@ -103,8 +103,8 @@ export class JobQueue {
   async work<T extends object>(
     name: string,
     handler: (job: QueuedJob<T>) => Promise<void>,
-  ): Promise<void> {
-    await this.boss.work<T>(
+  ): Promise<string> {
+    return this.boss.work<T>(
       name,
       { pollingIntervalSeconds: 2, batchSize: 1, includeMetadata: true },
       async ([job]) => {
@@ -117,6 +117,11 @@ export class JobQueue {
         });
       },
     );
+  }
+
+  /** Wakes this process's idle worker now instead of at its next poll. */
+  notify(workerId: string): void {
+    this.boss.notifyWorker(workerId);
   }
 
   async stop(): Promise<void> {

@@ -23,6 +23,8 @@ export interface MediaJobsConfig {
  */
 export class MediaJobs implements ArchiveListener {
   private timer?: NodeJS.Timeout;
+  /** This process's media workers, woken when this process queues work. */
+  private workerIds: string[] = [];
 
   constructor(
     private readonly db: Db,
@@ -44,8 +46,13 @@ export class MediaJobs implements ArchiveListener {
   /** Asks for an item to be processed; never fails the caller (the sweep catches what is lost). */
   schedule(itemId: string): void {
     if (!this.queue?.isStarted) return;
-    this.queue
+    const queue = this.queue;
+    queue
       .send(MEDIA_QUEUE, { itemId }, { singletonKey: itemId })
+      .then((jobId) => {
+        // Idle workers here fetch at once rather than at their next poll (one of them gets it).
+        if (jobId) for (const id of this.workerIds) queue.notify(id);
+      })
       .catch((err: unknown) => this.logger.warn({ err, itemId }, 'could not queue media work'));
   }
 
@@ -63,7 +70,9 @@ export class MediaJobs implements ArchiveListener {
     ]);
     if (!opts.workers) return;
     for (let i = 0; i < this.cfg.concurrency; i++) {
-      await this.queue.work<{ itemId: string }>(MEDIA_QUEUE, (job) => this.handle(job));
+      this.workerIds.push(
+        await this.queue.work<{ itemId: string }>(MEDIA_QUEUE, (job) => this.handle(job)),
+      );
     }
     const sweep = () =>
       void this.sweep().catch((err: unknown) => this.logger.warn({ err }, 'media sweep failed'));
