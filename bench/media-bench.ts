@@ -138,14 +138,14 @@ async function replay(
   real: Record<string, string>,
   dir: string,
 ): Promise<number> {
-  const jobDir = /\/media-scratch\/job-[^/]+\//g;
+  const jobDir = /[^\s']*\/media-scratch\/job-[^/]+\//g;
   const lines = invocations
     // fluent-ffmpeg's one-off capability query is orchestration, not media work.
     .filter((args) => !args.includes('-formats') && !args.includes('-version'))
     .map((args) => {
       const [tool, ...rest] = args;
       const quoted = rest.map((a) => `'${a.replace(jobDir, `${dir}/`).replace(/'/g, `'\\''`)}'`);
-      return `'${real[tool!]}' ${quoted.join(' ')} >/dev/null 2>&1 || exit 1`;
+      return `'${real[tool!]}' ${quoted.join(' ')} >/dev/null 2>"${dir}/stderr" || { cat "${dir}/stderr"; exit 1; }`;
     });
   const script = path.join(dir, 'replay.sh');
   await fs.writeFile(script, `set -e\n${lines.join('\n')}\n`);
@@ -197,13 +197,14 @@ async function orchestration(deps: MediaBenchDeps) {
       await fs.copyFile(copy, path.join(replayDir, 'source'));
       const shellSecs = await replay(invocations, rec.real, replayDir);
       rmSync(replayDir, { recursive: true, force: true });
+      const replayed = invocations.filter((a) => !a.includes('-formats'));
       console.log(
-        `  round ${round + 1}: service ${fmt(serviceSecs, 2)} s, shell ${fmt(shellSecs, 2)} s (${invocations.length} invocations)`,
+        `  round ${round + 1}: service ${fmt(serviceSecs, 2)} s, shell ${fmt(shellSecs, 2)} s (${replayed.map((a) => a[0]).join(', ')})`,
       );
       best = {
         service: Math.min(best.service, serviceSecs),
         shell: Math.min(best.shell, shellSecs),
-        invocations: invocations.length,
+        invocations: replayed.length,
       };
     }
   } finally {
