@@ -132,6 +132,9 @@ async function recorders(dir: string) {
   };
 }
 
+const isCapabilityQuery = (args: string[]) =>
+  ['-formats', '-encoders', '-version'].some((flag) => args.includes(flag));
+
 /** Runs recorded invocations one after another from a shell, on `dir`'s copy of the source. */
 async function replay(
   invocations: string[][],
@@ -140,8 +143,8 @@ async function replay(
 ): Promise<number> {
   const jobDir = /[^\s']*\/media-scratch\/job-[^/]+\//g;
   const lines = invocations
-    // fluent-ffmpeg's one-off capability query is orchestration, not media work.
-    .filter((args) => !args.includes('-formats') && !args.includes('-version'))
+    // fluent-ffmpeg's one-off capability queries are orchestration, not media work.
+    .filter((args) => !isCapabilityQuery(args))
     .map((args) => {
       const [tool, ...rest] = args;
       const quoted = rest.map((a) => `'${a.replace(jobDir, `${dir}/`).replace(/'/g, `'\\''`)}'`);
@@ -197,7 +200,7 @@ async function orchestration(deps: MediaBenchDeps) {
       await fs.copyFile(copy, path.join(replayDir, 'source'));
       const shellSecs = await replay(invocations, rec.real, replayDir);
       rmSync(replayDir, { recursive: true, force: true });
-      const replayed = invocations.filter((a) => !a.includes('-formats'));
+      const replayed = invocations.filter((a) => !isCapabilityQuery(a));
       console.log(
         `  round ${round + 1}: service ${fmt(serviceSecs, 2)} s, shell ${fmt(shellSecs, 2)} s (${replayed.map((a) => a[0]).join(', ')})`,
       );

@@ -60,12 +60,19 @@ export async function up(db: Kysely<any>): Promise<void> {
     db,
   );
 
-  // A derivative or probe always belongs to the bytes the item was archived with.
+  // A derivative or probe always belongs to the bytes the item was archived with, and nothing is
+  // stored as derived from an item that was deleted meanwhile.
   await sql`create function check_media_source() returns trigger language plpgsql as $$
+    declare
+      item record;
     begin
-      if new.source_sha256 is distinct from
-         (select sha256 from evidence_items where id = new.item_id) then
+      select sha256, deleted_at into item from evidence_items where id = new.item_id;
+      if new.source_sha256 is distinct from item.sha256 then
         raise exception 'media of item % must be made from its archived bytes', new.item_id
+          using errcode = 'check_violation';
+      end if;
+      if tg_table_name = 'derivatives' and new.status = 'ready' and item.deleted_at is not null then
+        raise exception 'item % is deleted; nothing is derived from it', new.item_id
           using errcode = 'check_violation';
       end if;
       return new;

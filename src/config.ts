@@ -76,7 +76,8 @@ const envSchema = z.object({
   FFMPEG_PATH: z.string().min(1).optional(),
   FFPROBE_PATH: z.string().min(1).optional(),
   MEDIA_CONCURRENCY: int(1, 64).optional(),
-  MEDIA_TIMEOUT_SECONDS: int(30, 86_400).default(3600),
+  // pg-boss expires jobs within 24 h, and a job runs several ffmpeg passes of up to this each.
+  MEDIA_TIMEOUT_SECONDS: int(30, 20_000).default(3600),
   MEDIA_PROBE_TIMEOUT_SECONDS: int(5, 600).default(30),
   MEDIA_MEMORY_LIMIT_MB: int(256, 65_536).default(2048),
   MEDIA_MAX_INPUT_PIXELS: int(1_000_000, 268_402_689).default(40_000_000),
@@ -160,6 +161,19 @@ export interface AppConfig {
 }
 
 export class ConfigError extends Error {}
+
+/** For the service's and the worker's entry points: a bad configuration ends the process with its sentence. */
+export function loadConfigOrExit(): AppConfig {
+  try {
+    return loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(78); // EX_CONFIG
+    }
+    throw err;
+  }
+}
 
 /** Reads and validates configuration once, at boot. Throws a ConfigError naming the variable. */
 export function loadConfig(source: Record<string, string | undefined> = process.env): AppConfig {

@@ -130,6 +130,7 @@ export async function buildContext(
     : await EmbeddedDatabase.start(config.dataDir, config.database.embeddedPort, logger);
   const databaseUrl = config.database.url ?? embedded!.connectionString;
   let db: Db | undefined;
+  let disposeTools: (() => Promise<void>) | undefined;
   try {
     const owner = createDb(databaseUrl, 1);
     let role: string | undefined;
@@ -190,15 +191,16 @@ export async function buildContext(
     );
     const tools: ToolsStatus & { dispose(): Promise<void> } =
       (options.mediaTools ?? true)
-        ? await locateMediaTools(config.media)
+        ? await locateMediaTools({ ...config.media, tmpDir: config.media.scratchDir })
         : {
             available: false,
             reason: 'media tools are not used by this process',
             dispose: async () => undefined,
           };
+    disposeTools = () => tools.dispose();
     if (!tools.available && (options.mediaTools ?? true)) logger.warn(tools.reason);
     else if (tools.available && !tools.tools.sandboxed) {
-      logger.warn('prlimit/nice/timeout not found: ffmpeg runs without a memory ceiling');
+      logger.warn('prlimit not found: ffmpeg and ffprobe run without a memory ceiling');
     }
     const scratch = new ScratchRepository(config.media.scratchDir);
     const derivativeRepo = new DerivativeRepository();
@@ -206,16 +208,32 @@ export async function buildContext(
       db,
       derivativeRepo,
       blobStore,
-      tools.available ? new FfmpegRepository(tools.tools, config.media.scratchDir) : undefined,
+      tools.available
+        ? new FfmpegRepository(tools.tools, {
+            scratchRoot: config.media.scratchDir,
+            probeTimeoutSeconds: config.media.probeTimeoutSeconds,
+          })
+        : undefined,
       tools.available ? undefined : tools.reason,
-      new ImageRepository({ maxInputPixels: config.media.maxInputPixels }),
+      new ImageRepository({
+        maxInputPixels: config.media.maxInputPixels,
+        scratchRoot: config.media.scratchDir,
+      }),
       scratch,
       audit,
       logger,
       config.media,
     );
     const queue = options.jobQueue ? new JobQueue(databaseUrl, logger) : undefined;
-    const mediaJobs = new MediaJobs(db, derivativeRepo, media, config.media, logger, queue);
+    const mediaJobs = new MediaJobs(
+      db,
+      derivativeRepo,
+      media,
+      scratch,
+      config.media,
+      logger,
+      queue,
+    );
     const deletion = new DeletionService(
       db,
       new DeletionRepository(),
@@ -301,6 +319,7 @@ export async function buildContext(
     return ctx;
   } catch (err) {
     await db?.destroy();
+    await disposeTools?.();
     await embedded?.stop();
     throw err;
   }

@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig } from './config';
+import { loadConfigOrExit } from './config';
 import { buildContext } from './context';
 import { createApp } from './http/app';
 import { startServer } from './http/server';
@@ -6,16 +6,7 @@ import { createLogger } from './logger';
 import { startBackgroundWork } from './jobs/background';
 
 async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(err.message);
-      process.exit(78); // EX_CONFIG
-    }
-    throw err;
-  }
+  const config = loadConfigOrExit();
   const logger = createLogger(config.logLevel);
   const ctx = await buildContext(config, logger, { migrate: true, jobQueue: true });
   const running = await startServer(createApp(ctx), config);

@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig } from './config';
+import { loadConfigOrExit } from './config';
 import { buildContext } from './context';
 import { startBackgroundWork } from './jobs/background';
 import { createLogger } from './logger';
@@ -9,16 +9,7 @@ import { createLogger } from './logger';
  * all of it here, or alongside to add capacity.
  */
 async function worker(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(err.message);
-      process.exit(78); // EX_CONFIG
-    }
-    throw err;
-  }
+  const config = loadConfigOrExit();
   const logger = createLogger(config.logLevel);
   const ctx = await buildContext(config, logger, { migrate: true, jobQueue: true });
   await startBackgroundWork(ctx, true);

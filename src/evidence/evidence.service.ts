@@ -208,18 +208,32 @@ export class EvidenceService {
     await this.audit.recordRead({ action: 'evidence.download', actor, itemIds: [row.id], details });
   }
 
-  private async openBlob(row: EvidenceRow, range?: ByteRange): Promise<Readable> {
-    try {
-      return await this.store.read(row.blob_key, row.size_bytes, range);
-    } catch (err) {
-      if (!(err instanceof BlobUnavailableError)) throw err;
-      const unavailable = new AppError(
-        'evidence_unavailable',
-        `The stored bytes of item ${row.id} are missing or damaged, so they are not served. This has been logged for an administrator.`,
-      );
-      unavailable.cause = err; // logged, never sent to the client
-      throw unavailable;
-    }
+  private openBlob(row: EvidenceRow, range?: ByteRange): Promise<Readable> {
+    return openStored(this.store, row.blob_key, row.size_bytes, range, `bytes of item ${row.id}`);
+  }
+}
+
+/**
+ * Opens stored bytes; missing or damaged ones are never served: 500 `evidence_unavailable`, with
+ * the store's reason logged, not sent.
+ */
+export async function openStored(
+  store: BlobStore,
+  key: string,
+  size: number,
+  range: ByteRange | undefined,
+  what: string,
+): Promise<Readable> {
+  try {
+    return await store.read(key, size, range);
+  } catch (err) {
+    if (!(err instanceof BlobUnavailableError)) throw err;
+    const unavailable = new AppError(
+      'evidence_unavailable',
+      `The stored ${what} are missing or damaged, so they are not served. This has been logged for an administrator.`,
+    );
+    unavailable.cause = err; // logged, never sent to the client
+    throw unavailable;
   }
 }
 

@@ -59,22 +59,20 @@ export class JobQueue {
     this.started = true;
     for (const q of queues) {
       const options = {
+        // updateQueue writes a default policy when given none: always pass ours.
+        policy: q.policy ?? 'singleton',
         retryLimit: q.retryLimit ?? 3,
         retryDelay: q.retryDelaySeconds ?? 60,
         retryBackoff: true,
         expireInSeconds: q.expireInSeconds,
       };
-      // Existing queues take the current configuration (a queue's policy never changes).
+      // Existing queues take the current configuration.
       if (await this.boss.getQueue(q.name)) {
         await this.boss.updateQueue(q.name, { name: q.name, ...options });
         continue;
       }
       try {
-        await this.boss.createQueue(q.name, {
-          name: q.name,
-          policy: q.policy ?? 'singleton',
-          ...options,
-        });
+        await this.boss.createQueue(q.name, { name: q.name, ...options });
       } catch (err) {
         // Another instance created it between our check and our insert.
         if (!(await this.boss.getQueue(q.name))) throw err;

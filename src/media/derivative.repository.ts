@@ -2,7 +2,7 @@ import { sql, type Insertable, type Selectable } from 'kysely';
 import type {
   DerivativeKind,
   DerivativesTable,
-  EvidenceKind,
+  EvidenceItemsTable,
   Executor,
   ItemMediaTable,
   MediaStatus,
@@ -12,15 +12,10 @@ export type ItemMediaRow = Selectable<ItemMediaTable>;
 export type DerivativeRow = Selectable<DerivativesTable>;
 
 /** An item the media job works on: what it needs of the evidence row. */
-export interface MediaSource {
-  id: string;
-  kind: EvidenceKind;
-  sha256: string;
-  size_bytes: number;
-  content_type: string;
-  blob_key: string;
-  deleted_at: Date | string | null;
-}
+export type MediaSource = Pick<
+  Selectable<EvidenceItemsTable>,
+  'id' | 'kind' | 'sha256' | 'size_bytes' | 'content_type' | 'blob_key' | 'deleted_at'
+>;
 
 /** Thin data access for item_media and derivatives: one query per method. */
 export class DerivativeRepository {
@@ -129,45 +124,62 @@ export class DerivativeRepository {
   ): Promise<string[]> {
     const statuses: MediaStatus[] = o.includeUnavailable ? ['pending', 'unavailable'] : ['pending'];
     const rows = await db
-      .selectFrom('item_media')
-      .select('item_id')
+      .selectFrom('item_media as m')
+      .innerJoin('evidence_items as i', 'i.id', 'm.item_id')
+      .select('m.item_id')
+      .where('i.deleted_at', 'is', null)
       .where((eb) =>
         eb.or([
-          eb.and([eb('status', 'in', statuses), eb('updated_at', '<', o.touchedBefore)]),
-          eb.and([eb('status', '=', 'processing'), eb('updated_at', '<', o.staleBefore)]),
+          eb.and([eb('m.status', 'in', statuses), eb('m.updated_at', '<', o.touchedBefore)]),
+          eb.and([eb('m.status', '=', 'processing'), eb('m.updated_at', '<', o.staleBefore)]),
         ]),
       )
-      .orderBy('updated_at')
+      .orderBy('m.updated_at')
       .limit(o.limit)
       .execute();
     return rows.map((r) => r.item_id);
   }
 
-  /** Marks an item's stored derivatives purged; returns the blobs they held. */
-  async markPurged(
-    db: Executor,
-    itemId: string,
-    at: Date,
-  ): Promise<{ sha256: string; blobKey: string }[]> {
+  /** A deleted item's stored derivatives, to remove. */
+  async listStored(db: Executor, itemId: string): Promise<{ sha256: string; blobKey: string }[]> {
     const rows = await db
-      .updateTable('derivatives')
-      .set({ status: 'purged', updated_at: at })
+      .selectFrom('derivatives')
+      .select(['sha256', 'blob_key'])
       .where('item_id', '=', itemId)
       .where('status', '=', 'ready')
-      .returning(['sha256', 'blob_key'])
       .execute();
     return rows.flatMap((r) =>
       r.sha256 && r.blob_key ? [{ sha256: r.sha256, blobKey: r.blob_key }] : [],
     );
   }
 
-  /** Whether a ready derivative still has these bytes (content addressing shares blobs). */
-  async blobInUse(db: Executor, sha256: string): Promise<boolean> {
+  /** Marks a deleted item's derivatives purged. */
+  async markPurged(db: Executor, itemId: string, at: Date): Promise<void> {
+    await db
+      .updateTable('derivatives')
+      .set({ status: 'purged', updated_at: at })
+      .where('item_id', '=', itemId)
+      .where('status', '=', 'ready')
+      .execute();
+  }
+
+  /** Forgets what a deleted item's probe said (device, tags, times): it went with the bytes. */
+  async clearProbe(db: Executor, itemId: string, at: Date): Promise<void> {
+    await db
+      .updateTable('item_media')
+      .set({ probe: null, detail: 'removed with the item', updated_at: at })
+      .where('item_id', '=', itemId)
+      .execute();
+  }
+
+  /** Whether a ready derivative of another item has these bytes (content addressing shares blobs). */
+  async blobInUse(db: Executor, sha256: string, exceptItemId: string): Promise<boolean> {
     const row = await db
       .selectFrom('derivatives')
       .select('item_id')
       .where('sha256', '=', sha256)
       .where('status', '=', 'ready')
+      .where('item_id', '<>', exceptItemId)
       .executeTakeFirst();
     return row !== undefined;
   }

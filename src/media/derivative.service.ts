@@ -2,9 +2,9 @@ import type { Readable } from 'node:stream';
 import type { DerivativeKind, Db } from '../db/database';
 import type { AuditLog, RequestActor } from '../custody/audit.service';
 import { AppError } from '../errors';
-import type { EvidenceService } from '../evidence/evidence.service';
+import { openStored, type EvidenceService } from '../evidence/evidence.service';
 import type { EvidenceRow } from '../evidence/evidence.repository';
-import { BlobUnavailableError, type BlobStore, type ByteRange } from '../storage/blob-store';
+import type { BlobStore, ByteRange } from '../storage/blob-store';
 import type { DerivativeRepository, DerivativeRow, ItemMediaRow } from './derivative.repository';
 import { DERIVATIVE_KINDS } from './media-plan';
 
@@ -65,14 +65,9 @@ export class DerivativeService {
 
   async summary(itemId: string): Promise<MediaSummary | null> {
     const media = await this.repo.findMedia(this.db, itemId);
-    if (!media) return null;
-    return {
-      status: media.status,
-      detail: media.detail,
-      updatedAt: new Date(media.updated_at).toISOString(),
-      probe: media.probe,
-      derivativesUrl: `/v1/evidence/${itemId}/derivatives`,
-    };
+    return media
+      ? { ...mediaView(media), derivativesUrl: `/v1/evidence/${itemId}/derivatives` }
+      : null;
   }
 
   async list(actor: RequestActor, id: string) {
@@ -99,14 +94,7 @@ export class DerivativeService {
     return {
       itemId: row.id,
       sourceSha256: row.sha256,
-      media: media
-        ? {
-            status: media.status,
-            detail: media.detail,
-            updatedAt: new Date(media.updated_at).toISOString(),
-            probe: media.probe,
-          }
-        : null,
+      media: media ? mediaView(media) : null,
       derivatives,
       // What a player should load: the preview, or the original where it plays as it is.
       playback:
@@ -176,18 +164,13 @@ export class DerivativeService {
     range: ByteRange | undefined,
     details: Record<string, unknown>,
   ): Promise<Readable> {
-    let body: Readable;
-    try {
-      body = await this.store.read(d.blob_key, d.size_bytes ?? 0, range);
-    } catch (err) {
-      if (!(err instanceof BlobUnavailableError)) throw err;
-      const unavailable = new AppError(
-        'evidence_unavailable',
-        `The stored ${d.kind.replace('_', ' ')} of item ${item.id} is missing or damaged. This has been logged for an administrator.`,
-      );
-      unavailable.cause = err;
-      throw unavailable;
-    }
+    const body = await openStored(
+      this.store,
+      d.blob_key,
+      d.size_bytes ?? 0,
+      range,
+      `bytes of the ${d.kind.replace('_', ' ')} of item ${item.id}`,
+    );
     try {
       await this.check(actor, item, d, details);
     } catch (err) {
@@ -210,6 +193,15 @@ export class DerivativeService {
       details: { ...details, derivative: d.kind, sha256: d.sha256, sourceSha256: d.source_sha256 },
     });
   }
+}
+
+function mediaView(media: ItemMediaRow) {
+  return {
+    status: media.status,
+    detail: media.detail,
+    updatedAt: new Date(media.updated_at).toISOString(),
+    probe: media.probe,
+  };
 }
 
 function view(

@@ -1,17 +1,8 @@
-import ffmpeg, { type FfprobeData, type FfprobeStream } from 'fluent-ffmpeg';
+import ffmpeg, { type FfmpegCommand, type FfprobeData, type FfprobeStream } from 'fluent-ffmpeg';
+import path from 'node:path';
+import { MediaToolError, scrubPaths, TRANSIENT_MESSAGE } from './media-errors';
 import type { MediaProbe } from './media-plan';
 import type { ToolPaths } from './media-tools';
-
-/** ffmpeg refused the input (or ran out of time): a fact about the file, not worth retrying. */
-export class MediaToolError extends Error {
-  constructor(
-    message: string,
-    readonly permanent: boolean,
-  ) {
-    super(message);
-    this.name = 'MediaToolError';
-  }
-}
 
 export interface FfmpegInput {
   path: string;
@@ -60,10 +51,12 @@ const TAG_KEYS = [
  * format and restricted to local files; every run has a timeout and a size ceiling on its output.
  */
 export class FfmpegRepository {
+  private readonly running = new Set<FfmpegCommand>();
+  private stopping = false;
+
   constructor(
     private readonly tools: ToolPaths,
-    /** Stripped from tool messages before they are stored: they are ours, not the item's. */
-    private readonly scratchRoot: string,
+    private readonly opts: { scratchRoot: string; probeTimeoutSeconds: number },
   ) {}
 
   get version(): string {
@@ -71,7 +64,7 @@ export class FfmpegRepository {
   }
 
   async probe(input: FfmpegInput): Promise<MediaProbe> {
-    const data = await new Promise<FfprobeData>((resolve, reject) => {
+    const probing = new Promise<FfprobeData>((resolve, reject) => {
       ffmpeg(input.path)
         .setFfprobePath(this.tools.ffprobe)
         .ffprobe(
@@ -83,10 +76,23 @@ export class FfmpegRepository {
           ],
           (err, result) => (err ? reject(err) : resolve(result)),
         );
-    }).catch((err: Error) => {
+    });
+    // The launcher kills a stuck ffprobe where coreutils' timeout exists; elsewhere we stop waiting.
+    const deadline = this.tools.probeTimeoutEnforced
+      ? probing
+      : Promise.race([
+          probing,
+          new Promise<never>((_, reject) =>
+            setTimeout(
+              () => reject(new Error(`ffprobe ran longer than ${this.opts.probeTimeoutSeconds} s`)),
+              this.opts.probeTimeoutSeconds * 1000,
+            ).unref(),
+          ),
+        ]);
+    const data = await deadline.catch((err: NodeJS.ErrnoException) => {
       throw new MediaToolError(
         `ffprobe could not read the file: ${this.reason(err.message)}`,
-        true,
+        !this.isTransient(err, err.message),
       );
     });
     return normalizeProbe(data);
@@ -94,14 +100,15 @@ export class FfmpegRepository {
 
   /** One ffmpeg run: several inputs (each with its seek) into one or more outputs. */
   async run(inputs: FfmpegInput[], outputs: FfmpegOutput[], limits: FfmpegLimits): Promise<void> {
+    if (this.stopping) throw new MediaToolError('the service is stopping', false);
+    const threads = String(limits.threads);
     const cmd = ffmpeg().setFfmpegPath(this.tools.ffmpeg);
     inputs.forEach((input, i) => {
       cmd.input(input.path).inputOptions([
         // Global options are recognised anywhere on ffmpeg's command line.
-        ...(i === 0 ? ['-nostdin', '-hide_banner', '-nostats'] : []),
+        ...(i === 0 ? ['-nostdin', '-hide_banner', '-nostats', '-filter_threads', threads] : []),
         ...inputGuards(input.format),
-        '-max_pixels',
-        String(limits.maxPixels),
+        ...['-max_pixels', String(limits.maxPixels), '-threads', threads],
         ...(input.seekSeconds !== undefined ? ['-ss', input.seekSeconds.toFixed(3)] : []),
       ]);
     });
@@ -110,40 +117,61 @@ export class FfmpegRepository {
         .output(output.path)
         .outputOptions([
           ...output.options,
-          '-fs',
-          String(limits.maxOutputBytes),
-          '-threads',
-          String(limits.threads),
+          ...['-fs', String(limits.maxOutputBytes), '-threads', threads],
         ]);
     }
-    await new Promise<void>((resolve, reject) => {
-      let timedOut = false;
-      const timer = setTimeout(() => {
-        timedOut = true;
-        cmd.kill('SIGKILL');
-      }, limits.timeoutSeconds * 1000);
-      cmd
-        .on('end', () => {
-          clearTimeout(timer);
-          resolve();
-        })
-        .on('error', (err: Error, _stdout: string | null, stderr: string | null) => {
-          clearTimeout(timer);
-          reject(
-            timedOut
-              ? new MediaToolError(`ffmpeg ran longer than ${limits.timeoutSeconds} s`, false)
-              : new MediaToolError(`ffmpeg failed: ${this.reason(stderr || err.message)}`, true),
-          );
-        })
-        .run();
-    });
+    this.running.add(cmd);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        let timedOut = false;
+        const timer = setTimeout(() => {
+          timedOut = true;
+          cmd.kill('SIGKILL');
+        }, limits.timeoutSeconds * 1000);
+        cmd
+          .on('end', () => {
+            clearTimeout(timer);
+            resolve();
+          })
+          .on(
+            'error',
+            (err: NodeJS.ErrnoException, _stdout: string | null, stderr: string | null) => {
+              clearTimeout(timer);
+              const text = stderr || err.message;
+              reject(
+                timedOut
+                  ? new MediaToolError(`ffmpeg ran longer than ${limits.timeoutSeconds} s`, false)
+                  : new MediaToolError(
+                      `ffmpeg failed: ${this.reason(text)}`,
+                      !this.isTransient(err, text),
+                    ),
+              );
+            },
+          )
+          .run();
+      });
+    } finally {
+      this.running.delete(cmd);
+    }
   }
 
-  /** The last lines ffmpeg wrote that say what went wrong, without our scratch paths. */
+  /** Kills every running ffmpeg (shutdown): their jobs fail as retryable and run again later. */
+  stopAll(): void {
+    this.stopping = true;
+    for (const cmd of this.running) cmd.kill('SIGKILL');
+  }
+
+  /** Could not start, the disk is full, or we killed it ourselves: not the file's fault. */
+  private isTransient(err: NodeJS.ErrnoException, text: string): boolean {
+    return this.stopping || typeof err.code === 'string' || TRANSIENT_MESSAGE.test(text);
+  }
+
+  /** The last lines ffmpeg wrote that say what went wrong, without our own paths. */
   private reason(stderr: string): string {
-    const lines = stderr
+    const roots = [this.opts.scratchRoot, path.dirname(this.tools.ffmpeg)];
+    const lines = scrubPaths(stderr, roots)
       .split(/\r?\n/)
-      .map((l) => l.split(this.scratchRoot).join('').trim())
+      .map((l) => l.trim())
       .filter((l) => l && !/^(Input|Output|Stream|Duration|Metadata|\s)/.test(l));
     const tail = lines.slice(-2).join(' / ') || 'no detail';
     return tail.replace(/[^\x20-\x7e]/g, '?').slice(0, 300);

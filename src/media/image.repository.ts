@@ -1,21 +1,16 @@
 import sharp from 'sharp';
+import { MediaToolError, scrubPaths, TRANSIENT_MESSAGE } from './media-errors';
 
 export interface ImageLimits {
   /** Far below sharp's default of 268 million: a decompression bomb is refused from its header. */
   maxInputPixels: number;
+  /** Stripped from sharp's messages before they are stored: our paths, not the item's. */
+  scratchRoot: string;
 }
 
 export interface ImageResult {
   width: number;
   height: number;
-}
-
-/** Thrown when sharp refuses an image: a fact about the file, not worth retrying. */
-export class ImageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ImageError';
-  }
 }
 
 // A 5×7 bitmap font for timestamps: drawn as rectangles, so labels look the same on every machine
@@ -75,7 +70,9 @@ export class ImageRepository {
     try {
       return await fn();
     } catch (err) {
-      throw new ImageError(`${what}: ${(err as Error).message.split('\n')[0]!.slice(0, 200)}`);
+      const message = (err as Error).message.split('\n')[0]!;
+      const reason = scrubPaths(message, [this.limits.scratchRoot]).slice(0, 200);
+      throw new MediaToolError(`${what}: ${reason}`, !TRANSIENT_MESSAGE.test(message));
     }
   }
 

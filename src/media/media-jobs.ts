@@ -4,6 +4,7 @@ import type { JobQueue, QueuedJob } from '../jobs/job-queue';
 import type { Logger } from '../logger';
 import type { DerivativeRepository } from './derivative.repository';
 import type { MediaService } from './media.service';
+import type { ScratchRepository } from './scratch.repository';
 
 export const MEDIA_QUEUE = 'media-derive';
 const SWEEP_MS = 30_000;
@@ -30,6 +31,7 @@ export class MediaJobs implements ArchiveListener {
     private readonly db: Db,
     private readonly repo: DerivativeRepository,
     private readonly media: MediaService,
+    private readonly scratch: ScratchRepository,
     private readonly cfg: MediaJobsConfig,
     private readonly logger: Logger,
     private readonly queue?: JobQueue,
@@ -63,7 +65,7 @@ export class MediaJobs implements ArchiveListener {
       {
         name: MEDIA_QUEUE,
         policy: 'stately',
-        expireInSeconds: this.cfg.timeoutSeconds * 4 + 600,
+        expireInSeconds: Math.min(this.cfg.timeoutSeconds * 4 + 600, 23 * 3600),
         retryLimit: 3,
         retryDelaySeconds: this.cfg.retryDelaySeconds,
       },
@@ -91,9 +93,15 @@ export class MediaJobs implements ArchiveListener {
     );
   }
 
-  /** Queues items that are waiting with no job: sent before, the queue drops the duplicate. */
+  /**
+   * Queues items that are waiting with no job (sent before, the queue drops the duplicate), and
+   * removes scratch copies left by a crashed job.
+   */
   async sweep(): Promise<number> {
     const now = Date.now();
+    const scratchBefore = new Date(now - (this.cfg.timeoutSeconds * 4 + 3600) * 1000);
+    const removed = await this.scratch.sweep(scratchBefore);
+    if (removed > 0) this.logger.info({ removed }, 'removed media scratch left by crashed jobs');
     const ids = await this.repo.listUnfinished(this.db, {
       // Give a fresh upload's own send a moment to land first.
       touchedBefore: new Date(now - 60_000),
@@ -107,5 +115,6 @@ export class MediaJobs implements ArchiveListener {
 
   stop(): void {
     clearInterval(this.timer);
+    this.media.stop();
   }
 }

@@ -149,14 +149,6 @@ export function implausibility(
 
 const round = (n: number) => Math.round(n * 10) / 10;
 
-/** Fits a frame inside 1280×720 (either orientation), never enlarging, in even dimensions. */
-export function previewSize(width: number, height: number): { width: number; height: number } {
-  const [maxW, maxH] = width >= height ? [1280, 720] : [720, 1280];
-  const scale = Math.min(1, maxW / width, maxH / height);
-  const even = (n: number) => Math.max(2, 2 * Math.round((n * scale) / 2));
-  return { width: even(width), height: even(height) };
-}
-
 /** Moments for a contact sheet: the middle of each of `n` equal parts of the clip. */
 export function contactSheetTimes(durationSeconds: number, n: number): number[] {
   return Array.from({ length: n }, (_, i) => (durationSeconds * (i + 0.5)) / n);

@@ -11,8 +11,10 @@ export interface ToolPaths {
   ffprobe: string;
   /** `ffmpeg -version`'s first line, recorded with every derivative made. */
   version: string;
-  /** True when both run inside the sandbox launcher (memory ceiling, low priority). */
+  /** True when both run under an address-space ceiling (prlimit). */
   sandboxed: boolean;
+  /** True when the launcher kills a stuck ffprobe (coreutils' timeout); else the repository does. */
+  probeTimeoutEnforced: boolean;
 }
 
 export type ToolsStatus =
@@ -25,7 +27,7 @@ export interface ToolsOptions {
   memoryLimitMb: number;
   /** ffprobe reads headers only: anything longer than this is a hostile file. */
   probeTimeoutSeconds: number;
-  /** Where the launcher scripts are written (a private directory is made inside). */
+  /** Where the launcher scripts are written (a private `tools-<pid>-*` directory inside). */
   tmpDir?: string;
 }
 
@@ -54,9 +56,10 @@ const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /**
  * Finds ffmpeg and ffprobe (FFMPEG_PATH/FFPROBE_PATH, else the system's on PATH) and checks they
- * run. Where util-linux's prlimit exists, each tool is started through a small launcher script in
- * a private directory that caps its address space, drops its priority below the API's and, for
- * ffprobe, kills it after a timeout: fluent-ffmpeg spawns a path, so the limits live in that path.
+ * run. Each tool is started through a small launcher script in a private directory that caps its
+ * address space (util-linux's prlimit), drops its priority below the API's (nice) and, for ffprobe,
+ * kills it after a timeout (coreutils' timeout), with whichever of those exist: fluent-ffmpeg
+ * spawns a path, so the limits live in that path.
  */
 export async function locateMediaTools(
   opts: ToolsOptions,
@@ -106,36 +109,49 @@ export async function locateMediaTools(
     findOnPath('nice'),
     findOnPath('timeout'),
   ]);
-  if (!prlimit || !nice || !timeout) {
+  if (!prlimit && !nice && !timeout) {
     return {
       available: true,
-      tools: { ffmpeg, ffprobe, version, sandboxed: false },
+      tools: { ffmpeg, ffprobe, version, sandboxed: false, probeTimeoutEnforced: false },
       dispose: noop,
     };
   }
-  const dir = await fs.mkdtemp(path.join(opts.tmpDir ?? os.tmpdir(), 'evidence-media-tools-'));
-  const limit = `--as=${opts.memoryLimitMb * 1024 * 1024} --core=0`;
+  // Under the scratch root, not /tmp: tmp cleaners delete what a long-running service still uses.
+  const root = opts.tmpDir ?? os.tmpdir();
+  await fs.mkdir(root, { recursive: true, mode: 0o700 });
+  const dir = await fs.mkdtemp(path.join(root, `tools-${process.pid}-`));
+  const limits = prlimit
+    ? `${shellQuote(prlimit)} --as=${opts.memoryLimitMb * 1024 * 1024} --core=0 -- `
+    : '';
+  const lowPriority = nice ? `${shellQuote(nice)} -n 10 ` : '';
   // glibc reserves 64 MiB of address space per malloc arena and thread: two arenas keep the
   // ceiling about memory actually used.
-  const launcher = (tool: string, prefix: string) =>
+  const launcher = (tool: string, deadline: string) =>
     [
       '#!/bin/sh',
       '# Written by the evidence archive at start: runs one media tool inside its limits.',
       'export MALLOC_ARENA_MAX=2',
-      `exec ${prefix}${shellQuote(nice)} -n 10 ${shellQuote(prlimit)} ${limit} -- ${shellQuote(tool)} "$@"`,
+      `exec ${deadline}${lowPriority}${limits}${shellQuote(tool)} "$@"`,
       '',
     ].join('\n');
   const wrappedFfmpeg = path.join(dir, 'ffmpeg');
   const wrappedFfprobe = path.join(dir, 'ffprobe');
+  // ffmpeg's own deadline is set per run by the repository (it depends on the clip's length).
   await fs.writeFile(wrappedFfmpeg, launcher(ffmpeg, ''), { mode: 0o700 });
   await fs.writeFile(
     wrappedFfprobe,
-    launcher(ffprobe, `${shellQuote(timeout)} -s KILL ${opts.probeTimeoutSeconds} `),
+    launcher(ffprobe, timeout ? `${shellQuote(timeout)} -s KILL ${opts.probeTimeoutSeconds} ` : ''),
     { mode: 0o700 },
   );
   return {
     available: true,
-    tools: { ffmpeg: wrappedFfmpeg, ffprobe: wrappedFfprobe, version, sandboxed: true },
+    tools: {
+      ffmpeg: wrappedFfmpeg,
+      ffprobe: wrappedFfprobe,
+      version,
+      sandboxed: prlimit !== undefined,
+      probeTimeoutEnforced: timeout !== undefined,
+    },
     dispose: () => fs.rm(dir, { recursive: true, force: true }),
   };
 }

@@ -3,8 +3,9 @@ import { systemActor, type AuditLog } from '../custody/audit.service';
 import type { Logger } from '../logger';
 import { BlobUnavailableError, type BlobStore } from '../storage/blob-store';
 import type { DerivativeRepository, MediaSource } from './derivative.repository';
-import { MediaToolError, type FfmpegLimits, type FfmpegRepository } from './ffmpeg.repository';
-import { ImageError, type ImageRepository } from './image.repository';
+import type { FfmpegLimits, FfmpegRepository } from './ffmpeg.repository';
+import type { ImageRepository } from './image.repository';
+import { MediaToolError } from './media-errors';
 import {
   contactSheetTimes,
   DERIVATIVE_CONTENT_TYPES,
@@ -45,6 +46,9 @@ const MAX_IMAGE_OUTPUT = 32 << 20;
 
 /** A failure that is a fact about the file: recorded at once, never retried. */
 class Unprocessable extends Error {}
+
+const isPermanent = (err: unknown) =>
+  err instanceof Unprocessable || (err instanceof MediaToolError && err.permanent);
 
 interface Made {
   file: string;
@@ -89,6 +93,11 @@ export class MediaService {
     return this.ffmpeg?.version;
   }
 
+  /** Shutdown: running ffmpeg is killed, and its job is retried later (by any instance). */
+  stop(): void {
+    this.ffmpeg?.stopAll();
+  }
+
   /** Whether this instance can derive anything from audio and video. */
   get ffmpegAvailable(): boolean {
     return this.ffmpeg !== undefined;
@@ -101,27 +110,38 @@ export class MediaService {
    */
   async process(itemId: string, attempt: Attempt = LAST_ATTEMPT): Promise<MediaStatus | 'skipped'> {
     const source = await this.repo.findSource(this.db, itemId);
-    if (!source || source.deleted_at) return 'skipped';
-    await this.repo.start(this.db, itemId, source.sha256, this.now());
+    if (!source) return 'skipped';
+    if (source.deleted_at) {
+      await this.repo.finish(this.db, itemId, {
+        status: 'failed',
+        detail: 'the item was deleted before its media was processed',
+        at: this.now(),
+      });
+      return 'skipped';
+    }
     if (source.kind !== 'photo' && !this.ffmpeg) {
+      // Said once: an instance without ffmpeg that meets the item again adds nothing to the trail.
+      const current = await this.repo.findMedia(this.db, itemId);
+      if (current?.status === 'unavailable') return 'unavailable';
+      await this.repo.start(this.db, itemId, source.sha256, this.now());
       await this.finish(source, 'unavailable', this.toolsProblem ?? 'ffmpeg is not available');
       return 'unavailable';
     }
+    await this.repo.start(this.db, itemId, source.sha256, this.now());
     const scratch = await this.scratch.create();
     try {
       const { status, detail } = await this.derive(source, scratch);
       await this.finish(source, status, detail);
       return status;
     } catch (err) {
-      const permanent =
-        err instanceof Unprocessable ||
-        err instanceof ImageError ||
-        (err instanceof MediaToolError && err.permanent);
+      const permanent = isPermanent(err);
       const last = permanent || attempt.retryCount >= attempt.retryLimit;
       // Messages of storage or database errors are for the log, not for support staff.
-      const reason = permanent
-        ? (err as Error).message
-        : 'an internal error (storage, database or a timeout; see the service log)';
+      // Our own messages are safe to show; those of storage or database errors are for the log.
+      const reason =
+        permanent || err instanceof MediaToolError
+          ? (err as Error).message
+          : 'an internal error (storage or database; see the service log)';
       if (!last) {
         this.logger.warn({ err, itemId, attempt: attempt.retryCount + 1 }, 'media attempt failed');
         await this.repo.finish(this.db, itemId, {
@@ -213,11 +233,7 @@ export class MediaService {
         await this.save(job, kind, await this.make(kind, job));
         made++;
       } catch (err) {
-        const permanent =
-          err instanceof Unprocessable ||
-          err instanceof ImageError ||
-          (err instanceof MediaToolError && err.permanent);
-        if (!permanent) throw err;
+        if (!isPermanent(err)) throw err;
         const reason = (err as Error).message;
         failures.push(`${kind}: ${reason}`);
         await this.repo.saveDerivative(this.db, {
@@ -455,7 +471,7 @@ export class MediaService {
       await this.store.discardStaging(stagingKey).catch(() => undefined);
       throw err;
     }
-    await this.repo.saveDerivative(this.db, {
+    const saving = this.repo.saveDerivative(this.db, {
       ...base,
       status: 'ready',
       sha256,
@@ -471,17 +487,29 @@ export class MediaService {
         ...outcome.params,
       }),
     });
+    try {
+      await saving;
+    } catch (err) {
+      // Not recorded (the item was deleted meanwhile, or the database failed): no orphan blob.
+      if (!(await this.repo.blobInUse(this.db, sha256, source.id).catch(() => true))) {
+        await this.store.delete(blobKey).catch(() => undefined);
+      }
+      throw err;
+    }
   }
 
   /**
-   * Removes a deleted item's derivatives with it: a thumbnail shows what the evidence showed.
-   * Blobs shared with another item's ready derivative (same bytes) stay.
+   * Removes a deleted item's derivatives with it: a thumbnail shows what the evidence showed. Bytes
+   * first, rows after, so a failed delete is retried by the next purge. Blobs another item's ready
+   * derivative shares (same bytes) stay.
    */
   async purgeDerivatives(db: Executor, itemId: string): Promise<void> {
-    const blobs = await this.repo.markPurged(db, itemId, this.now());
-    for (const b of blobs) {
-      if (!(await this.repo.blobInUse(db, b.sha256))) await this.store.delete(b.blobKey);
+    for (const b of await this.repo.listStored(db, itemId)) {
+      if (!(await this.repo.blobInUse(db, b.sha256, itemId))) await this.store.delete(b.blobKey);
     }
+    const at = this.now();
+    await this.repo.markPurged(db, itemId, at);
+    await this.repo.clearProbe(db, itemId, at);
   }
 }
 

@@ -57,13 +57,24 @@ export class Scratch {
    */
   readHashed(name: string): { body: Readable; digest: () => Digest } {
     const { tap, digest } = hashingTap();
-    const source = createReadStream(this.path(name), { highWaterMark: 1 << 20 });
-    source.on('error', (err) => tap.destroy(err));
-    return { body: source.pipe(tap), digest };
+    // pipeline closes the file however the reader of `tap` ends (it destroys tap on failure).
+    pipeline(createReadStream(this.path(name), { highWaterMark: 1 << 20 }), tap).catch(
+      () => undefined,
+    );
+    return { body: tap, digest };
   }
 
   async dispose(): Promise<void> {
     await fs.rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -75,15 +86,21 @@ export class ScratchRepository {
     return this.root;
   }
 
-  /** Removes job directories left by a crash (older than `before`: others may be in use). */
+  /**
+   * Removes what crashed runs left: job directories older than `before` (a live job's is younger)
+   * and launcher directories of processes no longer running.
+   */
   async sweep(before: Date): Promise<number> {
     let removed = 0;
     const entries = await fs.readdir(this.root, { withFileTypes: true }).catch(() => []);
     for (const e of entries) {
-      if (!e.isDirectory() || !e.name.startsWith('job-')) continue;
+      if (!e.isDirectory()) continue;
       const dir = path.join(this.root, e.name);
-      const { mtime } = await fs.stat(dir);
-      if (mtime < before) {
+      const tools = /^tools-(\d+)-/.exec(e.name);
+      const stale = tools
+        ? !isAlive(Number(tools[1]))
+        : e.name.startsWith('job-') && (await fs.stat(dir)).mtime < before;
+      if (stale) {
         await fs.rm(dir, { recursive: true, force: true });
         removed++;
       }

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { sql } from 'kysely';
 import request from 'supertest';
 import { bearer, startTestApp, storedKeys, type TestApp } from '../support/harness';
 import {
@@ -173,6 +174,24 @@ describe('media pipeline against hostile files', () => {
     expect((await request(app.url).get('/healthz')).status).toBe(200);
   });
 
+  it('refuses to record a ready derivative of a deleted item (a job that raced the deletion)', async () => {
+    const id = await archive(app, files.mov(1), 'packing_video', 'raced.mov');
+    const del = await request(app.url)
+      .delete(`/v1/evidence/${id}`)
+      .set(bearer(app.keys.admin))
+      .send({ reason: 'wrong shop' });
+    expect(del.status).toBe(200);
+    expect(await app.ctx.media.process(id)).toBe('skipped');
+    const sha = (await request(app.url).get(`/v1/evidence/${id}`).set(bearer(app.keys.admin))).body
+      .sha256;
+    await expect(
+      sql`insert into derivatives (item_id, kind, status, source_sha256, sha256, size_bytes, content_type, blob_key)
+        values (${id}, 'poster', 'ready', ${sha}, ${'a'.repeat(64)}, 1, 'image/jpeg', 'derived/x')`.execute(
+        app.ctx.db,
+      ),
+    ).rejects.toThrow(/deleted/);
+  });
+
   it('still processes honest files after all of them, and left no scratch files behind', async () => {
     const id = await archive(app, files.mov(2), 'packing_video', 'honest.mov');
     expect(await app.ctx.media.process(id)).toBe('done');
@@ -181,5 +200,17 @@ describe('media pipeline against hostile files', () => {
     expect(scratch).toBe(0);
     // No staging leftovers from derivatives either.
     expect((await storedKeys(app)).filter((k) => k.startsWith('staging/'))).toEqual([]);
+  });
+
+  it('kills a running ffmpeg at shutdown and leaves its job to be retried, not failed', async () => {
+    const id = await archive(app, files.mov(30, '1280x720'), 'packing_video', 'long.mov');
+    const running = app.ctx.media.process(id, { retryCount: 0, retryLimit: 3 });
+    await new Promise((r) => setTimeout(r, 1500));
+    app.ctx.media.stop();
+    await expect(running).rejects.toThrow();
+    const item = (await request(app.url).get(`/v1/evidence/${id}`).set(bearer(app.keys.support)))
+      .body;
+    expect(item.media.status).toBe('processing');
+    expect(item.media.detail).toMatch(/attempt 1 failed .*; retrying/);
   });
 });

@@ -1,3 +1,4 @@
+import pg from 'pg';
 import request from 'supertest';
 import { sql } from 'kysely';
 import type { BlobNamespace, BlobStore } from '../../src/storage/blob-store';
@@ -80,6 +81,27 @@ describe('media work on the job queue', () => {
     } finally {
       open();
       gate = undefined;
+    }
+  });
+
+  it("keeps each queue's policy when an instance starts again (one job per item, one custody run at a time)", async () => {
+    // A second start, as a restarted instance or a worker process does.
+    await app.ctx.jobs.start({ workers: false });
+    await app.ctx.mediaJobs.start({ workers: false });
+    const owner = new pg.Client({ connectionString: app.databaseUrl });
+    await owner.connect();
+    try {
+      const { rows } = await owner.query<{ name: string; policy: string }>(
+        `select name, policy from pgboss.queue order by name`,
+      );
+      expect(rows).toEqual([
+        { name: 'custody-checkpoint', policy: 'singleton' },
+        { name: 'custody-retention', policy: 'singleton' },
+        { name: 'custody-scrub', policy: 'singleton' },
+        { name: 'media-derive', policy: 'stately' },
+      ]);
+    } finally {
+      await owner.end();
     }
   });
 
