@@ -254,6 +254,7 @@ export async function buildContext(
       signingKey,
       logger,
     );
+    mediaJobs.registerMetrics(metrics);
     const runs = new CustodyRunRepository();
     const custodyStatus = new CustodyStatusService(db, runs, auditRepo, audit, config);
     custodyStatus.registerMetrics(metrics);

@@ -183,4 +183,16 @@ export class DerivativeRepository {
       .executeTakeFirst();
     return row !== undefined;
   }
+
+  /** Live items by where their media processing stands (for /metrics). */
+  async countByStatus(db: Executor): Promise<{ status: MediaStatus; n: number }[]> {
+    const rows = await db
+      .selectFrom('item_media as m')
+      .innerJoin('evidence_items as i', 'i.id', 'm.item_id')
+      .select(['m.status', (eb) => eb.fn.countAll<string>().as('n')])
+      .where('i.deleted_at', 'is', null)
+      .groupBy('m.status')
+      .execute();
+    return rows.map((r) => ({ status: r.status, n: Number(r.n) }));
+  }
 }

@@ -2,6 +2,7 @@ import type { Db, Tx } from '../db/database';
 import type { ArchiveListener } from '../ingest/ingest.service';
 import type { JobQueue, QueuedJob } from '../jobs/job-queue';
 import type { Logger } from '../logger';
+import type { Metrics } from '../metrics';
 import type { DerivativeRepository } from './derivative.repository';
 import type { MediaService } from './media.service';
 import type { ScratchRepository } from './scratch.repository';
@@ -111,6 +112,24 @@ export class MediaJobs implements ArchiveListener {
     });
     for (const id of ids) this.schedule(id);
     return ids.length;
+  }
+
+  /** Where media processing stands, for /metrics: a backlog or failures show at a glance. */
+  registerMetrics(metrics: Metrics): void {
+    metrics.gauge(
+      'evidence_media_items',
+      'Live items by media processing status (pending, processing, done, partial, failed, unavailable)',
+      ['status'],
+      async (set) => {
+        for (const r of await this.repo.countByStatus(this.db)) set(r.n, { status: r.status });
+      },
+    );
+    metrics.gauge(
+      'media_tools_available',
+      'Whether this instance found ffmpeg and ffprobe (1) or not (0)',
+      [],
+      async (set) => set(this.media.ffmpegAvailable ? 1 : 0),
+    );
   }
 
   stop(): void {

@@ -200,6 +200,11 @@ describe('media pipeline against hostile files', () => {
     expect(scratch).toBe(0);
     // No staging leftovers from derivatives either.
     expect((await storedKeys(app)).filter((k) => k.startsWith('staging/'))).toEqual([]);
+    // Failures and successes show in the metrics.
+    const metrics = await request(app.url).get('/metrics').set(bearer(app.keys.admin));
+    expect(metrics.text).toMatch(/evidence_media_items\{status="failed"\} [1-9]/);
+    expect(metrics.text).toMatch(/evidence_media_items\{status="done"\} [1-9]/);
+    expect(metrics.text).toMatch(/media_tools_available 1/);
   });
 
   it('kills a running ffmpeg at shutdown and leaves its job to be retried, not failed', async () => {
