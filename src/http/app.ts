@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import express, { type Express } from 'express';
+import express, { type Express, type Request, type Response } from 'express';
 import type { AppContext } from '../context';
+import type { AppError } from '../errors';
 import openapi from './openapi.json';
 import { errorMiddleware, notFoundHandler } from './error.middleware';
+import { callRoutes } from './call.routes';
 import { complaintRoutes } from './complaint.routes';
 import { custodyRoutes } from './custody.routes';
 import { evidenceRoutes } from './evidence.routes';
@@ -39,6 +41,12 @@ export function createApp(ctx: AppContext): Express {
     next();
   });
 
+  const answerNow = (req: Request, res: Response, err: AppError) => {
+    if (res.headersSent) return;
+    res.set('Connection', 'close');
+    onError(err, req, res, () => undefined);
+  };
+
   app.use(healthRoutes(ctx));
   app.get('/openapi.json', (_req, res) => {
     res.json(openapi);
@@ -54,11 +62,17 @@ export function createApp(ctx: AppContext): Express {
       store: ctx.blobStore,
       maxUploadBytes: ctx.config.maxUploadBytes,
       socketIdleTimeoutMs: ctx.config.http.socketIdleTimeoutMs,
-      answerNow: (req, res, err) => {
-        if (res.headersSent) return;
-        res.set('Connection', 'close');
-        onError(err, req, res, () => undefined);
-      },
+      answerNow,
+    }),
+  );
+  app.use(
+    callRoutes({
+      keys: ctx.apiKeys,
+      ingest: ctx.ingest,
+      store: ctx.blobStore,
+      maxUploadBytes: ctx.config.maxUploadBytes,
+      socketIdleTimeoutMs: ctx.config.http.socketIdleTimeoutMs,
+      answerNow,
     }),
   );
   app.use(mediaRoutes({ keys: ctx.apiKeys, derivatives: ctx.derivatives }));
