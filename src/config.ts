@@ -83,6 +83,19 @@ const envSchema = z.object({
   MEDIA_MAX_INPUT_PIXELS: int(1_000_000, 268_402_689).default(40_000_000),
   MEDIA_SCRATCH_DIR: z.string().min(1).optional(),
   MEDIA_RETRY_DELAY_SECONDS: int(1, 3600).default(30),
+
+  TWILIO_AUTH_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  TWILIO_ACCOUNT_SID: z
+    .string()
+    .regex(/^AC[0-9a-f]{32}$/, 'must be a Twilio account SID (AC + 32 hex digits)')
+    .optional(),
+  TWILIO_INGEST_KEY_ID: z.string().min(1).optional(),
+  TWILIO_MEDIA_HOSTS: z.string().min(1).default('api.twilio.com'),
+  TWILIO_MEDIA_USERNAME: z.string().min(1).optional(),
+  TWILIO_MEDIA_PASSWORD: z.string().min(1).optional(),
+  TWILIO_MEDIA_FORMAT: z.enum(['wav', 'mp3']).default('wav'),
+  MEDIA_FETCH_TIMEOUT_SECONDS: int(1, 3600).default(120),
+  MEDIA_FETCH_ALLOW_PRIVATE: bool.default('false'),
   METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
 });
 
@@ -158,6 +171,18 @@ export interface AppConfig {
     retryDelaySeconds: number;
   };
   metricsToken?: string;
+  /** The Twilio recording callback adapter; undefined when TWILIO_AUTH_TOKEN is unset. */
+  twilio?: {
+    authToken: string;
+    accountSid?: string;
+    /** The ingest key recordings are archived under (its receipts, its custody trail). */
+    ingestKeyId: string;
+    mediaHosts: string[];
+    basicAuth?: { username: string; password: string };
+    mediaFormat: 'wav' | 'mp3';
+  };
+  /** Fetching media a provider points at. */
+  mediaFetch: { timeoutMs: number; allowPrivate: boolean };
 }
 
 export class ConfigError extends Error {}
@@ -196,6 +221,23 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       'Invalid configuration: set CUSTODY_SIGNING_KEY or CUSTODY_SIGNING_KEY_FILE, not both.',
     );
   }
+
+  if (e.TWILIO_AUTH_TOKEN && !e.TWILIO_INGEST_KEY_ID) {
+    throw new ConfigError(
+      'Invalid configuration: TWILIO_INGEST_KEY_ID is required with TWILIO_AUTH_TOKEN (the id of an ingest key minted for Twilio: npm run keys -- create --role ingest --name twilio).',
+    );
+  }
+  if (Boolean(e.TWILIO_MEDIA_USERNAME) !== Boolean(e.TWILIO_MEDIA_PASSWORD)) {
+    throw new ConfigError(
+      'Invalid configuration: TWILIO_MEDIA_USERNAME and TWILIO_MEDIA_PASSWORD must be set together.',
+    );
+  }
+  // Twilio's own media URLs take the account SID and auth token as Basic credentials.
+  const twilioAuth = e.TWILIO_MEDIA_USERNAME
+    ? { username: e.TWILIO_MEDIA_USERNAME, password: e.TWILIO_MEDIA_PASSWORD! }
+    : e.TWILIO_ACCOUNT_SID && e.TWILIO_AUTH_TOKEN
+      ? { username: e.TWILIO_ACCOUNT_SID, password: e.TWILIO_AUTH_TOKEN }
+      : undefined;
 
   const cores = os.availableParallelism();
   // One ffmpeg per core by default.
@@ -311,5 +353,21 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       retryDelaySeconds: e.MEDIA_RETRY_DELAY_SECONDS,
     },
     metricsToken: e.METRICS_TOKEN,
+    twilio: e.TWILIO_AUTH_TOKEN
+      ? {
+          authToken: e.TWILIO_AUTH_TOKEN,
+          accountSid: e.TWILIO_ACCOUNT_SID,
+          ingestKeyId: e.TWILIO_INGEST_KEY_ID!,
+          mediaHosts: e.TWILIO_MEDIA_HOSTS.split(',')
+            .map((h) => h.trim())
+            .filter(Boolean),
+          basicAuth: twilioAuth,
+          mediaFormat: e.TWILIO_MEDIA_FORMAT,
+        }
+      : undefined,
+    mediaFetch: {
+      timeoutMs: e.MEDIA_FETCH_TIMEOUT_SECONDS * 1000,
+      allowPrivate: e.MEDIA_FETCH_ALLOW_PRIVATE,
+    },
   };
 }

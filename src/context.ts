@@ -28,6 +28,9 @@ import { EvidenceService } from './evidence/evidence.service';
 import { IdempotencyRepository } from './evidence/idempotency.repository';
 import { IngestService } from './ingest/ingest.service';
 import type { Logger } from './logger';
+import { MediaFetcher } from './integrations/media-fetcher';
+import { ProviderRecordingRepository } from './integrations/provider-recording.repository';
+import { TwilioService } from './integrations/twilio/twilio.service';
 import { DerivativeRepository } from './media/derivative.repository';
 import { DerivativeService } from './media/derivative.service';
 import { FfmpegRepository } from './media/ffmpeg.repository';
@@ -67,6 +70,7 @@ export interface AppContext {
   custodyStatus: CustodyStatusService;
   jobs: CustodyJobs;
   media: MediaService;
+  twilio: TwilioService;
   derivatives: DerivativeService;
   mediaJobs: MediaJobs;
   scratch: ScratchRepository;
@@ -269,6 +273,27 @@ export async function buildContext(
       logger,
       queue,
     );
+    const ingest = new IngestService(
+      db,
+      blobStore,
+      evidenceRepo,
+      new IdempotencyRepository(),
+      audit,
+      logger,
+      { ...phone, listener: mediaJobs },
+    );
+    const twilio = new TwilioService(
+      db,
+      new ProviderRecordingRepository(),
+      new ApiKeyRepository(),
+      new MediaFetcher(),
+      ingest,
+      blobStore,
+      audit,
+      logger,
+      config,
+      queue,
+    );
     const ctx: AppContext = {
       config,
       logger,
@@ -276,15 +301,7 @@ export async function buildContext(
       databaseUrl,
       blobStore,
       apiKeys: new ApiKeyService(db, new ApiKeyRepository(), audit, config.authCacheTtlMs),
-      ingest: new IngestService(
-        db,
-        blobStore,
-        evidenceRepo,
-        new IdempotencyRepository(),
-        audit,
-        logger,
-        { ...phone, listener: mediaJobs },
-      ),
+      ingest,
       evidence,
       audit,
       auditRepo,
@@ -301,6 +318,7 @@ export async function buildContext(
       custodyStatus,
       jobs,
       media,
+      twilio,
       derivatives: new DerivativeService(db, derivativeRepo, evidence, blobStore, audit),
       mediaJobs,
       scratch,

@@ -33,6 +33,7 @@ export type AuditAction =
   | 'evidence.purge'
   | 'evidence.reconcile'
   | 'media.derive'
+  | 'integration.callback'
   | 'derivative.download'
   | 'hold.place'
   | 'hold.release'

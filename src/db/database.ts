@@ -174,7 +174,26 @@ export interface DerivativesTable {
   updated_at: ColumnType<Date, Date | undefined, Date>;
 }
 
+export interface ProviderRecordingsTable {
+  provider: string;
+  recording_sid: string;
+  call_sid: string | null;
+  account_sid: string | null;
+  media_url: string;
+  duration_seconds: number | null;
+  channels: number | null;
+  recording_source: string | null;
+  started_at: Timestamp | null;
+  status: 'queued' | 'archived' | 'failed';
+  item_id: string | null;
+  attempts: ColumnType<number, number | undefined, number>;
+  last_error: string | null;
+  received_at: ColumnType<Date, Date | undefined, never>;
+  updated_at: ColumnType<Date, Date | undefined, Date>;
+}
+
 export interface Database {
+  provider_recordings: ProviderRecordingsTable;
   item_media: ItemMediaTable;
   derivatives: DerivativesTable;
   audit_events: AuditEventsTable;

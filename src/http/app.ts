@@ -9,6 +9,7 @@ import { complaintRoutes } from './complaint.routes';
 import { custodyRoutes } from './custody.routes';
 import { evidenceRoutes } from './evidence.routes';
 import { healthRoutes } from './health.routes';
+import { integrationRoutes } from './integration.routes';
 import { mediaRoutes } from './media.routes';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -75,6 +76,7 @@ export function createApp(ctx: AppContext): Express {
       answerNow,
     }),
   );
+  app.use(integrationRoutes({ twilio: ctx.twilio, publicUrl: ctx.config.publicUrl }));
   app.use(mediaRoutes({ keys: ctx.apiKeys, derivatives: ctx.derivatives }));
   app.use(complaintRoutes({ keys: ctx.apiKeys, complaints: ctx.complaints }));
   app.use(

@@ -1,4 +1,4 @@
-import type { Request } from 'express';
+import type { IncomingMessage } from 'node:http';
 import type { EvidenceKind } from '../db/database';
 import { AppError } from '../errors';
 import type { BlobStore } from '../storage/blob-store';
@@ -6,17 +6,18 @@ import { IngestMeter } from './ingest-meter';
 import { assertAllowed, type StagedUpload } from './upload-storage-engine';
 
 /**
- * Stages a raw request body (a phone system's PUT of a recording) through the same single pass
+ * Stages a raw body (a phone system's PUT of a recording, or media fetched from a provider)
+ * through the same single pass
  * as a multipart file: hashed, size-limited and type-sniffed while it streams into staging.
  * Rejects with the first real cause; `onRefused` is told as soon as the bytes refute the upload,
  * so the client is answered before it sends the rest.
  */
 export async function stageRawBody(
-  req: Request,
+  req: IncomingMessage,
   store: BlobStore,
   maxBytes: number,
   kind: EvidenceKind,
-  onRefused: (err: AppError) => void,
+  onRefused: (err: AppError) => void = () => undefined,
 ): Promise<StagedUpload> {
   const meter = new IngestMeter(maxBytes, (type) => assertAllowed(kind, type));
   // pipe, not pipeline: a refused upload must leave the request (and its socket) alive to be

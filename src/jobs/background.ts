@@ -2,7 +2,7 @@ import type { AppContext } from '../context';
 
 /**
  * Starts the job queue and, with workers, this process's share of the background work: custody
- * runs and media processing. Without workers this process only queues jobs for others.
+ * runs, media processing and fetching provider recordings. Without workers this process only queues jobs for others.
  */
 export async function startBackgroundWork(
   ctx: AppContext,
@@ -10,4 +10,5 @@ export async function startBackgroundWork(
 ): Promise<void> {
   await ctx.jobs.start({ workers });
   await ctx.mediaJobs.start({ workers });
+  await ctx.twilio.start({ workers });
 }

@@ -1,0 +1,56 @@
+import type { Insertable, Selectable } from 'kysely';
+import type { Executor, ProviderRecordingsTable } from '../db/database';
+
+export type ProviderRecordingRow = Selectable<ProviderRecordingsTable>;
+
+/** Thin data access for provider_recordings: one query per method. */
+export class ProviderRecordingRepository {
+  /** Records a callback; false when this recording was announced before (a redelivery). */
+  async insert(db: Executor, row: Insertable<ProviderRecordingsTable>): Promise<boolean> {
+    const res = await db
+      .insertInto('provider_recordings')
+      .values(row)
+      .onConflict((oc) => oc.columns(['provider', 'recording_sid']).doNothing())
+      .executeTakeFirst();
+    return (res.numInsertedOrUpdatedRows ?? 0n) > 0n;
+  }
+
+  async find(
+    db: Executor,
+    provider: string,
+    recordingSid: string,
+  ): Promise<ProviderRecordingRow | undefined> {
+    return db
+      .selectFrom('provider_recordings')
+      .selectAll()
+      .where('provider', '=', provider)
+      .where('recording_sid', '=', recordingSid)
+      .executeTakeFirst();
+  }
+
+  async update(
+    db: Executor,
+    provider: string,
+    recordingSid: string,
+    v: {
+      status: ProviderRecordingRow['status'];
+      itemId?: string;
+      lastError: string | null;
+      attempted: boolean;
+      at: Date;
+    },
+  ): Promise<void> {
+    await db
+      .updateTable('provider_recordings')
+      .set((eb) => ({
+        status: v.status,
+        ...(v.itemId ? { item_id: v.itemId } : {}),
+        last_error: v.lastError,
+        attempts: v.attempted ? eb('attempts', '+', 1) : eb.ref('attempts'),
+        updated_at: v.at,
+      }))
+      .where('provider', '=', provider)
+      .where('recording_sid', '=', recordingSid)
+      .execute();
+  }
+}

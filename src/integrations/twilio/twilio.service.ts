@@ -1,0 +1,245 @@
+import type { IncomingMessage } from 'node:http';
+import { z } from 'zod';
+import type { ApiKeyRepository } from '../../access/api-key.repository';
+import type { AppConfig } from '../../config';
+import { systemActor, type AuditLog } from '../../custody/audit.service';
+import type { Db } from '../../db/database';
+import { AppError } from '../../errors';
+import type { IngestService } from '../../ingest/ingest.service';
+import { stageRawBody } from '../../ingest/raw-upload';
+import type { JobQueue, QueuedJob } from '../../jobs/job-queue';
+import type { Logger } from '../../logger';
+import type { BlobStore } from '../../storage/blob-store';
+import { FetchError, type MediaFetcher } from '../media-fetcher';
+import type { ProviderRecordingRepository } from '../provider-recording.repository';
+import { validTwilioSignature } from './twilio-signature';
+
+export const TWILIO_QUEUE = 'twilio-recording-fetch';
+const PROVIDER = 'twilio';
+
+const sid = (prefix: string) =>
+  z.string().regex(new RegExp(`^${prefix}[0-9a-f]{32}$`), `must be a Twilio ${prefix} SID`);
+
+/** The fields of Twilio's recording status callback that we use; others are ignored. */
+const callbackSchema = z.object({
+  AccountSid: sid('AC'),
+  CallSid: sid('CA'),
+  RecordingSid: sid('RE'),
+  RecordingUrl: z.string().url().max(2048),
+  RecordingStatus: z.string().max(32),
+  RecordingDuration: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(86_400 * 7)
+    .optional(),
+  RecordingChannels: z.coerce.number().int().min(1).max(8).optional(),
+  RecordingSource: z.string().max(64).optional(),
+  RecordingStartTime: z.string().max(64).optional(),
+});
+
+export type CallbackResult = { recordingSid: string; status: 'queued' | 'duplicate' | 'ignored' };
+
+/**
+ * The Twilio recording callback adapter: verifies Twilio's signature, records each completed
+ * recording once, and fetches its media in a background job (retried while Twilio still answers
+ * 404), from allow-listed hosts only, into the same ingest path as every upload. Recordings are
+ * archived under the configured ingest key, with the RecordingSid as call id, so a callback
+ * delivered again or a job run twice never makes a second item.
+ */
+export class TwilioService {
+  constructor(
+    private readonly db: Db,
+    private readonly repo: ProviderRecordingRepository,
+    private readonly keys: ApiKeyRepository,
+    private readonly fetcher: MediaFetcher,
+    private readonly ingest: IngestService,
+    private readonly store: BlobStore,
+    private readonly audit: AuditLog,
+    private readonly logger: Logger,
+    private readonly cfg: Pick<AppConfig, 'twilio' | 'mediaFetch' | 'maxUploadBytes' | 'media'>,
+    private readonly queue?: JobQueue,
+  ) {}
+
+  private get twilio() {
+    if (!this.cfg.twilio) {
+      throw new AppError(
+        'not_found',
+        'The Twilio integration is not configured on this service (TWILIO_AUTH_TOKEN).',
+      );
+    }
+    return this.cfg.twilio;
+  }
+
+  async callback(
+    params: Record<string, string | string[]>,
+    signature: string | undefined,
+    url: string,
+  ): Promise<CallbackResult> {
+    const twilio = this.twilio;
+    if (!validTwilioSignature(twilio.authToken, url, params, signature)) {
+      throw new AppError(
+        'forbidden',
+        'The X-Twilio-Signature does not match this request; it was not sent by Twilio with our auth token (check PUBLIC_URL behind a proxy).',
+      );
+    }
+    const parsed = callbackSchema.safeParse(params);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      throw new AppError('validation_failed', `Field "${issue.path.join('.')}" ${issue.message}.`);
+    }
+    const p = parsed.data;
+    if (twilio.accountSid && p.AccountSid !== twilio.accountSid) {
+      throw new AppError('forbidden', 'This callback is for another Twilio account.');
+    }
+    const actor = systemActor('twilio');
+    if (p.RecordingStatus !== 'completed') {
+      return { recordingSid: p.RecordingSid, status: 'ignored' };
+    }
+    if (!this.queue?.isStarted) {
+      throw new AppError('not_ready', 'The job queue is not running on this instance.');
+    }
+    const startedAt = p.RecordingStartTime ? new Date(p.RecordingStartTime) : undefined;
+    const fresh = await this.repo.insert(this.db, {
+      provider: PROVIDER,
+      recording_sid: p.RecordingSid,
+      call_sid: p.CallSid,
+      account_sid: p.AccountSid,
+      media_url: p.RecordingUrl,
+      duration_seconds: p.RecordingDuration ?? null,
+      channels: p.RecordingChannels ?? null,
+      recording_source: p.RecordingSource ?? null,
+      started_at: startedAt && !Number.isNaN(startedAt.getTime()) ? startedAt : null,
+      status: 'queued',
+    });
+    if (fresh) {
+      await this.audit.record({
+        action: 'integration.callback',
+        actor,
+        details: {
+          provider: PROVIDER,
+          recordingSid: p.RecordingSid,
+          callSid: p.CallSid,
+          mediaUrl: p.RecordingUrl,
+        },
+      });
+    }
+    // Sent again for a redelivered callback too: the queue keeps one job per recording.
+    await this.queue.send(
+      TWILIO_QUEUE,
+      { recordingSid: p.RecordingSid },
+      {
+        singletonKey: p.RecordingSid,
+      },
+    );
+    return { recordingSid: p.RecordingSid, status: fresh ? 'queued' : 'duplicate' };
+  }
+
+  async start(opts: { workers: boolean }): Promise<void> {
+    if (!this.queue || !this.cfg.twilio) return;
+    await this.queue.start([
+      {
+        name: TWILIO_QUEUE,
+        policy: 'stately',
+        expireInSeconds: 3600,
+        // Twilio can take minutes to make a recording available: 8 tries over about two hours.
+        retryLimit: 8,
+        retryDelaySeconds: this.cfg.media.retryDelaySeconds,
+      },
+    ]);
+    if (opts.workers) {
+      await this.queue.work<{ recordingSid: string }>(TWILIO_QUEUE, (job) => this.fetchJob(job));
+    }
+  }
+
+  private async fetchJob(job: QueuedJob<{ recordingSid: string }>): Promise<void> {
+    const recordingSid = String(job.data.recordingSid ?? '');
+    const last = job.retryCount >= job.retryLimit;
+    try {
+      await this.fetchRecording(recordingSid);
+    } catch (err) {
+      // Twilio answering 404 (not ready yet), our key or queue missing: try again later. A
+      // refused host, a video, an oversized file: recorded as failed at once.
+      const retryable =
+        err instanceof FetchError
+          ? err.retryable
+          : err instanceof AppError
+            ? err.code === 'not_ready'
+            : true;
+      const reason =
+        err instanceof FetchError || err instanceof AppError
+          ? err.message
+          : 'an internal error (see the service log)';
+      const final = !retryable || last;
+      if (!(err instanceof FetchError || err instanceof AppError)) {
+        this.logger.warn({ err, recordingSid }, 'Twilio recording fetch failed');
+      }
+      await this.repo.update(this.db, PROVIDER, recordingSid, {
+        status: final ? 'failed' : 'queued',
+        lastError: final ? reason : `attempt ${job.retryCount + 1} failed (${reason}); retrying`,
+        attempted: true,
+        at: new Date(),
+      });
+      if (final) {
+        await this.audit.record({
+          action: 'integration.callback',
+          outcome: 'failed',
+          actor: systemActor('twilio'),
+          details: { provider: PROVIDER, recordingSid, error: reason },
+        });
+        return;
+      }
+      throw err;
+    }
+  }
+
+  /** Fetches one announced recording and archives it (a no-op once archived). */
+  async fetchRecording(recordingSid: string): Promise<string> {
+    const twilio = this.twilio;
+    const row = await this.repo.find(this.db, PROVIDER, recordingSid);
+    if (!row) throw new AppError('not_found', `No Twilio recording ${recordingSid} was announced.`);
+    if (row.status === 'archived' && row.item_id) return row.item_id;
+    const key = await this.keys.findActive(this.db, twilio.ingestKeyId);
+    if (!key || key.role !== 'ingest') {
+      throw new AppError(
+        'not_ready',
+        'TWILIO_INGEST_KEY_ID names no active ingest key; mint one with npm run keys -- create --role ingest --name twilio.',
+      );
+    }
+    const url = new URL(row.media_url);
+    if (!/\.[a-z0-9]{2,4}$/i.test(url.pathname)) url.pathname += `.${twilio.mediaFormat}`;
+    const media = await this.fetcher.fetch(url.toString(), {
+      allowHosts: twilio.mediaHosts,
+      allowPrivate: this.cfg.mediaFetch.allowPrivate,
+      timeoutMs: this.cfg.mediaFetch.timeoutMs,
+      maxBytes: this.cfg.maxUploadBytes,
+      basicAuth: twilio.basicAuth,
+    });
+    const staged = await stageRawBody(
+      media.body as IncomingMessage,
+      this.store,
+      this.cfg.maxUploadBytes,
+      'call_recording',
+    );
+    const result = await this.ingest.ingest({
+      principal: { keyId: key.id, role: 'ingest', name: key.name },
+      staged,
+      fields: {
+        kind: 'call_recording',
+        callId: row.recording_sid,
+        source: PROVIDER,
+        ...(row.started_at ? { capturedAt: new Date(row.started_at).toISOString() } : {}),
+      },
+      originalFilename: `${row.recording_sid}.${twilio.mediaFormat}`,
+    });
+    await this.repo.update(this.db, PROVIDER, recordingSid, {
+      status: 'archived',
+      itemId: result.item.id,
+      lastError: null,
+      attempted: true,
+      at: new Date(),
+    });
+    this.logger.info({ recordingSid, itemId: result.item.id }, 'Twilio recording archived');
+    return result.item.id;
+  }
+}
