@@ -25,6 +25,8 @@ import { EmbeddedDatabase } from './db/embedded-postgres';
 import { migrateToLatest } from './db/migrator';
 import { EvidenceRepository } from './evidence/evidence.repository';
 import { EvidenceService } from './evidence/evidence.service';
+import { SegmentRepository } from './evidence/segment.repository';
+import { SegmentService } from './evidence/segment.service';
 import { IdempotencyRepository } from './evidence/idempotency.repository';
 import { IngestService } from './ingest/ingest.service';
 import type { Logger } from './logger';
@@ -72,6 +74,7 @@ export interface AppContext {
   media: MediaService;
   twilio: TwilioService;
   derivatives: DerivativeService;
+  segments: SegmentService;
   mediaJobs: MediaJobs;
   scratch: ScratchRepository;
   /** The shared PostgreSQL job queue, when this process connects one. */
@@ -208,9 +211,11 @@ export async function buildContext(
     }
     const scratch = new ScratchRepository(config.media.scratchDir);
     const derivativeRepo = new DerivativeRepository();
+    const segmentRepo = new SegmentRepository();
     const media = new MediaService(
       db,
       derivativeRepo,
+      segmentRepo,
       blobStore,
       tools.available
         ? new FfmpegRepository(tools.tools, {
@@ -280,7 +285,7 @@ export async function buildContext(
       new IdempotencyRepository(),
       audit,
       logger,
-      { ...phone, listener: mediaJobs },
+      { ...phone, listener: mediaJobs, segments: segmentRepo },
     );
     const twilio = new TwilioService(
       db,
@@ -320,6 +325,15 @@ export async function buildContext(
       media,
       twilio,
       derivatives: new DerivativeService(db, derivativeRepo, evidence, blobStore, audit),
+      segments: new SegmentService(
+        db,
+        segmentRepo,
+        evidence,
+        evidenceRepo,
+        blobStore,
+        audit,
+        mediaJobs,
+      ),
       mediaJobs,
       scratch,
       queue,

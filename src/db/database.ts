@@ -192,7 +192,36 @@ export interface ProviderRecordingsTable {
   updated_at: ColumnType<Date, Date | undefined, Date>;
 }
 
+export interface SegmentsTable {
+  id: string;
+  item_id: string;
+  order_id: string;
+  tracking_number: string | null;
+  /** numeric: read as a string by pg, written as a number. */
+  start_sec: ColumnType<string, number, never>;
+  end_sec: ColumnType<string, number, never>;
+  created_by_key_id: string;
+  created_at: ColumnType<Date, Date | undefined, never>;
+}
+
+export interface SegmentCutsTable {
+  segment_id: string;
+  item_id: string;
+  status: 'ready' | 'failed' | 'purged';
+  source_sha256: string;
+  sha256: string | null;
+  size_bytes: ColumnType<number, number | null, number | null> | null;
+  content_type: string | null;
+  blob_key: string | null;
+  detail: string | null;
+  params: ColumnType<Record<string, unknown>, string | undefined, string>;
+  created_at: ColumnType<Date, Date | undefined, never>;
+  updated_at: ColumnType<Date, Date | undefined, Date>;
+}
+
 export interface Database {
+  segments: SegmentsTable;
+  segment_cuts: SegmentCutsTable;
   provider_recordings: ProviderRecordingsTable;
   item_media: ItemMediaTable;
   derivatives: DerivativesTable;

@@ -60,6 +60,7 @@ export function createApp(ctx: AppContext): Express {
       evidence: ctx.evidence,
       deletion: ctx.deletion,
       derivatives: ctx.derivatives,
+      segments: ctx.segments,
       store: ctx.blobStore,
       maxUploadBytes: ctx.config.maxUploadBytes,
       socketIdleTimeoutMs: ctx.config.http.socketIdleTimeoutMs,

@@ -7,6 +7,7 @@ import type { EvidenceService } from '../evidence/evidence.service';
 import type { EvidenceView } from '../evidence/evidence.view';
 import type { IngestService } from '../ingest/ingest.service';
 import type { DerivativeService } from '../media/derivative.service';
+import type { SegmentService } from '../evidence/segment.service';
 import { translateUploadError } from '../ingest/upload-errors';
 import { StagingStorageEngine } from '../ingest/upload-storage-engine';
 import type { BlobStore } from '../storage/blob-store';
@@ -20,6 +21,7 @@ export interface EvidenceRoutesDeps {
   evidence: EvidenceService;
   deletion: DeletionService;
   derivatives: DerivativeService;
+  segments: SegmentService;
   store: BlobStore;
   maxUploadBytes: number;
   socketIdleTimeoutMs: number;
@@ -124,7 +126,11 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
       requirePermission('evidence:receipt'),
       async (req, res) => {
         const item = await evidence.get(actorOf(req), req.params.id!);
-        res.json({ ...item, media: await deps.derivatives.summary(item.id) });
+        res.json({
+          ...item,
+          media: await deps.derivatives.summary(item.id),
+          segments: await deps.segments.forItem(item.id),
+        });
       },
     )
     .delete(
@@ -162,9 +168,24 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
   }
 
   router
+    .route('/v1/evidence/:id/segments')
+    .post(
+      audited('evidence.link'),
+      auth,
+      requirePermission('evidence:receipt'),
+      async (req, res) => {
+        const segments = await deps.segments.add(actorOf(req), req.params.id!, req.body);
+        res.status(201).json({ itemId: req.params.id, segments });
+      },
+    )
+    .all(methodNotAllowed('POST'));
+
+  router
     .route('/v1/evidence/:id/content')
     .get(audited('evidence.download'), auth, requirePermission('evidence:download'), (req, res) =>
-      sendContent(req, res, evidence),
+      typeof req.query.segment === 'string'
+        ? sendSegment(req, res, deps.segments, req.query.segment)
+        : sendContent(req, res, evidence),
     )
     .all(methodNotAllowed('GET, HEAD'));
 
@@ -181,7 +202,17 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
         requirePermission('evidence:search'),
         async (req, res) => {
           const ref = String(req.params[param]);
-          res.json({ [param]: ref, items: await evidence.listByLink(actorOf(req), type, ref) });
+          const items = await evidence.listByLink(actorOf(req), type, ref);
+          if (type !== 'order') return void res.json({ [param]: ref, items });
+          // A long recording answers an order with that order's part of it.
+          const segments = await deps.segments.forOrder(
+            ref,
+            items.map((i) => i.id),
+          );
+          res.json({
+            [param]: ref,
+            items: items.map((i) => ({ ...i, segments: segments.get(i.id) ?? [] })),
+          });
         },
       )
       .all(methodNotAllowed('GET'));
@@ -210,5 +241,34 @@ async function sendContent(
     filename: row.original_filename ?? row.id,
     open: (range, details) => evidence.readContent(actor, row, range, details),
     check: (details) => evidence.recordContentCheck(actor, row, details),
+  });
+}
+
+const CUT_EXTENSIONS: Record<string, string> = {
+  'video/mp4': 'mp4',
+  'video/quicktime': 'mov',
+  'audio/mp4': 'm4a',
+  'audio/wav': 'wav',
+  'audio/mpeg': 'mp3',
+};
+
+/** A segment's cut: the part of a long recording that belongs to one order. */
+async function sendSegment(
+  req: Request<{ id: string }>,
+  res: Response,
+  segments: SegmentService,
+  segmentId: string,
+): Promise<void> {
+  const actor = actorOf(req);
+  const found = await segments.findCut(actor, req.params.id!, segmentId);
+  const base = (found.item.original_filename ?? found.item.id).replace(/\.[A-Za-z0-9]{1,5}$/, '');
+  const ext = CUT_EXTENSIONS[found.cut.content_type ?? ''] ?? 'mkv';
+  await sendBlob(req, res, {
+    sha256: found.cut.sha256,
+    size: found.cut.size_bytes ?? 0,
+    contentType: found.cut.content_type ?? 'application/octet-stream',
+    filename: `${base}.${found.segment.order_id.replace(/[^A-Za-z0-9._-]/g, '_')}.${ext}`,
+    open: (range, details) => segments.openCut(actor, found, range, details),
+    check: (details) => segments.checkCut(actor, found, details),
   });
 }

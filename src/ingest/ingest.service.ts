@@ -7,6 +7,8 @@ import { toEvidenceView, type EvidenceView } from '../evidence/evidence.view';
 import { sanitizeFilename } from '../evidence/filename';
 import type { IdempotencyRepository, StoredResponse } from '../evidence/idempotency.repository';
 import { toE164 } from '../evidence/phone-number';
+import type { NewSegment, SegmentRepository } from '../evidence/segment.repository';
+import { parseSegments } from '../evidence/segments';
 import type { Logger } from '../logger';
 import type { BlobStore } from '../storage/blob-store';
 import { parseUploadFields, type UploadFields } from './upload-fields';
@@ -53,6 +55,8 @@ export class IngestService {
       now?: () => Date;
       /** The media pipeline: new items are queued for probing and derivatives. */
       listener?: ArchiveListener;
+      /** Where scan events (per-order segments of a long recording) are kept. */
+      segments?: SegmentRepository;
     } = {},
   ) {}
 
@@ -65,6 +69,10 @@ export class IngestService {
     try {
       if (staged.size === 0) throw new AppError('empty_file', 'The uploaded file is empty.');
       const fields = parseUploadFields(req.fields);
+      const segments = fields.segments ? parseSegments(fields.segments) : [];
+      if (segments.length > 0 && fields.kind === 'photo') {
+        throw new AppError('validation_failed', 'A photo has no segments.', { field: 'segments' });
+      }
       if (fields.sha256 && fields.sha256 !== staged.sha256) {
         throw new AppError(
           'checksum_mismatch',
@@ -89,9 +97,11 @@ export class IngestService {
       );
       promoted = true;
       const promotedAt = performance.now();
-      const result = await this.record(req, staged, fields, key);
-      if (result.status === 201 && !result.replayed)
+      const result = await this.record(req, staged, fields, segments, key);
+      // New items, and known ones given new segments to cut, go to the media pipeline.
+      if (!result.replayed && (result.status === 201 || segments.length > 0)) {
         this.opts.listener?.afterCommit(result.item.id);
+      }
       this.logger.info(
         {
           itemId: result.item.id,
@@ -118,15 +128,21 @@ export class IngestService {
     req: IngestRequest,
     staged: StagedUpload,
     fields: UploadFields,
+    segments: NewSegment[],
     blobKey: string,
   ): Promise<IngestResult> {
     const { principal, idempotencyKey } = req;
     const now = this.opts.now?.() ?? new Date();
     const region = this.opts.defaultPhoneRegion;
-    const links: { type: LinkType; ref: string }[] = [
+    const all: { type: LinkType; ref: string }[] = [
       ...(fields.orderId ?? []).map((ref) => ({ type: 'order' as const, ref })),
       ...(fields.complaintId ?? []).map((ref) => ({ type: 'complaint' as const, ref })),
+      // The orders a recording's segments belong to find it too.
+      ...segments.map((s) => ({ type: 'order' as const, ref: s.orderId })),
     ];
+    const links = all.filter(
+      (l, i) => all.findIndex((o) => o.type === l.type && o.ref === l.ref) === i,
+    );
     try {
       return await this.db.transaction().execute(async (tx) => {
         const insertedId = await this.evidence.insertItem(tx, {
@@ -167,6 +183,10 @@ export class IngestService {
         refuseDeleted(existing);
         if (insertedId) await this.opts.listener?.inTransaction(tx, { id, sha256: staged.sha256 });
         await this.evidence.addLinks(tx, id, links, principal.keyId);
+        await this.opts.segments?.insert(
+          tx,
+          segments.map((s) => ({ ...s, id: randomUUID(), itemId: id, keyId: principal.keyId })),
+        );
         await this.evidence.addReceipt(tx, principal.keyId, id);
         const row = await this.evidence.findById(tx, id);
         const result: IngestResult = {
@@ -194,6 +214,7 @@ export class IngestService {
               kind: fields.kind,
               filename: result.item.originalFilename,
               links: links.map((l) => `${l.type}:${l.ref}`),
+              ...(segments.length > 0 ? { segments } : {}),
               ...(idempotencyKey ? { idempotencyKey } : {}),
             },
           },

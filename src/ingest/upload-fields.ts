@@ -85,6 +85,8 @@ const uploadFieldsSchema = z
     stationId: one(identifier()),
     operatorId: one(identifier()),
     trackingNumber: one(identifier()),
+    /** Scan events, a JSON array (see evidence/segments.ts). */
+    segments: one(z.string().max(64 * 1024, 'must be at most 64 KiB of JSON')),
   })
   .strict();
 

@@ -2,6 +2,7 @@ import type { DerivativeKind, Db, Executor, MediaStatus } from '../db/database';
 import { systemActor, type AuditLog } from '../custody/audit.service';
 import type { Logger } from '../logger';
 import { BlobUnavailableError, type BlobStore } from '../storage/blob-store';
+import type { SegmentRepository } from '../evidence/segment.repository';
 import type { DerivativeRepository, MediaSource } from './derivative.repository';
 import type { FfmpegLimits, FfmpegRepository } from './ffmpeg.repository';
 import type { ImageRepository } from './image.repository';
@@ -44,6 +45,15 @@ const THUMBNAIL_BOX = 480;
 const TILE_BOX = 320;
 const MAX_IMAGE_OUTPUT = 32 << 20;
 
+/** Segment cuts keep the original's container where stream copy allows; else Matroska. */
+const CUT_FORMATS: Record<string, { format: string; contentType: string }> = {
+  'video/mp4': { format: 'mp4', contentType: 'video/mp4' },
+  'video/quicktime': { format: 'mov', contentType: 'video/quicktime' },
+  'audio/mp4': { format: 'mp4', contentType: 'audio/mp4' },
+  'audio/wav': { format: 'wav', contentType: 'audio/wav' },
+  'audio/mpeg': { format: 'mp3', contentType: 'audio/mpeg' },
+};
+
 /** A failure that is a fact about the file: recorded at once, never retried. */
 class Unprocessable extends Error {}
 
@@ -77,6 +87,7 @@ export class MediaService {
   constructor(
     private readonly db: Db,
     private readonly repo: DerivativeRepository,
+    private readonly segments: SegmentRepository,
     private readonly store: BlobStore,
     private readonly ffmpeg: FfmpegRepository | undefined,
     /** Why ffmpeg is missing, when it is: shown on /readyz and on every item it stops. */
@@ -247,6 +258,7 @@ export class MediaService {
         });
       }
     }
+    if (source.kind !== 'photo') failures.push(...(await this.cutSegments(job)));
     if (failures.length === 0) return { status: 'done', detail: null };
     return { status: made > 0 ? 'partial' : 'failed', detail: failures.join('; ') };
   }
@@ -461,7 +473,42 @@ export class MediaService {
       });
       return;
     }
-    const { body, digest } = job.scratch.readHashed(outcome.file);
+    await this.storeFile(
+      job,
+      outcome.file,
+      (blob) =>
+        this.repo.saveDerivative(this.db, {
+          ...base,
+          status: 'ready',
+          sha256: blob.sha256,
+          size_bytes: blob.size,
+          content_type: outcome.contentType,
+          blob_key: blob.blobKey,
+          width: outcome.width ?? null,
+          height: outcome.height ?? null,
+          detail: null,
+          params: JSON.stringify({
+            generator: GENERATOR,
+            tool: kind === 'thumbnail' ? 'sharp' : (this.ffmpeg?.version ?? null),
+            ...outcome.params,
+          }),
+        }),
+      (sha256) => this.repo.blobInUse(this.db, sha256, source.id),
+    );
+  }
+
+  /**
+   * Stores a file from the job's scratch content-addressed under derived/ (hashed as it is read),
+   * then records it with `record`. Not recorded (the item was deleted meanwhile, or the database
+   * failed): the blob is removed again unless another record holds the same bytes.
+   */
+  private async storeFile(
+    job: Job,
+    file: string,
+    record: (blob: { sha256: string; size: number; blobKey: string }) => Promise<void>,
+    inUse: (sha256: string) => Promise<boolean>,
+  ): Promise<void> {
+    const { body, digest } = job.scratch.readHashed(file);
     const stagingKey = await this.store.writeStaging(body);
     const { sha256, size } = digest();
     let blobKey: string;
@@ -471,31 +518,99 @@ export class MediaService {
       await this.store.discardStaging(stagingKey).catch(() => undefined);
       throw err;
     }
-    const saving = this.repo.saveDerivative(this.db, {
-      ...base,
-      status: 'ready',
-      sha256,
-      size_bytes: size,
-      content_type: outcome.contentType,
-      blob_key: blobKey,
-      width: outcome.width ?? null,
-      height: outcome.height ?? null,
-      detail: null,
-      params: JSON.stringify({
-        generator: GENERATOR,
-        tool: kind === 'thumbnail' ? 'sharp' : (this.ffmpeg?.version ?? null),
-        ...outcome.params,
-      }),
-    });
     try {
-      await saving;
+      await record({ sha256, size, blobKey });
     } catch (err) {
-      // Not recorded (the item was deleted meanwhile, or the database failed): no orphan blob.
-      if (!(await this.repo.blobInUse(this.db, sha256, source.id).catch(() => true))) {
+      if (!(await inUse(sha256).catch(() => true))) {
         await this.store.delete(blobKey).catch(() => undefined);
       }
       throw err;
     }
+  }
+
+  /**
+   * Cuts each of the item's segments not cut yet, by stream copy (no re-encoding: the cut is the
+   * original's own packets from the keyframe at or before the segment's start).
+   */
+  private async cutSegments(job: Job): Promise<string[]> {
+    const failures: string[] = [];
+    const { source, probe } = job;
+    for (const seg of await this.segments.listForItem(this.db, source.id)) {
+      if ((await this.segments.findCut(this.db, seg.id))?.status === 'ready') continue;
+      const start = Number(seg.start_sec);
+      const end = Math.min(Number(seg.end_sec), probe.durationSeconds ?? Infinity);
+      const base = {
+        segment_id: seg.id,
+        item_id: source.id,
+        source_sha256: source.sha256,
+        updated_at: this.now(),
+      };
+      try {
+        if (start >= end) {
+          throw new Unprocessable(
+            `it starts at ${formatTimestamp(start)}, after the recording ends (${formatTimestamp(probe.durationSeconds ?? 0)})`,
+          );
+        }
+        const out = CUT_FORMATS[source.content_type] ?? {
+          format: 'matroska',
+          contentType: source.kind === 'call_recording' ? 'audio/x-matroska' : 'video/x-matroska',
+        };
+        const name = `segment-${seg.id}`;
+        await this.ffmpeg!.run(
+          [{ path: job.input, format: job.format, seekSeconds: start }],
+          [
+            {
+              path: job.scratch.path(name),
+              options: [
+                ...['-t', (end - start).toFixed(3), '-map', '0:v?', '-map', '0:a?', '-c', 'copy'],
+                ...['-avoid_negative_ts', 'make_zero', '-map_metadata', '-1'],
+                ...(out.format === 'mp4' || out.format === 'mov'
+                  ? ['-movflags', '+faststart']
+                  : []),
+                ...['-f', out.format],
+              ],
+            },
+          ],
+          this.limits(job, source.size_bytes + (16 << 20)),
+        );
+        await this.requireOutput(job.scratch, name, 'nothing could be copied from that part');
+        await this.storeFile(
+          job,
+          name,
+          (blob) =>
+            this.segments.saveCut(this.db, {
+              ...base,
+              status: 'ready',
+              sha256: blob.sha256,
+              size_bytes: blob.size,
+              content_type: out.contentType,
+              blob_key: blob.blobKey,
+              detail: null,
+              params: JSON.stringify({
+                generator: GENERATOR,
+                tool: this.ffmpeg?.version ?? null,
+                method: 'stream copy from the keyframe at or before the start',
+                orderId: seg.order_id,
+                startSec: start,
+                endSec: end,
+                requestedEndSec: Number(seg.end_sec),
+              }),
+            }),
+          (sha256) => this.segments.cutBlobInUse(this.db, sha256, source.id),
+        );
+      } catch (err) {
+        if (!isPermanent(err)) throw err;
+        const reason = (err as Error).message;
+        failures.push(`segment ${seg.order_id} ${formatTimestamp(start)}: ${reason}`);
+        await this.segments.saveCut(this.db, {
+          ...base,
+          status: 'failed',
+          detail: reason,
+          params: JSON.stringify({ generator: GENERATOR, tool: this.ffmpeg?.version ?? null }),
+        });
+      }
+    }
+    return failures;
   }
 
   /**
@@ -507,8 +622,14 @@ export class MediaService {
     for (const b of await this.repo.listStored(db, itemId)) {
       if (!(await this.repo.blobInUse(db, b.sha256, itemId))) await this.store.delete(b.blobKey);
     }
+    for (const b of await this.segments.listStoredCuts(db, itemId)) {
+      if (!(await this.segments.cutBlobInUse(db, b.sha256, itemId))) {
+        await this.store.delete(b.blobKey);
+      }
+    }
     const at = this.now();
     await this.repo.markPurged(db, itemId, at);
+    await this.segments.markCutsPurged(db, itemId, at);
     await this.repo.clearProbe(db, itemId, at);
   }
 }

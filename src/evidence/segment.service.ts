@@ -1,0 +1,153 @@
+import { randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { can } from '../access/roles';
+import type { AuditLog, RequestActor } from '../custody/audit.service';
+import type { Db } from '../db/database';
+import { AppError } from '../errors';
+import type { ArchiveListener } from '../ingest/ingest.service';
+import type { BlobStore, ByteRange } from '../storage/blob-store';
+import type { EvidenceRepository, EvidenceRow } from './evidence.repository';
+import { openStored, type EvidenceService } from './evidence.service';
+import { isItemId } from './item-id';
+import type { SegmentCutRow, SegmentRepository, SegmentRow } from './segment.repository';
+import { parseSegments, toSegmentView, type SegmentView } from './segments';
+
+/**
+ * Per-order segments of long recordings: added at upload or later, listed with the item and in
+ * lookups by order, and served as cuts (made by the media pipeline) audited like the original.
+ */
+export class SegmentService {
+  constructor(
+    private readonly db: Db,
+    private readonly repo: SegmentRepository,
+    private readonly evidence: EvidenceService,
+    private readonly evidenceRepo: EvidenceRepository,
+    private readonly store: BlobStore,
+    private readonly audit: AuditLog,
+    private readonly media: Pick<ArchiveListener, 'afterCommit'>,
+  ) {}
+
+  async forItem(itemId: string): Promise<SegmentView[]> {
+    return (await this.repo.listForItem(this.db, itemId)).map(toSegmentView);
+  }
+
+  /** The segments of `orderId` in items a lookup by that order found, by item. */
+  async forOrder(orderId: string, itemIds: string[]): Promise<Map<string, SegmentView[]>> {
+    const byItem = new Map<string, SegmentView[]>();
+    for (const s of await this.repo.listForOrder(this.db, orderId, itemIds)) {
+      byItem.set(s.item_id, [...(byItem.get(s.item_id) ?? []), toSegmentView(s)]);
+    }
+    return byItem;
+  }
+
+  /** A station adds its scan events after the upload (its own uploads only), or support does. */
+  async add(actor: RequestActor, id: string, body: unknown): Promise<SegmentView[]> {
+    if (!can(actor.role, 'evidence:link') && !can(actor.role, 'evidence:create')) {
+      throw new AppError('forbidden', `The "${actor.role}" role may not add segments.`);
+    }
+    const raw = (body as { segments?: unknown } | undefined)?.segments;
+    if (raw === undefined) {
+      throw new AppError('validation_failed', 'Send {"segments": [{orderId, startSec, endSec}]}.', {
+        field: 'segments',
+      });
+    }
+    const segments = parseSegments(raw);
+    const row = await this.evidence.getContentRow(actor, id);
+    if (row.kind === 'photo') {
+      throw new AppError('validation_failed', 'A photo has no segments.', { field: 'segments' });
+    }
+    await this.db.transaction().execute(async (tx) => {
+      const orders = [...new Set(segments.map((s) => s.orderId))];
+      await this.evidenceRepo.addLinks(
+        tx,
+        row.id,
+        orders.map((ref) => ({ type: 'order' as const, ref })),
+        actor.keyId,
+      );
+      await this.repo.insert(
+        tx,
+        segments.map((s) => ({ ...s, id: randomUUID(), itemId: row.id, keyId: actor.keyId })),
+      );
+      await this.audit.append(tx, [
+        { action: 'evidence.link', actor, itemIds: [row.id], details: { segments } },
+      ]);
+    });
+    this.media.afterCommit(row.id); // cut the new segments
+    return this.forItem(row.id);
+  }
+
+  /** The item, one of its segments, and that segment's ready cut; or a 404 that says why not. */
+  async findCut(
+    actor: RequestActor,
+    id: string,
+    segmentId: string,
+  ): Promise<{
+    item: EvidenceRow;
+    segment: SegmentRow;
+    cut: SegmentCutRow & { sha256: string; blob_key: string };
+  }> {
+    const item = await this.evidence.getContentRow(actor, id);
+    const segment = isItemId(segmentId) ? await this.repo.find(this.db, segmentId) : undefined;
+    if (!segment || segment.item_id !== item.id) {
+      throw new AppError(
+        'not_found',
+        `Item ${item.id} has no segment ${JSON.stringify(segmentId.slice(0, 64))}.`,
+      );
+    }
+    const cut = await this.repo.findCut(this.db, segment.id);
+    if (!cut || cut.status !== 'ready' || !cut.sha256 || !cut.blob_key) {
+      const status = cut?.status === 'failed' ? 'failed' : 'pending';
+      throw new AppError(
+        'derivative_not_ready',
+        `The cut of segment ${segment.id} is ${status}${cut?.detail ? `: ${cut.detail}` : ''}.`,
+        { derivativeStatus: status },
+      );
+    }
+    return { item, segment, cut: cut as SegmentCutRow & { sha256: string; blob_key: string } };
+  }
+
+  async openCut(
+    actor: RequestActor,
+    found: Awaited<ReturnType<SegmentService['findCut']>>,
+    range: ByteRange | undefined,
+    details: Record<string, unknown>,
+  ): Promise<Readable> {
+    const { item, segment, cut } = found;
+    const body = await openStored(
+      this.store,
+      cut.blob_key,
+      cut.size_bytes ?? 0,
+      range,
+      `bytes of segment ${segment.id} of item ${item.id}`,
+    );
+    try {
+      await this.checkCut(actor, found, details);
+    } catch (err) {
+      body.destroy();
+      throw err;
+    }
+    return body;
+  }
+
+  async checkCut(
+    actor: RequestActor,
+    { item, segment, cut }: Awaited<ReturnType<SegmentService['findCut']>>,
+    details: Record<string, unknown>,
+  ): Promise<void> {
+    await this.audit.recordRead({
+      action: 'derivative.download',
+      actor,
+      itemIds: [item.id],
+      details: {
+        ...details,
+        derivative: 'segment',
+        segmentId: segment.id,
+        orderId: segment.order_id,
+        startSec: Number(segment.start_sec),
+        endSec: Number(segment.end_sec),
+        sha256: cut.sha256,
+        sourceSha256: cut.source_sha256,
+      },
+    });
+  }
+}

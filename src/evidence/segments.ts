@@ -1,0 +1,72 @@
+import { z } from 'zod';
+import { AppError } from '../errors';
+import { identifier } from '../ingest/upload-fields';
+import type { NewSegment, SegmentRow } from './segment.repository';
+
+/** Scan events from a packing station: which part of a clip belongs to which order. */
+const segmentSchema = z
+  .object({
+    orderId: identifier(),
+    trackingNumber: identifier().optional(),
+    startSec: z
+      .number()
+      .finite()
+      .min(0)
+      .max(7 * 86_400),
+    endSec: z
+      .number()
+      .finite()
+      .min(0)
+      .max(7 * 86_400),
+  })
+  .strict()
+  .refine((s) => s.endSec > s.startSec, { message: 'endSec must be after startSec' });
+
+export const segmentsSchema = z.array(segmentSchema).max(500, 'at most 500 segments at a time');
+
+/** Segments from a multipart field (a JSON array) or a JSON body. */
+export function parseSegments(raw: unknown): NewSegment[] {
+  let value = raw;
+  if (typeof raw === 'string') {
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      throw new AppError(
+        'validation_failed',
+        'Field "segments" must be a JSON array of {orderId, trackingNumber, startSec, endSec}.',
+        { field: 'segments' },
+      );
+    }
+  }
+  const parsed = segmentsSchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new AppError(
+      'validation_failed',
+      `Field "segments${issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`)).join('')}" ${issue.message}.`,
+      { field: 'segments' },
+    );
+  }
+  return parsed.data;
+}
+
+export interface SegmentView {
+  id: string;
+  orderId: string;
+  trackingNumber: string | null;
+  startSec: number;
+  endSec: number;
+  /** The cut of just this part (ffmpeg stream copy), once the media pipeline has made it. */
+  contentUrl: string;
+}
+
+export function toSegmentView(s: SegmentRow): SegmentView {
+  return {
+    id: s.id,
+    orderId: s.order_id,
+    trackingNumber: s.tracking_number,
+    startSec: Number(s.start_sec),
+    endSec: Number(s.end_sec),
+    contentUrl: `/v1/evidence/${s.item_id}/content?segment=${s.id}`,
+  };
+}
