@@ -184,19 +184,10 @@ export class EvidenceService {
     range: ByteRange | undefined,
     details: Record<string, unknown>,
   ): Promise<Readable> {
-    const body = await this.openBlob(row, range);
-    try {
-      await this.audit.recordRead({
-        action: 'evidence.download',
-        actor,
-        itemIds: [row.id],
-        details,
-      });
-    } catch (err) {
-      body.destroy();
-      throw err;
-    }
-    return body;
+    return openRecorded(
+      () => this.openBlob(row, range),
+      () => this.recordContentCheck(actor, row, details),
+    );
   }
 
   /** A HEAD or a 304 sends no bytes, but it still tells the caller the item's state. */
@@ -211,6 +202,21 @@ export class EvidenceService {
   private openBlob(row: EvidenceRow, range?: ByteRange): Promise<Readable> {
     return openStored(this.store, row.blob_key, row.size_bytes, range, `bytes of item ${row.id}`);
   }
+}
+
+/** Opens stored bytes and records the read before any byte leaves; a failed record closes them. */
+export async function openRecorded(
+  open: () => Promise<Readable>,
+  record: () => Promise<void>,
+): Promise<Readable> {
+  const body = await open();
+  try {
+    await record();
+  } catch (err) {
+    body.destroy();
+    throw err;
+  }
+  return body;
 }
 
 /**

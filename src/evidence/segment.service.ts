@@ -7,7 +7,7 @@ import { AppError } from '../errors';
 import type { ArchiveListener } from '../ingest/ingest.service';
 import type { BlobStore, ByteRange } from '../storage/blob-store';
 import type { EvidenceRepository, EvidenceRow } from './evidence.repository';
-import { openStored, type EvidenceService } from './evidence.service';
+import { openRecorded, openStored, type EvidenceService } from './evidence.service';
 import { isItemId } from './item-id';
 import type { SegmentCutRow, SegmentRepository, SegmentRow } from './segment.repository';
 import { parseSegments, toSegmentView, type SegmentView } from './segments';
@@ -113,20 +113,17 @@ export class SegmentService {
     details: Record<string, unknown>,
   ): Promise<Readable> {
     const { item, segment, cut } = found;
-    const body = await openStored(
-      this.store,
-      cut.blob_key,
-      cut.size_bytes ?? 0,
-      range,
-      `bytes of segment ${segment.id} of item ${item.id}`,
+    return openRecorded(
+      () =>
+        openStored(
+          this.store,
+          cut.blob_key,
+          cut.size_bytes ?? 0,
+          range,
+          `bytes of segment ${segment.id} of item ${item.id}`,
+        ),
+      () => this.checkCut(actor, found, details),
     );
-    try {
-      await this.checkCut(actor, found, details);
-    } catch (err) {
-      body.destroy();
-      throw err;
-    }
-    return body;
   }
 
   async checkCut(

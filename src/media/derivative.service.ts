@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import type { DerivativeKind, Db } from '../db/database';
 import type { AuditLog, RequestActor } from '../custody/audit.service';
 import { AppError } from '../errors';
-import { openStored, type EvidenceService } from '../evidence/evidence.service';
+import { openRecorded, openStored, type EvidenceService } from '../evidence/evidence.service';
 import type { EvidenceRow } from '../evidence/evidence.repository';
 import type { BlobStore, ByteRange } from '../storage/blob-store';
 import type { DerivativeRepository, DerivativeRow, ItemMediaRow } from './derivative.repository';
@@ -164,20 +164,17 @@ export class DerivativeService {
     range: ByteRange | undefined,
     details: Record<string, unknown>,
   ): Promise<Readable> {
-    const body = await openStored(
-      this.store,
-      d.blob_key,
-      d.size_bytes ?? 0,
-      range,
-      `bytes of the ${d.kind.replace('_', ' ')} of item ${item.id}`,
+    return openRecorded(
+      () =>
+        openStored(
+          this.store,
+          d.blob_key,
+          d.size_bytes ?? 0,
+          range,
+          `bytes of the ${d.kind.replace('_', ' ')} of item ${item.id}`,
+        ),
+      () => this.check(actor, item, d, details),
     );
-    try {
-      await this.check(actor, item, d, details);
-    } catch (err) {
-      body.destroy();
-      throw err;
-    }
-    return body;
   }
 
   async check(
