@@ -183,7 +183,7 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
   router
     .route('/v1/evidence/:id/content')
     .get(audited('evidence.download'), auth, requirePermission('evidence:download'), (req, res) =>
-      typeof req.query.segment === 'string'
+      req.query.segment !== undefined
         ? sendSegment(req, res, deps.segments, req.query.segment)
         : sendContent(req, res, evidence),
     )
@@ -257,8 +257,11 @@ async function sendSegment(
   req: Request<{ id: string }>,
   res: Response,
   segments: SegmentService,
-  segmentId: string,
+  segmentId: unknown,
 ): Promise<void> {
+  if (typeof segmentId !== 'string') {
+    throw new AppError('validation_failed', 'Give one segment id.', { field: 'segment' });
+  }
   const actor = actorOf(req);
   const found = await segments.findCut(actor, req.params.id!, segmentId);
   const base = (found.item.original_filename ?? found.item.id).replace(/\.[A-Za-z0-9]{1,5}$/, '');

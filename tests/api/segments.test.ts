@@ -166,5 +166,10 @@ describe('per-order segments of long recordings', () => {
       .set(bearer(app.keys.support));
     expect(missing.status).toBe(404);
     expect(missing.body.code).toBe('not_found');
+    // Two segment ids are a mistake, never a way to the whole original.
+    const twice = await request(app.url)
+      .get(`/v1/evidence/${id}/content?segment=a&segment=b`)
+      .set(bearer(app.keys.support));
+    expect(twice.status).toBe(400);
   });
 });
