@@ -164,7 +164,8 @@ export class TwilioService {
         err instanceof FetchError
           ? err.retryable
           : err instanceof AppError
-            ? err.code === 'not_ready'
+            ? // our key or queue missing, or the transfer cut off mid-way
+              err.code === 'not_ready' || err.code === 'upload_aborted'
             : true;
       const reason =
         err instanceof FetchError || err instanceof AppError
