@@ -26,6 +26,7 @@ export type ErrorCode =
   | 'unsupported_media_type'
   | 'checksum_mismatch'
   | 'call_id_conflict'
+  | 'recording_of_another_call'
   | 'idempotency_key_reused'
   | 'invalid_idempotency_key'
   | 'invalid_cursor'

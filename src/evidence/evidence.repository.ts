@@ -6,7 +6,10 @@ export type EvidenceRow = Selectable<EvidenceItemsTable> & {
   complaint_ids: string[];
 };
 
-export type PriorItem = Pick<EvidenceRow, 'id' | 'deleted_at' | 'deletion_reason'>;
+export type PriorItem = Pick<
+  EvidenceRow,
+  'id' | 'deleted_at' | 'deletion_reason' | 'call_id' | 'source'
+>;
 
 export interface SearchFilters {
   orderId?: string;
@@ -44,8 +47,24 @@ export class EvidenceRepository {
   async findBySha256(db: Executor, sha256: string): Promise<PriorItem | undefined> {
     return db
       .selectFrom('evidence_items')
-      .select(['id', 'deleted_at', 'deletion_reason'])
+      .select(['id', 'deleted_at', 'deletion_reason', 'call_id', 'source'])
       .where('sha256', '=', sha256)
+      .executeTakeFirst();
+  }
+
+  /** The recording this key already archived for a call (call ids are unique per key and source). */
+  async findByCall(
+    db: Executor,
+    keyId: string,
+    source: string | null,
+    callId: string,
+  ): Promise<{ id: string; sha256: string } | undefined> {
+    return db
+      .selectFrom('evidence_items')
+      .select(['id', 'sha256'])
+      .where('created_by_key_id', '=', keyId)
+      .where(sql<string>`coalesce(source, '')`, '=', source ?? '')
+      .where('call_id', '=', callId)
       .executeTakeFirst();
   }
 

@@ -104,15 +104,24 @@ export class SegmentRepository {
       .execute();
   }
 
-  /** Whether a ready cut of another item has these bytes. */
-  async cutBlobInUse(db: Executor, sha256: string, exceptItemId: string): Promise<boolean> {
-    const row = await db
+  /**
+   * Whether a ready cut has these bytes, other than those of the given item or segment (two
+   * orders with the same offsets share one blob).
+   */
+  async cutBlobInUse(
+    db: Executor,
+    sha256: string,
+    except: { itemId: string } | { segmentId: string },
+  ): Promise<boolean> {
+    let q = db
       .selectFrom('segment_cuts')
       .select('segment_id')
       .where('sha256', '=', sha256)
-      .where('status', '=', 'ready')
-      .where('item_id', '<>', exceptItemId)
-      .executeTakeFirst();
-    return row !== undefined;
+      .where('status', '=', 'ready');
+    q =
+      'itemId' in except
+        ? q.where('item_id', '<>', except.itemId)
+        : q.where('segment_id', '<>', except.segmentId);
+    return (await q.executeTakeFirst()) !== undefined;
   }
 }

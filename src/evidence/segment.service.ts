@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { can } from '../access/roles';
 import type { AuditLog, RequestActor } from '../custody/audit.service';
-import type { Db } from '../db/database';
+import type { Db, Tx } from '../db/database';
 import { AppError } from '../errors';
 import type { ArchiveListener } from '../ingest/ingest.service';
 import type { BlobStore, ByteRange } from '../storage/blob-store';
@@ -24,7 +24,9 @@ export class SegmentService {
     private readonly evidenceRepo: EvidenceRepository,
     private readonly store: BlobStore,
     private readonly audit: AuditLog,
-    private readonly media: Pick<ArchiveListener, 'afterCommit'>,
+    private readonly media: Pick<ArchiveListener, 'afterCommit'> & {
+      reopen(tx: Tx, itemId: string): Promise<void>;
+    },
   ) {}
 
   async forItem(itemId: string): Promise<SegmentView[]> {
@@ -68,6 +70,7 @@ export class SegmentService {
         tx,
         segments.map((s) => ({ ...s, id: randomUUID(), itemId: row.id, keyId: actor.keyId })),
       );
+      await this.media.reopen(tx, row.id);
       await this.audit.append(tx, [
         { action: 'evidence.link', actor, itemIds: [row.id], details: { segments } },
       ]);

@@ -25,6 +25,7 @@ export const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
   unsupported_media_type: { status: 415, title: 'Content type not accepted for this kind' },
   checksum_mismatch: { status: 422, title: 'SHA-256 mismatch' },
   call_id_conflict: { status: 409, title: 'Call already has a different recording' },
+  recording_of_another_call: { status: 409, title: 'These bytes are another call’s recording' },
   idempotency_key_reused: { status: 422, title: 'Idempotency-Key reused with a different file' },
   invalid_idempotency_key: { status: 400, title: 'Invalid Idempotency-Key' },
   invalid_cursor: { status: 400, title: 'Invalid cursor' },

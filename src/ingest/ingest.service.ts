@@ -87,6 +87,16 @@ export class IngestService {
         const first = await this.idempotency.find(this.db, req.principal.keyId, req.idempotencyKey);
         if (first) return await this.replayed(req, first, staged.sha256);
       }
+      // A call that already has other bytes is refused before promotion: no blob without a row.
+      if (fields.callId) {
+        const call = await this.evidence.findByCall(
+          this.db,
+          req.principal.keyId,
+          fields.source ?? null,
+          fields.callId,
+        );
+        if (call && call.sha256 !== staged.sha256) throw callIdConflict(fields.callId);
+      }
       // Checked before promotion too, so purged bytes are not stored again only to be refused.
       refuseDeleted(await this.evidence.findBySha256(this.db, staged.sha256));
       const started = performance.now();
@@ -173,14 +183,22 @@ export class IngestService {
           ? undefined
           : await this.evidence.findBySha256(tx, staged.sha256);
         const id = insertedId ?? existing?.id;
-        if (!id) {
+        if (!id) throw callIdConflict(fields.callId);
+        refuseDeleted(existing);
+        // The same bytes as another call's recording: answering with that item would lose this
+        // call (its id, numbers, time); say so instead.
+        if (
+          existing &&
+          fields.callId &&
+          existing.call_id &&
+          (existing.call_id !== fields.callId || (existing.source ?? '') !== (fields.source ?? ''))
+        ) {
           throw new AppError(
-            'call_id_conflict',
-            `Call ${JSON.stringify(fields.callId)} from this source already has a recording with different bytes.`,
-            { callId: fields.callId },
+            'recording_of_another_call',
+            `These bytes are already archived as item ${existing.id}, the recording of call ${JSON.stringify(existing.call_id)}; nothing was stored for call ${JSON.stringify(fields.callId)}.`,
+            { itemId: existing.id },
           );
         }
-        refuseDeleted(existing);
         if (insertedId) await this.opts.listener?.inTransaction(tx, { id, sha256: staged.sha256 });
         await this.evidence.addLinks(tx, id, links, principal.keyId);
         await this.opts.segments?.insert(
@@ -259,6 +277,13 @@ export class IngestService {
     };
   }
 }
+
+const callIdConflict = (callId: string | undefined) =>
+  new AppError(
+    'call_id_conflict',
+    `Call ${JSON.stringify(callId)} from this source already has a recording with different bytes; nothing was stored.`,
+    { callId },
+  );
 
 /** Bytes deleted under retention or by an admin are never archived again under the old item. */
 function refuseDeleted(prior: PriorItem | undefined): void {

@@ -19,6 +19,8 @@ export async function stageRawBody(
   kind: EvidenceKind,
   onRefused: (err: AppError) => void = () => undefined,
 ): Promise<StagedUpload> {
+  // Gone before we got here (while the key was checked): there is nothing to read.
+  if (req.destroyed || req.readableAborted || req.errored) throw abortedError();
   const meter = new IngestMeter(maxBytes, (type) => assertAllowed(kind, type));
   // pipe, not pipeline: a refused upload must leave the request (and its socket) alive to be
   // answered; pipe unpipes on the meter's error, and a client that goes away ends the meter.

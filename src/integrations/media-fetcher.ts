@@ -47,6 +47,7 @@ for (const [net, prefix] of [
   ['169.254.0.0', 16],
   ['172.16.0.0', 12],
   ['192.0.0.0', 24],
+  ['192.88.99.0', 24],
   ['192.168.0.0', 16],
   ['198.18.0.0', 15],
   ['224.0.0.0', 4],
@@ -59,7 +60,12 @@ for (const [net, prefix] of [
 for (const [net, prefix] of [
   ['::', 128],
   ['::1', 128],
+  ['::', 96], // IPv4-compatible
   ['64:ff9b::', 96],
+  ['64:ff9b:1::', 48],
+  ['100::', 64],
+  ['2001::', 32], // Teredo
+  ['2002::', 16], // 6to4
   ['fc00::', 7],
   ['fe80::', 10],
   ['ff00::', 8],
@@ -138,6 +144,10 @@ export class MediaFetcher {
       return Promise.reject(
         new FetchError(`refusing ${url.protocol} media URLs (https only)`, false),
       );
+    }
+    // Media is served on https's port; any other port is a service this host was not meant to reach.
+    if (!plainAllowed && url.port !== '' && url.port !== '443') {
+      return Promise.reject(new FetchError(`refusing port ${url.port} (https on 443 only)`, false));
     }
     if (url.username || url.password) {
       return Promise.reject(new FetchError('refusing credentials inside the media URL', false));

@@ -28,6 +28,16 @@ export class DerivativeRepository {
       .execute();
   }
 
+  /** An item given new work (segments to cut) goes back to pending, so the sweep finds it. */
+  async reopen(db: Executor, itemId: string, at: Date): Promise<void> {
+    await db
+      .updateTable('item_media')
+      .set({ status: 'pending', updated_at: at })
+      .where('item_id', '=', itemId)
+      .where('status', 'in', ['done', 'partial'])
+      .execute();
+  }
+
   async findMedia(db: Executor, itemId: string): Promise<ItemMediaRow | undefined> {
     return db.selectFrom('item_media').selectAll().where('item_id', '=', itemId).executeTakeFirst();
   }

@@ -42,6 +42,11 @@ export class MediaJobs implements ArchiveListener {
     await this.repo.insertPending(tx, item.id, item.sha256);
   }
 
+  /** New segments on a processed item: back to pending in the same transaction. */
+  async reopen(tx: Tx, itemId: string): Promise<void> {
+    await this.repo.reopen(tx, itemId, new Date());
+  }
+
   afterCommit(itemId: string): void {
     this.schedule(itemId);
   }

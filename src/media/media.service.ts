@@ -596,7 +596,7 @@ export class MediaService {
                 requestedEndSec: Number(seg.end_sec),
               }),
             }),
-          (sha256) => this.segments.cutBlobInUse(this.db, sha256, source.id),
+          (sha256) => this.segments.cutBlobInUse(this.db, sha256, { segmentId: seg.id }),
         );
       } catch (err) {
         if (!isPermanent(err)) throw err;
@@ -623,7 +623,7 @@ export class MediaService {
       if (!(await this.repo.blobInUse(db, b.sha256, itemId))) await this.store.delete(b.blobKey);
     }
     for (const b of await this.segments.listStoredCuts(db, itemId)) {
-      if (!(await this.segments.cutBlobInUse(db, b.sha256, itemId))) {
+      if (!(await this.segments.cutBlobInUse(db, b.sha256, { itemId }))) {
         await this.store.delete(b.blobKey);
       }
     }

@@ -7,6 +7,7 @@ import {
   itemCount,
   settledStaging,
   startTestApp,
+  storedKeys,
   type Driver,
   type TestApp,
 } from '../support/harness';
@@ -88,14 +89,38 @@ describe.each(DRIVERS)('phone systems push recordings (%s store)', (driver: Driv
     const before = await itemCount(app);
     const a = await push(app, 'call-77', fakeMedia('wav'), { query: 'source=pbx-2' });
     expect(a.status).toBe(201);
-    const b = await push(app, 'call-77', fakeMedia('wav'), { query: 'source=pbx-2' });
+    const other = fakeMedia('wav');
+    const b = await push(app, 'call-77', other, { query: 'source=pbx-2' });
     expect(b.status).toBe(409);
     expect(b.json().code).toBe('call_id_conflict');
     expect(await itemCount(app)).toBe(before + 1);
     expect(await settledStaging(app)).toEqual([]);
+    // Refused before its bytes were promoted: no blob without an item.
+    expect((await storedKeys(app)).some((k) => k.endsWith(sha256(other)))).toBe(false);
     // The same call id from another source is another call.
     const c = await push(app, 'call-77', fakeMedia('wav'), { query: 'source=pbx-3' });
     expect(c.status).toBe(201);
+  });
+
+  it('lets no other key claim a call first: its junk is its own item, the real recording still lands', async () => {
+    const junk = await push(app, 'PBX-1700000009.1', fakeMedia('wav'), {
+      query: 'source=asterisk-1',
+      key: app.keys.ingest2.key,
+    });
+    expect(junk.status).toBe(201);
+    const real = await push(app, 'PBX-1700000009.1', fakeMedia('wav'), {
+      query: 'source=asterisk-1',
+    });
+    expect(real.status).toBe(201);
+    expect(real.json().id).not.toBe(junk.json().id);
+  });
+
+  it('refuses the exact bytes of another call’s recording rather than answer with that call', async () => {
+    const wav = fakeMedia('wav');
+    expect((await push(app, 'greeting-1', wav, { query: 'source=pbx-5' })).status).toBe(201);
+    const again = await push(app, 'greeting-2', wav, { query: 'source=pbx-5' });
+    expect(again.status).toBe(409);
+    expect(again.json().code).toBe('recording_of_another_call');
   });
 
   it('takes the metadata from headers, with the digest as RFC 9530 Repr-Digest', async () => {

@@ -78,11 +78,17 @@ describe('fetching media a webhook points at', () => {
     const fetcher = new MediaFetcher();
 
     it('refuses loopback, by literal address and by a name that resolves to it', async () => {
-      await expect(fetcher.fetch(`https://127.0.0.1:${targetPort}/x`, policy())).rejects.toThrow(
+      await expect(fetcher.fetch('https://127.0.0.1/x', policy())).rejects.toThrow(
         /private address/,
       );
-      await expect(fetcher.fetch(`https://localhost:${targetPort}/x`, policy())).rejects.toThrow(
+      await expect(
+        fetcher.fetch('https://[::1]/x', policy({ allowHosts: ['[::1]'] })),
+      ).rejects.toThrow(/private address/);
+      await expect(fetcher.fetch('https://localhost/x', policy())).rejects.toThrow(
         /resolves only to private addresses/,
+      );
+      await expect(fetcher.fetch(`https://localhost:${targetPort}/x`, policy())).rejects.toThrow(
+        /port/,
       );
       await expect(fetcher.fetch(`http://localhost:${targetPort}/x`, policy())).rejects.toThrow(
         /https only/,

@@ -100,30 +100,36 @@ export class TwilioService {
       throw new AppError('not_ready', 'The job queue is not running on this instance.');
     }
     const startedAt = p.RecordingStartTime ? new Date(p.RecordingStartTime) : undefined;
-    const fresh = await this.repo.insert(this.db, {
-      provider: PROVIDER,
-      recording_sid: p.RecordingSid,
-      call_sid: p.CallSid,
-      account_sid: p.AccountSid,
-      media_url: p.RecordingUrl,
-      duration_seconds: p.RecordingDuration ?? null,
-      channels: p.RecordingChannels ?? null,
-      recording_source: p.RecordingSource ?? null,
-      started_at: startedAt && !Number.isNaN(startedAt.getTime()) ? startedAt : null,
-      status: 'queued',
-    });
-    if (fresh) {
-      await this.audit.record({
-        action: 'integration.callback',
-        actor,
-        details: {
-          provider: PROVIDER,
-          recordingSid: p.RecordingSid,
-          callSid: p.CallSid,
-          mediaUrl: p.RecordingUrl,
-        },
+    // The row and its audit event commit together: a redelivery never finds one without the other.
+    const fresh = await this.db.transaction().execute(async (tx) => {
+      const inserted = await this.repo.insert(tx, {
+        provider: PROVIDER,
+        recording_sid: p.RecordingSid,
+        call_sid: p.CallSid,
+        account_sid: p.AccountSid,
+        media_url: p.RecordingUrl,
+        duration_seconds: p.RecordingDuration ?? null,
+        channels: p.RecordingChannels ?? null,
+        recording_source: p.RecordingSource ?? null,
+        started_at: startedAt && !Number.isNaN(startedAt.getTime()) ? startedAt : null,
+        status: 'queued',
       });
-    }
+      if (inserted) {
+        await this.audit.append(tx, [
+          {
+            action: 'integration.callback',
+            actor,
+            details: {
+              provider: PROVIDER,
+              recordingSid: p.RecordingSid,
+              callSid: p.CallSid,
+              mediaUrl: p.RecordingUrl,
+            },
+          },
+        ]);
+      }
+      return inserted;
+    });
     // Sent again for a redelivered callback too: the queue keeps one job per recording.
     await this.queue.send(
       TWILIO_QUEUE,
@@ -214,14 +220,23 @@ export class TwilioService {
       allowPrivate: this.cfg.mediaFetch.allowPrivate,
       timeoutMs: this.cfg.mediaFetch.timeoutMs,
       maxBytes: this.cfg.maxUploadBytes,
-      basicAuth: twilio.basicAuth,
+      // Twilio's media takes the account SID and auth token; the callback names the account.
+      basicAuth: twilio.basicAuth ?? {
+        username: row.account_sid ?? '',
+        password: twilio.authToken,
+      },
     });
-    const staged = await stageRawBody(
-      media.body as IncomingMessage,
-      this.store,
-      this.cfg.maxUploadBytes,
-      'call_recording',
-    );
+    let staged;
+    try {
+      staged = await stageRawBody(
+        media.body as IncomingMessage,
+        this.store,
+        this.cfg.maxUploadBytes,
+        'call_recording',
+      );
+    } finally {
+      media.body.destroy(); // read to its end, or refused: either way the socket goes
+    }
     const result = await this.ingest.ingest({
       principal: { keyId: key.id, role: 'ingest', name: key.name },
       staged,
