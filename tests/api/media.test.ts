@@ -138,6 +138,17 @@ describe.each(DRIVERS)('media pipeline (%s store)', (driver: Driver) => {
     expect(derived.details).toMatchObject({ status: 'done', sourceSha256: sha256(original) });
   });
 
+  it.each(['mkv', 'webm', 'avi', 'hevc-mp4'] as const)(
+    'makes an H.264/AAC preview of a %s clip',
+    async (container) => {
+      const id = await archive(app, files.video(container), 'packing_video', `clip.${container}`);
+      expect(await app.ctx.media.process(id)).toBe('done');
+      const preview = await getBytes(app, `/v1/evidence/${id}/preview`);
+      const streams = probeBytes(files.dir, preview.body).streams as { codec_name: string }[];
+      expect(streams.map((st) => st.codec_name).sort()).toEqual(['aac', 'h264']);
+    },
+  );
+
   it('makes no preview of an H.264/AAC MP4 (browsers play it): the player is pointed at the original', async () => {
     const id = await archive(app, files.mp4(2), 'packing_video', 'bench-04.mp4');
     expect(await app.ctx.media.process(id)).toBe('done');
@@ -186,6 +197,22 @@ describe.each(DRIVERS)('media pipeline (%s store)', (driver: Driver) => {
       .set(bearer(app.keys.support));
     expect(sheet.status).toBe(404);
     expect(sheet.body.code).toBe('derivative_not_applicable');
+  });
+
+  it.each([
+    ['an AMR-NB phone recording', 'call.amr', () => files.amr(3)],
+    ['an A-law WAV', 'call-alaw.wav', () => files.alawWav(2)],
+  ])('makes a waveform and an AAC preview of %s', async (_name, filename, make) => {
+    const id = await archive(app, make(), 'call_recording', filename);
+    expect(await app.ctx.media.process(id)).toBe('done');
+    const list = await derivatives(id);
+    expect(list.derivatives.map((d: { status: string }) => d.status)).toEqual(['ready', 'ready']);
+    expect(list.playback).toMatchObject({ source: 'preview', contentType: 'audio/mp4' });
+    const [stream] = probeBytes(
+      files.dir,
+      (await getBytes(app, `/v1/evidence/${id}/preview`)).body,
+    ).streams;
+    expect([stream.codec_name, Number(stream.sample_rate)]).toEqual(['aac', 16000]);
   });
 
   it('draws a mono MP3 call in one lane and plays the MP3 as it is', async () => {

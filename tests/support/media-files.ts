@@ -43,6 +43,35 @@ export class MediaFiles {
     );
   }
 
+  /** A short clip in another container or codec (MKV, WebM, AVI, HEVC in MP4). */
+  video(container: 'mkv' | 'webm' | 'avi' | 'hevc-mp4', seconds = 2): Buffer {
+    const codecs: Record<typeof container, string[]> = {
+      mkv: ['-c:v', 'libx264', '-preset', 'ultrafast', '-c:a', 'aac', '-f', 'matroska'],
+      webm: ['-c:v', 'libvpx', '-b:v', '300k', '-c:a', 'libopus', '-f', 'webm'],
+      avi: ['-c:v', 'mpeg4', '-c:a', 'pcm_s16le', '-f', 'avi'],
+      'hevc-mp4': [
+        '-c:v',
+        'libx265',
+        '-preset',
+        'ultrafast',
+        '-tag:v',
+        'hvc1',
+        '-c:a',
+        'aac',
+        '-f',
+        'mp4',
+      ],
+    };
+    return this.ffmpeg(
+      [
+        ...['-f', 'lavfi', '-i', `testsrc2=s=320x240:d=${seconds}:r=25`],
+        ...['-f', 'lavfi', '-i', `sine=f=500:d=${seconds}`, '-shortest'],
+        ...codecs[container],
+      ],
+      `clip.${container}`,
+    );
+  }
+
   /** H.264/AAC MP4, as browsers play it; `faststart` puts the index first. */
   mp4(seconds = 3, opts: { faststart?: boolean; size?: string } = {}): Buffer {
     return this.ffmpeg(
@@ -81,6 +110,27 @@ export class MediaFiles {
       ],
       'call.wav',
     );
+  }
+
+  /** A PBX recording in A-law (European phone networks). */
+  alawWav(seconds = 2): Buffer {
+    return this.ffmpeg(
+      [
+        ...['-f', 'lavfi', '-i', `sine=f=500:d=${seconds}`],
+        ...['-ar', '8000', '-c:a', 'pcm_alaw', '-f', 'wav'],
+      ],
+      'alaw.wav',
+    );
+  }
+
+  /**
+   * An AMR-NB recording as phones make it (Debian's ffmpeg decodes AMR but cannot encode it):
+   * 12.2 kbit/s frames, 50 a second, each a header byte and 31 bytes of speech data.
+   */
+  amr(seconds = 3): Buffer {
+    const frames: Buffer[] = [Buffer.from('#!AMR\n', 'latin1')];
+    for (let i = 0; i < seconds * 50; i++) frames.push(Buffer.from([0x3c]), randomBytes(31));
+    return Buffer.concat(frames);
   }
 
   /** An MP3 call: browsers play it as it is. */
