@@ -324,7 +324,9 @@ export async function buildContext(
       jobs,
       media,
       twilio,
-      derivatives: new DerivativeService(db, derivativeRepo, evidence, blobStore, audit),
+      derivatives: new DerivativeService(db, derivativeRepo, evidence, blobStore, audit, (id) =>
+        mediaJobs.schedule(id),
+      ),
       segments: new SegmentService(
         db,
         segmentRepo,

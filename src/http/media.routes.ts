@@ -23,6 +23,13 @@ export function mediaRoutes({ keys, derivatives }: MediaRoutesDeps): Router {
     })
     .all(methodNotAllowed('GET'));
 
+  router
+    .route('/v1/evidence/:id/derivatives/rebuild')
+    .post(audited('media.derive'), auth, requirePermission('custody:status'), async (req, res) => {
+      res.status(202).json(await derivatives.rebuild(actorOf(req), req.params.id!));
+    })
+    .all(methodNotAllowed('POST'));
+
   for (const [kind, segment] of Object.entries(DERIVATIVE_PATHS) as [DerivativeKind, string][]) {
     router
       .route(`/v1/evidence/:id/${segment}`)

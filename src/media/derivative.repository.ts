@@ -38,6 +38,31 @@ export class DerivativeRepository {
       .execute();
   }
 
+  /** An admin asked for a rebuild: whatever the outcome so far, the item is processed again. */
+  async reopenAll(db: Executor, itemId: string, at: Date): Promise<void> {
+    await db
+      .updateTable('item_media')
+      .set({ status: 'pending', detail: 'rebuild requested', updated_at: at })
+      .where('item_id', '=', itemId)
+      .execute();
+  }
+
+  /** A ready derivative whose stored bytes are gone or damaged: made again by the next job. */
+  async markBroken(
+    db: Executor,
+    itemId: string,
+    kind: DerivativeKind,
+    detail: string,
+    at: Date,
+  ): Promise<void> {
+    await db
+      .updateTable('derivatives')
+      .set({ status: 'failed', detail, updated_at: at })
+      .where('item_id', '=', itemId)
+      .where('kind', '=', kind)
+      .execute();
+  }
+
   async findMedia(db: Executor, itemId: string): Promise<ItemMediaRow | undefined> {
     return db.selectFrom('item_media').selectAll().where('item_id', '=', itemId).executeTakeFirst();
   }

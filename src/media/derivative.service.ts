@@ -61,7 +61,41 @@ export class DerivativeService {
     private readonly evidence: EvidenceService,
     private readonly store: BlobStore,
     private readonly audit: AuditLog,
+    /** Queues the item's media job (any instance with workers runs it). */
+    private readonly schedule: (itemId: string) => void,
   ) {}
+
+  /**
+   * Processes an item again: derivatives whose stored bytes are missing or damaged are made anew,
+   * failed ones are tried again (after ffmpeg was installed, say); ready ones are kept.
+   */
+  async rebuild(actor: RequestActor, id: string) {
+    const item = await this.evidence.getContentRow(actor, id);
+    const at = new Date();
+    const repaired: DerivativeKind[] = [];
+    for (const d of await this.repo.listDerivatives(this.db, item.id)) {
+      if (d.status !== 'ready' || !d.blob_key) continue;
+      if ((await this.store.stat(d.blob_key)) !== d.size_bytes) {
+        await this.repo.markBroken(
+          this.db,
+          item.id,
+          d.kind,
+          'stored bytes missing or damaged; rebuilding',
+          at,
+        );
+        repaired.push(d.kind);
+      }
+    }
+    await this.repo.reopenAll(this.db, item.id, at);
+    await this.audit.record({
+      action: 'media.derive',
+      actor,
+      itemIds: [item.id],
+      details: { requested: 'rebuild', repaired },
+    });
+    this.schedule(item.id);
+    return { itemId: item.id, status: 'queued' as const, repaired };
+  }
 
   async summary(itemId: string): Promise<MediaSummary | null> {
     const media = await this.repo.findMedia(this.db, itemId);

@@ -2,6 +2,7 @@ import sharp from 'sharp';
 import request from 'supertest';
 import {
   bearer,
+  deleteFromStore,
   DRIVERS,
   startTestApp,
   storedKeys,
@@ -244,6 +245,32 @@ describe.each(DRIVERS)('media pipeline (%s store)', (driver: Driver) => {
       container: 'jpeg',
       image: { width: 1200, height: 800 },
     });
+  });
+
+  it('rebuilds a derivative whose stored bytes vanished, on an admin’s request', async () => {
+    const id = await archive(app, files.mov(2), 'packing_video', 'rebuild.mov');
+    expect(await app.ctx.media.process(id)).toBe('done');
+    const poster = (await derivatives(id)).derivatives[0];
+    const key = `derived/sha256/${poster.sha256.slice(0, 2)}/${poster.sha256.slice(2, 4)}/${poster.sha256}`;
+    await deleteFromStore(app, key);
+    const gone = await request(app.url)
+      .get(`/v1/evidence/${id}/poster`)
+      .set(bearer(app.keys.support));
+    expect(gone.status).toBe(500);
+    expect(gone.body.code).toBe('evidence_unavailable');
+    const denied = await request(app.url)
+      .post(`/v1/evidence/${id}/derivatives/rebuild`)
+      .set(bearer(app.keys.support));
+    expect(denied.status).toBe(403);
+    const rebuild = await request(app.url)
+      .post(`/v1/evidence/${id}/derivatives/rebuild`)
+      .set(bearer(app.keys.admin));
+    expect(rebuild.status).toBe(202);
+    expect(rebuild.body).toEqual({ itemId: id, status: 'queued', repaired: ['poster'] });
+    expect(await app.ctx.media.process(id)).toBe('done');
+    const back = await getBytes(app, `/v1/evidence/${id}/poster`);
+    expect(back.status).toBe(200);
+    expect(sha256(back.body)).toBe(poster.sha256);
   });
 
   it('keeps derivatives from ingest keys, and removes them with a deleted item', async () => {
