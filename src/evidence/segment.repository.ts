@@ -70,6 +70,17 @@ export class SegmentRepository {
       .executeTakeFirst();
   }
 
+  /** Segments of an item already cut (a retried job skips them). */
+  async listReadyCutIds(db: Executor, itemId: string): Promise<string[]> {
+    const rows = await db
+      .selectFrom('segment_cuts')
+      .select('segment_id')
+      .where('item_id', '=', itemId)
+      .where('status', '=', 'ready')
+      .execute();
+    return rows.map((r) => r.segment_id);
+  }
+
   async saveCut(db: Executor, row: Insertable<SegmentCutsTable>): Promise<void> {
     const { segment_id: _id, created_at: _created, ...update } = row;
     await db

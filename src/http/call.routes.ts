@@ -7,6 +7,7 @@ import { stageRawBody } from '../ingest/raw-upload';
 import { identifier, parseWith } from '../ingest/upload-fields';
 import type { BlobStore } from '../storage/blob-store';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
+import { sendItem } from './evidence.routes';
 import { methodNotAllowed } from './method-not-allowed';
 
 export interface CallRoutesDeps {
@@ -67,9 +68,7 @@ export function callRoutes(deps: CallRoutesDeps): Router {
           originalFilename: FILENAME.exec(req.get('content-disposition') ?? '')?.[1],
           idempotencyKey: req.get('idempotency-key'),
         });
-        if (result.status === 201) res.location(`/v1/evidence/${result.item.id}`);
-        if (result.replayed) res.set('Idempotent-Replayed', 'true');
-        res.status(result.status).json(result.item);
+        sendItem(res, result.status, result.item, result.replayed);
       },
     )
     .all(methodNotAllowed('PUT'));

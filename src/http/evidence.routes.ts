@@ -221,7 +221,13 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
   return router;
 }
 
-function sendItem(res: Response, status: number, item: EvidenceView, replayed: boolean): void {
+/** An ingest result: 201 with Location for a new item, 200 for one archived before. */
+export function sendItem(
+  res: Response,
+  status: number,
+  item: EvidenceView,
+  replayed: boolean,
+): void {
   if (status === 201) res.location(`/v1/evidence/${item.id}`);
   if (replayed) res.set('Idempotent-Replayed', 'true');
   res.status(status).json(item);

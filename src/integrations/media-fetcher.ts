@@ -29,10 +29,6 @@ export interface FetchPolicy {
 
 export interface FetchedMedia {
   body: Readable;
-  contentType: string | undefined;
-  /** Declared length, if the server gave one. */
-  length: number | undefined;
-  finalUrl: string;
 }
 
 const MAX_REDIRECTS = 3;
@@ -117,12 +113,7 @@ export class MediaFetcher {
             false,
           );
         }
-        return {
-          body: res,
-          contentType: res.headers['content-type'],
-          length: Number.isFinite(length) ? length : undefined,
-          finalUrl: current,
-        };
+        return { body: res };
       }
       res.resume();
       // Providers answer 404 while a recording is still being processed: worth another try.

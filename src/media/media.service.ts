@@ -234,8 +234,9 @@ export class MediaService {
 
     const failures: string[] = [];
     let made = 0;
+    const earlier = await this.repo.listDerivatives(this.db, source.id);
     for (const kind of DERIVATIVE_KINDS[source.kind]) {
-      const existing = await this.repo.findDerivative(this.db, source.id, kind);
+      const existing = earlier.find((d) => d.kind === kind);
       if (existing?.status === 'ready' || existing?.status === 'not_applicable') {
         made++;
         continue; // done by an earlier attempt
@@ -535,8 +536,9 @@ export class MediaService {
   private async cutSegments(job: Job): Promise<string[]> {
     const failures: string[] = [];
     const { source, probe } = job;
+    const cut = new Set(await this.segments.listReadyCutIds(this.db, source.id));
     for (const seg of await this.segments.listForItem(this.db, source.id)) {
-      if ((await this.segments.findCut(this.db, seg.id))?.status === 'ready') continue;
+      if (cut.has(seg.id)) continue;
       const start = Number(seg.start_sec);
       const end = Math.min(Number(seg.end_sec), probe.durationSeconds ?? Infinity);
       const base = {
@@ -619,14 +621,18 @@ export class MediaService {
    * derivative shares (same bytes) stay.
    */
   async purgeDerivatives(db: Executor, itemId: string): Promise<void> {
-    for (const b of await this.repo.listStored(db, itemId)) {
-      if (!(await this.repo.blobInUse(db, b.sha256, itemId))) await this.store.delete(b.blobKey);
-    }
-    for (const b of await this.segments.listStoredCuts(db, itemId)) {
-      if (!(await this.segments.cutBlobInUse(db, b.sha256, { itemId }))) {
-        await this.store.delete(b.blobKey);
-      }
-    }
+    const removeUnshared = async (
+      blobs: { sha256: string; blobKey: string }[],
+      inUse: (sha256: string) => Promise<boolean>,
+    ) => {
+      for (const b of blobs) if (!(await inUse(b.sha256))) await this.store.delete(b.blobKey);
+    };
+    await removeUnshared(await this.repo.listStored(db, itemId), (sha) =>
+      this.repo.blobInUse(db, sha, itemId),
+    );
+    await removeUnshared(await this.segments.listStoredCuts(db, itemId), (sha) =>
+      this.segments.cutBlobInUse(db, sha, { itemId }),
+    );
     const at = this.now();
     await this.repo.markPurged(db, itemId, at);
     await this.segments.markCutsPurged(db, itemId, at);

@@ -82,10 +82,6 @@ function isAlive(pid: number): boolean {
 export class ScratchRepository {
   constructor(private readonly root: string = os.tmpdir()) {}
 
-  get rootDir(): string {
-    return this.root;
-  }
-
   /**
    * Removes what crashed runs left: job directories older than `before` (a live job's is younger)
    * and launcher directories of processes no longer running.
