@@ -43,6 +43,7 @@ const envSchema = z.object({
   S3_OBJECT_LOCK_RETENTION_DAYS: int(1, 36500).optional(),
 
   MAX_UPLOAD_BYTES: int(1).default(20 * GiB),
+  RESUMABLE_UPLOAD_EXPIRY_HOURS: int(1, 24 * 30).default(72),
   DEFAULT_PHONE_REGION: z
     .string()
     .regex(/^[A-Z]{2}$/, 'must be a two-letter ISO 3166 country code such as "US" or "DE"')
@@ -126,6 +127,8 @@ export interface AppConfig {
   database: { url?: string; poolSize: number; embeddedPort: number };
   storage: { driver: 'fs'; root: string } | { driver: 's3'; s3: S3Config };
   maxUploadBytes: number;
+  /** How long a resumable (tus) upload may take from creation before it expires. */
+  resumableExpiryHours: number;
   defaultPhoneRegion?: string;
   http: {
     headersTimeoutMs: number;
@@ -308,6 +311,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     },
     storage,
     maxUploadBytes: e.MAX_UPLOAD_BYTES,
+    resumableExpiryHours: e.RESUMABLE_UPLOAD_EXPIRY_HOURS,
     defaultPhoneRegion: e.DEFAULT_PHONE_REGION,
     http: {
       headersTimeoutMs: e.HEADERS_TIMEOUT_MS,

@@ -29,6 +29,10 @@ import { SegmentRepository } from './evidence/segment.repository';
 import { SegmentService } from './evidence/segment.service';
 import { IdempotencyRepository } from './evidence/idempotency.repository';
 import { IngestService } from './ingest/ingest.service';
+import { ResumableUploadRepository } from './ingest/resumable/resumable-upload.repository';
+import { ResumableUploadStore } from './ingest/resumable/resumable-upload.store';
+import { UploadLocker } from './ingest/resumable/upload-locker';
+import { UploadSweep } from './ingest/resumable/upload-sweep';
 import type { Logger } from './logger';
 import { MediaFetcher } from './integrations/media-fetcher';
 import { ProviderRecordingRepository } from './integrations/provider-recording.repository';
@@ -73,6 +77,10 @@ export interface AppContext {
   jobs: CustodyJobs;
   media: MediaService;
   twilio: TwilioService;
+  /** Resumable (tus) uploads: their store, the cluster-wide lock per upload, the expiry sweep. */
+  uploads: ResumableUploadStore;
+  uploadLocker: UploadLocker;
+  uploadSweep: UploadSweep;
   derivatives: DerivativeService;
   segments: SegmentService;
   mediaJobs: MediaJobs;
@@ -287,6 +295,17 @@ export async function buildContext(
       logger,
       { ...phone, listener: mediaJobs, segments: segmentRepo },
     );
+    const uploadLocker = new UploadLocker(databaseUrl, logger, { role });
+    const uploads = new ResumableUploadStore(
+      db,
+      new ResumableUploadRepository(),
+      blobStore,
+      ingest,
+      uploadLocker,
+      logger,
+      { expiryMs: config.resumableExpiryHours * 3_600_000 },
+    );
+    const uploadSweep = new UploadSweep(uploads, logger);
     const twilio = new TwilioService(
       db,
       new ProviderRecordingRepository(),
@@ -324,6 +343,9 @@ export async function buildContext(
       jobs,
       media,
       twilio,
+      uploads,
+      uploadLocker,
+      uploadSweep,
       derivatives: new DerivativeService(db, derivativeRepo, evidence, blobStore, audit, (id) =>
         mediaJobs.schedule(id),
       ),
@@ -343,6 +365,8 @@ export async function buildContext(
       async close() {
         jobs.stop();
         mediaJobs.stop();
+        await uploadSweep.stop();
+        await uploadLocker.close();
         await queue?.stop();
         await tools.dispose();
         await hasher.close();

@@ -192,6 +192,30 @@ export interface ProviderRecordingsTable {
   updated_at: ColumnType<Date, Date | undefined, Date>;
 }
 
+export interface ResumableUploadsTable {
+  id: string;
+  created_by_key_id: string;
+  /** Who created the upload (key, role, name, request): the archived item's actor. */
+  actor: unknown;
+  /** The upload fields, validated when the upload was created. */
+  fields: unknown;
+  /** The tus Upload-Metadata as sent, echoed back on HEAD. */
+  metadata: Record<string, string | null>;
+  filename: string | null;
+  upload_length: ColumnType<number, number, never>;
+  upload_offset: ColumnType<number, number | undefined, number>;
+  storage_key: string;
+  storage_state: unknown;
+  hash_state: Buffer | null;
+  head: ColumnType<Buffer, Buffer | undefined, Buffer>;
+  content_type: string | null;
+  item_id: string | null;
+  result: unknown;
+  created_at: ColumnType<Date, Date | undefined, never>;
+  updated_at: ColumnType<Date, Date | undefined, Date>;
+  expires_at: ColumnType<Date, Date, never>;
+}
+
 export interface SegmentsTable {
   id: string;
   item_id: string;
@@ -223,6 +247,7 @@ export interface Database {
   segments: SegmentsTable;
   segment_cuts: SegmentCutsTable;
   provider_recordings: ProviderRecordingsTable;
+  resumable_uploads: ResumableUploadsTable;
   item_media: ItemMediaTable;
   derivatives: DerivativesTable;
   audit_events: AuditEventsTable;

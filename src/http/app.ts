@@ -11,6 +11,7 @@ import { evidenceRoutes } from './evidence.routes';
 import { healthRoutes } from './health.routes';
 import { integrationRoutes } from './integration.routes';
 import { mediaRoutes } from './media.routes';
+import { uploadRoutes } from './upload.routes';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -75,6 +76,16 @@ export function createApp(ctx: AppContext): Express {
       maxUploadBytes: ctx.config.maxUploadBytes,
       socketIdleTimeoutMs: ctx.config.http.socketIdleTimeoutMs,
       answerNow,
+    }),
+  );
+  app.use(
+    uploadRoutes({
+      keys: ctx.apiKeys,
+      uploads: ctx.uploads,
+      locker: ctx.uploadLocker,
+      audit: ctx.audit,
+      logger: ctx.logger,
+      maxUploadBytes: ctx.config.maxUploadBytes,
     }),
   );
   app.use(integrationRoutes({ twilio: ctx.twilio, publicUrl: ctx.config.publicUrl }));

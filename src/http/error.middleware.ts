@@ -1,4 +1,4 @@
-import type { ErrorRequestHandler, RequestHandler } from 'express';
+import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import { isItemId } from '../evidence/item-id';
 import type { AuditLog } from '../custody/audit.service';
 import { AppError } from '../errors';
@@ -26,34 +26,7 @@ export function errorMiddleware(logger: Logger, audit?: AuditLog): ErrorRequestH
     const { status } = PROBLEMS[code];
     if (status >= 500) logger.error({ err, reqId: req.id }, 'request failed');
     else logger.debug({ code, reqId: req.id }, known?.message);
-    const attempt = res.locals.auditAttempt as AuditAttempt | undefined;
-    if (audit && attempt && !res.locals.auditedFailure) {
-      res.locals.auditedFailure = true; // an upload answered early can pass here twice
-      // Written before the answer, so a client that saw its refusal finds it in the trail; a
-      // failing audit write never turns a refusal into a hang.
-      await audit.recordAttempt({
-        action: attempt.action,
-        outcome: status === 401 || status === 403 ? 'denied' : 'failed',
-        actor: {
-          keyId: req.principal?.keyId ?? null,
-          role: req.principal?.role ?? 'anonymous',
-          name: req.principal?.name ?? 'unauthenticated',
-          requestId: req.id,
-          clientIp: req.ip,
-        },
-        itemIds: attempt.itemId && isItemId(attempt.itemId) ? [attempt.itemId] : [],
-        complaintId: attempt.complaintId ?? null,
-        details: {
-          method: req.method,
-          path: req.path.slice(0, 512),
-          status,
-          code,
-          ...(attempt.itemId && !isItemId(attempt.itemId)
-            ? { target: attempt.itemId.slice(0, 200) }
-            : {}),
-        },
-      });
-    }
+    if (audit) await recordFailedAttempt(audit, req, res, status, code);
 
     if (res.writableEnded) return; // already answered early (an upload refused mid-stream)
     if (res.headersSent) {
@@ -70,6 +43,45 @@ export function errorMiddleware(logger: Logger, audit?: AuditLog): ErrorRequestH
         JSON.stringify(problemBody(code, detail, req.originalUrl.split('?')[0]!, known?.extra)),
       );
   };
+}
+
+/**
+ * Records a refused or failed attempt at an audited route (named by `audited()`), once per request:
+ * written before the answer, so a client that saw its refusal finds it in the trail.
+ */
+export async function recordFailedAttempt(
+  audit: AuditLog,
+  req: Request,
+  res: Response,
+  status: number,
+  code: ProblemCode,
+): Promise<void> {
+  const attempt = res.locals.auditAttempt as AuditAttempt | undefined;
+  if (!attempt || res.locals.auditedFailure) return;
+  res.locals.auditedFailure = true; // an upload answered early can pass here twice
+  // A failing audit write never turns a refusal into a hang.
+  await audit.recordAttempt({
+    action: attempt.action,
+    outcome: status === 401 || status === 403 ? 'denied' : 'failed',
+    actor: {
+      keyId: req.principal?.keyId ?? null,
+      role: req.principal?.role ?? 'anonymous',
+      name: req.principal?.name ?? 'unauthenticated',
+      requestId: req.id,
+      clientIp: req.ip,
+    },
+    itemIds: attempt.itemId && isItemId(attempt.itemId) ? [attempt.itemId] : [],
+    complaintId: attempt.complaintId ?? null,
+    details: {
+      method: req.method,
+      path: req.path.slice(0, 512),
+      status,
+      code,
+      ...(attempt.itemId && !isItemId(attempt.itemId)
+        ? { target: attempt.itemId.slice(0, 200) }
+        : {}),
+    },
+  });
 }
 
 export const notFoundHandler: RequestHandler = (req) => {

@@ -26,6 +26,8 @@ export interface IngestRequest {
   fields: unknown;
   originalFilename?: string;
   idempotencyKey?: string;
+  /** The caller owns the staged bytes (a resumable upload) and disposes of them itself. */
+  keepStaged?: boolean;
 }
 
 /** Told of every newly archived item: in its transaction, and once it has committed. */
@@ -126,7 +128,7 @@ export class IngestService {
       );
       return result;
     } finally {
-      if (!promoted) {
+      if (!promoted && !req.keepStaged) {
         await this.store.discardStaging(staged.stagingKey).catch((err) => {
           this.logger.warn({ err, stagingKey: staged.stagingKey }, 'staging cleanup failed');
         });

@@ -11,4 +11,5 @@ export async function startBackgroundWork(
   await ctx.jobs.start({ workers });
   await ctx.mediaJobs.start({ workers });
   await ctx.twilio.start({ workers });
+  if (workers) ctx.uploadSweep.start();
 }

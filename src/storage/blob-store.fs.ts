@@ -9,6 +9,9 @@ import {
   blobKeyFor,
   type BlobNamespace,
   isBlobKey,
+  isPromotableKey,
+  RESUMABLE_PREFIX,
+  type ResumableState,
   STAGING_PREFIX,
   type BlobStore,
   type ByteRange,
@@ -25,12 +28,13 @@ export class FsBlobStore implements BlobStore {
   async init(): Promise<this> {
     await fs.mkdir(path.join(this.root, STAGING_PREFIX), { recursive: true, mode: 0o750 });
     await fs.mkdir(path.join(this.root, 'sha256'), { recursive: true, mode: 0o750 });
+    await fs.mkdir(path.join(this.root, RESUMABLE_PREFIX), { recursive: true, mode: 0o750 });
     return this;
   }
 
   private pathOf(key: string): string {
     // Keys are ours (staging uuid or hash-derived), never client input; refuse anything else.
-    if (!/^staging\/[0-9a-f-]{36}$/.test(key) && !isBlobKey(key)) {
+    if (!isPromotableKey(key) && !isBlobKey(key)) {
       throw new Error(`invalid blob key: ${key}`);
     }
     return path.join(this.root, key);
@@ -72,7 +76,10 @@ export class FsBlobStore implements BlobStore {
       // racing here both end with one intact blob.
       await fs.link(staged, target);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      // A retried promotion whose first attempt got as far as removing the staged copy.
+      if (code === 'ENOENT' && (await this.stat(key)) === size) return { key, created: false };
+      if (code !== 'EEXIST') throw err;
       created = false;
       const existing = await this.stat(key);
       if (existing !== size) {
@@ -91,6 +98,58 @@ export class FsBlobStore implements BlobStore {
       }
     }
     return { key, created };
+  }
+
+  async createResumable(): Promise<{ key: string; state: ResumableState }> {
+    const key = `${RESUMABLE_PREFIX}${randomUUID()}`;
+    const file = this.pathOf(key);
+    await (await fs.open(file, 'wx', 0o640)).close();
+    await fsyncDir(path.dirname(file));
+    return { key, state: {} };
+  }
+
+  async appendResumable(
+    key: string,
+    state: ResumableState,
+    offset: number,
+    body: AsyncIterable<Buffer>,
+  ): Promise<ResumableState> {
+    const handle = await fs.open(this.pathOf(key), 'r+');
+    try {
+      // Bytes past the recorded offset come from a write the database never acknowledged.
+      await handle.truncate(offset);
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+    // The stream owns the handle from here: it fsyncs (flush) and closes it, or closes it on error.
+    await pipeline(
+      body,
+      coalesce(WRITE_BYTES),
+      handle.createWriteStream({ start: offset, flush: true, highWaterMark: WRITE_BYTES }),
+    );
+    return state;
+  }
+
+  async completeResumable(key: string, _state: ResumableState, size: number): Promise<void> {
+    const actual = await this.stat(key);
+    if (actual !== size)
+      throw new Error(`resumable upload ${key} holds ${actual} bytes, not ${size}`);
+  }
+
+  async discardResumable(key: string): Promise<void> {
+    await fs.rm(this.pathOf(key), { force: true });
+  }
+
+  async sweepResumable(before: Date, isLive: (key: string) => Promise<boolean>): Promise<number> {
+    let removed = 0;
+    for await (const o of this.list(RESUMABLE_PREFIX)) {
+      if (o.lastModified < before && isPromotableKey(o.key) && !(await isLive(o.key))) {
+        await fs.rm(this.pathOf(o.key), { force: true });
+        removed++;
+      }
+    }
+    return removed;
   }
 
   async discardStaging(stagingKey: string): Promise<void> {
@@ -149,7 +208,7 @@ export class FsBlobStore implements BlobStore {
     await fsyncDir(path.dirname(file));
   }
 
-  async *list(prefix: 'sha256/' | 'staging/'): AsyncIterable<StoredObject> {
+  async *list(prefix: 'sha256/' | 'staging/' | 'resumable/'): AsyncIterable<StoredObject> {
     // Walks lazily, one directory at a time, in key order (as S3 lists): a store of millions of
     // blobs is never held in memory, and reconciliation can merge it with rows sorted the same way.
     async function* walk(dir: string, rel: string): AsyncGenerator<StoredObject> {

@@ -11,10 +11,12 @@ import {
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   PutObjectLegalHoldCommand,
   S3Client,
+  UploadPartCommand,
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
@@ -26,6 +28,9 @@ import {
   blobKeyFor,
   type BlobNamespace,
   isBlobKey,
+  isPromotableKey,
+  RESUMABLE_PREFIX,
+  type ResumableState,
   STAGING_PREFIX,
   type BlobStore,
   type ByteRange,
@@ -189,8 +194,203 @@ export class S3BlobStore implements BlobStore {
   }
 
   async discardStaging(stagingKey: string): Promise<void> {
-    if (!stagingKey.startsWith(STAGING_PREFIX)) throw new Error(`not a staging key: ${stagingKey}`);
+    if (!isPromotableKey(stagingKey)) throw new Error(`not a staging key: ${stagingKey}`);
     await this.deleteObject(stagingKey);
+  }
+
+  /*
+   * A resumable upload is an S3 multipart upload at its key. S3 parts must be at least 5 MiB
+   * (but the last), while a tus PATCH ends wherever the client's connection did: whole parts go up
+   * as they fill, and the remainder is kept as a small "tail" object named after the offset it
+   * ends at, read back and prepended by the next PATCH. Part numbers follow from offsets, so a
+   * write cut off by a crash is simply overwritten by the retry.
+   */
+
+  async createResumable(): Promise<{ key: string; state: ResumableState }> {
+    const key = `${RESUMABLE_PREFIX}${randomUUID()}`;
+    const { UploadId } = await this.client.send(
+      new CreateMultipartUploadCommand({ Bucket: this.cfg.bucket, Key: this.objectKey(key) }),
+    );
+    const state: MultipartState = {
+      uploadId: UploadId!,
+      partSize: this.cfg.partSizeBytes,
+      parts: [],
+      tail: 0,
+    };
+    return { key, state: { ...state } };
+  }
+
+  async appendResumable(
+    key: string,
+    raw: ResumableState,
+    offset: number,
+    body: AsyncIterable<Buffer>,
+  ): Promise<ResumableState> {
+    const state = multipartState(raw);
+    const parts = [...state.parts];
+    if (offset !== parts.length * state.partSize + state.tail) {
+      throw new Error(`resumable upload ${key}: offset ${offset} does not match its parts`);
+    }
+    // Tails of writes the database never acknowledged.
+    for await (const o of this.listObjects(`${key}.tail-`)) {
+      if (o.key !== tailKey(key, offset)) await this.deleteObject(o.key);
+    }
+    const pending: Buffer[] = state.tail > 0 ? [await this.getTail(key, offset, state.tail)] : [];
+    let length = state.tail;
+    for await (const chunk of body) {
+      pending.push(chunk);
+      length += chunk.length;
+      while (length >= state.partSize) {
+        const all = Buffer.concat(pending, length);
+        const part = all.subarray(0, state.partSize);
+        parts.push(await this.uploadPart(key, state.uploadId, parts.length + 1, part));
+        pending.length = 0;
+        length -= part.length;
+        if (length > 0) pending.push(all.subarray(state.partSize));
+      }
+    }
+    if (length > 0) {
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.cfg.bucket,
+          Key: this.objectKey(tailKey(key, parts.length * state.partSize + length)),
+          Body: Buffer.concat(pending, length),
+        }),
+      );
+    }
+    return { ...state, parts, tail: length };
+  }
+
+  async completeResumable(key: string, raw: ResumableState, size: number): Promise<void> {
+    const state = multipartState(raw);
+    if ((await this.stat(key)) === size) return; // completed by an earlier attempt
+    const parts = [...state.parts];
+    if (state.tail > 0) {
+      const end = parts.length * state.partSize + state.tail;
+      const tail = await this.getTail(key, end, state.tail);
+      parts.push(await this.uploadPart(key, state.uploadId, parts.length + 1, tail));
+    }
+    await this.client.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: this.cfg.bucket,
+        Key: this.objectKey(key),
+        UploadId: state.uploadId,
+        MultipartUpload: { Parts: parts.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
+      }),
+    );
+    const stored = await this.stat(key);
+    if (stored !== size)
+      throw new Error(`resumable upload ${key} completed with ${stored} bytes, not ${size}`);
+    for await (const o of this.listObjects(`${key}.tail-`)) await this.deleteObject(o.key);
+  }
+
+  async discardResumable(key: string, raw: ResumableState): Promise<void> {
+    const { uploadId } = multipartState(raw);
+    await this.abortMultipart(key, uploadId);
+    for await (const o of this.listObjects(`${key}.tail-`)) await this.deleteObject(o.key);
+    await this.deleteObject(key);
+  }
+
+  async sweepResumable(before: Date, isLive: (key: string) => Promise<boolean>): Promise<number> {
+    let removed = 0;
+    for await (const o of this.listObjects(RESUMABLE_PREFIX)) {
+      const key = o.key.replace(/\.tail-\d+$/, '');
+      if (o.lastModified < before && isPromotableKey(key) && !(await isLive(key))) {
+        await this.deleteObject(o.key);
+        removed++;
+      }
+    }
+    // Multipart uploads whose row never committed (or whose abort failed) hold parts S3 bills for.
+    for (const u of await this.listMultipart(RESUMABLE_PREFIX)) {
+      if (u.initiated < before && isPromotableKey(u.key) && !(await isLive(u.key))) {
+        await this.abortMultipart(u.key, u.uploadId);
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  private async uploadPart(
+    key: string,
+    uploadId: string,
+    n: number,
+    body: Buffer,
+  ): Promise<string> {
+    const { ETag } = await this.client.send(
+      new UploadPartCommand({
+        Bucket: this.cfg.bucket,
+        Key: this.objectKey(key),
+        UploadId: uploadId,
+        PartNumber: n,
+        Body: body,
+        ContentLength: body.length,
+        ContentMD5: createHash('md5').update(body).digest('base64'),
+      }),
+    );
+    if (!ETag) throw new Error(`storage returned no ETag for part ${n} of ${key}`);
+    return ETag;
+  }
+
+  private async getTail(key: string, end: number, size: number): Promise<Buffer> {
+    const res = await this.client.send(
+      new GetObjectCommand({ Bucket: this.cfg.bucket, Key: this.objectKey(tailKey(key, end)) }),
+    );
+    const bytes = Buffer.from(await res.Body!.transformToByteArray());
+    if (bytes.length !== size) {
+      throw new Error(`resumable upload ${key}: tail holds ${bytes.length} bytes, not ${size}`);
+    }
+    return bytes;
+  }
+
+  private async abortMultipart(key: string, uploadId: string): Promise<void> {
+    try {
+      await this.client.send(
+        new AbortMultipartUploadCommand({
+          Bucket: this.cfg.bucket,
+          Key: this.objectKey(key),
+          UploadId: uploadId,
+        }),
+      );
+    } catch (err) {
+      // Already completed or aborted; a server without the call (s3rver) leaves it to lifecycle.
+      if (!isNotFound(err) && !isUnsupported(err) && (err as Error).name !== 'NoSuchUpload')
+        throw err;
+    }
+  }
+
+  /** Multipart uploads in progress under a prefix; empty where the server cannot list them. */
+  private async listMultipart(
+    prefix: string,
+  ): Promise<{ key: string; uploadId: string; initiated: Date }[]> {
+    const found: { key: string; uploadId: string; initiated: Date }[] = [];
+    let KeyMarker: string | undefined;
+    let UploadIdMarker: string | undefined;
+    try {
+      do {
+        const page = await this.client.send(
+          new ListMultipartUploadsCommand({
+            Bucket: this.cfg.bucket,
+            Prefix: this.objectKey(prefix),
+            KeyMarker,
+            UploadIdMarker,
+          }),
+        );
+        for (const u of page.Uploads ?? []) {
+          if (!u.Key || !u.UploadId) continue;
+          found.push({
+            key: u.Key.slice(this.cfg.prefix.length),
+            uploadId: u.UploadId,
+            initiated: u.Initiated ?? new Date(0),
+          });
+        }
+        KeyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+        UploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
+      } while (KeyMarker);
+    } catch (err) {
+      if (isUnsupported(err)) return found;
+      throw err;
+    }
+    return found;
   }
 
   async sweepStaging(before: Date): Promise<number> {
@@ -266,7 +466,7 @@ export class S3BlobStore implements BlobStore {
     await this.deleteObject(key);
   }
 
-  list(prefix: 'sha256/' | 'staging/'): AsyncIterable<StoredObject> {
+  list(prefix: 'sha256/' | 'staging/' | 'resumable/'): AsyncIterable<StoredObject> {
     return this.listObjects(prefix);
   }
 
@@ -351,6 +551,40 @@ export class S3BlobStore implements BlobStore {
   async close(): Promise<void> {
     this.client.destroy();
   }
+}
+
+interface MultipartState {
+  uploadId: string;
+  partSize: number;
+  /** ETags of parts 1..n, each exactly partSize bytes. */
+  parts: string[];
+  /** Bytes after the last whole part, kept in the tail object. */
+  tail: number;
+}
+
+function multipartState(raw: ResumableState): MultipartState {
+  const s = raw as Partial<MultipartState>;
+  if (
+    typeof s.uploadId !== 'string' ||
+    typeof s.partSize !== 'number' ||
+    !Array.isArray(s.parts) ||
+    typeof s.tail !== 'number'
+  ) {
+    throw new Error('not the state of an S3 resumable upload');
+  }
+  return s as MultipartState;
+}
+
+const tailKey = (key: string, end: number) => `${key}.tail-${end}`;
+
+function isUnsupported(err: unknown): boolean {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return (
+    e?.name === 'NotImplemented' ||
+    e?.name === 'MethodNotAllowed' ||
+    e?.$metadata?.httpStatusCode === 501 ||
+    e?.$metadata?.httpStatusCode === 405
+  );
 }
 
 function isNotFound(err: unknown): boolean {

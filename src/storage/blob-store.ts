@@ -32,6 +32,30 @@ export interface BlobStore {
    * Returns how many were removed.
    */
   sweepStaging(before: Date): Promise<number>;
+  /**
+   * Starts a resumable (tus) upload. Its bytes live under `resumable/`, apart from staging, until
+   * completeResumable() makes them one object that promote() accepts like a staging key.
+   */
+  createResumable(): Promise<{ key: string; state: ResumableState }>;
+  /**
+   * Writes body at `offset`, the count of bytes `state` says are durable; anything a write cut off
+   * by a crash left beyond it is discarded. Resolves with the new state once every byte is durable.
+   */
+  appendResumable(
+    key: string,
+    state: ResumableState,
+    offset: number,
+    body: AsyncIterable<Buffer>,
+  ): Promise<ResumableState>;
+  /** Joins a finished upload's bytes into one object of `size` bytes at `key`. Idempotent. */
+  completeResumable(key: string, state: ResumableState, size: number): Promise<void>;
+  /** Deletes whatever a resumable upload left in the store, at any stage. */
+  discardResumable(key: string, state: ResumableState): Promise<void>;
+  /**
+   * Deletes resumable leftovers last touched before `before` whose upload `isLive` does not know:
+   * what a crash between the store and the database left behind. Returns how many were removed.
+   */
+  sweepResumable(before: Date, isLive: (key: string) => Promise<boolean>): Promise<number>;
   /** Size of a promoted blob, or undefined when it does not exist. */
   stat(key: string): Promise<number | undefined>;
   /**
@@ -42,7 +66,7 @@ export interface BlobStore {
   /** Deletes a promoted blob (retention, admin deletion); a missing blob is not an error. */
   delete(key: string): Promise<void>;
   /** Every object under a prefix in ascending key order: reconciliation merges it with the rows. */
-  list(prefix: 'sha256/' | 'staging/'): AsyncIterable<StoredObject>;
+  list(prefix: 'sha256/' | 'staging/' | 'resumable/'): AsyncIterable<StoredObject>;
   /**
    * Custody records (signed audit checkpoints) under `custody/`: small, written once, never
    * replaced. Writing identical bytes again is a no-op; different bytes throw.
@@ -59,6 +83,9 @@ export interface BlobStore {
   ping(): Promise<void>;
   close(): Promise<void>;
 }
+
+/** A store's own record of a resumable upload's progress (S3: its multipart upload and parts). */
+export type ResumableState = Record<string, unknown>;
 
 export interface StoredObject {
   key: string;
@@ -105,3 +132,9 @@ export function isBlobKey(key: string): boolean {
 }
 
 export const STAGING_PREFIX = 'staging/';
+export const RESUMABLE_PREFIX = 'resumable/';
+
+/** Keys that promote() moves to a content address: a staging object or a finished resumable upload. */
+export function isPromotableKey(key: string): boolean {
+  return /^(staging|resumable)\/[0-9a-f-]{36}$/.test(key);
+}

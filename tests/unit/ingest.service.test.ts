@@ -29,6 +29,22 @@ class RecordingStore implements BlobStore {
   async sweepStaging(): Promise<number> {
     return 0;
   }
+  // Resumable uploads are not part of these refusals (tests/api/resumable-upload.test.ts).
+  createResumable(): Promise<never> {
+    throw new Error('not used');
+  }
+  appendResumable(): Promise<never> {
+    throw new Error('not used');
+  }
+  completeResumable(): Promise<never> {
+    throw new Error('not used');
+  }
+  discardResumable(): Promise<never> {
+    throw new Error('not used');
+  }
+  sweepResumable(): Promise<never> {
+    throw new Error('not used');
+  }
   async stat(): Promise<number | undefined> {
     return undefined;
   }

@@ -1,0 +1,305 @@
+import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
+import { DataStore, ERRORS, type Locker, Upload } from '@tus/utils';
+import { createSHA256, type IHasher } from 'hash-wasm';
+import type { RequestActor } from '../../custody/audit.service';
+import type { Db } from '../../db/database';
+import { AppError } from '../../errors';
+import type { Logger } from '../../logger';
+import { blobKeyFor, type BlobStore } from '../../storage/blob-store';
+import { sniffContentType, SNIFF_BYTES } from '../content-sniffer';
+import type { IngestResult, IngestService } from '../ingest.service';
+import { parseUploadFields, type UploadFields } from '../upload-fields';
+import { assertAllowed } from '../upload-storage-engine';
+import type { ResumableUploadRepository, ResumableUploadRow } from './resumable-upload.repository';
+
+/** What the creating request established, handed from the route's hook to create(). */
+export interface UploadRequestContext {
+  actor: RequestActor;
+  /** The raw field values as parseUploadFields accepts them (validated again when archived). */
+  fields: Record<string, unknown>;
+  filename?: string;
+}
+
+const UNFINISHED_GRACE_MS = 60_000;
+const ORPHAN_GRACE_MS = 3_600_000;
+const SWEEP_BATCH = 100;
+
+/**
+ * The tus DataStore of the archive. The database row is the upload's truth: offset, SHA-256 state
+ * (hash-wasm's, which can be saved and loaded) and the store's own progress are advanced together
+ * only once the bytes are durable, so any instance resumes any upload, after a crash too, and the
+ * server-computed hash never needs a second read of the bytes.
+ *
+ * An upload becomes evidence inside the request that delivers its last byte, before that request
+ * is answered: a client that saw its upload complete finds the item. If that step is cut off, the
+ * next HEAD (what a client sends to resume) or the sweep finishes it.
+ */
+export class ResumableUploadStore extends DataStore {
+  private readonly pending = new WeakMap<Upload, UploadRequestContext>();
+  /**
+   * Why the bytes of a PATCH were refused mid-stream. tus reports a write stopped from inside the
+   * stream as a plain abort; the route asks here for the real cause.
+   */
+  private readonly refusals = new Map<string, AppError>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly rows: ResumableUploadRepository,
+    private readonly store: BlobStore,
+    private readonly ingest: IngestService,
+    private readonly locker: Locker,
+    private readonly logger: Logger,
+    private readonly opts: { expiryMs: number },
+  ) {
+    super();
+    this.extensions = ['creation', 'creation-with-upload', 'termination', 'expiration'];
+  }
+
+  /** Called by the creation hook: the request's actor and fields travel with the Upload object. */
+  attach(upload: Upload, ctx: UploadRequestContext): void {
+    this.pending.set(upload, ctx);
+  }
+
+  override async create(upload: Upload): Promise<Upload> {
+    const ctx = this.pending.get(upload);
+    if (!ctx || upload.size === undefined) throw new Error('upload created outside its request');
+    const { key, state } = await this.store.createResumable();
+    const now = new Date();
+    try {
+      await this.rows.insert(this.db, {
+        id: upload.id,
+        created_by_key_id: ctx.actor.keyId,
+        actor: ctx.actor,
+        fields: ctx.fields,
+        metadata: upload.metadata ?? {},
+        filename: ctx.filename ?? null,
+        upload_length: upload.size,
+        storage_key: key,
+        storage_state: state,
+        created_at: now,
+        expires_at: new Date(now.getTime() + this.opts.expiryMs),
+      });
+    } catch (err) {
+      await this.store.discardResumable(key, state).catch(() => undefined);
+      throw err;
+    }
+    upload.creation_date = now.toISOString();
+    return upload;
+  }
+
+  override async getUpload(id: string): Promise<Upload> {
+    const row = await this.rows.find(this.db, id);
+    if (!row) throw ERRORS.FILE_NOT_FOUND;
+    return toUpload(row);
+  }
+
+  /** The refusal that stopped this upload's last PATCH, once. */
+  takeRefusal(id: string): AppError | undefined {
+    const err = this.refusals.get(id);
+    this.refusals.delete(id);
+    return err;
+  }
+
+  /** The owner of an upload, or undefined when there is none: the route answers 404 for both. */
+  async ownerOf(id: string): Promise<string | undefined> {
+    return (await this.rows.find(this.db, id))?.created_by_key_id;
+  }
+
+  override async write(
+    stream: IncomingMessage | Readable,
+    id: string,
+    offset: number,
+  ): Promise<number> {
+    const row = await this.rows.find(this.db, id);
+    if (!row) throw ERRORS.FILE_NOT_FOUND;
+    if (row.item_id) return row.upload_offset;
+    if (row.upload_offset !== offset) throw ERRORS.INVALID_OFFSET;
+    const kind = (row.fields as { kind: UploadFields['kind'] }).kind;
+    const hasher = await loadHasher(row.hash_state);
+    const length = row.upload_length;
+    let written = 0;
+    let head = row.head;
+    let contentType = row.content_type;
+    async function* measured(): AsyncGenerator<Buffer> {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        if (offset + written + chunk.length > length) throw ERRORS.ERR_SIZE_EXCEEDED;
+        hasher.update(chunk);
+        written += chunk.length;
+        if (contentType === null) {
+          head = Buffer.concat([head, chunk.subarray(0, SNIFF_BYTES - head.length)]);
+          if (head.length >= SNIFF_BYTES || offset + written === length) {
+            // The bytes decide the type, as for every upload; a wrong one stops it right here.
+            contentType = sniffContentType(head);
+            assertAllowed(kind, contentType);
+          }
+        }
+        yield chunk;
+      }
+    }
+    let storageState;
+    try {
+      storageState = await this.store.appendResumable(
+        row.storage_key,
+        row.storage_state,
+        offset,
+        measured(),
+      );
+    } catch (err) {
+      if (err instanceof AppError) {
+        this.refusals.set(id, err);
+        await this.discard(row);
+      }
+      throw err;
+    }
+    const newOffset = offset + written;
+    const advanced = await this.rows.advance(this.db, id, offset, {
+      offset: newOffset,
+      storageState,
+      hashState: Buffer.from(hasher.save()),
+      head: contentType === null ? head : Buffer.alloc(0),
+      contentType,
+    });
+    if (!advanced) throw ERRORS.INVALID_OFFSET;
+    if (newOffset === length) await this.finish(id);
+    return newOffset;
+  }
+
+  /**
+   * Archives an upload whose every byte is in, once: the item's result is kept on the row, so a
+   * repeated call (a client's HEAD after a lost answer) returns it again. Call under the lock.
+   */
+  async finish(id: string): Promise<IngestResult | undefined> {
+    const row = await this.rows.find(this.db, id);
+    if (!row || row.upload_offset !== row.upload_length) return undefined;
+    if (row.item_id) return row.result as IngestResult;
+    const sha256 = (await loadHasher(row.hash_state)).digest('hex');
+    const size = row.upload_length;
+    let result: IngestResult;
+    try {
+      // A first attempt that promoted the bytes and then failed leaves them at their address.
+      if ((await this.store.stat(blobKeyFor(sha256))) !== size) {
+        await this.store.completeResumable(row.storage_key, row.storage_state, size);
+      }
+      result = await this.ingest.ingest({
+        principal: row.actor as RequestActor,
+        staged: {
+          stagingKey: row.storage_key,
+          sha256,
+          size,
+          contentType: row.content_type ?? sniffContentType(row.head),
+        },
+        fields: row.fields,
+        originalFilename: row.filename ?? undefined,
+        // The upload's own id: a repeated finish answers with the first result, not a duplicate.
+        idempotencyKey: `tus-${id}`,
+        keepStaged: true,
+      });
+    } catch (err) {
+      // Refused for what the bytes or fields are (hash mismatch, a deleted item's bytes): the
+      // upload can never succeed, so nothing of it is kept. Other failures are retried.
+      if (err instanceof AppError) await this.discard(row);
+      throw err;
+    }
+    await this.rows.markArchived(this.db, id, result.item.id, result);
+    // The bytes now live at their content address; whatever the store kept of the upload goes.
+    await this.store.discardResumable(row.storage_key, row.storage_state).catch((err) => {
+      this.logger.warn({ err, uploadId: id }, 'resumable upload leftovers not removed');
+    });
+    return result;
+  }
+
+  override async remove(id: string): Promise<void> {
+    const row = await this.rows.find(this.db, id);
+    if (!row) throw ERRORS.FILE_NOT_FOUND;
+    await this.discard(row);
+    this.logger.info({ uploadId: id, offset: row.upload_offset }, 'resumable upload terminated');
+  }
+
+  override getExpiration(): number {
+    return this.opts.expiryMs;
+  }
+
+  /**
+   * Removes expired uploads (their bytes and rows), store leftovers no row knows, and finishes
+   * uploads whose last byte arrived but whose archiving was cut off. Safe on every instance.
+   */
+  override async deleteExpired(): Promise<number> {
+    let removed = 0;
+    for (const row of await this.rows.expired(this.db, new Date(), SWEEP_BATCH)) {
+      await this.withLock(row.id, async () => {
+        const current = await this.rows.find(this.db, row.id);
+        if (current) await this.discard(current);
+      });
+      removed++;
+    }
+    removed += await this.store.sweepResumable(new Date(Date.now() - ORPHAN_GRACE_MS), (key) =>
+      this.rows.existsByKey(this.db, key),
+    );
+    const stalled = await this.rows.unfinished(
+      this.db,
+      new Date(Date.now() - UNFINISHED_GRACE_MS),
+      SWEEP_BATCH,
+    );
+    for (const id of stalled) {
+      await this.withLock(id, () => this.finish(id)).catch((err) => {
+        this.logger.warn({ err, uploadId: id }, 'finishing a complete resumable upload failed');
+      });
+    }
+    return removed;
+  }
+
+  async withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const lock = this.locker.newLock(id);
+    await lock.lock(new AbortController().signal, () => undefined);
+    try {
+      return await fn();
+    } finally {
+      await lock.unlock();
+    }
+  }
+
+  private async discard(row: ResumableUploadRow): Promise<void> {
+    if (!row.item_id) await this.store.discardResumable(row.storage_key, row.storage_state);
+    await this.rows.delete(this.db, row.id);
+  }
+}
+
+function toUpload(row: ResumableUploadRow): Upload {
+  return new Upload({
+    id: row.id,
+    size: row.upload_length,
+    offset: row.upload_offset,
+    metadata: row.metadata,
+    creation_date: row.created_at.toISOString(),
+  });
+}
+
+async function loadHasher(state: Buffer | null): Promise<IHasher> {
+  const hasher = await createSHA256();
+  if (state) hasher.load(new Uint8Array(state));
+  else hasher.init();
+  return hasher;
+}
+
+/** The upload fields in tus Upload-Metadata: the multipart names, lists comma-separated. */
+export function fieldsFromMetadata(metadata: Record<string, string | null> | undefined): {
+  fields: Record<string, unknown>;
+  filename?: string;
+} {
+  const fields: Record<string, unknown> = {};
+  let filename: string | undefined;
+  for (const [name, value] of Object.entries(metadata ?? {})) {
+    if (name === 'filename') filename = value ?? undefined;
+    else if (name === 'filetype')
+      continue; // the client's claim; the bytes decide the type
+    else if (name === 'orderId' || name === 'complaintId') {
+      fields[name] = (value ?? '')
+        .split(',')
+        .map((v) => v.trim())
+        .filter(Boolean);
+    } else fields[name] = value ?? '';
+  }
+  parseUploadFields(fields);
+  return { fields, filename };
+}

@@ -1,0 +1,68 @@
+import * as tus from 'tus-js-client';
+import type { MintedKey } from '../../src/access/api-key.service';
+
+export interface TusResult {
+  url: string;
+  itemId: string | null;
+  status: string | null;
+  digest: string | null;
+}
+
+export interface TusOptions {
+  chunkSize?: number;
+  uploadUrl?: string;
+  uploadDataDuringCreation?: boolean;
+  /** Called with the running upload once, when this many bytes were acknowledged. */
+  abortAfter?: number;
+  retryDelays?: number[] | null;
+}
+
+/** Uploads with the real tus-js-client; resolves with the item named by the last response. */
+export function tusUpload(
+  baseUrl: string,
+  key: MintedKey,
+  bytes: Buffer,
+  metadata: Record<string, string>,
+  opts: TusOptions = {},
+): Promise<TusResult> {
+  return new Promise((resolve, reject) => {
+    let aborted = false;
+    const upload: tus.Upload = new tus.Upload(bytes, {
+      endpoint: `${baseUrl}/v1/uploads`,
+      uploadUrl: opts.uploadUrl,
+      headers: { Authorization: `Bearer ${key.key}` },
+      metadata,
+      chunkSize: opts.chunkSize ?? 1024 * 1024,
+      uploadDataDuringCreation: opts.uploadDataDuringCreation ?? false,
+      retryDelays: opts.retryDelays === undefined ? [0, 200, 500] : opts.retryDelays,
+      storeFingerprintForResuming: false,
+      onChunkComplete: (_size, accepted) => {
+        if (opts.abortAfter !== undefined && accepted >= opts.abortAfter && !aborted) {
+          aborted = true;
+          void upload.abort(false).then(() => reject(new AbortedUpload(upload.url!)));
+        }
+      },
+      onSuccess: ({ lastResponse }) =>
+        resolve({
+          url: upload.url!,
+          itemId: lastResponse.getHeader('Evidence-Item-Id') ?? null,
+          status: lastResponse.getHeader('Evidence-Item-Status') ?? null,
+          digest: lastResponse.getHeader('Repr-Digest') ?? null,
+        }),
+      onError: (err) => reject(err),
+    });
+    upload.start();
+  });
+}
+
+export class AbortedUpload extends Error {
+  constructor(readonly url: string) {
+    super(`upload ${url} aborted by the test`);
+  }
+}
+
+/** The status and body of the response that failed a tus upload. */
+export function failure(err: unknown): { status?: number; body?: string } {
+  const res = (err as tus.DetailedError).originalResponse;
+  return { status: res?.getStatus(), body: res?.getBody() };
+}
