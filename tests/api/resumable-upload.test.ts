@@ -8,7 +8,7 @@ import {
   type TestApp,
 } from '../support/harness';
 import { fakeMedia } from '../support/media';
-import { AbortedUpload, failure, tusUpload } from '../support/tus';
+import { AbortedUpload, refusal, tusUpload } from '../support/tus';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const MiB = 1024 * 1024;
@@ -147,24 +147,30 @@ describe.each(DRIVERS)('resumable uploads (tus) on %s', (driver) => {
 
   it('refuses bad metadata at creation, a wrong type at the first bytes and a wrong hash at the end', async () => {
     const clip = fakeMedia('mp4', 2 * MiB);
-    const unknown = await tusUpload(app.url, app.keys.ingest, clip, {
-      kind: 'packing_video',
-      orderID: 'typo',
-    }).catch(failure);
+    const unknown = await refusal(
+      tusUpload(app.url, app.keys.ingest, clip, {
+        kind: 'packing_video',
+        orderID: 'typo',
+      }),
+    );
     expect(unknown.status).toBe(400);
     expect(JSON.parse(unknown.body!)).toMatchObject({ code: 'unknown_field' });
 
     const wav = fakeMedia('wav', 2 * MiB);
-    const wrongType = await tusUpload(app.url, app.keys.ingest, wav, {
-      kind: 'packing_video',
-    }).catch(failure);
+    const wrongType = await refusal(
+      tusUpload(app.url, app.keys.ingest, wav, {
+        kind: 'packing_video',
+      }),
+    );
     expect(wrongType.status).toBe(415);
     expect(JSON.parse(wrongType.body!)).toMatchObject({ code: 'unsupported_media_type' });
 
-    const mismatch = await tusUpload(app.url, app.keys.ingest, clip, {
-      kind: 'packing_video',
-      sha256: 'a'.repeat(64),
-    }).catch(failure);
+    const mismatch = await refusal(
+      tusUpload(app.url, app.keys.ingest, clip, {
+        kind: 'packing_video',
+        sha256: 'a'.repeat(64),
+      }),
+    );
     expect(mismatch.status).toBe(422);
     expect(JSON.parse(mismatch.body!)).toMatchObject({ code: 'checksum_mismatch' });
 

@@ -61,8 +61,16 @@ export class AbortedUpload extends Error {
   }
 }
 
-/** The status and body of the response that failed a tus upload. */
-export function failure(err: unknown): { status?: number; body?: string } {
-  const res = (err as tus.DetailedError).originalResponse;
-  return { status: res?.getStatus(), body: res?.getBody() };
+/** The status and body of the response that failed a tus upload; an upload that succeeded fails the test. */
+export async function refusal(
+  upload: Promise<TusResult>,
+): Promise<{ status?: number; body?: string }> {
+  try {
+    const result = await upload;
+    throw new Error(`expected a refusal, the upload was archived as ${result.itemId}`);
+  } catch (err) {
+    const res = (err as tus.DetailedError).originalResponse;
+    if (!res) throw err;
+    return { status: res.getStatus(), body: res.getBody() };
+  }
 }
