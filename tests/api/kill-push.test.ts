@@ -8,6 +8,7 @@ import { loadConfig } from '../../src/config';
 import { buildContext, type AppContext } from '../../src/context';
 import { createLogger } from '../../src/logger';
 import { fakeMedia, sha256 } from '../support/media';
+import { tusUpload } from '../support/tus';
 import { createTestDatabase } from '../support/test-db';
 
 jest.setTimeout(180_000);
@@ -48,11 +49,11 @@ function pushOnce(url: string, key: string, callId: string, body: Buffer): Promi
 }
 
 /**
- * Kill the service (SIGKILL) at random points while a phone system pushes 20 recordings, each
- * retried until acknowledged: every acknowledged recording is there with its hash, none twice,
- * nothing partial, and no staging left once swept.
+ * Kill the service (SIGKILL) at random points while a phone system pushes 20 recordings, and
+ * while a station sends 20 resumable uploads, each retried until acknowledged: every acknowledged
+ * upload is there with its hash, none twice, nothing partial, and no staging left once swept.
  */
-describe('raw pushes while the service is killed', () => {
+describe('uploads while the service is killed', () => {
   let dataDir: string;
   let database: Awaited<ReturnType<typeof createTestDatabase>>;
   let ctx: AppContext;
@@ -108,18 +109,11 @@ describe('raw pushes while the service is killed', () => {
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it('keeps every acknowledged recording exactly once, with its hash, and nothing partial', async () => {
-    const key = (await ctx.apiKeys.create('ingest', 'PBX')).key;
-    const recordings = Array.from({ length: 20 }, (_, i) => ({
-      callId: `kill-${i}`,
-      body: fakeMedia('wav', 256 * 1024 + i),
-      acknowledged: false,
-    }));
-    await start();
+  /** SIGKILLs the service at random points, then starts it again, until stopped. */
+  function startKiller(): { stop(): Promise<number> } {
     let running = true;
     let kills = 0;
-    // A killer: at random points, SIGKILL the service, then start it again.
-    const killer = (async () => {
+    const loop = (async () => {
       while (running) {
         await new Promise((r) => setTimeout(r, 100 + Math.random() * 400));
         if (!running) break;
@@ -128,6 +122,24 @@ describe('raw pushes while the service is killed', () => {
         await start();
       }
     })();
+    return {
+      async stop() {
+        running = false;
+        await loop;
+        return kills;
+      },
+    };
+  }
+
+  it('keeps every acknowledged recording exactly once, with its hash, and nothing partial', async () => {
+    const key = (await ctx.apiKeys.create('ingest', 'PBX')).key;
+    const recordings = Array.from({ length: 20 }, (_, i) => ({
+      callId: `kill-${i}`,
+      body: fakeMedia('wav', 256 * 1024 + i),
+      acknowledged: false,
+    }));
+    await start();
+    const killer = startKiller();
     // The phone system: each recording pushed until acknowledged, several at once.
     await Promise.all(
       [0, 1, 2, 3].map(async (lane) => {
@@ -140,9 +152,7 @@ describe('raw pushes while the service is killed', () => {
         }
       }),
     );
-    running = false;
-    await killer;
-    expect(kills).toBeGreaterThanOrEqual(2);
+    expect(await killer.stop()).toBeGreaterThanOrEqual(2);
     expect(recordings.every((r) => r.acknowledged)).toBe(true);
 
     const { rows } = await sql<{ call_id: string; sha256: string; n: string }>`
@@ -165,5 +175,71 @@ describe('raw pushes while the service is killed', () => {
     const staging: string[] = [];
     for await (const o of ctx.blobStore.list('staging/')) staging.push(o.key);
     expect(staging).toEqual([]);
+  });
+
+  it('keeps every acknowledged resumable upload exactly once, with its hash, and nothing partial', async () => {
+    const station = await ctx.apiKeys.create('ingest', 'PK-KILL');
+    const clips = Array.from({ length: 20 }, (_, i) => ({
+      body: fakeMedia('mp4', 1536 * 1024 + i),
+      itemId: null as string | null,
+      url: undefined as string | undefined,
+    }));
+    if (!service || service.exitCode !== null || service.signalCode !== null) await start();
+    const killer = startKiller();
+    // The station: each clip sent in 256 KiB chunks, resumed from the server's offset after
+    // every failure (tus-js-client retries by itself first), until the item is named.
+    await Promise.all(
+      [0, 1, 2, 3].map(async (lane) => {
+        for (const c of clips.filter((_, i) => i % 4 === lane)) {
+          for (let attempt = 0; attempt < 100 && !c.itemId; attempt++) {
+            try {
+              const r = await tusUpload(
+                url,
+                station,
+                c.body,
+                { kind: 'packing_video', stationId: 'PK-KILL', sha256: sha256(c.body) },
+                { chunkSize: 256 * 1024, uploadUrl: c.url, retryDelays: [100, 200, 400, 800] },
+              );
+              c.itemId = r.itemId;
+              expect(r.digest).toBe(
+                `sha-256=:${Buffer.from(sha256(c.body), 'hex').toString('base64')}:`,
+              );
+            } catch (err) {
+              // Resume the same upload when the client learnt its URL before the failure.
+              const known = (err as { originalRequest?: { getURL(): string } }).originalRequest;
+              const at = known?.getURL();
+              if (at && at.includes('/v1/uploads/')) c.url = at;
+              await new Promise((res) => setTimeout(res, 200));
+            }
+          }
+        }
+      }),
+    );
+    expect(await killer.stop()).toBeGreaterThanOrEqual(2);
+    expect(clips.every((c) => c.itemId)).toBe(true);
+
+    const { rows } = await sql<{ id: string; sha256: string; size_bytes: number }>`
+      select id, sha256, size_bytes from evidence_items where station_id = 'PK-KILL'`.execute(
+      ctx.db,
+    );
+    expect(rows).toHaveLength(20);
+    for (const c of clips) {
+      const row = rows.find((x) => x.sha256 === sha256(c.body));
+      expect(row?.id).toBe(c.itemId);
+      const stored = await ctx.blobStore.stat(
+        `sha256/${row!.sha256.slice(0, 2)}/${row!.sha256.slice(2, 4)}/${row!.sha256}`,
+      );
+      expect(stored).toBe(c.body.length);
+    }
+    // Uploads created by a POST whose answer a kill swallowed are abandoned by the client; they
+    // expire, and with the sweep nothing of any upload is left outside the content addresses.
+    await kill();
+    // The sweep as it runs once they expired (and store leftovers no row knows are an hour old).
+    await ctx.uploads.sweep(new Date(Date.now() + 73 * 3600_000));
+    const left: string[] = [];
+    for await (const o of ctx.blobStore.list('resumable/')) left.push(o.key);
+    expect(left).toEqual([]);
+    const unfinished = await ctx.db.selectFrom('resumable_uploads').select('id').execute();
+    expect(unfinished).toEqual([]);
   });
 });

@@ -225,8 +225,13 @@ export class ResumableUploadStore extends DataStore {
    * uploads whose last byte arrived but whose archiving was cut off. Safe on every instance.
    */
   override async deleteExpired(): Promise<number> {
+    return this.sweep(new Date());
+  }
+
+  /** The sweep as it runs at `now` (tests look ahead in time with it). */
+  async sweep(now: Date): Promise<number> {
     let removed = 0;
-    for (const row of await this.rows.expired(this.db, new Date(), SWEEP_BATCH)) {
+    for (const row of await this.rows.expired(this.db, now, SWEEP_BATCH)) {
       await this.withLock(row.id, async () => {
         const current = await this.rows.find(this.db, row.id);
         if (current) await this.discard(current);
@@ -238,7 +243,7 @@ export class ResumableUploadStore extends DataStore {
     );
     const stalled = await this.rows.unfinished(
       this.db,
-      new Date(Date.now() - UNFINISHED_GRACE_MS),
+      new Date(now.getTime() - UNFINISHED_GRACE_MS),
       SWEEP_BATCH,
     );
     for (const id of stalled) {
