@@ -238,7 +238,7 @@ export class ResumableUploadStore extends DataStore {
       });
       removed++;
     }
-    removed += await this.store.sweepResumable(new Date(Date.now() - ORPHAN_GRACE_MS), (key) =>
+    removed += await this.store.sweepResumable(new Date(now.getTime() - ORPHAN_GRACE_MS), (key) =>
       this.rows.existsByKey(this.db, key),
     );
     const stalled = await this.rows.unfinished(
