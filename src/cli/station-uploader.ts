@@ -1,16 +1,14 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import http from 'node:http';
-import https from 'node:https';
 import path from 'node:path';
-import { Transform } from 'node:stream';
+import * as tus from 'tus-js-client';
 
 /**
  * The packing station's uploader: sends clips to the archive, retrying with backoff over a bad
  * network, and in watch mode takes every finished file of a folder, keeps a queue on disk across
  * restarts, and moves a file to done/ only once the archive's SHA-256 of it equals its own.
- * (Transport: multipart POST with the client's hash, which the server checks; resumable tus
- * uploads replace it in a later version.)
+ * Transport: resumable tus uploads in 8 MiB chunks with the station's hash in the metadata (the
+ * server checks it); a retry, or a restart in watch mode, resumes at the server's offset.
  */
 
 export interface UploaderOptions {
@@ -38,6 +36,15 @@ export interface Archived {
 
 export class UploadRefused extends Error {}
 
+/** 8 MiB: a lost connection costs at most this much again, and each PATCH stays short. */
+const CHUNK_BYTES = 8 * 1024 * 1024;
+
+const inMemory = (): ResumePoint => ({
+  save(url) {
+    this.url = url;
+  },
+});
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function sha256File(file: string): Promise<{ sha256: string; size: number }> {
@@ -50,97 +57,79 @@ export async function sha256File(file: string): Promise<{ sha256: string; size: 
   return { sha256: hash.digest('hex'), size };
 }
 
-const boundaryFor = () => `----evidence-upload-${randomUUID()}`;
+/** Where a file's resumable upload lives on the server, kept across attempts and restarts. */
+export interface ResumePoint {
+  url?: string;
+  save(url: string | undefined): Promise<void> | void;
+}
 
-/** One multipart POST of one file; resolves with the archive's answer. */
-function postOnce(
+/** One tus upload attempt of one file, resuming at the server's offset when `resume.url` is set. */
+function tusOnce(
   opts: UploaderOptions,
   file: string,
   sha256: string,
   size: number,
+  resume: ResumePoint,
 ): Promise<Archived> {
-  const boundary = boundaryFor();
-  const fields: [string, string][] = [
-    ['kind', opts.kind],
-    ['sha256', sha256],
-    ...opts.orderIds.map((o): [string, string] => ['orderId', o]),
-    ...(opts.stationId ? [['stationId', opts.stationId] as [string, string]] : []),
-    ...(opts.operatorId ? [['operatorId', opts.operatorId] as [string, string]] : []),
-    ...(opts.trackingNumber ? [['trackingNumber', opts.trackingNumber] as [string, string]] : []),
-  ];
-  const name = path.basename(file).replace(/["\r\n]/g, '_');
-  const head = Buffer.from(
-    fields
-      .map(
-        ([k, v]) => `--${boundary}\r\nContent-Disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`,
-      )
-      .join('') +
-      `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\n` +
-      'Content-Type: application/octet-stream\r\n\r\n',
-  );
-  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
-  const target = new URL('/v1/evidence', opts.url);
-  const client = target.protocol === 'https:' ? https : http;
+  const metadata: Record<string, string> = {
+    filename: path.basename(file),
+    kind: opts.kind,
+    sha256,
+    ...(opts.orderIds.length ? { orderId: opts.orderIds.join(',') } : {}),
+    ...(opts.stationId ? { stationId: opts.stationId } : {}),
+    ...(opts.operatorId ? { operatorId: opts.operatorId } : {}),
+    ...(opts.trackingNumber ? { trackingNumber: opts.trackingNumber } : {}),
+  };
   return new Promise((resolve, reject) => {
-    const req = client.request(target, {
-      method: 'POST',
-      headers: {
-        Authorization: `Bearer ${opts.key}`,
-        'Content-Type': `multipart/form-data; boundary=${boundary}`,
-        'Content-Length': head.length + size + tail.length,
-        // The same bytes retried are the same upload: the server answers with the first result.
-        'Idempotency-Key': `sha256-${sha256}`,
+    const upload = new tus.Upload(createReadStream(file), {
+      endpoint: new URL('/v1/uploads', opts.url).href,
+      uploadUrl: resume.url,
+      uploadSize: size,
+      chunkSize: CHUNK_BYTES,
+      metadata,
+      headers: { Authorization: `Bearer ${opts.key}` },
+      // Our own retries (with backoff, logged) resume the same upload; no hidden second layer.
+      retryDelays: null,
+      storeFingerprintForResuming: false,
+      onUploadUrlAvailable: () => void resume.save(upload.url ?? undefined),
+      onProgress: (sent, total) => opts.progress?.(file, total ? sent / total : 1),
+      onSuccess: ({ lastResponse }) => {
+        const digest = /sha-256=:([A-Za-z0-9+/=]+):/.exec(
+          lastResponse.getHeader('Repr-Digest') ?? '',
+        );
+        const id = lastResponse.getHeader('Evidence-Item-Id');
+        if (!digest || !id) return reject(new Error('the archive did not name the archived item'));
+        resolve({
+          id,
+          sha256: Buffer.from(digest[1]!, 'base64').toString('hex'),
+          status: lastResponse.getHeader('Evidence-Item-Status') === 'created' ? 201 : 200,
+        });
       },
-      timeout: 120_000,
-    });
-    req.on('timeout', () => req.destroy(new Error('the archive stopped answering')));
-    req.on('error', reject);
-    req.on('response', (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('error', reject);
-      res.on('end', () => {
-        let body: { id?: string; sha256?: string; code?: string; detail?: string } = {};
+      onError: (err) => {
+        const res = (err as tus.DetailedError).originalResponse;
+        const status = res?.getStatus() ?? 0;
+        let body: { code?: string; detail?: string } = {};
         try {
-          body = JSON.parse(text) as typeof body;
+          body = JSON.parse(res?.getBody() ?? '') as typeof body;
         } catch {
-          // not JSON: a proxy's error page
+          // tus's plain-text answers, or a proxy's error page
         }
-        const status = res.statusCode ?? 0;
-        if (status === 200 || status === 201) {
-          return resolve({ id: String(body.id), sha256: String(body.sha256), status });
+        const why = status
+          ? `${status} ${body.code ?? ''} ${body.detail ?? res?.getBody()?.slice(0, 200) ?? ''}`.trim()
+          : err.message;
+        // The upload expired or was removed: start a new one next time.
+        if (status === 404 || status === 410) {
+          void resume.save(undefined);
+          return reject(new Error(why));
         }
-        const why = `${status} ${body.code ?? ''} ${body.detail ?? text.slice(0, 200)}`.trim();
-        // 4xx other than 408/429 will not change by retrying: the file or the key is refused.
-        if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
+        // 4xx other than these will not change by retrying: the file or the key is refused.
+        if (status >= 400 && status < 500 && ![408, 409, 423, 429].includes(status)) {
           return reject(new UploadRefused(why));
         }
         reject(new Error(why));
-      });
-    });
-    let sent = 0;
-    const counter = new Transform({
-      transform(chunk: Buffer, _enc, done) {
-        sent += chunk.length;
-        opts.progress?.(file, size ? sent / size : 1);
-        done(null, chunk);
       },
     });
-    req.write(head);
-    // The body with backpressure: counted for the progress display as it goes.
-    (async () => {
-      try {
-        for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }).pipe(
-          counter,
-        )) {
-          if (!req.write(chunk)) await new Promise((r) => req.once('drain', r));
-        }
-        req.end(tail);
-      } catch (err) {
-        req.destroy(err as Error);
-      }
-    })();
+    upload.start();
   });
 }
 
@@ -148,12 +137,16 @@ function postOnce(
  * Uploads one file, retrying with backoff; resolves once the archive holds it and its SHA-256
  * equals ours. Rejects with UploadRefused when the archive refuses it for good.
  */
-export async function uploadFile(opts: UploaderOptions, file: string): Promise<Archived> {
+export async function uploadFile(
+  opts: UploaderOptions,
+  file: string,
+  resume: ResumePoint = inMemory(),
+): Promise<Archived> {
   const { sha256, size } = await sha256File(file);
   let delay = opts.backoffMs;
   for (let attempt = 1; ; attempt++) {
     try {
-      const result = await postOnce(opts, file, sha256, size);
+      const result = await tusOnce(opts, file, sha256, size, resume);
       if (result.sha256 !== sha256) {
         throw new Error(`the archive's SHA-256 ${result.sha256} differs from ours ${sha256}`);
       }

@@ -10,6 +10,8 @@ interface QueueEntry {
   attempts: number;
   nextTryAt: number;
   lastError?: string;
+  /** The file's resumable upload on the server: a restart resumes it instead of starting over. */
+  uploadUrl?: string;
 }
 
 export interface WatchOptions {
@@ -79,6 +81,8 @@ export class WatchFolder {
           stableSince: now,
           attempts: known?.attempts ?? 0,
           nextTryAt: known?.nextTryAt ?? 0,
+          // Other bytes are another upload; the same bytes keep theirs.
+          uploadUrl: known?.size === st.size ? known.uploadUrl : undefined,
         };
       }
     }
@@ -90,7 +94,13 @@ export class WatchFolder {
       if (now - entry.stableSince < this.opts.settleMs || entry.nextTryAt > now) continue;
       const file = path.join(this.opts.dir, name);
       try {
-        const result = await uploadFile({ ...this.upload, maxAttempts: 1 }, file);
+        const result = await uploadFile({ ...this.upload, maxAttempts: 1 }, file, {
+          url: entry.uploadUrl,
+          save: async (url) => {
+            entry.uploadUrl = url;
+            await this.save();
+          },
+        });
         const st = await fs.stat(file);
         if (st.size !== entry.size || st.mtimeMs !== entry.mtimeMs) {
           this.upload.log(`${name}: changed while it was uploaded; it will be sent again`);
