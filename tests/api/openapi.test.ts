@@ -28,6 +28,7 @@ describe('OpenAPI document', () => {
   const app = createApp({
     config: { http: {}, maxUploadBytes: 1 },
     logger: {},
+    uploads: {}, // the tus server wants a store object; no request reaches it here
   } as unknown as AppContext);
   const doc = openapi as {
     openapi: string;
