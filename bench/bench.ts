@@ -171,17 +171,25 @@ async function mintKey(databaseUrl: string, role: 'ingest' | 'support'): Promise
   }
 }
 
-/** Streams `size` bytes as one multipart upload; resolves with the new item's id and sha256. */
+/**
+ * Streams `size` bytes as one multipart upload with these fields; resolves with the new item's id
+ * and sha256.
+ */
 function upload(
   url: string,
   key: string,
   body: Readable,
   size: number,
+  fields: Record<string, string> = { kind: 'packing_video', orderId: 'BENCH-1' },
 ): Promise<{ id: string; sha256: string }> {
   const boundary = `bench${randomBytes(8).toString('hex')}`;
   const head = Buffer.from(
-    `--${boundary}\r\nContent-Disposition: form-data; name="kind"\r\n\r\npacking_video\r\n` +
-      `--${boundary}\r\nContent-Disposition: form-data; name="orderId"\r\n\r\nBENCH-1\r\n` +
+    Object.entries(fields)
+      .map(
+        ([name, value]) =>
+          `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`,
+      )
+      .join('') +
       `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="clip.mp4"\r\n` +
       'Content-Type: video/mp4\r\n\r\n',
   );
@@ -826,6 +834,7 @@ async function main(): Promise<void> {
         startService,
         mintKey,
         createScratch,
+        upload,
       });
     }
     if (runs('media')) {

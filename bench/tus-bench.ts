@@ -13,9 +13,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, createWriteStream, mkdtempSync, promises as fs, rmSync } from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import * as tus from 'tus-js-client';
+import type { PushBenchDeps } from './push-bench';
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const BYTES = env('BENCH_TUS_BYTES', 1024 ** 3);
@@ -27,18 +28,17 @@ const MP4_HEADER = Buffer.from('00000018667479706d703432000000006d703432', 'hex'
 
 type Side = 'multipart' | 'tus';
 
-export interface TusBenchDeps {
-  work: string;
-  adminUrl: string;
+export type TusBenchDeps = PushBenchDeps & {
   rounds: number;
-  startService(vars: Record<string, string>): Promise<{
-    url: string;
-    peakRssMb(): Promise<number>;
-    stop(): Promise<void>;
-  }>;
-  mintKey(databaseUrl: string, role: 'ingest' | 'support'): Promise<string>;
-  createScratch(adminUrl: string): Promise<{ url: string; drop(): Promise<void> }>;
-}
+  /** bench.ts's streamed multipart POST /v1/evidence. */
+  upload(
+    url: string,
+    key: string,
+    body: Readable,
+    size: number,
+    fields: Record<string, string>,
+  ): Promise<{ id: string }>;
+};
 
 /** `size` random bytes behind an MP4 header, written in blocks: never all in memory. */
 async function writeRandomClip(file: string, size: number): Promise<void> {
@@ -67,53 +67,6 @@ async function sha256OfFile(file: string): Promise<string> {
 /** The upload fields, the same for both sides: multipart field names are tus metadata keys. */
 function fieldsFor(side: Side, sha256: string): Record<string, string> {
   return { kind: 'packing_video', orderId: `BENCH-${side}`, stationId: 'PK-BENCH', sha256 };
-}
-
-/** `file` as one multipart `POST /v1/evidence`, streamed from disk; resolves with the item id. */
-function multipartUpload(
-  url: string,
-  key: string,
-  file: string,
-  size: number,
-  fields: Record<string, string>,
-): Promise<string> {
-  const boundary = `bench${randomBytes(8).toString('hex')}`;
-  const head = Buffer.from(
-    Object.entries(fields)
-      .map(
-        ([name, value]) =>
-          `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`,
-      )
-      .join('') +
-      `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="clip.mp4"\r\n` +
-      'Content-Type: video/mp4\r\n\r\n',
-  );
-  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
-  return new Promise((resolve, reject) => {
-    const req = http.request(`${url}/v1/evidence`, {
-      method: 'POST',
-      headers: {
-        Authorization: `Bearer ${key}`,
-        'Content-Type': `multipart/form-data; boundary=${boundary}`,
-        'Content-Length': head.length + size + tail.length,
-      },
-    });
-    req.on('response', (res) => {
-      let text = '';
-      res.on('data', (c) => (text += c));
-      res.on('end', () =>
-        res.statusCode === 201
-          ? resolve((JSON.parse(text) as { id: string }).id)
-          : reject(new Error(`POST /v1/evidence: ${res.statusCode} ${text}`)),
-      );
-    });
-    req.on('error', reject);
-    const body = createReadStream(file, { highWaterMark: 1 << 20 });
-    req.write(head);
-    body.pipe(req, { end: false });
-    body.on('end', () => req.end(tail));
-    body.on('error', reject);
-  });
 }
 
 interface TusFigures {
@@ -198,7 +151,8 @@ async function measure(deps: TusBenchDeps, side: Side, file: string, sha256: str
     let id: string;
     let requests: TusFigures['requests'] | undefined;
     if (side === 'multipart') {
-      id = await multipartUpload(service.url, key, file, BYTES, fields);
+      const body = createReadStream(file, { highWaterMark: 1 << 20 });
+      ({ id } = await deps.upload(service.url, key, body, BYTES, fields));
     } else {
       ({ id, requests } = await tusUpload(service.url, key, file, fields, sha256));
     }

@@ -50,19 +50,21 @@ export function uploadRoutes(deps: UploadRoutesDeps): Router {
     },
     onIncomingRequest: async (req, res, id) => {
       if (req.method === 'POST') return;
+      const upload = await uploads.status(id);
       // Someone else's upload does not exist, as far as this key can tell.
-      if ((await uploads.ownerOf(id)) !== principalOf(req as Request).keyId) {
+      if (!upload || upload.owner !== principalOf(req as Request).keyId) {
         throw new AppError('not_found', 'No such upload for this key.');
       }
-      if (req.method === 'HEAD') {
+      if (req.method === 'HEAD' && upload.complete) {
         // A client resuming after a lost answer: an upload whose bytes are all in is archived
         // before its offset says so, so "complete" always means "archived".
-        const result = await uploads.withLock(id, () => uploads.finish(id));
+        const result = upload.result ?? (await uploads.withLock(id, () => uploads.finish(id)));
         if (result) setItemHeaders(res, result);
       }
     },
+    // The PATCH that delivered the last byte archived the item before answering (see write()).
     onUploadFinish: async (_req, res, upload) => {
-      const result = await uploads.withLock(upload.id, () => uploads.finish(upload.id));
+      const result = (await uploads.status(upload.id))?.result;
       if (result) setItemHeaders(res, result);
       return res;
     },

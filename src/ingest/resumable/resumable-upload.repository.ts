@@ -135,13 +135,4 @@ export class ResumableUploadRepository {
       .execute();
     return rows.map((r) => r.id);
   }
-
-  async countActive(db: Conn): Promise<number> {
-    const row = await db
-      .selectFrom('resumable_uploads')
-      .select((eb) => eb.fn.countAll<number>().as('n'))
-      .where('item_id', 'is', null)
-      .executeTakeFirstOrThrow();
-    return Number(row.n);
-  }
 }

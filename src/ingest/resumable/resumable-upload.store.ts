@@ -101,9 +101,20 @@ export class ResumableUploadStore extends DataStore {
     return err;
   }
 
-  /** The owner of an upload, or undefined when there is none: the route answers 404 for both. */
-  async ownerOf(id: string): Promise<string | undefined> {
-    return (await this.rows.find(this.db, id))?.created_by_key_id;
+  /**
+   * What the route checks before tus handles a request: whose upload it is, whether every byte is
+   * in, and the archived item's result once there is one. One read of the row.
+   */
+  async status(
+    id: string,
+  ): Promise<{ owner: string; complete: boolean; result?: IngestResult } | undefined> {
+    const row = await this.rows.find(this.db, id);
+    if (!row) return undefined;
+    return {
+      owner: row.created_by_key_id,
+      complete: row.upload_offset === row.upload_length,
+      result: row.item_id ? (row.result as IngestResult) : undefined,
+    };
   }
 
   override async write(

@@ -53,6 +53,8 @@ export class UploadLocker implements Locker {
       client.on('error', lost);
       client.on('end', () => lost());
       client.on('notification', (msg) => {
+        // Our own NOTIFY comes back to us too: it is meant for the other instances.
+        if (msg.processId === (client as unknown as { processID: number }).processID) return;
         if (msg.channel === CHANNEL && msg.payload) void this.held.get(msg.payload)?.();
       });
       await client.connect();
