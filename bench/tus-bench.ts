@@ -204,12 +204,19 @@ export async function benchTus(deps: TusBenchDeps): Promise<void> {
     let checked = 0;
     for (let round = 0; round < deps.rounds; round++) {
       const order: Side[] = round % 2 === 0 ? ['multipart', 'tus'] : ['tus', 'multipart'];
+      const secs: Partial<Record<Side, number>> = {};
       for (const side of order) {
         const r = await measure(deps, side, files[side], sha[side]);
         checked++;
+        secs[side] = r.secs;
         peakRss = { ...peakRss, [side]: Math.max(peakRss[side], r.rssMb) };
         if (!best[side] || r.secs < best[side].secs) best[side] = r;
       }
+      // Each round on its own too: the machine's speed drifts between rounds, the ratio less so.
+      const speed = (side: Side) => BYTES / MB / secs[side]!;
+      console.log(
+        `  round ${round + 1}: multipart ${fmt(speed('multipart'))} MB/s, tus ${fmt(speed('tus'))} MB/s, ratio ${fmt(speed('tus') / speed('multipart'), 2)}`,
+      );
     }
     const mbs = (side: Side) => BYTES / MB / best[side]!.secs;
     console.log(

@@ -302,6 +302,7 @@ export async function buildContext(
       blobStore,
       ingest,
       uploadLocker,
+      hasher,
       logger,
       { expiryMs: config.resumableExpiryHours * 3_600_000 },
     );

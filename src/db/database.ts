@@ -206,7 +206,7 @@ export interface ResumableUploadsTable {
   upload_offset: ColumnType<number, number | undefined, number>;
   storage_key: string;
   storage_state: unknown;
-  hash_state: Buffer | null;
+  sha256: string | null;
   head: ColumnType<Buffer, Buffer | undefined, Buffer>;
   content_type: string | null;
   item_id: string | null;

@@ -90,8 +90,45 @@ describe.each(DRIVERS)('resumable uploads across two instances (%s)', (driver) =
     return res.headers.get('location')!;
   }
 
+  afterEach(() => jest.restoreAllMocks());
+
+  /** Reads of resumable bytes (not of archived blobs) through each instance's store. */
+  function countResumableReads() {
+    const counts = { a: 0, b: 0 };
+    const spies = (['a', 'b'] as const).map((name) => {
+      const store = (name === 'a' ? a.ctx : ctxB).blobStore;
+      const read = store.read.bind(store);
+      return jest.spyOn(store, 'read').mockImplementation((key, ...rest) => {
+        if (key.startsWith('resumable/')) counts[name]++;
+        return read(key, ...rest);
+      });
+    });
+    return { counts, restore: () => spies.forEach((s) => s.mockRestore()) };
+  }
+
+  it('hashes an upload that stays on one instance as it arrives, without reading it again', async () => {
+    const clip = fakeMedia('mp4', 9 * MiB + 3);
+    const reads = countResumableReads();
+    try {
+      const path = await create(clip, b.url);
+      for (let at = 0; at < clip.length; at += 3 * MiB) {
+        const res = await patch(b.url, path, at, clip.subarray(at, at + 3 * MiB));
+        expect(res.status).toBe(204);
+        if (at + 3 * MiB >= clip.length) {
+          expect(res.headers.get('repr-digest')).toBe(
+            `sha-256=:${createHash('sha256').update(clip).digest('base64')}:`,
+          );
+        }
+      }
+      expect(reads.counts).toEqual({ a: 0, b: 0 });
+    } finally {
+      reads.restore();
+    }
+  });
+
   it('continues an upload on whichever instance the next request reaches', async () => {
     const clip = fakeMedia('mp4', 12 * MiB + 7);
+    const reads = countResumableReads();
     const path = await create(clip, a.url);
     expect((await patch(b.url, path, 0, clip.subarray(0, 3 * MiB))).status).toBe(204);
     expect((await patch(a.url, path, 3 * MiB, clip.subarray(3 * MiB, 7 * MiB))).status).toBe(204);
@@ -107,9 +144,13 @@ describe.each(DRIVERS)('resumable uploads across two instances (%s)', (driver) =
       headers: bearer(a.keys.support),
     }).then((r) => r.json() as Promise<{ sha256: string }>);
     expect(item.sha256).toBe(createHash('sha256').update(clip).digest('hex'));
+    reads.restore();
+    // B missed the bytes A received, so B read the upload once, at its end, to hash it.
+    expect(reads.counts).toEqual({ a: 0, b: 1 });
   });
 
   it('lets one instance write at a time: a newer request makes the older let go', async () => {
+    const reads = countResumableReads();
     const clip = fakeMedia('mp4', 8 * MiB);
     const path = await create(clip, a.url);
     // A stalled PATCH on A holds the upload...
@@ -138,5 +179,8 @@ describe.each(DRIVERS)('resumable uploads across two instances (%s)', (driver) =
       headers: bearer(a.keys.support),
     }).then((r) => r.json() as Promise<{ sha256: string }>);
     expect(item.sha256).toBe(createHash('sha256').update(clip).digest('hex'));
+    reads.restore();
+    // B missed the bytes A received, so B read the upload once, at its end, to hash it.
+    expect(reads.counts).toEqual({ a: 0, b: 1 });
   });
 });

@@ -14,7 +14,7 @@ export interface ResumableUploadRow {
   upload_offset: number;
   storage_key: string;
   storage_state: Record<string, unknown>;
-  hash_state: Buffer | null;
+  sha256: string | null;
   head: Buffer;
   content_type: string | null;
   item_id: string | null;
@@ -39,7 +39,6 @@ export type NewResumableUpload = Pick<
 export interface Progress {
   offset: number;
   storageState: Record<string, unknown>;
-  hashState: Buffer;
   head: Buffer;
   contentType: string | null;
 }
@@ -88,7 +87,6 @@ export class ResumableUploadRepository {
       .set({
         upload_offset: p.offset,
         storage_state: JSON.stringify(p.storageState),
-        hash_state: p.hashState,
         head: p.head,
         content_type: p.contentType,
         updated_at: new Date(),
@@ -98,6 +96,15 @@ export class ResumableUploadRepository {
       .where('item_id', 'is', null)
       .executeTakeFirst();
     return res.numUpdatedRows === 1n;
+  }
+
+  /** The digest of every byte, recorded before they are promoted to their content address. */
+  async setDigest(db: Conn, id: string, sha256: string): Promise<void> {
+    await db
+      .updateTable('resumable_uploads')
+      .set({ sha256, updated_at: new Date() })
+      .where('id', '=', id)
+      .execute();
   }
 
   async markArchived(db: Conn, id: string, itemId: string, result: unknown): Promise<void> {

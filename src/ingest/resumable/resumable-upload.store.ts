@@ -1,8 +1,9 @@
+import { createHash, type Hash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { DataStore, ERRORS, type Locker, Upload } from '@tus/utils';
-import { createSHA256, type IHasher } from 'hash-wasm';
 import type { RequestActor } from '../../custody/audit.service';
+import type { HashPool } from '../../custody/hash-pool';
 import type { Db } from '../../db/database';
 import { AppError } from '../../errors';
 import type { Logger } from '../../logger';
@@ -25,11 +26,23 @@ const UNFINISHED_GRACE_MS = 60_000;
 const ORPHAN_GRACE_MS = 3_600_000;
 const SWEEP_BATCH = 100;
 
+/** The SHA-256 of an upload's bytes [0, offset), kept by the instance that received all of them. */
+interface LiveHash {
+  hash: Hash;
+  offset: number;
+  usedAt: number;
+}
+
 /**
- * The tus DataStore of the archive. The database row is the upload's truth: offset, SHA-256 state
- * (hash-wasm's, which can be saved and loaded) and the store's own progress are advanced together
- * only once the bytes are durable, so any instance resumes any upload, after a crash too, and the
- * server-computed hash never needs a second read of the bytes.
+ * The tus DataStore of the archive. The database row is the upload's truth: its offset and the
+ * store's own progress are advanced together only once the bytes are durable, so any instance
+ * resumes any upload, after a crash too.
+ *
+ * The SHA-256 is computed as the bytes arrive, with node:crypto, by the instance receiving them; it
+ * lives in that instance's memory, one small object per upload. An upload whose PATCHes all reached
+ * one instance (the normal case) is therefore hashed without a second read. One that moved to
+ * another instance, or outlived a crash, is hashed by one read of its bytes when its last byte is
+ * in: correct always, and the re-read is paid only then.
  *
  * An upload becomes evidence inside the request that delivers its last byte, before that request
  * is answered: a client that saw its upload complete finds the item. If that step is cut off, the
@@ -42,6 +55,8 @@ export class ResumableUploadStore extends DataStore {
    * stream as a plain abort; the route asks here for the real cause.
    */
   private readonly refusals = new Map<string, AppError>();
+  /** Hashes of the uploads this instance received from their first byte on, by upload id. */
+  private readonly live = new Map<string, LiveHash>();
 
   constructor(
     private readonly db: Db,
@@ -49,6 +64,7 @@ export class ResumableUploadStore extends DataStore {
     private readonly store: BlobStore,
     private readonly ingest: IngestService,
     private readonly locker: Locker,
+    private readonly hashes: HashPool,
     private readonly logger: Logger,
     private readonly opts: { expiryMs: number },
   ) {
@@ -127,7 +143,12 @@ export class ResumableUploadStore extends DataStore {
     if (row.item_id) return row.upload_offset;
     if (row.upload_offset !== offset) throw ERRORS.INVALID_OFFSET;
     const kind = (row.fields as { kind: UploadFields['kind'] }).kind;
-    const hasher = await loadHasher(row.hash_state);
+    // The running hash, if this instance holds one over exactly the bytes recorded so far (bytes
+    // below the recorded offset never change, so the offsets agreeing is enough); otherwise the
+    // upload is hashed by a read at its end. Taken out of the map until this write is recorded.
+    let live = this.live.get(id);
+    this.live.delete(id);
+    if (live?.offset !== offset) live = offset === 0 ? newLiveHash() : undefined;
     const length = row.upload_length;
     let written = 0;
     let head = row.head;
@@ -135,7 +156,7 @@ export class ResumableUploadStore extends DataStore {
     async function* measured(): AsyncGenerator<Buffer> {
       for await (const chunk of stream as AsyncIterable<Buffer>) {
         if (offset + written + chunk.length > length) throw ERRORS.ERR_SIZE_EXCEEDED;
-        hasher.update(chunk);
+        live?.hash.update(chunk);
         written += chunk.length;
         if (contentType === null) {
           head = Buffer.concat([head, chunk.subarray(0, SNIFF_BYTES - head.length)]);
@@ -167,11 +188,11 @@ export class ResumableUploadStore extends DataStore {
     const advanced = await this.rows.advance(this.db, id, offset, {
       offset: newOffset,
       storageState,
-      hashState: Buffer.from(hasher.save()),
       head: contentType === null ? head : Buffer.alloc(0),
       contentType,
     });
     if (!advanced) throw ERRORS.INVALID_OFFSET;
+    if (live) this.live.set(id, { hash: live.hash, offset: newOffset, usedAt: Date.now() });
     if (newOffset === length) await this.finish(id);
     return newOffset;
   }
@@ -184,11 +205,12 @@ export class ResumableUploadStore extends DataStore {
     const row = await this.rows.find(this.db, id);
     if (!row || row.upload_offset !== row.upload_length) return undefined;
     if (row.item_id) return row.result as IngestResult;
-    const sha256 = (await loadHasher(row.hash_state)).digest('hex');
     const size = row.upload_length;
     let result: IngestResult;
     try {
-      // A first attempt that promoted the bytes and then failed leaves them at their address.
+      // Recorded before the bytes move: a first attempt that promoted them and then failed leaves
+      // them at their address, and only the digest says where that is.
+      const sha256 = row.sha256 ?? (await this.digest(row));
       if ((await this.store.stat(blobKeyFor(sha256))) !== size) {
         await this.store.completeResumable(row.storage_key, row.storage_state, size);
       }
@@ -220,6 +242,29 @@ export class ResumableUploadStore extends DataStore {
     return result;
   }
 
+  /** The SHA-256 of every byte of a complete upload: the running hash, or one read of them. */
+  private async digest(row: ResumableUploadRow): Promise<string> {
+    const size = row.upload_length;
+    const live = this.live.get(row.id);
+    this.live.delete(row.id);
+    let sha256: string;
+    if (live?.offset === size) {
+      sha256 = live.hash.digest('hex');
+    } else {
+      // Complete first: on S3 the bytes are readable only as one object.
+      await this.store.completeResumable(row.storage_key, row.storage_state, size);
+      const read = await this.hashes.hash(() => this.store.read(row.storage_key, size));
+      if (read.size !== size) throw new Error(`upload ${row.id}: read ${read.size} of ${size}`);
+      sha256 = read.sha256;
+      this.logger.info(
+        { uploadId: row.id, size },
+        'resumable upload hashed by a read of its bytes',
+      );
+    }
+    await this.rows.setDigest(this.db, row.id, sha256);
+    return sha256;
+  }
+
   override async remove(id: string): Promise<void> {
     const row = await this.rows.find(this.db, id);
     if (!row) throw ERRORS.FILE_NOT_FOUND;
@@ -249,6 +294,11 @@ export class ResumableUploadStore extends DataStore {
       });
       removed++;
     }
+    // Running hashes of uploads that went quiet here (finished elsewhere, abandoned, expired): a
+    // client that comes back later costs one read at the end instead.
+    for (const [id, live] of this.live) {
+      if (live.usedAt < now.getTime() - ORPHAN_GRACE_MS) this.live.delete(id);
+    }
     removed += await this.store.sweepResumable(new Date(now.getTime() - ORPHAN_GRACE_MS), (key) =>
       this.rows.existsByKey(this.db, key),
     );
@@ -276,6 +326,7 @@ export class ResumableUploadStore extends DataStore {
   }
 
   private async discard(row: ResumableUploadRow): Promise<void> {
+    this.live.delete(row.id);
     if (!row.item_id) await this.store.discardResumable(row.storage_key, row.storage_state);
     await this.rows.delete(this.db, row.id);
   }
@@ -291,12 +342,7 @@ function toUpload(row: ResumableUploadRow): Upload {
   });
 }
 
-async function loadHasher(state: Buffer | null): Promise<IHasher> {
-  const hasher = await createSHA256();
-  if (state) hasher.load(new Uint8Array(state));
-  else hasher.init();
-  return hasher;
-}
+const newLiveHash = (): LiveHash => ({ hash: createHash('sha256'), offset: 0, usedAt: Date.now() });
 
 /** The upload fields in tus Upload-Metadata: the multipart names, lists comma-separated. */
 export function fieldsFromMetadata(metadata: Record<string, string | null> | undefined): {
