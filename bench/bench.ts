@@ -830,7 +830,6 @@ async function main(): Promise<void> {
       await benchTus({
         work,
         adminUrl: admin.url,
-        rounds: ROUNDS,
         startService,
         mintKey,
         createScratch,

@@ -50,12 +50,15 @@ export function uploadRoutes(deps: UploadRoutesDeps): Router {
     },
     onIncomingRequest: async (req, res, id) => {
       if (req.method === 'POST') return;
-      const upload = await uploads.status(id);
+      // A PATCH needs only the owner (its bytes are checked against the row under the lock); a
+      // HEAD needs the upload's state too.
+      const upload = req.method === 'HEAD' ? await uploads.status(id) : undefined;
+      const owner = req.method === 'HEAD' ? upload?.owner : await uploads.owner(id);
       // Someone else's upload does not exist, as far as this key can tell.
-      if (!upload || upload.owner !== principalOf(req as Request).keyId) {
+      if (!owner || owner !== principalOf(req as Request).keyId) {
         throw new AppError('not_found', 'No such upload for this key.');
       }
-      if (req.method === 'HEAD' && upload.complete) {
+      if (upload?.complete) {
         // A client resuming after a lost answer: an upload whose bytes are all in is archived
         // before its offset says so, so "complete" always means "archived".
         const result = upload.result ?? (await uploads.withLock(id, () => uploads.finish(id)));

@@ -373,7 +373,7 @@ function durableWriter(handle: fs.FileHandle, start: number): Writable {
 }
 
 async function writeAll(handle: fs.FileHandle, chunk: Buffer, position: number): Promise<void> {
-  for (let done = 0; done < chunk.length; ) {
+  for (let done = 0; done < chunk.length;) {
     const { bytesWritten } = await handle.write(chunk, done, chunk.length - done, position + done);
     done += bytesWritten;
   }

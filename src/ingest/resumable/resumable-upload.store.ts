@@ -57,6 +57,14 @@ export class ResumableUploadStore extends DataStore {
   private readonly refusals = new Map<string, AppError>();
   /** Hashes of the uploads this instance received from their first byte on, by upload id. */
   private readonly live = new Map<string, LiveHash>();
+  /**
+   * The row getUpload() read, for the write() that tus calls next in the same request. tus calls
+   * getUpload() only under the upload's lock (HEAD, PATCH, DELETE, the POST that creates it; GET
+   * is not routed), and only a lock holder changes a row, so the row is current when write() runs.
+   */
+  private readonly loaded = new Map<string, ResumableUploadRow>();
+  /** Which key created each upload this instance has seen: that never changes. */
+  private readonly owners = new Map<string, string>();
 
   constructor(
     private readonly db: Db,
@@ -100,13 +108,18 @@ export class ResumableUploadStore extends DataStore {
       await this.store.discardResumable(key, state).catch(() => undefined);
       throw err;
     }
+    this.owners.set(upload.id, ctx.actor.keyId);
     upload.creation_date = now.toISOString();
     return upload;
   }
 
   override async getUpload(id: string): Promise<Upload> {
     const row = await this.rows.find(this.db, id);
-    if (!row) throw ERRORS.FILE_NOT_FOUND;
+    if (!row) {
+      this.loaded.delete(id);
+      throw ERRORS.FILE_NOT_FOUND;
+    }
+    this.loaded.set(id, row);
     return toUpload(row);
   }
 
@@ -126,6 +139,7 @@ export class ResumableUploadStore extends DataStore {
   ): Promise<{ owner: string; complete: boolean; result?: IngestResult } | undefined> {
     const row = await this.rows.find(this.db, id);
     if (!row) return undefined;
+    this.owners.set(id, row.created_by_key_id);
     return {
       owner: row.created_by_key_id,
       complete: row.upload_offset === row.upload_length,
@@ -133,12 +147,22 @@ export class ResumableUploadStore extends DataStore {
     };
   }
 
+  /**
+   * The id of the key that created the upload, for the route's check before a PATCH: from memory
+   * after the first request, as it never changes (an upload removed since is tus's 404 then).
+   */
+  async owner(id: string): Promise<string | undefined> {
+    return this.owners.get(id) ?? (await this.status(id))?.owner;
+  }
+
   override async write(
     stream: IncomingMessage | Readable,
     id: string,
     offset: number,
   ): Promise<number> {
-    const row = await this.rows.find(this.db, id);
+    const loaded = this.loaded.get(id);
+    this.loaded.delete(id);
+    const row = loaded?.upload_offset === offset ? loaded : await this.rows.find(this.db, id);
     if (!row) throw ERRORS.FILE_NOT_FOUND;
     if (row.item_id) return row.upload_offset;
     if (row.upload_offset !== offset) throw ERRORS.INVALID_OFFSET;
@@ -296,6 +320,10 @@ export class ResumableUploadStore extends DataStore {
     }
     // Running hashes of uploads that went quiet here (finished elsewhere, abandoned, expired): a
     // client that comes back later costs one read at the end instead.
+    // Rows a HEAD read and no PATCH took, and owners of uploads that may be gone: a request in
+    // between reads its row again.
+    this.loaded.clear();
+    this.owners.clear();
     for (const [id, live] of this.live) {
       if (live.usedAt < now.getTime() - ORPHAN_GRACE_MS) this.live.delete(id);
     }
@@ -327,6 +355,8 @@ export class ResumableUploadStore extends DataStore {
 
   private async discard(row: ResumableUploadRow): Promise<void> {
     this.live.delete(row.id);
+    this.loaded.delete(row.id);
+    this.owners.delete(row.id);
     if (!row.item_id) await this.store.discardResumable(row.storage_key, row.storage_state);
     await this.rows.delete(this.db, row.id);
   }
