@@ -72,6 +72,7 @@ const envSchema = z.object({
   RETENTION_DAYS_CALL_RECORDING: int(0, 36500).default(365),
   RETENTION_DAYS_PHOTO: int(0, 36500).default(365),
   RETENTION_AFTER_CLOSE_DAYS: int(0, 36500).default(90),
+  SUGGESTION_WINDOW_DAYS: int(1, 365).default(14),
   AUDIT_READS: bool.default('true'),
   WORKERS: int(0, 64).default(1),
   FFMPEG_PATH: z.string().min(1).optional(),
@@ -130,6 +131,8 @@ export interface AppConfig {
   /** How long a resumable (tus) upload may take from creation before it expires. */
   resumableExpiryHours: number;
   defaultPhoneRegion?: string;
+  /** Calls from or to a complaint's customer this many days around its dates are suggested. */
+  suggestionWindowDays: number;
   http: {
     headersTimeoutMs: number;
     socketIdleTimeoutMs: number;
@@ -313,6 +316,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     maxUploadBytes: e.MAX_UPLOAD_BYTES,
     resumableExpiryHours: e.RESUMABLE_UPLOAD_EXPIRY_HOURS,
     defaultPhoneRegion: e.DEFAULT_PHONE_REGION,
+    suggestionWindowDays: e.SUGGESTION_WINDOW_DAYS,
     http: {
       headersTimeoutMs: e.HEADERS_TIMEOUT_MS,
       socketIdleTimeoutMs: e.SOCKET_IDLE_TIMEOUT_MS,

@@ -12,6 +12,9 @@ import { DeletionRepository } from './custody/deletion.repository';
 import { DeletionService } from './custody/deletion.service';
 import { HoldRepository } from './custody/hold.repository';
 import { HashPool } from './custody/hash-pool';
+import { ComplaintWorkspaceService } from './complaints/complaint-workspace.service';
+import { CoverageReportService } from './complaints/coverage-report';
+import { ShareLinkService } from './share/share-link.service';
 import { HoldService } from './custody/hold.service';
 import { ScrubRepository } from './custody/scrub.repository';
 import { ScrubService } from './custody/scrub.service';
@@ -27,6 +30,8 @@ import { EvidenceRepository } from './evidence/evidence.repository';
 import { EvidenceService } from './evidence/evidence.service';
 import { SegmentRepository } from './evidence/segment.repository';
 import { SegmentService } from './evidence/segment.service';
+import { BundleRepository } from './bundles/bundle.repository';
+import { BundleService } from './bundles/bundle.service';
 import { IdempotencyRepository } from './evidence/idempotency.repository';
 import { IngestService } from './ingest/ingest.service';
 import { ResumableUploadRepository } from './ingest/resumable/resumable-upload.repository';
@@ -70,6 +75,10 @@ export interface AppContext {
   integrity: IntegrityService;
   metrics: Metrics;
   complaints: ComplaintService;
+  /** The complaint as support works it: timeline, suggestions, accepting them. */
+  complaintWorkspace: ComplaintWorkspaceService;
+  coverage: CoverageReportService;
+  shareLinks: ShareLinkService;
   holds: HoldService;
   deletion: DeletionService;
   scrub: ScrubService;
@@ -83,6 +92,8 @@ export interface AppContext {
   uploadSweep: UploadSweep;
   derivatives: DerivativeService;
   segments: SegmentService;
+  /** Dispute bundles: signed ZIPs of a complaint's evidence. */
+  bundles: BundleService;
   mediaJobs: MediaJobs;
   scratch: ScratchRepository;
   /** The shared PostgreSQL job queue, when this process connects one. */
@@ -337,6 +348,33 @@ export async function buildContext(
       integrity,
       metrics,
       complaints: new ComplaintService(db, complaintRepo, holdRepo, audit, phone),
+      complaintWorkspace: new ComplaintWorkspaceService(
+        db,
+        complaintRepo,
+        evidenceRepo,
+        segmentRepo,
+        audit,
+        config,
+      ),
+      coverage: new CoverageReportService(db, audit, config),
+      shareLinks: new ShareLinkService(
+        db,
+        evidenceRepo,
+        segmentRepo,
+        blobStore,
+        audit,
+        {
+          exists: async (id) => {
+            const row = await pool
+              .selectFrom('bundles')
+              .select('complaint_id')
+              .where('id', '=', id)
+              .executeTakeFirst();
+            return row && { complaintId: row.complaint_id };
+          },
+        },
+        { publicUrl: config.publicUrl },
+      ),
       holds,
       deletion,
       scrub,
@@ -358,6 +396,20 @@ export async function buildContext(
         blobStore,
         audit,
         mediaJobs,
+      ),
+      bundles: new BundleService(
+        db,
+        new BundleRepository(),
+        evidenceRepo,
+        complaintRepo,
+        segmentRepo,
+        blobStore,
+        audit,
+        auditRepo,
+        checkpoints,
+        signingKey,
+        media,
+        logger,
       ),
       mediaJobs,
       scratch,

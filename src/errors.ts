@@ -40,6 +40,13 @@ export type ErrorCode =
   | 'legal_hold'
   | 'evidence_busy'
   | 'hold_not_found'
+  | 'share_link_expired'
+  | 'share_link_revoked'
+  | 'bundle_empty'
+  | 'bundle_unknown_items'
+  | 'bundle_item_deleted'
+  | 'bundle_item_not_linked'
+  | 'segment_cut_unavailable'
   | 'internal_error';
 
 export class AppError extends Error {

@@ -14,6 +14,10 @@ export type Permission =
   | 'evidence:delete'
   | 'complaint:read'
   | 'complaint:write'
+  | 'share:manage' // create, list and revoke share links
+  | 'report:read'
+  | 'bundle:create' // dispute bundles of a complaint
+  | 'bundle:read'
   | 'hold:manage'
   | 'audit:read' // the whole trail
   | 'custody:status';
@@ -30,6 +34,10 @@ const GRANTS: Record<Role, readonly Permission[]> = {
     'evidence:audit',
     'complaint:read',
     'complaint:write',
+    'share:manage',
+    'report:read',
+    'bundle:create',
+    'bundle:read',
   ],
   admin: [
     'evidence:create',
@@ -43,6 +51,10 @@ const GRANTS: Record<Role, readonly Permission[]> = {
     'evidence:delete',
     'complaint:read',
     'complaint:write',
+    'share:manage',
+    'report:read',
+    'bundle:create',
+    'bundle:read',
     'hold:manage',
     'audit:read',
     'custody:status',

@@ -19,7 +19,7 @@ export class ComplaintRepository {
       .executeTakeFirst();
   }
 
-  /** Creates or replaces; `opened_at` is kept from the first write (ON CONFLICT leaves it alone). */
+  /** Creates or replaces (the caller decides `opened_at`: the given time, else the first write's). */
   async upsert(db: Executor, row: Insertable<ComplaintsTable>): Promise<ComplaintRow> {
     return db
       .insertInto('complaints')
@@ -30,6 +30,12 @@ export class ComplaintRepository {
           customer_phone: eb.ref('excluded.customer_phone'),
           customer_phone_e164: eb.ref('excluded.customer_phone_e164'),
           order_ids: eb.ref('excluded.order_ids'),
+          tracking_numbers: eb.ref('excluded.tracking_numbers'),
+          channel: eb.ref('excluded.channel'),
+          topic: eb.ref('excluded.topic'),
+          claim_url: eb.ref('excluded.claim_url'),
+          description: eb.ref('excluded.description'),
+          opened_at: eb.ref('excluded.opened_at'),
           closed_at: eb.ref('excluded.closed_at'),
           updated_at: eb.ref('excluded.updated_at'),
         })),

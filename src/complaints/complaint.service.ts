@@ -1,17 +1,38 @@
 import { z } from 'zod';
-import type { Db } from '../db/database';
+import { COMPLAINT_CHANNELS, COMPLAINT_TOPICS, type Db } from '../db/database';
 import type { AuditLog, RequestActor } from '../custody/audit.service';
 import type { HoldRepository } from '../custody/hold.repository';
 import { AppError } from '../errors';
 import { toE164 } from '../evidence/phone-number';
-import { identifier, parseWith, phoneField } from '../ingest/upload-fields';
+import { identifier, isoTimestamp, parseWith, phoneField } from '../ingest/upload-fields';
 import type { ComplaintRepository, ComplaintRow } from './complaint.repository';
+
+/** A web address a person can open: http(s) only, no credentials in it. */
+const claimUrl = z
+  .string()
+  .trim()
+  .max(2048, 'must be at most 2048 characters')
+  .refine((v) => {
+    try {
+      const u = new URL(v);
+      return (u.protocol === 'https:' || u.protocol === 'http:') && !u.username && !u.password;
+    } catch {
+      return false;
+    }
+  }, 'must be an http or https URL without credentials');
 
 const complaintBody = z
   .object({
     status: z.enum(['open', 'closed']),
     customerPhone: phoneField().nullable().optional(),
     orderIds: z.array(identifier()).max(100).default([]),
+    trackingNumbers: z.array(identifier()).max(100).default([]),
+    channel: z.enum(COMPLAINT_CHANNELS).nullable().optional(),
+    topic: z.enum(COMPLAINT_TOPICS).nullable().optional(),
+    claimUrl: claimUrl.nullable().optional(),
+    description: z.string().max(10_000, 'must be at most 10000 characters').nullable().optional(),
+    /** When the customer raised it (the marketplace's date); the first write's time otherwise. */
+    openedAt: isoTimestamp().optional(),
   })
   .strict();
 
@@ -21,6 +42,11 @@ export interface ComplaintView {
   customerPhone: string | null;
   customerPhoneE164: string | null;
   orderIds: string[];
+  trackingNumbers: string[];
+  channel: string | null;
+  topic: string | null;
+  claimUrl: string | null;
+  description: string | null;
   openedAt: string;
   closedAt: string | null;
   updatedAt: string;
@@ -35,6 +61,11 @@ export function toComplaintView(r: ComplaintRow): ComplaintView {
     customerPhone: r.customer_phone,
     customerPhoneE164: r.customer_phone_e164,
     orderIds: r.order_ids,
+    trackingNumbers: r.tracking_numbers,
+    channel: r.channel,
+    topic: r.topic,
+    claimUrl: r.claim_url,
+    description: r.description,
     openedAt: iso(r.opened_at),
     closedAt: r.closed_at ? iso(r.closed_at) : null,
     updatedAt: iso(r.updated_at),
@@ -73,6 +104,7 @@ export class ComplaintService {
       }
     }
     const orderIds = [...new Set(b.orderIds)].sort();
+    const trackingNumbers = [...new Set(b.trackingNumbers)].sort();
     return this.db.transaction().execute(async (tx) => {
       // The complaint's orders decide which evidence a hold on it covers: changing them waits for
       // deletions in flight, as placing a hold does.
@@ -94,7 +126,12 @@ export class ComplaintService {
         customer_phone: b.customerPhone ?? null,
         customer_phone_e164: phoneE164,
         order_ids: orderIds,
-        opened_at: now,
+        tracking_numbers: trackingNumbers,
+        channel: b.channel ?? null,
+        topic: b.topic ?? null,
+        claim_url: b.claimUrl ?? null,
+        description: b.description ?? null,
+        opened_at: b.openedAt ? new Date(b.openedAt) : (before?.opened_at ?? now),
         closed_at: closedAt,
         updated_at: now,
       });
@@ -107,7 +144,11 @@ export class ComplaintService {
             status: b.status,
             previousStatus: before?.status ?? null,
             orderIds,
+            trackingNumbers,
             customerPhone: b.customerPhone ?? null,
+            channel: b.channel ?? null,
+            topic: b.topic ?? null,
+            claimUrl: b.claimUrl ?? null,
           },
         },
       ]);

@@ -44,7 +44,13 @@ export type AuditAction =
   | 'audit.read'
   | 'audit.verify'
   | 'custody.read'
-  | 'custody.run';
+  | 'custody.run'
+  | 'bundle.create'
+  | 'bundle.download'
+  | 'report.view'
+  | 'share_link.create'
+  | 'share_link.revoke'
+  | 'share_link.use';
 
 export interface AuditEntry {
   action: AuditAction;

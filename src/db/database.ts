@@ -120,6 +120,41 @@ export interface ComplaintsTable {
   opened_at: Timestamp;
   closed_at: Timestamp | null;
   updated_at: Timestamp;
+  tracking_numbers: ColumnType<string[], string[] | undefined, string[]>;
+  channel: ComplaintChannel | null;
+  topic: ComplaintTopic | null;
+  claim_url: string | null;
+  description: string | null;
+}
+
+export const COMPLAINT_CHANNELS = [
+  'marketplace',
+  'review_site',
+  'chargeback',
+  'email',
+  'phone',
+  'other',
+] as const;
+export type ComplaintChannel = (typeof COMPLAINT_CHANNELS)[number];
+export const COMPLAINT_TOPICS = ['packing', 'call', 'delivery', 'product', 'other'] as const;
+export type ComplaintTopic = (typeof COMPLAINT_TOPICS)[number];
+
+export interface ShareLinksTable {
+  id: string;
+  token_sha256: string;
+  target_type: 'item' | 'segment' | 'bundle';
+  item_id: string | null;
+  segment_id: string | null;
+  bundle_id: string | null;
+  complaint_id: string | null;
+  note: string | null;
+  created_by_key_id: string;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  revoked_at: Timestamp | null;
+  revoked_by_key_id: string | null;
+  use_count: ColumnType<number, number | undefined, number>;
+  last_used_at: Timestamp | null;
 }
 
 export interface LegalHoldsTable {
@@ -248,6 +283,7 @@ export interface Database {
   segment_cuts: SegmentCutsTable;
   provider_recordings: ProviderRecordingsTable;
   resumable_uploads: ResumableUploadsTable;
+  share_links: ShareLinksTable;
   item_media: ItemMediaTable;
   derivatives: DerivativesTable;
   audit_events: AuditEventsTable;
@@ -261,6 +297,33 @@ export interface Database {
   evidence_links: EvidenceLinksTable;
   evidence_receipts: EvidenceReceiptsTable;
   idempotency_keys: IdempotencyKeysTable;
+  bundles: BundlesTable;
+}
+
+/** A dispute bundle: what it takes to give the same ZIP bytes on every download. Never changed. */
+export interface BundlesTable {
+  id: string;
+  complaint_id: string;
+  created_at: Timestamp;
+  created_by_key_id: string;
+  created_by_role: string;
+  created_by_name: string;
+  item_ids: string[];
+  file_count: number;
+  total_bytes: number;
+  zip_bytes: number;
+  manifest: string;
+  manifest_sha256: string;
+  key_fingerprint: string;
+  checkpoint_seq: number;
+  /** The ZIP's small files by name (text; signatures as base64). */
+  texts: ColumnType<Record<string, string>, string, never>;
+  /** The evidence files in ZIP order. */
+  entries: ColumnType<
+    { path: string; blobKey: string; size: number; sha256: string }[],
+    string,
+    never
+  >;
 }
 
 export type Db = Kysely<Database>;

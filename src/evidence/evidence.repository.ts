@@ -170,6 +170,79 @@ export class EvidenceRepository {
       .limit(limit);
   }
 
+  /** Items linked to any of these orders or complaints, oldest capture first. */
+  async listByLinks(
+    db: Executor,
+    type: LinkType,
+    refs: string[],
+    limit: number,
+  ): Promise<EvidenceRow[]> {
+    if (refs.length === 0) return [];
+    return db
+      .selectFrom('evidence_items as i')
+      .selectAll('i')
+      .select([linkRefs('order', 'order_ids'), linkRefs('complaint', 'complaint_ids')])
+      .where(({ exists, selectFrom }) =>
+        exists(
+          selectFrom('evidence_links as k')
+            .select('k.item_id')
+            .whereRef('k.item_id', '=', 'i.id')
+            .where('k.link_type', '=', type)
+            .where('k.ref', 'in', refs),
+        ),
+      )
+      .orderBy('i.captured_at')
+      .orderBy('i.id')
+      .limit(limit)
+      .execute();
+  }
+
+  async findByIds(db: Executor, ids: string[]): Promise<EvidenceRow[]> {
+    if (ids.length === 0) return [];
+    return db
+      .selectFrom('evidence_items as i')
+      .selectAll('i')
+      .select([linkRefs('order', 'order_ids'), linkRefs('complaint', 'complaint_ids')])
+      .where('i.id', 'in', ids)
+      .orderBy('i.captured_at')
+      .orderBy('i.id')
+      .execute();
+  }
+
+  /** Items whose own tracking number is one of these. */
+  async listByTrackingNumbers(db: Executor, numbers: string[], limit: number) {
+    if (numbers.length === 0) return [];
+    return db
+      .selectFrom('evidence_items as i')
+      .selectAll('i')
+      .select([linkRefs('order', 'order_ids'), linkRefs('complaint', 'complaint_ids')])
+      .where('i.tracking_number', 'in', numbers)
+      .orderBy('i.captured_at')
+      .limit(limit)
+      .execute();
+  }
+
+  /** Call recordings from or to this E.164 number captured within [from, to]. */
+  async listCallsWithNumber(
+    db: Executor,
+    e164: string,
+    from: Date,
+    to: Date,
+    limit: number,
+  ): Promise<EvidenceRow[]> {
+    return db
+      .selectFrom('evidence_items as i')
+      .selectAll('i')
+      .select([linkRefs('order', 'order_ids'), linkRefs('complaint', 'complaint_ids')])
+      .where('i.kind', '=', 'call_recording')
+      .where((eb) => eb.or([eb('i.from_number_e164', '=', e164), eb('i.to_number_e164', '=', e164)]))
+      .where('i.captured_at', '>=', from)
+      .where('i.captured_at', '<=', to)
+      .orderBy('i.captured_at')
+      .limit(limit)
+      .execute();
+  }
+
   /** Newest capture first, keyset-paginated on (captured_at, id). */
   async search(
     db: Executor,

@@ -58,6 +58,29 @@ export class SegmentRepository {
       .execute();
   }
 
+  /** Segments of any of these orders, or with any of these tracking numbers, in any item. */
+  async listForOrdersOrTracking(
+    db: Executor,
+    orderIds: string[],
+    trackingNumbers: string[],
+    limit: number,
+  ): Promise<SegmentRow[]> {
+    if (orderIds.length === 0 && trackingNumbers.length === 0) return [];
+    return db
+      .selectFrom('segments')
+      .selectAll()
+      .where((eb) =>
+        eb.or([
+          ...(orderIds.length ? [eb('order_id', 'in', orderIds)] : []),
+          ...(trackingNumbers.length ? [eb('tracking_number', 'in', trackingNumbers)] : []),
+        ]),
+      )
+      .orderBy('item_id')
+      .orderBy('start_sec')
+      .limit(limit)
+      .execute();
+  }
+
   async find(db: Executor, segmentId: string): Promise<SegmentRow | undefined> {
     return db.selectFrom('segments').selectAll().where('id', '=', segmentId).executeTakeFirst();
   }

@@ -10,7 +10,10 @@ import { custodyRoutes } from './custody.routes';
 import { evidenceRoutes } from './evidence.routes';
 import { healthRoutes } from './health.routes';
 import { integrationRoutes } from './integration.routes';
+import { bundleRoutes } from '../bundles/bundle.routes';
 import { mediaRoutes } from './media.routes';
+import { loggablePath } from './redact';
+import { shareRoutes } from './share.routes';
 import { uploadRoutes } from './upload.routes';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -32,7 +35,7 @@ export function createApp(ctx: AppContext): Express {
         {
           reqId: req.id,
           method: req.method,
-          path: req.path, // never the query: it can hold phone numbers
+          path: loggablePath(req.path), // never the query (phone numbers), never a link's token
           status: res.statusCode,
           ms: Number(process.hrtime.bigint() - started) / 1e6,
           keyId: req.principal?.keyId,
@@ -90,7 +93,16 @@ export function createApp(ctx: AppContext): Express {
   );
   app.use(integrationRoutes({ twilio: ctx.twilio, publicUrl: ctx.config.publicUrl }));
   app.use(mediaRoutes({ keys: ctx.apiKeys, derivatives: ctx.derivatives }));
-  app.use(complaintRoutes({ keys: ctx.apiKeys, complaints: ctx.complaints }));
+  app.use(bundleRoutes({ keys: ctx.apiKeys, bundles: ctx.bundles }));
+  app.use(
+    complaintRoutes({
+      keys: ctx.apiKeys,
+      complaints: ctx.complaints,
+      workspace: ctx.complaintWorkspace,
+      coverage: ctx.coverage,
+    }),
+  );
+  app.use(shareRoutes({ keys: ctx.apiKeys, shareLinks: ctx.shareLinks }));
   app.use(
     custodyRoutes({
       keys: ctx.apiKeys,

@@ -66,6 +66,8 @@ export interface AuditAttempt {
   action: AuditAction;
   itemId?: string;
   complaintId?: string;
+  /** What else a refusal's record should say (e.g. which share link was tried). */
+  details?: Record<string, unknown>;
 }
 
 const firstParam = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);

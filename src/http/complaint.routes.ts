@@ -1,23 +1,27 @@
 import { Router } from 'express';
 import type { ApiKeyService } from '../access/api-key.service';
+import type { ComplaintWorkspaceService } from '../complaints/complaint-workspace.service';
 import type { ComplaintService } from '../complaints/complaint.service';
+import { coverageCsv, type CoverageReportService } from '../complaints/coverage-report';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
 import { methodNotAllowed } from './method-not-allowed';
 
 export interface ComplaintRoutesDeps {
   keys: ApiKeyService;
   complaints: ComplaintService;
+  workspace: ComplaintWorkspaceService;
+  coverage: CoverageReportService;
 }
 
 export function complaintRoutes(deps: ComplaintRoutesDeps): Router {
-  const { complaints } = deps;
+  const { complaints, workspace } = deps;
   const router = Router();
   const auth = authenticate(deps.keys);
 
   router
     .route('/v1/complaints/:complaintId')
     .get(audited('complaint.view'), auth, requirePermission('complaint:read'), async (req, res) => {
-      res.json(await complaints.get(actorOf(req), req.params.complaintId!));
+      res.json(await workspace.workspace(actorOf(req), req.params.complaintId!));
     })
     .put(
       audited('complaint.write'),
@@ -34,6 +38,40 @@ export function complaintRoutes(deps: ComplaintRoutesDeps): Router {
       },
     )
     .all(methodNotAllowed('GET, PUT'));
+
+  router
+    .route('/v1/complaints/:complaintId/suggestions')
+    .get(audited('complaint.view'), auth, requirePermission('complaint:read'), async (req, res) => {
+      res.json(await workspace.suggestions(actorOf(req), req.params.complaintId!));
+    })
+    .all(methodNotAllowed('GET'));
+
+  router
+    .route('/v1/complaints/:complaintId/suggestions/accept')
+    .post(audited('evidence.link'), auth, requirePermission('evidence:link'), async (req, res) => {
+      res.json(await workspace.link(actorOf(req), req.params.complaintId!, req.body));
+    })
+    .all(methodNotAllowed('POST'));
+
+  router
+    .route('/v1/reports/coverage')
+    .get(audited('report.view'), auth, requirePermission('report:read'), async (req, res) => {
+      const { from, to, format } = deps.coverage.parse(req.query);
+      const report = await deps.coverage.report(actorOf(req), from, to);
+      const csv = format
+        ? format === 'csv'
+        : req.accepts(['application/json', 'text/csv']) === 'text/csv';
+      res.set('Cache-Control', 'private, no-store').vary('Accept');
+      if (!csv) return void res.json(report);
+      res
+        .type('text/csv; charset=utf-8; header=present')
+        .set(
+          'Content-Disposition',
+          `attachment; filename="coverage-${report.from.slice(0, 10)}-${report.to.slice(0, 10)}.csv"`,
+        )
+        .send(coverageCsv(report));
+    })
+    .all(methodNotAllowed('GET'));
 
   return router;
 }

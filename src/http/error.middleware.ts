@@ -1,4 +1,5 @@
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
+import { loggablePath } from './redact';
 import { isItemId } from '../evidence/item-id';
 import type { AuditLog } from '../custody/audit.service';
 import { AppError } from '../errors';
@@ -74,16 +75,17 @@ export async function recordFailedAttempt(
     complaintId: attempt.complaintId ?? null,
     details: {
       method: req.method,
-      path: req.path.slice(0, 512),
+      path: loggablePath(req.path).slice(0, 512),
       status,
       code,
       ...(attempt.itemId && !isItemId(attempt.itemId)
         ? { target: attempt.itemId.slice(0, 200) }
         : {}),
+      ...attempt.details,
     },
   });
 }
 
 export const notFoundHandler: RequestHandler = (req) => {
-  throw new AppError('route_not_found', `No route for ${req.method} ${req.path}.`);
+  throw new AppError('route_not_found', `No route for ${req.method} ${loggablePath(req.path)}.`);
 };

@@ -39,6 +39,13 @@ export const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
   legal_hold: { status: 409, title: 'Under legal hold' },
   evidence_busy: { status: 409, title: 'Evidence is being changed by another request' },
   hold_not_found: { status: 404, title: 'No such active legal hold' },
+  share_link_expired: { status: 410, title: 'Share link expired' },
+  share_link_revoked: { status: 410, title: 'Share link revoked' },
+  bundle_empty: { status: 422, title: 'Nothing to put in the bundle' },
+  bundle_unknown_items: { status: 422, title: 'Unknown items or segments selected' },
+  bundle_item_deleted: { status: 422, title: 'Deleted evidence selected' },
+  bundle_item_not_linked: { status: 422, title: 'Evidence not linked to this complaint' },
+  segment_cut_unavailable: { status: 409, title: 'Segment cut not available' },
   internal_error: { status: 500, title: 'Internal error' },
 };
 

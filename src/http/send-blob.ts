@@ -12,6 +12,8 @@ export interface ServableBlob {
   size: number;
   contentType: string;
   filename: string;
+  /** Shown in the browser or saved as a file; by default `?disposition=inline` decides. */
+  disposition?: 'inline' | 'attachment';
   /** Opens the bytes and records the read before any of them leaves. */
   open(range: ByteRange | undefined, details: Record<string, unknown>): Promise<Readable>;
   /** Records a HEAD or a 304: no bytes, but the caller learnt the item's state. */
@@ -32,7 +34,7 @@ export async function sendBlob(req: Request, res: Response, blob: ServableBlob):
     'Content-Security-Policy': "default-src 'none'; sandbox",
     'Cache-Control': 'private, no-cache',
     'Content-Disposition': contentDisposition(
-      req.query.disposition === 'inline' ? 'inline' : 'attachment',
+      blob.disposition ?? (req.query.disposition === 'inline' ? 'inline' : 'attachment'),
       blob.filename,
     ),
   });

@@ -1,0 +1,156 @@
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Router, type Request, type Response } from 'express';
+import type { ApiKeyService } from '../access/api-key.service';
+import { AppError } from '../errors';
+import type { ShareLinkService } from '../share/share-link.service';
+import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
+import { methodNotAllowed } from './method-not-allowed';
+import { sendBlob } from './send-blob';
+
+export interface ShareRoutesDeps {
+  keys: ApiKeyService;
+  shareLinks: ShareLinkService;
+  /** Streams a bundle for a link (the bundle service); absent, bundle links answer 404. */
+  openBundle?: (
+    actor: Parameters<ShareLinkService['recordUse']>[1],
+    bundleId: string,
+    via: { shareLinkId: string; clientAddress?: string },
+  ) => Promise<{ filename: string; size: number; etag: string; body: Readable }>;
+}
+
+const CUT_EXTENSIONS: Record<string, string> = {
+  'video/mp4': 'mp4',
+  'video/quicktime': 'mov',
+  'audio/mp4': 'm4a',
+  'audio/wav': 'wav',
+  'audio/mpeg': 'mp3',
+};
+
+/**
+ * Share links: managed with a support or admin key under /v1/share-links, opened by anyone who
+ * has the link at /s/{token}, with no key: read-only, until it expires or is revoked.
+ */
+export function shareRoutes(deps: ShareRoutesDeps): Router {
+  const { shareLinks } = deps;
+  const router = Router();
+  const auth = authenticate(deps.keys);
+
+  router
+    .route('/v1/share-links')
+    .post(
+      audited('share_link.create'),
+      auth,
+      requirePermission('share:manage'),
+      async (req, res) => {
+        const { link, token, url } = await shareLinks.create(actorOf(req), req.body);
+        res.location(`/v1/share-links/${link.id}`);
+        res
+          .status(201)
+          .set('Cache-Control', 'no-store')
+          .json({ ...link, token, url });
+      },
+    )
+    .get(auth, requirePermission('share:manage'), async (req, res) => {
+      res.json({ items: await shareLinks.list(actorOf(req), req.query) });
+    })
+    .all(methodNotAllowed('GET, POST'));
+
+  router
+    .route('/v1/share-links/:id')
+    .get(auth, requirePermission('share:manage'), async (req, res) => {
+      res.json(await shareLinks.get(req.params.id!));
+    })
+    .delete(
+      audited('share_link.revoke'),
+      auth,
+      requirePermission('share:manage'),
+      async (req, res) => {
+        res.json(await shareLinks.revoke(actorOf(req), req.params.id!));
+      },
+    )
+    .all(methodNotAllowed('GET, DELETE'));
+
+  router
+    .route('/s/:token')
+    .get(audited('share_link.use'), (req, res) => openLink(req, res, deps))
+    .all(methodNotAllowed('GET, HEAD'));
+
+  return router;
+}
+
+async function openLink(req: Request, res: Response, deps: ShareRoutesDeps): Promise<void> {
+  // Nothing about a link may linger in a cache or leak to the next site.
+  res.set({
+    'Cache-Control': 'private, no-store',
+    'Referrer-Policy': 'no-referrer',
+    'X-Robots-Tag': 'noindex, nofollow',
+  });
+  let resolved;
+  try {
+    resolved = await deps.shareLinks.resolve(String(req.params.token), {
+      requestId: req.id,
+      clientIp: req.ip,
+    });
+  } catch (err) {
+    if (err instanceof AppError && typeof err.extra.shareLinkId === 'string') {
+      // The refusal's record names the link; the answer does not.
+      res.locals.auditAttempt = {
+        ...res.locals.auditAttempt,
+        details: { shareLinkId: err.extra.shareLinkId },
+      };
+      throw new AppError(err.code, err.message);
+    }
+    throw err;
+  }
+  const { link, actor, content } = resolved;
+  if (content.type === 'bundle') {
+    if (!deps.openBundle) throw new AppError('not_found', 'No such link.');
+    await deps.shareLinks.recordUse(link, actor, { method: req.method });
+    const bundle = await deps.openBundle(actor, content.bundleId, {
+      shareLinkId: link.id,
+      clientAddress: req.ip,
+    });
+    res.set({
+      'Content-Type': 'application/zip',
+      'Content-Length': String(bundle.size),
+      'Content-Disposition': `attachment; filename="${bundle.filename.replace(/[^A-Za-z0-9._-]/g, '_')}"`,
+      ETag: bundle.etag,
+      'X-Content-Type-Options': 'nosniff',
+    });
+    if (req.method === 'HEAD') {
+      bundle.body.destroy();
+      res.end();
+      return;
+    }
+    try {
+      await pipeline(bundle.body, res);
+    } catch (err) {
+      if (res.destroyed && !res.writableFinished) return; // the client went away mid-download
+      throw err;
+    }
+    return;
+  }
+  const item = content.item;
+  const blob =
+    content.type === 'item'
+      ? {
+          sha256: item.sha256,
+          size: item.size_bytes,
+          contentType: item.content_type,
+          filename: item.original_filename ?? item.id,
+        }
+      : {
+          sha256: content.cut.sha256,
+          size: content.cut.size,
+          contentType: content.cut.contentType,
+          filename: `${(item.original_filename ?? item.id).replace(/\.[A-Za-z0-9]{1,5}$/, '')}.${content.segment.order_id.replace(/[^A-Za-z0-9._-]/g, '_')}.${CUT_EXTENSIONS[content.cut.contentType] ?? 'mkv'}`,
+        };
+  await sendBlob(req, res, {
+    ...blob,
+    // A reviewer's browser plays what it is sent; ?download asks for a file instead.
+    disposition: req.query.download === undefined ? 'inline' : 'attachment',
+    open: (range, details) => deps.shareLinks.open(link, actor, content, range, details),
+    check: (details) => deps.shareLinks.recordUse(link, actor, details),
+  });
+}

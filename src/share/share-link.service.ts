@@ -1,0 +1,372 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import type { Selectable } from 'kysely';
+import { z } from 'zod';
+import type { Actor, AuditLog, RequestActor } from '../custody/audit.service';
+import type { Db, ShareLinksTable } from '../db/database';
+import { AppError } from '../errors';
+import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
+import { openRecorded, openStored } from '../evidence/evidence.service';
+import { isItemId, noSuchItem } from '../evidence/item-id';
+import type { SegmentRepository, SegmentRow } from '../evidence/segment.repository';
+import { identifier, parseWith } from '../ingest/upload-fields';
+import type { BlobStore, ByteRange } from '../storage/blob-store';
+
+export type ShareLinkRow = Selectable<ShareLinksTable>;
+
+export const SHARE_LINK_DEFAULT_DAYS = 7;
+export const SHARE_LINK_MAX_DAYS = 30;
+const DAY_MS = 86_400_000;
+const LIST_LIMIT = 500;
+/** 32 random bytes, base64url: 256 bits nobody guesses. */
+const TOKEN = /^[A-Za-z0-9_-]{43}$/;
+
+const createBody = z
+  .object({
+    itemId: z.string().max(64).optional(),
+    segmentId: z.string().max(64).optional(),
+    bundleId: z.string().max(64).optional(),
+    complaintId: identifier().optional(),
+    expiresInDays: z
+      .number()
+      .int('must be a whole number of days')
+      .min(1, 'must be at least 1')
+      .max(SHARE_LINK_MAX_DAYS, `must be at most ${SHARE_LINK_MAX_DAYS}`)
+      .default(SHARE_LINK_DEFAULT_DAYS),
+    note: z.string().trim().max(500, 'must be at most 500 characters').optional(),
+  })
+  .strict()
+  .refine((b) => [b.itemId, b.segmentId, b.bundleId].filter((v) => v !== undefined).length === 1, {
+    message: 'give exactly one of itemId, segmentId, bundleId',
+  });
+
+const listQuery = z
+  .object({ complaintId: identifier().optional(), itemId: z.string().max(64).optional() })
+  .strict();
+
+export interface ShareLinkView {
+  id: string;
+  target: {
+    type: 'item' | 'segment' | 'bundle';
+    itemId: string | null;
+    segmentId: string | null;
+    bundleId: string | null;
+  };
+  complaintId: string | null;
+  note: string | null;
+  createdAt: string;
+  createdBy: string;
+  expiresAt: string;
+  revokedAt: string | null;
+  status: 'active' | 'expired' | 'revoked';
+  useCount: number;
+  lastUsedAt: string | null;
+}
+
+/** What a share link opens, as the public route serves it. */
+export type SharedContent =
+  | { type: 'item'; item: EvidenceRow }
+  | {
+      type: 'segment';
+      item: EvidenceRow;
+      segment: SegmentRow;
+      cut: { sha256: string; blobKey: string; size: number; contentType: string };
+    }
+  | { type: 'bundle'; bundleId: string };
+
+/** The bundles a link may point at (the bundle service, seen from here). */
+export interface BundleTargets {
+  exists(bundleId: string): Promise<{ complaintId: string } | undefined>;
+}
+
+const iso = (d: Date | string) => new Date(d).toISOString();
+export const tokenHash = (token: string) => createHash('sha256').update(token).digest('hex');
+
+/**
+ * Read-only, expiring, revocable links to one item, one segment's cut or one bundle, for people
+ * without a key (a marketplace reviewer, the customer). The token is shown once, at creation; the
+ * database keeps only its SHA-256. Every use is recorded with the client's address.
+ */
+export class ShareLinkService {
+  constructor(
+    private readonly db: Db,
+    private readonly evidence: EvidenceRepository,
+    private readonly segments: SegmentRepository,
+    private readonly store: BlobStore,
+    private readonly audit: AuditLog,
+    private readonly bundles: BundleTargets,
+    private readonly opts: { publicUrl?: string; now?: () => Date } = {},
+  ) {}
+
+  async create(
+    actor: RequestActor,
+    body: unknown,
+  ): Promise<{ link: ShareLinkView; token: string; url: string }> {
+    const b = parseWith(createBody, body);
+    let itemId: string | null = null;
+    let complaintId = b.complaintId ?? null;
+    if (b.itemId !== undefined) {
+      itemId = (await this.liveItem(b.itemId)).id;
+    } else if (b.segmentId !== undefined) {
+      const segment = isItemId(b.segmentId)
+        ? await this.segments.find(this.db, b.segmentId)
+        : undefined;
+      if (!segment) {
+        throw new AppError('not_found', `No segment ${JSON.stringify(b.segmentId.slice(0, 64))}.`);
+      }
+      itemId = (await this.liveItem(segment.item_id)).id;
+    } else {
+      const bundle = isItemId(b.bundleId!) ? await this.bundles.exists(b.bundleId!) : undefined;
+      if (!bundle)
+        throw new AppError('not_found', `No bundle ${JSON.stringify(b.bundleId!.slice(0, 64))}.`);
+      complaintId ??= bundle.complaintId;
+    }
+    const token = randomBytes(32).toString('base64url');
+    const now = this.opts.now?.() ?? new Date();
+    const row = await this.db.transaction().execute(async (tx) => {
+      const inserted = await tx
+        .insertInto('share_links')
+        .values({
+          id: randomUUID(),
+          token_sha256: tokenHash(token),
+          target_type:
+            b.itemId !== undefined ? 'item' : b.segmentId !== undefined ? 'segment' : 'bundle',
+          item_id: itemId,
+          segment_id: b.segmentId ?? null,
+          bundle_id: b.bundleId ?? null,
+          complaint_id: complaintId,
+          note: b.note ?? null,
+          created_by_key_id: actor.keyId,
+          created_at: now,
+          expires_at: new Date(now.getTime() + b.expiresInDays * DAY_MS),
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      await this.audit.append(tx, [
+        {
+          action: 'share_link.create',
+          actor,
+          itemIds: itemId ? [itemId] : [],
+          complaintId,
+          details: {
+            shareLinkId: inserted.id,
+            ...targetOf(inserted),
+            expiresAt: iso(inserted.expires_at),
+          },
+        },
+      ]);
+      return inserted;
+    });
+    return { link: this.view(row, now), token, url: `${this.opts.publicUrl ?? ''}/s/${token}` };
+  }
+
+  async list(actor: RequestActor, raw: unknown): Promise<ShareLinkView[]> {
+    const q = parseWith(listQuery, raw);
+    let query = this.db
+      .selectFrom('share_links')
+      .selectAll()
+      .orderBy('created_at', 'desc')
+      .limit(LIST_LIMIT);
+    if (q.complaintId) query = query.where('complaint_id', '=', q.complaintId);
+    if (q.itemId) {
+      if (!isItemId(q.itemId)) return [];
+      query = query.where('item_id', '=', q.itemId);
+    }
+    const rows = await query.execute();
+    await this.audit.recordRead({
+      action: 'custody.read',
+      actor,
+      complaintId: q.complaintId ?? null,
+      details: { shareLinks: rows.length, ...q },
+    });
+    const now = this.opts.now?.() ?? new Date();
+    return rows.map((r) => this.view(r, now));
+  }
+
+  async get(id: string): Promise<ShareLinkView> {
+    return this.view(await this.find(id), this.opts.now?.() ?? new Date());
+  }
+
+  /** Revokes a link at once; revoking a revoked link answers with it as it is. */
+  async revoke(actor: RequestActor, id: string): Promise<ShareLinkView> {
+    const row = await this.find(id);
+    const now = this.opts.now?.() ?? new Date();
+    if (row.revoked_at) return this.view(row, now);
+    const updated = await this.db.transaction().execute(async (tx) => {
+      const r = await tx
+        .updateTable('share_links')
+        .set({ revoked_at: now, revoked_by_key_id: actor.keyId })
+        .where('id', '=', row.id)
+        .where('revoked_at', 'is', null)
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      await this.audit.append(tx, [
+        {
+          action: 'share_link.revoke',
+          actor,
+          itemIds: r.item_id ? [r.item_id] : [],
+          complaintId: r.complaint_id,
+          details: { shareLinkId: r.id, ...targetOf(r) },
+        },
+      ]);
+      return r;
+    });
+    return this.view(updated, now);
+  }
+
+  /**
+   * The link a token opens, for the public route: 404 for a token nobody was given, 410 once it
+   * expired or was revoked. The returned actor is the link itself, with the client's address.
+   */
+  async resolve(
+    token: string,
+    request: { requestId?: string; clientIp?: string },
+  ): Promise<{ link: ShareLinkRow; actor: Actor; content: SharedContent }> {
+    if (!TOKEN.test(token)) throw unknownLink();
+    const link = await this.db
+      .selectFrom('share_links')
+      .selectAll()
+      .where('token_sha256', '=', tokenHash(token))
+      .executeTakeFirst();
+    if (!link) throw unknownLink();
+    const now = this.opts.now?.() ?? new Date();
+    if (link.revoked_at) {
+      throw new AppError('share_link_revoked', 'This link was revoked by the shop.', {
+        shareLinkId: link.id,
+      });
+    }
+    if (new Date(link.expires_at) <= now) {
+      throw new AppError('share_link_expired', `This link expired on ${iso(link.expires_at)}.`, {
+        shareLinkId: link.id,
+      });
+    }
+    const actor: Actor = {
+      keyId: null,
+      role: 'share_link',
+      name: `share link ${link.id}`,
+      requestId: request.requestId,
+      clientIp: request.clientIp,
+    };
+    return { link, actor, content: await this.contentOf(link) };
+  }
+
+  /**
+   * Opens an item's or a cut's bytes for a link, recording the use (with the client's address)
+   * before a byte leaves. Every use is recorded, whatever AUDIT_READS says.
+   */
+  async open(
+    link: ShareLinkRow,
+    actor: Actor,
+    content: Exclude<SharedContent, { type: 'bundle' }>,
+    range: ByteRange | undefined,
+    details: Record<string, unknown>,
+  ): Promise<Readable> {
+    const [key, size, what] =
+      content.type === 'item'
+        ? [content.item.blob_key, content.item.size_bytes, `bytes of item ${content.item.id}`]
+        : [content.cut.blobKey, content.cut.size, `bytes of segment ${content.segment.id}`];
+    return openRecorded(
+      () => openStored(this.store, key, size, range, what),
+      () => this.recordUse(link, actor, details),
+    );
+  }
+
+  /** A use that sends no bytes (HEAD, 304) or whose bytes another service sends (a bundle). */
+  async recordUse(
+    link: ShareLinkRow,
+    actor: Actor,
+    details: Record<string, unknown>,
+  ): Promise<void> {
+    await this.audit.record({
+      action: 'share_link.use',
+      actor,
+      itemIds: link.item_id ? [link.item_id] : [],
+      complaintId: link.complaint_id,
+      details: { shareLinkId: link.id, ...targetOf(link), ...details },
+    });
+    await this.db
+      .updateTable('share_links')
+      .set((eb) => ({ use_count: eb('use_count', '+', 1), last_used_at: new Date() }))
+      .where('id', '=', link.id)
+      .execute();
+  }
+
+  private async contentOf(link: ShareLinkRow): Promise<SharedContent> {
+    if (link.target_type === 'bundle') return { type: 'bundle', bundleId: link.bundle_id! };
+    const item = await this.evidence.findById(this.db, link.item_id!);
+    if (!item || item.deleted_at) {
+      throw new AppError('evidence_deleted', 'The evidence this link pointed at was deleted.');
+    }
+    if (link.target_type === 'item') return { type: 'item', item };
+    const segment = await this.segments.find(this.db, link.segment_id!);
+    const cut = segment && (await this.segments.findCut(this.db, segment.id));
+    if (!segment || !cut || cut.status !== 'ready' || !cut.sha256 || !cut.blob_key) {
+      throw new AppError(
+        'derivative_not_ready',
+        'The cut of this segment is not ready yet; try again later.',
+        {
+          derivativeStatus: cut?.status === 'failed' ? 'failed' : 'pending',
+        },
+      );
+    }
+    return {
+      type: 'segment',
+      item,
+      segment,
+      cut: {
+        sha256: cut.sha256,
+        blobKey: cut.blob_key,
+        size: cut.size_bytes ?? 0,
+        contentType: cut.content_type ?? 'application/octet-stream',
+      },
+    };
+  }
+
+  private async liveItem(id: string): Promise<EvidenceRow> {
+    const row = isItemId(id) ? await this.evidence.findById(this.db, id) : undefined;
+    if (!row) throw noSuchItem(id);
+    if (row.deleted_at)
+      throw new AppError('evidence_deleted', `Item ${row.id} was deleted; it cannot be shared.`);
+    return row;
+  }
+
+  private async find(id: string): Promise<ShareLinkRow> {
+    const row = isItemId(id)
+      ? await this.db.selectFrom('share_links').selectAll().where('id', '=', id).executeTakeFirst()
+      : undefined;
+    if (!row) throw new AppError('not_found', `No share link ${JSON.stringify(id.slice(0, 64))}.`);
+    return row;
+  }
+
+  private view(r: ShareLinkRow, now: Date): ShareLinkView {
+    return {
+      id: r.id,
+      target: {
+        type: r.target_type,
+        itemId: r.item_id,
+        segmentId: r.segment_id,
+        bundleId: r.bundle_id,
+      },
+      complaintId: r.complaint_id,
+      note: r.note,
+      createdAt: iso(r.created_at),
+      createdBy: r.created_by_key_id,
+      expiresAt: iso(r.expires_at),
+      revokedAt: r.revoked_at ? iso(r.revoked_at) : null,
+      status: r.revoked_at ? 'revoked' : new Date(r.expires_at) <= now ? 'expired' : 'active',
+      useCount: r.use_count,
+      lastUsedAt: r.last_used_at ? iso(r.last_used_at) : null,
+    };
+  }
+}
+
+const unknownLink = () => new AppError('not_found', 'No such link.');
+
+function targetOf(r: ShareLinkRow): Record<string, unknown> {
+  return {
+    target: r.target_type,
+    ...(r.item_id ? { itemId: r.item_id } : {}),
+    ...(r.segment_id ? { segmentId: r.segment_id } : {}),
+    ...(r.bundle_id ? { bundleId: r.bundle_id } : {}),
+  };
+}
