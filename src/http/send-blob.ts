@@ -14,6 +14,8 @@ export interface ServableBlob {
   filename: string;
   /** Shown in the browser or saved as a file; by default `?disposition=inline` decides. */
   disposition?: 'inline' | 'attachment';
+  /** `private, no-cache` unless given (a share link's bytes are never stored). */
+  cacheControl?: string;
   /** Opens the bytes and records the read before any of them leaves. */
   open(range: ByteRange | undefined, details: Record<string, unknown>): Promise<Readable>;
   /** Records a HEAD or a 304: no bytes, but the caller learnt the item's state. */
@@ -32,7 +34,7 @@ export async function sendBlob(req: Request, res: Response, blob: ServableBlob):
     'Accept-Ranges': 'bytes',
     'X-Content-Type-Options': 'nosniff',
     'Content-Security-Policy': "default-src 'none'; sandbox",
-    'Cache-Control': 'private, no-cache',
+    'Cache-Control': blob.cacheControl ?? 'private, no-cache',
     'Content-Disposition': contentDisposition(
       blob.disposition ?? (req.query.disposition === 'inline' ? 'inline' : 'attachment'),
       blob.filename,

@@ -150,6 +150,7 @@ async function openLink(req: Request, res: Response, deps: ShareRoutesDeps): Pro
     ...blob,
     // A reviewer's browser plays what it is sent; ?download asks for a file instead.
     disposition: req.query.download === undefined ? 'inline' : 'attachment',
+    cacheControl: 'private, no-store',
     open: (range, details) => deps.shareLinks.open(link, actor, content, range, details),
     check: (details) => deps.shareLinks.recordUse(link, actor, details),
   });
