@@ -47,6 +47,8 @@ export type ErrorCode =
   | 'bundle_item_deleted'
   | 'bundle_item_not_linked'
   | 'segment_cut_unavailable'
+  | 'session_not_allowed'
+  | 'own_key_revocation'
   | 'internal_error';
 
 export class AppError extends Error {

@@ -30,8 +30,23 @@ export class ApiKeyRepository {
   async list(db: Executor) {
     return db
       .selectFrom('api_keys')
-      .select(['id', 'name', 'role', 'created_at', 'revoked_at'])
+      .select(['id', 'name', 'role', 'created_at', 'revoked_at', 'last_used_at'])
       .orderBy('created_at')
+      .execute();
+  }
+
+  /** Records a use; a row already marked within the last minute (by any instance) is left alone. */
+  async touch(db: Executor, id: string, at: Date): Promise<void> {
+    await db
+      .updateTable('api_keys')
+      .set({ last_used_at: at })
+      .where('id', '=', id)
+      .where((eb) =>
+        eb.or([
+          eb('last_used_at', 'is', null),
+          eb('last_used_at', '<', new Date(at.getTime() - 60_000)),
+        ]),
+      )
       .execute();
   }
 }

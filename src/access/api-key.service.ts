@@ -21,6 +21,8 @@ export interface MintedKey {
  */
 export class ApiKeyService {
   private readonly cache = new Map<string, { principal: Principal; expires: number }>();
+  /** When this instance last wrote each key's `last_used_at` (ms). */
+  private readonly lastTouched = new Map<string, number>();
 
   constructor(
     private readonly db: Db,
@@ -59,6 +61,20 @@ export class ApiKeyService {
     return this.repo.list(this.db);
   }
 
+  /**
+   * Marks the key used, at most once a minute per key on this instance (the repository skips a
+   * row another instance marked within the minute): one small write a minute, not one a request.
+   * Never fails authentication: a lost mark only makes "last used" a little older.
+   */
+  private async touch(keyId: string): Promise<void> {
+    const now = this.now();
+    const last = this.lastTouched.get(keyId);
+    if (last !== undefined && now - last < 60_000) return;
+    if (this.lastTouched.size > 10_000) this.lastTouched.clear();
+    this.lastTouched.set(keyId, now);
+    await this.repo.touch(this.db, keyId, new Date(now)).catch(() => undefined);
+  }
+
   /** The key's principal, or undefined for a malformed, unknown or revoked key. */
   async authenticate(token: string): Promise<Principal | undefined> {
     const match = TOKEN_PATTERN.exec(token);
@@ -66,12 +82,16 @@ export class ApiKeyService {
     const [, id, secret] = match as unknown as [string, string, string];
     const cacheKey = sha256(token).toString('base64');
     const cached = this.cache.get(cacheKey);
-    if (cached && cached.expires > this.now()) return cached.principal;
+    if (cached && cached.expires > this.now()) {
+      await this.touch(cached.principal.keyId);
+      return cached.principal;
+    }
 
     const row = await this.repo.findActive(this.db, id);
     if (!row || !timingSafeEqual(Buffer.from(row.secret_hash, 'hex'), sha256(secret))) {
       return undefined;
     }
+    await this.touch(row.id);
     const principal: Principal = { keyId: row.id, role: row.role, name: row.name };
     if (this.cacheTtlMs > 0) {
       // Revocation takes effect within the TTL on every instance (immediately on this one).

@@ -20,7 +20,8 @@ export type Permission =
   | 'bundle:read'
   | 'hold:manage'
   | 'audit:read' // the whole trail
-  | 'custody:status';
+  | 'custody:status'
+  | 'key:manage'; // list, mint and revoke API keys
 
 const GRANTS: Record<Role, readonly Permission[]> = {
   ingest: ['evidence:create', 'evidence:receipt'],
@@ -58,11 +59,17 @@ const GRANTS: Record<Role, readonly Permission[]> = {
     'hold:manage',
     'audit:read',
     'custody:status',
+    'key:manage',
   ],
 };
 
 export function can(role: Role, permission: Permission): boolean {
   return GRANTS[role].includes(permission);
+}
+
+/** Everything a role may do (what `GET /v1/me` shows, so a client can hide what it cannot use). */
+export function permissionsOf(role: Role): readonly Permission[] {
+  return GRANTS[role];
 }
 
 export interface Principal {

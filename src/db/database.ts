@@ -21,6 +21,8 @@ export interface ApiKeysTable {
   secret_hash: string;
   created_at: Generated<Date>;
   revoked_at: Timestamp | null;
+  /** Set by authentication at most once a minute per key and instance. */
+  last_used_at: ColumnType<Date | null, never, Date | string>;
 }
 
 export interface EvidenceItemsTable {

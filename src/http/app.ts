@@ -15,6 +15,8 @@ import { mediaRoutes } from './media.routes';
 import { loggablePath } from './redact';
 import { shareRoutes } from './share.routes';
 import { uploadRoutes } from './upload.routes';
+import { consoleRoutes } from './console.routes';
+import { webRoutes } from './web.routes';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -53,6 +55,7 @@ export function createApp(ctx: AppContext): Express {
   };
 
   app.use(healthRoutes(ctx));
+  app.use(webRoutes());
   app.get('/openapi.json', (_req, res) => {
     res.json(openapi);
   });
@@ -102,7 +105,22 @@ export function createApp(ctx: AppContext): Express {
       coverage: ctx.coverage,
     }),
   );
-  app.use(shareRoutes({ keys: ctx.apiKeys, shareLinks: ctx.shareLinks }));
+  app.use(
+    shareRoutes({
+      keys: ctx.apiKeys,
+      shareLinks: ctx.shareLinks,
+      openBundle: (actor, id, via) => ctx.bundles.open(actor, id, via),
+    }),
+  );
+  app.use(
+    consoleRoutes({
+      keys: ctx.apiKeys,
+      holds: ctx.holds,
+      db: ctx.db,
+      audit: ctx.audit,
+      defaultPhoneRegion: ctx.config.defaultPhoneRegion,
+    }),
+  );
   app.use(
     custodyRoutes({
       keys: ctx.apiKeys,

@@ -14,15 +14,39 @@ declare module 'express-serve-static-core' {
 export function authenticate(keys: ApiKeyService): RequestHandler {
   return async (req, _res, next) => {
     const header = req.get('authorization');
+    // The web app's media elements cannot send a header: for reads only (GET, HEAD) and only
+    // without an Authorization header, the session cookie set by POST /v1/session stands in.
+    const cookie =
+      header === undefined && (req.method === 'GET' || req.method === 'HEAD')
+        ? sessionCookieOf(req)
+        : undefined;
     const match = header && /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!match) {
+    if (!match && cookie === undefined) {
       throw new AppError('unauthorized', 'Send an API key as "Authorization: Bearer <key>".');
     }
-    const principal = await keys.authenticate(match[1]!);
+    const principal = await keys.authenticate(match ? match[1]! : cookie!);
     if (!principal) throw new AppError('unauthorized', 'The API key is invalid or revoked.');
+    if (!match && !canHoldSession(principal)) {
+      throw new AppError('session_not_allowed', 'A browser session needs a support or admin key.');
+    }
     req.principal = principal;
     next();
   };
+}
+
+export const SESSION_COOKIE = 'eak_session';
+
+/** Only people (support, admin) sign in to the web app; a device's ingest key never does. */
+export const canHoldSession = (p: Principal) => p.role === 'support' || p.role === 'admin';
+
+/** The session cookie's value, if the request carries exactly one well-formed one. */
+export function sessionCookieOf(req: Request): string | undefined {
+  const values = (req.get('cookie') ?? '')
+    .split(';')
+    .map((c) => c.trim())
+    .filter((c) => c.startsWith(`${SESSION_COOKIE}=`))
+    .map((c) => c.slice(SESSION_COOKIE.length + 1));
+  return values.length === 1 && /^[A-Za-z0-9_-]{1,200}$/.test(values[0]!) ? values[0] : undefined;
 }
 
 export function requirePermission(permission: Permission): RequestHandler {

@@ -46,6 +46,8 @@ export const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
   bundle_item_deleted: { status: 422, title: 'Deleted evidence selected' },
   bundle_item_not_linked: { status: 422, title: 'Evidence not linked to this complaint' },
   segment_cut_unavailable: { status: 409, title: 'Segment cut not available' },
+  session_not_allowed: { status: 403, title: 'This key cannot open a browser session' },
+  own_key_revocation: { status: 409, title: 'A key cannot revoke itself' },
   internal_error: { status: 500, title: 'Internal error' },
 };
 

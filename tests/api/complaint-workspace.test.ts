@@ -22,7 +22,7 @@ describe('complaint workspace, suggestions and coverage', () => {
     expect(res.status).toBe(201);
     return res.json().id as string;
   };
-  const put = (id: string, body: unknown) =>
+  const put = (id: string, body: object) =>
     request(app.url).put(`/v1/complaints/${id}`).set(bearer(app.keys.support)).send(body);
   const get = (path: string) => request(app.url).get(path).set(bearer(app.keys.support));
 
@@ -73,7 +73,17 @@ describe('complaint workspace, suggestions and coverage', () => {
   });
 
   describe('a complaint with its story in the archive', () => {
-    const ids: Record<string, string> = {};
+    const ids = {} as Record<
+      | 'clip'
+      | 'shift'
+      | 'byTracking'
+      | 'callIn'
+      | 'callOut'
+      | 'callLongBefore'
+      | 'callStranger'
+      | 'photo',
+      string
+    >;
     const opened = new Date(Date.now() - 3 * DAY);
     const at = (offsetDays: number) => new Date(opened.getTime() + offsetDays * DAY).toISOString();
 

@@ -157,6 +157,56 @@ describe.each(DRIVERS)('share links (%s)', (driver) => {
     expect(shared.headers.etag).toBe(direct.headers.etag);
   });
 
+  it('hands a bundle to someone without a key: the same ZIP support downloads', async () => {
+    const linked = await request(app.url)
+      .post('/v1/complaints/CMP-SHARE-B/suggestions/accept')
+      .set(bearer(app.keys.support))
+      .send({ itemIds: [itemId] });
+    expect(linked.status).toBe(404); // no complaint yet
+    await request(app.url)
+      .put('/v1/complaints/CMP-SHARE-B')
+      .set(bearer(app.keys.support))
+      .send({ status: 'open', orderIds: ['ORD-SHARE'] });
+    await request(app.url)
+      .post('/v1/complaints/CMP-SHARE-B/suggestions/accept')
+      .set(bearer(app.keys.support))
+      .send({ itemIds: [itemId] });
+    const bundle = await request(app.url)
+      .post('/v1/complaints/CMP-SHARE-B/bundles')
+      .set(bearer(app.keys.support))
+      .send({});
+    expect(bundle.status).toBe(201);
+    const made = await create({ bundleId: bundle.body.id });
+    expect(made.status).toBe(201);
+    expect(made.body).toMatchObject({ complaintId: 'CMP-SHARE-B', target: { type: 'bundle' } });
+    const direct = await request(app.url)
+      .get(bundle.body.downloadUrl)
+      .set(bearer(app.keys.support))
+      .buffer(true)
+      .parse(binary);
+    const shared = await open(made.body.url);
+    expect(shared.status).toBe(200);
+    expect(shared.headers['content-type']).toBe('application/zip');
+    expect(shared.headers['cache-control']).toBe('private, no-store');
+    expect(sha256(shared.body)).toBe(sha256(direct.body));
+    const { rows } = await sql<{ action: string; details: { via?: { shareLinkId: string } } }>`
+      select action, details from audit_events
+      where action in ('share_link.use', 'bundle.download') and outcome = 'success'
+        and details->>'bundleId' = ${bundle.body.id}
+         or details->'via'->>'shareLinkId' = ${made.body.id}
+      order by seq`.execute(app.ctx.db);
+    // Support's own download, then the link's use and the download it made.
+    expect(rows.map((r) => r.action)).toEqual([
+      'bundle.download',
+      'share_link.use',
+      'bundle.download',
+    ]);
+    expect(rows[0]!.details.via).toBeUndefined();
+    expect(rows[2]!.details.via?.shareLinkId).toBe(made.body.id);
+    await request(app.url).delete(`/v1/share-links/${made.body.id}`).set(bearer(app.keys.support));
+    expect((await open(made.body.url)).status).toBe(410);
+  });
+
   it('stops working once the item is deleted', async () => {
     const res = await upload(app.url, app.keys.ingest.key, [['kind', 'photo']], {
       filename: 'p.png',
@@ -224,7 +274,7 @@ describe.each(DRIVERS)('share links (%s)', (driver) => {
   });
 });
 
-function binary(res: NodeJS.ReadableStream, done: (err: Error | null, body: Buffer) => void) {
+function binary(res: request.Response, done: (err: Error | null, body: Buffer) => void) {
   const chunks: Buffer[] = [];
   res.on('data', (c: Buffer) => chunks.push(c));
   res.on('end', () => done(null, Buffer.concat(chunks)));

@@ -1,0 +1,42 @@
+// Builds the support web app (web/) into dist/web: one bundled, minified script and one
+// stylesheet, each named by its content hash (served as immutable), and index.html naming them.
+// Run by `npm run build`; the tests run it too before they drive the app in a browser.
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const web = path.join(root, 'web');
+const out = path.join(root, 'dist', 'web');
+
+const hashed = (name, ext, bytes) =>
+  `${name}-${createHash('sha256').update(bytes).digest('hex').slice(0, 8).toUpperCase()}.${ext}`;
+
+const result = await build({
+  entryPoints: [path.join(web, 'src', 'main.ts')],
+  bundle: true,
+  minify: true,
+  sourcemap: false,
+  format: 'esm',
+  target: ['chrome110', 'firefox115', 'safari16'],
+  write: false,
+  legalComments: 'none',
+  logLevel: 'warning',
+});
+const js = Buffer.from(result.outputFiles[0].contents);
+const css = readFileSync(path.join(web, 'app.css'));
+
+rmSync(out, { recursive: true, force: true });
+mkdirSync(out, { recursive: true });
+const assets = { js: hashed('app', 'js', js), css: hashed('app', 'css', css) };
+writeFileSync(path.join(out, assets.js), js);
+writeFileSync(path.join(out, assets.css), css);
+const html = readFileSync(path.join(web, 'index.html'), 'utf8')
+  .replace('/app/app.css', `/app/${assets.css}`)
+  .replace('/app/app.js', `/app/${assets.js}`);
+writeFileSync(path.join(out, 'index.html'), html);
+// Written last: the service serves dist/web only once this exists (a build finished).
+writeFileSync(path.join(out, 'assets.json'), `${JSON.stringify(assets)}\n`);
+process.stdout.write(`web app: dist/web (${readdirSync(out).join(', ')})\n`);

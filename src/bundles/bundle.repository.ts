@@ -1,0 +1,69 @@
+import { sql, type Insertable, type Selectable } from 'kysely';
+import type { BundlesTable, Executor } from '../db/database';
+import type { AuditRow } from '../custody/audit.repository';
+import type { EvidenceRow } from '../evidence/evidence.repository';
+
+export type BundleRow = Selectable<BundlesTable>;
+
+const linkRefs = <A extends string>(type: 'order' | 'complaint', alias: A) =>
+  sql<string[]>`coalesce((select array_agg(l.ref order by l.ref) from evidence_links l
+    where l.item_id = i.id and l.link_type = ${type}), '{}')`.as(alias);
+
+/** Thin data access for dispute bundles: one query per method. */
+export class BundleRepository {
+  async insert(db: Executor, row: Insertable<BundlesTable>): Promise<void> {
+    await db.insertInto('bundles').values(row).execute();
+  }
+
+  async find(db: Executor, id: string): Promise<BundleRow | undefined> {
+    return db.selectFrom('bundles').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  /** Items by id with their links (missing ids are simply absent). */
+  async findItems(db: Executor, ids: string[]): Promise<EvidenceRow[]> {
+    if (ids.length === 0) return [];
+    return db
+      .selectFrom('evidence_items as i')
+      .selectAll('i')
+      .select([linkRefs('order', 'order_ids'), linkRefs('complaint', 'complaint_ids')])
+      .where('i.id', 'in', ids)
+      .execute();
+  }
+
+  /** Whether any of these items was deleted since (a bundle made before still names them). */
+  async deletedAmong(db: Executor, ids: string[]): Promise<{ id: string; deleted_at: Date }[]> {
+    if (ids.length === 0) return [];
+    const rows = await db
+      .selectFrom('evidence_items')
+      .select(['id', 'deleted_at'])
+      .where('id', 'in', ids)
+      .where('deleted_at', 'is not', null)
+      .execute();
+    return rows.map((r) => ({ id: r.id, deleted_at: new Date(r.deleted_at!) }));
+  }
+
+  /** Events naming one of these items or the complaint, in (afterSeq, uptoSeq], in order. */
+  async auditExcerpt(
+    db: Executor,
+    itemIds: string[],
+    complaintId: string,
+    afterSeq: number,
+    uptoSeq: number,
+    limit: number,
+  ): Promise<AuditRow[]> {
+    return db
+      .selectFrom('audit_events')
+      .selectAll()
+      .where((eb) =>
+        eb.or([
+          eb('item_ids', '&&', sql<string[]>`${sql.val(itemIds)}::text[]`),
+          eb('complaint_id', '=', complaintId),
+        ]),
+      )
+      .where('seq', '>', afterSeq)
+      .where('seq', '<=', uptoSeq)
+      .orderBy('seq')
+      .limit(limit)
+      .execute();
+  }
+}

@@ -1,0 +1,63 @@
+import { Router } from 'express';
+import { pipeline } from 'node:stream/promises';
+import type { ApiKeyService } from '../access/api-key.service';
+import { actorOf, audited, authenticate, requirePermission } from '../http/auth.middleware';
+import { methodNotAllowed } from '../http/method-not-allowed';
+import type { BundleService } from './bundle.service';
+
+export interface BundleRoutesDeps {
+  keys: ApiKeyService;
+  bundles: BundleService;
+}
+
+/** Dispute bundles: made from a complaint, read and downloaded by id. */
+export function bundleRoutes(deps: BundleRoutesDeps): Router {
+  const router = Router();
+  const auth = authenticate(deps.keys);
+
+  router
+    .route('/v1/complaints/:complaintId/bundles')
+    .post(audited('bundle.create'), auth, requirePermission('bundle:create'), async (req, res) => {
+      const bundle = await deps.bundles.create(actorOf(req), req.params.complaintId!, req.body);
+      res.location(`/v1/bundles/${bundle.id}`).status(201).json(bundle);
+    })
+    .all(methodNotAllowed('POST'));
+
+  // The parameter is not called `id`: a bundle id must not be recorded as an item's.
+  router
+    .route('/v1/bundles/:bundleId')
+    .get(auth, requirePermission('bundle:read'), async (req, res) => {
+      res.json(await deps.bundles.get(actorOf(req), req.params.bundleId!));
+    })
+    .all(methodNotAllowed('GET'));
+
+  router
+    .route('/v1/bundles/:bundleId/content')
+    .get(audited('bundle.download'), auth, requirePermission('bundle:read'), async (req, res) => {
+      const opened = await deps.bundles.open(actorOf(req), req.params.bundleId!, undefined, {
+        method: req.method,
+      });
+      res.status(200).set({
+        'Content-Type': 'application/zip',
+        'Content-Length': String(opened.size),
+        'Content-Disposition': `attachment; filename="${opened.filename}"`,
+        ETag: opened.etag,
+        'Cache-Control': 'private, no-cache',
+        'X-Content-Type-Options': 'nosniff',
+      });
+      if (req.method === 'HEAD') {
+        opened.body.destroy();
+        res.end();
+        return;
+      }
+      try {
+        await pipeline(opened.body, res);
+      } catch (err) {
+        if (res.destroyed && !res.writableFinished) return; // the client went away mid-download
+        throw err;
+      }
+    })
+    .all(methodNotAllowed('GET, HEAD'));
+
+  return router;
+}

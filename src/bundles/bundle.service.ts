@@ -1,0 +1,659 @@
+import { randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { z } from 'zod';
+import { can, ROLES } from '../access/roles';
+import { toComplaintView } from '../complaints/complaint.service';
+import type { ComplaintRepository } from '../complaints/complaint.repository';
+import type { AuditRepository } from '../custody/audit.repository';
+import {
+  toAuditView,
+  type Actor,
+  type AuditLog,
+  type RequestActor,
+} from '../custody/audit.service';
+import type { CheckpointService, SignedCheckpoint } from '../custody/checkpoint.service';
+import type { SigningKey } from '../custody/signing-key';
+import type { Db, Role } from '../db/database';
+import { AppError } from '../errors';
+import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
+import { openStored } from '../evidence/evidence.service';
+import { toEvidenceView } from '../evidence/evidence.view';
+import { isItemId } from '../evidence/item-id';
+import type { SegmentCutRow, SegmentRepository, SegmentRow } from '../evidence/segment.repository';
+import { identifier, parseWith } from '../ingest/upload-fields';
+import type { Logger } from '../logger';
+import type { BlobStore } from '../storage/blob-store';
+import {
+  AUDIT,
+  BUNDLE_FORMAT,
+  BUNDLE_FORMAT_VERSION,
+  evidencePath,
+  formatSums,
+  MANIFEST,
+  MANIFEST_SIG,
+  PUBLIC_KEY,
+  sha256Hex,
+  SUMS,
+  SUMS_SIG,
+  VERIFY,
+  verifyText,
+  type BundleManifest,
+  type ManifestFile,
+} from './bundle-format';
+import type { BundleRepository, BundleRow } from './bundle.repository';
+import { buildZip, zipSize, type ZipEntry } from './bundle-zip';
+
+/** The most evidence files one bundle takes (selected, or linked to the complaint). */
+export const MAX_BUNDLE_FILES = 1000;
+
+const uuidList = z
+  .array(
+    z
+      .string()
+      .max(64)
+      .regex(/^[0-9a-fA-F-]{36}$/, 'must be a UUID'),
+  )
+  .max(MAX_BUNDLE_FILES, `must list at most ${MAX_BUNDLE_FILES} ids`)
+  .optional();
+
+const createBody = z.object({ itemIds: uuidList, segmentIds: uuidList }).strict();
+
+export interface BundleView {
+  id: string;
+  complaintId: string;
+  createdAt: string;
+  createdBy: { keyId: string; role: string; name: string };
+  fileCount: number;
+  /** The evidence files' bytes together. */
+  totalBytes: number;
+  /** The exact size of the ZIP a download sends. */
+  zipBytes: number;
+  manifestSha256: string;
+  keyFingerprint: string;
+  checkpointSeq: number;
+  itemIds: string[];
+  downloadUrl: string;
+}
+
+export interface OpenedBundle {
+  filename: string;
+  size: number;
+  etag: string;
+  body: Readable;
+}
+
+/** Whoever opens a bundle through a share link rather than with a key of a role. */
+export interface ShareVia {
+  shareLinkId: string;
+  clientAddress?: string;
+}
+
+/** What the media pipeline offers: making a segment's cut when a bundle asks for it. */
+export interface CutMaker {
+  readonly ffmpegAvailable: boolean;
+  readonly toolsProblem: string | undefined;
+  process(itemId: string): Promise<unknown>;
+}
+
+interface Selected {
+  item: EvidenceRow;
+  segment?: { row: SegmentRow; cut: SegmentCutRow & { sha256: string; blob_key: string } };
+}
+
+const iso = (d: Date | string) => new Date(d).toISOString();
+
+/**
+ * Dispute bundles: a complaint's evidence (originals, or per-order cuts of long recordings) in one
+ * ZIP with a manifest signed by the archive's Ed25519 key, the items' audit excerpt up to a signed
+ * checkpoint, and instructions a third party follows with sha256sum and openssl. What is not
+ * evidence bytes is written once, at creation, so every download is the same bytes.
+ */
+export class BundleService {
+  constructor(
+    private readonly db: Db,
+    private readonly repo: BundleRepository,
+    private readonly evidenceRepo: EvidenceRepository,
+    private readonly complaints: ComplaintRepository,
+    private readonly segments: SegmentRepository,
+    private readonly store: BlobStore,
+    private readonly audit: AuditLog,
+    private readonly auditRepo: AuditRepository,
+    private readonly checkpoints: CheckpointService,
+    private readonly key: SigningKey,
+    private readonly media: CutMaker,
+    private readonly logger: Logger,
+  ) {}
+
+  async create(actor: RequestActor, rawComplaintId: string, body: unknown): Promise<BundleView> {
+    assertMay(actor, 'bundle:create');
+    const complaintId = parseWith(identifier(), rawComplaintId);
+    const b = parseWith(createBody, body ?? {});
+    const itemIds = unique((b.itemIds ?? []).map((i) => i.toLowerCase()));
+    const segmentIds = unique((b.segmentIds ?? []).map((i) => i.toLowerCase()));
+    const complaint = await this.complaints.find(this.db, complaintId);
+    const linked = await this.evidenceRepo.listByLink(
+      this.db,
+      'complaint',
+      complaintId,
+      MAX_BUNDLE_FILES + 1,
+    );
+    if (!complaint && linked.length === 0) {
+      throw new AppError('not_found', `No complaint with id ${JSON.stringify(complaintId)}.`);
+    }
+
+    const allLinked = itemIds.length === 0 && segmentIds.length === 0;
+    let selected: Selected[];
+    const omitted: BundleManifest['omitted'] = [];
+    if (allLinked) {
+      if (linked.length > MAX_BUNDLE_FILES) {
+        throw new AppError(
+          'validation_failed',
+          `Complaint ${complaintId} has more than ${MAX_BUNDLE_FILES} linked items; select the ones to bundle with "itemIds".`,
+          { field: 'itemIds' },
+        );
+      }
+      for (const r of linked.filter((r) => r.deleted_at)) {
+        omitted.push({ itemId: r.id, reason: 'deleted', deletedAt: iso(r.deleted_at!) });
+      }
+      selected = linked.filter((r) => !r.deleted_at).map((item) => ({ item }));
+      if (selected.length === 0) {
+        throw new AppError(
+          'bundle_empty',
+          linked.length === 0
+            ? `No evidence is linked to complaint ${complaintId}; link some, or select items.`
+            : `Every item linked to complaint ${complaintId} was deleted; there is nothing to bundle.`,
+        );
+      }
+    } else {
+      if (itemIds.length + segmentIds.length > MAX_BUNDLE_FILES) {
+        throw new AppError('validation_failed', `Select at most ${MAX_BUNDLE_FILES} files.`, {
+          field: 'itemIds',
+        });
+      }
+      selected = await this.resolveSelection(complaintId, complaint?.order_ids ?? [], {
+        itemIds,
+        segmentIds,
+      });
+    }
+
+    // Originals in capture order, each item's segment cuts after it in time order.
+    selected.sort(
+      (a, b) =>
+        cmp(iso(a.item.captured_at), iso(b.item.captured_at)) ||
+        cmp(a.item.id, b.item.id) ||
+        (a.segment ? 1 : 0) - (b.segment ? 1 : 0) ||
+        Number(a.segment?.row.start_sec ?? 0) - Number(b.segment?.row.start_sec ?? 0) ||
+        cmp(a.segment?.row.id ?? '', b.segment?.row.id ?? ''),
+    );
+
+    // Every event so far is signed, so the excerpt ends at a head a third party can rely on.
+    const checkpoint = await this.signedHead();
+    const involved = unique(selected.map((s) => s.item.id));
+    const excerpt = await this.auditExcerpt(involved, complaintId, checkpoint.checkpoint.seq);
+
+    const id = randomUUID();
+    const createdAt = new Date();
+    const width = Math.max(2, String(selected.length).length);
+    const files: ManifestFile[] = selected.map((s, i) => manifestFile(s, i + 1, width));
+    const totalBytes = files.reduce((n, f) => n + f.size, 0);
+    const createdBy = { keyId: actor.keyId, role: actor.role, name: actor.name };
+    const manifest: BundleManifest = {
+      format: BUNDLE_FORMAT,
+      version: BUNDLE_FORMAT_VERSION,
+      bundleId: id,
+      createdAt: createdAt.toISOString(),
+      createdBy,
+      complaintId,
+      complaint: complaint ? { ...toComplaintView(complaint) } : null,
+      selection: { mode: allLinked ? 'all_linked' : 'selected', itemIds, segmentIds },
+      omitted,
+      fileCount: files.length,
+      totalBytes,
+      files,
+      auditExcerpt: {
+        path: AUDIT,
+        sha256: sha256Hex(excerpt.text),
+        size: Buffer.byteLength(excerpt.text),
+        events: excerpt.count,
+        firstSeq: excerpt.firstSeq,
+        lastSeq: excerpt.lastSeq,
+        covers:
+          'every audit event naming one of the bundled items (or the recordings the segments were cut from) or the complaint, up to the checkpoint',
+      },
+      checkpoint,
+      signing: {
+        algorithm: 'Ed25519',
+        publicKeyFile: PUBLIC_KEY,
+        publicKeyFingerprint: this.key.fingerprint,
+        fingerprintMethod:
+          'SHA-256 of the DER-encoded public key (SubjectPublicKeyInfo), hex: openssl pkey -pubin -in public-key.pem -outform DER | sha256sum',
+        signatures: { [MANIFEST]: MANIFEST_SIG, [SUMS]: SUMS_SIG },
+      },
+    };
+    const manifestText = `${JSON.stringify(manifest, null, 2)}\n`;
+    const manifestSha256 = sha256Hex(manifestText);
+    const texts: Record<string, string> = {
+      [VERIFY]: verifyText({
+        bundleId: id,
+        complaintId,
+        createdAt: manifest.createdAt,
+        fileCount: files.length,
+        fingerprint: this.key.fingerprint,
+        checkpointSeq: checkpoint.checkpoint.seq,
+      }),
+      [MANIFEST_SIG]: this.key.sign(manifestText),
+      [PUBLIC_KEY]: this.key.publicKeyPem,
+      [AUDIT]: excerpt.text,
+    };
+    const sums = formatSums([
+      ...files.map((f) => ({ path: f.path, sha256: f.sha256 })),
+      { path: MANIFEST, sha256: manifestSha256 },
+      ...[MANIFEST_SIG, PUBLIC_KEY, AUDIT, VERIFY].map((p) => ({
+        path: p,
+        sha256: sha256Hex(smallFile(p, texts[p]!)),
+      })),
+    ]);
+    texts[SUMS] = sums;
+    texts[SUMS_SIG] = this.key.sign(sums);
+    const entries = selected.map((s, i) => ({
+      path: files[i]!.path,
+      blobKey: s.segment ? s.segment.cut.blob_key : s.item.blob_key,
+      size: files[i]!.size,
+      sha256: files[i]!.sha256,
+    }));
+    const zipBytes = zipSize(zipLayout(manifestText, texts, entries), createdAt);
+
+    const row = {
+      id,
+      complaint_id: complaintId,
+      created_at: createdAt,
+      created_by_key_id: actor.keyId,
+      created_by_role: actor.role,
+      created_by_name: actor.name,
+      item_ids: involved,
+      file_count: files.length,
+      total_bytes: totalBytes,
+      zip_bytes: zipBytes,
+      manifest: manifestText,
+      manifest_sha256: manifestSha256,
+      key_fingerprint: this.key.fingerprint,
+      checkpoint_seq: checkpoint.checkpoint.seq,
+    };
+    await this.db.transaction().execute(async (tx) => {
+      await this.repo.insert(tx, {
+        ...row,
+        texts: JSON.stringify(texts),
+        entries: JSON.stringify(entries),
+      });
+      await this.audit.append(tx, [
+        {
+          action: 'bundle.create',
+          actor,
+          itemIds: involved,
+          complaintId,
+          details: {
+            bundleId: id,
+            fileCount: files.length,
+            totalBytes,
+            zipBytes,
+            manifestSha256,
+            checkpointSeq: checkpoint.checkpoint.seq,
+            files: files.map((f) => ({
+              path: f.path,
+              itemId: f.itemId,
+              sha256: f.sha256,
+              ...(f.segment ? { segmentId: f.segment.segmentId } : {}),
+            })),
+          },
+        },
+      ]);
+    });
+    return toBundleView({ ...row, texts: {}, entries: [] } as unknown as BundleRow);
+  }
+
+  async get(actor: RequestActor, id: string): Promise<BundleView> {
+    assertMay(actor, 'bundle:read');
+    return toBundleView(await this.find(id));
+  }
+
+  /**
+   * The bundle's ZIP, as a stream of exactly `size` bytes. The download is recorded
+   * (`bundle.download`, with the share link when `via` is given) before the stream is returned.
+   * Fails before any byte when an item was deleted since or its stored bytes are missing.
+   * `actor` is a key's holder (checked for `bundle:read`) or, for a share link, whoever the link
+   * stands for (the caller has checked the link).
+   */
+  async open(
+    actor: RequestActor | Actor,
+    id: string,
+    via?: ShareVia,
+    details: Record<string, unknown> = {},
+  ): Promise<OpenedBundle> {
+    if (ROLES.includes(actor.role as Role)) assertMay(actor as RequestActor, 'bundle:read');
+    const row = await this.find(id);
+    const deleted = await this.repo.deletedAmong(this.db, row.item_ids);
+    if (deleted.length > 0) {
+      throw new AppError(
+        'evidence_deleted',
+        `Item ${deleted[0]!.id} of bundle ${row.id} was deleted on ${deleted[0]!.deleted_at.toISOString()}; the bundle can no longer be downloaded whole (its record and custody history remain).`,
+        { itemIds: deleted.map((d) => d.id) },
+      );
+    }
+    // Every stored file is there, whole, before the first byte leaves.
+    for (const e of row.entries) {
+      const size = await this.store.stat(e.blobKey);
+      if (size !== e.size) {
+        const unavailable = new AppError(
+          'evidence_unavailable',
+          `The stored bytes of ${e.path} in bundle ${row.id} are missing or damaged, so the bundle is not served. This has been logged for an administrator.`,
+        );
+        unavailable.cause = new Error(
+          `blob ${e.blobKey}: size ${size ?? 'missing'}, expected ${e.size}`,
+        );
+        throw unavailable;
+      }
+    }
+    const createdAt = new Date(row.created_at);
+    const layout = zipLayout(row.manifest, row.texts, row.entries, (e) =>
+      this.openEntry(e.blobKey, e.size, e.path),
+    );
+    const { size, stream } = buildZip(layout, createdAt, (err) =>
+      this.logger.error({ err, bundleId: row.id }, 'bundle download failed mid-stream'),
+    );
+    if (size !== row.zip_bytes) {
+      stream.destroy();
+      throw new Error(`bundle ${row.id}: ZIP of ${size} bytes, ${row.zip_bytes} recorded`);
+    }
+    try {
+      await this.audit.record({
+        action: 'bundle.download',
+        actor,
+        itemIds: row.item_ids,
+        complaintId: row.complaint_id,
+        details: {
+          ...details,
+          bundleId: row.id,
+          zipBytes: row.zip_bytes,
+          manifestSha256: row.manifest_sha256,
+          ...(via
+            ? { via: { shareLinkId: via.shareLinkId, clientAddress: via.clientAddress ?? null } }
+            : {}),
+        },
+      });
+    } catch (err) {
+      stream.destroy();
+      throw err;
+    }
+    return {
+      filename: `bundle-${safeName(row.complaint_id)}-${row.id}.zip`,
+      size,
+      etag: `"${row.manifest_sha256}"`,
+      body: stream,
+    };
+  }
+
+  private async find(id: string): Promise<BundleRow> {
+    const row = isItemId(id) ? await this.repo.find(this.db, id) : undefined;
+    if (!row)
+      throw new AppError('not_found', `No bundle with id ${JSON.stringify(id.slice(0, 64))}.`);
+    return row;
+  }
+
+  /** Selected items and segments, each checked: known, not deleted, and the complaint's. */
+  private async resolveSelection(
+    complaintId: string,
+    complaintOrders: string[],
+    sel: { itemIds: string[]; segmentIds: string[] },
+  ): Promise<Selected[]> {
+    const unknownItems = sel.itemIds.filter((i) => !isItemId(i));
+    const unknownSegments = sel.segmentIds.filter((i) => !isItemId(i));
+    const segRows: SegmentRow[] = [];
+    for (const sid of sel.segmentIds.filter(isItemId)) {
+      const seg = await this.segments.find(this.db, sid);
+      if (seg) segRows.push(seg);
+      else unknownSegments.push(sid);
+    }
+    const wanted = unique([...sel.itemIds.filter(isItemId), ...segRows.map((s) => s.item_id)]);
+    const rows = new Map((await this.repo.findItems(this.db, wanted)).map((r) => [r.id, r]));
+    unknownItems.push(...sel.itemIds.filter((i) => isItemId(i) && !rows.has(i)));
+    if (unknownItems.length + unknownSegments.length > 0) {
+      throw new AppError(
+        'bundle_unknown_items',
+        `No such ${[
+          unknownItems.length ? `item(s): ${unknownItems.slice(0, 10).join(', ')}` : '',
+          unknownSegments.length ? `segment(s): ${unknownSegments.slice(0, 10).join(', ')}` : '',
+        ]
+          .filter(Boolean)
+          .join('; ')}.`,
+        { itemIds: unknownItems, segmentIds: unknownSegments },
+      );
+    }
+    const all = [...rows.values()];
+    const deleted = all.filter((r) => r.deleted_at);
+    if (deleted.length > 0) {
+      throw new AppError(
+        'bundle_item_deleted',
+        `Deleted evidence has no bytes to bundle: ${deleted
+          .map((r) => r.id)
+          .slice(0, 10)
+          .join(', ')}.`,
+        { itemIds: deleted.map((r) => r.id) },
+      );
+    }
+    // The complaint's evidence: linked to it, or to one of its orders.
+    const foreign = all.filter(
+      (r) =>
+        !r.complaint_ids.includes(complaintId) &&
+        !r.order_ids.some((o) => complaintOrders.includes(o)),
+    );
+    if (foreign.length > 0) {
+      throw new AppError(
+        'bundle_item_not_linked',
+        `Not linked to complaint ${complaintId} or to one of its orders: ${foreign
+          .map((r) => r.id)
+          .slice(0, 10)
+          .join(', ')}. Link them first.`,
+        { itemIds: foreign.map((r) => r.id) },
+      );
+    }
+    const selected: Selected[] = sel.itemIds.map((i) => ({ item: rows.get(i)! }));
+    for (const seg of segRows) {
+      selected.push({
+        item: rows.get(seg.item_id)!,
+        segment: { row: seg, cut: await this.cutOf(seg) },
+      });
+    }
+    return selected;
+  }
+
+  /** The segment's ready cut, made now (by the media pipeline) when it was not made yet. */
+  private async cutOf(
+    seg: SegmentRow,
+  ): Promise<SegmentCutRow & { sha256: string; blob_key: string }> {
+    let cut = await this.segments.findCut(this.db, seg.id);
+    if (!cut && this.media.ffmpegAvailable) {
+      await this.media.process(seg.item_id);
+      cut = await this.segments.findCut(this.db, seg.id);
+    }
+    if (cut?.status === 'ready' && cut.sha256 && cut.blob_key) {
+      return cut as SegmentCutRow & { sha256: string; blob_key: string };
+    }
+    const why = !cut
+      ? this.media.ffmpegAvailable
+        ? 'it could not be made'
+        : `it is not made yet and this instance cannot make it (${this.media.toolsProblem ?? 'ffmpeg is not available'})`
+      : cut.status === 'failed'
+        ? `cutting it failed: ${cut.detail ?? 'no detail'}`
+        : `its cut was ${cut.status}`;
+    throw new AppError(
+      'segment_cut_unavailable',
+      `Segment ${seg.id} (order ${seg.order_id}) cannot be bundled: ${why}.`,
+      { segmentId: seg.id, cutStatus: cut?.status ?? 'pending' },
+    );
+  }
+
+  /** Signs the chain head now (unless it is signed already) and returns the newest checkpoint. */
+  private async signedHead(): Promise<SignedCheckpoint & { objectKey: string }> {
+    const written = await this.checkpoints.checkpoint();
+    const latest = await this.auditRepo.latestCheckpoint(this.db);
+    if (!latest) throw new Error('no audit checkpoint could be signed');
+    if (written && written.checkpoint.seq === latest.seq) {
+      return { ...written, objectKey: latest.object_key };
+    }
+    const stored = await this.store.getRecord(latest.object_key);
+    if (!stored) throw new Error(`audit checkpoint ${latest.object_key} is missing from the store`);
+    const signed = JSON.parse(stored.toString('utf8')) as SignedCheckpoint;
+    return {
+      checkpoint: signed.checkpoint,
+      signature: signed.signature,
+      objectKey: latest.object_key,
+    };
+  }
+
+  private async auditExcerpt(itemIds: string[], complaintId: string, uptoSeq: number) {
+    const lines: string[] = [];
+    let after = 0;
+    let firstSeq: number | null = null;
+    let lastSeq: number | null = null;
+    for (;;) {
+      const rows = await this.repo.auditExcerpt(
+        this.db,
+        itemIds,
+        complaintId,
+        after,
+        uptoSeq,
+        5000,
+      );
+      for (const r of rows) {
+        lines.push(`${JSON.stringify(toAuditView(r))}\n`);
+        firstSeq ??= r.seq;
+        lastSeq = r.seq;
+      }
+      if (rows.length < 5000) break;
+      after = rows.at(-1)!.seq;
+    }
+    return { text: lines.join(''), count: lines.length, firstSeq, lastSeq };
+  }
+
+  private openEntry(blobKey: string, size: number, path: string): Promise<Readable> {
+    return openStored(this.store, blobKey, size, undefined, `bytes of ${path}`);
+  }
+}
+
+/** The ZIP's files in order: instructions and signed records first, then the evidence. */
+function zipLayout(
+  manifest: string,
+  texts: Record<string, string>,
+  entries: { path: string; blobKey: string; size: number }[],
+  open?: (e: { path: string; blobKey: string; size: number }) => Promise<Readable>,
+): ZipEntry[] {
+  const small = [VERIFY, MANIFEST, MANIFEST_SIG, SUMS, SUMS_SIG, PUBLIC_KEY, AUDIT].map((p) => ({
+    path: p,
+    data: p === MANIFEST ? Buffer.from(manifest) : smallFile(p, texts[p] ?? ''),
+  }));
+  return [
+    ...small,
+    ...entries.map((e) => ({
+      path: e.path,
+      size: e.size,
+      open: () => (open ? open(e) : Promise.reject(new Error('not opened here'))),
+    })),
+  ];
+}
+
+/** Signatures are kept as base64 and written raw (64 bytes), as openssl wants them. */
+function smallFile(path: string, text: string): Buffer {
+  return path === MANIFEST_SIG || path === SUMS_SIG
+    ? Buffer.from(text, 'base64')
+    : Buffer.from(text, 'utf8');
+}
+
+function manifestFile(s: Selected, n: number, width: number): ManifestFile {
+  const v = toEvidenceView(s.item);
+  const common = {
+    itemId: v.id,
+    kind: v.kind,
+    originalFilename: v.originalFilename,
+    capturedAt: v.capturedAt,
+    receivedAt: v.receivedAt,
+    source: v.source,
+    orderIds: v.orderIds,
+    complaintIds: v.complaintIds,
+    callId: v.callId,
+    fromNumber: v.fromNumber,
+    toNumber: v.toNumber,
+    fromNumberE164: v.fromNumberE164,
+    toNumberE164: v.toNumberE164,
+    agentId: v.agentId,
+    direction: v.direction,
+    stationId: v.stationId,
+    operatorId: v.operatorId,
+    trackingNumber: v.trackingNumber,
+    lastVerification: v.lastVerification,
+  };
+  if (!s.segment) {
+    return {
+      path: evidencePath(n, width, v.id, v.contentType, v.originalFilename, false),
+      type: 'original',
+      ...common,
+      sha256: v.sha256,
+      size: v.size,
+      contentType: v.contentType,
+    };
+  }
+  const { row, cut } = s.segment;
+  const params = (cut.params ?? {}) as Record<string, unknown>;
+  const num = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) ? x : null);
+  const contentType = cut.content_type ?? 'application/octet-stream';
+  return {
+    path: evidencePath(n, width, row.id, contentType, null, true),
+    type: 'segment',
+    ...common,
+    sha256: cut.sha256,
+    size: cut.size_bytes ?? 0,
+    contentType,
+    segment: {
+      segmentId: row.id,
+      orderId: row.order_id,
+      trackingNumber: row.tracking_number,
+      startSec: Number(row.start_sec),
+      endSec: Number(row.end_sec),
+      cutStartSec: num(params.startSec),
+      cutEndSec: num(params.endSec),
+      method: typeof params.method === 'string' ? params.method : null,
+      parentItemId: v.id,
+      parentSha256: cut.source_sha256,
+      parentSize: v.size,
+      parentContentType: v.contentType,
+    },
+  };
+}
+
+function toBundleView(r: BundleRow): BundleView {
+  return {
+    id: r.id,
+    complaintId: r.complaint_id,
+    createdAt: iso(r.created_at),
+    createdBy: { keyId: r.created_by_key_id, role: r.created_by_role, name: r.created_by_name },
+    fileCount: r.file_count,
+    totalBytes: r.total_bytes,
+    zipBytes: r.zip_bytes,
+    manifestSha256: r.manifest_sha256,
+    keyFingerprint: r.key_fingerprint,
+    checkpointSeq: r.checkpoint_seq,
+    itemIds: r.item_ids,
+    downloadUrl: `/v1/bundles/${r.id}/content`,
+  };
+}
+
+function assertMay(actor: RequestActor, permission: 'bundle:create' | 'bundle:read'): void {
+  if (!can(actor.role, permission)) {
+    throw new AppError('forbidden', `The "${actor.role}" role may not do this.`, {
+      requires: permission,
+    });
+  }
+}
+
+const unique = <T>(xs: T[]): T[] => [...new Set(xs)];
+const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+const safeName = (s: string) => s.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 80);

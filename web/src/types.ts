@@ -1,0 +1,152 @@
+/** The API's shapes, as far as the app reads them (src/http/openapi.json has them all). */
+
+export interface Segment {
+  id: string;
+  orderId: string;
+  trackingNumber: string | null;
+  startSec: number;
+  endSec: number;
+  contentUrl: string;
+}
+
+export interface Item {
+  id: string;
+  kind: string;
+  sha256: string;
+  size: number;
+  contentType: string;
+  originalFilename: string | null;
+  capturedAt: string;
+  receivedAt: string;
+  source: string | null;
+  orderIds: string[];
+  complaintIds: string[];
+  callId: string | null;
+  fromNumber: string | null;
+  toNumber: string | null;
+  agentId: string | null;
+  direction: string | null;
+  stationId: string | null;
+  operatorId: string | null;
+  trackingNumber: string | null;
+  contentUrl: string;
+  status: 'archived' | 'deleted';
+  deletedAt: string | null;
+  deletionReason: string | null;
+  lastVerification: { status: string; checkedAt: string } | null;
+  segments?: Segment[];
+  media?: { status: string; probe?: { durationSeconds?: number } | null } | null;
+}
+
+export interface Derivative {
+  kind: string;
+  status: string;
+  url: string;
+  contentType: string | null;
+  width: number | null;
+  height: number | null;
+  detail: string | null;
+}
+
+export interface Derivatives {
+  itemId: string;
+  media: { status: string; detail?: string | null; probe?: { durationSeconds?: number } | null } | null;
+  derivatives: Derivative[];
+  playback: { source: 'preview' | 'original'; url: string; contentType: string } | null;
+}
+
+export interface AuditEvent {
+  seq: number;
+  occurredAt: string;
+  action: string;
+  outcome: string;
+  actor: { keyId: string | null; role: string | null; name: string | null };
+  clientIp: string | null;
+  details: Record<string, unknown>;
+}
+
+export interface Verification {
+  status: string;
+  checkedAt: string;
+  expected: { sha256: string; size: number };
+  computed: { sha256: string; size: number } | null;
+  problems: string[];
+}
+
+export interface LookupMatch {
+  type: 'complaint' | 'order' | 'tracking_number' | 'phone';
+  value: string;
+  items: Item[];
+}
+
+export interface Complaint {
+  id: string;
+  status: 'open' | 'closed';
+  customerPhone: string | null;
+  orderIds: string[];
+  trackingNumbers: string[];
+  channel: string | null;
+  topic: string | null;
+  claimUrl: string | null;
+  description: string | null;
+  openedAt: string;
+  closedAt: string | null;
+  updatedAt: string;
+  evidence: Item[];
+  timeline: {
+    at: string;
+    type: string;
+    item: Item;
+    segment?: Segment;
+    linkedToComplaint: boolean;
+    orderIds: string[];
+  }[];
+}
+
+export interface Suggestion {
+  item: Item;
+  segments: Segment[];
+  reasons: { code: string; detail: string }[];
+}
+
+export interface Bundle {
+  id: string;
+  complaintId: string;
+  createdAt: string;
+  fileCount: number;
+  totalBytes: number;
+  zipBytes?: number;
+  manifestSha256: string;
+  downloadUrl: string;
+}
+
+export interface ShareLink {
+  id: string;
+  target: { type: string; itemId: string | null; segmentId: string | null; bundleId: string | null };
+  note: string | null;
+  createdAt: string;
+  createdBy: string;
+  expiresAt: string;
+  status: 'active' | 'expired' | 'revoked';
+  useCount: number;
+  lastUsedAt: string | null;
+  token?: string;
+  url?: string;
+}
+
+export interface Hold {
+  id: string;
+  reason: string;
+  placedBy: string;
+  placedAt: string;
+  active: boolean;
+}
+
+export interface KeyRow {
+  id: string;
+  name: string;
+  role: string;
+  createdAt: string;
+  revokedAt: string | null;
+  lastUsedAt: string | null;
+}
