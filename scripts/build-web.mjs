@@ -39,4 +39,5 @@ const html = readFileSync(path.join(web, 'index.html'), 'utf8')
 writeFileSync(path.join(out, 'index.html'), html);
 // Written last: the service serves dist/web only once this exists (a build finished).
 writeFileSync(path.join(out, 'assets.json'), `${JSON.stringify(assets)}\n`);
-process.stdout.write(`web app: dist/web (${readdirSync(out).join(', ')})\n`);
+// stderr: `npm run keys -- ... --json` builds first, and its stdout must be the JSON alone.
+process.stderr.write(`web app: dist/web (${readdirSync(out).join(', ')})\n`);

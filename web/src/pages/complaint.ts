@@ -37,7 +37,7 @@ export async function renderComplaint(page: Page, id: string): Promise<void> {
         timeline(c),
         suggestions(c, sugg.suggestions, sugg.callWindow, page),
       ),
-      h('div', {}, holdStatus(c, holds, page), bundles(c), shareLinks(c, shares.items, page)),
+      h('div', {}, holdStatus(c, holds, page), bundles(c), shareLinks(c, shares.items)),
     ),
   );
 }
@@ -288,7 +288,7 @@ function bundles(c: Complaint): HTMLElement {
   );
 }
 
-function shareLinks(c: Complaint, links: ShareLink[], page: Page): HTMLElement {
+function shareLinks(c: Complaint, links: ShareLink[]): HTMLElement {
   const status = h('div', { id: 'share-result', 'aria-live': 'polite' });
   const target = h(
     'select',
@@ -428,5 +428,4 @@ function shareLinks(c: Complaint, links: ShareLink[], page: Page): HTMLElement {
       ),
     );
   }
-  void page;
 }
