@@ -26,6 +26,11 @@ export interface TimelineEntry {
   linkedToComplaint: boolean;
   /** The complaint's orders this entry belongs to. */
   orderIds: string[];
+  /**
+   * How it belongs to the complaint: linked to it, linked to one of its orders, or a call from or
+   * to the customer's number within the suggestion window (not linked: accept it to link it).
+   */
+  via: ('complaint' | 'order' | 'customer_phone')[];
 }
 
 export type SuggestionReason =
@@ -87,12 +92,22 @@ export class ComplaintWorkspaceService {
     await this.addMissing(items, orderSegments);
     const linkedIds = new Set(linked.map((r) => r.id));
     const segmentsByItem = groupBy(orderSegments, (s) => s.item_id);
+    // Calls with the customer, linked or not: the conversation is part of the story.
+    const { calls } = await this.customerCalls(complaint, [...items.values()]);
+    const phoneIds = new Set(calls.map((r) => r.id));
+    for (const row of calls) if (!items.has(row.id)) items.set(row.id, row);
 
     const timeline: TimelineEntry[] = [];
     for (const row of items.values()) {
       const item = toEvidenceView(row);
       const linkedToComplaint = linkedIds.has(row.id);
       const segs = segmentsByItem.get(row.id) ?? [];
+      const ordersOf = row.order_ids.filter((o) => orders.includes(o));
+      const via = [
+        ...(linkedToComplaint ? (['complaint'] as const) : []),
+        ...(ordersOf.length > 0 || segs.length > 0 ? (['order'] as const) : []),
+        ...(phoneIds.has(row.id) ? (['customer_phone'] as const) : []),
+      ];
       for (const s of segs) {
         timeline.push({
           at: new Date(
@@ -103,6 +118,7 @@ export class ComplaintWorkspaceService {
           segment: toSegmentView(s),
           linkedToComplaint,
           orderIds: [s.order_id],
+          via,
         });
       }
       // A long clip is shown by its parts for these orders; the whole clip too when it is linked.
@@ -112,7 +128,8 @@ export class ComplaintWorkspaceService {
           type: row.kind,
           item,
           linkedToComplaint,
-          orderIds: row.order_ids.filter((o) => orders.includes(o)),
+          orderIds: ordersOf,
+          via,
         });
       }
     }
@@ -235,26 +252,8 @@ export class ComplaintWorkspaceService {
     for (const row of [...viaOrders, ...byTracking]) items.set(row.id, row);
     await this.addMissing(items, segments);
 
-    // Calls: the customer's number, within the window around the complaint and its orders' clips.
-    let callWindow: { from: Date; to: Date } | null = null;
-    let calls: EvidenceRow[] = [];
-    if (complaint.customer_phone_e164) {
-      const anchors = [new Date(complaint.opened_at).getTime()];
-      for (const row of items.values()) anchors.push(new Date(row.captured_at).getTime());
-      const span = this.opts.suggestionWindowDays * DAY_MS;
-      callWindow = {
-        from: new Date(Math.min(...anchors) - span),
-        to: new Date(Math.max(...anchors) + span),
-      };
-      calls = await this.evidence.listCallsWithNumber(
-        this.db,
-        complaint.customer_phone_e164,
-        callWindow.from,
-        callWindow.to,
-        ITEM_LIMIT,
-      );
-      for (const row of calls) items.set(row.id, row);
-    }
+    const { calls, callWindow } = await this.customerCalls(complaint, [...items.values()]);
+    for (const row of calls) items.set(row.id, row);
 
     const found = new Map<string, Suggestion>();
     const suggest = (row: EvidenceRow, reason: SuggestionReason, segment?: SegmentRow) => {
@@ -323,6 +322,32 @@ export class ComplaintWorkspaceService {
           a.item.capturedAt.localeCompare(b.item.capturedAt) || a.item.id.localeCompare(b.item.id),
       );
     return { suggestions, callWindow };
+  }
+
+  /**
+   * Calls from or to the customer's number, within SUGGESTION_WINDOW_DAYS before the earliest and
+   * after the latest of the complaint's opening and its orders' items' capture times.
+   */
+  private async customerCalls(
+    complaint: ComplaintRow,
+    orderItems: EvidenceRow[],
+  ): Promise<{ calls: EvidenceRow[]; callWindow: { from: Date; to: Date } | null }> {
+    if (!complaint.customer_phone_e164) return { calls: [], callWindow: null };
+    const anchors = [new Date(complaint.opened_at).getTime()];
+    for (const row of orderItems) anchors.push(new Date(row.captured_at).getTime());
+    const span = this.opts.suggestionWindowDays * DAY_MS;
+    const callWindow = {
+      from: new Date(Math.min(...anchors) - span),
+      to: new Date(Math.max(...anchors) + span),
+    };
+    const calls = await this.evidence.listCallsWithNumber(
+      this.db,
+      complaint.customer_phone_e164,
+      callWindow.from,
+      callWindow.to,
+      ITEM_LIMIT,
+    );
+    return { calls: calls.filter((c) => !c.deleted_at), callWindow };
   }
 
   /** Adds the clips that segments belong to but that no link brought in. */

@@ -186,17 +186,27 @@ describe('complaint workspace, suggestions and coverage', () => {
         segment?: { orderId: string; startSec: number };
         linkedToComplaint: boolean;
         orderIds: string[];
+        via: string[];
       }[];
       expect(timeline.map((e) => [e.type, e.item.id])).toEqual([
         ['segment', ids.shift], // 2.5 days before, +10 s
         ['packing_video', ids.clip],
         ['photo', ids.photo],
+        ['call_recording', ids.callIn], // the customer's calls, linked or not
+        ['call_recording', ids.callOut],
+      ]);
+      expect(timeline.map((e) => e.via)).toEqual([
+        ['order'],
+        ['order'],
+        ['complaint'],
+        ['customer_phone'],
+        ['customer_phone'],
       ]);
       const segment = timeline[0]!;
       expect(segment.segment).toMatchObject({ orderId: 'ORD-W2', startSec: 10 });
       expect(segment.orderIds).toEqual(['ORD-W2']);
       expect(new Date(segment.at).getTime()).toBe(new Date(at(-2.5)).getTime() + 10_000);
-      expect(timeline.map((e) => e.linkedToComplaint)).toEqual([false, false, true]);
+      expect(timeline.map((e) => e.linkedToComplaint)).toEqual([false, false, true, false, false]);
       // Sorted by time.
       expect([...timeline].sort((a, b) => a.at.localeCompare(b.at))).toEqual(timeline);
     });
