@@ -235,7 +235,9 @@ export class EvidenceRepository {
       .selectAll('i')
       .select([linkRefs('order', 'order_ids'), linkRefs('complaint', 'complaint_ids')])
       .where('i.kind', '=', 'call_recording')
-      .where((eb) => eb.or([eb('i.from_number_e164', '=', e164), eb('i.to_number_e164', '=', e164)]))
+      .where((eb) =>
+        eb.or([eb('i.from_number_e164', '=', e164), eb('i.to_number_e164', '=', e164)]),
+      )
       .where('i.captured_at', '>=', from)
       .where('i.captured_at', '<=', to)
       .orderBy('i.captured_at')

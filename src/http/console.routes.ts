@@ -126,11 +126,17 @@ export function consoleRoutes(deps: ConsoleRoutesDeps): Router {
         })),
       });
     })
-    .post(noStore, audited('key.create'), auth, requirePermission('key:manage'), async (req, res) => {
-      const { role, name } = parseWith(keyBody, req.body ?? {});
-      const minted = await deps.keys.create(role, name, actorOf(req));
-      res.location(`/v1/keys/${minted.id}`).status(201).json(minted);
-    })
+    .post(
+      noStore,
+      audited('key.create'),
+      auth,
+      requirePermission('key:manage'),
+      async (req, res) => {
+        const { role, name } = parseWith(keyBody, req.body ?? {});
+        const minted = await deps.keys.create(role, name, actorOf(req));
+        res.location(`/v1/keys/${minted.id}`).status(201).json(minted);
+      },
+    )
     .all(methodNotAllowed('GET, POST'));
 
   router

@@ -117,7 +117,11 @@ export class LookupService {
           this.evidence.listByLink(this.db, 'complaint', id, MATCH_LIMIT),
           this.evidence.listByLinks(this.db, 'order', orders, MATCH_LIMIT),
         ]);
-        return { type: 'complaint' as const, value: id, rows: byCapture([...direct, ...viaOrders]) };
+        return {
+          type: 'complaint' as const,
+          value: id,
+          rows: byCapture([...direct, ...viaOrders]),
+        };
       }),
     );
   }

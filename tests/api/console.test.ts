@@ -87,7 +87,10 @@ describe('console API (me, session, lookup, keys)', () => {
       });
       expect(res.body.permissions).not.toContain('key:manage');
       const ingest = await request(app.url).get('/v1/me').set(bearer(app.keys.ingest));
-      expect(ingest.body).toMatchObject({ role: 'ingest', permissions: ['evidence:create', 'evidence:receipt'] });
+      expect(ingest.body).toMatchObject({
+        role: 'ingest',
+        permissions: ['evidence:create', 'evidence:receipt'],
+      });
       expect((await request(app.url).get('/v1/me')).status).toBe(401);
     });
   });
@@ -114,19 +117,27 @@ describe('console API (me, session, lookup, keys)', () => {
         .set('Range', 'bytes=0-99');
       expect(res.status).toBe(206);
       expect(res.headers['content-range']).toBe(`bytes 0-99/${clip.length}`);
-      const head = await request(app.url).head(`/v1/evidence/${clipId}/content`).set('Cookie', cookie);
+      const head = await request(app.url)
+        .head(`/v1/evidence/${clipId}/content`)
+        .set('Cookie', cookie);
       expect(head.status).toBe(200);
       // The read is audited as the key's holder, like any other.
-      const audit = await request(app.url).get(`/v1/evidence/${clipId}/audit`).set(bearer(app.keys.admin));
+      const audit = await request(app.url)
+        .get(`/v1/evidence/${clipId}/audit`)
+        .set(bearer(app.keys.admin));
       const downloads = audit.body.events.filter(
         (e: { action: string }) => e.action === 'evidence.download',
       );
-      expect(downloads.at(-1)).toMatchObject({ actor: { keyId: app.keys.support.id, name: 'Agent Ana' } });
+      expect(downloads.at(-1)).toMatchObject({
+        actor: { keyId: app.keys.support.id, name: 'Agent Ana' },
+      });
     });
 
     it('is never enough for a state-changing request', async () => {
       const cookie = `eak_session=${app.keys.support.key}`;
-      const verify = await request(app.url).post(`/v1/evidence/${clipId}/verify`).set('Cookie', cookie);
+      const verify = await request(app.url)
+        .post(`/v1/evidence/${clipId}/verify`)
+        .set('Cookie', cookie);
       expect(verify.status).toBe(401);
       expect(verify.body.code).toBe('unauthorized');
       const link = await request(app.url)
@@ -134,7 +145,9 @@ describe('console API (me, session, lookup, keys)', () => {
         .set('Cookie', cookie)
         .send({ orderIds: ['ORD-EVIL'] });
       expect(link.status).toBe(401);
-      const item = await request(app.url).get(`/v1/evidence/${clipId}`).set(bearer(app.keys.support));
+      const item = await request(app.url)
+        .get(`/v1/evidence/${clipId}`)
+        .set(bearer(app.keys.support));
       expect(item.body.orderIds).not.toContain('ORD-EVIL');
     });
 
@@ -247,7 +260,9 @@ describe('console API (me, session, lookup, keys)', () => {
 
     it('is audited like a search, refused to ingest keys, and refuses hostile input', async () => {
       await lookup('ORD-1001');
-      const trail = await request(app.url).get(`/v1/evidence/${clipId}/audit`).set(bearer(app.keys.admin));
+      const trail = await request(app.url)
+        .get(`/v1/evidence/${clipId}/audit`)
+        .set(bearer(app.keys.admin));
       const listed = trail.body.events.filter(
         (e: { action: string; details: { lookup?: unknown } }) =>
           e.action === 'evidence.list' && e.details.lookup,
@@ -283,10 +298,12 @@ describe('console API (me, session, lookup, keys)', () => {
       await new Promise((r) => setTimeout(r, 20));
       await request(app.url).get('/v1/me').set(bearer(app.keys.support));
       const again = await request(app.url).get('/v1/keys').set(bearer(app.keys.admin));
-      expect(again.body.keys.find((k: { id: string }) => k.id === app.keys.support.id).lastUsedAt).toBe(
-        before,
+      expect(
+        again.body.keys.find((k: { id: string }) => k.id === app.keys.support.id).lastUsedAt,
+      ).toBe(before);
+      expect((await request(app.url).get('/v1/keys').set(bearer(app.keys.support))).status).toBe(
+        403,
       );
-      expect((await request(app.url).get('/v1/keys').set(bearer(app.keys.support))).status).toBe(403);
     });
 
     it('mints a key shown once that works at once, and revokes it (audited)', async () => {
@@ -298,7 +315,9 @@ describe('console API (me, session, lookup, keys)', () => {
       expect(minted.body).toMatchObject({ role: 'support', name: 'Temp Tom' });
       expect(minted.body.key).toMatch(/^eak_[0-9a-f]{16}_/);
       expect(minted.headers.location).toBe(`/v1/keys/${minted.body.id}`);
-      const me = await request(app.url).get('/v1/me').set('Authorization', `Bearer ${minted.body.key}`);
+      const me = await request(app.url)
+        .get('/v1/me')
+        .set('Authorization', `Bearer ${minted.body.key}`);
       expect(me.body.name).toBe('Temp Tom');
 
       const revoked = await request(app.url)
@@ -306,7 +325,9 @@ describe('console API (me, session, lookup, keys)', () => {
         .set(bearer(app.keys.admin));
       expect(revoked.status).toBe(200);
       expect(revoked.body).toEqual({ id: minted.body.id, revoked: true });
-      const after = await request(app.url).get('/v1/me').set('Authorization', `Bearer ${minted.body.key}`);
+      const after = await request(app.url)
+        .get('/v1/me')
+        .set('Authorization', `Bearer ${minted.body.key}`);
       expect(after.status).toBe(401);
       const again = await request(app.url)
         .delete(`/v1/keys/${minted.body.id}`)
@@ -318,7 +339,9 @@ describe('console API (me, session, lookup, keys)', () => {
         (e: { action: string; details: { keyId?: string } }) =>
           e.action.startsWith('key.') && e.details.keyId === minted.body.id,
       );
-      expect(keyEvents.map((e: { action: string; actor: { name: string } }) => [e.action, e.actor.name])).toEqual([
+      expect(
+        keyEvents.map((e: { action: string; actor: { name: string } }) => [e.action, e.actor.name]),
+      ).toEqual([
         ['key.create', 'Admin'],
         ['key.revoke', 'Admin'],
       ]);
@@ -336,7 +359,11 @@ describe('console API (me, session, lookup, keys)', () => {
         .set(bearer(app.keys.support))
         .send({ role: 'admin', name: 'Escalate' });
       expect(bySupport.status).toBe(403);
-      for (const body of [{ role: 'root', name: 'x' }, { role: 'support' }, { role: 'support', name: 'a', x: 1 }]) {
+      for (const body of [
+        { role: 'root', name: 'x' },
+        { role: 'support' },
+        { role: 'support', name: 'a', x: 1 },
+      ]) {
         const res = await request(app.url).post('/v1/keys').set(bearer(app.keys.admin)).send(body);
         expect(res.status).toBe(400);
       }
@@ -359,7 +386,10 @@ describe('console API (me, session, lookup, keys)', () => {
     const held = await request(app.url)
       .get('/v1/complaints/CMP-77/hold-status')
       .set(bearer(app.keys.support));
-    expect(held.body).toMatchObject({ onHold: true, holds: [{ reason: 'marketplace dispute 4471' }] });
+    expect(held.body).toMatchObject({
+      onHold: true,
+      holds: [{ reason: 'marketplace dispute 4471' }],
+    });
   });
 
   it('serves the web app at /app/ with a strict CSP (or says it is not built)', async () => {

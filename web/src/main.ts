@@ -70,11 +70,7 @@ function renderShell(): void {
   const isAdmin = me.permissions.includes('key:manage');
   const current = location.hash.split('?')[0] ?? '';
   const link = (href: string, label: string) =>
-    h(
-      'a',
-      { href, 'aria-current': current.startsWith(href) ? 'page' : null },
-      label,
-    );
+    h('a', { href, 'aria-current': current.startsWith(href) ? 'page' : null }, label);
   replace(
     nav,
     h(
@@ -201,7 +197,9 @@ async function route(): Promise<void> {
     view.append(
       notice(
         'error',
-        err instanceof ApiError ? `${err.message} (${err.code})` : `Something went wrong: ${String(err)}`,
+        err instanceof ApiError
+          ? `${err.message} (${err.code})`
+          : `Something went wrong: ${String(err)}`,
       ),
     );
   }

@@ -50,7 +50,11 @@ export interface Derivative {
 
 export interface Derivatives {
   itemId: string;
-  media: { status: string; detail?: string | null; probe?: { durationSeconds?: number } | null } | null;
+  media: {
+    status: string;
+    detail?: string | null;
+    probe?: { durationSeconds?: number } | null;
+  } | null;
   derivatives: Derivative[];
   playback: { source: 'preview' | 'original'; url: string; contentType: string } | null;
 }
@@ -122,7 +126,12 @@ export interface Bundle {
 
 export interface ShareLink {
   id: string;
-  target: { type: string; itemId: string | null; segmentId: string | null; bundleId: string | null };
+  target: {
+    type: string;
+    itemId: string | null;
+    segmentId: string | null;
+    bundleId: string | null;
+  };
   note: string | null;
   createdAt: string;
   createdBy: string;

@@ -29,21 +29,38 @@ export async function renderKeys(page: Page): Promise<void> {
       onsubmit: async (e: Event) => {
         e.preventDefault();
         try {
-          const k = await api<{ id: string; key: string; role: string; name: string }>('POST', '/v1/keys', {
-            role: role.value,
-            name: name.value.trim(),
+          const k = await api<{ id: string; key: string; role: string; name: string }>(
+            'POST',
+            '/v1/keys',
+            {
+              role: role.value,
+              name: name.value.trim(),
+            },
+          );
+          const field = h('input', {
+            id: 'minted-key',
+            readonly: true,
+            value: k.key,
+            class: 'hash',
+            'aria-label': 'New key',
           });
-          const field = h('input', { id: 'minted-key', readonly: true, value: k.key, class: 'hash', 'aria-label': 'New key' });
           name.value = '';
           await refresh();
           replace(
             status,
-            notice('ok', `Key for ${k.name} (${k.role}) created. Copy it now: it is shown only this once and stored only as a hash.`),
+            notice(
+              'ok',
+              `Key for ${k.name} (${k.role}) created. Copy it now: it is shown only this once and stored only as a hash.`,
+            ),
             h(
               'div',
               { class: 'hash-row' },
               field,
-              h('button', { type: 'button', class: 'secondary', onclick: () => void copyText(k.key, field) }, 'Copy'),
+              h(
+                'button',
+                { type: 'button', class: 'secondary', onclick: () => void copyText(k.key, field) },
+                'Copy',
+              ),
             ),
           );
         } catch (err) {
@@ -75,7 +92,13 @@ export async function renderKeys(page: Page): Promise<void> {
           h(
             'thead',
             {},
-            h('tr', {}, ...['Name', 'Role', 'Id', 'Created', 'Last used', 'Status', ''].map((x) => h('th', { scope: 'col' }, x))),
+            h(
+              'tr',
+              {},
+              ...['Name', 'Role', 'Id', 'Created', 'Last used', 'Status', ''].map((x) =>
+                h('th', { scope: 'col' }, x),
+              ),
+            ),
           ),
           h(
             'tbody',
@@ -135,7 +158,15 @@ interface CustodyStatus {
     lastCheckpoint: { seq: number; hash: string; signedAt: string } | null;
     eventsSinceCheckpoint: number;
   };
-  lastRuns: Record<string, { startedAt: string; finishedAt: string | null; outcome: string | null; stats: Record<string, unknown> } | null>;
+  lastRuns: Record<
+    string,
+    {
+      startedAt: string;
+      finishedAt: string | null;
+      outcome: string | null;
+      stats: Record<string, unknown>;
+    } | null
+  >;
   settings: {
     retentionDays: Record<string, number>;
     retentionAfterCloseDays: number;
@@ -151,10 +182,9 @@ const LABELS: Record<string, string> = {
   archived: 'Archived',
   deleted: 'Deleted',
   awaitingPurge: 'Awaiting purge',
-  failing: 'Failing verification',
+  failingVerification: 'Failing verification',
   neverVerified: 'Never verified',
-  activeHolds: 'Active holds',
-  holds: 'Active holds',
+  activeLegalHolds: 'Active legal holds',
 };
 
 export async function renderCustody(page: Page): Promise<void> {
@@ -208,7 +238,12 @@ export async function renderCustody(page: Page): Promise<void> {
         facts([
           ['Head', `event ${c.headSeq}`],
           ['Head hash', h('code', { class: 'hash-inline' }, c.headHash)],
-          ['Last checkpoint', c.lastCheckpoint ? `event ${c.lastCheckpoint.seq}, signed ${formatTime(c.lastCheckpoint.signedAt)}` : 'none yet'],
+          [
+            'Last checkpoint',
+            c.lastCheckpoint
+              ? `event ${c.lastCheckpoint.seq}, signed ${formatTime(c.lastCheckpoint.signedAt)}`
+              : 'none yet',
+          ],
           ['Events since', String(c.eventsSinceCheckpoint)],
         ]),
       ),
@@ -222,7 +257,17 @@ export async function renderCustody(page: Page): Promise<void> {
           h(
             'table',
             {},
-            h('thead', {}, h('tr', {}, ...['Job', 'Started', 'Finished', 'Outcome', 'Figures'].map((x) => h('th', { scope: 'col' }, x)))),
+            h(
+              'thead',
+              {},
+              h(
+                'tr',
+                {},
+                ...['Job', 'Started', 'Finished', 'Outcome', 'Figures'].map((x) =>
+                  h('th', { scope: 'col' }, x),
+                ),
+              ),
+            ),
             h('tbody', {}, ...Object.entries(s.lastRuns).map(([k, r]) => runRow(k, r))),
           ),
         ),
@@ -239,7 +284,12 @@ export async function renderCustody(page: Page): Promise<void> {
               'ul',
               {},
               ...s.failingItems.map((f) =>
-                h('li', {}, h('a', { href: `#/evidence/${f.itemId}` }, f.itemId), ` ${f.status}, ${formatTime(f.checkedAt)}`),
+                h(
+                  'li',
+                  {},
+                  h('a', { href: `#/evidence/${f.itemId}` }, f.itemId),
+                  ` ${f.status}, ${formatTime(f.checkedAt)}`,
+                ),
               ),
             ),
       ),
@@ -248,9 +298,10 @@ export async function renderCustody(page: Page): Promise<void> {
         { class: 'card', 'aria-labelledby': 'settings-h' },
         h('h2', { id: 'settings-h' }, 'Retention and schedule'),
         facts([
-          ...Object.entries(s.settings.retentionDays).map(
-            ([k, v]): [string, string] => [`Keep ${k.replace('_', ' ')}`, v === 0 ? 'forever' : `${v} days`],
-          ),
+          ...Object.entries(s.settings.retentionDays).map(([k, v]): [string, string] => [
+            `Keep ${k.replace('_', ' ')}`,
+            v === 0 ? 'forever' : `${v} days`,
+          ]),
           ['After a complaint closes', `${s.settings.retentionAfterCloseDays} days`],
           ['Retention runs every', `${s.settings.retentionIntervalMinutes} min`],
           ['Scrub runs every', `${s.settings.scrubIntervalMinutes} min`],

@@ -30,13 +30,7 @@ export async function renderComplaint(page: Page, id: string): Promise<void> {
     h(
       'div',
       { class: 'complaint-grid' },
-      h(
-        'div',
-        {},
-        fields(c),
-        timeline(c),
-        suggestions(c, sugg.suggestions, sugg.callWindow, page),
-      ),
+      h('div', {}, fields(c), timeline(c), suggestions(c, sugg.suggestions, sugg.callWindow, page)),
       h('div', {}, holdStatus(c, holds, page), bundles(c), shareLinks(c, shares.items)),
     ),
   );
@@ -51,7 +45,12 @@ function fields(c: Complaint): HTMLElement {
       ['Status', h('span', { class: `status status-${c.status}` }, c.status)],
       ['Opened', formatTime(c.openedAt)],
       ['Closed', c.closedAt ? formatTime(c.closedAt) : null],
-      ['Orders', c.orderIds.length ? c.orderIds.map((o, i) => [i ? ', ' : '', h('a', { href: `#/search?q=${enc(o)}` }, o)]) : null],
+      [
+        'Orders',
+        c.orderIds.length
+          ? c.orderIds.map((o, i) => [i ? ', ' : '', h('a', { href: `#/search?q=${enc(o)}` }, o)])
+          : null,
+      ],
       ['Tracking numbers', c.trackingNumbers.join(', ') || null],
       ['Customer phone', c.customerPhone],
       ['Channel', c.channel],
@@ -123,7 +122,12 @@ function suggestions(
     'section',
     { class: 'card', 'aria-labelledby': 'sugg-h' },
     h('h2', { id: 'sugg-h' }, 'Suggested evidence'),
-    window && h('p', { class: 'help' }, `Calls with the customer looked for from ${formatTime(window.from)} to ${formatTime(window.to)}.`),
+    window &&
+      h(
+        'p',
+        { class: 'help' },
+        `Calls with the customer looked for from ${formatTime(window.from)} to ${formatTime(window.to)}.`,
+      ),
     list.length === 0
       ? h('p', { class: 'help' }, 'No suggestions: everything that matches is already linked.')
       : [
@@ -158,7 +162,11 @@ function suggestions(
           list.length > 1 &&
             h(
               'button',
-              { type: 'button', class: 'secondary', onclick: () => void accept(list.map((s) => s.item.id)) },
+              {
+                type: 'button',
+                class: 'secondary',
+                onclick: () => void accept(list.map((s) => s.item.id)),
+              },
               `Accept all ${list.length}`,
             ),
         ],
@@ -177,7 +185,12 @@ function holdStatus(c: Complaint, st: { onHold: boolean; holds: Hold[] }, page: 
       replace(status, notice('error', (err as Error).message));
     }
   };
-  const reason = h('input', { id: 'hold-reason', required: true, maxlength: 500, autocomplete: 'off' });
+  const reason = h('input', {
+    id: 'hold-reason',
+    required: true,
+    maxlength: 500,
+    autocomplete: 'off',
+  });
   return h(
     'section',
     { class: 'card', 'aria-labelledby': 'hold-h' },
@@ -191,7 +204,11 @@ function holdStatus(c: Complaint, st: { onHold: boolean; holds: Hold[] }, page: 
             return h(
               'li',
               {},
-              h('p', { class: 'notice notice-info' }, `On hold since ${formatTime(x.placedAt)} by ${x.placedBy}: ${x.reason}`),
+              h(
+                'p',
+                { class: 'notice notice-info' },
+                `On hold since ${formatTime(x.placedAt)} by ${x.placedBy}: ${x.reason}`,
+              ),
               admin &&
                 h(
                   'form',
@@ -199,7 +216,9 @@ function holdStatus(c: Complaint, st: { onHold: boolean; holds: Hold[] }, page: 
                     class: 'inline-form',
                     onsubmit: (e: Event) => {
                       e.preventDefault();
-                      void act('POST', `/v1/holds/${enc(x.id)}/release`, { reason: why.value.trim() });
+                      void act('POST', `/v1/holds/${enc(x.id)}/release`, {
+                        reason: why.value.trim(),
+                      });
                     },
                   },
                   h('label', { for: why.id }, 'Reason to release'),
@@ -209,7 +228,11 @@ function holdStatus(c: Complaint, st: { onHold: boolean; holds: Hold[] }, page: 
             );
           }),
         )
-      : h('p', {}, 'Not on hold. Its evidence is kept while the complaint is open, and after it closes for the retention period.'),
+      : h(
+          'p',
+          {},
+          'Not on hold. Its evidence is kept while the complaint is open, and after it closes for the retention period.',
+        ),
     admin &&
       h(
         'form',
@@ -241,8 +264,17 @@ function bundles(c: Complaint): HTMLElement {
         'ok',
         `Bundle ready: ${b.fileCount} file${b.fileCount === 1 ? '' : 's'}, ${formatBytes(b.zipBytes ?? b.totalBytes)}.`,
       ),
-      h('p', { class: 'help' }, 'Manifest SHA-256 ', h('code', { class: 'hash-inline' }, b.manifestSha256)),
-      h('a', { href: b.downloadUrl, download: '', class: 'button-link', id: 'bundle-download' }, 'Download bundle (ZIP)'),
+      h(
+        'p',
+        { class: 'help' },
+        'Manifest SHA-256 ',
+        h('code', { class: 'hash-inline' }, b.manifestSha256),
+      ),
+      h(
+        'a',
+        { href: b.downloadUrl, download: '', class: 'button-link', id: 'bundle-download' },
+        'Download bundle (ZIP)',
+      ),
     );
   for (const b of made.get(c.id) ?? []) out.append(show(b));
   const create = h(
@@ -252,7 +284,12 @@ function bundles(c: Complaint): HTMLElement {
       id: 'create-bundle',
       onclick: async () => {
         create.disabled = true;
-        const progress = h('div', { role: 'status' }, h('label', { for: 'bundle-progress' }, 'Collecting and signing the evidence…'), h('progress', { id: 'bundle-progress' }));
+        const progress = h(
+          'div',
+          { role: 'status' },
+          h('label', { for: 'bundle-progress' }, 'Collecting and signing the evidence…'),
+          h('progress', { id: 'bundle-progress' }),
+        );
         out.prepend(progress);
         try {
           const b = await api<Bundle>('POST', `/v1/complaints/${enc(c.id)}/bundles`, {});
@@ -294,26 +331,47 @@ function shareLinks(c: Complaint, links: ShareLink[]): HTMLElement {
     'select',
     { id: 'share-target', required: true },
     ...(made.get(c.id) ?? []).map((b) =>
-      h('option', { value: `bundle:${b.id}` }, `Bundle of ${formatTime(b.createdAt)} (${b.fileCount} files)`),
+      h(
+        'option',
+        { value: `bundle:${b.id}` },
+        `Bundle of ${formatTime(b.createdAt)} (${b.fileCount} files)`,
+      ),
     ),
     ...c.evidence.map((i) =>
-      h('option', { value: `item:${i.id}` }, `${KIND_LABELS[i.kind] ?? i.kind}: ${i.originalFilename ?? i.id}`),
+      h(
+        'option',
+        { value: `item:${i.id}` },
+        `${KIND_LABELS[i.kind] ?? i.kind}: ${i.originalFilename ?? i.id}`,
+      ),
     ),
   );
-  const days = h('input', { id: 'share-days', type: 'number', min: 1, max: 30, value: 7, required: true });
+  const days = h('input', {
+    id: 'share-days',
+    type: 'number',
+    min: 1,
+    max: 30,
+    value: 7,
+    required: true,
+  });
   const note = h('input', { id: 'share-note', maxlength: 500, autocomplete: 'off' });
   const describe = (l: ShareLink) => {
     const t = l.target;
     if (t.bundleId) return `Bundle ${t.bundleId.slice(0, 8)}`;
     const item = c.evidence.find((i) => i.id === t.itemId);
-    return t.segmentId ? `Segment ${t.segmentId.slice(0, 8)}` : (item?.originalFilename ?? `Item ${t.itemId?.slice(0, 8)}`);
+    return t.segmentId
+      ? `Segment ${t.segmentId.slice(0, 8)}`
+      : (item?.originalFilename ?? `Item ${t.itemId?.slice(0, 8)}`);
   };
   const noTargets = target.options.length === 0;
   return h(
     'section',
     { class: 'card', 'aria-labelledby': 'share-h' },
     h('h2', { id: 'share-h' }, 'Share links'),
-    h('p', { class: 'help' }, 'A read-only link for someone without a key (a marketplace reviewer, the customer). The link is shown once.'),
+    h(
+      'p',
+      { class: 'help' },
+      'A read-only link for someone without a key (a marketplace reviewer, the customer). The link is shown once.',
+    ),
     noTargets
       ? h('p', { class: 'help' }, 'Link evidence to the complaint or create a bundle to share it.')
       : h(
@@ -331,11 +389,20 @@ function shareLinks(c: Complaint, links: ShareLink[]): HTMLElement {
                   ...(note.value.trim() ? { note: note.value.trim() } : {}),
                 });
                 const url = new URL(l.url ?? '', location.origin).href;
-                const field = h('input', { id: 'share-url', readonly: true, value: url, class: 'hash', 'aria-label': 'Share link' });
+                const field = h('input', {
+                  id: 'share-url',
+                  readonly: true,
+                  value: url,
+                  class: 'hash',
+                  'aria-label': 'Share link',
+                });
                 const copied = h('span', { class: 'help', 'aria-live': 'polite' });
                 replace(
                   status,
-                  notice('ok', `Link created; it expires ${formatTime(l.expiresAt)}. Copy it now: it is not shown again.`),
+                  notice(
+                    'ok',
+                    `Link created; it expires ${formatTime(l.expiresAt)}. Copy it now: it is not shown again.`,
+                  ),
                   h(
                     'div',
                     { class: 'hash-row' },
@@ -347,7 +414,9 @@ function shareLinks(c: Complaint, links: ShareLink[]): HTMLElement {
                         class: 'secondary',
                         id: 'share-copy',
                         onclick: async () => {
-                          copied.textContent = (await copyText(url, field)) ? 'Copied.' : 'Selected: press Ctrl+C.';
+                          copied.textContent = (await copyText(url, field))
+                            ? 'Copied.'
+                            : 'Selected: press Ctrl+C.';
                         },
                       },
                       'Copy',
@@ -374,7 +443,10 @@ function shareLinks(c: Complaint, links: ShareLink[]): HTMLElement {
   );
 
   async function refreshList(): Promise<void> {
-    const { items } = await api<{ items: ShareLink[] }>('GET', `/v1/share-links${qs({ complaintId: c.id })}`);
+    const { items } = await api<{ items: ShareLink[] }>(
+      'GET',
+      `/v1/share-links${qs({ complaintId: c.id })}`,
+    );
     replace(document.getElementById('share-list')!, linkTable(items));
   }
 
@@ -387,7 +459,17 @@ function shareLinks(c: Complaint, links: ShareLink[]): HTMLElement {
         'table',
         { class: 'share-links' },
         h('caption', { class: 'visually-hidden' }, 'Share links of this complaint'),
-        h('thead', {}, h('tr', {}, ...['Shares', 'Note', 'Expires', 'Uses', 'Status', ''].map((x) => h('th', { scope: 'col' }, x)))),
+        h(
+          'thead',
+          {},
+          h(
+            'tr',
+            {},
+            ...['Shares', 'Note', 'Expires', 'Uses', 'Status', ''].map((x) =>
+              h('th', { scope: 'col' }, x),
+            ),
+          ),
+        ),
         h(
           'tbody',
           {},

@@ -18,7 +18,9 @@ export async function renderEvidence(page: Page, id: string): Promise<void> {
   const item = await api<Item>('GET', `/v1/evidence/${enc(id)}`);
   const deleted = item.status === 'deleted';
   const [derivs, audit] = await Promise.all([
-    deleted ? Promise.resolve(null) : api<Derivatives>('GET', `/v1/evidence/${enc(id)}/derivatives`),
+    deleted
+      ? Promise.resolve(null)
+      : api<Derivatives>('GET', `/v1/evidence/${enc(id)}/derivatives`),
     api<{ events: AuditEvent[] }>('GET', `/v1/evidence/${enc(id)}/audit${qs({ limit: 500 })}`),
   ]);
   const title = `${KIND_LABELS[item.kind] ?? item.kind}: ${item.originalFilename ?? item.id}`;
@@ -26,7 +28,10 @@ export async function renderEvidence(page: Page, id: string): Promise<void> {
     page.view,
     page.heading(title),
     deleted &&
-      notice('error', `Deleted ${formatTime(item.deletedAt)}: ${item.deletionReason ?? ''}. Its record, hash and history stay.`),
+      notice(
+        'error',
+        `Deleted ${formatTime(item.deletedAt)}: ${item.deletionReason ?? ''}. Its record, hash and history stay.`,
+      ),
     h(
       'div',
       { class: 'evidence-grid' },
@@ -69,17 +74,27 @@ function player(item: Item, d: Derivatives, page: Page): HTMLElement {
     url: `${item.contentUrl}?disposition=inline`,
     contentType: item.contentType,
   };
-  const url = source.source === 'original' && !source.url.includes('?') ? `${source.url}?disposition=inline` : source.url;
+  const url =
+    source.source === 'original' && !source.url.includes('?')
+      ? `${source.url}?disposition=inline`
+      : source.url;
   const media =
     item.kind === 'call_recording'
-      ? h('audio', { controls: true, preload: 'metadata', src: url, id: 'player', 'aria-label': 'Call recording' })
+      ? h('audio', {
+          controls: true,
+          preload: 'metadata',
+          src: url,
+          id: 'player',
+          'aria-label': 'Call recording',
+        })
       : h('video', {
           controls: true,
           preload: 'metadata',
           src: url,
           id: 'player',
           playsinline: true,
-          poster: d.derivatives.find((x) => x.kind === 'poster' && x.status === 'ready')?.url ?? null,
+          poster:
+            d.derivatives.find((x) => x.kind === 'poster' && x.status === 'ready')?.url ?? null,
           'aria-label': 'Packing video',
         });
   const position = h('p', { class: 'help', id: 'position', 'aria-live': 'off' }, '');
@@ -90,9 +105,10 @@ function player(item: Item, d: Derivatives, page: Page): HTMLElement {
   });
   const start = Number(page.params.get('t'));
   const order = page.params.get('order');
-  const seekTo = Number.isFinite(start) && start > 0
-    ? start
-    : item.segments?.find((s) => s.orderId === order)?.startSec;
+  const seekTo =
+    Number.isFinite(start) && start > 0
+      ? start
+      : item.segments?.find((s) => s.orderId === order)?.startSec;
   if (seekTo !== undefined) {
     media.addEventListener('loadedmetadata', () => (media.currentTime = seekTo), { once: true });
   }
@@ -110,7 +126,11 @@ function player(item: Item, d: Derivatives, page: Page): HTMLElement {
             ? 'Playing the original file.'
             : `Playing the original: the browser preview is not ready (${d.media.status}). A format browsers cannot play will not start until it is.`,
         )
-      : h('p', { class: 'help' }, 'Playing the browser preview made from the original; the original is what is archived and hashed.'),
+      : h(
+          'p',
+          { class: 'help' },
+          'Playing the browser preview made from the original; the original is what is archived and hashed.',
+        ),
     segments.length > 0 &&
       h(
         'div',
@@ -145,7 +165,11 @@ function player(item: Item, d: Derivatives, page: Page): HTMLElement {
     h(
       'p',
       { class: 'actions' },
-      h('a', { href: item.contentUrl, download: '', class: 'button-link secondary' }, 'Download original'),
+      h(
+        'a',
+        { href: item.contentUrl, download: '', class: 'button-link secondary' },
+        'Download original',
+      ),
     ),
   );
   return section;
@@ -155,9 +179,15 @@ function stills(item: Item, d: Derivatives): HTMLElement | null {
   const ready = d.derivatives.filter(
     (x) => ['poster', 'contact_sheet', 'waveform'].includes(x.kind) && x.status === 'ready',
   );
-  const pending = d.derivatives.filter((x) => x.status !== 'ready' && x.status !== 'not_applicable');
+  const pending = d.derivatives.filter(
+    (x) => x.status !== 'ready' && x.status !== 'not_applicable',
+  );
   if (ready.length === 0 && pending.length === 0) return null;
-  const names: Record<string, string> = { poster: 'Poster frame', contact_sheet: 'Contact sheet', waveform: 'Waveform' };
+  const names: Record<string, string> = {
+    poster: 'Poster frame',
+    contact_sheet: 'Contact sheet',
+    waveform: 'Waveform',
+  };
   return h(
     'section',
     { class: 'card stills', 'aria-labelledby': 'stills-h' },
@@ -177,7 +207,11 @@ function stills(item: Item, d: Derivatives): HTMLElement | null {
       ),
     ),
     pending.length > 0 &&
-      h('p', { class: 'help' }, `Not ready yet: ${pending.map((x) => `${x.kind.replace('_', ' ')} (${x.status})`).join(', ')}.`),
+      h(
+        'p',
+        { class: 'help' },
+        `Not ready yet: ${pending.map((x) => `${x.kind.replace('_', ' ')} (${x.status})`).join(', ')}.`,
+      ),
   );
 }
 
@@ -211,6 +245,13 @@ function metadata(item: Item, d: Derivatives | null): HTMLElement {
 
 function integrity(item: Item): HTMLElement {
   const result = h('div', { id: 'verify-result', 'aria-live': 'polite' });
+  const last = h(
+    'p',
+    { class: 'help' },
+    item.lastVerification
+      ? `Last verified ${formatTime(item.lastVerification.checkedAt)}: ${item.lastVerification.status}.`
+      : 'Not verified since it was archived.',
+  );
   const hash = h('input', {
     id: 'sha256',
     class: 'hash',
@@ -229,6 +270,7 @@ function integrity(item: Item): HTMLElement {
         replace(result, notice('info', 'Re-reading the stored bytes and hashing them…'));
         try {
           const v = await api<Verification>('POST', `/v1/evidence/${enc(item.id)}/verify`);
+          last.textContent = `Last verified ${formatTime(v.checkedAt)}: ${v.status}.`;
           replace(
             result,
             v.status === 'ok'
@@ -256,15 +298,13 @@ function integrity(item: Item): HTMLElement {
       'div',
       { class: 'hash-row' },
       hash,
-      h('button', { type: 'button', class: 'secondary', onclick: () => void copyText(item.sha256, hash) }, 'Copy'),
+      h(
+        'button',
+        { type: 'button', class: 'secondary', onclick: () => void copyText(item.sha256, hash) },
+        'Copy',
+      ),
     ),
-    h(
-      'p',
-      { class: 'help' },
-      item.lastVerification
-        ? `Last verified ${formatTime(item.lastVerification.checkedAt)}: ${item.lastVerification.status}.`
-        : 'Not verified since it was archived.',
-    ),
+    last,
     verify,
     result,
   );
@@ -305,13 +345,28 @@ function links(item: Item, page: Page): HTMLElement {
       'ul',
       { class: 'links' },
       ...item.orderIds.map((o) =>
-        h('li', {}, 'Order ', h('a', { href: `#/search?q=${enc(o)}` }, o), ' ', remove('orders', o)),
+        h(
+          'li',
+          {},
+          'Order ',
+          h('a', { href: `#/search?q=${enc(o)}` }, o),
+          ' ',
+          remove('orders', o),
+        ),
       ),
       ...item.complaintIds.map((c) =>
-        h('li', {}, 'Complaint ', h('a', { href: `#/complaints/${enc(c)}` }, c), ' ', remove('complaints', c)),
+        h(
+          'li',
+          {},
+          'Complaint ',
+          h('a', { href: `#/complaints/${enc(c)}` }, c),
+          ' ',
+          remove('complaints', c),
+        ),
       ),
     ),
-    item.orderIds.length + item.complaintIds.length === 0 && h('p', { class: 'help' }, 'Not linked to anything.'),
+    item.orderIds.length + item.complaintIds.length === 0 &&
+      h('p', { class: 'help' }, 'Not linked to anything.'),
     h(
       'form',
       {
@@ -355,7 +410,13 @@ function custody(events: AuditEvent[]): HTMLElement {
         h(
           'thead',
           {},
-          h('tr', {}, ...['When', 'Action', 'Outcome', 'Who', 'From'].map((c) => h('th', { scope: 'col' }, c))),
+          h(
+            'tr',
+            {},
+            ...['When', 'Action', 'Outcome', 'Who', 'From'].map((c) =>
+              h('th', { scope: 'col' }, c),
+            ),
+          ),
         ),
         h(
           'tbody',
@@ -367,7 +428,11 @@ function custody(events: AuditEvent[]): HTMLElement {
               h('td', {}, formatTime(e.occurredAt)),
               h('td', {}, e.action),
               h('td', {}, e.outcome),
-              h('td', {}, e.actor.name ? `${e.actor.name} (${e.actor.role})` : (e.actor.role ?? '—')),
+              h(
+                'td',
+                {},
+                e.actor.name ? `${e.actor.name} (${e.actor.role})` : (e.actor.role ?? '—'),
+              ),
               h('td', {}, e.clientIp ?? '—'),
             ),
           ),

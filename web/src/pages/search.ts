@@ -39,7 +39,12 @@ export async function renderSearch(page: Page): Promise<void> {
       h('option', { value: k, selected: p.get('kind') === k }, KIND_LABELS[k]!),
     ),
   );
-  const station = h('input', { id: 'station', name: 'stationId', value: p.get('stationId') ?? '', autocomplete: 'off' });
+  const station = h('input', {
+    id: 'station',
+    name: 'stationId',
+    value: p.get('stationId') ?? '',
+    autocomplete: 'off',
+  });
   const from = h('input', { id: 'from', name: 'from', type: 'date', value: p.get('from') ?? '' });
   const to = h('input', { id: 'to', name: 'to', type: 'date', value: p.get('to') ?? '' });
   const results = h('section', { id: 'results', 'aria-label': 'Results', 'aria-live': 'polite' });
@@ -101,10 +106,14 @@ export async function renderSearch(page: Page): Promise<void> {
   const started = performance.now();
   let matches: LookupMatch[];
   if (query) {
-    matches = (await api<{ matches: LookupMatch[] }>('GET', `/v1/lookup${qs({ q: query, ...filters })}`))
-      .matches;
+    matches = (
+      await api<{ matches: LookupMatch[] }>('GET', `/v1/lookup${qs({ q: query, ...filters })}`)
+    ).matches;
   } else {
-    const { items } = await api<{ items: Item[] }>('GET', `/v1/evidence${qs({ ...filters, limit: 100 })}`);
+    const { items } = await api<{ items: Item[] }>(
+      'GET',
+      `/v1/evidence${qs({ ...filters, limit: 100 })}`,
+    );
     matches = items.length ? [{ type: 'order', value: '', items }] : [];
   }
   const ms = Math.round(performance.now() - started);
@@ -135,7 +144,15 @@ function matchSection(m: LookupMatch, filtersOnly: boolean): HTMLElement {
       h('span', { class: 'count' }, `${m.items.length} item${m.items.length === 1 ? '' : 's'}`),
     ),
     m.type === 'complaint' &&
-      h('p', {}, h('a', { href: `#/complaints/${enc(m.value)}`, class: 'button-link' }, `Open complaint ${m.value}`)),
+      h(
+        'p',
+        {},
+        h(
+          'a',
+          { href: `#/complaints/${enc(m.value)}`, class: 'button-link' },
+          `Open complaint ${m.value}`,
+        ),
+      ),
     m.items.length === 0
       ? h('p', { class: 'help' }, 'No evidence (with these filters).')
       : h('ul', { class: 'items' }, ...m.items.map((i) => itemRow(i, m))),
@@ -157,11 +174,7 @@ function itemRow(i: Item, m: LookupMatch): HTMLElement {
     h(
       'div',
       { class: 'item-main' },
-      h(
-        'a',
-        { href: `#/evidence/${i.id}`, class: 'item-link' },
-        i.originalFilename ?? i.id,
-      ),
+      h('a', { href: `#/evidence/${i.id}`, class: 'item-link' }, i.originalFilename ?? i.id),
       h(
         'span',
         { class: 'meta' },
