@@ -19,6 +19,18 @@ export class BundleRepository {
     return db.selectFrom('bundles').selectAll().where('id', '=', id).executeTakeFirst();
   }
 
+  /** A complaint's bundles, newest first. */
+  async listForComplaint(db: Executor, complaintId: string, limit: number): Promise<BundleRow[]> {
+    return db
+      .selectFrom('bundles')
+      .selectAll()
+      .where('complaint_id', '=', complaintId)
+      .orderBy('created_at', 'desc')
+      .orderBy('id')
+      .limit(limit)
+      .execute();
+  }
+
   /** Items by id with their links (missing ids are simply absent). */
   async findItems(db: Executor, ids: string[]): Promise<EvidenceRow[]> {
     if (ids.length === 0) return [];

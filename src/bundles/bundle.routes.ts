@@ -21,7 +21,14 @@ export function bundleRoutes(deps: BundleRoutesDeps): Router {
       const bundle = await deps.bundles.create(actorOf(req), req.params.complaintId!, req.body);
       res.location(`/v1/bundles/${bundle.id}`).status(201).json(bundle);
     })
-    .all(methodNotAllowed('POST'));
+    .get(auth, requirePermission('bundle:read'), async (req, res) => {
+      const complaintId = req.params.complaintId!;
+      res.json({
+        complaintId,
+        items: await deps.bundles.listForComplaint(actorOf(req), complaintId),
+      });
+    })
+    .all(methodNotAllowed('GET, POST'));
 
   // The parameter is not called `id`: a bundle id must not be recorded as an item's.
   router

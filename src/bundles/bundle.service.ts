@@ -311,6 +311,13 @@ export class BundleService {
     return toBundleView({ ...row, texts: {}, entries: [] } as unknown as BundleRow);
   }
 
+  /** The bundles made for a complaint, newest first (at most 200). */
+  async listForComplaint(actor: RequestActor, rawId: string): Promise<BundleView[]> {
+    assertMay(actor, 'bundle:read');
+    const complaintId = parseWith(identifier(), rawId);
+    return (await this.repo.listForComplaint(this.db, complaintId, 200)).map(toBundleView);
+  }
+
   async get(actor: RequestActor, id: string): Promise<BundleView> {
     assertMay(actor, 'bundle:read');
     return toBundleView(await this.find(id));

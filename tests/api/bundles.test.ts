@@ -637,4 +637,27 @@ describe.each(DRIVERS)('dispute bundles (%s store)', (driver: Driver) => {
       app.ctx.bundles.open({ ...app.keys.ingest, keyId: app.keys.ingest.id }, made.body.id),
     ).rejects.toMatchObject({ code: 'forbidden' });
   });
+
+  it('lists a complaint’s bundles, newest first', async () => {
+    const first = await post('C-1', { itemIds: [ids.call] });
+    const second = await post('C-1', { itemIds: [ids.clip] });
+    const list = await request(app.url)
+      .get('/v1/complaints/C-1/bundles')
+      .set(bearer(app.keys.support));
+    expect(list.status).toBe(200);
+    const listed = list.body.items.map((b: { id: string }) => b.id);
+    expect(listed.indexOf(second.body.id)).toBeLessThan(listed.indexOf(first.body.id));
+    expect(list.body.items[0]).toMatchObject({
+      complaintId: 'C-1',
+      downloadUrl: expect.any(String),
+    });
+    const none = await request(app.url)
+      .get('/v1/complaints/C-NONE/bundles')
+      .set(bearer(app.keys.support));
+    expect(none.body).toEqual({ complaintId: 'C-NONE', items: [] });
+    expect(
+      (await request(app.url).get('/v1/complaints/C-1/bundles').set(bearer(app.keys.ingest)))
+        .status,
+    ).toBe(403);
+  });
 });

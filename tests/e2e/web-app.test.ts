@@ -320,7 +320,7 @@ declare const localStorage: { length: number };
     await counts(page.locator('.suggestions'), 0);
 
     await page.getByRole('button', { name: 'Create dispute bundle' }).click();
-    const link = page.locator('#bundle-download');
+    const link = page.locator('.bundle-download').first();
     await visible(link);
     const [download] = await Promise.all([page.waitForEvent('download'), link.click()]);
     const zip = readFileSync((await download.path())!);
@@ -338,6 +338,13 @@ declare const localStorage: { length: number };
   });
 
   it('creates a share link, and revokes it', async () => {
+    // After a reload the bundle is still there (the complaint's bundles come from the server),
+    // and it can be shared.
+    await page.reload();
+    await visible(page.locator('.bundle-download').first());
+    expect(await page.getByLabel('What to share').locator('option[value^="bundle:"]').count()).toBe(
+      1,
+    );
     await page.getByLabel('What to share').selectOption(`item:${clipId}`);
     await page.getByLabel('Note (who it is for)').fill('Marketplace reviewer');
     await page.getByRole('button', { name: 'Create share link' }).click();

@@ -15,7 +15,7 @@ import type { Bundle, Complaint, Hold, ShareLink, Suggestion } from '../types';
 
 export async function renderComplaint(page: Page, id: string): Promise<void> {
   replace(page.view, page.heading(`Complaint ${id}`), notice('info', 'Loading…'));
-  const [c, sugg, holds, shares] = await Promise.all([
+  const [c, sugg, holds, shares, saved] = await Promise.all([
     api<Complaint>('GET', `/v1/complaints/${enc(id)}`),
     api<{ suggestions: Suggestion[]; callWindow: { from: string; to: string } | null }>(
       'GET',
@@ -23,7 +23,9 @@ export async function renderComplaint(page: Page, id: string): Promise<void> {
     ),
     api<{ onHold: boolean; holds: Hold[] }>('GET', `/v1/complaints/${enc(id)}/hold-status`),
     api<{ items: ShareLink[] }>('GET', `/v1/share-links${qs({ complaintId: id })}`),
+    api<{ items: Bundle[] }>('GET', `/v1/complaints/${enc(id)}/bundles`),
   ]);
+  made.set(id, saved.items);
   replace(
     page.view,
     page.heading(`Complaint ${c.id}`),
@@ -251,7 +253,7 @@ function holdStatus(c: Complaint, st: { onHold: boolean; holds: Hold[] }, page: 
   );
 }
 
-/** The bundles made in this tab, by complaint, so a share link can point at one. */
+/** The complaint's bundles (the server's list, then those made here), so a link can share one. */
 const made = new Map<string, Bundle[]>();
 
 function bundles(c: Complaint): HTMLElement {
@@ -272,7 +274,7 @@ function bundles(c: Complaint): HTMLElement {
       ),
       h(
         'a',
-        { href: b.downloadUrl, download: '', class: 'button-link', id: 'bundle-download' },
+        { href: b.downloadUrl, download: '', class: 'button-link bundle-download' },
         'Download bundle (ZIP)',
       ),
     );
