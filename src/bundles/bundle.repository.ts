@@ -9,6 +9,25 @@ const linkRefs = <A extends string>(type: 'order' | 'complaint', alias: A) =>
   sql<string[]>`coalesce((select array_agg(l.ref order by l.ref) from evidence_links l
     where l.item_id = i.id and l.link_type = ${type}), '{}')`.as(alias);
 
+/** The actions a bundle's audit excerpt keeps (see auditExcerpt). */
+export const CUSTODY_ACTIONS = [
+  'evidence.create',
+  'evidence.duplicate',
+  'evidence.link',
+  'evidence.unlink',
+  'evidence.verify',
+  'evidence.delete',
+  'evidence.expire',
+  'evidence.purge',
+  'evidence.reconcile',
+  'media.derive',
+  'integration.callback',
+  'hold.place',
+  'hold.release',
+  'complaint.write',
+  'bundle.create',
+];
+
 /** Thin data access for dispute bundles: one query per method. */
 export class BundleRepository {
   async insert(db: Executor, row: Insertable<BundlesTable>): Promise<void> {
@@ -54,7 +73,12 @@ export class BundleRepository {
     return rows.map((r) => ({ id: r.id, deleted_at: new Date(r.deleted_at!) }));
   }
 
-  /** Events naming one of these items or the complaint, in (afterSeq, uptoSeq], in order. */
+  /**
+   * Custody events naming one of these items or the complaint, in (afterSeq, uptoSeq], in order:
+   * what was done to the evidence (archived, linked, verified, held, derived, deleted, bundled),
+   * never who looked at it. Reads, searches and share-link uses carry other people's addresses,
+   * staff searches and other customers' numbers, and the bundle leaves the shop.
+   */
   async auditExcerpt(
     db: Executor,
     itemIds: string[],
@@ -72,6 +96,7 @@ export class BundleRepository {
           eb('complaint_id', '=', complaintId),
         ]),
       )
+      .where('action', 'in', CUSTODY_ACTIONS)
       .where('seq', '>', afterSeq)
       .where('seq', '<=', uptoSeq)
       .orderBy('seq')

@@ -453,6 +453,12 @@ export class BundleService {
         !r.complaint_ids.includes(complaintId) &&
         !r.order_ids.some((o) => complaintOrders.includes(o)),
     );
+    // A long recording is linked to every order it shows: a segment must be one of this
+    // complaint's orders, never another customer's parcel (the whole recording, when linked to
+    // the complaint, can still be bundled as an item).
+    for (const seg of segRows) {
+      if (!complaintOrders.includes(seg.order_id)) foreign.push(rows.get(seg.item_id)!);
+    }
     if (foreign.length > 0) {
       throw new AppError(
         'bundle_item_not_linked',

@@ -119,6 +119,7 @@ export function createApp(ctx: AppContext): Express {
       db: ctx.db,
       audit: ctx.audit,
       defaultPhoneRegion: ctx.config.defaultPhoneRegion,
+      publicUrl: ctx.config.publicUrl,
     }),
   );
   app.use(

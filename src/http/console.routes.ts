@@ -27,6 +27,8 @@ export interface ConsoleRoutesDeps {
   db: Db;
   audit: AuditLog;
   defaultPhoneRegion?: string;
+  /** An https PUBLIC_URL marks the session cookie Secure even when a proxy spoke plain http. */
+  publicUrl?: string;
 }
 
 const sessionBody = z.object({ key: z.string().min(1).max(200) }).strict();
@@ -89,7 +91,7 @@ export function consoleRoutes(deps: ConsoleRoutesDeps): Router {
         httpOnly: true,
         sameSite: 'strict',
         path: '/v1',
-        secure: req.secure,
+        secure: req.secure || deps.publicUrl?.startsWith('https:') === true,
       });
       res.json(me(principal));
     })
@@ -98,7 +100,7 @@ export function consoleRoutes(deps: ConsoleRoutesDeps): Router {
         httpOnly: true,
         sameSite: 'strict',
         path: '/v1',
-        secure: req.secure,
+        secure: req.secure || deps.publicUrl?.startsWith('https:') === true,
       });
       res.status(204).end();
     })

@@ -3,5 +3,6 @@
  * the token is the link: anyone reading a log could use it. Only its SHA-256 is stored anywhere.
  */
 export function loggablePath(path: string): string {
-  return path.startsWith('/s/') ? '/s/[token]' : path;
+  // Routing is case-insensitive: /S/<token> opens the link too.
+  return /^\/s\//i.test(path) ? '/s/[token]' : path;
 }

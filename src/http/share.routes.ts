@@ -104,6 +104,8 @@ async function openLink(req: Request, res: Response, deps: ShareRoutesDeps): Pro
     throw err;
   }
   const { link, actor, content } = resolved;
+  // From here on, a refusal (a range, a bundle whose item went) is recorded under the link.
+  res.locals.auditAttempt = { ...res.locals.auditAttempt, details: { shareLinkId: link.id } };
   if (content.type === 'bundle') {
     if (!deps.openBundle) throw new AppError('not_found', 'No such link.');
     await deps.shareLinks.recordUse(link, actor, { method: req.method });

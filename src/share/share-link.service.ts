@@ -105,8 +105,10 @@ export class ShareLinkService {
     const b = parseWith(createBody, body);
     let itemId: string | null = null;
     let complaintId = b.complaintId ?? null;
+    let item: EvidenceRow | undefined;
     if (b.itemId !== undefined) {
-      itemId = (await this.liveItem(b.itemId)).id;
+      item = await this.liveItem(b.itemId);
+      itemId = item.id;
     } else if (b.segmentId !== undefined) {
       const segment = isItemId(b.segmentId)
         ? await this.segments.find(this.db, b.segmentId)
@@ -114,12 +116,40 @@ export class ShareLinkService {
       if (!segment) {
         throw new AppError('not_found', `No segment ${JSON.stringify(b.segmentId.slice(0, 64))}.`);
       }
-      itemId = (await this.liveItem(segment.item_id)).id;
+      item = await this.liveItem(segment.item_id);
+      itemId = item.id;
     } else {
       const bundle = isItemId(b.bundleId!) ? await this.bundles.exists(b.bundleId!) : undefined;
       if (!bundle)
         throw new AppError('not_found', `No bundle ${JSON.stringify(b.bundleId!.slice(0, 64))}.`);
-      complaintId ??= bundle.complaintId;
+      if (complaintId !== null && complaintId !== bundle.complaintId) {
+        throw new AppError(
+          'validation_failed',
+          `Bundle ${b.bundleId} belongs to complaint ${bundle.complaintId}.`,
+          { field: 'complaintId' },
+        );
+      }
+      complaintId = bundle.complaintId;
+    }
+    if (item && complaintId !== null) {
+      // A link is listed under a complaint (and its events go into that complaint's bundles)
+      // only when the evidence is that complaint's.
+      const complaint = await this.db
+        .selectFrom('complaints')
+        .select('order_ids')
+        .where('id', '=', complaintId)
+        .executeTakeFirst();
+      const orders = complaint?.order_ids ?? [];
+      if (
+        !item.complaint_ids.includes(complaintId) &&
+        !item.order_ids.some((o) => orders.includes(o))
+      ) {
+        throw new AppError(
+          'validation_failed',
+          `Item ${item.id} is not linked to complaint ${complaintId} or to one of its orders.`,
+          { field: 'complaintId' },
+        );
+      }
     }
     const token = randomBytes(32).toString('base64url');
     const now = this.opts.now?.() ?? new Date();
@@ -247,7 +277,15 @@ export class ShareLinkService {
       requestId: request.requestId,
       clientIp: request.clientIp,
     };
-    return { link, actor, content: await this.contentOf(link) };
+    try {
+      return { link, actor, content: await this.contentOf(link) };
+    } catch (err) {
+      // The refusal's record names the link (the route keeps this out of the answer).
+      if (err instanceof AppError) {
+        throw new AppError(err.code, err.message, { ...err.extra, shareLinkId: link.id });
+      }
+      throw err;
+    }
   }
 
   /**

@@ -67,6 +67,7 @@ describe.each(DRIVERS)('dispute bundles (%s store)', (driver: Driver) => {
   };
   const bytes: Record<string, Buffer> = {};
   let segmentId = '';
+  let otherOrderSegmentId = '';
 
   const post = (complaintId: string, body: unknown, key = app.keys.support) =>
     request(app.url)
@@ -172,6 +173,9 @@ describe.each(DRIVERS)('dispute bundles (%s store)', (driver: Driver) => {
       .get(`/v1/evidence/${ids.clip}`)
       .set(bearer(app.keys.support));
     segmentId = item.body.segments.find((s: { orderId: string }) => s.orderId === 'ORD-1').id;
+    otherOrderSegmentId = item.body.segments.find(
+      (s: { orderId: string }) => s.orderId === 'ORD-2',
+    ).id;
   });
 
   afterAll(async () => {
@@ -510,6 +514,12 @@ describe.each(DRIVERS)('dispute bundles (%s store)', (driver: Driver) => {
     await expectProblem(await post('C-1', { segmentIds: [ids.call] }), 422, 'bundle_unknown_items');
     await expectProblem(await post('C-1', { itemIds: [ids.gone] }), 422, 'bundle_item_deleted');
     await expectProblem(await post('C-1', { itemIds: [ids.other] }), 422, 'bundle_item_not_linked');
+    // The long recording is linked to C-1's order, but this part of it is another customer's.
+    await expectProblem(
+      await post('C-1', { segmentIds: [otherOrderSegmentId] }),
+      422,
+      'bundle_item_not_linked',
+    );
     await expectProblem(await post('C-NOPE', {}), 404, 'not_found');
     expect((await put('C-EMPTY', { status: 'open' })).status).toBe(201);
     await expectProblem(await post('C-EMPTY', {}), 422, 'bundle_empty');

@@ -4,6 +4,7 @@ import { bearer, DRIVERS, startTestApp, type TestApp } from '../support/harness'
 import { fakeMedia, sha256 } from '../support/media';
 import { MediaFiles } from '../support/media-files';
 import { upload } from '../support/multipart';
+import { createDb } from '../../src/db/database';
 
 jest.setTimeout(60_000);
 
@@ -40,6 +41,10 @@ describe.each(DRIVERS)('share links (%s)', (driver) => {
   const open = (path: string) => request(app.url).get(path).buffer(true).parse(binary);
 
   it('opens the item for someone without a key until it is revoked, recording every use', async () => {
+    await request(app.url)
+      .put('/v1/complaints/CMP-SHARE')
+      .set(bearer(app.keys.support))
+      .send({ status: 'open', orderIds: ['ORD-SHARE'] });
     const made = await create({ itemId, complaintId: 'CMP-SHARE', note: 'Marketplace claim 42' });
     expect(made.status).toBe(201);
     expect(made.headers['cache-control']).toBe('no-store');
@@ -227,9 +232,19 @@ describe.each(DRIVERS)('share links (%s)', (driver) => {
   it('stops working once expired', async () => {
     const made = await create({ itemId, expiresInDays: 1 });
     expect(made.status).toBe(201);
-    // A day and a bit later.
-    await sql`update share_links set created_at = now() - interval '2 days',
-      expires_at = now() - interval '1 hour' where id = ${made.body.id}`.execute(app.ctx.db);
+    // The service's own role may not lengthen or shorten a link's life...
+    await expect(
+      sql`update share_links set expires_at = now() + interval '1 year'
+        where id = ${made.body.id}`.execute(app.ctx.db),
+    ).rejects.toThrow(/permission denied/);
+    // ...so the clock is moved on a day and a bit by the database's owner.
+    const owner = createDb(app.databaseUrl, 1);
+    try {
+      await sql`update share_links set created_at = now() - interval '2 days',
+        expires_at = now() - interval '1 hour' where id = ${made.body.id}`.execute(owner);
+    } finally {
+      await owner.destroy();
+    }
     const res = await open(made.body.url);
     expect(res.status).toBe(410);
     expect(JSON.parse(res.body.toString()).code).toBe('share_link_expired');
@@ -252,6 +267,8 @@ describe.each(DRIVERS)('share links (%s)', (driver) => {
       [{ itemId, expiresInDays: 1.5 }, 400, 'validation_failed'],
       [{ itemId, note: 'x'.repeat(501) }, 400, 'validation_failed'],
       [{ itemId, token: 'mine' }, 400, 'validation_failed'],
+      // Listed under a complaint only when the evidence is that complaint's.
+      [{ itemId, complaintId: 'CMP-SOMEONE-ELSE' }, 400, 'validation_failed'],
       [{ itemId: 'nope' }, 404, 'not_found'],
       [{ itemId: '00000000-0000-4000-8000-000000000000' }, 404, 'not_found'],
       [{ segmentId: '00000000-0000-4000-8000-000000000000' }, 404, 'not_found'],
