@@ -20,6 +20,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { PushBenchDeps } from './push-bench';
+import { MP4_HEADER, type BenchUpload } from './tus-bench';
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const TOTAL_BYTES = env('BENCH_BUNDLE_BYTES', 1024 ** 3);
@@ -27,22 +28,11 @@ const ITEMS = env('BENCH_BUNDLE_ITEMS', 10);
 const ROUNDS = env('BENCH_BUNDLE_ROUNDS', 5);
 const MB = 1e6;
 const fmt = (n: number, digits = 1) => n.toFixed(digits);
-/** The `ftyp` box of tests/support/media.ts fakeMedia('mp4'): the sniffer says video/mp4. */
-const MP4_HEADER = Buffer.from('00000018667479706d703432000000006d703432', 'hex');
 const COMPLAINT = 'BENCH-DISPUTE';
 
 type Side = 'plain' | 'bundle';
 
-export type BundleBenchDeps = PushBenchDeps & {
-  /** bench.ts's streamed multipart POST /v1/evidence. */
-  upload(
-    url: string,
-    key: string,
-    body: Readable,
-    size: number,
-    fields: Record<string, string>,
-  ): Promise<{ id: string; sha256: string }>;
-};
+export type BundleBenchDeps = PushBenchDeps & { upload: BenchUpload };
 
 /** `size` random bytes behind an MP4 header, made as they are read: never all in memory. */
 function randomClip(size: number): Readable {

@@ -29,20 +29,20 @@ const ROUNDS = env('BENCH_TUS_ROUNDS', 5);
 const MB = 1e6;
 const fmt = (n: number, digits = 1) => n.toFixed(digits);
 /** The `ftyp` box of tests/support/media.ts fakeMedia('mp4'): the sniffer says video/mp4. */
-const MP4_HEADER = Buffer.from('00000018667479706d703432000000006d703432', 'hex');
+export const MP4_HEADER = Buffer.from('00000018667479706d703432000000006d703432', 'hex');
 
 type Side = 'multipart' | 'tus';
 
-export type TusBenchDeps = PushBenchDeps & {
-  /** bench.ts's streamed multipart POST /v1/evidence. */
-  upload(
-    url: string,
-    key: string,
-    body: Readable,
-    size: number,
-    fields: Record<string, string>,
-  ): Promise<{ id: string }>;
-};
+/** bench.ts's streamed multipart POST /v1/evidence. */
+export type BenchUpload = (
+  url: string,
+  key: string,
+  body: Readable,
+  size: number,
+  fields: Record<string, string>,
+) => Promise<{ id: string; sha256: string }>;
+
+export type TusBenchDeps = PushBenchDeps & { upload: BenchUpload };
 
 /** `size` random bytes behind an MP4 header, written in blocks: never all in memory. */
 async function writeRandomClip(file: string, size: number): Promise<void> {

@@ -1,13 +1,8 @@
 import { sql, type Insertable, type Selectable } from 'kysely';
 import type { BundlesTable, Executor } from '../db/database';
 import type { AuditRow } from '../custody/audit.repository';
-import type { EvidenceRow } from '../evidence/evidence.repository';
 
 export type BundleRow = Selectable<BundlesTable>;
-
-const linkRefs = <A extends string>(type: 'order' | 'complaint', alias: A) =>
-  sql<string[]>`coalesce((select array_agg(l.ref order by l.ref) from evidence_links l
-    where l.item_id = i.id and l.link_type = ${type}), '{}')`.as(alias);
 
 /** The actions a bundle's audit excerpt keeps (see auditExcerpt). */
 export const CUSTODY_ACTIONS = [
@@ -47,17 +42,6 @@ export class BundleRepository {
       .orderBy('created_at', 'desc')
       .orderBy('id')
       .limit(limit)
-      .execute();
-  }
-
-  /** Items by id with their links (missing ids are simply absent). */
-  async findItems(db: Executor, ids: string[]): Promise<EvidenceRow[]> {
-    if (ids.length === 0) return [];
-    return db
-      .selectFrom('evidence_items as i')
-      .selectAll('i')
-      .select([linkRefs('order', 'order_ids'), linkRefs('complaint', 'complaint_ids')])
-      .where('i.id', 'in', ids)
       .execute();
   }
 

@@ -421,7 +421,9 @@ export class BundleService {
       else unknownSegments.push(sid);
     }
     const wanted = unique([...sel.itemIds.filter(isItemId), ...segRows.map((s) => s.item_id)]);
-    const rows = new Map((await this.repo.findItems(this.db, wanted)).map((r) => [r.id, r]));
+    const rows = new Map(
+      (await this.evidenceRepo.findByIds(this.db, wanted)).map((r) => [r.id, r]),
+    );
     unknownItems.push(...sel.itemIds.filter((i) => isItemId(i) && !rows.has(i)));
     if (unknownItems.length + unknownSegments.length > 0) {
       throw new AppError(

@@ -50,6 +50,25 @@ export function parseSegments(raw: unknown): NewSegment[] {
   return parsed.data;
 }
 
+const CUT_EXTENSIONS: Record<string, string> = {
+  'video/mp4': 'mp4',
+  'video/quicktime': 'mov',
+  'audio/mp4': 'm4a',
+  'audio/wav': 'wav',
+  'audio/mpeg': 'mp3',
+};
+
+/** A cut's download name: the recording's name, then the order, then the cut's own extension. */
+export function cutFilename(
+  item: { id: string; original_filename: string | null },
+  orderId: string,
+  contentType: string | null,
+): string {
+  const base = (item.original_filename ?? item.id).replace(/\.[A-Za-z0-9]{1,5}$/, '');
+  const ext = CUT_EXTENSIONS[contentType ?? ''] ?? 'mkv';
+  return `${base}.${orderId.replace(/[^A-Za-z0-9._-]/g, '_')}.${ext}`;
+}
+
 export interface SegmentView {
   id: string;
   orderId: string;

@@ -3,6 +3,7 @@ import multer from 'multer';
 import type { ApiKeyService } from '../access/api-key.service';
 import type { DeletionService } from '../custody/deletion.service';
 import { AppError } from '../errors';
+import { cutFilename } from '../evidence/segments';
 import type { EvidenceService } from '../evidence/evidence.service';
 import type { EvidenceView } from '../evidence/evidence.view';
 import type { IngestService } from '../ingest/ingest.service';
@@ -250,14 +251,6 @@ async function sendContent(
   });
 }
 
-const CUT_EXTENSIONS: Record<string, string> = {
-  'video/mp4': 'mp4',
-  'video/quicktime': 'mov',
-  'audio/mp4': 'm4a',
-  'audio/wav': 'wav',
-  'audio/mpeg': 'mp3',
-};
-
 /** A segment's cut: the part of a long recording that belongs to one order. */
 async function sendSegment(
   req: Request<{ id: string }>,
@@ -270,13 +263,11 @@ async function sendSegment(
   }
   const actor = actorOf(req);
   const found = await segments.findCut(actor, req.params.id!, segmentId);
-  const base = (found.item.original_filename ?? found.item.id).replace(/\.[A-Za-z0-9]{1,5}$/, '');
-  const ext = CUT_EXTENSIONS[found.cut.content_type ?? ''] ?? 'mkv';
   await sendBlob(req, res, {
     sha256: found.cut.sha256,
     size: found.cut.size_bytes ?? 0,
     contentType: found.cut.content_type ?? 'application/octet-stream',
-    filename: `${base}.${found.segment.order_id.replace(/[^A-Za-z0-9._-]/g, '_')}.${ext}`,
+    filename: cutFilename(found.item, found.segment.order_id, found.cut.content_type),
     open: (range, details) => segments.openCut(actor, found, range, details),
     check: (details) => segments.checkCut(actor, found, details),
   });

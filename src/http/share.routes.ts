@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { Router, type Request, type Response } from 'express';
 import type { ApiKeyService } from '../access/api-key.service';
 import { AppError } from '../errors';
+import { cutFilename } from '../evidence/segments';
 import type { ShareLinkService } from '../share/share-link.service';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
 import { methodNotAllowed } from './method-not-allowed';
@@ -18,14 +19,6 @@ export interface ShareRoutesDeps {
     via: { shareLinkId: string; clientAddress?: string },
   ) => Promise<{ filename: string; size: number; etag: string; body: Readable }>;
 }
-
-const CUT_EXTENSIONS: Record<string, string> = {
-  'video/mp4': 'mp4',
-  'video/quicktime': 'mov',
-  'audio/mp4': 'm4a',
-  'audio/wav': 'wav',
-  'audio/mpeg': 'mp3',
-};
 
 /**
  * Share links: managed with a support or admin key under /v1/share-links, opened by anyone who
@@ -146,7 +139,7 @@ async function openLink(req: Request, res: Response, deps: ShareRoutesDeps): Pro
           sha256: content.cut.sha256,
           size: content.cut.size,
           contentType: content.cut.contentType,
-          filename: `${(item.original_filename ?? item.id).replace(/\.[A-Za-z0-9]{1,5}$/, '')}.${content.segment.order_id.replace(/[^A-Za-z0-9._-]/g, '_')}.${CUT_EXTENSIONS[content.cut.contentType] ?? 'mkv'}`,
+          filename: cutFilename(item, content.segment.order_id, content.cut.contentType),
         };
   await sendBlob(req, res, {
     ...blob,
