@@ -51,10 +51,21 @@ export class WatchFolder {
     }
   }
 
-  private async save(): Promise<void> {
-    const tmp = `${this.opts.queueFile}.tmp`;
-    await fs.writeFile(tmp, JSON.stringify(this.queue, null, 1));
-    await fs.rename(tmp, this.opts.queueFile);
+  private saving: Promise<void> = Promise.resolve();
+
+  /**
+   * Writes the queue (a temporary file renamed over the old one). Saves run one after another:
+   * the upload URL's save can come while a pass saves too, and two writers of the one temporary
+   * file would rename it from under each other. Each save writes the queue as it is by then.
+   */
+  private save(): Promise<void> {
+    const next = this.saving.then(async () => {
+      const tmp = `${this.opts.queueFile}.tmp`;
+      await fs.writeFile(tmp, JSON.stringify(this.queue, null, 1));
+      await fs.rename(tmp, this.opts.queueFile);
+    });
+    this.saving = next.catch(() => undefined);
+    return next;
   }
 
   /** Files waiting (unfinished, or failed and waiting for their next try). */
