@@ -5,6 +5,8 @@ import { buildContext, type AppContext } from '../../src/context';
 import { createApp } from '../../src/http/app';
 import { startServer, type RunningServer } from '../../src/http/server';
 import { createLogger } from '../../src/logger';
+import { sql } from 'kysely';
+import { createDb } from '../../src/db/database';
 import { bearer, DRIVERS, startTestApp, type TestApp } from '../support/harness';
 import { fakeMedia } from '../support/media';
 
@@ -147,6 +149,37 @@ describe.each(DRIVERS)('resumable uploads across two instances (%s)', (driver) =
     reads.restore();
     // B missed the bytes A received, so B read the upload once, at its end, to hash it.
     expect(reads.counts).toEqual({ a: 0, b: 1 });
+  });
+
+  it('records nothing of a PATCH whose instance lost its lock session meanwhile', async () => {
+    const clip = fakeMedia('mp4', 6 * MiB);
+    const path = await create(clip, a.url);
+    const stalled = slowPatch(`${a.url}${path}`, a.keys.ingest.key, 0, clip.subarray(0, 4 * MiB));
+    await new Promise((r) => setTimeout(r, 500));
+    // A's lock session ends (a network blip, a restarted pooler): PostgreSQL drops A's lock, and
+    // another instance could take the upload from here on.
+    const locker = a.ctx.uploadLocker as unknown as { client?: { processID: number } };
+    const pid = locker.client!.processID;
+    const owner = createDb(a.databaseUrl, 1); // the app's own role may not end sessions
+    try {
+      await sql`select pg_terminate_backend(${pid})`.execute(owner);
+    } finally {
+      await owner.destroy();
+    }
+    stalled.release();
+    const answer = await stalled.done;
+    expect(answer.status).not.toBe(204);
+    const head = await fetch(`${b.url}${path}`, {
+      method: 'HEAD',
+      headers: { ...bearer(a.keys.ingest), ...TUS },
+    });
+    expect(head.headers.get('upload-offset')).toBe('0'); // nothing of A's PATCH was recorded
+    const last = await patch(b.url, path, 0, clip);
+    expect(last.status).toBe(204);
+    const item = await fetch(`${b.url}/v1/evidence/${last.headers.get('evidence-item-id')}`, {
+      headers: bearer(a.keys.support),
+    }).then((r) => r.json() as Promise<{ sha256: string }>);
+    expect(item.sha256).toBe(createHash('sha256').update(clip).digest('hex'));
   });
 
   it('lets one instance write at a time: a newer request makes the older let go', async () => {

@@ -81,8 +81,9 @@ export class ResumableUploadRepository {
    * Records bytes made durable by a PATCH. Conditional on the offset they were written at, so two
    * writers that somehow both held the upload can never both advance it.
    */
-  async advance(db: Conn, id: string, from: number, p: Progress): Promise<boolean> {
-    const res = await db
+  /** The statement advance() runs, for running it elsewhere (see UploadLocker.fenced). */
+  advanceQuery(db: Conn, id: string, from: number, p: Progress) {
+    return db
       .updateTable('resumable_uploads')
       .set({
         upload_offset: p.offset,
@@ -93,9 +94,7 @@ export class ResumableUploadRepository {
       })
       .where('id', '=', id)
       .where('upload_offset', '=', from)
-      .where('item_id', 'is', null)
-      .executeTakeFirst();
-    return res.numUpdatedRows === 1n;
+      .where('item_id', 'is', null);
   }
 
   /** The digest of every byte, recorded before they are promoted to their content address. */

@@ -1,7 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
-import { DataStore, ERRORS, type Locker, Upload } from '@tus/utils';
+import { DataStore, ERRORS, Upload } from '@tus/utils';
 import type { RequestActor } from '../../custody/audit.service';
 import type { HashPool } from '../../custody/hash-pool';
 import type { Db } from '../../db/database';
@@ -13,6 +13,7 @@ import type { IngestResult, IngestService } from '../ingest.service';
 import { parseUploadFields, type UploadFields } from '../upload-fields';
 import { assertAllowed } from '../upload-storage-engine';
 import type { ResumableUploadRepository, ResumableUploadRow } from './resumable-upload.repository';
+import type { UploadLocker } from './upload-locker';
 
 /** What the creating request established, handed from the route's hook to create(). */
 export interface UploadRequestContext {
@@ -71,7 +72,7 @@ export class ResumableUploadStore extends DataStore {
     private readonly rows: ResumableUploadRepository,
     private readonly store: BlobStore,
     private readonly ingest: IngestService,
-    private readonly locker: Locker,
+    private readonly locker: UploadLocker,
     private readonly hashes: HashPool,
     private readonly logger: Logger,
     private readonly opts: { expiryMs: number },
@@ -209,13 +210,18 @@ export class ResumableUploadStore extends DataStore {
       throw err;
     }
     const newOffset = offset + written;
-    const advanced = await this.rows.advance(this.db, id, offset, {
-      offset: newOffset,
-      storageState,
-      head: contentType === null ? head : Buffer.alloc(0),
-      contentType,
-    });
-    if (!advanced) throw ERRORS.INVALID_OFFSET;
+    // Recorded on the session that holds the upload's lock, so an instance that lost its lock
+    // (and whose upload another may have taken and truncated since) records nothing.
+    const advance = this.rows
+      .advanceQuery(this.db, id, offset, {
+        offset: newOffset,
+        storageState,
+        head: contentType === null ? head : Buffer.alloc(0),
+        contentType,
+      })
+      .compile();
+    const res = await this.locker.fenced(id, advance.sql, advance.parameters);
+    if (res.rowCount !== 1) throw ERRORS.INVALID_OFFSET;
     if (live) this.live.set(id, { hash: live.hash, offset: newOffset, usedAt: Date.now() });
     if (newOffset === length) await this.finish(id);
     return newOffset;

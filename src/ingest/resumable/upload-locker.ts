@@ -21,6 +21,8 @@ export class UploadLocker implements Locker {
   private client?: pg.Client;
   private connecting?: Promise<pg.Client>;
   readonly held = new Map<string, RequestRelease>();
+  /** The session each held lock was taken on: writes fenced by the lock go through it. */
+  readonly lockedOn = new Map<string, pg.Client>();
   private closed = false;
 
   constructor(
@@ -67,6 +69,21 @@ export class UploadLocker implements Locker {
     return this.connecting;
   }
 
+  /**
+   * Runs a statement on the very session that holds the upload's lock. PostgreSQL drops an
+   * advisory lock only when its session ends, and a statement on an ended session fails: so a
+   * write that commits here committed while this instance still held the upload, and an instance
+   * whose lock session was lost (and whose upload another instance may have taken since) can
+   * record nothing more of it.
+   */
+  async fenced(id: string, sql: string, params: readonly unknown[]): Promise<pg.QueryResult> {
+    const client = this.lockedOn.get(id);
+    if (!client || client !== this.client) {
+      throw new Error(`the lock on upload ${id} was lost; nothing of this write is recorded`);
+    }
+    return client.query(sql, params as unknown[]);
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     await this.client?.end().catch(() => undefined);
@@ -99,6 +116,7 @@ class UploadLock implements Lock {
             [LOCK_SPACE, lockKey(this.id)],
           );
           got = res.rows[0]!.ok;
+          if (got) this.locker.lockedOn.set(this.id, session);
           if (!got) await session.query('select pg_notify($1, $2)', [CHANNEL, this.id]);
         } finally {
           if (!got && this.locker.held.get(this.id) === requestRelease) {
@@ -115,6 +133,7 @@ class UploadLock implements Lock {
   async unlock(): Promise<void> {
     if (!this.locker.held.has(this.id)) return;
     this.locker.held.delete(this.id);
+    this.locker.lockedOn.delete(this.id);
     try {
       const session = await this.locker.session();
       await session.query('select pg_advisory_unlock($1::int, $2::int)', [
