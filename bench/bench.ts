@@ -824,39 +824,16 @@ async function main(): Promise<void> {
         }
       }
     }
-    if (runs('push')) {
-      await benchPush({ work, adminUrl: admin.url, startService, mintKey, createScratch });
-    }
-    if (runs('bundle')) {
-      await benchBundle({
-        work,
-        adminUrl: admin.url,
-        startService,
-        mintKey,
-        createScratch,
-        upload,
-      });
-    }
-    if (runs('tus')) {
-      await benchTus({
-        work,
-        adminUrl: admin.url,
-        startService,
-        mintKey,
-        createScratch,
-        upload,
-      });
-    }
+    // What every service-level part needs: a place to work, the admin service, fresh services.
+    const deps = { work, adminUrl: admin.url, startService, mintKey, createScratch, upload };
+    if (runs('push')) await benchPush(deps);
+    if (runs('bundle')) await benchBundle(deps);
+    if (runs('tus')) await benchTus(deps);
     if (runs('media')) {
       await benchMedia({
-        work,
-        adminUrl: admin.url,
+        ...deps,
         rounds: ROUNDS,
-        startService,
-        mintKey,
-        upload,
         clipChunks,
-        createScratch,
         seedLookups,
         httpClient,
         load,

@@ -30,6 +30,13 @@ const linkRefs = <A extends string>(type: LinkType, alias: A) =>
   sql<string[]>`coalesce((select array_agg(l.ref order by l.ref) from evidence_links l
     where l.item_id = i.id and l.link_type = ${type}), '{}')`.as(alias);
 
+/** Items (as `i`) with the orders and complaints they are linked to. */
+const withLinks = (db: Executor) =>
+  db
+    .selectFrom('evidence_items as i')
+    .selectAll('i')
+    .select([linkRefs('order', 'order_ids'), linkRefs('complaint', 'complaint_ids')]);
+
 /** Thin data access for evidence items and their links: one query per method. */
 export class EvidenceRepository {
   /** Inserts unless the bytes (or the call id) are already archived; returns the new id if inserted. */
@@ -138,12 +145,7 @@ export class EvidenceRepository {
   }
 
   async findById(db: Executor, id: string): Promise<EvidenceRow | undefined> {
-    return db
-      .selectFrom('evidence_items as i')
-      .selectAll('i')
-      .select([linkRefs('order', 'order_ids'), linkRefs('complaint', 'complaint_ids')])
-      .where('i.id', '=', id)
-      .executeTakeFirst();
+    return withLinks(db).where('i.id', '=', id).executeTakeFirst();
   }
 
   /** Items linked to one order or complaint, oldest capture first: a scan of the link key. */
@@ -178,10 +180,7 @@ export class EvidenceRepository {
     limit: number,
   ): Promise<EvidenceRow[]> {
     if (refs.length === 0) return [];
-    return db
-      .selectFrom('evidence_items as i')
-      .selectAll('i')
-      .select([linkRefs('order', 'order_ids'), linkRefs('complaint', 'complaint_ids')])
+    return withLinks(db)
       .where(({ exists, selectFrom }) =>
         exists(
           selectFrom('evidence_links as k')
@@ -199,10 +198,7 @@ export class EvidenceRepository {
 
   async findByIds(db: Executor, ids: string[]): Promise<EvidenceRow[]> {
     if (ids.length === 0) return [];
-    return db
-      .selectFrom('evidence_items as i')
-      .selectAll('i')
-      .select([linkRefs('order', 'order_ids'), linkRefs('complaint', 'complaint_ids')])
+    return withLinks(db)
       .where('i.id', 'in', ids)
       .orderBy('i.captured_at')
       .orderBy('i.id')
@@ -212,10 +208,7 @@ export class EvidenceRepository {
   /** Items whose own tracking number is one of these. */
   async listByTrackingNumbers(db: Executor, numbers: string[], limit: number) {
     if (numbers.length === 0) return [];
-    return db
-      .selectFrom('evidence_items as i')
-      .selectAll('i')
-      .select([linkRefs('order', 'order_ids'), linkRefs('complaint', 'complaint_ids')])
+    return withLinks(db)
       .where('i.tracking_number', 'in', numbers)
       .orderBy('i.captured_at')
       .limit(limit)
@@ -230,10 +223,7 @@ export class EvidenceRepository {
     to: Date,
     limit: number,
   ): Promise<EvidenceRow[]> {
-    return db
-      .selectFrom('evidence_items as i')
-      .selectAll('i')
-      .select([linkRefs('order', 'order_ids'), linkRefs('complaint', 'complaint_ids')])
+    return withLinks(db)
       .where('i.kind', '=', 'call_recording')
       .where((eb) =>
         eb.or([eb('i.from_number_e164', '=', e164), eb('i.to_number_e164', '=', e164)]),
@@ -252,10 +242,7 @@ export class EvidenceRepository {
     after: SearchCursor | undefined,
     limit: number,
   ): Promise<EvidenceRow[]> {
-    let q = db
-      .selectFrom('evidence_items as i')
-      .selectAll('i')
-      .select([linkRefs('order', 'order_ids'), linkRefs('complaint', 'complaint_ids')]);
+    let q = withLinks(db);
     for (const [type, ref] of [
       ['order', f.orderId],
       ['complaint', f.complaintId],
