@@ -8,7 +8,7 @@ export type EvidenceRow = Selectable<EvidenceItemsTable> & {
 
 export type PriorItem = Pick<
   EvidenceRow,
-  'id' | 'deleted_at' | 'deletion_reason' | 'call_id' | 'source'
+  'id' | 'deleted_at' | 'deletion_reason' | 'call_id' | 'source' | 'created_by_key_id'
 >;
 
 export interface SearchFilters {
@@ -54,7 +54,7 @@ export class EvidenceRepository {
   async findBySha256(db: Executor, sha256: string): Promise<PriorItem | undefined> {
     return db
       .selectFrom('evidence_items')
-      .select(['id', 'deleted_at', 'deletion_reason', 'call_id', 'source'])
+      .select(['id', 'deleted_at', 'deletion_reason', 'call_id', 'source', 'created_by_key_id'])
       .where('sha256', '=', sha256)
       .executeTakeFirst();
   }
@@ -93,6 +93,20 @@ export class EvidenceRepository {
         })),
       )
       .onConflict((oc) => oc.doNothing())
+      .execute();
+  }
+
+  /** The links one key added to an item: all a duplicate receipt shows of them. */
+  async linksAddedBy(
+    db: Executor,
+    itemId: string,
+    keyId: string,
+  ): Promise<{ type: LinkType; ref: string }[]> {
+    return db
+      .selectFrom('evidence_links')
+      .select(['link_type as type', 'ref'])
+      .where('item_id', '=', itemId)
+      .where('created_by_key_id', '=', keyId)
       .execute();
   }
 

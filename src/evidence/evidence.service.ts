@@ -9,7 +9,12 @@ import { identifier, isoTimestamp, parseWith, phoneField } from '../ingest/uploa
 import { EVIDENCE_KINDS } from '../ingest/kinds';
 import { BlobUnavailableError, type BlobStore, type ByteRange } from '../storage/blob-store';
 import type { EvidenceRepository, EvidenceRow, SearchCursor } from './evidence.repository';
-import { toEvidenceView, type EvidenceView } from './evidence.view';
+import {
+  toDuplicateReceipt,
+  toEvidenceView,
+  type DuplicateReceipt,
+  type EvidenceView,
+} from './evidence.view';
 import { toE164 } from './phone-number';
 
 const LIST_LIMIT = 1000;
@@ -47,22 +52,47 @@ export class EvidenceService {
     private readonly opts: { defaultPhoneRegion?: string } = {},
   ) {}
 
-  /** The item row; ingest keys may see only items they uploaded (their receipts). */
-  async getRow(principal: RequestActor, id: string): Promise<EvidenceRow> {
+  /**
+   * The item and how much of it this key may see: all of it with `evidence:read` or as the key
+   * that archived it; only its duplicate receipt as a key that later delivered the same bytes
+   * (the same bytes are no proof of a right to what the first uploader recorded about them).
+   */
+  async access(principal: RequestActor, id: string): Promise<{ row: EvidenceRow; full: boolean }> {
     const row = isItemId(id) ? await this.repo.findById(this.db, id) : undefined;
     if (!row) throw noSuchItem(id);
-    if (!can(principal.role, 'evidence:read')) {
-      if (!(await this.repo.hasReceipt(this.db, principal.keyId, row.id))) {
-        throw new AppError('forbidden', 'This key may only read receipts of its own uploads.');
-      }
+    if (can(principal.role, 'evidence:read')) return { row, full: true };
+    if (!(await this.repo.hasReceipt(this.db, principal.keyId, row.id))) {
+      throw new AppError('forbidden', 'This key may only read receipts of its own uploads.');
+    }
+    return { row, full: row.created_by_key_id === principal.keyId };
+  }
+
+  /** The item row; ingest keys may see only items they archived themselves. */
+  async getRow(principal: RequestActor, id: string): Promise<EvidenceRow> {
+    const { row, full } = await this.access(principal, id);
+    if (!full) {
+      throw new AppError(
+        'forbidden',
+        'Another key archived these bytes first; this key may read only its duplicate receipt.',
+      );
     }
     return row;
   }
 
-  async get(actor: RequestActor, id: string): Promise<EvidenceView> {
-    const row = await this.getRow(actor, id);
-    await this.audit.recordRead({ action: 'evidence.view', actor, itemIds: [row.id] });
-    return toEvidenceView(row);
+  async get(actor: RequestActor, id: string): Promise<EvidenceView | DuplicateReceipt> {
+    const { row, full } = await this.access(actor, id);
+    if (full) {
+      await this.audit.recordRead({ action: 'evidence.view', actor, itemIds: [row.id] });
+      return toEvidenceView(row);
+    }
+    const links = await this.repo.linksAddedBy(this.db, row.id, actor.keyId);
+    await this.audit.recordRead({
+      action: 'evidence.view',
+      actor,
+      itemIds: [row.id],
+      details: { receipt: 'duplicate' },
+    });
+    return toDuplicateReceipt(row, links);
   }
 
   async listByLink(actor: RequestActor, type: LinkType, rawRef: string): Promise<EvidenceView[]> {

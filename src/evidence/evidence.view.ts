@@ -65,3 +65,33 @@ export function toEvidenceView(r: EvidenceRow): EvidenceView {
         : null,
   };
 }
+
+/**
+ * What a key that delivered bytes another key archived first may know of the item: its id, the
+ * bytes' hash and size, and the links it added itself. Nothing of the first upload (numbers, agent,
+ * other orders, complaints) leaks to whoever happens to hold the same bytes.
+ */
+export interface DuplicateReceipt {
+  id: string;
+  sha256: string;
+  size: number;
+  orderIds: string[];
+  complaintIds: string[];
+  duplicate: true;
+}
+
+export function toDuplicateReceipt(
+  r: Pick<EvidenceRow, 'id' | 'sha256' | 'size_bytes'>,
+  links: { type: 'order' | 'complaint'; ref: string }[],
+): DuplicateReceipt {
+  const refs = (type: 'order' | 'complaint') =>
+    [...new Set(links.filter((l) => l.type === type).map((l) => l.ref))].sort();
+  return {
+    id: r.id,
+    sha256: r.sha256,
+    size: r.size_bytes,
+    orderIds: refs('order'),
+    complaintIds: refs('complaint'),
+    duplicate: true,
+  };
+}

@@ -5,7 +5,7 @@ import type { DeletionService } from '../custody/deletion.service';
 import { AppError } from '../errors';
 import { cutFilename } from '../evidence/segments';
 import type { EvidenceService } from '../evidence/evidence.service';
-import type { EvidenceView } from '../evidence/evidence.view';
+import type { DuplicateReceipt, EvidenceView } from '../evidence/evidence.view';
 import type { IngestService } from '../ingest/ingest.service';
 import type { DerivativeService } from '../media/derivative.service';
 import type { SegmentService } from '../evidence/segment.service';
@@ -127,6 +127,7 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
       requirePermission('evidence:receipt'),
       async (req, res) => {
         const item = await evidence.get(actorOf(req), req.params.id!);
+        if ('duplicate' in item) return void res.json(item); // a receipt only: no media, no segments
         res.json({
           ...item,
           media: await deps.derivatives.summary(item.id),
@@ -226,7 +227,7 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
 export function sendItem(
   res: Response,
   status: number,
-  item: EvidenceView,
+  item: EvidenceView | DuplicateReceipt,
   replayed: boolean,
 ): void {
   if (status === 201) res.location(`/v1/evidence/${item.id}`);

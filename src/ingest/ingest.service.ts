@@ -3,7 +3,13 @@ import type { Db, LinkType, Tx } from '../db/database';
 import type { AuditLog, RequestActor } from '../custody/audit.service';
 import { AppError } from '../errors';
 import type { EvidenceRepository, PriorItem } from '../evidence/evidence.repository';
-import { toEvidenceView, type EvidenceView } from '../evidence/evidence.view';
+import { can } from '../access/roles';
+import {
+  toDuplicateReceipt,
+  toEvidenceView,
+  type DuplicateReceipt,
+  type EvidenceView,
+} from '../evidence/evidence.view';
 import { sanitizeFilename } from '../evidence/filename';
 import type { IdempotencyRepository, StoredResponse } from '../evidence/idempotency.repository';
 import { toE164 } from '../evidence/phone-number';
@@ -16,7 +22,8 @@ import { assertAllowed, type StagedUpload } from './upload-storage-engine';
 
 export interface IngestResult {
   status: 200 | 201;
-  item: EvidenceView;
+  /** The whole item for the key that archived it (and people); a receipt for a later duplicate. */
+  item: EvidenceView | DuplicateReceipt;
   replayed: boolean;
 }
 
@@ -100,7 +107,7 @@ export class IngestService {
         if (call && call.sha256 !== staged.sha256) throw callIdConflict(fields.callId);
       }
       // Checked before promotion too, so purged bytes are not stored again only to be refused.
-      refuseDeleted(await this.evidence.findBySha256(this.db, staged.sha256));
+      refuseDeleted(req.principal, await this.evidence.findBySha256(this.db, staged.sha256));
       const started = performance.now();
       const { key, created } = await this.store.promote(
         staged.stagingKey,
@@ -186,7 +193,7 @@ export class IngestService {
           : await this.evidence.findBySha256(tx, staged.sha256);
         const id = insertedId ?? existing?.id;
         if (!id) throw callIdConflict(fields.callId);
-        refuseDeleted(existing);
+        refuseDeleted(principal, existing);
         // The same bytes as another call's recording: answering with that item would lose this
         // call (its id, numbers, time); say so instead.
         if (
@@ -195,9 +202,13 @@ export class IngestService {
           existing.call_id &&
           (existing.call_id !== fields.callId || (existing.source ?? '') !== (fields.source ?? ''))
         ) {
+          // Which call it was is said only to whoever may see that item.
+          const call = mayKnow(principal, existing)
+            ? `, the recording of call ${JSON.stringify(existing.call_id)}`
+            : ", another call's recording";
           throw new AppError(
             'recording_of_another_call',
-            `These bytes are already archived as item ${existing.id}, the recording of call ${JSON.stringify(existing.call_id)}; nothing was stored for call ${JSON.stringify(fields.callId)}.`,
+            `These bytes are already archived as item ${existing.id}${call}; nothing was stored for call ${JSON.stringify(fields.callId)}.`,
             { itemId: existing.id },
           );
         }
@@ -208,10 +219,15 @@ export class IngestService {
           segments.map((s) => ({ ...s, id: randomUUID(), itemId: id, keyId: principal.keyId })),
         );
         await this.evidence.addReceipt(tx, principal.keyId, id);
-        const row = await this.evidence.findById(tx, id);
+        const row = (await this.evidence.findById(tx, id))!;
         const result: IngestResult = {
           status: insertedId ? 201 : 200,
-          item: toEvidenceView(row!),
+          item: mayKnow(principal, row)
+            ? toEvidenceView(row)
+            : toDuplicateReceipt(row, [
+                ...links,
+                ...(await this.evidence.linksAddedBy(tx, id, principal.keyId)),
+              ]),
           replayed: false,
         };
         if (idempotencyKey) {
@@ -232,7 +248,7 @@ export class IngestService {
               size: staged.size,
               contentType: staged.contentType,
               kind: fields.kind,
-              filename: result.item.originalFilename,
+              filename: row.original_filename,
               links: links.map((l) => `${l.type}:${l.ref}`),
               ...(segments.length > 0 ? { segments } : {}),
               ...(idempotencyKey ? { idempotencyKey } : {}),
@@ -254,7 +270,7 @@ export class IngestService {
     first: StoredResponse | undefined,
     sha256: string,
   ): Promise<IngestResult> {
-    const result = this.replay(first, sha256);
+    const result = await this.entitled(req.principal, this.replay(first, sha256));
     await this.audit.record({
       action: 'evidence.duplicate',
       actor: req.principal,
@@ -262,6 +278,19 @@ export class IngestService {
       details: { sha256, replayed: true, idempotencyKey: req.idempotencyKey },
     });
     return result;
+  }
+
+  /**
+   * A replayed answer as the key may see it now: answers stored before duplicates were answered
+   * with receipts held another key's whole item, and are cut down to the receipt.
+   */
+  private async entitled(principal: RequestActor, result: IngestResult): Promise<IngestResult> {
+    if ('duplicate' in result.item || result.status === 201) return result;
+    if (can(principal.role, 'evidence:read')) return result;
+    const row = await this.evidence.findById(this.db, result.item.id);
+    if (!row || mayKnow(principal, row)) return result;
+    const links = await this.evidence.linksAddedBy(this.db, row.id, principal.keyId);
+    return { ...result, item: toDuplicateReceipt(row, links) };
   }
 
   /** The first response for an Idempotency-Key, if this request carried the same bytes. */
@@ -288,12 +317,21 @@ const callIdConflict = (callId: string | undefined) =>
   );
 
 /** Bytes deleted under retention or by an admin are never archived again under the old item. */
-function refuseDeleted(prior: PriorItem | undefined): void {
+function refuseDeleted(principal: RequestActor, prior: PriorItem | undefined): void {
   if (prior?.deleted_at) {
+    const why = mayKnow(principal, prior) ? ` (${prior.deletion_reason})` : '';
     throw new AppError(
       'evidence_deleted',
-      `These bytes were archived before as item ${prior.id} and deleted (${prior.deletion_reason}); a deleted item is never revived.`,
+      `These bytes were archived before as item ${prior.id} and deleted${why}; a deleted item is never revived.`,
       { itemId: prior.id },
     );
   }
+}
+
+/**
+ * Whether a key may see what was recorded about an item: people may, and so may the key that
+ * archived it. Another key that holds the same bytes learns only what it sent (its receipt).
+ */
+function mayKnow(principal: RequestActor, item: { created_by_key_id: string }): boolean {
+  return can(principal.role, 'evidence:read') || item.created_by_key_id === principal.keyId;
 }

@@ -115,7 +115,11 @@ describe('dedupe reveals nothing about an item another key uploaded', () => {
       content: wav,
     });
     expect(again.status).toBe(200);
-    expect(again.json()).toMatchObject({ id: item.id, agentId: 'agent-7', orderIds: ['SECRET-ORD'] });
+    expect(again.json()).toMatchObject({
+      id: item.id,
+      agentId: 'agent-7',
+      orderIds: ['SECRET-ORD'],
+    });
   });
 
   it('an Idempotency-Key replay of a duplicate returns the same receipt, no more', async () => {
@@ -143,6 +147,38 @@ describe('dedupe reveals nothing about an item another key uploaded', () => {
       size: wav.length,
       orderIds: [],
       complaintIds: ['MINE-C'],
+      duplicate: true,
+    });
+  });
+
+  it('a replay stored before receipts existed (the whole item) is cut down to the receipt', async () => {
+    const { wav, item } = await archivedCall();
+    const key = `legacy-${item.id}`;
+    await app.ctx.db
+      .insertInto('idempotency_keys')
+      .values({
+        api_key_id: app.keys.ingest2.id,
+        key,
+        content_sha256: sha256(wav),
+        status_code: 200,
+        response: JSON.stringify(item),
+      })
+      .execute();
+    const replay = await upload(
+      app.url,
+      app.keys.ingest2.key,
+      [['kind', 'call_recording']],
+      { filename: 'x.wav', content: wav },
+      { 'Idempotency-Key': key },
+    );
+    expect(replay.status).toBe(200);
+    expect(replay.headers['idempotent-replayed']).toBe('true');
+    expect(replay.json()).toEqual({
+      id: item.id,
+      sha256: sha256(wav),
+      size: wav.length,
+      orderIds: [],
+      complaintIds: [],
       duplicate: true,
     });
   });
