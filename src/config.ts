@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
@@ -55,7 +56,20 @@ const envSchema = z.object({
   REQUEST_TIMEOUT_MS: int(0).default(0),
   SHUTDOWN_GRACE_MS: int(0).default(25_000),
   AUTH_CACHE_TTL_MS: int(0, 300_000).default(5_000),
-  TRUST_PROXY: z.string().optional(),
+  // Express's "trust proxy": a hop count, or presets and addresses. Checked here, because express
+  // reads "1" as an address (trusting nothing) and throws on "true" without naming the variable.
+  TRUST_PROXY: z
+    .string()
+    .refine(
+      isTrustProxy,
+      'must be a hop count (1) or comma-separated loopback, linklocal, uniquelocal, addresses or CIDRs',
+    )
+    .transform((v) => (/^\d+$/.test(v) ? Number(v) : v))
+    .optional(),
+  // Strangers' refusals (no valid key, share-link misses) per client address and minute answered
+  // one by one; beyond, 429 and one counted audit event per address and minute.
+  REFUSAL_LIMIT_PER_MINUTE: int(1, 100_000).default(30),
+  REFUSAL_LIMIT_MAX_ADDRESSES: int(1, 1_000_000).default(10_000),
 
   DATABASE_ROLE: z
     .string()
@@ -139,9 +153,11 @@ export interface AppConfig {
     keepAliveTimeoutMs: number;
     requestTimeoutMs: number;
     shutdownGraceMs: number;
-    trustProxy?: string;
+    trustProxy?: string | number;
   };
   authCacheTtlMs: number;
+  /** Per client address and minute: refusals answered one by one, and addresses tallied. */
+  refusalLimit: { perMinute: number; maxAddresses: number };
   /** The least-privilege role the service switches to on every connection; undefined = none. */
   databaseRole?: string;
   custody: {
@@ -192,6 +208,21 @@ export interface AppConfig {
 }
 
 export class ConfigError extends Error {}
+
+/** A value express's "trust proxy" reads as meant: a hop count, or presets, addresses and CIDRs. */
+function isTrustProxy(value: string): boolean {
+  if (/^\d+$/.test(value)) return true;
+  return value.split(',').every((raw) => {
+    const v = raw.trim();
+    if (['loopback', 'linklocal', 'uniquelocal'].includes(v)) return true;
+    const [ip, bits, ...rest] = v.split('/');
+    const family = isIP(ip ?? '');
+    if (!family || rest.length > 0) return false;
+    if (bits === undefined) return true;
+    if (/^\d+$/.test(bits)) return Number(bits) <= (family === 4 ? 32 : 128);
+    return family === 4 && isIP(bits) === 4; // a netmask
+  });
+}
 
 /** For the service's and the worker's entry points: a bad configuration ends the process with its sentence. */
 export function loadConfigOrExit(): AppConfig {
@@ -326,6 +357,10 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       trustProxy: e.TRUST_PROXY,
     },
     authCacheTtlMs: e.AUTH_CACHE_TTL_MS,
+    refusalLimit: {
+      perMinute: e.REFUSAL_LIMIT_PER_MINUTE,
+      maxAddresses: e.REFUSAL_LIMIT_MAX_ADDRESSES,
+    },
     databaseRole: e.DATABASE_ROLE === 'none' ? undefined : e.DATABASE_ROLE,
     custody: {
       signingKeyPem: e.CUSTODY_SIGNING_KEY,

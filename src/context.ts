@@ -3,6 +3,7 @@ import { ApiKeyService } from './access/api-key.service';
 import type { AppConfig } from './config';
 import { AuditRepository } from './custody/audit.repository';
 import { AuditLog } from './custody/audit.service';
+import { RefusalLimiter } from './access/refusal-limiter';
 import { AuditTrailService } from './custody/audit-trail.service';
 import { CheckpointService } from './custody/checkpoint.service';
 import { CustodyJobs } from './custody/custody-jobs';
@@ -99,6 +100,8 @@ export interface AppContext {
   /** The shared PostgreSQL job queue, when this process connects one. */
   queue?: JobQueue;
   shuttingDown: boolean;
+  /** Per-address limit and counts of strangers' refusals (bad keys, share-link misses). */
+  refusals: RefusalLimiter;
   close(): Promise<void>;
 }
 
@@ -330,6 +333,8 @@ export async function buildContext(
       config,
       queue,
     );
+    const refusals = new RefusalLimiter(audit, logger, config.refusalLimit);
+    refusals.start();
     const ctx: AppContext = {
       config,
       logger,
@@ -415,7 +420,9 @@ export async function buildContext(
       scratch,
       queue,
       shuttingDown: false,
+      refusals,
       async close() {
+        await refusals.close(); // its counts go to the trail while the database is still there
         jobs.stop();
         mediaJobs.stop();
         await uploadSweep.stop();

@@ -22,7 +22,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export function createApp(ctx: AppContext): Express {
   const app = express();
-  const onError = errorMiddleware(ctx.logger, ctx.audit);
+  const onError = errorMiddleware(ctx.logger, ctx.audit, ctx.refusals);
   app.disable('x-powered-by');
   app.set('etag', false);
   if (ctx.config.http.trustProxy) app.set('trust proxy', ctx.config.http.trustProxy);

@@ -1,6 +1,7 @@
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import { loggablePath } from './redact';
 import { isItemId } from '../evidence/item-id';
+import type { RefusalLimiter } from '../access/refusal-limiter';
 import type { AuditLog } from '../custody/audit.service';
 import { AppError } from '../errors';
 import type { Logger } from '../logger';
@@ -20,9 +21,16 @@ function fromBodyParser(err: { type?: string; status?: number }): AppError | und
 }
 
 /** The single place where errors become application/problem+json responses (RFC 9457). */
-export function errorMiddleware(logger: Logger, audit?: AuditLog): ErrorRequestHandler {
+export function errorMiddleware(
+  logger: Logger,
+  audit?: AuditLog,
+  refusals?: RefusalLimiter,
+): ErrorRequestHandler {
   return async (err, req, res, _next) => {
-    const known = err instanceof AppError ? err : fromBodyParser(err);
+    let known = err instanceof AppError ? err : fromBodyParser(err);
+    if (refusals && known && isStrangerRefusal(req, res, known)) {
+      known = limitStranger(refusals, req, res, known);
+    }
     const code: ProblemCode = known?.code ?? 'internal_error';
     const { status } = PROBLEMS[code];
     if (status >= 500) logger.error({ err, reqId: req.id }, 'request failed');
@@ -84,6 +92,42 @@ export async function recordFailedAttempt(
       ...attempt.details,
     },
   });
+}
+
+/** No valid key (401 before any key was accepted), or a share link that did not open. */
+function isStrangerRefusal(req: Request, res: Response, err: AppError): boolean {
+  return (
+    (!req.principal && PROBLEMS[err.code].status === 401) || res.locals.shareLinkRefused === true
+  );
+}
+
+/**
+ * Counts a stranger's refusal against its client address (`req.ip`, through TRUST_PROXY); past
+ * the limit it becomes 429 with Retry-After, counted in the address's tally rather than recorded
+ * on its own (see RefusalLimiter).
+ */
+function limitStranger(
+  refusals: RefusalLimiter,
+  req: Request,
+  res: Response,
+  err: AppError,
+): AppError {
+  const attempt = res.locals.auditAttempt as AuditAttempt | undefined;
+  const shareLinkId = attempt?.details?.shareLinkId;
+  const verdict = refusals.refuse(req.ip, {
+    action: attempt?.action,
+    status: PROBLEMS[err.code].status,
+    code: err.code,
+    path: loggablePath(req.path),
+    shareLinkId: typeof shareLinkId === 'string' ? shareLinkId : undefined,
+  });
+  if (!verdict.limited) return err;
+  res.locals.auditedFailure = true; // in the address's count, not an event of its own
+  res.set('Retry-After', String(verdict.retryAfterSeconds));
+  return new AppError(
+    'rate_limited',
+    `Too many refused requests from this address; try again in ${verdict.retryAfterSeconds} s. Requests with a valid key are not limited.`,
+  );
 }
 
 export const notFoundHandler: RequestHandler = (req) => {

@@ -86,6 +86,8 @@ async function openLink(req: Request, res: Response, deps: ShareRoutesDeps): Pro
       clientIp: req.ip,
     });
   } catch (err) {
+    // A miss (or a revoked or expired link): a stranger's refusal, limited per address.
+    res.locals.shareLinkRefused = true;
     if (err instanceof AppError && typeof err.extra.shareLinkId === 'string') {
       // The refusal's record names the link; the answer does not.
       res.locals.auditAttempt = {

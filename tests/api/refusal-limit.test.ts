@@ -78,7 +78,9 @@ describe('refusals from strangers are rate-limited and counted, not chained one 
 
     await app.ctx.refusals.close(); // seals the open windows, as a shutdown does
     const events = await eventsFrom(ip);
-    const individual = events.filter((e) => e.action !== 'access.refusals');
+    const individual = events.filter(
+      (e) => e.action !== 'access.refusals' && e.outcome !== 'success', // not the valid request
+    );
     const aggregates = events.filter((e) => e.action === 'access.refusals');
     expect(events.length).toBeLessThanOrEqual(2 * (LIMIT + 1));
     expect(individual.length).toBe(FLOOD - limited.length);
@@ -154,5 +156,27 @@ describe('refusals from strangers are rate-limited and counted, not chained one 
       app.ctx.db,
     );
     expect(rows.reduce((n, e) => n + Number(e.details.count), 0)).toBeGreaterThanOrEqual(250); // 350, less a fresh window's 50 if a minute ends mid-flood
+  });
+});
+
+describe('without TRUST_PROXY, the client address is the socket’s', () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await startTestApp('fs', { REFUSAL_LIMIT_PER_MINUTE: '3' });
+  });
+  afterAll(() => app.close());
+
+  it('a forged X-Forwarded-For does not escape the limit', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      const res = await request(app.url)
+        .get('/v1/orders/X/evidence')
+        .set('X-Forwarded-For', `203.0.113.${i}`);
+      statuses.push(res.status);
+    }
+    // [401 x3, 429 x5]; a minute ending mid-way allows at most 3 more.
+    expect(statuses.slice(0, 3)).toEqual([401, 401, 401]);
+    expect(statuses.every((s) => s === 401 || s === 429)).toBe(true);
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(2);
   });
 });

@@ -26,6 +26,19 @@ describe('loadConfig', () => {
     );
   });
 
+  it('reads TRUST_PROXY as express means it (a hop count, or presets and addresses), and refusal limits', () => {
+    expect(loadConfig({ TRUST_PROXY: '1' }).http.trustProxy).toBe(1);
+    expect(loadConfig({ TRUST_PROXY: 'loopback, 10.0.0.0/8' }).http.trustProxy).toBe(
+      'loopback, 10.0.0.0/8',
+    );
+    expect(loadConfig({ TRUST_PROXY: '10.0.0.0/255.0.0.0,::1' }).http.trustProxy).toBeDefined();
+    for (const bad of ['true', '10.0.0.0/33', 'proxy.example']) {
+      expect(() => loadConfig({ TRUST_PROXY: bad })).toThrow(/TRUST_PROXY/);
+    }
+    expect(loadConfig({}).refusalLimit).toEqual({ perMinute: 30, maxAddresses: 10_000 });
+    expect(() => loadConfig({ REFUSAL_LIMIT_PER_MINUTE: '0' })).toThrow(/REFUSAL_LIMIT_PER_MINUTE/);
+  });
+
   it('treats empty strings as unset', () => {
     expect(loadConfig({ DATABASE_URL: '', PORT: '' }).port).toBe(8080);
   });

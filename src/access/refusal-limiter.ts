@@ -1,0 +1,181 @@
+import type { AuditLog } from '../custody/audit.service';
+import type { Logger } from '../logger';
+
+export interface RefusalLimits {
+  /** Refusals per client address and minute that are answered (and recorded) one by one. */
+  perMinute: number;
+  /** Addresses tallied per minute; beyond them, all further addresses share one tally. */
+  maxAddresses: number;
+}
+
+/** What was refused: the audited action (if the route has one), the status and code. */
+export interface Refusal {
+  action?: string;
+  status: number;
+  code: string;
+  path: string;
+  /** A real share link that was tried (revoked, expired): worth naming in the count. */
+  shareLinkId?: string;
+}
+
+export interface RefusalVerdict {
+  /** Over the limit: answer 429 with Retry-After, and record nothing one by one. */
+  limited: boolean;
+  retryAfterSeconds: number;
+}
+
+interface Tally {
+  address: string | null;
+  count: number;
+  rateLimited: number;
+  byRefusal: Map<string, number>;
+  firstAt: number;
+  lastAt: number;
+  paths: Set<string>;
+  shareLinkIds: Set<string>;
+}
+
+const MINUTE = 60_000;
+/** Bounded samples per tally: enough for an auditor to see what was tried. */
+const MAX_PATHS = 10;
+const MAX_SHARE_LINKS = 20;
+const OVERFLOW = '\0overflow';
+
+/**
+ * Limits what strangers (requests without a valid key, share-link misses) can cost: per client
+ * address and clock minute, the first `perMinute` refusals are answered and recorded one by one as
+ * before; past that they are answered 429 with Retry-After, and counted. When the minute ends, an
+ * address whose refusals were not all recorded one by one gets one chained `access.refusals` event
+ * with the counts, so the trail grows by at most `perMinute + 1` events per address and minute
+ * however fast anyone knocks. Valid keys are never refused here: only refusals are counted.
+ *
+ * Memory is one minute of tallies for at most `maxAddresses` addresses (plus one shared overflow
+ * tally): an attacker cycling addresses fills the table, then shares one limit with its overflow.
+ * Counts live in memory until their minute is sealed (every few seconds, and on close): a crash
+ * loses at most the current minute's counts, never a refusal recorded one by one.
+ */
+export class RefusalLimiter {
+  private window = -1;
+  private tallies = new Map<string, Tally>();
+  private timer: NodeJS.Timeout | undefined;
+  private sealing: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly audit: AuditLog,
+    private readonly logger: Logger,
+    private readonly limits: RefusalLimits,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Seals ended minutes in the background. */
+  start(): void {
+    this.timer ??= setInterval(() => void this.sealEnded(), 5_000).unref();
+  }
+
+  /** Counts one refusal of a request from `address`. */
+  refuse(address: string | undefined, refusal: Refusal): RefusalVerdict {
+    const now = this.now();
+    this.rollOver(now);
+    const tally = this.tallyFor(address ?? 'unknown', now);
+    tally.count += 1;
+    tally.lastAt = now;
+    const kind = `${refusal.action ?? '-'} ${refusal.status} ${refusal.code}`;
+    tally.byRefusal.set(kind, (tally.byRefusal.get(kind) ?? 0) + 1);
+    if (tally.paths.size < MAX_PATHS) tally.paths.add(refusal.path.slice(0, 200));
+    if (refusal.shareLinkId && tally.shareLinkIds.size < MAX_SHARE_LINKS) {
+      tally.shareLinkIds.add(refusal.shareLinkId);
+    }
+    const retryAfterSeconds = Math.max(1, Math.ceil(((this.window + 1) * MINUTE - now) / 1000));
+    if (tally.count <= this.limits.perMinute) return { limited: false, retryAfterSeconds };
+    tally.rateLimited += 1;
+    return { limited: true, retryAfterSeconds };
+  }
+
+  /** How many addresses the current minute tallies (the overflow tally included). */
+  get trackedAddresses(): number {
+    return this.tallies.size;
+  }
+
+  /** Seals the minutes that have ended. */
+  async sealEnded(): Promise<void> {
+    this.rollOver(this.now());
+    await this.sealing;
+  }
+
+  /** Seals every tally, the current minute's too (at shutdown), and stops the timer. */
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.seal(this.window, this.tallies, true);
+    this.tallies = new Map();
+    await this.sealing;
+  }
+
+  private rollOver(now: number): void {
+    const window = Math.floor(now / MINUTE);
+    if (window === this.window) return;
+    if (this.tallies.size > 0) this.seal(this.window, this.tallies, false);
+    this.window = window;
+    this.tallies = new Map();
+  }
+
+  private tallyFor(address: string, now: number): Tally {
+    let key = address;
+    if (!this.tallies.has(key) && this.tallies.size >= this.limits.maxAddresses) key = OVERFLOW;
+    let tally = this.tallies.get(key);
+    if (!tally) {
+      tally = {
+        address: key === OVERFLOW ? null : address,
+        count: 0,
+        rateLimited: 0,
+        byRefusal: new Map(),
+        firstAt: now,
+        lastAt: now,
+        paths: new Set(),
+        shareLinkIds: new Set(),
+      };
+      this.tallies.set(key, tally);
+    }
+    return tally;
+  }
+
+  /** One chained event per tally with refusals that were not recorded one by one. */
+  private seal(window: number, tallies: Map<string, Tally>, early: boolean): void {
+    const from = new Date(window * MINUTE).toISOString();
+    const to = new Date((window + 1) * MINUTE).toISOString();
+    const entries = [...tallies.values()]
+      .filter((t) => t.count > this.limits.perMinute)
+      .map((t) => ({
+        action: 'access.refusals' as const,
+        outcome: 'denied' as const,
+        actor: {
+          keyId: null,
+          role: 'anonymous',
+          name: 'unauthenticated',
+          ...(t.address === null ? {} : { clientIp: t.address }),
+        },
+        details: {
+          window: { from, to },
+          count: t.count,
+          recordedIndividually: t.count - t.rateLimited,
+          rateLimited: t.rateLimited,
+          byRefusal: Object.fromEntries(t.byRefusal),
+          firstAt: new Date(t.firstAt).toISOString(),
+          lastAt: new Date(t.lastAt).toISOString(),
+          paths: [...t.paths],
+          ...(t.shareLinkIds.size > 0 ? { shareLinkIds: [...t.shareLinkIds] } : {}),
+          ...(t.address === null ? { overflow: true } : {}),
+          // Sealed before its minute ended (a shutdown): a restart may count the rest separately.
+          ...(early ? { sealedEarly: true } : {}),
+        },
+      }));
+    if (entries.length === 0) return;
+    this.sealing = this.sealing.then(() =>
+      Promise.all(entries.map((e) => this.audit.record(e))).then(
+        () => undefined,
+        (err: unknown) =>
+          this.logger.error({ err, window: from }, 'could not record refusal counts'),
+      ),
+    );
+  }
+}
