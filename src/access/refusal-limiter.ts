@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import type { AuditLog } from '../custody/audit.service';
 import type { Logger } from '../logger';
 
@@ -51,6 +52,7 @@ const OVERFLOW = '\0overflow';
  *
  * Memory is one minute of tallies for at most `maxAddresses` addresses (plus one shared overflow
  * tally): an attacker cycling addresses fills the table, then shares one limit with its overflow.
+ * An IPv6 client is its /64 (one subscriber's or host's prefix), so cycling through it gains nothing.
  * Counts live in memory until their minute is sealed (every few seconds, and on close): a crash
  * loses at most the current minute's counts, never a refusal recorded one by one.
  */
@@ -76,7 +78,7 @@ export class RefusalLimiter {
   refuse(address: string | undefined, refusal: Refusal): RefusalVerdict {
     const now = this.now();
     this.rollOver(now);
-    const tally = this.tallyFor(address ?? 'unknown', now);
+    const tally = this.tallyFor(clientOf(address), now);
     tally.count += 1;
     tally.lastAt = now;
     const kind = `${refusal.action ?? '-'} ${refusal.status} ${refusal.code}`;
@@ -178,4 +180,29 @@ export class RefusalLimiter {
       ),
     );
   }
+}
+
+/**
+ * The client a refusal counts against: an IPv4 address (IPv4-mapped IPv6 included) as it is, an
+ * IPv6 address as its /64 prefix.
+ */
+export function clientOf(ip: string | undefined): string {
+  if (!ip) return 'unknown';
+  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(ip);
+  if (mapped) return mapped[1]!;
+  const bare = ip.split('%')[0]!; // no zone id
+  if (isIP(bare) !== 6) return ip;
+  const groups = (part: string) => (part ? part.split(':') : []);
+  const [head = '', tail] = bare.split('::');
+  const tailGroups = groups(tail ?? '').flatMap((g) => (g.includes('.') ? ['0', '0'] : [g]));
+  const full =
+    tail === undefined
+      ? groups(head).flatMap((g) => (g.includes('.') ? ['0', '0'] : [g]))
+      : [
+          ...groups(head),
+          ...Array<string>(8 - groups(head).length - tailGroups.length).fill('0'),
+          ...tailGroups,
+        ];
+  const prefix = full.slice(0, 4).map((g) => parseInt(g, 16).toString(16));
+  return `${prefix.join(':')}::/64`;
 }

@@ -142,11 +142,20 @@ describe('refusals from strangers are rate-limited and counted, not chained one 
     await expectBounded(ip, responses, 404);
   });
 
+  it('counts an IPv6 client by its /64: cycling through it gains nothing', async () => {
+    const responses = await flood(40, (i) =>
+      request(app.url)
+        .get('/v1/orders/ORD-RL/evidence')
+        .set('X-Forwarded-For', `2001:db8:77:1::${(i + 1).toString(16)}`),
+    );
+    expect(responses.filter((r) => r.status === 429).length).toBeGreaterThanOrEqual(40 - 2 * LIMIT);
+  });
+
   it('keeps the limiter bounded when an attacker cycles addresses', async () => {
     await flood(400, (i) =>
       request(app.url)
         .get('/v1/orders/ORD-RL/evidence')
-        .set('X-Forwarded-For', `2001:db8::${i.toString(16)}`),
+        .set('X-Forwarded-For', `198.18.${i >> 8}.${i & 255}`),
     );
     // 50 addresses tracked, the rest share one overflow tally (limited together).
     expect(app.ctx.refusals.trackedAddresses).toBeLessThanOrEqual(51);

@@ -1,4 +1,4 @@
-import { RefusalLimiter } from '../../src/access/refusal-limiter';
+import { clientOf, RefusalLimiter } from '../../src/access/refusal-limiter';
 import type { AuditEntry, AuditLog } from '../../src/custody/audit.service';
 import type { Logger } from '../../src/logger';
 
@@ -69,5 +69,18 @@ describe('RefusalLimiter', () => {
     expect(entries).toHaveLength(1);
     expect(entries[0]!.actor.clientIp).toBeUndefined();
     expect(entries[0]!.details).toMatchObject({ overflow: true, count: 9_900, sealedEarly: true });
+  });
+
+  it.each([
+    ['192.0.2.1', '192.0.2.1'],
+    ['::ffff:192.0.2.1', '192.0.2.1'],
+    ['2001:db8::1', '2001:db8:0:0::/64'],
+    ['2001:db8:0:0:ffff:1:2:3', '2001:db8:0:0::/64'],
+    ['2001:DB8:0:7::1%eth0', '2001:db8:0:7::/64'],
+    ['::1', '0:0:0:0::/64'],
+    ['64:ff9b::192.0.2.1', '64:ff9b:0:0::/64'],
+    [undefined, 'unknown'],
+  ])('counts %s against %s', (ip, client) => {
+    expect(clientOf(ip)).toBe(client);
   });
 });
