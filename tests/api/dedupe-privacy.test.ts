@@ -212,6 +212,24 @@ describe('dedupe reveals nothing about an item another key uploaded', () => {
     expect(refused.body).not.toContain(item.callId);
   });
 
+  it('the bytes of a deleted item are refused without another key learning why it was deleted', async () => {
+    const { wav, item } = await archivedCall();
+    const deleted = await request(app.url)
+      .delete(`/v1/evidence/${item.id}`)
+      .set(bearer(app.keys.admin))
+      .send({ reason: 'customer SECRET-REASON' });
+    expect(deleted.status).toBe(200);
+    const send = (key: MintedKey) =>
+      upload(app.url, key.key, [['kind', 'call_recording']], { filename: 'd.wav', content: wav });
+    const other = await send(app.keys.ingest2);
+    expect(other.status).toBe(410);
+    expect(other.json().code).toBe('evidence_deleted');
+    expect(other.body).not.toContain('SECRET-REASON');
+    const own = await send(app.keys.ingest);
+    expect(own.status).toBe(410);
+    expect(own.body).toContain('SECRET-REASON');
+  });
+
   it('a resumable upload of known bytes gains only the receipt', async () => {
     const { wav, item } = await archivedCall();
     const done = await tusUpload(app.url, app.keys.ingest2, wav, {
