@@ -192,7 +192,7 @@ export class S3BlobStore implements BlobStore {
         );
       } catch (err) {
         // A store (or bucket) without Object Lock refuses it: reported below as not in force.
-        if (!isClientError(err)) throw err;
+        if (!isClientError(err) && !isUnsupported(err)) throw err;
       }
       state = await this.readRetention(key);
     }
@@ -218,7 +218,7 @@ export class S3BlobStore implements BlobStore {
       } catch (err) {
         // No retention on the object (ObjectLockConfigurationNotFoundError, 404), or no Object
         // Lock at all: not in force.
-        if (!isClientError(err)) throw err;
+        if (!isClientError(err) && !isUnsupported(err)) throw err;
       }
     }
     const wanted = this.cfg.objectLock!.mode;
@@ -634,7 +634,7 @@ export class S3BlobStore implements BlobStore {
       );
       got = LegalHold?.Status;
     } catch (err) {
-      if (!isClientError(err)) throw err;
+      if (!isClientError(err) && !isUnsupported(err)) throw err;
     }
     const shows = (got ?? 'OFF') === want;
     if (on) this.opts.worm?.observe('legal_hold', key, shows ? 'in_force' : 'not_in_force');

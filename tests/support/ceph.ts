@@ -49,9 +49,12 @@ export function stopCeph(dir: string): void {
   execFileSync('rm', ['-rf', path.dirname(dir)]);
 }
 
+/** CEPH_TESTS=off skips the Ceph suites for a quick local run; CI runs them regardless. */
+const cephOptedOut = () => process.env.CEPH_TESTS === 'off' && process.env.CI !== 'true';
+
 /** Does any selected test file use Ceph? (The global setup starts it only then.) */
 export function cephWanted(testPathPattern: string | undefined, rootDir: string): boolean {
-  if (process.env.CEPH_TESTS === 'off') return false;
+  if (cephOptedOut()) return false;
   const pattern = testPathPattern ? new RegExp(testPathPattern, 'i') : undefined;
   const files: string[] = [];
   const walk = (d: string) => {
@@ -107,6 +110,10 @@ let own: string | undefined;
  * skips the Ceph suites (saying why); in CI (CI=true) it fails them.
  */
 export function cephForTests(): CephAvailability {
+  if (cephOptedOut()) {
+    console.warn('Ceph S3 tests skipped: CEPH_TESTS=off');
+    return { ok: false, reason: 'CEPH_TESTS=off' };
+  }
   let dir = process.env.CEPH_DIR;
   if (!dir) {
     // Not started by the global setup (a pattern it did not foresee): this file starts its own.
