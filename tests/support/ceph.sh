@@ -37,6 +37,7 @@ stop() {
   local group
   group=$(cat "$dir/start.pid" 2>/dev/null)
   rm -rf "$dir"
+  rmdir "$(dirname "$dir")" 2>/dev/null # the temporary directory made for it, when now empty
   # What else the start script began (a boot still under way, a CLI call, the watchdog).
   [ -n "$group" ] && [ "$group" != "$$" ] && kill -KILL -- "-$group" 2>/dev/null
   return 0

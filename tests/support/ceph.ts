@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -46,7 +46,7 @@ export async function startCeph(watchPid = process.pid): Promise<string> {
 
 export function stopCeph(dir: string): void {
   execFileSync('bash', [SCRIPT, 'stop', dir], { stdio: 'ignore', timeout: 60_000 });
-  execFileSync('rm', ['-rf', path.dirname(dir)]);
+  rmSync(path.dirname(dir), { recursive: true, force: true });
 }
 
 /** CEPH_TESTS=off skips the Ceph suites for a quick local run; CI runs them regardless. */
