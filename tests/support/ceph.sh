@@ -23,7 +23,8 @@ stop() {
   for name in rgw osd mon; do
     [ -s "$dir/pids/$name" ] && kill -TERM "$(cat "$dir/pids/$name")" 2>/dev/null
   done
-  for _ in $(seq 1 50); do
+  # A throwaway cluster (memstore): two seconds to stop, then it is killed.
+  for _ in $(seq 1 10); do
     alive=0
     for f in "$dir"/pids/*; do
       [ -s "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && alive=1
@@ -104,6 +105,9 @@ mon max pg per osd = 1000
 mon allow pool delete = true
 mon allow pool size one = true
 mon warn on pool no redundancy = false
+# A nearly full disk must not stop the monitor (it shuts down below 5 % free by default).
+mon data avail warn = 1
+mon data avail crit = 0
 osd max object name len = 460
 osd max object namespace len = 64
 [client.rgw]
