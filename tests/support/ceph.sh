@@ -46,7 +46,14 @@ stop() {
 
 fail() {
   log "FAILED: $*"
-  echo "$*" >"$dir/failed"
+  # The reason, with the logs' last lines: the directory goes with the test run.
+  {
+    echo "$*"
+    for f in "$dir/ceph.sh.log" "$dir"/log/*.out; do
+      [ -s "$f" ] && echo "--- $(basename "$f"):" && tail -n 15 "$f"
+    done
+  } >"$dir/failed.tmp" 2>/dev/null
+  mv "$dir/failed.tmp" "$dir/failed"
   exit 1
 }
 
@@ -54,8 +61,8 @@ start() {
   local mon_port=${3:?mon port} rgw_port=${4:?rgw port} watch=${5:-}
   mkdir -p "$dir"/{run,log,mon,osd/ceph-0,rgw,pids}
   echo $$ >"$dir/start.pid"
-  for bin in ceph ceph-mon ceph-osd radosgw radosgw-admin ceph-authtool monmaptool; do
-    command -v "$bin" >/dev/null || fail "$bin is not installed (apt-get install ceph-mon ceph-osd ceph-common radosgw)"
+  for bin in ceph ceph-mon ceph-osd radosgw radosgw-admin ceph-authtool monmaptool curl; do
+    command -v "$bin" >/dev/null || fail "$bin is not installed (apt-get install ceph-mon ceph-osd ceph-common radosgw curl)"
   done
   [ "$(id -u)" = 0 ] || fail "not root: the Ceph daemons are only started as root here"
   if [ -n "$watch" ]; then
@@ -129,14 +136,14 @@ EOF
   [ "$id" = 0 ] || fail "ceph osd create returned '$id'"
   ceph-osd $c -i 0 --mkfs >>"$dir/ceph.sh.log" 2>&1 || fail "ceph-osd --mkfs"
   # The OSD's own CRUSH update races its first boot ("wrong fsid"): place it here instead.
-  ceph $c osd crush add osd.0 1.0 root=default >>"$dir/ceph.sh.log" 2>&1 || fail "ceph osd crush add"
+  timeout 60 ceph $c osd crush add osd.0 1.0 root=default >>"$dir/ceph.sh.log" 2>&1 || fail "ceph osd crush add"
   ceph-osd $c -f -i 0 >>"$dir/log/osd.out" 2>&1 &
   echo $! >"$dir/pids/osd"
   for _ in $(seq 1 120); do
-    ceph $c osd dump 2>/dev/null | grep -q '^osd.0 up' && break
+    timeout 10 ceph $c osd dump 2>/dev/null | grep -q '^osd.0 up' && break
     sleep 0.5
   done
-  ceph $c osd dump 2>/dev/null | grep -q '^osd.0 up' || fail "osd.0 did not come up"
+  timeout 10 ceph $c osd dump 2>/dev/null | grep -q '^osd.0 up' || fail "osd.0 did not come up"
   log "starting the gateway"
   radosgw $c -f -n client.rgw >>"$dir/log/rgw.out" 2>&1 &
   echo $! >"$dir/pids/rgw"
