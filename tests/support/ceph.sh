@@ -18,12 +18,21 @@ log() { echo "ceph.sh: $*" >>"$dir/ceph.sh.log"; }
 
 stop() {
   [ -d "$dir" ] || return 0
-  # The daemons run in the foreground under this script's process group (pgid = the start
-  # script's pid): the gateway first, then the OSD, then the monitor, then anything left.
+  # The daemons run in the foreground in the start script's process group (spawned detached, it
+  # leads its own). That group is ended as a whole only once verified to be ours: the start
+  # script, or a daemon it recorded, is still in it.
+  local started group="" pid f
+  started=$(cat "$dir/start.pid" 2>/dev/null)
+  for pid in "$started" $(cat "$dir"/pids/* 2>/dev/null); do
+    if [ -n "$started" ] && [ "$(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ')" = "$started" ]; then
+      group=$started
+      break
+    fi
+  done
+  # The gateway, then the OSD, then the monitor; a throwaway cluster (memstore) gets two seconds.
   for name in rgw osd mon; do
     [ -s "$dir/pids/$name" ] && kill -TERM "$(cat "$dir/pids/$name")" 2>/dev/null
   done
-  # A throwaway cluster (memstore): two seconds to stop, then it is killed.
   for _ in $(seq 1 10); do
     alive=0
     for f in "$dir"/pids/*; do
@@ -32,15 +41,13 @@ stop() {
     [ $alive = 0 ] && break
     sleep 0.2
   done
+  # Whatever is left of it: daemons, a boot still under way and its CLI calls, the watchdog.
+  [ -n "$group" ] && [ -n "$(ps -o pid= -g "$group" 2>/dev/null)" ] && kill -KILL -- "-$group" 2>/dev/null
   for f in "$dir"/pids/*; do
     [ -s "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null
   done
-  local group
-  group=$(cat "$dir/start.pid" 2>/dev/null)
   rm -rf "$dir"
   rmdir "$(dirname "$dir")" 2>/dev/null # the temporary directory made for it, when now empty
-  # What else the start script began (a boot still under way, a CLI call, the watchdog).
-  [ -n "$group" ] && [ "$group" != "$$" ] && kill -KILL -- "-$group" 2>/dev/null
   return 0
 }
 
@@ -69,7 +76,8 @@ start() {
     (
       exec </dev/null >/dev/null 2>&1
       while kill -0 "$watch" 2>/dev/null && [ -d "$dir" ]; do sleep 1; done
-      [ -d "$dir" ] && bash "$script" stop "$dir"
+      # In a session of its own: stopping ends the start script's group, the watchdog included.
+      [ -d "$dir" ] && setsid bash "$script" stop "$dir"
     ) &
   fi
   local fsid
