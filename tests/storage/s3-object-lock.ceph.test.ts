@@ -239,6 +239,46 @@ describeCeph('Object Lock on Ceph radosgw (GOVERNANCE, bucket with Object Lock)'
   });
 });
 
+describeCeph('Object Lock on Ceph radosgw (COMPLIANCE)', () => {
+  let bucket: TestS3;
+  let raw: S3Client;
+  let s: ReturnType<typeof lockedStore>;
+  beforeAll(async () => {
+    if (!ceph.ok) return;
+    bucket = await cephBucket(ceph);
+    raw = cephClient(ceph);
+    s = lockedStore(bucket, 'COMPLIANCE');
+  });
+  afterAll(async () => {
+    raw?.destroy();
+    await s?.store.close();
+  });
+
+  it('promotes evidence under COMPLIANCE retention, which not even a governance bypass lifts', async () => {
+    const data = fakeMedia('mp4', 1500);
+    const { key, worm } = await s.store.promote(
+      await s.store.writeStaging(chunked(data)),
+      sha256(data),
+      data.length,
+    );
+    expect(worm).toMatchObject({ status: 'in_force', mode: 'COMPLIANCE' });
+    expect((await retentionOf(raw, bucket.bucket, key))?.mode).toBe('COMPLIANCE');
+    const { Versions = [] } = await raw.send(
+      new ListObjectVersionsCommand({ Bucket: bucket.bucket, Prefix: key }),
+    );
+    await expect(
+      raw.send(
+        new DeleteObjectCommand({
+          Bucket: bucket.bucket,
+          Key: key,
+          VersionId: Versions[0]!.VersionId,
+          BypassGovernanceRetention: true,
+        }),
+      ),
+    ).rejects.toMatchObject({ $metadata: { httpStatusCode: 403 } });
+  });
+});
+
 describeCeph(
   'WORM configured on a bucket without Object Lock (Ceph): reported, never assumed',
   () => {
@@ -323,12 +363,19 @@ describeCeph(
       await archive(locked, data);
       expect((await item(locked, id)).worm.status).toBe('in_force');
 
-      await request(locked.url)
+      const placed = await request(locked.url)
         .post(`/v1/evidence/${id}/holds`)
         .set(bearer(locked.keys.admin))
         .send({ reason: 'court order 7' })
         .expect(201);
+      expect(placed.body.objectLegalHold).toBe('mirrored');
       expect(await legalHoldOf(raw, lockedBucket.bucket, blob)).toBe('ON');
+      await request(locked.url)
+        .post(`/v1/holds/${placed.body.hold.id}/release`)
+        .set(bearer(locked.keys.admin))
+        .send({ reason: 'settled' })
+        .expect(200);
+      expect(await legalHoldOf(raw, lockedBucket.bucket, blob)).toBe('OFF');
 
       await request(locked.url)
         .post('/v1/custody/checkpoints')
