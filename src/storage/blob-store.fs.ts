@@ -286,6 +286,10 @@ export class FsBlobStore implements BlobStore {
     // A local disk has no legal-hold flag: the database's hold is the protection.
   }
 
+  async verifyWorm(): Promise<WormState> {
+    return WORM_NOT_CONFIGURED; // a local disk has no WORM of its own
+  }
+
   async ping(): Promise<void> {
     await fs.access(path.join(this.root, STAGING_PREFIX), fs.constants.W_OK);
   }

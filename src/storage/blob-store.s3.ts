@@ -645,6 +645,11 @@ export class S3BlobStore implements BlobStore {
       );
   }
 
+  async verifyWorm(key: string): Promise<WormState> {
+    if (!isBlobKey(key)) throw new Error(`not a promoted blob key: ${key}`);
+    return this.ensureRetention(key, 'evidence');
+  }
+
   async ping(): Promise<void> {
     await this.client.send(new HeadBucketCommand({ Bucket: this.cfg.bucket }));
   }

@@ -86,6 +86,11 @@ export interface BlobStore {
    * Lock), and reads it back: throws WormNotInForceError when the object does not show the flag.
    */
   setLegalHold(key: string, on: boolean): Promise<void>;
+  /**
+   * Reads a promoted evidence blob's WORM protection back and applies it where it is missing, as
+   * promote() does: for blobs stored before it was verified (the integrity scrub's back-fill).
+   */
+  verifyWorm(key: string): Promise<WormState>;
   /** Throws when the store cannot be reached. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -396,6 +396,53 @@ describeCeph(
       expect(text).toMatch(/evidence_worm_items\{status="in_force"\} 1/);
     });
 
+    it('the scrub locks evidence stored before WORM was verified (what radosgw left unlocked)', async () => {
+      const data = fakeMedia('mp4', 7000);
+      const { id, sha256: hash } = await archive(locked, data);
+      const blob = blobKeyFor(hash);
+      // As an earlier version left it on Ceph: the object without retention (here a new current
+      // version of it, written behind the service's back), the row unchecked.
+      await raw.send(
+        new PutObjectCommand({
+          Bucket: lockedBucket.bucket,
+          Key: blob,
+          Body: data,
+          ContentMD5: createHash('md5').update(data).digest('base64'),
+        }),
+      );
+      expect(await retentionOf(raw, lockedBucket.bucket, blob)).toBeUndefined();
+      await locked.ctx.db
+        .updateTable('evidence_items')
+        .set({ worm_status: null, worm_mode: null, worm_retain_until: null })
+        .where('id', '=', id)
+        .execute();
+      expect((await item(locked, id)).worm).toBeNull();
+
+      const report = await locked.ctx.scrub.run({
+        intervalMinutes: 10,
+        fullPassDays: 1,
+        stagingGraceHours: 24,
+        limit: 0,
+      });
+      expect(report.worm).toEqual({ checked: 1, inForce: 1, notInForce: 0 });
+      expect((await retentionOf(raw, lockedBucket.bucket, blob))?.mode).toBe('GOVERNANCE');
+      expect((await item(locked, id)).worm).toMatchObject({
+        status: 'in_force',
+        mode: 'GOVERNANCE',
+      });
+      // Nothing left to back-fill: the next run checks nothing.
+      expect(
+        (
+          await locked.ctx.scrub.run({
+            intervalMinutes: 10,
+            fullPassDays: 1,
+            stagingGraceHours: 24,
+            limit: 0,
+          })
+        ).worm.checked,
+      ).toBe(0);
+    });
+
     it('records an item whose bytes are not under WORM, and /readyz and the metrics say so', async () => {
       const { id } = await archive(unlocked, fakeMedia('mp4', 6000));
       expect((await item(unlocked, id)).worm).toEqual({

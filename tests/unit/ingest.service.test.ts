@@ -57,6 +57,9 @@ class RecordingStore implements BlobStore {
   async putRecord(): Promise<WormState> {
     return WORM_NOT_CONFIGURED;
   }
+  async verifyWorm(): Promise<WormState> {
+    return WORM_NOT_CONFIGURED;
+  }
   async getRecord(): Promise<Buffer | undefined> {
     return undefined;
   }
