@@ -18,6 +18,7 @@ import { cephBucket, cephClient, cephForTests } from '../support/ceph';
 import { bearer, startTestApp, type TestApp } from '../support/harness';
 import { fakeMedia, sha256 } from '../support/media';
 import { upload } from '../support/multipart';
+import { tusUpload } from '../support/tus';
 import type { TestS3 } from '../support/s3-server';
 
 /*
@@ -394,6 +395,23 @@ describeCeph(
       );
       expect(text).toMatch(/evidence_worm_checks_total\{object="record",status="in_force"\} [1-9]/);
       expect(text).toMatch(/evidence_worm_items\{status="in_force"\} 1/);
+    });
+
+    it('locks a resumable (tus) upload promoted from its multipart upload', async () => {
+      const clip = fakeMedia('mp4', 12 * MiB + 12345);
+      const result = await tusUpload(
+        locked.url,
+        locked.keys.ingest,
+        clip,
+        { filename: 'r.mp4', kind: 'packing_video', sha256: sha256(clip) },
+        { chunkSize: 3 * MiB },
+      );
+      expect(result.status).toBe('created');
+      expect((await item(locked, result.itemId!)).worm.status).toBe('in_force');
+      const blob = blobKeyFor(sha256(clip));
+      expect((await retentionOf(raw, lockedBucket.bucket, blob))?.mode).toBe('GOVERNANCE');
+      const got = await raw.send(new GetObjectCommand({ Bucket: lockedBucket.bucket, Key: blob }));
+      expect(sha256(Buffer.from(await got.Body!.transformToByteArray()))).toBe(sha256(clip));
     });
 
     it('the scrub locks evidence stored before WORM was verified (what radosgw left unlocked)', async () => {
