@@ -54,7 +54,8 @@ import { ScratchRepository } from './media/scratch.repository';
 import { Metrics } from './metrics';
 import type { BlobStore } from './storage/blob-store';
 import { FsBlobStore } from './storage/blob-store.fs';
-import { createS3Client, S3BlobStore } from './storage/blob-store.s3';
+import { createS3Client, S3BlobStore, type S3BlobStoreOptions } from './storage/blob-store.s3';
+import { WormLedger } from './storage/worm';
 
 export interface AppContext {
   config: AppConfig;
@@ -99,6 +100,8 @@ export interface AppContext {
   scratch: ScratchRepository;
   /** The shared PostgreSQL job queue, when this process connects one. */
   queue?: JobQueue;
+  /** WORM read-backs of this instance (S3 Object Lock): for /readyz and the metrics. */
+  worm: WormLedger;
   shuttingDown: boolean;
   /** Per-address limit and counts of strangers' refusals (bad keys, share-link misses). */
   refusals: RefusalLimiter;
@@ -118,9 +121,12 @@ export interface ContextOptions {
   mediaTools?: boolean;
 }
 
-export async function createBlobStore(config: AppConfig): Promise<BlobStore> {
+export async function createBlobStore(
+  config: AppConfig,
+  opts: S3BlobStoreOptions = {},
+): Promise<BlobStore> {
   if (config.storage.driver === 's3') {
-    return new S3BlobStore(createS3Client(config.storage.s3), config.storage.s3);
+    return new S3BlobStore(createS3Client(config.storage.s3), config.storage.s3, opts);
   }
   return new FsBlobStore(config.storage.root).init();
 }
@@ -181,7 +187,8 @@ export async function buildContext(
       (err) => logger.warn({ err }, 'idle database connection lost'),
       role,
     );
-    const configured = await createBlobStore(config);
+    const worm = new WormLedger();
+    const configured = await createBlobStore(config, { worm });
     const blobStore = options.wrapBlobStore?.(configured) ?? configured;
     const evidenceRepo = new EvidenceRepository();
     const auditRepo = new AuditRepository();
@@ -289,6 +296,7 @@ export async function buildContext(
     const runs = new CustodyRunRepository();
     const custodyStatus = new CustodyStatusService(db, runs, auditRepo, audit, config);
     custodyStatus.registerMetrics(metrics);
+    worm.registerMetrics(metrics, db);
     const jobs = new CustodyJobs(
       db,
       runs,
@@ -341,6 +349,7 @@ export async function buildContext(
       db,
       databaseUrl,
       blobStore,
+      worm,
       apiKeys: new ApiKeyService(db, new ApiKeyRepository(), audit, config.authCacheTtlMs),
       ingest,
       evidence,

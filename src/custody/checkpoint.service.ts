@@ -78,7 +78,14 @@ export class CheckpointService {
           previous: latest ? { seq: latest.seq, hash: latest.hash } : null,
         };
         signed = { checkpoint, signature: this.key.sign(canonicalJson(checkpoint)) };
-        await this.store.putRecord(objectKey, Buffer.from(`${JSON.stringify(signed, null, 2)}\n`));
+        const worm = await this.store.putRecord(
+          objectKey,
+          Buffer.from(`${JSON.stringify(signed, null, 2)}\n`),
+        );
+        // Read back by the store: loud, and on /readyz and the metrics, never silent.
+        if (worm.status === 'not_in_force') {
+          this.logger.error({ objectKey }, 'checkpoint stored WITHOUT Object Lock retention');
+        }
       }
       await this.repo.insertCheckpoint(tx, {
         seq: head.seq,

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Executor } from '../db/database';
 import type { EvidenceRow } from '../evidence/evidence.repository';
+import { wormColumns, type WormState } from '../storage/worm';
 
 export interface StoredRowRef {
   id: string;
@@ -54,6 +55,27 @@ export class ScrubRepository {
       .where('i.id', '=', id)
       .where('i.deleted_at', 'is', null)
       .executeTakeFirst();
+  }
+
+  /**
+   * Live items whose blob is not known to be under WORM (never checked, or found without it), a
+   * page after an id: what the scrub's back-fill reads back and locks.
+   */
+  async withoutWorm(db: Executor, afterId: string, limit: number): Promise<StoredRowRef[]> {
+    return db
+      .selectFrom('evidence_items')
+      .select(['id', 'blob_key', 'deleted_at', 'blob_purged_at'])
+      .where('deleted_at', 'is', null)
+      .where('blob_purged_at', 'is', null)
+      .where((eb) => eb.or([eb('worm_status', 'is', null), eb('worm_status', '!=', 'in_force')]))
+      .where('id', '>', afterId)
+      .orderBy('id')
+      .limit(limit)
+      .execute();
+  }
+
+  async setWorm(db: Executor, id: string, worm: WormState): Promise<void> {
+    await db.updateTable('evidence_items').set(wormColumns(worm)).where('id', '=', id).execute();
   }
 
   /** Live items under an active legal hold, for mirroring the flag to their objects. */

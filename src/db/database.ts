@@ -54,6 +54,10 @@ export interface EvidenceItemsTable {
   deletion_reason: string | null;
   deleted_by: string | null;
   blob_purged_at: Timestamp | null;
+  /** WORM state of the blob as read back from the store (null: archived before it was checked). */
+  worm_status: 'in_force' | 'not_in_force' | 'not_configured' | null;
+  worm_mode: 'GOVERNANCE' | 'COMPLIANCE' | null;
+  worm_retain_until: Timestamp | null;
 }
 
 export interface EvidenceLinksTable {

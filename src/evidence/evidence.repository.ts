@@ -50,6 +50,15 @@ export class EvidenceRepository {
     return inserted?.id;
   }
 
+  /** Records the WORM protection read back from the store for an item's blob. */
+  async setWorm(
+    db: Executor,
+    id: string,
+    worm: Pick<Insertable<EvidenceItemsTable>, 'worm_status' | 'worm_mode' | 'worm_retain_until'>,
+  ): Promise<void> {
+    await db.updateTable('evidence_items').set(worm).where('id', '=', id).execute();
+  }
+
   /** The item holding these bytes, with whether (and why) it was deleted. */
   async findBySha256(db: Executor, sha256: string): Promise<PriorItem | undefined> {
     return db

@@ -28,6 +28,11 @@ export interface EvidenceView {
   deletedAt: string | null;
   deletionReason: string | null;
   lastVerification: { status: string; checkedAt: string } | null;
+  /**
+   * WORM protection of the item's bytes as read back from the store (S3 Object Lock); null for
+   * items archived before it was checked.
+   */
+  worm: { status: string; mode: string | null; retainUntil: string | null } | null;
 }
 
 const iso = (d: Date | string) => (d instanceof Date ? d : new Date(d)).toISOString();
@@ -63,6 +68,13 @@ export function toEvidenceView(r: EvidenceRow): EvidenceView {
       r.verify_status && r.verified_at
         ? { status: r.verify_status, checkedAt: iso(r.verified_at) }
         : null,
+    worm: r.worm_status
+      ? {
+          status: r.worm_status,
+          mode: r.worm_mode,
+          retainUntil: r.worm_retain_until ? iso(r.worm_retain_until) : null,
+        }
+      : null,
   };
 }
 

@@ -17,6 +17,7 @@ import type { NewSegment, SegmentRepository } from '../evidence/segment.reposito
 import { parseSegments } from '../evidence/segments';
 import type { Logger } from '../logger';
 import type { BlobStore } from '../storage/blob-store';
+import { wormColumns, type WormState } from '../storage/worm';
 import { parseUploadFields, type UploadFields } from './upload-fields';
 import { assertAllowed, type StagedUpload } from './upload-storage-engine';
 
@@ -109,14 +110,14 @@ export class IngestService {
       // Checked before promotion too, so purged bytes are not stored again only to be refused.
       refuseDeleted(req.principal, await this.evidence.findBySha256(this.db, staged.sha256));
       const started = performance.now();
-      const { key, created } = await this.store.promote(
+      const { key, created, worm } = await this.store.promote(
         staged.stagingKey,
         staged.sha256,
         staged.size,
       );
       promoted = true;
       const promotedAt = performance.now();
-      const result = await this.record(req, staged, fields, segments, key);
+      const result = await this.record(req, staged, fields, segments, key, worm);
       // New items, and known ones given new segments to cut, go to the media pipeline.
       if (!result.replayed && (result.status === 201 || segments.length > 0)) {
         this.opts.listener?.afterCommit(result.item.id);
@@ -128,6 +129,7 @@ export class IngestService {
           bytes: staged.size,
           status: result.status,
           newBlob: created,
+          worm: worm.status,
           promoteMs: Math.round(promotedAt - started),
           recordMs: Math.round(performance.now() - promotedAt),
         },
@@ -149,6 +151,7 @@ export class IngestService {
     fields: UploadFields,
     segments: NewSegment[],
     blobKey: string,
+    worm: WormState,
   ): Promise<IngestResult> {
     const { principal, idempotencyKey } = req;
     const now = this.opts.now?.() ?? new Date();
@@ -186,6 +189,7 @@ export class IngestService {
           station_id: fields.stationId ?? null,
           operator_id: fields.operatorId ?? null,
           tracking_number: fields.trackingNumber ?? null,
+          ...wormColumns(worm),
         });
         // The unique constraint on sha256 decided; a losing racer sees the winner's committed row.
         const existing = insertedId
@@ -194,6 +198,8 @@ export class IngestService {
         const id = insertedId ?? existing?.id;
         if (!id) throw callIdConflict(fields.callId);
         refuseDeleted(principal, existing);
+        // The existing blob's protection was just read back (and applied where it was missing).
+        if (existing) await this.evidence.setWorm(tx, id, wormColumns(worm));
         // The same bytes as another call's recording: answering with that item would lose this
         // call (its id, numbers, time); say so instead.
         if (

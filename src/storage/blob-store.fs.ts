@@ -18,6 +18,7 @@ import {
   type PromoteResult,
   type StoredObject,
 } from './blob-store';
+import { WORM_NOT_CONFIGURED, type WormState } from './worm';
 
 /** Blobs on local disk: fsync before acknowledging, promotion by an atomic no-clobber link. */
 export class FsBlobStore implements BlobStore {
@@ -74,7 +75,8 @@ export class FsBlobStore implements BlobStore {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       // A retried promotion whose first attempt got as far as removing the staged copy.
-      if (code === 'ENOENT' && (await this.stat(key)) === size) return { key, created: false };
+      if (code === 'ENOENT' && (await this.stat(key)) === size)
+        return { key, created: false, worm: WORM_NOT_CONFIGURED };
       if (code !== 'EEXIST') throw err;
       created = false;
       const existing = await this.stat(key);
@@ -93,7 +95,7 @@ export class FsBlobStore implements BlobStore {
         if (d === path.dirname(firstCreated)) break;
       }
     }
-    return { key, created };
+    return { key, created, worm: WORM_NOT_CONFIGURED };
   }
 
   async createResumable(): Promise<{ key: string; state: ResumableState }> {
@@ -229,7 +231,7 @@ export class FsBlobStore implements BlobStore {
     return path.join(this.root, key);
   }
 
-  async putRecord(key: string, body: Buffer): Promise<void> {
+  async putRecord(key: string, body: Buffer): Promise<WormState> {
     const file = this.recordPath(key);
     await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o750 });
     // Written whole under a temporary name, then linked into place: never replaced, never torn.
@@ -246,6 +248,7 @@ export class FsBlobStore implements BlobStore {
       await fs.rm(temp, { force: true });
     }
     await fsyncDir(path.dirname(file));
+    return WORM_NOT_CONFIGURED;
   }
 
   async getRecord(key: string): Promise<Buffer | undefined> {
@@ -281,6 +284,10 @@ export class FsBlobStore implements BlobStore {
 
   async setLegalHold(): Promise<void> {
     // A local disk has no legal-hold flag: the database's hold is the protection.
+  }
+
+  async verifyWorm(): Promise<WormState> {
+    return WORM_NOT_CONFIGURED; // a local disk has no WORM of its own
   }
 
   async ping(): Promise<void> {

@@ -9,12 +9,15 @@ import {
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
+  GetObjectLegalHoldCommand,
+  GetObjectRetentionCommand,
   HeadBucketCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   PutObjectLegalHoldCommand,
+  PutObjectRetentionCommand,
   S3Client,
   UploadPartCommand,
   UploadPartCopyCommand,
@@ -36,11 +39,22 @@ import {
   type ByteRange,
   type PromoteResult,
   type StoredObject,
+  WormNotInForceError,
 } from './blob-store';
+import { WORM_NOT_CONFIGURED, type WormLedger, type WormObject, type WormState } from './worm';
 
 /** S3 allows a single CopyObject up to 5 GiB; larger blobs are promoted with UploadPartCopy. */
 const MAX_SINGLE_COPY_BYTES = 5 * 1024 ** 3;
 const COPY_PART_BYTES = 1024 ** 3;
+
+export interface S3BlobStoreOptions {
+  /** Told every WORM read-back (metrics, /readyz). */
+  worm?: WormLedger;
+  /** Blobs above this many bytes are promoted by multipart copy (tests lower it). */
+  maxSingleCopyBytes?: number;
+  /** Part size of a multipart copy; S3 wants at least 5 MiB but for the last part. */
+  copyPartBytes?: number;
+}
 
 export function createS3Client(cfg: S3Config): S3Client {
   const agentOptions = { keepAlive: true, maxSockets: 64 };
@@ -74,6 +88,7 @@ export class S3BlobStore implements BlobStore {
   constructor(
     private readonly client: S3Client,
     private readonly cfg: S3Config,
+    private readonly opts: S3BlobStoreOptions = {},
   ) {}
 
   get legalHoldSupported(): boolean {
@@ -133,7 +148,8 @@ export class S3BlobStore implements BlobStore {
     const existing = await this.stat(key);
     let created = false;
     if (existing !== size) {
-      if (size > MAX_SINGLE_COPY_BYTES) await this.copyInParts(stagingKey, key, size);
+      if (size > (this.opts.maxSingleCopyBytes ?? MAX_SINGLE_COPY_BYTES))
+        await this.copyInParts(stagingKey, key, size);
       else
         await this.client.send(
           new CopyObjectCommand({
@@ -145,10 +161,75 @@ export class S3BlobStore implements BlobStore {
         );
       created = true;
     }
+    // Read back, never assumed: a new copy and an existing blob alike (one promoted before WORM
+    // was configured, or by a store that dropped the lock, gets it now).
+    const worm = await this.ensureRetention(key, 'evidence');
     // The blob is safe at its content address; a staging copy that fails to delete now is
     // removed by the staging sweep, and must not turn a durable upload into an error.
     await this.discardStaging(stagingKey).catch(() => undefined);
-    return { key, created };
+    return { key, created, worm };
+  }
+
+  /**
+   * Makes sure Object Lock retention is on an evidence object or custody record, as read back from
+   * the store. Some stores ignore the lock headers of a CopyObject or multipart upload (Ceph
+   * radosgw 16.2 does, while honouring them on PutObject): the retention is then applied by
+   * PutObjectRetention. What the store still does not show is reported `not_in_force`.
+   */
+  private async ensureRetention(key: string, object: WormObject): Promise<WormState> {
+    const lock = this.cfg.objectLock;
+    if (!lock || key.startsWith('derived/')) return WORM_NOT_CONFIGURED;
+    let state = await this.readRetention(key);
+    if (state.status !== 'in_force') {
+      const { ObjectLockMode, ObjectLockRetainUntilDate } = this.lockParams(key);
+      try {
+        await this.client.send(
+          new PutObjectRetentionCommand({
+            Bucket: this.cfg.bucket,
+            Key: this.objectKey(key),
+            Retention: { Mode: ObjectLockMode, RetainUntilDate: ObjectLockRetainUntilDate },
+          }),
+        );
+      } catch (err) {
+        // A store (or bucket) without Object Lock refuses it: reported below as not in force.
+        if (!isClientError(err) && !isUnsupported(err)) throw err;
+      }
+      state = await this.readRetention(key);
+    }
+    this.opts.worm?.observe(object, key, state.status);
+    return state;
+  }
+
+  /** The object's retention as the store reports it, judged against the configured mode. */
+  private async readRetention(key: string): Promise<WormState> {
+    const head = await this.client.send(
+      new HeadObjectCommand({ Bucket: this.cfg.bucket, Key: this.objectKey(key) }),
+    );
+    let mode: string | undefined = head.ObjectLockMode;
+    let until = head.ObjectLockRetainUntilDate;
+    if (!mode) {
+      // Not every store reports retention on HEAD: ask for it directly.
+      try {
+        const { Retention } = await this.client.send(
+          new GetObjectRetentionCommand({ Bucket: this.cfg.bucket, Key: this.objectKey(key) }),
+        );
+        mode = Retention?.Mode;
+        until = Retention?.RetainUntilDate;
+      } catch (err) {
+        // No retention on the object (ObjectLockConfigurationNotFoundError, 404), or no Object
+        // Lock at all: not in force.
+        if (!isClientError(err) && !isUnsupported(err)) throw err;
+      }
+    }
+    const wanted = this.cfg.objectLock!.mode;
+    // COMPLIANCE is stronger than GOVERNANCE: either satisfies GOVERNANCE.
+    const modeOk = mode === wanted || mode === 'COMPLIANCE';
+    const inForce = modeOk && until !== undefined && until.getTime() > Date.now();
+    return {
+      status: inForce ? 'in_force' : 'not_in_force',
+      mode: mode === 'GOVERNANCE' || mode === 'COMPLIANCE' ? mode : null,
+      retainUntil: until ?? null,
+    };
   }
 
   private copySource(key: string): string {
@@ -163,8 +244,9 @@ export class S3BlobStore implements BlobStore {
     );
     try {
       const parts: { ETag?: string; PartNumber: number }[] = [];
-      for (let start = 0, n = 1; start < size; start += COPY_PART_BYTES, n++) {
-        const end = Math.min(start + COPY_PART_BYTES, size) - 1;
+      const partBytes = this.opts.copyPartBytes ?? COPY_PART_BYTES;
+      for (let start = 0, n = 1; start < size; start += partBytes, n++) {
+        const end = Math.min(start + partBytes, size) - 1;
         const { CopyPartResult } = await this.client.send(
           new UploadPartCopyCommand({
             Bucket,
@@ -493,11 +575,11 @@ export class S3BlobStore implements BlobStore {
     } while (ContinuationToken);
   }
 
-  async putRecord(key: string, body: Buffer): Promise<void> {
+  async putRecord(key: string, body: Buffer): Promise<WormState> {
     assertRecordKey(key);
     const existing = await this.getRecord(key);
     if (existing) {
-      if (existing.equals(body)) return;
+      if (existing.equals(body)) return this.ensureRetention(key, 'record');
       throw new Error(`custody record ${key} exists with other content`);
     }
     await this.client.send(
@@ -511,6 +593,7 @@ export class S3BlobStore implements BlobStore {
         ...this.lockParams(),
       }),
     );
+    return this.ensureRetention(key, 'record');
   }
 
   async getRecord(key: string): Promise<Buffer | undefined> {
@@ -535,13 +618,36 @@ export class S3BlobStore implements BlobStore {
 
   async setLegalHold(key: string, on: boolean): Promise<void> {
     if (!this.cfg.objectLock) return;
+    const want = on ? 'ON' : 'OFF';
     await this.client.send(
       new PutObjectLegalHoldCommand({
         Bucket: this.cfg.bucket,
         Key: this.objectKey(key),
-        LegalHold: { Status: on ? 'ON' : 'OFF' },
+        LegalHold: { Status: want },
       }),
     );
+    // Read back: a store that accepted the request without setting the flag is found out here.
+    let got: string | undefined;
+    try {
+      const { LegalHold } = await this.client.send(
+        new GetObjectLegalHoldCommand({ Bucket: this.cfg.bucket, Key: this.objectKey(key) }),
+      );
+      got = LegalHold?.Status;
+    } catch (err) {
+      if (!isClientError(err) && !isUnsupported(err)) throw err;
+    }
+    const shows = (got ?? 'OFF') === want;
+    if (on) this.opts.worm?.observe('legal_hold', key, shows ? 'in_force' : 'not_in_force');
+    if (!shows)
+      throw new WormNotInForceError(
+        key,
+        `legal hold ${want} requested, the store shows ${got ?? 'none'}`,
+      );
+  }
+
+  async verifyWorm(key: string): Promise<WormState> {
+    if (!isBlobKey(key)) throw new Error(`not a promoted blob key: ${key}`);
+    return this.ensureRetention(key, 'evidence');
   }
 
   async ping(): Promise<void> {
@@ -585,6 +691,12 @@ function isUnsupported(err: unknown): boolean {
     e?.$metadata?.httpStatusCode === 501 ||
     e?.$metadata?.httpStatusCode === 405
   );
+}
+
+/** A 4xx answer: the store understood and refused (as opposed to being unreachable). */
+function isClientError(err: unknown): boolean {
+  const status = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
+  return status !== undefined && status >= 400 && status < 500;
 }
 
 function isNotFound(err: unknown): boolean {

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { WormState } from './worm';
 
 /** Inclusive byte range, already resolved against the blob's size. */
 export interface ByteRange {
@@ -10,6 +11,8 @@ export interface PromoteResult {
   key: string;
   /** False when a blob with these bytes already existed and the staged copy was discarded. */
   created: boolean;
+  /** The blob's WORM protection as read back from the store (an existing blob's too). */
+  worm: WormState;
 }
 
 /**
@@ -69,16 +72,25 @@ export interface BlobStore {
   list(prefix: 'sha256/' | 'staging/' | 'resumable/'): AsyncIterable<StoredObject>;
   /**
    * Custody records (signed audit checkpoints) under `custody/`: small, written once, never
-   * replaced. Writing identical bytes again is a no-op; different bytes throw.
+   * replaced. Writing identical bytes again is a no-op; different bytes throw. Resolves with the
+   * record's WORM protection as read back from the store.
    */
-  putRecord(key: string, body: Buffer): Promise<void>;
+  putRecord(key: string, body: Buffer): Promise<WormState>;
   getRecord(key: string): Promise<Buffer | undefined>;
   /** Record keys under a `custody/` prefix, ascending. */
   listRecords(prefix: string): Promise<string[]>;
   /** Whether objects carry a legal-hold flag of their own (S3 with Object Lock configured). */
   readonly legalHoldSupported: boolean;
-  /** Mirrors a legal hold to the object's own legal-hold flag where the store has one (S3 Object Lock). */
+  /**
+   * Mirrors a legal hold to the object's own legal-hold flag where the store has one (S3 Object
+   * Lock), and reads it back: throws WormNotInForceError when the object does not show the flag.
+   */
   setLegalHold(key: string, on: boolean): Promise<void>;
+  /**
+   * Reads a promoted evidence blob's WORM protection back and applies it where it is missing, as
+   * promote() does: for blobs stored before it was verified (the integrity scrub's back-fill).
+   */
+  verifyWorm(key: string): Promise<WormState>;
   /** Throws when the store cannot be reached. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -110,6 +122,14 @@ export class BlobUnavailableError extends Error {
   ) {
     super(`blob ${key} is ${detail}`);
     this.name = 'BlobUnavailableError';
+  }
+}
+
+/** The store accepted a WORM request (a legal hold) but the object does not show it. */
+export class WormNotInForceError extends Error {
+  constructor(key: string, detail: string) {
+    super(`WORM is not in force on ${key}: ${detail}`);
+    this.name = 'WormNotInForceError';
   }
 }
 

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { EmbeddedDatabase } from '../../src/db/embedded-postgres';
 import { createLogger } from '../../src/logger';
+import { cephWanted, startCeph } from './ceph';
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -20,8 +21,17 @@ async function freePort(): Promise<number> {
  * with nothing configured, an embedded one in a temporary directory. Each suite then creates
  * its own database on that server.
  */
-export default async function globalSetup(): Promise<void> {
+export default async function globalSetup(globalConfig: {
+  rootDir: string;
+  testPathPattern?: string;
+}): Promise<void> {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'; // Node 20 is our runtime
+  // Ceph's S3 gateway boots in the background (about 20 s) while other suites run; the suites
+  // that use it wait for it (tests/support/ceph.ts). Only when a selected test file needs it.
+  if (!process.env.CEPH_DIR && cephWanted(globalConfig.testPathPattern, globalConfig.rootDir)) {
+    process.env.CEPH_DIR = await startCeph();
+    (globalThis as Record<string, unknown>).__cephDir = process.env.CEPH_DIR;
+  }
   if (process.env.TEST_DATABASE_URL) return;
   const dir = mkdtempSync(path.join(tmpdir(), 'evidence-test-pg-'));
   chmodSync(dir, 0o755); // the embedded server runs as `postgres` when tests run as root

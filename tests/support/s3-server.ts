@@ -46,11 +46,17 @@ export async function startS3Server(
 }
 
 /** A plain SDK client for reaching behind the service: listing or tampering with objects. */
-export function rawS3Client(s3: Pick<TestS3, 'endpoint'>): S3Client {
+export function rawS3Client(
+  s3: Pick<TestS3, 'endpoint'> & { env?: Record<string, string> },
+): S3Client {
   return new S3Client({
     endpoint: s3.endpoint,
     region: 'us-east-1',
     forcePathStyle: true,
-    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+    // The bucket's own credentials (Ceph's gateway checks them; s3rver takes any).
+    credentials: {
+      accessKeyId: s3.env?.S3_ACCESS_KEY_ID ?? 'S3RVER',
+      secretAccessKey: s3.env?.S3_SECRET_ACCESS_KEY ?? 'S3RVER',
+    },
   });
 }

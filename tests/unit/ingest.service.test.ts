@@ -9,6 +9,7 @@ import { IngestService } from '../../src/ingest/ingest.service';
 import type { StagedUpload } from '../../src/ingest/upload-storage-engine';
 import { createLogger } from '../../src/logger';
 import type { BlobStore, PromoteResult } from '../../src/storage/blob-store';
+import { WORM_NOT_CONFIGURED, type WormState } from '../../src/storage/worm';
 
 /** Records what the service asks of storage; the refusal paths below never reach the database. */
 class RecordingStore implements BlobStore {
@@ -21,7 +22,7 @@ class RecordingStore implements BlobStore {
   async promote(stagingKey: string): Promise<PromoteResult> {
     this.calls.push(`promote ${stagingKey}`);
     if (this.failPromote) throw new Error('bucket unreachable');
-    return { key: 'sha256/aa/bb/x', created: true };
+    return { key: 'sha256/aa/bb/x', created: true, worm: WORM_NOT_CONFIGURED };
   }
   async discardStaging(stagingKey: string): Promise<void> {
     this.calls.push(`discard ${stagingKey}`);
@@ -53,7 +54,12 @@ class RecordingStore implements BlobStore {
   }
   async delete(): Promise<void> {}
   async *list() {}
-  async putRecord(): Promise<void> {}
+  async putRecord(): Promise<WormState> {
+    return WORM_NOT_CONFIGURED;
+  }
+  async verifyWorm(): Promise<WormState> {
+    return WORM_NOT_CONFIGURED;
+  }
   async getRecord(): Promise<Buffer | undefined> {
     return undefined;
   }
