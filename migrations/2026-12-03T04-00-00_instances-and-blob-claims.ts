@@ -25,7 +25,11 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('sha256', 'text', (c) => c.notNull())
     .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
     .execute();
-  await db.schema.createIndex('blob_claims_sha256_idx').on('blob_claims').column('sha256').execute();
+  await db.schema
+    .createIndex('blob_claims_sha256_idx')
+    .on('blob_claims')
+    .column('sha256')
+    .execute();
   await db.schema
     .createIndex('blob_claims_instance_idx')
     .on('blob_claims')

@@ -34,6 +34,10 @@ import { BundleRepository } from './bundles/bundle.repository';
 import { BundleService } from './bundles/bundle.service';
 import { IdempotencyRepository } from './evidence/idempotency.repository';
 import { IngestService } from './ingest/ingest.service';
+import { BlobClaimRepository } from './ingest/blob-claim.repository';
+import { BlobClaims } from './ingest/blob-claims';
+import { LeftoverSweep } from './ingest/leftover-sweep';
+import { InstanceRegistry } from './jobs/instance-registry';
 import { ResumableUploadRepository } from './ingest/resumable/resumable-upload.repository';
 import { ResumableUploadStore } from './ingest/resumable/resumable-upload.store';
 import { UploadLocker } from './ingest/resumable/upload-locker';
@@ -96,6 +100,10 @@ export interface AppContext {
   bundles: BundleService;
   mediaJobs: MediaJobs;
   scratch: ScratchRepository;
+  /** This process among the instances sharing the database and store (its id names its staging). */
+  instance: InstanceRegistry;
+  /** Removes staging and orphan blobs that interrupted uploads left: main/worker start it. */
+  leftovers: LeftoverSweep;
   /** The shared PostgreSQL job queue, when this process connects one. */
   queue?: JobQueue;
   shuttingDown: boolean;
@@ -115,11 +123,14 @@ export interface ContextOptions {
   mediaTools?: boolean;
 }
 
-export async function createBlobStore(config: AppConfig): Promise<BlobStore> {
+export async function createBlobStore(
+  config: AppConfig,
+  opts: { stagingOwner?: string } = {},
+): Promise<BlobStore> {
   if (config.storage.driver === 's3') {
-    return new S3BlobStore(createS3Client(config.storage.s3), config.storage.s3);
+    return new S3BlobStore(createS3Client(config.storage.s3), config.storage.s3, opts);
   }
-  return new FsBlobStore(config.storage.root).init();
+  return new FsBlobStore(config.storage.root, opts).init();
 }
 
 async function loadSigningKey(
@@ -157,6 +168,7 @@ export async function buildContext(
   const databaseUrl = config.database.url ?? embedded!.connectionString;
   let db: Db | undefined;
   let disposeTools: (() => Promise<void>) | undefined;
+  let instance: InstanceRegistry | undefined;
   try {
     const owner = createDb(databaseUrl, 1);
     let role: string | undefined;
@@ -178,7 +190,10 @@ export async function buildContext(
       (err) => logger.warn({ err }, 'idle database connection lost'),
       role,
     );
-    const configured = await createBlobStore(config);
+    // Registered before anything is written: staging keys carry this instance's id.
+    instance = new InstanceRegistry(databaseUrl, logger, { role });
+    await instance.start();
+    const configured = await createBlobStore(config, { stagingOwner: instance.id });
     const blobStore = options.wrapBlobStore?.(configured) ?? configured;
     const evidenceRepo = new EvidenceRepository();
     const auditRepo = new AuditRepository();
@@ -297,6 +312,13 @@ export async function buildContext(
       logger,
       queue,
     );
+    const claims = new BlobClaims(db, new BlobClaimRepository(), blobStore, instance, logger, {
+      objectLock: config.storage.driver === 's3' && config.storage.s3.objectLock !== undefined,
+    });
+    const leftovers = new LeftoverSweep(db, blobStore, instance, claims, logger, {
+      intervalSeconds: config.custody.leftoverSweepSeconds,
+      stagingGraceHours: config.custody.stagingGraceHours,
+    });
     const ingest = new IngestService(
       db,
       blobStore,
@@ -304,7 +326,7 @@ export async function buildContext(
       new IdempotencyRepository(),
       audit,
       logger,
-      { ...phone, listener: mediaJobs, segments: segmentRepo },
+      { ...phone, listener: mediaJobs, segments: segmentRepo, claims },
     );
     const uploadLocker = new UploadLocker(databaseUrl, logger, { role });
     const uploads = new ResumableUploadStore(
@@ -315,7 +337,10 @@ export async function buildContext(
       uploadLocker,
       hasher,
       logger,
-      { expiryMs: config.resumableExpiryHours * 3_600_000 },
+      {
+        expiryMs: config.resumableExpiryHours * 3_600_000,
+        onAbandonedDigest: (sha256) => claims.dropIfUnused(sha256),
+      },
     );
     const uploadSweep = new UploadSweep(uploads, logger);
     const twilio = new TwilioService(
@@ -413,9 +438,12 @@ export async function buildContext(
       ),
       mediaJobs,
       scratch,
+      instance,
+      leftovers,
       queue,
       shuttingDown: false,
       async close() {
+        await leftovers.stop();
         jobs.stop();
         mediaJobs.stop();
         await uploadSweep.stop();
@@ -424,12 +452,14 @@ export async function buildContext(
         await tools.dispose();
         await hasher.close();
         await blobStore.close();
+        await instance!.close();
         await pool.destroy();
         await embedded?.stop();
       },
     };
     return ctx;
   } catch (err) {
+    await instance?.close();
     await db?.destroy();
     await disposeTools?.();
     await embedded?.stop();

@@ -28,11 +28,9 @@ async function main(): Promise<void> {
     ].join('\n'),
   );
 
-  // Uploads cut off by a crash leave staging objects: swept now, and by every scrub job after.
-  ctx.blobStore
-    .sweepStaging(new Date(Date.now() - config.custody.stagingGraceHours * 3600_000))
-    .then((removed) => removed && logger.info({ removed }, 'removed stale staging uploads'))
-    .catch((err) => logger.warn({ err }, 'staging sweep failed'));
+  // What uploads cut off by a crash left (staging of instances that are gone, blobs promoted
+  // without a row): removed now, and every LEFTOVER_SWEEP_SECONDS.
+  void ctx.leftovers.start();
   // Scrub, retention, checkpoints and media work on the PostgreSQL job queue (WORKERS=0: this
   // instance only queues; another instance or `npm run worker` does the work).
   await startBackgroundWork(ctx);

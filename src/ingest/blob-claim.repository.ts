@@ -48,15 +48,9 @@ export class BlobClaimRepository {
   }
 
   /** Every claim but those of this instance's requests in flight, oldest first. */
-  async notInFlight(
-    db: Executor,
-    inFlight: string[],
-    limit: number,
-  ): Promise<BlobClaimRow[]> {
+  async notInFlight(db: Executor, inFlight: string[], limit: number): Promise<BlobClaimRow[]> {
     let q = db.selectFrom('blob_claims').select(['id', 'instance_id', 'sha256']);
     if (inFlight.length > 0) q = q.where('id', 'not in', inFlight);
-    return q.orderBy('created_at')
-      .limit(limit)
-      .execute();
+    return q.orderBy('created_at').limit(limit).execute();
   }
 }

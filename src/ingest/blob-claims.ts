@@ -111,6 +111,26 @@ export class BlobClaims {
     return dropped;
   }
 
+  /** Deletes a digest's evidence blob if nothing needs it (a resumable upload given up on). */
+  async dropIfUnused(sha256: string): Promise<void> {
+    await this.db.transaction().execute(async (tx) => {
+      await this.repo.lockDigest(tx, sha256);
+      if (await this.repo.inUse(tx, sha256)) return;
+      await this.deleteOrphan(blobKeyFor(sha256));
+    });
+  }
+
+  private async deleteOrphan(key: string): Promise<void> {
+    if ((await this.store.stat(key)) === undefined) return;
+    await this.store.delete(key);
+    this.logger.info(
+      { blobKey: key, retained: this.opts.objectLock ?? false },
+      this.opts.objectLock
+        ? 'orphan blob hidden by a delete marker; its locked version stays until retention ends'
+        : 'orphan blob removed',
+    );
+  }
+
   private async drop(claim: BlobClaim): Promise<void> {
     const key = blobKeyFor(claim.sha256);
     await this.db.transaction().execute(async (tx) => {
@@ -118,13 +138,7 @@ export class BlobClaims {
       if (!(await this.repo.delete(tx, claim.id))) return; // consumed, or dropped elsewhere
       if (await this.repo.inUse(tx, claim.sha256)) return;
       // Under the digest's lock: no new claim can see this blob and skip writing it.
-      await this.store.delete(key);
-      this.logger.info(
-        { blobKey: key, retained: this.opts.objectLock ?? false },
-        this.opts.objectLock
-          ? 'orphan blob hidden by a delete marker; its locked version stays until retention ends'
-          : 'orphan blob removed',
-      );
+      await this.deleteOrphan(key);
     });
   }
 }

@@ -154,10 +154,7 @@ export class FsBlobStore implements BlobStore {
     await fs.rm(this.pathOf(stagingKey), { force: true });
   }
 
-  async sweepStaging(
-    before: Date,
-    isGone?: (owner: string) => Promise<boolean>,
-  ): Promise<number> {
+  async sweepStaging(before: Date, isGone?: (owner: string) => Promise<boolean>): Promise<number> {
     const dir = path.join(this.root, STAGING_PREFIX);
     let removed = 0;
     for (const name of await fs.readdir(dir)) {

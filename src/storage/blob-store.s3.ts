@@ -397,10 +397,7 @@ export class S3BlobStore implements BlobStore {
     return found;
   }
 
-  async sweepStaging(
-    before: Date,
-    isGone?: (owner: string) => Promise<boolean>,
-  ): Promise<number> {
+  async sweepStaging(before: Date, isGone?: (owner: string) => Promise<boolean>): Promise<number> {
     const stale = async (key: string, at: Date) => {
       const owner = stagingOwner(key);
       return at < before || Boolean(owner && isGone && (await isGone(owner)));
