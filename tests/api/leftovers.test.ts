@@ -1,7 +1,10 @@
 import { Readable } from 'node:stream';
+import { loadConfig } from '../../src/config';
+import { buildContext, type AppContext } from '../../src/context';
+import { createLogger } from '../../src/logger';
 import { bearer, DRIVERS, startTestApp, type Driver, type TestApp } from '../support/harness';
-import { leftovers, storeOf } from '../support/leftovers';
-import { fakeMedia } from '../support/media';
+import { eventually, leftovers, storeOf } from '../support/leftovers';
+import { fakeMedia, sha256 } from '../support/media';
 import { rawRequest, upload } from '../support/multipart';
 
 jest.setTimeout(120_000);
@@ -114,3 +117,99 @@ describe.each(DRIVERS)(
     });
   },
 );
+
+/**
+ * Two instances share one database and store: a start-up sweep on one never touches staging that
+ * a live request of the other is writing, and removes at once what an ended instance left.
+ */
+describe.each(DRIVERS)('the leftover sweep across instances (%s)', (driver: Driver) => {
+  let a: TestApp;
+  let ctxB: AppContext;
+  const configFor = () =>
+    loadConfig({
+      DATABASE_URL: a.databaseUrl,
+      DATA_DIR: a.dataDir,
+      PORT: '0',
+      LOG_LEVEL: 'silent',
+      DATABASE_POOL_SIZE: '3',
+      ...a.s3?.env,
+    });
+  beforeAll(async () => {
+    a = await startTestApp(driver);
+    ctxB = await buildContext(configFor(), createLogger('silent'), {
+      migrate: false,
+      mediaTools: false,
+    });
+  });
+  afterAll(async () => {
+    await ctxB.close();
+    await a.close();
+  });
+
+  const stored = () => leftovers(a.ctx.db, storeOf(a.dataDir, a.s3));
+
+  it("never removes the staging of another live instance's request", async () => {
+    const body = fakeMedia('wav', 3 * 1024 * 1024);
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    async function* slow() {
+      yield body.subarray(0, 512 * 1024);
+      await held;
+      yield body.subarray(512 * 1024);
+    }
+    const answer = rawRequest(
+      `${a.url}/v1/calls/live-1/recording?source=sweep`,
+      {
+        method: 'PUT',
+        headers: {
+          ...bearer(a.keys.ingest),
+          'Content-Type': 'audio/wav',
+          'Content-Length': String(body.length),
+        },
+      },
+      Readable.from(slow()),
+    );
+    if (driver === 'fs') {
+      // On disk the staging file exists from the first byte; it is A's, and A is alive.
+      const staging = await eventually(
+        async () => (await stored()).staging,
+        (s) => s.length === 1,
+      );
+      expect(staging[0]).toMatch(new RegExp(`^staging/${a.ctx.instance.id}\\.`));
+    }
+    const report = await ctxB.leftovers.runOnce();
+    expect(report?.stagingRemoved).toBe(0);
+    release();
+    expect((await answer).status).toBe(201);
+    expect(await stored()).toEqual({ orphans: [], staging: [] });
+  });
+
+  it('removes at once the staging and the unclaimed blobs of an instance that has ended', async () => {
+    const ctxC = await buildContext(configFor(), createLogger('silent'), {
+      migrate: false,
+      mediaTools: false,
+    });
+    const cut = await ctxC.blobStore.writeStaging(Readable.from([fakeMedia('wav', 4096)]));
+    expect(cut.startsWith(`staging/${ctxC.instance.id}.`)).toBe(true);
+    // C promoted a blob and ended before its row committed (the claim is what C left).
+    const bytes = fakeMedia('wav', 8192);
+    const claim = await ctxC.ingest['opts'].claims!.claim(sha256(bytes));
+    const { key } = await ctxC.blobStore.promote(
+      await ctxC.blobStore.writeStaging(Readable.from([bytes])),
+      claim.sha256,
+      bytes.length,
+    );
+    // While C lives, B's sweep leaves all of it alone.
+    expect(await ctxB.leftovers.runOnce()).toEqual({
+      stagingRemoved: 0,
+      claimsDropped: 0,
+      instancesForgotten: 0,
+    });
+    expect((await stored()).orphans).toEqual([key]);
+    await ctxC.close();
+    const report = await ctxB.leftovers.runOnce();
+    // C ended cleanly (its registration went with it); a killed one is tested in kill-leftovers.
+    expect(report).toMatchObject({ stagingRemoved: 1, claimsDropped: 1 });
+    expect(await stored()).toEqual({ orphans: [], staging: [] });
+  });
+});
