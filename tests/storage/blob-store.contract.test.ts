@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -140,6 +140,32 @@ describe.each<Driver>(['fs', 's3'])('BlobStore contract (%s)', (driver) => {
     expect(await store.sweepStaging(new Date())).toBe(1);
     expect((await keys()).filter((k) => k.includes('staging'))).toEqual([]);
     expect(await store.stat(key)).toBe(data.length);
+  });
+
+  it("sweeps, at any age, the staging of an instance that is gone, and never a live one's", async () => {
+    const config = loadConfig({ DATA_DIR: dataDir, ...s3?.env });
+    const [live, gone] = [randomUUID(), randomUUID()];
+    const ofLive = await createBlobStore(config, { stagingOwner: live });
+    const ofGone = await createBlobStore(config, { stagingOwner: gone });
+    const kept = await ofLive.writeStaging(chunked(Buffer.from('being written')));
+    const cut = await ofGone.writeStaging(chunked(Buffer.from('cut off by a kill')));
+    expect([kept, cut]).toEqual([
+      expect.stringMatching(new RegExp(`^staging/${live}\\.[0-9a-f-]{36}$`)),
+      expect.stringMatching(new RegExp(`^staging/${gone}\\.[0-9a-f-]{36}$`)),
+    ]);
+    const asked: string[] = [];
+    const isGone = async (owner: string) => {
+      asked.push(owner);
+      return owner === gone;
+    };
+    expect(await store.sweepStaging(new Date(Date.now() - 3600_000), isGone)).toBe(1);
+    expect(asked.sort()).toEqual([live, gone].sort());
+    expect((await keys()).filter((k) => k.startsWith('staging/'))).toEqual([kept]);
+    // The live instance's staging object is still promotable.
+    const data = Buffer.from('being written');
+    expect((await ofLive.promote(kept, sha256(data), data.length)).created).toBe(true);
+    await ofLive.close();
+    await ofGone.close();
   });
 
   it('refuses to serve a blob whose size is not the archived size', async () => {
