@@ -34,10 +34,10 @@ export async function startServer(
 
   let inFlight = 0;
   let drained: (() => void) | undefined;
-  const open = new Map<http.ServerResponse, string>();
+  const open = new Map<http.ServerResponse, http.IncomingMessage>();
   server.on('request', (req, res) => {
     inFlight++;
-    open.set(res, (req.url ?? '/').split('?')[0]!);
+    open.set(res, req);
     res.once('close', () => {
       inFlight--;
       open.delete(res);
@@ -50,7 +50,7 @@ export async function startServer(
    * client can retry, not a reset it cannot tell from a crash.
    */
   const refuseRemaining = () => {
-    for (const [res, path] of open) {
+    for (const [res, req] of open) {
       if (res.headersSent) continue;
       res.writeHead(503, {
         'Content-Type': 'application/problem+json',
@@ -62,10 +62,14 @@ export async function startServer(
           problemBody(
             'not_ready',
             'The service is shutting down and this request did not finish in time; it was not acknowledged. Retry it (a retry of an upload that was archived after all answers with the same item).',
-            path,
+            (req.url ?? '/').split('?')[0]!,
           ),
         ),
       );
+      // The body is not read any further: destroying the request (not just its socket, which a
+      // finished response no longer links to it) runs the upload's own abort path, which discards
+      // its staging. A moment first, so the refusal reaches the client before the socket goes.
+      setTimeout(() => req.destroy(), 200).unref();
     }
   };
 
