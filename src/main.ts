@@ -11,6 +11,32 @@ async function main(): Promise<void> {
   const ctx = await buildContext(config, logger, { migrate: true, jobQueue: true });
   const running = await startServer(createApp(ctx), config);
 
+  // Handled from the moment requests can arrive: a SIGTERM while background work is still
+  // starting (pg-boss creating its schema on a first start) would otherwise end the process
+  // mid-request with the signal's default action.
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    ctx.shuttingDown = true;
+    logger.info({ signal, graceMs: config.http.shutdownGraceMs }, 'shutting down');
+    try {
+      await running.close(config.http.shutdownGraceMs);
+      // The last events of this run are signed before it ends, not left to the next interval.
+      await ctx.checkpoints
+        .checkpoint()
+        .catch((err) => logger.warn({ err }, 'final checkpoint failed'));
+      await ctx.close();
+      logger.info('stopped');
+      process.exit(0);
+    } catch (err) {
+      logger.error({ err }, 'unclean shutdown');
+      process.exit(1);
+    }
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+
   const where = config.database.url
     ? 'external PostgreSQL'
     : `embedded PostgreSQL in ${config.dataDir}`;
@@ -34,29 +60,6 @@ async function main(): Promise<void> {
   // Scrub, retention, checkpoints and media work on the PostgreSQL job queue (WORKERS=0: this
   // instance only queues; another instance or `npm run worker` does the work).
   await startBackgroundWork(ctx);
-
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    ctx.shuttingDown = true;
-    logger.info({ signal, graceMs: config.http.shutdownGraceMs }, 'shutting down');
-    try {
-      await running.close(config.http.shutdownGraceMs);
-      // The last events of this run are signed before it ends, not left to the next interval.
-      await ctx.checkpoints
-        .checkpoint()
-        .catch((err) => logger.warn({ err }, 'final checkpoint failed'));
-      await ctx.close();
-      logger.info('stopped');
-      process.exit(0);
-    } catch (err) {
-      logger.error({ err }, 'unclean shutdown');
-      process.exit(1);
-    }
-  };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
 }
 
 main().catch((err) => {
