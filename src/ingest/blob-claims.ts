@@ -102,11 +102,16 @@ export class BlobClaims {
       return v;
     };
     let dropped = 0;
-    const rows = await this.repo.notInFlight(this.db, [...this.inFlight], RECONCILE_BATCH);
-    for (const row of rows) {
-      if (!(await gone(row))) continue;
-      await this.drop(row);
-      dropped++;
+    // Batch after batch while batches yield something: claims of live requests stay in the way.
+    for (let progress = true; progress;) {
+      const rows = await this.repo.notInFlight(this.db, [...this.inFlight], RECONCILE_BATCH);
+      progress = false;
+      for (const row of rows) {
+        if (!(await gone(row))) continue;
+        await this.drop(row);
+        dropped++;
+        progress = rows.length === RECONCILE_BATCH;
+      }
     }
     return dropped;
   }
