@@ -40,11 +40,16 @@ export class InstanceRegistry {
     await this.ensure();
     this.timer = setInterval(
       () =>
-        void this.ensure().catch((err: unknown) =>
+        void this.heartbeat().catch((err: unknown) =>
           this.logger.warn({ err }, 'instance registration lost; retrying'),
         ),
       this.opts.heartbeatMs ?? HEARTBEAT_MS,
     ).unref();
+  }
+
+  /** Marks this instance seen, and registers it again if its session (and lock) was lost. */
+  heartbeat(): Promise<void> {
+    return this.ensure();
   }
 
   /** The session holding this instance's lock: opened (and the lock taken) when missing. */

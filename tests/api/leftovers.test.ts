@@ -1,4 +1,6 @@
 import { Readable } from 'node:stream';
+import { sql } from 'kysely';
+import pg from 'pg';
 import { loadConfig } from '../../src/config';
 import { buildContext, type AppContext } from '../../src/context';
 import { createLogger } from '../../src/logger';
@@ -211,5 +213,91 @@ describe.each(DRIVERS)('the leftover sweep across instances (%s)', (driver: Driv
     // C ended cleanly (its registration went with it); a killed one is tested in kill-leftovers.
     expect(report).toMatchObject({ stagingRemoved: 1, claimsDropped: 1 });
     expect(await stored()).toEqual({ orphans: [], staging: [] });
+  });
+});
+
+/**
+ * An instance whose database session is lost looks gone: another instance may take its claims and
+ * delete the blobs. The request that was committing one must then fail (503), never acknowledge an
+ * item whose bytes were just removed; the instance registers again and the retry is archived.
+ */
+describe('an instance that lost its registration mid-commit', () => {
+  let a: TestApp;
+  let ctxB: AppContext;
+  let releasePromote!: () => void;
+  let promoted!: () => void;
+  const atPromote = new Promise<void>((r) => (promoted = r));
+  const held = new Promise<void>((r) => (releasePromote = r));
+  let holdNext = true;
+  beforeAll(async () => {
+    a = await startTestApp(
+      'fs',
+      {},
+      {
+        // The real disk store; the first promotion is held right after it completed.
+        wrapBlobStore: (store) =>
+          Object.assign(Object.create(store) as typeof store, {
+            promote: async (...args: Parameters<typeof store.promote>) => {
+              const result = await store.promote(...args);
+              if (holdNext && args[3] !== 'derived') {
+                holdNext = false;
+                promoted();
+                await held;
+              }
+              return result;
+            },
+          }),
+      },
+    );
+    ctxB = await buildContext(
+      loadConfig({
+        DATABASE_URL: a.databaseUrl,
+        DATA_DIR: a.dataDir,
+        PORT: '0',
+        LOG_LEVEL: 'silent',
+        DATABASE_POOL_SIZE: '3',
+      }),
+      createLogger('silent'),
+      { migrate: false, mediaTools: false },
+    );
+  });
+  afterAll(async () => {
+    await ctxB.close();
+    await a.close();
+  });
+
+  it('answers 503 rather than acknowledge an item whose blob another instance removed', async () => {
+    const body = fakeMedia('wav', 200 * 1024);
+    const answer = push(a, 'fenced-1', body);
+    await atPromote;
+    // A's instance session ends (as a database restart or a network cut would end it).
+    const { rows } = await sql<{ pid: number }>`
+      select l.pid from pg_locks l join service_instances i on l.objid = i.lock_key::oid
+      where l.locktype = 'advisory' and l.classid = ${0x696e73}::int::oid and i.id = ${a.ctx.instance.id}
+        and l.database = (select oid from pg_database where datname = current_database())`.execute(
+      ctxB.db,
+    );
+    expect(rows).toHaveLength(1);
+    const owner = new pg.Client({ connectionString: a.databaseUrl });
+    await owner.connect();
+    await owner.query('select pg_terminate_backend($1::int)', [rows[0]!.pid]);
+    await owner.end();
+    expect(await ctxB.instance.isLive(ctxB.db, a.ctx.instance.id)).toBe(false);
+    // B takes A's claim and, with nothing else needing it, deletes the blob A just promoted.
+    expect(await ctxB.leftovers.runOnce()).toMatchObject({ claimsDropped: 1 });
+    releasePromote();
+    const res = await answer;
+    expect([res.status, res.json().code]).toEqual([503, 'not_ready']);
+    expect(await leftovers(a.ctx.db, storeOf(a.dataDir))).toEqual({ orphans: [], staging: [] });
+    // A registers again on its next heartbeat; the client's retry is archived whole.
+    await a.ctx.instance.heartbeat();
+    expect(await ctxB.instance.isLive(ctxB.db, a.ctx.instance.id)).toBe(true);
+    const retry = await push(a, 'fenced-1', body);
+    expect(retry.status).toBe(201);
+    const content = await fetch(`${a.url}/v1/evidence/${retry.json().id}/content`, {
+      headers: bearer(a.keys.admin),
+    });
+    expect(sha256(Buffer.from(await content.arrayBuffer()))).toBe(sha256(body));
+    expect(await leftovers(a.ctx.db, storeOf(a.dataDir))).toEqual({ orphans: [], staging: [] });
   });
 });
