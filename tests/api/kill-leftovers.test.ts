@@ -124,7 +124,8 @@ describe.each(DRIVERS)('crashes and stops while uploads run (%s)', (driver: Driv
       partial = lines.pop()!;
       out.lines.push(...lines);
     });
-    for (let i = 0; i < 300; i++) {
+    // Up to a minute: a 2-core CI machine running another suite's child processes starts slowly.
+    for (let i = 0; i < 600; i++) {
       const ok = await fetch(`${url}/readyz`).then(
         (r) => r.ok,
         () => false,

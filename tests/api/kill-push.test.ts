@@ -73,7 +73,7 @@ describe('uploads while the service is killed', () => {
 
   async function start(): Promise<void> {
     service = spawn(process.execPath, [SERVICE], { env: env(), stdio: 'ignore' });
-    for (let i = 0; i < 200; i++) {
+    for (let i = 0; i < 600; i++) {
       const ok = await fetch(`${url}/readyz`).then(
         (r) => r.ok,
         () => false,
