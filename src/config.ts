@@ -81,6 +81,7 @@ const envSchema = z.object({
   SCRUB_INTERVAL_MINUTES: int(1, 1440).default(60),
   SCRUB_FULL_PASS_DAYS: int(1, 3650).default(30),
   STAGING_GRACE_HOURS: int(1, 24 * 30).default(24),
+  LEFTOVER_SWEEP_SECONDS: int(5, 3600).default(60),
   RETENTION_INTERVAL_MINUTES: int(1, 1440).default(60),
   RETENTION_DAYS_PACKING_VIDEO: int(0, 36500).default(180),
   RETENTION_DAYS_CALL_RECORDING: int(0, 36500).default(365),
@@ -167,6 +168,8 @@ export interface AppConfig {
     scrubIntervalMinutes: number;
     scrubFullPassDays: number;
     stagingGraceHours: number;
+    /** How often each instance removes what interrupted uploads left (and once at start-up). */
+    leftoverSweepSeconds: number;
     auditReads: boolean;
   };
   retention: {
@@ -371,6 +374,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       scrubIntervalMinutes: e.SCRUB_INTERVAL_MINUTES,
       scrubFullPassDays: e.SCRUB_FULL_PASS_DAYS,
       stagingGraceHours: e.STAGING_GRACE_HOURS,
+      leftoverSweepSeconds: e.LEFTOVER_SWEEP_SECONDS,
       auditReads: e.AUDIT_READS,
     },
     retention: {

@@ -35,6 +35,10 @@ import { BundleRepository } from './bundles/bundle.repository';
 import { BundleService } from './bundles/bundle.service';
 import { IdempotencyRepository } from './evidence/idempotency.repository';
 import { IngestService } from './ingest/ingest.service';
+import { BlobClaimRepository } from './ingest/blob-claim.repository';
+import { BlobClaims } from './ingest/blob-claims';
+import { LeftoverSweep } from './ingest/leftover-sweep';
+import { InstanceRegistry } from './jobs/instance-registry';
 import { ResumableUploadRepository } from './ingest/resumable/resumable-upload.repository';
 import { ResumableUploadStore } from './ingest/resumable/resumable-upload.store';
 import { UploadLocker } from './ingest/resumable/upload-locker';
@@ -98,6 +102,10 @@ export interface AppContext {
   bundles: BundleService;
   mediaJobs: MediaJobs;
   scratch: ScratchRepository;
+  /** This process among the instances sharing the database and store (its id names its staging). */
+  instance: InstanceRegistry;
+  /** Removes staging and orphan blobs that interrupted uploads left: main/worker start it. */
+  leftovers: LeftoverSweep;
   /** The shared PostgreSQL job queue, when this process connects one. */
   queue?: JobQueue;
   /** WORM read-backs of this instance (S3 Object Lock): for /readyz and the metrics. */
@@ -128,7 +136,7 @@ export async function createBlobStore(
   if (config.storage.driver === 's3') {
     return new S3BlobStore(createS3Client(config.storage.s3), config.storage.s3, opts);
   }
-  return new FsBlobStore(config.storage.root).init();
+  return new FsBlobStore(config.storage.root, opts).init();
 }
 
 async function loadSigningKey(
@@ -166,6 +174,7 @@ export async function buildContext(
   const databaseUrl = config.database.url ?? embedded!.connectionString;
   let db: Db | undefined;
   let disposeTools: (() => Promise<void>) | undefined;
+  let instance: InstanceRegistry | undefined;
   try {
     const owner = createDb(databaseUrl, 1);
     let role: string | undefined;
@@ -188,7 +197,10 @@ export async function buildContext(
       role,
     );
     const worm = new WormLedger();
-    const configured = await createBlobStore(config, { worm });
+    // Registered before anything is written: staging keys carry this instance's id.
+    instance = new InstanceRegistry(databaseUrl, logger, { role });
+    await instance.start();
+    const configured = await createBlobStore(config, { worm, stagingOwner: instance.id });
     const blobStore = options.wrapBlobStore?.(configured) ?? configured;
     const evidenceRepo = new EvidenceRepository();
     const auditRepo = new AuditRepository();
@@ -308,6 +320,13 @@ export async function buildContext(
       logger,
       queue,
     );
+    const claims = new BlobClaims(db, new BlobClaimRepository(), blobStore, instance, logger, {
+      objectLock: config.storage.driver === 's3' && config.storage.s3.objectLock !== undefined,
+    });
+    const leftovers = new LeftoverSweep(db, blobStore, instance, claims, logger, {
+      intervalSeconds: config.custody.leftoverSweepSeconds,
+      stagingGraceHours: config.custody.stagingGraceHours,
+    });
     const ingest = new IngestService(
       db,
       blobStore,
@@ -315,7 +334,7 @@ export async function buildContext(
       new IdempotencyRepository(),
       audit,
       logger,
-      { ...phone, listener: mediaJobs, segments: segmentRepo },
+      { ...phone, listener: mediaJobs, segments: segmentRepo, claims },
     );
     const uploadLocker = new UploadLocker(databaseUrl, logger, { role });
     const uploads = new ResumableUploadStore(
@@ -326,7 +345,10 @@ export async function buildContext(
       uploadLocker,
       hasher,
       logger,
-      { expiryMs: config.resumableExpiryHours * 3_600_000 },
+      {
+        expiryMs: config.resumableExpiryHours * 3_600_000,
+        onAbandonedDigest: (sha256) => claims.dropIfUnused(sha256),
+      },
     );
     const uploadSweep = new UploadSweep(uploads, logger);
     const twilio = new TwilioService(
@@ -427,11 +449,14 @@ export async function buildContext(
       ),
       mediaJobs,
       scratch,
+      instance,
+      leftovers,
       queue,
       shuttingDown: false,
       refusals,
       async close() {
         await refusals.close(); // its counts go to the trail while the database is still there
+        await leftovers.stop();
         jobs.stop();
         mediaJobs.stop();
         await uploadSweep.stop();
@@ -440,12 +465,14 @@ export async function buildContext(
         await tools.dispose();
         await hasher.close();
         await blobStore.close();
+        await instance!.close();
         await pool.destroy();
         await embedded?.stop();
       },
     };
     return ctx;
   } catch (err) {
+    await instance?.close();
     await db?.destroy();
     await disposeTools?.();
     await embedded?.stop();

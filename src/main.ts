@@ -11,32 +11,9 @@ async function main(): Promise<void> {
   const ctx = await buildContext(config, logger, { migrate: true, jobQueue: true });
   const running = await startServer(createApp(ctx), config);
 
-  const where = config.database.url
-    ? 'external PostgreSQL'
-    : `embedded PostgreSQL in ${config.dataDir}`;
-  const store =
-    config.storage.driver === 's3'
-      ? `S3 bucket ${config.storage.s3.bucket}`
-      : `disk (${config.storage.root})`;
-  logger.info({ url: running.url }, 'evidence archive listening');
-  console.log(
-    [
-      `Evidence archive listening on ${config.publicUrl ?? running.url}`,
-      `  metadata: ${where}; blobs: ${store}`,
-      `  mint a key: npm run keys -- create --role admin --name "first admin" --json`,
-      `  API description: ${running.url}/openapi.json`,
-    ].join('\n'),
-  );
-
-  // Uploads cut off by a crash leave staging objects: swept now, and by every scrub job after.
-  ctx.blobStore
-    .sweepStaging(new Date(Date.now() - config.custody.stagingGraceHours * 3600_000))
-    .then((removed) => removed && logger.info({ removed }, 'removed stale staging uploads'))
-    .catch((err) => logger.warn({ err }, 'staging sweep failed'));
-  // Scrub, retention, checkpoints and media work on the PostgreSQL job queue (WORKERS=0: this
-  // instance only queues; another instance or `npm run worker` does the work).
-  await startBackgroundWork(ctx);
-
+  // Handled from the moment requests can arrive: a SIGTERM while background work is still
+  // starting (pg-boss creating its schema on a first start) would otherwise end the process
+  // mid-request with the signal's default action.
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
@@ -59,6 +36,30 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+
+  const where = config.database.url
+    ? 'external PostgreSQL'
+    : `embedded PostgreSQL in ${config.dataDir}`;
+  const store =
+    config.storage.driver === 's3'
+      ? `S3 bucket ${config.storage.s3.bucket}`
+      : `disk (${config.storage.root})`;
+  logger.info({ url: running.url }, 'evidence archive listening');
+  console.log(
+    [
+      `Evidence archive listening on ${config.publicUrl ?? running.url}`,
+      `  metadata: ${where}; blobs: ${store}`,
+      `  mint a key: npm run keys -- create --role admin --name "first admin" --json`,
+      `  API description: ${running.url}/openapi.json`,
+    ].join('\n'),
+  );
+
+  // What uploads cut off by a crash left (staging of instances that are gone, blobs promoted
+  // without a row): removed now, and every LEFTOVER_SWEEP_SECONDS.
+  void ctx.leftovers.start();
+  // Scrub, retention, checkpoints and media work on the PostgreSQL job queue (WORKERS=0: this
+  // instance only queues; another instance or `npm run worker` does the work).
+  await startBackgroundWork(ctx);
 }
 
 main().catch((err) => {

@@ -13,6 +13,7 @@ async function worker(): Promise<void> {
   const logger = createLogger(config.logLevel);
   const ctx = await buildContext(config, logger, { migrate: true, jobQueue: true });
   await startBackgroundWork(ctx, true);
+  void ctx.leftovers.start();
   logger.info(
     {
       mediaConcurrency: config.media.concurrency,

@@ -284,6 +284,24 @@ export interface SegmentCutsTable {
   updated_at: ColumnType<Date, Date | undefined, Date>;
 }
 
+/** A running process that writes to the store: live while it holds its session advisory lock. */
+export interface ServiceInstancesTable {
+  id: string;
+  lock_key: ColumnType<number, never, never>;
+  host: string;
+  pid: number;
+  started_at: ColumnType<Date, Date | undefined, never>;
+  seen_at: ColumnType<Date, Date | undefined, Date>;
+}
+
+/** A blob being promoted by a live request, until its item row commits (or the claim is dropped). */
+export interface BlobClaimsTable {
+  id: string;
+  instance_id: string;
+  sha256: string;
+  created_at: ColumnType<Date, Date | undefined, never>;
+}
+
 export interface Database {
   segments: SegmentsTable;
   segment_cuts: SegmentCutsTable;
@@ -304,6 +322,8 @@ export interface Database {
   evidence_receipts: EvidenceReceiptsTable;
   idempotency_keys: IdempotencyKeysTable;
   bundles: BundlesTable;
+  service_instances: ServiceInstancesTable;
+  blob_claims: BlobClaimsTable;
 }
 
 /** A dispute bundle: what it takes to give the same ZIP bytes on every download. Never changed. */

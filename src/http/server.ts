@@ -2,6 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import type { AppConfig } from '../config';
+import { problemBody } from './problem';
 
 export interface RunningServer {
   server: http.Server;
@@ -33,13 +34,44 @@ export async function startServer(
 
   let inFlight = 0;
   let drained: (() => void) | undefined;
-  server.on('request', (_req, res) => {
+  const open = new Map<http.ServerResponse, http.IncomingMessage>();
+  server.on('request', (req, res) => {
     inFlight++;
+    open.set(res, req);
     res.once('close', () => {
       inFlight--;
+      open.delete(res);
       if (inFlight === 0) drained?.();
     });
   });
+  /**
+   * At the end of the grace period, requests still running (an upload whose client is slower than
+   * the grace) are told 503 with Retry-After before their connections are cut: a clean refusal the
+   * client can retry, not a reset it cannot tell from a crash.
+   */
+  const refuseRemaining = () => {
+    for (const [res, req] of open) {
+      if (res.headersSent) continue;
+      res.writeHead(503, {
+        'Content-Type': 'application/problem+json',
+        'Retry-After': '5',
+        Connection: 'close',
+      });
+      res.end(
+        JSON.stringify(
+          problemBody(
+            'not_ready',
+            'The service is shutting down and this request did not finish in time; it was not acknowledged. Retry it (a retry of an upload that was archived after all answers with the same item).',
+            (req.url ?? '/').split('?')[0]!,
+          ),
+        ),
+      );
+      // The body is not read any further: destroying the request (not just its socket, which a
+      // finished response no longer links to it) runs the upload's own abort path, which discards
+      // its staging. A moment first, so the refusal reaches the client before the socket goes.
+      setTimeout(() => req.destroy(), 200).unref();
+    }
+  };
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -61,7 +93,11 @@ export async function startServer(
         drained = resolve;
         if (inFlight === 0) resolve();
       });
-      const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+      const timer = setTimeout(() => {
+        refuseRemaining();
+        // A moment for the refusals to be written before the sockets go.
+        setTimeout(() => server.closeAllConnections(), 200).unref();
+      }, graceMs);
       await idle;
       clearTimeout(timer);
       server.closeAllConnections();

@@ -18,6 +18,7 @@ import { parseSegments } from '../evidence/segments';
 import type { Logger } from '../logger';
 import type { BlobStore } from '../storage/blob-store';
 import { wormColumns, type WormState } from '../storage/worm';
+import type { BlobClaim, BlobClaims } from './blob-claims';
 import { parseUploadFields, type UploadFields } from './upload-fields';
 import { assertAllowed, type StagedUpload } from './upload-storage-engine';
 
@@ -67,8 +68,24 @@ export class IngestService {
       listener?: ArchiveListener;
       /** Where scan events (per-order segments of a long recording) are kept. */
       segments?: SegmentRepository;
+      /** Claims on blobs between promotion and commit: no blob is left without a row. */
+      claims?: BlobClaims;
     } = {},
   ) {}
+
+  /** Promotions in progress here, by digest: the same bytes are copied once, not once per request. */
+  private readonly promoting = new Map<string, Promise<unknown>>();
+
+  private promoteOnce<T>(sha256: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.promoting.get(sha256) ?? Promise.resolve();
+    const mine = before.catch(() => undefined).then(fn);
+    const tail = mine.catch(() => undefined);
+    this.promoting.set(sha256, tail);
+    void tail.then(() => {
+      if (this.promoting.get(sha256) === tail) this.promoting.delete(sha256);
+    });
+    return mine;
+  }
 
   async ingest(req: IngestRequest): Promise<IngestResult> {
     const { staged } = req;
@@ -76,6 +93,8 @@ export class IngestService {
       throw new AppError('missing_file', 'The request has no file part named "file".');
     }
     let promoted = false;
+    let claim: BlobClaim | undefined;
+    let committed = false;
     try {
       if (staged.size === 0) throw new AppError('empty_file', 'The uploaded file is empty.');
       const fields = parseUploadFields(req.fields);
@@ -110,14 +129,17 @@ export class IngestService {
       // Checked before promotion too, so purged bytes are not stored again only to be refused.
       refuseDeleted(req.principal, await this.evidence.findBySha256(this.db, staged.sha256));
       const started = performance.now();
-      const { key, created, worm } = await this.store.promote(
-        staged.stagingKey,
-        staged.sha256,
-        staged.size,
+      // Claimed before the blob exists at its address: until the row commits, the claim says a
+      // live request owns it; if this request fails, the claim's release removes it again.
+      claim = await this.opts.claims?.claim(staged.sha256);
+      const { key, created, worm } = await this.promoteOnce(staged.sha256, () =>
+        this.store.promote(staged.stagingKey, staged.sha256, staged.size),
       );
       promoted = true;
       const promotedAt = performance.now();
-      const result = await this.record(req, staged, fields, segments, key, worm);
+      const result = await this.record(req, staged, fields, segments, key, worm, claim, () => {
+        committed = true;
+      });
       // New items, and known ones given new segments to cut, go to the media pipeline.
       if (!result.replayed && (result.status === 201 || segments.length > 0)) {
         this.opts.listener?.afterCommit(result.item.id);
@@ -137,6 +159,11 @@ export class IngestService {
       );
       return result;
     } finally {
+      if (claim) {
+        await this.opts.claims!.release(claim, committed).catch((err) => {
+          this.logger.warn({ err, sha256: staged.sha256 }, 'blob claim not released');
+        });
+      }
       if (!promoted && !req.keepStaged) {
         await this.store.discardStaging(staged.stagingKey).catch((err) => {
           this.logger.warn({ err, stagingKey: staged.stagingKey }, 'staging cleanup failed');
@@ -152,6 +179,8 @@ export class IngestService {
     segments: NewSegment[],
     blobKey: string,
     worm: WormState,
+    claim: BlobClaim | undefined,
+    onCommit: () => void,
   ): Promise<IngestResult> {
     const { principal, idempotencyKey } = req;
     const now = this.opts.now?.() ?? new Date();
@@ -166,7 +195,9 @@ export class IngestService {
       (l, i) => all.findIndex((o) => o.type === l.type && o.ref === l.ref) === i,
     );
     try {
-      return await this.db.transaction().execute(async (tx) => {
+      const result = await this.db.transaction().execute(async (tx) => {
+        // First: a claim reconciled meanwhile (this instance looked gone) commits nothing.
+        if (claim) await this.opts.claims!.consume(tx, claim);
         const insertedId = await this.evidence.insertItem(tx, {
           id: randomUUID(),
           kind: fields.kind,
@@ -263,6 +294,8 @@ export class IngestService {
         ]);
         return result;
       });
+      onCommit();
+      return result;
     } catch (err) {
       if (!(err instanceof IdempotencyKeyTaken) || !idempotencyKey) throw err;
       const first = await this.idempotency.find(this.db, principal.keyId, idempotencyKey);

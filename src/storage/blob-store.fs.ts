@@ -10,9 +10,11 @@ import {
   type BlobNamespace,
   isBlobKey,
   isPromotableKey,
+  newStagingKey,
   RESUMABLE_PREFIX,
   type ResumableState,
   STAGING_PREFIX,
+  stagingOwner,
   type BlobStore,
   type ByteRange,
   type PromoteResult,
@@ -24,7 +26,11 @@ import { WORM_NOT_CONFIGURED, type WormState } from './worm';
 export class FsBlobStore implements BlobStore {
   readonly driver = 'fs' as const;
 
-  constructor(private readonly root: string) {}
+  constructor(
+    private readonly root: string,
+    /** The instance writing through this store: its id goes into staging keys. */
+    private readonly opts: { stagingOwner?: string } = {},
+  ) {}
 
   async init(): Promise<this> {
     await fs.mkdir(path.join(this.root, STAGING_PREFIX), { recursive: true, mode: 0o750 });
@@ -42,7 +48,7 @@ export class FsBlobStore implements BlobStore {
   }
 
   async writeStaging(body: Readable): Promise<string> {
-    const key = `${STAGING_PREFIX}${randomUUID()}`;
+    const key = newStagingKey(this.opts.stagingOwner);
     const file = this.pathOf(key);
     const handle = await fs.open(file, 'wx', 0o640);
     try {
@@ -150,13 +156,14 @@ export class FsBlobStore implements BlobStore {
     await fs.rm(this.pathOf(stagingKey), { force: true });
   }
 
-  async sweepStaging(before: Date): Promise<number> {
+  async sweepStaging(before: Date, isGone?: (owner: string) => Promise<boolean>): Promise<number> {
     const dir = path.join(this.root, STAGING_PREFIX);
     let removed = 0;
     for (const name of await fs.readdir(dir)) {
       const file = path.join(dir, name);
       const { mtime } = await fs.stat(file).catch(() => ({ mtime: new Date() }));
-      if (mtime < before) {
+      const owner = stagingOwner(`${STAGING_PREFIX}${name}`);
+      if (mtime < before || (owner && isGone && (await isGone(owner)))) {
         await fs.rm(file, { force: true });
         removed++;
       }

@@ -32,9 +32,11 @@ import {
   type BlobNamespace,
   isBlobKey,
   isPromotableKey,
+  newStagingKey,
   RESUMABLE_PREFIX,
   type ResumableState,
   STAGING_PREFIX,
+  stagingOwner,
   type BlobStore,
   type ByteRange,
   type PromoteResult,
@@ -48,6 +50,8 @@ const MAX_SINGLE_COPY_BYTES = 5 * 1024 ** 3;
 const COPY_PART_BYTES = 1024 ** 3;
 
 export interface S3BlobStoreOptions {
+  /** The instance writing through this store: its id goes into staging keys. */
+  stagingOwner?: string;
   /** Told every WORM read-back (metrics, /readyz). */
   worm?: WormLedger;
   /** Blobs above this many bytes are promoted by multipart copy (tests lower it). */
@@ -113,7 +117,7 @@ export class S3BlobStore implements BlobStore {
   }
 
   async writeStaging(body: Readable): Promise<string> {
-    const key = `${STAGING_PREFIX}${randomUUID()}`;
+    const key = newStagingKey(this.opts.stagingOwner);
     // lib-storage sends small bodies as one PutObject and large ones as a multipart upload,
     // holding at most partSize × queueSize bytes in memory.
     const upload = new Upload({
@@ -475,11 +479,23 @@ export class S3BlobStore implements BlobStore {
     return found;
   }
 
-  async sweepStaging(before: Date): Promise<number> {
+  async sweepStaging(before: Date, isGone?: (owner: string) => Promise<boolean>): Promise<number> {
+    const stale = async (key: string, at: Date) => {
+      const owner = stagingOwner(key);
+      return at < before || Boolean(owner && isGone && (await isGone(owner)));
+    };
     let removed = 0;
     for await (const o of this.list(STAGING_PREFIX)) {
-      if (o.lastModified < before) {
+      if (await stale(o.key, o.lastModified)) {
         await this.deleteObject(o.key);
+        removed++;
+      }
+    }
+    // A large upload cut off by a crash is an unfinished multipart upload, not an object: its
+    // parts are invisible to listings and billed until aborted.
+    for (const u of await this.listMultipart(STAGING_PREFIX)) {
+      if (isPromotableKey(u.key) && (await stale(u.key, u.initiated))) {
+        await this.abortMultipart(u.key, u.uploadId);
         removed++;
       }
     }

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { WormState } from './worm';
 
@@ -31,10 +32,11 @@ export interface BlobStore {
   ): Promise<PromoteResult>;
   discardStaging(stagingKey: string): Promise<void>;
   /**
-   * Deletes staging objects last written before `before`: leftovers of uploads cut off by a crash.
-   * Returns how many were removed.
+   * Deletes staging objects last written before `before` (leftovers of uploads cut off by a crash),
+   * and, of any age, those written by an instance `isGone` says has ended (on S3, with unfinished
+   * multipart uploads). Returns how many were removed.
    */
-  sweepStaging(before: Date): Promise<number>;
+  sweepStaging(before: Date, isGone?: (owner: string) => Promise<boolean>): Promise<number>;
   /**
    * Starts a resumable (tus) upload. Its bytes live under `resumable/`, apart from staging, until
    * completeResumable() makes them one object that promote() accepts like a staging key.
@@ -156,5 +158,19 @@ export const RESUMABLE_PREFIX = 'resumable/';
 
 /** Keys that promote() moves to a content address: a staging object or a finished resumable upload. */
 export function isPromotableKey(key: string): boolean {
-  return /^(staging|resumable)\/[0-9a-f-]{36}$/.test(key);
+  return /^(staging\/([0-9a-f-]{36}\.)?|resumable\/)[0-9a-f-]{36}$/.test(key);
+}
+
+/**
+ * A new staging key. With the writing instance's id (`staging/<instance>.<uuid>`), the staging
+ * sweep removes it as soon as that instance has ended; without one (tools, keys written before
+ * instances were registered), only once it is older than STAGING_GRACE_HOURS.
+ */
+export function newStagingKey(owner: string | undefined): string {
+  return `${STAGING_PREFIX}${owner ? `${owner}.` : ''}${randomUUID()}`;
+}
+
+/** The id of the instance that wrote a staging key, when the key names one. */
+export function stagingOwner(key: string): string | undefined {
+  return /^staging\/([0-9a-f-]{36})\.[0-9a-f-]{36}$/.exec(key)?.[1];
 }

@@ -140,7 +140,7 @@ describe('graceful shutdown', () => {
     }
   });
 
-  it('cuts uploads still running when the grace period ends, without acknowledging or keeping them', async () => {
+  it('refuses (503, Retry-After) and cuts uploads still running when the grace period ends, without acknowledging or keeping them', async () => {
     const app = await startTestApp('fs');
     try {
       const rows = await itemCount(app);
@@ -148,12 +148,12 @@ describe('graceful shutdown', () => {
         filename: 'cut.mp4',
         content: trickle(30, 200),
       }).then(
-        (res) => res.status,
+        (res) => [res.status, res.headers['retry-after'], res.json().code],
         () => 'connection closed',
       );
       await sleep(300);
       await app.server.close(300);
-      expect(await inFlight).toBe('connection closed');
+      expect(await inFlight).toEqual([503, '5', 'not_ready']);
       await sleep(200);
       expect(await itemCount(app)).toBe(rows);
       expect(await settledStaging(app)).toEqual([]);

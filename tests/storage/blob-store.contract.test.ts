@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -10,7 +10,7 @@ import { createS3Client, S3BlobStore } from '../../src/storage/blob-store.s3';
 import { cephBucket, cephForTests } from '../support/ceph';
 import { listStoreKeys } from '../support/harness';
 import { fakeMedia, sha256 } from '../support/media';
-import { startS3Server, type TestS3 } from '../support/s3-server';
+import { rawS3Client, startS3Server, type TestS3 } from '../support/s3-server';
 
 async function readAll(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -155,6 +155,56 @@ describe.each<ContractDriver>(drivers)('BlobStore contract (%s)', (driver) => {
     expect(await store.sweepStaging(new Date())).toBe(1);
     expect((await keys()).filter((k) => k.includes('staging'))).toEqual([]);
     expect(await store.stat(key)).toBe(data.length);
+  });
+
+  it("sweeps, at any age, the staging of an instance that is gone, and never a live one's", async () => {
+    const config = loadConfig({ DATA_DIR: dataDir, ...s3?.env });
+    const [live, gone] = [randomUUID(), randomUUID()];
+    const ofLive = await createBlobStore(config, { stagingOwner: live });
+    const ofGone = await createBlobStore(config, { stagingOwner: gone });
+    const kept = await ofLive.writeStaging(chunked(Buffer.from('being written')));
+    const cut = await ofGone.writeStaging(chunked(Buffer.from('cut off by a kill')));
+    expect([kept, cut]).toEqual([
+      expect.stringMatching(new RegExp(`^staging/${live}\\.[0-9a-f-]{36}$`)),
+      expect.stringMatching(new RegExp(`^staging/${gone}\\.[0-9a-f-]{36}$`)),
+    ]);
+    const asked: string[] = [];
+    const isGone = async (owner: string) => {
+      asked.push(owner);
+      return owner === gone;
+    };
+    expect(await store.sweepStaging(new Date(Date.now() - 3600_000), isGone)).toBe(1);
+    expect(asked.sort()).toEqual([live, gone].sort());
+    expect((await keys()).filter((k) => k.startsWith('staging/'))).toEqual([kept]);
+    // The live instance's staging object is still promotable.
+    const data = Buffer.from('being written');
+    expect((await ofLive.promote(kept, sha256(data), data.length)).created).toBe(true);
+    await ofLive.close();
+    await ofGone.close();
+  });
+
+  it("aborts a gone instance's unfinished multipart staging upload (S3 servers that list them)", async () => {
+    if (!s3) return; // a disk store has no multipart uploads
+    const { CreateMultipartUploadCommand, ListMultipartUploadsCommand } =
+      await import('@aws-sdk/client-s3');
+    const client = rawS3Client(s3);
+    const list = () =>
+      client.send(new ListMultipartUploadsCommand({ Bucket: s3!.bucket, Prefix: 'staging/' }));
+    try {
+      await list();
+    } catch (err) {
+      // s3rver does not implement ListMultipartUploads; real S3 and Ceph do.
+      if ((err as { name?: string }).name === 'NotImplemented') return;
+      throw err;
+    }
+    // What a 100 MB upload cut by kill -9 leaves on S3: parts, and no object.
+    const gone = randomUUID();
+    const key = `staging/${gone}.${randomUUID()}`;
+    await client.send(new CreateMultipartUploadCommand({ Bucket: s3.bucket, Key: key }));
+    expect((await list()).Uploads?.map((u) => u.Key)).toContain(key);
+    await store.sweepStaging(new Date(Date.now() - 3600_000), async (o) => o === gone);
+    expect((await list()).Uploads?.map((u) => u.Key) ?? []).not.toContain(key);
+    client.destroy();
   });
 
   it('refuses to serve a blob whose size is not the archived size', async () => {

@@ -11,4 +11,22 @@ require.extensions['.ts'] = (module, filename) => {
   });
   module._compile(code, filename);
 };
+
+// Test-only fault point, for the crash between promotion and commit: with
+// TEST_HOLD_AFTER_PROMOTE=1 an evidence blob's promotion completes for real, the process says so
+// on stdout ("promoted <key>"), and the request then waits for the SIGKILL the test sends; its
+// item row never commits. Nothing of this is in the service's own code.
+if (process.env.TEST_HOLD_AFTER_PROMOTE === '1') {
+  const { FsBlobStore } = require('../../src/storage/blob-store.fs.ts');
+  const { S3BlobStore } = require('../../src/storage/blob-store.s3.ts');
+  for (const Store of [FsBlobStore, S3BlobStore]) {
+    const promote = Store.prototype.promote;
+    Store.prototype.promote = async function (...args) {
+      const result = await promote.apply(this, args);
+      if (args[3] === 'derived') return result;
+      process.stdout.write(`promoted ${result.key}\n`);
+      return new Promise(() => undefined);
+    };
+  }
+}
 require('../../src/main.ts');

@@ -75,7 +75,11 @@ export class ResumableUploadStore extends DataStore {
     private readonly locker: UploadLocker,
     private readonly hashes: HashPool,
     private readonly logger: Logger,
-    private readonly opts: { expiryMs: number },
+    private readonly opts: {
+      expiryMs: number;
+      /** Told of a discarded upload whose bytes were promoted but never archived. */
+      onAbandonedDigest?: (sha256: string) => Promise<void>;
+    },
   ) {
     super();
     this.extensions = ['creation', 'creation-with-upload', 'termination', 'expiration'];
@@ -260,8 +264,9 @@ export class ResumableUploadStore extends DataStore {
       });
     } catch (err) {
       // Refused for what the bytes or fields are (hash mismatch, a deleted item's bytes): the
-      // upload can never succeed, so nothing of it is kept. Other failures are retried.
-      if (err instanceof AppError) await this.discard(row);
+      // upload can never succeed, so nothing of it is kept. Other failures are retried (not_ready:
+      // this instance lost its registration mid-commit; the next attempt archives it).
+      if (err instanceof AppError && err.code !== 'not_ready') await this.discard(row);
       throw err;
     }
     await this.rows.markArchived(this.db, id, result.item.id, result);
@@ -365,6 +370,8 @@ export class ResumableUploadStore extends DataStore {
     this.owners.delete(row.id);
     if (!row.item_id) await this.store.discardResumable(row.storage_key, row.storage_state);
     await this.rows.delete(this.db, row.id);
+    // A first attempt may have promoted the bytes before failing: no row needs them now.
+    if (!row.item_id && row.sha256) await this.opts.onAbandonedDigest?.(row.sha256);
   }
 }
 

@@ -1,0 +1,160 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { sql } from 'kysely';
+import pg from 'pg';
+import type { Executor } from '../db/database';
+import type { Logger } from '../logger';
+
+/** The first of the two int4 keys of instance locks ("ins"), apart from the tus upload locks. */
+const LOCK_SPACE = 0x696e73;
+const HEARTBEAT_MS = 15_000;
+
+/**
+ * This process as one of the instances sharing the database and the store. It registers a row
+ * and holds a session-level advisory lock on a dedicated connection for as long as it runs: the
+ * lock, not a timestamp, says it is alive, so an instance killed by SIGKILL is known to be gone
+ * the moment PostgreSQL sees its socket close (no timeout to wait out after a restart). What an
+ * instance leaves in the store (staging objects named after its id, claims on blobs it was
+ * promoting) may be removed once it is gone, never while it lives.
+ *
+ * A lost session (database restart, network) loses the lock: the instance re-registers under the
+ * same id on its next heartbeat. In between it looks gone, and another instance may remove its
+ * staging and claims: the requests using them then fail (their item's commit is fenced by the
+ * claim), and no acknowledged upload is lost.
+ */
+export class InstanceRegistry {
+  readonly id = randomUUID();
+  private client?: pg.Client;
+  private connecting?: Promise<void>;
+  private timer?: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(
+    private readonly connectionString: string,
+    private readonly logger: Logger,
+    private readonly opts: { role?: string; heartbeatMs?: number } = {},
+  ) {}
+
+  /** Registers this instance and keeps it registered until close(). */
+  async start(): Promise<void> {
+    await this.ensure();
+    this.timer = setInterval(
+      () =>
+        void this.heartbeat().catch((err: unknown) =>
+          this.logger.warn({ err }, 'instance registration lost; retrying'),
+        ),
+      this.opts.heartbeatMs ?? HEARTBEAT_MS,
+    ).unref();
+  }
+
+  /** Marks this instance seen, and registers it again if its session (and lock) was lost. */
+  heartbeat(): Promise<void> {
+    return this.ensure();
+  }
+
+  /** The session holding this instance's lock: opened (and the lock taken) when missing. */
+  private ensure(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    if (this.client) {
+      return this.client
+        .query('update service_instances set seen_at = now() where id = $1', [this.id])
+        .then(async (res) => {
+          // Removed by another instance while our session was down: register again.
+          if (res.rowCount === 0) await this.register(this.client!);
+        });
+    }
+    this.connecting ??= (async () => {
+      const client = new pg.Client({
+        connectionString: this.connectionString,
+        application_name: 'evidence-archive-instance',
+        ...(this.opts.role ? { options: `-c role=${this.opts.role}` } : {}),
+      });
+      const lost = (err?: Error) => {
+        if (this.client !== client) return;
+        this.client = undefined;
+        if (!this.closed) this.logger.warn({ err }, 'instance session lost');
+      };
+      // An 'error' without a listener would end the process: a lost database is an outage here.
+      client.on('error', lost);
+      client.on('end', () => lost());
+      try {
+        await client.connect();
+        await this.register(client);
+      } catch (err) {
+        client.removeAllListeners('end');
+        await client.end().catch(() => undefined);
+        throw err;
+      }
+      if (this.closed) {
+        await client.end().catch(() => undefined);
+        return;
+      }
+      this.client = client;
+    })().finally(() => {
+      this.connecting = undefined;
+    });
+    return this.connecting;
+  }
+
+  private async register(client: pg.Client): Promise<void> {
+    // The row becomes visible with its lock already held: nobody sees this instance as gone.
+    await client.query('begin');
+    try {
+      const { rows } = await client.query<{ lock_key: number }>(
+        `insert into service_instances (id, host, pid) values ($1, $2, $3)
+         on conflict (id) do update set seen_at = now()
+         returning lock_key`,
+        [this.id, hostname(), process.pid],
+      );
+      await client.query('select pg_advisory_lock($1::int, $2::int)', [
+        LOCK_SPACE,
+        rows[0]!.lock_key,
+      ]);
+      await client.query('commit');
+    } catch (err) {
+      await client.query('rollback').catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * Whether an instance is alive now: its session still holds its lock in this database. Ask after
+   * seeing what it left (a staging key, a claim): an instance registers before it writes anything,
+   * and a gone one never comes back, so the answer holds for everything seen before the question.
+   */
+  async isLive(db: Executor, id: string): Promise<boolean> {
+    if (id === this.id) return !this.closed;
+    const { rows } = await sql<{ id: string }>`
+      select i.id from service_instances i
+      where i.id = ${id}::uuid and ${held(sql.ref('i.lock_key'))}`.execute(db);
+    return rows.length > 0;
+  }
+
+  /** Forgets instances that are gone; returns how many. */
+  async forgetGone(db: Executor): Promise<number> {
+    const res = await sql`
+      delete from service_instances i where not ${held(sql.ref('i.lock_key'))}`.execute(db);
+    return Number(res.numAffectedRows ?? 0);
+  }
+
+  /** Ends the session: the lock goes with it, and the row too. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.timer);
+    await this.connecting?.catch(() => undefined);
+    const client = this.client;
+    this.client = undefined;
+    if (!client) return;
+    await client
+      .query('delete from service_instances where id = $1', [this.id])
+      .catch(() => undefined);
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** Whether the instance lock with this key is held by some session in this database. */
+const held = (lockKey: ReturnType<typeof sql.ref>) => sql<boolean>`exists (
+  select 1 from pg_locks l
+  where l.locktype = 'advisory' and l.granted and l.objsubid = 2
+    and l.database = (select oid from pg_database where datname = current_database())
+    and l.classid = ${LOCK_SPACE}::int::oid and l.objid = ${lockKey}::oid)`;
