@@ -2,7 +2,7 @@ import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'exp
 import { loggablePath } from './redact';
 import { isItemId } from '../evidence/item-id';
 import type { AuditLog } from '../custody/audit.service';
-import { AppError } from '../errors';
+import { AppError, OUTAGE_RETRY_AFTER_SECONDS, outageError } from '../errors';
 import type { Logger } from '../logger';
 import type { AuditAttempt } from './auth.middleware';
 import { PROBLEMS, problemBody, type ProblemCode } from './problem';
@@ -22,10 +22,12 @@ function fromBodyParser(err: { type?: string; status?: number }): AppError | und
 /** The single place where errors become application/problem+json responses (RFC 9457). */
 export function errorMiddleware(logger: Logger, audit?: AuditLog): ErrorRequestHandler {
   return async (err, req, res, _next) => {
-    const known = err instanceof AppError ? err : fromBodyParser(err);
+    const known = err instanceof AppError ? err : (fromBodyParser(err) ?? outageError(err));
     const code: ProblemCode = known?.code ?? 'internal_error';
     const { status } = PROBLEMS[code];
-    if (status >= 500) logger.error({ err, reqId: req.id }, 'request failed');
+    if (code === 'dependency_unavailable' || code === 'insufficient_storage') {
+      logger.warn({ err, reqId: req.id, code }, 'request failed: dependency outage');
+    } else if (status >= 500) logger.error({ err, reqId: req.id }, 'request failed');
     else logger.debug({ code, reqId: req.id }, known?.message);
     if (audit) await recordFailedAttempt(audit, req, res, status, code);
 
@@ -37,6 +39,8 @@ export function errorMiddleware(logger: Logger, audit?: AuditLog): ErrorRequestH
     }
     const detail = known?.message ?? 'An unexpected error occurred; it has been logged.';
     if (status === 401) res.set('WWW-Authenticate', 'Bearer realm="evidence-archive"');
+    const retryAfter = retryAfterFor(code);
+    if (retryAfter) res.set('Retry-After', retryAfter);
     res
       .status(status)
       .type('application/problem+json')
@@ -44,6 +48,11 @@ export function errorMiddleware(logger: Logger, audit?: AuditLog): ErrorRequestH
         JSON.stringify(problemBody(code, detail, req.originalUrl.split('?')[0]!, known?.extra)),
       );
   };
+}
+
+/** Retry-After (seconds) for answers that mean "try again later": a dependency outage. */
+export function retryAfterFor(code: ProblemCode): string | undefined {
+  return code === 'dependency_unavailable' ? String(OUTAGE_RETRY_AFTER_SECONDS) : undefined;
 }
 
 /**

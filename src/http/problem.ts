@@ -49,6 +49,8 @@ export const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
   session_not_allowed: { status: 403, title: 'This key cannot open a browser session' },
   own_key_revocation: { status: 409, title: 'A key cannot revoke itself' },
   internal_error: { status: 500, title: 'Internal error' },
+  dependency_unavailable: { status: 503, title: 'A dependency is unavailable; retry later' },
+  insufficient_storage: { status: 507, title: 'No storage space left' },
 };
 
 export type ProblemCode = keyof typeof PROBLEMS;

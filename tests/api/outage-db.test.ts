@@ -1,0 +1,287 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { loadConfig } from '../../src/config';
+import { buildContext } from '../../src/context';
+import { createLogger } from '../../src/logger';
+import { MediaFiles } from '../support/media-files';
+import { sha256 } from '../support/media';
+import { multipartBody, rawRequest, upload } from '../support/multipart';
+import {
+  freePort,
+  ownPostgresUnavailable,
+  startOwnPostgres,
+  type OwnPostgres,
+} from '../support/own-postgres';
+import { startServiceProcess, waitFor, type ServiceProcess } from '../support/service-process';
+
+jest.setTimeout(240_000);
+
+const unavailable = ownPostgresUnavailable();
+if (unavailable && process.env.CI) throw new Error(`outage tests must run in CI: ${unavailable}`);
+if (unavailable) console.warn(`Skipping the PostgreSQL outage tests: ${unavailable}`);
+const describeOwnPg = unavailable ? describe.skip : describe;
+
+/**
+ * PostgreSQL stopped and restarted under the real service (a child process), on a server this
+ * test started itself: the process must live through it, answer 503 meanwhile, and resume alone.
+ */
+describeOwnPg('PostgreSQL outages', () => {
+  let db: OwnPostgres;
+  let dataDir: string;
+  let service: ServiceProcess | undefined;
+  let keys: { ingest: string; support: string; admin: string };
+  const files = new MediaFiles();
+
+  const get = (url: string, key = keys.support) =>
+    fetch(`${service!.url}${url}`, {
+      headers: { Authorization: `Bearer ${key}` },
+      signal: AbortSignal.timeout(20_000),
+    });
+
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const json = async (res: Response): Promise<any> => res.json();
+
+  function expectAlive(): void {
+    if (!service!.alive()) {
+      throw new Error(
+        `the service exited (${service!.proc.exitCode ?? service!.proc.signalCode}); its last output:\n${service!.output().slice(-4000)}`,
+      );
+    }
+  }
+
+  /** While the database is down: the process lives, and answers 503 dependency_unavailable. */
+  async function expectOutageAnswers(itemId: string): Promise<void> {
+    expectAlive();
+    const ready = await fetch(`${service!.url}/readyz`, { signal: AbortSignal.timeout(10_000) });
+    expect(ready.status).toBe(503);
+    const res = await get(`/v1/evidence/${itemId}`);
+    const body = await json(res);
+    expect([res.status, body.code]).toEqual([503, 'dependency_unavailable']);
+    expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+  }
+
+  beforeAll(async () => {
+    db = await startOwnPostgres();
+    dataDir = mkdtempSync(path.join(tmpdir(), 'evidence-outage-db-'));
+    // Migrations and keys, as an operator would before starting the service.
+    const ctx = await buildContext(
+      loadConfig({ DATABASE_URL: db.url, DATA_DIR: dataDir, LOG_LEVEL: 'silent' }),
+      createLogger('silent'),
+      { migrate: true, mediaTools: false },
+    );
+    try {
+      keys = {
+        ingest: (await ctx.apiKeys.create('ingest', 'outage station')).key,
+        support: (await ctx.apiKeys.create('support', 'outage support')).key,
+        admin: (await ctx.apiKeys.create('admin', 'outage admin')).key,
+      };
+    } finally {
+      await ctx.close();
+    }
+    service = await startServiceProcess(
+      {
+        DATABASE_URL: db.url,
+        DATA_DIR: dataDir,
+        LOG_LEVEL: 'info',
+        WORKERS: '1',
+        MEDIA_CONCURRENCY: '1',
+        MEDIA_RETRY_DELAY_SECONDS: '1',
+        AUTH_CACHE_TTL_MS: '0',
+      },
+      await freePort(),
+    );
+    await service.ready();
+  });
+
+  afterAll(async () => {
+    await service?.kill();
+    await db?.destroy();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    files.cleanup();
+  });
+
+  afterEach(async () => {
+    // A failed test must not leave the next one without its database.
+    await db.start().catch(() => undefined);
+    if (service?.alive()) await service.ready().catch(() => undefined);
+  });
+
+  it('lives through a media job whose database goes away, answers 503 meanwhile, and finishes the job after', async () => {
+    const clip = files.mov(4);
+    const res = await upload(service!.url, keys.ingest, [['kind', 'packing_video']], {
+      filename: 'outage.mov',
+      content: clip,
+    });
+    expect(res.status).toBe(201);
+    const id = res.json().id as string;
+    // The job has started (ffmpeg runs) when the database goes away.
+    await waitFor(
+      'the media job to start',
+      async () => {
+        const m = (await json(await get(`/v1/evidence/${id}`))).media;
+        return m?.status === 'processing' ? true : undefined;
+      },
+      30_000,
+      50,
+    );
+    const logBefore = service!.output().length;
+    await db.stop();
+
+    // The attempt ends while the database is down (its outcome cannot be recorded); the process
+    // answers 503 all along, and for a few seconds more.
+    await waitFor(
+      'the media attempt to end during the outage',
+      async () => {
+        await expectOutageAnswers(id);
+        return service!.output().slice(logBefore).includes('media attempt failed')
+          ? true
+          : undefined;
+      },
+      60_000,
+      300,
+    );
+    const until = Date.now() + 4000;
+    while (Date.now() < until) {
+      await expectOutageAnswers(id);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+
+    await db.start();
+    // It resumes alone: ready again, and the job done after the database came back.
+    await service!.ready(60_000);
+    const media = await waitFor(
+      'the media job to finish after the restart',
+      async () => {
+        expectAlive();
+        const m = (await json(await get(`/v1/evidence/${id}`))).media;
+        return m?.status === 'done' ? m : undefined;
+      },
+      120_000,
+      500,
+    );
+    expect(media.probe.video.codec).toBe('mpeg4');
+    const content = await get(`/v1/evidence/${id}/content`);
+    expect(sha256(Buffer.from(await content.arrayBuffer()))).toBe(sha256(clip));
+  });
+
+  it('lives through scrub and checkpoint runs during an outage, and runs them after', async () => {
+    const runsSince = async (since: Date, job: string) => {
+      const client = new pg.Client({ connectionString: db.url });
+      await client.connect();
+      try {
+        const { rows } = await client.query<{ n: string }>(
+          `select count(*) as n from custody_runs where job = $1 and finished_at > $2`,
+          [job, since],
+        );
+        return Number(rows[0]!.n);
+      } finally {
+        await client.end();
+      }
+    };
+    const since = new Date();
+    // Queue a scrub, then take the database away while the worker picks it up.
+    const queued = await fetch(`${service!.url}/v1/custody/jobs/scrub`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${keys.admin}` },
+    });
+    expect(queued.status).toBe(202);
+    await db.stop();
+    const refused = await fetch(`${service!.url}/v1/custody/jobs/scrub`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${keys.admin}` },
+    });
+    expect([refused.status, (await json(refused)).code]).toEqual([503, 'dependency_unavailable']);
+    // Several worker polls and custody ticks fail meanwhile.
+    const until = Date.now() + 6000;
+    while (Date.now() < until) {
+      expectAlive();
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    await db.start();
+    await service!.ready(60_000);
+    const again = await fetch(`${service!.url}/v1/custody/jobs/scrub`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${keys.admin}` },
+    });
+    expect(again.status).toBe(202);
+    await waitFor(
+      'a scrub run after the restart',
+      async () => ((await runsSince(since, 'scrub').catch(() => 0)) > 0 ? true : undefined),
+      90_000,
+      500,
+    );
+    expectAlive();
+  });
+
+  it('refuses an upload in progress when the database goes away: 503, nothing partial; acknowledged uploads stay', async () => {
+    const kept = files.mov(2);
+    const first = await upload(service!.url, keys.ingest, [['kind', 'packing_video']], {
+      filename: 'kept.mov',
+      content: kept,
+    });
+    expect(first.status).toBe(201);
+    const keptId = first.json().id as string;
+
+    // A slow upload: half its bytes, then the database stops, then the rest.
+    const body = Buffer.alloc(3 * 1024 * 1024, 7);
+    let release!: () => void;
+    const halfway = new Promise<void>((r) => (release = r));
+    const { contentType, stream } = multipartBody(
+      [['kind', 'photo']],
+      [
+        {
+          filename: 'cut.jpg',
+          contentType: 'image/jpeg',
+          content: (async function* () {
+            yield Buffer.from([0xff, 0xd8, 0xff, 0xe0]);
+            yield body.subarray(0, body.length / 2);
+            await halfway;
+            yield body.subarray(body.length / 2);
+          })(),
+        },
+      ],
+    );
+    const pending = rawRequest(
+      `${service!.url}/v1/evidence`,
+      {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${keys.ingest}`, 'Content-Type': contentType },
+      },
+      stream,
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    await db.stop();
+    release();
+    const res = await pending;
+    expect([res.status, res.json().code]).toEqual([503, 'dependency_unavailable']);
+    expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+    expectAlive();
+
+    await db.start();
+    await service!.ready(60_000);
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      const { rows } = await client.query(
+        `select id from evidence_items where original_filename = 'cut.jpg'`,
+      );
+      expect(rows).toEqual([]);
+    } finally {
+      await client.end();
+    }
+    // Nothing of the refused upload left in staging (its bytes went with the failed request).
+    const staging = await import('node:fs').then((fs) =>
+      fs.existsSync(path.join(dataDir, 'blobs', 'staging'))
+        ? fs.readdirSync(path.join(dataDir, 'blobs', 'staging'))
+        : [],
+    );
+    expect(staging).toEqual([]);
+    // The upload acknowledged before the outage is there with its bytes.
+    const content = await get(`/v1/evidence/${keptId}/content`);
+    expect(content.status).toBe(200);
+    expect(sha256(Buffer.from(await content.arrayBuffer()))).toBe(sha256(kept));
+  });
+});
