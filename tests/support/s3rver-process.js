@@ -13,7 +13,7 @@ const server = new S3rver({
 server.run().then(
   ({ port: bound }) => process.stdout.write(`${JSON.stringify({ port: bound })}\n`),
   (err) => {
-    console.error(err);
+    process.stderr.write(`${(err && err.stack) || err}\n`);
     process.exit(1);
   },
 );
