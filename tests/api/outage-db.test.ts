@@ -278,8 +278,13 @@ describeOwnPg('PostgreSQL outages', () => {
     } finally {
       await client.end();
     }
-    // Nothing of the refused upload left in staging (its bytes went with the failed request).
-    expect(stagingFiles().filter((f) => !stagedBefore.includes(f))).toEqual([]);
+    // Nothing of the refused upload left in staging (its bytes go with the failed request).
+    await waitFor(
+      "the refused upload's staging file to go",
+      async () =>
+        stagingFiles().filter((f) => !stagedBefore.includes(f)).length === 0 ? true : undefined,
+      10_000,
+    );
     // The upload acknowledged before the outage is there with its bytes.
     const content = await get(`/v1/evidence/${keptId}/content`);
     expect(content.status).toBe(200);
