@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -95,6 +96,8 @@ describeOwnPg('PostgreSQL outages', () => {
         MEDIA_CONCURRENCY: '1',
         MEDIA_RETRY_DELAY_SECONDS: '1',
         AUTH_CACHE_TTL_MS: '0',
+        SCRUB_FULL_PASS_DAYS: '1',
+        SCRUB_INTERVAL_MINUTES: '1440',
       },
       await freePort(),
     );
@@ -172,35 +175,69 @@ describeOwnPg('PostgreSQL outages', () => {
     expect(sha256(Buffer.from(await content.arrayBuffer()))).toBe(sha256(clip));
   });
 
-  it('lives through scrub and checkpoint runs during an outage, and runs them after', async () => {
-    const runsSince = async (since: Date, job: string) => {
+  it('lives through a scrub whose database goes away mid-run, and scrubs again after', async () => {
+    const query = async <R extends pg.QueryResultRow>(text: string, values: unknown[] = []) => {
       const client = new pg.Client({ connectionString: db.url });
       await client.connect();
       try {
-        const { rows } = await client.query<{ n: string }>(
-          `select count(*) as n from custody_runs where job = $1 and finished_at > $2`,
-          [job, since],
-        );
-        return Number(rows[0]!.n);
+        return (await client.query<R>(text, values)).rows;
       } finally {
         await client.end();
       }
     };
+    // Enough bytes that re-reading and hashing them all takes a while (every scrub run reads
+    // every item here: SCRUB_FULL_PASS_DAYS=1, SCRUB_INTERVAL_MINUTES=1440).
+    for (let i = 0; i < 6; i++) {
+      const body = Buffer.concat([
+        Buffer.from([0xff, 0xd8, 0xff, 0xe0]),
+        randomBytes(40 * 1024 * 1024),
+      ]);
+      const res = await upload(service!.url, keys.ingest, [['kind', 'photo']], {
+        filename: `scrub-${i}.jpg`,
+        contentType: 'image/jpeg',
+        content: body,
+      });
+      expect(res.status).toBe(201);
+    }
     const since = new Date();
-    // Queue a scrub, then take the database away while the worker picks it up.
     const queued = await fetch(`${service!.url}/v1/custody/jobs/scrub`, {
       method: 'POST',
       headers: { Authorization: `Bearer ${keys.admin}` },
     });
     expect(queued.status).toBe(202);
+    // The run has started (it records itself first) when the database goes away.
+    const [run] = await waitFor(
+      'the scrub run to start',
+      async () => {
+        const rows = await query<{ id: string; finished_at: Date | null }>(
+          `select id, finished_at from custody_runs where job = 'scrub' and started_at > $1`,
+          [since],
+        );
+        return rows.length ? rows : undefined;
+      },
+      60_000,
+      25,
+    );
     await db.stop();
     const refused = await fetch(`${service!.url}/v1/custody/jobs/scrub`, {
       method: 'POST',
       headers: { Authorization: `Bearer ${keys.admin}` },
     });
     expect([refused.status, (await json(refused)).code]).toEqual([503, 'dependency_unavailable']);
-    // Several worker polls and custody ticks fail meanwhile.
-    const until = Date.now() + 6000;
+    // The run ends (it cannot record its reads) and worker polls and custody ticks fail meanwhile.
+    const logBefore = service!.output().length;
+    await waitFor(
+      'the scrub job to end during the outage (its outcome waiting for the database)',
+      async () => {
+        expectAlive();
+        return service!.output().slice(logBefore).includes('job outcome pending')
+          ? true
+          : undefined;
+      },
+      60_000,
+      300,
+    );
+    const until = Date.now() + 3000;
     while (Date.now() < until) {
       expectAlive();
       await new Promise((r) => setTimeout(r, 300));
@@ -212,12 +249,26 @@ describeOwnPg('PostgreSQL outages', () => {
       headers: { Authorization: `Bearer ${keys.admin}` },
     });
     expect(again.status).toBe(202);
-    await waitFor(
-      'a scrub run after the restart',
-      async () => ((await runsSince(since, 'scrub').catch(() => 0)) > 0 ? true : undefined),
+    const done = await waitFor(
+      'a whole scrub run after the restart',
+      async () => {
+        const rows = await query<{ outcome: string; stats: { verified?: number } }>(
+          `select outcome, stats from custody_runs
+            where job = 'scrub' and started_at > $1 and finished_at is not null and id <> $2`,
+          [since, run!.id],
+        );
+        return rows.length ? rows[0] : undefined;
+      },
       90_000,
       500,
     );
+    expect(done.outcome).toBe('ok');
+    // The interrupted run was caught mid-way: it never recorded an end (the database was gone).
+    const [interrupted] = await query<{ finished_at: Date | null }>(
+      `select finished_at from custody_runs where id = $1`,
+      [run!.id],
+    );
+    expect(interrupted!.finished_at).toBeNull();
     expectAlive();
   });
 
