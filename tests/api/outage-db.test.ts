@@ -7,7 +7,9 @@ import { loadConfig } from '../../src/config';
 import { buildContext } from '../../src/context';
 import { createLogger } from '../../src/logger';
 import { MediaFiles } from '../support/media-files';
+import type { MintedKey } from '../../src/access/api-key.service';
 import { sha256 } from '../support/media';
+import { AbortedUpload, tusUpload } from '../support/tus';
 import { multipartBody, rawRequest, upload } from '../support/multipart';
 import {
   freePort,
@@ -340,5 +342,51 @@ describeOwnPg('PostgreSQL outages', () => {
     const content = await get(`/v1/evidence/${keptId}/content`);
     expect(content.status).toBe(200);
     expect(sha256(Buffer.from(await content.arrayBuffer()))).toBe(sha256(kept));
+  });
+
+  it("refuses a resumable upload's PATCH with 503 while the database is down, and completes it after", async () => {
+    const clip = files.mov(2);
+    const station = { key: keys.ingest } as MintedKey;
+    const metadata = { kind: 'packing_video', sha256: sha256(clip) };
+    let url: string;
+    try {
+      await tusUpload(service!.url, station, clip, metadata, {
+        chunkSize: 64 * 1024,
+        abortAfter: 64 * 1024,
+      });
+      throw new Error('the upload was expected to stop after its first chunk');
+    } catch (err) {
+      if (!(err instanceof AbortedUpload)) throw err;
+      url = err.url;
+    }
+    await db.stop();
+    const head = await fetch(url, {
+      method: 'HEAD',
+      headers: { Authorization: `Bearer ${keys.ingest}`, 'Tus-Resumable': '1.0.0' },
+    });
+    expect(head.status).toBe(503);
+    const patch = await fetch(url, {
+      method: 'PATCH',
+      headers: {
+        Authorization: `Bearer ${keys.ingest}`,
+        'Tus-Resumable': '1.0.0',
+        'Upload-Offset': String(64 * 1024),
+        'Content-Type': 'application/offset+octet-stream',
+      },
+      body: clip.subarray(64 * 1024),
+    });
+    expect([patch.status, (await json(patch)).code]).toEqual([503, 'dependency_unavailable']);
+    expect(Number(patch.headers.get('retry-after'))).toBeGreaterThan(0);
+    expectAlive();
+
+    await db.start();
+    await service!.ready(60_000);
+    const done = await tusUpload(service!.url, station, clip, metadata, {
+      chunkSize: 256 * 1024,
+      uploadUrl: url,
+    });
+    expect(done.itemId).toMatch(/^[0-9a-f-]{36}$/);
+    const content = await get(`/v1/evidence/${done.itemId}/content`);
+    expect(sha256(Buffer.from(await content.arrayBuffer()))).toBe(sha256(clip));
   });
 });
