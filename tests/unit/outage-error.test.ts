@@ -20,7 +20,7 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
   throw new Error('expected a rejection');
 }
 
-const codeOf = (err: unknown) => outageError(err)?.code ?? 'bug (500)';
+const codeOf = (err: unknown) => outageError(err)?.code ?? 'not an outage (500)';
 
 /**
  * Errors produced by real PostgreSQL, S3 and file system failures are told apart: outages are
@@ -84,18 +84,34 @@ describe('outageError', () => {
     const client = new pg.Client({ connectionString: adminUrl });
     await client.connect();
     try {
-      expect(codeOf(await rejection(client.query('selec 1')))).toBe('bug (500)');
-      expect(codeOf(await rejection(client.query('select 1/0')))).toBe('bug (500)');
+      expect(codeOf(await rejection(client.query('selec 1')))).toBe('not an outage (500)');
+      expect(codeOf(await rejection(client.query('select 1/0')))).toBe('not an outage (500)');
       await client.query('create temporary table t (id int primary key)');
       await client.query('insert into t values (1)');
-      expect(codeOf(await rejection(client.query('insert into t values (1)')))).toBe('bug (500)');
+      expect(codeOf(await rejection(client.query('insert into t values (1)')))).toBe(
+        'not an outage (500)',
+      );
     } finally {
       await client.end();
     }
     expect(codeOf(new TypeError("Cannot read properties of undefined (reading 'id')"))).toBe(
-      'bug (500)',
+      'not an outage (500)',
     );
     expect(outageError(new AppError('not_found', 'x'))).toBeUndefined();
+    // A client that hangs up mid-body: Node's ECONNRESET "aborted" on the request is no outage.
+    const clientGone = await new Promise<unknown>((resolve) => {
+      const srv = http.createServer((req) => req.on('error', resolve).resume());
+      servers.push(srv);
+      srv.listen(0, '127.0.0.1', () => {
+        const { port } = srv.address() as net.AddressInfo;
+        const socket = net.connect(port, '127.0.0.1', () => {
+          socket.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc');
+          setTimeout(() => socket.destroy(), 100);
+        });
+      });
+    });
+    expect((clientGone as { code?: string }).code).toBe('ECONNRESET');
+    expect(codeOf(clientGone)).toBe('not an outage (500)');
   });
 
   it('S3 silent past the timeout, or answering 503 SlowDown: dependency_unavailable; a missing key is not', async () => {
@@ -118,7 +134,7 @@ describe('outageError', () => {
         client.destroy();
       }
     };
-    expect(codeOf(await get(s3.endpoint))).toBe('bug (500)'); // NoSuchKey
+    expect(codeOf(await get(s3.endpoint))).toBe('not an outage (500)'); // NoSuchKey
     // (A store refusing connections, ECONNREFUSED, is proven end to end in
     // tests/api/outage-s3.test.ts: under jest, Node's socket errors come from another realm and
     // the SDK's retry layer wraps them into a bare message.)
