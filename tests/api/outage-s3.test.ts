@@ -272,5 +272,12 @@ describe('S3 outages', () => {
     await service.ready(30_000);
     await expectUploadWorks();
     expect(await archivedNamed(filename)).toEqual([]);
+    // No staging object of the refused upload in the store.
+    await waitFor(
+      'no staging left',
+      async () => ((await leftovers()).length === 0 ? true : undefined),
+      30_000,
+      500,
+    );
   });
 });
