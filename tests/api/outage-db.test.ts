@@ -100,6 +100,7 @@ describeOwnPg('PostgreSQL outages', () => {
         AUTH_CACHE_TTL_MS: '0',
         SCRUB_FULL_PASS_DAYS: '1',
         SCRUB_INTERVAL_MINUTES: '1440',
+        CHECKPOINT_INTERVAL_MINUTES: '1',
       },
       await freePort(),
     );
@@ -177,7 +178,7 @@ describeOwnPg('PostgreSQL outages', () => {
     expect(sha256(Buffer.from(await content.arrayBuffer()))).toBe(sha256(clip));
   });
 
-  it('lives through a scrub whose database goes away mid-run, and scrubs again after', async () => {
+  it('lives through a scrub whose database goes away mid-run; scrubs and checkpoints resume after', async () => {
     const query = async <R extends pg.QueryResultRow>(text: string, values: unknown[] = []) => {
       const client = new pg.Client({ connectionString: db.url });
       await client.connect();
@@ -226,6 +227,14 @@ describeOwnPg('PostgreSQL outages', () => {
       headers: { Authorization: `Bearer ${keys.admin}` },
     });
     expect([refused.status, (await json(refused)).code]).toEqual([503, 'dependency_unavailable']);
+    const checkpoint = await fetch(`${service!.url}/v1/custody/checkpoints`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${keys.admin}` },
+    });
+    expect([checkpoint.status, (await json(checkpoint)).code]).toEqual([
+      503,
+      'dependency_unavailable',
+    ]);
     // The run ends (it cannot record its reads) and worker polls and custody ticks fail meanwhile.
     const logBefore = service!.output().length;
     await waitFor(
@@ -245,6 +254,7 @@ describeOwnPg('PostgreSQL outages', () => {
       await new Promise((r) => setTimeout(r, 300));
     }
     await db.start();
+    const restarted = new Date();
     await service!.ready(60_000);
     const again = await fetch(`${service!.url}/v1/custody/jobs/scrub`, {
       method: 'POST',
@@ -271,6 +281,20 @@ describeOwnPg('PostgreSQL outages', () => {
       [run!.id],
     );
     expect(interrupted!.finished_at).toBeNull();
+    // The scheduled checkpoints go on by themselves (every minute here).
+    await waitFor(
+      'a scheduled checkpoint run after the restart',
+      async () => {
+        const rows = await query(
+          `select 1 from custody_runs
+            where job = 'checkpoint' and started_at > $1 and outcome = 'ok'`,
+          [restarted],
+        );
+        return rows.length ? true : undefined;
+      },
+      150_000,
+      1000,
+    );
     expectAlive();
   });
 
