@@ -1,4 +1,6 @@
+import pg from 'pg';
 import PgBoss from 'pg-boss';
+import { guardCheckedOutClients } from '../db/database';
 import { outageError } from '../errors';
 import type { Logger } from '../logger';
 
@@ -36,18 +38,36 @@ export class JobQueue {
   private stopping = false;
 
   constructor(
-    connectionString: string,
+    private readonly connectionString: string,
     private readonly logger: Logger,
   ) {
     this.boss = new PgBoss({
-      connectionString,
       schema: 'pgboss',
-      max: 4,
-      application_name: 'evidence-archive-jobs',
+      // Our own pool (see `pool`), so that a database shutdown cannot end the process through
+      // one of pg-boss's connections.
+      db: { executeSql: (text, values) => this.pool.query(text, values) },
       // Cron scheduling is not used: intervals are throttled sends (see `sendThrottled`).
       schedule: false,
     });
     this.boss.on('error', (err) => this.logger.warn({ err }, 'job queue error'));
+  }
+
+  private ownPool?: pg.Pool;
+
+  /** pg-boss's connections: created on first use, ended by `stop`. */
+  private get pool(): pg.Pool {
+    if (!this.ownPool) {
+      const pool = new pg.Pool({
+        connectionString: this.connectionString,
+        max: 4,
+        application_name: 'evidence-archive-jobs',
+        connectionTimeoutMillis: 10_000,
+      });
+      pool.on('error', (err) => this.logger.warn({ err }, 'job queue connection lost'));
+      guardCheckedOutClients(pool);
+      this.ownPool = pool;
+    }
+    return this.ownPool;
   }
 
   get isStarted(): boolean {
@@ -179,6 +199,9 @@ export class JobQueue {
       await this.boss.stop({ graceful: true, timeout: 10_000, wait: true });
     } finally {
       this.stopping = false;
+      const pool = this.ownPool;
+      this.ownPool = undefined;
+      await pool?.end().catch(() => undefined);
     }
   }
 }

@@ -17,7 +17,12 @@ import {
   startOwnPostgres,
   type OwnPostgres,
 } from '../support/own-postgres';
-import { startServiceProcess, waitFor, type ServiceProcess } from '../support/service-process';
+import {
+  startServiceProcess,
+  waitFor,
+  WORKER_ARGS,
+  type ServiceProcess,
+} from '../support/service-process';
 
 jest.setTimeout(240_000);
 
@@ -221,7 +226,15 @@ describeOwnPg('PostgreSQL outages', () => {
       60_000,
       25,
     );
-    await db.stop();
+    const logBefore = service!.output().length;
+    // Frozen while the database goes away, so that the run is caught mid-way however fast the
+    // machine hashes: it finds the database gone when it carries on.
+    service!.proc.kill('SIGSTOP');
+    try {
+      await db.stop();
+    } finally {
+      service!.proc.kill('SIGCONT');
+    }
     const refused = await fetch(`${service!.url}/v1/custody/jobs/scrub`, {
       method: 'POST',
       headers: { Authorization: `Bearer ${keys.admin}` },
@@ -236,7 +249,6 @@ describeOwnPg('PostgreSQL outages', () => {
       'dependency_unavailable',
     ]);
     // The run ends (it cannot record its reads) and worker polls and custody ticks fail meanwhile.
-    const logBefore = service!.output().length;
     await waitFor(
       'the scrub job to end during the outage (its outcome waiting for the database)',
       async () => {
@@ -412,5 +424,120 @@ describeOwnPg('PostgreSQL outages', () => {
     expect(done.itemId).toMatch(/^[0-9a-f-]{36}$/);
     const content = await get(`/v1/evidence/${done.itemId}/content`);
     expect(sha256(Buffer.from(await content.arrayBuffer()))).toBe(sha256(clip));
+  });
+});
+
+/** The same through `npm run worker`: a worker process of its own must live through it too. */
+describeOwnPg('PostgreSQL outage under a worker process', () => {
+  let db: OwnPostgres;
+  let dataDir: string;
+  let service: ServiceProcess | undefined;
+  let worker: ServiceProcess | undefined;
+  let keys: { ingest: string; support: string };
+  const files = new MediaFiles();
+
+  beforeAll(async () => {
+    db = await startOwnPostgres();
+    dataDir = mkdtempSync(path.join(tmpdir(), 'evidence-outage-worker-'));
+    const ctx = await buildContext(
+      loadConfig({ DATABASE_URL: db.url, DATA_DIR: dataDir, LOG_LEVEL: 'silent' }),
+      createLogger('silent'),
+      { migrate: true, mediaTools: false },
+    );
+    try {
+      keys = {
+        ingest: (await ctx.apiKeys.create('ingest', 'worker station')).key,
+        support: (await ctx.apiKeys.create('support', 'worker support')).key,
+      };
+    } finally {
+      await ctx.close();
+    }
+    const env = {
+      DATABASE_URL: db.url,
+      DATA_DIR: dataDir,
+      LOG_LEVEL: 'info',
+      MEDIA_CONCURRENCY: '1',
+      MEDIA_RETRY_DELAY_SECONDS: '1',
+    };
+    // The service only queues (WORKERS=0); the worker does the media work.
+    service = await startServiceProcess({ ...env, WORKERS: '0' }, await freePort());
+    await service.ready();
+    worker = await startServiceProcess(env, 0, WORKER_ARGS);
+    await waitFor(
+      'the worker to start',
+      async () => {
+        if (!worker!.alive()) throw new Error(`the worker exited:\n${worker!.output()}`);
+        return worker!.output().includes('worker running') ? true : undefined;
+      },
+      60_000,
+    );
+  });
+
+  afterAll(async () => {
+    await worker?.kill();
+    await service?.kill();
+    await db?.destroy();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    files.cleanup();
+  });
+
+  it('keeps the worker alive through a media job whose database goes away, and finishes the job after', async () => {
+    const get = (url: string) =>
+      fetch(`${service!.url}${url}`, { headers: { Authorization: `Bearer ${keys.support}` } });
+    const workerAlive = () => {
+      if (!worker!.alive()) {
+        throw new Error(`the worker exited; its last output:\n${worker!.output().slice(-4000)}`);
+      }
+    };
+    const clip = files.mov(4);
+    const res = await upload(service!.url, keys.ingest, [['kind', 'packing_video']], {
+      filename: 'worker-outage.mov',
+      content: clip,
+    });
+    expect(res.status).toBe(201);
+    const id = res.json().id as string;
+    await waitFor(
+      'the media job to start',
+      async () => {
+        const m = (
+          (await (await get(`/v1/evidence/${id}`)).json()) as { media?: { status: string } }
+        ).media;
+        return m?.status === 'processing' ? true : undefined;
+      },
+      30_000,
+      50,
+    );
+    const logBefore = worker!.output().length;
+    await db.stop();
+    await waitFor(
+      'the media attempt to end during the outage',
+      async () => {
+        workerAlive();
+        return worker!.output().slice(logBefore).includes('media attempt failed')
+          ? true
+          : undefined;
+      },
+      60_000,
+      300,
+    );
+    const until = Date.now() + 4000;
+    while (Date.now() < until) {
+      workerAlive();
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    await db.start();
+    await service!.ready(60_000);
+    await waitFor(
+      'the media job to finish after the restart',
+      async () => {
+        workerAlive();
+        const m = (
+          (await (await get(`/v1/evidence/${id}`)).json()) as { media?: { status: string } }
+        ).media;
+        return m?.status === 'done' ? true : undefined;
+      },
+      120_000,
+      500,
+    );
   });
 });

@@ -2,6 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 
 const SERVICE = path.resolve(__dirname, 'run-service.js');
+/** `npm run worker` from its sources. */
+export const WORKER_ARGS = [
+  path.resolve(__dirname, 'run-ts.js'),
+  path.resolve(__dirname, '../../src/worker.ts'),
+];
 
 export interface ServiceProcess {
   url: string;
@@ -22,8 +27,10 @@ export interface ServiceProcess {
 export async function startServiceProcess(
   env: Record<string, string>,
   port: number,
+  /** Another entry point instead of the service, e.g. the worker: [run-ts.js, src/worker.ts]. */
+  args: string[] = [SERVICE],
 ): Promise<ServiceProcess> {
-  const proc = spawn(process.execPath, [SERVICE], {
+  const proc = spawn(process.execPath, args, {
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
