@@ -136,11 +136,11 @@ export function outageError(err: unknown): AppError | undefined {
         'The archive has no space left to store this upload; nothing was stored. Try again once space has been freed.',
       );
     }
-    // PostgreSQL SQLSTATE classes 08 (connection exception), 57P01-57P03 (shutdown, cannot
-    // connect now) and 53300 (too many connections).
     // Node's own error for a client that hung up mid-request (ECONNRESET "aborted") is the
     // client's doing, not an outage.
     if (code === 'ECONNRESET' && message === 'aborted') return undefined;
+    // PostgreSQL SQLSTATE classes 08 (connection exception), 57P01-57P03 (shutdown, cannot
+    // connect now) and 53300 (too many connections); S3 answers of 5xx.
     const pgState = /^[0-9A-Z]{5}$/.test(code) ? code : '';
     const s3Status = (e.$metadata as { httpStatusCode?: number } | undefined)?.httpStatusCode;
     if (

@@ -143,9 +143,10 @@ export class JobQueue {
         }
         // @NOTE pg-boss 10 records a job's outcome with complete()/fail() calls it does not await
         // (timgit/pg-boss#577): with the database away they reject unhandled, and the job stays
-        // "active" until it expires (hours for media). We record the outcome ourselves, retried
-        // until the database answers; pg-boss's own call after ours then changes nothing (both
-        // only touch a job that is still active). A failure is recorded as one, with its retry.
+        // "active" until it expires (hours for media). We record the outcome ourselves (a failure
+        // as a failure, with its retry), retried until the database answers, then return: the
+        // complete() pg-boss calls after us only touches a job that is still active, so it
+        // changes nothing.
         const recorded = await this.settle(name, job.id, job.expireInSeconds, outcome);
         // Not recorded (not an outage): pg-boss records it as before.
         if (!recorded && outcome.failed) throw outcome.err;
