@@ -114,6 +114,8 @@ const envSchema = z.object({
   MEDIA_FETCH_TIMEOUT_SECONDS: int(1, 3600).default(120),
   MEDIA_FETCH_ALLOW_PRIVATE: bool.default('false'),
   METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  READY_MIN_FREE_DISK_PERCENT: int(0, 99).default(2),
+  READY_MIN_FREE_DISK_BYTES: int(0).default(512 * 1024 * 1024),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -208,6 +210,8 @@ export interface AppConfig {
   };
   /** Fetching media a provider points at. */
   mediaFetch: { timeoutMs: number; allowPrivate: boolean };
+  /** /readyz says not ready when DATA_DIR's (or the disk blob root's) file system has less free. */
+  readiness: { minFreeDiskPercent: number; minFreeDiskBytes: number };
 }
 
 export class ConfigError extends Error {}
@@ -415,6 +419,10 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     mediaFetch: {
       timeoutMs: e.MEDIA_FETCH_TIMEOUT_SECONDS * 1000,
       allowPrivate: e.MEDIA_FETCH_ALLOW_PRIVATE,
+    },
+    readiness: {
+      minFreeDiskPercent: e.READY_MIN_FREE_DISK_PERCENT,
+      minFreeDiskBytes: e.READY_MIN_FREE_DISK_BYTES,
     },
   };
 }

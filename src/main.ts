@@ -4,10 +4,13 @@ import { createApp } from './http/app';
 import { startServer } from './http/server';
 import { createLogger } from './logger';
 import { startBackgroundWork } from './jobs/background';
+import { installOutageGuard } from './jobs/outage-guard';
 
 async function main(): Promise<void> {
   const config = loadConfigOrExit();
   const logger = createLogger(config.logLevel);
+  // A database blip must not end the process (see installOutageGuard); a bug still does.
+  installOutageGuard(logger);
   const ctx = await buildContext(config, logger, { migrate: true, jobQueue: true });
   const running = await startServer(createApp(ctx), config);
 

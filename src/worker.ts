@@ -1,6 +1,7 @@
 import { loadConfigOrExit } from './config';
 import { buildContext } from './context';
 import { startBackgroundWork } from './jobs/background';
+import { installOutageGuard } from './jobs/outage-guard';
 import { createLogger } from './logger';
 
 /**
@@ -11,6 +12,8 @@ import { createLogger } from './logger';
 async function worker(): Promise<void> {
   const config = loadConfigOrExit();
   const logger = createLogger(config.logLevel);
+  // A database blip must not end the process (see installOutageGuard); a bug still does.
+  installOutageGuard(logger);
   const ctx = await buildContext(config, logger, { migrate: true, jobQueue: true });
   await startBackgroundWork(ctx, true);
   void ctx.leftovers.start();

@@ -383,7 +383,18 @@ export function createDb(
   // An idle connection that the server closes (restart, failover, admin) emits 'error' on the
   // pool; unhandled, that would crash the process. The pool replaces the connection by itself.
   pool.on('error', onIdleError);
+  guardCheckedOutClients(pool);
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}
+
+/**
+ * A client checked out of a pool has no 'error' listener (pg-pool removes its idle listener while
+ * the client is lent): a server shutdown (57P01) that reaches it between two statements of a
+ * transaction would be an unhandled 'error' event and end the process. The statement that uses the
+ * client next fails instead, and pg-pool discards the broken client when it comes back.
+ */
+export function guardCheckedOutClients(pool: pg.Pool): void {
+  pool.on('connect', (client) => client.on('error', () => undefined));
 }
 
 /** The role if it exists and the connecting user may switch to it (superusers always may). */

@@ -3,7 +3,7 @@ import { loggablePath } from './redact';
 import { isItemId } from '../evidence/item-id';
 import type { RefusalLimiter } from '../access/refusal-limiter';
 import type { AuditLog } from '../custody/audit.service';
-import { AppError } from '../errors';
+import { AppError, OUTAGE_RETRY_AFTER_SECONDS, outageError } from '../errors';
 import type { Logger } from '../logger';
 import type { AuditAttempt } from './auth.middleware';
 import { PROBLEMS, problemBody, type ProblemCode } from './problem';
@@ -27,13 +27,15 @@ export function errorMiddleware(
   refusals?: RefusalLimiter,
 ): ErrorRequestHandler {
   return async (err, req, res, _next) => {
-    let known = err instanceof AppError ? err : fromBodyParser(err);
+    let known = err instanceof AppError ? err : (fromBodyParser(err) ?? outageError(err));
     if (refusals && known && isStrangerRefusal(req, res, known)) {
       known = limitStranger(refusals, req, res, known);
     }
     const code: ProblemCode = known?.code ?? 'internal_error';
     const { status } = PROBLEMS[code];
-    if (status >= 500) logger.error({ err, reqId: req.id }, 'request failed');
+    if (code === 'dependency_unavailable' || code === 'insufficient_storage') {
+      logger.warn({ err, reqId: req.id, code }, 'request failed: dependency outage');
+    } else if (status >= 500) logger.error({ err, reqId: req.id }, 'request failed');
     else logger.debug({ code, reqId: req.id }, known?.message);
     if (audit) await recordFailedAttempt(audit, req, res, status, code);
 
@@ -45,6 +47,8 @@ export function errorMiddleware(
     }
     const detail = known?.message ?? 'An unexpected error occurred; it has been logged.';
     if (status === 401) res.set('WWW-Authenticate', 'Bearer realm="evidence-archive"');
+    const retryAfter = retryAfterFor(code);
+    if (retryAfter) res.set('Retry-After', retryAfter);
     res
       .status(status)
       .type('application/problem+json')
@@ -52,6 +56,13 @@ export function errorMiddleware(
         JSON.stringify(problemBody(code, detail, req.originalUrl.split('?')[0]!, known?.extra)),
       );
   };
+}
+
+/** Retry-After (seconds) for answers that mean "try again later": a dependency outage. */
+export function retryAfterFor(code: ProblemCode): string | undefined {
+  return code === 'dependency_unavailable' || code === 'not_ready'
+    ? String(OUTAGE_RETRY_AFTER_SECONDS)
+    : undefined;
 }
 
 /**

@@ -1,3 +1,4 @@
+import { statfs } from 'node:fs/promises';
 import { Router } from 'express';
 import { sql } from 'kysely';
 import type { AppContext } from '../context';
@@ -35,8 +36,13 @@ export function healthRoutes(ctx: AppContext): Router {
       database === 'ok'
         ? await withTimeout(countItemsWithoutWorm(ctx.db), 3000).catch(() => null)
         : null;
+    const disk = await diskCheck(ctx);
     const ready =
-      database === 'ok' && storage === 'ok' && worm.status !== 'not_in_force' && !ctx.shuttingDown;
+      database === 'ok' &&
+      storage === 'ok' &&
+      disk.status === 'ok' &&
+      worm.status !== 'not_in_force' &&
+      !ctx.shuttingDown;
     // Media tools never gate readiness: archiving works without them, derivatives wait.
     const media = ctx.media.ffmpegAvailable
       ? { status: 'ok', ffmpeg: ctx.media.toolVersion }
@@ -57,8 +63,38 @@ export function healthRoutes(ctx: AppContext): Router {
           itemsNotInForce,
           lastProblem: worm.lastProblem,
         },
+        disk,
       },
     });
   });
   return router;
+}
+
+/**
+ * Free space where this instance writes (DATA_DIR, and the blob directory on disk): "low" below
+ * READY_MIN_FREE_DISK_PERCENT or READY_MIN_FREE_DISK_BYTES, so traffic moves elsewhere before
+ * uploads start failing with 507.
+ */
+async function diskCheck(ctx: AppContext) {
+  const { dataDir, storage, readiness } = ctx.config;
+  const paths = [dataDir, ...(storage.driver === 'fs' ? [storage.root] : [])];
+  const seen: { freeBytes: number; freePercent: number; low: boolean }[] = [];
+  for (const p of paths) {
+    const s = await statfs(p).catch(() => undefined);
+    if (!s || s.blocks === 0) continue;
+    const freeBytes = s.bavail * s.bsize;
+    const freePercent = Math.floor((s.bavail / s.blocks) * 1000) / 10;
+    const low =
+      freePercent < readiness.minFreeDiskPercent || freeBytes < readiness.minFreeDiskBytes;
+    seen.push({ freeBytes, freePercent, low });
+  }
+  if (seen.length === 0) return { status: 'ok' as const };
+  const worst = seen.find((d) => d.low) ?? seen.sort((x, y) => x.freePercent - y.freePercent)[0]!;
+  const low = worst.low;
+  if (low) ctx.logger.warn(worst, 'readiness: data disk nearly full');
+  return {
+    status: low ? ('low' as const) : ('ok' as const),
+    freeBytes: worst.freeBytes,
+    freePercent: worst.freePercent,
+  };
 }

@@ -50,6 +50,8 @@ export const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
   own_key_revocation: { status: 409, title: 'A key cannot revoke itself' },
   internal_error: { status: 500, title: 'Internal error' },
   rate_limited: { status: 429, title: 'Too many refused requests from this address' },
+  dependency_unavailable: { status: 503, title: 'A dependency is unavailable; retry later' },
+  insufficient_storage: { status: 507, title: 'No storage space left' },
 };
 
 export type ProblemCode = keyof typeof PROBLEMS;

@@ -4,7 +4,7 @@ import type { Upload } from '@tus/utils';
 import { Router, type Request, type RequestHandler, type Response } from 'express';
 import type { ApiKeyService } from '../access/api-key.service';
 import type { AuditLog } from '../custody/audit.service';
-import { AppError } from '../errors';
+import { AppError, outageError } from '../errors';
 import { assertAcceptableFilename } from '../evidence/filename';
 import { parseSegments } from '../evidence/segments';
 import type { IngestResult } from '../ingest/ingest.service';
@@ -15,7 +15,7 @@ import {
 import type { UploadLocker } from '../ingest/resumable/upload-locker';
 import type { Logger } from '../logger';
 import { actorOf, audited, authenticate, principalOf, requirePermission } from './auth.middleware';
-import { recordFailedAttempt } from './error.middleware';
+import { recordFailedAttempt, retryAfterFor } from './error.middleware';
 import { methodNotAllowed } from './method-not-allowed';
 import { PROBLEMS, problemBody } from './problem';
 
@@ -75,13 +75,15 @@ export function uploadRoutes(deps: UploadRoutesDeps): Router {
       const id = /\/v1\/uploads\/([^/?]+)/.exec(req.url ?? '')?.[1];
       const err = (id && uploads.takeRefusal(decodeURIComponent(id))) || reported;
       if (!(err instanceof AppError) && !isUnexpected(err)) return undefined; // tus's own answers
-      const known = err instanceof AppError ? err : undefined;
+      const known = err instanceof AppError ? err : outageError(err);
       const code = known?.code ?? 'internal_error';
       const { status } = PROBLEMS[code];
       const request = req as Request;
       if (status >= 500) deps.logger.error({ err, reqId: request.id }, 'upload request failed');
       await recordFailedAttempt(deps.audit, request, res as unknown as Response, status, code);
       res.setHeader('Content-Type', 'application/problem+json');
+      const retryAfter = retryAfterFor(code);
+      if (retryAfter) res.setHeader('Retry-After', retryAfter);
       const detail = known?.message ?? 'An unexpected error occurred; it has been logged.';
       return {
         status_code: status,

@@ -1,4 +1,7 @@
+import pg from 'pg';
 import PgBoss from 'pg-boss';
+import { guardCheckedOutClients } from '../db/database';
+import { outageError } from '../errors';
 import type { Logger } from '../logger';
 
 export interface QueueSpec {
@@ -32,20 +35,39 @@ export class JobQueue {
   private readonly boss: PgBoss;
   private starting?: Promise<unknown>;
   private started = false;
+  private stopping = false;
 
   constructor(
-    connectionString: string,
+    private readonly connectionString: string,
     private readonly logger: Logger,
   ) {
     this.boss = new PgBoss({
-      connectionString,
       schema: 'pgboss',
-      max: 4,
-      application_name: 'evidence-archive-jobs',
+      // Our own pool (see `pool`), so that a database shutdown cannot end the process through
+      // one of pg-boss's connections.
+      db: { executeSql: (text, values) => this.pool.query(text, values) },
       // Cron scheduling is not used: intervals are throttled sends (see `sendThrottled`).
       schedule: false,
     });
     this.boss.on('error', (err) => this.logger.warn({ err }, 'job queue error'));
+  }
+
+  private ownPool?: pg.Pool;
+
+  /** pg-boss's connections: created on first use, ended by `stop`. */
+  private get pool(): pg.Pool {
+    if (!this.ownPool) {
+      const pool = new pg.Pool({
+        connectionString: this.connectionString,
+        max: 4,
+        application_name: 'evidence-archive-jobs',
+        connectionTimeoutMillis: 10_000,
+      });
+      pool.on('error', (err) => this.logger.warn({ err }, 'job queue connection lost'));
+      guardCheckedOutClients(pool);
+      this.ownPool = pool;
+    }
+    return this.ownPool;
   }
 
   get isStarted(): boolean {
@@ -107,14 +129,61 @@ export class JobQueue {
       { pollingIntervalSeconds: 2, batchSize: 1, includeMetadata: true },
       async ([job]) => {
         if (!job) return;
-        await handler({
-          id: job.id,
-          data: job.data,
-          retryCount: job.retryCount,
-          retryLimit: job.retryLimit,
-        });
+        let outcome: { failed: false } | { failed: true; err: unknown };
+        try {
+          await handler({
+            id: job.id,
+            data: job.data,
+            retryCount: job.retryCount,
+            retryLimit: job.retryLimit,
+          });
+          outcome = { failed: false };
+        } catch (err) {
+          outcome = { failed: true, err };
+        }
+        // @NOTE pg-boss 10 records a job's outcome with complete()/fail() calls it does not await
+        // (timgit/pg-boss#577): with the database away they reject unhandled, and the job stays
+        // "active" until it expires (hours for media). We record the outcome ourselves (a failure
+        // as a failure, with its retry), retried until the database answers, then return: the
+        // complete() pg-boss calls after us only touches a job that is still active, so it
+        // changes nothing.
+        const recorded = await this.settle(name, job.id, job.expireInSeconds, outcome);
+        // Not recorded (not an outage): pg-boss records it as before.
+        if (!recorded && outcome.failed) throw outcome.err;
       },
     );
+  }
+
+  /** Records a job's outcome, retrying through a database outage for up to its expiry. */
+  private async settle(
+    name: string,
+    id: string,
+    expireInSeconds: number,
+    outcome: { failed: false } | { failed: true; err: unknown },
+  ): Promise<boolean> {
+    const until = Date.now() + Math.max(60, expireInSeconds) * 1000;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (outcome.failed) {
+          const err = outcome.err;
+          const data =
+            err instanceof Error ? { message: err.message, stack: err.stack } : { value: err };
+          await this.boss.fail(name, id, data);
+        } else await this.boss.complete(name, id);
+        if (attempt > 0) this.logger.info({ job: name, id }, 'job outcome recorded after retries');
+        return true;
+      } catch (err) {
+        // Anything but an outage (or a queue being stopped) is pg-boss's to report.
+        if (!outageError(err) || this.stopping || Date.now() > until) {
+          this.logger.warn({ err, job: name, id }, 'could not record a job outcome');
+          return false;
+        }
+        if (attempt === 0) {
+          this.logger.warn({ err, job: name, id }, 'database unavailable; job outcome pending');
+        }
+        await new Promise((r) => setTimeout(r, Math.min(1000 * 2 ** attempt, 10_000)));
+      }
+    }
   }
 
   /** Wakes this process's idle worker now instead of at its next poll. */
@@ -125,7 +194,15 @@ export class JobQueue {
   async stop(): Promise<void> {
     if (!this.starting) return;
     this.started = false;
+    this.stopping = true;
     this.starting = undefined;
-    await this.boss.stop({ graceful: true, timeout: 10_000, wait: true });
+    try {
+      await this.boss.stop({ graceful: true, timeout: 10_000, wait: true });
+    } finally {
+      this.stopping = false;
+      const pool = this.ownPool;
+      this.ownPool = undefined;
+      await pool?.end().catch(() => undefined);
+    }
   }
 }

@@ -77,7 +77,13 @@ export function createS3Client(cfg: S3Config): S3Client {
     responseChecksumValidation: 'WHEN_REQUIRED',
     requestHandler: new NodeHttpHandler({
       connectionTimeout: 10_000,
+      // @NOTE @smithy/node-http-handler 4.x only logs a warning when requestTimeout passes unless
+      // throwOnRequestTimeout is set: a frozen S3 server held uploads and downloads indefinitely.
+      // requestTimeout bounds each request until its response starts; socketTimeout bounds the
+      // silence of a response body being read (a download whose store stopped mid-way).
       requestTimeout: cfg.requestTimeoutMs,
+      throwOnRequestTimeout: true,
+      socketTimeout: cfg.requestTimeoutMs,
       httpAgent: new HttpAgent(agentOptions),
       httpsAgent: new HttpsAgent(agentOptions),
     }),

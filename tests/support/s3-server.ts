@@ -60,3 +60,80 @@ export function rawS3Client(
     },
   });
 }
+
+/** An s3rver in a child process: a store that a test can freeze, thaw, kill and start again. */
+export interface S3Process extends TestS3 {
+  /** SIGSTOP: the server accepts connections (the kernel does) but never answers. */
+  freeze(): void;
+  /** SIGCONT. */
+  thaw(): void;
+  /** SIGKILL, waiting for the exit. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port and directory (after kill). */
+  restart(): Promise<void>;
+}
+
+export async function startS3Process(bucket = 'evidence-test'): Promise<S3Process> {
+  const { spawn } = await import('node:child_process');
+  const directory = mkdtempSync(path.join(tmpdir(), 'evidence-s3p-'));
+  const script = path.join(__dirname, 's3rver-process.js');
+  let proc: import('node:child_process').ChildProcess;
+  const launch = (port: number) =>
+    new Promise<number>((resolve, reject) => {
+      proc = spawn(process.execPath, [script, directory, bucket, String(port)], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      proc.stdout!.on('data', (c: Buffer) => {
+        out += c.toString();
+        const line = /\{"port":(\d+)\}/.exec(out);
+        if (line) resolve(Number(line[1]));
+      });
+      proc.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+      proc.once('exit', (code) => reject(new Error(`s3rver exited (${code}): ${out}`)));
+    });
+  const alive = () => proc.exitCode === null && proc.signalCode === null;
+  const kill = () =>
+    alive()
+      ? new Promise<void>((resolve) => {
+          proc.once('exit', () => resolve());
+          proc.kill('SIGCONT');
+          proc.kill('SIGKILL');
+        })
+      : Promise.resolve();
+  const port = await launch(0);
+  const endpoint = `http://127.0.0.1:${port}`;
+  return {
+    endpoint,
+    bucket,
+    env: {
+      STORAGE_DRIVER: 's3',
+      S3_ENDPOINT: endpoint,
+      S3_BUCKET: bucket,
+      S3_REGION: 'us-east-1',
+      S3_ACCESS_KEY_ID: 'S3RVER',
+      S3_SECRET_ACCESS_KEY: 'S3RVER',
+      S3_FORCE_PATH_STYLE: 'true',
+    },
+    freeze: () => void proc.kill('SIGSTOP'),
+    thaw: () => void proc.kill('SIGCONT'),
+    kill,
+    async restart() {
+      await kill();
+      // The port was ours a moment ago; another process taking it meanwhile is not expected.
+      for (let i = 0; ; i++) {
+        try {
+          await launch(port);
+          return;
+        } catch (err) {
+          if (i >= 20) throw err;
+          await new Promise((r) => setTimeout(r, 250));
+        }
+      }
+    },
+    async close() {
+      await kill();
+      rmSync(directory, { recursive: true, force: true });
+    },
+  };
+}
