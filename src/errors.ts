@@ -49,7 +49,8 @@ export type ErrorCode =
   | 'segment_cut_unavailable'
   | 'session_not_allowed'
   | 'own_key_revocation'
-  | 'internal_error';
+  | 'internal_error'
+  | 'evidence_damaged';
 
 export class AppError extends Error {
   constructor(

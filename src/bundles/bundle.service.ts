@@ -176,6 +176,10 @@ export class BundleService {
       });
     }
 
+    // Bytes known to be damaged are never put in a bundle as the evidence.
+    const damaged = unique(selected.filter((s) => s.item.damaged_at).map((s) => s.item.id));
+    if (damaged.length > 0) throw damagedInBundle(damaged, 'cannot be bundled');
+
     // Originals in capture order, each item's segment cuts after it in time order.
     selected.sort(
       (a, b) =>
@@ -346,6 +350,9 @@ export class BundleService {
         { itemIds: deleted.map((d) => d.id) },
       );
     }
+    const damaged = await this.evidenceRepo.damagedAmong(this.db, row.item_ids);
+    if (damaged.length > 0)
+      throw damagedInBundle(damaged, `are in bundle ${row.id}, so it is not served`);
     // Every stored file is there, whole, before the first byte leaves.
     for (const e of row.entries) {
       const size = await this.store.stat(e.blobKey);
@@ -672,3 +679,12 @@ function assertMay(actor: RequestActor, permission: 'bundle:create' | 'bundle:re
 const unique = <T>(xs: T[]): T[] => [...new Set(xs)];
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 const safeName = (s: string) => s.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 80);
+
+/** Items whose stored bytes were found damaged: neither bundled nor served in a bundle. */
+function damagedInBundle(itemIds: string[], what: string): AppError {
+  return new AppError(
+    'evidence_damaged',
+    `The stored bytes of item${itemIds.length > 1 ? 's' : ''} ${itemIds.join(', ')} were found not to match the archived SHA-256 and ${what}. Uploading the genuine bytes again repairs an item; this has been logged for an administrator.`,
+    { itemIds },
+  );
+}

@@ -50,7 +50,8 @@ export type AuditAction =
   | 'report.view'
   | 'share_link.create'
   | 'share_link.revoke'
-  | 'share_link.use';
+  | 'share_link.use'
+  | 'evidence.repair';
 
 export interface AuditEntry {
   action: AuditAction;

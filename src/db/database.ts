@@ -54,6 +54,10 @@ export interface EvidenceItemsTable {
   deletion_reason: string | null;
   deleted_by: string | null;
   blob_purged_at: Timestamp | null;
+  /** Set when the stored bytes were found not to hash to sha256; cleared by a repair. */
+  damaged_at: Timestamp | null;
+  damage_detail: ColumnType<unknown, string | null, string | null> | null;
+  repaired_at: Timestamp | null;
 }
 
 export interface EvidenceLinksTable {

@@ -28,6 +28,9 @@ export interface EvidenceView {
   deletedAt: string | null;
   deletionReason: string | null;
   lastVerification: { status: string; checkedAt: string } | null;
+  /** `damaged`: the stored bytes do not hash to sha256 and nothing made from them is served. */
+  integrity: 'unverified' | 'ok' | 'problem' | 'damaged';
+  damagedAt: string | null;
 }
 
 const iso = (d: Date | string) => (d instanceof Date ? d : new Date(d)).toISOString();
@@ -63,5 +66,13 @@ export function toEvidenceView(r: EvidenceRow): EvidenceView {
       r.verify_status && r.verified_at
         ? { status: r.verify_status, checkedAt: iso(r.verified_at) }
         : null,
+    integrity: r.damaged_at
+      ? 'damaged'
+      : !r.verify_status
+        ? 'unverified'
+        : r.verify_status === 'ok'
+          ? 'ok'
+          : 'problem',
+    damagedAt: r.damaged_at ? iso(r.damaged_at) : null,
   };
 }

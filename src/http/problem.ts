@@ -49,6 +49,7 @@ export const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
   session_not_allowed: { status: 403, title: 'This key cannot open a browser session' },
   own_key_revocation: { status: 409, title: 'A key cannot revoke itself' },
   internal_error: { status: 500, title: 'Internal error' },
+  evidence_damaged: { status: 500, title: 'Stored bytes damaged' },
 };
 
 export type ProblemCode = keyof typeof PROBLEMS;

@@ -36,6 +36,15 @@ export interface ArchiveListener {
   afterCommit(itemId: string): void;
 }
 
+/** Writes the genuine bytes over an item's damaged blob, checks and records the repair. */
+export interface DamageRepair {
+  repair(
+    itemId: string,
+    staged: { stagingKey: string; sha256: string; size: number },
+    actor: RequestActor,
+  ): Promise<{ key: string; repaired: boolean }>;
+}
+
 /** Signals that another request committed the same Idempotency-Key first. */
 class IdempotencyKeyTaken extends Error {}
 
@@ -59,6 +68,8 @@ export class IngestService {
       listener?: ArchiveListener;
       /** Where scan events (per-order segments of a long recording) are kept. */
       segments?: SegmentRepository;
+      /** Repairs an item's damaged blob with the genuine bytes (the integrity service). */
+      repair?: DamageRepair;
     } = {},
   ) {}
 
@@ -101,12 +112,17 @@ export class IngestService {
       }
       // Checked before promotion too, so purged bytes are not stored again only to be refused.
       refuseDeleted(await this.evidence.findBySha256(this.db, staged.sha256));
+      // The same bytes as an item whose stored copy was found damaged: these (hashed as they
+      // arrived, so the genuine bytes by definition) repair it instead of being thrown away.
+      const damaged =
+        this.opts.repair && (await this.evidence.findDamagedBySha256(this.db, staged.sha256));
       const started = performance.now();
-      const { key, created } = await this.store.promote(
-        staged.stagingKey,
-        staged.sha256,
-        staged.size,
-      );
+      const { key, created } = damaged
+        ? {
+            ...(await this.opts.repair!.repair(damaged.id, staged, req.principal)),
+            created: false,
+          }
+        : await this.store.promote(staged.stagingKey, staged.sha256, staged.size);
       promoted = true;
       const promotedAt = performance.now();
       const result = await this.record(req, staged, fields, segments, key);

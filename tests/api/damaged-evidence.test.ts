@@ -85,7 +85,11 @@ describe.each(DRIVERS)('damaged evidence (%s store)', (driver) => {
       .where('action', '=', action)
       .orderBy('seq')
       .execute();
-  const expectDamaged = (res: { status: number; headers: Record<string, string>; body: unknown }) => {
+  const expectDamaged = (res: {
+    status: number;
+    headers: Record<string, string>;
+    body: unknown;
+  }) => {
     expect(res.status).toBe(500);
     expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
     const body = Buffer.isBuffer(res.body) ? JSON.parse(res.body.toString()) : res.body;
@@ -271,7 +275,11 @@ describe.each(DRIVERS)('damaged evidence (%s store)', (driver) => {
       item_ids: [item.id],
       actor_key_id: app.keys.ingest2.id,
     });
-    expect(repair!.details).toMatchObject({ sha256: item.sha256, size: clip.length, verified: true });
+    expect(repair!.details).toMatchObject({
+      sha256: item.sha256,
+      size: clip.length,
+      verified: true,
+    });
     expect((await verify()).body.status).toBe('ok');
     // The genuine bytes a second time are a plain duplicate: nothing more to repair.
     const third = await upload(app.url, app.keys.ingest.key, [['kind', 'packing_video']], {
@@ -297,7 +305,8 @@ describe.each(DRIVERS)('damaged evidence (%s store)', (driver) => {
     expect((await repair).status).toBe(200);
     for (const r of results) {
       if (r.status === 200 && r.complete) expect(r.body.equals(clip)).toBe(true);
-      else if (r.status !== 200) expect(JSON.parse(r.body.toString()).code).toBe('evidence_damaged');
+      else if (r.status !== 200)
+        expect(JSON.parse(r.body.toString()).code).toBe('evidence_damaged');
     }
     expect((await itemView()).integrity).toBe('ok');
     const after = await rawGet(`${app.url}/v1/evidence/${item.id}/content`, support());
