@@ -14,7 +14,7 @@ function rawGet(
   url: string,
   headers: Record<string, string>,
 ): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer; complete: boolean }> {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     const req = http.get(url, { headers }, (res) => {
       const chunks: Buffer[] = [];
       const done = () =>
