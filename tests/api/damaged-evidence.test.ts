@@ -142,18 +142,29 @@ describe.each(DRIVERS)('damaged evidence (%s store)', (driver) => {
     expect(segLink.status).toBe(201);
     expect((await request(app.url).get(itemLink.body.url)).status).toBe(200);
 
+    // Not verified: the stranger's full read through the link is what finds the damage.
     await damage();
-    await verify();
+    const cut = await rawGet(`${app.url}${itemLink.body.url}`, {});
+    expect(cut.complete).toBe(false);
+    expect(cut.body.length).toBeLessThan(clip.length);
+    expect((await itemView()).integrity).toBe('damaged');
+    expect((await events('evidence.verify')).at(-1)!.details).toMatchObject({
+      status: 'mismatch',
+      via: 'share_link',
+    });
     for (const url of [itemLink.body.url, segLink.body.url]) {
       expectDamaged(await request(app.url).get(url));
       expectDamaged(await request(app.url).get(url).set('Range', 'bytes=0-9'));
     }
     const refused = (await events('share_link.use')).filter((e) => e.outcome === 'failed');
-    expect(refused).toHaveLength(4);
-    expect(refused[0]!.details).toMatchObject({
-      code: 'evidence_damaged',
-      shareLinkId: itemLink.body.id,
-    });
+    expect(refused).toHaveLength(5);
+    expect(refused.map((e) => (e.details as { code: string }).code)).toEqual(
+      Array(5).fill('evidence_damaged'),
+    );
+    expect(refused[1]!.details).toMatchObject({ shareLinkId: itemLink.body.id });
+    // The answer to a stranger names no item.
+    const answer = await request(app.url).get(itemLink.body.url);
+    expect(JSON.stringify(answer.body)).not.toContain(item.id);
   });
 
   it('refuses derivatives and segment cuts made from the damaged bytes', async () => {
