@@ -414,6 +414,7 @@ export async function buildContext(
         signingKey,
         media,
         logger,
+        integrity,
       ),
       mediaJobs,
       scratch,

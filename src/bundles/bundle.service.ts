@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import { z } from 'zod';
 import { can, ROLES } from '../access/roles';
 import { toComplaintView } from '../complaints/complaint.service';
@@ -16,13 +16,14 @@ import type { SigningKey } from '../custody/signing-key';
 import type { Db, Role } from '../db/database';
 import { AppError } from '../errors';
 import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
-import { openStored } from '../evidence/evidence.service';
+import { openStored, type ReadMismatchRecorder } from '../evidence/evidence.service';
+import { verifyingStream } from '../evidence/verified-read';
 import { toEvidenceView } from '../evidence/evidence.view';
 import { isItemId } from '../evidence/item-id';
 import type { SegmentCutRow, SegmentRepository, SegmentRow } from '../evidence/segment.repository';
 import { identifier, parseWith } from '../ingest/upload-fields';
 import type { Logger } from '../logger';
-import type { BlobStore } from '../storage/blob-store';
+import { blobKeyFor, type BlobStore } from '../storage/blob-store';
 import {
   AUDIT,
   BUNDLE_FORMAT,
@@ -122,6 +123,8 @@ export class BundleService {
     private readonly key: SigningKey,
     private readonly media: CutMaker,
     private readonly logger: Logger,
+    /** An original whose bytes hash wrong as the bundle streams marks its item damaged. */
+    private readonly damage?: ReadMismatchRecorder,
   ) {}
 
   async create(actor: RequestActor, rawComplaintId: string, body: unknown): Promise<BundleView> {
@@ -369,7 +372,7 @@ export class BundleService {
     }
     const createdAt = new Date(row.created_at);
     const layout = zipLayout(row.manifest, row.texts, row.entries, (e) =>
-      this.openEntry(e.blobKey, e.size, e.path),
+      this.openEntry(row.entries.find((f) => f.path === e.path)!, actor),
     );
     const { size, stream } = buildZip(layout, createdAt, (err) =>
       this.logger.error({ err, bundleId: row.id }, 'bundle download failed mid-stream'),
@@ -557,8 +560,26 @@ export class BundleService {
     return { text: lines.join(''), count: lines.length, firstSeq, lastSeq };
   }
 
-  private openEntry(blobKey: string, size: number, path: string): Promise<Readable> {
-    return openStored(this.store, blobKey, size, undefined, `bytes of ${path}`);
+  /**
+   * A file's bytes, hashed as they stream into the ZIP: bytes that do not hash to the manifest's
+   * SHA-256 end the download before that file is complete, and mark an original's item damaged.
+   */
+  private async openEntry(
+    e: { path: string; blobKey: string; size: number; sha256: string },
+    actor: Actor,
+  ): Promise<Readable> {
+    const started = new Date();
+    const body = await openStored(this.store, e.blobKey, e.size, undefined, `bytes of ${e.path}`);
+    return pipeline(
+      body,
+      verifyingStream(e.sha256, async (computed) => {
+        if (e.blobKey !== blobKeyFor(e.sha256)) return; // a segment cut: a derivative
+        const prior = await this.evidenceRepo.findBySha256(this.db, e.sha256);
+        const item = prior && (await this.evidenceRepo.findById(this.db, prior.id));
+        if (item) await this.damage?.recordReadMismatch(item, actor, computed, started, 'bundle');
+      }),
+      () => undefined,
+    );
   }
 }
 

@@ -221,6 +221,24 @@ describe.each(DRIVERS)('damaged evidence (%s store)', (driver) => {
     ).toMatchObject({ code: 'evidence_damaged' });
   });
 
+  it('a bundle download whose file hashes wrong is cut before that file ends, and marks the item', async () => {
+    const made = await request(app.url)
+      .post('/v1/complaints/CMP-DMG/bundles')
+      .set(support())
+      .send({ itemIds: [item.id] });
+    expect(made.status).toBe(201);
+    await damage();
+    const cut = await rawGet(`${app.url}/v1/bundles/${made.body.id}/content`, support());
+    expect(cut.complete).toBe(false);
+    expect(cut.body.length).toBeLessThan(made.body.zipBytes);
+    expect((await itemView()).integrity).toBe('damaged');
+    expect((await events('evidence.verify')).at(-1)!.details).toMatchObject({
+      status: 'mismatch',
+      via: 'bundle',
+    });
+    expectDamaged(await getBytes(app, `/v1/bundles/${made.body.id}/content`));
+  });
+
   it('the scheduled scrub marks the item damaged', async () => {
     await damage();
     const report = await app.ctx.scrub.run({
