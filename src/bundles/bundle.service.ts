@@ -372,7 +372,10 @@ export class BundleService {
     }
     const createdAt = new Date(row.created_at);
     const layout = zipLayout(row.manifest, row.texts, row.entries, (e) =>
-      this.openEntry(row.entries.find((f) => f.path === e.path)!, actor),
+      this.openEntry(
+        row.entries.find((f) => f.path === e.path)!,
+        actor,
+      ),
     );
     const { size, stream } = buildZip(layout, createdAt, (err) =>
       this.logger.error({ err, bundleId: row.id }, 'bundle download failed mid-stream'),
