@@ -577,9 +577,16 @@ export class BundleService {
       body,
       verifyingStream(e.sha256, async (computed) => {
         if (e.blobKey !== blobKeyFor(e.sha256)) return; // a segment cut: a derivative
-        const prior = await this.evidenceRepo.findBySha256(this.db, e.sha256);
-        const item = prior && (await this.evidenceRepo.findById(this.db, prior.id));
-        if (item) await this.damage?.recordReadMismatch(item, actor, computed, started, 'bundle');
+        const item = await this.evidenceRepo.findBySha256(this.db, e.sha256);
+        if (item) {
+          await this.damage?.recordReadMismatch(
+            { id: item.id, sha256: e.sha256 },
+            actor,
+            computed,
+            started,
+            'bundle',
+          );
+        }
       }),
       () => undefined,
     );

@@ -136,7 +136,7 @@ export class IntegrityService {
    * verification, and the item is marked damaged, unless a repair finished since the read began.
    */
   async recordReadMismatch(
-    row: EvidenceRow,
+    row: Pick<EvidenceRow, 'id' | 'sha256'>,
     actor: Actor,
     computed: { sha256: string; size: number },
     readStartedAt: Date,

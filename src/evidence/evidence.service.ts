@@ -258,7 +258,7 @@ export async function openStored(
 /** Records a full read whose bytes did not hash to the item's SHA-256 (the integrity service). */
 export interface ReadMismatchRecorder {
   recordReadMismatch(
-    row: EvidenceRow,
+    row: Pick<EvidenceRow, 'id' | 'sha256'>,
     actor: Actor,
     computed: { sha256: string; size: number },
     readStartedAt: Date,
