@@ -152,6 +152,11 @@ export class IngestService {
     }
   }
 
+  /** Whether the item holding these bytes is marked damaged (an upload of them repairs it). */
+  async isDamaged(sha256: string): Promise<boolean> {
+    return (await this.evidence.findDamagedBySha256(this.db, sha256)) !== undefined;
+  }
+
   private async record(
     req: IngestRequest,
     staged: StagedUpload,

@@ -1,6 +1,14 @@
 import http from 'node:http';
 import request from 'supertest';
-import { bearer, DRIVERS, startTestApp, tamperWithBlob, type TestApp } from '../support/harness';
+import {
+  bearer,
+  DRIVERS,
+  startTestApp,
+  storedKeys,
+  tamperWithBlob,
+  type TestApp,
+} from '../support/harness';
+import { tusUpload } from '../support/tus';
 import { fakeMedia, sha256 } from '../support/media';
 import { getBytes, MediaFiles } from '../support/media-files';
 import { upload } from '../support/multipart';
@@ -346,6 +354,68 @@ describe.each(DRIVERS)('damaged evidence (%s store)', (driver) => {
     });
     expect(third.status).toBe(200);
     expect(await events('evidence.repair')).toHaveLength(1);
+  });
+
+  it('a resumable (tus) upload of the genuine bytes repairs it too', async () => {
+    await damage();
+    await verify();
+    const result = await tusUpload(app.url, app.keys.ingest, clip, {
+      filename: 'clip.mov',
+      kind: 'packing_video',
+    });
+    expect(result.itemId).toBe(item.id);
+    expect((await itemView()).integrity).toBe('ok');
+    expect(Buffer.compare((await content()).body as Buffer, clip)).toBe(0);
+    expect(await events('evidence.repair')).toHaveLength(1);
+    expect((await storedKeys(app)).filter((k) => !k.startsWith('sha256/'))).toEqual([]);
+  });
+
+  it('concurrent repairs leave one genuine blob and one repair event', async () => {
+    await damage();
+    await verify();
+    const results = await Promise.all(
+      [app.keys.ingest, app.keys.ingest2, app.keys.ingest].map((k, i) =>
+        upload(app.url, k.key, [['kind', 'packing_video']], {
+          filename: `clip-${i}.mov`,
+          content: clip,
+        }),
+      ),
+    );
+    expect(results.map((r) => r.status)).toEqual([200, 200, 200]);
+    expect(await events('evidence.repair')).toHaveLength(1);
+    expect((await itemView()).integrity).toBe('ok');
+    expect((await verify()).body.status).toBe('ok');
+    expect((await storedKeys(app)).filter((k) => k.startsWith('staging/'))).toEqual([]);
+  });
+
+  it('a check that read the old bytes before a repair does not mark the repaired item again', async () => {
+    await damage();
+    await verify();
+    const readStartedAt = new Date();
+    await new Promise((r) => setTimeout(r, 20));
+    await upload(app.url, app.keys.ingest.key, [['kind', 'packing_video']], {
+      filename: 'clip.mov',
+      content: clip,
+    });
+    // That read finishing now, with the damaged bytes it had opened before the repair.
+    await app.ctx.integrity.recordReadMismatch(
+      item,
+      { keyId: app.keys.support.id, role: 'support', name: 'Agent Ana' },
+      { sha256: sha256(flipOne(clip)), size: clip.length },
+      readStartedAt,
+      'download',
+    );
+    expect((await itemView()).integrity).toBe('ok');
+    expect((await content()).status).toBe(200);
+    // A read that began after the repair and still hashed wrong would mark it again.
+    await app.ctx.integrity.recordReadMismatch(
+      item,
+      { keyId: app.keys.support.id, role: 'support', name: 'Agent Ana' },
+      { sha256: sha256(flipOne(clip)), size: clip.length },
+      new Date(),
+      'download',
+    );
+    expect((await itemView()).integrity).toBe('damaged');
   });
 
   it('reads racing a repair get the genuine bytes or a refusal, never the damaged bytes', async () => {
