@@ -1,4 +1,6 @@
+import { rm } from 'node:fs/promises';
 import http from 'node:http';
+import path from 'node:path';
 import request from 'supertest';
 import {
   bearer,
@@ -9,6 +11,11 @@ import {
   type TestApp,
 } from '../support/harness';
 import { tusUpload } from '../support/tus';
+import {
+  down as downDamaged,
+  up as upDamaged,
+} from '../../migrations/2026-12-03T03-00-00_damaged-evidence';
+import { createDb } from '../../src/db/database';
 import { fakeMedia, sha256 } from '../support/media';
 import { getBytes, MediaFiles } from '../support/media-files';
 import { upload } from '../support/multipart';
@@ -440,5 +447,48 @@ describe.each(DRIVERS)('damaged evidence (%s store)', (driver) => {
     const after = await rawGet(`${app.url}/v1/evidence/${item.id}/content`, support());
     expect(after.complete).toBe(true);
     expect(after.body.equals(clip)).toBe(true);
+  });
+});
+
+describe('damage found before the mark existed (migration)', () => {
+  it('marks the items whose recorded verification found their bytes damaged, and no others', async () => {
+    const app = await startTestApp('fs');
+    const dba = createDb(app.databaseUrl, 1);
+    try {
+      const archive = async (content: Buffer) =>
+        (
+          await upload(app.url, app.keys.ingest.key, [['kind', 'packing_video']], {
+            filename: 'a.mp4',
+            content,
+          })
+        ).json() as { id: string; sha256: string };
+      const bad = fakeMedia('mp4', 20_000);
+      const good = fakeMedia('mp4', 20_000);
+      const [damagedItem, intactItem, missingItem] = [
+        await archive(bad),
+        await archive(good),
+        await archive(fakeMedia('mp4', 20_000)),
+      ];
+      await tamperWithBlob(app, keyOf(damagedItem.sha256), flipOne(bad));
+      await rm(path.join(app.dataDir, 'blobs', keyOf(missingItem.sha256)));
+      for (const it of [damagedItem, intactItem, missingItem]) {
+        await request(app.url).post(`/v1/evidence/${it.id}/verify`).set(bearer(app.keys.support));
+      }
+      // As a database migrated before the mark existed: the verifications are all it holds.
+      await downDamaged(dba);
+      await upDamaged(dba);
+      const view = async (id: string) =>
+        (await request(app.url).get(`/v1/evidence/${id}`).set(bearer(app.keys.support))).body;
+      expect((await view(damagedItem.id)).integrity).toBe('damaged');
+      expect((await view(intactItem.id)).integrity).toBe('ok');
+      expect((await view(missingItem.id)).integrity).toBe('problem');
+      const res = await request(app.url)
+        .get(`/v1/evidence/${damagedItem.id}/content`)
+        .set(bearer(app.keys.support));
+      expect(res.body.code).toBe('evidence_damaged');
+    } finally {
+      await dba.destroy();
+      await app.close();
+    }
   });
 });
