@@ -266,6 +266,10 @@ describe.each(DRIVERS)('damaged evidence (%s store)', (driver) => {
     ]);
     expect((await itemView()).integrity).toBe('damaged');
     expectDamaged(await content());
+    const status = await request(app.url).get('/v1/custody/status').set(bearer(app.keys.admin));
+    expect(status.body.items.damaged).toBe(1);
+    const metrics = await request(app.url).get('/metrics').set(bearer(app.keys.admin));
+    expect(metrics.text).toContain('evidence_items{state="damaged"} 1');
   });
 
   it('a full read that hashes wrong is cut before its last bytes, and marks the item damaged', async () => {
