@@ -3,6 +3,7 @@ import http from 'node:http';
 import path from 'node:path';
 import request from 'supertest';
 import {
+  auditEvents,
   bearer,
   DRIVERS,
   startTestApp,
@@ -96,13 +97,7 @@ describe.each(DRIVERS)('damaged evidence (%s store)', (driver) => {
     (await request(app.url).get(`/v1/evidence/${item.id}`).set(support())).body;
   const content = (headers: Record<string, string> = {}) =>
     getBytes(app, `/v1/evidence/${item.id}/content`, headers);
-  const events = async (action: string) =>
-    app.ctx.db
-      .selectFrom('audit_events')
-      .selectAll()
-      .where('action', '=', action)
-      .orderBy('seq')
-      .execute();
+  const events = (action: string) => auditEvents(app, action);
   const expectDamaged = (res: {
     status: number;
     headers: Record<string, string>;
