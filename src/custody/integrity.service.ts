@@ -187,6 +187,13 @@ export class IntegrityService {
     actor: Actor,
   ): Promise<{ key: string; repaired: boolean }> {
     const started = performance.now();
+    const creation = await this.auditRepo.creationOf(this.db, itemId);
+    if (creation && String(creation.details.sha256) !== staged.sha256) {
+      // The row's hash is not what arrived (edited since): bytes that match the row are not the
+      // evidence, and repair nothing. They are answered as a plain duplicate.
+      await this.store.discardStaging(staged.stagingKey).catch(() => undefined);
+      return { key: blobKeyFor(staged.sha256), repaired: false };
+    }
     const { key, previous } = await this.store.repair(
       staged.stagingKey,
       staged.sha256,

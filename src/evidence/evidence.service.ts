@@ -195,11 +195,14 @@ export class EvidenceService {
     range: ByteRange | undefined,
     details: Record<string, unknown>,
   ): Promise<Readable> {
+    const opened = new Date(); // before the open: a repair after it did not replace these bytes
     const body = await openRecorded(
       () => this.openBlob(row, range),
       () => this.recordContentCheck(actor, row, details),
     );
-    return range ? body : verifiedRead(body, row, actor, 'download', this.opts.damage);
+    return range
+      ? body
+      : verifiedRead(body, row, { actor, via: 'download', opened }, this.opts.damage);
   }
 
   /** A HEAD or a 304 sends no bytes, but it still tells the caller the item's state. */
@@ -273,16 +276,14 @@ export interface ReadMismatchRecorder {
  */
 export function verifiedRead(
   body: Readable,
-  row: EvidenceRow,
-  actor: Actor,
-  via: string,
+  row: Pick<EvidenceRow, 'id' | 'sha256'>,
+  read: { actor: Actor; via: string; /** Taken before the bytes were opened. */ opened: Date },
   recorder: ReadMismatchRecorder | undefined,
 ): Readable {
-  const started = new Date();
   return pipeline(
     body,
     verifyingStream(row.sha256, async (computed) => {
-      await recorder?.recordReadMismatch(row, actor, computed, started, via);
+      await recorder?.recordReadMismatch(row, read.actor, computed, read.opened, read.via);
     }),
     () => undefined,
   );

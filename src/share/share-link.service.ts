@@ -313,12 +313,13 @@ export class ShareLinkService {
       content.type === 'item'
         ? [content.item.blob_key, content.item.size_bytes, `bytes of item ${content.item.id}`]
         : [content.cut.blobKey, content.cut.size, `bytes of segment ${content.segment.id}`];
+    const opened = new Date();
     const body = await openRecorded(
       () => openStored(this.store, key, size, range, what),
       () => this.recordUse(link, actor, details),
     );
     return content.type === 'item' && !range
-      ? verifiedRead(body, content.item, actor, 'share_link', this.opts.damage)
+      ? verifiedRead(body, content.item, { actor, via: 'share_link', opened }, this.opts.damage)
       : body;
   }
 

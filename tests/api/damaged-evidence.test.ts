@@ -16,6 +16,7 @@ import {
   down as downDamaged,
   up as upDamaged,
 } from '../../migrations/2026-12-03T03-00-00_damaged-evidence';
+import { sql } from 'kysely';
 import { createDb } from '../../src/db/database';
 import { fakeMedia, sha256 } from '../support/media';
 import { getBytes, MediaFiles } from '../support/media-files';
@@ -422,6 +423,31 @@ describe.each(DRIVERS)('damaged evidence (%s store)', (driver) => {
       'download',
     );
     expect((await itemView()).integrity).toBe('damaged');
+  });
+
+  it('bytes matching a row whose hash was edited after arrival are damaged, and repair nothing', async () => {
+    const forged = fakeMedia('mp4', 30_000);
+    const forgedHash = sha256(forged);
+    await tamperWithBlob(app, keyOf(forgedHash), forged);
+    const dba = createDb(app.databaseUrl, 1);
+    try {
+      await sql`alter table evidence_items disable trigger user`.execute(dba);
+      await sql`update evidence_items set sha256 = ${forgedHash}, blob_key = ${keyOf(forgedHash)},
+        size_bytes = ${forged.length} where id = ${item.id}`.execute(dba);
+      await sql`alter table evidence_items enable trigger user`.execute(dba);
+    } finally {
+      await dba.destroy();
+    }
+    expect((await verify()).body.status).toBe('mismatch');
+    expect((await itemView()).integrity).toBe('damaged');
+    const again = await upload(app.url, app.keys.ingest.key, [['kind', 'packing_video']], {
+      filename: 'forged.mp4',
+      content: forged,
+    });
+    expect(again.status).toBe(200);
+    expect((await itemView()).integrity).toBe('damaged');
+    expect(await events('evidence.repair')).toEqual([]);
+    expect((await storedKeys(app)).filter((k) => k.startsWith('staging/'))).toEqual([]);
   });
 
   it('reads racing a repair get the genuine bytes or a refusal, never the damaged bytes', async () => {
