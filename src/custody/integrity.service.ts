@@ -177,9 +177,11 @@ export class IntegrityService {
 
   /**
    * Writes the genuine bytes (staged, already hashed to the item's SHA-256 by the upload) over a
-   * damaged blob, reads them back, and only when they hash right clears the damage mark, in one
-   * transaction with an `evidence.repair` event. The store never deletes the damaged copy first
-   * (S3: the repair is a new version; a locked damaged version stays).
+   * damaged blob, reads them back, and only when they hash right clears the damage mark and
+   * records an `evidence.repair` event. The item's row stays locked throughout, so concurrent
+   * uploads of the same bytes repair it once (the others find it repaired and write nothing). The
+   * store never deletes the damaged copy first (S3: the repair is a new version; a locked damaged
+   * version stays).
    */
   async repair(
     itemId: string,
@@ -187,29 +189,31 @@ export class IntegrityService {
     actor: Actor,
   ): Promise<{ key: string; repaired: boolean }> {
     const started = performance.now();
+    const key = blobKeyFor(staged.sha256);
+    const notRepaired = async () => {
+      await this.store.discardStaging(staged.stagingKey).catch(() => undefined);
+      return { key, repaired: false };
+    };
     const creation = await this.auditRepo.creationOf(this.db, itemId);
     if (creation && String(creation.details.sha256) !== staged.sha256) {
       // The row's hash is not what arrived (edited since): bytes that match the row are not the
       // evidence, and repair nothing. They are answered as a plain duplicate.
-      await this.store.discardStaging(staged.stagingKey).catch(() => undefined);
-      return { key: blobKeyFor(staged.sha256), repaired: false };
+      return notRepaired();
     }
-    const { key, previous } = await this.store.repair(
-      staged.stagingKey,
-      staged.sha256,
-      staged.size,
-    );
-    const check = await this.hasher.hash(() => this.store.read(key, staged.size));
-    if (check.sha256 !== staged.sha256 || check.size !== staged.size) {
-      throw new Error(
-        `repair of item ${itemId}: the rewritten blob ${key} hashes to ${check.sha256} (${check.size} bytes), expected ${staged.sha256}`,
-      );
-    }
-    const at = new Date();
-    const repaired = await this.db.transaction().execute(async (tx) => {
-      const prior = await this.evidence.findDamagedBySha256(tx, staged.sha256);
-      const cleared = await this.evidence.clearDamaged(tx, itemId, at);
-      if (!cleared) return false; // another upload repaired it first
+    // A repair is rare and a blob's copy can take a while: holding the row's lock meanwhile only
+    // makes other writers of this one item (repairs, verification results) wait; readers do not.
+    const result = await this.db.transaction().execute(async (tx) => {
+      const damage = await this.evidence.lockDamage(tx, itemId);
+      if (!damage) return notRepaired(); // another upload repaired it first
+      const { previous } = await this.store.repair(staged.stagingKey, staged.sha256, staged.size);
+      const check = await this.hasher.hash(() => this.store.read(key, staged.size));
+      if (check.sha256 !== staged.sha256 || check.size !== staged.size) {
+        throw new Error(
+          `repair of item ${itemId}: the rewritten blob ${key} hashes to ${check.sha256} (${check.size} bytes), expected ${staged.sha256}`,
+        );
+      }
+      const at = new Date();
+      await this.evidence.clearDamaged(tx, itemId, at);
       await this.evidence.recordVerification(tx, itemId, {
         at,
         status: 'ok',
@@ -225,17 +229,17 @@ export class IntegrityService {
             size: staged.size,
             blobKey: key,
             verified: true,
-            damagedAt: prior?.damaged_at.toISOString() ?? null,
-            damage: prior?.damage_detail ?? null,
+            damagedAt: damage.damagedAt.toISOString(),
+            damage: damage.detail,
             ...(previous ? { damagedVersion: previous } : {}),
             ms: Math.round(performance.now() - started),
           },
         },
       ]);
-      return true;
+      return { key, repaired: true };
     });
-    this.metrics.integrityChecks.inc({ result: 'ok' });
-    return { key, repaired };
+    if (result.repaired) this.metrics.integrityChecks.inc({ result: 'ok' });
+    return result;
   }
 
   private async hashBlob(row: EvidenceRow): Promise<{ sha256: string; size: number }> {

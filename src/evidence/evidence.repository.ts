@@ -176,6 +176,22 @@ export class EvidenceRepository {
     return row && { ...row, damaged_at: new Date(row.damaged_at!) };
   }
 
+  /** Locks the item's row (for a repair) and returns its damage mark, if it has one. */
+  async lockDamage(
+    db: Executor,
+    itemId: string,
+  ): Promise<{ damagedAt: Date; detail: unknown } | undefined> {
+    const row = await db
+      .selectFrom('evidence_items')
+      .select(['damaged_at', 'damage_detail'])
+      .where('id', '=', itemId)
+      .forUpdate()
+      .executeTakeFirst();
+    return row?.damaged_at
+      ? { damagedAt: new Date(row.damaged_at), detail: row.damage_detail }
+      : undefined;
+  }
+
   /** Those of these items whose stored bytes are marked damaged. */
   async damagedAmong(db: Executor, ids: string[]): Promise<string[]> {
     if (ids.length === 0) return [];
