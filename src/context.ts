@@ -214,7 +214,6 @@ export async function buildContext(
     const phone = { defaultPhoneRegion: config.defaultPhoneRegion };
     const pool = db;
     const metrics = new Metrics();
-    const evidence = new EvidenceService(db, blobStore, evidenceRepo, audit, phone);
     const checkpoints = new CheckpointService(db, blobStore, auditRepo, signingKey, logger);
     const hasher = new HashPool();
     const integrity = new IntegrityService(
@@ -226,6 +225,11 @@ export async function buildContext(
       metrics,
       hasher,
     );
+    // A full download whose bytes hash wrong marks the item damaged (integrity).
+    const evidence = new EvidenceService(db, blobStore, evidenceRepo, audit, {
+      ...phone,
+      damage: integrity,
+    });
     const complaintRepo = new ComplaintRepository();
     const holdRepo = new HoldRepository();
     const holds = new HoldService(
@@ -334,7 +338,7 @@ export async function buildContext(
       new IdempotencyRepository(),
       audit,
       logger,
-      { ...phone, listener: mediaJobs, segments: segmentRepo, claims },
+      { ...phone, listener: mediaJobs, segments: segmentRepo, claims, repair: integrity },
     );
     const uploadLocker = new UploadLocker(databaseUrl, logger, { role });
     const uploads = new ResumableUploadStore(
@@ -409,7 +413,7 @@ export async function buildContext(
             return row && { complaintId: row.complaint_id };
           },
         },
-        { publicUrl: config.publicUrl },
+        { publicUrl: config.publicUrl, damage: integrity },
       ),
       holds,
       deletion,
@@ -446,6 +450,7 @@ export async function buildContext(
         signingKey,
         media,
         logger,
+        integrity,
       ),
       mediaJobs,
       scratch,

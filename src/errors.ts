@@ -52,7 +52,8 @@ export type ErrorCode =
   | 'rate_limited'
   | 'dependency_unavailable'
   | 'insufficient_storage'
-  | 'internal_error';
+  | 'internal_error'
+  | 'evidence_damaged';
 
 export class AppError extends Error {
   constructor(

@@ -21,6 +21,7 @@ export const CUSTODY_ACTIONS = [
   'hold.release',
   'complaint.write',
   'bundle.create',
+  'evidence.repair',
 ];
 
 /** Thin data access for dispute bundles: one query per method. */

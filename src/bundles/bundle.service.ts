@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import { z } from 'zod';
 import { can, ROLES } from '../access/roles';
 import { toComplaintView } from '../complaints/complaint.service';
@@ -16,13 +16,14 @@ import type { SigningKey } from '../custody/signing-key';
 import type { Db, Role } from '../db/database';
 import { AppError } from '../errors';
 import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
-import { openStored } from '../evidence/evidence.service';
+import { openStored, type ReadMismatchRecorder } from '../evidence/evidence.service';
+import { verifyingStream } from '../evidence/verified-read';
 import { toEvidenceView } from '../evidence/evidence.view';
 import { isItemId } from '../evidence/item-id';
 import type { SegmentCutRow, SegmentRepository, SegmentRow } from '../evidence/segment.repository';
 import { identifier, parseWith } from '../ingest/upload-fields';
 import type { Logger } from '../logger';
-import type { BlobStore } from '../storage/blob-store';
+import { blobKeyFor, type BlobStore } from '../storage/blob-store';
 import {
   AUDIT,
   BUNDLE_FORMAT,
@@ -122,6 +123,8 @@ export class BundleService {
     private readonly key: SigningKey,
     private readonly media: CutMaker,
     private readonly logger: Logger,
+    /** An original whose bytes hash wrong as the bundle streams marks its item damaged. */
+    private readonly damage?: ReadMismatchRecorder,
   ) {}
 
   async create(actor: RequestActor, rawComplaintId: string, body: unknown): Promise<BundleView> {
@@ -175,6 +178,10 @@ export class BundleService {
         segmentIds,
       });
     }
+
+    // Bytes known to be damaged are never put in a bundle as the evidence.
+    const damaged = unique(selected.filter((s) => s.item.damaged_at).map((s) => s.item.id));
+    if (damaged.length > 0) throw damagedInBundle(damaged, 'cannot be bundled');
 
     // Originals in capture order, each item's segment cuts after it in time order.
     selected.sort(
@@ -346,6 +353,9 @@ export class BundleService {
         { itemIds: deleted.map((d) => d.id) },
       );
     }
+    const damaged = await this.evidenceRepo.damagedAmong(this.db, row.item_ids);
+    if (damaged.length > 0)
+      throw damagedInBundle(damaged, `are in bundle ${row.id}, so it is not served`);
     // Every stored file is there, whole, before the first byte leaves.
     for (const e of row.entries) {
       const size = await this.store.stat(e.blobKey);
@@ -362,7 +372,10 @@ export class BundleService {
     }
     const createdAt = new Date(row.created_at);
     const layout = zipLayout(row.manifest, row.texts, row.entries, (e) =>
-      this.openEntry(e.blobKey, e.size, e.path),
+      this.openEntry(
+        row.entries.find((f) => f.path === e.path)!,
+        actor,
+      ),
     );
     const { size, stream } = buildZip(layout, createdAt, (err) =>
       this.logger.error({ err, bundleId: row.id }, 'bundle download failed mid-stream'),
@@ -550,8 +563,33 @@ export class BundleService {
     return { text: lines.join(''), count: lines.length, firstSeq, lastSeq };
   }
 
-  private openEntry(blobKey: string, size: number, path: string): Promise<Readable> {
-    return openStored(this.store, blobKey, size, undefined, `bytes of ${path}`);
+  /**
+   * A file's bytes, hashed as they stream into the ZIP: bytes that do not hash to the manifest's
+   * SHA-256 end the download before that file is complete, and mark an original's item damaged.
+   */
+  private async openEntry(
+    e: { path: string; blobKey: string; size: number; sha256: string },
+    actor: Actor,
+  ): Promise<Readable> {
+    const started = new Date();
+    const body = await openStored(this.store, e.blobKey, e.size, undefined, `bytes of ${e.path}`);
+    return pipeline(
+      body,
+      verifyingStream(e.sha256, async (computed) => {
+        if (e.blobKey !== blobKeyFor(e.sha256)) return; // a segment cut: a derivative
+        const item = await this.evidenceRepo.findBySha256(this.db, e.sha256);
+        if (item) {
+          await this.damage?.recordReadMismatch(
+            { id: item.id, sha256: e.sha256 },
+            actor,
+            computed,
+            started,
+            'bundle',
+          );
+        }
+      }),
+      () => undefined,
+    );
   }
 }
 
@@ -672,3 +710,12 @@ function assertMay(actor: RequestActor, permission: 'bundle:create' | 'bundle:re
 const unique = <T>(xs: T[]): T[] => [...new Set(xs)];
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 const safeName = (s: string) => s.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 80);
+
+/** Items whose stored bytes were found damaged: neither bundled nor served in a bundle. */
+function damagedInBundle(itemIds: string[], what: string): AppError {
+  return new AppError(
+    'evidence_damaged',
+    `The stored bytes of item${itemIds.length > 1 ? 's' : ''} ${itemIds.join(', ')} were found not to match the archived SHA-256 and ${what}. Uploading the genuine bytes again repairs an item; this has been logged for an administrator.`,
+    { itemIds },
+  );
+}

@@ -51,7 +51,8 @@ export type AuditAction =
   | 'share_link.create'
   | 'share_link.revoke'
   | 'share_link.use'
-  | 'access.refusals';
+  | 'access.refusals'
+  | 'evidence.repair';
 
 export interface AuditEntry {
   action: AuditAction;

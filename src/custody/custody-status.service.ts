@@ -39,13 +39,15 @@ export class CustodyStatusService {
       failing: string;
       never_verified: string;
       holds: string;
+      damaged: string;
     }>`select
         count(*) filter (where deleted_at is null) as archived,
         count(*) filter (where deleted_at is not null) as deleted,
         count(*) filter (where deleted_at is not null and blob_purged_at is null) as unpurged,
         count(*) filter (where deleted_at is null and verify_status <> 'ok') as failing,
         count(*) filter (where deleted_at is null and verified_at is null) as never_verified,
-        (select count(*) from legal_holds where released_at is null) as holds
+        (select count(*) from legal_holds where released_at is null) as holds,
+        count(*) filter (where deleted_at is null and damaged_at is not null) as damaged
       from evidence_items`.execute(this.db);
     const r = rows[0]!;
     return {
@@ -55,6 +57,8 @@ export class CustodyStatusService {
       failingVerification: Number(r.failing),
       neverVerified: Number(r.never_verified),
       activeLegalHolds: Number(r.holds),
+      /** Not served until the genuine bytes are uploaded again. */
+      damaged: Number(r.damaged),
     };
   }
 
@@ -135,6 +139,7 @@ export class CustodyStatusService {
       set(c.deleted, { state: 'deleted' });
       set(c.awaitingPurge, { state: 'awaiting_purge' });
       set(c.neverVerified, { state: 'never_verified' });
+      set(c.damaged, { state: 'damaged' });
     });
     metrics.gauge(
       'evidence_integrity_failing_items',

@@ -39,6 +39,7 @@ export class IntegrityService {
 
   async verify(row: EvidenceRow, actor: Actor): Promise<VerificationResult> {
     assertNotDeleted(row); // a tombstone has no bytes to verify
+    const startedAt = new Date();
     const problems: string[] = [];
     const expected = { sha256: row.sha256, size: row.size_bytes };
     const creation = await this.auditRepo.creationOf(this.db, row.id);
@@ -75,6 +76,13 @@ export class IntegrityService {
       problems.push(`the stored bytes hash to ${computed.sha256}, expected ${row.sha256}`);
     }
     if (status === 'ok' && problems.length > 0) status = 'mismatch';
+    // The bytes are damaged when they are there but do not hash to what was archived (the row's
+    // hash or the one recorded at creation); a missing blob is unavailable, not damaged.
+    const damaged =
+      status === 'size_mismatch' ||
+      (computed !== null &&
+        (computed.sha256 !== row.sha256 ||
+          (recordedAtCreation !== null && computed.sha256 !== recordedAtCreation.sha256)));
 
     const checkedAt = new Date();
     const result: VerificationResult = {
@@ -89,22 +97,148 @@ export class IntegrityService {
       bytesRead: computed?.size ?? 0,
     };
     await this.db.transaction().execute(async (tx) => {
-      await this.evidence.recordVerification(tx, row.id, {
-        at: checkedAt,
-        status,
-        detail: { problems, computed, recordedAtCreation },
-      });
+      const detail = { problems, computed, recordedAtCreation };
+      await this.evidence.recordVerification(tx, row.id, { at: checkedAt, status, detail });
+      const markedDamaged = damaged
+        ? await this.evidence.markDamaged(tx, row.id, {
+            at: checkedAt,
+            checkStartedAt: startedAt,
+            detail: { ...detail, via: 'verify' },
+          })
+        : false;
+      // Bytes that hash right again (restored from a backup, say) are served again.
+      const damageCleared =
+        status === 'ok' && row.damaged_at !== null
+          ? await this.evidence.clearDamaged(tx, row.id, checkedAt)
+          : false;
       await this.audit.append(tx, [
         {
           action: 'evidence.verify',
           outcome: status === 'ok' ? 'success' : 'failed',
           actor,
           itemIds: [row.id],
-          details: { status, problems, computedSha256: computed?.sha256 ?? null },
+          details: {
+            status,
+            problems,
+            computedSha256: computed?.sha256 ?? null,
+            ...(markedDamaged ? { damaged: true } : {}),
+            ...(damageCleared ? { damageCleared: true } : {}),
+          },
         },
       ]);
     });
     this.metrics.integrityChecks.inc({ result: status });
+    return result;
+  }
+
+  /**
+   * A full read (a download) whose bytes hashed wrong as they streamed: recorded as a failed
+   * verification, and the item is marked damaged, unless a repair finished since the read began.
+   */
+  async recordReadMismatch(
+    row: Pick<EvidenceRow, 'id' | 'sha256'>,
+    actor: Actor,
+    computed: { sha256: string; size: number },
+    readStartedAt: Date,
+    via: string,
+  ): Promise<void> {
+    const at = new Date();
+    const problems = [`the stored bytes hash to ${computed.sha256}, expected ${row.sha256}`];
+    await this.db.transaction().execute(async (tx) => {
+      const marked = await this.evidence.markDamaged(tx, row.id, {
+        at,
+        checkStartedAt: readStartedAt,
+        detail: { problems, computed, via },
+      });
+      if (!marked) return; // the bytes read were replaced by a repair meanwhile
+      await this.evidence.recordVerification(tx, row.id, {
+        at,
+        status: 'mismatch',
+        detail: { problems, computed, recordedAtCreation: null, via },
+      });
+      await this.audit.append(tx, [
+        {
+          action: 'evidence.verify',
+          outcome: 'failed',
+          actor,
+          itemIds: [row.id],
+          details: {
+            status: 'mismatch',
+            problems,
+            computedSha256: computed.sha256,
+            via,
+            damaged: true,
+          },
+        },
+      ]);
+    });
+    this.metrics.integrityChecks.inc({ result: 'mismatch' });
+  }
+
+  /**
+   * Writes the genuine bytes (staged, already hashed to the item's SHA-256 by the upload) over a
+   * damaged blob, reads them back, and only when they hash right clears the damage mark and
+   * records an `evidence.repair` event. The item's row stays locked throughout, so concurrent
+   * uploads of the same bytes repair it once (the others find it repaired and write nothing). The
+   * store never deletes the damaged copy first (S3: the repair is a new version; a locked damaged
+   * version stays).
+   */
+  async repair(
+    itemId: string,
+    staged: { stagingKey: string; sha256: string; size: number },
+    actor: Actor,
+  ): Promise<{ key: string; repaired: boolean }> {
+    const started = performance.now();
+    const key = blobKeyFor(staged.sha256);
+    const notRepaired = async () => {
+      await this.store.discardStaging(staged.stagingKey).catch(() => undefined);
+      return { key, repaired: false };
+    };
+    const creation = await this.auditRepo.creationOf(this.db, itemId);
+    if (creation && String(creation.details.sha256) !== staged.sha256) {
+      // The row's hash is not what arrived (edited since): bytes that match the row are not the
+      // evidence, and repair nothing. They are answered as a plain duplicate.
+      return notRepaired();
+    }
+    // A repair is rare and a blob's copy can take a while: holding the row's lock meanwhile only
+    // makes other writers of this one item (repairs, verification results) wait; readers do not.
+    const result = await this.db.transaction().execute(async (tx) => {
+      const damage = await this.evidence.lockDamage(tx, itemId);
+      if (!damage) return notRepaired(); // another upload repaired it first
+      const { previous } = await this.store.repair(staged.stagingKey, staged.sha256, staged.size);
+      const check = await this.hasher.hash(() => this.store.read(key, staged.size));
+      if (check.sha256 !== staged.sha256 || check.size !== staged.size) {
+        throw new Error(
+          `repair of item ${itemId}: the rewritten blob ${key} hashes to ${check.sha256} (${check.size} bytes), expected ${staged.sha256}`,
+        );
+      }
+      const at = new Date();
+      await this.evidence.clearDamaged(tx, itemId, at);
+      await this.evidence.recordVerification(tx, itemId, {
+        at,
+        status: 'ok',
+        detail: { problems: [], computed: check, recordedAtCreation: null, via: 'repair' },
+      });
+      await this.audit.append(tx, [
+        {
+          action: 'evidence.repair',
+          actor,
+          itemIds: [itemId],
+          details: {
+            sha256: staged.sha256,
+            size: staged.size,
+            blobKey: key,
+            verified: true,
+            damagedAt: damage.damagedAt.toISOString(),
+            damage: damage.detail,
+            ...(previous ? { damagedVersion: previous } : {}),
+            ms: Math.round(performance.now() - started),
+          },
+        },
+      ]);
+      return { key, repaired: true };
+    });
+    if (result.repaired) this.metrics.integrityChecks.inc({ result: 'ok' });
     return result;
   }
 

@@ -58,6 +58,10 @@ export interface EvidenceItemsTable {
   worm_status: 'in_force' | 'not_in_force' | 'not_configured' | null;
   worm_mode: 'GOVERNANCE' | 'COMPLIANCE' | null;
   worm_retain_until: Timestamp | null;
+  /** Set when the stored bytes were found not to hash to sha256; cleared by a repair. */
+  damaged_at: Timestamp | null;
+  damage_detail: ColumnType<unknown, string | null, string | null> | null;
+  repaired_at: Timestamp | null;
 }
 
 export interface EvidenceLinksTable {

@@ -149,6 +149,84 @@ export class EvidenceRepository {
       .execute();
   }
 
+  /**
+   * Marks the item's stored bytes damaged, unless a repair finished after the check that found
+   * the damage began (that check read the bytes the repair replaced). True when marked.
+   */
+  async markDamaged(
+    db: Executor,
+    itemId: string,
+    d: { at: Date; checkStartedAt: Date; detail: unknown },
+  ): Promise<boolean> {
+    const res = await db
+      .updateTable('evidence_items')
+      .set((eb) => ({
+        damaged_at: eb.fn.coalesce('damaged_at', eb.val(d.at)),
+        damage_detail: JSON.stringify(d.detail),
+      }))
+      .where('id', '=', itemId)
+      .where('deleted_at', 'is', null)
+      .where((eb) =>
+        eb.or([eb('repaired_at', 'is', null), eb('repaired_at', '<', d.checkStartedAt)]),
+      )
+      .executeTakeFirst();
+    return res.numUpdatedRows > 0n;
+  }
+
+  /** Clears the damage mark once the bytes hash right again; true when there was one to clear. */
+  async clearDamaged(db: Executor, itemId: string, at: Date): Promise<boolean> {
+    const res = await db
+      .updateTable('evidence_items')
+      .set({ damaged_at: null, damage_detail: null, repaired_at: at })
+      .where('id', '=', itemId)
+      .where('damaged_at', 'is not', null)
+      .executeTakeFirst();
+    return res.numUpdatedRows > 0n;
+  }
+
+  /** The live item holding these bytes if they are marked damaged: an upload of them repairs it. */
+  async findDamagedBySha256(
+    db: Executor,
+    sha256: string,
+  ): Promise<{ id: string; damaged_at: Date; damage_detail: unknown } | undefined> {
+    const row = await db
+      .selectFrom('evidence_items')
+      .select(['id', 'damaged_at', 'damage_detail'])
+      .where('sha256', '=', sha256)
+      .where('deleted_at', 'is', null)
+      .where('damaged_at', 'is not', null)
+      .executeTakeFirst();
+    return row && { ...row, damaged_at: new Date(row.damaged_at!) };
+  }
+
+  /** Locks the item's row (for a repair) and returns its damage mark, if it has one. */
+  async lockDamage(
+    db: Executor,
+    itemId: string,
+  ): Promise<{ damagedAt: Date; detail: unknown } | undefined> {
+    const row = await db
+      .selectFrom('evidence_items')
+      .select(['damaged_at', 'damage_detail'])
+      .where('id', '=', itemId)
+      .forUpdate()
+      .executeTakeFirst();
+    return row?.damaged_at
+      ? { damagedAt: new Date(row.damaged_at), detail: row.damage_detail }
+      : undefined;
+  }
+
+  /** Those of these items whose stored bytes are marked damaged. */
+  async damagedAmong(db: Executor, ids: string[]): Promise<string[]> {
+    if (ids.length === 0) return [];
+    const rows = await db
+      .selectFrom('evidence_items')
+      .select('id')
+      .where('id', 'in', ids)
+      .where('damaged_at', 'is not', null)
+      .execute();
+    return rows.map((r) => r.id);
+  }
+
   async addReceipt(db: Executor, keyId: string, itemId: string): Promise<void> {
     await db
       .insertInto('evidence_receipts')

@@ -1,9 +1,9 @@
-import type { Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import { isItemId, noSuchItem } from './item-id';
 import { z } from 'zod';
 import type { Db, LinkType } from '../db/database';
 import { can } from '../access/roles';
-import type { AuditLog, RequestActor } from '../custody/audit.service';
+import type { Actor, AuditLog, RequestActor } from '../custody/audit.service';
 import { AppError } from '../errors';
 import { identifier, isoTimestamp, parseWith, phoneField } from '../ingest/upload-fields';
 import { EVIDENCE_KINDS } from '../ingest/kinds';
@@ -16,6 +16,7 @@ import {
   type EvidenceView,
 } from './evidence.view';
 import { toE164 } from './phone-number';
+import { verifyingStream } from './verified-read';
 
 const LIST_LIMIT = 1000;
 
@@ -49,7 +50,7 @@ export class EvidenceService {
     private readonly store: BlobStore,
     private readonly repo: EvidenceRepository,
     private readonly audit: AuditLog,
-    private readonly opts: { defaultPhoneRegion?: string } = {},
+    private readonly opts: { defaultPhoneRegion?: string; damage?: ReadMismatchRecorder } = {},
   ) {}
 
   /**
@@ -197,10 +198,20 @@ export class EvidenceService {
     };
   }
 
-  /** The row of an item whose bytes may be served: never a tombstone's (410). */
-  async getContentRow(actor: RequestActor, id: string): Promise<EvidenceRow> {
+  /** The row of an item that is not a tombstone (410), damaged or not. */
+  async getLiveRow(actor: RequestActor, id: string): Promise<EvidenceRow> {
     const row = await this.getRow(actor, id);
     assertNotDeleted(row);
+    return row;
+  }
+
+  /**
+   * The row of an item whose bytes (or what was made from them) may be served: never a
+   * tombstone's (410), never one whose bytes are known to be damaged (500 evidence_damaged).
+   */
+  async getContentRow(actor: RequestActor, id: string): Promise<EvidenceRow> {
+    const row = await this.getLiveRow(actor, id);
+    assertNotDamaged(row);
     return row;
   }
 
@@ -214,10 +225,14 @@ export class EvidenceService {
     range: ByteRange | undefined,
     details: Record<string, unknown>,
   ): Promise<Readable> {
-    return openRecorded(
+    const opened = new Date(); // before the open: a repair after it did not replace these bytes
+    const body = await openRecorded(
       () => this.openBlob(row, range),
       () => this.recordContentCheck(actor, row, details),
     );
+    return range
+      ? body
+      : verifiedRead(body, row, { actor, via: 'download', opened }, this.opts.damage);
   }
 
   /** A HEAD or a 304 sends no bytes, but it still tells the caller the item's state. */
@@ -270,6 +285,48 @@ export async function openStored(
     );
     unavailable.cause = err; // logged, never sent to the client
     throw unavailable;
+  }
+}
+
+/** Records a full read whose bytes did not hash to the item's SHA-256 (the integrity service). */
+export interface ReadMismatchRecorder {
+  recordReadMismatch(
+    row: Pick<EvidenceRow, 'id' | 'sha256'>,
+    actor: Actor,
+    computed: { sha256: string; size: number },
+    readStartedAt: Date,
+    via: string,
+  ): Promise<void>;
+}
+
+/**
+ * A full read of an item's bytes, hashed as they stream: when they do not hash to its SHA-256,
+ * the response is cut before its last chunk (a client never gets the whole body) and the item is
+ * marked damaged.
+ */
+export function verifiedRead(
+  body: Readable,
+  row: Pick<EvidenceRow, 'id' | 'sha256'>,
+  read: { actor: Actor; via: string; /** Taken before the bytes were opened. */ opened: Date },
+  recorder: ReadMismatchRecorder | undefined,
+): Readable {
+  return pipeline(
+    body,
+    verifyingStream(row.sha256, async (computed) => {
+      await recorder?.recordReadMismatch(row, read.actor, computed, read.opened, read.via);
+    }),
+    () => undefined,
+  );
+}
+
+/** Bytes known not to hash to the archived SHA-256 are never passed off as the evidence. */
+export function assertNotDamaged(row: { id: string; damaged_at: Date | string | null }): void {
+  if (row.damaged_at) {
+    throw new AppError(
+      'evidence_damaged',
+      `The stored bytes of item ${row.id} were found on ${new Date(row.damaged_at).toISOString()} not to match its archived SHA-256, so neither they nor anything made from them are served. Uploading the genuine bytes again repairs it; this has been logged for an administrator.`,
+      { itemId: row.id },
+    );
   }
 }
 

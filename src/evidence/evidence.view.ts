@@ -33,6 +33,9 @@ export interface EvidenceView {
    * items archived before it was checked.
    */
   worm: { status: string; mode: string | null; retainUntil: string | null } | null;
+  /** `damaged`: the stored bytes do not hash to sha256 and nothing made from them is served. */
+  integrity: 'unverified' | 'ok' | 'problem' | 'damaged';
+  damagedAt: string | null;
 }
 
 const iso = (d: Date | string) => (d instanceof Date ? d : new Date(d)).toISOString();
@@ -75,6 +78,14 @@ export function toEvidenceView(r: EvidenceRow): EvidenceView {
           retainUntil: r.worm_retain_until ? iso(r.worm_retain_until) : null,
         }
       : null,
+    integrity: r.damaged_at
+      ? 'damaged'
+      : !r.verify_status
+        ? 'unverified'
+        : r.verify_status === 'ok'
+          ? 'ok'
+          : 'problem',
+    damagedAt: r.damaged_at ? iso(r.damaged_at) : null,
   };
 }
 

@@ -54,7 +54,7 @@ export class SegmentService {
       });
     }
     const segments = parseSegments(raw);
-    const row = await this.evidence.getContentRow(actor, id);
+    const row = await this.evidence.getLiveRow(actor, id);
     if (row.kind === 'photo') {
       throw new AppError('validation_failed', 'A photo has no segments.', { field: 'segments' });
     }

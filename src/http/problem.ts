@@ -52,6 +52,7 @@ export const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
   rate_limited: { status: 429, title: 'Too many refused requests from this address' },
   dependency_unavailable: { status: 503, title: 'A dependency is unavailable; retry later' },
   insufficient_storage: { status: 507, title: 'No storage space left' },
+  evidence_damaged: { status: 500, title: 'Stored bytes damaged' },
 };
 
 export type ProblemCode = keyof typeof PROBLEMS;

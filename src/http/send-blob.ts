@@ -79,7 +79,8 @@ export async function sendBlob(req: Request, res: Response, blob: ServableBlob):
   try {
     await pipeline(body, res);
   } catch (err) {
-    if (res.destroyed && !res.writableFinished) return; // the client went away mid-download
+    // The client went away mid-download; but bytes found damaged as they streamed are reported.
+    if (res.destroyed && !res.writableFinished && !(err instanceof AppError)) return;
     throw err;
   }
 }

@@ -45,6 +45,15 @@ export interface ArchiveListener {
   afterCommit(itemId: string): void;
 }
 
+/** Writes the genuine bytes over an item's damaged blob, checks and records the repair. */
+export interface DamageRepair {
+  repair(
+    itemId: string,
+    staged: { stagingKey: string; sha256: string; size: number },
+    actor: RequestActor,
+  ): Promise<{ key: string; repaired: boolean }>;
+}
+
 /** Signals that another request committed the same Idempotency-Key first. */
 class IdempotencyKeyTaken extends Error {}
 
@@ -70,6 +79,8 @@ export class IngestService {
       segments?: SegmentRepository;
       /** Claims on blobs between promotion and commit: no blob is left without a row. */
       claims?: BlobClaims;
+      /** Repairs an item's damaged blob with the genuine bytes (the integrity service). */
+      repair?: DamageRepair;
     } = {},
   ) {}
 
@@ -128,13 +139,25 @@ export class IngestService {
       }
       // Checked before promotion too, so purged bytes are not stored again only to be refused.
       refuseDeleted(req.principal, await this.evidence.findBySha256(this.db, staged.sha256));
+      // The same bytes as an item whose stored copy was found damaged: these (hashed as they
+      // arrived, so the genuine bytes by definition) repair it instead of being thrown away.
+      const damaged =
+        this.opts.repair && (await this.evidence.findDamagedBySha256(this.db, staged.sha256));
       const started = performance.now();
-      // Claimed before the blob exists at its address: until the row commits, the claim says a
-      // live request owns it; if this request fails, the claim's release removes it again.
-      claim = await this.opts.claims?.claim(staged.sha256);
-      const { key, created, worm } = await this.promoteOnce(staged.sha256, () =>
-        this.store.promote(staged.stagingKey, staged.sha256, staged.size),
-      );
+      let stored: { key: string; created: boolean; worm: WormState };
+      if (damaged) {
+        const { key } = await this.opts.repair!.repair(damaged.id, staged, req.principal);
+        // The repaired copy is a new object: its WORM protection is read back like a promotion's.
+        stored = { key, created: false, worm: await this.store.verifyWorm(key) };
+      } else {
+        // Claimed before the blob exists at its address: until the row commits, the claim says a
+        // live request owns it; if this request fails, the claim's release removes it again.
+        claim = await this.opts.claims?.claim(staged.sha256);
+        stored = await this.promoteOnce(staged.sha256, () =>
+          this.store.promote(staged.stagingKey, staged.sha256, staged.size),
+        );
+      }
+      const { key, created, worm } = stored;
       promoted = true;
       const promotedAt = performance.now();
       const result = await this.record(req, staged, fields, segments, key, worm, claim, () => {
@@ -170,6 +193,11 @@ export class IngestService {
         });
       }
     }
+  }
+
+  /** Whether the item holding these bytes is marked damaged (an upload of them repairs it). */
+  async isDamaged(sha256: string): Promise<boolean> {
+    return (await this.evidence.findDamagedBySha256(this.db, sha256)) !== undefined;
   }
 
   private async record(

@@ -105,7 +105,8 @@ export class DerivativeService {
   }
 
   async list(actor: RequestActor, id: string) {
-    const row = await this.evidence.getContentRow(actor, id);
+    // What was made, and its state, even for a damaged item (whose derivatives are not served).
+    const row = await this.evidence.getLiveRow(actor, id);
     const [media, rows] = await Promise.all([
       this.repo.findMedia(this.db, row.id),
       this.repo.listDerivatives(this.db, row.id),

@@ -6,7 +6,12 @@ import type { Actor, AuditLog, RequestActor } from '../custody/audit.service';
 import type { Db, ShareLinksTable } from '../db/database';
 import { AppError } from '../errors';
 import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
-import { openRecorded, openStored } from '../evidence/evidence.service';
+import {
+  openRecorded,
+  openStored,
+  verifiedRead,
+  type ReadMismatchRecorder,
+} from '../evidence/evidence.service';
 import { isItemId, noSuchItem } from '../evidence/item-id';
 import type { SegmentRepository, SegmentRow } from '../evidence/segment.repository';
 import { identifier, parseWith } from '../ingest/upload-fields';
@@ -95,7 +100,12 @@ export class ShareLinkService {
     private readonly store: BlobStore,
     private readonly audit: AuditLog,
     private readonly bundles: BundleTargets,
-    private readonly opts: { publicUrl?: string; now?: () => Date } = {},
+    private readonly opts: {
+      publicUrl?: string;
+      now?: () => Date;
+      /** A full read whose bytes hash wrong marks the item damaged (the integrity service). */
+      damage?: ReadMismatchRecorder;
+    } = {},
   ) {}
 
   async create(
@@ -303,10 +313,14 @@ export class ShareLinkService {
       content.type === 'item'
         ? [content.item.blob_key, content.item.size_bytes, `bytes of item ${content.item.id}`]
         : [content.cut.blobKey, content.cut.size, `bytes of segment ${content.segment.id}`];
-    return openRecorded(
+    const opened = new Date();
+    const body = await openRecorded(
       () => openStored(this.store, key, size, range, what),
       () => this.recordUse(link, actor, details),
     );
+    return content.type === 'item' && !range
+      ? verifiedRead(body, content.item, { actor, via: 'share_link', opened }, this.opts.damage)
+      : body;
   }
 
   /** A use that sends no bytes (HEAD, 304) or whose bytes another service sends (a bundle). */
@@ -334,6 +348,14 @@ export class ShareLinkService {
     const item = await this.evidence.findById(this.db, link.item_id!);
     if (!item || item.deleted_at) {
       throw new AppError('evidence_deleted', 'The evidence this link pointed at was deleted.');
+    }
+    if (item.damaged_at) {
+      // Neither the bytes nor a cut made from them are passed off as the evidence.
+      throw new AppError(
+        'evidence_damaged',
+        'The stored copy of the evidence this link points at is damaged, so it is not served. The shop has been told.',
+        { itemId: item.id },
+      );
     }
     if (link.target_type === 'item') return { type: 'item', item };
     const segment = await this.segments.find(this.db, link.segment_id!);

@@ -104,6 +104,20 @@ export class FsBlobStore implements BlobStore {
     return { key, created, worm: WORM_NOT_CONFIGURED };
   }
 
+  async repair(stagingKey: string, sha256: string, size: number): Promise<{ key: string }> {
+    const key = blobKeyFor(sha256);
+    const staged = this.pathOf(stagingKey);
+    const target = this.pathOf(key);
+    const actual = (await fs.stat(staged)).size;
+    if (actual !== size) throw new Error(`staged ${stagingKey} holds ${actual} bytes, not ${size}`);
+    await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o750 });
+    // rename() replaces the damaged file in one step: a reader sees the old file or the new one.
+    await fs.rename(staged, target);
+    await fsyncDir(path.dirname(target));
+    await fsyncDir(path.dirname(staged));
+    return { key };
+  }
+
   async createResumable(): Promise<{ key: string; state: ResumableState }> {
     const key = `${RESUMABLE_PREFIX}${randomUUID()}`;
     const file = this.pathOf(key);

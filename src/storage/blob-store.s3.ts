@@ -242,6 +242,37 @@ export class S3BlobStore implements BlobStore {
     };
   }
 
+  async repair(
+    stagingKey: string,
+    sha256: string,
+    size: number,
+  ): Promise<{ key: string; previous?: string }> {
+    const key = blobKeyFor(sha256);
+    const Key = this.objectKey(key);
+    const head = await this.client
+      .send(new HeadObjectCommand({ Bucket: this.cfg.bucket, Key }))
+      .catch((err: unknown) => {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      });
+    // Never a delete: the copy is a new object (a new version where the bucket keeps versions,
+    // with the damaged one left as it is, locked or not).
+    if (size > (this.opts.maxSingleCopyBytes ?? MAX_SINGLE_COPY_BYTES))
+      await this.copyInParts(stagingKey, key, size);
+    else
+      await this.client.send(
+        new CopyObjectCommand({
+          Bucket: this.cfg.bucket,
+          Key,
+          CopySource: this.copySource(stagingKey),
+          ...this.lockParams(key),
+        }),
+      );
+    await this.discardStaging(stagingKey).catch(() => undefined);
+    const previous = head?.VersionId && head.VersionId !== 'null' ? head.VersionId : undefined;
+    return { key, ...(previous ? { previous } : {}) };
+  }
+
   private copySource(key: string): string {
     return encodeURI(`${this.cfg.bucket}/${this.objectKey(key)}`);
   }

@@ -32,6 +32,18 @@ export interface BlobStore {
   ): Promise<PromoteResult>;
   discardStaging(stagingKey: string): Promise<void>;
   /**
+   * Repairs a damaged evidence blob: writes the staged bytes (which the caller hashed to `sha256`)
+   * over whatever the blob at that content address holds now, consuming the staged copy. Disk: an
+   * atomic rename (a reader of the old file keeps reading the old bytes). S3: a new object, which
+   * in a versioned bucket is a new version; the damaged version is never deleted (under Object
+   * Lock it could not be). `previous` names the damaged version where the store keeps versions.
+   */
+  repair(
+    stagingKey: string,
+    sha256: string,
+    size: number,
+  ): Promise<{ key: string; previous?: string }>;
+  /**
    * Deletes staging objects last written before `before` (leftovers of uploads cut off by a crash),
    * and, of any age, those written by an instance `isGone` says has ended (on S3, with unfinished
    * multipart uploads). Returns how many were removed.

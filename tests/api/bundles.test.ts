@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import request from 'supertest';
 import { createDb } from '../../src/db/database';
 import {
+  auditEvents,
   bearer,
   DRIVERS,
   startTestApp,
@@ -97,13 +98,7 @@ describe.each(DRIVERS)('dispute bundles (%s store)', (driver: Driver) => {
           .executeTakeFirstOrThrow()
       ).n,
     );
-  const events = async (action: string) =>
-    app.ctx.db
-      .selectFrom('audit_events')
-      .selectAll()
-      .where('action', '=', action)
-      .orderBy('seq')
-      .execute();
+  const events = (action: string) => auditEvents(app, action);
 
   beforeAll(async () => {
     app = await startTestApp(driver);

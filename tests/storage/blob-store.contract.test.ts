@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -294,6 +294,30 @@ describe.each<ContractDriver>(drivers)('BlobStore contract (%s)', (driver) => {
     const key = await promoted(fakeMedia('mp4', 100));
     await expect(store.setLegalHold(key, true)).resolves.toBeUndefined();
   });
+
+  it('repairs a damaged blob with staged genuine bytes; a reader already open keeps its bytes', async () => {
+    const data = fakeMedia('mp4', 200_000);
+    const key = await promoted(data);
+    const damaged = Buffer.from(data);
+    damaged[1000] = damaged[1000]! ^ 0x01;
+    if (s3) {
+      const { PutObjectCommand } = await import('@aws-sdk/client-s3');
+      const client = rawS3Client(s3);
+      await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: damaged }));
+      client.destroy();
+    } else {
+      writeFileSync(path.join(dataDir, 'blobs', key), damaged);
+    }
+    const before = await store.read(key, data.length);
+    const staging = await store.writeStaging(chunked(data));
+    const { key: repairedKey } = await store.repair(staging, sha256(data), data.length);
+    expect(repairedKey).toBe(key);
+    expect(sha256(await readAll(await store.read(key, data.length)))).toBe(sha256(data));
+    expect((await keys()).filter((k) => k.includes('staging'))).toEqual([]);
+    // Disk: the rename swapped the file whole; a reader of the old one finishes with it.
+    if (!s3) expect(sha256(await readAll(before))).toBe(sha256(damaged));
+    else before.destroy();
+  });
 });
 
 /**
@@ -388,5 +412,22 @@ describe('S3 Object Lock requests (s3rver)', () => {
     const hold = sent.find((r) => 'legal-hold' in r.query);
     expect(hold?.method).toBe('PUT');
     expect(String(hold?.body)).toContain('<Status>ON</Status>');
+  });
+
+  it('repairs a damaged blob as a new locked object, never deleting the damaged one', async () => {
+    const data = fakeMedia('mp4', 3000);
+    const { key } = await store.promote(
+      await store.writeStaging(chunked(data)),
+      sha256(data),
+      data.length,
+    );
+    const staging = await store.writeStaging(chunked(data));
+    sent.length = 0;
+    await store.repair(staging, sha256(data), data.length);
+    const copy = sent.find((r) => r.method === 'PUT' && r.headers['x-amz-copy-source']);
+    expect(copy?.path).toMatch(new RegExp(`${key}$`));
+    expect(copy?.headers['x-amz-object-lock-mode']).toBe('COMPLIANCE');
+    const deletes = sent.filter((r) => r.method === 'DELETE');
+    expect(deletes.map((d) => d.path)).toEqual([expect.stringMatching(/staging\//)]);
   });
 });

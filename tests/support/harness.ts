@@ -118,6 +118,16 @@ export async function itemCount(app: TestApp): Promise<number> {
   return Number(row.n);
 }
 
+/** The audit events of one action, oldest first. */
+export async function auditEvents(app: TestApp, action: string) {
+  return app.ctx.db
+    .selectFrom('audit_events')
+    .selectAll()
+    .where('action', '=', action)
+    .orderBy('seq')
+    .execute();
+}
+
 /** Replaces a promoted blob's bytes behind the service's back, as a failing disk or an intruder would. */
 export async function tamperWithBlob(app: TestApp, blobKey: string, bytes: Buffer): Promise<void> {
   if (app.s3) {

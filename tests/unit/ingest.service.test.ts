@@ -30,6 +30,10 @@ class RecordingStore implements BlobStore {
   async sweepStaging(): Promise<number> {
     return 0;
   }
+  // Repairs of damaged blobs are tested through the API (tests/api/damaged-evidence.test.ts).
+  repair(): Promise<never> {
+    throw new Error('not used');
+  }
   // Resumable uploads are not part of these refusals (tests/api/resumable-upload.test.ts).
   createResumable(): Promise<never> {
     throw new Error('not used');

@@ -34,6 +34,9 @@ export interface Item {
   deletedAt: string | null;
   deletionReason: string | null;
   lastVerification: { status: string; checkedAt: string } | null;
+  /** `damaged`: the stored bytes do not match the hash; nothing of them is served. */
+  integrity?: 'unverified' | 'ok' | 'problem' | 'damaged';
+  damagedAt?: string | null;
   segments?: Segment[];
   media?: { status: string; probe?: { durationSeconds?: number } | null } | null;
 }

@@ -245,7 +245,11 @@ export class ResumableUploadStore extends DataStore {
       // Recorded before the bytes move: a first attempt that promoted them and then failed leaves
       // them at their address, and only the digest says where that is.
       const sha256 = row.sha256 ?? (await this.digest(row));
-      if ((await this.store.stat(blobKeyFor(sha256))) !== size) {
+      if (
+        (await this.store.stat(blobKeyFor(sha256))) !== size ||
+        // A damaged blob has the right size: these bytes are needed to repair it.
+        (await this.ingest.isDamaged(sha256))
+      ) {
         await this.store.completeResumable(row.storage_key, row.storage_state, size);
       }
       result = await this.ingest.ingest({

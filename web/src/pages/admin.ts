@@ -185,6 +185,7 @@ const LABELS: Record<string, string> = {
   failingVerification: 'Failing verification',
   neverVerified: 'Never verified',
   activeLegalHolds: 'Active legal holds',
+  damaged: 'Damaged (not served)',
 };
 
 export async function renderCustody(page: Page): Promise<void> {

@@ -248,9 +248,11 @@ function integrity(item: Item): HTMLElement {
   const last = h(
     'p',
     { class: 'help' },
-    item.lastVerification
-      ? `Last verified ${formatTime(item.lastVerification.checkedAt)}: ${item.lastVerification.status}.`
-      : 'Not verified since it was archived.',
+    item.integrity === 'damaged' && item.damagedAt
+      ? `Damaged: found on ${formatTime(item.damagedAt)} not to match its SHA-256, so it is not served. Uploading the genuine file again repairs it.`
+      : item.lastVerification
+        ? `Last verified ${formatTime(item.lastVerification.checkedAt)}: ${item.lastVerification.status}.`
+        : 'Not verified since it was archived.',
   );
   const hash = h('input', {
     id: 'sha256',
