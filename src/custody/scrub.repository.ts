@@ -58,16 +58,31 @@ export class ScrubRepository {
   }
 
   /**
-   * Live items whose blob is not known to be under WORM (never checked, or found without it), a
-   * page after an id: what the scrub's back-fill reads back and locks.
+   * Live items whose blob is not known to be under WORM (never checked, found without it, or
+   * recorded in force with a retain-until that has passed since; `expired` ones stay as the store
+   * confirmed them), a page after an id: what the scrub's back-fill reads back (and locks).
    */
-  async withoutWorm(db: Executor, afterId: string, limit: number): Promise<StoredRowRef[]> {
+  async withoutWorm(
+    db: Executor,
+    afterId: string,
+    limit: number,
+  ): Promise<(StoredRowRef & { lapsed: boolean })[]> {
     return db
       .selectFrom('evidence_items')
       .select(['id', 'blob_key', 'deleted_at', 'blob_purged_at'])
+      .select(sql<boolean>`worm_status = 'in_force'`.as('lapsed'))
       .where('deleted_at', 'is', null)
       .where('blob_purged_at', 'is', null)
-      .where((eb) => eb.or([eb('worm_status', 'is', null), eb('worm_status', '!=', 'in_force')]))
+      .where((eb) =>
+        eb.or([
+          eb('worm_status', 'is', null),
+          eb('worm_status', 'in', ['not_in_force', 'not_configured']),
+          eb.and([
+            eb('worm_status', '=', 'in_force'),
+            eb('worm_retain_until', '<=', sql<Date>`now()`),
+          ]),
+        ]),
+      )
       .where('id', '>', afterId)
       .orderBy('id')
       .limit(limit)

@@ -52,9 +52,10 @@ export interface ScrubReport {
   legalHoldFlags: string;
   /**
    * Object Lock back-fill (S3 with Object Lock configured): items not known to be under WORM
-   * (archived before it was verified, or found without it) read back and, where missing, locked.
+   * (archived before it was verified, or found without it) read back and, where missing, locked;
+   * items whose recorded retention lapsed read back (`expired` where the store confirms it).
    */
-  worm: { checked: number; inForce: number; notInForce: number };
+  worm: { checked: number; inForce: number; notInForce: number; expired: number };
   ok: boolean;
 }
 
@@ -241,22 +242,28 @@ export class ScrubService {
   /**
    * Reads back (and applies where missing) the WORM protection of items not known to have it, a
    * bounded number per run: what a store that dropped the copy's lock (Ceph radosgw 16.2) left
-   * unprotected before the service verified it is locked by the next scrubs.
+   * unprotected before the service verified it is locked by the next scrubs. Items recorded in
+   * force whose retain-until has passed are read back only: the configured retention counts from
+   * archiving (README: choose it no longer than the shortest retention promised), so a lapsed one
+   * is recorded `expired` rather than locked again (a new upload of the same bytes locks anew).
    */
   private async backfillWorm(): Promise<ScrubReport['worm']> {
-    const out = { checked: 0, inForce: 0, notInForce: 0 };
+    const out = { checked: 0, inForce: 0, notInForce: 0, expired: 0 };
     if (!this.store.legalHoldSupported) return out; // no Object Lock configured
     for (let after = '00000000-0000-0000-0000-000000000000'; out.checked < WORM_BACKFILL_MAX;) {
       const rows = await this.repo.withoutWorm(this.db, after, PAGE);
       for (const row of rows) {
-        const worm = await this.store.verifyWorm(row.blob_key).catch((err: unknown) => {
-          this.logger.warn({ err, itemId: row.id }, 'could not read back WORM of a blob');
-          return undefined;
-        });
+        const worm = await this.store
+          .verifyWorm(row.blob_key, { apply: !row.lapsed })
+          .catch((err: unknown) => {
+            this.logger.warn({ err, itemId: row.id }, 'could not read back WORM of a blob');
+            return undefined;
+          });
         out.checked++;
         if (!worm) continue;
         await this.repo.setWorm(this.db, row.id, worm);
         if (worm.status === 'in_force') out.inForce++;
+        else if (worm.status === 'expired') out.expired++;
         else out.notInForce++;
       }
       if (rows.length < PAGE) break;

@@ -55,7 +55,7 @@ export interface EvidenceItemsTable {
   deleted_by: string | null;
   blob_purged_at: Timestamp | null;
   /** WORM state of the blob as read back from the store (null: archived before it was checked). */
-  worm_status: 'in_force' | 'not_in_force' | 'not_configured' | null;
+  worm_status: 'in_force' | 'not_in_force' | 'expired' | 'not_configured' | null;
   worm_mode: 'GOVERNANCE' | 'COMPLIANCE' | null;
   worm_retain_until: Timestamp | null;
   /** Set when the stored bytes were found not to hash to sha256; cleared by a repair. */

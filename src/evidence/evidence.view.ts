@@ -1,3 +1,4 @@
+import { wormStatusAt } from '../storage/worm';
 import type { EvidenceRow } from './evidence.repository';
 
 export interface EvidenceView {
@@ -29,8 +30,9 @@ export interface EvidenceView {
   deletionReason: string | null;
   lastVerification: { status: string; checkedAt: string } | null;
   /**
-   * WORM protection of the item's bytes as read back from the store (S3 Object Lock); null for
-   * items archived before it was checked.
+   * WORM protection of the item's bytes as read back from the store (S3 Object Lock), judged
+   * against now (`expired` once the retain-until has passed); null for items archived before it
+   * was checked.
    */
   worm: { status: string; mode: string | null; retainUntil: string | null } | null;
   /** `damaged`: the stored bytes do not hash to sha256 and nothing made from them is served. */
@@ -73,7 +75,7 @@ export function toEvidenceView(r: EvidenceRow): EvidenceView {
         : null,
     worm: r.worm_status
       ? {
-          status: r.worm_status,
+          status: wormStatusAt(r.worm_status, r.worm_retain_until),
           mode: r.worm_mode,
           retainUntil: r.worm_retain_until ? iso(r.worm_retain_until) : null,
         }

@@ -28,6 +28,9 @@ export function healthRoutes(ctx: AppContext): Router {
     const [database, storage] = await Promise.all([
       check(() => sql`select 1`.execute(ctx.db)),
       check(() => ctx.blobStore.ping()),
+      // A latched WORM problem's object is re-checked (at most every 30 s, waited for at most
+      // 2 s): the latch clears once the store shows it in force, and stays while it does not.
+      ctx.worm.refresh(),
     ]);
     // WORM as read back from the store: not ready while the latest check found it not applied
     // (new evidence would go unprotected); items stored without it are counted either way.

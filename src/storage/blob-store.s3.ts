@@ -43,11 +43,22 @@ import {
   type StoredObject,
   WormNotInForceError,
 } from './blob-store';
-import { WORM_NOT_CONFIGURED, type WormLedger, type WormObject, type WormState } from './worm';
+import {
+  WORM_NOT_CONFIGURED,
+  type WormLedger,
+  type WormObject,
+  type WormState,
+  type WormStatus,
+} from './worm';
 
 /** S3 allows a single CopyObject up to 5 GiB; larger blobs are promoted with UploadPartCopy. */
 const MAX_SINGLE_COPY_BYTES = 5 * 1024 ** 3;
 const COPY_PART_BYTES = 1024 ** 3;
+/**
+ * How far short of now plus the configured days a retention read back may end and still count as
+ * the configured one: the copy (or a clock between us and the store) may take a while.
+ */
+const RETENTION_SLACK_MS = 15 * 60_000;
 
 export interface S3BlobStoreOptions {
   /** The instance writing through this store: its id goes into staging keys. */
@@ -99,7 +110,9 @@ export class S3BlobStore implements BlobStore {
     private readonly client: S3Client,
     private readonly cfg: S3Config,
     private readonly opts: S3BlobStoreOptions = {},
-  ) {}
+  ) {
+    if (cfg.objectLock) opts.worm?.setRechecker((problem) => this.recheckWorm(problem));
+  }
 
   get legalHoldSupported(): boolean {
     return this.cfg.objectLock !== undefined;
@@ -181,37 +194,62 @@ export class S3BlobStore implements BlobStore {
   }
 
   /**
-   * Makes sure Object Lock retention is on an evidence object or custody record, as read back from
-   * the store. Some stores ignore the lock headers of a CopyObject or multipart upload (Ceph
-   * radosgw 16.2 does, while honouring them on PutObject): the retention is then applied by
-   * PutObjectRetention. What the store still does not show is reported `not_in_force`.
+   * Makes sure the configured Object Lock retention is on an evidence object or custody record, as
+   * read back from the store. Some stores ignore the lock headers of a CopyObject or multipart
+   * upload (Ceph radosgw 16.2 does, while honouring them on PutObject), and a bucket default
+   * retention may have given the object a shorter one: a retention counts as in force only when it
+   * reaches the configured one (now plus the days, less RETENTION_SLACK_MS), otherwise it is
+   * extended with PutObjectRetention (extending is allowed in both modes; a longer retention is
+   * kept as it is) and read back again. What the store still does not show is `not_in_force`.
    */
-  private async ensureRetention(key: string, object: WormObject): Promise<WormState> {
+  private async ensureRetention(
+    key: string,
+    object: WormObject,
+    observe = true,
+  ): Promise<WormState> {
     const lock = this.cfg.objectLock;
     if (!lock || key.startsWith('derived/')) return WORM_NOT_CONFIGURED;
-    let state = await this.readRetention(key);
-    if (state.status !== 'in_force') {
-      const { ObjectLockMode, ObjectLockRetainUntilDate } = this.lockParams(key);
+    let found = await this.readRetention(key);
+    if (!this.reachesConfigured(found)) {
+      const wanted = Date.now() + lock.retentionDays * 86_400_000;
       try {
         await this.client.send(
           new PutObjectRetentionCommand({
             Bucket: this.cfg.bucket,
             Key: this.objectKey(key),
-            Retention: { Mode: ObjectLockMode, RetainUntilDate: ObjectLockRetainUntilDate },
+            Retention: {
+              // COMPLIANCE cannot be turned into GOVERNANCE: an object under it stays so.
+              Mode: found.mode === 'COMPLIANCE' ? 'COMPLIANCE' : lock.mode,
+              RetainUntilDate: new Date(Math.max(wanted, found.until?.getTime() ?? 0)),
+            },
           }),
         );
       } catch (err) {
         // A store (or bucket) without Object Lock refuses it: reported below as not in force.
         if (!isClientError(err) && !isUnsupported(err)) throw err;
       }
-      state = await this.readRetention(key);
+      found = await this.readRetention(key);
     }
-    this.opts.worm?.observe(object, key, state.status);
+    const state: WormState = {
+      status: this.reachesConfigured(found) ? 'in_force' : 'not_in_force',
+      mode: found.mode,
+      retainUntil: found.until ?? null,
+    };
+    if (observe) this.opts.worm?.observe(object, key, state.status);
     return state;
   }
 
-  /** The object's retention as the store reports it, judged against the configured mode. */
-  private async readRetention(key: string): Promise<WormState> {
+  /** Retention of the configured mode (or COMPLIANCE) until at least now plus the days (less slack). */
+  private reachesConfigured(r: { mode: WormState['mode']; until?: Date }): boolean {
+    const lock = this.cfg.objectLock!;
+    // COMPLIANCE is stronger than GOVERNANCE: either satisfies GOVERNANCE.
+    const modeOk = r.mode === lock.mode || r.mode === 'COMPLIANCE';
+    const required = Date.now() + lock.retentionDays * 86_400_000 - RETENTION_SLACK_MS;
+    return modeOk && r.until !== undefined && r.until.getTime() >= required;
+  }
+
+  /** The object's retention as the store reports it (mode null: none, or not one S3 defines). */
+  private async readRetention(key: string): Promise<{ mode: WormState['mode']; until?: Date }> {
     const head = await this.client.send(
       new HeadObjectCommand({ Bucket: this.cfg.bucket, Key: this.objectKey(key) }),
     );
@@ -231,15 +269,45 @@ export class S3BlobStore implements BlobStore {
         if (!isClientError(err) && !isUnsupported(err)) throw err;
       }
     }
-    const wanted = this.cfg.objectLock!.mode;
-    // COMPLIANCE is stronger than GOVERNANCE: either satisfies GOVERNANCE.
-    const modeOk = mode === wanted || mode === 'COMPLIANCE';
-    const inForce = modeOk && until !== undefined && until.getTime() > Date.now();
     return {
-      status: inForce ? 'in_force' : 'not_in_force',
       mode: mode === 'GOVERNANCE' || mode === 'COMPLIANCE' ? mode : null,
-      retainUntil: until ?? null,
+      ...(until ? { until } : {}),
     };
+  }
+
+  /**
+   * An archived blob's retention judged against now, read only: `in_force` while a retention of
+   * the configured mode lasts, `expired` once its retain-until has passed (what the scrub records
+   * for an item whose recorded retention lapsed), `not_in_force` with none at all.
+   */
+  private async currentRetention(key: string): Promise<WormState> {
+    const lock = this.cfg.objectLock;
+    if (!lock) return WORM_NOT_CONFIGURED;
+    const found = await this.readRetention(key);
+    const modeOk = found.mode === lock.mode || found.mode === 'COMPLIANCE';
+    const status =
+      !modeOk || !found.until
+        ? 'not_in_force'
+        : found.until.getTime() > Date.now()
+          ? 'in_force'
+          : 'expired';
+    return { status, mode: found.mode, retainUntil: found.until ?? null };
+  }
+
+  /** /readyz's re-check of a latched problem's object (see WormLedger.refresh). */
+  private async recheckWorm(problem: { object: WormObject; key: string }): Promise<WormStatus> {
+    if (problem.object === 'legal_hold') {
+      // Read only: whether a hold is wanted is the database's to say (the scrub mirrors it).
+      const { LegalHold } = await this.client.send(
+        new GetObjectLegalHoldCommand({
+          Bucket: this.cfg.bucket,
+          Key: this.objectKey(problem.key),
+        }),
+      );
+      return LegalHold?.Status === 'ON' ? 'in_force' : 'not_in_force';
+    }
+    // As after a write: the configured retention, applied where the object lacks it.
+    return (await this.ensureRetention(problem.key, problem.object, false)).status;
   }
 
   async repair(
@@ -698,8 +766,9 @@ export class S3BlobStore implements BlobStore {
       );
   }
 
-  async verifyWorm(key: string): Promise<WormState> {
+  async verifyWorm(key: string, opts: { apply?: boolean } = {}): Promise<WormState> {
     if (!isBlobKey(key)) throw new Error(`not a promoted blob key: ${key}`);
+    if (opts.apply === false) return this.currentRetention(key);
     return this.ensureRetention(key, 'evidence');
   }
 

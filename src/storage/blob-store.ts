@@ -103,8 +103,10 @@ export interface BlobStore {
   /**
    * Reads a promoted evidence blob's WORM protection back and applies it where it is missing, as
    * promote() does: for blobs stored before it was verified (the integrity scrub's back-fill).
+   * With `apply: false` it only reads the retention back, judged against now (`expired` once its
+   * retain-until has passed): for items whose recorded retention lapsed.
    */
-  verifyWorm(key: string): Promise<WormState>;
+  verifyWorm(key: string, opts?: { apply?: boolean }): Promise<WormState>;
   /** Throws when the store cannot be reached. */
   ping(): Promise<void>;
   close(): Promise<void>;

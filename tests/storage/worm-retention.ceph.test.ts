@@ -167,8 +167,7 @@ describeCeph('findings 5 and 6 through the service on Ceph', () => {
     return res.json() as { id: string; sha256: string };
   };
   const item = async (app: TestApp, id: string) =>
-    (await request(app.url).get(`/v1/evidence/${id}`).set(bearer(app.keys.admin)).expect(200))
-      .body;
+    (await request(app.url).get(`/v1/evidence/${id}`).set(bearer(app.keys.admin)).expect(200)).body;
   const scrub = (app: TestApp) =>
     app.ctx.scrub.run({ intervalMinutes: 10, fullPassDays: 1, stagingGraceHours: 24, limit: 0 });
 
