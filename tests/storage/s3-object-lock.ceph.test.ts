@@ -442,7 +442,7 @@ describeCeph(
         stagingGraceHours: 24,
         limit: 0,
       });
-      expect(report.worm).toEqual({ checked: 1, inForce: 1, notInForce: 0 });
+      expect(report.worm).toEqual({ checked: 1, inForce: 1, notInForce: 0, expired: 0 });
       expect((await retentionOf(raw, lockedBucket.bucket, blob))?.mode).toBe('GOVERNANCE');
       expect((await item(locked, id)).worm).toMatchObject({
         status: 'in_force',
