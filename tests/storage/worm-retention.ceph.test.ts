@@ -223,6 +223,36 @@ describeCeph('findings 5 and 6 through the service on Ceph', () => {
     expectDaysAhead(new Date(relocked.worm.retainUntil), 3);
   });
 
+  it('a repair (a new version of the blob) is read back and extended to the configured retention', async () => {
+    const data = fakeMedia('mp4', 4400);
+    const { id, sha256: hash } = await archive(locked, data);
+    const blob = blobKeyFor(hash);
+    // Damaged bytes as a new current version (the bucket default gives it 1 day), found by a check.
+    const flipped = Buffer.from(data);
+    flipped[100] = flipped[100]! ^ 0xff;
+    await raw.send(
+      new PutObjectCommand({
+        Bucket: lockedBucket.bucket,
+        Key: blob,
+        Body: flipped,
+        ContentMD5: createHash('md5').update(flipped).digest('base64'),
+      }),
+    );
+    await request(locked.url)
+      .post(`/v1/evidence/${id}/verify`)
+      .set(bearer(locked.keys.support))
+      .expect((r) => expect(r.status).toBeLessThan(500));
+    expect((await item(locked, id)).integrity).toBe('damaged');
+    // The genuine bytes again: the repair's copy (Ceph drops its lock headers, the 1-day default
+    // applies) ends up under the configured 3 days, read back.
+    await archive(locked, data);
+    const view = await item(locked, id);
+    expect(view.integrity).toBe('ok');
+    expect(view.worm.status).toBe('in_force');
+    expectDaysAhead(new Date(view.worm.retainUntil), 3);
+    expectDaysAhead((await retentionOf(raw, lockedBucket.bucket, blob)).until, 3);
+  });
+
   it('/readyz: a one-off WORM failure clears itself once the object shows the lock', async () => {
     const { sha256: hash } = await archive(locked, fakeMedia('mp4', 4200));
     expect((await request(locked.url).get('/readyz').expect(200)).body.checks.worm.status).toBe(
