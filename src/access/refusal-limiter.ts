@@ -44,8 +44,9 @@ interface Tally {
   byRefusal: Map<string, number>;
   firstAt: number;
   lastAt: number;
-  paths: Set<string>;
-  shareLinkIds: Set<string>;
+  /** Small samples (arrays: a Set costs more than the few strings it would hold). */
+  paths: string[];
+  shareLinkIds: string[];
 }
 
 const MINUTE = 60_000;
@@ -58,6 +59,8 @@ const MAX_PATH_CHARS = 100;
 const MAX_SHARE_LINKS = 5;
 /** Kinds of refusal per tally (action x status x code: a handful in practice). */
 const MAX_KINDS = 8;
+/** Kinds of refusal interned across tallies (routes x statuses x codes: far fewer in practice). */
+const MAX_SHARED_KINDS = 1_000;
 /** A client key longer than this (not an IP address) is cut: it is only a map key. */
 const MAX_CLIENT_CHARS = 64;
 const OVERFLOW = '\0overflow';
@@ -87,6 +90,7 @@ export class RefusalLimiter {
   private tallies = new Map<string, Tally>();
   /** Refusals recorded one by one this minute, across all addresses. */
   private recorded = 0;
+  private readonly kinds = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
   private sealing: Promise<void> = Promise.resolve();
 
@@ -109,12 +113,12 @@ export class RefusalLimiter {
     const tally = this.tallyFor(clientOf(address), now);
     tally.count += 1;
     tally.lastAt = now;
-    let kind = `${refusal.action ?? '-'} ${refusal.status} ${refusal.code}`;
+    let kind = this.kindOf(refusal);
     if (!tally.byRefusal.has(kind) && tally.byRefusal.size >= MAX_KINDS) kind = 'other';
     tally.byRefusal.set(kind, (tally.byRefusal.get(kind) ?? 0) + 1);
-    if (tally.paths.size < MAX_PATHS) tally.paths.add(refusal.path.slice(0, MAX_PATH_CHARS));
-    if (refusal.shareLinkId && tally.shareLinkIds.size < MAX_SHARE_LINKS) {
-      tally.shareLinkIds.add(refusal.shareLinkId.slice(0, MAX_CLIENT_CHARS));
+    sample(tally.paths, refusal.path, MAX_PATHS, MAX_PATH_CHARS);
+    if (refusal.shareLinkId) {
+      sample(tally.shareLinkIds, refusal.shareLinkId, MAX_SHARE_LINKS, MAX_CLIENT_CHARS);
     }
     const retryAfterSeconds = Math.max(1, Math.ceil(((this.window + 1) * MINUTE - now) / 1000));
     if (tally.count > this.limits.perMinute) {
@@ -130,6 +134,18 @@ export class RefusalLimiter {
       this.recorded += 1;
     }
     return { limited: false, record: true, retryAfterSeconds };
+  }
+
+  /** One string per kind of refusal, shared by all tallies (a bounded set; beyond it, "other"). */
+  private kindOf(refusal: Refusal): string {
+    const kind = `${refusal.action ?? '-'} ${refusal.status} ${refusal.code}`.slice(0, 200);
+    let shared = this.kinds.get(kind);
+    if (shared === undefined) {
+      if (this.kinds.size >= MAX_SHARED_KINDS) return 'other';
+      shared = copyOf(kind);
+      this.kinds.set(shared, shared);
+    }
+    return shared;
   }
 
   /** How many addresses the current minute tallies (the overflow tally included). */
@@ -166,16 +182,17 @@ export class RefusalLimiter {
     if (!this.tallies.has(key) && this.tallies.size >= this.limits.maxAddresses) key = OVERFLOW;
     let tally = this.tallies.get(key);
     if (!tally) {
+      if (key !== OVERFLOW) key = copyOf(address); // never a slice of a forwarded header
       tally = {
-        address: key === OVERFLOW ? null : address,
+        address: key === OVERFLOW ? null : key,
         count: 0,
         rateLimited: 0,
         overBudget: 0,
         byRefusal: new Map(),
         firstAt: now,
         lastAt: now,
-        paths: new Set(),
-        shareLinkIds: new Set(),
+        paths: [],
+        shareLinkIds: [],
       };
       this.tallies.set(key, tally);
     }
@@ -207,8 +224,8 @@ export class RefusalLimiter {
           byRefusal: Object.fromEntries(t.byRefusal),
           firstAt: new Date(t.firstAt).toISOString(),
           lastAt: new Date(t.lastAt).toISOString(),
-          paths: [...t.paths],
-          ...(t.shareLinkIds.size > 0 ? { shareLinkIds: [...t.shareLinkIds] } : {}),
+          paths: t.paths,
+          ...(t.shareLinkIds.length > 0 ? { shareLinkIds: t.shareLinkIds } : {}),
           ...(t.address === null ? { overflow: true } : {}),
           // Sealed before its minute ended (a shutdown): a restart may count the rest separately.
           ...(early ? { sealedEarly: true } : {}),
@@ -223,6 +240,21 @@ export class RefusalLimiter {
       ),
     );
   }
+}
+
+/** Adds `value` (cut to `chars`) to a sample of at most `max` distinct strings. */
+function sample(into: string[], value: string, max: number, chars: number): void {
+  if (into.length >= max) return;
+  const cut = value.slice(0, chars);
+  if (!into.includes(cut)) into.push(copyOf(cut));
+}
+
+/**
+ * A string of its own: a slice of a long string (a request's whole path) would otherwise keep
+ * that whole string in memory for as long as the tally holds the slice.
+ */
+function copyOf(s: string): string {
+  return Buffer.from(s, 'utf8').toString('utf8');
 }
 
 /**
