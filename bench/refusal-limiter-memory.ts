@@ -38,7 +38,7 @@ function fill(maxAddresses: number): { limiter: RefusalLimiter; bytes: number } 
         status: 404,
         code: 'share_link_expired',
         // Fresh strings every time: nothing shared between tallies.
-        path: `/s/${randomBytes(3000).toString("base64url")}`, // a long URL: only 100 chars kept
+        path: `/s/${randomBytes(3000).toString('base64url')}`, // a long URL: only 100 chars kept
         shareLinkId: randomBytes(13).toString('hex'),
       });
     }

@@ -126,7 +126,7 @@ describe('RefusalLimiter', () => {
     let recorded = 0;
     for (let i = 0; i < 20_000; i++) {
       // 4,000 addresses, five refusals each, and a few of them hammering.
-      const ip = i < 15_000 ? `10.1.${(i % 4000) >> 8}.${i % 4000 & 255}` : '10.9.9.9';
+      const ip = i < 15_000 ? `10.1.${(i % 4000) >> 8}.${(i % 4000) & 255}` : '10.9.9.9';
       if (limiter.refuse(ip, refusal).record) recorded += 1;
     }
     await limiter.close();
