@@ -69,7 +69,8 @@ const envSchema = z.object({
   // Strangers' refusals (no valid key, share-link misses) per client address and minute answered
   // one by one; beyond, 429 and one counted audit event per address and minute.
   REFUSAL_LIMIT_PER_MINUTE: int(1, 100_000).default(30),
-  // At most about 1 KB per address tallied (measured: bench/refusal-limiter-memory.ts).
+  // About 1.5 KB at most per address tallied (measured: bench/refusal-limiter-memory.ts), so
+  // ~140 MiB at the maximum.
   REFUSAL_LIMIT_MAX_ADDRESSES: int(1, 100_000).default(10_000),
   // Refusals recorded one by one per minute across all addresses (this instance); past it they
   // are answered as usual (or 429) but only counted in the per-address events.

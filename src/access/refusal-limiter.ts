@@ -52,7 +52,7 @@ interface Tally {
 const MINUTE = 60_000;
 /**
  * Bounded samples per tally: enough for an auditor to see what was tried, small enough that a
- * full table stays small (see README: about a kilobyte per tally at most).
+ * full table stays small (about 1.5 KB per tally at most: bench/refusal-limiter-memory.ts).
  */
 const MAX_PATHS = 3;
 const MAX_PATH_CHARS = 100;
