@@ -69,7 +69,12 @@ const envSchema = z.object({
   // Strangers' refusals (no valid key, share-link misses) per client address and minute answered
   // one by one; beyond, 429 and one counted audit event per address and minute.
   REFUSAL_LIMIT_PER_MINUTE: int(1, 100_000).default(30),
-  REFUSAL_LIMIT_MAX_ADDRESSES: int(1, 1_000_000).default(10_000),
+  // About 1.5 KB at most per address tallied (measured: bench/refusal-limiter-memory.ts), so
+  // ~140 MiB at the maximum.
+  REFUSAL_LIMIT_MAX_ADDRESSES: int(1, 100_000).default(10_000),
+  // Refusals recorded one by one per minute across all addresses (this instance); past it they
+  // are answered as usual (or 429) but only counted in the per-address events.
+  REFUSAL_LIMIT_GLOBAL_PER_MINUTE: int(1, 100_000).default(600),
 
   DATABASE_ROLE: z
     .string()
@@ -160,7 +165,7 @@ export interface AppConfig {
   };
   authCacheTtlMs: number;
   /** Per client address and minute: refusals answered one by one, and addresses tallied. */
-  refusalLimit: { perMinute: number; maxAddresses: number };
+  refusalLimit: { perMinute: number; maxAddresses: number; globalPerMinute: number };
   /** The least-privilege role the service switches to on every connection; undefined = none. */
   databaseRole?: string;
   custody: {
@@ -367,6 +372,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     refusalLimit: {
       perMinute: e.REFUSAL_LIMIT_PER_MINUTE,
       maxAddresses: e.REFUSAL_LIMIT_MAX_ADDRESSES,
+      globalPerMinute: e.REFUSAL_LIMIT_GLOBAL_PER_MINUTE,
     },
     databaseRole: e.DATABASE_ROLE === 'none' ? undefined : e.DATABASE_ROLE,
     custody: {

@@ -105,11 +105,15 @@ export async function recordFailedAttempt(
   });
 }
 
-/** No valid key (401 before any key was accepted), or a share link that did not open. */
+/**
+ * No valid key (401 before any key was accepted), or a share link that did not open (404, 410).
+ * Never a failure of the service's own (an outage while checking a key or resolving a link, 503,
+ * 507, any 5xx): that is answered as it is, and not counted against the client.
+ */
 function isStrangerRefusal(req: Request, res: Response, err: AppError): boolean {
-  return (
-    (!req.principal && PROBLEMS[err.code].status === 401) || res.locals.shareLinkRefused === true
-  );
+  const { status } = PROBLEMS[err.code];
+  if (status >= 500) return false;
+  return (!req.principal && status === 401) || res.locals.shareLinkRefused === true;
 }
 
 /**
@@ -132,7 +136,11 @@ function limitStranger(
     path: loggablePath(req.path),
     shareLinkId: typeof shareLinkId === 'string' ? shareLinkId : undefined,
   });
-  if (!verdict.limited) return err;
+  if (!verdict.limited) {
+    // Past the instance's budget of refusals recorded one by one: counted in the tally only.
+    if (!verdict.record) res.locals.auditedFailure = true;
+    return err;
+  }
   res.locals.auditedFailure = true; // in the address's count, not an event of its own
   res.set('Retry-After', String(verdict.retryAfterSeconds));
   return new AppError(

@@ -72,6 +72,9 @@ export function shareRoutes(deps: ShareRoutesDeps): Router {
   return router;
 }
 
+/** The answers of `resolve` that mean "this token does not open anything": 404, 410. */
+const SHARE_LINK_MISSES = new Set(['not_found', 'share_link_revoked', 'share_link_expired']);
+
 async function openLink(req: Request, res: Response, deps: ShareRoutesDeps): Promise<void> {
   // Nothing about a link may linger in a cache or leak to the next site.
   res.set({
@@ -86,8 +89,11 @@ async function openLink(req: Request, res: Response, deps: ShareRoutesDeps): Pro
       clientIp: req.ip,
     });
   } catch (err) {
-    // A miss (or a revoked or expired link): a stranger's refusal, limited per address.
-    res.locals.shareLinkRefused = true;
+    // A miss (or a revoked or expired link): a stranger's refusal, limited per address. Nothing
+    // else is (an outage, a damaged item, a cut not ready): those are not the client's doing.
+    if (err instanceof AppError && SHARE_LINK_MISSES.has(err.code)) {
+      res.locals.shareLinkRefused = true;
+    }
     if (err instanceof AppError && typeof err.extra.shareLinkId === 'string') {
       // The refusal's record names the link; the answer does not.
       res.locals.auditAttempt = {

@@ -35,8 +35,21 @@ describe('loadConfig', () => {
     for (const bad of ['true', '10.0.0.0/33', 'proxy.example']) {
       expect(() => loadConfig({ TRUST_PROXY: bad })).toThrow(/TRUST_PROXY/);
     }
-    expect(loadConfig({}).refusalLimit).toEqual({ perMinute: 30, maxAddresses: 10_000 });
+    expect(loadConfig({}).refusalLimit).toEqual({
+      perMinute: 30,
+      maxAddresses: 10_000,
+      globalPerMinute: 600,
+    });
     expect(() => loadConfig({ REFUSAL_LIMIT_PER_MINUTE: '0' })).toThrow(/REFUSAL_LIMIT_PER_MINUTE/);
+    expect(() => loadConfig({ REFUSAL_LIMIT_MAX_ADDRESSES: '100001' })).toThrow(
+      /REFUSAL_LIMIT_MAX_ADDRESSES/,
+    );
+    expect(() => loadConfig({ REFUSAL_LIMIT_GLOBAL_PER_MINUTE: '0' })).toThrow(
+      /REFUSAL_LIMIT_GLOBAL_PER_MINUTE/,
+    );
+    expect(loadConfig({ REFUSAL_LIMIT_GLOBAL_PER_MINUTE: '50' }).refusalLimit.globalPerMinute).toBe(
+      50,
+    );
   });
 
   it('treats empty strings as unset', () => {
