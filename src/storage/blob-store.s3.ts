@@ -37,6 +37,7 @@ import {
   type ResumableState,
   STAGING_PREFIX,
   stagingOwner,
+  type StagingOwner,
   type BlobStore,
   type ByteRange,
   type PromoteResult,
@@ -51,7 +52,7 @@ const COPY_PART_BYTES = 1024 ** 3;
 
 export interface S3BlobStoreOptions {
   /** The instance writing through this store: its id goes into staging keys. */
-  stagingOwner?: string;
+  stagingOwner?: StagingOwner;
   /** Told every WORM read-back (metrics, /readyz). */
   worm?: WormLedger;
   /** Blobs above this many bytes are promoted by multipart copy (tests lower it). */
