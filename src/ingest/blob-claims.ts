@@ -161,6 +161,10 @@ export class BlobClaims {
    * one looked gone), that drop may have looked before the promotion wrote the blob: the digest
    * is checked again now, or the blob could stay forever with no row and no claim.
    */
+  // Not reachable by a test: a promotion whose CopyObject timed out on the client but completes
+  // on the server after this drop's stat. The blob then lands with no claim and no row; nothing
+  // here can know the copy is still coming, and the scrub reports such a blob as one no row
+  // accounts for (README, "How an upload is kept safe", item 4).
   private async drop(claim: BlobClaim, afterRequest: boolean): Promise<void> {
     this.inFlight.add(claim.id);
     try {
@@ -201,6 +205,9 @@ export class BlobClaims {
    * start needing the blob meanwhile (no claim is placed while this one is dropping; an item row
    * commits only by consuming a live claim). A failure leaves the dropping claim to a reconciler.
    */
+  // The window between the fence's commit and the delete has no lock to hold and nothing to race
+  // deterministically in a test: its safety rests on claim() refusing a digest with a dropping
+  // claim, and on consume() refusing a dropping claim (both tested through their outcomes).
   private async finish(claim: BlobClaim): Promise<void> {
     await this.deleteOrphan(blobKeyFor(claim.sha256));
     await this.repo.delete(this.db, claim.id);

@@ -144,21 +144,23 @@ export class InstanceRegistry {
   }
 
   private async register(client: pg.Client): Promise<void> {
-    // Every registration is a new generation: an id another instance found gone stays gone.
-    this.generation = randomUUID();
+    // Every registration is a new generation: an id another instance found gone stays gone. It is
+    // used (staging keys, claims) only once registered: an instance registers before it writes.
+    const id = randomUUID();
     // The row becomes visible with its lock already held: nobody sees this instance as gone.
     await client.query('begin');
     try {
       const { rows } = await client.query<{ lock_key: number }>(
         `insert into service_instances (id, host, pid) values ($1, $2, $3)
          returning lock_key`,
-        [this.id, hostname(), process.pid],
+        [id, hostname(), process.pid],
       );
       await client.query('select pg_advisory_lock($1::int, $2::int)', [
         LOCK_SPACE,
         rows[0]!.lock_key,
       ]);
       await client.query('commit');
+      this.generation = id;
     } catch (err) {
       await client.query('rollback').catch(() => undefined);
       throw err;
