@@ -332,6 +332,7 @@ describe('claims under lost registrations and failing deletes', () => {
   let beforePromote: (() => Promise<void>) | undefined;
   let afterPromote: (() => Promise<void>) | undefined;
   let failDeleteAfterIt = false;
+  let beforeDelete: (() => Promise<void>) | undefined;
   const hold = () => {
     let release!: () => void;
     let reached!: () => void;
@@ -382,6 +383,9 @@ describe('claims under lost registrations and failing deletes', () => {
         wrapBlobStore: (store: BlobStore) =>
           Object.assign(Object.create(store) as BlobStore, {
             delete: async (key: string) => {
+              const before = beforeDelete;
+              beforeDelete = undefined;
+              await before?.();
               await store.delete(key);
               if (failDeleteAfterIt) {
                 failDeleteAfterIt = false;
@@ -511,6 +515,41 @@ describe('claims under lost registrations and failing deletes', () => {
       ),
     ).toBe(false);
     await registry.close();
+  });
+
+  it('finding 1: the same bytes arriving while a drop deletes their blob wait for it, then write the blob again', async () => {
+    const body = fakeMedia('wav', 90 * 1024);
+    // B promoted these bytes for a request that failed; its drop is held just before the delete.
+    const claim = await claimsOf(ctxB).claim(sha256(body));
+    await ctxB.blobStore.promote(
+      await ctxB.blobStore.writeStaging(Readable.from([body])),
+      claim.sha256,
+      body.length,
+    );
+    const h = hold();
+    beforeDelete = h.hook;
+    const dropped = claimsOf(ctxB).release(claim, false);
+    await h.at;
+    // A receives the same bytes: without the dropping fence it found the blob present, committed,
+    // and B's delete then took the bytes of an acknowledged item.
+    let answered = false;
+    const answer = push(a, 'drop-wait-1', body).then((r) => {
+      answered = true;
+      return r;
+    });
+    await new Promise((r) => setTimeout(r, 700));
+    expect(answered).toBe(false);
+    h.release();
+    await dropped;
+    const res = await answer;
+    expect(res.status).toBe(201);
+    const content = await fetch(`${a.url}/v1/evidence/${res.json().id}/content`, {
+      headers: bearer(a.keys.admin),
+    });
+    expect(content.status).toBe(200);
+    expect(sha256(Buffer.from(await content.arrayBuffer()))).toBe(sha256(body));
+    expect(await claimRows()).toEqual([]);
+    expect(await leftovers(a.ctx.db, storeOf(a.dataDir))).toEqual({ orphans: [], staging: [] });
   });
 
   it("finding 9: a reconcile never drops the instance's own claim placed after its in-flight snapshot", async () => {
