@@ -200,7 +200,11 @@ export async function buildContext(
     // Registered before anything is written: staging keys carry this instance's id.
     instance = new InstanceRegistry(databaseUrl, logger, { role });
     await instance.start();
-    const configured = await createBlobStore(config, { worm, stagingOwner: instance.id });
+    const configured = await createBlobStore(config, {
+      worm,
+      // Followed as it changes: a lost session registers under a new id.
+      stagingOwner: () => instance!.id,
+    });
     const blobStore = options.wrapBlobStore?.(configured) ?? configured;
     const evidenceRepo = new EvidenceRepository();
     const auditRepo = new AuditRepository();

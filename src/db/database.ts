@@ -304,6 +304,8 @@ export interface BlobClaimsTable {
   instance_id: string;
   sha256: string;
   created_at: ColumnType<Date, Date | undefined, never>;
+  /** Being dropped: its blob is about to be deleted (committed before the delete). */
+  dropping: Generated<boolean>;
 }
 
 export interface Database {

@@ -7,6 +7,8 @@ import { blobKeyFor, type BlobStore } from '../storage/blob-store';
 import type { BlobClaimRepository, BlobClaimRow } from './blob-claim.repository';
 
 const RECONCILE_BATCH = 100;
+/** How long a claim waits for a drop of the same digest to finish before answering 503. */
+const DROP_WAIT_MS = 10_000;
 
 export interface BlobClaim {
   id: string;
@@ -25,6 +27,14 @@ export interface BlobClaim {
  * request promoting the same bytes (dedupe) never loses its blob to a cleanup: either its claim
  * is seen and the blob kept, or the blob is gone before it promotes and it writes it again.
  *
+ * A drop is durable before any byte goes: one short transaction (digest lock held) marks the
+ * claim `dropping` and commits; only then is the blob deleted (no transaction or lock held across
+ * the store's calls), and last the claim row. A dropping claim cannot be consumed (its request
+ * answers 503, never a 2xx without bytes), and no new claim on the digest is placed while one
+ * exists (a dedupe could otherwise find the blob present just before the delete). A drop cut off
+ * after its commit (a crash, a store timeout) is finished by a reconciler: the dropper's own, or
+ * any instance's once the dropper is gone.
+ *
  * Under S3 Object Lock a blob's retention starts at promotion and a delete only hides it (a delete
  * marker over the locked version, which stays until its retention ends): such orphans are logged
  * as retained. Refusals that can be decided before promotion (a call that already has other bytes,
@@ -32,7 +42,7 @@ export interface BlobClaim {
  * crashes.
  */
 export class BlobClaims {
-  /** Claims of this instance's requests that are still promoting or committing. */
+  /** Claims (and drops) of this instance that are still under way: no reconciler takes them. */
   private readonly inFlight = new Set<string>();
 
   constructor(
@@ -41,32 +51,50 @@ export class BlobClaims {
     private readonly store: BlobStore,
     private readonly instance: InstanceRegistry,
     private readonly logger: Logger,
-    private readonly opts: { objectLock?: boolean } = {},
+    private readonly opts: { objectLock?: boolean; dropWaitMs?: number } = {},
   ) {}
 
-  /** Claims a digest's blob for a request about to promote it; committed before it returns. */
+  /**
+   * Claims a digest's blob for a request about to promote it; committed before it returns. Waits
+   * (briefly) while a drop of the same digest is under way, since its delete may still come.
+   */
   async claim(sha256: string): Promise<BlobClaim> {
+    // An instance without a registration looks gone: anything it claimed could be dropped at once.
+    if (!this.instance.registered) throw notRegistered();
     const claim = { id: randomUUID(), sha256 };
     // Known as in flight before it exists, so this instance's reconciler never takes it.
     this.inFlight.add(claim.id);
     try {
-      await this.db.transaction().execute(async (tx) => {
-        await this.repo.lockDigest(tx, sha256);
-        await this.repo.insert(tx, { ...claim, instance_id: this.instance.id });
-      });
+      const deadline = Date.now() + (this.opts.dropWaitMs ?? DROP_WAIT_MS);
+      for (;;) {
+        const placed = await this.db.transaction().execute(async (tx) => {
+          await this.repo.lockDigest(tx, sha256);
+          if (await this.repo.isDropping(tx, sha256)) return false;
+          await this.repo.insert(tx, { ...claim, instance_id: this.instance.id });
+          return true;
+        });
+        if (placed) return claim;
+        if (Date.now() > deadline) {
+          throw new AppError(
+            'not_ready',
+            'A cleanup of these same bytes is still under way; nothing was stored. Please retry.',
+          );
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
     } catch (err) {
       this.inFlight.delete(claim.id);
       throw err;
     }
-    return claim;
   }
 
   /**
-   * In the item's transaction: turns the claim into the row. A claim that is gone was reconciled
-   * (this instance looked dead, its session lost): its blob may be deleted, so nothing commits.
+   * In the item's transaction: turns the claim into the row. A claim that is gone or being
+   * dropped was reconciled (this instance looked dead, its session lost): its blob may be deleted,
+   * so nothing commits.
    */
   async consume(tx: Tx, claim: BlobClaim): Promise<void> {
-    if (!(await this.repo.delete(tx, claim.id))) {
+    if (!(await this.repo.consume(tx, claim.id))) {
       throw new AppError(
         'not_ready',
         'This instance lost its registration in the database while archiving the upload; nothing was stored. Please retry.',
@@ -80,7 +108,7 @@ export class BlobClaims {
    */
   async release(claim: BlobClaim, committed: boolean): Promise<void> {
     try {
-      if (!committed) await this.drop(claim);
+      if (!committed) await this.drop(claim, true);
     } finally {
       this.inFlight.delete(claim.id);
     }
@@ -88,9 +116,12 @@ export class BlobClaims {
 
   /**
    * Drops claims no live request holds (this instance's abandoned ones, and those of instances
-   * that are gone), deleting their blobs where nothing else needs them. Returns how many.
+   * that are gone), deleting their blobs where nothing else needs them, and finishes drops cut
+   * off after their commit. Returns how many.
    */
   async reconcile(): Promise<number> {
+    // Cached for the whole loop: an instance id never comes back once gone (a lost session
+    // registers again under a new id), so a verdict of gone stays true.
     const verdicts = new Map<string, boolean>();
     const gone = async (row: BlobClaimRow) => {
       if (row.instance_id === this.instance.id) return true; // not in flight: abandoned
@@ -107,8 +138,11 @@ export class BlobClaims {
       const rows = await this.repo.notInFlight(this.db, [...this.inFlight], RECONCILE_BATCH);
       progress = false;
       for (const row of rows) {
+        // Claimed by this instance after the snapshot above was taken: in flight, not abandoned.
+        if (this.inFlight.has(row.id)) continue;
         if (!(await gone(row))) continue;
-        await this.drop(row);
+        if (row.dropping) await this.finish(row);
+        else await this.drop(row, false);
         dropped++;
         progress = rows.length === RECONCILE_BATCH;
       }
@@ -118,11 +152,65 @@ export class BlobClaims {
 
   /** Deletes a digest's evidence blob if nothing needs it (a resumable upload given up on). */
   async dropIfUnused(sha256: string): Promise<void> {
-    await this.db.transaction().execute(async (tx) => {
-      await this.repo.lockDigest(tx, sha256);
-      if (await this.repo.inUse(tx, sha256)) return;
-      await this.deleteOrphan(blobKeyFor(sha256));
-    });
+    await this.dropDigest(sha256);
+  }
+
+  /**
+   * Drops a claim, and its blob if nothing else needs it. `afterRequest`: called by the request
+   * that held it, once its promotion is over. If another instance dropped the claim first (this
+   * one looked gone), that drop may have looked before the promotion wrote the blob: the digest
+   * is checked again now, or the blob could stay forever with no row and no claim.
+   */
+  // Not reachable by a test: a promotion whose CopyObject timed out on the client but completes
+  // on the server after this drop's stat. The blob then lands with no claim and no row; nothing
+  // here can know the copy is still coming, and the scrub reports such a blob as one no row
+  // accounts for (README, "How an upload is kept safe", item 4).
+  private async drop(claim: BlobClaim, afterRequest: boolean): Promise<void> {
+    this.inFlight.add(claim.id);
+    try {
+      const marked = await this.db.transaction().execute(async (tx) => {
+        await this.repo.lockDigest(tx, claim.sha256);
+        if (!(await this.repo.markDropping(tx, claim.id, this.instance.id))) return false;
+        if (!(await this.repo.inUse(tx, claim.sha256))) return true;
+        await this.repo.delete(tx, claim.id);
+        return false;
+      });
+      // Committed: from here the claim's request can no longer commit its row.
+      if (marked) await this.finish(claim);
+      else if (afterRequest) await this.dropDigest(claim.sha256);
+    } finally {
+      this.inFlight.delete(claim.id);
+    }
+  }
+
+  /** Deletes a digest's blob if nothing needs it, fenced by a dropping claim of its own. */
+  private async dropDigest(sha256: string): Promise<void> {
+    const marker = { id: randomUUID(), sha256 };
+    this.inFlight.add(marker.id);
+    try {
+      const placed = await this.db.transaction().execute(async (tx) => {
+        await this.repo.lockDigest(tx, sha256);
+        if (await this.repo.inUse(tx, sha256)) return false;
+        await this.repo.insert(tx, { ...marker, instance_id: this.instance.id, dropping: true });
+        return true;
+      });
+      if (placed) await this.finish(marker);
+    } finally {
+      this.inFlight.delete(marker.id);
+    }
+  }
+
+  /**
+   * The second half of a drop, its fence committed: deletes the blob, then the claim. Nothing can
+   * start needing the blob meanwhile (no claim is placed while this one is dropping; an item row
+   * commits only by consuming a live claim). A failure leaves the dropping claim to a reconciler.
+   */
+  // The window between the fence's commit and the delete has no lock to hold and nothing to race
+  // deterministically in a test: its safety rests on claim() refusing a digest with a dropping
+  // claim, and on consume() refusing a dropping claim (both tested through their outcomes).
+  private async finish(claim: BlobClaim): Promise<void> {
+    await this.deleteOrphan(blobKeyFor(claim.sha256));
+    await this.repo.delete(this.db, claim.id);
   }
 
   private async deleteOrphan(key: string): Promise<void> {
@@ -135,15 +223,10 @@ export class BlobClaims {
         : 'orphan blob removed',
     );
   }
-
-  private async drop(claim: BlobClaim): Promise<void> {
-    const key = blobKeyFor(claim.sha256);
-    await this.db.transaction().execute(async (tx) => {
-      await this.repo.lockDigest(tx, claim.sha256);
-      if (!(await this.repo.delete(tx, claim.id))) return; // consumed, or dropped elsewhere
-      if (await this.repo.inUse(tx, claim.sha256)) return;
-      // Under the digest's lock: no new claim can see this blob and skip writing it.
-      await this.deleteOrphan(key);
-    });
-  }
 }
+
+const notRegistered = () =>
+  new AppError(
+    'not_ready',
+    'This instance is not registered in the database right now (its session was lost); nothing was stored. Please retry.',
+  );

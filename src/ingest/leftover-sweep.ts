@@ -64,7 +64,8 @@ export class LeftoverSweep {
 
   private async sweep(): Promise<LeftoverReport> {
     // Asked per owner once its key was listed: an instance registers before it writes, and a gone
-    // one never returns, so a key's owner found not live now is gone for good.
+    // id never returns (a lost session registers under a new id), so a key's owner found not live
+    // now is gone for good.
     const verdicts = new Map<string, Promise<boolean>>();
     const isGone = (owner: string) => {
       let v = verdicts.get(owner);

@@ -8,6 +8,8 @@ import type { Logger } from '../logger';
 /** The first of the two int4 keys of instance locks ("ins"), apart from the tus upload locks. */
 const LOCK_SPACE = 0x696e73;
 const HEARTBEAT_MS = 15_000;
+/** Longest a statement on the registry session may take before the session is given up. */
+const QUERY_TIMEOUT_MS = 10_000;
 
 /**
  * This process as one of the instances sharing the database and the store. It registers a row
@@ -17,13 +19,20 @@ const HEARTBEAT_MS = 15_000;
  * instance leaves in the store (staging objects named after its id, claims on blobs it was
  * promoting) may be removed once it is gone, never while it lives.
  *
- * A lost session (database restart, network) loses the lock: the instance re-registers under the
- * same id on its next heartbeat. In between it looks gone, and another instance may remove its
- * staging and claims: the requests using them then fail (their item's commit is fenced by the
- * claim), and no acknowledged upload is lost.
+ * A lost session (database restart, network) loses the lock: the instance re-registers on its
+ * next heartbeat under a new id (a generation), since others may already have judged the old id
+ * gone and cached that: a gone id never comes back, and the staging keys and claims made under the
+ * new one are never mistaken for the old one's. Meanwhile the instance looks gone, and another may
+ * remove the staging and claims of the old id: the requests using them then fail (their item's
+ * commit is fenced by the claim), and no acknowledged upload is lost; new uploads are refused with
+ * 503 until it is registered again (BlobClaims.claim).
+ *
+ * The session is kept honest: TCP keepalive, and a timeout on each of its statements (client and
+ * server side). A heartbeat that does not answer in time (a half-open connection, a hung server)
+ * destroys the session, so the instance registers again rather than hang believing it is live.
  */
 export class InstanceRegistry {
-  readonly id = randomUUID();
+  private generation: string = randomUUID();
   private client?: pg.Client;
   private connecting?: Promise<void>;
   private timer?: NodeJS.Timeout;
@@ -32,8 +41,18 @@ export class InstanceRegistry {
   constructor(
     private readonly connectionString: string,
     private readonly logger: Logger,
-    private readonly opts: { role?: string; heartbeatMs?: number } = {},
+    private readonly opts: { role?: string; heartbeatMs?: number; queryTimeoutMs?: number } = {},
   ) {}
+
+  /** This instance's id for its current registration (a new one after a lost session). */
+  get id(): string {
+    return this.generation;
+  }
+
+  /** Whether this instance holds its registration now (its session and lock are up). */
+  get registered(): boolean {
+    return this.client !== undefined && !this.closed;
+  }
 
   /** Registers this instance and keeps it registered until close(). */
   async start(): Promise<void> {
@@ -55,18 +74,33 @@ export class InstanceRegistry {
   /** The session holding this instance's lock: opened (and the lock taken) when missing. */
   private ensure(): Promise<void> {
     if (this.closed) return Promise.resolve();
-    if (this.client) {
-      return this.client
+    const current = this.client;
+    if (current) {
+      return current
         .query('update service_instances set seen_at = now() where id = $1', [this.id])
-        .then(async (res) => {
-          // Removed by another instance while our session was down: register again.
-          if (res.rowCount === 0) await this.register(this.client!);
-        });
+        .then(
+          (res) => {
+            // Our row is gone although the session looked up (it was judged gone meanwhile):
+            // give this session up; the next heartbeat registers under a new id.
+            if (res.rowCount === 0) this.abandon(current, new Error('registration removed'));
+          },
+          (err: unknown) => {
+            // A statement that timed out or failed: the session cannot be trusted to hold the lock.
+            this.abandon(current, err);
+            throw err;
+          },
+        );
     }
     this.connecting ??= (async () => {
+      const timeout = this.opts.queryTimeoutMs ?? QUERY_TIMEOUT_MS;
       const client = new pg.Client({
         connectionString: this.connectionString,
         application_name: 'evidence-archive-instance',
+        keepAlive: true,
+        keepAliveInitialDelayMillis: 10_000,
+        connectionTimeoutMillis: timeout,
+        query_timeout: timeout,
+        statement_timeout: timeout,
         ...(this.opts.role ? { options: `-c role=${this.opts.role}` } : {}),
       });
       const lost = (err?: Error) => {
@@ -96,21 +130,37 @@ export class InstanceRegistry {
     return this.connecting;
   }
 
+  /** Gives a session up: destroyed (a half-open socket would never close), its id retired. */
+  private abandon(client: pg.Client, err: unknown): void {
+    if (this.client === client) {
+      this.client = undefined;
+      if (!this.closed) this.logger.warn({ err }, 'instance session given up');
+    }
+    client.removeAllListeners('end');
+    (
+      client as unknown as { connection?: { stream?: { destroy(): void } } }
+    ).connection?.stream?.destroy();
+    void client.end().catch(() => undefined);
+  }
+
   private async register(client: pg.Client): Promise<void> {
+    // Every registration is a new generation: an id another instance found gone stays gone. It is
+    // used (staging keys, claims) only once registered: an instance registers before it writes.
+    const id = randomUUID();
     // The row becomes visible with its lock already held: nobody sees this instance as gone.
     await client.query('begin');
     try {
       const { rows } = await client.query<{ lock_key: number }>(
         `insert into service_instances (id, host, pid) values ($1, $2, $3)
-         on conflict (id) do update set seen_at = now()
          returning lock_key`,
-        [this.id, hostname(), process.pid],
+        [id, hostname(), process.pid],
       );
       await client.query('select pg_advisory_lock($1::int, $2::int)', [
         LOCK_SPACE,
         rows[0]!.lock_key,
       ]);
       await client.query('commit');
+      this.generation = id;
     } catch (err) {
       await client.query('rollback').catch(() => undefined);
       throw err;
@@ -120,10 +170,11 @@ export class InstanceRegistry {
   /**
    * Whether an instance is alive now: its session still holds its lock in this database. Ask after
    * seeing what it left (a staging key, a claim): an instance registers before it writes anything,
-   * and a gone one never comes back, so the answer holds for everything seen before the question.
+   * and a gone id never comes back (a lost session registers under a new one), so the answer
+   * holds for everything seen before the question.
    */
   async isLive(db: Executor, id: string): Promise<boolean> {
-    if (id === this.id) return !this.closed;
+    if (id === this.id) return this.registered;
     const { rows } = await sql<{ id: string }>`
       select i.id from service_instances i
       where i.id = ${id}::uuid and ${held(sql.ref('i.lock_key'))}`.execute(db);

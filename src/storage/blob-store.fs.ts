@@ -15,6 +15,7 @@ import {
   type ResumableState,
   STAGING_PREFIX,
   stagingOwner,
+  type StagingOwner,
   type BlobStore,
   type ByteRange,
   type PromoteResult,
@@ -29,7 +30,7 @@ export class FsBlobStore implements BlobStore {
   constructor(
     private readonly root: string,
     /** The instance writing through this store: its id goes into staging keys. */
-    private readonly opts: { stagingOwner?: string } = {},
+    private readonly opts: { stagingOwner?: StagingOwner } = {},
   ) {}
 
   async init(): Promise<this> {

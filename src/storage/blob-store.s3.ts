@@ -37,6 +37,7 @@ import {
   type ResumableState,
   STAGING_PREFIX,
   stagingOwner,
+  type StagingOwner,
   type BlobStore,
   type ByteRange,
   type PromoteResult,
@@ -62,7 +63,7 @@ const RETENTION_SLACK_MS = 15 * 60_000;
 
 export interface S3BlobStoreOptions {
   /** The instance writing through this store: its id goes into staging keys. */
-  stagingOwner?: string;
+  stagingOwner?: StagingOwner;
   /** Told every WORM read-back (metrics, /readyz). */
   worm?: WormLedger;
   /** Blobs above this many bytes are promoted by multipart copy (tests lower it). */

@@ -4,6 +4,10 @@ import pg from 'pg';
 import { loadConfig } from '../../src/config';
 import { buildContext, type AppContext } from '../../src/context';
 import { createLogger } from '../../src/logger';
+import { BlobClaimRepository } from '../../src/ingest/blob-claim.repository';
+import { BlobClaims, type BlobClaim } from '../../src/ingest/blob-claims';
+import { InstanceRegistry } from '../../src/jobs/instance-registry';
+import type { BlobStore } from '../../src/storage/blob-store';
 import { bearer, DRIVERS, startTestApp, type Driver, type TestApp } from '../support/harness';
 import { eventually, leftovers, storeOf } from '../support/leftovers';
 import { fakeMedia, sha256 } from '../support/media';
@@ -299,5 +303,280 @@ describe('an instance that lost its registration mid-commit', () => {
     });
     expect(sha256(Buffer.from(await content.arrayBuffer()))).toBe(sha256(body));
     expect(await leftovers(a.ctx.db, storeOf(a.dataDir))).toEqual({ orphans: [], staging: [] });
+  });
+});
+
+/** Ends an instance's registry session (as a database restart or a network cut would end it). */
+async function endSession(db: AppContext['db'], databaseUrl: string, instanceId: string) {
+  const { rows } = await sql<{ pid: number }>`
+    select l.pid from pg_locks l join service_instances i on l.objid = i.lock_key::oid
+    where l.locktype = 'advisory' and l.classid = ${0x696e73}::int::oid and i.id = ${instanceId}
+      and l.database = (select oid from pg_database where datname = current_database())`.execute(
+    db,
+  );
+  expect(rows).toHaveLength(1);
+  const owner = new pg.Client({ connectionString: databaseUrl });
+  await owner.connect();
+  await owner.query('select pg_terminate_backend($1::int)', [rows[0]!.pid]);
+  await owner.end();
+}
+
+/**
+ * Review findings 1-4 and 9 on the claim fence: two instances sharing one database and one disk
+ * store; A's promotions can be held before or after they run, B's deletes can fail after the
+ * store carried them out (a DeleteObject that timed out on the client).
+ */
+describe('claims under lost registrations and failing deletes', () => {
+  let a: TestApp;
+  let ctxB: AppContext;
+  let beforePromote: (() => Promise<void>) | undefined;
+  let afterPromote: (() => Promise<void>) | undefined;
+  let failDeleteAfterIt = false;
+  let beforeDelete: (() => Promise<void>) | undefined;
+  const hold = () => {
+    let release!: () => void;
+    let reached!: () => void;
+    const at = new Promise<void>((r) => (reached = r));
+    const gate = new Promise<void>((r) => (release = r));
+    return {
+      at,
+      release,
+      hook: async () => {
+        reached();
+        await gate;
+      },
+    };
+  };
+  beforeAll(async () => {
+    a = await startTestApp(
+      'fs',
+      {},
+      {
+        wrapBlobStore: (store) =>
+          Object.assign(Object.create(store) as typeof store, {
+            promote: async (...args: Parameters<typeof store.promote>) => {
+              const derived = args[3] === 'derived';
+              const before = derived ? undefined : beforePromote;
+              beforePromote = derived ? beforePromote : undefined;
+              await before?.();
+              const result = await store.promote(...args);
+              const after = derived ? undefined : afterPromote;
+              afterPromote = derived ? afterPromote : undefined;
+              await after?.();
+              return result;
+            },
+          }),
+      },
+    );
+    ctxB = await buildContext(
+      loadConfig({
+        DATABASE_URL: a.databaseUrl,
+        DATA_DIR: a.dataDir,
+        PORT: '0',
+        LOG_LEVEL: 'silent',
+        DATABASE_POOL_SIZE: '3',
+      }),
+      createLogger('silent'),
+      {
+        migrate: false,
+        mediaTools: false,
+        wrapBlobStore: (store: BlobStore) =>
+          Object.assign(Object.create(store) as BlobStore, {
+            delete: async (key: string) => {
+              const before = beforeDelete;
+              beforeDelete = undefined;
+              await before?.();
+              await store.delete(key);
+              if (failDeleteAfterIt) {
+                failDeleteAfterIt = false;
+                throw new Error('DeleteObject timed out (the store carried it out)');
+              }
+            },
+          }),
+      },
+    );
+  });
+  afterAll(async () => {
+    await ctxB.close();
+    await a.close();
+  });
+  const claimsOf = (ctx: AppContext) => ctx.ingest['opts'].claims!;
+  const claimRows = () => a.ctx.db.selectFrom('blob_claims').selectAll().execute();
+  const registerAgain = async () => {
+    await a.ctx.instance.heartbeat();
+    expect(a.ctx.instance.registered).toBe(true);
+  };
+
+  it('finding 1: a drop whose blob delete fails after the store carried it out still fences the request (503, never 201 without bytes)', async () => {
+    const body = fakeMedia('wav', 150 * 1024);
+    const h = hold();
+    afterPromote = h.hook;
+    const answer = push(a, 'fence-delete-1', body);
+    await h.at;
+    await endSession(ctxB.db, a.databaseUrl, a.ctx.instance.id);
+    // B takes A's claim and deletes the blob, but its delete "fails": before the fix the drop's
+    // transaction then rolled back, the claim came back and A committed an item with no bytes.
+    failDeleteAfterIt = true;
+    expect(
+      await claimsOf(ctxB)
+        .reconcile()
+        .catch(() => 'failed'),
+    ).toBe('failed');
+    h.release();
+    const res = await answer;
+    expect([res.status, res.json().code]).toEqual([503, 'not_ready']);
+    // The drop cut off after its fence committed is finished by B's next reconcile.
+    await claimsOf(ctxB).reconcile();
+    expect(await claimRows()).toEqual([]);
+    expect(await leftovers(a.ctx.db, storeOf(a.dataDir))).toEqual({ orphans: [], staging: [] });
+    await registerAgain();
+    const retry = await push(a, 'fence-delete-1', body);
+    expect(retry.status).toBe(201);
+    expect(await leftovers(a.ctx.db, storeOf(a.dataDir))).toEqual({ orphans: [], staging: [] });
+  });
+
+  it('finding 2: a claim dropped before the promotion wrote the blob leaves no orphan behind', async () => {
+    const body = fakeMedia('wav', 120 * 1024);
+    const h = hold();
+    beforePromote = h.hook;
+    const answer = push(a, 'fence-orphan-1', body);
+    await h.at;
+    await endSession(ctxB.db, a.databaseUrl, a.ctx.instance.id);
+    // B drops A's claim while nothing is at the blob's address yet (claims only: the staging
+    // sweep would take A's staging and end the request differently).
+    expect(await claimsOf(ctxB).reconcile()).toBe(1);
+    h.release(); // the promotion writes the blob now
+    const res = await answer;
+    expect([res.status, res.json().code]).toEqual([503, 'not_ready']);
+    expect(await claimRows()).toEqual([]);
+    expect(await leftovers(a.ctx.db, storeOf(a.dataDir))).toEqual({ orphans: [], staging: [] });
+    await registerAgain();
+  });
+
+  it('finding 3: an instance that lost its session refuses new uploads (503) and registers again under a new id its staging follows', async () => {
+    const oldId = a.ctx.instance.id;
+    await endSession(ctxB.db, a.databaseUrl, oldId);
+    await eventually(
+      async () => a.ctx.instance.registered,
+      (r) => !r,
+    );
+    expect(a.ctx.instance.registered).toBe(false);
+    const body = fakeMedia('wav', 64 * 1024);
+    const refused = await push(a, 'generation-1', body);
+    expect([refused.status, refused.json().code]).toEqual([503, 'not_ready']);
+    await registerAgain();
+    const newId = a.ctx.instance.id;
+    expect(newId).not.toBe(oldId);
+    // Another instance that found the old id gone (and cached that) is right for good.
+    expect(await ctxB.instance.isLive(ctxB.db, oldId)).toBe(false);
+    expect(await ctxB.instance.isLive(ctxB.db, newId)).toBe(true);
+    const staged = await a.ctx.blobStore.writeStaging(Readable.from([fakeMedia('wav', 1024)]));
+    expect(staged.startsWith(`staging/${newId}.`)).toBe(true);
+    await a.ctx.blobStore.discardStaging(staged);
+    expect((await push(a, 'generation-1', body)).status).toBe(201);
+    expect(await leftovers(a.ctx.db, storeOf(a.dataDir))).toEqual({ orphans: [], staging: [] });
+  });
+
+  it('finding 4: a heartbeat that hangs gives the session up and registers again', async () => {
+    const registry = new InstanceRegistry(a.databaseUrl, createLogger('silent'), {
+      heartbeatMs: 3_600_000,
+      queryTimeoutMs: 1_000,
+    });
+    await registry.start();
+    const oldId = registry.id;
+    // The heartbeat's update waits on a row lock held elsewhere: a stand-in for a server that
+    // no longer answers on a half-open connection.
+    const blocker = new pg.Client({ connectionString: a.databaseUrl });
+    await blocker.connect();
+    await blocker.query('begin');
+    await blocker.query('select 1 from service_instances where id = $1 for update', [oldId]);
+    try {
+      const outcome = await Promise.race([
+        registry.heartbeat().then(
+          () => 'answered',
+          () => 'gave up',
+        ),
+        new Promise((r) => setTimeout(() => r('still hanging'), 8_000).unref()),
+      ]);
+      expect(outcome).toBe('gave up');
+      expect(registry.registered).toBe(false);
+    } finally {
+      await blocker.query('commit');
+      await blocker.end();
+    }
+    await registry.heartbeat();
+    expect(registry.registered).toBe(true);
+    expect(registry.id).not.toBe(oldId);
+    expect(await ctxB.instance.isLive(ctxB.db, registry.id)).toBe(true);
+    expect(
+      await eventually(
+        () => ctxB.instance.isLive(ctxB.db, oldId),
+        (live) => !live,
+      ),
+    ).toBe(false);
+    await registry.close();
+  });
+
+  it('finding 1: the same bytes arriving while a drop deletes their blob wait for it, then write the blob again', async () => {
+    const body = fakeMedia('wav', 90 * 1024);
+    // B promoted these bytes for a request that failed; its drop is held just before the delete.
+    const claim = await claimsOf(ctxB).claim(sha256(body));
+    await ctxB.blobStore.promote(
+      await ctxB.blobStore.writeStaging(Readable.from([body])),
+      claim.sha256,
+      body.length,
+    );
+    const h = hold();
+    beforeDelete = h.hook;
+    const dropped = claimsOf(ctxB).release(claim, false);
+    await h.at;
+    // A receives the same bytes: without the dropping fence it found the blob present, committed,
+    // and B's delete then took the bytes of an acknowledged item.
+    let answered = false;
+    const answer = push(a, 'drop-wait-1', body).then((r) => {
+      answered = true;
+      return r;
+    });
+    await new Promise((r) => setTimeout(r, 700));
+    expect(answered).toBe(false);
+    h.release();
+    await dropped;
+    const res = await answer;
+    expect(res.status).toBe(201);
+    const content = await fetch(`${a.url}/v1/evidence/${res.json().id}/content`, {
+      headers: bearer(a.keys.admin),
+    });
+    expect(content.status).toBe(200);
+    expect(sha256(Buffer.from(await content.arrayBuffer()))).toBe(sha256(body));
+    expect(await claimRows()).toEqual([]);
+    expect(await leftovers(a.ctx.db, storeOf(a.dataDir))).toEqual({ orphans: [], staging: [] });
+  });
+
+  it("finding 9: a reconcile never drops the instance's own claim placed after its in-flight snapshot", async () => {
+    const registry = new InstanceRegistry(a.databaseUrl, createLogger('silent'));
+    await registry.start();
+    const repo = new BlobClaimRepository();
+    let mine: BlobClaim | undefined;
+    // The claim commits between the reconcile's snapshot of claims in flight and its query.
+    const racing = Object.assign(Object.create(repo) as BlobClaimRepository, {
+      notInFlight: async (...args: Parameters<BlobClaimRepository['notInFlight']>) => {
+        mine ??= await claims.claim(sha256(fakeMedia('wav', 2048)));
+        return repo.notInFlight(...args);
+      },
+    });
+    const claims: BlobClaims = new BlobClaims(
+      a.ctx.db,
+      racing,
+      a.ctx.blobStore,
+      registry,
+      createLogger('silent'),
+    );
+    try {
+      expect(await claims.reconcile()).toBe(0);
+      await a.ctx.db.transaction().execute((tx) => claims.consume(tx, mine!));
+      await claims.release(mine!, true);
+    } finally {
+      await registry.close();
+    }
   });
 });
