@@ -224,6 +224,7 @@ export async function buildContext(
       audit,
       metrics,
       hasher,
+      logger,
     );
     // A full download whose bytes hash wrong marks the item damaged (integrity).
     const evidence = new EvidenceService(db, blobStore, evidenceRepo, audit, {
@@ -468,6 +469,7 @@ export async function buildContext(
         await uploadLocker.close();
         await queue?.stop();
         await tools.dispose();
+        await integrity.drain(); // ranged reads' queued verifications
         await hasher.close();
         await blobStore.close();
         await instance!.close();

@@ -2,10 +2,16 @@ import type { Db, VerifyStatus } from '../db/database';
 import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
 import { assertNotDeleted } from '../evidence/evidence.service';
 import { blobKeyFor, BlobUnavailableError, type BlobStore } from '../storage/blob-store';
+import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import type { AuditRepository } from './audit.repository';
 import type { HashPool } from './hash-pool';
-import type { Actor, AuditLog } from './audit.service';
+import { systemActor, type Actor, type AuditLog } from './audit.service';
+
+/** A ranged read of an item not verified within this long queues a verification of it. */
+const RANGE_RECHECK_MS = 24 * 3600_000;
+/** Items waiting for such a verification in this process, at most (the scrub covers the rest). */
+const MAX_QUEUED_CHECKS = 100;
 
 export interface VerificationResult {
   itemId: string;
@@ -35,7 +41,51 @@ export class IntegrityService {
     private readonly audit: AuditLog,
     private readonly metrics: Metrics,
     private readonly hasher: HashPool,
+    private readonly logger?: Pick<Logger, 'warn' | 'error'>,
   ) {}
+
+  /**
+   * Items a read in this process found hashing wrong while the mark could not be written
+   * (database down): their bytes are refused here until a verification records their state.
+   */
+  private readonly suspect = new Set<string>();
+  /** Items whose verification is queued in this process (ranged reads of unverified items). */
+  private readonly queued = new Set<string>();
+  private checks: Promise<void> = Promise.resolve();
+
+  /** Whether a read here found the item's bytes wrong and the mark could not be written. */
+  isSuspect(itemId: string): boolean {
+    return this.suspect.has(itemId);
+  }
+
+  /**
+   * Queues a verification of an item whose bytes went out without being checked (a range that
+   * is not the whole file), when it was not verified recently, or is suspect. One at a time, in
+   * the background; its result is recorded on the item (and marks it damaged if it is).
+   */
+  checkSoon(row: Pick<EvidenceRow, 'id' | 'verified_at'>): void {
+    const recent =
+      row.verified_at !== null &&
+      Date.now() - new Date(row.verified_at).getTime() < RANGE_RECHECK_MS;
+    if ((recent && !this.suspect.has(row.id)) || this.queued.has(row.id)) return;
+    if (this.queued.size >= MAX_QUEUED_CHECKS) return;
+    this.queued.add(row.id);
+    this.checks = this.checks.then(async () => {
+      try {
+        const current = await this.evidence.findById(this.db, row.id);
+        if (current && !current.deleted_at) await this.verify(current, systemActor('range-read'));
+      } catch (err) {
+        this.logger?.warn({ err, itemId: row.id }, 'could not verify an item read in part');
+      } finally {
+        this.queued.delete(row.id);
+      }
+    });
+  }
+
+  /** Waits for the queued verifications (shutdown, tests). */
+  async drain(): Promise<void> {
+    while (this.queued.size > 0) await this.checks;
+  }
 
   async verify(row: EvidenceRow, actor: Actor): Promise<VerificationResult> {
     assertNotDeleted(row); // a tombstone has no bytes to verify
@@ -127,6 +177,7 @@ export class IntegrityService {
         },
       ]);
     });
+    this.suspect.delete(row.id); // its state is recorded now (damaged or not)
     this.metrics.integrityChecks.inc({ result: status });
     return result;
   }
@@ -144,6 +195,9 @@ export class IntegrityService {
   ): Promise<void> {
     const at = new Date();
     const problems = [`the stored bytes hash to ${computed.sha256}, expected ${row.sha256}`];
+    // Until the mark is durable, this process serves none of the item's bytes (a client resuming
+    // the cut download with a range would otherwise get the held-back tail unchecked).
+    this.suspect.add(row.id);
     await this.db.transaction().execute(async (tx) => {
       const marked = await this.evidence.markDamaged(tx, row.id, {
         at,
@@ -172,6 +226,7 @@ export class IntegrityService {
         },
       ]);
     });
+    this.suspect.delete(row.id);
     this.metrics.integrityChecks.inc({ result: 'mismatch' });
   }
 
@@ -238,7 +293,10 @@ export class IntegrityService {
       ]);
       return { key, repaired: true };
     });
-    if (result.repaired) this.metrics.integrityChecks.inc({ result: 'ok' });
+    if (result.repaired) {
+      this.suspect.delete(itemId);
+      this.metrics.integrityChecks.inc({ result: 'ok' });
+    }
     return result;
   }
 

@@ -322,6 +322,100 @@ describe.each(DRIVERS)('damaged evidence (%s store)', (driver) => {
     expect(whole.body.equals(other)).toBe(true);
   });
 
+  it('a Range covering the whole file (a player, bytes=0-) is checked like a full read and marks the item', async () => {
+    const link = await request(app.url)
+      .post('/v1/share-links')
+      .set(support())
+      .send({ itemId: item.id });
+    expect(link.status).toBe(201);
+    const big = fakeMedia('mp4', 3_000_000);
+    const bigItem = (
+      await upload(app.url, app.keys.ingest.key, [['kind', 'packing_video']], {
+        filename: 'big.mp4',
+        content: big,
+      })
+    ).json();
+    await tamperWithBlob(app, keyOf(bigItem.sha256), flipOne(big, 10));
+    for (const range of ['bytes=0-', `bytes=0-${big.length - 1}`]) {
+      const cut = await rawGet(`${app.url}/v1/evidence/${bigItem.id}/content`, {
+        ...support(),
+        Range: range,
+      });
+      // Either refused (marked by the first) or cut before its last bytes, never served whole.
+      if (cut.status === 206) {
+        expect(cut.complete).toBe(false);
+        expect(cut.body.length).toBeLessThan(big.length);
+      } else {
+        expect(cut.status).toBe(500);
+      }
+    }
+    const bigView = (await request(app.url).get(`/v1/evidence/${bigItem.id}`).set(support())).body;
+    expect(bigView.integrity).toBe('damaged');
+    expect((await events('evidence.verify')).at(-1)!.details).toMatchObject({ via: 'download' });
+
+    // The share link's inline player, with bytes=0-<size-1>.
+    await damage();
+    const viaLink = await rawGet(`${app.url}${link.body.url}`, {
+      Range: `bytes=0-${clip.length - 1}`,
+    });
+    expect(viaLink.complete).toBe(false);
+    expect(viaLink.body.length).toBeLessThan(clip.length);
+    expect((await itemView()).integrity).toBe('damaged');
+    expect((await events('evidence.verify')).at(-1)!.details).toMatchObject({
+      via: 'share_link',
+    });
+  });
+
+  it('a part of an item not verified recently queues its verification', async () => {
+    await damage();
+    const part = await content({ Range: 'bytes=10-19' });
+    expect(part.status).toBe(206); // a part cannot be checked as it goes out
+    await app.ctx.integrity.drain();
+    expect((await itemView()).integrity).toBe('damaged');
+    expectDamaged(await content({ Range: 'bytes=10-19' }));
+    expect((await events('evidence.verify')).at(-1)).toMatchObject({
+      outcome: 'failed',
+      actor_name: 'range-read',
+    });
+  });
+
+  it('when the damage mark cannot be written, the held-back tail is not served on resume', async () => {
+    const big = fakeMedia('mp4', 3_000_000);
+    const bigItem = (
+      await upload(app.url, app.keys.ingest.key, [['kind', 'packing_video']], {
+        filename: 'big.mp4',
+        content: big,
+      })
+    ).json();
+    await tamperWithBlob(app, keyOf(bigItem.sha256), flipOne(big, 10));
+    const dba = createDb(app.databaseUrl, 1);
+    try {
+      // The mark fails as it would with the database gone.
+      await sql`create function refuse_mark() returns trigger language plpgsql as $$
+        begin raise exception 'no marks today'; end $$`.execute(dba);
+      await sql`create trigger refuse_mark before update of damaged_at on evidence_items
+        for each row when (new.damaged_at is not null) execute function refuse_mark()`.execute(dba);
+      const cut = await rawGet(`${app.url}/v1/evidence/${bigItem.id}/content`, support());
+      expect(cut.complete).toBe(false);
+      expect(cut.body.length).toBeGreaterThan(0);
+      const view = () => request(app.url).get(`/v1/evidence/${bigItem.id}`).set(support());
+      expect((await view()).body.integrity).toBe('unverified'); // not marked
+      const resumed = await getBytes(app, `/v1/evidence/${bigItem.id}/content`, {
+        Range: `bytes=${cut.body.length}-`,
+        'If-Range': `"${bigItem.sha256}"`,
+      });
+      expectDamaged(resumed);
+      await app.ctx.integrity.drain();
+      await sql`drop trigger refuse_mark on evidence_items`.execute(dba);
+      // Once the database takes marks again, the queued verification records it.
+      expectDamaged(await getBytes(app, `/v1/evidence/${bigItem.id}/content`));
+      await app.ctx.integrity.drain();
+      expect((await view()).body.integrity).toBe('damaged');
+    } finally {
+      await dba.destroy();
+    }
+  });
+
   it('uploading the genuine bytes again repairs the blob (audited), and the item is served again', async () => {
     await damage();
     await verify();
