@@ -339,7 +339,7 @@ export async function buildContext(
       new IdempotencyRepository(),
       audit,
       logger,
-      { ...phone, listener: mediaJobs, segments: segmentRepo, claims, repair: integrity },
+      { ...phone, listener: mediaJobs, segments: segmentRepo, claims, repair: integrity, holds },
     );
     const uploadLocker = new UploadLocker(databaseUrl, logger, { role });
     const uploads = new ResumableUploadStore(

@@ -81,6 +81,8 @@ export class IngestService {
       claims?: BlobClaims;
       /** Repairs an item's damaged blob with the genuine bytes (the integrity service). */
       repair?: DamageRepair;
+      /** Mirrors legal holds to the objects' flags: a repair's new copy must be held too. */
+      holds?: { mirror(itemIds: string[]): Promise<string> };
     } = {},
   ) {}
 
@@ -146,7 +148,10 @@ export class IngestService {
       const started = performance.now();
       let stored: { key: string; created: boolean; worm: WormState };
       if (damaged) {
-        const { key } = await this.opts.repair!.repair(damaged.id, staged, req.principal);
+        const { key, repaired } = await this.opts.repair!.repair(damaged.id, staged, req.principal);
+        // The genuine copy is a new object (S3: a new version) without the item's legal hold;
+        // mirroring sets it and reads it back. If it fails, the next scrub's mirror retries.
+        if (repaired) await this.mirrorHoldsAfterRepair(damaged.id);
         // The repaired copy is a new object: its WORM protection is read back like a promotion's.
         stored = { key, created: false, worm: await this.store.verifyWorm(key) };
       } else {
@@ -192,6 +197,16 @@ export class IngestService {
           this.logger.warn({ err, stagingKey: staged.stagingKey }, 'staging cleanup failed');
         });
       }
+    }
+  }
+
+  private async mirrorHoldsAfterRepair(itemId: string): Promise<void> {
+    const mirrored = await this.opts.holds?.mirror([itemId]).catch((err: unknown) => {
+      this.logger.error({ err, itemId }, 'could not mirror legal holds to a repaired blob');
+      return 'failed';
+    });
+    if (mirrored === 'failed') {
+      this.logger.error({ itemId }, 'a repaired blob may lack its legal hold until the next scrub');
     }
   }
 
