@@ -242,11 +242,13 @@ export class IntegrityService {
     itemId: string,
     staged: { stagingKey: string; sha256: string; size: number },
     actor: Actor,
+    opts: { keepStaged?: boolean } = {},
   ): Promise<{ key: string; repaired: boolean }> {
     const started = performance.now();
     const key = blobKeyFor(staged.sha256);
     const notRepaired = async () => {
-      await this.store.discardStaging(staged.stagingKey).catch(() => undefined);
+      if (!opts.keepStaged)
+        await this.store.discardStaging(staged.stagingKey).catch(() => undefined);
       return { key, repaired: false };
     };
     const creation = await this.auditRepo.creationOf(this.db, itemId);
@@ -260,7 +262,12 @@ export class IntegrityService {
     const result = await this.db.transaction().execute(async (tx) => {
       const damage = await this.evidence.lockDamage(tx, itemId);
       if (!damage) return notRepaired(); // another upload repaired it first
-      const { previous } = await this.store.repair(staged.stagingKey, staged.sha256, staged.size);
+      const { previous } = await this.store.repair(
+        staged.stagingKey,
+        staged.sha256,
+        staged.size,
+        opts,
+      );
       const check = await this.hasher.hash(() => this.store.read(key, staged.size));
       if (check.sha256 !== staged.sha256 || check.size !== staged.size) {
         throw new Error(

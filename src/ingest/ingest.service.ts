@@ -51,6 +51,7 @@ export interface DamageRepair {
     itemId: string,
     staged: { stagingKey: string; sha256: string; size: number },
     actor: RequestActor,
+    opts?: { keepStaged?: boolean },
   ): Promise<{ key: string; repaired: boolean }>;
 }
 
@@ -148,7 +149,14 @@ export class IngestService {
       const started = performance.now();
       let stored: { key: string; created: boolean; worm: WormState };
       if (damaged) {
-        const { key, repaired } = await this.opts.repair!.repair(damaged.id, staged, req.principal);
+        const { key, repaired } = await this.opts.repair!.repair(
+          damaged.id,
+          staged,
+          req.principal,
+          {
+            keepStaged: req.keepStaged,
+          },
+        );
         // The genuine copy is a new object (S3: a new version) without the item's legal hold;
         // mirroring sets it and reads it back. If it fails, the next scrub's mirror retries.
         if (repaired) await this.mirrorHoldsAfterRepair(damaged.id);

@@ -471,6 +471,44 @@ describe.each(DRIVERS)('damaged evidence (%s store)', (driver) => {
     expect((await storedKeys(app)).filter((k) => !k.startsWith('sha256/'))).toEqual([]);
   });
 
+  it('a resumable upload whose repair failed to commit finishes on retry and repairs the item', async () => {
+    await damage();
+    await verify();
+    const dba = createDb(app.databaseUrl, 1);
+    try {
+      // The repair's commit fails after the store wrote the genuine copy (a database blip).
+      await sql`create function refuse_clear() returns trigger language plpgsql as $$
+        begin raise exception 'no commits today'; end $$`.execute(dba);
+      await sql`create trigger refuse_clear before update of damaged_at on evidence_items
+        for each row when (new.damaged_at is null and old.damaged_at is not null)
+        execute function refuse_clear()`.execute(dba);
+      const failed = await tusUpload(
+        app.url,
+        app.keys.ingest,
+        clip,
+        { filename: 'clip.mov', kind: 'packing_video' },
+        { retryDelays: null },
+      ).catch((err: unknown) => err);
+      expect(failed).toBeInstanceOf(Error);
+      expect((await itemView()).integrity).toBe('damaged');
+      await sql`drop trigger refuse_clear on evidence_items`.execute(dba);
+    } finally {
+      await dba.destroy();
+    }
+    const [upload] = await app.ctx.db.selectFrom('resumable_uploads').select('id').execute();
+    // The client's HEAD to resume: the upload is complete, so it is archived now.
+    const head = await fetch(`${app.url}/v1/uploads/${upload!.id}`, {
+      method: 'HEAD',
+      headers: { ...bearer(app.keys.ingest), 'Tus-Resumable': '1.0.0' },
+    });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('evidence-item-id')).toBe(item.id);
+    expect((await itemView()).integrity).toBe('ok');
+    expect(Buffer.compare((await content()).body as Buffer, clip)).toBe(0);
+    expect(await events('evidence.repair')).toHaveLength(1);
+    expect((await storedKeys(app)).filter((k) => !k.startsWith('sha256/'))).toEqual([]);
+  });
+
   it('concurrent repairs leave one genuine blob and one repair event', async () => {
     await damage();
     await verify();
