@@ -509,6 +509,34 @@ describe.each(DRIVERS)('damaged evidence (%s store)', (driver) => {
     expect((await storedKeys(app)).filter((k) => !k.startsWith('sha256/'))).toEqual([]);
   });
 
+  it('a retry with the original Idempotency-Key repairs the damaged item and replays the answer', async () => {
+    const data = fakeMedia('mp4', 40_000);
+    const send = () =>
+      upload(
+        app.url,
+        app.keys.ingest.key,
+        [['kind', 'packing_video']],
+        { filename: 'idem.mp4', content: data },
+        { 'Idempotency-Key': 'idem-repair-1' },
+      );
+    const first = await send();
+    expect(first.status).toBe(201);
+    const id = first.json().id as string;
+    await tamperWithBlob(app, keyOf(sha256(data)), flipOne(data));
+    await request(app.url).post(`/v1/evidence/${id}/verify`).set(support()).expect(200);
+    const view = async () => (await request(app.url).get(`/v1/evidence/${id}`).set(support())).body;
+    expect((await view()).integrity).toBe('damaged');
+    const retry = await send();
+    expect(retry.status).toBe(201); // the stored answer, replayed
+    expect(retry.json().id).toBe(id);
+    expect((await view()).integrity).toBe('ok');
+    const served = await getBytes(app, `/v1/evidence/${id}/content`);
+    expect(served.status).toBe(200);
+    expect(Buffer.compare(served.body as Buffer, data)).toBe(0);
+    expect(await events('evidence.repair')).toHaveLength(1);
+    expect((await storedKeys(app)).filter((k) => k.startsWith('staging/'))).toEqual([]);
+  });
+
   it('concurrent repairs leave one genuine blob and one repair event', async () => {
     await damage();
     await verify();
