@@ -148,7 +148,6 @@ export class IntegrityService {
     };
     await this.db.transaction().execute(async (tx) => {
       const detail = { problems, computed, recordedAtCreation };
-      await this.evidence.recordVerification(tx, row.id, { at: checkedAt, status, detail });
       const markedDamaged = damaged
         ? await this.evidence.markDamaged(tx, row.id, {
             at: checkedAt,
@@ -156,6 +155,27 @@ export class IntegrityService {
             detail: { ...detail, via: 'verify' },
           })
         : false;
+      if (damaged && !markedDamaged) {
+        // A repair finished after this check began: the bytes it read were replaced, so its
+        // result is not the item's state (the repair's own verification stays the latest).
+        result.notes.push('superseded: a repair replaced the bytes while they were being checked');
+        await this.audit.append(tx, [
+          {
+            action: 'evidence.verify',
+            outcome: 'success',
+            actor,
+            itemIds: [row.id],
+            details: {
+              status,
+              problems,
+              computedSha256: computed?.sha256 ?? null,
+              superseded: true,
+            },
+          },
+        ]);
+        return;
+      }
+      await this.evidence.recordVerification(tx, row.id, { at: checkedAt, status, detail });
       // Bytes that hash right again (restored from a backup, say) are served again.
       const damageCleared =
         status === 'ok' && row.damaged_at !== null

@@ -585,6 +585,39 @@ describe.each(DRIVERS)('damaged evidence (%s store)', (driver) => {
     expect((await itemView()).integrity).toBe('damaged');
   });
 
+  it("a verification that began before a repair does not overwrite the repair's result", async () => {
+    await damage();
+    const dba = createDb(app.databaseUrl, 2);
+    try {
+      let check: Promise<{ status: number; body: { status: string; notes: string[] } }> | undefined;
+      await dba.transaction().execute(async (tx) => {
+        // Holding the row: the check reads the damaged bytes, then waits to record its result.
+        await sql`select id from evidence_items where id = ${item.id} for update`.execute(tx);
+        check = verify().then((r) => ({ status: r.status, body: r.body }));
+        for (let i = 0; i < 200; i++) {
+          const { rows } = await sql<{ n: string }>`select count(*) as n from pg_stat_activity
+            where datname = current_database() and wait_event_type = 'Lock'`.execute(dba);
+          if (Number(rows[0]!.n) > 0) break;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        // Meanwhile a repair writes the genuine bytes and records them verified.
+        await tamperWithBlob(app, keyOf(item.sha256), clip);
+        await sql`update evidence_items set repaired_at = clock_timestamp(), verified_at = clock_timestamp(),
+          verify_status = 'ok' where id = ${item.id}`.execute(tx);
+      });
+      const result = await check!;
+      expect(result.status).toBe(200);
+      expect(result.body.status).toBe('mismatch'); // what it read
+      expect(result.body.notes.join(' ')).toMatch(/superseded/);
+    } finally {
+      await dba.destroy();
+    }
+    const view = await itemView();
+    expect(view.integrity).toBe('ok');
+    expect((await events('evidence.verify')).filter((e) => e.outcome === 'failed')).toEqual([]);
+    expect((await content()).status).toBe(200);
+  });
+
   it('bytes matching a row whose hash was edited after arrival are damaged, and repair nothing', async () => {
     const forged = fakeMedia('mp4', 30_000);
     const forgedHash = sha256(forged);
