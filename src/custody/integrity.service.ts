@@ -280,6 +280,9 @@ export class IntegrityService {
     // A repair is rare and a blob's copy can take a while: holding the row's lock meanwhile only
     // makes other writers of this one item (repairs, verification results) wait; readers do not.
     const result = await this.db.transaction().execute(async (tx) => {
+      // Another upload repairing it already: this one is answered as a duplicate now rather than
+      // holding a pool connection while it waits for that copy (its bytes are not needed).
+      if (!(await this.evidence.tryClaimRepair(tx, itemId))) return notRepaired();
       const damage = await this.evidence.lockDamage(tx, itemId);
       if (!damage) return notRepaired(); // another upload repaired it first
       const { previous } = await this.store.repair(

@@ -18,6 +18,7 @@ import {
 } from '../../migrations/2026-12-03T06-00-00_damaged-evidence';
 import { sql } from 'kysely';
 import { createDb } from '../../src/db/database';
+import { repairLockKey } from '../../src/evidence/evidence.repository';
 import { fakeMedia, sha256 } from '../support/media';
 import { getBytes, MediaFiles } from '../support/media-files';
 import { upload } from '../support/multipart';
@@ -553,6 +554,36 @@ describe.each(DRIVERS)('damaged evidence (%s store)', (driver) => {
     expect((await itemView()).integrity).toBe('ok');
     expect((await verify()).body.status).toBe('ok');
     expect((await storedKeys(app)).filter((k) => k.startsWith('staging/'))).toEqual([]);
+  });
+
+  it('an upload of the genuine bytes while a repair is in progress answers at once as a duplicate, without waiting for it', async () => {
+    await damage();
+    await verify();
+    const dba = createDb(app.databaseUrl, 1);
+    try {
+      await dba.transaction().execute(async (tx) => {
+        // A repair of the item in progress elsewhere (it holds the item's repair lock).
+        await sql`select pg_advisory_xact_lock(${repairLockKey(item.id)}::bigint)`.execute(tx);
+        const started = Date.now();
+        const res = await upload(app.url, app.keys.ingest2.key, [['kind', 'packing_video']], {
+          filename: 'clip-again.mov',
+          content: clip,
+        });
+        expect(res.status).toBe(200);
+        expect(res.json().id).toBe(item.id);
+        expect(Date.now() - started).toBeLessThan(5000);
+      });
+    } finally {
+      await dba.destroy();
+    }
+    expect(await events('evidence.repair')).toEqual([]);
+    expect((await storedKeys(app)).filter((k) => k.startsWith('staging/'))).toEqual([]);
+    // Once no repair is in progress, the next upload of them repairs it.
+    await upload(app.url, app.keys.ingest.key, [['kind', 'packing_video']], {
+      filename: 'clip.mov',
+      content: clip,
+    });
+    expect((await itemView()).integrity).toBe('ok');
   });
 
   it('a check that read the old bytes before a repair does not mark the repaired item again', async () => {
