@@ -228,6 +228,7 @@ export async function buildContext(
       audit,
       metrics,
       hasher,
+      logger,
     );
     // A full download whose bytes hash wrong marks the item damaged (integrity).
     const evidence = new EvidenceService(db, blobStore, evidenceRepo, audit, {
@@ -342,7 +343,7 @@ export async function buildContext(
       new IdempotencyRepository(),
       audit,
       logger,
-      { ...phone, listener: mediaJobs, segments: segmentRepo, claims, repair: integrity },
+      { ...phone, listener: mediaJobs, segments: segmentRepo, claims, repair: integrity, holds },
     );
     const uploadLocker = new UploadLocker(databaseUrl, logger, { role });
     const uploads = new ResumableUploadStore(
@@ -472,6 +473,7 @@ export async function buildContext(
         await uploadLocker.close();
         await queue?.stop();
         await tools.dispose();
+        await integrity.drain(); // ranged reads' queued verifications
         await hasher.close();
         await blobStore.close();
         await instance!.close();

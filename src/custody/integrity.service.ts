@@ -2,10 +2,16 @@ import type { Db, VerifyStatus } from '../db/database';
 import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
 import { assertNotDeleted } from '../evidence/evidence.service';
 import { blobKeyFor, BlobUnavailableError, type BlobStore } from '../storage/blob-store';
+import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import type { AuditRepository } from './audit.repository';
 import type { HashPool } from './hash-pool';
-import type { Actor, AuditLog } from './audit.service';
+import { systemActor, type Actor, type AuditLog } from './audit.service';
+
+/** A ranged read of an item not verified within this long queues a verification of it. */
+const RANGE_RECHECK_MS = 24 * 3600_000;
+/** Items waiting for such a verification in this process, at most (the scrub covers the rest). */
+const MAX_QUEUED_CHECKS = 100;
 
 export interface VerificationResult {
   itemId: string;
@@ -35,7 +41,51 @@ export class IntegrityService {
     private readonly audit: AuditLog,
     private readonly metrics: Metrics,
     private readonly hasher: HashPool,
+    private readonly logger?: Pick<Logger, 'warn' | 'error'>,
   ) {}
+
+  /**
+   * Items a read in this process found hashing wrong while the mark could not be written
+   * (database down): their bytes are refused here until a verification records their state.
+   */
+  private readonly suspect = new Set<string>();
+  /** Items whose verification is queued in this process (ranged reads of unverified items). */
+  private readonly queued = new Set<string>();
+  private checks: Promise<void> = Promise.resolve();
+
+  /** Whether a read here found the item's bytes wrong and the mark could not be written. */
+  isSuspect(itemId: string): boolean {
+    return this.suspect.has(itemId);
+  }
+
+  /**
+   * Queues a verification of an item whose bytes went out without being checked (a range that
+   * is not the whole file), when it was not verified recently, or is suspect. One at a time, in
+   * the background; its result is recorded on the item (and marks it damaged if it is).
+   */
+  checkSoon(row: Pick<EvidenceRow, 'id' | 'verified_at'>): void {
+    const recent =
+      row.verified_at !== null &&
+      Date.now() - new Date(row.verified_at).getTime() < RANGE_RECHECK_MS;
+    if ((recent && !this.suspect.has(row.id)) || this.queued.has(row.id)) return;
+    if (this.queued.size >= MAX_QUEUED_CHECKS) return;
+    this.queued.add(row.id);
+    this.checks = this.checks.then(async () => {
+      try {
+        const current = await this.evidence.findById(this.db, row.id);
+        if (current && !current.deleted_at) await this.verify(current, systemActor('range-read'));
+      } catch (err) {
+        this.logger?.warn({ err, itemId: row.id }, 'could not verify an item read in part');
+      } finally {
+        this.queued.delete(row.id);
+      }
+    });
+  }
+
+  /** Waits for the queued verifications (shutdown, tests). */
+  async drain(): Promise<void> {
+    while (this.queued.size > 0) await this.checks;
+  }
 
   async verify(row: EvidenceRow, actor: Actor): Promise<VerificationResult> {
     assertNotDeleted(row); // a tombstone has no bytes to verify
@@ -98,7 +148,6 @@ export class IntegrityService {
     };
     await this.db.transaction().execute(async (tx) => {
       const detail = { problems, computed, recordedAtCreation };
-      await this.evidence.recordVerification(tx, row.id, { at: checkedAt, status, detail });
       const markedDamaged = damaged
         ? await this.evidence.markDamaged(tx, row.id, {
             at: checkedAt,
@@ -106,6 +155,27 @@ export class IntegrityService {
             detail: { ...detail, via: 'verify' },
           })
         : false;
+      if (damaged && !markedDamaged) {
+        // A repair finished after this check began: the bytes it read were replaced, so its
+        // result is not the item's state (the repair's own verification stays the latest).
+        result.notes.push('superseded: a repair replaced the bytes while they were being checked');
+        await this.audit.append(tx, [
+          {
+            action: 'evidence.verify',
+            outcome: 'success',
+            actor,
+            itemIds: [row.id],
+            details: {
+              status,
+              problems,
+              computedSha256: computed?.sha256 ?? null,
+              superseded: true,
+            },
+          },
+        ]);
+        return;
+      }
+      await this.evidence.recordVerification(tx, row.id, { at: checkedAt, status, detail });
       // Bytes that hash right again (restored from a backup, say) are served again.
       const damageCleared =
         status === 'ok' && row.damaged_at !== null
@@ -127,6 +197,7 @@ export class IntegrityService {
         },
       ]);
     });
+    this.suspect.delete(row.id); // its state is recorded now (damaged or not)
     this.metrics.integrityChecks.inc({ result: status });
     return result;
   }
@@ -144,6 +215,9 @@ export class IntegrityService {
   ): Promise<void> {
     const at = new Date();
     const problems = [`the stored bytes hash to ${computed.sha256}, expected ${row.sha256}`];
+    // Until the mark is durable, this process serves none of the item's bytes (a client resuming
+    // the cut download with a range would otherwise get the held-back tail unchecked).
+    this.suspect.add(row.id);
     await this.db.transaction().execute(async (tx) => {
       const marked = await this.evidence.markDamaged(tx, row.id, {
         at,
@@ -172,6 +246,7 @@ export class IntegrityService {
         },
       ]);
     });
+    this.suspect.delete(row.id);
     this.metrics.integrityChecks.inc({ result: 'mismatch' });
   }
 
@@ -187,11 +262,13 @@ export class IntegrityService {
     itemId: string,
     staged: { stagingKey: string; sha256: string; size: number },
     actor: Actor,
+    opts: { keepStaged?: boolean } = {},
   ): Promise<{ key: string; repaired: boolean }> {
     const started = performance.now();
     const key = blobKeyFor(staged.sha256);
     const notRepaired = async () => {
-      await this.store.discardStaging(staged.stagingKey).catch(() => undefined);
+      if (!opts.keepStaged)
+        await this.store.discardStaging(staged.stagingKey).catch(() => undefined);
       return { key, repaired: false };
     };
     const creation = await this.auditRepo.creationOf(this.db, itemId);
@@ -203,9 +280,17 @@ export class IntegrityService {
     // A repair is rare and a blob's copy can take a while: holding the row's lock meanwhile only
     // makes other writers of this one item (repairs, verification results) wait; readers do not.
     const result = await this.db.transaction().execute(async (tx) => {
+      // Another upload repairing it already: this one is answered as a duplicate now rather than
+      // holding a pool connection while it waits for that copy (its bytes are not needed).
+      if (!(await this.evidence.tryClaimRepair(tx, itemId))) return notRepaired();
       const damage = await this.evidence.lockDamage(tx, itemId);
       if (!damage) return notRepaired(); // another upload repaired it first
-      const { previous } = await this.store.repair(staged.stagingKey, staged.sha256, staged.size);
+      const { previous } = await this.store.repair(
+        staged.stagingKey,
+        staged.sha256,
+        staged.size,
+        opts,
+      );
       const check = await this.hasher.hash(() => this.store.read(key, staged.size));
       if (check.sha256 !== staged.sha256 || check.size !== staged.size) {
         throw new Error(
@@ -238,7 +323,10 @@ export class IntegrityService {
       ]);
       return { key, repaired: true };
     });
-    if (result.repaired) this.metrics.integrityChecks.inc({ result: 'ok' });
+    if (result.repaired) {
+      this.suspect.delete(itemId);
+      this.metrics.integrityChecks.inc({ result: 'ok' });
+    }
     return result;
   }
 

@@ -199,6 +199,16 @@ export class EvidenceRepository {
     return row && { ...row, damaged_at: new Date(row.damaged_at!) };
   }
 
+  /**
+   * Claims the repair of an item for this transaction, without waiting: false while another
+   * repair of it is in progress (anywhere in the cluster). Released when the transaction ends.
+   */
+  async tryClaimRepair(db: Executor, itemId: string): Promise<boolean> {
+    const { rows } = await sql<{ ok: boolean }>`
+      select pg_try_advisory_xact_lock(${repairLockKey(itemId)}::bigint) as ok`.execute(db);
+    return rows[0]?.ok === true;
+  }
+
   /** Locks the item's row (for a repair) and returns its damage mark, if it has one. */
   async lockDamage(
     db: Executor,
@@ -376,4 +386,9 @@ export class EvidenceRepository {
     }
     return q.orderBy('i.captured_at', 'desc').orderBy('i.id', 'desc').limit(limit).execute();
   }
+}
+
+/** The advisory lock key of an item's repair (a repair in progress holds it). */
+export function repairLockKey(itemId: string): string {
+  return BigInt.asIntN(64, BigInt(`0x${itemId.replace(/-/g, '').slice(0, 16)}`)).toString();
 }

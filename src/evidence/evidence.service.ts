@@ -212,6 +212,7 @@ export class EvidenceService {
   async getContentRow(actor: RequestActor, id: string): Promise<EvidenceRow> {
     const row = await this.getLiveRow(actor, id);
     assertNotDamaged(row);
+    assertNotSuspect(row, this.opts.damage);
     return row;
   }
 
@@ -230,9 +231,7 @@ export class EvidenceService {
       () => this.openBlob(row, range),
       () => this.recordContentCheck(actor, row, details),
     );
-    return range
-      ? body
-      : verifiedRead(body, row, { actor, via: 'download', opened }, this.opts.damage);
+    return checkedRead(body, row, range, { actor, via: 'download', opened }, this.opts.damage);
   }
 
   /** A HEAD or a 304 sends no bytes, but it still tells the caller the item's state. */
@@ -297,6 +296,10 @@ export interface ReadMismatchRecorder {
     readStartedAt: Date,
     via: string,
   ): Promise<void>;
+  /** Whether a read here found the item's bytes wrong and could not record it. */
+  isSuspect(itemId: string): boolean;
+  /** Queues a verification of an item read only in part, unless it was verified recently. */
+  checkSoon(row: Pick<EvidenceRow, 'id' | 'verified_at'>): void;
 }
 
 /**
@@ -316,6 +319,45 @@ export function verifiedRead(
       await recorder?.recordReadMismatch(row, read.actor, computed, read.opened, read.via);
     }),
     () => undefined,
+  );
+}
+
+/** Whether a range is the whole representation (`bytes=0-`, `bytes=0-<size-1>`, a player's first request). */
+export function coversWhole(range: ByteRange | undefined, size: number): boolean {
+  return !range || (range.start === 0 && range.end >= size - 1);
+}
+
+/**
+ * The bytes of an item as they go out: a read of the whole (with or without a Range header) is
+ * hashed as it streams and cut before its end if it hashes wrong; a part cannot be checked, so
+ * an item not verified recently gets a verification queued.
+ */
+export function checkedRead(
+  body: Readable,
+  row: Pick<EvidenceRow, 'id' | 'sha256' | 'size_bytes' | 'verified_at'>,
+  range: ByteRange | undefined,
+  read: { actor: Actor; via: string; /** Taken before the bytes were opened. */ opened: Date },
+  recorder: ReadMismatchRecorder | undefined,
+): Readable {
+  if (coversWhole(range, row.size_bytes)) return verifiedRead(body, row, read, recorder);
+  recorder?.checkSoon(row);
+  return body;
+}
+
+/**
+ * A read in this process found the item's bytes wrong but could not mark it (database down):
+ * none of its bytes are served here until a verification records its state (queued now).
+ */
+export function assertNotSuspect(
+  row: Pick<EvidenceRow, 'id' | 'verified_at'>,
+  recorder: ReadMismatchRecorder | undefined,
+): void {
+  if (!recorder?.isSuspect(row.id)) return;
+  recorder.checkSoon(row);
+  throw new AppError(
+    'evidence_damaged',
+    `The stored bytes of this item did not match its archived SHA-256 when last read, so they are not served until they are verified again. This has been logged for an administrator.`,
+    { itemId: row.id },
   );
 }
 

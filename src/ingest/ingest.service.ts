@@ -51,6 +51,7 @@ export interface DamageRepair {
     itemId: string,
     staged: { stagingKey: string; sha256: string; size: number },
     actor: RequestActor,
+    opts?: { keepStaged?: boolean },
   ): Promise<{ key: string; repaired: boolean }>;
 }
 
@@ -81,6 +82,8 @@ export class IngestService {
       claims?: BlobClaims;
       /** Repairs an item's damaged blob with the genuine bytes (the integrity service). */
       repair?: DamageRepair;
+      /** Mirrors legal holds to the objects' flags: a repair's new copy must be held too. */
+      holds?: { mirror(itemIds: string[]): Promise<string> };
     } = {},
   ) {}
 
@@ -125,7 +128,13 @@ export class IngestService {
       // reusing a key for a different recording is told so instead of losing that recording.
       if (req.idempotencyKey) {
         const first = await this.idempotency.find(this.db, req.principal.keyId, req.idempotencyKey);
-        if (first) return await this.replayed(req, first, staged.sha256);
+        if (first) {
+          this.replay(first, staged.sha256); // other bytes under the same key are refused first
+          // The retry's bytes are the genuine ones: a damaged copy is repaired before the answer
+          // is replayed (the stored answer is still what the key gets).
+          if (await this.repairDamaged(req, staged)) promoted = true;
+          return await this.replayed(req, first, staged.sha256);
+        }
       }
       // A call that already has other bytes is refused before promotion: no blob without a row.
       if (fields.callId) {
@@ -141,14 +150,16 @@ export class IngestService {
       refuseDeleted(req.principal, await this.evidence.findBySha256(this.db, staged.sha256));
       // The same bytes as an item whose stored copy was found damaged: these (hashed as they
       // arrived, so the genuine bytes by definition) repair it instead of being thrown away.
-      const damaged =
-        this.opts.repair && (await this.evidence.findDamagedBySha256(this.db, staged.sha256));
       const started = performance.now();
       let stored: { key: string; created: boolean; worm: WormState };
-      if (damaged) {
-        const { key } = await this.opts.repair!.repair(damaged.id, staged, req.principal);
+      const repairedKey = await this.repairDamaged(req, staged);
+      if (repairedKey) {
         // The repaired copy is a new object: its WORM protection is read back like a promotion's.
-        stored = { key, created: false, worm: await this.store.verifyWorm(key) };
+        stored = {
+          key: repairedKey,
+          created: false,
+          worm: await this.store.verifyWorm(repairedKey),
+        };
       } else {
         // Claimed before the blob exists at its address: until the row commits, the claim says a
         // live request owns it; if this request fails, the claim's release removes it again.
@@ -192,6 +203,36 @@ export class IngestService {
           this.logger.warn({ err, stagingKey: staged.stagingKey }, 'staging cleanup failed');
         });
       }
+    }
+  }
+
+  /**
+   * Repairs the item whose stored copy of these bytes was found damaged (these bytes, hashed as
+   * they arrived, are the genuine ones); returns the blob's key, or undefined when none is damaged.
+   */
+  private async repairDamaged(
+    req: IngestRequest,
+    staged: StagedUpload,
+  ): Promise<string | undefined> {
+    const damaged =
+      this.opts.repair && (await this.evidence.findDamagedBySha256(this.db, staged.sha256));
+    if (!damaged) return undefined;
+    const { key, repaired } = await this.opts.repair!.repair(damaged.id, staged, req.principal, {
+      keepStaged: req.keepStaged,
+    });
+    // The genuine copy is a new object (S3: a new version) without the item's legal hold;
+    // mirroring sets it and reads it back. If it fails, the next scrub's mirror retries.
+    if (repaired) await this.mirrorHoldsAfterRepair(damaged.id);
+    return key;
+  }
+
+  private async mirrorHoldsAfterRepair(itemId: string): Promise<void> {
+    const mirrored = await this.opts.holds?.mirror([itemId]).catch((err: unknown) => {
+      this.logger.error({ err, itemId }, 'could not mirror legal holds to a repaired blob');
+      return 'failed';
+    });
+    if (mirrored === 'failed') {
+      this.logger.error({ itemId }, 'a repaired blob may lack its legal hold until the next scrub');
     }
   }
 

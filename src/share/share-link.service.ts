@@ -7,9 +7,10 @@ import type { Db, ShareLinksTable } from '../db/database';
 import { AppError } from '../errors';
 import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
 import {
+  assertNotSuspect,
+  checkedRead,
   openRecorded,
   openStored,
-  verifiedRead,
   type ReadMismatchRecorder,
 } from '../evidence/evidence.service';
 import { isItemId, noSuchItem } from '../evidence/item-id';
@@ -318,8 +319,14 @@ export class ShareLinkService {
       () => openStored(this.store, key, size, range, what),
       () => this.recordUse(link, actor, details),
     );
-    return content.type === 'item' && !range
-      ? verifiedRead(body, content.item, { actor, via: 'share_link', opened }, this.opts.damage)
+    return content.type === 'item'
+      ? checkedRead(
+          body,
+          content.item,
+          range,
+          { actor, via: 'share_link', opened },
+          this.opts.damage,
+        )
       : body;
   }
 
@@ -357,6 +364,7 @@ export class ShareLinkService {
         { itemId: item.id },
       );
     }
+    assertNotSuspect(item, this.opts.damage);
     if (link.target_type === 'item') return { type: 'item', item };
     const segment = await this.segments.find(this.db, link.segment_id!);
     const cut = segment && (await this.segments.findCut(this.db, segment.id));

@@ -105,17 +105,36 @@ export class FsBlobStore implements BlobStore {
     return { key, created, worm: WORM_NOT_CONFIGURED };
   }
 
-  async repair(stagingKey: string, sha256: string, size: number): Promise<{ key: string }> {
+  async repair(
+    stagingKey: string,
+    sha256: string,
+    size: number,
+    opts: { keepStaged?: boolean } = {},
+  ): Promise<{ key: string }> {
     const key = blobKeyFor(sha256);
     const staged = this.pathOf(stagingKey);
     const target = this.pathOf(key);
     const actual = (await fs.stat(staged)).size;
     if (actual !== size) throw new Error(`staged ${stagingKey} holds ${actual} bytes, not ${size}`);
     await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o750 });
+    let source = staged;
+    if (opts.keepStaged) {
+      // The staged copy stays (a retry after a failed commit needs it): a durable copy of it
+      // next to the target is what replaces the damaged file.
+      source = `${target}.${randomUUID()}.tmp`; // .tmp: never listed as a blob
+      try {
+        await fs.copyFile(staged, source);
+        const handle = await fs.open(source, 'r');
+        await handle.sync().finally(() => handle.close());
+      } catch (err) {
+        await fs.rm(source, { force: true });
+        throw err;
+      }
+    }
     // rename() replaces the damaged file in one step: a reader sees the old file or the new one.
-    await fs.rename(staged, target);
+    await fs.rename(source, target);
     await fsyncDir(path.dirname(target));
-    await fsyncDir(path.dirname(staged));
+    if (!opts.keepStaged) await fsyncDir(path.dirname(staged));
     return { key };
   }
 

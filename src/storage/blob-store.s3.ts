@@ -315,6 +315,7 @@ export class S3BlobStore implements BlobStore {
     stagingKey: string,
     sha256: string,
     size: number,
+    opts: { keepStaged?: boolean } = {},
   ): Promise<{ key: string; previous?: string }> {
     const key = blobKeyFor(sha256);
     const Key = this.objectKey(key);
@@ -337,7 +338,8 @@ export class S3BlobStore implements BlobStore {
           ...this.lockParams(key),
         }),
       );
-    await this.discardStaging(stagingKey).catch(() => undefined);
+    // A resumable upload's copy stays until it is archived (a retry after a failed commit needs it).
+    if (!opts.keepStaged) await this.discardStaging(stagingKey).catch(() => undefined);
     const previous = head?.VersionId && head.VersionId !== 'null' ? head.VersionId : undefined;
     return { key, ...(previous ? { previous } : {}) };
   }

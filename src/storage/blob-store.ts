@@ -42,6 +42,8 @@ export interface BlobStore {
     stagingKey: string,
     sha256: string,
     size: number,
+    /** keepStaged: the staged copy stays (a resumable upload's, removed by its owner once archived). */
+    opts?: { keepStaged?: boolean },
   ): Promise<{ key: string; previous?: string }>;
   /**
    * Deletes staging objects last written before `before` (leftovers of uploads cut off by a crash),

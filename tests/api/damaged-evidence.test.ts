@@ -18,6 +18,7 @@ import {
 } from '../../migrations/2026-12-03T06-00-00_damaged-evidence';
 import { sql } from 'kysely';
 import { createDb } from '../../src/db/database';
+import { repairLockKey } from '../../src/evidence/evidence.repository';
 import { fakeMedia, sha256 } from '../support/media';
 import { getBytes, MediaFiles } from '../support/media-files';
 import { upload } from '../support/multipart';
@@ -322,6 +323,100 @@ describe.each(DRIVERS)('damaged evidence (%s store)', (driver) => {
     expect(whole.body.equals(other)).toBe(true);
   });
 
+  it('a Range covering the whole file (a player, bytes=0-) is checked like a full read and marks the item', async () => {
+    const link = await request(app.url)
+      .post('/v1/share-links')
+      .set(support())
+      .send({ itemId: item.id });
+    expect(link.status).toBe(201);
+    const big = fakeMedia('mp4', 3_000_000);
+    const bigItem = (
+      await upload(app.url, app.keys.ingest.key, [['kind', 'packing_video']], {
+        filename: 'big.mp4',
+        content: big,
+      })
+    ).json();
+    await tamperWithBlob(app, keyOf(bigItem.sha256), flipOne(big, 10));
+    for (const range of ['bytes=0-', `bytes=0-${big.length - 1}`]) {
+      const cut = await rawGet(`${app.url}/v1/evidence/${bigItem.id}/content`, {
+        ...support(),
+        Range: range,
+      });
+      // Either refused (marked by the first) or cut before its last bytes, never served whole.
+      if (cut.status === 206) {
+        expect(cut.complete).toBe(false);
+        expect(cut.body.length).toBeLessThan(big.length);
+      } else {
+        expect(cut.status).toBe(500);
+      }
+    }
+    const bigView = (await request(app.url).get(`/v1/evidence/${bigItem.id}`).set(support())).body;
+    expect(bigView.integrity).toBe('damaged');
+    expect((await events('evidence.verify')).at(-1)!.details).toMatchObject({ via: 'download' });
+
+    // The share link's inline player, with bytes=0-<size-1>.
+    await damage();
+    const viaLink = await rawGet(`${app.url}${link.body.url}`, {
+      Range: `bytes=0-${clip.length - 1}`,
+    });
+    expect(viaLink.complete).toBe(false);
+    expect(viaLink.body.length).toBeLessThan(clip.length);
+    expect((await itemView()).integrity).toBe('damaged');
+    expect((await events('evidence.verify')).at(-1)!.details).toMatchObject({
+      via: 'share_link',
+    });
+  });
+
+  it('a part of an item not verified recently queues its verification', async () => {
+    await damage();
+    const part = await content({ Range: 'bytes=10-19' });
+    expect(part.status).toBe(206); // a part cannot be checked as it goes out
+    await app.ctx.integrity.drain();
+    expect((await itemView()).integrity).toBe('damaged');
+    expectDamaged(await content({ Range: 'bytes=10-19' }));
+    expect((await events('evidence.verify')).at(-1)).toMatchObject({
+      outcome: 'failed',
+      actor_name: 'range-read',
+    });
+  });
+
+  it('when the damage mark cannot be written, the held-back tail is not served on resume', async () => {
+    const big = fakeMedia('mp4', 3_000_000);
+    const bigItem = (
+      await upload(app.url, app.keys.ingest.key, [['kind', 'packing_video']], {
+        filename: 'big.mp4',
+        content: big,
+      })
+    ).json();
+    await tamperWithBlob(app, keyOf(bigItem.sha256), flipOne(big, 10));
+    const dba = createDb(app.databaseUrl, 1);
+    try {
+      // The mark fails as it would with the database gone.
+      await sql`create function refuse_mark() returns trigger language plpgsql as $$
+        begin raise exception 'no marks today'; end $$`.execute(dba);
+      await sql`create trigger refuse_mark before update of damaged_at on evidence_items
+        for each row when (new.damaged_at is not null) execute function refuse_mark()`.execute(dba);
+      const cut = await rawGet(`${app.url}/v1/evidence/${bigItem.id}/content`, support());
+      expect(cut.complete).toBe(false);
+      expect(cut.body.length).toBeGreaterThan(0);
+      const view = () => request(app.url).get(`/v1/evidence/${bigItem.id}`).set(support());
+      expect((await view()).body.integrity).toBe('unverified'); // not marked
+      const resumed = await getBytes(app, `/v1/evidence/${bigItem.id}/content`, {
+        Range: `bytes=${cut.body.length}-`,
+        'If-Range': `"${bigItem.sha256}"`,
+      });
+      expectDamaged(resumed);
+      await app.ctx.integrity.drain();
+      await sql`drop trigger refuse_mark on evidence_items`.execute(dba);
+      // Once the database takes marks again, the queued verification records it.
+      expectDamaged(await getBytes(app, `/v1/evidence/${bigItem.id}/content`));
+      await app.ctx.integrity.drain();
+      expect((await view()).body.integrity).toBe('damaged');
+    } finally {
+      await dba.destroy();
+    }
+  });
+
   it('uploading the genuine bytes again repairs the blob (audited), and the item is served again', async () => {
     await damage();
     await verify();
@@ -377,6 +472,72 @@ describe.each(DRIVERS)('damaged evidence (%s store)', (driver) => {
     expect((await storedKeys(app)).filter((k) => !k.startsWith('sha256/'))).toEqual([]);
   });
 
+  it('a resumable upload whose repair failed to commit finishes on retry and repairs the item', async () => {
+    await damage();
+    await verify();
+    const dba = createDb(app.databaseUrl, 1);
+    try {
+      // The repair's commit fails after the store wrote the genuine copy (a database blip).
+      await sql`create function refuse_clear() returns trigger language plpgsql as $$
+        begin raise exception 'no commits today'; end $$`.execute(dba);
+      await sql`create trigger refuse_clear before update of damaged_at on evidence_items
+        for each row when (new.damaged_at is null and old.damaged_at is not null)
+        execute function refuse_clear()`.execute(dba);
+      const failed = await tusUpload(
+        app.url,
+        app.keys.ingest,
+        clip,
+        { filename: 'clip.mov', kind: 'packing_video' },
+        { retryDelays: null },
+      ).catch((err: unknown) => err);
+      expect(failed).toBeInstanceOf(Error);
+      expect((await itemView()).integrity).toBe('damaged');
+      await sql`drop trigger refuse_clear on evidence_items`.execute(dba);
+    } finally {
+      await dba.destroy();
+    }
+    const [upload] = await app.ctx.db.selectFrom('resumable_uploads').select('id').execute();
+    // The client's HEAD to resume: the upload is complete, so it is archived now.
+    const head = await fetch(`${app.url}/v1/uploads/${upload!.id}`, {
+      method: 'HEAD',
+      headers: { ...bearer(app.keys.ingest), 'Tus-Resumable': '1.0.0' },
+    });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('evidence-item-id')).toBe(item.id);
+    expect((await itemView()).integrity).toBe('ok');
+    expect(Buffer.compare((await content()).body as Buffer, clip)).toBe(0);
+    expect(await events('evidence.repair')).toHaveLength(1);
+    expect((await storedKeys(app)).filter((k) => !k.startsWith('sha256/'))).toEqual([]);
+  });
+
+  it('a retry with the original Idempotency-Key repairs the damaged item and replays the answer', async () => {
+    const data = fakeMedia('mp4', 40_000);
+    const send = () =>
+      upload(
+        app.url,
+        app.keys.ingest.key,
+        [['kind', 'packing_video']],
+        { filename: 'idem.mp4', content: data },
+        { 'Idempotency-Key': 'idem-repair-1' },
+      );
+    const first = await send();
+    expect(first.status).toBe(201);
+    const id = first.json().id as string;
+    await tamperWithBlob(app, keyOf(sha256(data)), flipOne(data));
+    await request(app.url).post(`/v1/evidence/${id}/verify`).set(support()).expect(200);
+    const view = async () => (await request(app.url).get(`/v1/evidence/${id}`).set(support())).body;
+    expect((await view()).integrity).toBe('damaged');
+    const retry = await send();
+    expect(retry.status).toBe(201); // the stored answer, replayed
+    expect(retry.json().id).toBe(id);
+    expect((await view()).integrity).toBe('ok');
+    const served = await getBytes(app, `/v1/evidence/${id}/content`);
+    expect(served.status).toBe(200);
+    expect(Buffer.compare(served.body as Buffer, data)).toBe(0);
+    expect(await events('evidence.repair')).toHaveLength(1);
+    expect((await storedKeys(app)).filter((k) => k.startsWith('staging/'))).toEqual([]);
+  });
+
   it('concurrent repairs leave one genuine blob and one repair event', async () => {
     await damage();
     await verify();
@@ -393,6 +554,36 @@ describe.each(DRIVERS)('damaged evidence (%s store)', (driver) => {
     expect((await itemView()).integrity).toBe('ok');
     expect((await verify()).body.status).toBe('ok');
     expect((await storedKeys(app)).filter((k) => k.startsWith('staging/'))).toEqual([]);
+  });
+
+  it('an upload of the genuine bytes while a repair is in progress answers at once as a duplicate, without waiting for it', async () => {
+    await damage();
+    await verify();
+    const dba = createDb(app.databaseUrl, 1);
+    try {
+      await dba.transaction().execute(async (tx) => {
+        // A repair of the item in progress elsewhere (it holds the item's repair lock).
+        await sql`select pg_advisory_xact_lock(${repairLockKey(item.id)}::bigint)`.execute(tx);
+        const started = Date.now();
+        const res = await upload(app.url, app.keys.ingest2.key, [['kind', 'packing_video']], {
+          filename: 'clip-again.mov',
+          content: clip,
+        });
+        expect(res.status).toBe(200);
+        expect(res.json().id).toBe(item.id);
+        expect(Date.now() - started).toBeLessThan(5000);
+      });
+    } finally {
+      await dba.destroy();
+    }
+    expect(await events('evidence.repair')).toEqual([]);
+    expect((await storedKeys(app)).filter((k) => k.startsWith('staging/'))).toEqual([]);
+    // Once no repair is in progress, the next upload of them repairs it.
+    await upload(app.url, app.keys.ingest.key, [['kind', 'packing_video']], {
+      filename: 'clip.mov',
+      content: clip,
+    });
+    expect((await itemView()).integrity).toBe('ok');
   });
 
   it('a check that read the old bytes before a repair does not mark the repaired item again', async () => {
@@ -423,6 +614,39 @@ describe.each(DRIVERS)('damaged evidence (%s store)', (driver) => {
       'download',
     );
     expect((await itemView()).integrity).toBe('damaged');
+  });
+
+  it("a verification that began before a repair does not overwrite the repair's result", async () => {
+    await damage();
+    const dba = createDb(app.databaseUrl, 2);
+    try {
+      let check: Promise<{ status: number; body: { status: string; notes: string[] } }> | undefined;
+      await dba.transaction().execute(async (tx) => {
+        // Holding the row: the check reads the damaged bytes, then waits to record its result.
+        await sql`select id from evidence_items where id = ${item.id} for update`.execute(tx);
+        check = verify().then((r) => ({ status: r.status, body: r.body }));
+        for (let i = 0; i < 200; i++) {
+          const { rows } = await sql<{ n: string }>`select count(*) as n from pg_stat_activity
+            where datname = current_database() and wait_event_type = 'Lock'`.execute(dba);
+          if (Number(rows[0]!.n) > 0) break;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        // Meanwhile a repair writes the genuine bytes and records them verified.
+        await tamperWithBlob(app, keyOf(item.sha256), clip);
+        await sql`update evidence_items set repaired_at = clock_timestamp(), verified_at = clock_timestamp(),
+          verify_status = 'ok' where id = ${item.id}`.execute(tx);
+      });
+      const result = await check!;
+      expect(result.status).toBe(200);
+      expect(result.body.status).toBe('mismatch'); // what it read
+      expect(result.body.notes.join(' ')).toMatch(/superseded/);
+    } finally {
+      await dba.destroy();
+    }
+    const view = await itemView();
+    expect(view.integrity).toBe('ok');
+    expect((await events('evidence.verify')).filter((e) => e.outcome === 'failed')).toEqual([]);
+    expect((await content()).status).toBe(200);
   });
 
   it('bytes matching a row whose hash was edited after arrival are damaged, and repair nothing', async () => {

@@ -317,6 +317,14 @@ describe.each<ContractDriver>(drivers)('BlobStore contract (%s)', (driver) => {
     // Disk: the rename swapped the file whole; a reader of the old one finishes with it.
     if (!s3) expect(sha256(await readAll(before))).toBe(sha256(damaged));
     else before.destroy();
+
+    // keepStaged (a resumable upload's bytes): the staged copy stays for a retry, whole.
+    const kept = await store.writeStaging(chunked(data));
+    await store.repair(kept, sha256(data), data.length, { keepStaged: true });
+    expect(sha256(await readAll(await store.read(key, data.length)))).toBe(sha256(data));
+    expect(sha256(await readAll(await store.read(kept, data.length)))).toBe(sha256(data));
+    expect((await keys()).filter((k) => k.endsWith('.tmp'))).toEqual([]);
+    await store.discardStaging(kept);
   });
 });
 

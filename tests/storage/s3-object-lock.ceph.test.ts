@@ -461,6 +461,47 @@ describeCeph(
       ).toBe(0);
     });
 
+    it('a repair of a held item keeps the legal hold on the genuine copy (review finding 2)', async () => {
+      const data = fakeMedia('mp4', 9000);
+      const { id, sha256: hash } = await archive(locked, data);
+      const blob = blobKeyFor(hash);
+      const placed = await request(locked.url)
+        .post(`/v1/evidence/${id}/holds`)
+        .set(bearer(locked.keys.admin))
+        .send({ reason: 'court order 9' })
+        .expect(201);
+      expect(placed.body.objectLegalHold).toBe('mirrored');
+      // Damaged behind the service's back: a new current version with a flipped byte.
+      const bad = Buffer.from(data);
+      bad[100] = bad[100]! ^ 1;
+      await raw.send(
+        new PutObjectCommand({
+          Bucket: lockedBucket.bucket,
+          Key: blob,
+          Body: bad,
+          ContentMD5: createHash('md5').update(bad).digest('base64'),
+        }),
+      );
+      const verified = await request(locked.url)
+        .post(`/v1/evidence/${id}/verify`)
+        .set(bearer(locked.keys.admin))
+        .expect(200);
+      expect(verified.body.status).toBe('mismatch');
+      expect((await item(locked, id)).integrity).toBe('damaged');
+      await archive(locked, data); // the genuine bytes again: the repair
+      expect((await item(locked, id)).integrity).toBe('ok');
+      const got = await raw.send(new GetObjectCommand({ Bucket: lockedBucket.bucket, Key: blob }));
+      expect(sha256(Buffer.from(await got.Body!.transformToByteArray()))).toBe(hash);
+      // The repaired (current) version is held, as the item is.
+      expect(await legalHoldOf(raw, lockedBucket.bucket, blob)).toBe('ON');
+      await request(locked.url)
+        .post(`/v1/holds/${placed.body.hold.id}/release`)
+        .set(bearer(locked.keys.admin))
+        .send({ reason: 'settled' })
+        .expect(200);
+      expect(await legalHoldOf(raw, lockedBucket.bucket, blob)).toBe('OFF');
+    });
+
     it('records an item whose bytes are not under WORM, and /readyz and the metrics say so', async () => {
       const { id } = await archive(unlocked, fakeMedia('mp4', 6000));
       expect((await item(unlocked, id)).worm).toEqual({
