@@ -25,6 +25,7 @@ const envSchema = z.object({
   DATABASE_URL: z.string().url().optional(),
   DATABASE_POOL_SIZE: int(1, 200).default(10),
   EMBEDDED_PG_PORT: int(1, 65535).default(54329),
+  DATABASE_QUERY_TIMEOUT_MS: int(1000, 3_600_000).default(60_000),
 
   STORAGE_DRIVER: z.enum(['fs', 's3']).default('fs'),
   S3_ENDPOINT: z.string().url().optional(),
@@ -142,7 +143,13 @@ export interface AppConfig {
   publicUrl?: string;
   dataDir: string;
   logLevel: string;
-  database: { url?: string; poolSize: number; embeddedPort: number };
+  database: {
+    url?: string;
+    poolSize: number;
+    embeddedPort: number;
+    /** A query without an answer for this long fails (503): a frozen or partitioned server. */
+    queryTimeoutMs: number;
+  };
   storage: { driver: 'fs'; root: string } | { driver: 's3'; s3: S3Config };
   maxUploadBytes: number;
   /** How long a resumable (tus) upload may take from creation before it expires. */
@@ -349,6 +356,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       url: e.DATABASE_URL,
       poolSize: e.DATABASE_POOL_SIZE,
       embeddedPort: e.EMBEDDED_PG_PORT,
+      queryTimeoutMs: e.DATABASE_QUERY_TIMEOUT_MS,
     },
     storage,
     maxUploadBytes: e.MAX_UPLOAD_BYTES,

@@ -91,7 +91,7 @@ const NETWORK_CODES = new Set([
  * no code), and pg-pool's for a pool that could not connect in time.
  */
 const PG_CONNECTION_MESSAGES =
-  /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error and is not queryable|Client was closed and is not queryable|Connection terminated due to connection timeout|terminating connection due to administrator command|the database system is (starting up|shutting down|in recovery mode))/;
+  /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error and is not queryable|Client was closed and is not queryable|Connection terminated due to connection timeout|terminating connection due to administrator command|the database system is (starting up|shutting down|in recovery mode)|Query read timeout$)/;
 
 /** S3 error names (and the SDK's own) that mean "the store is unavailable or slow", not "you asked wrong". */
 const S3_UNAVAILABLE_NAMES = new Set([

@@ -39,6 +39,16 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ REFUSAL_LIMIT_PER_MINUTE: '0' })).toThrow(/REFUSAL_LIMIT_PER_MINUTE/);
   });
 
+  it('bounds database queries: DATABASE_QUERY_TIMEOUT_MS, 60 s by default, validated', () => {
+    expect(loadConfig({}).database.queryTimeoutMs).toBe(60_000);
+    expect(loadConfig({ DATABASE_QUERY_TIMEOUT_MS: '5000' }).database.queryTimeoutMs).toBe(5000);
+    for (const bad of ['0', '999', 'soon', '3600001']) {
+      expect(() => loadConfig({ DATABASE_QUERY_TIMEOUT_MS: bad })).toThrow(
+        /DATABASE_QUERY_TIMEOUT_MS/,
+      );
+    }
+  });
+
   it('treats empty strings as unset', () => {
     expect(loadConfig({ DATABASE_URL: '', PORT: '' }).port).toBe(8080);
   });

@@ -160,6 +160,18 @@ describe('outageError', () => {
     expect(codeOf(slowErr)).toBe('dependency_unavailable');
   }, 60_000);
 
+  it("node-postgres's query timeout (a server that does not answer) is dependency_unavailable", async () => {
+    const client = new pg.Client({ connectionString: adminUrl, query_timeout: 300 });
+    await client.connect();
+    try {
+      const err = await rejection(client.query('select pg_sleep(2)'));
+      expect((err as Error).message).toBe('Query read timeout');
+      expect(codeOf(err)).toBe('dependency_unavailable');
+    } finally {
+      await client.end();
+    }
+  });
+
   it('PostgreSQL out of disk (53100) is insufficient_storage, out of memory (53200) dependency_unavailable', async () => {
     // Real server errors with those SQLSTATEs, as node-postgres delivers them.
     const client = new pg.Client({ connectionString: adminUrl });
