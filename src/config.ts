@@ -41,6 +41,7 @@ const envSchema = z.object({
   S3_PART_SIZE_BYTES: int(5 * 1024 * 1024, 5 * GiB).default(5 * 1024 * 1024),
   S3_UPLOAD_CONCURRENCY: int(1, 64).default(3),
   S3_REQUEST_TIMEOUT_MS: int(1000).default(120_000),
+  S3_COPY_BYTES_PER_SECOND: int(1024).default(8 * 1024 * 1024),
   S3_OBJECT_LOCK_MODE: z.enum(['GOVERNANCE', 'COMPLIANCE']).optional(),
   S3_OBJECT_LOCK_RETENTION_DAYS: int(1, 36500).optional(),
 
@@ -132,6 +133,11 @@ export interface S3Config {
   partSizeBytes: number;
   uploadConcurrency: number;
   requestTimeoutMs: number;
+  /**
+   * The slowest rate (bytes/s) of a server-side copy in a healthy store: a copy may take
+   * requestTimeoutMs + its size at this rate before it counts as not answering.
+   */
+  copyBytesPerSecond?: number;
   /** WORM: every evidence object and custody record is written with this Object Lock retention. */
   objectLock?: { mode: 'GOVERNANCE' | 'COMPLIANCE'; retentionDays: number };
 }
@@ -328,6 +334,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
         partSizeBytes: e.S3_PART_SIZE_BYTES,
         uploadConcurrency: e.S3_UPLOAD_CONCURRENCY,
         requestTimeoutMs: e.S3_REQUEST_TIMEOUT_MS,
+        copyBytesPerSecond: e.S3_COPY_BYTES_PER_SECOND,
         objectLock:
           e.S3_OBJECT_LOCK_MODE && e.S3_OBJECT_LOCK_RETENTION_DAYS
             ? { mode: e.S3_OBJECT_LOCK_MODE, retentionDays: e.S3_OBJECT_LOCK_RETENTION_DAYS }
