@@ -108,10 +108,10 @@ export function createS3Client(
       // @NOTE @smithy/node-http-handler 4.x only logs a warning when requestTimeout passes unless
       // throwOnRequestTimeout is set: a frozen S3 server held uploads and downloads indefinitely.
       // requestTimeout bounds each request until its response starts; socketTimeout bounds the
-      // silence of a response body being read (a download whose store stopped mid-way). A
-      // download whose reader pauses (backpressure) does not trip it while the socket still
-      // moves; one paused longer than this with the socket buffers full is cut (see copies in
-      // the contract test).
+      // silence of a response body being read (a download whose store stopped mid-way).
+      // @NOTE It counts silence, not the store's fault: a download whose reader pauses (a paused
+      // video, backpressure) for longer than this is cut too; the player resumes it with a Range
+      // request (tests/storage/blob-store.contract.test.ts, "reader pauses").
       requestTimeout: silenceMs,
       throwOnRequestTimeout: true,
       socketTimeout: silenceMs,
