@@ -25,6 +25,7 @@ const envSchema = z.object({
   DATABASE_URL: z.string().url().optional(),
   DATABASE_POOL_SIZE: int(1, 200).default(10),
   EMBEDDED_PG_PORT: int(1, 65535).default(54329),
+  DATABASE_QUERY_TIMEOUT_MS: int(1000, 3_600_000).default(60_000),
 
   STORAGE_DRIVER: z.enum(['fs', 's3']).default('fs'),
   S3_ENDPOINT: z.string().url().optional(),
@@ -40,6 +41,7 @@ const envSchema = z.object({
   S3_PART_SIZE_BYTES: int(5 * 1024 * 1024, 5 * GiB).default(5 * 1024 * 1024),
   S3_UPLOAD_CONCURRENCY: int(1, 64).default(3),
   S3_REQUEST_TIMEOUT_MS: int(1000).default(120_000),
+  S3_COPY_BYTES_PER_SECOND: int(1024).default(8 * 1024 * 1024),
   S3_OBJECT_LOCK_MODE: z.enum(['GOVERNANCE', 'COMPLIANCE']).optional(),
   S3_OBJECT_LOCK_RETENTION_DAYS: int(1, 36500).optional(),
 
@@ -136,6 +138,11 @@ export interface S3Config {
   partSizeBytes: number;
   uploadConcurrency: number;
   requestTimeoutMs: number;
+  /**
+   * The slowest rate (bytes/s) of a server-side copy in a healthy store: a copy may take
+   * requestTimeoutMs + its size at this rate before it counts as not answering.
+   */
+  copyBytesPerSecond?: number;
   /** WORM: every evidence object and custody record is written with this Object Lock retention. */
   objectLock?: { mode: 'GOVERNANCE' | 'COMPLIANCE'; retentionDays: number };
 }
@@ -147,7 +154,13 @@ export interface AppConfig {
   publicUrl?: string;
   dataDir: string;
   logLevel: string;
-  database: { url?: string; poolSize: number; embeddedPort: number };
+  database: {
+    url?: string;
+    poolSize: number;
+    embeddedPort: number;
+    /** A query without an answer for this long fails (503): a frozen or partitioned server. */
+    queryTimeoutMs: number;
+  };
   storage: { driver: 'fs'; root: string } | { driver: 's3'; s3: S3Config };
   maxUploadBytes: number;
   /** How long a resumable (tus) upload may take from creation before it expires. */
@@ -326,6 +339,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
         partSizeBytes: e.S3_PART_SIZE_BYTES,
         uploadConcurrency: e.S3_UPLOAD_CONCURRENCY,
         requestTimeoutMs: e.S3_REQUEST_TIMEOUT_MS,
+        copyBytesPerSecond: e.S3_COPY_BYTES_PER_SECOND,
         objectLock:
           e.S3_OBJECT_LOCK_MODE && e.S3_OBJECT_LOCK_RETENTION_DAYS
             ? { mode: e.S3_OBJECT_LOCK_MODE, retentionDays: e.S3_OBJECT_LOCK_RETENTION_DAYS }
@@ -354,6 +368,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       url: e.DATABASE_URL,
       poolSize: e.DATABASE_POOL_SIZE,
       embeddedPort: e.EMBEDDED_PG_PORT,
+      queryTimeoutMs: e.DATABASE_QUERY_TIMEOUT_MS,
     },
     storage,
     maxUploadBytes: e.MAX_UPLOAD_BYTES,

@@ -195,6 +195,7 @@ export async function buildContext(
       config.database.poolSize,
       (err) => logger.warn({ err }, 'idle database connection lost'),
       role,
+      config.database.queryTimeoutMs,
     );
     const worm = new WormLedger();
     // Registered before anything is written: staging keys carry this instance's id.
@@ -283,7 +284,9 @@ export async function buildContext(
       logger,
       config.media,
     );
-    const queue = options.jobQueue ? new JobQueue(databaseUrl, logger) : undefined;
+    const queue = options.jobQueue
+      ? new JobQueue(databaseUrl, logger, config.database.queryTimeoutMs)
+      : undefined;
     const mediaJobs = new MediaJobs(
       db,
       derivativeRepo,

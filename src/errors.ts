@@ -91,7 +91,7 @@ const NETWORK_CODES = new Set([
  * no code), and pg-pool's for a pool that could not connect in time.
  */
 const PG_CONNECTION_MESSAGES =
-  /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error and is not queryable|Client was closed and is not queryable|Connection terminated due to connection timeout|terminating connection due to administrator command|the database system is (starting up|shutting down|in recovery mode))/;
+  /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error and is not queryable|Client was closed and is not queryable|Connection terminated due to connection timeout|terminating connection due to administrator command|the database system is (starting up|shutting down|in recovery mode)|Query read timeout$)/;
 
 /** S3 error names (and the SDK's own) that mean "the store is unavailable or slow", not "you asked wrong". */
 const S3_UNAVAILABLE_NAMES = new Set([
@@ -103,7 +103,8 @@ const S3_UNAVAILABLE_NAMES = new Set([
   'InternalError',
   'ThrottlingException',
   'Throttling',
-  'RequestTimeTooSkewed',
+  // (Not RequestTimeTooSkewed: a clock off by more than 15 minutes is this host's configuration,
+  // which no retry fixes; it stays a 500 so that it is logged and seen, not retried forever.)
 ]);
 
 /** The error and its causes (`cause`, AggregateError's `errors`), outermost first, bounded. */
@@ -132,7 +133,8 @@ export function outageError(err: unknown): AppError | undefined {
     const code = typeof e.code === 'string' ? e.code : '';
     const name = typeof e.name === 'string' ? e.name : '';
     const message = typeof e.message === 'string' ? e.message : '';
-    if (code === 'ENOSPC' || code === 'EDQUOT') {
+    // PostgreSQL 53100 disk_full: its disk is full, so nothing can be stored until space is freed.
+    if (code === 'ENOSPC' || code === 'EDQUOT' || code === '53100') {
       return new AppError(
         'insufficient_storage',
         'The archive has no space left to store this upload; nothing was stored. Try again once space has been freed.',
@@ -142,13 +144,13 @@ export function outageError(err: unknown): AppError | undefined {
     // client's doing, not an outage.
     if (code === 'ECONNRESET' && message === 'aborted') return undefined;
     // PostgreSQL SQLSTATE classes 08 (connection exception), 57P01-57P03 (shutdown, cannot
-    // connect now) and 53300 (too many connections); S3 answers of 5xx.
+    // connect now), 53200 (out of memory) and 53300 (too many connections); S3 answers of 5xx.
     const pgState = /^[0-9A-Z]{5}$/.test(code) ? code : '';
     const s3Status = (e.$metadata as { httpStatusCode?: number } | undefined)?.httpStatusCode;
     if (
       NETWORK_CODES.has(code) ||
       pgState.startsWith('08') ||
-      ['57P01', '57P02', '57P03', '53300'].includes(pgState) ||
+      ['57P01', '57P02', '57P03', '53200', '53300'].includes(pgState) ||
       PG_CONNECTION_MESSAGES.test(message) ||
       S3_UNAVAILABLE_NAMES.has(name) ||
       (e.$metadata !== undefined && typeof s3Status === 'number' && s3Status >= 500)

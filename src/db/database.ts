@@ -363,11 +363,15 @@ export type Tx = Transaction<Database>;
 /** Either the pool or a transaction: repositories accept both, services decide. */
 export type Executor = Db | Tx;
 
+/** TCP keepalive for every pool: a vanished server is noticed within minutes, not hours. */
+export const DEAD_SERVER_OPTIONS = { keepAlive: true, keepAliveInitialDelayMillis: 10_000 };
+
 export function createDb(
   connectionString: string,
   poolSize: number,
   onIdleError: (err: Error) => void = () => undefined,
   role?: string,
+  queryTimeoutMs?: number,
 ): Db {
   // int8 (sizes) as number: evidence files are far below 2^53 bytes.
   const types = {
@@ -383,6 +387,10 @@ export function createDb(
     connectionTimeoutMillis: 10_000,
     idleTimeoutMillis: 30_000,
     application_name: 'evidence-archive',
+    // A frozen or partitioned server: TCP keepalive finds a dead peer, and a query without an
+    // answer fails after queryTimeoutMs (an outage, 503) instead of holding its request forever.
+    ...DEAD_SERVER_OPTIONS,
+    ...(queryTimeoutMs ? { query_timeout: queryTimeoutMs } : {}),
     // Set at connection start, so no query ever runs with the owner's privileges by accident.
     ...(role ? { options: `-c role=${role}` } : {}),
   });

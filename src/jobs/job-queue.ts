@@ -1,6 +1,6 @@
 import pg from 'pg';
 import PgBoss from 'pg-boss';
-import { guardCheckedOutClients } from '../db/database';
+import { DEAD_SERVER_OPTIONS, guardCheckedOutClients } from '../db/database';
 import { outageError } from '../errors';
 import type { Logger } from '../logger';
 
@@ -40,6 +40,7 @@ export class JobQueue {
   constructor(
     private readonly connectionString: string,
     private readonly logger: Logger,
+    private readonly queryTimeoutMs?: number,
   ) {
     this.boss = new PgBoss({
       schema: 'pgboss',
@@ -62,6 +63,8 @@ export class JobQueue {
         max: 4,
         application_name: 'evidence-archive-jobs',
         connectionTimeoutMillis: 10_000,
+        ...DEAD_SERVER_OPTIONS,
+        ...(this.queryTimeoutMs ? { query_timeout: this.queryTimeoutMs } : {}),
       });
       pool.on('error', (err) => this.logger.warn({ err }, 'job queue connection lost'));
       guardCheckedOutClients(pool);

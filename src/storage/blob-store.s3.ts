@@ -70,10 +70,38 @@ export interface S3BlobStoreOptions {
   maxSingleCopyBytes?: number;
   /** Part size of a multipart copy; S3 wants at least 5 MiB but for the last part. */
   copyPartBytes?: number;
+  /** The client for server-side copies (default: createS3Client(cfg, 'copies')). */
+  copyClient?: S3Client;
 }
 
-export function createS3Client(cfg: S3Config): S3Client {
+/** The slowest server-side copy rate (bytes/s) a healthy store is assumed to keep, by default. */
+const DEFAULT_COPY_BYTES_PER_SECOND = 8 * 1024 ** 2;
+/** Node's timers hold at most 2^31-1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * How long a server-side copy of `bytes` (CopyObject, an UploadPartCopy part, or the
+ * CompleteMultipartUpload of a copy) may take before its store is deemed not answering: the usual
+ * request timeout plus the bytes at the slowest healthy copy rate. Many stores (MinIO among them)
+ * send nothing, not even headers, until the copy is done.
+ */
+export function copyTimeoutMs(cfg: S3Config, bytes: number): number {
+  const rate = cfg.copyBytesPerSecond ?? DEFAULT_COPY_BYTES_PER_SECOND;
+  return Math.min(MAX_TIMER_MS, cfg.requestTimeoutMs + Math.ceil((bytes / rate) * 1000));
+}
+
+/**
+ * An S3 client. `copies`: for server-side copies only, whose connections may stay silent for as
+ * long as the largest single copy takes (each copy call passes its own, size-scaled
+ * requestTimeout; smithy 4.x has no per-call socket timeout).
+ */
+export function createS3Client(
+  cfg: S3Config,
+  purpose: 'requests' | 'copies' = 'requests',
+): S3Client {
   const agentOptions = { keepAlive: true, maxSockets: 64 };
+  const silenceMs =
+    purpose === 'copies' ? copyTimeoutMs(cfg, MAX_SINGLE_COPY_BYTES) : cfg.requestTimeoutMs;
   return new S3Client({
     endpoint: cfg.endpoint,
     region: cfg.region,
@@ -93,9 +121,12 @@ export function createS3Client(cfg: S3Config): S3Client {
       // throwOnRequestTimeout is set: a frozen S3 server held uploads and downloads indefinitely.
       // requestTimeout bounds each request until its response starts; socketTimeout bounds the
       // silence of a response body being read (a download whose store stopped mid-way).
-      requestTimeout: cfg.requestTimeoutMs,
+      // @NOTE It counts silence, not the store's fault: a download whose reader pauses (a paused
+      // video, backpressure) for longer than this is cut too; the player resumes it with a Range
+      // request (tests/storage/blob-store.contract.test.ts, "reader pauses").
+      requestTimeout: silenceMs,
       throwOnRequestTimeout: true,
-      socketTimeout: cfg.requestTimeoutMs,
+      socketTimeout: silenceMs,
       httpAgent: new HttpAgent(agentOptions),
       httpsAgent: new HttpsAgent(agentOptions),
     }),
@@ -113,6 +144,18 @@ export class S3BlobStore implements BlobStore {
     private readonly opts: S3BlobStoreOptions = {},
   ) {
     if (cfg.objectLock) opts.worm?.setRechecker((problem) => this.recheckWorm(problem));
+  }
+
+  private ownCopyClient?: S3Client;
+
+  /** Server-side copies go through this client, each with a timeout scaled to its size. */
+  private get copyClient(): S3Client {
+    return this.opts.copyClient ?? (this.ownCopyClient ??= createS3Client(this.cfg, 'copies'));
+  }
+
+  /** Options of a server-side copy call of `bytes` (see copyTimeoutMs). */
+  private copyOptions(bytes: number): { requestTimeout: number } {
+    return { requestTimeout: copyTimeoutMs(this.cfg, bytes) };
   }
 
   get legalHoldSupported(): boolean {
@@ -175,13 +218,14 @@ export class S3BlobStore implements BlobStore {
       if (size > (this.opts.maxSingleCopyBytes ?? MAX_SINGLE_COPY_BYTES))
         await this.copyInParts(stagingKey, key, size);
       else
-        await this.client.send(
+        await this.copyClient.send(
           new CopyObjectCommand({
             Bucket: this.cfg.bucket,
             Key: this.objectKey(key),
             CopySource: this.copySource(stagingKey),
             ...this.lockParams(key),
           }),
+          this.copyOptions(size),
         );
       created = true;
     }
@@ -359,7 +403,7 @@ export class S3BlobStore implements BlobStore {
       const partBytes = this.opts.copyPartBytes ?? COPY_PART_BYTES;
       for (let start = 0, n = 1; start < size; start += partBytes, n++) {
         const end = Math.min(start + partBytes, size) - 1;
-        const { CopyPartResult } = await this.client.send(
+        const { CopyPartResult } = await this.copyClient.send(
           new UploadPartCopyCommand({
             Bucket,
             Key,
@@ -368,16 +412,18 @@ export class S3BlobStore implements BlobStore {
             CopySource: this.copySource(from),
             CopySourceRange: `bytes=${start}-${end}`,
           }),
+          this.copyOptions(end - start + 1),
         );
         parts.push({ ETag: CopyPartResult?.ETag, PartNumber: n });
       }
-      await this.client.send(
+      await this.copyClient.send(
         new CompleteMultipartUploadCommand({
           Bucket,
           Key,
           UploadId,
           MultipartUpload: { Parts: parts },
         }),
+        this.copyOptions(size),
       );
     } catch (err) {
       await this.client
@@ -781,6 +827,7 @@ export class S3BlobStore implements BlobStore {
 
   async close(): Promise<void> {
     this.client.destroy();
+    this.ownCopyClient?.destroy();
   }
 }
 

@@ -36,6 +36,7 @@ const describeOwnPg = unavailable ? describe.skip : describe;
  * test started itself: the process must live through it, answer 503 meanwhile, and resume alone.
  */
 describeOwnPg('PostgreSQL outages', () => {
+  const QUERY_TIMEOUT_MS = 5000;
   let db: OwnPostgres;
   let dataDir: string;
   let service: ServiceProcess | undefined;
@@ -106,6 +107,7 @@ describeOwnPg('PostgreSQL outages', () => {
         SCRUB_FULL_PASS_DAYS: '1',
         SCRUB_INTERVAL_MINUTES: '1440',
         CHECKPOINT_INTERVAL_MINUTES: '1',
+        DATABASE_QUERY_TIMEOUT_MS: String(QUERY_TIMEOUT_MS),
       },
       await freePort(),
     );
@@ -121,8 +123,41 @@ describeOwnPg('PostgreSQL outages', () => {
 
   afterEach(async () => {
     // A failed test must not leave the next one without its database.
+    await db.thaw();
     await db.start().catch(() => undefined);
     if (service?.alive()) await service.ready().catch(() => undefined);
+  });
+
+  it('answers 503 within the query timeout while the database is frozen (SIGSTOP), and recovers after SIGCONT', async () => {
+    const missing = '00000000-0000-4000-8000-000000000000';
+    // Idle pooled connections: the requests below use them, as a busy service would.
+    const warm = await Promise.all([1, 2, 3].map(() => get(`/v1/evidence/${missing}`)));
+    expect(warm.map((r) => r.status)).toEqual([404, 404, 404]);
+    await db.freeze();
+    try {
+      const started = Date.now();
+      const res = await get(`/v1/evidence/${missing}`);
+      const elapsed = Date.now() - started;
+      const body = await json(res);
+      expect([res.status, body.code]).toEqual([503, 'dependency_unavailable']);
+      expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+      // The query timeout plus the audit trail's 3 s wait for the refusal's record (which cannot
+      // be written either); not the client's 20 s patience, nor the 10 s connection timeout.
+      expect(elapsed).toBeGreaterThanOrEqual(QUERY_TIMEOUT_MS - 500);
+      expect(elapsed).toBeLessThan(QUERY_TIMEOUT_MS + 3000 + 2500);
+      expectAlive();
+    } finally {
+      await db.thaw();
+    }
+    // Recovered without a restart: the frozen queries' connections answer again, or are replaced.
+    await waitFor(
+      'the service to answer from the database again',
+      async () => ((await get(`/v1/evidence/${missing}`)).status === 404 ? true : undefined),
+      30_000,
+      250,
+    );
+    await service!.ready(30_000);
+    expectAlive();
   });
 
   it('lives through a media job whose database goes away, answers 503 meanwhile, and finishes the job after', async () => {

@@ -1,5 +1,13 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -47,6 +55,13 @@ export interface OwnPostgres {
   stop(): Promise<void>;
   /** Starts it again on the same port and data directory. */
   start(): Promise<void>;
+  /**
+   * Freezes the server: SIGSTOP to the postmaster and every backend. Connections stay open and
+   * the kernel still accepts new ones, but nothing answers (a hung or partitioned server).
+   */
+  freeze(): Promise<void>;
+  /** SIGCONT to the processes `freeze` stopped. */
+  thaw(): Promise<void>;
   /** Stops it if running and removes its data directory. */
   destroy(): Promise<void>;
 }
@@ -98,12 +113,37 @@ export async function startOwnPostgres(): Promise<OwnPostgres> {
     running = false;
   };
   await start();
+  let frozen: number[] = [];
+  const signalAll = (pids: number[], signal: NodeJS.Signals) => {
+    for (const pid of pids) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // Already gone.
+      }
+    }
+  };
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     port,
     start,
     stop,
+    async freeze() {
+      const postmaster = Number(
+        readFileSync(path.join(pgdata, 'postmaster.pid'), 'utf8').split('\n')[0],
+      );
+      const { stdout } = await run('ps', ['-o', 'pid=', '--ppid', String(postmaster)]);
+      const backends = stdout.split(/\s+/).filter(Boolean).map(Number);
+      // The postmaster first, so that it forks no backend that the list misses.
+      frozen = [postmaster, ...backends];
+      signalAll(frozen, 'SIGSTOP');
+    },
+    async thaw() {
+      signalAll(frozen, 'SIGCONT');
+      frozen = [];
+    },
     async destroy() {
+      signalAll(frozen, 'SIGCONT');
       await stop().catch(() =>
         // Last resort: immediate mode never waits for sessions.
         as('pg_ctl', ['-D', pgdata, '-m', 'immediate', '-w', 'stop']).catch(() => undefined),

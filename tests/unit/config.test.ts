@@ -1,6 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, loadConfig } from '../../src/config';
+import { copyTimeoutMs } from '../../src/storage/blob-store.s3';
 
 describe('loadConfig', () => {
   it('runs with no configuration at all: embedded database, blobs on disk under ./data', () => {
@@ -50,6 +51,34 @@ describe('loadConfig', () => {
     expect(loadConfig({ REFUSAL_LIMIT_GLOBAL_PER_MINUTE: '50' }).refusalLimit.globalPerMinute).toBe(
       50,
     );
+  });
+
+  it('bounds database queries: DATABASE_QUERY_TIMEOUT_MS, 60 s by default, validated', () => {
+    expect(loadConfig({}).database.queryTimeoutMs).toBe(60_000);
+    expect(loadConfig({ DATABASE_QUERY_TIMEOUT_MS: '5000' }).database.queryTimeoutMs).toBe(5000);
+    for (const bad of ['0', '999', 'soon', '3600001']) {
+      expect(() => loadConfig({ DATABASE_QUERY_TIMEOUT_MS: bad })).toThrow(
+        /DATABASE_QUERY_TIMEOUT_MS/,
+      );
+    }
+  });
+
+  it('reads S3_COPY_BYTES_PER_SECOND (8 MiB/s by default, at least 1 KiB/s) and scales copy timeouts by it', () => {
+    const s3 = (env: Record<string, string>) => {
+      const cfg = loadConfig({
+        STORAGE_DRIVER: 's3',
+        S3_ENDPOINT: 'http://127.0.0.1:9000',
+        S3_BUCKET: 'bucket',
+        ...env,
+      });
+      if (cfg.storage.driver !== 's3') throw new Error('unreachable');
+      return cfg.storage.s3;
+    };
+    expect(s3({}).copyBytesPerSecond).toBe(8 * 1024 * 1024);
+    // A 5 GiB copy at the default: 120 s + 640 s.
+    expect(copyTimeoutMs(s3({}), 5 * 1024 ** 3)).toBe(760_000);
+    expect(copyTimeoutMs(s3({ S3_COPY_BYTES_PER_SECOND: '1024' }), 4096)).toBe(124_000);
+    expect(() => s3({ S3_COPY_BYTES_PER_SECOND: '1000' })).toThrow(/S3_COPY_BYTES_PER_SECOND/);
   });
 
   it('treats empty strings as unset', () => {

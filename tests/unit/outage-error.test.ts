@@ -160,6 +160,72 @@ describe('outageError', () => {
     expect(codeOf(slowErr)).toBe('dependency_unavailable');
   }, 60_000);
 
+  it("node-postgres's query timeout (a server that does not answer) is dependency_unavailable", async () => {
+    const client = new pg.Client({ connectionString: adminUrl, query_timeout: 300 });
+    await client.connect();
+    try {
+      const err = await rejection(client.query('select pg_sleep(2)'));
+      expect((err as Error).message).toBe('Query read timeout');
+      expect(codeOf(err)).toBe('dependency_unavailable');
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('PostgreSQL out of disk (53100) is insufficient_storage, out of memory (53200) dependency_unavailable', async () => {
+    // Real server errors with those SQLSTATEs, as node-postgres delivers them.
+    const client = new pg.Client({ connectionString: adminUrl });
+    await client.connect();
+    const raise = (condition: string) =>
+      rejection(
+        client.query(
+          `do $$ begin raise exception 'simulated' using errcode = '${condition}'; end $$`,
+        ),
+      );
+    try {
+      const diskFull = await raise('disk_full');
+      expect((diskFull as { code?: string }).code).toBe('53100');
+      expect(codeOf(diskFull)).toBe('insufficient_storage');
+      const outOfMemory = await raise('out_of_memory');
+      expect((outOfMemory as { code?: string }).code).toBe('53200');
+      expect(codeOf(outOfMemory)).toBe('dependency_unavailable');
+    } finally {
+      await client.end();
+    }
+  });
+
+  it("S3 RequestTimeTooSkewed (this host's clock) is a 500, not a retryable outage", async () => {
+    const skewed = http
+      .createServer((_req, res) => {
+        res.writeHead(403, { 'Content-Type': 'application/xml' });
+        res.end(
+          '<?xml version="1.0" encoding="UTF-8"?><Error><Code>RequestTimeTooSkewed</Code><Message>The difference between the request time and the current time is too large.</Message></Error>',
+        );
+      })
+      .listen(0, '127.0.0.1');
+    servers.push(skewed);
+    await new Promise((r) => skewed.once('listening', r));
+    const client = createS3Client({
+      endpoint: `http://127.0.0.1:${(skewed.address() as net.AddressInfo).port}`,
+      bucket: 'b',
+      region: 'us-east-1',
+      accessKeyId: 'S3RVER',
+      secretAccessKey: 'S3RVER',
+      forcePathStyle: true,
+      prefix: '',
+      partSizeBytes: 5 * 1024 * 1024,
+      uploadConcurrency: 1,
+      requestTimeoutMs: 1000,
+    });
+    try {
+      const err = await rejection(client.send(new GetObjectCommand({ Bucket: 'b', Key: 'k' })));
+      expect((err as Error).name).toBe('RequestTimeTooSkewed');
+      expect(codeOf(err)).toBe('not an outage (500)');
+    } finally {
+      client.destroy();
+    }
+  }, 30_000);
+
   it('a full disk (ENOSPC) is insufficient_storage', async () => {
     const err = await rejection(writeFile('/dev/full', Buffer.alloc(4096)));
     expect((err as { code?: string }).code).toBe('ENOSPC');
