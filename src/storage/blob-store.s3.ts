@@ -215,18 +215,7 @@ export class S3BlobStore implements BlobStore {
     const existing = await this.stat(key);
     let created = false;
     if (existing !== size) {
-      if (size > (this.opts.maxSingleCopyBytes ?? MAX_SINGLE_COPY_BYTES))
-        await this.copyInParts(stagingKey, key, size);
-      else
-        await this.copyClient.send(
-          new CopyObjectCommand({
-            Bucket: this.cfg.bucket,
-            Key: this.objectKey(key),
-            CopySource: this.copySource(stagingKey),
-            ...this.lockParams(key),
-          }),
-          this.copyOptions(size),
-        );
+      await this.copy(stagingKey, key, size);
       created = true;
     }
     // Read back, never assumed: a new copy and an existing blob alike (one promoted before WORM
@@ -371,21 +360,31 @@ export class S3BlobStore implements BlobStore {
       });
     // Never a delete: the copy is a new object (a new version where the bucket keeps versions,
     // with the damaged one left as it is, locked or not).
-    if (size > (this.opts.maxSingleCopyBytes ?? MAX_SINGLE_COPY_BYTES))
-      await this.copyInParts(stagingKey, key, size);
-    else
-      await this.client.send(
-        new CopyObjectCommand({
-          Bucket: this.cfg.bucket,
-          Key,
-          CopySource: this.copySource(stagingKey),
-          ...this.lockParams(key),
-        }),
-      );
+    await this.copy(stagingKey, key, size);
     // A resumable upload's copy stays until it is archived (a retry after a failed commit needs it).
     if (!opts.keepStaged) await this.discardStaging(stagingKey).catch(() => undefined);
     const previous = head?.VersionId && head.VersionId !== 'null' ? head.VersionId : undefined;
     return { key, ...(previous ? { previous } : {}) };
+  }
+
+  /**
+   * A server-side copy with the object's lock headers: one CopyObject up to the single-copy limit,
+   * UploadPartCopy above it; through the copy client, with a timeout scaled to the size.
+   */
+  private async copy(from: string, to: string, size: number): Promise<void> {
+    if (size > (this.opts.maxSingleCopyBytes ?? MAX_SINGLE_COPY_BYTES)) {
+      await this.copyInParts(from, to, size);
+      return;
+    }
+    await this.copyClient.send(
+      new CopyObjectCommand({
+        Bucket: this.cfg.bucket,
+        Key: this.objectKey(to),
+        CopySource: this.copySource(from),
+        ...this.lockParams(to),
+      }),
+      this.copyOptions(size),
+    );
   }
 
   private copySource(key: string): string {
