@@ -58,9 +58,15 @@ export class BlobClaims {
    * Claims a digest's blob for a request about to promote it; committed before it returns. Waits
    * (briefly) while a drop of the same digest is under way, since its delete may still come.
    */
-  async claim(sha256: string): Promise<BlobClaim> {
+  async claim(sha256: string, stagedBy?: string): Promise<BlobClaim> {
     // An instance without a registration looks gone: anything it claimed could be dropped at once.
+    // Registering again is tried now rather than at the next heartbeat, so the first upload after
+    // a database outage is not refused for up to a heartbeat's interval.
+    if (!this.instance.registered) await this.instance.heartbeat().catch(() => undefined);
     if (!this.instance.registered) throw notRegistered();
+    // Staged under an id given up since: another instance may sweep that staging as a gone
+    // instance's at any moment, so the client sends it again (staged under the new id).
+    if (stagedBy !== undefined && stagedBy !== this.instance.id) throw notRegistered();
     const claim = { id: randomUUID(), sha256 };
     // Known as in flight before it exists, so this instance's reconciler never takes it.
     this.inFlight.add(claim.id);

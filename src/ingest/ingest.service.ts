@@ -16,7 +16,7 @@ import { toE164 } from '../evidence/phone-number';
 import type { NewSegment, SegmentRepository } from '../evidence/segment.repository';
 import { parseSegments } from '../evidence/segments';
 import type { Logger } from '../logger';
-import type { BlobStore } from '../storage/blob-store';
+import { stagingOwner, type BlobStore } from '../storage/blob-store';
 import { wormColumns, type WormState } from '../storage/worm';
 import type { BlobClaim, BlobClaims } from './blob-claims';
 import { parseUploadFields, type UploadFields } from './upload-fields';
@@ -163,7 +163,7 @@ export class IngestService {
       } else {
         // Claimed before the blob exists at its address: until the row commits, the claim says a
         // live request owns it; if this request fails, the claim's release removes it again.
-        claim = await this.opts.claims?.claim(staged.sha256);
+        claim = await this.opts.claims?.claim(staged.sha256, stagingOwner(staged.stagingKey));
         stored = await this.promoteOnce(staged.sha256, () =>
           this.store.promote(staged.stagingKey, staged.sha256, staged.size),
         );
