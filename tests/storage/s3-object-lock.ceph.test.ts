@@ -66,18 +66,22 @@ function lockedStore(bucket: TestS3, mode: 'GOVERNANCE' | 'COMPLIANCE' = 'GOVERN
   });
   if (cfg.storage.driver !== 's3') throw new Error('unreachable');
   const client = createS3Client(cfg.storage.s3);
+  // Server-side copies go through a client of their own (longer timeouts): both are recorded.
+  const copyClient = createS3Client(cfg.storage.s3, 'copies');
   const sent: string[] = [];
-  client.middlewareStack.add(
-    (next, context) => async (args) => {
-      const headers = (args.request as { headers: Record<string, string> }).headers;
-      sent.push(`${context.commandName}${headers['x-amz-copy-source-range'] ? ' range' : ''}`);
-      return next(args);
-    },
-    { step: 'finalizeRequest', name: 'recordOperations' },
-  );
+  for (const c of [client, copyClient])
+    c.middlewareStack.add(
+      (next, context) => async (args) => {
+        const headers = (args.request as { headers: Record<string, string> }).headers;
+        sent.push(`${context.commandName}${headers['x-amz-copy-source-range'] ? ' range' : ''}`);
+        return next(args);
+      },
+      { step: 'finalizeRequest', name: 'recordOperations' },
+    );
   const worm = new WormLedger();
   // Multipart copy above 5 MiB, in 5 MiB parts (S3's minimum): the large-copy path, small.
   const store = new S3BlobStore(client, cfg.storage.s3, {
+    copyClient,
     worm,
     maxSingleCopyBytes: 5 * MiB,
     copyPartBytes: 5 * MiB,
