@@ -3,7 +3,6 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   GetObjectLegalHoldCommand,
-  GetObjectRetentionCommand,
   ListObjectVersionsCommand,
   PutObjectCommand,
   type S3Client,
@@ -14,7 +13,7 @@ import { loadConfig } from '../../src/config';
 import { blobKeyFor } from '../../src/storage/blob-store';
 import { createS3Client, S3BlobStore } from '../../src/storage/blob-store.s3';
 import { WormLedger } from '../../src/storage/worm';
-import { cephBucket, cephClient, cephForTests } from '../support/ceph';
+import { cephBucket, cephClient, cephForTests, retentionOf } from '../support/ceph';
 import { bearer, startTestApp, type TestApp } from '../support/harness';
 import { fakeMedia, sha256 } from '../support/media';
 import { upload } from '../support/multipart';
@@ -38,19 +37,6 @@ const chunked = (buf: Buffer): Readable =>
       for (let i = 0; i < buf.length; i += 64 * 1024) yield buf.subarray(i, i + 64 * 1024);
     })(),
   );
-
-async function retentionOf(raw: S3Client, bucket: string, key: string) {
-  try {
-    const { Retention } = await raw.send(
-      new GetObjectRetentionCommand({ Bucket: bucket, Key: key }),
-    );
-    return Retention ? { mode: Retention.Mode, until: Retention.RetainUntilDate } : undefined;
-  } catch (err) {
-    if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404)
-      return undefined;
-    throw err;
-  }
-}
 
 async function legalHoldOf(raw: S3Client, bucket: string, key: string) {
   const { LegalHold } = await raw.send(new GetObjectLegalHoldCommand({ Bucket: bucket, Key: key }));

@@ -1,7 +1,6 @@
 import { Readable } from 'node:stream';
 import { createHash } from 'node:crypto';
 import {
-  GetObjectRetentionCommand,
   PutObjectCommand,
   PutObjectLockConfigurationCommand,
   type S3Client,
@@ -11,7 +10,7 @@ import { loadConfig } from '../../src/config';
 import { blobKeyFor } from '../../src/storage/blob-store';
 import { createS3Client, S3BlobStore } from '../../src/storage/blob-store.s3';
 import { WormLedger } from '../../src/storage/worm';
-import { cephBucket, cephClient, cephForTests } from '../support/ceph';
+import { cephBucket, cephClient, cephForTests, retentionOf } from '../support/ceph';
 import { bearer, startTestApp, type TestApp } from '../support/harness';
 import { fakeMedia, sha256 } from '../support/media';
 import { upload } from '../support/multipart';
@@ -28,11 +27,6 @@ const describeCeph = ceph.ok ? describe : describe.skip;
 const DAY = 86_400_000;
 
 const chunked = (buf: Buffer): Readable => Readable.from([buf]);
-
-async function retentionOf(raw: S3Client, bucket: string, key: string) {
-  const { Retention } = await raw.send(new GetObjectRetentionCommand({ Bucket: bucket, Key: key }));
-  return { mode: Retention?.Mode, until: Retention?.RetainUntilDate };
-}
 
 const expectDaysAhead = (until: Date | null | undefined, days: number) =>
   expect(Math.abs(until!.getTime() - (Date.now() + days * DAY))).toBeLessThan(10 * 60_000);
@@ -86,7 +80,7 @@ describeCeph('finding 5: the configured retention, not just any retention, is in
         ContentMD5: createHash('md5').update(probe).digest('base64'),
       }),
     );
-    expectDaysAhead((await retentionOf(raw, bucket.bucket, 'probe')).until, 1);
+    expectDaysAhead((await retentionOf(raw, bucket.bucket, 'probe'))?.until, 1);
 
     // Promotion: Ceph ignores the copy's lock headers, so the copy gets the 1-day default.
     const data = fakeMedia('mp4', 1000);
@@ -97,7 +91,7 @@ describeCeph('finding 5: the configured retention, not just any retention, is in
     );
     expect(promoted.worm.status).toBe('in_force');
     expectDaysAhead(promoted.worm.retainUntil, 3);
-    expectDaysAhead((await retentionOf(raw, bucket.bucket, promoted.key)).until, 3);
+    expectDaysAhead((await retentionOf(raw, bucket.bucket, promoted.key))?.until, 3);
 
     // An existing blob with the shorter default retention: the same bytes again extend it.
     const old = fakeMedia('wav', 1500);
@@ -109,7 +103,7 @@ describeCeph('finding 5: the configured retention, not just any retention, is in
         ContentMD5: createHash('md5').update(old).digest('base64'),
       }),
     );
-    expectDaysAhead((await retentionOf(raw, bucket.bucket, blobKeyFor(sha256(old)))).until, 1);
+    expectDaysAhead((await retentionOf(raw, bucket.bucket, blobKeyFor(sha256(old))))?.until, 1);
     const dedupe = await store.promote(
       await store.writeStaging(chunked(old)),
       sha256(old),
@@ -117,9 +111,9 @@ describeCeph('finding 5: the configured retention, not just any retention, is in
     );
     expect(dedupe).toMatchObject({ created: false, worm: { status: 'in_force' } });
     expectDaysAhead(dedupe.worm.retainUntil, 3);
-    expectDaysAhead((await retentionOf(raw, bucket.bucket, dedupe.key)).until, 3);
+    expectDaysAhead((await retentionOf(raw, bucket.bucket, dedupe.key))?.until, 3);
     // A longer retention than configured is kept as it is (never shortened).
-    const longer = (await retentionOf(raw, bucket.bucket, dedupe.key)).until!;
+    const longer = (await retentionOf(raw, bucket.bucket, dedupe.key))!.until!;
     const again = await store.promote(
       await store.writeStaging(chunked(old)),
       sha256(old),
@@ -176,7 +170,7 @@ describeCeph('findings 5 and 6 through the service on Ceph', () => {
     const view = await item(locked, id);
     expect(view.worm.status).toBe('in_force');
     expectDaysAhead(new Date(view.worm.retainUntil), 3);
-    expectDaysAhead((await retentionOf(raw, lockedBucket.bucket, blobKeyFor(hash))).until, 3);
+    expectDaysAhead((await retentionOf(raw, lockedBucket.bucket, blobKeyFor(hash)))?.until, 3);
   });
 
   it('an item whose retain-until passed is not shown as in force; the scrub revisits it', async () => {
@@ -250,7 +244,7 @@ describeCeph('findings 5 and 6 through the service on Ceph', () => {
     expect(view.integrity).toBe('ok');
     expect(view.worm.status).toBe('in_force');
     expectDaysAhead(new Date(view.worm.retainUntil), 3);
-    expectDaysAhead((await retentionOf(raw, lockedBucket.bucket, blob)).until, 3);
+    expectDaysAhead((await retentionOf(raw, lockedBucket.bucket, blob))?.until, 3);
   });
 
   it('/readyz: a one-off WORM failure clears itself once the object shows the lock', async () => {

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetObjectRetentionCommand, S3Client } from '@aws-sdk/client-s3';
 import type { TestS3 } from './s3-server';
 
 /*
@@ -189,4 +189,18 @@ export function cephClient(ceph: Extract<CephAvailability, { ok: true }>): S3Cli
     forcePathStyle: true,
     credentials: { accessKeyId: ceph.accessKeyId, secretAccessKey: ceph.secretAccessKey },
   });
+}
+
+/** An object's retention as the store reports it; undefined when it has none. */
+export async function retentionOf(raw: S3Client, bucket: string, key: string) {
+  try {
+    const { Retention } = await raw.send(
+      new GetObjectRetentionCommand({ Bucket: bucket, Key: key }),
+    );
+    return Retention ? { mode: Retention.Mode, until: Retention.RetainUntilDate } : undefined;
+  } catch (err) {
+    if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404)
+      return undefined;
+    throw err;
+  }
 }

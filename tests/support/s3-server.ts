@@ -11,6 +11,19 @@ export interface TestS3 {
   close(): Promise<void>;
 }
 
+/** The service's settings for an s3rver bucket. */
+function s3rverEnv(endpoint: string, bucket: string): Record<string, string> {
+  return {
+    STORAGE_DRIVER: 's3',
+    S3_ENDPOINT: endpoint,
+    S3_BUCKET: bucket,
+    S3_REGION: 'us-east-1',
+    S3_ACCESS_KEY_ID: 'S3RVER',
+    S3_SECRET_ACCESS_KEY: 'S3RVER',
+    S3_FORCE_PATH_STYLE: 'true',
+  };
+}
+
 /** A real S3-protocol server (s3rver) on loopback with one bucket, in a temporary directory. */
 export async function startS3Server(
   bucket = 'evidence-test',
@@ -29,15 +42,7 @@ export async function startS3Server(
   return {
     endpoint,
     bucket,
-    env: {
-      STORAGE_DRIVER: 's3',
-      S3_ENDPOINT: endpoint,
-      S3_BUCKET: bucket,
-      S3_REGION: 'us-east-1',
-      S3_ACCESS_KEY_ID: 'S3RVER',
-      S3_SECRET_ACCESS_KEY: 'S3RVER',
-      S3_FORCE_PATH_STYLE: 'true',
-    },
+    env: s3rverEnv(endpoint, bucket),
     async close() {
       await server.close();
       rmSync(directory, { recursive: true, force: true });
@@ -106,15 +111,7 @@ export async function startS3Process(bucket = 'evidence-test'): Promise<S3Proces
   return {
     endpoint,
     bucket,
-    env: {
-      STORAGE_DRIVER: 's3',
-      S3_ENDPOINT: endpoint,
-      S3_BUCKET: bucket,
-      S3_REGION: 'us-east-1',
-      S3_ACCESS_KEY_ID: 'S3RVER',
-      S3_SECRET_ACCESS_KEY: 'S3RVER',
-      S3_FORCE_PATH_STYLE: 'true',
-    },
+    env: s3rverEnv(endpoint, bucket),
     freeze: () => void proc.kill('SIGSTOP'),
     thaw: () => void proc.kill('SIGCONT'),
     kill,
