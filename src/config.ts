@@ -7,6 +7,9 @@ const GiB = 1024 ** 3;
 
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 
+/** The longest interval of a scheduled custody job (checkpoint, scrub, retention): a day. */
+export const MAX_JOB_INTERVAL_MINUTES = 1440;
+
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z.coerce
     .number({ invalid_type_error: 'must be a number' })
@@ -84,12 +87,12 @@ const envSchema = z.object({
     .default('evidence_app'),
   CUSTODY_SIGNING_KEY: z.string().min(1).optional(),
   CUSTODY_SIGNING_KEY_FILE: z.string().min(1).optional(),
-  CHECKPOINT_INTERVAL_MINUTES: int(1, 1440).default(10),
-  SCRUB_INTERVAL_MINUTES: int(1, 1440).default(60),
+  CHECKPOINT_INTERVAL_MINUTES: int(1, MAX_JOB_INTERVAL_MINUTES).default(10),
+  SCRUB_INTERVAL_MINUTES: int(1, MAX_JOB_INTERVAL_MINUTES).default(60),
   SCRUB_FULL_PASS_DAYS: int(1, 3650).default(30),
   STAGING_GRACE_HOURS: int(1, 24 * 30).default(24),
   LEFTOVER_SWEEP_SECONDS: int(5, 3600).default(60),
-  RETENTION_INTERVAL_MINUTES: int(1, 1440).default(60),
+  RETENTION_INTERVAL_MINUTES: int(1, MAX_JOB_INTERVAL_MINUTES).default(60),
   RETENTION_DAYS_PACKING_VIDEO: int(0, 36500).default(180),
   RETENTION_DAYS_CALL_RECORDING: int(0, 36500).default(365),
   RETENTION_DAYS_PHOTO: int(0, 36500).default(365),

@@ -203,8 +203,14 @@ export async function buildContext(
     await instance.start();
     const configured = await createBlobStore(config, {
       worm,
-      // Followed as it changes: a lost session registers under a new id.
-      stagingOwner: () => instance!.id,
+      // Followed as it changes: a lost session registers under a new id. An instance that lost
+      // its session registers again before staging, not at its next heartbeat: staging under the
+      // given-up id would be refused at promotion (the first upload after a database restart
+      // got 503 when it came before the heartbeat).
+      stagingOwner: async () => {
+        if (!instance!.registered) await instance!.heartbeat().catch(() => undefined);
+        return instance!.id;
+      },
     });
     const blobStore = options.wrapBlobStore?.(configured) ?? configured;
     const evidenceRepo = new EvidenceRepository();

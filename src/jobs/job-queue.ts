@@ -1,5 +1,6 @@
 import pg from 'pg';
 import PgBoss from 'pg-boss';
+import { MAX_JOB_INTERVAL_MINUTES } from '../config';
 import { DEAD_SERVER_OPTIONS, guardCheckedOutClients } from '../db/database';
 import { outageError } from '../errors';
 import type { Logger } from '../logger';
@@ -49,6 +50,9 @@ export class JobQueue {
       db: { executeSql: (text, values) => this.pool.query(text, values) },
       // Cron scheduling is not used: intervals are throttled sends (see `sendThrottled`).
       schedule: false,
+      // pg-boss refuses a throttle slot longer than its archive interval (12 h by default): a
+      // job interval over 720 minutes was never scheduled at all, only warned about.
+      archiveCompletedAfterSeconds: MAX_JOB_INTERVAL_MINUTES * 60 + 3600,
     });
     this.boss.on('error', (err) => this.logger.warn({ err }, 'job queue error'));
   }

@@ -49,7 +49,7 @@ export class FsBlobStore implements BlobStore {
   }
 
   async writeStaging(body: Readable): Promise<string> {
-    const key = newStagingKey(this.opts.stagingOwner);
+    const key = await newStagingKey(this.opts.stagingOwner);
     const file = this.pathOf(key);
     const handle = await fs.open(file, 'wx', 0o640);
     try {

@@ -180,7 +180,7 @@ export class S3BlobStore implements BlobStore {
   }
 
   async writeStaging(body: Readable): Promise<string> {
-    const key = newStagingKey(this.opts.stagingOwner);
+    const key = await newStagingKey(this.opts.stagingOwner);
     // lib-storage sends small bodies as one PutObject and large ones as a multipart upload,
     // holding at most partSize × queueSize bytes in memory.
     const upload = new Upload({

@@ -182,13 +182,16 @@ export function isPromotableKey(key: string): boolean {
  * sweep removes it as soon as that instance has ended; without one (tools, keys written before
  * instances were registered), only once it is older than STAGING_GRACE_HOURS.
  */
-export function newStagingKey(owner: StagingOwner | undefined): string {
-  if (typeof owner === 'function') owner = owner();
+export async function newStagingKey(owner: StagingOwner | undefined): Promise<string> {
+  if (typeof owner === 'function') owner = await owner();
   return `${STAGING_PREFIX}${owner ? `${owner}.` : ''}${randomUUID()}`;
 }
 
-/** The instance writing staging: its id, or a function giving its current id (it may change). */
-export type StagingOwner = string | (() => string);
+/**
+ * The instance writing staging: its id, or a function giving its current id (it may change, and
+ * asking may first register the instance again after a lost session).
+ */
+export type StagingOwner = string | (() => string | Promise<string>);
 
 /** The id of the instance that wrote a staging key, when the key names one. */
 export function stagingOwner(key: string): string | undefined {
