@@ -152,6 +152,23 @@ function wiring(env: Record<string, string>): Record<string, string> {
     expect(c.services.minio!.environment!.MINIO_ROOT_PASSWORD).toBe(values.MINIO_ROOT_PASSWORD);
   });
 
+  it('names the variables the stack wires itself in the README and .env.example', () => {
+    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## Production-like setup with Docker'));
+    const composeNotes = example.text.slice(example.text.indexOf('docker-compose.yml only'));
+    for (const name of Object.keys(wiring({}))) {
+      expect([name, section.includes(`\`${name}\``)]).toEqual([name, true]);
+      expect([name, composeNotes.includes(name)]).toEqual([name, true]);
+    }
+  });
+
+  it("passes a single-quoted value literally: '$', '#', spaces and \\n survive", () => {
+    const value = String.raw`a$b #c  d\n"e`;
+    const c = config(`${example.text}\nMETRICS_TOKEN='${value}'\n`);
+    // `config` prints a literal "$" as "$$", as a compose file must spell it.
+    expect(c.services.archive!.environment!.METRICS_TOKEN!.replace(/\$\$/g, '$')).toBe(value);
+  });
+
   it('starts the service from .env.example as it is and with every default set, signing with the key of .env', () => {
     const key = signingKeyLine();
     for (const dotenv of [example.text, uncommented(example)]) {
