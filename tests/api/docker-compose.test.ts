@@ -146,7 +146,9 @@ function wiring(env: Record<string, string>): Record<string, string> {
     for (const name of example.settings.keys()) {
       expect([name, env[name]]).toEqual([name, wired[name] ?? values[name]]);
     }
-    expect(env.S3_BUCKET).toBe(values.S3_BUCKET); // wired, but from .env
+    // Wired, but from .env: the bucket minio-init creates is the one the archive uses.
+    expect(env.S3_BUCKET).toBe(values.S3_BUCKET);
+    expect(c.services['minio-init']!.environment!.S3_BUCKET).toBe(values.S3_BUCKET);
     expect(c.services.postgres!.environment!.POSTGRES_PASSWORD).toBe(values.POSTGRES_PASSWORD);
     expect(c.services.minio!.environment!.MINIO_ROOT_USER).toBe(values.MINIO_ROOT_USER);
     expect(c.services.minio!.environment!.MINIO_ROOT_PASSWORD).toBe(values.MINIO_ROOT_PASSWORD);
