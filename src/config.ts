@@ -130,6 +130,9 @@ const envSchema = z.object({
 
 export type Env = z.input<typeof envSchema>;
 
+/** Every variable loadConfig reads; `.env.example` documents each one (tests/unit/env-example.test.ts). */
+export const SETTING_NAMES: readonly string[] = Object.keys(envSchema.shape);
+
 export interface S3Config {
   endpoint?: string;
   bucket: string;
