@@ -109,10 +109,7 @@ const envSchema = z.object({
   MEDIA_RETRY_DELAY_SECONDS: int(1, 3600).default(30),
 
   TWILIO_AUTH_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
-  TWILIO_WEBHOOK_SHARED_KEY_SECRET: z
-    .string()
-    .min(16, 'must be at least 16 characters')
-    .optional(),
+  TWILIO_WEBHOOK_SHARED_KEY_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
   TWILIO_ACCOUNT_SID: z
     .string()
     .regex(/^AC[0-9a-f]{32}$/, 'must be a Twilio account SID (AC + 32 hex digits)')

@@ -506,9 +506,7 @@ describe('Twilio recording callbacks', () => {
       },
     });
     const [posted, listed] = stdout.trim().split('\n');
-    expect(posted).toMatch(
-      /^200 \{"recordingSid":"RE[0-9a-f]{32}","status":"absent"\}$/,
-    );
+    expect(posted).toMatch(/^200 \{"recordingSid":"RE[0-9a-f]{32}","status":"absent"\}$/);
     const sidValue = /"(RE[0-9a-f]{32})"/.exec(posted!)![1]!;
     expect(JSON.parse(listed!).items).toContainEqual(
       expect.objectContaining({ recordingSid: sidValue, status: 'absent' }),
