@@ -350,6 +350,51 @@ describe('Twilio recording callbacks', () => {
     });
   });
 
+  it('answers hostile signature headers, hosts and fields with a 4xx, never a 5xx', async () => {
+    const url = `${app.url}${PATH}`;
+    const cases: [string, Delivery, Params?][] = [
+      ['8 KiB signature', { sign: 'A'.repeat(8192) }],
+      ['non-base64 signature', { sign: '!!!!' }],
+      ['huge algorithm', { settings: `algorithm=${'x'.repeat(4000)}`, secret: SHARED_KEY_SECRET }],
+      ['settings of commas', { settings: ',,,=,=', secret: SHARED_KEY_SECRET }],
+      [
+        'host with a bad port',
+        { host: 'archive.test:99999', signedUrl: `http://archive.test:99999${PATH}` },
+      ],
+      [
+        'host with a path',
+        { host: 'archive.test/evil', signedUrl: `http://archive.test/evil${PATH}` },
+      ],
+      [
+        'host with user info',
+        { host: 'user@archive.test', signedUrl: `http://user@archive.test${PATH}` },
+      ],
+      ['IPv6 host', { host: '[::1]:80', signedUrl: `http://[::1]${PATH}` }],
+      ['bracketed field names', {}, { ...inProgress(), 'a[b]': 'c', hasOwnProperty: 'x' }],
+      ['unicode values', {}, { ...inProgress(), Name: 'Zoë 👩‍💼 \u0000' }],
+    ];
+    for (const [what, d, params] of cases) {
+      const res = await callback(params ?? inProgress(), d);
+      expect([what, res.status < 500]).toEqual([what, true]);
+      if (res.status >= 400) {
+        expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+      }
+    }
+    // Signed correctly, odd fields are accepted as the library accepts them.
+    const odd = { ...inProgress(), 'a[b]': 'c', hasOwnProperty: 'x', Name: 'Zoë 👩‍💼' };
+    expect(
+      twilio.validateRequest(
+        AUTH_TOKEN,
+        twilio.getExpectedTwilioSignature(AUTH_TOKEN, url, odd),
+        url,
+        odd,
+      ),
+    ).toBe(true);
+    expect((await callback(odd)).status).toBe(200);
+    // Still serving.
+    expect((await callback(inProgress())).status).toBe(200);
+  });
+
   it('refuses a callback for another account, and ignores recordings not yet completed', async () => {
     const other = await callback(fieldsFor(`RE${hex32()}`, { AccountSid: `AC${'2'.repeat(32)}` }));
     expect(other.status).toBe(403);
