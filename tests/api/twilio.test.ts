@@ -454,6 +454,12 @@ describe('Twilio recording callbacks', () => {
     const completedNoUrl = await callback(fieldsFor(`RE${hex32()}`, { RecordingUrl: '' }));
     expect(completedNoUrl.status).toBe(400);
     expect(completedNoUrl.body.code).toBe('validation_failed');
+    expect(completedNoUrl.body.detail).toMatch(/RecordingUrl/);
+    const notUrl = await callback(fieldsFor(`RE${hex32()}`, { RecordingUrl: 'not a url' }));
+    expect([notUrl.status, notUrl.body.detail]).toEqual([
+      400,
+      'Field "RecordingUrl" must be a URL.',
+    ]);
   });
 
   it('never fetches from a host outside the allow-list: the failure is recorded, listed and counted', async () => {

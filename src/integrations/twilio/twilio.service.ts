@@ -28,7 +28,11 @@ const callbackSchema = z.object({
   CallSid: sid('CA'),
   RecordingSid: sid('RE'),
   // Empty (or missing) only when RecordingStatus is `absent`: checked below.
-  RecordingUrl: z.union([z.literal(''), z.string().url().max(2048)]).optional(),
+  RecordingUrl: z
+    .string()
+    .max(2048)
+    .refine((v) => v === '' || URL.canParse(v), 'must be a URL')
+    .optional(),
   RecordingStatus: z.string().max(32),
   RecordingDuration: z.coerce
     .number()
