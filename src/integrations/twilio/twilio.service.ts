@@ -1,10 +1,11 @@
 import type { IncomingMessage } from 'node:http';
+import type { Insertable } from 'kysely';
 import { Counter } from 'prom-client';
 import { z } from 'zod';
 import type { ApiKeyRepository } from '../../access/api-key.repository';
 import type { AppConfig } from '../../config';
 import { systemActor, type AuditLog } from '../../custody/audit.service';
-import type { Db } from '../../db/database';
+import type { Db, ProviderRecordingsTable } from '../../db/database';
 import { AppError } from '../../errors';
 import type { IngestService } from '../../ingest/ingest.service';
 import { stageRawBody } from '../../ingest/raw-upload';
@@ -158,7 +159,6 @@ export class TwilioService {
         'This callback is for another Twilio account than TWILIO_ACCOUNT_SID.',
       );
     }
-    const actor = systemActor('twilio');
     const startedAt = p.RecordingStartTime ? new Date(p.RecordingStartTime) : undefined;
     const recorded = {
       provider: PROVIDER,
@@ -172,29 +172,11 @@ export class TwilioService {
     };
     if (p.RecordingStatus === 'absent') {
       // Twilio made no recording (no audio): nothing to fetch, but the gap is on record, once.
-      await this.db.transaction().execute(async (tx) => {
-        const inserted = await this.repo.insert(tx, {
-          ...recorded,
-          media_url: null,
-          status: 'absent',
-        });
-        if (inserted) {
-          await this.audit.append(tx, [
-            {
-              action: 'integration.callback',
-              actor,
-              details: {
-                provider: PROVIDER,
-                recordingSid: p.RecordingSid,
-                callSid: p.CallSid,
-                recordingStatus: 'absent',
-                ...(p.ErrorCode ? { errorCode: p.ErrorCode } : {}),
-              },
-            },
-          ]);
-        }
-      });
-      // A redelivery gets the same answer; the gap is recorded once.
+      await this.announce(
+        { ...recorded, media_url: null, status: 'absent' },
+        { recordingStatus: 'absent', ...(p.ErrorCode ? { errorCode: p.ErrorCode } : {}) },
+      );
+      // A redelivery gets the same answer.
       return { recordingSid: p.RecordingSid, status: 'absent' };
     }
     if (p.RecordingStatus !== 'completed') {
@@ -210,29 +192,10 @@ export class TwilioService {
     if (!this.queue?.isStarted) {
       throw new AppError('not_ready', 'The job queue is not running on this instance.');
     }
-    // The row and its audit event commit together: a redelivery never finds one without the other.
-    const fresh = await this.db.transaction().execute(async (tx) => {
-      const inserted = await this.repo.insert(tx, {
-        ...recorded,
-        media_url: p.RecordingUrl!,
-        status: 'queued',
-      });
-      if (inserted) {
-        await this.audit.append(tx, [
-          {
-            action: 'integration.callback',
-            actor,
-            details: {
-              provider: PROVIDER,
-              recordingSid: p.RecordingSid,
-              callSid: p.CallSid,
-              mediaUrl: p.RecordingUrl,
-            },
-          },
-        ]);
-      }
-      return inserted;
-    });
+    const fresh = await this.announce(
+      { ...recorded, media_url: p.RecordingUrl, status: 'queued' },
+      { mediaUrl: p.RecordingUrl },
+    );
     // Sent again for a redelivered callback too: the queue keeps one job per recording.
     await this.queue.send(
       TWILIO_QUEUE,
@@ -242,6 +205,34 @@ export class TwilioService {
       },
     );
     return { recordingSid: p.RecordingSid, status: fresh ? 'queued' : 'duplicate' };
+  }
+
+  /**
+   * Records a recording the first time it is announced, with its audit event: both commit
+   * together, so a redelivery never finds one without the other. False for a redelivery.
+   */
+  private announce(
+    row: Insertable<ProviderRecordingsTable>,
+    details: Record<string, unknown>,
+  ): Promise<boolean> {
+    return this.db.transaction().execute(async (tx) => {
+      const inserted = await this.repo.insert(tx, row);
+      if (inserted) {
+        await this.audit.append(tx, [
+          {
+            action: 'integration.callback',
+            actor: systemActor('twilio'),
+            details: {
+              provider: PROVIDER,
+              recordingSid: row.recording_sid,
+              callSid: row.call_sid,
+              ...details,
+            },
+          },
+        ]);
+      }
+      return inserted;
+    });
   }
 
   async start(opts: { workers: boolean }): Promise<void> {
