@@ -112,6 +112,7 @@ const envSchema = z.object({
   MEDIA_RETRY_DELAY_SECONDS: int(1, 3600).default(30),
 
   TWILIO_AUTH_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  TWILIO_WEBHOOK_SHARED_KEY_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
   TWILIO_ACCOUNT_SID: z
     .string()
     .regex(/^AC[0-9a-f]{32}$/, 'must be a Twilio account SID (AC + 32 hex digits)')
@@ -225,6 +226,11 @@ export interface AppConfig {
   /** The Twilio recording callback adapter; undefined when TWILIO_AUTH_TOKEN is unset. */
   twilio?: {
     authToken: string;
+    /**
+     * The secret of the SharedKey a Twilio Webhook Rule signs with, for callbacks that carry
+     * X-Twilio-Webhooks-Signature-Settings (HMAC-SHA256 or SHA-1, as that header says).
+     */
+    sharedKeySecret?: string;
     accountSid?: string;
     /** The ingest key recordings are archived under (its receipts, its custody trail). */
     ingestKeyId: string;
@@ -293,6 +299,11 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   if (e.TWILIO_AUTH_TOKEN && !e.TWILIO_INGEST_KEY_ID) {
     throw new ConfigError(
       'Invalid configuration: TWILIO_INGEST_KEY_ID is required with TWILIO_AUTH_TOKEN (the id of an ingest key minted for Twilio: npm run keys -- create --role ingest --name twilio).',
+    );
+  }
+  if (e.TWILIO_WEBHOOK_SHARED_KEY_SECRET && !e.TWILIO_AUTH_TOKEN) {
+    throw new ConfigError(
+      'Invalid configuration: TWILIO_WEBHOOK_SHARED_KEY_SECRET needs TWILIO_AUTH_TOKEN (the integration is on only with the auth token, which also fetches the media).',
     );
   }
   if (Boolean(e.TWILIO_MEDIA_USERNAME) !== Boolean(e.TWILIO_MEDIA_PASSWORD)) {
@@ -434,6 +445,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     twilio: e.TWILIO_AUTH_TOKEN
       ? {
           authToken: e.TWILIO_AUTH_TOKEN,
+          sharedKeySecret: e.TWILIO_WEBHOOK_SHARED_KEY_SECRET,
           accountSid: e.TWILIO_ACCOUNT_SID,
           ingestKeyId: e.TWILIO_INGEST_KEY_ID!,
           mediaHosts: e.TWILIO_MEDIA_HOSTS.split(',')

@@ -46,6 +46,7 @@ import { UploadSweep } from './ingest/resumable/upload-sweep';
 import type { Logger } from './logger';
 import { MediaFetcher } from './integrations/media-fetcher';
 import { ProviderRecordingRepository } from './integrations/provider-recording.repository';
+import { ProviderRecordingService } from './integrations/provider-recording.service';
 import { TwilioService } from './integrations/twilio/twilio.service';
 import { DerivativeRepository } from './media/derivative.repository';
 import { DerivativeService } from './media/derivative.service';
@@ -92,6 +93,8 @@ export interface AppContext {
   jobs: CustodyJobs;
   media: MediaService;
   twilio: TwilioService;
+  /** Recordings providers announced, and what became of them (failed fetches, gaps). */
+  providerRecordings: ProviderRecordingService;
   /** Resumable (tus) uploads: their store, the cluster-wide lock per upload, the expiry sweep. */
   uploads: ResumableUploadStore;
   uploadLocker: UploadLocker;
@@ -369,9 +372,12 @@ export async function buildContext(
       },
     );
     const uploadSweep = new UploadSweep(uploads, logger);
+    const providerRecordingRepo = new ProviderRecordingRepository();
+    const providerRecordings = new ProviderRecordingService(db, providerRecordingRepo, audit);
+    providerRecordings.registerMetrics(metrics);
     const twilio = new TwilioService(
       db,
-      new ProviderRecordingRepository(),
+      providerRecordingRepo,
       new ApiKeyRepository(),
       new MediaFetcher(),
       ingest,
@@ -381,6 +387,7 @@ export async function buildContext(
       config,
       queue,
     );
+    twilio.registerMetrics(metrics);
     const refusals = new RefusalLimiter(audit, logger, config.refusalLimit);
     refusals.start();
     const ctx: AppContext = {
@@ -436,6 +443,7 @@ export async function buildContext(
       jobs,
       media,
       twilio,
+      providerRecordings,
       uploads,
       uploadLocker,
       uploadSweep,

@@ -5,6 +5,8 @@
 export type ErrorCode =
   | 'unauthorized'
   | 'forbidden'
+  | 'invalid_signature'
+  | 'wrong_account'
   | 'not_found'
   | 'route_not_found'
   | 'method_not_allowed'

@@ -21,6 +21,7 @@ export type Permission =
   | 'hold:manage'
   | 'audit:read' // the whole trail
   | 'custody:status'
+  | 'integration:read' // provider recordings and what became of them (failed fetches, gaps)
   | 'key:manage'; // list, mint and revoke API keys
 
 const GRANTS: Record<Role, readonly Permission[]> = {
@@ -59,6 +60,7 @@ const GRANTS: Record<Role, readonly Permission[]> = {
     'hold:manage',
     'audit:read',
     'custody:status',
+    'integration:read',
     'key:manage',
   ],
 };

@@ -224,17 +224,21 @@ export interface ProviderRecordingsTable {
   recording_sid: string;
   call_sid: string | null;
   account_sid: string | null;
-  media_url: string;
+  /** Null only for an `absent` recording: the provider had no media to point at. */
+  media_url: string | null;
   duration_seconds: number | null;
   channels: number | null;
   recording_source: string | null;
   started_at: Timestamp | null;
-  status: 'queued' | 'archived' | 'failed';
+  /** `absent`: the provider reported no recording for the call (a known gap, nothing to fetch). */
+  status: 'queued' | 'archived' | 'failed' | 'absent';
   item_id: string | null;
   attempts: ColumnType<number, number | undefined, number>;
   last_error: string | null;
   received_at: ColumnType<Date, Date | undefined, never>;
   updated_at: ColumnType<Date, Date | undefined, Date>;
+  /** Announcement order (an identity column): the list's cursor. */
+  seq: ColumnType<string, never, never>;
 }
 
 export interface ResumableUploadsTable {

@@ -94,7 +94,14 @@ export function createApp(ctx: AppContext): Express {
       maxUploadBytes: ctx.config.maxUploadBytes,
     }),
   );
-  app.use(integrationRoutes({ twilio: ctx.twilio, publicUrl: ctx.config.publicUrl }));
+  app.use(
+    integrationRoutes({
+      keys: ctx.apiKeys,
+      twilio: ctx.twilio,
+      recordings: ctx.providerRecordings,
+      publicUrl: ctx.config.publicUrl,
+    }),
+  );
   app.use(mediaRoutes({ keys: ctx.apiKeys, derivatives: ctx.derivatives }));
   app.use(bundleRoutes({ keys: ctx.apiKeys, bundles: ctx.bundles }));
   app.use(

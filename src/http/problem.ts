@@ -4,6 +4,8 @@ import type { ErrorCode } from '../errors';
 export const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
   unauthorized: { status: 401, title: 'Missing or invalid API key' },
   forbidden: { status: 403, title: "The key's role does not allow this action" },
+  invalid_signature: { status: 403, title: 'Webhook signature does not match' },
+  wrong_account: { status: 403, title: 'Callback for another provider account' },
   not_found: { status: 404, title: 'Not found' },
   route_not_found: { status: 404, title: 'No such route' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },

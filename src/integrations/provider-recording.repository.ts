@@ -28,6 +28,32 @@ export class ProviderRecordingRepository {
       .executeTakeFirst();
   }
 
+  /** A page of recordings in one status, newest announcement first, after `beforeSeq`. */
+  async list(
+    db: Executor,
+    q: { status: ProviderRecordingRow['status']; provider?: string; beforeSeq?: string },
+    limit: number,
+  ): Promise<ProviderRecordingRow[]> {
+    let query = db
+      .selectFrom('provider_recordings')
+      .selectAll()
+      .where('status', '=', q.status)
+      .orderBy('seq', 'desc')
+      .limit(limit);
+    if (q.provider) query = query.where('provider', '=', q.provider);
+    if (q.beforeSeq) query = query.where('seq', '<', q.beforeSeq);
+    return query.execute();
+  }
+
+  async countByStatus(db: Executor): Promise<{ provider: string; status: string; n: number }[]> {
+    return db
+      .selectFrom('provider_recordings')
+      .select(['provider', 'status', (eb) => eb.fn.countAll<string>().as('n')])
+      .groupBy(['provider', 'status'])
+      .execute()
+      .then((rows) => rows.map((r) => ({ ...r, n: Number(r.n) })));
+  }
+
   async update(
     db: Executor,
     provider: string,

@@ -1,18 +1,30 @@
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { sql } from 'kysely';
 import request from 'supertest';
-import { twilioSignature } from '../../src/integrations/twilio/twilio-signature';
-import { bearer, itemCount, startTestApp, type TestApp } from '../support/harness';
+// The official helper library signs every callback here: our validator must agree with it, not
+// with an imitation of it.
+import twilio from 'twilio';
+import { auditEvents, bearer, itemCount, startTestApp, type TestApp } from '../support/harness';
 import { fakeMedia, sha256 } from '../support/media';
 
 jest.setTimeout(60_000);
 
 const AUTH_TOKEN = 'test-auth-token-0123456789abcdef';
+const SHARED_KEY_SECRET = 'test-shared-key-secret-fedcba9876543210';
+const SHARED_KEY_ID = 'webhooks_sharedkey_01jxk3y7a2b5c8d9e0f1g2h3j4';
 const ACCOUNT = `AC${'1'.repeat(32)}`;
 const KEY_ID = 'twilio-ingest-test';
+const PATH = '/v1/integrations/twilio/recording';
 const hex32 = () => randomBytes(16).toString('hex');
+const run = promisify(execFile);
+
+type Params = Record<string, string | string[]>;
 
 /** A local HTTP server playing Twilio's media host: Basic auth, and "not ready yet" at first. */
 async function fakeTwilio() {
@@ -34,6 +46,15 @@ async function fakeTwilio() {
   return { media, seen, base, close: () => server.close() };
 }
 
+/** The form body as Twilio sends it: a repeated parameter is repeated, in the order given. */
+function formBody(params: Params): string {
+  const body = new URLSearchParams();
+  for (const [name, value] of Object.entries(params)) {
+    for (const v of Array.isArray(value) ? value : [value]) body.append(name, v);
+  }
+  return body.toString();
+}
+
 describe('Twilio recording callbacks', () => {
   let app: TestApp;
   let provider: Awaited<ReturnType<typeof fakeTwilio>>;
@@ -46,9 +67,12 @@ describe('Twilio recording callbacks', () => {
         TWILIO_AUTH_TOKEN: AUTH_TOKEN,
         TWILIO_ACCOUNT_SID: ACCOUNT,
         TWILIO_INGEST_KEY_ID: KEY_ID,
+        TWILIO_WEBHOOK_SHARED_KEY_SECRET: SHARED_KEY_SECRET,
         TWILIO_MEDIA_HOSTS: '127.0.0.1',
         MEDIA_FETCH_ALLOW_PRIVATE: 'true', // the fake provider is on loopback
         MEDIA_RETRY_DELAY_SECONDS: '1',
+        // As behind a TLS-terminating proxy: X-Forwarded-Proto says the scheme Twilio called.
+        TRUST_PROXY: 'loopback',
       },
       { jobQueue: true },
     );
@@ -63,16 +87,35 @@ describe('Twilio recording callbacks', () => {
     provider.close();
   });
 
-  /** Posts a callback signed as Twilio signs it. */
-  function callback(fields: Record<string, string>, opts: { sign?: string } = {}) {
-    const url = `${app.url}/v1/integrations/twilio/recording`;
-    return request(app.url)
-      .post('/v1/integrations/twilio/recording')
-      .type('form')
-      .set('X-Twilio-Signature', opts.sign ?? twilioSignature(AUTH_TOKEN, url, fields))
-      .send(fields);
+  interface Delivery {
+    /** The URL Twilio signs (default: the address the test app listens on). */
+    signedUrl?: string;
+    /** The Host header and scheme the service sees (default: the test app's own). */
+    host?: string;
+    proto?: 'http' | 'https';
+    /** A signature to send instead of the official library's. */
+    sign?: string | null;
+    /** The X-Twilio-Webhooks-Signature-Settings header, and the secret and algorithm it implies. */
+    settings?: string;
+    secret?: string;
+    algorithm?: string;
   }
-  const fieldsFor = (recordingSid: string, overrides: Record<string, string> = {}) => ({
+
+  /** Posts a callback signed by Twilio's own helper library, as Twilio signs it. */
+  function callback(params: Params, d: Delivery = {}) {
+    const signedUrl = d.signedUrl ?? `${app.url}${PATH}`;
+    const signature =
+      d.sign === undefined
+        ? twilio.getExpectedTwilioSignature(d.secret ?? AUTH_TOKEN, signedUrl, params, d.algorithm)
+        : d.sign;
+    let req = request(app.url).post(PATH).type('form');
+    if (signature !== null) req = req.set('X-Twilio-Signature', signature);
+    if (d.host) req = req.set('Host', d.host);
+    if (d.proto) req = req.set('X-Forwarded-Proto', d.proto);
+    if (d.settings !== undefined) req = req.set(twilio.SIGNATURE_SETTINGS_HEADER, d.settings);
+    return req.send(formBody(params));
+  }
+  const fieldsFor = (recordingSid: string, overrides: Params = {}): Params => ({
     AccountSid: ACCOUNT,
     CallSid: `CA${hex32()}`,
     RecordingSid: recordingSid,
@@ -83,6 +126,8 @@ describe('Twilio recording callbacks', () => {
     RecordingSource: 'DialVerb',
     ...overrides,
   });
+  /** A callback that is answered without a fetch: checks the signature alone. */
+  const inProgress = () => fieldsFor(`RE${hex32()}`, { RecordingStatus: 'in-progress' });
   const row = async (recordingSid: string) =>
     (
       await sql<{
@@ -102,6 +147,14 @@ describe('Twilio recording callbacks', () => {
     }
     throw new Error(`recording ${recordingSid} never settled`);
   }
+  const metrics = async () =>
+    (await request(app.url).get('/metrics').set(bearer(app.keys.admin)).expect(200)).text;
+  const metric = (text: string, name: string) => {
+    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+    return line ? Number(line.split(' ').at(-1)) : undefined;
+  };
+  const recordings = (query: Record<string, string>, key = app.keys.admin) =>
+    request(app.url).get('/v1/integrations/recordings').query(query).set(bearer(key));
 
   it('fetches a completed recording once it is ready and archives it, exactly once however often Twilio calls', async () => {
     const sidValue = `RE${hex32()}`;
@@ -142,45 +195,372 @@ describe('Twilio recording callbacks', () => {
       action: 'evidence.create',
       actor: { keyId: KEY_ID, role: 'ingest' },
     });
+    // Both outcomes of the fetch job are counted.
+    const text = await metrics();
+    expect(
+      metric(text, 'provider_recording_fetches_total{provider="twilio",outcome="retry"}'),
+    ).toBe(1);
+    expect(
+      metric(text, 'provider_recording_fetches_total{provider="twilio",outcome="archived"}'),
+    ).toBeGreaterThanOrEqual(1);
   });
 
-  it('refuses a callback without a valid signature, recording nothing', async () => {
-    const sidValue = `RE${hex32()}`;
-    const res = await callback(fieldsFor(sidValue), { sign: 'AAAAAAAAAAAAAAAAAAAAAAAAAAA=' });
-    expect(res.status).toBe(403);
-    expect(res.body.code).toBe('forbidden');
-    const unsigned = await request(app.url)
-      .post('/v1/integrations/twilio/recording')
-      .type('form')
-      .send(fieldsFor(sidValue));
-    expect(unsigned.status).toBe(403);
-    expect(await row(sidValue)).toBeUndefined();
+  describe('signatures, exactly as twilio.validateRequest checks them', () => {
+    // [what Twilio signed, the Host the service sees, the scheme the proxy reports]
+    const ports: [string, string, 'http' | 'https'][] = [
+      ['http://archive.test:80', 'archive.test', 'http'],
+      ['http://archive.test', 'archive.test:80', 'http'],
+      ['https://archive.test:443', 'archive.test', 'https'],
+      ['https://archive.test', 'archive.test:443', 'https'],
+      ['https://archive.test', 'archive.test', 'https'],
+    ];
+    it.each(ports)(
+      'accepts a callback signed for %s when the request arrived for Host %s over %s',
+      async (signedAt, host, proto) => {
+        const params = inProgress();
+        const signedUrl = `${signedAt}${PATH}`;
+        const signature = twilio.getExpectedTwilioSignature(AUTH_TOKEN, signedUrl, params);
+        // The official library accepts it for the URL the service sees...
+        expect(
+          twilio.validateRequest(AUTH_TOKEN, signature, `${proto}://${host}${PATH}`, params),
+        ).toBe(true);
+        // ...and so does the service.
+        const res = await callback(params, { signedUrl, host, proto });
+        expect(res.status).toBe(200);
+        expect(res.body.status).toBe('ignored');
+      },
+    );
+
+    it('refuses a signature for another port or scheme, as the library does', async () => {
+      for (const [signedAt, host, proto] of [
+        ['https://archive.test:8443', 'archive.test', 'https'],
+        ['http://archive.test:443', 'archive.test', 'https'],
+        ['https://archive.test', 'archive.test', 'http'],
+        ['https://other.test', 'archive.test', 'https'],
+      ] as const) {
+        const params = inProgress();
+        const signedUrl = `${signedAt}${PATH}`;
+        const signature = twilio.getExpectedTwilioSignature(AUTH_TOKEN, signedUrl, params);
+        expect(
+          twilio.validateRequest(AUTH_TOKEN, signature, `${proto}://${host}${PATH}`, params),
+        ).toBe(false);
+        const res = await callback(params, { signedUrl, host, proto });
+        expect(res.status).toBe(403);
+        expect(res.body.code).toBe('invalid_signature');
+      }
+    });
+
+    it('signs a repeated parameter once per distinct value, sorted, as the library does', async () => {
+      const params = { ...inProgress(), Tag: ['vip', 'escalated', 'vip'] };
+      const res = await callback(params);
+      expect(res.status).toBe(200);
+      // Every value kept, in the order sent, duplicates included: that signature is not Twilio's.
+      const naive = twilio.getExpectedTwilioSignature(AUTH_TOKEN, `${app.url}${PATH}`, {
+        ...params,
+        Tag: 'escalatedTagvipTagvip',
+      });
+      expect(twilio.validateRequest(AUTH_TOKEN, naive, `${app.url}${PATH}`, params)).toBe(false);
+      const refused = await callback(params, { sign: naive });
+      expect(refused.status).toBe(403);
+    });
+
+    it('checks an HMAC-SHA256 (or SHA-1) SharedKey signature when X-Twilio-Webhooks-Signature-Settings asks for it', async () => {
+      const url = `${app.url}${PATH}`;
+      for (const [settings, algorithm] of [
+        [`key=${SHARED_KEY_ID},algorithm=${twilio.HMAC_SHA256}`, twilio.HMAC_SHA256],
+        [` key=${SHARED_KEY_ID} , algorithm = hmac_sha256 `, 'hmac_sha256'],
+        [`key=${SHARED_KEY_ID},algorithm=${twilio.HMAC_SHA1}`, twilio.HMAC_SHA1],
+        [`key=${SHARED_KEY_ID}`, twilio.HMAC_SHA1], // no algorithm named: SHA-1
+      ] as const) {
+        const params = inProgress();
+        expect(twilio.getSignatureAlgorithm(settings).toUpperCase()).toBe(algorithm.toUpperCase());
+        const signature = twilio.getExpectedTwilioSignature(
+          SHARED_KEY_SECRET,
+          url,
+          params,
+          algorithm,
+        );
+        expect(twilio.validateRequest(SHARED_KEY_SECRET, signature, url, params, algorithm)).toBe(
+          true,
+        );
+        const res = await callback(params, { settings, secret: SHARED_KEY_SECRET, algorithm });
+        expect(res.status).toBe(200);
+      }
+    });
+
+    it('refuses a SharedKey signature made with the wrong key, algorithm or header', async () => {
+      const sha256Settings = `key=${SHARED_KEY_ID},algorithm=HMAC_SHA256`;
+      const cases: [string, Delivery][] = [
+        // the auth token is not the SharedKey's secret
+        ['auth token', { settings: sha256Settings, secret: AUTH_TOKEN, algorithm: 'HMAC_SHA256' }],
+        // SHA-1 signature where the header says SHA-256
+        ['SHA-1 as SHA-256', { settings: sha256Settings, secret: SHARED_KEY_SECRET }],
+        // a SharedKey signature without its header is checked against the auth token
+        ['no header', { secret: SHARED_KEY_SECRET, algorithm: 'HMAC_SHA256' }],
+        // an algorithm the library does not know fails validation
+        [
+          'unknown algorithm',
+          { settings: `key=${SHARED_KEY_ID},algorithm=HMAC_SHA512`, secret: SHARED_KEY_SECRET },
+        ],
+      ];
+      for (const [what, d] of cases) {
+        const params = inProgress();
+        const res = await callback(params, d);
+        expect([what, res.status, res.body.code]).toEqual([what, 403, 'invalid_signature']);
+      }
+    });
+
+    it('refuses a wrong signature, one for other parameters, one made with another token, recording nothing', async () => {
+      const sidValue = `RE${hex32()}`;
+      const fields = fieldsFor(sidValue);
+      const url = `${app.url}${PATH}`;
+      const valid = twilio.getExpectedTwilioSignature(AUTH_TOKEN, url, fields);
+      const attempts: [string, string | null][] = [
+        ['wrong', 'AAAAAAAAAAAAAAAAAAAAAAAAAAA='],
+        [
+          'other params',
+          twilio.getExpectedTwilioSignature(AUTH_TOKEN, url, {
+            ...fields,
+            RecordingDuration: '13',
+          }),
+        ],
+        ['other token', twilio.getExpectedTwilioSignature(`${AUTH_TOKEN}x`, url, fields)],
+        ['other path', twilio.getExpectedTwilioSignature(AUTH_TOKEN, `${url}x`, fields)],
+        ['truncated', valid.slice(0, -1)],
+        ['extended', `${valid}A`],
+        ['lower case', valid.toLowerCase()],
+        ['empty', ''],
+        ['absent', null],
+      ];
+      for (const [what, sign] of attempts) {
+        const res = await callback(fields, { sign });
+        expect([what, res.status]).toEqual([what, 403]);
+        expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+        expect(res.body).toMatchObject({ code: 'invalid_signature', status: 403 });
+        expect(res.body.title).not.toMatch(/role/);
+        expect(res.body.title).toMatch(/signature/i);
+      }
+      expect(await row(sidValue)).toBeUndefined();
+      // The refusals are in the trail as denied callbacks.
+      const denied = (await auditEvents(app, 'integration.callback')).filter(
+        (e) =>
+          e.outcome === 'denied' && (e.details as { code?: string }).code === 'invalid_signature',
+      );
+      expect(denied.length).toBeGreaterThanOrEqual(attempts.length);
+    });
+  });
+
+  it('answers hostile signature headers, hosts and fields with a 4xx, never a 5xx', async () => {
+    const url = `${app.url}${PATH}`;
+    const cases: [string, Delivery, Params?][] = [
+      ['8 KiB signature', { sign: 'A'.repeat(8192) }],
+      ['non-base64 signature', { sign: '!!!!' }],
+      ['huge algorithm', { settings: `algorithm=${'x'.repeat(4000)}`, secret: SHARED_KEY_SECRET }],
+      ['settings of commas', { settings: ',,,=,=', secret: SHARED_KEY_SECRET }],
+      [
+        'host with a bad port',
+        { host: 'archive.test:99999', signedUrl: `http://archive.test:99999${PATH}` },
+      ],
+      [
+        'host with a path',
+        { host: 'archive.test/evil', signedUrl: `http://archive.test/evil${PATH}` },
+      ],
+      [
+        'host with user info',
+        { host: 'user@archive.test', signedUrl: `http://user@archive.test${PATH}` },
+      ],
+      ['IPv6 host', { host: '[::1]:80', signedUrl: `http://[::1]${PATH}` }],
+      ['bracketed field names', {}, { ...inProgress(), 'a[b]': 'c', hasOwnProperty: 'x' }],
+      ['unicode values', {}, { ...inProgress(), Name: 'Zoë 👩‍💼 \u0000' }],
+    ];
+    for (const [what, d, params] of cases) {
+      const res = await callback(params ?? inProgress(), d);
+      expect([what, res.status < 500]).toEqual([what, true]);
+      if (res.status >= 400) {
+        expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+      }
+    }
+    // Signed correctly, odd fields are accepted as the library accepts them.
+    const odd = { ...inProgress(), 'a[b]': 'c', hasOwnProperty: 'x', Name: 'Zoë 👩‍💼' };
+    expect(
+      twilio.validateRequest(
+        AUTH_TOKEN,
+        twilio.getExpectedTwilioSignature(AUTH_TOKEN, url, odd),
+        url,
+        odd,
+      ),
+    ).toBe(true);
+    expect((await callback(odd)).status).toBe(200);
+    // Still serving.
+    expect((await callback(inProgress())).status).toBe(200);
   });
 
   it('refuses a callback for another account, and ignores recordings not yet completed', async () => {
     const other = await callback(fieldsFor(`RE${hex32()}`, { AccountSid: `AC${'2'.repeat(32)}` }));
     expect(other.status).toBe(403);
+    expect(other.body.title).not.toMatch(/role/);
     const sidValue = `RE${hex32()}`;
-    const inProgress = await callback(fieldsFor(sidValue, { RecordingStatus: 'in-progress' }));
-    expect(inProgress.status).toBe(200);
-    expect(inProgress.body.status).toBe('ignored');
+    const res = await callback(fieldsFor(sidValue, { RecordingStatus: 'in-progress' }));
+    expect(res.status).toBe(200);
+    expect(res.body.status).toBe('ignored');
     expect(await row(sidValue)).toBeUndefined();
   });
 
-  it('never fetches from a host outside the allow-list: the failure is recorded, not retried', async () => {
+  it('records RecordingStatus=absent (no audio, empty RecordingUrl) as a known gap, once', async () => {
     const sidValue = `RE${hex32()}`;
-    const res = await callback(
-      fieldsFor(sidValue, { RecordingUrl: `http://localhost:1/Recordings/${sidValue}` }),
+    const callSid = `CA${hex32()}`;
+    const fields = fieldsFor(sidValue, {
+      CallSid: callSid,
+      RecordingStatus: 'absent',
+      RecordingUrl: '',
+      RecordingDuration: '0',
+    });
+    const res = await callback(fields);
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ recordingSid: sidValue, status: 'absent' });
+    const again = await callback(fields); // Twilio delivers it again: the same answer
+    expect(again.status).toBe(200);
+    expect(again.body).toEqual(res.body);
+    expect(await row(sidValue)).toMatchObject({ status: 'absent', item_id: null, attempts: 0 });
+    // Listed with the other recordings that will not be archived...
+    const list = await recordings({ status: 'absent' });
+    expect(list.status).toBe(200);
+    expect(list.body.items).toContainEqual(
+      expect.objectContaining({
+        provider: 'twilio',
+        recordingSid: sidValue,
+        callSid,
+        status: 'absent',
+        itemId: null,
+      }),
     );
-    expect(res.status).toBe(202);
-    const failed = await settled(sidValue);
-    expect(failed).toMatchObject({ status: 'failed', item_id: null, attempts: 1 });
-    expect(failed.last_error).toMatch(/localhost is not in the allow-list/);
+    // ...and in the custody trail, once.
+    const events = (await auditEvents(app, 'integration.callback')).filter(
+      (e) => (e.details as { recordingSid?: string }).recordingSid === sidValue,
+    );
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({
+      outcome: 'success',
+      details: { provider: 'twilio', callSid, recordingStatus: 'absent' },
+    });
+    expect(metric(await metrics(), 'provider_recordings{provider="twilio",status="absent"}')).toBe(
+      1,
+    );
+    // Absent with no RecordingUrl at all, too; a completed recording still needs its URL.
+    const { RecordingUrl: _omitted, ...noUrl } = fieldsFor(`RE${hex32()}`, {
+      RecordingStatus: 'absent',
+    });
+    expect((await callback(noUrl)).status).toBe(200);
+    const completedNoUrl = await callback(fieldsFor(`RE${hex32()}`, { RecordingUrl: '' }));
+    expect(completedNoUrl.status).toBe(400);
+    expect(completedNoUrl.body.code).toBe('validation_failed');
+    expect(completedNoUrl.body.detail).toMatch(/RecordingUrl/);
+    const notUrl = await callback(fieldsFor(`RE${hex32()}`, { RecordingUrl: 'not a url' }));
+    expect([notUrl.status, notUrl.body.detail]).toEqual([
+      400,
+      'Field "RecordingUrl" must be a URL.',
+    ]);
+  });
+
+  it('never fetches from a host outside the allow-list: the failure is recorded, listed and counted', async () => {
+    const sids = [`RE${hex32()}`, `RE${hex32()}`, `RE${hex32()}`];
+    for (const sidValue of sids) {
+      const res = await callback(
+        fieldsFor(sidValue, {
+          RecordingUrl: `http://localhost:1/Recordings/${sidValue}?Signature=secret`,
+        }),
+      );
+      expect(res.status).toBe(202);
+    }
+    for (const sidValue of sids) {
+      const failed = await settled(sidValue);
+      expect(failed).toMatchObject({ status: 'failed', item_id: null, attempts: 1 });
+      expect(failed.last_error).toMatch(/localhost is not in the allow-list/);
+    }
+    // Admins see them, newest first, a page at a time.
+    const first = await recordings({ status: 'failed', limit: '2' });
+    expect(first.status).toBe(200);
+    expect(first.body.items).toHaveLength(2);
+    expect(first.body.nextCursor).toEqual(expect.any(String));
+    const second = await recordings({
+      status: 'failed',
+      limit: '2',
+      cursor: first.body.nextCursor,
+    });
+    expect(second.status).toBe(200);
+    const listed = [...first.body.items, ...second.body.items];
+    expect(listed.map((r: { recordingSid: string }) => r.recordingSid)).toEqual(
+      expect.arrayContaining(sids),
+    );
+    expect(listed.map((r: { recordingSid: string }) => r.recordingSid).slice(0, 3)).toEqual(
+      [...sids].reverse(),
+    );
+    expect(new Set(listed.map((r: { recordingSid: string }) => r.recordingSid)).size).toBe(
+      listed.length,
+    );
+    const entry = listed.find((r: { recordingSid: string }) => r.recordingSid === sids[0]);
+    expect(entry).toEqual({
+      provider: 'twilio',
+      recordingSid: sids[0],
+      callSid: expect.stringMatching(/^CA[0-9a-f]{32}$/),
+      status: 'failed',
+      attempts: 1,
+      lastError: expect.stringMatching(/localhost is not in the allow-list/),
+      itemId: null,
+      durationSeconds: 12,
+      receivedAt: expect.any(String),
+      updatedAt: expect.any(String),
+    });
+    // Nothing secret: no auth token, no media URL with its credentials.
+    for (const res of [first, second]) {
+      expect(res.text).not.toContain(AUTH_TOKEN);
+      expect(res.text).not.toContain('secret');
+    }
+    // Admin only; a bad query is a 400.
+    expect((await recordings({ status: 'failed' }, app.keys.support)).status).toBe(403);
+    expect((await recordings({ status: 'failed' }, app.keys.ingest)).status).toBe(403);
+    expect((await request(app.url).get('/v1/integrations/recordings')).status).toBe(401);
+    const bad = await recordings({ status: 'lost' });
+    expect([bad.status, bad.body.code]).toEqual([400, 'validation_failed']);
+    const badCursor = await recordings({ status: 'failed', cursor: 'x' });
+    expect([badCursor.status, badCursor.body.code]).toEqual([400, 'invalid_cursor']);
+    const unknown = await recordings({ status: 'failed', sort: 'asc' });
+    expect(unknown.status).toBe(400);
+    // And Prometheus sees them.
+    const text = await metrics();
+    expect(
+      metric(text, 'provider_recording_fetches_total{provider="twilio",outcome="failed"}'),
+    ).toBe(3);
+    expect(metric(text, 'provider_recordings{provider="twilio",status="failed"}')).toBe(3);
   });
 
   it('refuses malformed SIDs', async () => {
     const res = await callback(fieldsFor('RE-not-a-sid'));
     expect(res.status).toBe(400);
     expect(res.body.code).toBe('validation_failed');
+  });
+
+  it("runs the README's Twilio snippet as written", async () => {
+    const readme = readFileSync(path.resolve(__dirname, '../../README.md'), 'utf8');
+    const block = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)]
+      .map((m) => m[1]!)
+      .find((b) => b.includes('getExpectedTwilioSignature'));
+    expect(block).toBeDefined();
+    const script = block!.replaceAll('http://127.0.0.1:8080', app.url);
+    const { stdout } = await run('sh', ['-e', '-c', script], {
+      cwd: path.resolve(__dirname, '../..'),
+      env: {
+        ...process.env,
+        TWILIO_ACCOUNT_SID: ACCOUNT,
+        TWILIO_AUTH_TOKEN: AUTH_TOKEN,
+        ADMIN: app.keys.admin.key,
+      },
+    });
+    const [posted, listed] = stdout.trim().split('\n');
+    expect(posted).toMatch(/^200 \{"recordingSid":"RE[0-9a-f]{32}","status":"absent"\}$/);
+    const sidValue = /"(RE[0-9a-f]{32})"/.exec(posted!)![1]!;
+    expect(JSON.parse(listed!).items).toContainEqual(
+      expect.objectContaining({ recordingSid: sidValue, status: 'absent' }),
+    );
   });
 });

@@ -1,18 +1,21 @@
 import type { IncomingMessage } from 'node:http';
+import type { Insertable } from 'kysely';
+import { Counter } from 'prom-client';
 import { z } from 'zod';
 import type { ApiKeyRepository } from '../../access/api-key.repository';
 import type { AppConfig } from '../../config';
 import { systemActor, type AuditLog } from '../../custody/audit.service';
-import type { Db } from '../../db/database';
+import type { Db, ProviderRecordingsTable } from '../../db/database';
 import { AppError } from '../../errors';
 import type { IngestService } from '../../ingest/ingest.service';
 import { stageRawBody } from '../../ingest/raw-upload';
 import type { JobQueue, QueuedJob } from '../../jobs/job-queue';
 import type { Logger } from '../../logger';
+import type { Metrics } from '../../metrics';
 import type { BlobStore } from '../../storage/blob-store';
 import { FetchError, type MediaFetcher } from '../media-fetcher';
 import type { ProviderRecordingRepository } from '../provider-recording.repository';
-import { validTwilioSignature } from './twilio-signature';
+import { signatureAlgorithm, validTwilioSignature, type TwilioParams } from './twilio-signature';
 
 export const TWILIO_QUEUE = 'twilio-recording-fetch';
 const PROVIDER = 'twilio';
@@ -25,7 +28,12 @@ const callbackSchema = z.object({
   AccountSid: sid('AC'),
   CallSid: sid('CA'),
   RecordingSid: sid('RE'),
-  RecordingUrl: z.string().url().max(2048),
+  // Empty (or missing) only when RecordingStatus is `absent`: checked below.
+  RecordingUrl: z
+    .string()
+    .max(2048)
+    .refine((v) => v === '' || URL.canParse(v), 'must be a URL')
+    .optional(),
   RecordingStatus: z.string().max(32),
   RecordingDuration: z.coerce
     .number()
@@ -36,9 +44,23 @@ const callbackSchema = z.object({
   RecordingChannels: z.coerce.number().int().min(1).max(8).optional(),
   RecordingSource: z.string().max(64).optional(),
   RecordingStartTime: z.string().max(64).optional(),
+  ErrorCode: z.string().max(16).optional(),
 });
 
-export type CallbackResult = { recordingSid: string; status: 'queued' | 'duplicate' | 'ignored' };
+export type CallbackResult = {
+  recordingSid: string;
+  status: 'queued' | 'duplicate' | 'ignored' | 'absent';
+};
+
+/** What the request says about its own signature: the headers Twilio sets. */
+export interface CallbackSignature {
+  /** X-Twilio-Signature */
+  signature: string | undefined;
+  /** X-Twilio-Webhooks-Signature-Settings: present when a SharedKey signed the request. */
+  settings: string | undefined;
+}
+
+type FetchOutcome = 'archived' | 'retry' | 'failed';
 
 /**
  * The Twilio recording callback adapter: verifies Twilio's signature, records each completed
@@ -61,6 +83,53 @@ export class TwilioService {
     private readonly queue?: JobQueue,
   ) {}
 
+  private fetches?: Counter<'provider' | 'outcome'>;
+
+  /** Counts this instance's fetch attempts by outcome (archived, retry, failed). */
+  registerMetrics(metrics: Metrics): void {
+    this.fetches = new Counter({
+      name: 'provider_recording_fetches_total',
+      help: 'Recording fetches run by this instance, by outcome (archived; retry: failed, tried again later; failed: given up)',
+      labelNames: ['provider', 'outcome'] as const,
+      registers: [metrics.registry],
+    });
+    for (const outcome of ['archived', 'retry', 'failed'] satisfies FetchOutcome[]) {
+      this.fetches.inc({ provider: PROVIDER, outcome }, 0);
+    }
+  }
+
+  private counted(outcome: FetchOutcome): void {
+    this.fetches?.inc({ provider: PROVIDER, outcome });
+  }
+
+  /**
+   * Checks the request as Twilio's helper library's `webhook()` does: without the settings header,
+   * the auth token and HMAC-SHA1; with it, the SharedKey's secret and the algorithm it names.
+   */
+  private verify(params: TwilioParams, sig: CallbackSignature, url: string): void {
+    const twilio = this.twilio;
+    const shared = sig.settings !== undefined;
+    const secret = shared ? twilio.sharedKeySecret : twilio.authToken;
+    if (!secret) {
+      this.logger.warn(
+        'a Twilio callback was signed with a SharedKey, and TWILIO_WEBHOOK_SHARED_KEY_SECRET is not set',
+      );
+      throw new AppError(
+        'invalid_signature',
+        'This callback was signed with a Twilio SharedKey (X-Twilio-Webhooks-Signature-Settings), whose secret this service was not given (TWILIO_WEBHOOK_SHARED_KEY_SECRET).',
+      );
+    }
+    const algorithm = signatureAlgorithm(sig.settings);
+    if (!validTwilioSignature(secret, sig.signature, url, params, algorithm)) {
+      throw new AppError(
+        'invalid_signature',
+        shared
+          ? `The X-Twilio-Signature does not match this request for the SharedKey secret and algorithm ${algorithm.slice(0, 32)}; it was not sent by Twilio with our key (check TWILIO_WEBHOOK_SHARED_KEY_SECRET, and PUBLIC_URL behind a proxy).`
+          : 'The X-Twilio-Signature does not match this request; it was not sent by Twilio with our auth token (check PUBLIC_URL behind a proxy).',
+      );
+    }
+  }
+
   private get twilio() {
     if (!this.cfg.twilio) {
       throw new AppError(
@@ -72,17 +141,12 @@ export class TwilioService {
   }
 
   async callback(
-    params: Record<string, string | string[]>,
-    signature: string | undefined,
+    params: TwilioParams,
+    signature: CallbackSignature,
     url: string,
   ): Promise<CallbackResult> {
     const twilio = this.twilio;
-    if (!validTwilioSignature(twilio.authToken, url, params, signature)) {
-      throw new AppError(
-        'forbidden',
-        'The X-Twilio-Signature does not match this request; it was not sent by Twilio with our auth token (check PUBLIC_URL behind a proxy).',
-      );
-    }
+    this.verify(params, signature, url);
     const parsed = callbackSchema.safeParse(params);
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
@@ -90,46 +154,48 @@ export class TwilioService {
     }
     const p = parsed.data;
     if (twilio.accountSid && p.AccountSid !== twilio.accountSid) {
-      throw new AppError('forbidden', 'This callback is for another Twilio account.');
+      throw new AppError(
+        'wrong_account',
+        'This callback is for another Twilio account than TWILIO_ACCOUNT_SID.',
+      );
     }
-    const actor = systemActor('twilio');
+    const startedAt = p.RecordingStartTime ? new Date(p.RecordingStartTime) : undefined;
+    const recorded = {
+      provider: PROVIDER,
+      recording_sid: p.RecordingSid,
+      call_sid: p.CallSid,
+      account_sid: p.AccountSid,
+      duration_seconds: p.RecordingDuration ?? null,
+      channels: p.RecordingChannels ?? null,
+      recording_source: p.RecordingSource ?? null,
+      started_at: startedAt && !Number.isNaN(startedAt.getTime()) ? startedAt : null,
+    };
+    if (p.RecordingStatus === 'absent') {
+      // Twilio made no recording (no audio): nothing to fetch, but the gap is on record, once.
+      await this.announce(
+        { ...recorded, media_url: null, status: 'absent' },
+        { recordingStatus: 'absent', ...(p.ErrorCode ? { errorCode: p.ErrorCode } : {}) },
+      );
+      // A redelivery gets the same answer.
+      return { recordingSid: p.RecordingSid, status: 'absent' };
+    }
     if (p.RecordingStatus !== 'completed') {
       return { recordingSid: p.RecordingSid, status: 'ignored' };
+    }
+    if (!p.RecordingUrl) {
+      throw new AppError(
+        'validation_failed',
+        'Field "RecordingUrl" is required for a completed recording.',
+        { field: 'RecordingUrl' },
+      );
     }
     if (!this.queue?.isStarted) {
       throw new AppError('not_ready', 'The job queue is not running on this instance.');
     }
-    const startedAt = p.RecordingStartTime ? new Date(p.RecordingStartTime) : undefined;
-    // The row and its audit event commit together: a redelivery never finds one without the other.
-    const fresh = await this.db.transaction().execute(async (tx) => {
-      const inserted = await this.repo.insert(tx, {
-        provider: PROVIDER,
-        recording_sid: p.RecordingSid,
-        call_sid: p.CallSid,
-        account_sid: p.AccountSid,
-        media_url: p.RecordingUrl,
-        duration_seconds: p.RecordingDuration ?? null,
-        channels: p.RecordingChannels ?? null,
-        recording_source: p.RecordingSource ?? null,
-        started_at: startedAt && !Number.isNaN(startedAt.getTime()) ? startedAt : null,
-        status: 'queued',
-      });
-      if (inserted) {
-        await this.audit.append(tx, [
-          {
-            action: 'integration.callback',
-            actor,
-            details: {
-              provider: PROVIDER,
-              recordingSid: p.RecordingSid,
-              callSid: p.CallSid,
-              mediaUrl: p.RecordingUrl,
-            },
-          },
-        ]);
-      }
-      return inserted;
-    });
+    const fresh = await this.announce(
+      { ...recorded, media_url: p.RecordingUrl, status: 'queued' },
+      { mediaUrl: p.RecordingUrl },
+    );
     // Sent again for a redelivered callback too: the queue keeps one job per recording.
     await this.queue.send(
       TWILIO_QUEUE,
@@ -139,6 +205,34 @@ export class TwilioService {
       },
     );
     return { recordingSid: p.RecordingSid, status: fresh ? 'queued' : 'duplicate' };
+  }
+
+  /**
+   * Records a recording the first time it is announced, with its audit event: both commit
+   * together, so a redelivery never finds one without the other. False for a redelivery.
+   */
+  private announce(
+    row: Insertable<ProviderRecordingsTable>,
+    details: Record<string, unknown>,
+  ): Promise<boolean> {
+    return this.db.transaction().execute(async (tx) => {
+      const inserted = await this.repo.insert(tx, row);
+      if (inserted) {
+        await this.audit.append(tx, [
+          {
+            action: 'integration.callback',
+            actor: systemActor('twilio'),
+            details: {
+              provider: PROVIDER,
+              recordingSid: row.recording_sid,
+              callSid: row.call_sid,
+              ...details,
+            },
+          },
+        ]);
+      }
+      return inserted;
+    });
   }
 
   async start(opts: { workers: boolean }): Promise<void> {
@@ -161,8 +255,11 @@ export class TwilioService {
   private async fetchJob(job: QueuedJob<{ recordingSid: string }>): Promise<void> {
     const recordingSid = String(job.data.recordingSid ?? '');
     const last = job.retryCount >= job.retryLimit;
+    // A job sent for a recording Twilio later (or first) called absent: there is nothing to fetch.
+    if ((await this.repo.find(this.db, PROVIDER, recordingSid))?.status === 'absent') return;
     try {
       await this.fetchRecording(recordingSid);
+      this.counted('archived');
     } catch (err) {
       // Twilio answering 404 (not ready yet), our key or queue missing: try again later. A
       // refused host, a video, an oversized file: recorded as failed at once.
@@ -178,6 +275,7 @@ export class TwilioService {
           ? err.message
           : 'an internal error (see the service log)';
       const final = !retryable || last;
+      this.counted(final ? 'failed' : 'retry');
       if (!(err instanceof FetchError || err instanceof AppError)) {
         this.logger.warn({ err, recordingSid }, 'Twilio recording fetch failed');
       }
@@ -206,6 +304,9 @@ export class TwilioService {
     const row = await this.repo.find(this.db, PROVIDER, recordingSid);
     if (!row) throw new AppError('not_found', `No Twilio recording ${recordingSid} was announced.`);
     if (row.status === 'archived' && row.item_id) return row.item_id;
+    if (!row.media_url) {
+      throw new AppError('not_found', `Twilio recorded no audio for ${recordingSid} (absent).`);
+    }
     const key = await this.keys.findActive(this.db, twilio.ingestKeyId);
     if (!key || key.role !== 'ingest') {
       throw new AppError(

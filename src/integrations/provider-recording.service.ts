@@ -1,0 +1,104 @@
+import { z } from 'zod';
+import type { AuditLog, RequestActor } from '../custody/audit.service';
+import type { Db } from '../db/database';
+import { AppError } from '../errors';
+import { parseWith } from '../ingest/upload-fields';
+import type { Metrics } from '../metrics';
+import type {
+  ProviderRecordingRepository,
+  ProviderRecordingRow,
+} from './provider-recording.repository';
+
+export const RECORDING_STATUSES = ['queued', 'archived', 'failed', 'absent'] as const;
+export const PROVIDERS = ['twilio'] as const;
+
+const listQuery = z
+  .object({
+    status: z.enum(RECORDING_STATUSES),
+    provider: z.enum(PROVIDERS).optional(),
+    limit: z.coerce.number().int().min(1).max(200).default(50),
+    cursor: z.string().max(40).optional(),
+  })
+  .strict();
+
+/**
+ * A recording as admins see it: what the provider announced and what became of it. Never the
+ * media URL (a provider may sign it with a token) nor any credential used to fetch it.
+ */
+export interface ProviderRecordingView {
+  provider: string;
+  recordingSid: string;
+  callSid: string | null;
+  status: ProviderRecordingRow['status'];
+  attempts: number;
+  lastError: string | null;
+  itemId: string | null;
+  durationSeconds: number | null;
+  receivedAt: string;
+  updatedAt: string;
+}
+
+const toView = (r: ProviderRecordingRow): ProviderRecordingView => ({
+  provider: r.provider,
+  recordingSid: r.recording_sid,
+  callSid: r.call_sid,
+  status: r.status,
+  attempts: r.attempts,
+  lastError: r.last_error,
+  itemId: r.item_id,
+  durationSeconds: r.duration_seconds,
+  receivedAt: new Date(r.received_at).toISOString(),
+  updatedAt: new Date(r.updated_at).toISOString(),
+});
+
+/** Recordings providers announced: the ones that failed or had no audio must not go unseen. */
+export class ProviderRecordingService {
+  constructor(
+    private readonly db: Db,
+    private readonly repo: ProviderRecordingRepository,
+    private readonly audit: AuditLog,
+  ) {}
+
+  async list(
+    actor: RequestActor,
+    query: unknown,
+  ): Promise<{ items: ProviderRecordingView[]; nextCursor: string | null }> {
+    const q = parseWith(listQuery, query);
+    if (q.cursor !== undefined && !/^[1-9]\d{0,17}$/.test(q.cursor)) {
+      throw new AppError('invalid_cursor', 'The cursor is not one this service issued.');
+    }
+    const rows = await this.repo.list(
+      this.db,
+      { status: q.status, provider: q.provider, beforeSeq: q.cursor },
+      q.limit + 1,
+    );
+    const page = rows.slice(0, q.limit);
+    await this.audit.recordRead({
+      action: 'custody.read',
+      actor,
+      details: { view: 'provider_recordings', status: q.status, count: page.length },
+    });
+    return {
+      items: page.map(toView),
+      nextCursor: rows.length > q.limit && page.length ? String(page.at(-1)!.seq) : null,
+    };
+  }
+
+  /** Recordings by status at scrape time: a failed fetch or a gap shows without a query. */
+  registerMetrics(metrics: Metrics): void {
+    metrics.gauge(
+      'provider_recordings',
+      'Recordings announced by a provider, by status (queued, archived, failed, absent: no audio)',
+      ['provider', 'status'],
+      async (set) => {
+        // Every status of every provider reported, 0 included, so an alert on failed > 0 works.
+        for (const provider of PROVIDERS) {
+          for (const status of RECORDING_STATUSES) set(0, { provider, status });
+        }
+        for (const r of await this.repo.countByStatus(this.db)) {
+          set(r.n, { provider: r.provider, status: r.status });
+        }
+      },
+    );
+  }
+}
