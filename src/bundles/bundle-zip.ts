@@ -96,3 +96,22 @@ function dosTime(at: Date): Date {
     at.getUTCSeconds(),
   );
 }
+
+/**
+ * Bytes `start`..`end` (inclusive) of a stream: those before are read and dropped, and the stream
+ * is closed (with any store read it has open) once `end` has gone out.
+ */
+export function sliceStream(source: Readable, start: number, end: number): Readable {
+  async function* slice() {
+    let at = 0;
+    // Leaving the loop early destroys `source`.
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      const from = Math.max(0, start - at);
+      const to = Math.min(chunk.length, end + 1 - at);
+      at += chunk.length;
+      if (to > from) yield chunk.subarray(from, to);
+      if (at > end) return;
+    }
+  }
+  return Readable.from(slice(), { objectMode: false });
+}
