@@ -99,9 +99,11 @@ function dosTime(at: Date): Date {
 
 /**
  * Bytes `start`..`end` (inclusive) of a stream: those before are read and dropped, and the stream
- * is closed (with any store read it has open) once `end` has gone out.
+ * is closed (with any store read it has open) once `end` has gone out. Resolves once the first
+ * byte of the slice is there, so a failure on the way to it (bytes that hash wrong) is an answer,
+ * not a connection cut.
  */
-export function sliceStream(source: Readable, start: number, end: number): Readable {
+export async function sliceStream(source: Readable, start: number, end: number): Promise<Readable> {
   async function* slice() {
     let at = 0;
     // Leaving the loop early destroys `source`.
@@ -113,5 +115,11 @@ export function sliceStream(source: Readable, start: number, end: number): Reada
       if (at > end) return;
     }
   }
-  return Readable.from(slice(), { objectMode: false });
+  const sliced = slice();
+  const first = await sliced.next();
+  async function* whole() {
+    if (!first.done) yield first.value;
+    yield* sliced;
+  }
+  return Readable.from(whole(), { objectMode: false });
 }

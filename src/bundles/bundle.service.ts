@@ -424,7 +424,7 @@ export class BundleService {
           stream.destroy();
           throw err;
         }
-        return range ? sliceStream(stream, range.start, range.end) : stream;
+        return range ? await sliceStream(stream, range.start, range.end) : stream;
       },
     };
   }
@@ -436,7 +436,10 @@ export class BundleService {
    */
   private zipStream(row: BundleRow, actor: RequestActor | Actor): Readable {
     const layout = zipLayout(row.manifest, row.texts, row.entries, (e) =>
-      this.openEntry(row.entries.find((f) => f.path === e.path)!, actor),
+      this.openEntry(
+        row.entries.find((f) => f.path === e.path)!,
+        actor,
+      ),
     );
     const { size, stream } = buildZip(layout, new Date(row.created_at), (err) =>
       this.logger.error({ err, bundleId: row.id }, 'bundle download failed mid-stream'),

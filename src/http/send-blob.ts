@@ -107,25 +107,36 @@ export async function sendRepresentation(
       `The range ${rangeHeader} is outside the ${size} bytes of this representation.`,
     );
   }
-  res.type(rep.contentType);
   const range = resolved.kind === 'partial' ? resolved.range : undefined;
+  const details = {
+    method: req.method,
+    status: range ? 206 : 200,
+    range: range ? `bytes=${range.start}-${range.end}` : null,
+  };
+  let body: Readable | undefined;
+  if (req.method === 'HEAD') await rep.check(details);
+  else {
+    try {
+      body = await rep.open(range, details);
+    } catch (err) {
+      // Refused before the first byte (bytes found damaged on the way to a range's start): the
+      // problem answer must not carry the validators of what it is not.
+      const sent = ['ETag', 'Last-Modified', 'Accept-Ranges', ...Object.keys(rep.headers)];
+      for (const name of sent.filter((n) => n !== 'Cache-Control')) res.removeHeader(name);
+      throw err;
+    }
+  }
+  res.type(rep.contentType);
   if (range) {
     res.status(206).set('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
     res.set('Content-Length', String(range.end - range.start + 1));
   } else {
     res.status(200).set('Content-Length', String(size));
   }
-  const details = {
-    method: req.method,
-    status: res.statusCode,
-    range: range ? `bytes=${range.start}-${range.end}` : null,
-  };
-  if (req.method === 'HEAD') {
-    await rep.check(details);
+  if (!body) {
     res.end();
     return;
   }
-  const body = await rep.open(range, details);
   try {
     await pipeline(body, res);
   } catch (err) {
