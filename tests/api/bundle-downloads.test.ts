@@ -214,6 +214,26 @@ describe('bundle downloads: Range, If-Range, conditions, HEAD', () => {
     expect(sha256(readFileSync(path.join(dir, 'bundle.zip')))).toBe(sha256(full));
   });
 
+  it('runs the README’s resuming commands as written: curl -C - and curl -r with If-Range', async () => {
+    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('**Resuming and caching.**'));
+    const block = /```sh\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(block).toContain('-C -');
+    expect(block).toContain('If-Range');
+    const dir = mkdtempSync(path.join(work, 'readme-'));
+    writeFileSync(path.join(dir, 'bundle.zip'), full.subarray(0, 654_321));
+    const cmd = block!
+      .replaceAll('http://127.0.0.1:8080', app.url)
+      .replaceAll('<bundle id>', bundle.id)
+      .replaceAll('<manifestSha256>', bundle.manifestSha256);
+    await run('bash', ['-e', '-c', cmd], {
+      cwd: dir,
+      env: { ...process.env, SUPPORT: app.keys.support.key },
+    });
+    expect(sha256(readFileSync(path.join(dir, 'bundle.zip')))).toBe(sha256(full));
+    expect(readFileSync(path.join(dir, 'rest.part')).equals(full.subarray(1_000_000))).toBe(true);
+  });
+
   it.each<[string, string, number, number]>([
     ['first byte', 'bytes=0-0', 0, 0],
     ['a middle part', 'bytes=1000-99999', 1000, 99999],
