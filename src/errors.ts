@@ -33,6 +33,7 @@ export type ErrorCode =
   | 'invalid_idempotency_key'
   | 'invalid_cursor'
   | 'range_not_satisfiable'
+  | 'precondition_failed'
   | 'invalid_phone_number'
   | 'not_ready'
   | 'evidence_unavailable'

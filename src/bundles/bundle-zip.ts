@@ -96,3 +96,30 @@ function dosTime(at: Date): Date {
     at.getUTCSeconds(),
   );
 }
+
+/**
+ * Bytes `start`..`end` (inclusive) of a stream: those before are read and dropped, and the stream
+ * is closed (with any store read it has open) once `end` has gone out. Resolves once the first
+ * byte of the slice is there, so a failure on the way to it (bytes that hash wrong) is an answer,
+ * not a connection cut.
+ */
+export async function sliceStream(source: Readable, start: number, end: number): Promise<Readable> {
+  async function* slice() {
+    let at = 0;
+    // Leaving the loop early destroys `source`.
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      const from = Math.max(0, start - at);
+      const to = Math.min(chunk.length, end + 1 - at);
+      at += chunk.length;
+      if (to > from) yield chunk.subarray(from, to);
+      if (at > end) return;
+    }
+  }
+  const sliced = slice();
+  const first = await sliced.next();
+  async function* whole() {
+    if (!first.done) yield first.value;
+    yield* sliced;
+  }
+  return Readable.from(whole(), { objectMode: false });
+}

@@ -1,8 +1,8 @@
 import { Router } from 'express';
-import { pipeline } from 'node:stream/promises';
 import type { ApiKeyService } from '../access/api-key.service';
 import { actorOf, audited, authenticate, requirePermission } from '../http/auth.middleware';
 import { methodNotAllowed } from '../http/method-not-allowed';
+import { sendRepresentation } from '../http/send-blob';
 import type { BundleService } from './bundle.service';
 
 export interface BundleRoutesDeps {
@@ -41,28 +41,19 @@ export function bundleRoutes(deps: BundleRoutesDeps): Router {
   router
     .route('/v1/bundles/:bundleId/content')
     .get(audited('bundle.download'), auth, requirePermission('bundle:read'), async (req, res) => {
-      const opened = await deps.bundles.open(actorOf(req), req.params.bundleId!, undefined, {
-        method: req.method,
+      const bundle = await deps.bundles.prepare(actorOf(req), req.params.bundleId!);
+      await sendRepresentation(req, res, {
+        etag: bundle.etag,
+        size: bundle.size,
+        contentType: 'application/zip',
+        lastModified: bundle.lastModified,
+        headers: {
+          'Content-Disposition': `attachment; filename="${bundle.filename}"`,
+          'Cache-Control': 'private, no-cache',
+        },
+        open: (range, details) => bundle.open(range, details),
+        check: (details) => bundle.check(details),
       });
-      res.status(200).set({
-        'Content-Type': 'application/zip',
-        'Content-Length': String(opened.size),
-        'Content-Disposition': `attachment; filename="${opened.filename}"`,
-        ETag: opened.etag,
-        'Cache-Control': 'private, no-cache',
-        'X-Content-Type-Options': 'nosniff',
-      });
-      if (req.method === 'HEAD') {
-        opened.body.destroy();
-        res.end();
-        return;
-      }
-      try {
-        await pipeline(opened.body, res);
-      } catch (err) {
-        if (res.destroyed && !res.writableFinished) return; // the client went away mid-download
-        throw err;
-      }
     })
     .all(methodNotAllowed('GET, HEAD'));
 

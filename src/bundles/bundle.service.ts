@@ -23,7 +23,7 @@ import { isItemId } from '../evidence/item-id';
 import type { SegmentCutRow, SegmentRepository, SegmentRow } from '../evidence/segment.repository';
 import { identifier, parseWith } from '../ingest/upload-fields';
 import type { Logger } from '../logger';
-import { blobKeyFor, type BlobStore } from '../storage/blob-store';
+import { blobKeyFor, type BlobStore, type ByteRange } from '../storage/blob-store';
 import {
   AUDIT,
   BUNDLE_FORMAT,
@@ -42,7 +42,7 @@ import {
   type ManifestFile,
 } from './bundle-format';
 import type { BundleRepository, BundleRow } from './bundle.repository';
-import { buildZip, zipSize, type ZipEntry } from './bundle-zip';
+import { buildZip, sliceStream, zipSize, type ZipEntry } from './bundle-zip';
 
 /** The most evidence files one bundle takes (selected, or linked to the complaint). */
 export const MAX_BUNDLE_FILES = 1000;
@@ -81,6 +81,18 @@ export interface OpenedBundle {
   size: number;
   etag: string;
   body: Readable;
+}
+
+/** A bundle checked and ready to be served whole, in part, or answered for without bytes. */
+export interface PreparedBundle {
+  filename: string;
+  size: number;
+  etag: string;
+  lastModified: Date;
+  /** Records the download, then streams the ZIP's bytes (of `range` only, when given). */
+  open(range: ByteRange | undefined, details: Record<string, unknown>): Promise<Readable>;
+  /** Records a HEAD or a 304. */
+  check(details: Record<string, unknown>): Promise<void>;
 }
 
 /** Whoever opens a bundle through a share link rather than with a key of a role. */
@@ -331,11 +343,7 @@ export class BundleService {
   }
 
   /**
-   * The bundle's ZIP, as a stream of exactly `size` bytes. The download is recorded
-   * (`bundle.download`, with the share link when `via` is given) before the stream is returned.
-   * Fails before any byte when an item was deleted since or its stored bytes are missing.
-   * `actor` is a key's holder (checked for `bundle:read`) or, for a share link, whoever the link
-   * stands for (the caller has checked the link).
+   * The bundle's ZIP, as a stream of exactly `size` bytes: prepare() and open the whole.
    */
   async open(
     actor: RequestActor | Actor,
@@ -343,6 +351,22 @@ export class BundleService {
     via?: ShareVia,
     details: Record<string, unknown> = {},
   ): Promise<OpenedBundle> {
+    const prepared = await this.prepare(actor, id, via);
+    const body = await prepared.open(undefined, details);
+    return { filename: prepared.filename, size: prepared.size, etag: prepared.etag, body };
+  }
+
+  /**
+   * A bundle that may be served, with what a download needs: its size, strong ETag (the
+   * manifest's SHA-256: the ZIP's bytes follow from the stored manifest, texts and entries) and
+   * Last-Modified. Fails before any byte (and before a 304 or a HEAD answers) when an item was
+   * deleted since, is known to be damaged, or its stored bytes are missing. Every download,
+   * `open` of a range or of the whole, HEAD or 304 (`check`), is recorded (`bundle.download`,
+   * with the share link when `via` is given) before anything is answered.
+   * `actor` is a key's holder (checked for `bundle:read`) or, for a share link, whoever the link
+   * stands for (the caller has checked the link).
+   */
+  async prepare(actor: RequestActor | Actor, id: string, via?: ShareVia): Promise<PreparedBundle> {
     if (ROLES.includes(actor.role as Role)) assertMay(actor as RequestActor, 'bundle:read');
     const row = await this.find(id);
     const deleted = await this.repo.deletedAmong(this.db, row.item_ids);
@@ -370,22 +394,8 @@ export class BundleService {
         throw unavailable;
       }
     }
-    const createdAt = new Date(row.created_at);
-    const layout = zipLayout(row.manifest, row.texts, row.entries, (e) =>
-      this.openEntry(
-        row.entries.find((f) => f.path === e.path)!,
-        actor,
-      ),
-    );
-    const { size, stream } = buildZip(layout, createdAt, (err) =>
-      this.logger.error({ err, bundleId: row.id }, 'bundle download failed mid-stream'),
-    );
-    if (size !== row.zip_bytes) {
-      stream.destroy();
-      throw new Error(`bundle ${row.id}: ZIP of ${size} bytes, ${row.zip_bytes} recorded`);
-    }
-    try {
-      await this.audit.record({
+    const record = (details: Record<string, unknown>) =>
+      this.audit.record({
         action: 'bundle.download',
         actor,
         itemIds: row.item_ids,
@@ -400,16 +410,45 @@ export class BundleService {
             : {}),
         },
       });
-    } catch (err) {
-      stream.destroy();
-      throw err;
-    }
     return {
       filename: `bundle-${safeName(row.complaint_id)}-${row.id}.zip`,
-      size,
+      size: Number(row.zip_bytes),
       etag: `"${row.manifest_sha256}"`,
-      body: stream,
+      lastModified: new Date(row.created_at),
+      check: record,
+      open: async (range, details) => {
+        const stream = this.zipStream(row, actor);
+        try {
+          await record(details);
+        } catch (err) {
+          stream.destroy();
+          throw err;
+        }
+        return range ? await sliceStream(stream, range.start, range.end) : stream;
+      },
     };
+  }
+
+  /**
+   * The ZIP, built as it streams. The bytes of every file before a range's start are still read
+   * (and hashed: damaged bytes end the download as in a whole one), only not sent: the entries'
+   * CRC-32s, which the ZIP's directory at the end needs, are not stored anywhere.
+   */
+  private zipStream(row: BundleRow, actor: RequestActor | Actor): Readable {
+    const layout = zipLayout(row.manifest, row.texts, row.entries, (e) =>
+      this.openEntry(
+        row.entries.find((f) => f.path === e.path)!,
+        actor,
+      ),
+    );
+    const { size, stream } = buildZip(layout, new Date(row.created_at), (err) =>
+      this.logger.error({ err, bundleId: row.id }, 'bundle download failed mid-stream'),
+    );
+    if (size !== Number(row.zip_bytes)) {
+      stream.destroy();
+      throw new Error(`bundle ${row.id}: ZIP of ${size} bytes, ${row.zip_bytes} recorded`);
+    }
+    return stream;
   }
 
   private async find(id: string): Promise<BundleRow> {

@@ -116,7 +116,7 @@ export function createApp(ctx: AppContext): Express {
     shareRoutes({
       keys: ctx.apiKeys,
       shareLinks: ctx.shareLinks,
-      openBundle: (actor, id, via) => ctx.bundles.open(actor, id, via),
+      prepareBundle: (actor, id, via) => ctx.bundles.prepare(actor, id, via),
     }),
   );
   app.use(

@@ -10,7 +10,8 @@ export type RangeResult =
  */
 export function resolveRange(header: string | undefined, size: number): RangeResult {
   if (!header) return { kind: 'full' };
-  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  // The range unit is case-insensitive (RFC 9110 §14.1); a list of ranges is not served partially.
+  const m = /^bytes=\s*(\d*)-(\d*)\s*$/i.exec(header.trim());
   if (!m || (m[1] === '' && m[2] === '')) return { kind: 'full' };
   const [, first, last] = m as unknown as [string, string, string];
   if (first === '') {
@@ -20,14 +21,8 @@ export function resolveRange(header: string | undefined, size: number): RangeRes
   }
   const start = Number(first);
   const end = last === '' ? Infinity : Number(last);
-  if (!Number.isSafeInteger(start) || end < start) return { kind: 'full' };
+  if (end < start) return { kind: 'full' };
+  // A first byte past the end, however many digits it has, selects nothing (§14.1.1).
   if (start >= size) return { kind: 'unsatisfiable' };
   return { kind: 'partial', range: { start, end: Math.min(end, size - 1) } };
-}
-
-/** Whether an If-None-Match header matches our strong ETag (weak comparison, RFC 9110 §13.1.2). */
-export function etagMatches(header: string | undefined, etag: string): boolean {
-  if (!header) return false;
-  if (header.trim() === '*') return true;
-  return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
 }

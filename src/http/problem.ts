@@ -32,6 +32,7 @@ export const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
   invalid_idempotency_key: { status: 400, title: 'Invalid Idempotency-Key' },
   invalid_cursor: { status: 400, title: 'Invalid cursor' },
   range_not_satisfiable: { status: 416, title: 'Range not satisfiable' },
+  precondition_failed: { status: 412, title: 'Precondition failed' },
   invalid_phone_number: { status: 400, title: 'Invalid phone number' },
   not_ready: { status: 503, title: 'Not ready' },
   evidence_unavailable: { status: 500, title: 'Stored bytes missing or damaged' },

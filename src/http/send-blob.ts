@@ -4,7 +4,8 @@ import { pipeline } from 'node:stream/promises';
 import { AppError } from '../errors';
 import { contentDisposition } from '../evidence/filename';
 import type { ByteRange } from '../storage/blob-store';
-import { etagMatches, resolveRange } from './http-range';
+import { evaluatePreconditions, httpDate } from './conditional';
+import { resolveRange } from './http-range';
 
 /** Stored bytes to answer with: an original, or a derivative of one. */
 export interface ServableBlob {
@@ -23,59 +24,119 @@ export interface ServableBlob {
 }
 
 /**
+ * Any representation we serve with ranges and conditions: a stored blob, or a bundle's ZIP. Its
+ * checks (deleted, damaged, missing bytes) have passed before it is handed here, so neither a
+ * 304 nor a range answers for bytes that may not be served.
+ */
+export interface Representation {
+  /** A strong entity tag: the same bytes whenever it is the same. */
+  etag: string;
+  size: number;
+  contentType: string;
+  /** Sent as Last-Modified, and compared with If-Range/If-(Un)Modified-Since dates. */
+  lastModified?: Date;
+  /** Further headers sent with 200, 206, 304 and HEAD alike. */
+  headers: Record<string, string>;
+  open(range: ByteRange | undefined, details: Record<string, unknown>): Promise<Readable>;
+  check(details: Record<string, unknown>): Promise<void>;
+}
+
+/**
  * Answers GET/HEAD with stored bytes: strong ETag and Repr-Digest from the SHA-256, a single Range
- * (with If-Range), If-None-Match, and headers that keep a browser from running what it is sent.
+ * (with If-Range), conditions, and headers that keep a browser from running what it is sent.
  */
 export async function sendBlob(req: Request, res: Response, blob: ServableBlob): Promise<void> {
-  const etag = `"${blob.sha256}"`;
+  await sendRepresentation(req, res, {
+    etag: `"${blob.sha256}"`,
+    size: blob.size,
+    contentType: blob.contentType,
+    headers: {
+      'Repr-Digest': `sha-256=:${Buffer.from(blob.sha256, 'hex').toString('base64')}:`,
+      'Content-Security-Policy': "default-src 'none'; sandbox",
+      'Cache-Control': blob.cacheControl ?? 'private, no-cache',
+      'Content-Disposition': contentDisposition(
+        blob.disposition ?? (req.query.disposition === 'inline' ? 'inline' : 'attachment'),
+        blob.filename,
+      ),
+    },
+    open: (range, details) => blob.open(range, details),
+    check: (details) => blob.check(details),
+  });
+}
+
+/**
+ * GET/HEAD of a representation: the preconditions of RFC 9110 §13.2.2 in their order (If-Match or
+ * If-Unmodified-Since → 412, If-None-Match or If-Modified-Since → 304, If-Range), then a single
+ * byte range (206, or 416 with an unsatisfied Content-Range) or the whole. Several ranges in one
+ * header get the whole with 200, which RFC 9110 §14.2 allows (no multipart/byteranges).
+ */
+export async function sendRepresentation(
+  req: Request,
+  res: Response,
+  rep: Representation,
+): Promise<void> {
   res.set({
-    ETag: etag,
-    'Repr-Digest': `sha-256=:${Buffer.from(blob.sha256, 'hex').toString('base64')}:`,
+    ETag: rep.etag,
     'Accept-Ranges': 'bytes',
     'X-Content-Type-Options': 'nosniff',
-    'Content-Security-Policy': "default-src 'none'; sandbox",
-    'Cache-Control': blob.cacheControl ?? 'private, no-cache',
-    'Content-Disposition': contentDisposition(
-      blob.disposition ?? (req.query.disposition === 'inline' ? 'inline' : 'attachment'),
-      blob.filename,
-    ),
+    ...(rep.lastModified ? { 'Last-Modified': httpDate(rep.lastModified) } : {}),
+    ...rep.headers,
   });
-  if (etagMatches(req.get('if-none-match'), etag)) {
-    await blob.check({ method: req.method, status: 304 });
+  const pre = evaluatePreconditions((name) => req.get(name), rep);
+  if (pre.kind === 'failed') {
+    throw new AppError(
+      'precondition_failed',
+      pre.header === 'If-Match'
+        ? `If-Match does not name this representation, whose entity tag is ${rep.etag}.`
+        : 'The representation was modified after the If-Unmodified-Since date.',
+    );
+  }
+  if (pre.kind === 'not_modified') {
+    await rep.check({ method: req.method, status: 304 });
     res.status(304).end();
     return;
   }
   // If-Range: a range only applies to the representation the client already has part of.
-  const ifRange = req.get('if-range');
-  const rangeHeader = ifRange === undefined || ifRange === etag ? req.get('range') : undefined;
-  const size = blob.size;
+  const rangeHeader = pre.honourRange ? req.get('range') : undefined;
+  const size = rep.size;
   const resolved = resolveRange(rangeHeader, size);
   if (resolved.kind === 'unsatisfiable') {
     res.set('Content-Range', `bytes */${size}`);
     throw new AppError(
       'range_not_satisfiable',
-      `The range ${rangeHeader} is outside the ${size} bytes of this item.`,
+      `The range ${rangeHeader} is outside the ${size} bytes of this representation.`,
     );
   }
-  res.type(blob.contentType);
   const range = resolved.kind === 'partial' ? resolved.range : undefined;
+  const details = {
+    method: req.method,
+    status: range ? 206 : 200,
+    range: range ? `bytes=${range.start}-${range.end}` : null,
+  };
+  let body: Readable | undefined;
+  if (req.method === 'HEAD') await rep.check(details);
+  else {
+    try {
+      body = await rep.open(range, details);
+    } catch (err) {
+      // Refused before the first byte (bytes found damaged on the way to a range's start): the
+      // problem answer must not carry the validators of what it is not.
+      const sent = ['ETag', 'Last-Modified', 'Accept-Ranges', ...Object.keys(rep.headers)];
+      for (const name of sent.filter((n) => n !== 'Cache-Control')) res.removeHeader(name);
+      throw err;
+    }
+  }
+  res.type(rep.contentType);
   if (range) {
     res.status(206).set('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
     res.set('Content-Length', String(range.end - range.start + 1));
   } else {
     res.status(200).set('Content-Length', String(size));
   }
-  const details = {
-    method: req.method,
-    status: res.statusCode,
-    range: range ? `bytes=${range.start}-${range.end}` : null,
-  };
-  if (req.method === 'HEAD') {
-    await blob.check(details);
+  if (!body) {
     res.end();
     return;
   }
-  const body = await blob.open(range, details);
   try {
     await pipeline(body, res);
   } catch (err) {

@@ -1,5 +1,3 @@
-import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { Router, type Request, type Response } from 'express';
 import type { ApiKeyService } from '../access/api-key.service';
 import { AppError } from '../errors';
@@ -7,17 +5,18 @@ import { cutFilename } from '../evidence/segments';
 import type { ShareLinkService } from '../share/share-link.service';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
 import { methodNotAllowed } from './method-not-allowed';
-import { sendBlob } from './send-blob';
+import { sendBlob, sendRepresentation } from './send-blob';
+import type { PreparedBundle } from '../bundles/bundle.service';
 
 export interface ShareRoutesDeps {
   keys: ApiKeyService;
   shareLinks: ShareLinkService;
-  /** Streams a bundle for a link (the bundle service); absent, bundle links answer 404. */
-  openBundle?: (
+  /** Prepares a bundle for a link (the bundle service); absent, bundle links answer 404. */
+  prepareBundle?: (
     actor: Parameters<ShareLinkService['recordUse']>[1],
     bundleId: string,
     via: { shareLinkId: string; clientAddress?: string },
-  ) => Promise<{ filename: string; size: number; etag: string; body: Readable }>;
+  ) => Promise<PreparedBundle>;
 }
 
 /**
@@ -108,30 +107,23 @@ async function openLink(req: Request, res: Response, deps: ShareRoutesDeps): Pro
   // From here on, a refusal (a range, a bundle whose item went) is recorded under the link.
   res.locals.auditAttempt = { ...res.locals.auditAttempt, details: { shareLinkId: link.id } };
   if (content.type === 'bundle') {
-    if (!deps.openBundle) throw new AppError('not_found', 'No such link.');
+    if (!deps.prepareBundle) throw new AppError('not_found', 'No such link.');
     await deps.shareLinks.recordUse(link, actor, { method: req.method });
-    const bundle = await deps.openBundle(actor, content.bundleId, {
+    const bundle = await deps.prepareBundle(actor, content.bundleId, {
       shareLinkId: link.id,
       clientAddress: req.ip,
     });
-    res.set({
-      'Content-Type': 'application/zip',
-      'Content-Length': String(bundle.size),
-      'Content-Disposition': `attachment; filename="${bundle.filename.replace(/[^A-Za-z0-9._-]/g, '_')}"`,
-      ETag: bundle.etag,
-      'X-Content-Type-Options': 'nosniff',
+    await sendRepresentation(req, res, {
+      etag: bundle.etag,
+      size: bundle.size,
+      contentType: 'application/zip',
+      lastModified: bundle.lastModified,
+      headers: {
+        'Content-Disposition': `attachment; filename="${bundle.filename.replace(/[^A-Za-z0-9._-]/g, '_')}"`,
+      },
+      open: (range, details) => bundle.open(range, details),
+      check: (details) => bundle.check(details),
     });
-    if (req.method === 'HEAD') {
-      bundle.body.destroy();
-      res.end();
-      return;
-    }
-    try {
-      await pipeline(bundle.body, res);
-    } catch (err) {
-      if (res.destroyed && !res.writableFinished) return; // the client went away mid-download
-      throw err;
-    }
     return;
   }
   const item = content.item;
