@@ -106,14 +106,19 @@ export async function recordFailedAttempt(
 }
 
 /**
- * No valid key (401 before any key was accepted), or a share link that did not open (404, 410).
- * Never a failure of the service's own (an outage while checking a key or resolving a link, 503,
- * 507, any 5xx): that is answered as it is, and not counted against the client.
+ * No valid key (401 before any key was accepted), a share link that did not open (404, 410), or
+ * a provider callback whose signature does not match (403 invalid_signature: a forged flood must
+ * not chain an event per request either). Never a failure of the service's own (an outage while
+ * checking a key or resolving a link, 503, 507, any 5xx): that is answered as it is, and not
+ * counted against the client.
  */
 function isStrangerRefusal(req: Request, res: Response, err: AppError): boolean {
   const { status } = PROBLEMS[err.code];
   if (status >= 500) return false;
-  return (!req.principal && status === 401) || res.locals.shareLinkRefused === true;
+  return (
+    (!req.principal && (status === 401 || err.code === 'invalid_signature')) ||
+    res.locals.shareLinkRefused === true
+  );
 }
 
 /**

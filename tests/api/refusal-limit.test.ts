@@ -44,6 +44,10 @@ describe('refusals from strangers are rate-limited and counted, not chained one 
       TRUST_PROXY: 'loopback',
       REFUSAL_LIMIT_PER_MINUTE: String(LIMIT),
       REFUSAL_LIMIT_MAX_ADDRESSES: '50',
+      // Callbacks are checked for their signature before any key is looked at.
+      TWILIO_AUTH_TOKEN: 'refusal-limit-auth-token-0123456789',
+      TWILIO_ACCOUNT_SID: `AC${'2'.repeat(32)}`,
+      TWILIO_INGEST_KEY_ID: 'twilio-unused',
     });
     const res = await upload(
       app.url,
@@ -160,6 +164,28 @@ describe('refusals from strangers are rate-limited and counted, not chained one 
     const real = await request(app.url).get(made.body.url).set('X-Forwarded-For', ip);
     expect(real.status).toBe(200);
     await expectBounded(ip, responses, 404);
+  });
+
+  it('300 forged Twilio callbacks: 429 past the limit, a bounded trail', async () => {
+    const ip = '198.51.100.10';
+    const responses = await flood(FLOOD, (i) =>
+      request(app.url)
+        .post('/v1/integrations/twilio/recording')
+        .set('X-Forwarded-For', ip)
+        .set('X-Twilio-Signature', randomBytes(20).toString('base64'))
+        .type('form')
+        .send({
+          AccountSid: `AC${'2'.repeat(32)}`,
+          CallSid: `CA${randomBytes(16).toString('hex')}`,
+          RecordingSid: `RE${randomBytes(16).toString('hex')}`,
+          RecordingStatus: 'completed',
+          RecordingUrl: `https://api.twilio.com/recordings/${i}`,
+        }),
+    );
+    for (const r of responses.filter((res) => res.status === 403)) {
+      expect(r.body.code).toBe('invalid_signature');
+    }
+    await expectBounded(ip, responses, 403);
   });
 
   it('a real link that fails for the service’s own reasons (damaged evidence, 500) is never counted or 429', async () => {
