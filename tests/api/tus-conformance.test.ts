@@ -282,6 +282,15 @@ describe.each(DRIVERS)('tus 1.0 conformance, by hand, on %s', (driver) => {
     expect(expectProblem(badMeta, 400, 'invalid_tus_header')).toMatchObject({
       header: 'upload-metadata',
     });
+    // tus 1.0: all keys MUST be unique.
+    const twice = await send(app, 'POST', '/v1/uploads', {
+      ...tus,
+      'Upload-Length': '10',
+      'Upload-Metadata': `${meta},name ${b64('a.mp4')},name ${b64('b.mp4')}`,
+    });
+    expect(expectProblem(twice, 400, 'invalid_tus_header')).toMatchObject({
+      header: 'upload-metadata',
+    });
     expectProblem(
       await send(app, 'POST', '/v1/uploads', {
         ...tus,
@@ -457,6 +466,25 @@ describe.each(DRIVERS)('tus 1.0 conformance, by hand, on %s', (driver) => {
       .where('id', '=', id)
       .execute();
     expect((await send(app, 'HEAD', url, tus)).status).toBe(410);
+    // To another key it never existed: 404, not 410.
+    const other = { ...bearer(app.keys.ingest2), 'Tus-Resumable': '1.0.0' };
+    expect((await send(app, 'HEAD', url, other)).status).toBe(404);
+    expectProblem(
+      await send(
+        app,
+        'POST',
+        url,
+        {
+          ...other,
+          'X-HTTP-Method-Override': 'PATCH',
+          'Upload-Offset': '0',
+          'Content-Type': OCTETS,
+        },
+        clip.subarray(0, 10),
+      ),
+      404,
+      'not_found',
+    );
     expectProblem(
       await send(
         app,
