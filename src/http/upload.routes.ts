@@ -200,6 +200,11 @@ export function uploadRoutes(deps: UploadRoutesDeps): Router {
   const guarded = [audited('evidence.create'), auth, requirePermission('evidence:create'), handle];
 
   const router = Router();
+  // tus 1.0: in every response but OPTIONS's, refusals by the key check and 405s too.
+  router.use(PATH, (_req, res, next) => {
+    res.setHeader('Tus-Resumable', TUS_RESUMABLE);
+    next();
+  });
   router
     .route(PATH)
     .options(handle) // capability discovery and CORS preflight: no key, nothing revealed

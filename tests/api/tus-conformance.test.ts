@@ -210,6 +210,10 @@ describe.each(DRIVERS)('tus 1.0 conformance, by hand, on %s', (driver) => {
       'Upload-Metadata': meta,
     });
     expectProblem(missing, 412, 'tus_resumable_required');
+    // Every answer but OPTIONS's carries Tus-Resumable, a refusal of the key too.
+    const noKey = await send(app, 'POST', '/v1/uploads', { 'Tus-Resumable': '1.0.0' });
+    expectProblem(noKey, 401, 'unauthorized');
+    expect(noKey.headers['tus-resumable']).toBe('1.0.0');
     expect(missing.headers['tus-version']).toBe('1.0.0');
     // The same on an existing upload: not processed.
     const url = (await create()).headers.location!;
@@ -421,7 +425,9 @@ describe.each(DRIVERS)('tus 1.0 conformance, by hand, on %s', (driver) => {
     const del = await send(app, 'DELETE', url, tus);
     expect(del.status).toBe(204);
     expect(del.headers['tus-resumable']).toBe('1.0.0');
-    expect((await send(app, 'HEAD', url, tus)).status).toBe(404);
+    const gone = await send(app, 'HEAD', url, tus);
+    expect(gone.status).toBe(404);
+    expect(gone.headers['upload-offset']).toBeUndefined();
     expectProblem(
       await send(
         app,
