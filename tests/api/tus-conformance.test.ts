@@ -84,6 +84,15 @@ describe.each(DRIVERS)('tus 1.0 conformance, by hand, on %s', (driver) => {
     expect(res.status).toBe(201);
     return res;
   };
+  /** creation-with-upload: these bytes in the creating request, of an upload of `length`. */
+  const createWith = (bytes: Buffer, length: string | number = clip.length) =>
+    send(
+      app,
+      'POST',
+      '/v1/uploads',
+      { ...tus, 'Upload-Length': String(length), 'Upload-Metadata': meta, 'Content-Type': OCTETS },
+      bytes,
+    );
   const uploadRows = async () =>
     (await app.ctx.db.selectFrom('resumable_uploads').select('id').execute()).length;
 
@@ -154,36 +163,14 @@ describe.each(DRIVERS)('tus 1.0 conformance, by hand, on %s', (driver) => {
   });
 
   it('creation-with-upload: part of the file (Upload-Offset, Upload-Expires) or all of it (archived at once)', async () => {
-    const part = await send(
-      app,
-      'POST',
-      '/v1/uploads',
-      {
-        ...tus,
-        'Upload-Length': String(clip.length),
-        'Upload-Metadata': meta,
-        'Content-Type': OCTETS,
-      },
-      clip.subarray(0, 5000),
-    );
+    const part = await createWith(clip.subarray(0, 5000));
     expect(part.status).toBe(201);
     expect(part.headers['upload-offset']).toBe('5000');
     expect(part.headers['upload-expires']).toBeDefined();
     expect((await send(app, 'DELETE', part.headers.location!, tus)).status).toBe(204);
 
     const other = fakeMedia('mp4', 20_000);
-    const whole = await send(
-      app,
-      'POST',
-      '/v1/uploads',
-      {
-        ...tus,
-        'Upload-Length': String(other.length),
-        'Upload-Metadata': meta,
-        'Content-Type': OCTETS,
-      },
-      other,
-    );
+    const whole = await createWith(other, other.length);
     expect(whole.status).toBe(201);
     expect(whole.headers['upload-offset']).toBe(String(other.length));
     expect(whole.headers['evidence-item-status']).toBe('created');
@@ -323,13 +310,7 @@ describe.each(DRIVERS)('tus 1.0 conformance, by hand, on %s', (driver) => {
       'tus_extension_unsupported',
     );
     // More bytes than Upload-Length: 413, nothing kept.
-    const over = await send(
-      app,
-      'POST',
-      '/v1/uploads',
-      { ...tus, 'Upload-Length': '5000', 'Upload-Metadata': meta, 'Content-Type': OCTETS },
-      clip.subarray(0, 6000),
-    );
+    const over = await createWith(clip.subarray(0, 6000), 5000);
     expectProblem(over, 413, 'upload_length_exceeded');
   });
 
@@ -397,18 +378,7 @@ describe.each(DRIVERS)('tus 1.0 conformance, by hand, on %s', (driver) => {
   });
 
   it('termination: DELETE is 204, then the upload is gone (404) and its bytes too', async () => {
-    const created = await send(
-      app,
-      'POST',
-      '/v1/uploads',
-      {
-        ...tus,
-        'Upload-Length': String(clip.length),
-        'Upload-Metadata': meta,
-        'Content-Type': OCTETS,
-      },
-      clip.subarray(0, 10_000),
-    );
+    const created = await createWith(clip.subarray(0, 10_000));
     const url = created.headers.location!;
     // Another key's DELETE: as if there were no such upload; an unknown id says the same.
     const foreign = await send(app, 'DELETE', url, {
@@ -442,18 +412,7 @@ describe.each(DRIVERS)('tus 1.0 conformance, by hand, on %s', (driver) => {
     expectProblem(await send(app, 'DELETE', url, tus), 404, 'not_found');
     // A finished upload is evidence now: not terminated.
     const small = fakeMedia('mp4', 8000);
-    const done = await send(
-      app,
-      'POST',
-      '/v1/uploads',
-      {
-        ...tus,
-        'Upload-Length': String(small.length),
-        'Upload-Metadata': meta,
-        'Content-Type': OCTETS,
-      },
-      small,
-    );
+    const done = await createWith(small, small.length);
     expectProblem(await send(app, 'DELETE', done.headers.location!, tus), 409, 'upload_complete');
     await settledStaging(app);
     const keys = await storedKeys(app);

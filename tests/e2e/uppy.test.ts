@@ -1,7 +1,7 @@
-import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { build } from 'esbuild';
 import type { Browser, Page } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_FLAGS, haveBrowser } from '../support/chromium';
 import { bearer, startTestApp, type TestApp } from '../support/harness';
 import { fakeMedia, sha256 } from '../support/media';
 import { readmeShows } from '../support/readme';
@@ -12,19 +12,9 @@ import { readmeShows } from '../support/readme';
  * against the real service. The page is served at the service's own origin (playwright answers
  * its two made-up paths), so this needs no CORS.
  */
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const EXAMPLE = path.resolve(__dirname, '..', '..', 'examples', 'uppy', 'upload.js');
 const PAGE = '/__uppy-example';
 
-const haveBrowser = existsSync(CHROMIUM);
 if (!haveBrowser && !process.env.CI) {
   console.warn(
     `tests/e2e/uppy.test.ts skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH). In CI this fails instead.`,
