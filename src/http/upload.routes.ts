@@ -65,7 +65,7 @@ const TUS_PROBLEMS = new Map<unknown, { code: ErrorCode; detail: string }>([
     ERRORS.ERR_SIZE_EXCEEDED,
     {
       code: 'upload_length_exceeded',
-      detail: 'More bytes than Upload-Length were sent; the upload was discarded.',
+      detail: "More bytes than Upload-Length were sent; none of this request's bytes were kept.",
     },
   ],
   [
@@ -117,6 +117,18 @@ const TUS_PROBLEMS = new Map<unknown, { code: ErrorCode; detail: string }>([
   ],
 ]);
 
+/** One of tus's protocol errors as the archive's problem; undefined for anything else. */
+function tusProblem(err: unknown): AppError | undefined {
+  const known = TUS_PROBLEMS.get(err);
+  if (known) return new AppError(known.code, known.detail);
+  // A body longer than the rest of the upload, sent without Content-Length, is stopped by
+  // @tus/utils' StreamLimiter with an error class of its own (not exported): a 413.
+  if (err instanceof Error && (err as { status_code?: unknown }).status_code === 413) {
+    return tusProblem(ERRORS.ERR_SIZE_EXCEEDED);
+  }
+  return undefined;
+}
+
 /** The methods a POST may carry in X-HTTP-Method-Override (tus 1.0: the server MUST honour it). */
 const OVERRIDABLE = new Set(['PATCH', 'HEAD', 'DELETE']);
 
@@ -164,13 +176,7 @@ export function uploadRoutes(deps: UploadRoutesDeps): Router {
     onResponseError: async (req, res, reported) => {
       const id = /\/v1\/uploads\/([^/?]+)/.exec(req.url ?? '')?.[1];
       const err = (id && uploads.takeRefusal(decodeURIComponent(id))) || reported;
-      const protocol = TUS_PROBLEMS.get(err);
-      const known =
-        err instanceof AppError
-          ? err
-          : protocol
-            ? new AppError(protocol.code, protocol.detail)
-            : outageError(err);
+      const known = err instanceof AppError ? err : (tusProblem(err) ?? outageError(err));
       const code = known?.code ?? 'internal_error';
       const { status } = PROBLEMS[code];
       const request = req as Request;
@@ -257,7 +263,6 @@ const creationOnly: RequestHandler = (req, res, next) => {
  * is missing) and Upload-Offset.
  */
 function checkTusHeaders(req: Request, res: Response): void {
-  res.setHeader('Tus-Resumable', TUS_RESUMABLE);
   const version = req.headers['tus-resumable'];
   if (version !== TUS_RESUMABLE) {
     res.setHeader('Tus-Version', TUS_VERSION.join(','));
@@ -273,15 +278,10 @@ function checkTusHeaders(req: Request, res: Response): void {
         );
   }
   if (req.method === 'PATCH') {
-    if (req.headers['upload-offset'] === undefined) {
-      throw new AppError('upload_offset_required', 'A PATCH needs Upload-Offset.');
-    }
+    if (req.headers['upload-offset'] === undefined) throw tusProblem(ERRORS.MISSING_OFFSET);
     const type = req.headers['content-type'];
     if (type === undefined || !validateHeader('content-type', type)) {
-      throw new AppError(
-        'upload_content_type_required',
-        'A PATCH needs Content-Type: application/offset+octet-stream.',
-      );
+      throw tusProblem(ERRORS.INVALID_CONTENT_TYPE);
     }
   }
   for (const [name, value] of Object.entries(req.headers)) {

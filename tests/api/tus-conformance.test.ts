@@ -312,6 +312,20 @@ describe.each(DRIVERS)('tus 1.0 conformance, by hand, on %s', (driver) => {
     // More bytes than Upload-Length: 413, nothing kept.
     const over = await createWith(clip.subarray(0, 6000), 5000);
     expectProblem(over, 413, 'upload_length_exceeded');
+    // The same in a PATCH, with Content-Length and without (chunked): nothing of it counts.
+    const url = (await create(5000)).headers.location!;
+    for (const framing of [{}, { 'Transfer-Encoding': 'chunked' }] as Record<string, string>[]) {
+      const res = await send(
+        app,
+        'PATCH',
+        url,
+        { ...tus, 'Upload-Offset': '0', 'Content-Type': OCTETS, ...framing },
+        clip.subarray(0, 6000),
+      );
+      expectProblem(res, 413, 'upload_length_exceeded');
+      expect((await send(app, 'HEAD', url, tus)).headers['upload-offset']).toBe('0');
+    }
+    await send(app, 'DELETE', url, tus);
   });
 
   it('X-HTTP-Method-Override on a POST is honoured for PATCH, HEAD and DELETE, and only there', async () => {
