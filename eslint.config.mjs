@@ -21,6 +21,19 @@ export default tseslint.config(
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
   {
+    // The integration examples the README shows (and tests run): a browser page's module, whose
+    // page defines the archive's URL and key, and Node scripts.
+    files: ['examples/**/*.js', 'examples/**/*.mjs'],
+    languageOptions: {
+      globals: {
+        console: 'readonly',
+        document: 'readonly',
+        EVIDENCE_URL: 'readonly',
+        INGEST_KEY: 'readonly',
+      },
+    },
+  },
+  {
     // Migrations are frozen in time and typed Kysely<any>, as Kysely's migration docs advise.
     files: ['migrations/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },

@@ -56,7 +56,19 @@ export type ErrorCode =
   | 'dependency_unavailable'
   | 'insufficient_storage'
   | 'internal_error'
-  | 'evidence_damaged';
+  | 'evidence_damaged'
+  | 'tus_resumable_required'
+  | 'tus_version_unsupported'
+  | 'tus_extension_unsupported'
+  | 'invalid_tus_header'
+  | 'upload_length_required'
+  | 'upload_offset_required'
+  | 'upload_content_type_required'
+  | 'upload_offset_conflict'
+  | 'upload_length_exceeded'
+  | 'upload_expired'
+  | 'upload_complete'
+  | 'upload_busy';
 
 export class AppError extends Error {
   constructor(

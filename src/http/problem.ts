@@ -56,6 +56,22 @@ export const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
   dependency_unavailable: { status: 503, title: 'A dependency is unavailable; retry later' },
   insufficient_storage: { status: 507, title: 'No storage space left' },
   evidence_damaged: { status: 500, title: 'Stored bytes damaged' },
+  // The tus protocol's own refusals (/v1/uploads), with the statuses tus 1.0 names.
+  tus_resumable_required: { status: 412, title: 'Tus-Resumable header required' },
+  tus_version_unsupported: { status: 412, title: 'tus version not supported' },
+  tus_extension_unsupported: { status: 501, title: 'tus extension not supported' },
+  invalid_tus_header: { status: 400, title: 'Malformed tus header' },
+  upload_length_required: { status: 400, title: 'Upload-Length required' },
+  upload_offset_required: { status: 400, title: 'Upload-Offset required' },
+  upload_content_type_required: {
+    status: 415,
+    title: 'PATCH needs Content-Type: application/offset+octet-stream',
+  },
+  upload_offset_conflict: { status: 409, title: "Upload-Offset is not the upload's offset" },
+  upload_length_exceeded: { status: 413, title: 'More bytes than Upload-Length' },
+  upload_expired: { status: 410, title: 'Upload expired' },
+  upload_complete: { status: 409, title: 'Upload complete: its bytes are evidence now' },
+  upload_busy: { status: 409, title: 'Another request is writing this upload' },
 };
 
 export type ProblemCode = keyof typeof PROBLEMS;

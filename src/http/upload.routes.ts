@@ -1,10 +1,13 @@
 import type { ServerResponse } from 'node:http';
 import { Server } from '@tus/server';
-import type { Upload } from '@tus/utils';
+// The checks tus applies to every request before its handlers (and answers in plain text): run
+// here first, so that a refusal is a problem like every other.
+import { validateHeader } from '@tus/server/dist/validators/HeaderValidator';
+import { ERRORS, TUS_RESUMABLE, TUS_VERSION, type Upload } from '@tus/utils';
 import { Router, type Request, type RequestHandler, type Response } from 'express';
 import type { ApiKeyService } from '../access/api-key.service';
 import type { AuditLog } from '../custody/audit.service';
-import { AppError, outageError } from '../errors';
+import { AppError, outageError, type ErrorCode } from '../errors';
 import { assertAcceptableFilename } from '../evidence/filename';
 import { parseSegments } from '../evidence/segments';
 import type { IngestResult } from '../ingest/ingest.service';
@@ -29,6 +32,105 @@ export interface UploadRoutesDeps {
 }
 
 const PATH = '/v1/uploads';
+
+/**
+ * tus's protocol errors (thrown as these very objects) as the archive's problems, with the status
+ * tus 1.0 names where @tus/server's differs (a missing Content-Type or Upload-Offset is its 403).
+ */
+const TUS_PROBLEMS = new Map<unknown, { code: ErrorCode; detail: string }>([
+  [ERRORS.FILE_NOT_FOUND, { code: 'not_found', detail: 'No such upload for this key.' }],
+  [
+    ERRORS.MISSING_OFFSET,
+    { code: 'upload_offset_required', detail: 'A PATCH needs Upload-Offset.' },
+  ],
+  [
+    ERRORS.INVALID_CONTENT_TYPE,
+    {
+      code: 'upload_content_type_required',
+      detail: 'A PATCH needs Content-Type: application/offset+octet-stream.',
+    },
+  ],
+  [
+    ERRORS.INVALID_OFFSET,
+    {
+      code: 'upload_offset_conflict',
+      detail: "Upload-Offset is not the upload's offset; ask with HEAD and send from there.",
+    },
+  ],
+  [
+    ERRORS.FILE_NO_LONGER_EXISTS,
+    { code: 'upload_expired', detail: 'The upload expired; start a new one.' },
+  ],
+  [
+    ERRORS.ERR_SIZE_EXCEEDED,
+    {
+      code: 'upload_length_exceeded',
+      detail: "More bytes than Upload-Length were sent; none of this request's bytes were kept.",
+    },
+  ],
+  [
+    ERRORS.ERR_MAX_SIZE_EXCEEDED,
+    { code: 'file_too_large', detail: 'Upload-Length is over Tus-Max-Size.' },
+  ],
+  [
+    ERRORS.INVALID_LENGTH,
+    { code: 'upload_length_required', detail: 'Creating an upload needs Upload-Length.' },
+  ],
+  [
+    ERRORS.INVALID_METADATA,
+    {
+      code: 'invalid_tus_header',
+      detail: 'Upload-Metadata is not comma-separated "key base64" pairs.',
+    },
+  ],
+  [
+    ERRORS.INVALID_TERMINATION,
+    {
+      code: 'upload_complete',
+      detail: 'The upload is complete and archived: its bytes are evidence now.',
+    },
+  ],
+  [
+    ERRORS.UNSUPPORTED_CREATION_DEFER_LENGTH_EXTENSION,
+    {
+      code: 'tus_extension_unsupported',
+      detail: 'creation-defer-length is not supported: send Upload-Length.',
+    },
+  ],
+  [
+    ERRORS.UNSUPPORTED_CONCATENATION_EXTENSION,
+    {
+      code: 'tus_extension_unsupported',
+      detail: 'concatenation is not supported: disable parallel uploads in the client.',
+    },
+  ],
+  [
+    ERRORS.ABORTED,
+    { code: 'upload_aborted', detail: 'Another request for this upload took it over.' },
+  ],
+  [
+    ERRORS.ERR_LOCK_TIMEOUT,
+    {
+      code: 'upload_busy',
+      detail: 'Another request is still writing this upload; retry in a moment.',
+    },
+  ],
+]);
+
+/** One of tus's protocol errors as the archive's problem; undefined for anything else. */
+function tusProblem(err: unknown): AppError | undefined {
+  const known = TUS_PROBLEMS.get(err);
+  if (known) return new AppError(known.code, known.detail);
+  // A body longer than the rest of the upload, sent without Content-Length, is stopped by
+  // @tus/utils' StreamLimiter with an error class of its own (not exported): a 413.
+  if (err instanceof Error && (err as { status_code?: unknown }).status_code === 413) {
+    return tusProblem(ERRORS.ERR_SIZE_EXCEEDED);
+  }
+  return undefined;
+}
+
+/** The methods a POST may carry in X-HTTP-Method-Override (tus 1.0: the server MUST honour it). */
+const OVERRIDABLE = new Set(['PATCH', 'HEAD', 'DELETE']);
 
 /**
  * Resumable uploads (tus 1.0: creation, creation-with-upload, termination, expiration) for
@@ -74,12 +176,13 @@ export function uploadRoutes(deps: UploadRoutesDeps): Router {
     onResponseError: async (req, res, reported) => {
       const id = /\/v1\/uploads\/([^/?]+)/.exec(req.url ?? '')?.[1];
       const err = (id && uploads.takeRefusal(decodeURIComponent(id))) || reported;
-      if (!(err instanceof AppError) && !isUnexpected(err)) return undefined; // tus's own answers
-      const known = err instanceof AppError ? err : outageError(err);
+      const known = err instanceof AppError ? err : (tusProblem(err) ?? outageError(err));
       const code = known?.code ?? 'internal_error';
       const { status } = PROBLEMS[code];
       const request = req as Request;
-      if (status >= 500) deps.logger.error({ err, reqId: request.id }, 'upload request failed');
+      if (status >= 500 && code !== 'tus_extension_unsupported') {
+        deps.logger.error({ err, reqId: request.id }, 'upload request failed');
+      }
       await recordFailedAttempt(deps.audit, request, res as unknown as Response, status, code);
       res.setHeader('Content-Type', 'application/problem+json');
       const retryAfter = retryAfterFor(code);
@@ -94,17 +197,24 @@ export function uploadRoutes(deps: UploadRoutesDeps): Router {
 
   const auth = authenticate(deps.keys);
   const handle: RequestHandler = async (req, res) => {
-    // Methods are what the route says: no overriding a POST into a DELETE.
+    // Methods are what the route says (a POST's override was taken by `overridden`): an OPTIONS,
+    // which needs no key, never becomes anything else.
     delete req.headers['x-http-method-override'];
+    if (req.method !== 'OPTIONS') checkTusHeaders(req, res);
     await tus.handle(req, res);
   };
   const guarded = [audited('evidence.create'), auth, requirePermission('evidence:create'), handle];
 
   const router = Router();
+  // tus 1.0: in every response but OPTIONS's, refusals by the key check and 405s too.
+  router.use(PATH, (_req, res, next) => {
+    res.setHeader('Tus-Resumable', TUS_RESUMABLE);
+    next();
+  });
   router
     .route(PATH)
     .options(handle) // capability discovery and CORS preflight: no key, nothing revealed
-    .post(...guarded)
+    .post(creationOnly, ...guarded)
     .all(methodNotAllowed('POST, OPTIONS'));
   router
     .route(`${PATH}/:uploadId`)
@@ -112,8 +222,76 @@ export function uploadRoutes(deps: UploadRoutesDeps): Router {
     .head(...guarded)
     .patch(...guarded)
     .delete(...guarded)
-    .all(methodNotAllowed('HEAD, PATCH, DELETE, OPTIONS'));
+    .post(overridden, ...guarded)
+    .all(methodNotAllowed(UPLOAD_METHODS));
   return router;
+}
+
+const UPLOAD_METHODS = 'HEAD, PATCH, DELETE, OPTIONS';
+
+/** A POST to an upload is a PATCH, HEAD or DELETE named by X-HTTP-Method-Override, or nothing. */
+const overridden: RequestHandler = (req, res, next) => {
+  const wanted = req.get('x-http-method-override')?.trim().toUpperCase();
+  if (!wanted || !OVERRIDABLE.has(wanted)) {
+    res.set('Allow', UPLOAD_METHODS);
+    throw new AppError(
+      'method_not_allowed',
+      `Allowed methods: ${UPLOAD_METHODS}; a POST only with X-HTTP-Method-Override: PATCH, HEAD or DELETE.`,
+    );
+  }
+  req.method = wanted;
+  next();
+};
+
+/** A POST to the collection creates an upload: it is never overridden into another method. */
+const creationOnly: RequestHandler = (req, res, next) => {
+  const wanted = req.get('x-http-method-override')?.trim().toUpperCase();
+  if (wanted && wanted !== 'POST') {
+    res.set('Allow', 'POST, OPTIONS');
+    throw new AppError(
+      'method_not_allowed',
+      `X-HTTP-Method-Override: ${wanted.slice(0, 20)} has no meaning on ${PATH}; its methods are POST and OPTIONS.`,
+    );
+  }
+  next();
+};
+
+/**
+ * What tus checks of every request before its handlers, answered as problems: the version (412
+ * with Tus-Version, as tus 1.0 says, where @tus/server answers 400 for a wrong one), the tus
+ * headers' syntax, and a PATCH's Content-Type (415, where @tus/server answers 400, or 403 when it
+ * is missing) and Upload-Offset.
+ */
+function checkTusHeaders(req: Request, res: Response): void {
+  const version = req.headers['tus-resumable'];
+  if (version !== TUS_RESUMABLE) {
+    res.setHeader('Tus-Version', TUS_VERSION.join(','));
+    throw version === undefined
+      ? new AppError(
+          'tus_resumable_required',
+          `Every tus request but OPTIONS needs Tus-Resumable: ${TUS_RESUMABLE}.`,
+        )
+      : new AppError(
+          'tus_version_unsupported',
+          `This server speaks tus ${TUS_VERSION.join(', ')} (Tus-Version), not ${JSON.stringify(version.slice(0, 20))}.`,
+          { supported: TUS_VERSION },
+        );
+  }
+  if (req.method === 'PATCH') {
+    if (req.headers['upload-offset'] === undefined) throw tusProblem(ERRORS.MISSING_OFFSET);
+    const type = req.headers['content-type'];
+    if (type === undefined || !validateHeader('content-type', type)) {
+      throw tusProblem(ERRORS.INVALID_CONTENT_TYPE);
+    }
+  }
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (name === 'content-type' || typeof value !== 'string') continue;
+    if (!validateHeader(name, value)) {
+      throw new AppError('invalid_tus_header', `The ${name} header is malformed.`, {
+        header: name,
+      });
+    }
+  }
 }
 
 /** Refuses bad metadata before a byte is stored, as the multipart upload does. */
@@ -142,9 +320,4 @@ function setItemHeaders(out: ServerResponse, r: IngestResult): void {
       `${exposed}, Evidence-Item-Id, Evidence-Item-Url, Evidence-Item-Status, Repr-Digest`,
     );
   }
-}
-
-/** tus's protocol errors carry a status code and a plain-text body; anything else is ours. */
-function isUnexpected(err: unknown): boolean {
-  return !(typeof err === 'object' && err !== null && 'status_code' in err);
 }

@@ -145,6 +145,107 @@ describe.each(DRIVERS)('resumable uploads (tus) on %s', (driver) => {
     expect(await leftovers(app)).toEqual([]);
   });
 
+  it('accepts the metadata tus clients add by habit (Uppy, tus-js-client) and trusts none of it', async () => {
+    const item = async (id: string | null) =>
+      (await fetch(`${app.url}/v1/evidence/${id}`, { headers: bearer(app.keys.support) }).then(
+        (r) => r.json(),
+      )) as Record<string, unknown>;
+    // Uppy's defaults: name, type, relativePath (the string "null" for a file not from a folder),
+    // copied to filename and filetype; the types lie, and an empty value has no value at all.
+    const call = fakeMedia('wav', 30_000);
+    const uppyLike = await tusUpload(app.url, app.keys.ingest, call, {
+      kind: 'call_recording',
+      callId: 'habit-1',
+      name: 'call 7.wav',
+      type: 'video/mp4',
+      filename: 'call 7.wav',
+      filetype: 'image/png',
+      relativePath: 'null',
+      stationId: '',
+    });
+    expect(uppyLike.status).toBe('created');
+    const archived = await item(uppyLike.itemId);
+    expect(archived).toMatchObject({ originalFilename: 'call 7.wav', sha256: sha(call) });
+    expect(archived.contentType).toMatch(/^audio\//);
+    expect(archived.stationId ?? null).toBeNull();
+
+    // `name` alone is the file name, sanitized as `filename` is; `filename` wins over `name`.
+    const a = fakeMedia('mp4', 20_000);
+    const named = await tusUpload(app.url, app.keys.ingest, a, {
+      kind: 'packing_video',
+      name: 'bench\u202egpj.mp4',
+      type: 'text/html',
+    });
+    expect(await item(named.itemId)).toMatchObject({
+      originalFilename: 'benchgpj.mp4',
+      contentType: 'video/mp4',
+    });
+    const b = fakeMedia('mp4', 21_000);
+    const both = await tusUpload(app.url, app.keys.ingest, b, {
+      kind: 'packing_video',
+      name: 'from-name.mp4',
+      filename: 'from-filename.mp4',
+    });
+    expect(await item(both.itemId)).toMatchObject({ originalFilename: 'from-filename.mp4' });
+
+    // A hostile name is refused like a hostile filename, before a byte is stored.
+    for (const name of ['../../etc/passwd', 'a\r\nb.mp4', 'x'.repeat(300)]) {
+      const refused = await refusal(
+        tusUpload(app.url, app.keys.ingest, a, { kind: 'packing_video', name }),
+      );
+      expect(refused.status).toBe(400);
+      expect(JSON.parse(refused.body!)).toMatchObject({ code: 'invalid_filename' });
+    }
+
+    // tus 1.0: a key with no value at all ("key" alone, no space): accepted, and carries nothing.
+    const meta = (pairs: [string, string?][]) =>
+      pairs
+        .map(([k, v]) => (v === undefined ? k : `${k} ${Buffer.from(v).toString('base64')}`))
+        .join(',');
+    const bare = await fetch(`${app.url}/v1/uploads`, {
+      method: 'POST',
+      headers: {
+        ...bearer(app.keys.ingest),
+        'Tus-Resumable': '1.0.0',
+        'Upload-Length': '1000',
+        'Upload-Metadata': meta([
+          ['kind', 'packing_video'],
+          ['relativePath'],
+          ['stationId'],
+          ['is_public'],
+        ]),
+      },
+    });
+    expect(bare.status).toBe(201);
+    const del = await fetch(new URL(bare.headers.get('location')!, app.url), {
+      method: 'DELETE',
+      headers: { ...bearer(app.keys.ingest), 'Tus-Resumable': '1.0.0' },
+    });
+    expect(del.status).toBe(204);
+
+    // A key that is none of these, with a value, is still refused, and `allowed` names them all.
+    const typo = await refusal(
+      tusUpload(app.url, app.keys.ingest, a, { kind: 'packing_video', orderID: 'ORD-1' }),
+    );
+    expect(typo.status).toBe(400);
+    const problem = JSON.parse(typo.body!);
+    expect(problem).toMatchObject({ code: 'unknown_field', field: 'orderID' });
+    expect(problem.allowed).toEqual(
+      expect.arrayContaining([
+        'kind',
+        'orderId',
+        'complaintId',
+        'segments',
+        'filename',
+        'name',
+        'type',
+        'filetype',
+        'relativePath',
+      ]),
+    );
+    expect(await leftovers(app)).toEqual([]);
+  });
+
   it('refuses bad metadata at creation, a wrong type at the first bytes and a wrong hash at the end', async () => {
     const clip = fakeMedia('mp4', 2 * MiB);
     const unknown = await refusal(

@@ -1,8 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import request from 'supertest';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_FLAGS, haveBrowser } from '../support/chromium';
 import { bearer, startTestApp, type TestApp } from '../support/harness';
 import { sha256 } from '../support/media';
 import { MediaFiles } from '../support/media-files';
@@ -14,21 +15,11 @@ import { unzipToMemory } from '../support/zip';
  * real service: the README's walk-through without a command line. Screenshots of the main pages
  * go to docs/screenshots, which the README shows.
  */
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const ROOT = path.resolve(__dirname, '..', '..');
 const SHOTS = path.join(ROOT, 'docs', 'screenshots');
 const LAPTOP = { width: 1366, height: 768 };
 const DESKTOP = { width: 1920, height: 1080 };
 
-const haveBrowser = existsSync(CHROMIUM);
 if (!haveBrowser && !process.env.CI) {
   console.warn(
     `tests/e2e/web-app.test.ts skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH). In CI this fails instead.`,

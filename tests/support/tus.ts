@@ -15,6 +15,8 @@ export interface TusOptions {
   /** Called with the running upload once, when this many bytes were acknowledged. */
   abortAfter?: number;
   retryDelays?: number[] | null;
+  /** tus-js-client's option: every PATCH sent as a POST with X-HTTP-Method-Override: PATCH. */
+  overridePatchMethod?: boolean;
 }
 
 /** Uploads with the real tus-js-client; resolves with the item named by the last response. */
@@ -36,6 +38,7 @@ export function tusUpload(
       uploadDataDuringCreation: opts.uploadDataDuringCreation ?? false,
       retryDelays: opts.retryDelays === undefined ? [0, 200, 500] : opts.retryDelays,
       storeFingerprintForResuming: false,
+      overridePatchMethod: opts.overridePatchMethod ?? false,
       onChunkComplete: (_size, accepted) => {
         if (opts.abortAfter !== undefined && accepted >= opts.abortAfter && !aborted) {
           aborted = true;

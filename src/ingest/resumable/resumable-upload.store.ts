@@ -10,7 +10,12 @@ import type { Logger } from '../../logger';
 import { blobKeyFor, type BlobStore } from '../../storage/blob-store';
 import { sniffContentType, SNIFF_BYTES } from '../content-sniffer';
 import type { IngestResult, IngestService } from '../ingest.service';
-import { parseUploadFields, type UploadFields } from '../upload-fields';
+import {
+  parseUploadFields,
+  unknownField,
+  UPLOAD_FIELD_NAMES,
+  type UploadFields,
+} from '../upload-fields';
 import { assertAllowed } from '../upload-storage-engine';
 import type { ResumableUploadRepository, ResumableUploadRow } from './resumable-upload.repository';
 import type { UploadLocker } from './upload-locker';
@@ -391,24 +396,46 @@ function toUpload(row: ResumableUploadRow): Upload {
 
 const newLiveHash = (): LiveHash => ({ hash: createHash('sha256'), offset: 0, usedAt: Date.now() });
 
-/** The upload fields in tus Upload-Metadata: the multipart names, lists comma-separated. */
+/**
+ * Keys tus clients add by habit, accepted and never trusted: Uppy sends `name`, `type` and
+ * `relativePath` (often the string "null"), and copies them to `filename` and `filetype` as
+ * tus-js-client and tusd use them. A name becomes the original file name (checked and sanitized
+ * like any); a type is ignored, as the bytes decide it; a path is ignored.
+ */
+const NAME_KEYS = ['filename', 'name'] as const;
+const IGNORED_KEYS = ['filetype', 'type', 'relativePath'] as const;
+
+/** Every key tus Upload-Metadata may carry: the upload fields and the habitual ones. */
+export const METADATA_KEYS: readonly string[] = [
+  ...UPLOAD_FIELD_NAMES,
+  ...NAME_KEYS,
+  ...IGNORED_KEYS,
+];
+
+/**
+ * The upload fields in tus Upload-Metadata: the multipart names, lists comma-separated. A key
+ * with no value (tus 1.0 allows it) carries nothing and counts as absent, whatever its name; an
+ * unknown key with a value is refused, so that a typo never drops an order link.
+ */
 export function fieldsFromMetadata(metadata: Record<string, string | null> | undefined): {
   fields: Record<string, unknown>;
   filename?: string;
 } {
   const fields: Record<string, unknown> = {};
-  let filename: string | undefined;
+  const names: Partial<Record<(typeof NAME_KEYS)[number], string>> = {};
   for (const [name, value] of Object.entries(metadata ?? {})) {
-    if (name === 'filename') filename = value ?? undefined;
-    else if (name === 'filetype')
-      continue; // the client's claim; the bytes decide the type
+    if (value === null || value === '') continue;
+    if (!METADATA_KEYS.includes(name)) throw unknownField(name, METADATA_KEYS);
+    if (name === 'filename' || name === 'name') names[name] = value;
+    else if ((IGNORED_KEYS as readonly string[]).includes(name)) continue;
     else if (name === 'orderId' || name === 'complaintId') {
-      fields[name] = (value ?? '')
+      fields[name] = value
         .split(',')
         .map((v) => v.trim())
         .filter(Boolean);
-    } else fields[name] = value ?? '';
+    } else fields[name] = value;
   }
   parseUploadFields(fields);
-  return { fields, filename };
+  // `filename` when both are sent (Uppy copies `name` into it unless the page set it).
+  return { fields, filename: names.filename ?? names.name };
 }
