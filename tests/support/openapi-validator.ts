@@ -2,6 +2,7 @@ import type http from 'node:http';
 import Ajv2020, { type ErrorObject, type ValidateFunction } from 'ajv/dist/2020';
 import addFormats from 'ajv-formats';
 import openapi from '../../src/http/openapi.json';
+import { loggablePath } from '../../src/http/redact';
 
 /**
  * Checks HTTP responses against src/http/openapi.json, so that a status, header, content type or
@@ -48,6 +49,8 @@ const GENERIC_HEADERS = new Set([
   // cross-cutting negotiation ones (compression, CORS).
   'x-content-type-options',
   'content-security-policy',
+  'referrer-policy',
+  'x-robots-tag',
   'cache-control',
   'vary',
   'content-encoding',
@@ -172,7 +175,8 @@ export function matchPath(url: string): string | undefined {
 export class OpenApiValidator {
   private readonly ajv = ajvFor(closedDocument());
   private readonly compiled = new Map<string, ValidateFunction>();
-  readonly violations: string[] = [];
+  readonly violations: { key: string; example: string; count: number }[] = [];
+  private readonly seen = new Map<string, { key: string; example: string; count: number }>();
 
   private schemaAt(ref: string): ValidateFunction {
     let fn = this.compiled.get(ref);
@@ -208,20 +212,24 @@ export class OpenApiValidator {
     const problems: string[] = [];
     let operation: Operation | undefined;
     let opPointer = '';
+    let where = '';
     if (!template) {
       operation = { responses: { '404': { $ref: '#/components/responses/RouteNotFound' } } };
       opPointer = '(unknown path)';
+      where = 'a path the document does not list';
     } else {
       const item = doc.paths[template]!;
       const declared = item[method] ? method : method === 'head' && item.get ? 'get' : undefined;
       if (declared) {
         operation = item[declared] as Operation;
         opPointer = pointer('', 'paths', template, declared);
+        where = `${declared.toUpperCase()} ${template}`;
       } else {
         operation = {
           responses: { '405': { $ref: '#/components/responses/MethodNotAllowed' } },
         };
         opPointer = `(${template} has no ${method} operation)`;
+        where = `${template}, which has no ${method} operation`;
       }
     }
     const statusKey = [String(ex.status), `${String(ex.status)[0]}XX`, 'default'].find(
@@ -229,11 +237,11 @@ export class OpenApiValidator {
     );
     if (!statusKey) {
       return [
-        `status ${ex.status} is not declared for ${opPointer} (declared: ${Object.keys(operation.responses).join(', ')})`,
+        `status ${ex.status} is not declared for ${where} (declared: ${Object.keys(operation.responses).join(', ')})`,
       ];
     }
     const { value: response, at } = this.resolve(operation.responses[statusKey]!);
-    const responseAt = at ?? `${opPointer}/responses/${statusKey}`;
+    const responseAt = at ? `${where} ${statusKey} (${at})` : `${where} ${statusKey}`;
 
     // Headers: declared required ones present, declared ones well-formed, no undeclared ones.
     const declaredHeaders = new Map(
@@ -305,13 +313,17 @@ export class OpenApiValidator {
     return problems;
   }
 
-  /** Checks the exchange and keeps a readable line per problem. */
+  /** Checks the exchange and keeps its problems, once per operation, status and problem. */
   record(ex: RecordedExchange): void {
     const problems = this.check(ex);
-    if (problems.length) {
-      this.violations.push(
-        `${ex.method} ${ex.url.split('?')[0]} → ${ex.status}:\n${problems.map((p) => `    - ${p}`).join('\n')}`,
-      );
+    if (!problems.length) return;
+    const key = `${ex.method} ${matchPath(ex.url) ?? loggablePath(ex.url.split('?')[0]!)} → ${ex.status}:\n${problems.map((p) => `    - ${p}`).join('\n')}`;
+    const seen = this.seen.get(key);
+    if (seen) seen.count++;
+    else {
+      const entry = { key, example: loggablePath(ex.url.split('?')[0]!), count: 1 };
+      this.seen.set(key, entry);
+      this.violations.push(entry);
     }
   }
 
@@ -319,8 +331,11 @@ export class OpenApiValidator {
   assertClean(): void {
     if (!this.violations.length) return;
     const all = this.violations.splice(0);
+    this.seen.clear();
     throw new Error(
-      `${all.length} response(s) did not match src/http/openapi.json (declare the status/header/content there, or fix the service):\n  ${all.join('\n  ')}`,
+      `${all.length} kind(s) of response did not match src/http/openapi.json (declare the status, header or content there, or fix the service):\n  ${all
+        .map((v) => `${v.key}\n    (${v.count}×, e.g. ${v.example})`)
+        .join('\n  ')}`,
     );
   }
 
@@ -383,7 +398,8 @@ export class OpenApiValidator {
             body: complete && keep ? Buffer.concat(chunks) : undefined,
           });
         } catch (err) {
-          this.violations.push(`${method} ${url.split('?')[0]}: validator error ${String(err)}`);
+          const key = `${method} ${loggablePath(url.split('?')[0]!)}: validator error ${String(err)}`;
+          this.violations.push({ key, example: '', count: 1 });
         }
       };
       res.once('finish', () => finish(true));
