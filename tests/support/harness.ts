@@ -31,7 +31,7 @@ export interface TestApp {
 }
 
 export interface TestAppOptions extends Pick<ContextOptions, 'wrapBlobStore' | 'jobQueue'> {
-  /** Validate responses against the OpenAPI document (default on). */
+  /** Validate responses against the OpenAPI document (default on; OPENAPI_VALIDATE=off: off). */
   validateResponses?: boolean;
 }
 
@@ -42,7 +42,7 @@ export interface TestAppOptions extends Pick<ContextOptions, 'wrapBlobStore' | '
 export async function startTestApp(
   driver: Driver = 'fs',
   env: Record<string, string> = {},
-  { validateResponses = true, ...options }: TestAppOptions = {},
+  { validateResponses = process.env.OPENAPI_VALIDATE !== 'off', ...options }: TestAppOptions = {},
 ): Promise<TestApp> {
   const database = await createTestDatabase();
   const dataDir = mkdtempSync(path.join(tmpdir(), 'evidence-data-'));

@@ -50,6 +50,8 @@ const GENERIC_HEADERS = new Set([
   'x-content-type-options',
   'content-security-policy',
   'referrer-policy',
+  'x-frame-options',
+  'cross-origin-opener-policy',
   'x-robots-tag',
   'cache-control',
   'vary',
@@ -85,8 +87,8 @@ const doc = openapi as unknown as {
  * stays open there (its siblings add properties); the `allOf` itself is closed, which sees
  * through `allOf` and `$ref`.
  */
-function closedDocument(): Json {
-  const copy = structuredClone(openapi) as unknown as Json & {
+function closedDocument(document: unknown): Json {
+  const copy = structuredClone(document) as unknown as Json & {
     components: { schemas: Record<string, Json> };
   };
   const schemas = copy.components.schemas;
@@ -152,31 +154,52 @@ const pointer = (...parts: string[]) =>
   parts.map((p) => p.replace(/~/g, '~0').replace(/\//g, '~1')).join('/');
 
 /** Path templates as regular expressions, literal segments first (`/v1/evidence/x` before `{id}`). */
-const ROUTES = Object.keys(doc.paths)
-  .map((template) => ({
-    template,
-    re: new RegExp(
-      `^${template
-        .split('/')
-        .map((seg) => (/^\{.+\}$/.test(seg) ? '[^/]+' : seg.replace(/[.*+?^$()|[\]\\]/g, '\\$&')))
-        .join('/')}$`,
-      'i',
-    ),
-    literals: template.split('/').filter((s) => s && !s.startsWith('{')).length,
-  }))
-  .sort((a, b) => b.literals - a.literals);
-
-export function matchPath(url: string): string | undefined {
-  let path = url.split('?')[0]!.split('#')[0]!;
-  if (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);
-  return ROUTES.find((r) => r.re.test(path))?.template;
-}
+const routesOf = (document: typeof doc) =>
+  Object.keys(document.paths)
+    .map((template) => ({
+      template,
+      re: new RegExp(
+        `^${template
+          .split('/')
+          .map((seg) => (/^\{.+\}$/.test(seg) ? '[^/]+' : seg.replace(/[.*+?^$()|[\]\\]/g, '\\$&')))
+          .join('/')}$`,
+        'i',
+      ),
+      literals: template.split('/').filter((s) => s && !s.startsWith('{')).length,
+    }))
+    .sort((a, b) => b.literals - a.literals);
 
 export class OpenApiValidator {
-  private readonly ajv = ajvFor(closedDocument());
+  private readonly doc: typeof doc;
+  private readonly ajv: Ajv2020;
+  private readonly routes: ReturnType<typeof routesOf>;
+
+  /** `document`: src/http/openapi.json unless given (the tests give altered copies). */
+  constructor(document: unknown = openapi) {
+    this.doc = document as typeof doc;
+    this.ajv = ajvFor(closedDocument(document));
+    this.routes = routesOf(this.doc);
+  }
+
   private readonly compiled = new Map<string, ValidateFunction>();
+  /** How many responses were checked (to prove the hook sees them). */
+  checked = 0;
   readonly violations: { key: string; example: string; count: number }[] = [];
   private readonly seen = new Map<string, { key: string; example: string; count: number }>();
+
+  /** The document's path template that `url` falls under, if any. */
+  matchPath(url: string): string | undefined {
+    let path = url.split('?')[0]!.split('#')[0]!;
+    if (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);
+    return this.routes.find((r) => r.re.test(path))?.template;
+  }
+
+  private compiledInline(schema: Json): ValidateFunction {
+    const key = JSON.stringify(schema);
+    let fn = this.compiled.get(key);
+    if (!fn) this.compiled.set(key, (fn = this.ajv.compile(schema)));
+    return fn;
+  }
 
   private schemaAt(ref: string): ValidateFunction {
     let fn = this.compiled.get(ref);
@@ -198,7 +221,7 @@ export class OpenApiValidator {
         .slice(1)
         .reduce<unknown>(
           (o, k) => (o as Json)?.[k.replace(/~1/g, '/').replace(/~0/g, '~')],
-          openapi,
+          this.doc,
         ) as T & { $ref?: string };
       if (!value) throw new Error(`OpenAPI: $ref ${at} does not resolve`);
     }
@@ -207,8 +230,10 @@ export class OpenApiValidator {
 
   /** The problems with one response; none when it is as the document says. */
   check(ex: RecordedExchange): string[] {
+    // The support staff's web app (HTML, scripts, styles) is not the API the document describes.
+    if (/^\/app(\/|\?|$)/i.test(ex.url)) return [];
     const method = ex.method.toLowerCase();
-    const template = matchPath(ex.url);
+    const template = this.matchPath(ex.url);
     const problems: string[] = [];
     let operation: Operation | undefined;
     let opPointer = '';
@@ -218,7 +243,7 @@ export class OpenApiValidator {
       opPointer = '(unknown path)';
       where = 'a path the document does not list';
     } else {
-      const item = doc.paths[template]!;
+      const item = this.doc.paths[template]!;
       const declared = item[method] ? method : method === 'head' && item.get ? 'get' : undefined;
       if (declared) {
         operation = item[declared] as Operation;
@@ -272,7 +297,7 @@ export class OpenApiValidator {
               ? Number(v)
               : v
             : v;
-        const validate = this.ajv.compile({ ...schema, $id: undefined });
+        const validate = this.compiledInline(schema);
         if (!validate(typed)) {
           problems.push(`header ${name}: ${JSON.stringify(v)} ${formatErrors(validate.errors)}`);
         }
@@ -315,9 +340,10 @@ export class OpenApiValidator {
 
   /** Checks the exchange and keeps its problems, once per operation, status and problem. */
   record(ex: RecordedExchange): void {
+    this.checked++;
     const problems = this.check(ex);
     if (!problems.length) return;
-    const key = `${ex.method} ${matchPath(ex.url) ?? loggablePath(ex.url.split('?')[0]!)} → ${ex.status}:\n${problems.map((p) => `    - ${p}`).join('\n')}`;
+    const key = `${ex.method} ${this.matchPath(ex.url) ?? loggablePath(ex.url.split('?')[0]!)} → ${ex.status}:\n${problems.map((p) => `    - ${p}`).join('\n')}`;
     const seen = this.seen.get(key);
     if (seen) seen.count++;
     else {
@@ -346,7 +372,7 @@ export class OpenApiValidator {
    * and headers only.
    */
   attach(server: http.Server): void {
-    server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const listener = (req: http.IncomingMessage, res: http.ServerResponse) => {
       const method = req.method ?? 'GET';
       const url = req.url ?? '/';
       const chunks: Buffer[] = [];
@@ -363,7 +389,10 @@ export class OpenApiValidator {
         const buf = Buffer.isBuffer(chunk)
           ? chunk
           : typeof chunk === 'string'
-            ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8')
+            ? Buffer.from(
+                chunk,
+                typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8',
+              )
             : Buffer.from(chunk as Uint8Array);
         size += buf.length;
         if (size > MAX_BODY_BYTES) {
@@ -404,8 +433,13 @@ export class OpenApiValidator {
       };
       res.once('finish', () => finish(true));
       res.once('close', () => finish(false));
-    });
+    };
+    server.prependListener('request', listener);
+    this.detach = () => void server.off('request', listener);
   }
+
+  /** Stops checking the server attach() was given. */
+  detach: () => void = () => undefined;
 }
 
 function mediaMatches(declared: string, actual: string): boolean {
