@@ -144,7 +144,7 @@ describe('responses are checked against the OpenAPI document', () => {
     ).responses.Unauthorized!;
     delete unauthorized.headers;
     const report3 = await driftSeenBy(doc3, () => request(app.url).get('/v1/evidence').expect(401));
-    expect(report3).toContain('header WWW-Authenticate is not declared');
+    expect(report3).toContain('header www-authenticate is not declared for GET /v1/evidence 401');
   });
 
   it('holds unknown paths to 404 route_not_found and unknown methods to 405 with Allow', async () => {

@@ -128,7 +128,12 @@ function closedDocument(document: unknown): Json {
 }
 
 function ajvFor(document: Json): Ajv2020 {
-  const ajv = new Ajv2020({ strict: true, allErrors: true, strictTypes: false });
+  const ajv = new Ajv2020({
+    strict: true,
+    allErrors: true,
+    strictTypes: false,
+    strictRequired: false,
+  });
   addFormats(ajv);
   // OpenAPI's own keywords, outside JSON Schema: known, with no validation of their own.
   for (const k of [
