@@ -74,7 +74,11 @@ export function uploadRoutes(deps: UploadRoutesDeps): Router {
     onResponseError: async (req, res, reported) => {
       const id = /\/v1\/uploads\/([^/?]+)/.exec(req.url ?? '')?.[1];
       const err = (id && uploads.takeRefusal(decodeURIComponent(id))) || reported;
-      if (!(err instanceof AppError) && !isUnexpected(err)) return undefined; // tus's own answers
+      if (!(err instanceof AppError) && !isUnexpected(err)) {
+        // tus's own answers: short plain text, said so (@tus/server sends it untyped).
+        res.setHeader('Content-Type', 'text/plain; charset=utf-8');
+        return undefined;
+      }
       const known = err instanceof AppError ? err : outageError(err);
       const code = known?.code ?? 'internal_error';
       const { status } = PROBLEMS[code];

@@ -363,11 +363,7 @@ export class OpenApiValidator {
     if (!this.violations.length) return;
     const all = this.violations.splice(0);
     this.seen.clear();
-    throw new Error(
-      `${all.length} kind(s) of response did not match src/http/openapi.json (declare the status, header or content there, or fix the service):\n  ${all
-        .map((v) => `${v.key}\n    (${v.count}×, e.g. ${v.example})`)
-        .join('\n  ')}`,
-    );
+    throw new Error(violationReport(all));
   }
 
   /**
@@ -445,6 +441,13 @@ export class OpenApiValidator {
 
   /** Stops checking the server attach() was given. */
   detach: () => void = () => undefined;
+}
+
+/** The failure message for responses that did not match the document. */
+export function violationReport(all: { key: string; example: string; count: number }[]): string {
+  return `${all.length} kind(s) of response did not match src/http/openapi.json (declare the status, header or content there, or fix the service):\n  ${all
+    .map((v) => `${v.key}\n    (${v.count}×, e.g. ${v.example})`)
+    .join('\n  ')}`;
 }
 
 function mediaMatches(declared: string, actual: string): boolean {
