@@ -176,15 +176,30 @@ describe('responses are checked against the OpenAPI document', () => {
   it.each(jsonBodyOperations)(
     'declares 413 for an oversized JSON body on %s %s',
     async (method, path) => {
-      const res = await request(app.url)
-        [method.toLowerCase() as 'post']?.(path.replace(/\{[^}]+\}/g, FAKE_ID))
-        .set(bearer(app.keys.admin))
-        .set('Content-Type', 'application/json')
-        .send(JSON.stringify({ padding: 'x'.repeat(70 * 1024) }));
+      const res = await send(method, path, 'application/json', { padding: 'x'.repeat(70 * 1024) });
       expect(res.status).toBe(413);
       expect(res.body.code).toBe('body_too_large');
     },
   );
+
+  it.each(jsonBodyOperations)(
+    'answers a body that is not JSON on %s %s with a declared 4xx',
+    async (method, path) => {
+      const res = await send(method, path, 'text/plain', { reason: 'not JSON' });
+      expect(res.status).toBeGreaterThanOrEqual(400);
+      expect(res.status).toBeLessThan(500);
+      // afterEach: the status (400 for unreadable input, never an undeclared 415) is declared.
+    },
+  );
+
+  /** The operation, with a made-up id in each path parameter, as the admin. */
+  function send(method: string, path: string, type: string, body: unknown) {
+    const agent = request(app.url);
+    const url = path.replace(/\{[^}]+\}/g, FAKE_ID);
+    const req =
+      method === 'PUT' ? agent.put(url) : method === 'DELETE' ? agent.delete(url) : agent.post(url);
+    return req.set(bearer(app.keys.admin)).set('Content-Type', type).send(JSON.stringify(body));
+  }
 
   it('declares HEAD on bundle content and on share links', async () => {
     await request(app.url)

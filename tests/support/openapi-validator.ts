@@ -61,8 +61,6 @@ const GENERIC_HEADERS = new Set([
   'access-control-expose-headers',
 ]);
 
-const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];
-
 /** Bodies larger than this are not kept for validation (the document itself is ~180 KB). */
 const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -76,7 +74,7 @@ export interface RecordedExchange {
   body?: Buffer;
 }
 
-const doc = openapi as unknown as {
+type Doc = {
   paths: Record<string, Record<string, unknown>>;
   components: Record<string, Record<string, unknown>>;
 };
@@ -159,7 +157,7 @@ const pointer = (...parts: string[]) =>
   parts.map((p) => p.replace(/~/g, '~0').replace(/\//g, '~1')).join('/');
 
 /** Path templates as regular expressions, literal segments first (`/v1/evidence/x` before `{id}`). */
-const routesOf = (document: typeof doc) =>
+const routesOf = (document: Doc) =>
   Object.keys(document.paths)
     .map((template) => ({
       template,
@@ -175,13 +173,13 @@ const routesOf = (document: typeof doc) =>
     .sort((a, b) => b.literals - a.literals);
 
 export class OpenApiValidator {
-  private readonly doc: typeof doc;
+  private readonly doc: Doc;
   private readonly ajv: Ajv2020;
   private readonly routes: ReturnType<typeof routesOf>;
 
   /** `document`: src/http/openapi.json unless given (the tests give altered copies). */
   constructor(document: unknown = openapi) {
-    this.doc = document as typeof doc;
+    this.doc = document as Doc;
     this.ajv = ajvFor(closedDocument(document));
     this.routes = routesOf(this.doc);
   }
