@@ -1,4 +1,7 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import Ajv2020, { type ErrorObject, type ValidateFunction } from 'ajv/dist/2020';
 import addFormats from 'ajv-formats';
 import openapi from '../../src/http/openapi.json';
@@ -439,6 +442,25 @@ export class OpenApiValidator {
 
   /** Stops checking the server attach() was given. */
   detach: () => void = () => undefined;
+}
+
+/**
+ * For a service run in a child process by tests/support/run-service.js: the environment that
+ * makes it check its responses (TEST_OPENAPI_REPORT), and the check of what it reported. Off
+ * with OPENAPI_VALIDATE=off.
+ */
+export function childProcessReport(): { env: Record<string, string>; assertClean(): void } {
+  if (process.env.OPENAPI_VALIDATE === 'off') return { env: {}, assertClean: () => undefined };
+  const dir = mkdtempSync(path.join(tmpdir(), 'openapi-report-'));
+  const file = path.join(dir, 'violations.json');
+  return {
+    env: { TEST_OPENAPI_REPORT: file },
+    assertClean() {
+      const found = existsSync(file) ? readFileSync(file, 'utf8') : undefined;
+      rmSync(dir, { recursive: true, force: true });
+      if (found) throw new Error(violationReport(JSON.parse(found)));
+    },
+  };
 }
 
 /** The failure message for responses that did not match the document. */

@@ -1,8 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { violationReport } from './openapi-validator';
+import { childProcessReport } from './openapi-validator';
 
 const SERVICE = path.resolve(__dirname, 'run-service.js');
 /** `npm run worker` from its sources. */
@@ -37,17 +35,13 @@ export async function startServiceProcess(
   args: string[] = [SERVICE],
 ): Promise<ServiceProcess> {
   // The service's responses are checked against the OpenAPI document, unless OPENAPI_VALIDATE=off.
-  const reportDir =
-    args[0] === SERVICE && process.env.OPENAPI_VALIDATE !== 'off'
-      ? mkdtempSync(path.join(tmpdir(), 'openapi-report-'))
-      : undefined;
-  const report = reportDir && path.join(reportDir, 'violations.json');
+  const report = args[0] === SERVICE ? childProcessReport() : undefined;
   const proc = spawn(process.execPath, args, {
     env: {
       ...process.env,
       PORT: String(port),
       HOST: '127.0.0.1',
-      ...(report ? { TEST_OPENAPI_REPORT: report } : {}),
+      ...report?.env,
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -88,12 +82,7 @@ export async function startServiceProcess(
           proc.kill('SIGKILL');
         });
       }
-      if (!report || !existsSync(report)) return;
-      const violations = JSON.parse(readFileSync(report, 'utf8')) as Parameters<
-        typeof violationReport
-      >[0];
-      rmSync(reportDir!, { recursive: true, force: true });
-      throw new Error(violationReport(violations));
+      report?.assertClean();
     },
   };
   return service;
