@@ -46,6 +46,12 @@ export function errorMiddleware(
       return;
     }
     const detail = known?.message ?? 'An unexpected error occurred; it has been logged.';
+    // Headers a download set for bytes it then did not send describe those bytes, not this
+    // problem: a browser would save the problem as `clip.mp4`, a cache would file it under the
+    // item's ETag, a client would check it against the item's digest. (A 416 keeps its
+    // `Content-Range: bytes */<size>`, RFC 9110 §15.5.17.)
+    for (const name of REPRESENTATION_HEADERS) res.removeHeader(name);
+    if (code !== 'range_not_satisfiable') res.removeHeader('Content-Range');
     if (status === 401) res.set('WWW-Authenticate', 'Bearer realm="evidence-archive"');
     const retryAfter = retryAfterFor(code);
     if (retryAfter) res.set('Retry-After', retryAfter);
@@ -57,6 +63,15 @@ export function errorMiddleware(
       );
   };
 }
+
+/** What a download sets about its bytes before it knows whether it will send them. */
+const REPRESENTATION_HEADERS = [
+  'ETag',
+  'Last-Modified',
+  'Repr-Digest',
+  'Content-Disposition',
+  'Accept-Ranges',
+];
 
 /** Retry-After (seconds) for answers that mean "try again later": a dependency outage. */
 export function retryAfterFor(code: ProblemCode): string | undefined {

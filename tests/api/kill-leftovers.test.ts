@@ -12,11 +12,14 @@ import { DRIVERS, type Driver } from '../support/harness';
 import { eventually, leftovers, storeOf } from '../support/leftovers';
 import { fakeMedia, sha256 } from '../support/media';
 import { startS3Server, type TestS3 } from '../support/s3-server';
+import { childProcessReport } from '../support/openapi-validator';
 import { createTestDatabase } from '../support/test-db';
 
 jest.setTimeout(240_000);
 
 const SERVICE = path.resolve(__dirname, '../support/run-service.js');
+/** What the service answered, checked against the OpenAPI document (see run-service.js). */
+const openapiReport = childProcessReport();
 const MiB = 1024 * 1024;
 
 interface Push {
@@ -99,6 +102,7 @@ describe.each(DRIVERS)('crashes and stops while uploads run (%s)', (driver: Driv
 
   const env = (extra: Record<string, string>) => ({
     ...process.env,
+    ...openapiReport.env,
     DATABASE_URL: database.url,
     DATA_DIR: dataDir,
     PORT: String(port),
@@ -181,6 +185,7 @@ describe.each(DRIVERS)('crashes and stops while uploads run (%s)', (driver: Driv
     await s3?.close();
     await database.drop();
     rmSync(dataDir, { recursive: true, force: true });
+    openapiReport.assertClean();
   });
 
   it('kill -9 in the middle of a 120 MB upload: its staging is gone once the service is back', async () => {

@@ -10,11 +10,14 @@ import { createLogger } from '../../src/logger';
 import { leftovers } from '../support/leftovers';
 import { fakeMedia, sha256 } from '../support/media';
 import { tusUpload } from '../support/tus';
+import { childProcessReport } from '../support/openapi-validator';
 import { createTestDatabase } from '../support/test-db';
 
 jest.setTimeout(180_000);
 
 const SERVICE = path.resolve(__dirname, '../support/run-service.js');
+/** What the service answered, checked against the OpenAPI document (see run-service.js). */
+const openapiReport = childProcessReport();
 
 /** One PUT; resolves with the status, or 0 when the connection died. */
 function pushOnce(url: string, key: string, callId: string, body: Buffer): Promise<number> {
@@ -64,6 +67,7 @@ describe('uploads while the service is killed', () => {
 
   const env = () => ({
     ...process.env,
+    ...openapiReport.env,
     DATABASE_URL: database.url,
     DATA_DIR: dataDir,
     PORT: String(port),
@@ -108,6 +112,7 @@ describe('uploads while the service is killed', () => {
     await ctx.close();
     await database.drop();
     rmSync(dataDir, { recursive: true, force: true });
+    openapiReport.assertClean();
   });
 
   /** SIGKILLs the service at random points, then starts it again, until stopped. */

@@ -69,4 +69,83 @@ describe('OpenAPI document', () => {
       Object.keys(PROBLEMS).sort(),
     );
   });
+
+  const operations = () =>
+    Object.entries(doc.paths).flatMap(([path, item]) =>
+      Object.entries(item)
+        .filter(([m]) => ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'].includes(m))
+        .map(([method, op]) => ({ path, method, op: op as Operation })),
+    );
+
+  it('declares 413 on every operation that takes a JSON body (and 415 where it is answered)', () => {
+    const jsonOps = operations().filter(({ op }) => op.requestBody?.content?.['application/json']);
+    expect(jsonOps.length).toBeGreaterThan(10);
+    const missing = jsonOps
+      .filter(({ op }) => !op.responses['413'])
+      .map(({ method, path }) => `${method.toUpperCase()} ${path}`);
+    expect(missing).toEqual([]);
+    // A JSON operation sent another content type reads no body and refuses it as invalid input
+    // (400), never 415 (tests/api/openapi-responses.test.ts checks this against the service).
+    // Where a 415 is declared, it says which code.
+    for (const { op } of jsonOps) {
+      const r415 = op.responses['415'];
+      if (r415)
+        expect(JSON.stringify(r415)).toMatch(/unsupported_media_type|multipart_required|\$ref/);
+    }
+  });
+
+  it('declares 500, 503 with Retry-After, and 429 wherever they can be answered', () => {
+    const missing: string[] = [];
+    for (const { path, method, op } of operations()) {
+      for (const status of ['500', '503']) {
+        if (!op.responses[status]) missing.push(`${method.toUpperCase()} ${path} ${status}`);
+      }
+      if (op.responses['401'] && !op.responses['429']) {
+        missing.push(`${method.toUpperCase()} ${path} 429 (it answers 401, which is limited)`);
+      }
+      const r503 = resolve(op.responses['503']) as
+        { headers?: Record<string, unknown> } | undefined;
+      if (r503 && !r503.headers?.['Retry-After']) {
+        missing.push(`${method.toUpperCase()} ${path} 503 Retry-After`);
+      }
+    }
+    expect(missing).toEqual([]);
+  });
+
+  it('has every $ref resolve', () => {
+    const broken: string[] = [];
+    const walk = (node: unknown, at: string) => {
+      if (Array.isArray(node)) return node.forEach((n, i) => walk(n, `${at}/${i}`));
+      if (!node || typeof node !== 'object') return;
+      for (const [k, v] of Object.entries(node)) {
+        if (k === '$ref' && typeof v === 'string') {
+          if (!v.startsWith('#/') || resolve({ $ref: v }) === undefined) broken.push(`${at}: ${v}`);
+        } else walk(v, `${at}/${k}`);
+      }
+    };
+    walk(doc, '#');
+    expect(broken).toEqual([]);
+    expect(resolve({ $ref: '#/components/schemas/NoSuchSchema' })).toBeUndefined();
+  });
+
+  /** What a `$ref` points at in the document (undefined when nothing), or the object itself. */
+  function resolve(obj: unknown): unknown {
+    let value = obj as { $ref?: string } | undefined;
+    for (let i = 0; value?.$ref && i < 10; i++) {
+      value = value.$ref
+        .slice(2)
+        .split('/')
+        .reduce<unknown>(
+          (o, k) =>
+            (o as Record<string, unknown> | undefined)?.[k.replace(/~1/g, '/').replace(/~0/g, '~')],
+          doc,
+        ) as { $ref?: string } | undefined;
+    }
+    return value;
+  }
 });
+
+interface Operation {
+  requestBody?: { content?: Record<string, unknown> };
+  responses: Record<string, unknown>;
+}

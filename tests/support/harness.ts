@@ -7,6 +7,7 @@ import { buildContext, type AppContext, type ContextOptions } from '../../src/co
 import { createApp } from '../../src/http/app';
 import { startServer, type RunningServer } from '../../src/http/server';
 import { createLogger } from '../../src/logger';
+import { OpenApiValidator } from './openapi-validator';
 import { rawS3Client, startS3Server, type TestS3 } from './s3-server';
 import { createTestDatabase } from './test-db';
 
@@ -21,7 +22,17 @@ export interface TestApp {
   dataDir: string;
   databaseUrl: string;
   s3?: TestS3;
+  /**
+   * Checks every response this app sends against src/http/openapi.json; `close()` fails with
+   * what did not match. Call `openapi.assertClean()` to check earlier (e.g. in afterEach).
+   */
+  openapi: OpenApiValidator;
   close(): Promise<void>;
+}
+
+export interface TestAppOptions extends Pick<ContextOptions, 'wrapBlobStore' | 'jobQueue'> {
+  /** Validate responses against the OpenAPI document (default on; OPENAPI_VALIDATE=off: off). */
+  validateResponses?: boolean;
 }
 
 /**
@@ -31,7 +42,7 @@ export interface TestApp {
 export async function startTestApp(
   driver: Driver = 'fs',
   env: Record<string, string> = {},
-  options: Pick<ContextOptions, 'wrapBlobStore' | 'jobQueue'> = {},
+  { validateResponses = process.env.OPENAPI_VALIDATE !== 'off', ...options }: TestAppOptions = {},
 ): Promise<TestApp> {
   const database = await createTestDatabase();
   const dataDir = mkdtempSync(path.join(tmpdir(), 'evidence-data-'));
@@ -50,6 +61,8 @@ export async function startTestApp(
     ...options,
   });
   const server = await startServer(createApp(ctx), config);
+  const openapi = new OpenApiValidator();
+  if (validateResponses) openapi.attach(server.server);
   const keys = {
     ingest: await ctx.apiKeys.create('ingest', 'PK-03'),
     ingest2: await ctx.apiKeys.create('ingest', 'PK-04'),
@@ -64,12 +77,14 @@ export async function startTestApp(
     dataDir,
     databaseUrl: database.url,
     s3,
+    openapi,
     async close() {
       await server.close(0);
       await ctx.close();
       await s3?.close();
       await database.drop();
       rmSync(dataDir, { recursive: true, force: true });
+      openapi.assertClean();
     },
   };
 }

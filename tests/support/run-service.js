@@ -29,4 +29,28 @@ if (process.env.TEST_HOLD_AFTER_PROMOTE === '1') {
     };
   }
 }
+// Responses checked against the OpenAPI document (tests/support/openapi-validator.ts): with
+// TEST_OPENAPI_REPORT=<file>, every server the service creates is checked, and what did not
+// match is written to the file as it happens (the test's process reads it; a SIGKILL loses none).
+if (process.env.TEST_OPENAPI_REPORT) {
+  const http = require('node:http');
+  const { OpenApiValidator } = require('./openapi-validator.ts');
+  const report = process.env.TEST_OPENAPI_REPORT;
+  const validator = new OpenApiValidator();
+  const record = validator.record.bind(validator);
+  validator.record = (exchange) => {
+    const seen = () => validator.violations.reduce((n, v) => n + v.count, 0);
+    const before = seen();
+    record(exchange);
+    if (seen() !== before) {
+      fs.writeFileSync(report, JSON.stringify(validator.violations));
+    }
+  };
+  const createServer = http.createServer;
+  http.createServer = (...args) => {
+    const server = createServer(...args);
+    validator.attach(server);
+    return server;
+  };
+}
 require('../../src/main.ts');

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { childProcessReport } from './openapi-validator';
 
 const SERVICE = path.resolve(__dirname, 'run-service.js');
 /** `npm run worker` from its sources. */
@@ -16,7 +17,10 @@ export interface ServiceProcess {
   alive(): boolean;
   /** Resolves once /readyz answers 200; rejects when the process exits or after `ms`. */
   ready(ms?: number): Promise<void>;
-  /** SIGKILLs the process (if still running) and waits for its exit. */
+  /**
+   * SIGKILLs the process (if still running) and waits for its exit; then fails if any response
+   * it sent did not match the OpenAPI document (see tests/support/openapi-validator.ts).
+   */
   kill(): Promise<void>;
 }
 
@@ -30,8 +34,16 @@ export async function startServiceProcess(
   /** Another entry point instead of the service, e.g. the worker: [run-ts.js, src/worker.ts]. */
   args: string[] = [SERVICE],
 ): Promise<ServiceProcess> {
+  // The service's responses are checked against the OpenAPI document, unless OPENAPI_VALIDATE=off.
+  const report = args[0] === SERVICE ? childProcessReport() : undefined;
   const proc = spawn(process.execPath, args, {
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', ...env },
+    env: {
+      ...process.env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      ...report?.env,
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -63,12 +75,14 @@ export async function startServiceProcess(
       }
       throw new Error(`the service was not ready within ${ms} ms:\n${out.slice(-5000)}`);
     },
-    kill() {
-      if (!alive()) return Promise.resolve();
-      return new Promise((resolve) => {
-        proc.once('exit', () => resolve());
-        proc.kill('SIGKILL');
-      });
+    async kill() {
+      if (alive()) {
+        await new Promise<void>((resolve) => {
+          proc.once('exit', () => resolve());
+          proc.kill('SIGKILL');
+        });
+      }
+      report?.assertClean();
     },
   };
   return service;
