@@ -315,7 +315,14 @@ export class OpenApiValidator {
       .split(';')[0]!
       .trim()
       .toLowerCase();
-    const content = response.content ?? {};
+    let content = response.content ?? {};
+    // A HEAD answers with the Content-Type its GET would send (RFC 9110 §9.3.2): a HEAD operation
+    // that declares no content for this status is held to the GET's.
+    if (method === 'head' && !Object.keys(content).length && template) {
+      const get = this.doc.paths[template]!.get as Operation | undefined;
+      const getResponse = get?.responses[statusKey];
+      if (getResponse) content = this.resolve(getResponse).value.content ?? {};
+    }
     const bodyless = ex.status === 204 || ex.status === 304 || method === 'head';
     const mediaKey = Object.keys(content).find((k) => mediaMatches(k.toLowerCase(), contentType));
     if (!contentType) {
