@@ -96,14 +96,15 @@ interface Target {
     prometheus.stdout!.on('data', (c: Buffer) => (log += c.toString()));
     prometheus.stderr!.on('data', (c: Buffer) => (log += c.toString()));
     const targets = async () => {
+      // Until it is ready (socket refused, or 503 "Service Unavailable" as plain text): not yet.
       const body = (await fetch(`${promUrl}/api/v1/targets`).then(
-        (r) => r.json(),
+        (r) => (r.ok ? r.json() : undefined),
         () => undefined,
       )) as { data: { activeTargets: Target[] } } | undefined;
       const list = body?.data.activeTargets ?? [];
       return list.length === 2 && list.every((t) => t.health !== 'unknown') ? list : undefined;
     };
-    const list = await waitFor('Prometheus to scrape both jobs', targets, 30_000).catch((err) => {
+    const list = await waitFor('Prometheus to scrape both jobs', targets, 60_000).catch((err) => {
       throw new Error(`${String(err)}\n${log}`);
     });
     const byJob = Object.fromEntries(list.map((t) => [t.labels.job, t]));
