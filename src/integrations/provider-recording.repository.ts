@@ -54,6 +54,36 @@ export class ProviderRecordingRepository {
       .then((rows) => rows.map((r) => ({ ...r, n: Number(r.n) })));
   }
 
+  /** A recording announced `absent`, now completed after all: queued with its media URL. */
+  async requeueAbsent(
+    db: Executor,
+    provider: string,
+    recordingSid: string,
+    v: {
+      mediaUrl: string;
+      details: Pick<
+        Insertable<ProviderRecordingsTable>,
+        'duration_seconds' | 'channels' | 'recording_source' | 'started_at'
+      >;
+      at: Date;
+    },
+  ): Promise<boolean> {
+    const res = await db
+      .updateTable('provider_recordings')
+      .set({
+        ...v.details,
+        status: 'queued',
+        media_url: v.mediaUrl,
+        last_error: null,
+        updated_at: v.at,
+      })
+      .where('provider', '=', provider)
+      .where('recording_sid', '=', recordingSid)
+      .where('status', '=', 'absent')
+      .executeTakeFirst();
+    return (res.numUpdatedRows ?? 0n) > 0n;
+  }
+
   async update(
     db: Executor,
     provider: string,

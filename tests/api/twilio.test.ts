@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { sql } from 'kysely';
+import express from 'express';
 import request from 'supertest';
 // The official helper library signs every callback here: our validator must agree with it, not
 // with an imitation of it.
@@ -34,7 +35,7 @@ async function fakeTwilio() {
     seen.push({ path: req.url!, authorization: req.headers.authorization });
     const expected = `Basic ${Buffer.from(`${ACCOUNT}:${AUTH_TOKEN}`).toString('base64')}`;
     if (req.headers.authorization !== expected) return res.writeHead(401).end();
-    const m = /\/Recordings\/(RE[0-9a-f]{32})\.wav$/.exec(req.url!);
+    const m = /\/Recordings\/(RE[0-9a-f]{32})\.wav(\?.*)?$/.exec(req.url!);
     const entry = m && media.get(m[1]!);
     if (!entry) return res.writeHead(404).end();
     if (entry.notReadyFor-- > 0) return res.writeHead(404).end();
@@ -99,19 +100,25 @@ describe('Twilio recording callbacks', () => {
     settings?: string;
     secret?: string;
     algorithm?: string;
+    /** X-Forwarded-Host, as a proxy (or anyone) may send it. */
+    forwardedHost?: string;
+    /** The service to post to (default: the suite's). */
+    to?: { url: string };
   }
 
   /** Posts a callback signed by Twilio's own helper library, as Twilio signs it. */
   function callback(params: Params, d: Delivery = {}) {
-    const signedUrl = d.signedUrl ?? `${app.url}${PATH}`;
+    const target = d.to ?? app;
+    const signedUrl = d.signedUrl ?? `${target.url}${PATH}`;
     const signature =
       d.sign === undefined
         ? twilio.getExpectedTwilioSignature(d.secret ?? AUTH_TOKEN, signedUrl, params, d.algorithm)
         : d.sign;
-    let req = request(app.url).post(PATH).type('form');
+    let req = request(target.url).post(PATH).type('form');
     if (signature !== null) req = req.set('X-Twilio-Signature', signature);
     if (d.host) req = req.set('Host', d.host);
     if (d.proto) req = req.set('X-Forwarded-Proto', d.proto);
+    if (d.forwardedHost) req = req.set('X-Forwarded-Host', d.forwardedHost);
     if (d.settings !== undefined) req = req.set(twilio.SIGNATURE_SETTINGS_HEADER, d.settings);
     return req.send(formBody(params));
   }
@@ -310,6 +317,45 @@ describe('Twilio recording callbacks', () => {
       }
     });
 
+    it('reads an empty X-Twilio-Webhooks-Signature-Settings as no header (auth token, SHA-1), as the library does', async () => {
+      // Twilio's own express middleware, configured as this service is, for the URL Twilio signed.
+      const url = `${app.url}${PATH}`;
+      const reference = express()
+        .post(
+          PATH,
+          express.urlencoded({ extended: false }),
+          twilio.webhook(AUTH_TOKEN, { sharedKeySecret: SHARED_KEY_SECRET, url }),
+          (_req, res) => {
+            res.sendStatus(204);
+          },
+        )
+        .listen(0, '127.0.0.1');
+      await new Promise((r) => reference.once('listening', r));
+      try {
+        const referenceUrl = `http://127.0.0.1:${(reference.address() as AddressInfo).port}`;
+        const cases: [string, Delivery, number][] = [
+          // the auth token's SHA-1 signature with an empty header: accepted
+          ['auth token', { settings: '' }, 200],
+          // the SharedKey secret's SHA-1 signature with an empty header: refused
+          ['SharedKey secret', { settings: '', secret: SHARED_KEY_SECRET }, 403],
+        ];
+        for (const [what, d, expected] of cases) {
+          const params = inProgress();
+          const byLibrary = await callback(params, {
+            ...d,
+            signedUrl: url,
+            to: { url: referenceUrl },
+          });
+          expect([what, byLibrary.status]).toEqual([what, expected === 200 ? 204 : 403]);
+          const res = await callback(params, d);
+          expect([what, res.status]).toEqual([what, expected]);
+          if (expected === 403) expect(res.body.code).toBe('invalid_signature');
+        }
+      } finally {
+        reference.close();
+      }
+    });
+
     it('refuses a wrong signature, one for other parameters, one made with another token, recording nothing', async () => {
       const sidValue = `RE${hex32()}`;
       const fields = fieldsFor(sidValue);
@@ -462,6 +508,60 @@ describe('Twilio recording callbacks', () => {
     ]);
   });
 
+  it('fetches a recording Twilio called absent first and completed later, on record', async () => {
+    const sidValue = `RE${hex32()}`;
+    const callSid = `CA${hex32()}`;
+    const wav = fakeMedia('wav');
+    provider.media.set(sidValue, { bytes: wav, notReadyFor: 0 });
+    const absent = await callback(
+      fieldsFor(sidValue, {
+        CallSid: callSid,
+        RecordingStatus: 'absent',
+        RecordingUrl: '',
+        RecordingDuration: '0',
+      }),
+    );
+    expect(absent.body).toEqual({ recordingSid: sidValue, status: 'absent' });
+    // The media URL as a provider may sign it: the token in its query is needed for the fetch.
+    const completed = fieldsFor(sidValue, {
+      CallSid: callSid,
+      RecordingUrl: `${provider.base}/2010-04-01/Accounts/${ACCOUNT}/Recordings/${sidValue}?Signature=secret-media-token`,
+    });
+    const res = await callback(completed);
+    expect([res.status, res.body]).toEqual([202, { recordingSid: sidValue, status: 'queued' }]);
+    const done = await settled(sidValue);
+    expect(done.status).toBe('archived');
+    expect(provider.seen.find((s) => s.path.includes(sidValue))?.path).toMatch(
+      /\?Signature=secret-media-token$/,
+    );
+    const item = await request(app.url)
+      .get(`/v1/evidence/${done.item_id}`)
+      .set(bearer(app.keys.support));
+    expect(item.body).toMatchObject({ callId: sidValue, sha256: sha256(wav) });
+    // Both announcements are in the trail, the second saying what it changed.
+    const events = (await auditEvents(app, 'integration.callback')).filter(
+      (e) => (e.details as { recordingSid?: string }).recordingSid === sidValue,
+    );
+    expect(events.map((e) => [e.outcome, e.details])).toEqual([
+      ['success', expect.objectContaining({ recordingStatus: 'absent' })],
+      [
+        'success',
+        expect.objectContaining({
+          previousStatus: 'absent',
+          mediaUrl: `${provider.base}/2010-04-01/Accounts/${ACCOUNT}/Recordings/${sidValue}`,
+        }),
+      ],
+    ]);
+    // Delivered again: a duplicate, nothing more recorded.
+    const again = await callback(completed);
+    expect([again.status, again.body.status]).toEqual([202, 'duplicate']);
+    expect(
+      (await auditEvents(app, 'integration.callback')).filter(
+        (e) => (e.details as { recordingSid?: string }).recordingSid === sidValue,
+      ),
+    ).toHaveLength(2);
+  });
+
   it('never fetches from a host outside the allow-list: the failure is recorded, listed and counted', async () => {
     const sids = [`RE${hex32()}`, `RE${hex32()}`, `RE${hex32()}`];
     for (const sidValue of sids) {
@@ -534,6 +634,25 @@ describe('Twilio recording callbacks', () => {
     expect(metric(text, 'provider_recordings{provider="twilio",status="failed"}')).toBe(3);
   });
 
+  it('keeps the media URL out of the custody trail without its query and user info', async () => {
+    const sidValue = `RE${hex32()}`;
+    const res = await callback(
+      fieldsFor(sidValue, {
+        RecordingUrl: `https://user:secret-password@localhost:1/Recordings/${sidValue}?Signature=secret-token&X-Amz-Credential=secret-key#secret-fragment`,
+      }),
+    );
+    expect(res.status).toBe(202);
+    await settled(sidValue);
+    const events = (await auditEvents(app, 'integration.callback')).filter(
+      (e) => (e.details as { recordingSid?: string }).recordingSid === sidValue,
+    );
+    expect(events.length).toBeGreaterThanOrEqual(1);
+    expect(events[0]!.details).toMatchObject({
+      mediaUrl: `https://localhost:1/Recordings/${sidValue}`,
+    });
+    for (const e of events) expect(JSON.stringify(e)).not.toMatch(/secret|Signature/);
+  });
+
   it('refuses malformed SIDs', async () => {
     const res = await callback(fieldsFor('RE-not-a-sid'));
     expect(res.status).toBe(400);
@@ -562,5 +681,111 @@ describe('Twilio recording callbacks', () => {
     expect(JSON.parse(listed!).items).toContainEqual(
       expect.objectContaining({ recordingSid: sidValue, status: 'absent' }),
     );
+  });
+  describe('without PUBLIC_URL, TRUST_PROXY or a SharedKey secret', () => {
+    let bare: TestApp;
+    beforeAll(async () => {
+      bare = await startTestApp('fs', {
+        TWILIO_AUTH_TOKEN: AUTH_TOKEN,
+        TWILIO_ACCOUNT_SID: ACCOUNT,
+        TWILIO_INGEST_KEY_ID: KEY_ID,
+      });
+    });
+    afterAll(() => bare.close());
+    afterEach(() => jest.restoreAllMocks());
+
+    it('warns at start-up that the signed URL then comes from the Host header', async () => {
+      const warn = jest.spyOn(bare.ctx.logger, 'warn');
+      await bare.ctx.twilio.start({ workers: false });
+      expect(warn).toHaveBeenCalledWith(
+        expect.stringMatching(/without PUBLIC_URL.*Host header.*another deployment/),
+      );
+    });
+
+    it('ignores X-Forwarded-Host and X-Forwarded-Proto', async () => {
+      const own = `${bare.url}${PATH}`;
+      const forwarded = `https://archive.test${PATH}`;
+      // Signed for the address the forwarded headers name: refused, they do not count.
+      const spoofed = await callback(inProgress(), {
+        to: bare,
+        signedUrl: forwarded,
+        forwardedHost: 'archive.test',
+        proto: 'https',
+      });
+      expect([spoofed.status, spoofed.body.code]).toEqual([403, 'invalid_signature']);
+      // Signed for the address the request reached: accepted, whatever they say.
+      const params = inProgress();
+      expect(
+        twilio.validateRequest(
+          AUTH_TOKEN,
+          twilio.getExpectedTwilioSignature(AUTH_TOKEN, own, params),
+          own,
+          params,
+        ),
+      ).toBe(true);
+      const res = await callback(params, {
+        to: bare,
+        forwardedHost: 'archive.test',
+        proto: 'https',
+      });
+      expect([res.status, res.body.status]).toEqual([200, 'ignored']);
+    });
+
+    it('logs a SharedKey callback it cannot check once, not once per request', async () => {
+      const warn = jest.spyOn(bare.ctx.logger, 'warn');
+      for (let i = 0; i < 5; i++) {
+        const res = await callback(inProgress(), {
+          to: bare,
+          settings: `key=${SHARED_KEY_ID},algorithm=HMAC_SHA256`,
+          secret: SHARED_KEY_SECRET,
+          algorithm: 'HMAC_SHA256',
+        });
+        expect([res.status, res.body.code]).toEqual([403, 'invalid_signature']);
+      }
+      const about = warn.mock.calls.filter((c) =>
+        String(c[0]).includes('TWILIO_WEBHOOK_SHARED_KEY_SECRET'),
+      );
+      expect(about).toHaveLength(1);
+    });
+  });
+
+  describe('with PUBLIC_URL', () => {
+    let pinned: TestApp;
+    beforeAll(async () => {
+      pinned = await startTestApp('fs', {
+        TWILIO_AUTH_TOKEN: AUTH_TOKEN,
+        TWILIO_ACCOUNT_SID: ACCOUNT,
+        TWILIO_INGEST_KEY_ID: KEY_ID,
+        PUBLIC_URL: 'https://archive.example',
+        TRUST_PROXY: 'loopback',
+      });
+    });
+    afterAll(() => pinned.close());
+    afterEach(() => jest.restoreAllMocks());
+
+    it('checks the signature against PUBLIC_URL only, whatever Host the client sends', async () => {
+      const warn = jest.spyOn(pinned.ctx.logger, 'warn');
+      await pinned.ctx.twilio.start({ workers: false });
+      expect(warn).not.toHaveBeenCalledWith(expect.stringMatching(/PUBLIC_URL/));
+      const res = await callback(inProgress(), {
+        to: pinned,
+        signedUrl: `https://archive.example${PATH}`,
+        host: 'elsewhere.test',
+      });
+      expect([res.status, res.body.status]).toEqual([200, 'ignored']);
+      // Signed for another deployment under the same auth token, named by the Host header (and
+      // the forwarded headers of a trusted proxy): refused.
+      for (const d of [
+        { signedUrl: `http://other.example${PATH}`, host: 'other.example' },
+        {
+          signedUrl: `https://other.example${PATH}`,
+          forwardedHost: 'other.example',
+          proto: 'https' as const,
+        },
+      ]) {
+        const refused = await callback(inProgress(), { to: pinned, ...d });
+        expect([refused.status, refused.body.code]).toEqual([403, 'invalid_signature']);
+      }
+    });
   });
 });

@@ -15,7 +15,12 @@ import type { Metrics } from '../../metrics';
 import type { BlobStore } from '../../storage/blob-store';
 import { FetchError, type MediaFetcher } from '../media-fetcher';
 import type { ProviderRecordingRepository } from '../provider-recording.repository';
-import { signatureAlgorithm, validTwilioSignature, type TwilioParams } from './twilio-signature';
+import {
+  HMAC_SHA1,
+  signatureAlgorithm,
+  validTwilioSignature,
+  type TwilioParams,
+} from './twilio-signature';
 
 export const TWILIO_QUEUE = 'twilio-recording-fetch';
 const PROVIDER = 'twilio';
@@ -62,6 +67,20 @@ export interface CallbackSignature {
 
 type FetchOutcome = 'archived' | 'retry' | 'failed';
 
+/** A URL fit for the append-only trail: no user info, query or fragment (credentials live there). */
+export function withoutSecrets(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = '';
+    u.password = '';
+    u.search = '';
+    u.hash = '';
+    return u.toString();
+  } catch {
+    return '(not a URL)';
+  }
+}
+
 /**
  * The Twilio recording callback adapter: verifies Twilio's signature, records each completed
  * recording once, and fetches its media in a background job (retried while Twilio still answers
@@ -79,11 +98,16 @@ export class TwilioService {
     private readonly store: BlobStore,
     private readonly audit: AuditLog,
     private readonly logger: Logger,
-    private readonly cfg: Pick<AppConfig, 'twilio' | 'mediaFetch' | 'maxUploadBytes' | 'media'>,
+    private readonly cfg: Pick<
+      AppConfig,
+      'twilio' | 'mediaFetch' | 'maxUploadBytes' | 'media' | 'publicUrl'
+    >,
     private readonly queue?: JobQueue,
   ) {}
 
   private fetches?: Counter<'provider' | 'outcome'>;
+  /** Whether the missing SharedKey secret was logged: once, not per (unauthenticated) request. */
+  private warnedNoSharedKeySecret = false;
 
   /** Counts this instance's fetch attempts by outcome (archived, retry, failed). */
   registerMetrics(metrics: Metrics): void {
@@ -103,23 +127,28 @@ export class TwilioService {
   }
 
   /**
-   * Checks the request as Twilio's helper library's `webhook()` does: without the settings header,
-   * the auth token and HMAC-SHA1; with it, the SharedKey's secret and the algorithm it names.
+   * Checks the request as Twilio's helper library's `webhook()` does: without the settings header
+   * (or with an empty one: the library tests it for truth), the auth token and HMAC-SHA1; with it,
+   * the SharedKey's secret and the algorithm it names.
    */
   private verify(params: TwilioParams, sig: CallbackSignature, url: string): void {
     const twilio = this.twilio;
-    const shared = sig.settings !== undefined;
+    const shared = Boolean(sig.settings);
     const secret = shared ? twilio.sharedKeySecret : twilio.authToken;
     if (!secret) {
-      this.logger.warn(
-        'a Twilio callback was signed with a SharedKey, and TWILIO_WEBHOOK_SHARED_KEY_SECRET is not set',
-      );
+      // Anyone can send the header: said once per process, not once per request (log flooding).
+      if (!this.warnedNoSharedKeySecret) {
+        this.warnedNoSharedKeySecret = true;
+        this.logger.warn(
+          'a Twilio callback was signed with a SharedKey, and TWILIO_WEBHOOK_SHARED_KEY_SECRET is not set (said once; every such callback is refused 403)',
+        );
+      }
       throw new AppError(
         'invalid_signature',
         'This callback was signed with a Twilio SharedKey (X-Twilio-Webhooks-Signature-Settings), whose secret this service was not given (TWILIO_WEBHOOK_SHARED_KEY_SECRET).',
       );
     }
-    const algorithm = signatureAlgorithm(sig.settings);
+    const algorithm = shared ? signatureAlgorithm(sig.settings) : HMAC_SHA1;
     if (!validTwilioSignature(secret, sig.signature, url, params, algorithm)) {
       throw new AppError(
         'invalid_signature',
@@ -192,10 +221,15 @@ export class TwilioService {
     if (!this.queue?.isStarted) {
       throw new AppError('not_ready', 'The job queue is not running on this instance.');
     }
-    const fresh = await this.announce(
+    // The trail is append-only: the media URL goes in without its query (a provider may sign it
+    // with a token there) or user info; the fetch uses the stored URL as given.
+    const trailUrl = withoutSecrets(p.RecordingUrl);
+    let fresh = await this.announce(
       { ...recorded, media_url: p.RecordingUrl, status: 'queued' },
-      { mediaUrl: p.RecordingUrl },
+      { mediaUrl: trailUrl },
     );
+    // Twilio said `absent` first, and now has the recording after all: fetch it, on record.
+    if (!fresh) fresh = await this.requeueAbsent(recorded, p.RecordingUrl, trailUrl);
     // Sent again for a redelivered callback too: the queue keeps one job per recording.
     await this.queue.send(
       TWILIO_QUEUE,
@@ -235,7 +269,52 @@ export class TwilioService {
     });
   }
 
+  /**
+   * Turns an `absent` recording into a queued one when a `completed` callback for it arrives, in
+   * one transaction with its audit event. False when the recording was not absent (a redelivery).
+   */
+  private requeueAbsent(
+    recorded: Omit<Insertable<ProviderRecordingsTable>, 'media_url' | 'status'>,
+    mediaUrl: string,
+    trailUrl: string,
+  ): Promise<boolean> {
+    return this.db.transaction().execute(async (tx) => {
+      const requeued = await this.repo.requeueAbsent(tx, PROVIDER, recorded.recording_sid, {
+        mediaUrl,
+        // The completed callback's duration and channels, not the absent one's.
+        details: {
+          duration_seconds: recorded.duration_seconds,
+          channels: recorded.channels,
+          recording_source: recorded.recording_source,
+          started_at: recorded.started_at,
+        },
+        at: new Date(),
+      });
+      if (requeued) {
+        await this.audit.append(tx, [
+          {
+            action: 'integration.callback',
+            actor: systemActor('twilio'),
+            details: {
+              provider: PROVIDER,
+              recordingSid: recorded.recording_sid,
+              callSid: recorded.call_sid,
+              mediaUrl: trailUrl,
+              previousStatus: 'absent',
+            },
+          },
+        ]);
+      }
+      return requeued;
+    });
+  }
+
   async start(opts: { workers: boolean }): Promise<void> {
+    if (this.cfg.twilio && !this.cfg.publicUrl) {
+      this.logger.warn(
+        'TWILIO_AUTH_TOKEN is set without PUBLIC_URL: Twilio callbacks are checked against the URL built from the Host header the client sent, so a callback Twilio signed for another deployment under the same auth token would be accepted here; set PUBLIC_URL to the address Twilio calls',
+      );
+    }
     if (!this.queue || !this.cfg.twilio) return;
     await this.queue.start([
       {
