@@ -2,7 +2,6 @@ import { Router } from 'express';
 import { pipeline } from 'node:stream/promises';
 import type { ApiKeyService } from '../access/api-key.service';
 import { actorOf, audited, authenticate, requirePermission } from '../http/auth.middleware';
-import { methodNotAllowed } from '../http/method-not-allowed';
 import type { BundleService } from './bundle.service';
 
 export interface BundleRoutesDeps {
@@ -27,16 +26,14 @@ export function bundleRoutes(deps: BundleRoutesDeps): Router {
         complaintId,
         items: await deps.bundles.listForComplaint(actorOf(req), complaintId),
       });
-    })
-    .all(methodNotAllowed('GET, POST'));
+    });
 
   // The parameter is not called `id`: a bundle id must not be recorded as an item's.
   router
     .route('/v1/bundles/:bundleId')
     .get(auth, requirePermission('bundle:read'), async (req, res) => {
       res.json(await deps.bundles.get(actorOf(req), req.params.bundleId!));
-    })
-    .all(methodNotAllowed('GET'));
+    });
 
   router
     .route('/v1/bundles/:bundleId/content')
@@ -63,8 +60,7 @@ export function bundleRoutes(deps: BundleRoutesDeps): Router {
         if (res.destroyed && !res.writableFinished) return; // the client went away mid-download
         throw err;
       }
-    })
-    .all(methodNotAllowed('GET, HEAD'));
+    });
 
   return router;
 }

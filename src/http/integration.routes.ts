@@ -2,7 +2,6 @@ import express, { Router } from 'express';
 import type { AppConfig } from '../config';
 import type { TwilioService } from '../integrations/twilio/twilio.service';
 import { audited } from './auth.middleware';
-import { methodNotAllowed } from './method-not-allowed';
 
 export interface IntegrationRoutesDeps {
   twilio: TwilioService;
@@ -32,7 +31,6 @@ export function integrationRoutes({ twilio, publicUrl }: IntegrationRoutesDeps):
         );
         res.status(result.status === 'ignored' ? 200 : 202).json(result);
       },
-    )
-    .all(methodNotAllowed('POST'));
+    );
   return router;
 }

@@ -15,8 +15,8 @@ import {
 import type { UploadLocker } from '../ingest/resumable/upload-locker';
 import type { Logger } from '../logger';
 import { actorOf, audited, authenticate, principalOf, requirePermission } from './auth.middleware';
+import { withoutTusCors } from './cors';
 import { recordFailedAttempt, retryAfterFor } from './error.middleware';
-import { methodNotAllowed } from './method-not-allowed';
 import { PROBLEMS, problemBody } from './problem';
 
 export interface UploadRoutesDeps {
@@ -96,6 +96,7 @@ export function uploadRoutes(deps: UploadRoutesDeps): Router {
   const handle: RequestHandler = async (req, res) => {
     // Methods are what the route says: no overriding a POST into a DELETE.
     delete req.headers['x-http-method-override'];
+    withoutTusCors(res);
     await tus.handle(req, res);
   };
   const guarded = [audited('evidence.create'), auth, requirePermission('evidence:create'), handle];
@@ -103,16 +104,14 @@ export function uploadRoutes(deps: UploadRoutesDeps): Router {
   const router = Router();
   router
     .route(PATH)
-    .options(handle) // capability discovery and CORS preflight: no key, nothing revealed
-    .post(...guarded)
-    .all(methodNotAllowed('POST, OPTIONS'));
+    .options(handle) // capability discovery: no key, nothing revealed (preflights: see cors.ts)
+    .post(...guarded);
   router
     .route(`${PATH}/:uploadId`)
     .options(handle)
     .head(...guarded)
     .patch(...guarded)
-    .delete(...guarded)
-    .all(methodNotAllowed('HEAD, PATCH, DELETE, OPTIONS'));
+    .delete(...guarded);
   return router;
 }
 
@@ -135,13 +134,6 @@ function setItemHeaders(out: ServerResponse, r: IngestResult): void {
   out.setHeader('Evidence-Item-Url', `/v1/evidence/${r.item.id}`);
   out.setHeader('Evidence-Item-Status', r.status === 201 ? 'created' : 'duplicate');
   out.setHeader('Repr-Digest', `sha-256=:${Buffer.from(r.item.sha256, 'hex').toString('base64')}:`);
-  const exposed = out.getHeader('Access-Control-Expose-Headers');
-  if (typeof exposed === 'string') {
-    out.setHeader(
-      'Access-Control-Expose-Headers',
-      `${exposed}, Evidence-Item-Id, Evidence-Item-Url, Evidence-Item-Status, Repr-Digest`,
-    );
-  }
 }
 
 /** tus's protocol errors carry a status code and a plain-text body; anything else is ours. */
