@@ -1,4 +1,8 @@
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import type { Express } from 'express';
 import request from 'supertest';
@@ -492,5 +496,36 @@ describe('405 with a complete Allow on every known path', () => {
       const miss = await raw(app.url, path, {}, method);
       expect({ method, path, status: miss.status }).toEqual({ method, path, status: 404 });
     }
+  });
+});
+
+describe('the README’s HTTP snippet', () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await startTestApp('fs', { CORS_ORIGINS: 'https://dash.example.com' });
+  });
+  afterAll(() => app.close());
+
+  it('runs as written and shows what the service answers', async () => {
+    const readme = readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
+    const marker = readme.indexOf('<!-- run as written by tests/api/http-semantics.test.ts');
+    expect(marker).toBeGreaterThan(0);
+    const snippet = /```sh\n([\s\S]*?)```/.exec(readme.slice(marker))![1]!;
+    // Not execFileSync: the service runs in this process, and must answer curl meanwhile.
+    const { stdout } = await promisify(execFile)('bash', ['-euo', 'pipefail', '-c', snippet], {
+      env: { ...process.env, ARCHIVE: app.url },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    const out = stdout.replace(/\r\n/g, '\n');
+    // Each answer shown in the snippet ("#    Header: value") is in what curl printed, in order.
+    const answers = out.split(/\n(?=HTTP\/1\.1 )/);
+    const shown = snippet.split(/\n(?=#    HTTP\/1\.1 )/).slice(1);
+    expect(answers).toHaveLength(shown.length);
+    shown.forEach((block, i) => {
+      for (const line of block.split('\n').filter((l) => l.startsWith('#    '))) {
+        expect(answers[i]!.split('\n')).toContain(line.slice(5));
+      }
+    });
   });
 });
