@@ -520,7 +520,7 @@ describe('the README’s HTTP snippet', () => {
     const out = stdout.replace(/\r\n/g, '\n');
     // Each answer shown in the snippet ("#    Header: value") is in what curl printed, in order.
     const answers = out.split(/\n(?=HTTP\/1\.1 )/);
-    const shown = snippet.split(/\n(?=#    HTTP\/1\.1 )/).slice(1);
+    const shown = snippet.split(/\n(?=# {4}HTTP\/1\.1 )/).slice(1);
     expect(answers).toHaveLength(shown.length);
     shown.forEach((block, i) => {
       for (const line of block.split('\n').filter((l) => l.startsWith('#    '))) {
