@@ -71,6 +71,26 @@ const envSchema = z.object({
     )
     .transform((v) => (/^\d+$/.test(v) ? Number(v) : v))
     .optional(),
+  // Origins whose pages may call the API (CORS): exact origins, comma-separated.
+  CORS_ORIGINS: z
+    .string()
+    .transform((v, ctx) => {
+      const origins: string[] = [];
+      for (const raw of v.split(',').map((s) => s.trim())) {
+        if (!raw) continue;
+        const origin = parseOrigin(raw);
+        if (!origin) {
+          ctx.addIssue({
+            code: z.ZodIssueCode.custom,
+            message: `must be comma-separated origins such as https://dash.example.com (scheme and host, optional port; no path, no trailing slash, no wildcard); "${raw}" is not one`,
+          });
+          return z.NEVER;
+        }
+        origins.push(origin);
+      }
+      return [...new Set(origins)];
+    })
+    .optional(),
   // Strangers' refusals (no valid key, share-link misses) per client address and minute answered
   // one by one; beyond, 429 and one counted audit event per address and minute.
   REFUSAL_LIMIT_PER_MINUTE: int(1, 100_000).default(30),
@@ -182,6 +202,8 @@ export interface AppConfig {
     requestTimeoutMs: number;
     shutdownGraceMs: number;
     trustProxy?: string | number;
+    /** CORS: origins (as browsers send them) granted the API; empty: none. */
+    corsOrigins: string[];
   };
   authCacheTtlMs: number;
   /** Per client address and minute: refusals answered one by one, and addresses tallied. */
@@ -259,6 +281,24 @@ function isTrustProxy(value: string): boolean {
     if (/^\d+$/.test(bits)) return Number(bits) <= (family === 4 ? 32 : 128);
     return family === 4 && isIP(bits) === 4; // a netmask
   });
+}
+
+/**
+ * An origin as a browser sends it in `Origin`: http(s), a host, maybe a port, nothing else. No
+ * `*`: with it any site's page could use a key it got hold of, and it is never needed (list each
+ * dashboard). Returned normalised (lower-case host, no default port), since matching is exact.
+ */
+function parseOrigin(raw: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return undefined;
+  }
+  const bare = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]+$/i.test(raw);
+  if (!bare || (url.protocol !== 'http:' && url.protocol !== 'https:')) return undefined;
+  if (url.username || url.password || url.hostname.includes('*')) return undefined;
+  return url.origin;
 }
 
 /** For the service's and the worker's entry points: a bad configuration ends the process with its sentence. */
@@ -399,6 +439,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
       shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
       trustProxy: e.TRUST_PROXY,
+      corsOrigins: e.CORS_ORIGINS ?? [],
     },
     authCacheTtlMs: e.AUTH_CACHE_TTL_MS,
     refusalLimit: {

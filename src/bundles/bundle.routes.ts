@@ -1,7 +1,6 @@
 import { Router } from 'express';
 import type { ApiKeyService } from '../access/api-key.service';
 import { actorOf, audited, authenticate, requirePermission } from '../http/auth.middleware';
-import { methodNotAllowed } from '../http/method-not-allowed';
 import { sendRepresentation } from '../http/send-blob';
 import type { BundleService } from './bundle.service';
 
@@ -27,16 +26,14 @@ export function bundleRoutes(deps: BundleRoutesDeps): Router {
         complaintId,
         items: await deps.bundles.listForComplaint(actorOf(req), complaintId),
       });
-    })
-    .all(methodNotAllowed('GET, POST'));
+    });
 
   // The parameter is not called `id`: a bundle id must not be recorded as an item's.
   router
     .route('/v1/bundles/:bundleId')
     .get(auth, requirePermission('bundle:read'), async (req, res) => {
       res.json(await deps.bundles.get(actorOf(req), req.params.bundleId!));
-    })
-    .all(methodNotAllowed('GET'));
+    });
 
   router
     .route('/v1/bundles/:bundleId/content')
@@ -54,8 +51,7 @@ export function bundleRoutes(deps: BundleRoutesDeps): Router {
         open: (range, details) => bundle.open(range, details),
         check: (details) => bundle.check(details),
       });
-    })
-    .all(methodNotAllowed('GET, HEAD'));
+    });
 
   return router;
 }

@@ -11,11 +11,14 @@ import { evidenceRoutes } from './evidence.routes';
 import { healthRoutes } from './health.routes';
 import { integrationRoutes } from './integration.routes';
 import { bundleRoutes } from '../bundles/bundle.routes';
+import { compression } from './compression';
+import { cors } from './cors';
 import { mediaRoutes } from './media.routes';
 import { loggablePath } from './redact';
 import { shareRoutes } from './share.routes';
 import { uploadRoutes } from './upload.routes';
 import { consoleRoutes } from './console.routes';
+import { answerOptions, methodNotAllowed, RouteTable } from './route-table';
 import { webRoutes } from './web.routes';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -47,6 +50,12 @@ export function createApp(ctx: AppContext): Express {
     });
     next();
   });
+
+  // What each path serves, read from the routes registered below (at the first request).
+  const routes = new RouteTable(app);
+  app.use(compression());
+  app.use(cors(ctx.config.http.corsOrigins, routes));
+  app.use(answerOptions(routes));
 
   const answerNow = (req: Request, res: Response, err: AppError) => {
     if (res.headersSent) return;
@@ -144,6 +153,7 @@ export function createApp(ctx: AppContext): Express {
       metricsToken: ctx.config.metricsToken,
     }),
   );
+  app.use(methodNotAllowed(routes));
   app.use(notFoundHandler);
   app.use(onError);
   return app;

@@ -8,7 +8,6 @@ import { identifier, parseWith } from '../ingest/upload-fields';
 import type { BlobStore } from '../storage/blob-store';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
 import { sendItem } from './evidence.routes';
-import { methodNotAllowed } from './method-not-allowed';
 
 export interface CallRoutesDeps {
   keys: ApiKeyService;
@@ -70,7 +69,6 @@ export function callRoutes(deps: CallRoutesDeps): Router {
         });
         sendItem(res, result.status, result.item, result.replayed);
       },
-    )
-    .all(methodNotAllowed('PUT'));
+    );
   return router;
 }

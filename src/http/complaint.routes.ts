@@ -4,7 +4,6 @@ import type { ComplaintWorkspaceService } from '../complaints/complaint-workspac
 import type { ComplaintService } from '../complaints/complaint.service';
 import { coverageCsv, type CoverageReportService } from '../complaints/coverage-report';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
-import { methodNotAllowed } from './method-not-allowed';
 
 export interface ComplaintRoutesDeps {
   keys: ApiKeyService;
@@ -36,22 +35,19 @@ export function complaintRoutes(deps: ComplaintRoutesDeps): Router {
         if (created) res.location(`/v1/complaints/${encodeURIComponent(complaint.id)}`);
         res.status(created ? 201 : 200).json(complaint);
       },
-    )
-    .all(methodNotAllowed('GET, PUT'));
+    );
 
   router
     .route('/v1/complaints/:complaintId/suggestions')
     .get(audited('complaint.view'), auth, requirePermission('complaint:read'), async (req, res) => {
       res.json(await workspace.suggestions(actorOf(req), req.params.complaintId!));
-    })
-    .all(methodNotAllowed('GET'));
+    });
 
   router
     .route('/v1/complaints/:complaintId/suggestions/accept')
     .post(audited('evidence.link'), auth, requirePermission('evidence:link'), async (req, res) => {
       res.json(await workspace.link(actorOf(req), req.params.complaintId!, req.body));
-    })
-    .all(methodNotAllowed('POST'));
+    });
 
   router
     .route('/v1/reports/coverage')
@@ -70,8 +66,7 @@ export function complaintRoutes(deps: ComplaintRoutesDeps): Router {
           `attachment; filename="coverage-${report.from.slice(0, 10)}-${report.to.slice(0, 10)}.csv"`,
         )
         .send(coverageCsv(report));
-    })
-    .all(methodNotAllowed('GET'));
+    });
 
   return router;
 }

@@ -19,7 +19,6 @@ import {
   requirePermission,
   SESSION_COOKIE,
 } from './auth.middleware';
-import { methodNotAllowed } from './method-not-allowed';
 
 export interface ConsoleRoutesDeps {
   keys: ApiKeyService;
@@ -63,12 +62,9 @@ export function consoleRoutes(deps: ConsoleRoutesDeps): Router {
     next();
   };
 
-  router
-    .route('/v1/me')
-    .get(noStore, auth, (req, res) => {
-      res.json(me(principalOf(req)));
-    })
-    .all(methodNotAllowed('GET'));
+  router.route('/v1/me').get(noStore, auth, (req, res) => {
+    res.json(me(principalOf(req)));
+  });
 
   // A media element (<video>, <img>) cannot send an Authorization header. The web app trades its
   // key for a cookie that only GET and HEAD requests may use (see authenticate), that JavaScript
@@ -103,15 +99,13 @@ export function consoleRoutes(deps: ConsoleRoutesDeps): Router {
         secure: req.secure || deps.publicUrl?.startsWith('https:') === true,
       });
       res.status(204).end();
-    })
-    .all(methodNotAllowed('POST, DELETE'));
+    });
 
   router
     .route('/v1/lookup')
     .get(audited('evidence.list'), auth, requirePermission('evidence:search'), async (req, res) => {
       res.json(await lookup.lookup(actorOf(req), req.query));
-    })
-    .all(methodNotAllowed('GET'));
+    });
 
   router
     .route('/v1/keys')
@@ -138,8 +132,7 @@ export function consoleRoutes(deps: ConsoleRoutesDeps): Router {
         const minted = await deps.keys.create(role, name, actorOf(req));
         res.location(`/v1/keys/${minted.id}`).status(201).json(minted);
       },
-    )
-    .all(methodNotAllowed('GET, POST'));
+    );
 
   router
     .route('/v1/keys/:keyId')
@@ -156,8 +149,7 @@ export function consoleRoutes(deps: ConsoleRoutesDeps): Router {
         throw new AppError('not_found', `No active key ${JSON.stringify(id)}.`);
       }
       res.json({ id, revoked: true });
-    })
-    .all(methodNotAllowed('DELETE'));
+    });
 
   router
     .route('/v1/complaints/:complaintId/hold-status')
@@ -165,8 +157,7 @@ export function consoleRoutes(deps: ConsoleRoutesDeps): Router {
       const complaintId = parseWith(identifier(), req.params.complaintId);
       const { holds } = await deps.holds.list({ complaintId, active: 'true' });
       res.json({ complaintId, onHold: holds.length > 0, holds });
-    })
-    .all(methodNotAllowed('GET'));
+    });
 
   return router;
 }

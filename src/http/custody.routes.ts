@@ -11,7 +11,6 @@ import type { SigningKey } from '../custody/signing-key';
 import type { EvidenceService } from '../evidence/evidence.service';
 import type { Metrics } from '../metrics';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
-import { methodNotAllowed } from './method-not-allowed';
 
 export interface CustodyRoutesDeps {
   keys: ApiKeyService;
@@ -34,31 +33,26 @@ export function custodyRoutes(deps: CustodyRoutesDeps): Router {
   const router = Router();
   const auth = authenticate(deps.keys);
 
-  router
-    .route('/v1/custody/public-key')
-    .get((_req, res) => {
-      // Public by design: whoever checks a checkpoint or a bundle needs it, with no account.
-      res.json({
-        algorithm: 'Ed25519',
-        publicKeyPem: deps.signingKey.publicKeyPem,
-        fingerprint: deps.signingKey.fingerprint,
-      });
-    })
-    .all(methodNotAllowed('GET'));
+  router.route('/v1/custody/public-key').get((_req, res) => {
+    // Public by design: whoever checks a checkpoint or a bundle needs it, with no account.
+    res.json({
+      algorithm: 'Ed25519',
+      publicKeyPem: deps.signingKey.publicKeyPem,
+      fingerprint: deps.signingKey.fingerprint,
+    });
+  });
 
   router
     .route('/v1/evidence/:id/audit')
     .get(audited('audit.read'), auth, requirePermission('evidence:audit'), async (req, res) => {
       res.json(await trail.forItem(actorOf(req), req.params.id!, req.query));
-    })
-    .all(methodNotAllowed('GET'));
+    });
 
   router
     .route('/v1/audit')
     .get(audited('audit.read'), auth, requirePermission('audit:read'), async (req, res) => {
       res.json(await trail.list(actorOf(req), req.query));
-    })
-    .all(methodNotAllowed('GET'));
+    });
 
   router
     .route('/v1/evidence/:id/verify')
@@ -70,8 +64,7 @@ export function custodyRoutes(deps: CustodyRoutesDeps): Router {
         const actor = actorOf(req);
         res.json(await integrity.verify(await evidence.getRow(actor, req.params.id!), actor));
       },
-    )
-    .all(methodNotAllowed('POST'));
+    );
 
   router
     .route('/v1/custody/checkpoints')
@@ -80,15 +73,13 @@ export function custodyRoutes(deps: CustodyRoutesDeps): Router {
       res
         .status(written ? 201 : 200)
         .json({ written: Boolean(written), checkpoint: written ?? null });
-    })
-    .all(methodNotAllowed('POST'));
+    });
 
   router
     .route('/v1/evidence/:id/holds')
     .post(audited('hold.place'), auth, requirePermission('hold:manage'), async (req, res) => {
       res.status(201).json(await holds.placeOnItem(actorOf(req), req.params.id!, req.body));
-    })
-    .all(methodNotAllowed('POST'));
+    });
 
   router
     .route('/v1/complaints/:complaintId/holds')
@@ -96,36 +87,29 @@ export function custodyRoutes(deps: CustodyRoutesDeps): Router {
       res
         .status(201)
         .json(await holds.placeOnComplaint(actorOf(req), req.params.complaintId!, req.body));
-    })
-    .all(methodNotAllowed('POST'));
+    });
 
-  router
-    .route('/v1/holds')
-    .get(auth, requirePermission('hold:manage'), async (req, res) => {
-      res.json(await holds.list(req.query));
-    })
-    .all(methodNotAllowed('GET'));
+  router.route('/v1/holds').get(auth, requirePermission('hold:manage'), async (req, res) => {
+    res.json(await holds.list(req.query));
+  });
 
   router
     .route('/v1/holds/:holdId/release')
     .post(audited('hold.release'), auth, requirePermission('hold:manage'), async (req, res) => {
       res.json(await holds.release(actorOf(req), req.params.holdId!, req.body));
-    })
-    .all(methodNotAllowed('POST'));
+    });
 
   router
     .route('/v1/custody/status')
     .get(audited('custody.read'), auth, requirePermission('custody:status'), async (req, res) => {
       res.json(await deps.status.status(actorOf(req)));
-    })
-    .all(methodNotAllowed('GET'));
+    });
 
   router
     .route('/v1/custody/jobs/:job')
     .post(audited('custody.run'), auth, requirePermission('custody:status'), async (req, res) => {
       res.status(202).json(await deps.jobs.enqueue(actorOf(req), req.params.job!));
-    })
-    .all(methodNotAllowed('POST'));
+    });
 
   const metricsAuth: RequestHandler = async (req, res, next) => {
     const token = /^Bearer\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '')?.[1];
@@ -138,13 +122,10 @@ export function custodyRoutes(deps: CustodyRoutesDeps): Router {
       requirePermission('custody:status')(req, res, next);
     });
   };
-  router
-    .route('/metrics')
-    .get(metricsAuth, async (_req, res) => {
-      const { contentType, body } = await deps.metrics.render();
-      res.type(contentType).send(body);
-    })
-    .all(methodNotAllowed('GET'));
+  router.route('/metrics').get(metricsAuth, async (_req, res) => {
+    const { contentType, body } = await deps.metrics.render();
+    res.type(contentType).send(body);
+  });
 
   return router;
 }

@@ -13,7 +13,6 @@ import { translateUploadError } from '../ingest/upload-errors';
 import { StagingStorageEngine } from '../ingest/upload-storage-engine';
 import type { BlobStore } from '../storage/blob-store';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
-import { methodNotAllowed } from './method-not-allowed';
 import { sendBlob } from './send-blob';
 
 export interface EvidenceRoutesDeps {
@@ -116,8 +115,7 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
     )
     .get(audited('evidence.list'), auth, requirePermission('evidence:search'), async (req, res) => {
       res.json(await evidence.search(actorOf(req), req.query));
-    })
-    .all(methodNotAllowed('GET, POST'));
+    });
 
   router
     .route('/v1/evidence/:id')
@@ -142,15 +140,13 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
       async (req, res) => {
         res.json(await deps.deletion.deleteItem(actorOf(req), req.params.id!, req.body));
       },
-    )
-    .all(methodNotAllowed('GET, DELETE'));
+    );
 
   router
     .route('/v1/evidence/:id/links')
     .post(audited('evidence.link'), auth, requirePermission('evidence:link'), async (req, res) => {
       res.json(await evidence.addLinks(actorOf(req), req.params.id!, req.body));
-    })
-    .all(methodNotAllowed('POST'));
+    });
 
   for (const [collection, type] of [
     ['orders', 'order'],
@@ -165,8 +161,7 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
         async (req, res) => {
           res.json(await evidence.removeLink(actorOf(req), req.params.id!, type, req.params.ref!));
         },
-      )
-      .all(methodNotAllowed('DELETE'));
+      );
   }
 
   router
@@ -179,8 +174,7 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
         const segments = await deps.segments.add(actorOf(req), req.params.id!, req.body);
         res.status(201).json({ itemId: req.params.id, segments });
       },
-    )
-    .all(methodNotAllowed('POST'));
+    );
 
   router
     .route('/v1/evidence/:id/content')
@@ -188,8 +182,7 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
       req.query.segment !== undefined
         ? sendSegment(req, res, deps.segments, req.query.segment)
         : sendContent(req, res, evidence),
-    )
-    .all(methodNotAllowed('GET, HEAD'));
+    );
 
   for (const [collection, type] of [
     ['orders', 'order'],
@@ -216,8 +209,7 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
             items: items.map((i) => ({ ...i, segments: segments.get(i.id) ?? [] })),
           });
         },
-      )
-      .all(methodNotAllowed('GET'));
+      );
   }
 
   return router;

@@ -4,7 +4,6 @@ import type { AppConfig } from '../config';
 import type { ProviderRecordingService } from '../integrations/provider-recording.service';
 import type { TwilioService } from '../integrations/twilio/twilio.service';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
-import { methodNotAllowed } from './method-not-allowed';
 
 export interface IntegrationRoutesDeps {
   keys: ApiKeyService;
@@ -48,8 +47,7 @@ export function integrationRoutes({
         res.status(result.status === 'queued' || result.status === 'duplicate' ? 202 : 200);
         res.json(result);
       },
-    )
-    .all(methodNotAllowed('POST'));
+    );
 
   router
     .route('/v1/integrations/recordings')
@@ -60,7 +58,6 @@ export function integrationRoutes({
       async (req, res) => {
         res.json(await recordings.list(actorOf(req), req.query));
       },
-    )
-    .all(methodNotAllowed('GET'));
+    );
   return router;
 }

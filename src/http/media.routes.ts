@@ -3,7 +3,6 @@ import type { ApiKeyService } from '../access/api-key.service';
 import type { DerivativeKind } from '../db/database';
 import { DERIVATIVE_PATHS, type DerivativeService } from '../media/derivative.service';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
-import { methodNotAllowed } from './method-not-allowed';
 import { sendBlob } from './send-blob';
 
 export interface MediaRoutesDeps {
@@ -20,15 +19,13 @@ export function mediaRoutes({ keys, derivatives }: MediaRoutesDeps): Router {
     .route('/v1/evidence/:id/derivatives')
     .get(audited('evidence.view'), auth, requirePermission('evidence:read'), async (req, res) => {
       res.json(await derivatives.list(actorOf(req), req.params.id!));
-    })
-    .all(methodNotAllowed('GET'));
+    });
 
   router
     .route('/v1/evidence/:id/derivatives/rebuild')
     .post(audited('media.derive'), auth, requirePermission('custody:status'), async (req, res) => {
       res.status(202).json(await derivatives.rebuild(actorOf(req), req.params.id!));
-    })
-    .all(methodNotAllowed('POST'));
+    });
 
   for (const [kind, segment] of Object.entries(DERIVATIVE_PATHS) as [DerivativeKind, string][]) {
     router
@@ -49,8 +46,7 @@ export function mediaRoutes({ keys, derivatives }: MediaRoutesDeps): Router {
             check: (details) => derivatives.check(actor, item, derivative, details),
           });
         },
-      )
-      .all(methodNotAllowed('GET, HEAD'));
+      );
   }
   return router;
 }

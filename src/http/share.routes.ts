@@ -4,7 +4,6 @@ import { AppError } from '../errors';
 import { cutFilename } from '../evidence/segments';
 import type { ShareLinkService } from '../share/share-link.service';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
-import { methodNotAllowed } from './method-not-allowed';
 import { sendBlob, sendRepresentation } from './send-blob';
 import type { PreparedBundle } from '../bundles/bundle.service';
 
@@ -45,8 +44,7 @@ export function shareRoutes(deps: ShareRoutesDeps): Router {
     )
     .get(auth, requirePermission('share:manage'), async (req, res) => {
       res.json({ items: await shareLinks.list(actorOf(req), req.query) });
-    })
-    .all(methodNotAllowed('GET, POST'));
+    });
 
   router
     .route('/v1/share-links/:id')
@@ -60,13 +58,9 @@ export function shareRoutes(deps: ShareRoutesDeps): Router {
       async (req, res) => {
         res.json(await shareLinks.revoke(actorOf(req), req.params.id!));
       },
-    )
-    .all(methodNotAllowed('GET, DELETE'));
+    );
 
-  router
-    .route('/s/:token')
-    .get(audited('share_link.use'), (req, res) => openLink(req, res, deps))
-    .all(methodNotAllowed('GET, HEAD'));
+  router.route('/s/:token').get(audited('share_link.use'), (req, res) => openLink(req, res, deps));
 
   return router;
 }

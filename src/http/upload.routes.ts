@@ -18,8 +18,8 @@ import {
 import type { UploadLocker } from '../ingest/resumable/upload-locker';
 import type { Logger } from '../logger';
 import { actorOf, audited, authenticate, principalOf, requirePermission } from './auth.middleware';
+import { withoutTusCors } from './cors';
 import { recordFailedAttempt, retryAfterFor } from './error.middleware';
-import { methodNotAllowed } from './method-not-allowed';
 import { PROBLEMS, problemBody } from './problem';
 
 export interface UploadRoutesDeps {
@@ -201,6 +201,7 @@ export function uploadRoutes(deps: UploadRoutesDeps): Router {
     // which needs no key, never becomes anything else.
     delete req.headers['x-http-method-override'];
     if (req.method !== 'OPTIONS') checkTusHeaders(req, res);
+    withoutTusCors(res);
     await tus.handle(req, res);
   };
   const guarded = [audited('evidence.create'), auth, requirePermission('evidence:create'), handle];
@@ -213,17 +214,15 @@ export function uploadRoutes(deps: UploadRoutesDeps): Router {
   });
   router
     .route(PATH)
-    .options(handle) // capability discovery and CORS preflight: no key, nothing revealed
-    .post(creationOnly, ...guarded)
-    .all(methodNotAllowed('POST, OPTIONS'));
+    .options(handle) // capability discovery: no key, nothing revealed (preflights: see cors.ts)
+    .post(creationOnly, ...guarded);
   router
     .route(`${PATH}/:uploadId`)
     .options(handle)
     .head(...guarded)
     .patch(...guarded)
     .delete(...guarded)
-    .post(overridden, ...guarded)
-    .all(methodNotAllowed(UPLOAD_METHODS));
+    .post(overridden, ...guarded);
   return router;
 }
 
@@ -313,11 +312,4 @@ function setItemHeaders(out: ServerResponse, r: IngestResult): void {
   out.setHeader('Evidence-Item-Url', `/v1/evidence/${r.item.id}`);
   out.setHeader('Evidence-Item-Status', r.status === 201 ? 'created' : 'duplicate');
   out.setHeader('Repr-Digest', `sha-256=:${Buffer.from(r.item.sha256, 'hex').toString('base64')}:`);
-  const exposed = out.getHeader('Access-Control-Expose-Headers');
-  if (typeof exposed === 'string') {
-    out.setHeader(
-      'Access-Control-Expose-Headers',
-      `${exposed}, Evidence-Item-Id, Evidence-Item-Url, Evidence-Item-Status, Repr-Digest`,
-    );
-  }
 }

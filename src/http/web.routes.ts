@@ -50,11 +50,9 @@ export function webRoutes(): Router {
     res.redirect(302, '/app/');
   });
 
-  router.use('/app', securityHeaders, (req, res, next) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') return next();
-    if (req.originalUrl === '/app' || req.originalUrl.startsWith('/app?')) {
-      return res.redirect(301, '/app/');
-    }
+  // Routes rather than a mount, so that the route table knows /app and answers 405 with Allow.
+  // The asset route comes first: non-strict routing would let '/app' match '/app/' too.
+  router.get('/app/{*asset}', securityHeaders, (req, res, next) => {
     if (!serve) {
       const root = webRoot();
       if (!root) {
@@ -73,7 +71,17 @@ export function webRoutes(): Router {
         },
       });
     }
-    serve(req, res, next);
+    // express.static serves the path below the app's root, as a mount would have given it.
+    const url = req.url;
+    req.url = url.slice('/app'.length);
+    serve(req, res, (err?: unknown) => {
+      req.url = url;
+      next(err);
+    });
+  });
+
+  router.get('/app', securityHeaders, (_req, res) => {
+    res.redirect(301, '/app/');
   });
 
   return router;

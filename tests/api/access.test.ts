@@ -133,7 +133,7 @@ describe('API keys and roles', () => {
   it('405 for a wrong method on a known path and 404 problem for unknown routes', async () => {
     const res = await request(app.url).patch(`/v1/evidence/${ownId}`).set(bearer(app.keys.admin));
     expect(res.status).toBe(405);
-    expect(res.headers.allow).toBe('GET, DELETE');
+    expect(res.headers.allow).toBe('GET, HEAD, DELETE, OPTIONS');
     const missing = await request(app.url).get('/v2/nothing');
     expect({ status: missing.status, code: missing.body.code }).toEqual({
       status: 404,

@@ -26,7 +26,7 @@ function servedRoutes(app: Express): string[] {
 describe('OpenAPI document', () => {
   // Building the app needs no live dependencies; only the route table is inspected.
   const app = createApp({
-    config: { http: {}, maxUploadBytes: 1 },
+    config: { http: { corsOrigins: [] }, maxUploadBytes: 1 },
     logger: {},
     uploads: {}, // the tus server wants a store object; no request reaches it here
   } as unknown as AppContext);
@@ -41,7 +41,8 @@ describe('OpenAPI document', () => {
   });
 
   it('describes every route the app serves', () => {
-    const routes = servedRoutes(app);
+    // The web app's static files (/app, /app/...) are described under `/`, not one by one.
+    const routes = servedRoutes(app).filter((r) => !/^GET \/app(\/|$)/.test(r));
     expect(routes.length).toBeGreaterThan(8);
     const undocumented = routes.filter((r) => {
       const [method, path] = r.split(' ') as [string, string];

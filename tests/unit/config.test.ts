@@ -27,6 +27,32 @@ describe('loadConfig', () => {
     );
   });
 
+  it('reads CORS_ORIGINS as exact origins (none by default), refusing paths, wildcards and other schemes', () => {
+    expect(loadConfig({}).http.corsOrigins).toEqual([]);
+    expect(
+      loadConfig({
+        CORS_ORIGINS: 'https://dash.example.com, http://127.0.0.1:5173,HTTPS://Ops.Example.com:443',
+      }).http.corsOrigins,
+    ).toEqual(['https://dash.example.com', 'http://127.0.0.1:5173', 'https://ops.example.com']);
+    for (const bad of [
+      '*',
+      'https://*.example.com',
+      'https://dash.example.com/',
+      'https://dash.example.com/app',
+      'https://dash.example.com?x=1',
+      'dash.example.com',
+      'null',
+      'file:///tmp/x',
+      'ftp://dash.example.com',
+      'https://user:pw@dash.example.com',
+      'https://dash.example.com,*',
+    ]) {
+      expect(() => loadConfig({ CORS_ORIGINS: bad })).toThrow(
+        /CORS_ORIGINS must be comma-separated origins/,
+      );
+    }
+  });
+
   it('reads TRUST_PROXY as express means it (a hop count, or presets and addresses), and refusal limits', () => {
     expect(loadConfig({ TRUST_PROXY: '1' }).http.trustProxy).toBe(1);
     expect(loadConfig({ TRUST_PROXY: 'loopback, 10.0.0.0/8' }).http.trustProxy).toBe(
