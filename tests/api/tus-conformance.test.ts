@@ -266,7 +266,7 @@ describe.each(DRIVERS)('tus 1.0 conformance, by hand, on %s', (driver) => {
       });
       expectProblem(res, 400, 'upload_length_required');
     }
-    for (const id of ['%E0', '%', '%E0%80%80', '%00']) {
+    for (const id of ['%E0', '%', '%E0%80%80', '%00', 'a%00b', '%20', 'x'.repeat(300)]) {
       for (const method of ['HEAD', 'DELETE', 'PATCH']) {
         const res = await send(app, method, `/v1/uploads/${id}`, {
           ...tus,
