@@ -20,6 +20,17 @@ function fromBodyParser(err: { type?: string; status?: number }): AppError | und
   return undefined;
 }
 
+/**
+ * A path parameter that is not valid percent-encoding (`/v1/uploads/%E0`): express's router
+ * reports it as a URIError with status 400. Such a path names nothing.
+ */
+function fromRouter(err: unknown): AppError | undefined {
+  if (err instanceof URIError && (err as { status?: unknown }).status === 400) {
+    return new AppError('not_found', 'The path is not valid percent-encoding: it names nothing.');
+  }
+  return undefined;
+}
+
 /** The single place where errors become application/problem+json responses (RFC 9457). */
 export function errorMiddleware(
   logger: Logger,
@@ -27,7 +38,8 @@ export function errorMiddleware(
   refusals?: RefusalLimiter,
 ): ErrorRequestHandler {
   return async (err, req, res, _next) => {
-    let known = err instanceof AppError ? err : (fromBodyParser(err) ?? outageError(err));
+    let known =
+      err instanceof AppError ? err : (fromBodyParser(err) ?? fromRouter(err) ?? outageError(err));
     if (refusals && known && isStrangerRefusal(req, res, known)) {
       known = limitStranger(refusals, req, res, known);
     }

@@ -139,6 +139,8 @@ const OVERRIDABLE = new Set(['PATCH', 'HEAD', 'DELETE']);
  */
 export function uploadRoutes(deps: UploadRoutesDeps): Router {
   const { uploads } = deps;
+  /** The id tus gave the upload a creating POST is making, by request, until it is answered. */
+  const creating = new WeakMap<object, string>();
   const tus = new Server({
     path: PATH,
     datastore: uploads,
@@ -151,7 +153,13 @@ export function uploadRoutes(deps: UploadRoutesDeps): Router {
       return res;
     },
     onIncomingRequest: async (req, res, id) => {
-      if (req.method === 'POST') return;
+      if (req.method === 'POST') {
+        creating.set(req, id);
+        return;
+      }
+      // Ids are tus's (32 hex digits): anything else (a NUL the database cannot even compare)
+      // names no upload.
+      if (!UPLOAD_ID.test(id)) throw new AppError('not_found', 'No such upload for this key.');
       // A PATCH needs only the owner (its bytes are checked against the row under the lock); a
       // HEAD needs the upload's state too.
       const upload = req.method === 'HEAD' ? await uploads.status(id) : undefined;
@@ -174,8 +182,18 @@ export function uploadRoutes(deps: UploadRoutesDeps): Router {
       return res;
     },
     onResponseError: async (req, res, reported) => {
-      const id = /\/v1\/uploads\/([^/?]+)/.exec(req.url ?? '')?.[1];
-      const err = (id && uploads.takeRefusal(decodeURIComponent(id))) || reported;
+      // The cause of this request's own refused bytes, if that is what tus reports as an abort.
+      const refusal = await uploads.takeRefusal();
+      const err = refusal ?? reported;
+      // A creating POST that fails is answered with no Location: nothing of it may stay (a
+      // refusal of its bytes discarded it already).
+      const created = creating.get(req);
+      creating.delete(req);
+      if (created && !refusal) {
+        await uploads.abandon(created).catch((e: unknown) => {
+          deps.logger.warn({ err: e, uploadId: created }, 'failed creation not discarded');
+        });
+      }
       const known = err instanceof AppError ? err : (tusProblem(err) ?? outageError(err));
       const code = known?.code ?? 'internal_error';
       const { status } = PROBLEMS[code];
@@ -200,9 +218,18 @@ export function uploadRoutes(deps: UploadRoutesDeps): Router {
     // Methods are what the route says (a POST's override was taken by `overridden`): an OPTIONS,
     // which needs no key, never becomes anything else.
     delete req.headers['x-http-method-override'];
-    if (req.method !== 'OPTIONS') checkTusHeaders(req, res);
+    const received = req.method;
+    const method = (res.locals.tusMethod as string | undefined) ?? received;
+    if (method !== 'OPTIONS') checkTusHeaders(req, res, method);
     withoutTusCors(res);
-    await tus.handle(req, res);
+    // Only tus sees the overridden method: to express (the key check, the session cookie, the
+    // error answers, which send no body to a HEAD) the request stays the POST it is.
+    req.method = method;
+    try {
+      await uploads.inRequest(() => tus.handle(req, res));
+    } finally {
+      req.method = received;
+    }
   };
   const guarded = [audited('evidence.create'), auth, requirePermission('evidence:create'), handle];
 
@@ -228,6 +255,9 @@ export function uploadRoutes(deps: UploadRoutesDeps): Router {
 
 const UPLOAD_METHODS = 'HEAD, PATCH, DELETE, OPTIONS';
 
+/** What an upload id may look like (tus names them with 32 hex digits); the rest is not found. */
+const UPLOAD_ID = /^[0-9A-Za-z_-]{1,128}$/;
+
 /** A POST to an upload is a PATCH, HEAD or DELETE named by X-HTTP-Method-Override, or nothing. */
 const overridden: RequestHandler = (req, res, next) => {
   const wanted = req.get('x-http-method-override')?.trim().toUpperCase();
@@ -238,7 +268,8 @@ const overridden: RequestHandler = (req, res, next) => {
       `Allowed methods: ${UPLOAD_METHODS}; a POST only with X-HTTP-Method-Override: PATCH, HEAD or DELETE.`,
     );
   }
-  req.method = wanted;
+  // Applied by `handle`, just before tus: until then the request is a POST.
+  res.locals.tusMethod = wanted;
   next();
 };
 
@@ -261,7 +292,7 @@ const creationOnly: RequestHandler = (req, res, next) => {
  * headers' syntax, and a PATCH's Content-Type (415, where @tus/server answers 400, or 403 when it
  * is missing) and Upload-Offset.
  */
-function checkTusHeaders(req: Request, res: Response): void {
+function checkTusHeaders(req: Request, res: Response, method: string): void {
   const version = req.headers['tus-resumable'];
   if (version !== TUS_RESUMABLE) {
     res.setHeader('Tus-Version', TUS_VERSION.join(','));
@@ -276,7 +307,7 @@ function checkTusHeaders(req: Request, res: Response): void {
           { supported: TUS_VERSION },
         );
   }
-  if (req.method === 'PATCH') {
+  if (method === 'PATCH') {
     if (req.headers['upload-offset'] === undefined) throw tusProblem(ERRORS.MISSING_OFFSET);
     const type = req.headers['content-type'];
     if (type === undefined || !validateHeader('content-type', type)) {

@@ -141,6 +141,18 @@ describe('API keys and roles', () => {
     });
   });
 
+  it('a path parameter that is not valid percent-encoding is a 404 problem, never a 500', async () => {
+    for (const path of ['/v1/evidence/%E0', '/v1/evidence/%', '/v1/evidence/%E0%80/audit']) {
+      const res = await request(app.url).get(path).set(bearer(app.keys.admin));
+      expect({ path, status: res.status, code: res.body.code }).toEqual({
+        path,
+        status: 404,
+        code: 'not_found',
+      });
+      expect(res.headers['content-type']).toContain('application/problem+json');
+    }
+  });
+
   it('health and readiness need no key', async () => {
     expect((await request(app.url).get('/healthz')).body).toEqual({ status: 'ok' });
     const ready = await request(app.url).get('/readyz');

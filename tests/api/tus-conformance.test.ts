@@ -1,4 +1,7 @@
 import http from 'node:http';
+import net from 'node:net';
+import { AppError } from '../../src/errors';
+import type { BlobStore } from '../../src/storage/blob-store';
 import {
   bearer,
   DRIVERS,
@@ -44,6 +47,62 @@ function send(
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/**
+ * Two requests written at once on one kept-alive connection, and the raw bytes of what came back:
+ * the first answer's body is exactly the bytes its Content-Length announces, or the second
+ * answer's status line is read as (part of) it.
+ */
+function twoOnOneConnection(
+  app: TestApp,
+  first: { method: string; path: string; headers: Record<string, string> },
+  second: { method: string; path: string },
+): Promise<Buffer> {
+  const head = (method: string, path: string, headers: Record<string, string>) =>
+    `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${Object.entries(headers)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('')}\r\n`;
+  const { port, hostname } = new URL(app.url);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), hostname, () => {
+      socket.write(
+        head(first.method, first.path, { ...first.headers, 'Content-Length': '0' }) +
+          head(second.method, second.path, { Connection: 'close' }),
+      );
+    });
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('end', () => resolve(Buffer.concat(chunks)));
+    socket.on('error', reject);
+    socket.setTimeout(10_000, () => socket.destroy(new Error('no answer in 10 s')));
+  });
+}
+
+/** The first answer in `raw`: status, headers, the body its Content-Length announces, and the rest. */
+function firstAnswer(raw: Buffer): Answer & { rest: string } {
+  const end = raw.indexOf('\r\n\r\n');
+  const [statusLine, ...lines] = raw.subarray(0, end).toString('latin1').split('\r\n');
+  const headers: http.IncomingHttpHeaders = {};
+  for (const line of lines) {
+    const i = line.indexOf(':');
+    headers[line.slice(0, i).toLowerCase()] = line.slice(i + 1).trim();
+  }
+  const length = Number(headers['content-length'] ?? 0);
+  const body = raw.subarray(end + 4, end + 4 + length);
+  return {
+    status: Number(statusLine!.split(' ')[1]),
+    headers,
+    body: body.toString('utf8'),
+    rest: raw.subarray(end + 4 + length).toString('latin1'),
+  };
+}
+
+/** Any refusal (an AppError) the upload store still holds in one of its maps. */
+function heldRefusals(store: object): AppError[] {
+  return Object.values(store).flatMap((v: unknown) =>
+    v instanceof Map ? [...v.values()].filter((x) => x instanceof AppError) : [],
+  ) as AppError[];
 }
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
@@ -95,6 +154,9 @@ describe.each(DRIVERS)('tus 1.0 conformance, by hand, on %s', (driver) => {
     );
   const uploadRows = async () =>
     (await app.ctx.db.selectFrom('resumable_uploads').select('id').execute()).length;
+  /** What the store holds of resumable uploads (disk: their files; S3: their tail objects). */
+  const resumableObjects = async () =>
+    (await storedKeys(app)).filter((k) => k.includes('resumable/'));
 
   it('OPTIONS: Tus-Version, Tus-Extension, Tus-Max-Size, with no key', async () => {
     for (const path of ['/v1/uploads', '/v1/uploads/0123456789abcdef']) {
@@ -177,6 +239,49 @@ describe.each(DRIVERS)('tus 1.0 conformance, by hand, on %s', (driver) => {
     expect(whole.headers['repr-digest']).toBe(
       `sha-256=:${Buffer.from(sha256(other), 'hex').toString('base64')}:`,
     );
+  });
+
+  it('creation-with-upload of bytes the kind refuses: 415 unsupported_media_type, nothing kept or held', async () => {
+    const rows = await uploadRows();
+    const objects = await resumableObjects();
+    const wav = fakeMedia('wav', 20_000);
+    // All of the file in the creating request, or only its start.
+    for (const length of [wav.length, wav.length + 5000]) {
+      const res = await createWith(wav, length);
+      expectProblem(res, 415, 'unsupported_media_type');
+      expect(res.headers.location).toBeUndefined();
+    }
+    expect(await uploadRows()).toBe(rows);
+    expect(await resumableObjects()).toEqual(objects);
+    // The refusal went to its request's answer; the store keeps nothing of it.
+    expect(heldRefusals(app.ctx.uploads)).toEqual([]);
+  });
+
+  it('hostile URLs: a query naming an upload, an undecodable id: 4xx problems, never a 500', async () => {
+    const other = { ...bearer(app.keys.ingest2), 'Tus-Resumable': '1.0.0' };
+    for (const query of ['?x=/v1/uploads/%E0', '?x=/v1/uploads/%', '?x=/v1/uploads/%E0%80']) {
+      const res = await send(app, 'POST', `/v1/uploads${query}`, {
+        ...other,
+        'Upload-Metadata': meta,
+      });
+      expectProblem(res, 400, 'upload_length_required');
+    }
+    for (const id of ['%E0', '%', '%E0%80%80', '%00', 'a%00b', '%20', 'x'.repeat(300)]) {
+      for (const method of ['HEAD', 'DELETE', 'PATCH']) {
+        const res = await send(app, method, `/v1/uploads/${id}`, {
+          ...tus,
+          ...(method === 'PATCH' ? { 'Upload-Offset': '0', 'Content-Type': OCTETS } : {}),
+        });
+        // (The answer to say which request it was, if not a 4xx.)
+        expect({
+          id,
+          method,
+          status: res.status,
+          clientError: res.status >= 400 && res.status < 500,
+        }).toMatchObject({ clientError: true });
+        if (method !== 'HEAD') expect(res.headers['content-type']).toMatch(/problem\+json/);
+      }
+    }
   });
 
   it('an unsupported or missing Tus-Resumable is 412 with Tus-Version, and nothing is created', async () => {
@@ -309,9 +414,29 @@ describe.each(DRIVERS)('tus 1.0 conformance, by hand, on %s', (driver) => {
       501,
       'tus_extension_unsupported',
     );
-    // More bytes than Upload-Length: 413, nothing kept.
-    const over = await createWith(clip.subarray(0, 6000), 5000);
-    expectProblem(over, 413, 'upload_length_exceeded');
+    // More bytes than Upload-Length in the creating request, with Content-Length and without
+    // (chunked): 413 with no Location, and nothing kept, neither the row nor the stored bytes.
+    const rows = await uploadRows();
+    const objects = await resumableObjects();
+    for (const framing of [{}, { 'Transfer-Encoding': 'chunked' }] as Record<string, string>[]) {
+      const over = await send(
+        app,
+        'POST',
+        '/v1/uploads',
+        {
+          ...tus,
+          'Upload-Length': '5000',
+          'Upload-Metadata': meta,
+          'Content-Type': OCTETS,
+          ...framing,
+        },
+        clip.subarray(0, 6000),
+      );
+      expectProblem(over, 413, 'upload_length_exceeded');
+      expect(over.headers.location).toBeUndefined();
+    }
+    expect(await uploadRows()).toBe(rows);
+    expect(await resumableObjects()).toEqual(objects);
     // The same in a PATCH, with Content-Length and without (chunked): nothing of it counts.
     const url = (await create(5000)).headers.location!;
     for (const framing of [{}, { 'Transfer-Encoding': 'chunked' }] as Record<string, string>[]) {
@@ -375,6 +500,54 @@ describe.each(DRIVERS)('tus 1.0 conformance, by hand, on %s', (driver) => {
     expect((await send(app, 'HEAD', url, tus)).status).toBe(404);
   });
 
+  it('a POST overridden to HEAD and refused before tus runs is answered as the POST it is: its body arrives as announced', async () => {
+    const url = (await create()).headers.location!;
+    const refusals: [Record<string, string>, number, string][] = [
+      [{ 'Tus-Resumable': '1.0.0' }, 401, 'unauthorized'],
+      [bearer(app.keys.ingest), 412, 'tus_resumable_required'],
+      [{ ...tus, 'Upload-Offset': 'abc' }, 400, 'invalid_tus_header'],
+    ];
+    for (const [headers, status, code] of refusals) {
+      const raw = await twoOnOneConnection(
+        app,
+        { method: 'POST', path: url, headers: { ...headers, 'X-HTTP-Method-Override': 'HEAD' } },
+        { method: 'OPTIONS', path: url },
+      );
+      const first = firstAnswer(raw);
+      expectProblem(first, status, code);
+      // The next answer on the connection starts right after the announced body.
+      expect(first.rest).toMatch(/^HTTP\/1\.1 204 /);
+    }
+    await send(app, 'DELETE', url, tus);
+  });
+
+  it('the session cookie never authenticates a POST, whatever method it is overridden to', async () => {
+    const admin = { ...bearer(app.keys.admin), 'Tus-Resumable': '1.0.0' };
+    const url = (await create(clip.length, bearer(app.keys.admin))).headers.location!;
+    const cookie = { Cookie: `eak_session=${app.keys.admin.key}`, 'Tus-Resumable': '1.0.0' };
+    for (const override of ['HEAD', 'PATCH', 'DELETE']) {
+      const patch = override === 'PATCH';
+      const res = await send(
+        app,
+        'POST',
+        url,
+        {
+          ...cookie,
+          'X-HTTP-Method-Override': override,
+          ...(patch ? { 'Upload-Offset': '0', 'Content-Type': OCTETS } : {}),
+        },
+        patch ? clip.subarray(0, 1000) : undefined,
+      );
+      expectProblem(res, 401, 'unauthorized');
+    }
+    const head = await send(app, 'HEAD', url, admin);
+    expect({ status: head.status, offset: head.headers['upload-offset'] }).toEqual({
+      status: 200,
+      offset: '0',
+    });
+    expect((await send(app, 'DELETE', url, admin)).status).toBe(204);
+  });
+
   it("tus-js-client's overridePatchMethod uploads through POST + X-HTTP-Method-Override", async () => {
     const bytes = fakeMedia('mp4', 90_000);
     const result = await tusUpload(
@@ -394,6 +567,13 @@ describe.each(DRIVERS)('tus 1.0 conformance, by hand, on %s', (driver) => {
   it('termination: DELETE is 204, then the upload is gone (404) and its bytes too', async () => {
     const created = await createWith(clip.subarray(0, 10_000));
     const url = created.headers.location!;
+    // Where the store keeps its bytes (`resumable/<uuid>`, not named after the upload's id).
+    const { storage_key: storageKey } = await app.ctx.db
+      .selectFrom('resumable_uploads')
+      .select('storage_key')
+      .where('id', '=', url.split('/').pop()!)
+      .executeTakeFirstOrThrow();
+    expect((await storedKeys(app)).filter((k) => k.includes(storageKey))).not.toEqual([]);
     // Another key's DELETE: as if there were no such upload; an unknown id says the same.
     const foreign = await send(app, 'DELETE', url, {
       ...bearer(app.keys.ingest2),
@@ -429,8 +609,7 @@ describe.each(DRIVERS)('tus 1.0 conformance, by hand, on %s', (driver) => {
     const done = await createWith(small, small.length);
     expectProblem(await send(app, 'DELETE', done.headers.location!, tus), 409, 'upload_complete');
     await settledStaging(app);
-    const keys = await storedKeys(app);
-    expect(keys.filter((k) => k.includes(url.split('/').pop()!))).toEqual([]);
+    expect((await storedKeys(app)).filter((k) => k.includes(storageKey))).toEqual([]);
   });
 
   it('expiration: an expired upload is 410 Gone to HEAD and PATCH, a problem to PATCH', async () => {
@@ -478,5 +657,64 @@ describe.each(DRIVERS)('tus 1.0 conformance, by hand, on %s', (driver) => {
     // Once swept it is gone: 404.
     await app.ctx.uploads.deleteExpired();
     expect((await send(app, 'HEAD', url, tus)).status).toBe(404);
+  });
+});
+
+describe('tus: a refusal belongs to the request whose bytes were refused', () => {
+  let app: TestApp;
+  /** The ids of the uploads whose bytes the store discarded, as it discarded them. */
+  const discarded: string[] = [];
+
+  beforeAll(async () => {
+    app = await startTestApp(
+      'fs',
+      {},
+      {
+        wrapBlobStore: (store: BlobStore) =>
+          Object.assign(Object.create(store) as BlobStore, {
+            discardResumable: async (...args: Parameters<BlobStore['discardResumable']>) => {
+              const row = await app.ctx.db
+                .selectFrom('resumable_uploads')
+                .select('id')
+                .where('storage_key', '=', args[0])
+                .executeTakeFirst();
+              if (row) discarded.push(row.id);
+              return store.discardResumable(...args);
+            },
+          }),
+      },
+    );
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  it("another key's request naming a refused upload in its query gets its own answer, not that refusal", async () => {
+    const meta = `kind ${b64('packing_video')},orderId ${b64('ORD-TUS-2')}`;
+    const wav = fakeMedia('wav', 20_000);
+    // A creation-with-upload of bytes the kind refuses: the upload is discarded at once.
+    const refused = await send(
+      app,
+      'POST',
+      '/v1/uploads',
+      {
+        ...bearer(app.keys.ingest),
+        'Tus-Resumable': '1.0.0',
+        'Upload-Length': String(wav.length),
+        'Upload-Metadata': meta,
+        'Content-Type': OCTETS,
+      },
+      wav,
+    );
+    expectProblem(refused, 415, 'unsupported_media_type');
+    expect(discarded).toHaveLength(1);
+    for (const key of [app.keys.ingest2, app.keys.ingest]) {
+      const other = await send(app, 'POST', `/v1/uploads?x=/v1/uploads/${discarded[0]}`, {
+        ...bearer(key),
+        'Tus-Resumable': '1.0.0',
+        'Upload-Metadata': meta,
+      });
+      expectProblem(other, 400, 'upload_length_required');
+    }
   });
 });

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash, type Hash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
@@ -57,10 +58,16 @@ interface LiveHash {
 export class ResumableUploadStore extends DataStore {
   private readonly pending = new WeakMap<Upload, UploadRequestContext>();
   /**
-   * Why the bytes of a PATCH were refused mid-stream. tus reports a write stopped from inside the
-   * stream as a plain abort; the route asks here for the real cause.
+   * Why the bytes of the current request (a PATCH, or a POST with its first bytes) were refused
+   * mid-stream. tus reports a write stopped from inside the stream as a plain abort; the route
+   * asks here for the real cause. Held by the request's own scope (see inRequest()), never by
+   * upload id: no other request can take it, and nothing outlives the request.
    */
-  private readonly refusals = new Map<string, AppError>();
+  private readonly requests = new AsyncLocalStorage<{
+    refusal?: AppError;
+    /** The discarding of the refused upload, which the answer waits for. */
+    discarded?: Promise<void>;
+  }>();
   /** Hashes of the uploads this instance received from their first byte on, by upload id. */
   private readonly live = new Map<string, LiveHash>();
   /**
@@ -133,11 +140,33 @@ export class ResumableUploadStore extends DataStore {
     return toUpload(row);
   }
 
-  /** The refusal that stopped this upload's last PATCH, once. */
-  takeRefusal(id: string): AppError | undefined {
-    const err = this.refusals.get(id);
-    this.refusals.delete(id);
+  /** Runs one request's handling by tus, so that a refusal of its bytes is kept for it alone. */
+  inRequest<T>(fn: () => Promise<T>): Promise<T> {
+    return this.requests.run({}, fn);
+  }
+
+  /**
+   * The refusal that stopped the current request's bytes (inside inRequest()), once, when the
+   * refused upload is gone: tus may answer before write() returns.
+   */
+  async takeRefusal(): Promise<AppError | undefined> {
+    const scope = this.requests.getStore();
+    const err = scope?.refusal;
+    if (scope) scope.refusal = undefined;
+    await scope?.discarded;
     return err;
+  }
+
+  /**
+   * Discards an upload its creating request failed to create as the client asked (it was answered
+   * with no Location, so no client can resume it): its row and bytes go now, not at its expiry.
+   * An upload already archived stays (its item is evidence). Takes the upload's lock.
+   */
+  async abandon(id: string): Promise<void> {
+    await this.withLock(id, async () => {
+      const row = await this.rows.find(this.db, id);
+      if (row && !row.item_id) await this.discard(row);
+    });
   }
 
   /**
@@ -213,8 +242,13 @@ export class ResumableUploadStore extends DataStore {
       );
     } catch (err) {
       if (err instanceof AppError) {
-        this.refusals.set(id, err);
-        await this.discard(row);
+        const discarded = this.discard(row);
+        const scope = this.requests.getStore();
+        if (scope) {
+          scope.refusal = err;
+          scope.discarded = discarded.catch(() => undefined);
+        }
+        await discarded;
       }
       throw err;
     }
