@@ -5,7 +5,8 @@ import openapi from '../../src/http/openapi.json';
 import { bearer, startTestApp, type TestApp } from '../support/harness';
 import { fakeMedia } from '../support/media';
 import { upload } from '../support/multipart';
-import { OpenApiValidator } from '../support/openapi-validator';
+import { appendFileSync } from 'node:fs';
+import { childProcessReport, OpenApiValidator } from '../support/openapi-validator';
 
 jest.setTimeout(60_000);
 
@@ -96,6 +97,22 @@ describe('responses are checked against the OpenAPI document', () => {
     );
     expect(report).toContain('GET /v1/evidence/{id} → 404');
     expect(report).toContain('status 404 is not declared for GET /v1/evidence/{id}');
+  });
+
+  it('checks what a service in a child process recorded: its lines are validated here', () => {
+    const report = childProcessReport();
+    const file = report.env.TEST_OPENAPI_REPORT!;
+    const line = (status: number, body?: object) =>
+      `${JSON.stringify({
+        method: 'GET',
+        url: '/healthz',
+        status,
+        headers: { 'content-type': 'application/json' },
+        body: body && Buffer.from(JSON.stringify(body)).toString('base64'),
+      })}\n`;
+    appendFileSync(file, line(418, { status: 'teapot' }));
+    appendFileSync(file, '{"method":"GET","url":"/hea'); // cut by a SIGKILL mid-write: skipped
+    expect(() => report.assertClean()).toThrow(/GET \/healthz → 418/);
   });
 
   it('fails on a missing required property, a wrong type and an undeclared property', async () => {

@@ -456,22 +456,38 @@ export class OpenApiValidator {
 
 /**
  * For a service run in a child process by tests/support/run-service.js: the environment that
- * makes it check its responses (TEST_OPENAPI_REPORT), and the check of what it reported. Off
- * with OPENAPI_VALIDATE=off.
+ * makes it record its responses (TEST_OPENAPI_REPORT), and the check of what it recorded. The
+ * child only appends each exchange to the file (one JSON line, cheap: a service that is killed
+ * and started again every few hundred milliseconds must not spend its life compiling schemas);
+ * this process checks them all at the end, with one validator. A SIGKILL loses at most the line
+ * being written. Off with OPENAPI_VALIDATE=off.
  */
 export function childProcessReport(): { env: Record<string, string>; assertClean(): void } {
   if (process.env.OPENAPI_VALIDATE === 'off') return { env: {}, assertClean: () => undefined };
   const dir = mkdtempSync(path.join(tmpdir(), 'openapi-report-'));
-  const file = path.join(dir, 'violations.json');
+  const file = path.join(dir, 'exchanges.jsonl');
   return {
     env: { TEST_OPENAPI_REPORT: file },
     assertClean() {
-      const found = existsSync(file) ? readFileSync(file, 'utf8') : undefined;
+      const lines = existsSync(file) ? readFileSync(file, 'utf8').split('\n') : [];
       rmSync(dir, { recursive: true, force: true });
-      if (found) throw new Error(violationReport(JSON.parse(found)));
+      const validator = new OpenApiValidator();
+      for (const line of lines) {
+        let ex: SerializedExchange;
+        try {
+          ex = JSON.parse(line) as SerializedExchange;
+        } catch {
+          continue; // empty, or cut by a SIGKILL mid-write
+        }
+        validator.record({ ...ex, body: ex.body ? Buffer.from(ex.body, 'base64') : undefined });
+      }
+      validator.assertClean();
     },
   };
 }
+
+/** An exchange as a child process writes it to its report (the body in base64). */
+export type SerializedExchange = Omit<RecordedExchange, 'body'> & { body?: string };
 
 /** The failure message for responses that did not match the document. */
 export function violationReport(all: { key: string; example: string; count: number }[]): string {
