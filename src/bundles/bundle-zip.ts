@@ -121,5 +121,10 @@ export async function sliceStream(source: Readable, start: number, end: number):
     if (!first.done) yield first.value;
     yield* sliced;
   }
-  return Readable.from(whole(), { objectMode: false });
+  const out = Readable.from(whole(), { objectMode: false });
+  // Destroyed before or while it is read (the client went away while the range was prepared):
+  // close the source too, whatever state the generators are in (one that never started never
+  // runs its cleanup). 'close' also follows an error.
+  out.once('close', () => source.destroy());
+  return out;
 }

@@ -62,3 +62,60 @@ describe('sliceStream', () => {
     await expect(sliceStream(failing, 1000, 1100)).rejects.toThrow('bytes hash wrong');
   });
 });
+
+describe('sliceStream: a slice destroyed before it is read', () => {
+  it('closes its source (the ZIP and the store read in progress) when destroyed unread', async () => {
+    const src = source(1000, 100);
+    const out = await sliceStream(src.stream, 500, 99_999);
+    // The client went away while the range was being prepared: nothing is ever pulled.
+    out.destroy();
+    await new Promise((r) => setImmediate(r));
+    expect(out.destroyed).toBe(true);
+    expect(src.stream.destroyed).toBe(true);
+  });
+
+  it('closes its source when the slice fails (destroyed with an error)', async () => {
+    const src = source(1000, 100);
+    const out = await sliceStream(src.stream, 500, 99_999);
+    out.on('error', () => undefined);
+    out.destroy(new Error('socket reset'));
+    await new Promise((r) => setImmediate(r));
+    expect(src.stream.destroyed).toBe(true);
+  });
+});
+
+describe('sliceStream over a real ZIP of files', () => {
+  it('leaves no file descriptor open after ranged reads abandoned before their first pull', async () => {
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const { PassThrough } = await import('node:stream');
+    const { pipeline } = await import('node:stream/promises');
+    const { buildZip } = await import('../../src/bundles/bundle-zip');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slice-fd-'));
+    const file = path.join(dir, 'big.bin');
+    const size = 4 * 1024 * 1024;
+    fs.writeFileSync(file, Buffer.alloc(size, 7));
+    const fds = () => fs.readdirSync('/proc/self/fd').length;
+    try {
+      const before = fds();
+      for (let i = 0; i < 10; i++) {
+        const entries = [0, 1].map((j) => ({
+          path: `e${j}.bin`,
+          size,
+          open: async () => fs.createReadStream(file),
+        }));
+        const { size: total, stream } = buildZip(entries, new Date(0));
+        // A range inside the last file: its read is open when the slice's first byte is there.
+        const body = await sliceStream(stream, total - size / 2, total - 1);
+        const res = new PassThrough();
+        res.destroy(); // the client went away meanwhile
+        await pipeline(body, res).catch(() => undefined);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      expect(fds()).toBeLessThanOrEqual(before);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
