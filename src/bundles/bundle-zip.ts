@@ -101,9 +101,18 @@ function dosTime(at: Date): Date {
  * Bytes `start`..`end` (inclusive) of a stream: those before are read and dropped, and the stream
  * is closed (with any store read it has open) once `end` has gone out. Resolves once the first
  * byte of the slice is there, so a failure on the way to it (bytes that hash wrong) is an answer,
- * not a connection cut.
+ * not a connection cut. `signal` (the client went away) destroys the source, so the bytes before
+ * the start stop being read and hashed: the promise then rejects with the abort's reason.
  */
-export async function sliceStream(source: Readable, start: number, end: number): Promise<Readable> {
+export async function sliceStream(
+  source: Readable,
+  start: number,
+  end: number,
+  signal?: AbortSignal,
+): Promise<Readable> {
+  const abort = () => source.destroy(abortError(signal!));
+  if (signal?.aborted) abort();
+  else signal?.addEventListener('abort', abort, { once: true });
   async function* slice() {
     let at = 0;
     // Leaving the loop early destroys `source`.
@@ -116,7 +125,13 @@ export async function sliceStream(source: Readable, start: number, end: number):
     }
   }
   const sliced = slice();
-  const first = await sliced.next();
+  let first: IteratorResult<Buffer>;
+  try {
+    first = await sliced.next();
+  } catch (err) {
+    signal?.removeEventListener('abort', abort);
+    throw err;
+  }
   async function* whole() {
     if (!first.done) yield first.value;
     yield* sliced;
@@ -125,6 +140,17 @@ export async function sliceStream(source: Readable, start: number, end: number):
   // Destroyed before or while it is read (the client went away while the range was prepared):
   // close the source too, whatever state the generators are in (one that never started never
   // runs its cleanup). 'close' also follows an error.
-  out.once('close', () => source.destroy());
+  out.once('close', () => {
+    signal?.removeEventListener('abort', abort);
+    source.destroy();
+  });
   return out;
+}
+
+function abortError(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  if (reason instanceof Error) return reason;
+  const err = new Error('the client went away before the range was ready');
+  err.name = 'AbortError';
+  return err;
 }

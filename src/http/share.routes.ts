@@ -121,7 +121,7 @@ async function openLink(req: Request, res: Response, deps: ShareRoutesDeps): Pro
       headers: {
         'Content-Disposition': `attachment; filename="${bundle.filename.replace(/[^A-Za-z0-9._-]/g, '_')}"`,
       },
-      open: (range, details) => bundle.open(range, details),
+      open: (range, details, signal) => bundle.open(range, details, signal),
       check: (details) => bundle.check(details),
     });
     return;

@@ -1,5 +1,9 @@
-import { Readable } from 'node:stream';
-import { sliceStream } from '../../src/bundles/bundle-zip';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { buildZip, sliceStream } from '../../src/bundles/bundle-zip';
 
 /** A source of `n` chunks of `size` bytes (byte i = i % 251), recording whether it was closed. */
 function source(n: number, size: number) {
@@ -86,12 +90,6 @@ describe('sliceStream: a slice destroyed before it is read', () => {
 
 describe('sliceStream over a real ZIP of files', () => {
   it('leaves no file descriptor open after ranged reads abandoned before their first pull', async () => {
-    const fs = await import('node:fs');
-    const os = await import('node:os');
-    const path = await import('node:path');
-    const { PassThrough } = await import('node:stream');
-    const { pipeline } = await import('node:stream/promises');
-    const { buildZip } = await import('../../src/bundles/bundle-zip');
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slice-fd-'));
     const file = path.join(dir, 'big.bin');
     const size = 4 * 1024 * 1024;
@@ -117,5 +115,45 @@ describe('sliceStream over a real ZIP of files', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('sliceStream: the client goes away while the range is prepared', () => {
+  /** A slow source (a store read): one chunk every few milliseconds, counting what it made. */
+  function slowSource(size: number) {
+    let made = 0;
+    const stream = new Readable({
+      highWaterMark: size,
+      read() {
+        setTimeout(() => {
+          made++;
+          this.push(Buffer.alloc(size));
+        }, 2);
+      },
+    });
+    return { stream, chunksRead: () => made };
+  }
+
+  it('stops reading towards the start when the signal aborts, and rejects', async () => {
+    const src = slowSource(100);
+    const gone = new AbortController();
+    const sliced = sliceStream(src.stream, 1_000_000, 1_000_100, gone.signal);
+    await new Promise((r) => setTimeout(r, 50));
+    gone.abort();
+    await expect(sliced).rejects.toThrow();
+    expect(src.stream.destroyed).toBe(true);
+    const after = src.chunksRead();
+    await new Promise((r) => setTimeout(r, 50));
+    // Not a chunk more was read (one timer already under way may still land).
+    expect(src.chunksRead()).toBeLessThanOrEqual(after + 1);
+    expect(after).toBeLessThan(1_000_000 / 100);
+  });
+
+  it('does not read at all when the client is already gone', async () => {
+    const src = slowSource(100);
+    const gone = new AbortController();
+    gone.abort();
+    await expect(sliceStream(src.stream, 10_000, 10_100, gone.signal)).rejects.toThrow();
+    expect(src.stream.destroyed).toBe(true);
   });
 });
