@@ -102,7 +102,8 @@ export async function sendRepresentation(
     return;
   }
   // If-Range: a range only applies to the representation the client already has part of.
-  const rangeHeader = pre.honourRange ? req.get('range') : undefined;
+  // Range (and If-Range) are defined for GET only (RFC 9110 §14.2): a HEAD describes the whole.
+  const rangeHeader = pre.honourRange && req.method === 'GET' ? req.get('range') : undefined;
   const size = rep.size;
   const resolved = resolveRange(rangeHeader, size);
   if (resolved.kind === 'unsatisfiable') {
