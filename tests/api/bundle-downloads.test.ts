@@ -420,6 +420,42 @@ describe('bundle downloads: Range, If-Range, conditions, HEAD', () => {
     }
   });
 
+  it('counts a bundle share link as used only for answers it served (200/206/304), naming status and range', async () => {
+    const linkId = () =>
+      app.ctx.db
+        .selectFrom('share_links')
+        .select(['id', 'use_count as useCount'])
+        .where('bundle_id', '=', bundle.id)
+        .executeTakeFirstOrThrow();
+    const uses = async () =>
+      (await auditEvents(app, 'share_link.use')).filter((e) => e.outcome === 'success');
+    const before = await linkId();
+    const eventsBefore = (await uses()).length;
+
+    // Refused answers: a failed condition, a range outside the ZIP. Not uses of the link.
+    const refused: [Record<string, string>, number][] = [
+      [{ 'If-Match': '"another"' }, 412],
+      [{ Range: `bytes=${bundle.zipBytes + 5}-` }, 416],
+    ];
+    for (const [headers, status] of refused) {
+      expect([headers, (await anon(shareUrl, headers)).status]).toEqual([headers, status]);
+    }
+    expect((await linkId()).useCount).toBe(before.useCount);
+    expect((await uses()).length).toBe(eventsBefore);
+
+    // Served answers: each one use, with its status and range.
+    expect((await anon(shareUrl, { Range: 'bytes=10-19' })).status).toBe(206);
+    expect((await anon(shareUrl, { 'If-None-Match': etag })).status).toBe(304);
+    expect((await anon(shareUrl)).status).toBe(200);
+    expect((await linkId()).useCount).toBe(before.useCount + 3);
+    const served = (await uses()).slice(eventsBefore).map((e) => e.details);
+    expect(served).toEqual([
+      expect.objectContaining({ shareLinkId: before.id, status: 206, range: 'bytes=10-19' }),
+      expect.objectContaining({ shareLinkId: before.id, status: 304 }),
+      expect.objectContaining({ shareLinkId: before.id, status: 200, range: null }),
+    ]);
+  });
+
   it('answers HEAD with the headers of GET and no body', async () => {
     const headOf = (url: string, headers: Record<string, string> = {}, key = true) => {
       const r = request(app.url).head(url).set(headers);
