@@ -82,19 +82,34 @@ export function zipSize(entries: ZipEntry[], mtime: Date): number {
   return size;
 }
 
+const DOS_MIN = Date.UTC(1980, 0, 1);
+const DOS_MAX = Date.UTC(2107, 11, 31, 23, 59, 58);
+
 /**
- * DOS times are local wall-clock fields. A Date whose local fields are the UTC ones of `at` makes
- * them the same whatever the time zone of the instance serving the download.
+ * DOS times are wall-clock fields, which yazl reads with the local getters (getHours() …). Those
+ * getters are given the UTC fields of `at` here, so the ZIP's bytes are the same whatever the time
+ * zone of the instance serving the download, a daylight-saving gap included (a Date built from
+ * the fields in local time would move an hour in a gap). The Date's own value is those fields read
+ * in local time, so yazl's range clamp (against local 1980 and 2107 dates) agrees with them.
  */
 function dosTime(at: Date): Date {
-  return new Date(
-    at.getUTCFullYear(),
-    at.getUTCMonth(),
-    at.getUTCDate(),
-    at.getUTCHours(),
-    at.getUTCMinutes(),
-    at.getUTCSeconds(),
-  );
+  const utc = new Date(Math.min(Math.max(at.getTime(), DOS_MIN), DOS_MAX));
+  const fields = [
+    utc.getUTCFullYear(),
+    utc.getUTCMonth(),
+    utc.getUTCDate(),
+    utc.getUTCHours(),
+    utc.getUTCMinutes(),
+    utc.getUTCSeconds(),
+  ] as const;
+  return Object.assign(new Date(...fields), {
+    getFullYear: () => fields[0],
+    getMonth: () => fields[1],
+    getDate: () => fields[2],
+    getHours: () => fields[3],
+    getMinutes: () => fields[4],
+    getSeconds: () => fields[5],
+  });
 }
 
 /**
