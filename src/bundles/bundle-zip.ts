@@ -82,28 +82,52 @@ export function zipSize(entries: ZipEntry[], mtime: Date): number {
   return size;
 }
 
+const DOS_MIN = Date.UTC(1980, 0, 1);
+const DOS_MAX = Date.UTC(2107, 11, 31, 23, 59, 58);
+
 /**
- * DOS times are local wall-clock fields. A Date whose local fields are the UTC ones of `at` makes
- * them the same whatever the time zone of the instance serving the download.
+ * DOS times are wall-clock fields, which yazl reads with the local getters (getHours() …). Those
+ * getters are given the UTC fields of `at` here, so the ZIP's bytes are the same whatever the time
+ * zone of the instance serving the download, a daylight-saving gap included (a Date built from
+ * the fields in local time would move an hour in a gap). The Date's own value is those fields read
+ * in local time, so yazl's range clamp (against local 1980 and 2107 dates) agrees with them.
  */
 function dosTime(at: Date): Date {
-  return new Date(
-    at.getUTCFullYear(),
-    at.getUTCMonth(),
-    at.getUTCDate(),
-    at.getUTCHours(),
-    at.getUTCMinutes(),
-    at.getUTCSeconds(),
-  );
+  const utc = new Date(Math.min(Math.max(at.getTime(), DOS_MIN), DOS_MAX));
+  const fields = [
+    utc.getUTCFullYear(),
+    utc.getUTCMonth(),
+    utc.getUTCDate(),
+    utc.getUTCHours(),
+    utc.getUTCMinutes(),
+    utc.getUTCSeconds(),
+  ] as const;
+  return Object.assign(new Date(...fields), {
+    getFullYear: () => fields[0],
+    getMonth: () => fields[1],
+    getDate: () => fields[2],
+    getHours: () => fields[3],
+    getMinutes: () => fields[4],
+    getSeconds: () => fields[5],
+  });
 }
 
 /**
  * Bytes `start`..`end` (inclusive) of a stream: those before are read and dropped, and the stream
  * is closed (with any store read it has open) once `end` has gone out. Resolves once the first
  * byte of the slice is there, so a failure on the way to it (bytes that hash wrong) is an answer,
- * not a connection cut.
+ * not a connection cut. `signal` (the client went away) destroys the source, so the bytes before
+ * the start stop being read and hashed: the promise then rejects with the abort's reason.
  */
-export async function sliceStream(source: Readable, start: number, end: number): Promise<Readable> {
+export async function sliceStream(
+  source: Readable,
+  start: number,
+  end: number,
+  signal?: AbortSignal,
+): Promise<Readable> {
+  const abort = () => source.destroy(abortError(signal!));
+  if (signal?.aborted) abort();
+  else signal?.addEventListener('abort', abort, { once: true });
   async function* slice() {
     let at = 0;
     // Leaving the loop early destroys `source`.
@@ -116,10 +140,32 @@ export async function sliceStream(source: Readable, start: number, end: number):
     }
   }
   const sliced = slice();
-  const first = await sliced.next();
+  let first: IteratorResult<Buffer>;
+  try {
+    first = await sliced.next();
+  } catch (err) {
+    signal?.removeEventListener('abort', abort);
+    throw err;
+  }
   async function* whole() {
     if (!first.done) yield first.value;
     yield* sliced;
   }
-  return Readable.from(whole(), { objectMode: false });
+  const out = Readable.from(whole(), { objectMode: false });
+  // Destroyed before or while it is read (the client went away while the range was prepared):
+  // close the source too, whatever state the generators are in (one that never started never
+  // runs its cleanup). 'close' also follows an error.
+  out.once('close', () => {
+    signal?.removeEventListener('abort', abort);
+    source.destroy();
+  });
+  return out;
+}
+
+function abortError(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  if (reason instanceof Error) return reason;
+  const err = new Error('the client went away before the range was ready');
+  err.name = 'AbortError';
+  return err;
 }

@@ -48,7 +48,7 @@ export function bundleRoutes(deps: BundleRoutesDeps): Router {
           'Content-Disposition': `attachment; filename="${bundle.filename}"`,
           'Cache-Control': 'private, no-cache',
         },
-        open: (range, details) => bundle.open(range, details),
+        open: (range, details, signal) => bundle.open(range, details, signal),
         check: (details) => bundle.check(details),
       });
     });

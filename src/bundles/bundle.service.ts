@@ -89,8 +89,15 @@ export interface PreparedBundle {
   size: number;
   etag: string;
   lastModified: Date;
-  /** Records the download, then streams the ZIP's bytes (of `range` only, when given). */
-  open(range: ByteRange | undefined, details: Record<string, unknown>): Promise<Readable>;
+  /**
+   * Records the download, then streams the ZIP's bytes (of `range` only, when given). `signal`
+   * (the client went away) stops the ZIP build while it reads towards a range's start.
+   */
+  open(
+    range: ByteRange | undefined,
+    details: Record<string, unknown>,
+    signal?: AbortSignal,
+  ): Promise<Readable>;
   /** Records a HEAD or a 304. */
   check(details: Record<string, unknown>): Promise<void>;
 }
@@ -416,7 +423,8 @@ export class BundleService {
       etag: `"${row.manifest_sha256}"`,
       lastModified: new Date(row.created_at),
       check: record,
-      open: async (range, details) => {
+      open: async (range, details, signal) => {
+        signal?.throwIfAborted();
         const stream = this.zipStream(row, actor);
         try {
           await record(details);
@@ -424,7 +432,7 @@ export class BundleService {
           stream.destroy();
           throw err;
         }
-        return range ? await sliceStream(stream, range.start, range.end) : stream;
+        return range ? await sliceStream(stream, range.start, range.end, signal) : stream;
       },
     };
   }

@@ -37,7 +37,12 @@ export interface Representation {
   lastModified?: Date;
   /** Further headers sent with 200, 206, 304 and HEAD alike. */
   headers: Record<string, string>;
-  open(range: ByteRange | undefined, details: Record<string, unknown>): Promise<Readable>;
+  /** `signal` aborts when the client goes away before the body starts (a range being prepared). */
+  open(
+    range: ByteRange | undefined,
+    details: Record<string, unknown>,
+    signal?: AbortSignal,
+  ): Promise<Readable>;
   check(details: Record<string, unknown>): Promise<void>;
 }
 
@@ -97,7 +102,8 @@ export async function sendRepresentation(
     return;
   }
   // If-Range: a range only applies to the representation the client already has part of.
-  const rangeHeader = pre.honourRange ? req.get('range') : undefined;
+  // Range (and If-Range) are defined for GET only (RFC 9110 §14.2): a HEAD describes the whole.
+  const rangeHeader = pre.honourRange && req.method === 'GET' ? req.get('range') : undefined;
   const size = rep.size;
   const resolved = resolveRange(rangeHeader, size);
   if (resolved.kind === 'unsatisfiable') {
@@ -116,14 +122,27 @@ export async function sendRepresentation(
   let body: Readable | undefined;
   if (req.method === 'HEAD') await rep.check(details);
   else {
+    // The client going away while the bytes before a range's start are read stops that read.
+    const gone = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) gone.abort();
+    };
+    res.once('close', onClose);
     try {
-      body = await rep.open(range, details);
+      body = await rep.open(range, details, gone.signal);
     } catch (err) {
+      if (gone.signal.aborted) return; // nobody to answer
+      res.off('close', onClose);
       // Refused before the first byte (bytes found damaged on the way to a range's start): the
       // problem answer must not carry the validators of what it is not.
       const sent = ['ETag', 'Last-Modified', 'Accept-Ranges', ...Object.keys(rep.headers)];
       for (const name of sent.filter((n) => n !== 'Cache-Control')) res.removeHeader(name);
       throw err;
+    }
+    res.off('close', onClose);
+    if (gone.signal.aborted) {
+      body.destroy();
+      return;
     }
   }
   res.type(rep.contentType);

@@ -102,7 +102,6 @@ async function openLink(req: Request, res: Response, deps: ShareRoutesDeps): Pro
   res.locals.auditAttempt = { ...res.locals.auditAttempt, details: { shareLinkId: link.id } };
   if (content.type === 'bundle') {
     if (!deps.prepareBundle) throw new AppError('not_found', 'No such link.');
-    await deps.shareLinks.recordUse(link, actor, { method: req.method });
     const bundle = await deps.prepareBundle(actor, content.bundleId, {
       shareLinkId: link.id,
       clientAddress: req.ip,
@@ -115,8 +114,22 @@ async function openLink(req: Request, res: Response, deps: ShareRoutesDeps): Pro
       headers: {
         'Content-Disposition': `attachment; filename="${bundle.filename.replace(/[^A-Za-z0-9._-]/g, '_')}"`,
       },
-      open: (range, details) => bundle.open(range, details),
-      check: (details) => bundle.check(details),
+      // A use is recorded only for an answer served (200/206 once its first byte is ready, 304,
+      // HEAD), as for an item: a 412/416 or a refused bundle is not a use of the link.
+      open: async (range, details, signal) => {
+        const body = await bundle.open(range, details, signal);
+        try {
+          await deps.shareLinks.recordUse(link, actor, details);
+        } catch (err) {
+          body.destroy();
+          throw err;
+        }
+        return body;
+      },
+      check: async (details) => {
+        await bundle.check(details);
+        await deps.shareLinks.recordUse(link, actor, details);
+      },
     });
     return;
   }

@@ -1,5 +1,13 @@
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { Transform, type Readable } from 'node:stream';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -420,6 +428,42 @@ describe('bundle downloads: Range, If-Range, conditions, HEAD', () => {
     }
   });
 
+  it('counts a bundle share link as used only for answers it served (200/206/304), naming status and range', async () => {
+    const linkId = () =>
+      app.ctx.db
+        .selectFrom('share_links')
+        .select(['id', 'use_count as useCount'])
+        .where('bundle_id', '=', bundle.id)
+        .executeTakeFirstOrThrow();
+    const uses = async () =>
+      (await auditEvents(app, 'share_link.use')).filter((e) => e.outcome === 'success');
+    const before = await linkId();
+    const eventsBefore = (await uses()).length;
+
+    // Refused answers: a failed condition, a range outside the ZIP. Not uses of the link.
+    const refused: [Record<string, string>, number][] = [
+      [{ 'If-Match': '"another"' }, 412],
+      [{ Range: `bytes=${bundle.zipBytes + 5}-` }, 416],
+    ];
+    for (const [headers, status] of refused) {
+      expect([headers, (await anon(shareUrl, headers)).status]).toEqual([headers, status]);
+    }
+    expect((await linkId()).useCount).toBe(before.useCount);
+    expect((await uses()).length).toBe(eventsBefore);
+
+    // Served answers: each one use, with its status and range.
+    expect((await anon(shareUrl, { Range: 'bytes=10-19' })).status).toBe(206);
+    expect((await anon(shareUrl, { 'If-None-Match': etag })).status).toBe(304);
+    expect((await anon(shareUrl)).status).toBe(200);
+    expect((await linkId()).useCount).toBe(before.useCount + 3);
+    const served = (await uses()).slice(eventsBefore).map((e) => e.details);
+    expect(served).toEqual([
+      expect.objectContaining({ shareLinkId: before.id, status: 206, range: 'bytes=10-19' }),
+      expect.objectContaining({ shareLinkId: before.id, status: 304 }),
+      expect.objectContaining({ shareLinkId: before.id, status: 200, range: null }),
+    ]);
+  });
+
   it('answers HEAD with the headers of GET and no body', async () => {
     const headOf = (url: string, headers: Record<string, string> = {}, key = true) => {
       const r = request(app.url).head(url).set(headers);
@@ -446,9 +490,13 @@ describe('bundle downloads: Range, If-Range, conditions, HEAD', () => {
       expect(head.text ?? '').toBe('');
       expect((await headOf(url, { 'If-None-Match': etag }, key)).status).toBe(304);
       expect((await headOf(url, { 'If-Match': '"x"' }, key)).status).toBe(412);
-      const ranged = await headOf(url, { Range: 'bytes=-10' }, key);
-      expect(ranged.status).toBe(206);
-      expect(ranged.headers['content-length']).toBe('10');
+      // Range is for GET only (RFC 9110 §14.2): a HEAD gets the whole's headers, never 206/416.
+      for (const range of ['bytes=-10', 'bytes=0-0', `bytes=${bundle.zipBytes + 10}-`]) {
+        const ranged = await headOf(url, { Range: range, 'If-Range': etag }, key);
+        expect([range, ranged.status]).toEqual([range, 200]);
+        expect(ranged.headers['content-length']).toBe(String(bundle.zipBytes));
+        expect(ranged.headers['content-range']).toBeUndefined();
+      }
     }
   });
 
@@ -504,5 +552,137 @@ describe('bundle downloads: Range, If-Range, conditions, HEAD', () => {
       'If-None-Match': `"${sha256(victim.bytes)}"`,
     });
     expectDamaged(itemContent);
+  });
+});
+
+describe('bundle ranges abandoned by the client while they are prepared', () => {
+  let app: TestApp;
+  /** Every store read: the real read stream (fs), and how many bytes it gave. */
+  const reads: { stream: Readable; bytes: number }[] = [];
+  let contentUrl = '';
+  let evidenceBytes = 0;
+  let zipBytes = 0;
+
+  beforeAll(async () => {
+    // The real disk store, its reads slowed down (as a remote store's are) so that the bytes
+    // before a range's start take a while to come.
+    app = await startTestApp(
+      'fs',
+      {},
+      {
+        wrapBlobStore: (store) =>
+          Object.assign(Object.create(store) as typeof store, {
+            read: async (...args: Parameters<typeof store.read>) => {
+              const stream = await store.read(...args);
+              const read = { stream, bytes: 0 };
+              reads.push(read);
+              stream.on('data', (c: Buffer) => (read.bytes += c.length));
+              return stream.pipe(
+                new Transform({
+                  highWaterMark: 1,
+                  // 16 KiB every 10 ms, whatever the size of the disk's reads.
+                  transform(chunk: Buffer, _enc, cb) {
+                    void (async () => {
+                      for (let at = 0; at < chunk.length; at += 16_384) {
+                        await sleep(10);
+                        this.push(chunk.subarray(at, at + 16_384));
+                      }
+                    })().then(() => cb(), cb);
+                  },
+                  destroy(err, cb) {
+                    stream.destroy();
+                    cb(err);
+                  },
+                }),
+              );
+            },
+          }),
+      },
+    );
+    await request(app.url)
+      .put('/v1/complaints/C-GONE')
+      .set(bearer(app.keys.support))
+      .send({ status: 'open', orderIds: ['ORD-GONE'] });
+    for (const [kind, type, name] of [
+      ['packing_video', 'mp4', 'a.mp4'],
+      ['call_recording', 'wav', 'b.wav'],
+    ] as const) {
+      const bytes = fakeMedia(type, 1_500_000);
+      evidenceBytes += bytes.length;
+      const res = await upload(
+        app.url,
+        app.keys.ingest.key,
+        [
+          ['kind', kind],
+          ['complaintId', 'C-GONE'],
+        ],
+        { filename: name, content: bytes },
+      );
+      expect(res.status).toBe(201);
+    }
+    const made = await request(app.url)
+      .post('/v1/complaints/C-GONE/bundles')
+      .set(bearer(app.keys.support))
+      .send({});
+    expect(made.status).toBe(201);
+    contentUrl = `${app.url}/v1/bundles/${made.body.id}/content`;
+    zipBytes = made.body.zipBytes;
+  });
+
+  afterAll(async () => {
+    await app.close();
+  });
+
+  /** Asks for the ZIP's last bytes and goes away after `ms`, before any answer came. */
+  const abandon = (ms: number, range = 'bytes=-10') =>
+    new Promise<void>((resolve, reject) => {
+      const req = http.get(contentUrl, {
+        headers: { Authorization: `Bearer ${app.keys.support.key}`, Range: range },
+      });
+      req.on('response', (res) =>
+        reject(new Error(`answered (${res.statusCode}) before the client went away`)),
+      );
+      req.on('error', () => undefined);
+      setTimeout(() => {
+        req.destroy();
+        resolve();
+      }, ms);
+    });
+
+  /** Open file descriptors on stored files (the data directories of test apps), not sockets. */
+  const fds = () =>
+    readdirSync('/proc/self/fd').filter((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`).startsWith(
+          path.join(tmpdir(), 'evidence-data-'),
+        );
+      } catch {
+        return false; // closed meanwhile (the directory listing's own descriptor)
+      }
+    }).length;
+
+  it('stops reading the stored files once the client is gone, and closes them', async () => {
+    reads.length = 0;
+    await abandon(150);
+    await sleep(300);
+    expect(reads.length).toBeGreaterThan(0);
+    const got = reads.reduce((n, r) => n + r.bytes, 0);
+    await sleep(500);
+    // Nothing more was read after the client left, far from everything before the range's start.
+    expect(reads.reduce((n, r) => n + r.bytes, 0)).toBe(got);
+    expect(got).toBeLessThan(evidenceBytes);
+    expect(reads.every((r) => r.stream.destroyed)).toBe(true);
+  });
+
+  it('leaves no file descriptor open after ranged reads abandoned on the way to their start', async () => {
+    await sleep(200);
+    const before = fds();
+    // Ranges starting inside the last file: its read is open when the range's first byte is.
+    const range = `bytes=${zipBytes - 700_000}-`;
+    await Promise.all([50, 100, 200, 300, 400].map((ms) => abandon(ms, range)));
+    // Long enough for a read that was not stopped to reach the range's start (about 2 s here).
+    await sleep(4000);
+    const now = fds();
+    expect(now).toBeLessThanOrEqual(before);
   });
 });

@@ -221,6 +221,38 @@ function wiring(env: Record<string, string>): Record<string, string> {
     }
   });
 
+  it('creates the bucket with object locking when S3_OBJECT_LOCK_MODE is set, and without otherwise', () => {
+    /** Runs minio-init's rendered script with its rendered environment, `mc` logging its arguments. */
+    const mbOf = (dotenv: string) => {
+      const init = config(dotenv).services['minio-init']! as Service & {
+        entrypoint?: string[];
+        command?: string[] | string;
+      };
+      expect(init.entrypoint).toEqual(['/bin/sh', '-c']);
+      const script = [init.command].flat()[0]!.replace(/\$\$/g, '$');
+      const bin = mkdtempSync(path.join(tmpdir(), 'fake-mc-'));
+      dirs.push(bin);
+      const log = path.join(bin, 'log');
+      writeFileSync(path.join(bin, 'mc'), `#!/bin/sh\necho "$*" >> ${log}\n`, { mode: 0o755 });
+      const r = spawnSync('/bin/sh', ['-c', script], {
+        env: { ...init.environment, PATH: `${bin}:${bareEnv.PATH}` },
+        encoding: 'utf8',
+      });
+      expect([r.status, r.stderr]).toEqual([0, '']);
+      return readFileSync(log, 'utf8')
+        .split('\n')
+        .filter((l) => l.startsWith('mb '));
+    };
+    const locked = `${example.text}\nS3_BUCKET=locked-bucket\nS3_OBJECT_LOCK_MODE=COMPLIANCE\nS3_OBJECT_LOCK_RETENTION_DAYS=3650\n`;
+    const init = config(locked).services['minio-init']!;
+    expect(init.environment).toMatchObject({
+      S3_OBJECT_LOCK_MODE: 'COMPLIANCE',
+      S3_OBJECT_LOCK_RETENTION_DAYS: '3650',
+    });
+    expect(mbOf(locked)).toEqual(['mb --ignore-existing --with-lock archive/locked-bucket']);
+    expect(mbOf(example.text)).toEqual(['mb --ignore-existing archive/evidence']);
+  });
+
   it('lets MinIO keep a multipart upload longer than any resumable upload may live', () => {
     const c = config(uncommented(example));
     const hours = goDurationHours(c.services.minio!.environment!.MINIO_API_STALE_UPLOADS_EXPIRY!);
