@@ -32,6 +32,14 @@ export interface QueuedJob<T> {
  * service instances (and `npm run worker` processes) share background work, retried with backoff.
  * pg-boss owns its schema, so it connects with the owner's URL, never the request role.
  */
+/** How long a worker's fetch may wait for the database (see the executeSql above). */
+const FETCH_TIMEOUT_MS = 3_600_000;
+
+/** pg-boss's fetch: the statement that marks queued jobs active for this worker. */
+function isFetch(text: string): boolean {
+  return /FOR UPDATE SKIP LOCKED/.test(text) && /SET\s+state = 'active'/.test(text);
+}
+
 export class JobQueue {
   private readonly boss: PgBoss;
   private starting?: Promise<unknown>;
@@ -47,7 +55,18 @@ export class JobQueue {
       schema: 'pgboss',
       // Our own pool (see `pool`), so that a database shutdown cannot end the process through
       // one of pg-boss's connections.
-      db: { executeSql: (text, values) => this.pool.query(text, values) },
+      db: {
+        executeSql: (text, values) =>
+          this.pool.query(
+            // A fetch is never given up on client-side: the server would still run it once it
+            // answers again (a frozen server, a long lock wait), marking jobs active that no
+            // worker took; such a job blocks its queue until it expires (six hours for a scrub).
+            // (pg reads query_timeout from a query's config too; its types do not say so.)
+            (isFetch(text)
+              ? { text, values, query_timeout: FETCH_TIMEOUT_MS }
+              : { text, values }) as pg.QueryConfig,
+          ),
+      },
       // Cron scheduling is not used: intervals are throttled sends (see `sendThrottled`).
       schedule: false,
       // pg-boss refuses a throttle slot longer than its archive interval (12 h by default): a

@@ -157,6 +157,26 @@ describeOwnPg('PostgreSQL outages', () => {
       250,
     );
     await service!.ready(30_000);
+    // A worker's fetch that waited out the freeze took its jobs for real: none is left "active"
+    // with no worker running it (a fetch given up client-side still ran on the server once it
+    // thawed, and the job it marked blocked its queue until it expired: six hours for a scrub).
+    await waitFor(
+      'no custody job left active',
+      async () => {
+        const client = new pg.Client({ connectionString: db.url });
+        await client.connect();
+        try {
+          const { rows } = await client.query<{ n: number }>(
+            `select count(*)::int as n from pgboss.job where name like 'custody-%' and state = 'active'`,
+          );
+          return rows[0]!.n === 0 ? true : undefined;
+        } finally {
+          await client.end();
+        }
+      },
+      30_000,
+      250,
+    );
     expectAlive();
   });
 
@@ -260,7 +280,15 @@ describeOwnPg('PostgreSQL outages', () => {
       },
       60_000,
       25,
-    );
+    ).catch(async (err) => {
+      const jobs = await query(
+        `select name, state, created_on, started_on, completed_on, output from pgboss.job order by created_on`,
+      );
+      const runs = await query(`select * from custody_runs order by started_at`);
+      throw new Error(
+        `${String(err)}\n${JSON.stringify(jobs, null, 1)}\n${JSON.stringify(runs, null, 1)}\n${service!.output().slice(-3000)}`,
+      );
+    });
     const logBefore = service!.output().length;
     // Frozen while the database goes away, so that the run is caught mid-way however fast the
     // machine hashes: it finds the database gone when it carries on.
