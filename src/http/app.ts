@@ -18,7 +18,7 @@ import { loggablePath } from './redact';
 import { shareRoutes } from './share.routes';
 import { uploadRoutes } from './upload.routes';
 import { consoleRoutes } from './console.routes';
-import { answerOptions, methodNotAllowed, RouteTable } from './route-table';
+import { answerOptions, knownRoutesOnly, methodNotAllowed, RouteTable } from './route-table';
 import { webRoutes } from './web.routes';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -56,6 +56,8 @@ export function createApp(ctx: AppContext): Express {
   app.use(compression());
   app.use(cors(ctx.config.http.corsOrigins, routes));
   app.use(answerOptions(routes));
+  // 404 and 405 before any body parser: a wrong method or path is answered as such, whatever the body.
+  app.use(knownRoutesOnly(routes));
 
   const answerNow = (req: Request, res: Response, err: AppError) => {
     if (res.headersSent) return;

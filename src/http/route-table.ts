@@ -1,5 +1,6 @@
 import type { Express, RequestHandler } from 'express';
 import { AppError } from '../errors';
+import { loggablePath } from './redact';
 
 /** The order methods are listed in, in `Allow` and `Access-Control-Allow-Methods`. */
 const ORDER = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
@@ -83,6 +84,27 @@ export const answerOptions =
     res.set('Allow', allowed.join(', '));
     if (routes.servesOptions(req.path)) return next();
     res.status(204).end();
+  };
+
+/**
+ * Before any body is read: an unknown path is 404 and a known path with a method it does not
+ * serve is 405 (with the complete `Allow`), whatever the body (malformed or oversized JSON would
+ * otherwise be answered 400 or 413 by the parser first).
+ */
+export const knownRoutesOnly =
+  (routes: RouteTable): RequestHandler =>
+  (req, res, next) => {
+    const allowed = routes.allowed(req.path);
+    if (!allowed) {
+      throw new AppError(
+        'route_not_found',
+        `No route for ${req.method} ${loggablePath(req.path)}.`,
+      );
+    }
+    if (allowed.includes(req.method)) return next();
+    const allow = allowed.join(', ');
+    res.set('Allow', allow);
+    throw new AppError('method_not_allowed', `Allowed methods: ${allow}.`);
   };
 
 /** A known path with a method it does not serve: 405 with the complete `Allow`. */

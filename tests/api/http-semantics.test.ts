@@ -463,17 +463,25 @@ describe('405 with a complete Allow on every known path', () => {
       const url = concrete(path);
       for (const method of ORDER.filter((m) => !allowed.includes(m))) {
         const withBody = ['POST', 'PUT', 'PATCH'].includes(method);
-        const res = await raw(
-          app.url,
-          url,
-          withBody ? { 'Content-Type': 'application/json', 'Content-Length': '2' } : {},
-          method,
-          withBody ? '{}' : undefined,
-        );
-        const body = method === 'HEAD' ? undefined : JSON.parse(res.body.toString() || 'null');
-        const got = `${res.status} ${res.headers.allow} ${body?.code ?? ''}`;
-        const want = `405 ${allowed.join(', ')} ${method === 'HEAD' ? '' : 'method_not_allowed'}`;
-        if (got !== want) wrong.push(`${method} ${url}: ${got} (want ${want})`);
+        // Whatever the body: well-formed, malformed or over the JSON limit, never parsed first.
+        for (const sent of withBody
+          ? ['{}', '{', JSON.stringify({ a: 'x'.repeat(70_000) })]
+          : [undefined]) {
+          const res = await raw(
+            app.url,
+            url,
+            sent === undefined
+              ? {}
+              : { 'Content-Type': 'application/json', 'Content-Length': String(sent.length) },
+            method,
+            sent,
+          );
+          const body = method === 'HEAD' ? undefined : JSON.parse(res.body.toString() || 'null');
+          const got = `${res.status} ${res.headers.allow} ${body?.code ?? ''}`;
+          const want = `405 ${allowed.join(', ')} ${method === 'HEAD' ? '' : 'method_not_allowed'}`;
+          if (got !== want)
+            wrong.push(`${method} ${url} ${sent?.slice(0, 5)}: ${got} (want ${want})`);
+        }
       }
       const options = await raw(app.url, url, {}, 'OPTIONS');
       if (options.status !== 204 || options.headers.allow !== allowed.join(', ')) {
@@ -497,6 +505,20 @@ describe('405 with a complete Allow on every known path', () => {
     ] as const) {
       const miss = await raw(app.url, path, {}, method);
       expect({ method, path, status: miss.status }).toEqual({ method, path, status: 404 });
+    }
+    // An unknown path is 404 whatever the body: it is not parsed first.
+    for (const sent of ['{', JSON.stringify({ a: 'x'.repeat(70_000) })]) {
+      const miss = await raw(
+        app.url,
+        '/v2/nothing',
+        { 'Content-Type': 'application/json' },
+        'POST',
+        sent,
+      );
+      expect([miss.status, JSON.parse(miss.body.toString()).code]).toEqual([
+        404,
+        'route_not_found',
+      ]);
     }
   });
 });
