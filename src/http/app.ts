@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import express, { type Express, type Request, type Response } from 'express';
 import type { AppContext } from '../context';
 import type { AppError } from '../errors';
-import openapi from './openapi.json';
 import { errorMiddleware, notFoundHandler } from './error.middleware';
 import { callRoutes } from './call.routes';
 import { complaintRoutes } from './complaint.routes';
@@ -14,6 +13,7 @@ import { bundleRoutes } from '../bundles/bundle.routes';
 import { compression } from './compression';
 import { cors } from './cors';
 import { mediaRoutes } from './media.routes';
+import { openApiDocument } from './openapi-document';
 import { loggablePath } from './redact';
 import { shareRoutes } from './share.routes';
 import { uploadRoutes } from './upload.routes';
@@ -67,9 +67,7 @@ export function createApp(ctx: AppContext): Express {
 
   app.use(healthRoutes(ctx));
   app.use(webRoutes());
-  app.get('/openapi.json', (_req, res) => {
-    res.json(openapi);
-  });
+  app.get('/openapi.json', openApiDocument());
   app.use(express.json({ limit: '64kb', strict: true, type: 'application/json' }));
   app.use(
     evidenceRoutes({

@@ -8,6 +8,7 @@ import type { Express } from 'express';
 import request from 'supertest';
 import type { AppContext } from '../../src/context';
 import { createApp } from '../../src/http/app';
+import { openApiCompressions } from '../../src/http/openapi-document';
 import openapi from '../../src/http/openapi.json';
 import { bearer, startTestApp, type TestApp } from '../support/harness';
 import { fakeMedia, sha256 } from '../support/media';
@@ -82,6 +83,64 @@ describe('compression', () => {
     expect(await res.json()).toEqual(openapi);
   });
 
+  // (Buffers compared with equals(): jest's toEqual walks 290 KB byte by byte, for seconds.)
+  it('compresses /openapi.json once per coding, with a strong ETag and 304 on If-None-Match', async () => {
+    const identity = Buffer.from(JSON.stringify(openapi));
+    const first = {
+      br: await raw(app.url, '/openapi.json', { 'Accept-Encoding': 'br' }),
+      gzip: await raw(app.url, '/openapi.json', { 'Accept-Encoding': 'gzip' }),
+      identity: await raw(app.url, '/openapi.json'),
+    };
+    expect(brotliDecompressSync(first.br.body).equals(identity)).toBe(true);
+    expect(gunzipSync(first.gzip.body).equals(identity)).toBe(true);
+    expect(first.identity.body.equals(identity)).toBe(true);
+    const tags = Object.values(first).map((r) => String(r.headers.etag));
+    expect(new Set(tags).size).toBe(3); // one strong tag per representation
+    for (const tag of tags) expect(tag).toMatch(/^"[0-9a-f]{64}(-(br|gzip))?"$/);
+    // From now on, served from memory: the same bytes, no compression at all.
+    const compressed = openApiCompressions.count;
+    for (const coding of ['br', 'gzip'] as const) {
+      for (let i = 0; i < 3; i++) {
+        const again = await raw(app.url, '/openapi.json', { 'Accept-Encoding': coding });
+        expect(again.body.equals(first[coding].body)).toBe(true);
+        expect(again.headers.etag).toBe(first[coding].headers.etag);
+      }
+    }
+    expect(openApiCompressions.count).toBe(compressed);
+    // If-None-Match: 304 for the representation's own tag (weakly compared), 200 for another's.
+    for (const [coding, res] of Object.entries(first)) {
+      const ae: Record<string, string> = coding === 'identity' ? {} : { 'Accept-Encoding': coding };
+      for (const inm of [
+        res.headers.etag!,
+        `W/${res.headers.etag}`,
+        `"nope", ${res.headers.etag}`,
+        '*',
+      ]) {
+        const cached = await raw(app.url, '/openapi.json', { ...ae, 'If-None-Match': inm });
+        expect([coding, inm, cached.status, cached.body.length]).toEqual([coding, inm, 304, 0]);
+        expect(cached.headers.etag).toBe(res.headers.etag);
+      }
+    }
+    const other = await raw(app.url, '/openapi.json', {
+      'Accept-Encoding': 'gzip',
+      'If-None-Match': first.br.headers.etag!,
+    });
+    expect([other.status, other.headers['content-encoding']]).toEqual([200, 'gzip']);
+  });
+
+  it('answers HEAD /openapi.json as its GET: same coding, length and ETag', async () => {
+    for (const ae of ['br', 'gzip', 'gzip, deflate, br', 'identity']) {
+      const get = await raw(app.url, '/openapi.json', { 'Accept-Encoding': ae });
+      const head = await raw(app.url, '/openapi.json', { 'Accept-Encoding': ae }, 'HEAD');
+      expect(head.status).toBe(200);
+      expect(head.body.length).toBe(0);
+      for (const h of ['content-encoding', 'content-length', 'content-type', 'etag', 'vary']) {
+        expect([ae, h, head.headers[h]]).toEqual([ae, h, get.headers[h]]);
+      }
+      expect(Number(get.headers['content-length'])).toBe(get.body.length);
+    }
+  });
+
   it('compresses with the coding the client prefers, honouring q-values', async () => {
     const json = JSON.stringify(openapi);
     const cases: [string, 'gzip' | 'br' | undefined][] = [
@@ -111,10 +170,9 @@ describe('compression', () => {
             ? brotliDecompressSync(res.body)
             : res.body;
       expect(decoded.toString('utf8')).toBe(json);
-      if (coding) {
-        expect(res.headers['content-length']).toBeUndefined();
-        expect(res.body.length).toBeLessThan(json.length / 4);
-      } else expect(Number(res.headers['content-length'])).toBe(res.body.length);
+      // Compressed once and served from memory: its length is known, compressed or not.
+      expect(Number(res.headers['content-length'])).toBe(res.body.length);
+      if (coding) expect(res.body.length).toBeLessThan(json.length / 4);
     }
     // Asked for nothing: nothing compressed (curl without --compressed).
     const plain = await raw(app.url, '/openapi.json');
