@@ -554,6 +554,21 @@ describe('405 with a complete Allow on every known path', () => {
     expect(res.status).toBe(405);
     expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
     expect(res.headers.allow).toBe('GET, HEAD, OPTIONS');
+    // An upload: a GET and a POST without (or with a wrong) X-HTTP-Method-Override list the same.
+    const upload = '/v1/uploads/0123456789abcdef0123456789abcdef';
+    const allows = new Set<string>();
+    for (const [method, override] of [
+      ['GET', undefined],
+      ['POST', undefined],
+      ['POST', 'GET'],
+    ] as const) {
+      const headers = { 'Tus-Resumable': '1.0.0', ...bearer(app.keys.ingest) };
+      if (override) Object.assign(headers, { 'X-HTTP-Method-Override': override });
+      const res = await raw(app.url, upload, headers, method);
+      expect([method, override, res.status]).toEqual([method, override, 405]);
+      allows.add(String(res.headers.allow));
+    }
+    expect([...allows]).toEqual(['HEAD, POST, PATCH, DELETE, OPTIONS']);
     for (const [method, path] of [
       ['POST', '/v2/nothing'],
       ['GET', '/v1/evidence/x1/nothing'],

@@ -124,7 +124,7 @@ function call(
       ['Content-Digest', 'sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:'],
       ['If-Modified-Since', 'Thu, 01 Jan 1970 00:00:00 GMT'],
       ['If-Unmodified-Since', 'Fri, 31 Dec 9999 23:59:59 GMT'],
-    ]) {
+    ] as const) {
       const res = await call(page, `${app.url}/v1/me`, { headers: { ...key(), [name]: value } });
       expect({ name, ...res }).toMatchObject({ name, status: 200, role: 'ingest' });
     }
