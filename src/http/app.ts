@@ -34,6 +34,9 @@ export function createApp(ctx: AppContext): Express {
     const incoming = req.get('x-request-id');
     req.id = incoming && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     res.set('X-Request-Id', req.id);
+    // No other site's page may embed an answer (an <img>/<video> of evidence); a share link's
+    // content is meant to be opened from anywhere.
+    if (!req.path.startsWith('/s/')) res.set('Cross-Origin-Resource-Policy', 'same-origin');
     const started = process.hrtime.bigint();
     res.on('finish', () => {
       ctx.logger.info(

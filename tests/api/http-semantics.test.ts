@@ -424,6 +424,78 @@ describe('CORS', () => {
   });
 });
 
+describe('the session cookie from another site', () => {
+  let app: TestApp;
+  let cookie: string;
+  let itemId: string;
+  beforeAll(async () => {
+    app = await startTestApp('fs');
+    const res = await upload(
+      app.url,
+      app.keys.ingest.key,
+      [
+        ['kind', 'packing_video'],
+        ['orderId', 'ORD-CORP'],
+      ],
+      {
+        filename: 'clip.mp4',
+        content: fakeMedia('mp4', 4096),
+      },
+    );
+    itemId = res.json().id;
+    const session = await raw(
+      app.url,
+      '/v1/session',
+      { 'Content-Type': 'application/json' },
+      'POST',
+      JSON.stringify({ key: app.keys.support.key }),
+    );
+    cookie = String(session.headers['set-cookie']).split(';')[0]!;
+  });
+  afterAll(() => app.close());
+
+  it('authenticates only requests from the service’s own pages', async () => {
+    const own = new URL(app.url).origin;
+    const cases: [Record<string, string>, number][] = [
+      [{}, 200], // not a browser (no Sec-Fetch-*)
+      [{ 'Sec-Fetch-Site': 'same-origin', 'Sec-Fetch-Mode': 'no-cors' }, 200],
+      [{ 'Sec-Fetch-Site': 'same-origin', Origin: own }, 200],
+      // A sibling site (another subdomain or port): SameSite=Strict still sends the cookie.
+      [{ 'Sec-Fetch-Site': 'same-site', 'Sec-Fetch-Mode': 'no-cors' }, 401],
+      [{ 'Sec-Fetch-Site': 'cross-site', 'Sec-Fetch-Mode': 'no-cors' }, 401],
+      [{ 'Sec-Fetch-Site': 'same-site', Origin: 'http://127.0.0.1:1' }, 401],
+      [{ Origin: 'https://evil.example' }, 401],
+      [{ 'Sec-Fetch-Site': 'same-origin', Origin: 'null' }, 401],
+    ];
+    for (const path of ['/v1/me', `/v1/evidence/${itemId}/content`]) {
+      for (const [headers, status] of cases) {
+        const res = await raw(app.url, path, { Cookie: cookie, ...headers }, 'GET');
+        expect({ path, headers, status: res.status }).toEqual({ path, headers, status });
+      }
+    }
+    // A key in the header is not a cookie: it works from any page (CORS decides what it reads).
+    const keyed = await raw(app.url, '/v1/me', {
+      ...bearer(app.keys.support),
+      'Sec-Fetch-Site': 'cross-site',
+    });
+    expect(keyed.status).toBe(200);
+  });
+
+  it('tells browsers no other site may embed its answers, except a share link’s', async () => {
+    const content = await raw(app.url, `/v1/evidence/${itemId}/content`, bearer(app.keys.support));
+    expect(content.status).toBe(200);
+    expect(content.headers['cross-origin-resource-policy']).toBe('same-origin');
+    const link = await request(app.url)
+      .post('/v1/share-links')
+      .set(bearer(app.keys.support))
+      .send({ itemId });
+    expect(link.status).toBe(201);
+    const shared = await raw(app.url, link.body.url);
+    expect(shared.status).toBe(200);
+    expect(shared.headers['cross-origin-resource-policy']).toBeUndefined();
+  });
+});
+
 describe('CORS by default (CORS_ORIGINS unset)', () => {
   let app: TestApp;
   beforeAll(async () => {
