@@ -39,6 +39,18 @@ export class RouteTable {
     return ORDER.filter((m) => methods.has(m));
   }
 
+  /** Whether a route has the shape of `path` but a parameter is not valid percent-encoding. */
+  undecodable(path: string): boolean {
+    return this.routes().some((e) => {
+      try {
+        e.layer.match(path);
+        return false;
+      } catch (err) {
+        return err instanceof URIError;
+      }
+    });
+  }
+
   /** Whether a route at `path` answers OPTIONS itself (the tus endpoint's discovery). */
   servesOptions(path: string): boolean {
     return this.routes().some((e) => e.methods.includes('OPTIONS') && matches(e.layer, path));
@@ -95,6 +107,9 @@ export const knownRoutesOnly =
   (routes: RouteTable): RequestHandler =>
   (req, res, next) => {
     const allowed = routes.allowed(req.path);
+    if (!allowed && routes.undecodable(req.path)) {
+      throw new AppError('not_found', 'The path is not valid percent-encoding: it names nothing.');
+    }
     if (!allowed) {
       throw new AppError(
         'route_not_found',

@@ -664,6 +664,15 @@ describe('405 with a complete Allow on every known path', () => {
         404,
         'route_not_found',
       ]);
+      // A known shape with an undecodable parameter names nothing either: 404 not_found.
+      const bad = await raw(
+        app.url,
+        '/v1/evidence/%E0/links',
+        { 'Content-Type': 'application/json' },
+        'POST',
+        sent,
+      );
+      expect([bad.status, JSON.parse(bad.body.toString()).code]).toEqual([404, 'not_found']);
     }
   });
 });
