@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import express, { type Express, type Request, type Response } from 'express';
 import type { AppContext } from '../context';
 import type { AppError } from '../errors';
-import openapi from './openapi.json';
 import { errorMiddleware, notFoundHandler } from './error.middleware';
 import { callRoutes } from './call.routes';
 import { complaintRoutes } from './complaint.routes';
@@ -14,11 +13,12 @@ import { bundleRoutes } from '../bundles/bundle.routes';
 import { compression } from './compression';
 import { cors } from './cors';
 import { mediaRoutes } from './media.routes';
+import { openApiDocument } from './openapi-document';
 import { loggablePath } from './redact';
 import { shareRoutes } from './share.routes';
 import { uploadRoutes } from './upload.routes';
 import { consoleRoutes } from './console.routes';
-import { answerOptions, methodNotAllowed, RouteTable } from './route-table';
+import { answerOptions, knownRoutesOnly, methodNotAllowed, RouteTable } from './route-table';
 import { webRoutes } from './web.routes';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -34,6 +34,9 @@ export function createApp(ctx: AppContext): Express {
     const incoming = req.get('x-request-id');
     req.id = incoming && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     res.set('X-Request-Id', req.id);
+    // No other site's page may embed an answer (an <img>/<video> of evidence); a share link's
+    // content is meant to be opened from anywhere.
+    if (!req.path.startsWith('/s/')) res.set('Cross-Origin-Resource-Policy', 'same-origin');
     const started = process.hrtime.bigint();
     res.on('finish', () => {
       ctx.logger.info(
@@ -56,6 +59,8 @@ export function createApp(ctx: AppContext): Express {
   app.use(compression());
   app.use(cors(ctx.config.http.corsOrigins, routes));
   app.use(answerOptions(routes));
+  // 404 and 405 before any body parser: a wrong method or path is answered as such, whatever the body.
+  app.use(knownRoutesOnly(routes));
 
   const answerNow = (req: Request, res: Response, err: AppError) => {
     if (res.headersSent) return;
@@ -65,9 +70,7 @@ export function createApp(ctx: AppContext): Express {
 
   app.use(healthRoutes(ctx));
   app.use(webRoutes());
-  app.get('/openapi.json', (_req, res) => {
-    res.json(openapi);
-  });
+  app.get('/openapi.json', openApiDocument());
   app.use(express.json({ limit: '64kb', strict: true, type: 'application/json' }));
   app.use(
     evidenceRoutes({

@@ -24,6 +24,14 @@ export function authenticate(keys: ApiKeyService): RequestHandler {
     if (!match && cookie === undefined) {
       throw new AppError('unauthorized', 'Send an API key as "Authorization: Bearer <key>".');
     }
+    if (!match && !fromOwnPage(req)) {
+      // SameSite=Strict does not stop a sibling site (another subdomain, another port of this
+      // host): its <img>/<video> would download evidence, audited, in the support user's name.
+      throw new AppError(
+        'unauthorized',
+        'The session cookie is only accepted from this service\'s own pages; send an API key as "Authorization: Bearer <key>".',
+      );
+    }
     const principal = await keys.authenticate(match ? match[1]! : cookie!);
     if (!principal) throw new AppError('unauthorized', 'The API key is invalid or revoked.');
     if (!match && !canHoldSession(principal)) {
@@ -35,6 +43,26 @@ export function authenticate(keys: ApiKeyService): RequestHandler {
 }
 
 export const SESSION_COOKIE = 'eak_session';
+
+/**
+ * Whether a cookie-authenticated request comes from this service's own pages: `Sec-Fetch-Site`
+ * absent (not a browser, or an old one) or `same-origin`, and `Origin`, when sent, this service's
+ * host as the request names it (the Host header, or X-Forwarded-Host under TRUST_PROXY).
+ */
+export function fromOwnPage(req: Request): boolean {
+  const site = req.get('sec-fetch-site');
+  if (site !== undefined && site.trim().toLowerCase() !== 'same-origin') return false;
+  const origin = req.get('origin');
+  if (origin === undefined) return true;
+  let host: string;
+  try {
+    host = new URL(origin).host;
+  } catch {
+    return false; // `null` (a sandboxed or opaque origin) and anything malformed
+  }
+  const own = [req.get('host'), req.host].filter(Boolean).map((h) => h!.toLowerCase());
+  return own.includes(host.toLowerCase());
+}
 
 /** Only people (support, admin) sign in to the web app; a device's ingest key never does. */
 export const canHoldSession = (p: Principal) => p.role === 'support' || p.role === 'admin';

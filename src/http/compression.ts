@@ -56,8 +56,11 @@ export function negotiateEncoding(header: string | undefined): {
  * Compresses JSON and text answers when the client asks (Accept-Encoding: br, gzip), streaming
  * through node:zlib. Never compressed: anything offering or answering a byte range (stored bytes,
  * derivatives, share-link content, ZIP bundles: their ranges and digests name the identity bytes),
- * anything with an ETag or already encoded, media and ZIPs by type, 204/206/304, HEAD, and bodies
- * under COMPRESSION_THRESHOLD_BYTES unless identity was refused.
+ * anything with an ETag, a Repr-Digest or Content-Digest, or already encoded, media and ZIPs by type,
+ * 204/206/304, HEAD, and bodies under COMPRESSION_THRESHOLD_BYTES unless identity was refused (a
+ * body of unknown length is held back up to the threshold, or end(), to tell). Once end() is called,
+ * `writableEnded` is true (zlib may still be flushing), a second end() is ignored and end()'s
+ * callback runs at 'finish', as with plain Node.
  */
 export function compression(): RequestHandler {
   return (req, res, next) => {
@@ -71,6 +74,18 @@ export function compression(): RequestHandler {
     const end = (...args: unknown[]) => void original.end.apply(res, args);
     let decided = false;
     let stream: Transform | undefined;
+    // end() was called: the answer is complete as far as the handler is concerned, even while
+    // zlib is still flushing it (so the error middleware does not cut a finished answer short).
+    let ending = false;
+    const nodeEnded = inherited(res, 'writableEnded');
+    Object.defineProperty(res, 'writableEnded', {
+      configurable: true,
+      get: () => ending || Boolean(nodeEnded?.get?.call(res)),
+    });
+    // A body of unknown length is held back until COMPRESSION_THRESHOLD_BYTES or end(): only
+    // then is it known whether it is worth compressing (a 10-byte body must not become 24).
+    let held: Buffer[] | undefined;
+    let heldBytes = 0;
 
     const decide = () => {
       if (decided) return;
@@ -124,31 +139,112 @@ export function compression(): RequestHandler {
       original.writeHead.call(res, status, reason);
       return res;
     };
+    /** Sends the headers for what was held back, compressed or not, then the held bytes. */
+    const release = () => {
+      const pieces = held ?? [];
+      held = undefined;
+      patched.writeHead(res.statusCode);
+      const body = Buffer.concat(pieces);
+      if (body.length === 0) return;
+      if (stream) stream.write(body);
+      else write(body);
+    };
     patched.write = (chunk, encoding, cb) => {
-      if (!res.headersSent) patched.writeHead(res.statusCode);
-      if (!stream) return write(chunk, encoding, cb);
       const done = [encoding, cb].find((a) => typeof a === 'function') as
         ((err?: Error | null) => void) | undefined;
+      if (ending) return false;
+      if (!res.headersSent && !held && mayHold(req, res)) held = [];
+      if (held) {
+        const piece = toBuffer(chunk, encoding);
+        held.push(piece);
+        heldBytes += piece.length;
+        if (heldBytes >= COMPRESSION_THRESHOLD_BYTES) release();
+        if (done) process.nextTick(done);
+        return true;
+      }
+      if (!res.headersSent) patched.writeHead(res.statusCode);
+      if (!stream) return write(chunk, encoding, cb);
       return stream.write(toBuffer(chunk, encoding), done);
     };
     patched.end = (chunk, encoding, cb) => {
+      const done = [chunk, encoding, cb].find((a) => typeof a === 'function') as
+        (() => void) | undefined;
+      // A second end() is ignored, as plain Node does (it must not touch a finished stream).
+      if (ending) {
+        if (done) {
+          if (res.writableFinished) process.nextTick(done);
+          else res.once('finish', done);
+        }
+        return res;
+      }
       const body = typeof chunk === 'function' ? undefined : chunk;
+      if (held) {
+        if (body) held.push(toBuffer(body, encoding));
+        const all = Buffer.concat(held);
+        held = undefined;
+        if (!res.headersSent && !res.hasHeader('content-length')) {
+          res.setHeader('Content-Length', all.length);
+        }
+        ending = true;
+        patched.writeHead(res.statusCode);
+        if (!stream) {
+          end(all, done);
+          return res;
+        }
+        if (done) res.once('finish', done);
+        stream.end(all);
+        return res;
+      }
       if (!res.headersSent) {
         if (body && !res.hasHeader('content-length')) {
           res.setHeader('Content-Length', toBuffer(body, encoding).length);
         }
         patched.writeHead(res.statusCode);
       }
+      ending = true;
       if (!stream) {
         end(chunk, encoding, cb);
         return res;
       }
+      if (done) res.once('finish', done);
       if (body) stream.end(toBuffer(body, encoding));
       else stream.end();
       return res;
     };
     next();
   };
+}
+
+/**
+ * Whether a write of unknown total length should be held back to see if it reaches the threshold:
+ * only when it would be compressed if it were long enough.
+ */
+function mayHold(req: Request, res: ServerResponse): boolean {
+  if (res.hasHeader('content-length')) return false;
+  if (!eligible(req, res)) return false;
+  const { coding, identityRefused } = negotiateEncoding(req.get('accept-encoding'));
+  return coding !== undefined && !identityRefused;
+}
+
+/** Everything but the negotiation and the size: the type, the method, the status, the headers. */
+function eligible(req: Request, res: ServerResponse): boolean {
+  const type = String(res.getHeader('content-type') ?? '');
+  if (!COMPRESSIBLE.test(type)) return false;
+  const status = res.statusCode;
+  if (req.method === 'HEAD' || status < 200 || status === 204 || status === 206 || status === 304) {
+    return false;
+  }
+  const acceptRanges = String(res.getHeader('accept-ranges') ?? 'none').toLowerCase();
+  return !(
+    res.hasHeader('content-encoding') ||
+    res.hasHeader('content-range') ||
+    acceptRanges !== 'none' ||
+    res.hasHeader('etag') ||
+    // Digests name the bytes as sent: compressing would make them false.
+    res.hasHeader('repr-digest') ||
+    res.hasHeader('content-digest') ||
+    /(^|,)\s*no-transform\s*(,|$)/i.test(String(res.getHeader('cache-control') ?? ''))
+  );
 }
 
 function chooseCoding(req: Request, res: ServerResponse): Coding | undefined {
@@ -159,25 +255,21 @@ function chooseCoding(req: Request, res: ServerResponse): Coding | undefined {
   if (!/(^|,)\s*(accept-encoding|\*)\s*(,|$)/i.test(vary)) {
     res.setHeader('Vary', vary ? `${vary}, Accept-Encoding` : 'Accept-Encoding');
   }
-  const status = res.statusCode;
-  if (req.method === 'HEAD' || status < 200 || status === 204 || status === 206 || status === 304) {
-    return undefined;
-  }
-  const acceptRanges = String(res.getHeader('accept-ranges') ?? 'none').toLowerCase();
-  if (
-    res.hasHeader('content-encoding') ||
-    res.hasHeader('content-range') ||
-    acceptRanges !== 'none' ||
-    res.hasHeader('etag') ||
-    /(^|,)\s*no-transform\s*(,|$)/i.test(String(res.getHeader('cache-control') ?? ''))
-  ) {
-    return undefined;
-  }
+  if (!eligible(req, res)) return undefined;
   const { coding, identityRefused } = negotiateEncoding(req.get('accept-encoding'));
   if (!coding) return undefined;
   const length = Number(res.getHeader('content-length') ?? NaN);
   if (!identityRefused && length < COMPRESSION_THRESHOLD_BYTES) return undefined;
   return coding;
+}
+
+/** A property's descriptor from the prototype chain (Node defines writableEnded as a getter). */
+function inherited(object: object, name: string): PropertyDescriptor | undefined {
+  for (let o = Object.getPrototypeOf(object) as object | null; o; o = Object.getPrototypeOf(o)) {
+    const found = Object.getOwnPropertyDescriptor(o, name);
+    if (found) return found;
+  }
+  return undefined;
 }
 
 function toBuffer(chunk: unknown, encoding: unknown): Buffer {

@@ -1,5 +1,6 @@
 import type { Express, RequestHandler } from 'express';
 import { AppError } from '../errors';
+import { loggablePath } from './redact';
 
 /** The order methods are listed in, in `Allow` and `Access-Control-Allow-Methods`. */
 const ORDER = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
@@ -36,6 +37,18 @@ export class RouteTable {
     if (methods.has('GET')) methods.add('HEAD');
     methods.add('OPTIONS');
     return ORDER.filter((m) => methods.has(m));
+  }
+
+  /** Whether a route has the shape of `path` but a parameter is not valid percent-encoding. */
+  undecodable(path: string): boolean {
+    return this.routes().some((e) => {
+      try {
+        e.layer.match(path);
+        return false;
+      } catch (err) {
+        return err instanceof URIError;
+      }
+    });
   }
 
   /** Whether a route at `path` answers OPTIONS itself (the tus endpoint's discovery). */
@@ -83,6 +96,30 @@ export const answerOptions =
     res.set('Allow', allowed.join(', '));
     if (routes.servesOptions(req.path)) return next();
     res.status(204).end();
+  };
+
+/**
+ * Before any body is read: an unknown path is 404 and a known path with a method it does not
+ * serve is 405 (with the complete `Allow`), whatever the body (malformed or oversized JSON would
+ * otherwise be answered 400 or 413 by the parser first).
+ */
+export const knownRoutesOnly =
+  (routes: RouteTable): RequestHandler =>
+  (req, res, next) => {
+    const allowed = routes.allowed(req.path);
+    if (!allowed && routes.undecodable(req.path)) {
+      throw new AppError('not_found', 'The path is not valid percent-encoding: it names nothing.');
+    }
+    if (!allowed) {
+      throw new AppError(
+        'route_not_found',
+        `No route for ${req.method} ${loggablePath(req.path)}.`,
+      );
+    }
+    if (allowed.includes(req.method)) return next();
+    const allow = allowed.join(', ');
+    res.set('Allow', allow);
+    throw new AppError('method_not_allowed', `Allowed methods: ${allow}.`);
   };
 
 /** A known path with a method it does not serve: 405 with the complete `Allow`. */

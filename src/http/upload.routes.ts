@@ -253,7 +253,8 @@ export function uploadRoutes(deps: UploadRoutesDeps): Router {
   return router;
 }
 
-const UPLOAD_METHODS = 'HEAD, PATCH, DELETE, OPTIONS';
+/** As the route table says for this path (a 405 to GET lists the same): POST is served, overridden. */
+const UPLOAD_METHODS = 'HEAD, POST, PATCH, DELETE, OPTIONS';
 
 /** What an upload id may look like (tus names them with 32 hex digits); the rest is not found. */
 const UPLOAD_ID = /^[0-9A-Za-z_-]{1,128}$/;

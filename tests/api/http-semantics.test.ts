@@ -8,6 +8,7 @@ import type { Express } from 'express';
 import request from 'supertest';
 import type { AppContext } from '../../src/context';
 import { createApp } from '../../src/http/app';
+import { openApiCompressions } from '../../src/http/openapi-document';
 import openapi from '../../src/http/openapi.json';
 import { bearer, startTestApp, type TestApp } from '../support/harness';
 import { fakeMedia, sha256 } from '../support/media';
@@ -82,6 +83,64 @@ describe('compression', () => {
     expect(await res.json()).toEqual(openapi);
   });
 
+  // (Buffers compared with equals(): jest's toEqual walks 290 KB byte by byte, for seconds.)
+  it('compresses /openapi.json once per coding, with a strong ETag and 304 on If-None-Match', async () => {
+    const identity = Buffer.from(JSON.stringify(openapi));
+    const first = {
+      br: await raw(app.url, '/openapi.json', { 'Accept-Encoding': 'br' }),
+      gzip: await raw(app.url, '/openapi.json', { 'Accept-Encoding': 'gzip' }),
+      identity: await raw(app.url, '/openapi.json'),
+    };
+    expect(brotliDecompressSync(first.br.body).equals(identity)).toBe(true);
+    expect(gunzipSync(first.gzip.body).equals(identity)).toBe(true);
+    expect(first.identity.body.equals(identity)).toBe(true);
+    const tags = Object.values(first).map((r) => String(r.headers.etag));
+    expect(new Set(tags).size).toBe(3); // one strong tag per representation
+    for (const tag of tags) expect(tag).toMatch(/^"[0-9a-f]{64}(-(br|gzip))?"$/);
+    // From now on, served from memory: the same bytes, no compression at all.
+    const compressed = openApiCompressions.count;
+    for (const coding of ['br', 'gzip'] as const) {
+      for (let i = 0; i < 3; i++) {
+        const again = await raw(app.url, '/openapi.json', { 'Accept-Encoding': coding });
+        expect(again.body.equals(first[coding].body)).toBe(true);
+        expect(again.headers.etag).toBe(first[coding].headers.etag);
+      }
+    }
+    expect(openApiCompressions.count).toBe(compressed);
+    // If-None-Match: 304 for the representation's own tag (weakly compared), 200 for another's.
+    for (const [coding, res] of Object.entries(first)) {
+      const ae: Record<string, string> = coding === 'identity' ? {} : { 'Accept-Encoding': coding };
+      for (const inm of [
+        res.headers.etag!,
+        `W/${res.headers.etag}`,
+        `"nope", ${res.headers.etag}`,
+        '*',
+      ]) {
+        const cached = await raw(app.url, '/openapi.json', { ...ae, 'If-None-Match': inm });
+        expect([coding, inm, cached.status, cached.body.length]).toEqual([coding, inm, 304, 0]);
+        expect(cached.headers.etag).toBe(res.headers.etag);
+      }
+    }
+    const other = await raw(app.url, '/openapi.json', {
+      'Accept-Encoding': 'gzip',
+      'If-None-Match': first.br.headers.etag!,
+    });
+    expect([other.status, other.headers['content-encoding']]).toEqual([200, 'gzip']);
+  });
+
+  it('answers HEAD /openapi.json as its GET: same coding, length and ETag', async () => {
+    for (const ae of ['br', 'gzip', 'gzip, deflate, br', 'identity']) {
+      const get = await raw(app.url, '/openapi.json', { 'Accept-Encoding': ae });
+      const head = await raw(app.url, '/openapi.json', { 'Accept-Encoding': ae }, 'HEAD');
+      expect(head.status).toBe(200);
+      expect(head.body.length).toBe(0);
+      for (const h of ['content-encoding', 'content-length', 'content-type', 'etag', 'vary']) {
+        expect([ae, h, head.headers[h]]).toEqual([ae, h, get.headers[h]]);
+      }
+      expect(Number(get.headers['content-length'])).toBe(get.body.length);
+    }
+  });
+
   it('compresses with the coding the client prefers, honouring q-values', async () => {
     const json = JSON.stringify(openapi);
     const cases: [string, 'gzip' | 'br' | undefined][] = [
@@ -111,10 +170,9 @@ describe('compression', () => {
             ? brotliDecompressSync(res.body)
             : res.body;
       expect(decoded.toString('utf8')).toBe(json);
-      if (coding) {
-        expect(res.headers['content-length']).toBeUndefined();
-        expect(res.body.length).toBeLessThan(json.length / 4);
-      } else expect(Number(res.headers['content-length'])).toBe(res.body.length);
+      // Compressed once and served from memory: its length is known, compressed or not.
+      expect(Number(res.headers['content-length'])).toBe(res.body.length);
+      if (coding) expect(res.body.length).toBeLessThan(json.length / 4);
     }
     // Asked for nothing: nothing compressed (curl without --compressed).
     const plain = await raw(app.url, '/openapi.json');
@@ -366,6 +424,78 @@ describe('CORS', () => {
   });
 });
 
+describe('the session cookie from another site', () => {
+  let app: TestApp;
+  let cookie: string;
+  let itemId: string;
+  beforeAll(async () => {
+    app = await startTestApp('fs');
+    const res = await upload(
+      app.url,
+      app.keys.ingest.key,
+      [
+        ['kind', 'packing_video'],
+        ['orderId', 'ORD-CORP'],
+      ],
+      {
+        filename: 'clip.mp4',
+        content: fakeMedia('mp4', 4096),
+      },
+    );
+    itemId = res.json().id;
+    const session = await raw(
+      app.url,
+      '/v1/session',
+      { 'Content-Type': 'application/json' },
+      'POST',
+      JSON.stringify({ key: app.keys.support.key }),
+    );
+    cookie = String(session.headers['set-cookie']).split(';')[0]!;
+  });
+  afterAll(() => app.close());
+
+  it('authenticates only requests from the service’s own pages', async () => {
+    const own = new URL(app.url).origin;
+    const cases: [Record<string, string>, number][] = [
+      [{}, 200], // not a browser (no Sec-Fetch-*)
+      [{ 'Sec-Fetch-Site': 'same-origin', 'Sec-Fetch-Mode': 'no-cors' }, 200],
+      [{ 'Sec-Fetch-Site': 'same-origin', Origin: own }, 200],
+      // A sibling site (another subdomain or port): SameSite=Strict still sends the cookie.
+      [{ 'Sec-Fetch-Site': 'same-site', 'Sec-Fetch-Mode': 'no-cors' }, 401],
+      [{ 'Sec-Fetch-Site': 'cross-site', 'Sec-Fetch-Mode': 'no-cors' }, 401],
+      [{ 'Sec-Fetch-Site': 'same-site', Origin: 'http://127.0.0.1:1' }, 401],
+      [{ Origin: 'https://evil.example' }, 401],
+      [{ 'Sec-Fetch-Site': 'same-origin', Origin: 'null' }, 401],
+    ];
+    for (const path of ['/v1/me', `/v1/evidence/${itemId}/content`]) {
+      for (const [headers, status] of cases) {
+        const res = await raw(app.url, path, { Cookie: cookie, ...headers }, 'GET');
+        expect({ path, headers, status: res.status }).toEqual({ path, headers, status });
+      }
+    }
+    // A key in the header is not a cookie: it works from any page (CORS decides what it reads).
+    const keyed = await raw(app.url, '/v1/me', {
+      ...bearer(app.keys.support),
+      'Sec-Fetch-Site': 'cross-site',
+    });
+    expect(keyed.status).toBe(200);
+  });
+
+  it('tells browsers no other site may embed its answers, except a share link’s', async () => {
+    const content = await raw(app.url, `/v1/evidence/${itemId}/content`, bearer(app.keys.support));
+    expect(content.status).toBe(200);
+    expect(content.headers['cross-origin-resource-policy']).toBe('same-origin');
+    const link = await request(app.url)
+      .post('/v1/share-links')
+      .set(bearer(app.keys.support))
+      .send({ itemId });
+    expect(link.status).toBe(201);
+    const shared = await raw(app.url, link.body.url);
+    expect(shared.status).toBe(200);
+    expect(shared.headers['cross-origin-resource-policy']).toBeUndefined();
+  });
+});
+
 describe('CORS by default (CORS_ORIGINS unset)', () => {
   let app: TestApp;
   beforeAll(async () => {
@@ -463,17 +593,25 @@ describe('405 with a complete Allow on every known path', () => {
       const url = concrete(path);
       for (const method of ORDER.filter((m) => !allowed.includes(m))) {
         const withBody = ['POST', 'PUT', 'PATCH'].includes(method);
-        const res = await raw(
-          app.url,
-          url,
-          withBody ? { 'Content-Type': 'application/json', 'Content-Length': '2' } : {},
-          method,
-          withBody ? '{}' : undefined,
-        );
-        const body = method === 'HEAD' ? undefined : JSON.parse(res.body.toString() || 'null');
-        const got = `${res.status} ${res.headers.allow} ${body?.code ?? ''}`;
-        const want = `405 ${allowed.join(', ')} ${method === 'HEAD' ? '' : 'method_not_allowed'}`;
-        if (got !== want) wrong.push(`${method} ${url}: ${got} (want ${want})`);
+        // Whatever the body: well-formed, malformed or over the JSON limit, never parsed first.
+        for (const sent of withBody
+          ? ['{}', '{', JSON.stringify({ a: 'x'.repeat(70_000) })]
+          : [undefined]) {
+          const res = await raw(
+            app.url,
+            url,
+            sent === undefined
+              ? {}
+              : { 'Content-Type': 'application/json', 'Content-Length': String(sent.length) },
+            method,
+            sent,
+          );
+          const body = method === 'HEAD' ? undefined : JSON.parse(res.body.toString() || 'null');
+          const got = `${res.status} ${res.headers.allow} ${body?.code ?? ''}`;
+          const want = `405 ${allowed.join(', ')} ${method === 'HEAD' ? '' : 'method_not_allowed'}`;
+          if (got !== want)
+            wrong.push(`${method} ${url} ${sent?.slice(0, 5)}: ${got} (want ${want})`);
+        }
       }
       const options = await raw(app.url, url, {}, 'OPTIONS');
       if (options.status !== 204 || options.headers.allow !== allowed.join(', ')) {
@@ -488,6 +626,21 @@ describe('405 with a complete Allow on every known path', () => {
     expect(res.status).toBe(405);
     expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
     expect(res.headers.allow).toBe('GET, HEAD, OPTIONS');
+    // An upload: a GET and a POST without (or with a wrong) X-HTTP-Method-Override list the same.
+    const upload = '/v1/uploads/0123456789abcdef0123456789abcdef';
+    const allows = new Set<string>();
+    for (const [method, override] of [
+      ['GET', undefined],
+      ['POST', undefined],
+      ['POST', 'GET'],
+    ] as const) {
+      const headers = { 'Tus-Resumable': '1.0.0', ...bearer(app.keys.ingest) };
+      if (override) Object.assign(headers, { 'X-HTTP-Method-Override': override });
+      const res = await raw(app.url, upload, headers, method);
+      expect([method, override, res.status]).toEqual([method, override, 405]);
+      allows.add(String(res.headers.allow));
+    }
+    expect([...allows]).toEqual(['HEAD, POST, PATCH, DELETE, OPTIONS']);
     for (const [method, path] of [
       ['POST', '/v2/nothing'],
       ['GET', '/v1/evidence/x1/nothing'],
@@ -497,6 +650,29 @@ describe('405 with a complete Allow on every known path', () => {
     ] as const) {
       const miss = await raw(app.url, path, {}, method);
       expect({ method, path, status: miss.status }).toEqual({ method, path, status: 404 });
+    }
+    // An unknown path is 404 whatever the body: it is not parsed first.
+    for (const sent of ['{', JSON.stringify({ a: 'x'.repeat(70_000) })]) {
+      const miss = await raw(
+        app.url,
+        '/v2/nothing',
+        { 'Content-Type': 'application/json' },
+        'POST',
+        sent,
+      );
+      expect([miss.status, JSON.parse(miss.body.toString()).code]).toEqual([
+        404,
+        'route_not_found',
+      ]);
+      // A known shape with an undecodable parameter names nothing either: 404 not_found.
+      const bad = await raw(
+        app.url,
+        '/v1/evidence/%E0/links',
+        { 'Content-Type': 'application/json' },
+        'POST',
+        sent,
+      );
+      expect([bad.status, JSON.parse(bad.body.toString()).code]).toEqual([404, 'not_found']);
     }
   });
 });

@@ -118,6 +118,18 @@ function call(
     expect(created.location).toMatch(/^\/v1\/uploads\/[0-9a-f]+$/);
   });
 
+  it('lets a listed origin’s page send Content-Digest and the date preconditions (preflighted)', async () => {
+    await page.goto(`${listed.origin}/`);
+    for (const [name, value] of [
+      ['Content-Digest', 'sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:'],
+      ['If-Modified-Since', 'Thu, 01 Jan 1970 00:00:00 GMT'],
+      ['If-Unmodified-Since', 'Fri, 31 Dec 9999 23:59:59 GMT'],
+    ] as const) {
+      const res = await call(page, `${app.url}/v1/me`, { headers: { ...key(), [name]: value } });
+      expect({ name, ...res }).toMatchObject({ name, status: 200, role: 'ingest' });
+    }
+  });
+
   it('never lets a page send or use credentials (the session cookie) across origins', async () => {
     await page.goto(`${listed.origin}/`);
     const res = await call(page, `${app.url}/v1/me`, { credentials: 'include' });

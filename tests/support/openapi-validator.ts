@@ -56,6 +56,7 @@ const GENERIC_HEADERS = new Set([
   'referrer-policy',
   'x-frame-options',
   'cross-origin-opener-policy',
+  'cross-origin-resource-policy',
   'x-robots-tag',
   'cache-control',
   'vary',

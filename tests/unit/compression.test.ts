@@ -39,6 +39,8 @@ describe('Accept-Encoding negotiation (RFC 9110 §12.5.3)', () => {
 describe('compression middleware on a real socket', () => {
   let server: http.Server;
   let base: string;
+  let endedAfterEnd: boolean | undefined;
+  let endCallback: Promise<string> | undefined;
   const big = JSON.stringify({
     rows: Array.from({ length: 5000 }, (_, i) => ({ i, v: 'x'.repeat(40) })),
   });
@@ -60,6 +62,9 @@ describe('compression middleware on a real socket', () => {
       ['etag', { ETag: '"abc"' }],
       ['no-transform', { 'Cache-Control': 'private, no-transform' }],
       ['encoded', { 'Content-Encoding': 'identity' }],
+      // A digest names the bytes as sent: compressing would make it false.
+      ['repr-digest', { 'Repr-Digest': 'sha-256=:AAAA:' }],
+      ['content-digest', { 'Content-Digest': 'sha-256=:AAAA:' }],
     ];
     for (const [name, headers] of guarded) {
       app.get(`/${name}`, (_req, res) => {
@@ -73,6 +78,39 @@ describe('compression middleware on a real socket', () => {
       res.status(206).set('Content-Range', `bytes 0-99/${big.length}`).type('text/plain');
       res.send(big.slice(0, 100));
     });
+    // After end(), the answer is complete: an error raised later must not cut it (the service's
+    // error middleware destroys the socket of an answer that started but did not end).
+    app.get('/late-error', (_req, res, next) => {
+      res.type('application/json').send(big);
+      endedAfterEnd = res.writableEnded;
+      next(new Error('raised after the answer'));
+    });
+    app.get('/double-end', (_req, res) => {
+      res.type('application/json');
+      res.end(big);
+      res.end('again'); // plain Node ignores it
+    });
+    app.get('/end-callback', (_req, res) => {
+      res.type('application/json');
+      endCallback = new Promise((resolve) => res.end(big, () => resolve('called')));
+    });
+    app.get('/small-writes', (_req, res) => {
+      res.type('application/json');
+      for (let i = 0; i < 5; i++) res.write('ab'); // 10 bytes, length unknown at header time
+      res.end();
+    });
+    app.get('/writes-past-threshold', (_req, res) => {
+      res.type('application/json');
+      for (let i = 0; i < big.length; i += 100) res.write(big.slice(i, i + 100));
+      res.end();
+    });
+    app.use(
+      (err: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+        if (res.writableEnded) return;
+        if (res.headersSent) return void res.destroy(err);
+        res.status(500).end();
+      },
+    );
     server = app.listen(0, '127.0.0.1');
     await once(server, 'listening');
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -86,6 +124,7 @@ describe('compression middleware on a real socket', () => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('end', () => resolve({ headers: res.headers, body: Buffer.concat(chunks) }));
+          res.on('error', reject); // the socket cut mid-answer
         })
         .on('error', reject);
     });
@@ -99,7 +138,7 @@ describe('compression middleware on a real socket', () => {
     expect(brotliDecompressSync(br.body).toString()).toBe(big);
   });
 
-  it.each(['ranges', 'etag', 'no-transform', 'image', 'partial'])(
+  it.each(['ranges', 'etag', 'no-transform', 'image', 'partial', 'repr-digest', 'content-digest'])(
     'leaves %s alone, byte for byte',
     async (name) => {
       const res = await get(`/${name}`, 'gzip, br');
@@ -112,5 +151,38 @@ describe('compression middleware on a real socket', () => {
     const res = await get('/encoded', 'gzip');
     expect(res.headers['content-encoding']).toBe('identity');
     expect(res.body.toString()).toBe(big);
+  });
+
+  const unzip = (r: { headers: http.IncomingHttpHeaders; body: Buffer }) =>
+    r.headers['content-encoding'] === 'gzip' ? gunzipSync(r.body) : r.body;
+
+  it('reports writableEnded once end() was called, so a later error does not cut the answer', async () => {
+    const res = await get('/late-error', 'gzip');
+    expect(res.headers['content-encoding']).toBe('gzip');
+    expect(unzip(res).toString()).toBe(big);
+    expect(endedAfterEnd).toBe(true);
+  });
+
+  it('ignores a second end(), as plain Node does', async () => {
+    const res = await get('/double-end', 'gzip');
+    expect(res.headers['content-encoding']).toBe('gzip');
+    expect(unzip(res).toString()).toBe(big);
+  });
+
+  it('calls end()’s callback when a compressed answer is finished', async () => {
+    const res = await get('/end-callback', 'gzip');
+    expect(res.headers['content-encoding']).toBe('gzip');
+    const timeout = new Promise((resolve) => setTimeout(() => resolve('never called'), 2000));
+    expect(await Promise.race([endCallback, timeout])).toBe('called');
+  });
+
+  it('keeps the 1 KiB threshold when the length is unknown at header time', async () => {
+    const small = await get('/small-writes', 'gzip, br');
+    expect(small.headers['content-encoding']).toBeUndefined();
+    expect(small.headers['content-length']).toBe('10');
+    expect(small.body.toString()).toBe('ababababab');
+    const large = await get('/writes-past-threshold', 'gzip');
+    expect(large.headers['content-encoding']).toBe('gzip');
+    expect(gunzipSync(large.body).toString()).toBe(big);
   });
 });
