@@ -52,4 +52,13 @@ describe('bundle ZIP bytes and the time zone', () => {
       expect(auckland).toEqual(utc);
     },
   );
+
+  // The bytes of every bundle ever made must come out the same on every later download (its ETag
+  // is its manifest's hash, and a resumed download splices two responses): a ZIP writer that
+  // changed its layout would change them under the same ETag. yazl is pinned exactly; this digest,
+  // recorded with yazl 3.3.1, fails an upgrade that changes a byte.
+  it('builds the bytes recorded for a fixed bundle (the ZIP layout is frozen)', async () => {
+    const golden = '3fe2e00420c0f00ce3c9f6b758433c7be11cc653b8bac383a6c2ef89fddc77e6';
+    expect((await zipUnder('Asia/Kolkata', '2026-03-29T02:30:00Z')).sha256).toBe(golden);
+  });
 });
