@@ -1,8 +1,8 @@
 import { Router } from 'express';
 import type { ApiKeyService } from '../access/api-key.service';
 import { actorOf, audited, authenticate, requirePermission } from '../http/auth.middleware';
-import { sendRepresentation } from '../http/send-blob';
-import type { BundleService } from './bundle.service';
+import { sendRepresentation, type Representation } from '../http/send-blob';
+import type { BundleService, PreparedBundle } from './bundle.service';
 
 export interface BundleRoutesDeps {
   keys: ApiKeyService;
@@ -39,19 +39,28 @@ export function bundleRoutes(deps: BundleRoutesDeps): Router {
     .route('/v1/bundles/:bundleId/content')
     .get(audited('bundle.download'), auth, requirePermission('bundle:read'), async (req, res) => {
       const bundle = await deps.bundles.prepare(actorOf(req), req.params.bundleId!);
+      const zip = zipRepresentation(bundle);
       await sendRepresentation(req, res, {
-        etag: bundle.etag,
-        size: bundle.size,
-        contentType: 'application/zip',
-        lastModified: bundle.lastModified,
-        headers: {
-          'Content-Disposition': `attachment; filename="${bundle.filename}"`,
-          'Cache-Control': 'private, no-cache',
-        },
-        open: (range, details, signal) => bundle.open(range, details, signal),
-        check: (details) => bundle.check(details),
+        ...zip,
+        headers: { ...zip.headers, 'Cache-Control': 'private, no-cache' },
       });
     });
 
   return router;
+}
+
+/**
+ * A prepared bundle's ZIP as served, by a key's download and by a share link alike (its file name
+ * is already safe: see BundleService.prepare). Callers add their own headers and wrap open/check.
+ */
+export function zipRepresentation(bundle: PreparedBundle): Representation {
+  return {
+    etag: bundle.etag,
+    size: bundle.size,
+    contentType: 'application/zip',
+    lastModified: bundle.lastModified,
+    headers: { 'Content-Disposition': `attachment; filename="${bundle.filename}"` },
+    open: (range, details, signal) => bundle.open(range, details, signal),
+    check: (details) => bundle.check(details),
+  };
 }

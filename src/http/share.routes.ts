@@ -6,6 +6,7 @@ import type { ShareLinkService } from '../share/share-link.service';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
 import { sendBlob, sendRepresentation } from './send-blob';
 import type { PreparedBundle } from '../bundles/bundle.service';
+import { zipRepresentation } from '../bundles/bundle.routes';
 
 export interface ShareRoutesDeps {
   keys: ApiKeyService;
@@ -107,13 +108,7 @@ async function openLink(req: Request, res: Response, deps: ShareRoutesDeps): Pro
       clientAddress: req.ip,
     });
     await sendRepresentation(req, res, {
-      etag: bundle.etag,
-      size: bundle.size,
-      contentType: 'application/zip',
-      lastModified: bundle.lastModified,
-      headers: {
-        'Content-Disposition': `attachment; filename="${bundle.filename.replace(/[^A-Za-z0-9._-]/g, '_')}"`,
-      },
+      ...zipRepresentation(bundle),
       // A use is recorded only for an answer served (200/206 once its first byte is ready, 304,
       // HEAD), as for an item: a 412/416 or a refused bundle is not a use of the link.
       open: async (range, details, signal) => {
