@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { bearer, startTestApp, type TestApp } from '../support/harness';
+import { bearer, startTestApp, type TestApp, itemView } from '../support/harness';
 import { fakeMedia, sha256 } from '../support/media';
 import { readmeShows } from '../support/readme';
 
@@ -41,9 +41,7 @@ describe('the README tus-js-client example', () => {
     expect(stdout).toContain(
       `Repr-Digest: sha-256=:${Buffer.from(sha256(clip), 'hex').toString('base64')}:`,
     );
-    const item = (await fetch(`${app.url}/v1/evidence/${itemId}`, {
-      headers: bearer(app.keys.support),
-    }).then((r) => r.json())) as Record<string, unknown>;
+    const item = await itemView(app, itemId!);
     expect(item).toMatchObject({
       sha256: sha256(clip),
       size: clip.length,

@@ -9,6 +9,7 @@ import {
   startTestApp,
   storedKeys,
   type TestApp,
+  itemView,
 } from '../support/harness';
 import { fakeMedia, sha256 } from '../support/media';
 import { tusUpload } from '../support/tus';
@@ -218,9 +219,7 @@ describe.each(DRIVERS)('tus 1.0 conformance, by hand, on %s', (driver) => {
     expect(last.status).toBe(204);
     expect(last.headers['upload-offset']).toBe(String(clip.length));
     const itemId = last.headers['evidence-item-id'] as string;
-    const item = await fetch(`${app.url}/v1/evidence/${itemId}`, {
-      headers: bearer(app.keys.support),
-    }).then((r) => r.json());
+    const item = await itemView(app, itemId);
     expect(item).toMatchObject({ sha256: sha256(clip), originalFilename: 'c.mp4' });
   });
 

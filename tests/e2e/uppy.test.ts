@@ -2,7 +2,7 @@ import path from 'node:path';
 import { build } from 'esbuild';
 import type { Browser, Page } from 'playwright-core';
 import { CHROMIUM, CHROMIUM_FLAGS, haveBrowser } from '../support/chromium';
-import { bearer, startTestApp, type TestApp } from '../support/harness';
+import { bearer, startTestApp, type TestApp, itemView } from '../support/harness';
 import { fakeMedia, sha256 } from '../support/media';
 import { readmeShows } from '../support/readme';
 
@@ -111,9 +111,7 @@ jest.setTimeout(120_000);
     // Uppy sent its habits along with the fields (name, type, and their filename/filetype copies).
     const keys = metadata[0]!.split(',').map((pair) => pair.split(' ')[0]);
     expect(keys).toEqual(expect.arrayContaining(['kind', 'orderId', 'name', 'type', 'filename']));
-    const item = (await fetch(`${app.url}/v1/evidence/${itemId}`, {
-      headers: bearer(app.keys.support),
-    }).then((r) => r.json())) as Record<string, unknown>;
+    const item = await itemView(app, itemId!);
     expect(item).toMatchObject({
       sha256: sha256(clip),
       size: clip.length,

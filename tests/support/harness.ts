@@ -125,6 +125,12 @@ export async function settledStaging(app: TestApp): Promise<string[]> {
   return staging();
 }
 
+/** An item as the API shows it to a support key (GET /v1/evidence/{id}). */
+export async function itemView(app: TestApp, id: string): Promise<Record<string, unknown>> {
+  const res = await fetch(`${app.url}/v1/evidence/${id}`, { headers: bearer(app.keys.support) });
+  return (await res.json()) as Record<string, unknown>;
+}
+
 export async function itemCount(app: TestApp): Promise<number> {
   const row = await app.ctx.db
     .selectFrom('evidence_items')
