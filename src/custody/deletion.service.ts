@@ -9,7 +9,7 @@ import type { BlobStore } from '../storage/blob-store';
 import { systemActor, type AuditLog, type RequestActor } from './audit.service';
 import type { DeletionRepository, DeletableRow } from './deletion.repository';
 import type { HoldRepository } from './hold.repository';
-import { reasonBody } from './hold.service';
+import { reasonBody } from '../contract/holds.contract';
 
 const BATCH = 100;
 const DAY_MS = 86_400_000;

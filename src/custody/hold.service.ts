@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { z } from 'zod';
 import type { Db, Executor } from '../db/database';
 import type { ComplaintRepository } from '../complaints/complaint.repository';
 import { AppError } from '../errors';
@@ -11,35 +10,14 @@ import type { Logger } from '../logger';
 import type { BlobStore } from '../storage/blob-store';
 import type { AuditLog, RequestActor } from './audit.service';
 import type { HoldRepository, HoldRow } from './hold.repository';
-
-export const reasonBody = z
-  .object({ reason: z.string().trim().min(1, 'is required').max(1000) })
-  .strict();
-
-const listQuery = z
-  .object({
-    itemId: z.string().refine(isItemId, 'must be an evidence item id').optional(),
-    complaintId: identifier().optional(),
-    active: z.enum(['true', 'false']).default('true'),
-    limit: z.coerce.number().int().min(1).max(1000).default(100),
-  })
-  .strict();
-
-export interface HoldView {
-  id: string;
-  itemId: string | null;
-  complaintId: string | null;
-  reason: string;
-  placedBy: string;
-  placedAt: string;
-  active: boolean;
-  releasedBy: string | null;
-  releasedAt: string | null;
-  releaseReason: string | null;
-}
+import {
+  reasonBody,
+  type FlagMirror,
+  type HoldView,
+  type ListHoldsQuery,
+} from '../contract/holds.contract';
 
 /** How the hold reached the objects' own legal-hold flags (S3 Object Lock). */
-export type FlagMirror = 'mirrored' | 'not_supported' | 'failed';
 
 const iso = (d: Date | string) => new Date(d).toISOString();
 
@@ -167,8 +145,7 @@ export class HoldService {
     return { hold: toHoldView(hold), itemIds, objectLegalHold };
   }
 
-  async list(query: unknown): Promise<{ holds: HoldView[] }> {
-    const q = parseWith(listQuery, query);
+  async list(q: ListHoldsQuery): Promise<{ holds: HoldView[] }> {
     const rows = await this.repo.list(
       this.db,
       { itemId: q.itemId, complaintId: q.complaintId, active: q.active === 'true' },

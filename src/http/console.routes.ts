@@ -155,7 +155,7 @@ export function consoleRoutes(deps: ConsoleRoutesDeps): Router {
     .route('/v1/complaints/:complaintId/hold-status')
     .get(auth, requirePermission('complaint:read'), async (req, res) => {
       const complaintId = parseWith(identifier(), req.params.complaintId);
-      const { holds } = await deps.holds.list({ complaintId, active: 'true' });
+      const { holds } = await deps.holds.list({ complaintId, active: 'true', limit: 100 });
       res.json({ complaintId, onHold: holds.length > 0, holds });
     });
 

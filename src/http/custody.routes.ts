@@ -10,6 +10,8 @@ import type { IntegrityService } from '../custody/integrity.service';
 import type { SigningKey } from '../custody/signing-key';
 import type { EvidenceService } from '../evidence/evidence.service';
 import type { Metrics } from '../metrics';
+import { listHoldsQuery } from '../contract/holds.contract';
+import { parseWith } from '../ingest/upload-fields';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
 
 export interface CustodyRoutesDeps {
@@ -90,7 +92,7 @@ export function custodyRoutes(deps: CustodyRoutesDeps): Router {
     });
 
   router.route('/v1/holds').get(auth, requirePermission('hold:manage'), async (req, res) => {
-    res.json(await holds.list(req.query));
+    res.json(await holds.list(parseWith(listHoldsQuery, req.query)));
   });
 
   router

@@ -6,7 +6,7 @@ import type { AuditLog } from '../custody/audit.service';
 import { AppError, OUTAGE_RETRY_AFTER_SECONDS, outageError } from '../errors';
 import type { Logger } from '../logger';
 import type { AuditAttempt } from './auth.middleware';
-import { PROBLEMS, problemBody, type ProblemCode } from './problem';
+import { PROBLEMS, problemBody, type ProblemCode } from '../contract/problems';
 
 /** Errors thrown by express's body parser carry a `type`; we only map the client's mistakes. */
 function fromBodyParser(err: { type?: string; status?: number }): AppError | undefined {

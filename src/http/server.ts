@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import type { AppConfig } from '../config';
-import { problemBody } from './problem';
+import { problemBody } from '../contract/problems';
 
 export interface RunningServer {
   server: http.Server;

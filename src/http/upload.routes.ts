@@ -20,7 +20,7 @@ import type { Logger } from '../logger';
 import { actorOf, audited, authenticate, principalOf, requirePermission } from './auth.middleware';
 import { withoutTusCors } from './cors';
 import { recordFailedAttempt, retryAfterFor } from './error.middleware';
-import { PROBLEMS, problemBody } from './problem';
+import { PROBLEMS, problemBody } from '../contract/problems';
 
 export interface UploadRoutesDeps {
   keys: ApiKeyService;

@@ -1,7 +1,7 @@
 import type { Express } from 'express';
 import { createApp } from '../../src/http/app';
 import openapi from '../../src/http/openapi.json';
-import { PROBLEMS } from '../../src/http/problem';
+import { PROBLEMS } from '../../src/contract/problems';
 import type { AppContext } from '../../src/context';
 
 type Layer = { route?: { path: string; methods: Record<string, boolean> } };

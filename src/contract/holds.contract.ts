@@ -1,0 +1,144 @@
+import { isItemId } from '../evidence/item-id';
+import { identifier } from '../ingest/upload-fields';
+import { problem, standardErrors, type ContractModule, type Operation } from './operation';
+import { z } from './zod';
+
+const uuid = z.string().openapi({ format: 'uuid' });
+const dateTime = z.string().openapi({ format: 'date-time' });
+
+export const holdSchema = z
+  .object({
+    id: uuid,
+    itemId: uuid.nullable(),
+    complaintId: z.string().nullable(),
+    reason: z.string(),
+    placedBy: z.string().openapi({ description: 'Id of the API key that placed it.' }),
+    placedAt: dateTime,
+    active: z.boolean(),
+    releasedBy: z
+      .string()
+      .nullable()
+      .openapi({ description: 'Id of the API key that released it.' }),
+    releasedAt: dateTime.nullable(),
+    releaseReason: z.string().nullable(),
+  })
+  .openapi('Hold', {
+    description: 'A legal hold on one item (`itemId`) or on a complaint (`complaintId`).',
+  });
+export type HoldView = z.infer<typeof holdSchema>;
+
+export const holdResultSchema = z
+  .object({
+    hold: holdSchema,
+    itemIds: z
+      .array(uuid)
+      .openapi({ description: 'The items the hold covers (covered) at this moment.' }),
+    objectLegalHold: z.enum(['mirrored', 'not_supported', 'failed']).openapi({
+      description:
+        "How the items' object legal-hold flags (S3 Object Lock) were set to match: `not_supported` by this store; `failed` is logged and retried by the next scrub.",
+    }),
+  })
+  .openapi('HoldResult');
+export type FlagMirror = z.infer<typeof holdResultSchema>['objectLegalHold'];
+
+export const reasonBody = z
+  .object({
+    reason: z
+      .string()
+      .trim()
+      .min(1, 'is required')
+      .max(1000)
+      .openapi({ description: 'Trimmed; must not be empty.' }),
+  })
+  .strict()
+  .openapi('ReasonRequest');
+
+export const listHoldsQuery = z
+  .object({
+    itemId: z
+      .string()
+      .refine(isItemId, 'must be an evidence item id')
+      .optional()
+      .openapi({
+        format: 'uuid',
+        param: {
+          description: 'Holds placed on this item (not those reaching it through a complaint).',
+        },
+      }),
+    complaintId: identifier()
+      .optional()
+      .openapi({ param: { description: 'Holds placed on this complaint.' } }),
+    active: z
+      .enum(['true', 'false'])
+      .default('true')
+      .openapi({
+        param: { description: '`true`: only active holds; `false`: released holds too.' },
+      }),
+    limit: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .default(100)
+      .openapi({ param: { description: 'Most holds returned.' } }),
+  })
+  .strict();
+export type ListHoldsQuery = z.infer<typeof listHoldsQuery>;
+
+export const listHolds = {
+  method: 'get',
+  path: '/v1/holds',
+  tags: ['custody'],
+  operationId: 'listHolds',
+  summary: 'List legal holds',
+  description:
+    'Roles: `admin`.\n\nNewest placed first; at most `limit` holds, no pagination. Filters combine with AND. Unknown query parameters are refused (400 `validation_failed`).',
+  request: { query: listHoldsQuery },
+  responses: {
+    '200': {
+      description: 'The holds.',
+      content: { 'application/json': { schema: z.object({ holds: z.array(holdSchema) }) } },
+    },
+    '400': problem('`validation_failed`: a bad filter or an unknown parameter.'),
+    ...standardErrors,
+  },
+} satisfies Operation;
+
+export const releaseHold = {
+  method: 'post',
+  path: '/v1/holds/{holdId}/release',
+  tags: ['custody'],
+  operationId: 'releaseHold',
+  summary: 'Release a legal hold',
+  description:
+    'Roles: `admin`. Recorded in the audit trail as `hold.release`.\n\nEnds an active hold. Items it covered stay protected while another active hold covers them; object legal-hold flags are updated to match (`objectLegalHold`).',
+  request: {
+    params: z.object({
+      holdId: z.string().openapi({
+        format: 'uuid',
+        param: { description: 'The hold id (a UUID). Any other value gets 404 `hold_not_found`.' },
+      }),
+    }),
+    body: {
+      required: true,
+      description: 'Why the hold is released.',
+      content: { 'application/json': { schema: reasonBody } },
+    },
+  },
+  responses: {
+    '200': {
+      description: 'The released hold and the items it covered.',
+      content: { 'application/json': { schema: holdResultSchema } },
+    },
+    '400': problem(
+      '`invalid_json` or `validation_failed` (missing or empty `reason`, over 1000 characters, unknown property).',
+    ),
+    '404': problem(
+      '`hold_not_found`: no active hold with this id (never placed, or already released).',
+    ),
+    '413': problem('`body_too_large`: the JSON body exceeds 64 KiB.'),
+    ...standardErrors,
+  },
+} satisfies Operation;
+
+export const holdsContract: ContractModule = { operations: [listHolds, releaseHold] };
