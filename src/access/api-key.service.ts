@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { systemActor, type Actor, type AuditLog } from '../custody/audit.service';
+import { systemActor, type Actor, type AuditLog } from '../base/audit.service';
 import type { Db, Role } from '../db/database';
 import type { ApiKeyRepository } from './api-key.repository';
 import type { Principal } from './roles';

@@ -4,25 +4,20 @@ import { z } from 'zod';
 import { can, ROLES } from '../access/roles';
 import { toComplaintView } from '../complaints/complaint.service';
 import type { ComplaintRepository } from '../complaints/complaint.repository';
-import type { AuditRepository } from '../custody/audit.repository';
-import {
-  toAuditView,
-  type Actor,
-  type AuditLog,
-  type RequestActor,
-} from '../custody/audit.service';
+import type { AuditRepository } from '../base/audit.repository';
+import { toAuditView, type Actor, type AuditLog, type RequestActor } from '../base/audit.service';
 import type { CheckpointService, SignedCheckpoint } from '../custody/checkpoint.service';
 import type { SigningKey } from '../custody/signing-key';
 import type { Db, Role } from '../db/database';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
 import { openStored, type ReadMismatchRecorder } from '../evidence/evidence.service';
 import { verifyingStream } from '../evidence/verified-read';
 import { toEvidenceView } from '../evidence/evidence.view';
-import { isItemId } from '../evidence/item-id';
+import { isItemId } from '../base/item-id';
 import type { SegmentCutRow, SegmentRepository, SegmentRow } from '../evidence/segment.repository';
 import { identifier, parseWith } from '../ingest/upload-fields';
-import type { Logger } from '../logger';
+import type { Logger } from '../base/logger';
 import { blobKeyFor, type BlobStore, type ByteRange } from '../storage/blob-store';
 import {
   AUDIT,

@@ -1,6 +1,6 @@
 import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
-import { systemActor } from '../custody/audit.service';
+import { systemActor } from '../base/audit.service';
 import { ROLES } from '../access/roles';
 import type { Role } from '../db/database';
 import { withContext } from './cli-context';

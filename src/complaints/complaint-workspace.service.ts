@@ -1,10 +1,10 @@
 import { z } from 'zod';
-import type { AuditLog, RequestActor } from '../custody/audit.service';
+import type { AuditLog, RequestActor } from '../base/audit.service';
 import type { Db, EvidenceKind } from '../db/database';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
 import { toEvidenceView, type EvidenceView } from '../evidence/evidence.view';
-import { isItemId, noSuchItem } from '../evidence/item-id';
+import { isItemId, noSuchItem } from '../base/item-id';
 import type { SegmentRepository, SegmentRow } from '../evidence/segment.repository';
 import { toSegmentView, type SegmentView } from '../evidence/segments';
 import { identifier, parseWith } from '../ingest/upload-fields';

@@ -1,8 +1,8 @@
 import { sql } from 'kysely';
 import { z } from 'zod';
-import type { AuditLog, RequestActor } from '../custody/audit.service';
+import type { AuditLog, RequestActor } from '../base/audit.service';
 import type { Db } from '../db/database';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 import { isoTimestamp, parseWith } from '../ingest/upload-fields';
 
 /** Findings per section at most; a report that says it was cut off (`truncated`). */

@@ -2,14 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Db, Executor } from '../db/database';
 import type { ComplaintRepository } from '../complaints/complaint.repository';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 import type { EvidenceRepository } from '../evidence/evidence.repository';
 import { assertNotDeleted } from '../evidence/evidence.service';
-import { isItemId, noSuchItem } from '../evidence/item-id';
+import { isItemId, noSuchItem } from '../base/item-id';
 import { identifier, parseWith } from '../ingest/upload-fields';
-import type { Logger } from '../logger';
+import type { Logger } from '../base/logger';
 import type { BlobStore } from '../storage/blob-store';
-import type { AuditLog, RequestActor } from './audit.service';
+import type { AuditLog, RequestActor } from '../base/audit.service';
 import type { HoldRepository, HoldRow } from './hold.repository';
 
 export const reasonBody = z

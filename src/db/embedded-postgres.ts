@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { userInfo } from 'node:os';
-import type { Logger } from '../logger';
+import type { Logger } from '../base/logger';
 
 type EmbeddedPostgresInstance = {
   initialise(): Promise<void>;

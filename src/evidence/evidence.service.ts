@@ -1,12 +1,12 @@
 import { pipeline, type Readable } from 'node:stream';
-import { isItemId, noSuchItem } from './item-id';
+import { isItemId, noSuchItem } from '../base/item-id';
 import { z } from 'zod';
 import type { Db, LinkType } from '../db/database';
 import { can } from '../access/roles';
-import type { Actor, AuditLog, RequestActor } from '../custody/audit.service';
-import { AppError } from '../errors';
+import type { Actor, AuditLog, RequestActor } from '../base/audit.service';
+import { AppError } from '../base/errors';
 import { identifier, isoTimestamp, parseWith, phoneField } from '../ingest/upload-fields';
-import { EVIDENCE_KINDS } from '../ingest/kinds';
+import { EVIDENCE_KINDS } from './kinds';
 import { BlobUnavailableError, type BlobStore, type ByteRange } from '../storage/blob-store';
 import type { EvidenceRepository, EvidenceRow, SearchCursor } from './evidence.repository';
 import {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 import { identifier } from '../ingest/upload-fields';
 import type { NewSegment, SegmentRow } from './segment.repository';
 

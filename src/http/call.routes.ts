@@ -1,6 +1,6 @@
 import { Router, type Request, type Response } from 'express';
 import type { ApiKeyService } from '../access/api-key.service';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 import { callPushFields } from '../ingest/call-push';
 import type { IngestService } from '../ingest/ingest.service';
 import { stageRawBody } from '../ingest/raw-upload';

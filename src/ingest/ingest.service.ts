@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Db, LinkType, Tx } from '../db/database';
-import type { AuditLog, RequestActor } from '../custody/audit.service';
-import { AppError } from '../errors';
+import type { AuditLog, RequestActor } from '../base/audit.service';
+import { AppError } from '../base/errors';
 import type { EvidenceRepository, PriorItem } from '../evidence/evidence.repository';
 import { can } from '../access/roles';
 import {
@@ -15,7 +15,7 @@ import type { IdempotencyRepository, StoredResponse } from '../evidence/idempote
 import { toE164 } from '../evidence/phone-number';
 import type { NewSegment, SegmentRepository } from '../evidence/segment.repository';
 import { parseSegments } from '../evidence/segments';
-import type { Logger } from '../logger';
+import type { Logger } from '../base/logger';
 import { stagingOwner, type BlobStore } from '../storage/blob-store';
 import { wormColumns, type WormState } from '../storage/worm';
 import type { BlobClaim, BlobClaims } from './blob-claims';

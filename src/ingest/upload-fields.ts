@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { AppError } from '../errors';
-import { EVIDENCE_KINDS } from './kinds';
+import { AppError } from '../base/errors';
+import { EVIDENCE_KINDS } from '../evidence/kinds';
 
 // eslint-disable-next-line no-control-regex
 const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;

@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import type { AuditLog, RequestActor } from '../custody/audit.service';
+import type { AuditLog, RequestActor } from '../base/audit.service';
 import type { Db } from '../db/database';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 import { parseWith } from '../ingest/upload-fields';
-import type { Metrics } from '../metrics';
+import type { Metrics } from '../base/metrics';
 import type {
   ProviderRecordingRepository,
   ProviderRecordingRow,

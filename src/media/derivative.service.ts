@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { DerivativeKind, Db } from '../db/database';
-import type { AuditLog, RequestActor } from '../custody/audit.service';
-import { AppError } from '../errors';
+import type { AuditLog, RequestActor } from '../base/audit.service';
+import { AppError } from '../base/errors';
 import { openRecorded, openStored, type EvidenceService } from '../evidence/evidence.service';
 import type { EvidenceRow } from '../evidence/evidence.repository';
 import type { BlobStore, ByteRange } from '../storage/blob-store';

@@ -1,7 +1,7 @@
 import type { Insertable } from 'kysely';
 import type { Principal } from '../access/roles';
 import type { AuditEventsTable, AuditOutcome, Db, Tx } from '../db/database';
-import type { Logger } from '../logger';
+import type { Logger } from './logger';
 import { chainHash, type ChainedEvent } from './audit-chain';
 import type { AuditRepository, AuditRow } from './audit.repository';
 
