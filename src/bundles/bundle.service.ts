@@ -5,7 +5,7 @@ import { can, ROLES } from '../access/roles';
 import { toComplaintView } from '../complaints/complaint.service';
 import type { ComplaintRepository } from '../complaints/complaint.repository';
 import type { AuditRepository } from '../base/audit.repository';
-import { toAuditView, type Actor, type AuditLog, type RequestActor } from '../base/audit.service';
+import { toAuditView, type AuditLog } from '../base/audit.service';
 import type { CheckpointService, SignedCheckpoint } from '../custody/checkpoint.service';
 import type { SigningKey } from '../custody/signing-key';
 import type { Db, Role } from '../db/database';
@@ -16,7 +16,6 @@ import { verifyingStream } from '../evidence/verified-read';
 import { toEvidenceView } from '../evidence/evidence.view';
 import { isItemId } from '../base/item-id';
 import type { SegmentCutRow, SegmentRepository, SegmentRow } from '../evidence/segment.repository';
-import { identifier, parseWith } from '../ingest/upload-fields';
 import type { Logger } from '../base/logger';
 import { blobKeyFor, type BlobStore, type ByteRange } from '../storage/blob-store';
 import {
@@ -38,6 +37,8 @@ import {
 } from './bundle-format';
 import type { BundleRepository, BundleRow } from './bundle.repository';
 import { buildZip, sliceStream, zipSize, type ZipEntry } from './bundle-zip';
+import type { Actor, RequestActor } from '../base/actor';
+import { identifier, parseWith } from '../base/fields';
 
 /** The most evidence files one bundle takes (selected, or linked to the complaint). */
 export const MAX_BUNDLE_FILES = 1000;

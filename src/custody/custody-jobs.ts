@@ -4,11 +4,12 @@ import type { Db } from '../db/database';
 import { AppError } from '../base/errors';
 import type { JobQueue, QueueSpec } from '../jobs/job-queue';
 import type { Logger } from '../base/logger';
-import type { AuditLog, RequestActor } from '../base/audit.service';
+import type { AuditLog } from '../base/audit.service';
 import type { CheckpointService } from './checkpoint.service';
 import type { CustodyJob, CustodyRunRepository, RunOutcome } from './custody-run.repository';
 import type { DeletionService } from './deletion.service';
 import type { ScrubService } from './scrub.service';
+import type { RequestActor } from '../base/actor';
 
 const QUEUE: Record<CustodyJob, string> = {
   scrub: 'custody-scrub',

@@ -3,8 +3,9 @@ import type { AppConfig } from '../base/config';
 import type { Db } from '../db/database';
 import type { Metrics } from '../base/metrics';
 import type { AuditRepository } from '../base/audit.repository';
-import type { AuditLog, RequestActor } from '../base/audit.service';
+import type { AuditLog } from '../base/audit.service';
 import type { CustodyJob, CustodyRunRepository, CustodyRunRow } from './custody-run.repository';
+import type { RequestActor } from '../base/actor';
 
 const JOBS: CustodyJob[] = ['scrub', 'retention', 'checkpoint'];
 const SCRAPE_MS = 1000;

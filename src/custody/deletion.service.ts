@@ -3,13 +3,14 @@ import { isItemId, noSuchItem } from '../base/item-id';
 import { AppError } from '../base/errors';
 import type { EvidenceRepository } from '../evidence/evidence.repository';
 import { toEvidenceView, type EvidenceView } from '../evidence/evidence.view';
-import { parseWith } from '../ingest/upload-fields';
 import type { Logger } from '../base/logger';
 import type { BlobStore } from '../storage/blob-store';
-import { systemActor, type AuditLog, type RequestActor } from '../base/audit.service';
+import type { AuditLog } from '../base/audit.service';
 import type { DeletionRepository, DeletableRow } from './deletion.repository';
 import type { HoldRepository } from './hold.repository';
 import { reasonBody } from './hold.service';
+import { systemActor, type RequestActor } from '../base/actor';
+import { parseWith } from '../base/fields';
 
 const BATCH = 100;
 const DAY_MS = 86_400_000;

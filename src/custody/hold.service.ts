@@ -1,16 +1,25 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Db, Executor } from '../db/database';
-import type { ComplaintRepository } from '../complaints/complaint.repository';
 import { AppError } from '../base/errors';
 import type { EvidenceRepository } from '../evidence/evidence.repository';
 import { assertNotDeleted } from '../evidence/evidence.service';
 import { isItemId, noSuchItem } from '../base/item-id';
-import { identifier, parseWith } from '../ingest/upload-fields';
 import type { Logger } from '../base/logger';
 import type { BlobStore } from '../storage/blob-store';
-import type { AuditLog, RequestActor } from '../base/audit.service';
+import type { AuditLog } from '../base/audit.service';
 import type { HoldRepository, HoldRow } from './hold.repository';
+import type { RequestActor } from '../base/actor';
+import { identifier, parseWith } from '../base/fields';
+
+/**
+ * What a hold on a complaint asks of complaints/ (its ComplaintRepository fits): complaints/
+ * sits above custody/, because a complaint under hold keeps its orders (ComplaintService).
+ */
+export interface ComplaintLookup {
+  find(db: Executor, id: string): Promise<unknown>;
+  hasLinkedEvidence(db: Executor, id: string): Promise<boolean>;
+}
 
 export const reasonBody = z
   .object({ reason: z.string().trim().min(1, 'is required').max(1000) })
@@ -68,7 +77,7 @@ export class HoldService {
     private readonly db: Db,
     private readonly repo: HoldRepository,
     private readonly evidence: EvidenceRepository,
-    private readonly complaints: ComplaintRepository,
+    private readonly complaints: ComplaintLookup,
     private readonly store: BlobStore,
     private readonly audit: AuditLog,
     private readonly logger: Logger,

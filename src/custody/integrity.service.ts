@@ -6,7 +6,8 @@ import type { Logger } from '../base/logger';
 import type { Metrics } from '../base/metrics';
 import type { AuditRepository } from '../base/audit.repository';
 import type { HashPool } from './hash-pool';
-import { systemActor, type Actor, type AuditLog } from '../base/audit.service';
+import type { AuditLog } from '../base/audit.service';
+import { systemActor, type Actor } from '../base/actor';
 
 /** A ranged read of an item not verified within this long queues a verification of it. */
 const RANGE_RECHECK_MS = 24 * 3600_000;

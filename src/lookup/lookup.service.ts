@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { AuditLog, RequestActor } from '../base/audit.service';
+import type { AuditLog } from '../base/audit.service';
 import type { Db, EvidenceKind } from '../db/database';
 import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
 import { toEvidenceView, type EvidenceView } from '../evidence/evidence.view';
@@ -7,7 +7,8 @@ import { toE164 } from '../evidence/phone-number';
 import type { SegmentRepository, SegmentRow } from '../evidence/segment.repository';
 import { toSegmentView, type SegmentView } from '../evidence/segments';
 import { EVIDENCE_KINDS } from '../evidence/kinds';
-import { identifier, isoTimestamp, parseWith } from '../ingest/upload-fields';
+import type { RequestActor } from '../base/actor';
+import { identifier, isoTimestamp, parseWith } from '../base/fields';
 
 /** Most items one match answers with (a lookup is for one dispute, not a report). */
 const MATCH_LIMIT = 200;

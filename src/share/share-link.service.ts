@@ -2,7 +2,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { Selectable } from 'kysely';
 import { z } from 'zod';
-import type { Actor, AuditLog, RequestActor } from '../base/audit.service';
+import type { AuditLog } from '../base/audit.service';
 import type { Db, ShareLinksTable } from '../db/database';
 import { AppError } from '../base/errors';
 import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
@@ -15,8 +15,9 @@ import {
 } from '../evidence/evidence.service';
 import { isItemId, noSuchItem } from '../base/item-id';
 import type { SegmentRepository, SegmentRow } from '../evidence/segment.repository';
-import { identifier, parseWith } from '../ingest/upload-fields';
 import type { BlobStore, ByteRange } from '../storage/blob-store';
+import type { Actor, RequestActor } from '../base/actor';
+import { identifier, parseWith } from '../base/fields';
 
 export type ShareLinkRow = Selectable<ShareLinksTable>;
 

@@ -1,5 +1,4 @@
 import { Readable } from 'node:stream';
-import type { Principal } from '../../src/access/roles';
 import type { Db } from '../../src/db/database';
 import { EvidenceRepository } from '../../src/evidence/evidence.repository';
 import { IdempotencyRepository } from '../../src/evidence/idempotency.repository';
@@ -10,6 +9,7 @@ import type { StagedUpload } from '../../src/ingest/upload-storage-engine';
 import { createLogger } from '../../src/base/logger';
 import type { BlobStore, PromoteResult } from '../../src/storage/blob-store';
 import { WORM_NOT_CONFIGURED, type WormState } from '../../src/storage/worm';
+import type { Principal } from '../../src/base/actor';
 
 /** Records what the service asks of storage; the refusal paths below never reach the database. */
 class RecordingStore implements BlobStore {

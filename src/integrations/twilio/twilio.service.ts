@@ -4,7 +4,7 @@ import { Counter } from 'prom-client';
 import { z } from 'zod';
 import type { ApiKeyRepository } from '../../access/api-key.repository';
 import type { AppConfig } from '../../base/config';
-import { systemActor, type AuditLog } from '../../base/audit.service';
+import type { AuditLog } from '../../base/audit.service';
 import type { Db, ProviderRecordingsTable } from '../../db/database';
 import { AppError } from '../../base/errors';
 import type { IngestService } from '../../ingest/ingest.service';
@@ -21,6 +21,7 @@ import {
   validTwilioSignature,
   type TwilioParams,
 } from './twilio-signature';
+import { systemActor } from '../../base/actor';
 
 export const TWILIO_QUEUE = 'twilio-recording-fetch';
 const PROVIDER = 'twilio';
