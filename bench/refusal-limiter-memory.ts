@@ -9,8 +9,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { RefusalLimiter } from '../src/access/refusal-limiter';
-import type { AuditLog } from '../src/custody/audit.service';
-import type { Logger } from '../src/logger';
+import type { AuditLog } from '../src/base/audit.service';
+import type { Logger } from '../src/base/logger';
 
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error('run with node --expose-gc');

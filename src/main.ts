@@ -1,9 +1,9 @@
-import { loadConfigOrExit } from './config';
+import { loadConfigOrExit } from './base/config';
 import { buildContext } from './context';
 import { createApp } from './http/app';
 import { startServer } from './http/server';
-import { createLogger } from './logger';
-import { startBackgroundWork } from './jobs/background';
+import { createLogger } from './base/logger';
+import { startBackgroundWork } from './background';
 import { installOutageGuard } from './jobs/outage-guard';
 
 async function main(): Promise<void> {

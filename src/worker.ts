@@ -1,8 +1,8 @@
-import { loadConfigOrExit } from './config';
+import { loadConfigOrExit } from './base/config';
 import { buildContext } from './context';
-import { startBackgroundWork } from './jobs/background';
+import { startBackgroundWork } from './background';
 import { installOutageGuard } from './jobs/outage-guard';
-import { createLogger } from './logger';
+import { createLogger } from './base/logger';
 
 /**
  * `npm run worker`: background work (media processing, scrub, retention, checkpoints) in a process

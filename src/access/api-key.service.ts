@@ -1,8 +1,8 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { systemActor, type Actor, type AuditLog } from '../custody/audit.service';
+import type { AuditLog } from '../base/audit.service';
 import type { Db, Role } from '../db/database';
 import type { ApiKeyRepository } from './api-key.repository';
-import type { Principal } from './roles';
+import { systemActor, type Actor, type Principal } from '../base/actor';
 
 const TOKEN_PATTERN = /^eak_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
 

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
-import type { AuditLog } from '../custody/audit.service';
-import type { Logger } from '../logger';
+import type { AuditLog } from '../base/audit.service';
+import type { Logger } from '../base/logger';
 
 export interface RefusalLimits {
   /** Refusals per client address and minute that are answered (and recorded) one by one. */

@@ -73,9 +73,3 @@ export function can(role: Role, permission: Permission): boolean {
 export function permissionsOf(role: Role): readonly Permission[] {
   return GRANTS[role];
 }
-
-export interface Principal {
-  keyId: string;
-  role: Role;
-  name: string;
-}

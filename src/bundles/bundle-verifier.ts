@@ -2,7 +2,7 @@ import { createHash, verify, type KeyObject } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import yauzl from 'yauzl';
-import { canonicalJson, chainHash, type ChainedEvent } from '../custody/audit-chain';
+import { canonicalJson, chainHash, type ChainedEvent } from '../base/audit-chain';
 import { fingerprintOf, loadPublicKey, verifySignature } from '../custody/signing-key';
 import {
   AUDIT,

@@ -1,6 +1,6 @@
 import { sql, type Insertable, type Selectable } from 'kysely';
 import type { BundlesTable, Executor } from '../db/database';
-import type { AuditRow } from '../custody/audit.repository';
+import type { AuditRow } from '../base/audit.repository';
 
 export type BundleRow = Selectable<BundlesTable>;
 

@@ -4,25 +4,19 @@ import { z } from 'zod';
 import { can, ROLES } from '../access/roles';
 import { toComplaintView } from '../complaints/complaint.service';
 import type { ComplaintRepository } from '../complaints/complaint.repository';
-import type { AuditRepository } from '../custody/audit.repository';
-import {
-  toAuditView,
-  type Actor,
-  type AuditLog,
-  type RequestActor,
-} from '../custody/audit.service';
+import type { AuditRepository } from '../base/audit.repository';
+import { toAuditView, type AuditLog } from '../base/audit.service';
 import type { CheckpointService, SignedCheckpoint } from '../custody/checkpoint.service';
 import type { SigningKey } from '../custody/signing-key';
 import type { Db, Role } from '../db/database';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
 import { openStored, type ReadMismatchRecorder } from '../evidence/evidence.service';
 import { verifyingStream } from '../evidence/verified-read';
 import { toEvidenceView } from '../evidence/evidence.view';
-import { isItemId } from '../evidence/item-id';
+import { isItemId } from '../base/item-id';
 import type { SegmentCutRow, SegmentRepository, SegmentRow } from '../evidence/segment.repository';
-import { identifier, parseWith } from '../ingest/upload-fields';
-import type { Logger } from '../logger';
+import type { Logger } from '../base/logger';
 import { blobKeyFor, type BlobStore, type ByteRange } from '../storage/blob-store';
 import {
   AUDIT,
@@ -43,6 +37,8 @@ import {
 } from './bundle-format';
 import type { BundleRepository, BundleRow } from './bundle.repository';
 import { buildZip, sliceStream, zipSize, type ZipEntry } from './bundle-zip';
+import type { Actor, RequestActor } from '../base/actor';
+import { identifier, parseWith } from '../base/fields';
 
 /** The most evidence files one bundle takes (selected, or linked to the complaint). */
 export const MAX_BUNDLE_FILES = 1000;

@@ -1,6 +1,6 @@
-import { ConfigError, loadConfig } from '../config';
+import { ConfigError, loadConfig } from '../base/config';
 import { buildContext, type AppContext } from '../context';
-import { createLogger } from '../logger';
+import { createLogger } from '../base/logger';
 
 /** Runs a CLI body against the same configuration and context as the service. */
 export async function withContext(

@@ -1,9 +1,9 @@
 import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
-import { systemActor } from '../custody/audit.service';
 import { ROLES } from '../access/roles';
 import type { Role } from '../db/database';
 import { withContext } from './cli-context';
+import { systemActor } from '../base/actor';
 
 const USAGE = `Usage:
   npm run keys -- create --role <ingest|support|admin> --name <name> [--json]

@@ -1,15 +1,16 @@
 import { z } from 'zod';
-import type { AuditLog, RequestActor } from '../custody/audit.service';
+import type { AuditLog } from '../base/audit.service';
 import type { Db, EvidenceKind } from '../db/database';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
 import { toEvidenceView, type EvidenceView } from '../evidence/evidence.view';
-import { isItemId, noSuchItem } from '../evidence/item-id';
+import { isItemId, noSuchItem } from '../base/item-id';
 import type { SegmentRepository, SegmentRow } from '../evidence/segment.repository';
 import { toSegmentView, type SegmentView } from '../evidence/segments';
-import { identifier, parseWith } from '../ingest/upload-fields';
 import type { ComplaintRepository, ComplaintRow } from './complaint.repository';
 import { toComplaintView, type ComplaintView } from './complaint.service';
+import type { RequestActor } from '../base/actor';
+import { identifier, parseWith } from '../base/fields';
 
 /** At most this many items are gathered per source (links, orders, tracking numbers, calls). */
 const ITEM_LIMIT = 1000;

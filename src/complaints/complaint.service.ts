@@ -1,11 +1,12 @@
 import { z } from 'zod';
 import { COMPLAINT_CHANNELS, COMPLAINT_TOPICS, type Db } from '../db/database';
-import type { AuditLog, RequestActor } from '../custody/audit.service';
+import type { AuditLog } from '../base/audit.service';
 import type { HoldRepository } from '../custody/hold.repository';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 import { toE164 } from '../evidence/phone-number';
-import { identifier, isoTimestamp, parseWith, phoneField } from '../ingest/upload-fields';
 import type { ComplaintRepository, ComplaintRow } from './complaint.repository';
+import type { RequestActor } from '../base/actor';
+import { identifier, isoTimestamp, parseWith, phoneField } from '../base/fields';
 
 /** A web address a person can open: http(s) only, no credentials in it. */
 const claimUrl = z

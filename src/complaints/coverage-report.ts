@@ -1,9 +1,10 @@
 import { sql } from 'kysely';
 import { z } from 'zod';
-import type { AuditLog, RequestActor } from '../custody/audit.service';
+import type { AuditLog } from '../base/audit.service';
 import type { Db } from '../db/database';
-import { AppError } from '../errors';
-import { isoTimestamp, parseWith } from '../ingest/upload-fields';
+import { AppError } from '../base/errors';
+import type { RequestActor } from '../base/actor';
+import { isoTimestamp, parseWith } from '../base/fields';
 
 /** Findings per section at most; a report that says it was cut off (`truncated`). */
 const SECTION_LIMIT = 10_000;

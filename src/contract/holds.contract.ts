@@ -1,5 +1,5 @@
-import { isItemId } from '../evidence/item-id';
-import { identifier } from '../ingest/upload-fields';
+import { isItemId } from '../base/item-id';
+import { identifier } from '../base/fields';
 import { problem, standardErrors, type ContractModule, type Operation } from './operation';
 import { z } from './zod';
 

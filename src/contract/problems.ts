@@ -1,4 +1,4 @@
-import type { ErrorCode } from '../errors';
+import type { ErrorCode } from '../base/errors';
 
 /** The one mapping from domain error codes to HTTP statuses and titles. */
 export const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {

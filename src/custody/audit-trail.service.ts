@@ -1,15 +1,11 @@
 import { z } from 'zod';
 import type { Db } from '../db/database';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 import type { EvidenceService } from '../evidence/evidence.service';
-import { isoTimestamp, parseWith } from '../ingest/upload-fields';
-import type { AuditRepository, AuditRow } from './audit.repository';
-import {
-  toAuditView,
-  type AuditEventView,
-  type AuditLog,
-  type RequestActor,
-} from './audit.service';
+import type { AuditRepository, AuditRow } from '../base/audit.repository';
+import { toAuditView, type AuditEventView, type AuditLog } from '../base/audit.service';
+import type { RequestActor } from '../base/actor';
+import { isoTimestamp, parseWith } from '../base/fields';
 
 const pageQuery = {
   limit: z.coerce.number().int().min(1).max(1000).default(100),

@@ -1,8 +1,8 @@
 import type { KeyObject } from 'node:crypto';
 import type { Db, Executor } from '../db/database';
 import type { BlobStore } from '../storage/blob-store';
-import { canonicalJson, chainHash, GENESIS_HASH } from './audit-chain';
-import { chainedFormOf } from './audit.service';
+import { canonicalJson, chainHash, GENESIS_HASH } from '../base/audit-chain';
+import { chainedFormOf } from '../base/audit.service';
 import { CHECKPOINT_PREFIX, type SignedCheckpoint } from './checkpoint.service';
 import { fingerprintOf, verifySignature } from './signing-key';
 

@@ -1,10 +1,10 @@
 import { sql } from 'kysely';
 import type { Db, Executor } from '../db/database';
-import type { Logger } from '../logger';
+import type { Logger } from '../base/logger';
 import type { BlobStore } from '../storage/blob-store';
-import { canonicalJson, chainHash, GENESIS_HASH } from './audit-chain';
-import { chainedFormOf } from './audit.service';
-import type { AuditRepository } from './audit.repository';
+import { canonicalJson, chainHash, GENESIS_HASH } from '../base/audit-chain';
+import { chainedFormOf } from '../base/audit.service';
+import type { AuditRepository } from '../base/audit.repository';
 import type { SigningKey } from './signing-key';
 
 export const CHECKPOINT_PREFIX = 'custody/checkpoints/';

@@ -1,14 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import type { AppConfig } from '../config';
+import type { AppConfig } from '../base/config';
 import type { Db } from '../db/database';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 import type { JobQueue, QueueSpec } from '../jobs/job-queue';
-import type { Logger } from '../logger';
-import type { AuditLog, RequestActor } from './audit.service';
+import type { Logger } from '../base/logger';
+import type { AuditLog } from '../base/audit.service';
 import type { CheckpointService } from './checkpoint.service';
 import type { CustodyJob, CustodyRunRepository, RunOutcome } from './custody-run.repository';
 import type { DeletionService } from './deletion.service';
 import type { ScrubService } from './scrub.service';
+import type { RequestActor } from '../base/actor';
 
 const QUEUE: Record<CustodyJob, string> = {
   scrub: 'custody-scrub',

@@ -1,10 +1,11 @@
 import { sql } from 'kysely';
-import type { AppConfig } from '../config';
+import type { AppConfig } from '../base/config';
 import type { Db } from '../db/database';
-import type { Metrics } from '../metrics';
-import type { AuditRepository } from './audit.repository';
-import type { AuditLog, RequestActor } from './audit.service';
+import type { Metrics } from '../base/metrics';
+import type { AuditRepository } from '../base/audit.repository';
+import type { AuditLog } from '../base/audit.service';
 import type { CustodyJob, CustodyRunRepository, CustodyRunRow } from './custody-run.repository';
+import type { RequestActor } from '../base/actor';
 
 const JOBS: CustodyJob[] = ['scrub', 'retention', 'checkpoint'];
 const SCRAPE_MS = 1000;

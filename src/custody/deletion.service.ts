@@ -1,15 +1,16 @@
 import type { Db, EvidenceKind, Tx } from '../db/database';
-import { isItemId, noSuchItem } from '../evidence/item-id';
-import { AppError } from '../errors';
+import { isItemId, noSuchItem } from '../base/item-id';
+import { AppError } from '../base/errors';
 import type { EvidenceRepository } from '../evidence/evidence.repository';
 import { toEvidenceView, type EvidenceView } from '../evidence/evidence.view';
-import { parseWith } from '../ingest/upload-fields';
-import type { Logger } from '../logger';
+import type { Logger } from '../base/logger';
 import type { BlobStore } from '../storage/blob-store';
-import { systemActor, type AuditLog, type RequestActor } from './audit.service';
+import type { AuditLog } from '../base/audit.service';
 import type { DeletionRepository, DeletableRow } from './deletion.repository';
 import type { HoldRepository } from './hold.repository';
 import { reasonBody } from '../contract/holds.contract';
+import { systemActor, type RequestActor } from '../base/actor';
+import { parseWith } from '../base/fields';
 
 const BATCH = 100;
 const DAY_MS = 86_400_000;

@@ -1,14 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { Db, Executor } from '../db/database';
-import type { ComplaintRepository } from '../complaints/complaint.repository';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 import type { EvidenceRepository } from '../evidence/evidence.repository';
 import { assertNotDeleted } from '../evidence/evidence.service';
-import { isItemId, noSuchItem } from '../evidence/item-id';
-import { identifier, parseWith } from '../ingest/upload-fields';
-import type { Logger } from '../logger';
+import { isItemId, noSuchItem } from '../base/item-id';
+import type { Logger } from '../base/logger';
 import type { BlobStore } from '../storage/blob-store';
-import type { AuditLog, RequestActor } from './audit.service';
+import type { AuditLog } from '../base/audit.service';
 import type { HoldRepository, HoldRow } from './hold.repository';
 import {
   reasonBody,
@@ -16,6 +14,17 @@ import {
   type HoldView,
   type ListHoldsQuery,
 } from '../contract/holds.contract';
+import type { RequestActor } from '../base/actor';
+import { identifier, parseWith } from '../base/fields';
+
+/**
+ * What a hold on a complaint asks of complaints/ (its ComplaintRepository fits): complaints/
+ * sits above custody/, because a complaint under hold keeps its orders (ComplaintService).
+ */
+export interface ComplaintLookup {
+  find(db: Executor, id: string): Promise<unknown>;
+  hasLinkedEvidence(db: Executor, id: string): Promise<boolean>;
+}
 
 /** How the hold reached the objects' own legal-hold flags (S3 Object Lock). */
 
@@ -46,7 +55,7 @@ export class HoldService {
     private readonly db: Db,
     private readonly repo: HoldRepository,
     private readonly evidence: EvidenceRepository,
-    private readonly complaints: ComplaintRepository,
+    private readonly complaints: ComplaintLookup,
     private readonly store: BlobStore,
     private readonly audit: AuditLog,
     private readonly logger: Logger,

@@ -2,11 +2,12 @@ import type { Db, VerifyStatus } from '../db/database';
 import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
 import { assertNotDeleted } from '../evidence/evidence.service';
 import { blobKeyFor, BlobUnavailableError, type BlobStore } from '../storage/blob-store';
-import type { Logger } from '../logger';
-import type { Metrics } from '../metrics';
-import type { AuditRepository } from './audit.repository';
+import type { Logger } from '../base/logger';
+import type { Metrics } from '../base/metrics';
+import type { AuditRepository } from '../base/audit.repository';
 import type { HashPool } from './hash-pool';
-import { systemActor, type Actor, type AuditLog } from './audit.service';
+import type { AuditLog } from '../base/audit.service';
+import { systemActor, type Actor } from '../base/actor';
 
 /** A ranged read of an item not verified within this long queues a verification of it. */
 const RANGE_RECHECK_MS = 24 * 3600_000;

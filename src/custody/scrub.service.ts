@@ -1,14 +1,15 @@
 import { createPublicKey } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Db } from '../db/database';
-import type { Logger } from '../logger';
+import type { Logger } from '../base/logger';
 import type { BlobStore, StoredObject } from '../storage/blob-store';
 import { AuditVerifier } from './audit-verifier';
-import { systemActor, type AuditLog } from './audit.service';
+import type { AuditLog } from '../base/audit.service';
 import type { HoldService } from './hold.service';
 import type { IntegrityService } from './integrity.service';
 import type { ScrubRepository, StoredRowRef } from './scrub.repository';
 import type { SigningKey } from './signing-key';
+import { systemActor } from '../base/actor';
 
 const PAGE = 1000;
 const VERIFY_CONCURRENCY = 2;

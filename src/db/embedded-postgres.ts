@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { userInfo } from 'node:os';
-import type { Logger } from '../logger';
+// pino's type, not base/logger's: db/ sits below base/, whose audit log is typed by this schema.
+import type { Logger } from 'pino';
 
 type EmbeddedPostgresInstance = {
   initialise(): Promise<void>;

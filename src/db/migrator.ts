@@ -1,7 +1,8 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FileMigrationProvider, Migrator, type Kysely } from 'kysely';
-import type { Logger } from '../logger';
+// pino's type, not base/logger's: db/ sits below base/, whose audit log is typed by this schema.
+import type { Logger } from 'pino';
 
 // Compiled layout: dist/src/db/migrator.js next to dist/migrations; under ts (tests): src/db next to migrations.
 export const MIGRATIONS_DIR = path.resolve(__dirname, '..', '..', 'migrations');

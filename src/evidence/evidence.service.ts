@@ -1,12 +1,11 @@
 import { pipeline, type Readable } from 'node:stream';
-import { isItemId, noSuchItem } from './item-id';
+import { isItemId, noSuchItem } from '../base/item-id';
 import { z } from 'zod';
 import type { Db, LinkType } from '../db/database';
 import { can } from '../access/roles';
-import type { Actor, AuditLog, RequestActor } from '../custody/audit.service';
-import { AppError } from '../errors';
-import { identifier, isoTimestamp, parseWith, phoneField } from '../ingest/upload-fields';
-import { EVIDENCE_KINDS } from '../ingest/kinds';
+import type { AuditLog } from '../base/audit.service';
+import { AppError } from '../base/errors';
+import { EVIDENCE_KINDS } from '../base/kinds';
 import { BlobUnavailableError, type BlobStore, type ByteRange } from '../storage/blob-store';
 import type { EvidenceRepository, EvidenceRow, SearchCursor } from './evidence.repository';
 import {
@@ -17,6 +16,8 @@ import {
 } from './evidence.view';
 import { toE164 } from './phone-number';
 import { verifyingStream } from './verified-read';
+import type { Actor, RequestActor } from '../base/actor';
+import { identifier, isoTimestamp, parseWith, phoneField } from '../base/fields';
 
 const LIST_LIMIT = 1000;
 

@@ -1,4 +1,4 @@
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 
 const MAX_FILENAME_BYTES = 255;
 

@@ -1,16 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { can } from '../access/roles';
-import type { AuditLog, RequestActor } from '../custody/audit.service';
+import type { AuditLog } from '../base/audit.service';
 import type { Db, Tx } from '../db/database';
-import { AppError } from '../errors';
-import type { ArchiveListener } from '../ingest/ingest.service';
+import { AppError } from '../base/errors';
 import type { BlobStore, ByteRange } from '../storage/blob-store';
 import type { EvidenceRepository, EvidenceRow } from './evidence.repository';
 import { openRecorded, openStored, type EvidenceService } from './evidence.service';
-import { isItemId } from './item-id';
+import { isItemId } from '../base/item-id';
 import type { SegmentCutRow, SegmentRepository, SegmentRow } from './segment.repository';
 import { parseSegments, toSegmentView, type SegmentView } from './segments';
+import type { RequestActor } from '../base/actor';
+import type { ArchiveListener } from './archive-listener';
 
 /**
  * Per-order segments of long recordings: added at upload or later, listed with the item and in

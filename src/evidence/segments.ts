@@ -1,7 +1,7 @@
 import { z } from 'zod';
-import { AppError } from '../errors';
-import { identifier } from '../ingest/upload-fields';
+import { AppError } from '../base/errors';
 import type { NewSegment, SegmentRow } from './segment.repository';
+import { identifier } from '../base/fields';
 
 /** Scan events from a packing station: which part of a clip belongs to which order. */
 const segmentSchema = z

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Transform } from 'node:stream';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 
 /** The bytes streamed did not hash to what was expected: the error the stream ends with. */
 function damagedBytes(expected: string, computed: string): AppError {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import express, { type Express, type Request, type Response } from 'express';
 import type { AppContext } from '../context';
-import type { AppError } from '../errors';
+import type { AppError } from '../base/errors';
 import { errorMiddleware, notFoundHandler } from './error.middleware';
 import { callRoutes } from './call.routes';
 import { complaintRoutes } from './complaint.routes';
@@ -9,7 +9,7 @@ import { custodyRoutes } from './custody.routes';
 import { evidenceRoutes } from './evidence.routes';
 import { healthRoutes } from './health.routes';
 import { integrationRoutes } from './integration.routes';
-import { bundleRoutes } from '../bundles/bundle.routes';
+import { bundleRoutes } from './bundle.routes';
 import { compression } from './compression';
 import { cors } from './cors';
 import { mediaRoutes } from './media.routes';

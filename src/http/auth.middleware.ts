@@ -1,8 +1,9 @@
 import type { Request, RequestHandler } from 'express';
 import type { ApiKeyService } from '../access/api-key.service';
-import { can, type Permission, type Principal } from '../access/roles';
-import type { AuditAction, RequestActor } from '../custody/audit.service';
-import { AppError } from '../errors';
+import { can, type Permission } from '../access/roles';
+import type { AuditAction } from '../base/audit.service';
+import { AppError } from '../base/errors';
+import type { RequestActor, Principal } from '../base/actor';
 
 declare module 'express-serve-static-core' {
   interface Request {

@@ -1,13 +1,13 @@
 import { Router, type Request, type Response } from 'express';
 import type { ApiKeyService } from '../access/api-key.service';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 import { callPushFields } from '../ingest/call-push';
 import type { IngestService } from '../ingest/ingest.service';
 import { stageRawBody } from '../ingest/raw-upload';
-import { identifier, parseWith } from '../ingest/upload-fields';
 import type { BlobStore } from '../storage/blob-store';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
 import { sendItem } from './evidence.routes';
+import { identifier, parseWith } from '../base/fields';
 
 export interface CallRoutesDeps {
   keys: ApiKeyService;

@@ -1,14 +1,13 @@
 import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import type { ApiKeyService } from '../access/api-key.service';
-import { permissionsOf, ROLES, type Principal } from '../access/roles';
-import type { AuditLog } from '../custody/audit.service';
+import { permissionsOf, ROLES } from '../access/roles';
+import type { AuditLog } from '../base/audit.service';
 import type { HoldService } from '../custody/hold.service';
 import type { Db } from '../db/database';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 import { EvidenceRepository } from '../evidence/evidence.repository';
 import { SegmentRepository } from '../evidence/segment.repository';
-import { identifier, parseWith } from '../ingest/upload-fields';
 import { LookupService } from '../lookup/lookup.service';
 import {
   actorOf,
@@ -19,6 +18,8 @@ import {
   requirePermission,
   SESSION_COOKIE,
 } from './auth.middleware';
+import type { Principal } from '../base/actor';
+import { identifier, parseWith } from '../base/fields';
 
 export interface ConsoleRoutesDeps {
   keys: ApiKeyService;

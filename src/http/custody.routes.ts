@@ -9,9 +9,9 @@ import type { HoldService } from '../custody/hold.service';
 import type { IntegrityService } from '../custody/integrity.service';
 import type { SigningKey } from '../custody/signing-key';
 import type { EvidenceService } from '../evidence/evidence.service';
-import type { Metrics } from '../metrics';
+import type { Metrics } from '../base/metrics';
 import { listHoldsQuery } from '../contract/holds.contract';
-import { parseWith } from '../ingest/upload-fields';
+import { parseWith } from '../base/fields';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
 
 export interface CustodyRoutesDeps {

@@ -1,10 +1,10 @@
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import { loggablePath } from './redact';
-import { isItemId } from '../evidence/item-id';
+import { isItemId } from '../base/item-id';
 import type { RefusalLimiter } from '../access/refusal-limiter';
-import type { AuditLog } from '../custody/audit.service';
-import { AppError, OUTAGE_RETRY_AFTER_SECONDS, outageError } from '../errors';
-import type { Logger } from '../logger';
+import type { AuditLog } from '../base/audit.service';
+import { AppError, OUTAGE_RETRY_AFTER_SECONDS, outageError } from '../base/errors';
+import type { Logger } from '../base/logger';
 import type { AuditAttempt } from './auth.middleware';
 import { PROBLEMS, problemBody, type ProblemCode } from '../contract/problems';
 

@@ -2,7 +2,7 @@ import { Router, type Request, type RequestHandler, type Response } from 'expres
 import multer from 'multer';
 import type { ApiKeyService } from '../access/api-key.service';
 import type { DeletionService } from '../custody/deletion.service';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 import { cutFilename } from '../evidence/segments';
 import type { EvidenceService } from '../evidence/evidence.service';
 import type { DuplicateReceipt, EvidenceView } from '../evidence/evidence.view';

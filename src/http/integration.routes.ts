@@ -1,6 +1,6 @@
 import express, { Router } from 'express';
 import type { ApiKeyService } from '../access/api-key.service';
-import type { AppConfig } from '../config';
+import type { AppConfig } from '../base/config';
 import type { ProviderRecordingService } from '../integrations/provider-recording.service';
 import type { TwilioService } from '../integrations/twilio/twilio.service';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';

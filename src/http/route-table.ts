@@ -1,5 +1,5 @@
 import type { Express, RequestHandler } from 'express';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 import { loggablePath } from './redact';
 
 /** The order methods are listed in, in `Allow` and `Access-Control-Allow-Methods`. */

@@ -1,7 +1,7 @@
 import type { Request, Response } from 'express';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 import { contentDisposition } from '../evidence/filename';
 import type { ByteRange } from '../storage/blob-store';
 import { evaluatePreconditions, httpDate } from './conditional';

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
-import type { AppConfig } from '../config';
+import type { AppConfig } from '../base/config';
 import { problemBody } from '../contract/problems';
 
 export interface RunningServer {

@@ -1,12 +1,12 @@
 import { Router, type Request, type Response } from 'express';
 import type { ApiKeyService } from '../access/api-key.service';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 import { cutFilename } from '../evidence/segments';
 import type { ShareLinkService } from '../share/share-link.service';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
 import { sendBlob, sendRepresentation } from './send-blob';
 import type { PreparedBundle } from '../bundles/bundle.service';
-import { zipRepresentation } from '../bundles/bundle.routes';
+import { zipRepresentation } from './bundle.routes';
 
 export interface ShareRoutesDeps {
   keys: ApiKeyService;

@@ -6,8 +6,8 @@ import { validateHeader } from '@tus/server/dist/validators/HeaderValidator';
 import { ERRORS, TUS_RESUMABLE, TUS_VERSION, type Upload } from '@tus/utils';
 import { Router, type Request, type RequestHandler, type Response } from 'express';
 import type { ApiKeyService } from '../access/api-key.service';
-import type { AuditLog } from '../custody/audit.service';
-import { AppError, outageError, type ErrorCode } from '../errors';
+import type { AuditLog } from '../base/audit.service';
+import { AppError, outageError, type ErrorCode } from '../base/errors';
 import { assertAcceptableFilename } from '../evidence/filename';
 import { parseSegments } from '../evidence/segments';
 import type { IngestResult } from '../ingest/ingest.service';
@@ -16,7 +16,7 @@ import {
   type ResumableUploadStore,
 } from '../ingest/resumable/resumable-upload.store';
 import type { UploadLocker } from '../ingest/resumable/upload-locker';
-import type { Logger } from '../logger';
+import type { Logger } from '../base/logger';
 import { actorOf, audited, authenticate, principalOf, requirePermission } from './auth.middleware';
 import { withoutTusCors } from './cors';
 import { recordFailedAttempt, retryAfterFor } from './error.middleware';

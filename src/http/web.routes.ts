@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import express, { Router, type RequestHandler } from 'express';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 
 /** No inline script or style, no eval, nothing from another origin, never framed. */
 export const WEB_CSP = [

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Db, Tx } from '../db/database';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 import type { InstanceRegistry } from '../jobs/instance-registry';
-import type { Logger } from '../logger';
+import type { Logger } from '../base/logger';
 import { blobKeyFor, type BlobStore } from '../storage/blob-store';
 import type { BlobClaimRepository, BlobClaimRow } from './blob-claim.repository';
 

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 
 /**
  * Call metadata a phone system may send as headers instead of query parameters (some PBX scripts

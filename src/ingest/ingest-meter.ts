@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 import { sniffContentType, SNIFF_BYTES } from './content-sniffer';
 
 export interface Measured {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { Db, LinkType, Tx } from '../db/database';
-import type { AuditLog, RequestActor } from '../custody/audit.service';
-import { AppError } from '../errors';
+import type { Db, LinkType } from '../db/database';
+import type { AuditLog } from '../base/audit.service';
+import { AppError } from '../base/errors';
 import type { EvidenceRepository, PriorItem } from '../evidence/evidence.repository';
 import { can } from '../access/roles';
 import {
@@ -15,12 +15,14 @@ import type { IdempotencyRepository, StoredResponse } from '../evidence/idempote
 import { toE164 } from '../evidence/phone-number';
 import type { NewSegment, SegmentRepository } from '../evidence/segment.repository';
 import { parseSegments } from '../evidence/segments';
-import type { Logger } from '../logger';
+import type { Logger } from '../base/logger';
 import { stagingOwner, type BlobStore } from '../storage/blob-store';
 import { wormColumns, type WormState } from '../storage/worm';
 import type { BlobClaim, BlobClaims } from './blob-claims';
 import { parseUploadFields, type UploadFields } from './upload-fields';
 import { assertAllowed, type StagedUpload } from './upload-storage-engine';
+import type { RequestActor } from '../base/actor';
+import type { ArchiveListener } from '../evidence/archive-listener';
 
 export interface IngestResult {
   status: 200 | 201;
@@ -37,12 +39,6 @@ export interface IngestRequest {
   idempotencyKey?: string;
   /** The caller owns the staged bytes (a resumable upload) and disposes of them itself. */
   keepStaged?: boolean;
-}
-
-/** Told of every newly archived item: in its transaction, and once it has committed. */
-export interface ArchiveListener {
-  inTransaction(tx: Tx, item: { id: string; sha256: string }): Promise<void>;
-  afterCommit(itemId: string): void;
 }
 
 /** Writes the genuine bytes over an item's damaged blob, checks and records the repair. */

@@ -1,6 +1,6 @@
 import type { Db } from '../db/database';
 import type { InstanceRegistry } from '../jobs/instance-registry';
-import type { Logger } from '../logger';
+import type { Logger } from '../base/logger';
 import type { BlobStore } from '../storage/blob-store';
 import type { BlobClaims } from './blob-claims';
 

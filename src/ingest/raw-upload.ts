@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { EvidenceKind } from '../db/database';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 import type { BlobStore } from '../storage/blob-store';
 import { IngestMeter } from './ingest-meter';
 import { assertAllowed, type StagedUpload } from './upload-storage-engine';

@@ -1,5 +1,5 @@
 import { MulterError } from 'multer';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 
 const BUSBOY_PARSE_ERROR =
   /^(Unexpected end of (form|file)|Malformed part header|Multipart: Boundary not found|Malformed content type|Unsupported content type)/;

@@ -3,11 +3,11 @@ import type { StorageEngine } from 'multer';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream';
 import type { EvidenceKind } from '../db/database';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 import { assertAcceptableFilename } from '../evidence/filename';
 import type { BlobStore } from '../storage/blob-store';
 import { IngestMeter, type Measured } from './ingest-meter';
-import { describeAllowed, EVIDENCE_KINDS, isAllowedType } from './kinds';
+import { describeAllowed, EVIDENCE_KINDS, isAllowedType } from '../base/kinds';
 
 export interface StagedUpload extends Measured {
   stagingKey: string;

@@ -1,13 +1,14 @@
 import { z } from 'zod';
-import type { AuditLog, RequestActor } from '../custody/audit.service';
+import type { AuditLog } from '../base/audit.service';
 import type { Db } from '../db/database';
-import { AppError } from '../errors';
-import { parseWith } from '../ingest/upload-fields';
-import type { Metrics } from '../metrics';
+import { AppError } from '../base/errors';
+import type { Metrics } from '../base/metrics';
 import type {
   ProviderRecordingRepository,
   ProviderRecordingRow,
 } from './provider-recording.repository';
+import type { RequestActor } from '../base/actor';
+import { parseWith } from '../base/fields';
 
 export const RECORDING_STATUSES = ['queued', 'archived', 'failed', 'absent'] as const;
 export const PROVIDERS = ['twilio'] as const;

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { sql } from 'kysely';
 import pg from 'pg';
 import type { Executor } from '../db/database';
-import type { Logger } from '../logger';
+import type { Logger } from '../base/logger';
 
 /** The first of the two int4 keys of instance locks ("ins"), apart from the tus upload locks. */
 const LOCK_SPACE = 0x696e73;

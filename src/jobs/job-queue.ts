@@ -1,9 +1,9 @@
 import pg from 'pg';
 import PgBoss from 'pg-boss';
-import { MAX_JOB_INTERVAL_MINUTES } from '../config';
+import { MAX_JOB_INTERVAL_MINUTES } from '../base/config';
 import { DEAD_SERVER_OPTIONS, guardCheckedOutClients } from '../db/database';
-import { outageError } from '../errors';
-import type { Logger } from '../logger';
+import { outageError } from '../base/errors';
+import type { Logger } from '../base/logger';
 
 export interface QueueSpec {
   name: string;

@@ -1,5 +1,5 @@
-import { outageError } from '../errors';
-import type { Logger } from '../logger';
+import { outageError } from '../base/errors';
+import type { Logger } from '../base/logger';
 
 /**
  * Keeps the process alive through a database or blob store outage that surfaces as an unhandled

@@ -1,13 +1,14 @@
 import { z } from 'zod';
-import type { AuditLog, RequestActor } from '../custody/audit.service';
+import type { AuditLog } from '../base/audit.service';
 import type { Db, EvidenceKind } from '../db/database';
 import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
 import { toEvidenceView, type EvidenceView } from '../evidence/evidence.view';
 import { toE164 } from '../evidence/phone-number';
 import type { SegmentRepository, SegmentRow } from '../evidence/segment.repository';
 import { toSegmentView, type SegmentView } from '../evidence/segments';
-import { EVIDENCE_KINDS } from '../ingest/kinds';
-import { identifier, isoTimestamp, parseWith } from '../ingest/upload-fields';
+import { EVIDENCE_KINDS } from '../base/kinds';
+import type { RequestActor } from '../base/actor';
+import { identifier, isoTimestamp, parseWith } from '../base/fields';
 
 /** Most items one match answers with (a lookup is for one dispute, not a report). */
 const MATCH_LIMIT = 200;

@@ -1,12 +1,13 @@
 import type { Readable } from 'node:stream';
 import type { DerivativeKind, Db } from '../db/database';
-import type { AuditLog, RequestActor } from '../custody/audit.service';
-import { AppError } from '../errors';
+import type { AuditLog } from '../base/audit.service';
+import { AppError } from '../base/errors';
 import { openRecorded, openStored, type EvidenceService } from '../evidence/evidence.service';
 import type { EvidenceRow } from '../evidence/evidence.repository';
 import type { BlobStore, ByteRange } from '../storage/blob-store';
 import type { DerivativeRepository, DerivativeRow, ItemMediaRow } from './derivative.repository';
 import { DERIVATIVE_KINDS } from './media-plan';
+import type { RequestActor } from '../base/actor';
 
 /** A derivative's state as the API shows it: stored rows, or what the item's processing implies. */
 export type DerivativeState =

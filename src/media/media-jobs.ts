@@ -1,11 +1,11 @@
 import type { Db, Tx } from '../db/database';
-import type { ArchiveListener } from '../ingest/ingest.service';
 import type { JobQueue, QueuedJob } from '../jobs/job-queue';
-import type { Logger } from '../logger';
-import type { Metrics } from '../metrics';
+import type { Logger } from '../base/logger';
+import type { Metrics } from '../base/metrics';
 import type { DerivativeRepository } from './derivative.repository';
 import type { MediaService } from './media.service';
 import type { ScratchRepository } from './scratch.repository';
+import type { ArchiveListener } from '../evidence/archive-listener';
 
 export const MEDIA_QUEUE = 'media-derive';
 const SWEEP_MS = 30_000;

@@ -1,6 +1,6 @@
 import type { DerivativeKind, Db, Executor, MediaStatus } from '../db/database';
-import { systemActor, type AuditLog } from '../custody/audit.service';
-import type { Logger } from '../logger';
+import type { AuditLog } from '../base/audit.service';
+import type { Logger } from '../base/logger';
 import { BlobUnavailableError, type BlobStore } from '../storage/blob-store';
 import type { SegmentRepository } from '../evidence/segment.repository';
 import type { DerivativeRepository, MediaSource } from './derivative.repository';
@@ -21,6 +21,7 @@ import {
   type MediaProbe,
 } from './media-plan';
 import type { Scratch, ScratchRepository } from './scratch.repository';
+import { systemActor } from '../base/actor';
 
 export interface MediaConfig {
   /** The longest any one ffmpeg run may take, whatever the clip's length. */

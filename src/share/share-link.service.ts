@@ -2,9 +2,9 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { Selectable } from 'kysely';
 import { z } from 'zod';
-import type { Actor, AuditLog, RequestActor } from '../custody/audit.service';
+import type { AuditLog } from '../base/audit.service';
 import type { Db, ShareLinksTable } from '../db/database';
-import { AppError } from '../errors';
+import { AppError } from '../base/errors';
 import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
 import {
   assertNotSuspect,
@@ -13,10 +13,11 @@ import {
   openStored,
   type ReadMismatchRecorder,
 } from '../evidence/evidence.service';
-import { isItemId, noSuchItem } from '../evidence/item-id';
+import { isItemId, noSuchItem } from '../base/item-id';
 import type { SegmentRepository, SegmentRow } from '../evidence/segment.repository';
-import { identifier, parseWith } from '../ingest/upload-fields';
 import type { BlobStore, ByteRange } from '../storage/blob-store';
+import type { Actor, RequestActor } from '../base/actor';
+import { identifier, parseWith } from '../base/fields';
 
 export type ShareLinkRow = Selectable<ShareLinksTable>;
 

@@ -24,7 +24,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import type { S3Config } from '../config';
+import type { S3Config } from '../base/config';
 import {
   assertRecordKey,
   BlobUnavailableError,

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { Counter } from 'prom-client';
 import type { Db } from '../db/database';
-import type { Metrics } from '../metrics';
+import type { Metrics } from '../base/metrics';
 
 /**
  * Whether an object is under WORM protection, as read back from the store after writing it (never

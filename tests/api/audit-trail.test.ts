@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import pg from 'pg';
 import request from 'supertest';
-import type { AuditEventView } from '../../src/custody/audit.service';
+import type { AuditEventView } from '../../src/base/audit.service';
 import { bearer, startTestApp, type TestApp } from '../support/harness';
 import { fakeMedia } from '../support/media';
 import { upload } from '../support/multipart';

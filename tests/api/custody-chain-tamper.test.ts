@@ -1,8 +1,8 @@
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { sql } from 'kysely';
 import request from 'supertest';
-import { chainHash, GENESIS_HASH } from '../../src/custody/audit-chain';
-import { chainedFormOf } from '../../src/custody/audit.service';
+import { chainHash, GENESIS_HASH } from '../../src/base/audit-chain';
+import { chainedFormOf } from '../../src/base/audit.service';
 import { AuditVerifier, type ChainReport } from '../../src/custody/audit-verifier';
 import { CHECKPOINT_PREFIX } from '../../src/custody/checkpoint.service';
 import { createDb, type Db } from '../../src/db/database';

@@ -4,9 +4,9 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
-import { loadConfig } from '../../src/config';
+import { loadConfig } from '../../src/base/config';
 import { buildContext, type AppContext } from '../../src/context';
-import { createLogger } from '../../src/logger';
+import { createLogger } from '../../src/base/logger';
 import { sha256 } from '../support/media';
 import { upload } from '../support/multipart';
 import { freePort } from '../support/own-postgres';

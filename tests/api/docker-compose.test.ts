@@ -3,7 +3,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { loadConfig } from '../../src/config';
+import { loadConfig } from '../../src/base/config';
 import { SigningKey } from '../../src/custody/signing-key';
 import { readEnvExample, ROOT, uncommented } from '../support/env-example';
 import { startTestApp, type TestApp } from '../support/harness';

@@ -1,12 +1,12 @@
 import { sql } from 'kysely';
 import request from 'supertest';
-import type { AuditEventView } from '../../src/custody/audit.service';
+import type { AuditEventView } from '../../src/base/audit.service';
 import { DeletionRepository } from '../../src/custody/deletion.repository';
 import { DeletionService, type RetentionPolicy } from '../../src/custody/deletion.service';
 import { HoldRepository } from '../../src/custody/hold.repository';
 import { createDb, type Db } from '../../src/db/database';
 import { EvidenceRepository } from '../../src/evidence/evidence.repository';
-import { createLogger } from '../../src/logger';
+import { createLogger } from '../../src/base/logger';
 import { bearer, DRIVERS, startTestApp, storedKeys, type TestApp } from '../support/harness';
 import { fakeMedia } from '../support/media';
 import { upload } from '../support/multipart';

@@ -1,6 +1,6 @@
-import { MAX_JOB_INTERVAL_MINUTES } from '../../src/config';
+import { MAX_JOB_INTERVAL_MINUTES } from '../../src/base/config';
 import { JobQueue } from '../../src/jobs/job-queue';
-import { createLogger } from '../../src/logger';
+import { createLogger } from '../../src/base/logger';
 import { createTestDatabase } from '../support/test-db';
 
 /**

@@ -1,9 +1,9 @@
 import { Readable } from 'node:stream';
 import { sql } from 'kysely';
 import pg from 'pg';
-import { loadConfig } from '../../src/config';
+import { loadConfig } from '../../src/base/config';
 import { buildContext, type AppContext } from '../../src/context';
-import { createLogger } from '../../src/logger';
+import { createLogger } from '../../src/base/logger';
 import { BlobClaimRepository } from '../../src/ingest/blob-claim.repository';
 import { BlobClaims, type BlobClaim } from '../../src/ingest/blob-claims';
 import { InstanceRegistry } from '../../src/jobs/instance-registry';

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import http from 'node:http';
-import { loadConfig } from '../../src/config';
+import { loadConfig } from '../../src/base/config';
 import { buildContext, type AppContext } from '../../src/context';
 import { createApp } from '../../src/http/app';
 import { startServer, type RunningServer } from '../../src/http/server';
-import { createLogger } from '../../src/logger';
+import { createLogger } from '../../src/base/logger';
 import { sql } from 'kysely';
 import { createDb } from '../../src/db/database';
 import { bearer, DRIVERS, startTestApp, type TestApp } from '../support/harness';

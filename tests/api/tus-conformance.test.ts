@@ -1,6 +1,6 @@
 import http from 'node:http';
 import net from 'node:net';
-import { AppError } from '../../src/errors';
+import { AppError } from '../../src/base/errors';
 import type { BlobStore } from '../../src/storage/blob-store';
 import {
   bearer,

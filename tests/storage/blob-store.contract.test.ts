@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { loadConfig } from '../../src/config';
+import { loadConfig } from '../../src/base/config';
 import { createBlobStore } from '../../src/context';
 import { BlobUnavailableError, blobKeyFor, type BlobStore } from '../../src/storage/blob-store';
 import { createS3Client, S3BlobStore } from '../../src/storage/blob-store.s3';

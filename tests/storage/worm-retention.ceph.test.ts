@@ -6,7 +6,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import request from 'supertest';
-import { loadConfig } from '../../src/config';
+import { loadConfig } from '../../src/base/config';
 import { blobKeyFor } from '../../src/storage/blob-store';
 import { createS3Client, S3BlobStore } from '../../src/storage/blob-store.s3';
 import { WormLedger } from '../../src/storage/worm';

@@ -3,7 +3,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { EmbeddedDatabase } from '../../src/db/embedded-postgres';
-import { createLogger } from '../../src/logger';
+import { createLogger } from '../../src/base/logger';
 import { cephWanted, startCeph } from './ceph';
 
 async function freePort(): Promise<number> {

@@ -2,7 +2,7 @@
 // rejection unhandled: a real refused connection ("outage") or a TypeError ("bug").
 import net from 'node:net';
 import { installOutageGuard } from '../../src/jobs/outage-guard';
-import { createLogger } from '../../src/logger';
+import { createLogger } from '../../src/base/logger';
 
 installOutageGuard(createLogger('silent'));
 

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
-import { ConfigError, loadConfig } from '../../src/config';
+import { ConfigError, loadConfig } from '../../src/base/config';
 import { copyTimeoutMs } from '../../src/storage/blob-store.s3';
 
 describe('loadConfig', () => {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { loadConfig, SETTING_NAMES } from '../../src/config';
+import { loadConfig, SETTING_NAMES } from '../../src/base/config';
 import { readEnvExample, ROOT, uncommented } from '../support/env-example';
 
 const example = readEnvExample();
@@ -13,7 +13,7 @@ function parseEnv(text: string): Record<string, string> {
 }
 
 describe('.env.example', () => {
-  it('documents every setting src/config.ts reads, and only those', () => {
+  it('documents every setting src/base/config.ts reads, and only those', () => {
     const documented = [...example.settings.keys()].sort();
     expect(documented).toEqual([...SETTING_NAMES].sort());
   });

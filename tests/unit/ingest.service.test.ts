@@ -1,15 +1,15 @@
 import { Readable } from 'node:stream';
-import type { Principal } from '../../src/access/roles';
 import type { Db } from '../../src/db/database';
 import { EvidenceRepository } from '../../src/evidence/evidence.repository';
 import { IdempotencyRepository } from '../../src/evidence/idempotency.repository';
-import { AuditRepository } from '../../src/custody/audit.repository';
-import { AuditLog } from '../../src/custody/audit.service';
+import { AuditRepository } from '../../src/base/audit.repository';
+import { AuditLog } from '../../src/base/audit.service';
 import { IngestService } from '../../src/ingest/ingest.service';
 import type { StagedUpload } from '../../src/ingest/upload-storage-engine';
-import { createLogger } from '../../src/logger';
+import { createLogger } from '../../src/base/logger';
 import type { BlobStore, PromoteResult } from '../../src/storage/blob-store';
 import { WORM_NOT_CONFIGURED, type WormState } from '../../src/storage/worm';
+import type { Principal } from '../../src/base/actor';
 
 /** Records what the service asks of storage; the refusal paths below never reach the database. */
 class RecordingStore implements BlobStore {

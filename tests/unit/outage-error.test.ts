@@ -6,7 +6,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import pg from 'pg';
-import { AppError, outageError } from '../../src/errors';
+import { AppError, outageError } from '../../src/base/errors';
 import { createS3Client } from '../../src/storage/blob-store.s3';
 import { startS3Server, type TestS3 } from '../support/s3-server';
 

@@ -1,6 +1,6 @@
 import { clientOf, RefusalLimiter } from '../../src/access/refusal-limiter';
-import type { AuditEntry, AuditLog } from '../../src/custody/audit.service';
-import type { Logger } from '../../src/logger';
+import type { AuditEntry, AuditLog } from '../../src/base/audit.service';
+import type { Logger } from '../../src/base/logger';
 
 /** The audit log's `record`, capturing entries (the limiter's only use of it). */
 function recorder() {

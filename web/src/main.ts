@@ -4,16 +4,7 @@ import { renderCustody, renderKeys } from './pages/admin';
 import { renderComplaint } from './pages/complaint';
 import { renderEvidence } from './pages/evidence';
 import { renderSearch } from './pages/search';
-
-export interface Page {
-  me: Me;
-  view: HTMLElement;
-  params: URLSearchParams;
-  /** Sets the page's title and heading. */
-  heading(title: string): HTMLHeadingElement;
-  go(hash: string): void;
-  reload(): void;
-}
+import type { Page } from './page';
 
 const main = document.getElementById('main')!;
 const nav = document.getElementById('nav')!;

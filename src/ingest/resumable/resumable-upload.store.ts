@@ -3,23 +3,19 @@ import { createHash, type Hash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { DataStore, ERRORS, Upload } from '@tus/utils';
-import type { RequestActor } from '../../custody/audit.service';
 import type { HashPool } from '../../custody/hash-pool';
 import type { Db } from '../../db/database';
-import { AppError } from '../../errors';
-import type { Logger } from '../../logger';
+import { AppError } from '../../base/errors';
+import type { Logger } from '../../base/logger';
 import { blobKeyFor, type BlobStore } from '../../storage/blob-store';
 import { sniffContentType, SNIFF_BYTES } from '../content-sniffer';
 import type { IngestResult, IngestService } from '../ingest.service';
-import {
-  parseUploadFields,
-  unknownField,
-  UPLOAD_FIELD_NAMES,
-  type UploadFields,
-} from '../upload-fields';
+import { parseUploadFields, UPLOAD_FIELD_NAMES, type UploadFields } from '../upload-fields';
 import { assertAllowed } from '../upload-storage-engine';
 import type { ResumableUploadRepository, ResumableUploadRow } from './resumable-upload.repository';
 import type { UploadLocker } from './upload-locker';
+import type { RequestActor } from '../../base/actor';
+import { unknownField } from '../../base/fields';
 
 /** What the creating request established, handed from the route's hook to create(). */
 export interface UploadRequestContext {

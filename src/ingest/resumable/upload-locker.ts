@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ERRORS, type Lock, type Locker, type RequestRelease } from '@tus/utils';
 import pg from 'pg';
-import type { Logger } from '../../logger';
+import type { Logger } from '../../base/logger';
 
 const CHANNEL = 'evidence_upload_release';
 /** The first of the two int4 keys of our advisory locks: "tus" uploads, apart from other users. */

@@ -1,4 +1,4 @@
-import type { Logger } from '../../logger';
+import type { Logger } from '../../base/logger';
 import type { ResumableUploadStore } from './resumable-upload.store';
 
 const SWEEP_MS = 5 * 60_000;

@@ -3,15 +3,15 @@ import type { Insertable } from 'kysely';
 import { Counter } from 'prom-client';
 import { z } from 'zod';
 import type { ApiKeyRepository } from '../../access/api-key.repository';
-import type { AppConfig } from '../../config';
-import { systemActor, type AuditLog } from '../../custody/audit.service';
+import type { AppConfig } from '../../base/config';
+import type { AuditLog } from '../../base/audit.service';
 import type { Db, ProviderRecordingsTable } from '../../db/database';
-import { AppError } from '../../errors';
+import { AppError } from '../../base/errors';
 import type { IngestService } from '../../ingest/ingest.service';
 import { stageRawBody } from '../../ingest/raw-upload';
 import type { JobQueue, QueuedJob } from '../../jobs/job-queue';
-import type { Logger } from '../../logger';
-import type { Metrics } from '../../metrics';
+import type { Logger } from '../../base/logger';
+import type { Metrics } from '../../base/metrics';
 import type { BlobStore } from '../../storage/blob-store';
 import { FetchError, type MediaFetcher } from '../media-fetcher';
 import type { ProviderRecordingRepository } from '../provider-recording.repository';
@@ -21,6 +21,7 @@ import {
   validTwilioSignature,
   type TwilioParams,
 } from './twilio-signature';
+import { systemActor } from '../../base/actor';
 
 export const TWILIO_QUEUE = 'twilio-recording-fetch';
 const PROVIDER = 'twilio';

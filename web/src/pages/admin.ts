@@ -1,6 +1,6 @@
 import { api, enc } from '../api';
 import { copyText, facts, formatTime, h, notice, replace } from '../dom';
-import type { Page } from '../main';
+import type { Page } from '../page';
 import type { KeyRow } from '../types';
 
 function adminsOnly(page: Page, title: string): boolean {

@@ -10,7 +10,7 @@ import {
   notice,
   replace,
 } from '../dom';
-import type { Page } from '../main';
+import type { Page } from '../page';
 import type { Bundle, Complaint, Hold, ShareLink, Suggestion } from '../types';
 
 export async function renderComplaint(page: Page, id: string): Promise<void> {

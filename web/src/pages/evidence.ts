@@ -10,7 +10,7 @@ import {
   notice,
   replace,
 } from '../dom';
-import type { Page } from '../main';
+import type { Page } from '../page';
 import type { AuditEvent, Derivatives, Item, Verification } from '../types';
 
 export async function renderEvidence(page: Page, id: string): Promise<void> {

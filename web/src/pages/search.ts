@@ -1,6 +1,6 @@
 import { api, enc, qs } from '../api';
 import { formatSeconds, formatTime, h, KIND_LABELS, notice, replace } from '../dom';
-import type { Page } from '../main';
+import type { Page } from '../page';
 import type { Item, LookupMatch } from '../types';
 
 const MATCH_TITLES: Record<LookupMatch['type'], string> = {

@@ -1,23 +1,9 @@
 import type { Insertable } from 'kysely';
-import type { Principal } from '../access/roles';
 import type { AuditEventsTable, AuditOutcome, Db, Tx } from '../db/database';
-import type { Logger } from '../logger';
+import type { Actor } from './actor';
+import type { Logger } from './logger';
 import { chainHash, type ChainedEvent } from './audit-chain';
 import type { AuditRepository, AuditRow } from './audit.repository';
-
-/** Who acted: an API key's holder on a request, or one of the service's own jobs. */
-export interface Actor {
-  keyId: string | null;
-  role: string;
-  name: string;
-  requestId?: string;
-  clientIp?: string;
-}
-
-/** An API key's holder on one request: what services receive from routes. */
-export type RequestActor = Principal & { requestId?: string; clientIp?: string };
-
-export const systemActor = (name: string): Actor => ({ keyId: null, role: 'system', name });
 
 export type AuditAction =
   | 'evidence.create'

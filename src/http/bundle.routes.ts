@@ -1,8 +1,8 @@
 import { Router } from 'express';
 import type { ApiKeyService } from '../access/api-key.service';
-import { actorOf, audited, authenticate, requirePermission } from '../http/auth.middleware';
-import { sendRepresentation, type Representation } from '../http/send-blob';
-import type { BundleService, PreparedBundle } from './bundle.service';
+import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
+import { sendRepresentation, type Representation } from './send-blob';
+import type { BundleService, PreparedBundle } from '../bundles/bundle.service';
 
 export interface BundleRoutesDeps {
   keys: ApiKeyService;

@@ -1,4 +1,4 @@
-import type { AppContext } from '../context';
+import type { AppContext } from './context';
 
 /**
  * Starts the job queue and, with workers, this process's share of the background work: custody

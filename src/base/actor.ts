@@ -1,0 +1,22 @@
+import type { Role } from '../db/database';
+
+/** An API key's holder: who a request acts for, once its key is authenticated. */
+export interface Principal {
+  keyId: string;
+  role: Role;
+  name: string;
+}
+
+/** Who acted: an API key's holder on a request, or one of the service's own jobs. */
+export interface Actor {
+  keyId: string | null;
+  role: string;
+  name: string;
+  requestId?: string;
+  clientIp?: string;
+}
+
+/** An API key's holder on one request: what services receive from routes. */
+export type RequestActor = Principal & { requestId?: string; clientIp?: string };
+
+export const systemActor = (name: string): Actor => ({ keyId: null, role: 'system', name });
