@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { readDoc } from '../support/readme';
 import { createTestDatabase } from '../support/test-db';
 
 /**
@@ -100,5 +101,23 @@ describe('the CLIs print clean JSON on stdout', () => {
       name: string;
     }[];
     expect(keys.map((k) => k.name).sort()).toEqual(['Ana', 'Lee', 'PK-03']);
+  });
+});
+
+describe("docs/api.md's keys commands", () => {
+  it('run as written: mint, list, mint as JSON and revoke', () => {
+    const page = readDoc('docs/api.md');
+    const marker = page.indexOf('<!-- run as written by tests/api/cli-json.test.ts -->');
+    expect(marker).toBeGreaterThan(0);
+    const block = /```sh\n([\s\S]*?)```/.exec(page.slice(marker))![1]!;
+    const { stdout } = run('bash', ['-euo', 'pipefail', '-c', block]);
+    expect(stdout).toMatch(/^Created ingest key "PK-04" \(id [0-9a-f]+\)\./m);
+    expect(stdout).toMatch(/^[0-9a-f]+ +ingest +active +PK-04$/m);
+    expect(stdout).toMatch(/^Revoked key [0-9a-f]+\.$/m);
+    const keys = JSON.parse(run('npm', ['run', 'keys', '--', 'list', '--json']).stdout) as {
+      name: string;
+      revoked_at: string | null;
+    }[];
+    expect(keys.find((k) => k.name === 'Temp')?.revoked_at).toEqual(expect.any(String));
   });
 });
