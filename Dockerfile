@@ -2,9 +2,11 @@
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci
+# --ignore-scripts: the project's prepare script (the build) needs the sources, copied next;
+# npm rebuild then runs the dependencies' install scripts.
+RUN npm ci --ignore-scripts
 COPY . .
-RUN npm run build && npm prune --omit=dev
+RUN npm rebuild && npm run build && npm prune --omit=dev
 
 # ---- runtime ----
 FROM node:20-bookworm-slim

@@ -205,9 +205,9 @@ describe('bundle downloads: Range, If-Range, conditions, HEAD', () => {
     });
   });
 
-  it('resumes with curl -C - as the README shows, run as written', async () => {
-    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
-    const snippet = /^curl [^\n]*-C - [^\n]*\\\n[^\n]*\/content\n/m.exec(readme)?.[0];
+  it('resumes with curl -C - as docs/bundles.md shows, run as written', async () => {
+    const readme = readFileSync(path.join(ROOT, 'docs', 'bundles.md'), 'utf8');
+    const snippet = /^curl [^\n]*-C - [^\n]*\/content\n/m.exec(readme)?.[0];
     expect(snippet).toBeDefined();
     const dir = mkdtempSync(path.join(work, 'curl-'));
     writeFileSync(path.join(dir, 'bundle.zip'), full.subarray(0, 123_457));
@@ -222,8 +222,25 @@ describe('bundle downloads: Range, If-Range, conditions, HEAD', () => {
     expect(sha256(readFileSync(path.join(dir, 'bundle.zip')))).toBe(sha256(full));
   });
 
-  it('runs the README’s resuming commands as written: curl -C - and curl -r with If-Range', async () => {
-    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  it('checks the bundle with the standard tools of docs/bundles.md, run as written', async () => {
+    const page = readFileSync(path.join(ROOT, 'docs', 'bundles.md'), 'utf8');
+    const section = page.slice(page.indexOf('**Checking a bundle with standard tools**'));
+    const block = /```sh\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(block).toContain('sha256sum -c SHA256SUMS');
+    const dir = mkdtempSync(path.join(work, 'verify-'));
+    writeFileSync(path.join(dir, 'bundle.zip'), full);
+    const { stdout } = await run('bash', ['-e', '-o', 'pipefail', '-c', block!], { cwd: dir });
+    const published = (await fetch(`${app.url}/v1/custody/public-key`).then((r) => r.json())) as {
+      fingerprint: string;
+    };
+    expect(stdout).toContain(`${published.fingerprint}  -`);
+    expect(stdout.match(/^Signature Verified Successfully$/gm)).toHaveLength(2);
+    expect(stdout).not.toMatch(/FAILED/);
+    expect(stdout).toMatch(/^files\/01-[^\n]*: OK$/m);
+  });
+
+  it('runs docs/bundles.md’s resuming commands as written: curl -C - and curl -r with If-Range', async () => {
+    const readme = readFileSync(path.join(ROOT, 'docs', 'bundles.md'), 'utf8');
     const section = readme.slice(readme.indexOf('**Resuming and caching.**'));
     const block = /```sh\n([\s\S]*?)```/.exec(section)?.[1];
     expect(block).toContain('-C -');

@@ -154,8 +154,8 @@ function wiring(env: Record<string, string>): Record<string, string> {
     expect(c.services.minio!.environment!.MINIO_ROOT_PASSWORD).toBe(values.MINIO_ROOT_PASSWORD);
   });
 
-  it('names the variables the stack wires itself in the README and .env.example', () => {
-    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  it('names the variables the stack wires itself in docs/operations.md and .env.example', () => {
+    const readme = readFileSync(path.join(ROOT, 'docs', 'operations.md'), 'utf8');
     const section = readme.slice(readme.indexOf('## Production-like setup with Docker'));
     const composeNotes = example.text.slice(example.text.indexOf('docker-compose.yml only'));
     for (const name of Object.keys(wiring({}))) {
@@ -311,15 +311,15 @@ function wiring(env: Record<string, string>): Record<string, string> {
     });
   });
 
-  it("runs the README's Docker commands as written where no engine is needed", () => {
-    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  it("runs docs/operations.md's Docker commands as written where no engine is needed", () => {
+    const readme = readFileSync(path.join(ROOT, 'docs', 'operations.md'), 'utf8');
     const section = readme.slice(readme.indexOf('## Production-like setup with Docker'));
     const snippet = /```sh\n([\s\S]*?)```/.exec(section)![1]!;
     const lines = snippet.trim().split('\n');
     const dir = project();
     const done: string[] = [];
     for (const line of lines) {
-      // The README shows `docker compose`; Debian's docker-compose 1.x takes the same arguments.
+      // docs/operations.md shows `docker compose`; Debian's docker-compose 1.x takes the same arguments.
       const words = line.replace(/^docker compose /, 'docker-compose ').split(/\s+/);
       if (words[0] === 'cp' || (words[0] === 'docker-compose' && words[1] === 'config')) {
         run(dir, words[0], words.slice(1));
@@ -335,7 +335,7 @@ function wiring(env: Record<string, string>): Record<string, string> {
         expect(readFileSync(path.join(ROOT, source), 'utf8')).toContain('create');
       } else {
         throw new Error(
-          `the README's Docker snippet has a command this test does not check: ${line}`,
+          `docs/operations.md's Docker snippet has a command this test does not check: ${line}`,
         );
       }
     }

@@ -677,7 +677,7 @@ describe('405 with a complete Allow on every known path', () => {
   });
 });
 
-describe('the README’s HTTP snippet', () => {
+describe('docs/api.md’s HTTP snippet', () => {
   let app: TestApp;
   beforeAll(async () => {
     app = await startTestApp('fs', { CORS_ORIGINS: 'https://dash.example.com' });
@@ -685,7 +685,7 @@ describe('the README’s HTTP snippet', () => {
   afterAll(() => app.close());
 
   it('runs as written and shows what the service answers', async () => {
-    const readme = readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
+    const readme = readFileSync(path.join(__dirname, '..', '..', 'docs', 'api.md'), 'utf8');
     const marker = readme.indexOf('<!-- run as written by tests/api/http-semantics.test.ts');
     expect(marker).toBeGreaterThan(0);
     const snippet = /```sh\n([\s\S]*?)```/.exec(readme.slice(marker))![1]!;

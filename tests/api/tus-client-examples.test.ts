@@ -5,14 +5,14 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { bearer, startTestApp, type TestApp, itemView } from '../support/harness';
 import { fakeMedia, sha256 } from '../support/media';
-import { readmeShows } from '../support/readme';
+import { docShows } from '../support/readme';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(__dirname, '..', '..');
 const EXAMPLE = path.join(ROOT, 'examples', 'tus-js-client', 'upload-clip.mjs');
 
-/** The README's tus-js-client example, as written, in Node against the real service. */
-describe('the README tus-js-client example', () => {
+/** docs/integrations.md's tus-js-client example, as written, in Node against the real service. */
+describe('the tus-js-client example of docs/integrations.md', () => {
   let app: TestApp;
   let dir: string;
   beforeAll(async () => {
@@ -24,8 +24,8 @@ describe('the README tus-js-client example', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('is in the README verbatim', () => {
-    expect(readmeShows(EXAMPLE)).toBe(true);
+  it('is in docs/integrations.md verbatim', () => {
+    expect(docShows('docs/integrations.md', EXAMPLE)).toBe(true);
   });
 
   it('uploads a clip in pieces with its orders, and the archived SHA-256 matches', async () => {

@@ -659,8 +659,8 @@ describe('Twilio recording callbacks', () => {
     expect(res.body.code).toBe('validation_failed');
   });
 
-  it("runs the README's Twilio snippet as written", async () => {
-    const readme = readFileSync(path.resolve(__dirname, '../../README.md'), 'utf8');
+  it("runs docs/integrations.md's Twilio snippet as written", async () => {
+    const readme = readFileSync(path.resolve(__dirname, '../../docs/integrations.md'), 'utf8');
     const block = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)]
       .map((m) => m[1]!)
       .find((b) => b.includes('getExpectedTwilioSignature'));

@@ -4,10 +4,10 @@ import type { Browser, Page } from 'playwright-core';
 import { CHROMIUM, CHROMIUM_FLAGS, haveBrowser } from '../support/chromium';
 import { bearer, startTestApp, type TestApp, itemView } from '../support/harness';
 import { fakeMedia, sha256 } from '../support/media';
-import { readmeShows } from '../support/readme';
+import { docShows } from '../support/readme';
 
 /**
- * The README's Uppy example (examples/uppy/upload.js, shown verbatim) with the real @uppy/core and
+ * docs/integrations.md's Uppy example (examples/uppy/upload.js, shown verbatim) with the real @uppy/core and
  * @uppy/tus from node_modules, bundled by esbuild, in Debian's Chromium driven by playwright-core,
  * against the real service. The page is served at the service's own origin (playwright answers
  * its two made-up paths), so this needs no CORS.
@@ -95,8 +95,8 @@ jest.setTimeout(120_000);
     return { lines, metadata, page };
   }
 
-  it('is in the README verbatim', () => {
-    expect(readmeShows(EXAMPLE)).toBe(true);
+  it('is in docs/integrations.md verbatim', () => {
+    expect(docShows('docs/integrations.md', EXAMPLE)).toBe(true);
   });
 
   it('uploads a clip with its kind and order, with default options, and the archived SHA-256 matches', async () => {

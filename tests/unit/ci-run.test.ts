@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 /**
- * .ci/run installs Debian's prometheus (for promtool and the README's scrape config test); on a
+ * .ci/run installs Debian's prometheus (for promtool and docs/operations.md's scrape config test); on a
  * host without policy-rc.d the package starts its daemon on :9090. The script stops and disables
  * it right after the install, and a host without systemd (or with no daemon running) does not
  * fail CI. Run here as root would run it, with apt-get, systemctl and pkill replaced by stubs that
