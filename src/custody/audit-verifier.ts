@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import type { Db, Executor } from '../db/database';
-import type { BlobStore } from '../storage/blob-store';
+import type { CustodyRecordStore } from '../storage/record-store';
 import { canonicalJson, chainHash, GENESIS_HASH } from './audit-chain';
 import { chainedFormOf } from './audit.service';
 import { CHECKPOINT_PREFIX, type SignedCheckpoint } from './checkpoint.service';
@@ -50,7 +50,7 @@ const MAX_PROBLEMS = 1000;
 export class AuditVerifier {
   constructor(
     private readonly db: Db,
-    private readonly store: BlobStore,
+    private readonly store: CustodyRecordStore,
     private readonly publicKey: KeyObject,
   ) {}
 

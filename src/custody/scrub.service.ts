@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks';
 import type { Db } from '../db/database';
 import type { Logger } from '../logger';
 import type { BlobStore, StoredObject } from '../storage/blob-store';
+import type { CustodyRecordStore } from '../storage/record-store';
 import { AuditVerifier } from './audit-verifier';
 import { systemActor, type AuditLog } from './audit.service';
 import type { HoldService } from './hold.service';
@@ -69,6 +70,8 @@ export class ScrubService {
   constructor(
     private readonly db: Db,
     private readonly store: BlobStore,
+    /** Where the signed checkpoints the chain is verified against are kept. */
+    private readonly records: CustodyRecordStore,
     private readonly repo: ScrubRepository,
     private readonly integrity: IntegrityService,
     private readonly holds: HoldService,
@@ -217,7 +220,7 @@ export class ScrubService {
   private async verifyChain(): Promise<ScrubReport['chain']> {
     const verifier = new AuditVerifier(
       this.db,
-      this.store,
+      this.records,
       createPublicKey(this.signingKey.publicKeyPem),
     );
     const report = await verifier.verify();
