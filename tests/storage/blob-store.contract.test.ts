@@ -3,7 +3,6 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { loadConfig } from '../../src/config';
 import { BlobUnavailableError, blobKeyFor, type BlobStore } from '../../src/storage/blob-store';
 import { S3BlobStore } from '../../src/storage/blob-store.s3';
 import type { CustodyRecordStore } from '../../src/storage/record-store';
@@ -17,7 +16,7 @@ import {
   type ContractStores,
   readAll,
   recordingS3Client,
-  s3ConfigOf,
+  compliance30Days,
   type SentRequest,
   startContractStores,
 } from '../support/store-contract';
@@ -295,13 +294,7 @@ describe('S3 Object Lock requests (s3rver)', () => {
 
   beforeAll(async () => {
     s3 = await startS3Server();
-    const cfg = s3ConfigOf(
-      loadConfig({
-        ...s3.env,
-        S3_OBJECT_LOCK_MODE: 'COMPLIANCE',
-        S3_OBJECT_LOCK_RETENTION_DAYS: '30',
-      }),
-    );
+    const cfg = compliance30Days(s3);
     copyClient = recordingS3Client(cfg, sent, 'copies');
     store = new S3BlobStore(recordingS3Client(cfg, sent), cfg, { copyClient });
   });

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { loadConfig } from '../../src/config';
 import type { CustodyRecordStore } from '../../src/storage/record-store';
 import { S3CustodyRecordStore } from '../../src/storage/record-store.s3';
 import { cephForTests } from '../support/ceph';
@@ -9,7 +8,7 @@ import {
   contractDrivers,
   type ContractStores,
   recordingS3Client,
-  s3ConfigOf,
+  compliance30Days,
   type SentRequest,
   startContractStores,
 } from '../support/store-contract';
@@ -52,6 +51,13 @@ describe.each<ContractDriver>(contractDrivers(ceph))(
       expect(listed.every((k) => k.startsWith('custody/checkpoints/'))).toBe(true);
     });
 
+    it('lists the records under its own prefix only, none where none were written', async () => {
+      expect(await records.listRecords('custody/none/')).toEqual([]);
+      await records.putRecord('custody/other/1.json', Buffer.from('{}'));
+      expect(await records.listRecords('custody/other/')).toEqual(['custody/other/1.json']);
+      expect(await records.listRecords('custody/none/')).toEqual([]);
+    });
+
     it.each([
       'custody/../x',
       'custody/a/../../b',
@@ -81,13 +87,7 @@ describe('S3 Object Lock requests (s3rver)', () => {
 
   beforeAll(async () => {
     s3 = await startS3Server();
-    const cfg = s3ConfigOf(
-      loadConfig({
-        ...s3.env,
-        S3_OBJECT_LOCK_MODE: 'COMPLIANCE',
-        S3_OBJECT_LOCK_RETENTION_DAYS: '30',
-      }),
-    );
+    const cfg = compliance30Days(s3);
     const client = recordingS3Client(cfg, sent);
     close = () => client.destroy();
     records = new S3CustodyRecordStore(client, cfg);

@@ -100,6 +100,17 @@ export function recordingS3Client(
   return client;
 }
 
+/** S3 settings for `s3` with WORM configured: COMPLIANCE for 30 days. */
+export function compliance30Days(s3: TestS3): S3Config {
+  return s3ConfigOf(
+    loadConfig({
+      ...s3.env,
+      S3_OBJECT_LOCK_MODE: 'COMPLIANCE',
+      S3_OBJECT_LOCK_RETENTION_DAYS: '30',
+    }),
+  );
+}
+
 /** The S3 settings of a config that must be for S3. */
 export function s3ConfigOf(config: AppConfig): S3Config {
   if (config.storage.driver !== 's3') throw new Error('not an S3 configuration');
