@@ -43,7 +43,7 @@ const MAX_PROBLEMS = 1000;
 
 /**
  * Recomputes the audit chain from the first event and checks it against every signed checkpoint
- * in the blob store, trusting neither the database's own hashes nor its checkpoint table: only
+ * in the custody record store, trusting neither the database's own hashes nor its checkpoint table: only
  * the public key given. A chain recomputed after rows were removed still hashes consistently, but
  * no longer reaches the hash a checkpoint signed at that sequence number.
  */

@@ -1,10 +1,5 @@
-import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
-import {
-  GetObjectCommand,
-  HeadBucketCommand,
-  HeadObjectCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3';
+import type { Readable } from 'node:stream';
+import { HeadBucketCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { S3Config } from '../config';
 import {
@@ -160,42 +155,18 @@ export class S3BlobStore implements BlobStore {
   }
 
   async read(key: string, expectedSize: number, range?: ByteRange): Promise<Readable> {
-    // Always an explicit first-last range: some S3-compatible servers (s3rver) mishandle suffix
-    // ranges, and we already know the size.
-    const res = await this.bucket.client
-      .send(
-        new GetObjectCommand({
-          Bucket: this.bucket.name,
-          Key: this.bucket.objectKey(key),
-          Range: range ? `bytes=${range.start}-${range.end}` : undefined,
-        }),
-      )
-      .catch((err: unknown) => {
-        throw isNotFound(err) ? new BlobUnavailableError(key, 'missing') : err;
-      });
-    const body = res.Body as Readable;
-    const total = parseContentRangeTotal(res.ContentRange) ?? res.ContentLength;
-    if (total !== expectedSize) {
-      body.destroy();
+    const res = await this.bucket.getObject(key, range).catch((err: unknown) => {
+      throw isNotFound(err) ? new BlobUnavailableError(key, 'missing') : err;
+    });
+    if (res.total !== expectedSize) {
+      res.body.destroy();
       throw new BlobUnavailableError(
         key,
         'size_mismatch',
-        `${total} bytes, expected ${expectedSize}`,
+        `${res.total} bytes, expected ${expectedSize}`,
       );
     }
-    if (!range) return body;
-    // Trust the bytes, not the server: if it answered with more than asked (a 200 with the whole
-    // object, or a wider range), cut exactly the requested window out of what it sent.
-    const servedFrom = parseContentRangeStart(res.ContentRange) ?? 0;
-    const served = res.ContentLength;
-    const wanted = range.end - range.start + 1;
-    if (servedFrom === range.start && served === wanted) return body;
-    if (servedFrom > range.start) {
-      body.destroy();
-      throw new Error(`storage served bytes from ${servedFrom}, asked from ${range.start}`);
-    }
-    // pipeline forwards errors both ways and stops reading the source once the window is full.
-    return pipeline(body, new ByteWindow(range.start - servedFrom, wanted), () => undefined);
+    return res.exact();
   }
 
   async delete(key: string): Promise<void> {
@@ -223,39 +194,5 @@ export class S3BlobStore implements BlobStore {
 
   async close(): Promise<void> {
     this.bucket.close();
-  }
-}
-
-function parseContentRangeStart(header: string | undefined): number | undefined {
-  const m = header && /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(header);
-  return m ? Number(m[1]) : undefined;
-}
-
-function parseContentRangeTotal(header: string | undefined): number | undefined {
-  const m = header && /^bytes \d+-\d+\/(\d+)$/.exec(header);
-  return m ? Number(m[1]) : undefined;
-}
-
-/** Passes through `length` bytes after skipping `skip`, then ends. */
-class ByteWindow extends Transform {
-  constructor(
-    private skip: number,
-    private remaining: number,
-  ) {
-    super();
-  }
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    if (this.remaining === 0) return cb();
-    if (this.skip >= chunk.length) {
-      this.skip -= chunk.length;
-      return cb();
-    }
-    const part = chunk.subarray(this.skip, this.skip + this.remaining);
-    this.skip = 0;
-    this.remaining -= part.length;
-    if (part.length) this.push(part);
-    if (this.remaining === 0) this.push(null);
-    cb();
   }
 }

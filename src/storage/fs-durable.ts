@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { Transform, Writable } from 'node:stream';
 
-/** Durable writes on local disk, shared by the disk stores: "written" means fsynced. */
+// Durable writes on local disk, shared by the disk stores: "written" means fsynced.
 
 /**
  * Network reads arrive in 16-64 KiB chunks; gathering them into 1 MiB writes halves the write

@@ -1,11 +1,13 @@
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
+import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CopyObjectCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
+  GetObjectCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
@@ -14,9 +16,9 @@ import {
 } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { S3Config } from '../config';
-import type { StoredObject } from './blob-store';
+import type { ByteRange, StoredObject } from './blob-store';
 
-/**
+/*
  * Every quirk of S3 servers and of the AWS SDK in one module: client construction (timeouts,
  * checksums), the copy client with size-scaled timeouts, error classification, and the bucket
  * operations the blob, resumable and custody-record stores share.
@@ -165,6 +167,44 @@ export class S3Bucket {
       if (isNotFound(err)) return undefined;
       throw err;
     }
+  }
+
+  /**
+   * An object, or the inclusive range of it, with its whole size as the server reports it.
+   * exact() gives exactly the bytes asked for (it throws, having destroyed the body, when the
+   * server served from past the range's start). Rejects with the SDK's error (isNotFound).
+   */
+  async getObject(
+    key: string,
+    range?: ByteRange,
+  ): Promise<{ body: Readable; total: number | undefined; exact(): Readable }> {
+    // Always an explicit first-last range: some S3-compatible servers (s3rver) mishandle suffix
+    // ranges, and we already know the size.
+    const res = await this.client.send(
+      new GetObjectCommand({
+        Bucket: this.cfg.bucket,
+        Key: this.objectKey(key),
+        Range: range ? `bytes=${range.start}-${range.end}` : undefined,
+      }),
+    );
+    const body = res.Body as Readable;
+    const total = parseContentRangeTotal(res.ContentRange) ?? res.ContentLength;
+    const exact = (): Readable => {
+      if (!range) return body;
+      // Trust the bytes, not the server: if it answered with more than asked (a 200 with the
+      // whole object, or a wider range), cut exactly the requested window out of what it sent.
+      const servedFrom = parseContentRangeStart(res.ContentRange) ?? 0;
+      const served = res.ContentLength;
+      const wanted = range.end - range.start + 1;
+      if (servedFrom === range.start && served === wanted) return body;
+      if (servedFrom > range.start) {
+        body.destroy();
+        throw new Error(`storage served bytes from ${servedFrom}, asked from ${range.start}`);
+      }
+      // pipeline forwards errors both ways and stops reading the source once the window is full.
+      return pipeline(body, new ByteWindow(range.start - servedFrom, wanted), () => undefined);
+    };
+    return { body, total, exact };
   }
 
   async deleteObject(key: string): Promise<void> {
@@ -316,5 +356,39 @@ export class S3Bucket {
   close(): void {
     this.client.destroy();
     this.ownCopyClient?.destroy();
+  }
+}
+
+function parseContentRangeStart(header: string | undefined): number | undefined {
+  const m = header && /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(header);
+  return m ? Number(m[1]) : undefined;
+}
+
+function parseContentRangeTotal(header: string | undefined): number | undefined {
+  const m = header && /^bytes \d+-\d+\/(\d+)$/.exec(header);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Passes through `length` bytes after skipping `skip`, then ends. */
+class ByteWindow extends Transform {
+  constructor(
+    private skip: number,
+    private remaining: number,
+  ) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (this.remaining === 0) return cb();
+    if (this.skip >= chunk.length) {
+      this.skip -= chunk.length;
+      return cb();
+    }
+    const part = chunk.subarray(this.skip, this.skip + this.remaining);
+    this.skip = 0;
+    this.remaining -= part.length;
+    if (part.length) this.push(part);
+    if (this.remaining === 0) this.push(null);
+    cb();
   }
 }
