@@ -34,7 +34,7 @@ import { createDb, type Db } from '../src/db/database';
 import { EmbeddedDatabase } from '../src/db/embedded-postgres';
 import { EvidenceRepository } from '../src/evidence/evidence.repository';
 import { createLogger } from '../src/base/logger';
-import { createS3Client } from '../src/storage/blob-store.s3';
+import { createS3Client } from '../src/storage/s3-client';
 import type { TestS3 } from '../tests/support/s3-server';
 import { benchMedia } from './media-bench';
 import { benchPush } from './push-bench';

@@ -58,8 +58,9 @@ import { MediaService } from './media/media.service';
 import { ScratchRepository } from './media/scratch.repository';
 import { Metrics } from './base/metrics';
 import type { BlobStore } from './storage/blob-store';
-import { FsBlobStore } from './storage/blob-store.fs';
-import { createS3Client, S3BlobStore, type S3BlobStoreOptions } from './storage/blob-store.s3';
+import type { CustodyRecordStore } from './storage/record-store';
+import type { ResumableStore } from './storage/resumable-store';
+import { createStores } from './storage/stores';
 import { WormLedger } from './storage/worm';
 
 export interface AppContext {
@@ -69,6 +70,8 @@ export interface AppContext {
   /** The owner's connection URL: for migrations and the job queue, never for requests. */
   databaseUrl: string;
   blobStore: BlobStore;
+  resumableStore: ResumableStore;
+  recordStore: CustodyRecordStore;
   apiKeys: ApiKeyService;
   ingest: IngestService;
   evidence: EvidenceService;
@@ -124,22 +127,14 @@ export interface ContextOptions {
   migrate?: boolean;
   /** Wraps the configured blob store (tests use it to slow a real store down). */
   wrapBlobStore?: (store: BlobStore) => BlobStore;
+  /** Wraps the configured resumable-upload store (tests use it to watch discards). */
+  wrapResumableStore?: (store: ResumableStore) => ResumableStore;
   /** Generate the signing key on first start (the service does; CLIs never leave one behind). */
   createSigningKey?: boolean;
   /** Connect the PostgreSQL job queue (the service does; CLIs do not). Started by `jobs.start`. */
   jobQueue?: boolean;
   /** Look for ffmpeg/ffprobe (the service and the worker do; CLIs need no media tools). */
   mediaTools?: boolean;
-}
-
-export async function createBlobStore(
-  config: AppConfig,
-  opts: S3BlobStoreOptions = {},
-): Promise<BlobStore> {
-  if (config.storage.driver === 's3') {
-    return new S3BlobStore(createS3Client(config.storage.s3), config.storage.s3, opts);
-  }
-  return new FsBlobStore(config.storage.root, opts).init();
 }
 
 async function loadSigningKey(
@@ -204,7 +199,7 @@ export async function buildContext(
     // Registered before anything is written: staging keys carry this instance's id.
     instance = new InstanceRegistry(databaseUrl, logger, { role });
     await instance.start();
-    const configured = await createBlobStore(config, {
+    const stores = await createStores(config, {
       worm,
       // Followed as it changes: a lost session registers under a new id. An instance that lost
       // its session registers again before staging, not at its next heartbeat: staging under the
@@ -215,7 +210,9 @@ export async function buildContext(
         return instance!.id;
       },
     });
-    const blobStore = options.wrapBlobStore?.(configured) ?? configured;
+    const blobStore = options.wrapBlobStore?.(stores.blobs) ?? stores.blobs;
+    const resumableStore = options.wrapResumableStore?.(stores.resumable) ?? stores.resumable;
+    const recordStore = stores.records;
     const evidenceRepo = new EvidenceRepository();
     const auditRepo = new AuditRepository();
     const audit = new AuditLog(db, auditRepo, logger, { recordReads: config.custody.auditReads });
@@ -228,7 +225,7 @@ export async function buildContext(
     const phone = { defaultPhoneRegion: config.defaultPhoneRegion };
     const pool = db;
     const metrics = new Metrics();
-    const checkpoints = new CheckpointService(db, blobStore, auditRepo, signingKey, logger);
+    const checkpoints = new CheckpointService(db, recordStore, auditRepo, signingKey, logger);
     const hasher = new HashPool();
     const integrity = new IntegrityService(
       db,
@@ -318,6 +315,7 @@ export async function buildContext(
     const scrub = new ScrubService(
       db,
       blobStore,
+      recordStore,
       new ScrubRepository(),
       integrity,
       holds,
@@ -362,6 +360,7 @@ export async function buildContext(
       db,
       new ResumableUploadRepository(),
       blobStore,
+      resumableStore,
       ingest,
       uploadLocker,
       hasher,
@@ -396,6 +395,8 @@ export async function buildContext(
       db,
       databaseUrl,
       blobStore,
+      resumableStore,
+      recordStore,
       worm,
       apiKeys: new ApiKeyService(db, new ApiKeyRepository(), audit, config.authCacheTtlMs),
       ingest,

@@ -571,9 +571,8 @@ export class BundleService {
     if (written && written.checkpoint.seq === latest.seq) {
       return { ...written, objectKey: latest.object_key };
     }
-    const stored = await this.store.getRecord(latest.object_key);
-    if (!stored) throw new Error(`audit checkpoint ${latest.object_key} is missing from the store`);
-    const signed = JSON.parse(stored.toString('utf8')) as SignedCheckpoint;
+    const signed = await this.checkpoints.stored(latest.object_key);
+    if (!signed) throw new Error(`audit checkpoint ${latest.object_key} is missing from the store`);
     return {
       checkpoint: signed.checkpoint,
       signature: signed.signature,

@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import type { Db, Executor } from '../db/database';
-import type { BlobStore } from '../storage/blob-store';
+import type { CustodyRecordStore } from '../storage/record-store';
 import { canonicalJson, chainHash, GENESIS_HASH } from '../base/audit-chain';
 import { chainedFormOf } from '../base/audit.service';
 import { CHECKPOINT_PREFIX, type SignedCheckpoint } from './checkpoint.service';
@@ -43,14 +43,14 @@ const MAX_PROBLEMS = 1000;
 
 /**
  * Recomputes the audit chain from the first event and checks it against every signed checkpoint
- * in the blob store, trusting neither the database's own hashes nor its checkpoint table: only
+ * in the custody record store, trusting neither the database's own hashes nor its checkpoint table: only
  * the public key given. A chain recomputed after rows were removed still hashes consistently, but
  * no longer reaches the hash a checkpoint signed at that sequence number.
  */
 export class AuditVerifier {
   constructor(
     private readonly db: Db,
-    private readonly store: BlobStore,
+    private readonly store: CustodyRecordStore,
     private readonly publicKey: KeyObject,
   ) {}
 

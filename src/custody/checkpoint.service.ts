@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Db, Executor } from '../db/database';
 import type { Logger } from '../base/logger';
-import type { BlobStore } from '../storage/blob-store';
+import type { CustodyRecordStore } from '../storage/record-store';
 import { canonicalJson, chainHash, GENESIS_HASH } from '../base/audit-chain';
 import { chainedFormOf } from '../base/audit.service';
 import type { AuditRepository } from '../base/audit.repository';
@@ -32,14 +32,14 @@ export const checkpointKey = (seq: number) =>
   `${CHECKPOINT_PREFIX}${String(seq).padStart(20, '0')}.json`;
 
 /**
- * Writes the chain head, signed, into the blob store under its own prefix (in production a
+ * Writes the chain head, signed, into the custody record store under its own prefix (in production a
  * bucket with S3 Object Lock), where whoever administers the database cannot reach it. Deleting
  * audit rows and recomputing the chain then no longer matches a signed head.
  */
 export class CheckpointService {
   constructor(
     private readonly db: Db,
-    private readonly store: BlobStore,
+    private readonly store: CustodyRecordStore,
     private readonly repo: AuditRepository,
     private readonly key: SigningKey,
     private readonly logger: Logger,
@@ -99,6 +99,12 @@ export class CheckpointService {
     // Not itself an audit event: that would move the head and make every run sign again.
     if (written) this.logger.info({ seq: written.checkpoint.seq }, 'audit checkpoint signed');
     return written;
+  }
+
+  /** A checkpoint as stored under its object key, or undefined when the store has none there. */
+  async stored(objectKey: string): Promise<SignedCheckpoint | undefined> {
+    const stored = await this.store.getRecord(objectKey);
+    return stored ? (JSON.parse(stored.toString('utf8')) as SignedCheckpoint) : undefined;
   }
 
   /** Recomputes the events after `from` up to `head`; throws at the first that does not chain. */

@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks';
 import type { Db } from '../db/database';
 import type { Logger } from '../base/logger';
 import type { BlobStore, StoredObject } from '../storage/blob-store';
+import type { CustodyRecordStore } from '../storage/record-store';
 import { AuditVerifier } from './audit-verifier';
 import type { AuditLog } from '../base/audit.service';
 import type { HoldService } from './hold.service';
@@ -70,6 +71,8 @@ export class ScrubService {
   constructor(
     private readonly db: Db,
     private readonly store: BlobStore,
+    /** Where the signed checkpoints the chain is verified against are kept. */
+    private readonly records: CustodyRecordStore,
     private readonly repo: ScrubRepository,
     private readonly integrity: IntegrityService,
     private readonly holds: HoldService,
@@ -218,7 +221,7 @@ export class ScrubService {
   private async verifyChain(): Promise<ScrubReport['chain']> {
     const verifier = new AuditVerifier(
       this.db,
-      this.store,
+      this.records,
       createPublicKey(this.signingKey.publicKeyPem),
     );
     const report = await verifier.verify();

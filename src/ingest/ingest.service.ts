@@ -62,7 +62,7 @@ class IdempotencyKeyTaken extends Error {}
 export class IngestService {
   constructor(
     private readonly db: Db,
-    private readonly store: BlobStore,
+    private readonly store: Pick<BlobStore, 'promote' | 'discardStaging' | 'verifyWorm'>,
     private readonly evidence: EvidenceRepository,
     private readonly idempotency: IdempotencyRepository,
     private readonly audit: AuditLog,

@@ -1,10 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { Transform, Writable, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
-  assertRecordKey,
   BlobUnavailableError,
   blobKeyFor,
   type BlobNamespace,
@@ -12,7 +11,6 @@ import {
   isPromotableKey,
   newStagingKey,
   RESUMABLE_PREFIX,
-  type ResumableState,
   STAGING_PREFIX,
   stagingOwner,
   type StagingOwner,
@@ -21,6 +19,7 @@ import {
   type PromoteResult,
   type StoredObject,
 } from './blob-store';
+import { coalesce, durableWriter, fsyncDir, WRITE_BYTES } from './fs-durable';
 import { WORM_NOT_CONFIGURED, type WormState } from './worm';
 
 /** Blobs on local disk: fsync before acknowledging, promotion by an atomic no-clobber link. */
@@ -138,54 +137,6 @@ export class FsBlobStore implements BlobStore {
     return { key };
   }
 
-  async createResumable(): Promise<{ key: string; state: ResumableState }> {
-    const key = `${RESUMABLE_PREFIX}${randomUUID()}`;
-    const file = this.pathOf(key);
-    await (await fs.open(file, 'wx', 0o640)).close();
-    await fsyncDir(path.dirname(file));
-    return { key, state: {} };
-  }
-
-  async appendResumable(
-    key: string,
-    state: ResumableState,
-    offset: number,
-    body: AsyncIterable<Buffer>,
-  ): Promise<ResumableState> {
-    const handle = await fs.open(this.pathOf(key), 'r+');
-    try {
-      // Bytes past the recorded offset come from a write the database never acknowledged.
-      await handle.truncate(offset);
-    } catch (err) {
-      await handle.close();
-      throw err;
-    }
-    // The stream owns the handle from here: it fsyncs and closes it, or closes it on error.
-    await pipeline(body, coalesce(WRITE_BYTES), durableWriter(handle, offset));
-    return state;
-  }
-
-  async completeResumable(key: string, _state: ResumableState, size: number): Promise<void> {
-    const actual = await this.stat(key);
-    if (actual !== size)
-      throw new Error(`resumable upload ${key} holds ${actual} bytes, not ${size}`);
-  }
-
-  async discardResumable(key: string): Promise<void> {
-    await fs.rm(this.pathOf(key), { force: true });
-  }
-
-  async sweepResumable(before: Date, isLive: (key: string) => Promise<boolean>): Promise<number> {
-    let removed = 0;
-    for await (const o of this.list(RESUMABLE_PREFIX)) {
-      if (o.lastModified < before && isPromotableKey(o.key) && !(await isLive(o.key))) {
-        await fs.rm(this.pathOf(o.key), { force: true });
-        removed++;
-      }
-    }
-    return removed;
-  }
-
   async discardStaging(stagingKey: string): Promise<void> {
     await fs.rm(this.pathOf(stagingKey), { force: true });
   }
@@ -267,60 +218,6 @@ export class FsBlobStore implements BlobStore {
     yield* walk(path.join(this.root, prefix), prefix);
   }
 
-  private recordPath(key: string): string {
-    assertRecordKey(key);
-    return path.join(this.root, key);
-  }
-
-  async putRecord(key: string, body: Buffer): Promise<WormState> {
-    const file = this.recordPath(key);
-    await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o750 });
-    // Written whole under a temporary name, then linked into place: never replaced, never torn.
-    const temp = `${file}.${randomUUID()}.tmp`;
-    await fs.writeFile(temp, body, { mode: 0o440, flush: true });
-    try {
-      await fs.link(temp, file);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const existing = await fs.readFile(file);
-      if (!existing.equals(body))
-        throw new Error(`custody record ${key} exists with other content`);
-    } finally {
-      await fs.rm(temp, { force: true });
-    }
-    await fsyncDir(path.dirname(file));
-    return WORM_NOT_CONFIGURED;
-  }
-
-  async getRecord(key: string): Promise<Buffer | undefined> {
-    try {
-      return await fs.readFile(this.recordPath(key));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw err;
-    }
-  }
-
-  async listRecords(prefix: string): Promise<string[]> {
-    const base = prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
-    assertRecordKey(base);
-    const dir = path.join(this.root, base);
-    let names: string[];
-    try {
-      names = await fs.readdir(dir, { recursive: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw err;
-    }
-    const keys: string[] = [];
-    for (const name of names) {
-      if (name.endsWith('.tmp')) continue;
-      const st = await fs.stat(path.join(dir, name));
-      if (st.isFile()) keys.push(`${base}/${name.split(path.sep).join('/')}`);
-    }
-    return keys.sort();
-  }
-
   readonly legalHoldSupported = false;
 
   async setLegalHold(): Promise<void> {
@@ -336,102 +233,4 @@ export class FsBlobStore implements BlobStore {
   }
 
   async close(): Promise<void> {}
-}
-
-/**
- * Network reads arrive in 16-64 KiB chunks; gathering them into 1 MiB writes halves the write
- * calls' cost on a busy disk, and costs one memcpy.
- */
-const WRITE_BYTES = 1 << 20;
-
-function coalesce(size: number): Transform {
-  let parts: Buffer[] = [];
-  let length = 0;
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      parts.push(chunk);
-      length += chunk.length;
-      if (length < size) return cb();
-      const out = Buffer.concat(parts, length);
-      parts = [];
-      length = 0;
-      cb(null, out);
-    },
-    flush(cb) {
-      cb(null, length ? Buffer.concat(parts, length) : undefined);
-    },
-  });
-}
-
-/** Bytes written but not yet handed to a background fdatasync. */
-const EARLY_SYNC_BYTES = 2 << 20;
-
-/**
- * Writes a file from `start` on and fsyncs it before finishing, so "written" means on disk. The
- * kernel would otherwise keep every byte dirty until that last fsync (a large share of RAM may be
- * dirty before it writes back on its own), and the fsync would then wait for the whole body: an
- * fdatasync started in the background every 2 MiB keeps the disk busy while bytes arrive, and the
- * last one waits only for the tail. That wait is on the answer's path of every tus PATCH.
- */
-function durableWriter(handle: fs.FileHandle, start: number): Writable {
-  let position = start;
-  let unsynced = 0;
-  let syncing: Promise<void> | undefined;
-  let syncFailed: unknown;
-  const earlySync = () => {
-    unsynced = 0;
-    syncing = handle.datasync().then(
-      () => {
-        syncing = undefined;
-      },
-      (err: unknown) => {
-        syncing = undefined;
-        syncFailed = err;
-      },
-    );
-  };
-  return new Writable({
-    highWaterMark: WRITE_BYTES,
-    write(chunk: Buffer, _enc, cb) {
-      if (syncFailed) return cb(syncFailed as Error);
-      writeAll(handle, chunk, position).then(() => {
-        position += chunk.length;
-        unsynced += chunk.length;
-        if (unsynced >= EARLY_SYNC_BYTES && !syncing) earlySync();
-        cb();
-      }, cb);
-    },
-    final(cb) {
-      Promise.resolve(syncing)
-        .then(() => {
-          if (syncFailed) throw syncFailed;
-          return handle.sync();
-        })
-        .then(() => cb(), cb);
-    },
-    destroy(err, cb) {
-      Promise.resolve(syncing)
-        .then(() => handle.close())
-        .then(
-          () => cb(err),
-          () => cb(err),
-        );
-    },
-  });
-}
-
-async function writeAll(handle: fs.FileHandle, chunk: Buffer, position: number): Promise<void> {
-  for (let done = 0; done < chunk.length;) {
-    const { bytesWritten } = await handle.write(chunk, done, chunk.length - done, position + done);
-    done += bytesWritten;
-  }
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await fs.open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }

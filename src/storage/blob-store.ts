@@ -19,6 +19,8 @@ export interface PromoteResult {
 /**
  * Where evidence bytes live. Blobs are content-addressed: an upload is written under a staging
  * key, and promoted to the key derived from its SHA-256 only once the hash is known and checked.
+ * Resumable uploads (ResumableStore) and custody records (CustodyRecordStore) live in the same
+ * storage behind interfaces of their own; this store owns the storage's connection (ping, close).
  */
 export interface BlobStore {
   readonly driver: 'fs' | 's3';
@@ -30,6 +32,7 @@ export interface BlobStore {
     size: number,
     namespace?: BlobNamespace,
   ): Promise<PromoteResult>;
+  /** Deletes a staging object, or a finished resumable upload's, once its bytes are promoted. */
   discardStaging(stagingKey: string): Promise<void>;
   /**
    * Repairs a damaged evidence blob: writes the staged bytes (which the caller hashed to `sha256`)
@@ -51,30 +54,6 @@ export interface BlobStore {
    * multipart uploads). Returns how many were removed.
    */
   sweepStaging(before: Date, isGone?: (owner: string) => Promise<boolean>): Promise<number>;
-  /**
-   * Starts a resumable (tus) upload. Its bytes live under `resumable/`, apart from staging, until
-   * completeResumable() makes them one object that promote() accepts like a staging key.
-   */
-  createResumable(): Promise<{ key: string; state: ResumableState }>;
-  /**
-   * Writes body at `offset`, the count of bytes `state` says are durable; anything a write cut off
-   * by a crash left beyond it is discarded. Resolves with the new state once every byte is durable.
-   */
-  appendResumable(
-    key: string,
-    state: ResumableState,
-    offset: number,
-    body: AsyncIterable<Buffer>,
-  ): Promise<ResumableState>;
-  /** Joins a finished upload's bytes into one object of `size` bytes at `key`. Idempotent. */
-  completeResumable(key: string, state: ResumableState, size: number): Promise<void>;
-  /** Deletes whatever a resumable upload left in the store, at any stage. */
-  discardResumable(key: string, state: ResumableState): Promise<void>;
-  /**
-   * Deletes resumable leftovers last touched before `before` whose upload `isLive` does not know:
-   * what a crash between the store and the database left behind. Returns how many were removed.
-   */
-  sweepResumable(before: Date, isLive: (key: string) => Promise<boolean>): Promise<number>;
   /** Size of a promoted blob, or undefined when it does not exist. */
   stat(key: string): Promise<number | undefined>;
   /**
@@ -86,15 +65,6 @@ export interface BlobStore {
   delete(key: string): Promise<void>;
   /** Every object under a prefix in ascending key order: reconciliation merges it with the rows. */
   list(prefix: 'sha256/' | 'staging/' | 'resumable/'): AsyncIterable<StoredObject>;
-  /**
-   * Custody records (signed audit checkpoints) under `custody/`: small, written once, never
-   * replaced. Writing identical bytes again is a no-op; different bytes throw. Resolves with the
-   * record's WORM protection as read back from the store.
-   */
-  putRecord(key: string, body: Buffer): Promise<WormState>;
-  getRecord(key: string): Promise<Buffer | undefined>;
-  /** Record keys under a `custody/` prefix, ascending. */
-  listRecords(prefix: string): Promise<string[]>;
   /** Whether objects carry a legal-hold flag of their own (S3 with Object Lock configured). */
   readonly legalHoldSupported: boolean;
   /**
@@ -114,22 +84,10 @@ export interface BlobStore {
   close(): Promise<void>;
 }
 
-/** A store's own record of a resumable upload's progress (S3: its multipart upload and parts). */
-export type ResumableState = Record<string, unknown>;
-
 export interface StoredObject {
   key: string;
   size: number;
   lastModified: Date;
-}
-
-const RECORD_KEY = /^custody\/[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
-
-/** Record keys are ours, but are checked anyway: no traversal, nothing outside custody/. */
-export function assertRecordKey(key: string): void {
-  if (!RECORD_KEY.test(key) || key.split('/').some((part) => part === '..' || part === '.')) {
-    throw new Error(`invalid custody record key: ${JSON.stringify(key)}`);
-  }
 }
 
 export class BlobUnavailableError extends Error {

@@ -27,7 +27,7 @@ describe.each(DRIVERS)('tampering with the custody chain (%s driver)', (driver) 
   let itemId: string;
 
   const verify = (publicKeyPem = app.ctx.signingKey.publicKeyPem): Promise<ChainReport> =>
-    new AuditVerifier(app.ctx.db, app.ctx.blobStore, createPublicKey(publicKeyPem)).verify();
+    new AuditVerifier(app.ctx.db, app.ctx.recordStore, createPublicKey(publicKeyPem)).verify();
   const kinds = (r: ChainReport) => [...new Set(r.problems.map((p) => p.kind))].sort();
   const view = () =>
     request(app.url).get(`/v1/evidence/${itemId}`).set(bearer(app.keys.support)).expect(200);
@@ -137,8 +137,8 @@ describe.each(DRIVERS)('tampering with the custody chain (%s driver)', (driver) 
 
   it('catches an edited checkpoint file, and one signed by another key', async () => {
     await checkpoint();
-    const [key] = await app.ctx.blobStore.listRecords(CHECKPOINT_PREFIX);
-    const original = (await app.ctx.blobStore.getRecord(key!))!.toString();
+    const [key] = await app.ctx.recordStore.listRecords(CHECKPOINT_PREFIX);
+    const original = (await app.ctx.recordStore.getRecord(key!))!.toString();
     const edited = JSON.parse(original);
     edited.checkpoint.seq -= 1; // point the signed head somewhere else
     await tamperWithBlob(app, key!, Buffer.from(JSON.stringify(edited)));
@@ -157,7 +157,7 @@ describe.each(DRIVERS)('tampering with the custody chain (%s driver)', (driver) 
     await checkpoint();
     await view();
     await checkpoint();
-    const [first] = await app.ctx.blobStore.listRecords(CHECKPOINT_PREFIX);
+    const [first] = await app.ctx.recordStore.listRecords(CHECKPOINT_PREFIX);
     await deleteFromStore(app, first!);
     const report = await verify();
     expect(kinds(report)).toEqual(['checkpoint_missing']);

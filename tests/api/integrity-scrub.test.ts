@@ -194,7 +194,7 @@ describe.each(DRIVERS)('integrity verification and scrub (%s driver)', (driver) 
       .expect(201);
     expect((await scrub()).chain.ok).toBe(true);
     const key = `custody/checkpoints/${String(res.body.checkpoint.checkpoint.seq).padStart(20, '0')}.json`;
-    const edited = JSON.parse((await app.ctx.blobStore.getRecord(key))!.toString());
+    const edited = JSON.parse((await app.ctx.recordStore.getRecord(key))!.toString());
     edited.checkpoint.signedAt = '2020-01-01T00:00:00.000Z';
     await tamperWithBlob(app, key, Buffer.from(JSON.stringify(edited)));
     const report = await scrub();

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import { AppError } from '../../src/base/errors';
-import type { BlobStore } from '../../src/storage/blob-store';
+import type { ResumableStore } from '../../src/storage/resumable-store';
 import {
   bearer,
   DRIVERS,
@@ -669,9 +669,9 @@ describe('tus: a refusal belongs to the request whose bytes were refused', () =>
       'fs',
       {},
       {
-        wrapBlobStore: (store: BlobStore) =>
-          Object.assign(Object.create(store) as BlobStore, {
-            discardResumable: async (...args: Parameters<BlobStore['discardResumable']>) => {
+        wrapResumableStore: (store: ResumableStore) =>
+          Object.assign(Object.create(store) as ResumableStore, {
+            discardResumable: async (...args: Parameters<ResumableStore['discardResumable']>) => {
               const row = await app.ctx.db
                 .selectFrom('resumable_uploads')
                 .select('id')

@@ -1,67 +1,48 @@
-import { createHash, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { loadConfig } from '../../src/base/config';
-import { createBlobStore } from '../../src/context';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { BlobUnavailableError, blobKeyFor, type BlobStore } from '../../src/storage/blob-store';
-import { createS3Client, S3BlobStore } from '../../src/storage/blob-store.s3';
-import { cephBucket, cephForTests } from '../support/ceph';
-import { listStoreKeys } from '../support/harness';
+import { S3BlobStore } from '../../src/storage/blob-store.s3';
+import type { CustodyRecordStore } from '../../src/storage/record-store';
+import { cephForTests } from '../support/ceph';
 import { fakeMedia, sha256 } from '../support/media';
 import { rawS3Client, startS3Server, type TestS3 } from '../support/s3-server';
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
-
-function chunked(buf: Buffer, size = 64 * 1024): Readable {
-  return Readable.from(
-    (function* () {
-      for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
-    })(),
-  );
-}
+import {
+  chunked,
+  type ContractDriver,
+  contractDrivers,
+  type ContractStores,
+  readAll,
+  recordingS3Client,
+  compliance30Days,
+  type SentRequest,
+  startContractStores,
+} from '../support/store-contract';
 
 // Ceph's S3 gateway (radosgw 16.2), a real S3 implementation; where it cannot start, its run of
 // the contract is skipped outside CI (cephForTests says why) and fails in CI.
 const ceph = cephForTests();
-type ContractDriver = 'fs' | 's3' | 'ceph';
-const drivers: ContractDriver[] = ['fs', 's3', ...(ceph.ok ? (['ceph'] as const) : [])];
 
 /**
  * The same contract, run against every BlobStore implementation over real storage: disk,
  * s3rver, and Ceph's gateway (a bucket with Object Lock enabled, hence versioned).
  */
-describe.each<ContractDriver>(drivers)('BlobStore contract (%s)', (driver) => {
+describe.each<ContractDriver>(contractDrivers(ceph))('BlobStore contract (%s)', (driver) => {
+  let stores: ContractStores;
   let store: BlobStore;
+  let records: CustodyRecordStore;
   let s3: TestS3 | undefined;
   let dataDir: string;
-  const keys = () => listStoreKeys(s3 ?? path.join(dataDir, 'blobs'));
+  const keys = () => stores.keys();
 
   beforeAll(async () => {
-    dataDir = mkdtempSync(path.join(tmpdir(), 'evidence-store-'));
-    s3 =
-      driver === 's3'
-        ? await startS3Server()
-        : driver === 'ceph' && ceph.ok
-          ? await cephBucket(ceph)
-          : undefined;
-    // 5 MiB parts: bodies above that take S3's multipart path.
-    store = await createBlobStore(
-      loadConfig({ DATA_DIR: dataDir, S3_PART_SIZE_BYTES: String(5 * 1024 * 1024), ...s3?.env }),
-    );
+    stores = await startContractStores(driver, ceph);
+    ({ blobs: store, records, s3, dataDir } = stores);
   });
   afterAll(async () => {
-    await store.close();
-    await s3?.close();
-    rmSync(dataDir, { recursive: true, force: true });
+    await stores.close();
   });
 
   it.each([
@@ -161,10 +142,9 @@ describe.each<ContractDriver>(drivers)('BlobStore contract (%s)', (driver) => {
   });
 
   it("sweeps, at any age, the staging of an instance that is gone, and never a live one's", async () => {
-    const config = loadConfig({ DATA_DIR: dataDir, ...s3?.env });
     const [live, gone] = [randomUUID(), randomUUID()];
-    const ofLive = await createBlobStore(config, { stagingOwner: live });
-    const ofGone = await createBlobStore(config, { stagingOwner: gone });
+    const ofLive = (await stores.another({ stagingOwner: live })).blobs;
+    const ofGone = (await stores.another({ stagingOwner: gone })).blobs;
     const kept = await ofLive.writeStaging(chunked(Buffer.from('being written')));
     const cut = await ofGone.writeStaging(chunked(Buffer.from('cut off by a kill')));
     expect([kept, cut]).toEqual([
@@ -252,7 +232,7 @@ describe.each<ContractDriver>(drivers)('BlobStore contract (%s)', (driver) => {
     const keyA = await promoted(a);
     const keyB = await promoted(b);
     const staging = await store.writeStaging(chunked(Buffer.from('half an upload')));
-    await store.putRecord('custody/checkpoints/x.json', Buffer.from('{}'));
+    await records.putRecord('custody/checkpoints/x.json', Buffer.from('{}'));
     const blobs = new Map<string, number>();
     for await (const o of store.list('sha256/')) blobs.set(o.key, o.size);
     expect(blobs.get(keyA)).toBe(a.length);
@@ -262,35 +242,6 @@ describe.each<ContractDriver>(drivers)('BlobStore contract (%s)', (driver) => {
     for await (const o of store.list('staging/')) staged.push(o.key);
     expect(staged).toEqual([staging]);
     await store.discardStaging(staging);
-  });
-
-  it('writes custody records once: same bytes again is fine, other bytes are refused', async () => {
-    const key = 'custody/checkpoints/00000000000000000007.json';
-    await store.putRecord(key, Buffer.from('{"seq":7}'));
-    await store.putRecord(key, Buffer.from('{"seq":7}'));
-    await expect(store.putRecord(key, Buffer.from('{"seq":8}'))).rejects.toThrow(/other content/);
-    expect((await store.getRecord(key))!.toString()).toBe('{"seq":7}');
-    expect(await store.getRecord('custody/checkpoints/none.json')).toBeUndefined();
-    await store.putRecord('custody/checkpoints/00000000000000000003.json', Buffer.from('{}'));
-    const listed = await store.listRecords('custody/checkpoints/');
-    expect(listed).toEqual([...listed].sort());
-    expect(listed).toContain(key);
-    expect(listed.every((k) => k.startsWith('custody/checkpoints/'))).toBe(true);
-  });
-
-  it.each([
-    'custody/../x',
-    'custody/a/../../b',
-    '/etc/passwd',
-    'sha256/ab',
-    '',
-    'custody/',
-    'custody/a b',
-  ])('refuses the custody record key %j', async (bad) => {
-    await expect(store.putRecord(bad, Buffer.from('x'))).rejects.toThrow(
-      /invalid custody record key/,
-    );
-    await expect(store.getRecord(bad)).rejects.toThrow(/invalid custody record key/);
   });
 
   it('has no legal-hold flag without Object Lock: mirroring a hold is a no-op', async () => {
@@ -337,48 +288,15 @@ describe.each<ContractDriver>(drivers)('BlobStore contract (%s)', (driver) => {
  */
 describe('S3 Object Lock requests (s3rver)', () => {
   let s3: TestS3;
-  const sent: {
-    method: string;
-    path: string;
-    query: Record<string, unknown>;
-    headers: Record<string, string>;
-    body?: unknown;
-  }[] = [];
+  const sent: SentRequest[] = [];
   let store: S3BlobStore;
   let copyClient: S3Client;
 
   beforeAll(async () => {
     s3 = await startS3Server();
-    const cfg = loadConfig({
-      ...s3.env,
-      S3_OBJECT_LOCK_MODE: 'COMPLIANCE',
-      S3_OBJECT_LOCK_RETENTION_DAYS: '30',
-    });
-    if (cfg.storage.driver !== 's3') throw new Error('unreachable');
-    const client = createS3Client(cfg.storage.s3);
-    copyClient = createS3Client(cfg.storage.s3, 'copies');
-    for (const c of [client, copyClient])
-      c.middlewareStack.add(
-        (next) => async (args) => {
-          const req = args.request as {
-            method: string;
-            path: string;
-            query: Record<string, unknown>;
-            headers: Record<string, string>;
-            body?: unknown;
-          };
-          sent.push({
-            method: req.method,
-            path: req.path,
-            query: req.query,
-            headers: { ...req.headers },
-            body: req.body,
-          });
-          return next(args);
-        },
-        { step: 'finalizeRequest', name: 'recordRequests' },
-      );
-    store = new S3BlobStore(client, cfg.storage.s3, { copyClient });
+    const cfg = compliance30Days(s3);
+    copyClient = recordingS3Client(cfg, sent, 'copies');
+    store = new S3BlobStore(recordingS3Client(cfg, sent), cfg, { copyClient });
   });
   afterAll(async () => {
     await store.close();
@@ -386,7 +304,7 @@ describe('S3 Object Lock requests (s3rver)', () => {
     await s3.close();
   });
 
-  it('writes promoted evidence and custody records with Object Lock retention', async () => {
+  it('writes promoted evidence with Object Lock retention', async () => {
     const data = fakeMedia('mp4', 2000);
     sent.length = 0;
     const { key, worm } = await store.promote(
@@ -404,14 +322,6 @@ describe('S3 Object Lock requests (s3rver)', () => {
     const staged = sent.find((r) => r.method === 'PUT' && !r.headers['x-amz-copy-source']);
     expect(staged?.headers['x-amz-object-lock-mode']).toBeUndefined();
     expect(await store.stat(key)).toBe(data.length);
-
-    sent.length = 0;
-    await store.putRecord('custody/checkpoints/1.json', Buffer.from('{"seq":1}'));
-    const put = sent.find((r) => r.method === 'PUT');
-    expect(put?.headers['x-amz-object-lock-mode']).toBe('COMPLIANCE');
-    expect(put?.headers['content-md5']).toBe(
-      createHash('md5').update('{"seq":1}').digest('base64'),
-    );
   });
 
   it('mirrors a legal hold to the object flag and surfaces the store refusing it', async () => {
@@ -444,146 +354,5 @@ describe('S3 Object Lock requests (s3rver)', () => {
     expect(copy?.headers['x-amz-object-lock-mode']).toBe('COMPLIANCE');
     const deletes = sent.filter((r) => r.method === 'DELETE');
     expect(deletes.map((d) => d.path)).toEqual([expect.stringMatching(/staging\//)]);
-  });
-});
-
-/**
- * A store that answers a server-side copy only when it is done (MinIO does; s3rver behind a proxy
- * that holds every copy for COPY_DELAY_MS plays it): the copy gets a timeout scaled to its size,
- * not S3_REQUEST_TIMEOUT_MS, so it is neither cut nor retried.
- */
-describe('S3 server-side copies slower than the request timeout (s3rver behind a delaying proxy)', () => {
-  const COPY_DELAY_MS = 2500;
-  let s3: TestS3;
-  let proxy: http.Server;
-  let cfg: ReturnType<typeof loadConfig>;
-  const copies: string[] = [];
-  const stores: S3BlobStore[] = [];
-
-  beforeAll(async () => {
-    s3 = await startS3Server();
-    const target = new URL(s3.endpoint);
-    proxy = http.createServer((req, res) => {
-      const isCopy =
-        req.headers['x-amz-copy-source'] !== undefined ||
-        (req.method === 'POST' && /[?&]uploadId=/.test(req.url ?? ''));
-      if (isCopy) copies.push(`${req.method} ${req.url}`);
-      const forward = () => {
-        const out = http.request(
-          {
-            host: target.hostname,
-            port: target.port,
-            method: req.method,
-            path: req.url,
-            headers: req.headers,
-          },
-          (answer) => {
-            res.writeHead(answer.statusCode ?? 502, answer.headers);
-            answer.pipe(res);
-          },
-        );
-        out.on('error', () => res.destroy());
-        req.pipe(out);
-      };
-      if (isCopy) setTimeout(forward, COPY_DELAY_MS);
-      else forward();
-    });
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-    const loaded = loadConfig({
-      ...s3.env,
-      S3_ENDPOINT: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
-      S3_REQUEST_TIMEOUT_MS: '1000',
-      // 4 KiB may take 1 s + 4 s: longer than the proxy's delay.
-      S3_COPY_BYTES_PER_SECOND: '1024',
-    });
-    if (loaded.storage.driver !== 's3') throw new Error('unreachable');
-    cfg = loaded;
-  });
-  afterAll(async () => {
-    for (const store of stores) await store.close();
-    proxy.closeAllConnections();
-    proxy.close();
-    await s3.close();
-  });
-
-  const storeWith = (opts: { maxSingleCopyBytes?: number; copyPartBytes?: number } = {}) => {
-    if (cfg.storage.driver !== 's3') throw new Error('unreachable');
-    const store = new S3BlobStore(createS3Client(cfg.storage.s3), cfg.storage.s3, opts);
-    stores.push(store);
-    return store;
-  };
-
-  it('promotes by one CopyObject that the store answers after the request timeout, without retrying it', async () => {
-    const store = storeWith();
-    const data = fakeMedia('mp4', 4096);
-    copies.length = 0;
-    const started = Date.now();
-    const { key, created } = await store.promote(
-      await store.writeStaging(chunked(data)),
-      sha256(data),
-      data.length,
-    );
-    expect(created).toBe(true);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(COPY_DELAY_MS);
-    expect(copies).toHaveLength(1);
-    expect(sha256(await readAll(await store.read(key, data.length)))).toBe(sha256(data));
-  }, 30_000);
-  // (UploadPartCopy, which s3rver does not implement, and CompleteMultipartUpload take the same
-  // size-scaled timeout; see copyInParts.)
-});
-
-/**
- * A download whose reader pauses (a paused video: backpressure stops reading from the store's
- * socket). The SDK's socket timeout (S3_REQUEST_TIMEOUT_MS) counts socket silence, so a pause
- * longer than it, once the socket buffers are full, cuts the download; a shorter one does not.
- */
-describe('S3 downloads whose reader pauses (s3rver)', () => {
-  let s3: TestS3;
-  let client: S3Client;
-  const data = fakeMedia('mp4', 16 * 1024 * 1024);
-  beforeAll(async () => {
-    s3 = await startS3Server();
-    const cfg = loadConfig({ ...s3.env, S3_REQUEST_TIMEOUT_MS: '1000' });
-    if (cfg.storage.driver !== 's3') throw new Error('unreachable');
-    client = createS3Client(cfg.storage.s3);
-    const raw = rawS3Client(s3);
-    await raw.send(new PutObjectCommand({ Bucket: s3.bucket, Key: 'big', Body: data }));
-    raw.destroy();
-  });
-  afterAll(async () => {
-    client.destroy();
-    await s3.close();
-  });
-
-  /** Reads the first chunk, pauses for pauseMs, then reads the rest. */
-  async function readWithPause(pauseMs: number): Promise<Buffer> {
-    const { Body } = await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: 'big' }));
-    const body = Body as Readable;
-    const chunks: Buffer[] = [];
-    const it = body[Symbol.asyncIterator]();
-    const first = await it.next();
-    chunks.push(first.value as Buffer);
-    await new Promise((r) => setTimeout(r, pauseMs));
-    for (;;) {
-      const next = await it.next();
-      if (next.done) break;
-      chunks.push(next.value as Buffer);
-    }
-    return Buffer.concat(chunks);
-  }
-
-  it('keeps a download whose reader pauses for less than the timeout', async () => {
-    expect(sha256(await readWithPause(500))).toBe(sha256(data));
-  });
-
-  it('cuts a download whose reader pauses for longer than the timeout (documented limit)', async () => {
-    const outcome = await readWithPause(3000).then(
-      (buf) => `read ${buf.length}`,
-      (err: Error) => `${err.name}: ${err.message}`,
-    );
-    // Measured: "the request socket timed out after 1000 ms of inactivity". A player that pauses
-    // longer than S3_REQUEST_TIMEOUT_MS (120 s by default) sees its download end early and
-    // resumes it with a Range request, as browsers do.
-    expect(outcome).toMatch(/^TimeoutError: .*socket timed out/);
   });
 });

@@ -11,7 +11,9 @@ import { createHash } from 'node:crypto';
 import request from 'supertest';
 import { loadConfig } from '../../src/base/config';
 import { blobKeyFor } from '../../src/storage/blob-store';
-import { createS3Client, S3BlobStore } from '../../src/storage/blob-store.s3';
+import { S3BlobStore } from '../../src/storage/blob-store.s3';
+import { S3CustodyRecordStore } from '../../src/storage/record-store.s3';
+import { createS3Client } from '../../src/storage/s3-client';
 import { WormLedger } from '../../src/storage/worm';
 import { cephBucket, cephClient, cephForTests, retentionOf } from '../support/ceph';
 import { bearer, startTestApp, type TestApp } from '../support/harness';
@@ -72,7 +74,8 @@ function lockedStore(bucket: TestS3, mode: 'GOVERNANCE' | 'COMPLIANCE' = 'GOVERN
     maxSingleCopyBytes: 5 * MiB,
     copyPartBytes: 5 * MiB,
   });
-  return { store, sent, worm };
+  const records = new S3CustodyRecordStore(client, cfg.storage.s3, { worm });
+  return { store, records, sent, worm };
 }
 
 const expectOneDay = (until: Date | undefined) =>
@@ -168,13 +171,13 @@ describeCeph('Object Lock on Ceph radosgw (GOVERNANCE, bucket with Object Lock)'
 
   it('writes checkpoint records under retention', async () => {
     const key = 'custody/checkpoints/00000000000000000042.json';
-    const worm = await s.store.putRecord(key, Buffer.from('{"seq":42}'));
+    const worm = await s.records.putRecord(key, Buffer.from('{"seq":42}'));
     expect(worm.status).toBe('in_force');
     const stored = await retentionOf(raw, bucket.bucket, key);
     expect(stored?.mode).toBe('GOVERNANCE');
     expectOneDay(stored?.until);
     // Written again (a retried checkpoint run): still verified.
-    expect((await s.store.putRecord(key, Buffer.from('{"seq":42}'))).status).toBe('in_force');
+    expect((await s.records.putRecord(key, Buffer.from('{"seq":42}'))).status).toBe('in_force');
   });
 
   it('sets and releases an object legal hold, read back from the store', async () => {
@@ -296,7 +299,7 @@ describeCeph(
       });
       // Ceph refuses a PutObject with lock headers outright there: the checkpoint run fails, loudly.
       await expect(
-        s.store.putRecord('custody/checkpoints/1.json', Buffer.from('{}')),
+        s.records.putRecord('custody/checkpoints/1.json', Buffer.from('{}')),
       ).rejects.toMatchObject({ name: 'InvalidRequest' });
       await expect(s.store.setLegalHold(blobKeyFor(sha256(data)), true)).rejects.toThrow();
     });

@@ -8,7 +8,9 @@ import {
 import request from 'supertest';
 import { loadConfig } from '../../src/base/config';
 import { blobKeyFor } from '../../src/storage/blob-store';
-import { createS3Client, S3BlobStore } from '../../src/storage/blob-store.s3';
+import { S3BlobStore } from '../../src/storage/blob-store.s3';
+import { S3CustodyRecordStore } from '../../src/storage/record-store.s3';
+import { createS3Client } from '../../src/storage/s3-client';
 import { WormLedger } from '../../src/storage/worm';
 import { cephBucket, cephClient, cephForTests, retentionOf } from '../support/ceph';
 import { bearer, startTestApp, type TestApp } from '../support/harness';
@@ -50,6 +52,7 @@ describeCeph('finding 5: the configured retention, not just any retention, is in
   let raw: S3Client;
   let bucket: TestS3;
   let store: S3BlobStore;
+  let records: S3CustodyRecordStore;
   const worm = new WormLedger();
 
   beforeAll(async () => {
@@ -62,7 +65,9 @@ describeCeph('finding 5: the configured retention, not just any retention, is in
       S3_OBJECT_LOCK_RETENTION_DAYS: '3',
     });
     if (cfg.storage.driver !== 's3') throw new Error('unreachable');
-    store = new S3BlobStore(createS3Client(cfg.storage.s3), cfg.storage.s3, { worm });
+    const client = createS3Client(cfg.storage.s3);
+    store = new S3BlobStore(client, cfg.storage.s3, { worm });
+    records = new S3CustodyRecordStore(client, cfg.storage.s3, { worm });
   });
   afterAll(async () => {
     raw?.destroy();
@@ -122,7 +127,7 @@ describeCeph('finding 5: the configured retention, not just any retention, is in
     expect(again.worm.retainUntil!.getTime()).toBeGreaterThanOrEqual(longer.getTime());
 
     // A checkpoint record (PutObject with the headers, honoured) is written for 3 days.
-    const record = await store.putRecord('custody/checkpoints/7.json', Buffer.from('{}'));
+    const record = await records.putRecord('custody/checkpoints/7.json', Buffer.from('{}'));
     expect(record.status).toBe('in_force');
     expectDaysAhead(record.retainUntil, 3);
     expect(worm.snapshot().status).toBe('in_force');

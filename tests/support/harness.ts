@@ -30,7 +30,10 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export interface TestAppOptions extends Pick<ContextOptions, 'wrapBlobStore' | 'jobQueue'> {
+export interface TestAppOptions extends Pick<
+  ContextOptions,
+  'wrapBlobStore' | 'wrapResumableStore' | 'jobQueue'
+> {
   /** Validate responses against the OpenAPI document (default on; OPENAPI_VALIDATE=off: off). */
   validateResponses?: boolean;
 }

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, loadConfig } from '../../src/base/config';
-import { copyTimeoutMs } from '../../src/storage/blob-store.s3';
+import { copyTimeoutMs } from '../../src/storage/s3-client';
 
 describe('loadConfig', () => {
   it('runs with no configuration at all: embedded database, blobs on disk under ./data', () => {

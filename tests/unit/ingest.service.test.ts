@@ -1,4 +1,3 @@
-import { Readable } from 'node:stream';
 import type { Db } from '../../src/db/database';
 import { EvidenceRepository } from '../../src/evidence/evidence.repository';
 import { IdempotencyRepository } from '../../src/evidence/idempotency.repository';
@@ -11,14 +10,13 @@ import type { BlobStore, PromoteResult } from '../../src/storage/blob-store';
 import { WORM_NOT_CONFIGURED, type WormState } from '../../src/storage/worm';
 import type { Principal } from '../../src/base/actor';
 
-/** Records what the service asks of storage; the refusal paths below never reach the database. */
-class RecordingStore implements BlobStore {
-  readonly driver = 'fs' as const;
+/**
+ * Records what the service asks of storage (the part of BlobStore it uses); the refusal paths below
+ * never reach the database.
+ */
+class RecordingStore implements Pick<BlobStore, 'promote' | 'discardStaging' | 'verifyWorm'> {
   calls: string[] = [];
   failPromote = false;
-  async writeStaging(_body: Readable): Promise<string> {
-    return 'staging/x';
-  }
   async promote(stagingKey: string): Promise<PromoteResult> {
     this.calls.push(`promote ${stagingKey}`);
     if (this.failPromote) throw new Error('bucket unreachable');
@@ -27,53 +25,9 @@ class RecordingStore implements BlobStore {
   async discardStaging(stagingKey: string): Promise<void> {
     this.calls.push(`discard ${stagingKey}`);
   }
-  async sweepStaging(): Promise<number> {
-    return 0;
-  }
-  // Repairs of damaged blobs are tested through the API (tests/api/damaged-evidence.test.ts).
-  repair(): Promise<never> {
-    throw new Error('not used');
-  }
-  // Resumable uploads are not part of these refusals (tests/api/resumable-upload.test.ts).
-  createResumable(): Promise<never> {
-    throw new Error('not used');
-  }
-  appendResumable(): Promise<never> {
-    throw new Error('not used');
-  }
-  completeResumable(): Promise<never> {
-    throw new Error('not used');
-  }
-  discardResumable(): Promise<never> {
-    throw new Error('not used');
-  }
-  sweepResumable(): Promise<never> {
-    throw new Error('not used');
-  }
-  async stat(): Promise<number | undefined> {
-    return undefined;
-  }
-  async read(): Promise<Readable> {
-    return Readable.from([]);
-  }
-  async delete(): Promise<void> {}
-  async *list() {}
-  async putRecord(): Promise<WormState> {
-    return WORM_NOT_CONFIGURED;
-  }
   async verifyWorm(): Promise<WormState> {
     return WORM_NOT_CONFIGURED;
   }
-  async getRecord(): Promise<Buffer | undefined> {
-    return undefined;
-  }
-  async listRecords(): Promise<string[]> {
-    return [];
-  }
-  readonly legalHoldSupported = false;
-  async setLegalHold(): Promise<void> {}
-  async ping(): Promise<void> {}
-  async close(): Promise<void> {}
 }
 
 /** No earlier item has these bytes: the check for deleted evidence passes without a database. */

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import pg from 'pg';
 import { AppError, outageError } from '../../src/base/errors';
-import { createS3Client } from '../../src/storage/blob-store.s3';
+import { createS3Client } from '../../src/storage/s3-client';
 import { startS3Server, type TestS3 } from '../support/s3-server';
 
 /** The error a promise rejects with (fails the test when it resolves). */

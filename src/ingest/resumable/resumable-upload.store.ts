@@ -8,6 +8,7 @@ import type { Db } from '../../db/database';
 import { AppError } from '../../base/errors';
 import type { Logger } from '../../base/logger';
 import { blobKeyFor, type BlobStore } from '../../storage/blob-store';
+import type { ResumableStore } from '../../storage/resumable-store';
 import { sniffContentType, SNIFF_BYTES } from '../content-sniffer';
 import type { IngestResult, IngestService } from '../ingest.service';
 import { parseUploadFields, UPLOAD_FIELD_NAMES, type UploadFields } from '../upload-fields';
@@ -78,7 +79,9 @@ export class ResumableUploadStore extends DataStore {
   constructor(
     private readonly db: Db,
     private readonly rows: ResumableUploadRepository,
-    private readonly store: BlobStore,
+    /** Reads a finished upload's bytes, and looks for its blob. */
+    private readonly store: Pick<BlobStore, 'stat' | 'read'>,
+    private readonly resumable: ResumableStore,
     private readonly ingest: IngestService,
     private readonly locker: UploadLocker,
     private readonly hashes: HashPool,
@@ -101,7 +104,7 @@ export class ResumableUploadStore extends DataStore {
   override async create(upload: Upload): Promise<Upload> {
     const ctx = this.pending.get(upload);
     if (!ctx || upload.size === undefined) throw new Error('upload created outside its request');
-    const { key, state } = await this.store.createResumable();
+    const { key, state } = await this.resumable.createResumable();
     const now = new Date();
     try {
       await this.rows.insert(this.db, {
@@ -118,7 +121,7 @@ export class ResumableUploadStore extends DataStore {
         expires_at: new Date(now.getTime() + this.opts.expiryMs),
       });
     } catch (err) {
-      await this.store.discardResumable(key, state).catch(() => undefined);
+      await this.resumable.discardResumable(key, state).catch(() => undefined);
       throw err;
     }
     this.owners.set(upload.id, ctx.actor.keyId);
@@ -230,7 +233,7 @@ export class ResumableUploadStore extends DataStore {
     }
     let storageState;
     try {
-      storageState = await this.store.appendResumable(
+      storageState = await this.resumable.appendResumable(
         row.storage_key,
         row.storage_state,
         offset,
@@ -285,7 +288,7 @@ export class ResumableUploadStore extends DataStore {
         // A damaged blob has the right size: these bytes are needed to repair it.
         (await this.ingest.isDamaged(sha256))
       ) {
-        await this.store.completeResumable(row.storage_key, row.storage_state, size);
+        await this.resumable.completeResumable(row.storage_key, row.storage_state, size);
       }
       result = await this.ingest.ingest({
         principal: row.actor as RequestActor,
@@ -310,7 +313,7 @@ export class ResumableUploadStore extends DataStore {
     }
     await this.rows.markArchived(this.db, id, result.item.id, result);
     // The bytes now live at their content address; whatever the store kept of the upload goes.
-    await this.store.discardResumable(row.storage_key, row.storage_state).catch((err) => {
+    await this.resumable.discardResumable(row.storage_key, row.storage_state).catch((err) => {
       this.logger.warn({ err, uploadId: id }, 'resumable upload leftovers not removed');
     });
     return result;
@@ -326,7 +329,7 @@ export class ResumableUploadStore extends DataStore {
       sha256 = live.hash.digest('hex');
     } else {
       // Complete first: on S3 the bytes are readable only as one object.
-      await this.store.completeResumable(row.storage_key, row.storage_state, size);
+      await this.resumable.completeResumable(row.storage_key, row.storage_state, size);
       const read = await this.hashes.hash(() => this.store.read(row.storage_key, size));
       if (read.size !== size) throw new Error(`upload ${row.id}: read ${read.size} of ${size}`);
       sha256 = read.sha256;
@@ -377,8 +380,9 @@ export class ResumableUploadStore extends DataStore {
     for (const [id, live] of this.live) {
       if (live.usedAt < now.getTime() - ORPHAN_GRACE_MS) this.live.delete(id);
     }
-    removed += await this.store.sweepResumable(new Date(now.getTime() - ORPHAN_GRACE_MS), (key) =>
-      this.rows.existsByKey(this.db, key),
+    removed += await this.resumable.sweepResumable(
+      new Date(now.getTime() - ORPHAN_GRACE_MS),
+      (key) => this.rows.existsByKey(this.db, key),
     );
     const stalled = await this.rows.unfinished(
       this.db,
@@ -407,7 +411,7 @@ export class ResumableUploadStore extends DataStore {
     this.live.delete(row.id);
     this.loaded.delete(row.id);
     this.owners.delete(row.id);
-    if (!row.item_id) await this.store.discardResumable(row.storage_key, row.storage_state);
+    if (!row.item_id) await this.resumable.discardResumable(row.storage_key, row.storage_state);
     await this.rows.delete(this.db, row.id);
     // A first attempt may have promoted the bytes before failing: no row needs them now.
     if (!row.item_id && row.sha256) await this.opts.onAbandonedDigest?.(row.sha256);
