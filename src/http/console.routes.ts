@@ -50,13 +50,13 @@ const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOS
 export function consoleRoutes(deps: ConsoleRoutesDeps): Router {
   const router = Router();
   const auth = authenticate(deps.keys);
-  const lookup = new LookupService(
-    deps.db,
-    new EvidenceRepository(),
-    new SegmentRepository(),
-    deps.audit,
-    { defaultPhoneRegion: deps.defaultPhoneRegion },
-  );
+  const lookup = new LookupService({
+    db: deps.db,
+    evidence: new EvidenceRepository(),
+    segments: new SegmentRepository(),
+    audit: deps.audit,
+    opts: { defaultPhoneRegion: deps.defaultPhoneRegion },
+  });
   const noStore = (_req: Request, res: Response, next: () => void) => {
     res.set('Cache-Control', 'no-store');
     next();

@@ -480,9 +480,13 @@ describe('claims under lost registrations and failing deletes', () => {
   });
 
   it('finding 4: a heartbeat that hangs gives the session up and registers again', async () => {
-    const registry = new InstanceRegistry(a.databaseUrl, createLogger('silent'), {
-      heartbeatMs: 3_600_000,
-      queryTimeoutMs: 1_000,
+    const registry = new InstanceRegistry({
+      connectionString: a.databaseUrl,
+      logger: createLogger('silent'),
+      opts: {
+        heartbeatMs: 3_600_000,
+        queryTimeoutMs: 1_000,
+      },
     });
     await registry.start();
     const oldId = registry.id;
@@ -555,7 +559,10 @@ describe('claims under lost registrations and failing deletes', () => {
   });
 
   it("finding 9: a reconcile never drops the instance's own claim placed after its in-flight snapshot", async () => {
-    const registry = new InstanceRegistry(a.databaseUrl, createLogger('silent'));
+    const registry = new InstanceRegistry({
+      connectionString: a.databaseUrl,
+      logger: createLogger('silent'),
+    });
     await registry.start();
     const repo = new BlobClaimRepository();
     let mine: BlobClaim | undefined;
@@ -566,13 +573,13 @@ describe('claims under lost registrations and failing deletes', () => {
         return repo.notInFlight(...args);
       },
     });
-    const claims: BlobClaims = new BlobClaims(
-      a.ctx.db,
-      racing,
-      a.ctx.blobStore,
-      registry,
-      createLogger('silent'),
-    );
+    const claims: BlobClaims = new BlobClaims({
+      db: a.ctx.db,
+      repo: racing,
+      store: a.ctx.blobStore,
+      instance: registry,
+      logger: createLogger('silent'),
+    });
     try {
       expect(await claims.reconcile()).toBe(0);
       await a.ctx.db.transaction().execute((tx) => claims.consume(tx, mine!));
