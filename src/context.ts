@@ -16,6 +16,7 @@ import { HashPool } from './custody/hash-pool';
 import { ComplaintWorkspaceService } from './complaints/complaint-workspace.service';
 import { CoverageReportService } from './complaints/coverage-report';
 import { ShareLinkService } from './share/share-link.service';
+import { LookupService } from './lookup/lookup.service';
 import { HoldService } from './custody/hold.service';
 import { ScrubRepository } from './custody/scrub.repository';
 import { ScrubService } from './custody/scrub.service';
@@ -43,7 +44,7 @@ import { ResumableUploadRepository } from './ingest/resumable/resumable-upload.r
 import { ResumableUploadStore } from './ingest/resumable/resumable-upload.store';
 import { UploadLocker } from './ingest/resumable/upload-locker';
 import { UploadSweep } from './ingest/resumable/upload-sweep';
-import type { Logger } from './logger';
+import { createLogger, type Logger } from './logger';
 import { MediaFetcher } from './integrations/media-fetcher';
 import { ProviderRecordingRepository } from './integrations/provider-recording.repository';
 import { ProviderRecordingService } from './integrations/provider-recording.service';
@@ -85,6 +86,8 @@ export interface AppContext {
   /** The complaint as support works it: timeline, suggestions, accepting them. */
   complaintWorkspace: ComplaintWorkspaceService;
   coverage: CoverageReportService;
+  /** The console's one search box: items, orders and complaints by id, number or text. */
+  lookup: LookupService;
   shareLinks: ShareLinkService;
   holds: HoldService;
   deletion: DeletionService;
@@ -119,17 +122,30 @@ export interface AppContext {
   close(): Promise<void>;
 }
 
+/** What this process does with the context: the service, the worker and the CLIs differ. */
 export interface ContextOptions {
   /** Apply pending migrations before returning (the service does; CLIs other than migrate do not). */
   migrate?: boolean;
-  /** Wraps the configured blob store (tests use it to slow a real store down). */
-  wrapBlobStore?: (store: BlobStore) => BlobStore;
   /** Generate the signing key on first start (the service does; CLIs never leave one behind). */
   createSigningKey?: boolean;
   /** Connect the PostgreSQL job queue (the service does; CLIs do not). Started by `jobs.start`. */
   jobQueue?: boolean;
   /** Look for ffmpeg/ffprobe (the service and the worker do; CLIs need no media tools). */
   mediaTools?: boolean;
+}
+
+/** Parts that replace what the configuration would build (tests pass a store or a clock). */
+export interface ContextOverrides {
+  /** Default: a logger at the configured LOG_LEVEL. */
+  logger?: Logger;
+  /** Used instead of the store the configuration names (disk or S3); closed with the context. */
+  blobStore?: BlobStore;
+  /** Wraps the store, configured or given (tests use it to slow a real store down). */
+  wrapBlobStore?: (store: BlobStore) => BlobStore;
+  /** The clock of the services that take one (links, complaints, retention, ingest, media, audit, keys). */
+  now?: () => Date;
+  /** Used instead of the configured or generated custody signing key. */
+  signingKey?: SigningKey;
 }
 
 export async function createBlobStore(
@@ -165,12 +181,22 @@ async function loadSigningKey(
   return key;
 }
 
-/** The composition root shared by the service, the CLIs and the tests. */
-export async function buildContext(
+/**
+ * The composition root shared by the service, the worker, the CLIs and the tests: the whole
+ * object graph is built here from the configuration, and nowhere else.
+ */
+export const AppContext = {
+  fromConfig,
+};
+
+async function fromConfig(
   config: AppConfig,
-  logger: Logger,
   options: ContextOptions = {},
+  overrides: ContextOverrides = {},
 ): Promise<AppContext> {
+  const logger = overrides.logger ?? createLogger(config.logLevel);
+  const now = overrides.now;
+  const nowMs = now && (() => now().getTime());
   const embedded = config.database.url
     ? undefined
     : await EmbeddedDatabase.start(config.dataDir, config.database.embeddedPort, logger);
@@ -204,30 +230,34 @@ export async function buildContext(
     // Registered before anything is written: staging keys carry this instance's id.
     instance = new InstanceRegistry({ connectionString: databaseUrl, logger, opts: { role } });
     await instance.start();
-    const configured = await createBlobStore(config, {
-      worm,
-      // Followed as it changes: a lost session registers under a new id. An instance that lost
-      // its session registers again before staging, not at its next heartbeat: staging under the
-      // given-up id would be refused at promotion (the first upload after a database restart
-      // got 503 when it came before the heartbeat).
-      stagingOwner: async () => {
-        if (!instance!.registered) await instance!.heartbeat().catch(() => undefined);
-        return instance!.id;
-      },
-    });
-    const blobStore = options.wrapBlobStore?.(configured) ?? configured;
+    const configured =
+      overrides.blobStore ??
+      (await createBlobStore(config, {
+        worm,
+        // Followed as it changes: a lost session registers under a new id. An instance that lost
+        // its session registers again before staging, not at its next heartbeat: staging under the
+        // given-up id would be refused at promotion (the first upload after a database restart
+        // got 503 when it came before the heartbeat).
+        stagingOwner: async () => {
+          if (!instance!.registered) await instance!.heartbeat().catch(() => undefined);
+          return instance!.id;
+        },
+      }));
+    const blobStore = overrides.wrapBlobStore?.(configured) ?? configured;
     const evidenceRepo = new EvidenceRepository();
     const auditRepo = new AuditRepository();
     const audit = new AuditLog({
       db,
       repo: auditRepo,
       logger,
-      opts: { recordReads: config.custody.auditReads },
+      opts: { recordReads: config.custody.auditReads, now },
     });
     if (!config.custody.auditReads) {
       logger.warn('AUDIT_READS=false: views and downloads are NOT recorded (benchmarks only)');
     }
-    const loadedKey = await loadSigningKey(config, logger, options.createSigningKey ?? true);
+    const loadedKey =
+      overrides.signingKey ??
+      (await loadSigningKey(config, logger, options.createSigningKey ?? true));
     // Tools that found no key get one that signs nothing durable and say so (signingKeyMissing).
     const signingKey = loadedKey ?? SigningKey.ephemeral();
     const phone = { defaultPhoneRegion: config.defaultPhoneRegion };
@@ -312,6 +342,7 @@ export async function buildContext(
       audit,
       logger,
       cfg: config.media,
+      now,
     });
     const queue = options.jobQueue
       ? new JobQueue({
@@ -337,7 +368,7 @@ export async function buildContext(
       store: blobStore,
       audit,
       logger,
-      opts: { onPurge: (tx, itemId) => media.purgeDerivatives(tx, itemId) },
+      opts: { now, onPurge: (tx, itemId) => media.purgeDerivatives(tx, itemId) },
     });
     const scrub = new ScrubService({
       db,
@@ -395,6 +426,7 @@ export async function buildContext(
       logger,
       opts: {
         ...phone,
+        now,
         listener: mediaJobs,
         segments: segmentRepo,
         claims,
@@ -441,7 +473,13 @@ export async function buildContext(
       queue,
     });
     twilio.registerMetrics(metrics);
-    const refusals = new RefusalLimiter({ audit, logger, limits: config.refusalLimit });
+    const bundleRepo = new BundleRepository();
+    const refusals = new RefusalLimiter({
+      audit,
+      logger,
+      limits: config.refusalLimit,
+      now: nowMs,
+    });
     refusals.start();
     const ctx: AppContext = {
       config,
@@ -455,6 +493,7 @@ export async function buildContext(
         repo: new ApiKeyRepository(),
         audit,
         cacheTtlMs: config.authCacheTtlMs,
+        now: nowMs,
       }),
       ingest,
       evidence,
@@ -471,7 +510,7 @@ export async function buildContext(
         repo: complaintRepo,
         holds: holdRepo,
         audit,
-        opts: phone,
+        opts: { ...phone, now },
       }),
       complaintWorkspace: new ComplaintWorkspaceService({
         db,
@@ -481,7 +520,18 @@ export async function buildContext(
         audit,
         opts: config,
       }),
-      coverage: new CoverageReportService({ db, audit, opts: config }),
+      coverage: new CoverageReportService({
+        db,
+        audit,
+        opts: { suggestionWindowDays: config.suggestionWindowDays, now },
+      }),
+      lookup: new LookupService({
+        db,
+        evidence: evidenceRepo,
+        segments: segmentRepo,
+        audit,
+        opts: phone,
+      }),
       shareLinks: new ShareLinkService({
         db,
         evidence: evidenceRepo,
@@ -490,15 +540,11 @@ export async function buildContext(
         audit,
         bundles: {
           exists: async (id) => {
-            const row = await pool
-              .selectFrom('bundles')
-              .select('complaint_id')
-              .where('id', '=', id)
-              .executeTakeFirst();
+            const row = await bundleRepo.complaintOf(pool, id);
             return row && { complaintId: row.complaint_id };
           },
         },
-        opts: { publicUrl: config.publicUrl, damage: integrity },
+        opts: { publicUrl: config.publicUrl, now, damage: integrity },
       }),
       holds,
       deletion,
@@ -530,7 +576,7 @@ export async function buildContext(
       }),
       bundles: new BundleService({
         db,
-        repo: new BundleRepository(),
+        repo: bundleRepo,
         evidenceRepo,
         complaints: complaintRepo,
         segments: segmentRepo,
