@@ -8,6 +8,7 @@ import { AuditTrailService } from './custody/audit-trail.service';
 import { CheckpointService } from './custody/checkpoint.service';
 import { CustodyJobs } from './custody/custody-jobs';
 import { CustodyRunRepository } from './custody/custody-run.repository';
+import { CustodyStatusRepository } from './custody/custody-status.repository';
 import { CustodyStatusService } from './custody/custody-status.service';
 import { DeletionRepository } from './custody/deletion.repository';
 import { DeletionService } from './custody/deletion.service';
@@ -15,6 +16,8 @@ import { HoldRepository } from './custody/hold.repository';
 import { HashPool } from './custody/hash-pool';
 import { ComplaintWorkspaceService } from './complaints/complaint-workspace.service';
 import { CoverageReportService } from './complaints/coverage-report';
+import { CoverageRepository } from './complaints/coverage.repository';
+import { ShareLinkRepository } from './share/share-link.repository';
 import { ShareLinkService } from './share/share-link.service';
 import { LookupService } from './lookup/lookup.service';
 import { HoldService } from './custody/hold.service';
@@ -382,7 +385,14 @@ async function fromConfig(
     });
     mediaJobs.registerMetrics(metrics);
     const runs = new CustodyRunRepository();
-    const custodyStatus = new CustodyStatusService({ db, runs, auditRepo, audit, config });
+    const custodyStatus = new CustodyStatusService({
+      db,
+      repo: new CustodyStatusRepository(),
+      runs,
+      auditRepo,
+      audit,
+      config,
+    });
     custodyStatus.registerMetrics(metrics);
     worm.registerMetrics(metrics, db);
     const jobs = new CustodyJobs({
@@ -522,6 +532,7 @@ async function fromConfig(
       }),
       coverage: new CoverageReportService({
         db,
+        repo: new CoverageRepository(),
         audit,
         opts: { suggestionWindowDays: config.suggestionWindowDays, now },
       }),
@@ -534,6 +545,8 @@ async function fromConfig(
       }),
       shareLinks: new ShareLinkService({
         db,
+        links: new ShareLinkRepository(),
+        complaints: complaintRepo,
         evidence: evidenceRepo,
         segments: segmentRepo,
         store: blobStore,

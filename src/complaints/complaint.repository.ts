@@ -9,6 +9,10 @@ export class ComplaintRepository {
     return db.selectFrom('complaints').selectAll().where('id', '=', id).executeTakeFirst();
   }
 
+  async orderIdsOf(db: Executor, id: string): Promise<{ order_ids: string[] } | undefined> {
+    return db.selectFrom('complaints').select('order_ids').where('id', '=', id).executeTakeFirst();
+  }
+
   /** Row-locks the complaint for the caller's transaction: concurrent PUTs apply one at a time. */
   async findForUpdate(db: Executor, id: string): Promise<ComplaintRow | undefined> {
     return db
