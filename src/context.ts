@@ -43,6 +43,7 @@ import { BlobClaimRepository } from './ingest/blob-claim.repository';
 import { BlobClaims } from './ingest/blob-claims';
 import { LeftoverSweep } from './ingest/leftover-sweep';
 import { InstanceRegistry } from './jobs/instance-registry';
+import { ServiceInstanceRepository } from './jobs/service-instance.repository';
 import { ResumableUploadRepository } from './ingest/resumable/resumable-upload.repository';
 import { ResumableUploadStore } from './ingest/resumable/resumable-upload.store';
 import { UploadLocker } from './ingest/resumable/upload-locker';
@@ -65,6 +66,8 @@ import type { BlobStore } from './storage/blob-store';
 import { FsBlobStore } from './storage/blob-store.fs';
 import { createS3Client, S3BlobStore, type S3BlobStoreOptions } from './storage/blob-store.s3';
 import { WormLedger } from './storage/worm';
+import { WormRepository } from './storage/worm.repository';
+import { HealthRepository } from './db/health.repository';
 
 export interface AppContext {
   config: AppConfig;
@@ -119,6 +122,10 @@ export interface AppContext {
   queue?: JobQueue;
   /** WORM read-backs of this instance (S3 Object Lock): for /readyz and the metrics. */
   worm: WormLedger;
+  /** Items counted by WORM state (/readyz counts those stored without it). */
+  wormRepo: WormRepository;
+  /** Whether the database answers (/readyz). */
+  health: HealthRepository;
   shuttingDown: boolean;
   /** Per-address limit and counts of strangers' refusals (bad keys, share-link misses). */
   refusals: RefusalLimiter;
@@ -231,7 +238,12 @@ async function fromConfig(
     );
     const worm = new WormLedger();
     // Registered before anything is written: staging keys carry this instance's id.
-    instance = new InstanceRegistry({ connectionString: databaseUrl, logger, opts: { role } });
+    instance = new InstanceRegistry({
+      connectionString: databaseUrl,
+      repo: new ServiceInstanceRepository(),
+      logger,
+      opts: { role },
+    });
     await instance.start();
     const configured =
       overrides.blobStore ??
@@ -377,6 +389,7 @@ async function fromConfig(
       db,
       store: blobStore,
       repo: new ScrubRepository(),
+      auditRepo,
       integrity,
       holds,
       audit,
@@ -394,7 +407,8 @@ async function fromConfig(
       config,
     });
     custodyStatus.registerMetrics(metrics);
-    worm.registerMetrics(metrics, db);
+    const wormRepo = new WormRepository();
+    worm.registerMetrics(metrics, db, wormRepo);
     const jobs = new CustodyJobs({
       db,
       runs,
@@ -498,6 +512,8 @@ async function fromConfig(
       databaseUrl,
       blobStore,
       worm,
+      wormRepo,
+      health: new HealthRepository(),
       apiKeys: new ApiKeyService({
         db,
         repo: new ApiKeyRepository(),
@@ -540,6 +556,7 @@ async function fromConfig(
         db,
         evidence: evidenceRepo,
         segments: segmentRepo,
+        complaintRepo,
         audit,
         opts: phone,
       }),
