@@ -5,6 +5,7 @@ import { AuditRepository } from './custody/audit.repository';
 import { AuditLog } from './custody/audit.service';
 import { RefusalLimiter } from './access/refusal-limiter';
 import { AuditTrailService } from './custody/audit-trail.service';
+import { AuditVerifier } from './custody/audit-verifier';
 import { CheckpointService } from './custody/checkpoint.service';
 import { CustodyJobs } from './custody/custody-jobs';
 import { CustodyRunRepository } from './custody/custody-run.repository';
@@ -86,6 +87,8 @@ export interface AppContext {
   signingKeyMissing: boolean;
   checkpoints: CheckpointService;
   trail: AuditTrailService;
+  /** Recomputes the audit chain against the signed checkpoints (the scrub and verify-audit). */
+  auditVerifier: AuditVerifier;
   integrity: IntegrityService;
   metrics: Metrics;
   complaints: ComplaintService;
@@ -385,11 +388,12 @@ async function fromConfig(
       logger,
       opts: { now, onPurge: (tx, itemId) => media.purgeDerivatives(tx, itemId) },
     });
+    const auditVerifier = new AuditVerifier({ db, repo: auditRepo, store: blobStore });
     const scrub = new ScrubService({
       db,
       store: blobStore,
       repo: new ScrubRepository(),
-      auditRepo,
+      verifier: auditVerifier,
       integrity,
       holds,
       audit,
@@ -528,6 +532,7 @@ async function fromConfig(
       signingKey,
       signingKeyMissing: !loadedKey,
       checkpoints,
+      auditVerifier,
       trail: new AuditTrailService({ db, repo: auditRepo, audit, evidence }),
       integrity,
       metrics,

@@ -46,7 +46,6 @@ export interface AuditVerifierDeps {
   db: Db;
   repo: AuditRepository;
   store: BlobStore;
-  publicKey: KeyObject;
 }
 
 /**
@@ -59,13 +58,11 @@ export class AuditVerifier {
   private readonly db: Db;
   private readonly repo: AuditRepository;
   private readonly store: BlobStore;
-  private readonly publicKey: KeyObject;
 
   constructor(deps: AuditVerifierDeps) {
     this.db = deps.db;
     this.repo = deps.repo;
     this.store = deps.store;
-    this.publicKey = deps.publicKey;
   }
 
   /**
@@ -73,19 +70,23 @@ export class AuditVerifier {
    * checkpoint listed was signed before the snapshot, so it must lie within the chain seen, and
    * events appended while this runs on a live system are not mistaken for tampering.
    */
-  async verify(): Promise<ChainReport> {
+  async verify(publicKey: KeyObject): Promise<ChainReport> {
     const listed = await this.store.listRecords(CHECKPOINT_PREFIX);
     return this.db
       .transaction()
       .setIsolationLevel('repeatable read')
       .setAccessMode('read only')
-      .execute((tx) => this.verifyIn(tx, listed));
+      .execute((tx) => this.verifyIn(tx, listed, publicKey));
   }
 
-  private async verifyIn(db: Executor, listed: string[]): Promise<ChainReport> {
+  private async verifyIn(
+    db: Executor,
+    listed: string[],
+    publicKey: KeyObject,
+  ): Promise<ChainReport> {
     const problems: ChainProblem[] = [];
     const head = await this.repo.findHead(db);
-    const checkpoints = await this.readCheckpoints(listed, problems);
+    const checkpoints = await this.readCheckpoints(listed, problems, publicKey);
     const bySeq = new Map(checkpoints.map((c) => [c.checkpoint.seq, c.checkpoint]));
 
     let expectedSeq = 1;
@@ -193,8 +194,9 @@ export class AuditVerifier {
   private async readCheckpoints(
     keys: string[],
     problems: ChainProblem[],
+    publicKey: KeyObject,
   ): Promise<SignedCheckpoint[]> {
-    const fingerprint = fingerprintOf(this.publicKey);
+    const fingerprint = fingerprintOf(publicKey);
     const valid: SignedCheckpoint[] = [];
     let previous: { seq: number; hash: string } | null = null;
     for (const key of keys) {
@@ -224,7 +226,7 @@ export class AuditVerifier {
         });
         continue;
       }
-      if (!verifySignature(this.publicKey, canonicalJson(checkpoint), parsed.signature)) {
+      if (!verifySignature(publicKey, canonicalJson(checkpoint), parsed.signature)) {
         problems.push({
           kind: 'checkpoint_bad_signature',
           key,

@@ -3,8 +3,7 @@ import { performance } from 'node:perf_hooks';
 import type { Db } from '../db/database';
 import type { Logger } from '../logger';
 import type { BlobStore, StoredObject } from '../storage/blob-store';
-import { AuditVerifier } from './audit-verifier';
-import type { AuditRepository } from './audit.repository';
+import type { AuditVerifier } from './audit-verifier';
 import { systemActor, type AuditLog } from './audit.service';
 import type { HoldService } from './hold.service';
 import type { IntegrityService } from './integrity.service';
@@ -64,7 +63,7 @@ export interface ScrubServiceDeps {
   db: Db;
   store: BlobStore;
   repo: ScrubRepository;
-  auditRepo: AuditRepository;
+  verifier: AuditVerifier;
   integrity: IntegrityService;
   holds: HoldService;
   audit: AuditLog;
@@ -82,7 +81,7 @@ export class ScrubService {
   private readonly db: Db;
   private readonly store: BlobStore;
   private readonly repo: ScrubRepository;
-  private readonly auditRepo: AuditRepository;
+  private readonly verifier: AuditVerifier;
   private readonly integrity: IntegrityService;
   private readonly holds: HoldService;
   private readonly audit: AuditLog;
@@ -93,7 +92,7 @@ export class ScrubService {
     this.db = deps.db;
     this.store = deps.store;
     this.repo = deps.repo;
-    this.auditRepo = deps.auditRepo;
+    this.verifier = deps.verifier;
     this.integrity = deps.integrity;
     this.holds = deps.holds;
     this.audit = deps.audit;
@@ -239,13 +238,7 @@ export class ScrubService {
   }
 
   private async verifyChain(): Promise<ScrubReport['chain']> {
-    const verifier = new AuditVerifier({
-      db: this.db,
-      repo: this.auditRepo,
-      store: this.store,
-      publicKey: createPublicKey(this.signingKey.publicKeyPem),
-    });
-    const report = await verifier.verify();
+    const report = await this.verifier.verify(createPublicKey(this.signingKey.publicKeyPem));
     if (!report.ok) {
       await this.audit.record({
         action: 'audit.verify',
