@@ -84,7 +84,7 @@ export class ComplaintWorkspaceService {
   private readonly evidence: EvidenceRepository;
   private readonly segments: SegmentRepository;
   private readonly audit: AuditLog;
-  private readonly opts: { suggestionWindowDays: number };
+  private readonly opts: ComplaintWorkspaceServiceDeps['opts'];
 
   constructor(deps: ComplaintWorkspaceServiceDeps) {
     this.db = deps.db;

@@ -89,7 +89,7 @@ export class ComplaintService {
   private readonly repo: ComplaintRepository;
   private readonly holds: HoldRepository;
   private readonly audit: AuditLog;
-  private readonly opts: { defaultPhoneRegion?: string; now?: () => Date };
+  private readonly opts: NonNullable<ComplaintServiceDeps['opts']>;
 
   constructor(deps: ComplaintServiceDeps) {
     this.db = deps.db;

@@ -63,7 +63,7 @@ export class CoverageReportService {
   private readonly db: Db;
   private readonly repo: CoverageRepository;
   private readonly audit: AuditLog;
-  private readonly opts: { suggestionWindowDays: number; now?: () => Date };
+  private readonly opts: CoverageReportServiceDeps['opts'];
 
   constructor(deps: CoverageReportServiceDeps) {
     this.db = deps.db;

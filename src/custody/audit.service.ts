@@ -118,7 +118,7 @@ export class AuditLog {
   private readonly db: Db;
   private readonly repo: AuditRepository;
   private readonly logger: Logger;
-  private readonly opts: { recordReads: boolean; now?: () => Date };
+  private readonly opts: NonNullable<AuditLogDeps['opts']>;
 
   constructor(deps: AuditLogDeps) {
     this.db = deps.db;

@@ -59,11 +59,7 @@ export class DeletionService {
   private readonly store: BlobStore;
   private readonly audit: AuditLog;
   private readonly logger: Logger;
-  private readonly opts: {
-    now?: () => Date;
-    /** Removes what was made from the purged bytes (thumbnails, previews) with them. */
-    onPurge?: (tx: Tx, itemId: string) => Promise<void>;
-  };
+  private readonly opts: NonNullable<DeletionServiceDeps['opts']>;
 
   constructor(deps: DeletionServiceDeps) {
     this.db = deps.db;

@@ -57,7 +57,7 @@ export class EvidenceService {
   private readonly store: BlobStore;
   private readonly repo: EvidenceRepository;
   private readonly audit: AuditLog;
-  private readonly opts: { defaultPhoneRegion?: string; damage?: ReadMismatchRecorder };
+  private readonly opts: NonNullable<EvidenceServiceDeps['opts']>;
 
   constructor(deps: EvidenceServiceDeps) {
     this.db = deps.db;

@@ -59,7 +59,7 @@ export class BlobClaims {
   private readonly store: BlobStore;
   private readonly instance: InstanceRegistry;
   private readonly logger: Logger;
-  private readonly opts: { objectLock?: boolean; dropWaitMs?: number };
+  private readonly opts: NonNullable<BlobClaimsDeps['opts']>;
 
   constructor(deps: BlobClaimsDeps) {
     this.db = deps.db;

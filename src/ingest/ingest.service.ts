@@ -93,20 +93,7 @@ export class IngestService {
   private readonly idempotency: IdempotencyRepository;
   private readonly audit: AuditLog;
   private readonly logger: Logger;
-  private readonly opts: {
-    defaultPhoneRegion?: string;
-    now?: () => Date;
-    /** The media pipeline: new items are queued for probing and derivatives. */
-    listener?: ArchiveListener;
-    /** Where scan events (per-order segments of a long recording) are kept. */
-    segments?: SegmentRepository;
-    /** Claims on blobs between promotion and commit: no blob is left without a row. */
-    claims?: BlobClaims;
-    /** Repairs an item's damaged blob with the genuine bytes (the integrity service). */
-    repair?: DamageRepair;
-    /** Mirrors legal holds to the objects' flags: a repair's new copy must be held too. */
-    holds?: { mirror(itemIds: string[]): Promise<string> };
-  };
+  private readonly opts: NonNullable<IngestServiceDeps['opts']>;
 
   constructor(deps: IngestServiceDeps) {
     this.db = deps.db;

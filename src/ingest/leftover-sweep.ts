@@ -38,7 +38,7 @@ export class LeftoverSweep {
   private readonly instance: InstanceRegistry;
   private readonly claims: BlobClaims;
   private readonly logger: Logger;
-  private readonly opts: { intervalSeconds: number; stagingGraceHours: number };
+  private readonly opts: LeftoverSweepDeps['opts'];
 
   constructor(deps: LeftoverSweepDeps) {
     this.db = deps.db;

@@ -46,7 +46,7 @@ export class InstanceRegistry {
   private readonly connectionString: string;
   private readonly repo: ServiceInstanceRepository;
   private readonly logger: Logger;
-  private readonly opts: { role?: string; heartbeatMs?: number; queryTimeoutMs?: number };
+  private readonly opts: NonNullable<InstanceRegistryDeps['opts']>;
 
   constructor(deps: InstanceRegistryDeps) {
     this.connectionString = deps.connectionString;

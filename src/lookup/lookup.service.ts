@@ -60,7 +60,7 @@ export class LookupService {
   private readonly segments: SegmentRepository;
   private readonly complaintRepo: ComplaintRepository;
   private readonly audit: AuditLog;
-  private readonly opts: { defaultPhoneRegion?: string };
+  private readonly opts: NonNullable<LookupServiceDeps['opts']>;
 
   constructor(deps: LookupServiceDeps) {
     this.db = deps.db;

@@ -60,7 +60,7 @@ export class FfmpegRepository {
   private stopping = false;
 
   private readonly tools: ToolPaths;
-  private readonly opts: { scratchRoot: string; probeTimeoutSeconds: number };
+  private readonly opts: FfmpegRepositoryDeps['opts'];
 
   constructor(deps: FfmpegRepositoryDeps) {
     this.tools = deps.tools;

@@ -120,12 +120,7 @@ export class ShareLinkService {
   private readonly store: BlobStore;
   private readonly audit: AuditLog;
   private readonly bundles: BundleTargets;
-  private readonly opts: {
-    publicUrl?: string;
-    now?: () => Date;
-    /** A full read whose bytes hash wrong marks the item damaged (the integrity service). */
-    damage?: ReadMismatchRecorder;
-  };
+  private readonly opts: NonNullable<ShareLinkServiceDeps['opts']>;
 
   constructor(deps: ShareLinkServiceDeps) {
     this.db = deps.db;

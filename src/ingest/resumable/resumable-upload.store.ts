@@ -101,11 +101,7 @@ export class ResumableUploadStore extends DataStore {
   private readonly locker: UploadLocker;
   private readonly hashes: HashPool;
   private readonly logger: Logger;
-  private readonly opts: {
-    expiryMs: number;
-    /** Told of a discarded upload whose bytes were promoted but never archived. */
-    onAbandonedDigest?: (sha256: string) => Promise<void>;
-  };
+  private readonly opts: ResumableUploadStoreDeps['opts'];
 
   constructor(deps: ResumableUploadStoreDeps) {
     super();

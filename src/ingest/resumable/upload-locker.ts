@@ -33,7 +33,7 @@ export class UploadLocker implements Locker {
 
   private readonly connectionString: string;
   private readonly logger: Logger;
-  private readonly opts: { role?: string; acquireTimeoutMs?: number };
+  private readonly opts: NonNullable<UploadLockerDeps['opts']>;
 
   constructor(deps: UploadLockerDeps) {
     this.connectionString = deps.connectionString;

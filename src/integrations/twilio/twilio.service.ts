@@ -110,10 +110,7 @@ export class TwilioService {
   private readonly store: BlobStore;
   private readonly audit: AuditLog;
   private readonly logger: Logger;
-  private readonly cfg: Pick<
-    AppConfig,
-    'twilio' | 'mediaFetch' | 'maxUploadBytes' | 'media' | 'publicUrl'
-  >;
+  private readonly cfg: TwilioServiceDeps['cfg'];
   private readonly queue?: JobQueue;
 
   constructor(deps: TwilioServiceDeps) {
