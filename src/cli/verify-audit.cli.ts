@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createPublicKey } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { AuditVerifier } from '../custody/audit-verifier';
 import { loadPublicKey } from '../custody/signing-key';
 import { withContext } from './cli-context';
 
@@ -34,7 +33,7 @@ void withContext(
     const publicKey = values['public-key']
       ? loadPublicKey(readFileSync(values['public-key'], 'utf8'))
       : createPublicKey(ctx.signingKey.publicKeyPem);
-    const report = await new AuditVerifier(ctx.db, ctx.recordStore, publicKey).verify();
+    const report = await ctx.auditVerifier.verify(publicKey);
     if (values.json) {
       console.log(JSON.stringify(report, null, 2));
     } else {

@@ -1,5 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import type { Db, Executor } from '../db/database';
+import type { AuditRepository } from '../base/audit.repository';
 import type { CustodyRecordStore } from '../storage/record-store';
 import { canonicalJson, chainHash, GENESIS_HASH } from '../base/audit-chain';
 import { chainedFormOf } from '../base/audit.service';
@@ -41,6 +42,12 @@ export interface ChainReport {
 const PAGE = 5000;
 const MAX_PROBLEMS = 1000;
 
+export interface AuditVerifierDeps {
+  db: Db;
+  repo: AuditRepository;
+  store: CustodyRecordStore;
+}
+
 /**
  * Recomputes the audit chain from the first event and checks it against every signed checkpoint
  * in the custody record store, trusting neither the database's own hashes nor its checkpoint table: only
@@ -48,30 +55,38 @@ const MAX_PROBLEMS = 1000;
  * no longer reaches the hash a checkpoint signed at that sequence number.
  */
 export class AuditVerifier {
-  constructor(
-    private readonly db: Db,
-    private readonly store: CustodyRecordStore,
-    private readonly publicKey: KeyObject,
-  ) {}
+  private readonly db: Db;
+  private readonly repo: AuditRepository;
+  private readonly store: CustodyRecordStore;
+
+  constructor(deps: AuditVerifierDeps) {
+    this.db = deps.db;
+    this.repo = deps.repo;
+    this.store = deps.store;
+  }
 
   /**
    * Lists the signed checkpoints, then reads the whole trail in one repeatable-read snapshot: every
    * checkpoint listed was signed before the snapshot, so it must lie within the chain seen, and
    * events appended while this runs on a live system are not mistaken for tampering.
    */
-  async verify(): Promise<ChainReport> {
+  async verify(publicKey: KeyObject): Promise<ChainReport> {
     const listed = await this.store.listRecords(CHECKPOINT_PREFIX);
     return this.db
       .transaction()
       .setIsolationLevel('repeatable read')
       .setAccessMode('read only')
-      .execute((tx) => this.verifyIn(tx, listed));
+      .execute((tx) => this.verifyIn(tx, listed, publicKey));
   }
 
-  private async verifyIn(db: Executor, listed: string[]): Promise<ChainReport> {
+  private async verifyIn(
+    db: Executor,
+    listed: string[],
+    publicKey: KeyObject,
+  ): Promise<ChainReport> {
     const problems: ChainProblem[] = [];
-    const head = await db.selectFrom('audit_chain_head').select(['seq', 'hash']).executeTakeFirst();
-    const checkpoints = await this.readCheckpoints(listed, problems);
+    const head = await this.repo.findHead(db);
+    const checkpoints = await this.readCheckpoints(listed, problems, publicKey);
     const bySeq = new Map(checkpoints.map((c) => [c.checkpoint.seq, c.checkpoint]));
 
     let expectedSeq = 1;
@@ -80,13 +95,7 @@ export class AuditVerifier {
     let lastSeq = 0;
     let lastStoredHash = GENESIS_HASH;
     for (let after = 0; ;) {
-      const rows = await db
-        .selectFrom('audit_events')
-        .selectAll()
-        .where('seq', '>', after)
-        .orderBy('seq')
-        .limit(PAGE)
-        .execute();
+      const rows = await this.repo.pageAfter(db, after, PAGE);
       for (const row of rows) {
         if (row.seq !== expectedSeq) {
           problems.push({
@@ -147,10 +156,7 @@ export class AuditVerifier {
         message: `the chain head (${head?.seq ?? 'none'}) is not the last event (${lastSeq})`,
       });
     }
-    const recorded = await db
-      .selectFrom('audit_checkpoints')
-      .select(['seq', 'object_key'])
-      .execute();
+    const recorded = await this.repo.checkpointKeys(db);
     const present = new Set(listed);
     if (recorded.some((r) => !present.has(r.object_key))) {
       // Signed between the listing and the snapshot: a second listing finds them.
@@ -188,8 +194,9 @@ export class AuditVerifier {
   private async readCheckpoints(
     keys: string[],
     problems: ChainProblem[],
+    publicKey: KeyObject,
   ): Promise<SignedCheckpoint[]> {
-    const fingerprint = fingerprintOf(this.publicKey);
+    const fingerprint = fingerprintOf(publicKey);
     const valid: SignedCheckpoint[] = [];
     let previous: { seq: number; hash: string } | null = null;
     for (const key of keys) {
@@ -219,7 +226,7 @@ export class AuditVerifier {
         });
         continue;
       }
-      if (!verifySignature(this.publicKey, canonicalJson(checkpoint), parsed.signature)) {
+      if (!verifySignature(publicKey, canonicalJson(checkpoint), parsed.signature)) {
         problems.push({
           kind: 'checkpoint_bad_signature',
           key,

@@ -1,4 +1,3 @@
-import { sql } from 'kysely';
 import type { Db, Executor } from '../db/database';
 import type { Logger } from '../base/logger';
 import type { CustodyRecordStore } from '../storage/record-store';
@@ -31,24 +30,38 @@ export interface SignedCheckpoint {
 export const checkpointKey = (seq: number) =>
   `${CHECKPOINT_PREFIX}${String(seq).padStart(20, '0')}.json`;
 
+export interface CheckpointServiceDeps {
+  db: Db;
+  store: CustodyRecordStore;
+  repo: AuditRepository;
+  key: SigningKey;
+  logger: Logger;
+}
+
 /**
  * Writes the chain head, signed, into the custody record store under its own prefix (in production a
  * bucket with S3 Object Lock), where whoever administers the database cannot reach it. Deleting
  * audit rows and recomputing the chain then no longer matches a signed head.
  */
 export class CheckpointService {
-  constructor(
-    private readonly db: Db,
-    private readonly store: CustodyRecordStore,
-    private readonly repo: AuditRepository,
-    private readonly key: SigningKey,
-    private readonly logger: Logger,
-  ) {}
+  private readonly db: Db;
+  private readonly store: CustodyRecordStore;
+  private readonly repo: AuditRepository;
+  private readonly key: SigningKey;
+  private readonly logger: Logger;
+
+  constructor(deps: CheckpointServiceDeps) {
+    this.db = deps.db;
+    this.store = deps.store;
+    this.repo = deps.repo;
+    this.key = deps.key;
+    this.logger = deps.logger;
+  }
 
   /** Signs the current head unless it is already checkpointed; returns the checkpoint written. */
   async checkpoint(): Promise<SignedCheckpoint | undefined> {
     const written = await this.db.transaction().execute(async (tx) => {
-      await sql`select pg_advisory_xact_lock(${CHECKPOINT_LOCK})`.execute(tx);
+      await this.repo.lockCheckpoints(tx, CHECKPOINT_LOCK);
       const head = await this.repo.head(tx);
       const latest = await this.repo.latestCheckpoint(tx);
       if (head.seq === 0 || (latest && latest.seq >= head.seq)) return undefined;

@@ -3,8 +3,7 @@ import { performance } from 'node:perf_hooks';
 import type { Db } from '../db/database';
 import type { Logger } from '../base/logger';
 import type { BlobStore, StoredObject } from '../storage/blob-store';
-import type { CustodyRecordStore } from '../storage/record-store';
-import { AuditVerifier } from './audit-verifier';
+import type { AuditVerifier } from './audit-verifier';
 import type { AuditLog } from '../base/audit.service';
 import type { HoldService } from './hold.service';
 import type { IntegrityService } from './integrity.service';
@@ -61,6 +60,18 @@ export interface ScrubReport {
   ok: boolean;
 }
 
+export interface ScrubServiceDeps {
+  db: Db;
+  store: BlobStore;
+  repo: ScrubRepository;
+  verifier: AuditVerifier;
+  integrity: IntegrityService;
+  holds: HoldService;
+  audit: AuditLog;
+  signingKey: SigningKey;
+  logger: Logger;
+}
+
 /**
  * The integrity scrub: re-verifies a rotating slice of all items (every item once per full pass),
  * reconciles store and database (a row without a blob and a blob without a row are both
@@ -68,18 +79,27 @@ export interface ScrubReport {
  * checkpoints. Every problem is recorded on the item and in the audit trail.
  */
 export class ScrubService {
-  constructor(
-    private readonly db: Db,
-    private readonly store: BlobStore,
-    /** Where the signed checkpoints the chain is verified against are kept. */
-    private readonly records: CustodyRecordStore,
-    private readonly repo: ScrubRepository,
-    private readonly integrity: IntegrityService,
-    private readonly holds: HoldService,
-    private readonly audit: AuditLog,
-    private readonly signingKey: SigningKey,
-    private readonly logger: Logger,
-  ) {}
+  private readonly db: Db;
+  private readonly store: BlobStore;
+  private readonly repo: ScrubRepository;
+  private readonly verifier: AuditVerifier;
+  private readonly integrity: IntegrityService;
+  private readonly holds: HoldService;
+  private readonly audit: AuditLog;
+  private readonly signingKey: SigningKey;
+  private readonly logger: Logger;
+
+  constructor(deps: ScrubServiceDeps) {
+    this.db = deps.db;
+    this.store = deps.store;
+    this.repo = deps.repo;
+    this.verifier = deps.verifier;
+    this.integrity = deps.integrity;
+    this.holds = deps.holds;
+    this.audit = deps.audit;
+    this.signingKey = deps.signingKey;
+    this.logger = deps.logger;
+  }
 
   async run(opts: ScrubOptions): Promise<ScrubReport> {
     const actor = systemActor('scrub');
@@ -219,12 +239,7 @@ export class ScrubService {
   }
 
   private async verifyChain(): Promise<ScrubReport['chain']> {
-    const verifier = new AuditVerifier(
-      this.db,
-      this.records,
-      createPublicKey(this.signingKey.publicKeyPem),
-    );
-    const report = await verifier.verify();
+    const report = await this.verifier.verify(createPublicKey(this.signingKey.publicKeyPem));
     if (!report.ok) {
       await this.audit.record({
         action: 'audit.verify',

@@ -2,13 +2,11 @@ import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import type { ApiKeyService } from '../access/api-key.service';
 import { permissionsOf, ROLES } from '../access/roles';
-import type { AuditLog } from '../base/audit.service';
+import type { Principal } from '../base/actor';
 import type { HoldService } from '../custody/hold.service';
-import type { Db } from '../db/database';
 import { AppError } from '../base/errors';
-import { EvidenceRepository } from '../evidence/evidence.repository';
-import { SegmentRepository } from '../evidence/segment.repository';
-import { LookupService } from '../lookup/lookup.service';
+import { identifier, parseWith } from '../base/fields';
+import type { LookupService } from '../lookup/lookup.service';
 import {
   actorOf,
   audited,
@@ -18,15 +16,11 @@ import {
   requirePermission,
   SESSION_COOKIE,
 } from './auth.middleware';
-import type { Principal } from '../base/actor';
-import { identifier, parseWith } from '../base/fields';
 
 export interface ConsoleRoutesDeps {
   keys: ApiKeyService;
   holds: HoldService;
-  db: Db;
-  audit: AuditLog;
-  defaultPhoneRegion?: string;
+  lookup: LookupService;
   /** An https PUBLIC_URL marks the session cookie Secure even when a proxy spoke plain http. */
   publicUrl?: string;
 }
@@ -51,13 +45,6 @@ const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOS
 export function consoleRoutes(deps: ConsoleRoutesDeps): Router {
   const router = Router();
   const auth = authenticate(deps.keys);
-  const lookup = new LookupService(
-    deps.db,
-    new EvidenceRepository(),
-    new SegmentRepository(),
-    deps.audit,
-    { defaultPhoneRegion: deps.defaultPhoneRegion },
-  );
   const noStore = (_req: Request, res: Response, next: () => void) => {
     res.set('Cache-Control', 'no-store');
     next();
@@ -105,7 +92,7 @@ export function consoleRoutes(deps: ConsoleRoutesDeps): Router {
   router
     .route('/v1/lookup')
     .get(audited('evidence.list'), auth, requirePermission('evidence:search'), async (req, res) => {
-      res.json(await lookup.lookup(actorOf(req), req.query));
+      res.json(await deps.lookup.lookup(actorOf(req), req.query));
     });
 
   router

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import type { ComplaintRepository } from '../complaints/complaint.repository';
+import type { RequestActor } from '../base/actor';
 import type { AuditLog } from '../base/audit.service';
 import type { Db, EvidenceKind } from '../db/database';
 import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
@@ -7,7 +9,6 @@ import { toE164 } from '../evidence/phone-number';
 import type { SegmentRepository, SegmentRow } from '../evidence/segment.repository';
 import { toSegmentView, type SegmentView } from '../evidence/segments';
 import { EVIDENCE_KINDS } from '../base/kinds';
-import type { RequestActor } from '../base/actor';
 import { identifier, isoTimestamp, parseWith } from '../base/fields';
 
 /** Most items one match answers with (a lookup is for one dispute, not a report). */
@@ -40,19 +41,36 @@ export interface LookupResult {
   matches: LookupMatch[];
 }
 
+export interface LookupServiceDeps {
+  db: Db;
+  evidence: EvidenceRepository;
+  segments: SegmentRepository;
+  complaintRepo: ComplaintRepository;
+  audit: AuditLog;
+  opts?: { defaultPhoneRegion?: string };
+}
+
 /**
  * One search box: decides what the text is (a complaint, an order, a tracking number, a phone
  * number in any common format) and answers with every kind that matches, each with its evidence.
  * Every query is an index lookup: links by (type, ref), tracking numbers, E.164 numbers.
  */
 export class LookupService {
-  constructor(
-    private readonly db: Db,
-    private readonly evidence: EvidenceRepository,
-    private readonly segments: SegmentRepository,
-    private readonly audit: AuditLog,
-    private readonly opts: { defaultPhoneRegion?: string } = {},
-  ) {}
+  private readonly db: Db;
+  private readonly evidence: EvidenceRepository;
+  private readonly segments: SegmentRepository;
+  private readonly complaintRepo: ComplaintRepository;
+  private readonly audit: AuditLog;
+  private readonly opts: NonNullable<LookupServiceDeps['opts']>;
+
+  constructor(deps: LookupServiceDeps) {
+    this.db = deps.db;
+    this.evidence = deps.evidence;
+    this.segments = deps.segments;
+    this.complaintRepo = deps.complaintRepo;
+    this.audit = deps.audit;
+    this.opts = deps.opts ?? {};
+  }
 
   async lookup(actor: RequestActor, query: unknown): Promise<LookupResult> {
     const q = parseWith(lookupQuery, query);
@@ -103,11 +121,7 @@ export class LookupService {
   /** A complaint on record, or a complaint id evidence is linked to, with its evidence. */
   private async complaints(spellings: string[]): Promise<Found[]> {
     const [rows, linked] = await Promise.all([
-      this.db
-        .selectFrom('complaints')
-        .select(['id', 'order_ids'])
-        .where('id', 'in', spellings)
-        .execute(),
+      this.complaintRepo.ordersOfAny(this.db, spellings),
       this.linkedRefs('complaint', spellings),
     ]);
     const ids = [...new Set([...rows.map((r) => r.id), ...linked])];
@@ -182,13 +196,7 @@ export class LookupService {
   }
 
   private async linkedRefs(type: 'order' | 'complaint', spellings: string[]): Promise<string[]> {
-    const rows = await this.db
-      .selectFrom('evidence_links')
-      .select('ref')
-      .distinct()
-      .where('link_type', '=', type)
-      .where('ref', 'in', spellings)
-      .execute();
+    const rows = await this.evidence.linkedRefs(this.db, type, spellings);
     return rows.map((r) => r.ref);
   }
 }

@@ -1,9 +1,10 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import type { Selectable } from 'kysely';
 import { z } from 'zod';
+import type { Actor, RequestActor } from '../base/actor';
 import type { AuditLog } from '../base/audit.service';
-import type { Db, ShareLinksTable } from '../db/database';
+import type { ComplaintRepository } from '../complaints/complaint.repository';
+import type { Db } from '../db/database';
 import { AppError } from '../base/errors';
 import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
 import {
@@ -16,10 +17,10 @@ import {
 import { isItemId, noSuchItem } from '../base/item-id';
 import type { SegmentRepository, SegmentRow } from '../evidence/segment.repository';
 import type { BlobStore, ByteRange } from '../storage/blob-store';
-import type { Actor, RequestActor } from '../base/actor';
+import type { ShareLinkRepository, ShareLinkRow } from './share-link.repository';
 import { identifier, parseWith } from '../base/fields';
 
-export type ShareLinkRow = Selectable<ShareLinksTable>;
+export type { ShareLinkRow };
 
 export const SHARE_LINK_DEFAULT_DAYS = 7;
 export const SHARE_LINK_MAX_DAYS = 30;
@@ -89,26 +90,50 @@ export interface BundleTargets {
 const iso = (d: Date | string) => new Date(d).toISOString();
 export const tokenHash = (token: string) => createHash('sha256').update(token).digest('hex');
 
+export interface ShareLinkServiceDeps {
+  db: Db;
+  links: ShareLinkRepository;
+  complaints: ComplaintRepository;
+  evidence: EvidenceRepository;
+  segments: SegmentRepository;
+  store: BlobStore;
+  audit: AuditLog;
+  bundles: BundleTargets;
+  opts?: {
+    publicUrl?: string;
+    now?: () => Date;
+    /** A full read whose bytes hash wrong marks the item damaged (the integrity service). */
+    damage?: ReadMismatchRecorder;
+  };
+}
+
 /**
  * Read-only, expiring, revocable links to one item, one segment's cut or one bundle, for people
  * without a key (a marketplace reviewer, the customer). The token is shown once, at creation; the
  * database keeps only its SHA-256. Every use is recorded with the client's address.
  */
 export class ShareLinkService {
-  constructor(
-    private readonly db: Db,
-    private readonly evidence: EvidenceRepository,
-    private readonly segments: SegmentRepository,
-    private readonly store: BlobStore,
-    private readonly audit: AuditLog,
-    private readonly bundles: BundleTargets,
-    private readonly opts: {
-      publicUrl?: string;
-      now?: () => Date;
-      /** A full read whose bytes hash wrong marks the item damaged (the integrity service). */
-      damage?: ReadMismatchRecorder;
-    } = {},
-  ) {}
+  private readonly db: Db;
+  private readonly links: ShareLinkRepository;
+  private readonly complaints: ComplaintRepository;
+  private readonly evidence: EvidenceRepository;
+  private readonly segments: SegmentRepository;
+  private readonly store: BlobStore;
+  private readonly audit: AuditLog;
+  private readonly bundles: BundleTargets;
+  private readonly opts: NonNullable<ShareLinkServiceDeps['opts']>;
+
+  constructor(deps: ShareLinkServiceDeps) {
+    this.db = deps.db;
+    this.links = deps.links;
+    this.complaints = deps.complaints;
+    this.evidence = deps.evidence;
+    this.segments = deps.segments;
+    this.store = deps.store;
+    this.audit = deps.audit;
+    this.bundles = deps.bundles;
+    this.opts = deps.opts ?? {};
+  }
 
   async create(
     actor: RequestActor,
@@ -146,11 +171,7 @@ export class ShareLinkService {
     if (item && complaintId !== null) {
       // A link is listed under a complaint (and its events go into that complaint's bundles)
       // only when the evidence is that complaint's.
-      const complaint = await this.db
-        .selectFrom('complaints')
-        .select('order_ids')
-        .where('id', '=', complaintId)
-        .executeTakeFirst();
+      const complaint = await this.complaints.orderIdsOf(this.db, complaintId);
       const orders = complaint?.order_ids ?? [];
       if (
         !item.complaint_ids.includes(complaintId) &&
@@ -166,24 +187,20 @@ export class ShareLinkService {
     const token = randomBytes(32).toString('base64url');
     const now = this.opts.now?.() ?? new Date();
     const row = await this.db.transaction().execute(async (tx) => {
-      const inserted = await tx
-        .insertInto('share_links')
-        .values({
-          id: randomUUID(),
-          token_sha256: tokenHash(token),
-          target_type:
-            b.itemId !== undefined ? 'item' : b.segmentId !== undefined ? 'segment' : 'bundle',
-          item_id: itemId,
-          segment_id: b.segmentId ?? null,
-          bundle_id: b.bundleId ?? null,
-          complaint_id: complaintId,
-          note: b.note ?? null,
-          created_by_key_id: actor.keyId,
-          created_at: now,
-          expires_at: new Date(now.getTime() + b.expiresInDays * DAY_MS),
-        })
-        .returningAll()
-        .executeTakeFirstOrThrow();
+      const inserted = await this.links.insert(tx, {
+        id: randomUUID(),
+        token_sha256: tokenHash(token),
+        target_type:
+          b.itemId !== undefined ? 'item' : b.segmentId !== undefined ? 'segment' : 'bundle',
+        item_id: itemId,
+        segment_id: b.segmentId ?? null,
+        bundle_id: b.bundleId ?? null,
+        complaint_id: complaintId,
+        note: b.note ?? null,
+        created_by_key_id: actor.keyId,
+        created_at: now,
+        expires_at: new Date(now.getTime() + b.expiresInDays * DAY_MS),
+      });
       await this.audit.append(tx, [
         {
           action: 'share_link.create',
@@ -204,17 +221,12 @@ export class ShareLinkService {
 
   async list(actor: RequestActor, raw: unknown): Promise<ShareLinkView[]> {
     const q = parseWith(listQuery, raw);
-    let query = this.db
-      .selectFrom('share_links')
-      .selectAll()
-      .orderBy('created_at', 'desc')
-      .limit(LIST_LIMIT);
-    if (q.complaintId) query = query.where('complaint_id', '=', q.complaintId);
-    if (q.itemId) {
-      if (!isItemId(q.itemId)) return [];
-      query = query.where('item_id', '=', q.itemId);
-    }
-    const rows = await query.execute();
+    if (q.itemId && !isItemId(q.itemId)) return [];
+    const rows = await this.links.list(
+      this.db,
+      { complaintId: q.complaintId, itemId: q.itemId },
+      LIST_LIMIT,
+    );
     await this.audit.recordRead({
       action: 'custody.read',
       actor,
@@ -235,13 +247,7 @@ export class ShareLinkService {
     const now = this.opts.now?.() ?? new Date();
     if (row.revoked_at) return this.view(row, now);
     const updated = await this.db.transaction().execute(async (tx) => {
-      const r = await tx
-        .updateTable('share_links')
-        .set({ revoked_at: now, revoked_by_key_id: actor.keyId })
-        .where('id', '=', row.id)
-        .where('revoked_at', 'is', null)
-        .returningAll()
-        .executeTakeFirstOrThrow();
+      const r = await this.links.revoke(tx, row.id, now, actor.keyId);
       await this.audit.append(tx, [
         {
           action: 'share_link.revoke',
@@ -265,11 +271,7 @@ export class ShareLinkService {
     request: { requestId?: string; clientIp?: string },
   ): Promise<{ link: ShareLinkRow; actor: Actor; content: SharedContent }> {
     if (!TOKEN.test(token)) throw unknownLink();
-    const link = await this.db
-      .selectFrom('share_links')
-      .selectAll()
-      .where('token_sha256', '=', tokenHash(token))
-      .executeTakeFirst();
+    const link = await this.links.findByTokenHash(this.db, tokenHash(token));
     if (!link) throw unknownLink();
     const now = this.opts.now?.() ?? new Date();
     if (link.revoked_at) {
@@ -344,11 +346,7 @@ export class ShareLinkService {
       complaintId: link.complaint_id,
       details: { shareLinkId: link.id, ...targetOf(link), ...details },
     });
-    await this.db
-      .updateTable('share_links')
-      .set((eb) => ({ use_count: eb('use_count', '+', 1), last_used_at: new Date() }))
-      .where('id', '=', link.id)
-      .execute();
+    await this.links.countUse(this.db, link.id, new Date());
   }
 
   private async contentOf(link: ShareLinkRow): Promise<SharedContent> {
@@ -400,9 +398,7 @@ export class ShareLinkService {
   }
 
   private async find(id: string): Promise<ShareLinkRow> {
-    const row = isItemId(id)
-      ? await this.db.selectFrom('share_links').selectAll().where('id', '=', id).executeTakeFirst()
-      : undefined;
+    const row = isItemId(id) ? await this.links.find(this.db, id) : undefined;
     if (!row) throw new AppError('not_found', `No share link ${JSON.stringify(id.slice(0, 64))}.`);
     return row;
   }

@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import request from 'supertest';
 import { chainHash, GENESIS_HASH } from '../../src/base/audit-chain';
 import { chainedFormOf } from '../../src/base/audit.service';
-import { AuditVerifier, type ChainReport } from '../../src/custody/audit-verifier';
+import type { ChainReport } from '../../src/custody/audit-verifier';
 import { CHECKPOINT_PREFIX } from '../../src/custody/checkpoint.service';
 import { createDb, type Db } from '../../src/db/database';
 import {
@@ -27,7 +27,7 @@ describe.each(DRIVERS)('tampering with the custody chain (%s driver)', (driver) 
   let itemId: string;
 
   const verify = (publicKeyPem = app.ctx.signingKey.publicKeyPem): Promise<ChainReport> =>
-    new AuditVerifier(app.ctx.db, app.ctx.recordStore, createPublicKey(publicKeyPem)).verify();
+    app.ctx.auditVerifier.verify(createPublicKey(publicKeyPem));
   const kinds = (r: ChainReport) => [...new Set(r.problems.map((p) => p.kind))].sort();
   const view = () =>
     request(app.url).get(`/v1/evidence/${itemId}`).set(bearer(app.keys.support)).expect(200);
