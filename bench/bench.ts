@@ -29,7 +29,7 @@ import { ApiKeyService } from '../src/access/api-key.service';
 import { loadConfig } from '../src/config';
 import { AuditRepository } from '../src/custody/audit.repository';
 import { AuditLog } from '../src/custody/audit.service';
-import { buildContext } from '../src/context';
+import { AppContext } from '../src/context';
 import { createDb, type Db } from '../src/db/database';
 import { EmbeddedDatabase } from '../src/db/embedded-postgres';
 import { EvidenceRepository } from '../src/evidence/evidence.repository';
@@ -164,8 +164,8 @@ async function startService(vars: Record<string, string>): Promise<Service> {
 async function mintKey(databaseUrl: string, role: 'ingest' | 'support'): Promise<string> {
   const db = createDb(databaseUrl, 1);
   try {
-    const audit = new AuditLog(db, new AuditRepository(), createLogger('silent'));
-    const keys = new ApiKeyService(db, new ApiKeyRepository(), audit, 0);
+    const audit = new AuditLog({ db, repo: new AuditRepository(), logger: createLogger('silent') });
+    const keys = new ApiKeyService({ db, repo: new ApiKeyRepository(), audit, cacheTtlMs: 0 });
     return (await keys.create(role, `bench ${role}`)).key;
   } finally {
     await db.destroy();
@@ -603,7 +603,11 @@ async function benchScrub(adminUrl: string, s3?: TestS3) {
     await archiveClips(archiving.url, ingestKey, count, SCRUB_CLIP_BYTES);
     await archiving.stop();
     const config = loadConfig({ ...vars, LOG_LEVEL: 'silent', WORKERS: '0' });
-    const ctx = await buildContext(config, createLogger('silent'), { migrate: false });
+    const ctx = await AppContext.fromConfig(
+      config,
+      { migrate: false },
+      { logger: createLogger('silent') },
+    );
     try {
       const rows = await ctx.db
         .selectFrom('evidence_items')

@@ -24,12 +24,12 @@ function fill(maxAddresses: number): { limiter: RefusalLimiter; bytes: number } 
   const audit = { record: async () => undefined } as unknown as AuditLog;
   const logger = { error: () => undefined } as unknown as Logger;
   const before = heapUsed();
-  const limiter = new RefusalLimiter(
+  const limiter = new RefusalLimiter({
     audit,
     logger,
-    { perMinute: 30, maxAddresses, globalPerMinute: 600 },
-    () => 0, // one minute throughout
-  );
+    limits: { perMinute: 30, maxAddresses, globalPerMinute: 600 },
+    now: () => 0, // one minute throughout
+  });
   for (let a = 0; a < maxAddresses; a++) {
     const ip = `2001:db8:${(a >> 16).toString(16)}:${(a & 0xffff).toString(16)}::1`;
     for (let r = 0; r < 8; r++) {

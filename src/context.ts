@@ -16,6 +16,7 @@ import { HashPool } from './custody/hash-pool';
 import { ComplaintWorkspaceService } from './complaints/complaint-workspace.service';
 import { CoverageReportService } from './complaints/coverage-report';
 import { ShareLinkService } from './share/share-link.service';
+import { LookupService } from './lookup/lookup.service';
 import { HoldService } from './custody/hold.service';
 import { ScrubRepository } from './custody/scrub.repository';
 import { ScrubService } from './custody/scrub.service';
@@ -43,7 +44,7 @@ import { ResumableUploadRepository } from './ingest/resumable/resumable-upload.r
 import { ResumableUploadStore } from './ingest/resumable/resumable-upload.store';
 import { UploadLocker } from './ingest/resumable/upload-locker';
 import { UploadSweep } from './ingest/resumable/upload-sweep';
-import type { Logger } from './logger';
+import { createLogger, type Logger } from './logger';
 import { MediaFetcher } from './integrations/media-fetcher';
 import { ProviderRecordingRepository } from './integrations/provider-recording.repository';
 import { ProviderRecordingService } from './integrations/provider-recording.service';
@@ -85,6 +86,8 @@ export interface AppContext {
   /** The complaint as support works it: timeline, suggestions, accepting them. */
   complaintWorkspace: ComplaintWorkspaceService;
   coverage: CoverageReportService;
+  /** The console's one search box: items, orders and complaints by id, number or text. */
+  lookup: LookupService;
   shareLinks: ShareLinkService;
   holds: HoldService;
   deletion: DeletionService;
@@ -119,17 +122,30 @@ export interface AppContext {
   close(): Promise<void>;
 }
 
+/** What this process does with the context: the service, the worker and the CLIs differ. */
 export interface ContextOptions {
   /** Apply pending migrations before returning (the service does; CLIs other than migrate do not). */
   migrate?: boolean;
-  /** Wraps the configured blob store (tests use it to slow a real store down). */
-  wrapBlobStore?: (store: BlobStore) => BlobStore;
   /** Generate the signing key on first start (the service does; CLIs never leave one behind). */
   createSigningKey?: boolean;
   /** Connect the PostgreSQL job queue (the service does; CLIs do not). Started by `jobs.start`. */
   jobQueue?: boolean;
   /** Look for ffmpeg/ffprobe (the service and the worker do; CLIs need no media tools). */
   mediaTools?: boolean;
+}
+
+/** Parts that replace what the configuration would build (tests pass a store or a clock). */
+export interface ContextOverrides {
+  /** Default: a logger at the configured LOG_LEVEL. */
+  logger?: Logger;
+  /** Used instead of the store the configuration names (disk or S3); closed with the context. */
+  blobStore?: BlobStore;
+  /** Wraps the store, configured or given (tests use it to slow a real store down). */
+  wrapBlobStore?: (store: BlobStore) => BlobStore;
+  /** The clock of the services that take one (links, complaints, retention, ingest, media, audit, keys). */
+  now?: () => Date;
+  /** Used instead of the configured or generated custody signing key. */
+  signingKey?: SigningKey;
 }
 
 export async function createBlobStore(
@@ -165,12 +181,22 @@ async function loadSigningKey(
   return key;
 }
 
-/** The composition root shared by the service, the CLIs and the tests. */
-export async function buildContext(
+/**
+ * The composition root shared by the service, the worker, the CLIs and the tests: the whole
+ * object graph is built here from the configuration, and nowhere else.
+ */
+export const AppContext = {
+  fromConfig,
+};
+
+async function fromConfig(
   config: AppConfig,
-  logger: Logger,
   options: ContextOptions = {},
+  overrides: ContextOverrides = {},
 ): Promise<AppContext> {
+  const logger = overrides.logger ?? createLogger(config.logLevel);
+  const now = overrides.now;
+  const nowMs = now && (() => now().getTime());
   const embedded = config.database.url
     ? undefined
     : await EmbeddedDatabase.start(config.dataDir, config.database.embeddedPort, logger);
@@ -202,60 +228,81 @@ export async function buildContext(
     );
     const worm = new WormLedger();
     // Registered before anything is written: staging keys carry this instance's id.
-    instance = new InstanceRegistry(databaseUrl, logger, { role });
+    instance = new InstanceRegistry({ connectionString: databaseUrl, logger, opts: { role } });
     await instance.start();
-    const configured = await createBlobStore(config, {
-      worm,
-      // Followed as it changes: a lost session registers under a new id. An instance that lost
-      // its session registers again before staging, not at its next heartbeat: staging under the
-      // given-up id would be refused at promotion (the first upload after a database restart
-      // got 503 when it came before the heartbeat).
-      stagingOwner: async () => {
-        if (!instance!.registered) await instance!.heartbeat().catch(() => undefined);
-        return instance!.id;
-      },
-    });
-    const blobStore = options.wrapBlobStore?.(configured) ?? configured;
+    const configured =
+      overrides.blobStore ??
+      (await createBlobStore(config, {
+        worm,
+        // Followed as it changes: a lost session registers under a new id. An instance that lost
+        // its session registers again before staging, not at its next heartbeat: staging under the
+        // given-up id would be refused at promotion (the first upload after a database restart
+        // got 503 when it came before the heartbeat).
+        stagingOwner: async () => {
+          if (!instance!.registered) await instance!.heartbeat().catch(() => undefined);
+          return instance!.id;
+        },
+      }));
+    const blobStore = overrides.wrapBlobStore?.(configured) ?? configured;
     const evidenceRepo = new EvidenceRepository();
     const auditRepo = new AuditRepository();
-    const audit = new AuditLog(db, auditRepo, logger, { recordReads: config.custody.auditReads });
+    const audit = new AuditLog({
+      db,
+      repo: auditRepo,
+      logger,
+      opts: { recordReads: config.custody.auditReads, now },
+    });
     if (!config.custody.auditReads) {
       logger.warn('AUDIT_READS=false: views and downloads are NOT recorded (benchmarks only)');
     }
-    const loadedKey = await loadSigningKey(config, logger, options.createSigningKey ?? true);
+    const loadedKey =
+      overrides.signingKey ??
+      (await loadSigningKey(config, logger, options.createSigningKey ?? true));
     // Tools that found no key get one that signs nothing durable and say so (signingKeyMissing).
     const signingKey = loadedKey ?? SigningKey.ephemeral();
     const phone = { defaultPhoneRegion: config.defaultPhoneRegion };
     const pool = db;
     const metrics = new Metrics();
-    const checkpoints = new CheckpointService(db, blobStore, auditRepo, signingKey, logger);
-    const hasher = new HashPool();
-    const integrity = new IntegrityService(
+    const checkpoints = new CheckpointService({
       db,
-      blobStore,
-      evidenceRepo,
+      store: blobStore,
+      repo: auditRepo,
+      key: signingKey,
+      logger,
+    });
+    const hasher = new HashPool();
+    const integrity = new IntegrityService({
+      db,
+      store: blobStore,
+      evidence: evidenceRepo,
       auditRepo,
       audit,
       metrics,
       hasher,
       logger,
-    );
+    });
     // A full download whose bytes hash wrong marks the item damaged (integrity).
-    const evidence = new EvidenceService(db, blobStore, evidenceRepo, audit, {
-      ...phone,
-      damage: integrity,
+    const evidence = new EvidenceService({
+      db,
+      store: blobStore,
+      repo: evidenceRepo,
+      audit,
+      opts: {
+        ...phone,
+        damage: integrity,
+      },
     });
     const complaintRepo = new ComplaintRepository();
     const holdRepo = new HoldRepository();
-    const holds = new HoldService(
+    const holds = new HoldService({
       db,
-      holdRepo,
-      evidenceRepo,
-      complaintRepo,
-      blobStore,
+      repo: holdRepo,
+      evidence: evidenceRepo,
+      complaints: complaintRepo,
+      store: blobStore,
       audit,
       logger,
-    );
+    });
     const tools: ToolsStatus & { dispose(): Promise<void> } =
       (options.mediaTools ?? true)
         ? await locateMediaTools({ ...config.media, tmpDir: config.media.scratchDir })
@@ -272,65 +319,73 @@ export async function buildContext(
     const scratch = new ScratchRepository(config.media.scratchDir);
     const derivativeRepo = new DerivativeRepository();
     const segmentRepo = new SegmentRepository();
-    const media = new MediaService(
+    const media = new MediaService({
       db,
-      derivativeRepo,
-      segmentRepo,
-      blobStore,
-      tools.available
-        ? new FfmpegRepository(tools.tools, {
-            scratchRoot: config.media.scratchDir,
-            probeTimeoutSeconds: config.media.probeTimeoutSeconds,
+      repo: derivativeRepo,
+      segments: segmentRepo,
+      store: blobStore,
+      ffmpeg: tools.available
+        ? new FfmpegRepository({
+            tools: tools.tools,
+            opts: {
+              scratchRoot: config.media.scratchDir,
+              probeTimeoutSeconds: config.media.probeTimeoutSeconds,
+            },
           })
         : undefined,
-      tools.available ? undefined : tools.reason,
-      new ImageRepository({
+      toolsProblem: tools.available ? undefined : tools.reason,
+      images: new ImageRepository({
         maxInputPixels: config.media.maxInputPixels,
         scratchRoot: config.media.scratchDir,
       }),
       scratch,
       audit,
       logger,
-      config.media,
-    );
+      cfg: config.media,
+      now,
+    });
     const queue = options.jobQueue
-      ? new JobQueue(databaseUrl, logger, config.database.queryTimeoutMs)
+      ? new JobQueue({
+          connectionString: databaseUrl,
+          logger,
+          queryTimeoutMs: config.database.queryTimeoutMs,
+        })
       : undefined;
-    const mediaJobs = new MediaJobs(
+    const mediaJobs = new MediaJobs({
       db,
-      derivativeRepo,
+      repo: derivativeRepo,
       media,
       scratch,
-      config.media,
+      cfg: config.media,
       logger,
       queue,
-    );
-    const deletion = new DeletionService(
+    });
+    const deletion = new DeletionService({
       db,
-      new DeletionRepository(),
-      holdRepo,
-      evidenceRepo,
-      blobStore,
+      repo: new DeletionRepository(),
+      holds: holdRepo,
+      evidence: evidenceRepo,
+      store: blobStore,
       audit,
       logger,
-      { onPurge: (tx, itemId) => media.purgeDerivatives(tx, itemId) },
-    );
-    const scrub = new ScrubService(
+      opts: { now, onPurge: (tx, itemId) => media.purgeDerivatives(tx, itemId) },
+    });
+    const scrub = new ScrubService({
       db,
-      blobStore,
-      new ScrubRepository(),
+      store: blobStore,
+      repo: new ScrubRepository(),
       integrity,
       holds,
       audit,
       signingKey,
       logger,
-    );
+    });
     mediaJobs.registerMetrics(metrics);
     const runs = new CustodyRunRepository();
-    const custodyStatus = new CustodyStatusService(db, runs, auditRepo, audit, config);
+    const custodyStatus = new CustodyStatusService({ db, runs, auditRepo, audit, config });
     custodyStatus.registerMetrics(metrics);
     worm.registerMetrics(metrics, db);
-    const jobs = new CustodyJobs(
+    const jobs = new CustodyJobs({
       db,
       runs,
       scrub,
@@ -340,55 +395,91 @@ export async function buildContext(
       audit,
       logger,
       queue,
-    );
-    const claims = new BlobClaims(db, new BlobClaimRepository(), blobStore, instance, logger, {
-      objectLock: config.storage.driver === 's3' && config.storage.s3.objectLock !== undefined,
     });
-    const leftovers = new LeftoverSweep(db, blobStore, instance, claims, logger, {
-      intervalSeconds: config.custody.leftoverSweepSeconds,
-      stagingGraceHours: config.custody.stagingGraceHours,
-    });
-    const ingest = new IngestService(
+    const claims = new BlobClaims({
       db,
-      blobStore,
-      evidenceRepo,
-      new IdempotencyRepository(),
+      repo: new BlobClaimRepository(),
+      store: blobStore,
+      instance,
+      logger,
+      opts: {
+        objectLock: config.storage.driver === 's3' && config.storage.s3.objectLock !== undefined,
+      },
+    });
+    const leftovers = new LeftoverSweep({
+      db,
+      store: blobStore,
+      instance,
+      claims,
+      logger,
+      opts: {
+        intervalSeconds: config.custody.leftoverSweepSeconds,
+        stagingGraceHours: config.custody.stagingGraceHours,
+      },
+    });
+    const ingest = new IngestService({
+      db,
+      store: blobStore,
+      evidence: evidenceRepo,
+      idempotency: new IdempotencyRepository(),
       audit,
       logger,
-      { ...phone, listener: mediaJobs, segments: segmentRepo, claims, repair: integrity, holds },
-    );
-    const uploadLocker = new UploadLocker(databaseUrl, logger, { role });
-    const uploads = new ResumableUploadStore(
-      db,
-      new ResumableUploadRepository(),
-      blobStore,
-      ingest,
-      uploadLocker,
-      hasher,
+      opts: {
+        ...phone,
+        now,
+        listener: mediaJobs,
+        segments: segmentRepo,
+        claims,
+        repair: integrity,
+        holds,
+      },
+    });
+    const uploadLocker = new UploadLocker({
+      connectionString: databaseUrl,
       logger,
-      {
+      opts: { role },
+    });
+    const uploads = new ResumableUploadStore({
+      db,
+      rows: new ResumableUploadRepository(),
+      store: blobStore,
+      ingest,
+      locker: uploadLocker,
+      hashes: hasher,
+      logger,
+      opts: {
         expiryMs: config.resumableExpiryHours * 3_600_000,
         onAbandonedDigest: (sha256) => claims.dropIfUnused(sha256),
       },
-    );
-    const uploadSweep = new UploadSweep(uploads, logger);
+    });
+    const uploadSweep = new UploadSweep({ uploads, logger });
     const providerRecordingRepo = new ProviderRecordingRepository();
-    const providerRecordings = new ProviderRecordingService(db, providerRecordingRepo, audit);
-    providerRecordings.registerMetrics(metrics);
-    const twilio = new TwilioService(
+    const providerRecordings = new ProviderRecordingService({
       db,
-      providerRecordingRepo,
-      new ApiKeyRepository(),
-      new MediaFetcher(),
+      repo: providerRecordingRepo,
+      audit,
+    });
+    providerRecordings.registerMetrics(metrics);
+    const twilio = new TwilioService({
+      db,
+      repo: providerRecordingRepo,
+      keys: new ApiKeyRepository(),
+      fetcher: new MediaFetcher(),
       ingest,
-      blobStore,
+      store: blobStore,
       audit,
       logger,
-      config,
+      cfg: config,
       queue,
-    );
+    });
     twilio.registerMetrics(metrics);
-    const refusals = new RefusalLimiter(audit, logger, config.refusalLimit);
+    const bundleRepo = new BundleRepository();
+    const refusals = new RefusalLimiter({
+      audit,
+      logger,
+      limits: config.refusalLimit,
+      now: nowMs,
+    });
     refusals.start();
     const ctx: AppContext = {
       config,
@@ -397,7 +488,13 @@ export async function buildContext(
       databaseUrl,
       blobStore,
       worm,
-      apiKeys: new ApiKeyService(db, new ApiKeyRepository(), audit, config.authCacheTtlMs),
+      apiKeys: new ApiKeyService({
+        db,
+        repo: new ApiKeyRepository(),
+        audit,
+        cacheTtlMs: config.authCacheTtlMs,
+        now: nowMs,
+      }),
       ingest,
       evidence,
       audit,
@@ -405,37 +502,50 @@ export async function buildContext(
       signingKey,
       signingKeyMissing: !loadedKey,
       checkpoints,
-      trail: new AuditTrailService(db, auditRepo, audit, evidence),
+      trail: new AuditTrailService({ db, repo: auditRepo, audit, evidence }),
       integrity,
       metrics,
-      complaints: new ComplaintService(db, complaintRepo, holdRepo, audit, phone),
-      complaintWorkspace: new ComplaintWorkspaceService(
+      complaints: new ComplaintService({
         db,
-        complaintRepo,
-        evidenceRepo,
-        segmentRepo,
+        repo: complaintRepo,
+        holds: holdRepo,
         audit,
-        config,
-      ),
-      coverage: new CoverageReportService(db, audit, config),
-      shareLinks: new ShareLinkService(
+        opts: { ...phone, now },
+      }),
+      complaintWorkspace: new ComplaintWorkspaceService({
         db,
-        evidenceRepo,
-        segmentRepo,
-        blobStore,
+        complaints: complaintRepo,
+        evidence: evidenceRepo,
+        segments: segmentRepo,
         audit,
-        {
+        opts: config,
+      }),
+      coverage: new CoverageReportService({
+        db,
+        audit,
+        opts: { suggestionWindowDays: config.suggestionWindowDays, now },
+      }),
+      lookup: new LookupService({
+        db,
+        evidence: evidenceRepo,
+        segments: segmentRepo,
+        audit,
+        opts: phone,
+      }),
+      shareLinks: new ShareLinkService({
+        db,
+        evidence: evidenceRepo,
+        segments: segmentRepo,
+        store: blobStore,
+        audit,
+        bundles: {
           exists: async (id) => {
-            const row = await pool
-              .selectFrom('bundles')
-              .select('complaint_id')
-              .where('id', '=', id)
-              .executeTakeFirst();
+            const row = await bundleRepo.complaintOf(pool, id);
             return row && { complaintId: row.complaint_id };
           },
         },
-        { publicUrl: config.publicUrl, damage: integrity },
-      ),
+        opts: { publicUrl: config.publicUrl, now, damage: integrity },
+      }),
       holds,
       deletion,
       scrub,
@@ -447,33 +557,38 @@ export async function buildContext(
       uploads,
       uploadLocker,
       uploadSweep,
-      derivatives: new DerivativeService(db, derivativeRepo, evidence, blobStore, audit, (id) =>
-        mediaJobs.schedule(id),
-      ),
-      segments: new SegmentService(
+      derivatives: new DerivativeService({
         db,
-        segmentRepo,
+        repo: derivativeRepo,
+        evidence,
+        store: blobStore,
+        audit,
+        schedule: (id) => mediaJobs.schedule(id),
+      }),
+      segments: new SegmentService({
+        db,
+        repo: segmentRepo,
         evidence,
         evidenceRepo,
-        blobStore,
+        store: blobStore,
         audit,
-        mediaJobs,
-      ),
-      bundles: new BundleService(
+        media: mediaJobs,
+      }),
+      bundles: new BundleService({
         db,
-        new BundleRepository(),
+        repo: bundleRepo,
         evidenceRepo,
-        complaintRepo,
-        segmentRepo,
-        blobStore,
+        complaints: complaintRepo,
+        segments: segmentRepo,
+        store: blobStore,
         audit,
         auditRepo,
         checkpoints,
-        signingKey,
+        key: signingKey,
         media,
         logger,
-        integrity,
-      ),
+        damage: integrity,
+      }),
       mediaJobs,
       scratch,
       instance,

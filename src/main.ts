@@ -1,5 +1,5 @@
 import { loadConfigOrExit } from './config';
-import { buildContext } from './context';
+import { AppContext } from './context';
 import { createApp } from './http/app';
 import { startServer } from './http/server';
 import { createLogger } from './logger';
@@ -11,7 +11,7 @@ async function main(): Promise<void> {
   const logger = createLogger(config.logLevel);
   // A database blip must not end the process (see installOutageGuard); a bug still does.
   installOutageGuard(logger);
-  const ctx = await buildContext(config, logger, { migrate: true, jobQueue: true });
+  const ctx = await AppContext.fromConfig(config, { migrate: true, jobQueue: true }, { logger });
   const running = await startServer(createApp(ctx), config);
 
   // Handled from the moment requests can arrive: a SIGTERM while background work is still

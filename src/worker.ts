@@ -1,5 +1,5 @@
 import { loadConfigOrExit } from './config';
-import { buildContext } from './context';
+import { AppContext } from './context';
 import { startBackgroundWork } from './jobs/background';
 import { installOutageGuard } from './jobs/outage-guard';
 import { createLogger } from './logger';
@@ -14,7 +14,7 @@ async function worker(): Promise<void> {
   const logger = createLogger(config.logLevel);
   // A database blip must not end the process (see installOutageGuard); a bug still does.
   installOutageGuard(logger);
-  const ctx = await buildContext(config, logger, { migrate: true, jobQueue: true });
+  const ctx = await AppContext.fromConfig(config, { migrate: true, jobQueue: true }, { logger });
   await startBackgroundWork(ctx, true);
   void ctx.leftovers.start();
   logger.info(

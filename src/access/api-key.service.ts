@@ -15,6 +15,14 @@ export interface MintedKey {
   name: string;
 }
 
+export interface ApiKeyServiceDeps {
+  db: Db;
+  repo: ApiKeyRepository;
+  audit: AuditLog;
+  cacheTtlMs: number;
+  now?: () => number;
+}
+
 /**
  * API keys: `eak_<id>_<secret>`. Only SHA-256 of the secret is stored; keys are 256-bit random,
  * so a slow password hash would add latency to every request without adding safety.
@@ -24,13 +32,19 @@ export class ApiKeyService {
   /** When this instance last wrote each key's `last_used_at` (ms). */
   private readonly lastTouched = new Map<string, number>();
 
-  constructor(
-    private readonly db: Db,
-    private readonly repo: ApiKeyRepository,
-    private readonly audit: AuditLog,
-    private readonly cacheTtlMs: number,
-    private readonly now: () => number = Date.now,
-  ) {}
+  private readonly db: Db;
+  private readonly repo: ApiKeyRepository;
+  private readonly audit: AuditLog;
+  private readonly cacheTtlMs: number;
+  private readonly now: () => number;
+
+  constructor(deps: ApiKeyServiceDeps) {
+    this.db = deps.db;
+    this.repo = deps.repo;
+    this.audit = deps.audit;
+    this.cacheTtlMs = deps.cacheTtlMs;
+    this.now = deps.now ?? Date.now;
+  }
 
   async create(role: Role, name: string, actor: Actor = systemActor('keys')): Promise<MintedKey> {
     const id = randomBytes(8).toString('hex');

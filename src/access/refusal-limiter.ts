@@ -65,6 +65,13 @@ const MAX_SHARED_KINDS = 1_000;
 const MAX_CLIENT_CHARS = 64;
 const OVERFLOW = '\0overflow';
 
+export interface RefusalLimiterDeps {
+  audit: AuditLog;
+  logger: Logger;
+  limits: RefusalLimits;
+  now?: () => number;
+}
+
 /**
  * Limits what strangers (requests without a valid key, share-link misses) can cost: per client
  * address and clock minute, the first `perMinute` refusals are answered and recorded one by one as
@@ -94,12 +101,17 @@ export class RefusalLimiter {
   private timer: NodeJS.Timeout | undefined;
   private sealing: Promise<void> = Promise.resolve();
 
-  constructor(
-    private readonly audit: AuditLog,
-    private readonly logger: Logger,
-    private readonly limits: RefusalLimits,
-    private readonly now: () => number = Date.now,
-  ) {}
+  private readonly audit: AuditLog;
+  private readonly logger: Logger;
+  private readonly limits: RefusalLimits;
+  private readonly now: () => number;
+
+  constructor(deps: RefusalLimiterDeps) {
+    this.audit = deps.audit;
+    this.logger = deps.logger;
+    this.limits = deps.limits;
+    this.now = deps.now ?? Date.now;
+  }
 
   /** Seals ended minutes in the background. */
   start(): void {

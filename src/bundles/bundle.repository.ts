@@ -34,6 +34,11 @@ export class BundleRepository {
     return db.selectFrom('bundles').selectAll().where('id', '=', id).executeTakeFirst();
   }
 
+  /** The complaint a bundle was made for (share links check that the bundle exists). */
+  async complaintOf(db: Executor, id: string): Promise<{ complaint_id: string } | undefined> {
+    return db.selectFrom('bundles').select('complaint_id').where('id', '=', id).executeTakeFirst();
+  }
+
   /** A complaint's bundles, newest first. */
   async listForComplaint(db: Executor, complaintId: string, limit: number): Promise<BundleRow[]> {
     return db

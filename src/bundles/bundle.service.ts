@@ -100,6 +100,23 @@ export interface CutMaker {
 
 const iso = (d: Date | string) => new Date(d).toISOString();
 
+export interface BundleServiceDeps {
+  db: Db;
+  repo: BundleRepository;
+  evidenceRepo: EvidenceRepository;
+  complaints: ComplaintRepository;
+  segments: SegmentRepository;
+  store: BlobStore;
+  audit: AuditLog;
+  auditRepo: AuditRepository;
+  checkpoints: CheckpointService;
+  key: SigningKey;
+  media: CutMaker;
+  logger: Logger;
+  /** An original whose bytes hash wrong as the bundle streams marks its item damaged. */
+  damage?: ReadMismatchRecorder;
+}
+
 /**
  * Dispute bundles: a complaint's evidence (originals, or per-order cuts of long recordings) in one
  * ZIP with a manifest signed by the archive's Ed25519 key, the items' audit excerpt up to a signed
@@ -107,22 +124,35 @@ const iso = (d: Date | string) => new Date(d).toISOString();
  * evidence bytes is written once, at creation, so every download is the same bytes.
  */
 export class BundleService {
-  constructor(
-    private readonly db: Db,
-    private readonly repo: BundleRepository,
-    private readonly evidenceRepo: EvidenceRepository,
-    private readonly complaints: ComplaintRepository,
-    private readonly segments: SegmentRepository,
-    private readonly store: BlobStore,
-    private readonly audit: AuditLog,
-    private readonly auditRepo: AuditRepository,
-    private readonly checkpoints: CheckpointService,
-    private readonly key: SigningKey,
-    private readonly media: CutMaker,
-    private readonly logger: Logger,
-    /** An original whose bytes hash wrong as the bundle streams marks its item damaged. */
-    private readonly damage?: ReadMismatchRecorder,
-  ) {}
+  private readonly db: Db;
+  private readonly repo: BundleRepository;
+  private readonly evidenceRepo: EvidenceRepository;
+  private readonly complaints: ComplaintRepository;
+  private readonly segments: SegmentRepository;
+  private readonly store: BlobStore;
+  private readonly audit: AuditLog;
+  private readonly auditRepo: AuditRepository;
+  private readonly checkpoints: CheckpointService;
+  private readonly key: SigningKey;
+  private readonly media: CutMaker;
+  private readonly logger: Logger;
+  private readonly damage?: ReadMismatchRecorder;
+
+  constructor(deps: BundleServiceDeps) {
+    this.db = deps.db;
+    this.repo = deps.repo;
+    this.evidenceRepo = deps.evidenceRepo;
+    this.complaints = deps.complaints;
+    this.segments = deps.segments;
+    this.store = deps.store;
+    this.audit = deps.audit;
+    this.auditRepo = deps.auditRepo;
+    this.checkpoints = deps.checkpoints;
+    this.key = deps.key;
+    this.media = deps.media;
+    this.logger = deps.logger;
+    this.damage = deps.damage;
+  }
 
   async create(actor: RequestActor, rawComplaintId: string, body: unknown): Promise<BundleView> {
     assertMay(actor, 'bundle:create');

@@ -1,5 +1,5 @@
 import { ConfigError, loadConfig } from '../config';
-import { buildContext, type AppContext } from '../context';
+import { AppContext } from '../context';
 import { createLogger } from '../logger';
 
 /** Runs a CLI body against the same configuration and context as the service. */
@@ -9,11 +9,11 @@ export async function withContext(
 ): Promise<void> {
   try {
     const config = loadConfig();
-    const ctx = await buildContext(config, createLogger(process.env.LOG_LEVEL ?? 'warn', 2), {
-      migrate: options.migrate ?? true,
-      createSigningKey: false,
-      mediaTools: false,
-    });
+    const ctx = await AppContext.fromConfig(
+      config,
+      { migrate: options.migrate ?? true, createSigningKey: false, mediaTools: false },
+      { logger: createLogger(process.env.LOG_LEVEL ?? 'warn', 2) },
+    );
     try {
       await fn(ctx);
     } finally {

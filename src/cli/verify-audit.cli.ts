@@ -34,7 +34,11 @@ void withContext(
     const publicKey = values['public-key']
       ? loadPublicKey(readFileSync(values['public-key'], 'utf8'))
       : createPublicKey(ctx.signingKey.publicKeyPem);
-    const report = await new AuditVerifier(ctx.db, ctx.blobStore, publicKey).verify();
+    const report = await new AuditVerifier({
+      db: ctx.db,
+      store: ctx.blobStore,
+      publicKey,
+    }).verify();
     if (values.json) {
       console.log(JSON.stringify(report, null, 2));
     } else {

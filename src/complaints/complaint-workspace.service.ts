@@ -65,19 +65,35 @@ const linkBody = z
   })
   .strict();
 
+export interface ComplaintWorkspaceServiceDeps {
+  db: Db;
+  complaints: ComplaintRepository;
+  evidence: EvidenceRepository;
+  segments: SegmentRepository;
+  audit: AuditLog;
+  opts: { suggestionWindowDays: number };
+}
+
 /**
  * The complaint as support works it: its evidence and timeline, the evidence it probably needs
  * (suggestions, each with its reasons), and linking what support accepts.
  */
 export class ComplaintWorkspaceService {
-  constructor(
-    private readonly db: Db,
-    private readonly complaints: ComplaintRepository,
-    private readonly evidence: EvidenceRepository,
-    private readonly segments: SegmentRepository,
-    private readonly audit: AuditLog,
-    private readonly opts: { suggestionWindowDays: number },
-  ) {}
+  private readonly db: Db;
+  private readonly complaints: ComplaintRepository;
+  private readonly evidence: EvidenceRepository;
+  private readonly segments: SegmentRepository;
+  private readonly audit: AuditLog;
+  private readonly opts: { suggestionWindowDays: number };
+
+  constructor(deps: ComplaintWorkspaceServiceDeps) {
+    this.db = deps.db;
+    this.complaints = deps.complaints;
+    this.evidence = deps.evidence;
+    this.segments = deps.segments;
+    this.audit = deps.audit;
+    this.opts = deps.opts;
+  }
 
   async workspace(actor: RequestActor, rawId: string): Promise<ComplaintWorkspace> {
     const complaint = await this.complaint(rawId);

@@ -72,18 +72,32 @@ export function toComplaintView(r: ComplaintRow): ComplaintView {
   };
 }
 
+export interface ComplaintServiceDeps {
+  db: Db;
+  repo: ComplaintRepository;
+  holds: HoldRepository;
+  audit: AuditLog;
+  opts?: { defaultPhoneRegion?: string; now?: () => Date };
+}
+
 /**
  * Complaints: the disputes custody follows. While a complaint is open its evidence (linked to it,
  * or to one of its orders) never expires; once closed it is kept RETENTION_AFTER_CLOSE_DAYS more.
  */
 export class ComplaintService {
-  constructor(
-    private readonly db: Db,
-    private readonly repo: ComplaintRepository,
-    private readonly holds: HoldRepository,
-    private readonly audit: AuditLog,
-    private readonly opts: { defaultPhoneRegion?: string; now?: () => Date } = {},
-  ) {}
+  private readonly db: Db;
+  private readonly repo: ComplaintRepository;
+  private readonly holds: HoldRepository;
+  private readonly audit: AuditLog;
+  private readonly opts: { defaultPhoneRegion?: string; now?: () => Date };
+
+  constructor(deps: ComplaintServiceDeps) {
+    this.db = deps.db;
+    this.repo = deps.repo;
+    this.holds = deps.holds;
+    this.audit = deps.audit;
+    this.opts = deps.opts ?? {};
+  }
 
   /** Creates or replaces a complaint (PUT semantics); `created` tells which. */
   async put(

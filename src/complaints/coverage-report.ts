@@ -48,16 +48,26 @@ export interface CoverageReport {
 
 const iso = (d: Date | string) => new Date(d).toISOString();
 
+export interface CoverageReportServiceDeps {
+  db: Db;
+  audit: AuditLog;
+  opts: { suggestionWindowDays: number; now?: () => Date };
+}
+
 /**
  * Where the archive would fail a dispute: complaints opened in [from, to) that lack the evidence
  * they need, and orders whose clip no longer matches its hash.
  */
 export class CoverageReportService {
-  constructor(
-    private readonly db: Db,
-    private readonly audit: AuditLog,
-    private readonly opts: { suggestionWindowDays: number; now?: () => Date },
-  ) {}
+  private readonly db: Db;
+  private readonly audit: AuditLog;
+  private readonly opts: { suggestionWindowDays: number; now?: () => Date };
+
+  constructor(deps: CoverageReportServiceDeps) {
+    this.db = deps.db;
+    this.audit = deps.audit;
+    this.opts = deps.opts;
+  }
 
   parse(raw: unknown): { from: Date; to: Date; format?: 'json' | 'csv' } {
     const q = parseWith(query, raw);

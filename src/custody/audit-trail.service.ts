@@ -29,14 +29,26 @@ export interface AuditPage {
   nextCursor: string | null;
 }
 
+export interface AuditTrailServiceDeps {
+  db: Db;
+  repo: AuditRepository;
+  audit: AuditLog;
+  evidence: EvidenceService;
+}
+
 /** Reading the custody trail: per item for support staff, all of it for admins. Reading is audited. */
 export class AuditTrailService {
-  constructor(
-    private readonly db: Db,
-    private readonly repo: AuditRepository,
-    private readonly audit: AuditLog,
-    private readonly evidence: EvidenceService,
-  ) {}
+  private readonly db: Db;
+  private readonly repo: AuditRepository;
+  private readonly audit: AuditLog;
+  private readonly evidence: EvidenceService;
+
+  constructor(deps: AuditTrailServiceDeps) {
+    this.db = deps.db;
+    this.repo = deps.repo;
+    this.audit = deps.audit;
+    this.evidence = deps.evidence;
+  }
 
   async forItem(actor: RequestActor, id: string, query: unknown): Promise<AuditPage> {
     const q = parseWith(itemQuery, query);

@@ -41,6 +41,12 @@ export interface ChainReport {
 const PAGE = 5000;
 const MAX_PROBLEMS = 1000;
 
+export interface AuditVerifierDeps {
+  db: Db;
+  store: BlobStore;
+  publicKey: KeyObject;
+}
+
 /**
  * Recomputes the audit chain from the first event and checks it against every signed checkpoint
  * in the blob store, trusting neither the database's own hashes nor its checkpoint table: only
@@ -48,11 +54,15 @@ const MAX_PROBLEMS = 1000;
  * no longer reaches the hash a checkpoint signed at that sequence number.
  */
 export class AuditVerifier {
-  constructor(
-    private readonly db: Db,
-    private readonly store: BlobStore,
-    private readonly publicKey: KeyObject,
-  ) {}
+  private readonly db: Db;
+  private readonly store: BlobStore;
+  private readonly publicKey: KeyObject;
+
+  constructor(deps: AuditVerifierDeps) {
+    this.db = deps.db;
+    this.store = deps.store;
+    this.publicKey = deps.publicKey;
+  }
 
   /**
    * Lists the signed checkpoints, then reads the whole trail in one repeatable-read snapshot: every

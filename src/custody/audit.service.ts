@@ -97,6 +97,13 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
+export interface AuditLogDeps {
+  db: Db;
+  repo: AuditRepository;
+  logger: Logger;
+  opts?: { recordReads: boolean; now?: () => Date };
+}
+
 /**
  * The append-only, hash-chained audit trail. Changes to evidence append their event inside their
  * own transaction (`append`), so the change and its record commit together. Reads are recorded
@@ -108,12 +115,17 @@ export class AuditLog {
   private queue: Pending[] = [];
   private flushing = false;
 
-  constructor(
-    private readonly db: Db,
-    private readonly repo: AuditRepository,
-    private readonly logger: Logger,
-    private readonly opts: { recordReads: boolean; now?: () => Date } = { recordReads: true },
-  ) {}
+  private readonly db: Db;
+  private readonly repo: AuditRepository;
+  private readonly logger: Logger;
+  private readonly opts: { recordReads: boolean; now?: () => Date };
+
+  constructor(deps: AuditLogDeps) {
+    this.db = deps.db;
+    this.repo = deps.repo;
+    this.logger = deps.logger;
+    this.opts = deps.opts ?? { recordReads: true };
+  }
 
   /** Appends events inside the caller's transaction; must be its last statement (lock order). */
   async append(tx: Tx, entries: AuditEntry[]): Promise<void> {

@@ -31,19 +31,33 @@ export interface SignedCheckpoint {
 export const checkpointKey = (seq: number) =>
   `${CHECKPOINT_PREFIX}${String(seq).padStart(20, '0')}.json`;
 
+export interface CheckpointServiceDeps {
+  db: Db;
+  store: BlobStore;
+  repo: AuditRepository;
+  key: SigningKey;
+  logger: Logger;
+}
+
 /**
  * Writes the chain head, signed, into the blob store under its own prefix (in production a
  * bucket with S3 Object Lock), where whoever administers the database cannot reach it. Deleting
  * audit rows and recomputing the chain then no longer matches a signed head.
  */
 export class CheckpointService {
-  constructor(
-    private readonly db: Db,
-    private readonly store: BlobStore,
-    private readonly repo: AuditRepository,
-    private readonly key: SigningKey,
-    private readonly logger: Logger,
-  ) {}
+  private readonly db: Db;
+  private readonly store: BlobStore;
+  private readonly repo: AuditRepository;
+  private readonly key: SigningKey;
+  private readonly logger: Logger;
+
+  constructor(deps: CheckpointServiceDeps) {
+    this.db = deps.db;
+    this.store = deps.store;
+    this.repo = deps.repo;
+    this.key = deps.key;
+    this.logger = deps.logger;
+  }
 
   /** Signs the current head unless it is already checkpointed; returns the checkpoint written. */
   async checkpoint(): Promise<SignedCheckpoint | undefined> {

@@ -17,6 +17,18 @@ const QUEUE: Record<CustodyJob, string> = {
 };
 const TICK_MS = 30_000;
 
+export interface CustodyJobsDeps {
+  db: Db;
+  runs: CustodyRunRepository;
+  scrub: ScrubService;
+  deletion: DeletionService;
+  checkpoints: CheckpointService;
+  config: Pick<AppConfig, 'custody' | 'retention'>;
+  audit: AuditLog;
+  logger: Logger;
+  queue?: JobQueue;
+}
+
 /**
  * The custody jobs (scrub, retention, checkpoint): each run is recorded in custody_runs for the
  * status page and metrics. On the job queue, every instance with workers ticks a timer that
@@ -26,17 +38,27 @@ export class CustodyJobs {
   private timer?: NodeJS.Timeout;
   private queueStarted = false;
 
-  constructor(
-    private readonly db: Db,
-    private readonly runs: CustodyRunRepository,
-    private readonly scrub: ScrubService,
-    private readonly deletion: DeletionService,
-    private readonly checkpoints: CheckpointService,
-    private readonly config: Pick<AppConfig, 'custody' | 'retention'>,
-    private readonly audit: AuditLog,
-    private readonly logger: Logger,
-    private readonly queue?: JobQueue,
-  ) {}
+  private readonly db: Db;
+  private readonly runs: CustodyRunRepository;
+  private readonly scrub: ScrubService;
+  private readonly deletion: DeletionService;
+  private readonly checkpoints: CheckpointService;
+  private readonly config: Pick<AppConfig, 'custody' | 'retention'>;
+  private readonly audit: AuditLog;
+  private readonly logger: Logger;
+  private readonly queue?: JobQueue;
+
+  constructor(deps: CustodyJobsDeps) {
+    this.db = deps.db;
+    this.runs = deps.runs;
+    this.scrub = deps.scrub;
+    this.deletion = deps.deletion;
+    this.checkpoints = deps.checkpoints;
+    this.config = deps.config;
+    this.audit = deps.audit;
+    this.logger = deps.logger;
+    this.queue = deps.queue;
+  }
 
   /** Runs a job here and now, recording the run; returns its stats. */
   async run(job: CustodyJob): Promise<{ outcome: RunOutcome; stats: Record<string, unknown> }> {

@@ -21,15 +21,29 @@ function runView(r: CustodyRunRow | undefined) {
   };
 }
 
+export interface CustodyStatusServiceDeps {
+  db: Db;
+  runs: CustodyRunRepository;
+  auditRepo: AuditRepository;
+  audit: AuditLog;
+  config: Pick<AppConfig, 'custody' | 'retention'>;
+}
+
 /** What admins see of custody (GET /v1/custody/status) and what Prometheus scrapes. */
 export class CustodyStatusService {
-  constructor(
-    private readonly db: Db,
-    private readonly runs: CustodyRunRepository,
-    private readonly auditRepo: AuditRepository,
-    private readonly audit: AuditLog,
-    private readonly config: Pick<AppConfig, 'custody' | 'retention'>,
-  ) {}
+  private readonly db: Db;
+  private readonly runs: CustodyRunRepository;
+  private readonly auditRepo: AuditRepository;
+  private readonly audit: AuditLog;
+  private readonly config: Pick<AppConfig, 'custody' | 'retention'>;
+
+  constructor(deps: CustodyStatusServiceDeps) {
+    this.db = deps.db;
+    this.runs = deps.runs;
+    this.auditRepo = deps.auditRepo;
+    this.audit = deps.audit;
+    this.config = deps.config;
+  }
 
   private async counts() {
     const { rows } = await sql<{

@@ -30,6 +30,21 @@ export interface RetentionStats {
 /** PostgreSQL's answer to FOR UPDATE NOWAIT on a row someone else holds. */
 const isLockBusy = (err: unknown) => (err as { code?: string }).code === '55P03';
 
+export interface DeletionServiceDeps {
+  db: Db;
+  repo: DeletionRepository;
+  holds: HoldRepository;
+  evidence: EvidenceRepository;
+  store: BlobStore;
+  audit: AuditLog;
+  logger: Logger;
+  opts?: {
+    now?: () => Date;
+    /** Removes what was made from the purged bytes (thumbnails, previews) with them. */
+    onPurge?: (tx: Tx, itemId: string) => Promise<void>;
+  };
+}
+
 /**
  * Deleting evidence: an admin's deletion with a reason, and retention's expiry. Both leave a
  * tombstone row (hash, size, times, reason) and the full audit history; only the bytes go, after
@@ -37,20 +52,29 @@ const isLockBusy = (err: unknown) => (err as { code?: string }).code === '55P03'
  * database's trigger.
  */
 export class DeletionService {
-  constructor(
-    private readonly db: Db,
-    private readonly repo: DeletionRepository,
-    private readonly holds: HoldRepository,
-    private readonly evidence: EvidenceRepository,
-    private readonly store: BlobStore,
-    private readonly audit: AuditLog,
-    private readonly logger: Logger,
-    private readonly opts: {
-      now?: () => Date;
-      /** Removes what was made from the purged bytes (thumbnails, previews) with them. */
-      onPurge?: (tx: Tx, itemId: string) => Promise<void>;
-    } = {},
-  ) {}
+  private readonly db: Db;
+  private readonly repo: DeletionRepository;
+  private readonly holds: HoldRepository;
+  private readonly evidence: EvidenceRepository;
+  private readonly store: BlobStore;
+  private readonly audit: AuditLog;
+  private readonly logger: Logger;
+  private readonly opts: {
+    now?: () => Date;
+    /** Removes what was made from the purged bytes (thumbnails, previews) with them. */
+    onPurge?: (tx: Tx, itemId: string) => Promise<void>;
+  };
+
+  constructor(deps: DeletionServiceDeps) {
+    this.db = deps.db;
+    this.repo = deps.repo;
+    this.holds = deps.holds;
+    this.evidence = deps.evidence;
+    this.store = deps.store;
+    this.audit = deps.audit;
+    this.logger = deps.logger;
+    this.opts = deps.opts ?? {};
+  }
 
   async deleteItem(actor: RequestActor, id: string, body: unknown): Promise<EvidenceView> {
     const { reason } = parseWith(reasonBody, body);

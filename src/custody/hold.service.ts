@@ -58,21 +58,39 @@ function toHoldView(r: HoldRow): HoldView {
   };
 }
 
+export interface HoldServiceDeps {
+  db: Db;
+  repo: HoldRepository;
+  evidence: EvidenceRepository;
+  complaints: ComplaintRepository;
+  store: BlobStore;
+  audit: AuditLog;
+  logger: Logger;
+}
+
 /**
  * Legal holds on one item or on a whole complaint (its linked items and its orders' items).
  * The database refuses to tombstone held evidence (trigger), so no path can delete it; the hold
  * is mirrored to each object's legal-hold flag where the store has one.
  */
 export class HoldService {
-  constructor(
-    private readonly db: Db,
-    private readonly repo: HoldRepository,
-    private readonly evidence: EvidenceRepository,
-    private readonly complaints: ComplaintRepository,
-    private readonly store: BlobStore,
-    private readonly audit: AuditLog,
-    private readonly logger: Logger,
-  ) {}
+  private readonly db: Db;
+  private readonly repo: HoldRepository;
+  private readonly evidence: EvidenceRepository;
+  private readonly complaints: ComplaintRepository;
+  private readonly store: BlobStore;
+  private readonly audit: AuditLog;
+  private readonly logger: Logger;
+
+  constructor(deps: HoldServiceDeps) {
+    this.db = deps.db;
+    this.repo = deps.repo;
+    this.evidence = deps.evidence;
+    this.complaints = deps.complaints;
+    this.store = deps.store;
+    this.audit = deps.audit;
+    this.logger = deps.logger;
+  }
 
   async placeOnItem(actor: RequestActor, itemId: string, body: unknown) {
     const { reason } = parseWith(reasonBody, body);

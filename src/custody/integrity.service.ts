@@ -27,22 +27,42 @@ export interface VerificationResult {
   bytesRead: number;
 }
 
+export interface IntegrityServiceDeps {
+  db: Db;
+  store: BlobStore;
+  evidence: EvidenceRepository;
+  auditRepo: AuditRepository;
+  audit: AuditLog;
+  metrics: Metrics;
+  hasher: HashPool;
+  logger?: Pick<Logger, 'warn' | 'error'>;
+}
+
 /**
  * Re-reads stored bytes and checks them against three records that must agree: the item row,
  * the blob's content address, and the creation event in the hash-chained audit trail. A flipped
  * byte, a deleted blob and a hash edited in the database are each caught by at least one.
  */
 export class IntegrityService {
-  constructor(
-    private readonly db: Db,
-    private readonly store: BlobStore,
-    private readonly evidence: EvidenceRepository,
-    private readonly auditRepo: AuditRepository,
-    private readonly audit: AuditLog,
-    private readonly metrics: Metrics,
-    private readonly hasher: HashPool,
-    private readonly logger?: Pick<Logger, 'warn' | 'error'>,
-  ) {}
+  private readonly db: Db;
+  private readonly store: BlobStore;
+  private readonly evidence: EvidenceRepository;
+  private readonly auditRepo: AuditRepository;
+  private readonly audit: AuditLog;
+  private readonly metrics: Metrics;
+  private readonly hasher: HashPool;
+  private readonly logger?: Pick<Logger, 'warn' | 'error'>;
+
+  constructor(deps: IntegrityServiceDeps) {
+    this.db = deps.db;
+    this.store = deps.store;
+    this.evidence = deps.evidence;
+    this.auditRepo = deps.auditRepo;
+    this.audit = deps.audit;
+    this.metrics = deps.metrics;
+    this.hasher = deps.hasher;
+    this.logger = deps.logger;
+  }
 
   /**
    * Items a read in this process found hashing wrong while the mark could not be written

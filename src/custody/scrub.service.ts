@@ -59,6 +59,17 @@ export interface ScrubReport {
   ok: boolean;
 }
 
+export interface ScrubServiceDeps {
+  db: Db;
+  store: BlobStore;
+  repo: ScrubRepository;
+  integrity: IntegrityService;
+  holds: HoldService;
+  audit: AuditLog;
+  signingKey: SigningKey;
+  logger: Logger;
+}
+
 /**
  * The integrity scrub: re-verifies a rotating slice of all items (every item once per full pass),
  * reconciles store and database (a row without a blob and a blob without a row are both
@@ -66,16 +77,25 @@ export interface ScrubReport {
  * checkpoints. Every problem is recorded on the item and in the audit trail.
  */
 export class ScrubService {
-  constructor(
-    private readonly db: Db,
-    private readonly store: BlobStore,
-    private readonly repo: ScrubRepository,
-    private readonly integrity: IntegrityService,
-    private readonly holds: HoldService,
-    private readonly audit: AuditLog,
-    private readonly signingKey: SigningKey,
-    private readonly logger: Logger,
-  ) {}
+  private readonly db: Db;
+  private readonly store: BlobStore;
+  private readonly repo: ScrubRepository;
+  private readonly integrity: IntegrityService;
+  private readonly holds: HoldService;
+  private readonly audit: AuditLog;
+  private readonly signingKey: SigningKey;
+  private readonly logger: Logger;
+
+  constructor(deps: ScrubServiceDeps) {
+    this.db = deps.db;
+    this.store = deps.store;
+    this.repo = deps.repo;
+    this.integrity = deps.integrity;
+    this.holds = deps.holds;
+    this.audit = deps.audit;
+    this.signingKey = deps.signingKey;
+    this.logger = deps.logger;
+  }
 
   async run(opts: ScrubOptions): Promise<ScrubReport> {
     const actor = systemActor('scrub');
@@ -215,11 +235,11 @@ export class ScrubService {
   }
 
   private async verifyChain(): Promise<ScrubReport['chain']> {
-    const verifier = new AuditVerifier(
-      this.db,
-      this.store,
-      createPublicKey(this.signingKey.publicKeyPem),
-    );
+    const verifier = new AuditVerifier({
+      db: this.db,
+      store: this.store,
+      publicKey: createPublicKey(this.signingKey.publicKeyPem),
+    });
     const report = await verifier.verify();
     if (!report.ok) {
       await this.audit.record({

@@ -44,14 +44,28 @@ const searchQuery = z
   })
   .strict();
 
+export interface EvidenceServiceDeps {
+  db: Db;
+  store: BlobStore;
+  repo: EvidenceRepository;
+  audit: AuditLog;
+  opts?: { defaultPhoneRegion?: string; damage?: ReadMismatchRecorder };
+}
+
 export class EvidenceService {
-  constructor(
-    private readonly db: Db,
-    private readonly store: BlobStore,
-    private readonly repo: EvidenceRepository,
-    private readonly audit: AuditLog,
-    private readonly opts: { defaultPhoneRegion?: string; damage?: ReadMismatchRecorder } = {},
-  ) {}
+  private readonly db: Db;
+  private readonly store: BlobStore;
+  private readonly repo: EvidenceRepository;
+  private readonly audit: AuditLog;
+  private readonly opts: { defaultPhoneRegion?: string; damage?: ReadMismatchRecorder };
+
+  constructor(deps: EvidenceServiceDeps) {
+    this.db = deps.db;
+    this.store = deps.store;
+    this.repo = deps.repo;
+    this.audit = deps.audit;
+    this.opts = deps.opts ?? {};
+  }
 
   /**
    * The item and how much of it this key may see: all of it with `evidence:read` or as the key

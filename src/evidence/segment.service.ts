@@ -12,22 +12,42 @@ import { isItemId } from './item-id';
 import type { SegmentCutRow, SegmentRepository, SegmentRow } from './segment.repository';
 import { parseSegments, toSegmentView, type SegmentView } from './segments';
 
+export interface SegmentServiceDeps {
+  db: Db;
+  repo: SegmentRepository;
+  evidence: EvidenceService;
+  evidenceRepo: EvidenceRepository;
+  store: BlobStore;
+  audit: AuditLog;
+  media: Pick<ArchiveListener, 'afterCommit'> & {
+    reopen(tx: Tx, itemId: string): Promise<void>;
+  };
+}
+
 /**
  * Per-order segments of long recordings: added at upload or later, listed with the item and in
  * lookups by order, and served as cuts (made by the media pipeline) audited like the original.
  */
 export class SegmentService {
-  constructor(
-    private readonly db: Db,
-    private readonly repo: SegmentRepository,
-    private readonly evidence: EvidenceService,
-    private readonly evidenceRepo: EvidenceRepository,
-    private readonly store: BlobStore,
-    private readonly audit: AuditLog,
-    private readonly media: Pick<ArchiveListener, 'afterCommit'> & {
-      reopen(tx: Tx, itemId: string): Promise<void>;
-    },
-  ) {}
+  private readonly db: Db;
+  private readonly repo: SegmentRepository;
+  private readonly evidence: EvidenceService;
+  private readonly evidenceRepo: EvidenceRepository;
+  private readonly store: BlobStore;
+  private readonly audit: AuditLog;
+  private readonly media: Pick<ArchiveListener, 'afterCommit'> & {
+    reopen(tx: Tx, itemId: string): Promise<void>;
+  };
+
+  constructor(deps: SegmentServiceDeps) {
+    this.db = deps.db;
+    this.repo = deps.repo;
+    this.evidence = deps.evidence;
+    this.evidenceRepo = deps.evidenceRepo;
+    this.store = deps.store;
+    this.audit = deps.audit;
+    this.media = deps.media;
+  }
 
   async forItem(itemId: string): Promise<SegmentView[]> {
     return (await this.repo.listForItem(this.db, itemId)).map(toSegmentView);

@@ -135,9 +135,7 @@ export function createApp(ctx: AppContext): Express {
     consoleRoutes({
       keys: ctx.apiKeys,
       holds: ctx.holds,
-      db: ctx.db,
-      audit: ctx.audit,
-      defaultPhoneRegion: ctx.config.defaultPhoneRegion,
+      lookup: ctx.lookup,
       publicUrl: ctx.config.publicUrl,
     }),
   );

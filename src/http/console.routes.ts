@@ -2,14 +2,10 @@ import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import type { ApiKeyService } from '../access/api-key.service';
 import { permissionsOf, ROLES, type Principal } from '../access/roles';
-import type { AuditLog } from '../custody/audit.service';
 import type { HoldService } from '../custody/hold.service';
-import type { Db } from '../db/database';
 import { AppError } from '../errors';
-import { EvidenceRepository } from '../evidence/evidence.repository';
-import { SegmentRepository } from '../evidence/segment.repository';
 import { identifier, parseWith } from '../ingest/upload-fields';
-import { LookupService } from '../lookup/lookup.service';
+import type { LookupService } from '../lookup/lookup.service';
 import {
   actorOf,
   audited,
@@ -23,9 +19,7 @@ import {
 export interface ConsoleRoutesDeps {
   keys: ApiKeyService;
   holds: HoldService;
-  db: Db;
-  audit: AuditLog;
-  defaultPhoneRegion?: string;
+  lookup: LookupService;
   /** An https PUBLIC_URL marks the session cookie Secure even when a proxy spoke plain http. */
   publicUrl?: string;
 }
@@ -50,13 +44,6 @@ const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOS
 export function consoleRoutes(deps: ConsoleRoutesDeps): Router {
   const router = Router();
   const auth = authenticate(deps.keys);
-  const lookup = new LookupService(
-    deps.db,
-    new EvidenceRepository(),
-    new SegmentRepository(),
-    deps.audit,
-    { defaultPhoneRegion: deps.defaultPhoneRegion },
-  );
   const noStore = (_req: Request, res: Response, next: () => void) => {
     res.set('Cache-Control', 'no-store');
     next();
@@ -104,7 +91,7 @@ export function consoleRoutes(deps: ConsoleRoutesDeps): Router {
   router
     .route('/v1/lookup')
     .get(audited('evidence.list'), auth, requirePermission('evidence:search'), async (req, res) => {
-      res.json(await lookup.lookup(actorOf(req), req.query));
+      res.json(await deps.lookup.lookup(actorOf(req), req.query));
     });
 
   router

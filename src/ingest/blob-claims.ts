@@ -15,6 +15,15 @@ export interface BlobClaim {
   sha256: string;
 }
 
+export interface BlobClaimsDeps {
+  db: Db;
+  repo: BlobClaimRepository;
+  store: BlobStore;
+  instance: InstanceRegistry;
+  logger: Logger;
+  opts?: { objectLock?: boolean; dropWaitMs?: number };
+}
+
 /**
  * No evidence blob without a row. A blob is promoted before its item row commits (so an
  * acknowledged item always has its bytes); in between, a claim in the database says a live
@@ -45,14 +54,21 @@ export class BlobClaims {
   /** Claims (and drops) of this instance that are still under way: no reconciler takes them. */
   private readonly inFlight = new Set<string>();
 
-  constructor(
-    private readonly db: Db,
-    private readonly repo: BlobClaimRepository,
-    private readonly store: BlobStore,
-    private readonly instance: InstanceRegistry,
-    private readonly logger: Logger,
-    private readonly opts: { objectLock?: boolean; dropWaitMs?: number } = {},
-  ) {}
+  private readonly db: Db;
+  private readonly repo: BlobClaimRepository;
+  private readonly store: BlobStore;
+  private readonly instance: InstanceRegistry;
+  private readonly logger: Logger;
+  private readonly opts: { objectLock?: boolean; dropWaitMs?: number };
+
+  constructor(deps: BlobClaimsDeps) {
+    this.db = deps.db;
+    this.repo = deps.repo;
+    this.store = deps.store;
+    this.instance = deps.instance;
+    this.logger = deps.logger;
+    this.opts = deps.opts ?? {};
+  }
 
   /**
    * Claims a digest's blob for a request about to promote it; committed before it returns. Waits

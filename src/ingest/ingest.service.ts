@@ -58,34 +58,65 @@ export interface DamageRepair {
 /** Signals that another request committed the same Idempotency-Key first. */
 class IdempotencyKeyTaken extends Error {}
 
+export interface IngestServiceDeps {
+  db: Db;
+  store: BlobStore;
+  evidence: EvidenceRepository;
+  idempotency: IdempotencyRepository;
+  audit: AuditLog;
+  logger: Logger;
+  opts?: {
+    defaultPhoneRegion?: string;
+    now?: () => Date;
+    /** The media pipeline: new items are queued for probing and derivatives. */
+    listener?: ArchiveListener;
+    /** Where scan events (per-order segments of a long recording) are kept. */
+    segments?: SegmentRepository;
+    /** Claims on blobs between promotion and commit: no blob is left without a row. */
+    claims?: BlobClaims;
+    /** Repairs an item's damaged blob with the genuine bytes (the integrity service). */
+    repair?: DamageRepair;
+    /** Mirrors legal holds to the objects' flags: a repair's new copy must be held too. */
+    holds?: { mirror(itemIds: string[]): Promise<string> };
+  };
+}
+
 /**
  * Turns a staged upload into archived evidence: checks it, promotes the blob to its
  * content-addressed key, then records row, links and receipt in one transaction. The blob is
  * durable before the row commits, so an acknowledged item always has its bytes.
  */
 export class IngestService {
-  constructor(
-    private readonly db: Db,
-    private readonly store: BlobStore,
-    private readonly evidence: EvidenceRepository,
-    private readonly idempotency: IdempotencyRepository,
-    private readonly audit: AuditLog,
-    private readonly logger: Logger,
-    private readonly opts: {
-      defaultPhoneRegion?: string;
-      now?: () => Date;
-      /** The media pipeline: new items are queued for probing and derivatives. */
-      listener?: ArchiveListener;
-      /** Where scan events (per-order segments of a long recording) are kept. */
-      segments?: SegmentRepository;
-      /** Claims on blobs between promotion and commit: no blob is left without a row. */
-      claims?: BlobClaims;
-      /** Repairs an item's damaged blob with the genuine bytes (the integrity service). */
-      repair?: DamageRepair;
-      /** Mirrors legal holds to the objects' flags: a repair's new copy must be held too. */
-      holds?: { mirror(itemIds: string[]): Promise<string> };
-    } = {},
-  ) {}
+  private readonly db: Db;
+  private readonly store: BlobStore;
+  private readonly evidence: EvidenceRepository;
+  private readonly idempotency: IdempotencyRepository;
+  private readonly audit: AuditLog;
+  private readonly logger: Logger;
+  private readonly opts: {
+    defaultPhoneRegion?: string;
+    now?: () => Date;
+    /** The media pipeline: new items are queued for probing and derivatives. */
+    listener?: ArchiveListener;
+    /** Where scan events (per-order segments of a long recording) are kept. */
+    segments?: SegmentRepository;
+    /** Claims on blobs between promotion and commit: no blob is left without a row. */
+    claims?: BlobClaims;
+    /** Repairs an item's damaged blob with the genuine bytes (the integrity service). */
+    repair?: DamageRepair;
+    /** Mirrors legal holds to the objects' flags: a repair's new copy must be held too. */
+    holds?: { mirror(itemIds: string[]): Promise<string> };
+  };
+
+  constructor(deps: IngestServiceDeps) {
+    this.db = deps.db;
+    this.store = deps.store;
+    this.evidence = deps.evidence;
+    this.idempotency = deps.idempotency;
+    this.audit = deps.audit;
+    this.logger = deps.logger;
+    this.opts = deps.opts ?? {};
+  }
 
   /** Promotions in progress here, by digest: the same bytes are copied once, not once per request. */
   private readonly promoting = new Map<string, Promise<unknown>>();

@@ -10,6 +10,15 @@ export interface LeftoverReport {
   instancesForgotten: number;
 }
 
+export interface LeftoverSweepDeps {
+  db: Db;
+  store: BlobStore;
+  instance: InstanceRegistry;
+  claims: BlobClaims;
+  logger: Logger;
+  opts: { intervalSeconds: number; stagingGraceHours: number };
+}
+
 /**
  * What uploads cut off by a crash or a failure left behind, removed at start-up and every
  * LEFTOVER_SWEEP_SECONDS on every instance (workers or not; instances may overlap):
@@ -24,14 +33,21 @@ export class LeftoverSweep {
   private timer?: NodeJS.Timeout;
   private running?: Promise<LeftoverReport | undefined>;
 
-  constructor(
-    private readonly db: Db,
-    private readonly store: BlobStore,
-    private readonly instance: InstanceRegistry,
-    private readonly claims: BlobClaims,
-    private readonly logger: Logger,
-    private readonly opts: { intervalSeconds: number; stagingGraceHours: number },
-  ) {}
+  private readonly db: Db;
+  private readonly store: BlobStore;
+  private readonly instance: InstanceRegistry;
+  private readonly claims: BlobClaims;
+  private readonly logger: Logger;
+  private readonly opts: { intervalSeconds: number; stagingGraceHours: number };
+
+  constructor(deps: LeftoverSweepDeps) {
+    this.db = deps.db;
+    this.store = deps.store;
+    this.instance = deps.instance;
+    this.claims = deps.claims;
+    this.logger = deps.logger;
+    this.opts = deps.opts;
+  }
 
   /** Sweeps now, then every interval, until stop(). */
   start(): Promise<LeftoverReport | undefined> {

@@ -51,13 +51,23 @@ const toView = (r: ProviderRecordingRow): ProviderRecordingView => ({
   updatedAt: new Date(r.updated_at).toISOString(),
 });
 
+export interface ProviderRecordingServiceDeps {
+  db: Db;
+  repo: ProviderRecordingRepository;
+  audit: AuditLog;
+}
+
 /** Recordings providers announced: the ones that failed or had no audio must not go unseen. */
 export class ProviderRecordingService {
-  constructor(
-    private readonly db: Db,
-    private readonly repo: ProviderRecordingRepository,
-    private readonly audit: AuditLog,
-  ) {}
+  private readonly db: Db;
+  private readonly repo: ProviderRecordingRepository;
+  private readonly audit: AuditLog;
+
+  constructor(deps: ProviderRecordingServiceDeps) {
+    this.db = deps.db;
+    this.repo = deps.repo;
+    this.audit = deps.audit;
+  }
 
   async list(
     actor: RequestActor,

@@ -11,6 +11,12 @@ const HEARTBEAT_MS = 15_000;
 /** Longest a statement on the registry session may take before the session is given up. */
 const QUERY_TIMEOUT_MS = 10_000;
 
+export interface InstanceRegistryDeps {
+  connectionString: string;
+  logger: Logger;
+  opts?: { role?: string; heartbeatMs?: number; queryTimeoutMs?: number };
+}
+
 /**
  * This process as one of the instances sharing the database and the store. It registers a row
  * and holds a session-level advisory lock on a dedicated connection for as long as it runs: the
@@ -38,11 +44,15 @@ export class InstanceRegistry {
   private timer?: NodeJS.Timeout;
   private closed = false;
 
-  constructor(
-    private readonly connectionString: string,
-    private readonly logger: Logger,
-    private readonly opts: { role?: string; heartbeatMs?: number; queryTimeoutMs?: number } = {},
-  ) {}
+  private readonly connectionString: string;
+  private readonly logger: Logger;
+  private readonly opts: { role?: string; heartbeatMs?: number; queryTimeoutMs?: number };
+
+  constructor(deps: InstanceRegistryDeps) {
+    this.connectionString = deps.connectionString;
+    this.logger = deps.logger;
+    this.opts = deps.opts ?? {};
+  }
 
   /** This instance's id for its current registration (a new one after a lost session). */
   get id(): string {

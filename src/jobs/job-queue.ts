@@ -40,17 +40,27 @@ function isFetch(text: string): boolean {
   return /FOR UPDATE SKIP LOCKED/.test(text) && /SET\s+state = 'active'/.test(text);
 }
 
+export interface JobQueueDeps {
+  connectionString: string;
+  logger: Logger;
+  queryTimeoutMs?: number;
+}
+
 export class JobQueue {
   private readonly boss: PgBoss;
   private starting?: Promise<unknown>;
   private started = false;
   private stopping = false;
 
-  constructor(
-    private readonly connectionString: string,
-    private readonly logger: Logger,
-    private readonly queryTimeoutMs?: number,
-  ) {
+  private readonly connectionString: string;
+  private readonly logger: Logger;
+  private readonly queryTimeoutMs?: number;
+
+  constructor(deps: JobQueueDeps) {
+    this.connectionString = deps.connectionString;
+    this.logger = deps.logger;
+    this.queryTimeoutMs = deps.queryTimeoutMs;
+
     this.boss = new PgBoss({
       schema: 'pgboss',
       // Our own pool (see `pool`), so that a database shutdown cannot end the process through

@@ -39,19 +39,33 @@ export interface LookupResult {
   matches: LookupMatch[];
 }
 
+export interface LookupServiceDeps {
+  db: Db;
+  evidence: EvidenceRepository;
+  segments: SegmentRepository;
+  audit: AuditLog;
+  opts?: { defaultPhoneRegion?: string };
+}
+
 /**
  * One search box: decides what the text is (a complaint, an order, a tracking number, a phone
  * number in any common format) and answers with every kind that matches, each with its evidence.
  * Every query is an index lookup: links by (type, ref), tracking numbers, E.164 numbers.
  */
 export class LookupService {
-  constructor(
-    private readonly db: Db,
-    private readonly evidence: EvidenceRepository,
-    private readonly segments: SegmentRepository,
-    private readonly audit: AuditLog,
-    private readonly opts: { defaultPhoneRegion?: string } = {},
-  ) {}
+  private readonly db: Db;
+  private readonly evidence: EvidenceRepository;
+  private readonly segments: SegmentRepository;
+  private readonly audit: AuditLog;
+  private readonly opts: { defaultPhoneRegion?: string };
+
+  constructor(deps: LookupServiceDeps) {
+    this.db = deps.db;
+    this.evidence = deps.evidence;
+    this.segments = deps.segments;
+    this.audit = deps.audit;
+    this.opts = deps.opts ?? {};
+  }
 
   async lookup(actor: RequestActor, query: unknown): Promise<LookupResult> {
     const q = parseWith(lookupQuery, query);

@@ -49,21 +49,37 @@ const EXTENSIONS: Record<string, string> = {
   'audio/mp4': 'm4a',
 };
 
+export interface DerivativeServiceDeps {
+  db: Db;
+  repo: DerivativeRepository;
+  evidence: EvidenceService;
+  store: BlobStore;
+  audit: AuditLog;
+  /** Queues the item's media job (any instance with workers runs it). */
+  schedule: (itemId: string) => void;
+}
+
 /**
  * Derivatives as support staff see them: listed with their status, served from the store, each
  * read recorded in the custody trail like a read of the original. The rules of the original
  * apply (a deleted item's derivatives are gone with it; an ingest key reads none).
  */
 export class DerivativeService {
-  constructor(
-    private readonly db: Db,
-    private readonly repo: DerivativeRepository,
-    private readonly evidence: EvidenceService,
-    private readonly store: BlobStore,
-    private readonly audit: AuditLog,
-    /** Queues the item's media job (any instance with workers runs it). */
-    private readonly schedule: (itemId: string) => void,
-  ) {}
+  private readonly db: Db;
+  private readonly repo: DerivativeRepository;
+  private readonly evidence: EvidenceService;
+  private readonly store: BlobStore;
+  private readonly audit: AuditLog;
+  private readonly schedule: (itemId: string) => void;
+
+  constructor(deps: DerivativeServiceDeps) {
+    this.db = deps.db;
+    this.repo = deps.repo;
+    this.evidence = deps.evidence;
+    this.store = deps.store;
+    this.audit = deps.audit;
+    this.schedule = deps.schedule;
+  }
 
   /**
    * Processes an item again: derivatives whose stored bytes are missing or damaged are made anew,

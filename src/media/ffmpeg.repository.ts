@@ -46,6 +46,11 @@ const TAG_KEYS = [
   'comment',
 ];
 
+export interface FfmpegRepositoryDeps {
+  tools: ToolPaths;
+  opts: { scratchRoot: string; probeTimeoutSeconds: number };
+}
+
 /**
  * The one place ffmpeg and ffprobe run, through fluent-ffmpeg. Every input is forced to its sniffed
  * format and restricted to local files; every run has a timeout and a size ceiling on its output.
@@ -54,10 +59,13 @@ export class FfmpegRepository {
   private readonly running = new Set<FfmpegCommand>();
   private stopping = false;
 
-  constructor(
-    private readonly tools: ToolPaths,
-    private readonly opts: { scratchRoot: string; probeTimeoutSeconds: number },
-  ) {}
+  private readonly tools: ToolPaths;
+  private readonly opts: { scratchRoot: string; probeTimeoutSeconds: number };
+
+  constructor(deps: FfmpegRepositoryDeps) {
+    this.tools = deps.tools;
+    this.opts = deps.opts;
+  }
 
   get version(): string {
     return this.tools.version;

@@ -18,6 +18,16 @@ export interface MediaJobsConfig {
   retryDelaySeconds: number;
 }
 
+export interface MediaJobsDeps {
+  db: Db;
+  repo: DerivativeRepository;
+  media: MediaService;
+  scratch: ScratchRepository;
+  cfg: MediaJobsConfig;
+  logger: Logger;
+  queue?: JobQueue;
+}
+
 /**
  * Media work on the PostgreSQL job queue: one job per item (the "stately" policy keeps at most
  * one queued and one running per item), retried with backoff. Every instance with workers also
@@ -28,15 +38,23 @@ export class MediaJobs implements ArchiveListener {
   /** This process's media workers, woken when this process queues work. */
   private workerIds: string[] = [];
 
-  constructor(
-    private readonly db: Db,
-    private readonly repo: DerivativeRepository,
-    private readonly media: MediaService,
-    private readonly scratch: ScratchRepository,
-    private readonly cfg: MediaJobsConfig,
-    private readonly logger: Logger,
-    private readonly queue?: JobQueue,
-  ) {}
+  private readonly db: Db;
+  private readonly repo: DerivativeRepository;
+  private readonly media: MediaService;
+  private readonly scratch: ScratchRepository;
+  private readonly cfg: MediaJobsConfig;
+  private readonly logger: Logger;
+  private readonly queue?: JobQueue;
+
+  constructor(deps: MediaJobsDeps) {
+    this.db = deps.db;
+    this.repo = deps.repo;
+    this.media = deps.media;
+    this.scratch = deps.scratch;
+    this.cfg = deps.cfg;
+    this.logger = deps.logger;
+    this.queue = deps.queue;
+  }
 
   async inTransaction(tx: Tx, item: { id: string; sha256: string }): Promise<void> {
     await this.repo.insertPending(tx, item.id, item.sha256);

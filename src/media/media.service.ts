@@ -77,6 +77,22 @@ interface Job {
   probe: MediaProbe;
 }
 
+export interface MediaServiceDeps {
+  db: Db;
+  repo: DerivativeRepository;
+  segments: SegmentRepository;
+  store: BlobStore;
+  ffmpeg: FfmpegRepository | undefined;
+  /** Why ffmpeg is missing, when it is: shown on /readyz and on every item it stops. */
+  toolsProblem: string | undefined;
+  images: ImageRepository;
+  scratch: ScratchRepository;
+  audit: AuditLog;
+  logger: Logger;
+  cfg: MediaConfig;
+  now?: () => Date;
+}
+
 /**
  * The media pipeline: probes an archived item and makes its derivatives (poster, contact sheet,
  * waveform, browser-playable preview, thumbnail) from a private copy of the original, checked
@@ -84,21 +100,33 @@ interface Job {
  * content-addressed under derived/ and recorded with the hash of the original it was made from.
  */
 export class MediaService {
-  constructor(
-    private readonly db: Db,
-    private readonly repo: DerivativeRepository,
-    private readonly segments: SegmentRepository,
-    private readonly store: BlobStore,
-    private readonly ffmpeg: FfmpegRepository | undefined,
-    /** Why ffmpeg is missing, when it is: shown on /readyz and on every item it stops. */
-    readonly toolsProblem: string | undefined,
-    private readonly images: ImageRepository,
-    private readonly scratch: ScratchRepository,
-    private readonly audit: AuditLog,
-    private readonly logger: Logger,
-    private readonly cfg: MediaConfig,
-    private readonly now: () => Date = () => new Date(),
-  ) {}
+  private readonly db: Db;
+  private readonly repo: DerivativeRepository;
+  private readonly segments: SegmentRepository;
+  private readonly store: BlobStore;
+  private readonly ffmpeg: FfmpegRepository | undefined;
+  readonly toolsProblem: string | undefined;
+  private readonly images: ImageRepository;
+  private readonly scratch: ScratchRepository;
+  private readonly audit: AuditLog;
+  private readonly logger: Logger;
+  private readonly cfg: MediaConfig;
+  private readonly now: () => Date;
+
+  constructor(deps: MediaServiceDeps) {
+    this.db = deps.db;
+    this.repo = deps.repo;
+    this.segments = deps.segments;
+    this.store = deps.store;
+    this.ffmpeg = deps.ffmpeg;
+    this.toolsProblem = deps.toolsProblem;
+    this.images = deps.images;
+    this.scratch = deps.scratch;
+    this.audit = deps.audit;
+    this.logger = deps.logger;
+    this.cfg = deps.cfg;
+    this.now = deps.now ?? (() => new Date());
+  }
 
   get toolVersion(): string | undefined {
     return this.ffmpeg?.version;

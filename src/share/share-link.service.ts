@@ -88,26 +88,49 @@ export interface BundleTargets {
 const iso = (d: Date | string) => new Date(d).toISOString();
 export const tokenHash = (token: string) => createHash('sha256').update(token).digest('hex');
 
+export interface ShareLinkServiceDeps {
+  db: Db;
+  evidence: EvidenceRepository;
+  segments: SegmentRepository;
+  store: BlobStore;
+  audit: AuditLog;
+  bundles: BundleTargets;
+  opts?: {
+    publicUrl?: string;
+    now?: () => Date;
+    /** A full read whose bytes hash wrong marks the item damaged (the integrity service). */
+    damage?: ReadMismatchRecorder;
+  };
+}
+
 /**
  * Read-only, expiring, revocable links to one item, one segment's cut or one bundle, for people
  * without a key (a marketplace reviewer, the customer). The token is shown once, at creation; the
  * database keeps only its SHA-256. Every use is recorded with the client's address.
  */
 export class ShareLinkService {
-  constructor(
-    private readonly db: Db,
-    private readonly evidence: EvidenceRepository,
-    private readonly segments: SegmentRepository,
-    private readonly store: BlobStore,
-    private readonly audit: AuditLog,
-    private readonly bundles: BundleTargets,
-    private readonly opts: {
-      publicUrl?: string;
-      now?: () => Date;
-      /** A full read whose bytes hash wrong marks the item damaged (the integrity service). */
-      damage?: ReadMismatchRecorder;
-    } = {},
-  ) {}
+  private readonly db: Db;
+  private readonly evidence: EvidenceRepository;
+  private readonly segments: SegmentRepository;
+  private readonly store: BlobStore;
+  private readonly audit: AuditLog;
+  private readonly bundles: BundleTargets;
+  private readonly opts: {
+    publicUrl?: string;
+    now?: () => Date;
+    /** A full read whose bytes hash wrong marks the item damaged (the integrity service). */
+    damage?: ReadMismatchRecorder;
+  };
+
+  constructor(deps: ShareLinkServiceDeps) {
+    this.db = deps.db;
+    this.evidence = deps.evidence;
+    this.segments = deps.segments;
+    this.store = deps.store;
+    this.audit = deps.audit;
+    this.bundles = deps.bundles;
+    this.opts = deps.opts ?? {};
+  }
 
   async create(
     actor: RequestActor,

@@ -27,7 +27,11 @@ describe.each(DRIVERS)('tampering with the custody chain (%s driver)', (driver) 
   let itemId: string;
 
   const verify = (publicKeyPem = app.ctx.signingKey.publicKeyPem): Promise<ChainReport> =>
-    new AuditVerifier(app.ctx.db, app.ctx.blobStore, createPublicKey(publicKeyPem)).verify();
+    new AuditVerifier({
+      db: app.ctx.db,
+      store: app.ctx.blobStore,
+      publicKey: createPublicKey(publicKeyPem),
+    }).verify();
   const kinds = (r: ChainReport) => [...new Set(r.problems.map((p) => p.kind))].sort();
   const view = () =>
     request(app.url).get(`/v1/evidence/${itemId}`).set(bearer(app.keys.support)).expect(200);

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { loadConfig } from '../../src/config';
-import { buildContext, type AppContext } from '../../src/context';
+import { AppContext } from '../../src/context';
 import { createLogger } from '../../src/logger';
 import { sha256 } from '../support/media';
 import { upload } from '../support/multipart';
@@ -62,10 +62,11 @@ describeTmpfs('disk full', () => {
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m,mode=0750', 'tmpfs', blobs]);
     mounted = true;
     const env = { DATABASE_URL: database.url, DATA_DIR: dataDir };
-    ctx = await buildContext(loadConfig({ ...env, LOG_LEVEL: 'silent' }), createLogger('silent'), {
-      migrate: true,
-      mediaTools: false,
-    });
+    ctx = await AppContext.fromConfig(
+      loadConfig({ ...env, LOG_LEVEL: 'silent' }),
+      { migrate: true, mediaTools: false },
+      { logger: createLogger('silent') },
+    );
     keys = {
       ingest: (await ctx.apiKeys.create('ingest', 'disk station')).key,
       support: (await ctx.apiKeys.create('support', 'disk support')).key,

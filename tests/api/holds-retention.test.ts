@@ -255,16 +255,16 @@ const shortPolicy: RetentionPolicy = {
 
 /** The deletion service of the app, over its real database and store, with its clock moved. */
 function deletionAt(app: TestApp, now: Date, db: Db = app.ctx.db): DeletionService {
-  return new DeletionService(
+  return new DeletionService({
     db,
-    new DeletionRepository(),
-    new HoldRepository(),
-    new EvidenceRepository(),
-    app.ctx.blobStore,
-    app.ctx.audit,
-    createLogger('silent'),
-    { now: () => now },
-  );
+    repo: new DeletionRepository(),
+    holds: new HoldRepository(),
+    evidence: new EvidenceRepository(),
+    store: app.ctx.blobStore,
+    audit: app.ctx.audit,
+    logger: createLogger('silent'),
+    opts: { now: () => now },
+  });
 }
 
 describe('retention', () => {

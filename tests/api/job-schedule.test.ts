@@ -13,7 +13,7 @@ describe('scheduled job intervals', () => {
   let queue: JobQueue;
   beforeAll(async () => {
     db = await createTestDatabase();
-    queue = new JobQueue(db.url, createLogger('silent'));
+    queue = new JobQueue({ connectionString: db.url, logger: createLogger('silent') });
     await queue.start([{ name: 'interval-probe', expireInSeconds: 60 }]);
   });
   afterAll(async () => {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { MintedKey } from '../../src/access/api-key.service';
 import { loadConfig } from '../../src/config';
-import { buildContext, type AppContext } from '../../src/context';
+import { AppContext } from '../../src/context';
 import { createLogger } from '../../src/logger';
 import { DRIVERS, type Driver } from '../support/harness';
 import { eventually, leftovers, storeOf } from '../support/leftovers';
@@ -166,15 +166,15 @@ describe.each(DRIVERS)('crashes and stops while uploads run (%s)', (driver: Driv
     database = await createTestDatabase();
     dataDir = mkdtempSync(path.join(tmpdir(), 'evidence-kill-leftovers-'));
     s3 = driver === 's3' ? await startS3Server() : undefined;
-    ctx = await buildContext(
+    ctx = await AppContext.fromConfig(
       loadConfig({
         DATABASE_URL: database.url,
         DATA_DIR: dataDir,
         LOG_LEVEL: 'silent',
         ...s3?.env,
       }),
-      createLogger('silent'),
       { migrate: true, mediaTools: false },
+      { logger: createLogger('silent') },
     );
     ingest = await ctx.apiKeys.create('ingest', 'PBX');
     admin = await ctx.apiKeys.create('admin', 'Admin');

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { loadConfig } from '../../src/config';
-import { buildContext, type AppContext } from '../../src/context';
+import { AppContext } from '../../src/context';
 import { createLogger } from '../../src/logger';
 import { leftovers } from '../support/leftovers';
 import { fakeMedia, sha256 } from '../support/media';
@@ -101,10 +101,10 @@ describe('uploads while the service is killed', () => {
     database = await createTestDatabase();
     dataDir = mkdtempSync(path.join(tmpdir(), 'evidence-kill-'));
     // The same context the service builds: migrations, and a key for the phone system.
-    ctx = await buildContext(
+    ctx = await AppContext.fromConfig(
       loadConfig({ DATABASE_URL: database.url, DATA_DIR: dataDir, LOG_LEVEL: 'silent' }),
-      createLogger('silent'),
       { migrate: true, mediaTools: false },
+      { logger: createLogger('silent') },
     );
   });
   afterAll(async () => {

@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { loadConfig } from '../../src/config';
-import { buildContext, type AppContext } from '../../src/context';
+import { AppContext } from '../../src/context';
 import { createLogger } from '../../src/logger';
 import { BlobClaimRepository } from '../../src/ingest/blob-claim.repository';
 import { BlobClaims, type BlobClaim } from '../../src/ingest/blob-claims';
@@ -142,10 +142,11 @@ describe.each(DRIVERS)('the leftover sweep across instances (%s)', (driver: Driv
     });
   beforeAll(async () => {
     a = await startTestApp(driver);
-    ctxB = await buildContext(configFor(), createLogger('silent'), {
-      migrate: false,
-      mediaTools: false,
-    });
+    ctxB = await AppContext.fromConfig(
+      configFor(),
+      { migrate: false, mediaTools: false },
+      { logger: createLogger('silent') },
+    );
   });
   afterAll(async () => {
     await ctxB.close();
@@ -191,10 +192,11 @@ describe.each(DRIVERS)('the leftover sweep across instances (%s)', (driver: Driv
   });
 
   it('removes at once the staging and the unclaimed blobs of an instance that has ended', async () => {
-    const ctxC = await buildContext(configFor(), createLogger('silent'), {
-      migrate: false,
-      mediaTools: false,
-    });
+    const ctxC = await AppContext.fromConfig(
+      configFor(),
+      { migrate: false, mediaTools: false },
+      { logger: createLogger('silent') },
+    );
     const cut = await ctxC.blobStore.writeStaging(Readable.from([fakeMedia('wav', 4096)]));
     expect(cut.startsWith(`staging/${ctxC.instance.id}.`)).toBe(true);
     // C promoted a blob and ended before its row committed (the claim is what C left).
@@ -253,7 +255,7 @@ describe('an instance that lost its registration mid-commit', () => {
           }),
       },
     );
-    ctxB = await buildContext(
+    ctxB = await AppContext.fromConfig(
       loadConfig({
         DATABASE_URL: a.databaseUrl,
         DATA_DIR: a.dataDir,
@@ -261,8 +263,8 @@ describe('an instance that lost its registration mid-commit', () => {
         LOG_LEVEL: 'silent',
         DATABASE_POOL_SIZE: '3',
       }),
-      createLogger('silent'),
       { migrate: false, mediaTools: false },
+      { logger: createLogger('silent') },
     );
   });
   afterAll(async () => {
@@ -368,7 +370,7 @@ describe('claims under lost registrations and failing deletes', () => {
           }),
       },
     );
-    ctxB = await buildContext(
+    ctxB = await AppContext.fromConfig(
       loadConfig({
         DATABASE_URL: a.databaseUrl,
         DATA_DIR: a.dataDir,
@@ -376,10 +378,9 @@ describe('claims under lost registrations and failing deletes', () => {
         LOG_LEVEL: 'silent',
         DATABASE_POOL_SIZE: '3',
       }),
-      createLogger('silent'),
+      { migrate: false, mediaTools: false },
       {
-        migrate: false,
-        mediaTools: false,
+        logger: createLogger('silent'),
         wrapBlobStore: (store: BlobStore) =>
           Object.assign(Object.create(store) as BlobStore, {
             delete: async (key: string) => {
@@ -480,9 +481,13 @@ describe('claims under lost registrations and failing deletes', () => {
   });
 
   it('finding 4: a heartbeat that hangs gives the session up and registers again', async () => {
-    const registry = new InstanceRegistry(a.databaseUrl, createLogger('silent'), {
-      heartbeatMs: 3_600_000,
-      queryTimeoutMs: 1_000,
+    const registry = new InstanceRegistry({
+      connectionString: a.databaseUrl,
+      logger: createLogger('silent'),
+      opts: {
+        heartbeatMs: 3_600_000,
+        queryTimeoutMs: 1_000,
+      },
     });
     await registry.start();
     const oldId = registry.id;
@@ -555,7 +560,10 @@ describe('claims under lost registrations and failing deletes', () => {
   });
 
   it("finding 9: a reconcile never drops the instance's own claim placed after its in-flight snapshot", async () => {
-    const registry = new InstanceRegistry(a.databaseUrl, createLogger('silent'));
+    const registry = new InstanceRegistry({
+      connectionString: a.databaseUrl,
+      logger: createLogger('silent'),
+    });
     await registry.start();
     const repo = new BlobClaimRepository();
     let mine: BlobClaim | undefined;
@@ -566,13 +574,13 @@ describe('claims under lost registrations and failing deletes', () => {
         return repo.notInFlight(...args);
       },
     });
-    const claims: BlobClaims = new BlobClaims(
-      a.ctx.db,
-      racing,
-      a.ctx.blobStore,
-      registry,
-      createLogger('silent'),
-    );
+    const claims: BlobClaims = new BlobClaims({
+      db: a.ctx.db,
+      repo: racing,
+      store: a.ctx.blobStore,
+      instance: registry,
+      logger: createLogger('silent'),
+    });
     try {
       expect(await claims.reconcile()).toBe(0);
       await a.ctx.db.transaction().execute((tx) => claims.consume(tx, mine!));

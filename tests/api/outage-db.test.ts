@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { loadConfig } from '../../src/config';
-import { buildContext } from '../../src/context';
+import { AppContext } from '../../src/context';
 import { createLogger } from '../../src/logger';
 import { MediaFiles } from '../support/media-files';
 import type { MintedKey } from '../../src/access/api-key.service';
@@ -81,10 +81,10 @@ describeOwnPg('PostgreSQL outages', () => {
     db = await startOwnPostgres();
     dataDir = mkdtempSync(path.join(tmpdir(), 'evidence-outage-db-'));
     // Migrations and keys, as an operator would before starting the service.
-    const ctx = await buildContext(
+    const ctx = await AppContext.fromConfig(
       loadConfig({ DATABASE_URL: db.url, DATA_DIR: dataDir, LOG_LEVEL: 'silent' }),
-      createLogger('silent'),
       { migrate: true, mediaTools: false },
+      { logger: createLogger('silent') },
     );
     try {
       keys = {
@@ -523,10 +523,10 @@ describeOwnPg('PostgreSQL outage under a worker process', () => {
   beforeAll(async () => {
     db = await startOwnPostgres();
     dataDir = mkdtempSync(path.join(tmpdir(), 'evidence-outage-worker-'));
-    const ctx = await buildContext(
+    const ctx = await AppContext.fromConfig(
       loadConfig({ DATABASE_URL: db.url, DATA_DIR: dataDir, LOG_LEVEL: 'silent' }),
-      createLogger('silent'),
       { migrate: true, mediaTools: false },
+      { logger: createLogger('silent') },
     );
     try {
       keys = {

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { sql } from 'kysely';
 import { loadConfig } from '../../src/config';
-import { buildContext, type AppContext } from '../../src/context';
+import { AppContext } from '../../src/context';
 import { createLogger } from '../../src/logger';
 import { sha256 } from '../support/media';
 import { multipartBody, rawRequest, type RawResponse } from '../support/multipart';
@@ -47,10 +47,11 @@ describe('S3 outages', () => {
       DATA_DIR: dataDir,
       S3_REQUEST_TIMEOUT_MS: String(TIMEOUT_MS),
     };
-    ctx = await buildContext(loadConfig({ ...env, LOG_LEVEL: 'silent' }), createLogger('silent'), {
-      migrate: true,
-      mediaTools: false,
-    });
+    ctx = await AppContext.fromConfig(
+      loadConfig({ ...env, LOG_LEVEL: 'silent' }),
+      { migrate: true, mediaTools: false },
+      { logger: createLogger('silent') },
+    );
     keys = {
       ingest: (await ctx.apiKeys.create('ingest', 's3 outage station')).key,
       support: (await ctx.apiKeys.create('support', 's3 outage support')).key,

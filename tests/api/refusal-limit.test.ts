@@ -6,7 +6,7 @@ import { sql } from 'kysely';
 import request from 'supertest';
 import type { MintedKey } from '../../src/access/api-key.service';
 import { loadConfig } from '../../src/config';
-import { buildContext, type AppContext } from '../../src/context';
+import { AppContext } from '../../src/context';
 import { createApp } from '../../src/http/app';
 import { startServer, type RunningServer } from '../../src/http/server';
 import { EvidenceRepository } from '../../src/evidence/evidence.repository';
@@ -363,7 +363,11 @@ describeOwnPg('an outage while checking keys and links is never a refusal', () =
       TRUST_PROXY: 'loopback',
       REFUSAL_LIMIT_PER_MINUTE: String(PER_ADDRESS),
     });
-    ctx = await buildContext(config, createLogger('silent'), { migrate: true });
+    ctx = await AppContext.fromConfig(
+      config,
+      { migrate: true },
+      { logger: createLogger('silent') },
+    );
     server = await startServer(createApp(ctx), config);
     key = await ctx.apiKeys.create('support', 'outage support');
     const ingest = await ctx.apiKeys.create('ingest', 'outage station');

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { loadConfig } from '../../src/config';
-import { buildContext, type AppContext } from '../../src/context';
+import { AppContext } from '../../src/context';
 import { createApp } from '../../src/http/app';
 import { startServer, type RunningServer } from '../../src/http/server';
 import { createLogger } from '../../src/logger';
@@ -57,7 +57,11 @@ describe.each(DRIVERS)('resumable uploads across two instances (%s)', (driver) =
       DATABASE_POOL_SIZE: '5',
       ...a.s3?.env,
     });
-    ctxB = await buildContext(config, createLogger('silent'), { migrate: false });
+    ctxB = await AppContext.fromConfig(
+      config,
+      { migrate: false },
+      { logger: createLogger('silent') },
+    );
     b = await startServer(createApp(ctxB), config);
   });
   afterAll(async () => {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { loadConfig } from '../../src/config';
-import { buildContext, type AppContext } from '../../src/context';
+import { AppContext } from '../../src/context';
 import { createLogger } from '../../src/logger';
 import { sha256 } from '../support/media';
 import { upload } from '../support/multipart';
@@ -87,10 +87,11 @@ describe('slow and idle connections', () => {
     database = await createTestDatabase();
     dataDir = mkdtempSync(path.join(tmpdir(), 'evidence-slow-'));
     const env = { DATABASE_URL: database.url, DATA_DIR: dataDir };
-    ctx = await buildContext(loadConfig({ ...env, LOG_LEVEL: 'silent' }), createLogger('silent'), {
-      migrate: true,
-      mediaTools: false,
-    });
+    ctx = await AppContext.fromConfig(
+      loadConfig({ ...env, LOG_LEVEL: 'silent' }),
+      { migrate: true, mediaTools: false },
+      { logger: createLogger('silent') },
+    );
     keys = {
       ingest: (await ctx.apiKeys.create('ingest', 'slow station')).key,
       support: (await ctx.apiKeys.create('support', 'slow support')).key,

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { MintedKey } from '../../src/access/api-key.service';
 import { loadConfig } from '../../src/config';
-import { buildContext, type AppContext, type ContextOptions } from '../../src/context';
+import { AppContext, type ContextOptions, type ContextOverrides } from '../../src/context';
 import { createApp } from '../../src/http/app';
 import { startServer, type RunningServer } from '../../src/http/server';
 import { createLogger } from '../../src/logger';
@@ -30,7 +30,9 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export interface TestAppOptions extends Pick<ContextOptions, 'wrapBlobStore' | 'jobQueue'> {
+/** What the service's own start does not do (the job queue), and parts the test replaces. */
+export interface TestAppOptions
+  extends Pick<ContextOptions, 'jobQueue'>, Omit<ContextOverrides, 'logger'> {
   /** Validate responses against the OpenAPI document (default on; OPENAPI_VALIDATE=off: off). */
   validateResponses?: boolean;
 }
@@ -42,7 +44,11 @@ export interface TestAppOptions extends Pick<ContextOptions, 'wrapBlobStore' | '
 export async function startTestApp(
   driver: Driver = 'fs',
   env: Record<string, string> = {},
-  { validateResponses = process.env.OPENAPI_VALIDATE !== 'off', ...options }: TestAppOptions = {},
+  {
+    validateResponses = process.env.OPENAPI_VALIDATE !== 'off',
+    jobQueue,
+    ...overrides
+  }: TestAppOptions = {},
 ): Promise<TestApp> {
   const database = await createTestDatabase();
   const dataDir = mkdtempSync(path.join(tmpdir(), 'evidence-data-'));
@@ -56,10 +62,11 @@ export async function startTestApp(
     ...s3?.env,
     ...env,
   });
-  const ctx = await buildContext(config, createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'), {
-    migrate: true,
-    ...options,
-  });
+  const ctx = await AppContext.fromConfig(
+    config,
+    { migrate: true, jobQueue },
+    { logger: createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'), ...overrides },
+  );
   const server = await startServer(createApp(ctx), config);
   const openapi = new OpenApiValidator();
   if (validateResponses) openapi.attach(server.server);

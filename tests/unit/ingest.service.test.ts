@@ -98,14 +98,18 @@ describe('IngestService refusals', () => {
   beforeEach(() => {
     store = new RecordingStore();
     const noDb = {} as Db; // any database access on these paths would throw
-    service = new IngestService(
-      noDb,
+    service = new IngestService({
+      db: noDb,
       store,
-      new NoPriorItems(),
-      new IdempotencyRepository(),
-      new AuditLog(noDb, new AuditRepository(), createLogger('silent')),
-      createLogger('silent'),
-    );
+      evidence: new NoPriorItems(),
+      idempotency: new IdempotencyRepository(),
+      audit: new AuditLog({
+        db: noDb,
+        repo: new AuditRepository(),
+        logger: createLogger('silent'),
+      }),
+      logger: createLogger('silent'),
+    });
   });
 
   it.each([

@@ -16,12 +16,12 @@ describe('RefusalLimiter', () => {
   it('answers the first refusals one by one, then 429 until the minute ends, and seals the count when it does', async () => {
     let now = T0 + 15_000;
     const { entries, audit } = recorder();
-    const limiter = new RefusalLimiter(
+    const limiter = new RefusalLimiter({
       audit,
       logger,
-      { perMinute: 3, maxAddresses: 10, globalPerMinute: 1000 },
-      () => now,
-    );
+      limits: { perMinute: 3, maxAddresses: 10, globalPerMinute: 1000 },
+      now: () => now,
+    });
     const verdicts = Array.from({ length: 40 }, () => limiter.refuse('192.0.2.1', refusal));
     expect(verdicts.filter((v) => !v.limited)).toHaveLength(3);
     expect(verdicts[3]).toEqual({ limited: true, record: false, retryAfterSeconds: 45 });
@@ -53,12 +53,12 @@ describe('RefusalLimiter', () => {
 
   it('keeps at most maxAddresses tallies; further addresses share one overflow tally and its limit', async () => {
     const { entries, audit } = recorder();
-    const limiter = new RefusalLimiter(
+    const limiter = new RefusalLimiter({
       audit,
       logger,
-      { perMinute: 5, maxAddresses: 100, globalPerMinute: 1000 },
-      () => T0,
-    );
+      limits: { perMinute: 5, maxAddresses: 100, globalPerMinute: 1000 },
+      now: () => T0,
+    });
     const verdicts = Array.from({ length: 10_000 }, (_, i) =>
       limiter.refuse(`10.0.${i >> 8}.${i & 255}`, refusal),
     );
@@ -74,12 +74,12 @@ describe('RefusalLimiter', () => {
   it('records at most globalPerMinute refusals one by one across all addresses; the rest are answered as usual and counted', async () => {
     let now = T0 + 1_000;
     const { entries, audit } = recorder();
-    const limiter = new RefusalLimiter(
+    const limiter = new RefusalLimiter({
       audit,
       logger,
-      { perMinute: 3, maxAddresses: 100, globalPerMinute: 5 },
-      () => now,
-    );
+      limits: { perMinute: 3, maxAddresses: 100, globalPerMinute: 5 },
+      now: () => now,
+    });
     // Four addresses, each under its own limit of 3: 12 refusals, 5 of them recorded one by one.
     const verdicts = ['192.0.2.1', '192.0.2.2', '192.0.2.3', '192.0.2.4'].flatMap((ip) =>
       Array.from({ length: 3 }, () => limiter.refuse(ip, refusal)),
@@ -122,7 +122,7 @@ describe('RefusalLimiter', () => {
   it('bounds the chained events of a minute by the global budget plus the tallies, however many addresses knock', async () => {
     const { entries, audit } = recorder();
     const limits = { perMinute: 5, maxAddresses: 100, globalPerMinute: 50 };
-    const limiter = new RefusalLimiter(audit, logger, limits, () => T0);
+    const limiter = new RefusalLimiter({ audit, logger, limits, now: () => T0 });
     let recorded = 0;
     for (let i = 0; i < 20_000; i++) {
       // 4,000 addresses, five refusals each, and a few of them hammering.
@@ -144,12 +144,12 @@ describe('RefusalLimiter', () => {
 
   it('keeps each tally small: a few short sample paths, share-link ids and kinds', async () => {
     const { entries, audit } = recorder();
-    const limiter = new RefusalLimiter(
+    const limiter = new RefusalLimiter({
       audit,
       logger,
-      { perMinute: 1, maxAddresses: 10, globalPerMinute: 1000 },
-      () => T0,
-    );
+      limits: { perMinute: 1, maxAddresses: 10, globalPerMinute: 1000 },
+      now: () => T0,
+    });
     for (let i = 0; i < 200; i++) {
       limiter.refuse('192.0.2.1', {
         action: `action.${i}`,

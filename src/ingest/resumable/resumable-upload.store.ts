@@ -40,6 +40,21 @@ interface LiveHash {
   usedAt: number;
 }
 
+export interface ResumableUploadStoreDeps {
+  db: Db;
+  rows: ResumableUploadRepository;
+  store: BlobStore;
+  ingest: IngestService;
+  locker: UploadLocker;
+  hashes: HashPool;
+  logger: Logger;
+  opts: {
+    expiryMs: number;
+    /** Told of a discarded upload whose bytes were promoted but never archived. */
+    onAbandonedDigest?: (sha256: string) => Promise<void>;
+  };
+}
+
 /**
  * The tus DataStore of the archive. The database row is the upload's truth: its offset and the
  * store's own progress are advanced together only once the bytes are durable, so any instance
@@ -79,21 +94,29 @@ export class ResumableUploadStore extends DataStore {
   /** Which key created each upload this instance has seen: that never changes. */
   private readonly owners = new Map<string, string>();
 
-  constructor(
-    private readonly db: Db,
-    private readonly rows: ResumableUploadRepository,
-    private readonly store: BlobStore,
-    private readonly ingest: IngestService,
-    private readonly locker: UploadLocker,
-    private readonly hashes: HashPool,
-    private readonly logger: Logger,
-    private readonly opts: {
-      expiryMs: number;
-      /** Told of a discarded upload whose bytes were promoted but never archived. */
-      onAbandonedDigest?: (sha256: string) => Promise<void>;
-    },
-  ) {
+  private readonly db: Db;
+  private readonly rows: ResumableUploadRepository;
+  private readonly store: BlobStore;
+  private readonly ingest: IngestService;
+  private readonly locker: UploadLocker;
+  private readonly hashes: HashPool;
+  private readonly logger: Logger;
+  private readonly opts: {
+    expiryMs: number;
+    /** Told of a discarded upload whose bytes were promoted but never archived. */
+    onAbandonedDigest?: (sha256: string) => Promise<void>;
+  };
+
+  constructor(deps: ResumableUploadStoreDeps) {
     super();
+    this.db = deps.db;
+    this.rows = deps.rows;
+    this.store = deps.store;
+    this.ingest = deps.ingest;
+    this.locker = deps.locker;
+    this.hashes = deps.hashes;
+    this.logger = deps.logger;
+    this.opts = deps.opts;
     this.extensions = ['creation', 'creation-with-upload', 'termination', 'expiration'];
   }
 

@@ -8,6 +8,12 @@ const CHANNEL = 'evidence_upload_release';
 /** The first of the two int4 keys of our advisory locks: "tus" uploads, apart from other users. */
 const LOCK_SPACE = 0x747573;
 
+export interface UploadLockerDeps {
+  connectionString: string;
+  logger: Logger;
+  opts?: { role?: string; acquireTimeoutMs?: number };
+}
+
 /**
  * One writer per upload across every instance sharing the database. Within a process a map
  * decides; across processes a session-level advisory lock on one dedicated connection does, so a
@@ -25,11 +31,15 @@ export class UploadLocker implements Locker {
   readonly lockedOn = new Map<string, pg.Client>();
   private closed = false;
 
-  constructor(
-    private readonly connectionString: string,
-    private readonly logger: Logger,
-    private readonly opts: { role?: string; acquireTimeoutMs?: number } = {},
-  ) {}
+  private readonly connectionString: string;
+  private readonly logger: Logger;
+  private readonly opts: { role?: string; acquireTimeoutMs?: number };
+
+  constructor(deps: UploadLockerDeps) {
+    this.connectionString = deps.connectionString;
+    this.logger = deps.logger;
+    this.opts = deps.opts ?? {};
+  }
 
   newLock(id: string): Lock {
     return new UploadLock(id, this, this.opts.acquireTimeoutMs ?? 30_000);

@@ -3,6 +3,11 @@ import type { ResumableUploadStore } from './resumable-upload.store';
 
 const SWEEP_MS = 5 * 60_000;
 
+export interface UploadSweepDeps {
+  uploads: ResumableUploadStore;
+  logger: Logger;
+}
+
 /**
  * Every few minutes, on every instance with workers: expired resumable uploads and store leftovers
  * are removed, and uploads whose last byte arrived but whose archiving was cut off are finished.
@@ -12,10 +17,13 @@ export class UploadSweep {
   private timer?: NodeJS.Timeout;
   private running?: Promise<void>;
 
-  constructor(
-    private readonly uploads: ResumableUploadStore,
-    private readonly logger: Logger,
-  ) {}
+  private readonly uploads: ResumableUploadStore;
+  private readonly logger: Logger;
+
+  constructor(deps: UploadSweepDeps) {
+    this.uploads = deps.uploads;
+    this.logger = deps.logger;
+  }
 
   start(): void {
     if (this.timer) return;

@@ -81,6 +81,19 @@ export function withoutSecrets(url: string): string {
   }
 }
 
+export interface TwilioServiceDeps {
+  db: Db;
+  repo: ProviderRecordingRepository;
+  keys: ApiKeyRepository;
+  fetcher: MediaFetcher;
+  ingest: IngestService;
+  store: BlobStore;
+  audit: AuditLog;
+  logger: Logger;
+  cfg: Pick<AppConfig, 'twilio' | 'mediaFetch' | 'maxUploadBytes' | 'media' | 'publicUrl'>;
+  queue?: JobQueue;
+}
+
 /**
  * The Twilio recording callback adapter: verifies Twilio's signature, records each completed
  * recording once, and fetches its media in a background job (retried while Twilio still answers
@@ -89,21 +102,32 @@ export function withoutSecrets(url: string): string {
  * delivered again or a job run twice never makes a second item.
  */
 export class TwilioService {
-  constructor(
-    private readonly db: Db,
-    private readonly repo: ProviderRecordingRepository,
-    private readonly keys: ApiKeyRepository,
-    private readonly fetcher: MediaFetcher,
-    private readonly ingest: IngestService,
-    private readonly store: BlobStore,
-    private readonly audit: AuditLog,
-    private readonly logger: Logger,
-    private readonly cfg: Pick<
-      AppConfig,
-      'twilio' | 'mediaFetch' | 'maxUploadBytes' | 'media' | 'publicUrl'
-    >,
-    private readonly queue?: JobQueue,
-  ) {}
+  private readonly db: Db;
+  private readonly repo: ProviderRecordingRepository;
+  private readonly keys: ApiKeyRepository;
+  private readonly fetcher: MediaFetcher;
+  private readonly ingest: IngestService;
+  private readonly store: BlobStore;
+  private readonly audit: AuditLog;
+  private readonly logger: Logger;
+  private readonly cfg: Pick<
+    AppConfig,
+    'twilio' | 'mediaFetch' | 'maxUploadBytes' | 'media' | 'publicUrl'
+  >;
+  private readonly queue?: JobQueue;
+
+  constructor(deps: TwilioServiceDeps) {
+    this.db = deps.db;
+    this.repo = deps.repo;
+    this.keys = deps.keys;
+    this.fetcher = deps.fetcher;
+    this.ingest = deps.ingest;
+    this.store = deps.store;
+    this.audit = deps.audit;
+    this.logger = deps.logger;
+    this.cfg = deps.cfg;
+    this.queue = deps.queue;
+  }
 
   private fetches?: Counter<'provider' | 'outcome'>;
   /** Whether the missing SharedKey secret was logged: once, not per (unauthenticated) request. */
