@@ -8,6 +8,7 @@ import { AuditTrailService } from './custody/audit-trail.service';
 import { CheckpointService } from './custody/checkpoint.service';
 import { CustodyJobs } from './custody/custody-jobs';
 import { CustodyRunRepository } from './custody/custody-run.repository';
+import { CustodyStatusRepository } from './custody/custody-status.repository';
 import { CustodyStatusService } from './custody/custody-status.service';
 import { DeletionRepository } from './custody/deletion.repository';
 import { DeletionService } from './custody/deletion.service';
@@ -15,6 +16,8 @@ import { HoldRepository } from './custody/hold.repository';
 import { HashPool } from './custody/hash-pool';
 import { ComplaintWorkspaceService } from './complaints/complaint-workspace.service';
 import { CoverageReportService } from './complaints/coverage-report';
+import { CoverageRepository } from './complaints/coverage.repository';
+import { ShareLinkRepository } from './share/share-link.repository';
 import { ShareLinkService } from './share/share-link.service';
 import { LookupService } from './lookup/lookup.service';
 import { HoldService } from './custody/hold.service';
@@ -40,6 +43,7 @@ import { BlobClaimRepository } from './ingest/blob-claim.repository';
 import { BlobClaims } from './ingest/blob-claims';
 import { LeftoverSweep } from './ingest/leftover-sweep';
 import { InstanceRegistry } from './jobs/instance-registry';
+import { ServiceInstanceRepository } from './jobs/service-instance.repository';
 import { ResumableUploadRepository } from './ingest/resumable/resumable-upload.repository';
 import { ResumableUploadStore } from './ingest/resumable/resumable-upload.store';
 import { UploadLocker } from './ingest/resumable/upload-locker';
@@ -62,6 +66,8 @@ import type { BlobStore } from './storage/blob-store';
 import { FsBlobStore } from './storage/blob-store.fs';
 import { createS3Client, S3BlobStore, type S3BlobStoreOptions } from './storage/blob-store.s3';
 import { WormLedger } from './storage/worm';
+import { WormRepository } from './storage/worm.repository';
+import { HealthRepository } from './db/health.repository';
 
 export interface AppContext {
   config: AppConfig;
@@ -116,6 +122,10 @@ export interface AppContext {
   queue?: JobQueue;
   /** WORM read-backs of this instance (S3 Object Lock): for /readyz and the metrics. */
   worm: WormLedger;
+  /** Items counted by WORM state (/readyz counts those stored without it). */
+  wormRepo: WormRepository;
+  /** Whether the database answers (/readyz). */
+  health: HealthRepository;
   shuttingDown: boolean;
   /** Per-address limit and counts of strangers' refusals (bad keys, share-link misses). */
   refusals: RefusalLimiter;
@@ -228,7 +238,12 @@ async function fromConfig(
     );
     const worm = new WormLedger();
     // Registered before anything is written: staging keys carry this instance's id.
-    instance = new InstanceRegistry({ connectionString: databaseUrl, logger, opts: { role } });
+    instance = new InstanceRegistry({
+      connectionString: databaseUrl,
+      repo: new ServiceInstanceRepository(),
+      logger,
+      opts: { role },
+    });
     await instance.start();
     const configured =
       overrides.blobStore ??
@@ -374,6 +389,7 @@ async function fromConfig(
       db,
       store: blobStore,
       repo: new ScrubRepository(),
+      auditRepo,
       integrity,
       holds,
       audit,
@@ -382,9 +398,17 @@ async function fromConfig(
     });
     mediaJobs.registerMetrics(metrics);
     const runs = new CustodyRunRepository();
-    const custodyStatus = new CustodyStatusService({ db, runs, auditRepo, audit, config });
+    const custodyStatus = new CustodyStatusService({
+      db,
+      repo: new CustodyStatusRepository(),
+      runs,
+      auditRepo,
+      audit,
+      config,
+    });
     custodyStatus.registerMetrics(metrics);
-    worm.registerMetrics(metrics, db);
+    const wormRepo = new WormRepository();
+    worm.registerMetrics(metrics, db, wormRepo);
     const jobs = new CustodyJobs({
       db,
       runs,
@@ -488,6 +512,8 @@ async function fromConfig(
       databaseUrl,
       blobStore,
       worm,
+      wormRepo,
+      health: new HealthRepository(),
       apiKeys: new ApiKeyService({
         db,
         repo: new ApiKeyRepository(),
@@ -522,6 +548,7 @@ async function fromConfig(
       }),
       coverage: new CoverageReportService({
         db,
+        repo: new CoverageRepository(),
         audit,
         opts: { suggestionWindowDays: config.suggestionWindowDays, now },
       }),
@@ -529,11 +556,14 @@ async function fromConfig(
         db,
         evidence: evidenceRepo,
         segments: segmentRepo,
+        complaintRepo,
         audit,
         opts: phone,
       }),
       shareLinks: new ShareLinkService({
         db,
+        links: new ShareLinkRepository(),
+        complaints: complaintRepo,
         evidence: evidenceRepo,
         segments: segmentRepo,
         store: blobStore,

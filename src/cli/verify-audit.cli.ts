@@ -36,6 +36,7 @@ void withContext(
       : createPublicKey(ctx.signingKey.publicKeyPem);
     const report = await new AuditVerifier({
       db: ctx.db,
+      repo: ctx.auditRepo,
       store: ctx.blobStore,
       publicKey,
     }).verify();

@@ -9,6 +9,15 @@ export class ComplaintRepository {
     return db.selectFrom('complaints').selectAll().where('id', '=', id).executeTakeFirst();
   }
 
+  async orderIdsOf(db: Executor, id: string): Promise<{ order_ids: string[] } | undefined> {
+    return db.selectFrom('complaints').select('order_ids').where('id', '=', id).executeTakeFirst();
+  }
+
+  /** The complaints among these ids, with their orders. */
+  async ordersOfAny(db: Executor, ids: string[]): Promise<{ id: string; order_ids: string[] }[]> {
+    return db.selectFrom('complaints').select(['id', 'order_ids']).where('id', 'in', ids).execute();
+  }
+
   /** Row-locks the complaint for the caller's transaction: concurrent PUTs apply one at a time. */
   async findForUpdate(db: Executor, id: string): Promise<ComplaintRow | undefined> {
     return db

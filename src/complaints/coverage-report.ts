@@ -1,9 +1,9 @@
-import { sql } from 'kysely';
 import { z } from 'zod';
 import type { AuditLog, RequestActor } from '../custody/audit.service';
 import type { Db } from '../db/database';
 import { AppError } from '../errors';
 import { isoTimestamp, parseWith } from '../ingest/upload-fields';
+import type { CoverageRepository } from './coverage.repository';
 
 /** Findings per section at most; a report that says it was cut off (`truncated`). */
 const SECTION_LIMIT = 10_000;
@@ -50,6 +50,7 @@ const iso = (d: Date | string) => new Date(d).toISOString();
 
 export interface CoverageReportServiceDeps {
   db: Db;
+  repo: CoverageRepository;
   audit: AuditLog;
   opts: { suggestionWindowDays: number; now?: () => Date };
 }
@@ -60,11 +61,13 @@ export interface CoverageReportServiceDeps {
  */
 export class CoverageReportService {
   private readonly db: Db;
+  private readonly repo: CoverageRepository;
   private readonly audit: AuditLog;
   private readonly opts: { suggestionWindowDays: number; now?: () => Date };
 
   constructor(deps: CoverageReportServiceDeps) {
     this.db = deps.db;
+    this.repo = deps.repo;
     this.audit = deps.audit;
     this.opts = deps.opts;
   }
@@ -86,85 +89,46 @@ export class CoverageReportService {
 
   async report(actor: RequestActor, from: Date, to: Date): Promise<CoverageReport> {
     const windowDays = this.opts.suggestionWindowDays;
-    const noVideo = await sql<{
-      id: string;
-      opened_at: Date;
-      status: string;
-      orders: string[];
-    }>`
-      select c.id, c.opened_at, c.status, array_agg(o.order_id order by o.order_id) as orders
-      from complaints c
-      cross join lateral unnest(c.order_ids) as o(order_id)
-      where c.opened_at >= ${from} and c.opened_at < ${to}
-        and not exists (
-          select 1 from evidence_links k join evidence_items i on i.id = k.item_id
-          where k.link_type = 'order' and k.ref = o.order_id
-            and i.kind = 'packing_video' and i.deleted_at is null)
-        and not exists (
-          select 1 from segments s join evidence_items i on i.id = s.item_id
-          where s.order_id = o.order_id and i.kind = 'packing_video' and i.deleted_at is null)
-      group by c.id, c.opened_at, c.status
-      order by c.opened_at, c.id
-      limit ${SECTION_LIMIT + 1}`.execute(this.db);
+    const noVideo = await this.repo.complaintsWithoutPackingVideo(
+      this.db,
+      from,
+      to,
+      SECTION_LIMIT + 1,
+    );
 
-    const noCall = await sql<{
-      id: string;
-      opened_at: Date;
-      status: string;
-      customer_phone: string | null;
-    }>`
-      select c.id, c.opened_at, c.status, c.customer_phone
-      from complaints c
-      where c.opened_at >= ${from} and c.opened_at < ${to} and c.topic = 'call'
-        and not exists (
-          select 1 from evidence_links k join evidence_items i on i.id = k.item_id
-          where i.kind = 'call_recording' and i.deleted_at is null
-            and ((k.link_type = 'complaint' and k.ref = c.id)
-              or (k.link_type = 'order' and k.ref = any(c.order_ids))))
-        and (c.customer_phone_e164 is null or not exists (
-          select 1 from evidence_items i
-          where i.kind = 'call_recording' and i.deleted_at is null
-            and (i.from_number_e164 = c.customer_phone_e164 or i.to_number_e164 = c.customer_phone_e164)
-            and i.captured_at between c.opened_at - make_interval(days => ${windowDays})
-                                  and c.opened_at + make_interval(days => ${windowDays})))
-      order by c.opened_at, c.id
-      limit ${SECTION_LIMIT + 1}`.execute(this.db);
+    const noCall = await this.repo.callComplaintsWithoutRecording(
+      this.db,
+      from,
+      to,
+      windowDays,
+      SECTION_LIMIT + 1,
+    );
 
-    const failed = await sql<{
-      order_id: string;
-      item_id: string;
-      verify_status: string;
-      verified_at: Date;
-      complaint_ids: string[];
-    }>`
-      select k.ref as order_id, i.id as item_id, i.verify_status, i.verified_at,
-        coalesce((select array_agg(c.id order by c.id) from complaints c
-                  where k.ref = any(c.order_ids)), '{}') as complaint_ids
-      from evidence_items i
-      join evidence_links k on k.item_id = i.id and k.link_type = 'order'
-      where i.kind = 'packing_video' and i.verify_status <> 'ok' and i.deleted_at is null
-        and i.captured_at >= ${from} and i.captured_at < ${to}
-      order by k.ref, i.id
-      limit ${SECTION_LIMIT + 1}`.execute(this.db);
+    const failed = await this.repo.ordersWithFailedVerification(
+      this.db,
+      from,
+      to,
+      SECTION_LIMIT + 1,
+    );
 
-    const truncated = [noVideo, noCall, failed].some((r) => r.rows.length > SECTION_LIMIT);
+    const truncated = [noVideo, noCall, failed].some((r) => r.length > SECTION_LIMIT);
     const report: CoverageReport = {
       from: from.toISOString(),
       to: to.toISOString(),
       generatedAt: (this.opts.now?.() ?? new Date()).toISOString(),
-      complaintsWithoutPackingVideo: noVideo.rows.slice(0, SECTION_LIMIT).map((r) => ({
+      complaintsWithoutPackingVideo: noVideo.slice(0, SECTION_LIMIT).map((r) => ({
         complaintId: r.id,
         openedAt: iso(r.opened_at),
         status: r.status,
         ordersWithoutVideo: r.orders,
       })),
-      callComplaintsWithoutRecording: noCall.rows.slice(0, SECTION_LIMIT).map((r) => ({
+      callComplaintsWithoutRecording: noCall.slice(0, SECTION_LIMIT).map((r) => ({
         complaintId: r.id,
         openedAt: iso(r.opened_at),
         status: r.status,
         customerPhone: r.customer_phone,
       })),
-      ordersWithFailedVerification: failed.rows.slice(0, SECTION_LIMIT).map((r) => ({
+      ordersWithFailedVerification: failed.slice(0, SECTION_LIMIT).map((r) => ({
         orderId: r.order_id,
         itemId: r.item_id,
         verifyStatus: r.verify_status,

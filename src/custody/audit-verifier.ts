@@ -1,6 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import type { Db, Executor } from '../db/database';
 import type { BlobStore } from '../storage/blob-store';
+import type { AuditRepository } from './audit.repository';
 import { canonicalJson, chainHash, GENESIS_HASH } from './audit-chain';
 import { chainedFormOf } from './audit.service';
 import { CHECKPOINT_PREFIX, type SignedCheckpoint } from './checkpoint.service';
@@ -43,6 +44,7 @@ const MAX_PROBLEMS = 1000;
 
 export interface AuditVerifierDeps {
   db: Db;
+  repo: AuditRepository;
   store: BlobStore;
   publicKey: KeyObject;
 }
@@ -55,11 +57,13 @@ export interface AuditVerifierDeps {
  */
 export class AuditVerifier {
   private readonly db: Db;
+  private readonly repo: AuditRepository;
   private readonly store: BlobStore;
   private readonly publicKey: KeyObject;
 
   constructor(deps: AuditVerifierDeps) {
     this.db = deps.db;
+    this.repo = deps.repo;
     this.store = deps.store;
     this.publicKey = deps.publicKey;
   }
@@ -80,7 +84,7 @@ export class AuditVerifier {
 
   private async verifyIn(db: Executor, listed: string[]): Promise<ChainReport> {
     const problems: ChainProblem[] = [];
-    const head = await db.selectFrom('audit_chain_head').select(['seq', 'hash']).executeTakeFirst();
+    const head = await this.repo.findHead(db);
     const checkpoints = await this.readCheckpoints(listed, problems);
     const bySeq = new Map(checkpoints.map((c) => [c.checkpoint.seq, c.checkpoint]));
 
@@ -90,13 +94,7 @@ export class AuditVerifier {
     let lastSeq = 0;
     let lastStoredHash = GENESIS_HASH;
     for (let after = 0; ;) {
-      const rows = await db
-        .selectFrom('audit_events')
-        .selectAll()
-        .where('seq', '>', after)
-        .orderBy('seq')
-        .limit(PAGE)
-        .execute();
+      const rows = await this.repo.pageAfter(db, after, PAGE);
       for (const row of rows) {
         if (row.seq !== expectedSeq) {
           problems.push({
@@ -157,10 +155,7 @@ export class AuditVerifier {
         message: `the chain head (${head?.seq ?? 'none'}) is not the last event (${lastSeq})`,
       });
     }
-    const recorded = await db
-      .selectFrom('audit_checkpoints')
-      .select(['seq', 'object_key'])
-      .execute();
+    const recorded = await this.repo.checkpointKeys(db);
     const present = new Set(listed);
     if (recorded.some((r) => !present.has(r.object_key))) {
       // Signed between the listing and the snapshot: a second listing finds them.

@@ -19,6 +19,11 @@ export class AuditRepository {
     return db.selectFrom('audit_chain_head').select(['seq', 'hash']).executeTakeFirstOrThrow();
   }
 
+  /** The head row, or none: the verifier reports a removed head instead of failing. */
+  async findHead(db: Executor): Promise<{ seq: number; hash: string } | undefined> {
+    return db.selectFrom('audit_chain_head').select(['seq', 'hash']).executeTakeFirst();
+  }
+
   async setHead(tx: Tx, seq: number, hash: string): Promise<void> {
     await tx.updateTable('audit_chain_head').set({ seq, hash }).execute();
   }
@@ -40,6 +45,17 @@ export class AuditRepository {
   }
 
   /** Events naming an item, oldest first, keyset-paginated on seq. */
+  /** A page of events after `afterSeq`, in order, whatever their seq (the verifier finds gaps). */
+  async pageAfter(db: Executor, afterSeq: number, limit: number): Promise<AuditRow[]> {
+    return db
+      .selectFrom('audit_events')
+      .selectAll()
+      .where('seq', '>', afterSeq)
+      .orderBy('seq')
+      .limit(limit)
+      .execute();
+  }
+
   async listForItem(db: Executor, itemId: string, afterSeq: number, limit: number) {
     return db
       .selectFrom('audit_events')
@@ -78,6 +94,16 @@ export class AuditRepository {
       .values(row)
       .onConflict((oc) => oc.doNothing())
       .execute();
+  }
+
+  /** Every checkpoint the database recorded, with the object it was written to. */
+  async checkpointKeys(db: Executor): Promise<{ seq: number; object_key: string }[]> {
+    return db.selectFrom('audit_checkpoints').select(['seq', 'object_key']).execute();
+  }
+
+  /** Serialises checkpoint writers (instances and the CLI) until the transaction ends. */
+  async lockCheckpoints(tx: Tx, lockKey: number): Promise<void> {
+    await sql`select pg_advisory_xact_lock(${lockKey})`.execute(tx);
   }
 
   async latestCheckpoint(db: Executor): Promise<CheckpointRow | undefined> {

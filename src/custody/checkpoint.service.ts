@@ -1,4 +1,3 @@
-import { sql } from 'kysely';
 import type { Db, Executor } from '../db/database';
 import type { Logger } from '../logger';
 import type { BlobStore } from '../storage/blob-store';
@@ -62,7 +61,7 @@ export class CheckpointService {
   /** Signs the current head unless it is already checkpointed; returns the checkpoint written. */
   async checkpoint(): Promise<SignedCheckpoint | undefined> {
     const written = await this.db.transaction().execute(async (tx) => {
-      await sql`select pg_advisory_xact_lock(${CHECKPOINT_LOCK})`.execute(tx);
+      await this.repo.lockCheckpoints(tx, CHECKPOINT_LOCK);
       const head = await this.repo.head(tx);
       const latest = await this.repo.latestCheckpoint(tx);
       if (head.seq === 0 || (latest && latest.seq >= head.seq)) return undefined;

@@ -1,10 +1,10 @@
-import { sql } from 'kysely';
 import type { AppConfig } from '../config';
 import type { Db } from '../db/database';
 import type { Metrics } from '../metrics';
 import type { AuditRepository } from './audit.repository';
 import type { AuditLog, RequestActor } from './audit.service';
 import type { CustodyJob, CustodyRunRepository, CustodyRunRow } from './custody-run.repository';
+import type { CustodyStatusRepository } from './custody-status.repository';
 
 const JOBS: CustodyJob[] = ['scrub', 'retention', 'checkpoint'];
 const SCRAPE_MS = 1000;
@@ -23,6 +23,7 @@ function runView(r: CustodyRunRow | undefined) {
 
 export interface CustodyStatusServiceDeps {
   db: Db;
+  repo: CustodyStatusRepository;
   runs: CustodyRunRepository;
   auditRepo: AuditRepository;
   audit: AuditLog;
@@ -32,6 +33,7 @@ export interface CustodyStatusServiceDeps {
 /** What admins see of custody (GET /v1/custody/status) and what Prometheus scrapes. */
 export class CustodyStatusService {
   private readonly db: Db;
+  private readonly repo: CustodyStatusRepository;
   private readonly runs: CustodyRunRepository;
   private readonly auditRepo: AuditRepository;
   private readonly audit: AuditLog;
@@ -39,6 +41,7 @@ export class CustodyStatusService {
 
   constructor(deps: CustodyStatusServiceDeps) {
     this.db = deps.db;
+    this.repo = deps.repo;
     this.runs = deps.runs;
     this.auditRepo = deps.auditRepo;
     this.audit = deps.audit;
@@ -46,24 +49,7 @@ export class CustodyStatusService {
   }
 
   private async counts() {
-    const { rows } = await sql<{
-      archived: string;
-      deleted: string;
-      unpurged: string;
-      failing: string;
-      never_verified: string;
-      holds: string;
-      damaged: string;
-    }>`select
-        count(*) filter (where deleted_at is null) as archived,
-        count(*) filter (where deleted_at is not null) as deleted,
-        count(*) filter (where deleted_at is not null and blob_purged_at is null) as unpurged,
-        count(*) filter (where deleted_at is null and verify_status <> 'ok') as failing,
-        count(*) filter (where deleted_at is null and verified_at is null) as never_verified,
-        (select count(*) from legal_holds where released_at is null) as holds,
-        count(*) filter (where deleted_at is null and damaged_at is not null) as damaged
-      from evidence_items`.execute(this.db);
-    const r = rows[0]!;
+    const r = await this.repo.counts(this.db);
     return {
       archived: Number(r.archived),
       deleted: Number(r.deleted),
@@ -77,14 +63,7 @@ export class CustodyStatusService {
   }
 
   private async failing(limit: number) {
-    return this.db
-      .selectFrom('evidence_items')
-      .select(['id', 'verify_status', 'verified_at', 'verify_detail'])
-      .where('deleted_at', 'is', null)
-      .where('verify_status', '<>', 'ok')
-      .orderBy('verified_at', 'desc')
-      .limit(limit)
-      .execute();
+    return this.repo.failing(this.db, limit);
   }
 
   async status(actor: RequestActor) {
@@ -160,13 +139,7 @@ export class CustodyStatusService {
       'Live items whose last verification failed (flipped bytes, missing blob, edited hash)',
       ['status'],
       async (set) => {
-        const rows = await this.db
-          .selectFrom('evidence_items')
-          .select(['verify_status', (eb) => eb.fn.countAll<string>().as('n')])
-          .where('deleted_at', 'is', null)
-          .where('verify_status', '<>', 'ok')
-          .groupBy('verify_status')
-          .execute();
+        const rows = await this.repo.failingByStatus(this.db);
         for (const s of ['mismatch', 'missing', 'size_mismatch']) {
           set(Number(rows.find((r) => r.verify_status === s)?.n ?? 0), { status: s });
         }

@@ -4,6 +4,7 @@ import type { Db } from '../db/database';
 import type { Logger } from '../logger';
 import type { BlobStore, StoredObject } from '../storage/blob-store';
 import { AuditVerifier } from './audit-verifier';
+import type { AuditRepository } from './audit.repository';
 import { systemActor, type AuditLog } from './audit.service';
 import type { HoldService } from './hold.service';
 import type { IntegrityService } from './integrity.service';
@@ -63,6 +64,7 @@ export interface ScrubServiceDeps {
   db: Db;
   store: BlobStore;
   repo: ScrubRepository;
+  auditRepo: AuditRepository;
   integrity: IntegrityService;
   holds: HoldService;
   audit: AuditLog;
@@ -80,6 +82,7 @@ export class ScrubService {
   private readonly db: Db;
   private readonly store: BlobStore;
   private readonly repo: ScrubRepository;
+  private readonly auditRepo: AuditRepository;
   private readonly integrity: IntegrityService;
   private readonly holds: HoldService;
   private readonly audit: AuditLog;
@@ -90,6 +93,7 @@ export class ScrubService {
     this.db = deps.db;
     this.store = deps.store;
     this.repo = deps.repo;
+    this.auditRepo = deps.auditRepo;
     this.integrity = deps.integrity;
     this.holds = deps.holds;
     this.audit = deps.audit;
@@ -237,6 +241,7 @@ export class ScrubService {
   private async verifyChain(): Promise<ScrubReport['chain']> {
     const verifier = new AuditVerifier({
       db: this.db,
+      repo: this.auditRepo,
       store: this.store,
       publicKey: createPublicKey(this.signingKey.publicKeyPem),
     });

@@ -386,6 +386,17 @@ export class EvidenceRepository {
     }
     return q.orderBy('i.captured_at', 'desc').orderBy('i.id', 'desc').limit(limit).execute();
   }
+
+  /** Which of these refs any item is linked to as `type` (each once). */
+  async linkedRefs(db: Executor, type: LinkType, refs: string[]): Promise<{ ref: string }[]> {
+    return db
+      .selectFrom('evidence_links')
+      .select('ref')
+      .distinct()
+      .where('link_type', '=', type)
+      .where('ref', 'in', refs)
+      .execute();
+  }
 }
 
 /** The advisory lock key of an item's repair (a repair in progress holds it). */

@@ -1,8 +1,6 @@
 import { statfs } from 'node:fs/promises';
 import { Router } from 'express';
-import { sql } from 'kysely';
 import type { AppContext } from '../context';
-import { countItemsWithoutWorm } from '../storage/worm';
 
 const withTimeout = <T>(p: Promise<T>, ms: number) =>
   Promise.race([
@@ -26,7 +24,7 @@ export function healthRoutes(ctx: AppContext): Router {
       }
     };
     const [database, storage] = await Promise.all([
-      check(() => sql`select 1`.execute(ctx.db)),
+      check(() => ctx.health.ping(ctx.db)),
       check(() => ctx.blobStore.ping()),
       // A latched WORM problem's object is re-checked (at most every 30 s, waited for at most
       // 2 s): the latch clears once the store shows it in force, and stays while it does not.
@@ -37,7 +35,7 @@ export function healthRoutes(ctx: AppContext): Router {
     const worm = ctx.worm.snapshot();
     const itemsNotInForce =
       database === 'ok'
-        ? await withTimeout(countItemsWithoutWorm(ctx.db), 3000).catch(() => null)
+        ? await withTimeout(ctx.wormRepo.countNotInForce(ctx.db), 3000).catch(() => null)
         : null;
     const disk = await diskCheck(ctx);
     const ready =

@@ -1,18 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { sql } from 'kysely';
 import pg from 'pg';
 import type { Executor } from '../db/database';
 import type { Logger } from '../logger';
+import { INSTANCE_LOCK_SPACE, type ServiceInstanceRepository } from './service-instance.repository';
 
-/** The first of the two int4 keys of instance locks ("ins"), apart from the tus upload locks. */
-const LOCK_SPACE = 0x696e73;
 const HEARTBEAT_MS = 15_000;
 /** Longest a statement on the registry session may take before the session is given up. */
 const QUERY_TIMEOUT_MS = 10_000;
 
 export interface InstanceRegistryDeps {
   connectionString: string;
+  repo: ServiceInstanceRepository;
   logger: Logger;
   opts?: { role?: string; heartbeatMs?: number; queryTimeoutMs?: number };
 }
@@ -45,11 +44,13 @@ export class InstanceRegistry {
   private closed = false;
 
   private readonly connectionString: string;
+  private readonly repo: ServiceInstanceRepository;
   private readonly logger: Logger;
   private readonly opts: { role?: string; heartbeatMs?: number; queryTimeoutMs?: number };
 
   constructor(deps: InstanceRegistryDeps) {
     this.connectionString = deps.connectionString;
+    this.repo = deps.repo;
     this.logger = deps.logger;
     this.opts = deps.opts ?? {};
   }
@@ -166,7 +167,7 @@ export class InstanceRegistry {
         [id, hostname(), process.pid],
       );
       await client.query('select pg_advisory_lock($1::int, $2::int)', [
-        LOCK_SPACE,
+        INSTANCE_LOCK_SPACE,
         rows[0]!.lock_key,
       ]);
       await client.query('commit');
@@ -185,17 +186,12 @@ export class InstanceRegistry {
    */
   async isLive(db: Executor, id: string): Promise<boolean> {
     if (id === this.id) return this.registered;
-    const { rows } = await sql<{ id: string }>`
-      select i.id from service_instances i
-      where i.id = ${id}::uuid and ${held(sql.ref('i.lock_key'))}`.execute(db);
-    return rows.length > 0;
+    return this.repo.isHeld(db, id);
   }
 
   /** Forgets instances that are gone; returns how many. */
   async forgetGone(db: Executor): Promise<number> {
-    const res = await sql`
-      delete from service_instances i where not ${held(sql.ref('i.lock_key'))}`.execute(db);
-    return Number(res.numAffectedRows ?? 0);
+    return this.repo.deleteGone(db);
   }
 
   /** Ends the session: the lock goes with it, and the row too. */
@@ -212,10 +208,3 @@ export class InstanceRegistry {
     await client.end().catch(() => undefined);
   }
 }
-
-/** Whether the instance lock with this key is held by some session in this database. */
-const held = (lockKey: ReturnType<typeof sql.ref>) => sql<boolean>`exists (
-  select 1 from pg_locks l
-  where l.locktype = 'advisory' and l.granted and l.objsubid = 2
-    and l.database = (select oid from pg_database where datname = current_database())
-    and l.classid = ${LOCK_SPACE}::int::oid and l.objid = ${lockKey}::oid)`;

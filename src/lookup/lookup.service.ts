@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { ComplaintRepository } from '../complaints/complaint.repository';
 import type { AuditLog, RequestActor } from '../custody/audit.service';
 import type { Db, EvidenceKind } from '../db/database';
 import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
@@ -43,6 +44,7 @@ export interface LookupServiceDeps {
   db: Db;
   evidence: EvidenceRepository;
   segments: SegmentRepository;
+  complaintRepo: ComplaintRepository;
   audit: AuditLog;
   opts?: { defaultPhoneRegion?: string };
 }
@@ -56,6 +58,7 @@ export class LookupService {
   private readonly db: Db;
   private readonly evidence: EvidenceRepository;
   private readonly segments: SegmentRepository;
+  private readonly complaintRepo: ComplaintRepository;
   private readonly audit: AuditLog;
   private readonly opts: { defaultPhoneRegion?: string };
 
@@ -63,6 +66,7 @@ export class LookupService {
     this.db = deps.db;
     this.evidence = deps.evidence;
     this.segments = deps.segments;
+    this.complaintRepo = deps.complaintRepo;
     this.audit = deps.audit;
     this.opts = deps.opts ?? {};
   }
@@ -116,11 +120,7 @@ export class LookupService {
   /** A complaint on record, or a complaint id evidence is linked to, with its evidence. */
   private async complaints(spellings: string[]): Promise<Found[]> {
     const [rows, linked] = await Promise.all([
-      this.db
-        .selectFrom('complaints')
-        .select(['id', 'order_ids'])
-        .where('id', 'in', spellings)
-        .execute(),
+      this.complaintRepo.ordersOfAny(this.db, spellings),
       this.linkedRefs('complaint', spellings),
     ]);
     const ids = [...new Set([...rows.map((r) => r.id), ...linked])];
@@ -195,13 +195,7 @@ export class LookupService {
   }
 
   private async linkedRefs(type: 'order' | 'complaint', spellings: string[]): Promise<string[]> {
-    const rows = await this.db
-      .selectFrom('evidence_links')
-      .select('ref')
-      .distinct()
-      .where('link_type', '=', type)
-      .where('ref', 'in', spellings)
-      .execute();
+    const rows = await this.evidence.linkedRefs(this.db, type, spellings);
     return rows.map((r) => r.ref);
   }
 }

@@ -1,9 +1,9 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import type { Selectable } from 'kysely';
 import { z } from 'zod';
 import type { Actor, AuditLog, RequestActor } from '../custody/audit.service';
-import type { Db, ShareLinksTable } from '../db/database';
+import type { ComplaintRepository } from '../complaints/complaint.repository';
+import type { Db } from '../db/database';
 import { AppError } from '../errors';
 import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
 import {
@@ -17,8 +17,9 @@ import { isItemId, noSuchItem } from '../evidence/item-id';
 import type { SegmentRepository, SegmentRow } from '../evidence/segment.repository';
 import { identifier, parseWith } from '../ingest/upload-fields';
 import type { BlobStore, ByteRange } from '../storage/blob-store';
+import type { ShareLinkRepository, ShareLinkRow } from './share-link.repository';
 
-export type ShareLinkRow = Selectable<ShareLinksTable>;
+export type { ShareLinkRow };
 
 export const SHARE_LINK_DEFAULT_DAYS = 7;
 export const SHARE_LINK_MAX_DAYS = 30;
@@ -90,6 +91,8 @@ export const tokenHash = (token: string) => createHash('sha256').update(token).d
 
 export interface ShareLinkServiceDeps {
   db: Db;
+  links: ShareLinkRepository;
+  complaints: ComplaintRepository;
   evidence: EvidenceRepository;
   segments: SegmentRepository;
   store: BlobStore;
@@ -110,6 +113,8 @@ export interface ShareLinkServiceDeps {
  */
 export class ShareLinkService {
   private readonly db: Db;
+  private readonly links: ShareLinkRepository;
+  private readonly complaints: ComplaintRepository;
   private readonly evidence: EvidenceRepository;
   private readonly segments: SegmentRepository;
   private readonly store: BlobStore;
@@ -124,6 +129,8 @@ export class ShareLinkService {
 
   constructor(deps: ShareLinkServiceDeps) {
     this.db = deps.db;
+    this.links = deps.links;
+    this.complaints = deps.complaints;
     this.evidence = deps.evidence;
     this.segments = deps.segments;
     this.store = deps.store;
@@ -168,11 +175,7 @@ export class ShareLinkService {
     if (item && complaintId !== null) {
       // A link is listed under a complaint (and its events go into that complaint's bundles)
       // only when the evidence is that complaint's.
-      const complaint = await this.db
-        .selectFrom('complaints')
-        .select('order_ids')
-        .where('id', '=', complaintId)
-        .executeTakeFirst();
+      const complaint = await this.complaints.orderIdsOf(this.db, complaintId);
       const orders = complaint?.order_ids ?? [];
       if (
         !item.complaint_ids.includes(complaintId) &&
@@ -188,24 +191,20 @@ export class ShareLinkService {
     const token = randomBytes(32).toString('base64url');
     const now = this.opts.now?.() ?? new Date();
     const row = await this.db.transaction().execute(async (tx) => {
-      const inserted = await tx
-        .insertInto('share_links')
-        .values({
-          id: randomUUID(),
-          token_sha256: tokenHash(token),
-          target_type:
-            b.itemId !== undefined ? 'item' : b.segmentId !== undefined ? 'segment' : 'bundle',
-          item_id: itemId,
-          segment_id: b.segmentId ?? null,
-          bundle_id: b.bundleId ?? null,
-          complaint_id: complaintId,
-          note: b.note ?? null,
-          created_by_key_id: actor.keyId,
-          created_at: now,
-          expires_at: new Date(now.getTime() + b.expiresInDays * DAY_MS),
-        })
-        .returningAll()
-        .executeTakeFirstOrThrow();
+      const inserted = await this.links.insert(tx, {
+        id: randomUUID(),
+        token_sha256: tokenHash(token),
+        target_type:
+          b.itemId !== undefined ? 'item' : b.segmentId !== undefined ? 'segment' : 'bundle',
+        item_id: itemId,
+        segment_id: b.segmentId ?? null,
+        bundle_id: b.bundleId ?? null,
+        complaint_id: complaintId,
+        note: b.note ?? null,
+        created_by_key_id: actor.keyId,
+        created_at: now,
+        expires_at: new Date(now.getTime() + b.expiresInDays * DAY_MS),
+      });
       await this.audit.append(tx, [
         {
           action: 'share_link.create',
@@ -226,17 +225,12 @@ export class ShareLinkService {
 
   async list(actor: RequestActor, raw: unknown): Promise<ShareLinkView[]> {
     const q = parseWith(listQuery, raw);
-    let query = this.db
-      .selectFrom('share_links')
-      .selectAll()
-      .orderBy('created_at', 'desc')
-      .limit(LIST_LIMIT);
-    if (q.complaintId) query = query.where('complaint_id', '=', q.complaintId);
-    if (q.itemId) {
-      if (!isItemId(q.itemId)) return [];
-      query = query.where('item_id', '=', q.itemId);
-    }
-    const rows = await query.execute();
+    if (q.itemId && !isItemId(q.itemId)) return [];
+    const rows = await this.links.list(
+      this.db,
+      { complaintId: q.complaintId, itemId: q.itemId },
+      LIST_LIMIT,
+    );
     await this.audit.recordRead({
       action: 'custody.read',
       actor,
@@ -257,13 +251,7 @@ export class ShareLinkService {
     const now = this.opts.now?.() ?? new Date();
     if (row.revoked_at) return this.view(row, now);
     const updated = await this.db.transaction().execute(async (tx) => {
-      const r = await tx
-        .updateTable('share_links')
-        .set({ revoked_at: now, revoked_by_key_id: actor.keyId })
-        .where('id', '=', row.id)
-        .where('revoked_at', 'is', null)
-        .returningAll()
-        .executeTakeFirstOrThrow();
+      const r = await this.links.revoke(tx, row.id, now, actor.keyId);
       await this.audit.append(tx, [
         {
           action: 'share_link.revoke',
@@ -287,11 +275,7 @@ export class ShareLinkService {
     request: { requestId?: string; clientIp?: string },
   ): Promise<{ link: ShareLinkRow; actor: Actor; content: SharedContent }> {
     if (!TOKEN.test(token)) throw unknownLink();
-    const link = await this.db
-      .selectFrom('share_links')
-      .selectAll()
-      .where('token_sha256', '=', tokenHash(token))
-      .executeTakeFirst();
+    const link = await this.links.findByTokenHash(this.db, tokenHash(token));
     if (!link) throw unknownLink();
     const now = this.opts.now?.() ?? new Date();
     if (link.revoked_at) {
@@ -366,11 +350,7 @@ export class ShareLinkService {
       complaintId: link.complaint_id,
       details: { shareLinkId: link.id, ...targetOf(link), ...details },
     });
-    await this.db
-      .updateTable('share_links')
-      .set((eb) => ({ use_count: eb('use_count', '+', 1), last_used_at: new Date() }))
-      .where('id', '=', link.id)
-      .execute();
+    await this.links.countUse(this.db, link.id, new Date());
   }
 
   private async contentOf(link: ShareLinkRow): Promise<SharedContent> {
@@ -422,9 +402,7 @@ export class ShareLinkService {
   }
 
   private async find(id: string): Promise<ShareLinkRow> {
-    const row = isItemId(id)
-      ? await this.db.selectFrom('share_links').selectAll().where('id', '=', id).executeTakeFirst()
-      : undefined;
+    const row = isItemId(id) ? await this.links.find(this.db, id) : undefined;
     if (!row) throw new AppError('not_found', `No share link ${JSON.stringify(id.slice(0, 64))}.`);
     return row;
   }

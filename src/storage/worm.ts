@@ -1,7 +1,7 @@
-import { sql } from 'kysely';
 import { Counter } from 'prom-client';
 import type { Db } from '../db/database';
 import type { Metrics } from '../metrics';
+import type { WormRepository } from './worm.repository';
 
 /**
  * Whether an object is under WORM protection, as read back from the store after writing it (never
@@ -135,7 +135,7 @@ export class WormLedger {
     return { status, lastProblem: this.lastProblem ?? null };
   }
 
-  registerMetrics(metrics: Metrics, db: Db): void {
+  registerMetrics(metrics: Metrics, db: Db, repo: WormRepository): void {
     this.counter = new Counter({
       name: 'evidence_worm_checks_total',
       help: 'WORM read-backs by this instance after writing an object, by object (evidence, record, legal_hold) and status (in_force, not_in_force, not_configured)',
@@ -151,10 +151,7 @@ export class WormLedger {
       'Archived evidence items by WORM status read back from the store, judged against now (expired: the retain-until has passed; unchecked: archived before WORM was verified)',
       ['status'],
       async (set) => {
-        const { rows } = await sql<{ status: string | null; n: string }>`
-          select case when worm_status = 'in_force' and worm_retain_until <= now()
-                      then 'expired' else worm_status end as status, count(*) as n
-          from evidence_items where deleted_at is null group by 1`.execute(db);
+        const rows = await repo.countByStatus(db);
         for (const s of ['in_force', 'not_in_force', 'expired', 'not_configured', 'unchecked'])
           set(0, { status: s });
         for (const r of rows) set(Number(r.n), { status: r.status ?? 'unchecked' });
@@ -170,15 +167,4 @@ export function wormColumns(worm: WormState): {
   worm_retain_until: Date | null;
 } {
   return { worm_status: worm.status, worm_mode: worm.mode, worm_retain_until: worm.retainUntil };
-}
-
-/** Evidence items (not deleted) whose blob was found without WORM protection. */
-export async function countItemsWithoutWorm(db: Db): Promise<number> {
-  const row = await db
-    .selectFrom('evidence_items')
-    .select((eb) => eb.fn.countAll<string>().as('n'))
-    .where('worm_status', '=', 'not_in_force')
-    .where('deleted_at', 'is', null)
-    .executeTakeFirstOrThrow();
-  return Number(row.n);
 }

@@ -29,6 +29,7 @@ describe.each(DRIVERS)('tampering with the custody chain (%s driver)', (driver) 
   const verify = (publicKeyPem = app.ctx.signingKey.publicKeyPem): Promise<ChainReport> =>
     new AuditVerifier({
       db: app.ctx.db,
+      repo: app.ctx.auditRepo,
       store: app.ctx.blobStore,
       publicKey: createPublicKey(publicKeyPem),
     }).verify();

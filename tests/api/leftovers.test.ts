@@ -7,6 +7,7 @@ import { createLogger } from '../../src/logger';
 import { BlobClaimRepository } from '../../src/ingest/blob-claim.repository';
 import { BlobClaims, type BlobClaim } from '../../src/ingest/blob-claims';
 import { InstanceRegistry } from '../../src/jobs/instance-registry';
+import { ServiceInstanceRepository } from '../../src/jobs/service-instance.repository';
 import type { BlobStore } from '../../src/storage/blob-store';
 import { bearer, DRIVERS, startTestApp, type Driver, type TestApp } from '../support/harness';
 import { eventually, leftovers, storeOf } from '../support/leftovers';
@@ -483,6 +484,7 @@ describe('claims under lost registrations and failing deletes', () => {
   it('finding 4: a heartbeat that hangs gives the session up and registers again', async () => {
     const registry = new InstanceRegistry({
       connectionString: a.databaseUrl,
+      repo: new ServiceInstanceRepository(),
       logger: createLogger('silent'),
       opts: {
         heartbeatMs: 3_600_000,
@@ -562,6 +564,7 @@ describe('claims under lost registrations and failing deletes', () => {
   it("finding 9: a reconcile never drops the instance's own claim placed after its in-flight snapshot", async () => {
     const registry = new InstanceRegistry({
       connectionString: a.databaseUrl,
+      repo: new ServiceInstanceRepository(),
       logger: createLogger('silent'),
     });
     await registry.start();
