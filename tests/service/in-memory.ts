@@ -25,6 +25,7 @@ import type {
   Executor,
   LegalHoldsTable,
   LinkType,
+  ShareLinksTable,
 } from '../../src/db/database';
 import { EvidenceRepository, type EvidenceRow } from '../../src/evidence/evidence.repository';
 import {
@@ -33,6 +34,7 @@ import {
   type SegmentRow,
 } from '../../src/evidence/segment.repository';
 import { createLogger } from '../../src/logger';
+import { ShareLinkRepository, type ShareLinkRow } from '../../src/share/share-link.repository';
 import type { BlobStore } from '../../src/storage/blob-store';
 import { TEST_SIGNING_KEY } from '../support/rows';
 
@@ -62,6 +64,7 @@ export class MemoryState {
   head = { seq: 0, hash: '0'.repeat(64) };
   checkpoints: CheckpointRow[] = [];
   bundles = new Map<string, BundleRow>();
+  shareLinks = new Map<string, ShareLinkRow>();
   /** Blobs (by key) and records (checkpoints), as the store holds them. */
   blobs = new Map<string, Buffer>();
   records = new Map<string, Buffer>();
@@ -125,6 +128,7 @@ export class MemoryState {
       head: this.head,
       checkpoints: this.checkpoints,
       bundles: this.bundles,
+      shareLinks: this.shareLinks,
     });
     return () => Object.assign(this, copy);
   }
@@ -229,6 +233,10 @@ export class MemoryComplaintRepository extends ComplaintRepository {
   }
   override async find(_db: Executor, id: string) {
     return this.s.complaints.get(id);
+  }
+  override async orderIdsOf(_db: Executor, id: string) {
+    const c = this.s.complaints.get(id);
+    return c && { order_ids: c.order_ids };
   }
   override async hasLinkedEvidence(_db: Executor, id: string) {
     return this.s.links.some((l) => l.link_type === 'complaint' && l.ref === id);
@@ -457,6 +465,62 @@ export class MemoryBundleRepository extends BundleRepository {
   }
 }
 
+export class MemoryShareLinkRepository extends ShareLinkRepository {
+  constructor(private readonly s: MemoryState) {
+    super();
+  }
+  override async insert(_db: Executor, row: Insertable<ShareLinksTable>) {
+    if ([...this.s.shareLinks.values()].some((l) => l.token_sha256 === row.token_sha256)) {
+      throw new Error('duplicate key value violates unique constraint (token_sha256)');
+    }
+    const link = {
+      item_id: null,
+      segment_id: null,
+      bundle_id: null,
+      complaint_id: null,
+      note: null,
+      revoked_at: null,
+      revoked_by_key_id: null,
+      use_count: 0,
+      last_used_at: null,
+      ...row,
+      created_at: new Date(row.created_at),
+      expires_at: new Date(row.expires_at),
+    } as ShareLinkRow;
+    this.s.shareLinks.set(link.id, link);
+    return { ...link };
+  }
+  override async find(_db: Executor, id: string) {
+    const l = this.s.shareLinks.get(id);
+    return l && { ...l };
+  }
+  override async findByTokenHash(_db: Executor, tokenSha256: string) {
+    const l = [...this.s.shareLinks.values()].find((x) => x.token_sha256 === tokenSha256);
+    return l && { ...l };
+  }
+  override async list(_db: Executor, f: { complaintId?: string; itemId?: string }, limit: number) {
+    return [...this.s.shareLinks.values()]
+      .filter(
+        (l) =>
+          (!f.complaintId || l.complaint_id === f.complaintId) &&
+          (!f.itemId || l.item_id === f.itemId),
+      )
+      .sort((a, b) => new Date(b.created_at).getTime() - new Date(a.created_at).getTime())
+      .slice(0, limit)
+      .map((l) => ({ ...l }));
+  }
+  override async revoke(_db: Executor, id: string, at: Date, keyId: string | null) {
+    const l = this.s.shareLinks.get(id);
+    if (!l || l.revoked_at) throw new Error('no result');
+    Object.assign(l, { revoked_at: at, revoked_by_key_id: keyId });
+    return { ...l };
+  }
+  override async countUse(_db: Executor, id: string, at: Date) {
+    const l = this.s.shareLinks.get(id);
+    if (l) Object.assign(l, { use_count: l.use_count + 1, last_used_at: at });
+  }
+}
+
 /** Signs the memory chain's head as CheckpointService does (its advisory lock is SQL). */
 export class MemoryCheckpointService extends CheckpointService {
   constructor(private readonly s: MemoryState) {
@@ -540,6 +604,7 @@ export function memoryRepos(s: MemoryState) {
     holds: new MemoryHoldRepository(s),
     deletion: new MemoryDeletionRepository(s),
     bundles: new MemoryBundleRepository(s),
+    shareLinks: new MemoryShareLinkRepository(s),
     auditRepo: new MemoryAuditRepository(s),
     audit: memoryAudit(s),
     logger: createLogger('silent'),
