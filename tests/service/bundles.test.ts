@@ -9,7 +9,7 @@ import {
   TEST_SIGNING_KEY,
   uuid,
 } from '../support/rows';
-import { MemoryCheckpointService, MemoryState, memoryRepos, memoryStore } from './in-memory';
+import { memoryCheckpoints, MemoryState, memoryRepos, memoryStore } from './in-memory';
 
 /**
  * Dispute bundles as business rules: what a bundle may take (the complaint's evidence, never
@@ -32,7 +32,7 @@ async function setup(media: Partial<CutMaker> = {}) {
     store: memoryStore(s),
     audit: r.audit,
     auditRepo: r.auditRepo,
-    checkpoints: new MemoryCheckpointService(s),
+    checkpoints: memoryCheckpoints(s),
     key: TEST_SIGNING_KEY,
     media: {
       ffmpegAvailable: false,

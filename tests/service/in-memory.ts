@@ -8,13 +8,7 @@ import {
   type CheckpointRow,
 } from '../../src/custody/audit.repository';
 import { AuditLog } from '../../src/custody/audit.service';
-import { canonicalJson } from '../../src/custody/audit-chain';
-import {
-  CheckpointService,
-  checkpointKey,
-  type Checkpoint,
-  type SignedCheckpoint,
-} from '../../src/custody/checkpoint.service';
+import { CheckpointService } from '../../src/custody/checkpoint.service';
 import { DeletionRepository, type DeletableRow } from '../../src/custody/deletion.repository';
 import { HoldRepository, type HoldRow } from '../../src/custody/hold.repository';
 import type {
@@ -36,6 +30,7 @@ import {
 import { createLogger } from '../../src/logger';
 import { ShareLinkRepository, type ShareLinkRow } from '../../src/share/share-link.repository';
 import type { BlobStore } from '../../src/storage/blob-store';
+import { WORM_NOT_CONFIGURED } from '../../src/storage/worm';
 import { TEST_SIGNING_KEY } from '../support/rows';
 
 /**
@@ -412,6 +407,10 @@ export class MemoryAuditRepository extends AuditRepository {
       });
     }
   }
+  override async lockCheckpoints() {}
+  override async eventsAfter(_db: Executor, afterSeq: number, uptoSeq: number, limit: number) {
+    return this.s.events.filter((e) => e.seq > afterSeq && e.seq <= uptoSeq).slice(0, limit);
+  }
   override async insertCheckpoint(_db: Executor, row: Insertable<AuditCheckpointsTable>) {
     if (this.s.checkpoints.some((c) => c.seq === row.seq)) return;
     this.s.checkpoints.push({ ...row, signed_at: new Date(row.signed_at) } as CheckpointRow);
@@ -521,48 +520,21 @@ export class MemoryShareLinkRepository extends ShareLinkRepository {
   }
 }
 
-/** Signs the memory chain's head as CheckpointService does (its advisory lock is SQL). */
-export class MemoryCheckpointService extends CheckpointService {
-  constructor(private readonly s: MemoryState) {
-    super({
-      db: memoryDb(s),
-      store: memoryStore(s),
-      repo: new MemoryAuditRepository(s),
-      key: TEST_SIGNING_KEY,
-      logger: createLogger('silent'),
-    });
-  }
-  override async checkpoint(): Promise<SignedCheckpoint | undefined> {
-    const head = this.s.head;
-    const latest = this.s.checkpoints.at(-1);
-    if (head.seq === 0 || (latest && latest.seq >= head.seq)) return undefined;
-    const checkpoint: Checkpoint = {
-      version: 1,
-      type: 'evidence-archive.audit-checkpoint',
-      seq: head.seq,
-      hash: head.hash,
-      signedAt: new Date().toISOString(),
-      keyFingerprint: TEST_SIGNING_KEY.fingerprint,
-      previous: latest ? { seq: latest.seq, hash: latest.hash } : null,
-    };
-    const signed = { checkpoint, signature: TEST_SIGNING_KEY.sign(canonicalJson(checkpoint)) };
-    const objectKey = checkpointKey(head.seq);
-    this.s.records.set(objectKey, Buffer.from(JSON.stringify(signed)));
-    this.s.checkpoints.push({
-      seq: head.seq,
-      hash: head.hash,
-      signed_at: new Date(checkpoint.signedAt),
-      key_fingerprint: checkpoint.keyFingerprint,
-      object_key: objectKey,
-    } as CheckpointRow);
-    return signed;
-  }
+/** The real CheckpointService over the in-memory audit repository and store. */
+export function memoryCheckpoints(s: MemoryState): CheckpointService {
+  return new CheckpointService({
+    db: memoryDb(s),
+    store: memoryStore(s),
+    repo: new MemoryAuditRepository(s),
+    key: TEST_SIGNING_KEY,
+    logger: createLogger('silent'),
+  });
 }
 
 /** The blob store's members the services here reach (its interface is the storage tier's). */
 export type MemoryStore = Pick<
   BlobStore,
-  'stat' | 'getRecord' | 'delete' | 'legalHoldSupported' | 'setLegalHold'
+  'stat' | 'getRecord' | 'putRecord' | 'delete' | 'legalHoldSupported' | 'setLegalHold'
 > & { legalHolds: Map<string, boolean> };
 
 export function memoryStore(s: MemoryState, opts: { legalHold?: boolean } = {}): BlobStore {
@@ -574,6 +546,10 @@ export function memoryStore(s: MemoryState, opts: { legalHold?: boolean } = {}):
     },
     async getRecord(key) {
       return s.records.get(key);
+    },
+    async putRecord(key, body) {
+      s.records.set(key, body);
+      return WORM_NOT_CONFIGURED;
     },
     async delete(key) {
       s.blobs.delete(key);
