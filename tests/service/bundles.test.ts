@@ -9,7 +9,7 @@ import {
   TEST_SIGNING_KEY,
   uuid,
 } from '../support/rows';
-import { memoryCheckpoints, MemoryState, memoryRepos, memoryStore } from './in-memory';
+import { code, memoryCheckpoints, MemoryState, memoryRepos, memoryStore } from './in-memory';
 
 /**
  * Dispute bundles as business rules: what a bundle may take (the complaint's evidence, never
@@ -108,12 +108,6 @@ async function setup(media: Partial<CutMaker> = {}) {
 
 const manifestOf = (s: MemoryState, id: string) =>
   JSON.parse(s.bundles.get(id)!.manifest) as BundleManifest;
-
-const code = (p: Promise<unknown>) =>
-  p.then(
-    () => 'resolved',
-    (err: { code?: string }) => err.code ?? String(err),
-  );
 
 describe('making a bundle', () => {
   it('takes every item linked to the complaint, in capture order, and leaves out deleted ones', async () => {

@@ -2,7 +2,7 @@ import { HoldService } from '../../src/custody/hold.service';
 import { DeletionService } from '../../src/custody/deletion.service';
 import type { RequestActor } from '../../src/custody/audit.service';
 import { complaintRow, evidenceRow, uuid } from '../support/rows';
-import { MemoryState, memoryRepos, memoryStore, type MemoryStore } from './in-memory';
+import { code, MemoryState, memoryRepos, memoryStore, type MemoryStore } from './in-memory';
 
 /**
  * Legal holds and deletion, as business rules: what a hold covers (an item; a complaint's linked
@@ -40,12 +40,6 @@ function setup(opts: { legalHold?: boolean } = {}) {
   const other = s.addItem(evidenceRow({ id: uuid(3), order_ids: ['ORD-9'] }));
   return { s, holds, deletion, store: store as unknown as MemoryStore, linked, viaOrder, other };
 }
-
-const code = (p: Promise<unknown>) =>
-  p.then(
-    () => 'resolved',
-    (err: { code?: string }) => err.code ?? String(err),
-  );
 
 describe('legal holds', () => {
   it('a hold on a complaint covers its linked items and its orders’ items, nothing else', async () => {

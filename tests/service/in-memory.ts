@@ -586,3 +586,10 @@ export function memoryRepos(s: MemoryState) {
     logger: createLogger('silent'),
   };
 }
+
+/** The code of the AppError a call is refused with ('resolved' when it is not refused). */
+export const code = (p: Promise<unknown>): Promise<string> =>
+  p.then(
+    () => 'resolved',
+    (err: { code?: string }) => err.code ?? String(err),
+  );

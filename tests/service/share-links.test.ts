@@ -1,7 +1,7 @@
 import type { RequestActor } from '../../src/custody/audit.service';
 import { ShareLinkService, tokenHash } from '../../src/share/share-link.service';
 import { complaintRow, cutRow, evidenceRow, segmentRow, uuid } from '../support/rows';
-import { MemoryState, memoryRepos, memoryStore } from './in-memory';
+import { code, MemoryState, memoryRepos, memoryStore } from './in-memory';
 
 /**
  * Share links as business rules: one target each, scoped to a complaint only when the evidence is
@@ -40,12 +40,6 @@ function setup() {
   };
   return { s, links, clock, later, viaOrder, stranger, clip, seg };
 }
-
-const code = (p: Promise<unknown>) =>
-  p.then(
-    () => 'resolved',
-    (err: { code?: string }) => err.code ?? String(err),
-  );
 
 describe('creating a share link', () => {
   it('gives a token once, keeps only its hash, and expires after the default 7 days', async () => {
