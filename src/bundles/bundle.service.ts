@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { pipeline, type Readable } from 'node:stream';
 import { z } from 'zod';
 import { can, ROLES } from '../access/roles';
-import { toComplaintView } from '../complaints/complaint.service';
 import type { ComplaintRepository } from '../complaints/complaint.repository';
 import type { AuditRepository } from '../base/audit.repository';
 import { toAuditView, type AuditLog } from '../base/audit.service';
@@ -10,35 +9,19 @@ import type { CheckpointService, SignedCheckpoint } from '../custody/checkpoint.
 import type { SigningKey } from '../custody/signing-key';
 import type { Db, Role } from '../db/database';
 import { AppError } from '../base/errors';
-import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
+import type { EvidenceRepository } from '../evidence/evidence.repository';
 import { openStored, type ReadMismatchRecorder } from '../evidence/evidence.service';
 import { verifyingStream } from '../evidence/verified-read';
-import { toEvidenceView } from '../evidence/evidence.view';
 import { isItemId } from '../base/item-id';
-import type { SegmentCutRow, SegmentRepository, SegmentRow } from '../evidence/segment.repository';
+import type { SegmentRepository, SegmentRow } from '../evidence/segment.repository';
+import { identifier, parseWith } from '../base/fields';
 import type { Logger } from '../base/logger';
 import { blobKeyFor, type BlobStore, type ByteRange } from '../storage/blob-store';
-import {
-  AUDIT,
-  BUNDLE_FORMAT,
-  BUNDLE_FORMAT_VERSION,
-  evidencePath,
-  formatSums,
-  MANIFEST,
-  MANIFEST_SIG,
-  PUBLIC_KEY,
-  sha256Hex,
-  SUMS,
-  SUMS_SIG,
-  VERIFY,
-  verifyText,
-  type BundleManifest,
-  type ManifestFile,
-} from './bundle-format';
+import type { BundleManifest } from './bundle-format';
+import { planBundle, zipLayout, type BundleSelection, type ReadyCut } from './bundle-plan';
 import type { BundleRepository, BundleRow } from './bundle.repository';
-import { buildZip, sliceStream, zipSize, type ZipEntry } from './bundle-zip';
+import { buildZip, sliceStream } from './bundle-zip';
 import type { Actor, RequestActor } from '../base/actor';
-import { identifier, parseWith } from '../base/fields';
 
 /** The most evidence files one bundle takes (selected, or linked to the complaint). */
 export const MAX_BUNDLE_FILES = 1000;
@@ -109,11 +92,6 @@ export interface CutMaker {
   readonly ffmpegAvailable: boolean;
   readonly toolsProblem: string | undefined;
   process(itemId: string): Promise<unknown>;
-}
-
-interface Selected {
-  item: EvidenceRow;
-  segment?: { row: SegmentRow; cut: SegmentCutRow & { sha256: string; blob_key: string } };
 }
 
 const iso = (d: Date | string) => new Date(d).toISOString();
@@ -190,7 +168,7 @@ export class BundleService {
     }
 
     const allLinked = itemIds.length === 0 && segmentIds.length === 0;
-    let selected: Selected[];
+    let selected: BundleSelection[];
     const omitted: BundleManifest['omitted'] = [];
     if (allLinked) {
       if (linked.length > MAX_BUNDLE_FILES) {
@@ -228,92 +206,32 @@ export class BundleService {
     const damaged = unique(selected.filter((s) => s.item.damaged_at).map((s) => s.item.id));
     if (damaged.length > 0) throw damagedInBundle(damaged, 'cannot be bundled');
 
-    // Originals in capture order, each item's segment cuts after it in time order.
-    selected.sort(
-      (a, b) =>
-        cmp(iso(a.item.captured_at), iso(b.item.captured_at)) ||
-        cmp(a.item.id, b.item.id) ||
-        (a.segment ? 1 : 0) - (b.segment ? 1 : 0) ||
-        Number(a.segment?.row.start_sec ?? 0) - Number(b.segment?.row.start_sec ?? 0) ||
-        cmp(a.segment?.row.id ?? '', b.segment?.row.id ?? ''),
-    );
-
     // Every event so far is signed, so the excerpt ends at a head a third party can rely on.
     const checkpoint = await this.signedHead();
-    const involved = unique(selected.map((s) => s.item.id));
-    const excerpt = await this.auditExcerpt(involved, complaintId, checkpoint.checkpoint.seq);
+    const excerpt = await this.auditExcerpt(
+      unique(selected.map((s) => s.item.id)),
+      complaintId,
+      checkpoint.checkpoint.seq,
+    );
 
     const id = randomUUID();
     const createdAt = new Date();
-    const width = Math.max(2, String(selected.length).length);
-    const files: ManifestFile[] = selected.map((s, i) => manifestFile(s, i + 1, width));
-    const totalBytes = files.reduce((n, f) => n + f.size, 0);
-    const createdBy = { keyId: actor.keyId, role: actor.role, name: actor.name };
-    const manifest: BundleManifest = {
-      format: BUNDLE_FORMAT,
-      version: BUNDLE_FORMAT_VERSION,
+    const plan = planBundle({
       bundleId: id,
-      createdAt: createdAt.toISOString(),
-      createdBy,
+      createdAt,
+      createdBy: { keyId: actor.keyId, role: actor.role, name: actor.name },
       complaintId,
-      complaint: complaint ? { ...toComplaintView(complaint) } : null,
+      complaint,
       selection: { mode: allLinked ? 'all_linked' : 'selected', itemIds, segmentIds },
       omitted,
-      fileCount: files.length,
-      totalBytes,
-      files,
-      auditExcerpt: {
-        path: AUDIT,
-        sha256: sha256Hex(excerpt.text),
-        size: Buffer.byteLength(excerpt.text),
-        events: excerpt.count,
-        firstSeq: excerpt.firstSeq,
-        lastSeq: excerpt.lastSeq,
-        covers:
-          'every audit event naming one of the bundled items (or the recordings the segments were cut from) or the complaint, up to the checkpoint',
-      },
+      files: selected,
       checkpoint,
-      signing: {
-        algorithm: 'Ed25519',
-        publicKeyFile: PUBLIC_KEY,
-        publicKeyFingerprint: this.key.fingerprint,
-        fingerprintMethod:
-          'SHA-256 of the DER-encoded public key (SubjectPublicKeyInfo), hex: openssl pkey -pubin -in public-key.pem -outform DER | sha256sum',
-        signatures: { [MANIFEST]: MANIFEST_SIG, [SUMS]: SUMS_SIG },
-      },
-    };
-    const manifestText = `${JSON.stringify(manifest, null, 2)}\n`;
-    const manifestSha256 = sha256Hex(manifestText);
-    const texts: Record<string, string> = {
-      [VERIFY]: verifyText({
-        bundleId: id,
-        complaintId,
-        createdAt: manifest.createdAt,
-        fileCount: files.length,
-        fingerprint: this.key.fingerprint,
-        checkpointSeq: checkpoint.checkpoint.seq,
-      }),
-      [MANIFEST_SIG]: this.key.sign(manifestText),
-      [PUBLIC_KEY]: this.key.publicKeyPem,
-      [AUDIT]: excerpt.text,
-    };
-    const sums = formatSums([
-      ...files.map((f) => ({ path: f.path, sha256: f.sha256 })),
-      { path: MANIFEST, sha256: manifestSha256 },
-      ...[MANIFEST_SIG, PUBLIC_KEY, AUDIT, VERIFY].map((p) => ({
-        path: p,
-        sha256: sha256Hex(smallFile(p, texts[p]!)),
-      })),
-    ]);
-    texts[SUMS] = sums;
-    texts[SUMS_SIG] = this.key.sign(sums);
-    const entries = selected.map((s, i) => ({
-      path: files[i]!.path,
-      blobKey: s.segment ? s.segment.cut.blob_key : s.item.blob_key,
-      size: files[i]!.size,
-      sha256: files[i]!.sha256,
-    }));
-    const zipBytes = zipSize(zipLayout(manifestText, texts, entries), createdAt);
+      excerpt,
+      signer: this.key,
+    });
+    const { manifestText, manifestSha256, texts, entries, totalBytes, zipBytes } = plan;
+    const { files } = plan.manifest;
+    const involved = plan.itemIds;
 
     const row = {
       id,
@@ -497,7 +415,7 @@ export class BundleService {
     complaintId: string,
     complaintOrders: string[],
     sel: { itemIds: string[]; segmentIds: string[] },
-  ): Promise<Selected[]> {
+  ): Promise<BundleSelection[]> {
     const unknownItems = sel.itemIds.filter((i) => !isItemId(i));
     const unknownSegments = sel.segmentIds.filter((i) => !isItemId(i));
     const segRows: SegmentRow[] = [];
@@ -557,7 +475,7 @@ export class BundleService {
         { itemIds: foreign.map((r) => r.id) },
       );
     }
-    const selected: Selected[] = sel.itemIds.map((i) => ({ item: rows.get(i)! }));
+    const selected: BundleSelection[] = sel.itemIds.map((i) => ({ item: rows.get(i)! }));
     for (const seg of segRows) {
       selected.push({
         item: rows.get(seg.item_id)!,
@@ -568,16 +486,14 @@ export class BundleService {
   }
 
   /** The segment's ready cut, made now (by the media pipeline) when it was not made yet. */
-  private async cutOf(
-    seg: SegmentRow,
-  ): Promise<SegmentCutRow & { sha256: string; blob_key: string }> {
+  private async cutOf(seg: SegmentRow): Promise<ReadyCut> {
     let cut = await this.segments.findCut(this.db, seg.id);
     if (!cut && this.media.ffmpegAvailable) {
       await this.media.process(seg.item_id);
       cut = await this.segments.findCut(this.db, seg.id);
     }
     if (cut?.status === 'ready' && cut.sha256 && cut.blob_key) {
-      return cut as SegmentCutRow & { sha256: string; blob_key: string };
+      return cut as ReadyCut;
     }
     const why = !cut
       ? this.media.ffmpegAvailable
@@ -665,95 +581,6 @@ export class BundleService {
   }
 }
 
-/** The ZIP's files in order: instructions and signed records first, then the evidence. */
-function zipLayout(
-  manifest: string,
-  texts: Record<string, string>,
-  entries: { path: string; blobKey: string; size: number }[],
-  open?: (e: { path: string; blobKey: string; size: number }) => Promise<Readable>,
-): ZipEntry[] {
-  const small = [VERIFY, MANIFEST, MANIFEST_SIG, SUMS, SUMS_SIG, PUBLIC_KEY, AUDIT].map((p) => ({
-    path: p,
-    data: p === MANIFEST ? Buffer.from(manifest) : smallFile(p, texts[p] ?? ''),
-  }));
-  return [
-    ...small,
-    ...entries.map((e) => ({
-      path: e.path,
-      size: e.size,
-      open: () => (open ? open(e) : Promise.reject(new Error('not opened here'))),
-    })),
-  ];
-}
-
-/** Signatures are kept as base64 and written raw (64 bytes), as openssl wants them. */
-function smallFile(path: string, text: string): Buffer {
-  return path === MANIFEST_SIG || path === SUMS_SIG
-    ? Buffer.from(text, 'base64')
-    : Buffer.from(text, 'utf8');
-}
-
-function manifestFile(s: Selected, n: number, width: number): ManifestFile {
-  const v = toEvidenceView(s.item);
-  const common = {
-    itemId: v.id,
-    kind: v.kind,
-    originalFilename: v.originalFilename,
-    capturedAt: v.capturedAt,
-    receivedAt: v.receivedAt,
-    source: v.source,
-    orderIds: v.orderIds,
-    complaintIds: v.complaintIds,
-    callId: v.callId,
-    fromNumber: v.fromNumber,
-    toNumber: v.toNumber,
-    fromNumberE164: v.fromNumberE164,
-    toNumberE164: v.toNumberE164,
-    agentId: v.agentId,
-    direction: v.direction,
-    stationId: v.stationId,
-    operatorId: v.operatorId,
-    trackingNumber: v.trackingNumber,
-    lastVerification: v.lastVerification,
-  };
-  if (!s.segment) {
-    return {
-      path: evidencePath(n, width, v.id, v.contentType, v.originalFilename, false),
-      type: 'original',
-      ...common,
-      sha256: v.sha256,
-      size: v.size,
-      contentType: v.contentType,
-    };
-  }
-  const { row, cut } = s.segment;
-  const params = (cut.params ?? {}) as Record<string, unknown>;
-  const num = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) ? x : null);
-  const contentType = cut.content_type ?? 'application/octet-stream';
-  return {
-    path: evidencePath(n, width, row.id, contentType, null, true),
-    type: 'segment',
-    ...common,
-    sha256: cut.sha256,
-    size: cut.size_bytes ?? 0,
-    contentType,
-    segment: {
-      segmentId: row.id,
-      orderId: row.order_id,
-      trackingNumber: row.tracking_number,
-      startSec: Number(row.start_sec),
-      endSec: Number(row.end_sec),
-      cutStartSec: num(params.startSec),
-      cutEndSec: num(params.endSec),
-      method: typeof params.method === 'string' ? params.method : null,
-      parentItemId: v.id,
-      parentSha256: cut.source_sha256,
-      parentSize: v.size,
-      parentContentType: v.contentType,
-    },
-  };
-}
-
 function toBundleView(r: BundleRow): BundleView {
   return {
     id: r.id,
@@ -780,7 +607,6 @@ function assertMay(actor: RequestActor, permission: 'bundle:create' | 'bundle:re
 }
 
 const unique = <T>(xs: T[]): T[] => [...new Set(xs)];
-const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 const safeName = (s: string) => s.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 80);
 
 /** Items whose stored bytes were found damaged: neither bundled nor served in a bundle. */

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
@@ -13,10 +14,15 @@ import { unzipToMemory } from '../support/zip';
 /**
  * The support web app in a real browser (Debian's Chromium driven by playwright-core) against the
  * real service: the README's walk-through without a command line. Screenshots of the main pages
- * go to docs/screenshots, which the README shows.
+ * are taken on every run, into a temporary directory removed afterwards, so `npm test` leaves the
+ * work tree clean. UPDATE_SCREENSHOTS=1 writes them into docs/screenshots instead, which the
+ * README shows: `UPDATE_SCREENSHOTS=1 npx jest tests/e2e/web-app.test.ts`, then commit them.
  */
 const ROOT = path.resolve(__dirname, '..', '..');
-const SHOTS = path.join(ROOT, 'docs', 'screenshots');
+const UPDATE_SCREENSHOTS = process.env.UPDATE_SCREENSHOTS === '1';
+const SHOTS = UPDATE_SCREENSHOTS
+  ? path.join(ROOT, 'docs', 'screenshots')
+  : mkdtempSync(path.join(tmpdir(), 'evidence-screenshots-'));
 const LAPTOP = { width: 1366, height: 768 };
 const DESKTOP = { width: 1920, height: 1080 };
 
@@ -166,6 +172,7 @@ declare const localStorage: { length: number };
     await browser?.close();
     await app?.close();
     files.cleanup();
+    if (!UPDATE_SCREENSHOTS) rmSync(SHOTS, { recursive: true, force: true });
   });
 
   afterEach(() => {

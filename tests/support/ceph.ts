@@ -31,6 +31,19 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** The projects named after --selectProjects on jest's command line (undefined: all of them). */
+export function selectedProjects(argv: string[]): string[] | undefined {
+  const i = argv.findIndex((a) => a === '--selectProjects' || a.startsWith('--selectProjects='));
+  if (i < 0) return undefined;
+  if (argv[i]!.includes('=')) return argv[i]!.split('=')[1]!.split(',');
+  const names: string[] = [];
+  for (const a of argv.slice(i + 1)) {
+    if (a.startsWith('-')) break;
+    names.push(a);
+  }
+  return names;
+}
+
 /** Starts the cluster in the background; returns its directory at once. `watchPid`: see ceph.sh. */
 export async function startCeph(watchPid = process.pid): Promise<string> {
   const dir = path.join(mkdtempSync(path.join(tmpdir(), 'evidence-ceph-')), 'cluster');
@@ -52,8 +65,15 @@ export function stopCeph(dir: string): void {
 /** CEPH_TESTS=off skips the Ceph suites for a quick local run; CI runs them regardless. */
 const cephOptedOut = () => process.env.CEPH_TESTS === 'off' && process.env.CI !== 'true';
 
-/** Does any selected test file use Ceph? (The global setup starts it only then.) */
-export function cephWanted(testPathPattern: string | undefined, rootDir: string): boolean {
+/**
+ * Does any selected test file use Ceph? (The global setup starts it only then.) `projects`: the
+ * jest projects (tiers, tests/<name>) chosen with --selectProjects, when some were.
+ */
+export function cephWanted(
+  testPathPattern: string | undefined,
+  rootDir: string,
+  projects?: string[],
+): boolean {
   if (cephOptedOut()) return false;
   const pattern = testPathPattern ? new RegExp(testPathPattern, 'i') : undefined;
   const files: string[] = [];
@@ -64,7 +84,9 @@ export function cephWanted(testPathPattern: string | undefined, rootDir: string)
       else if (e.name.endsWith('.test.ts')) files.push(p);
     }
   };
-  walk(path.join(rootDir, 'tests'));
+  for (const dir of projects ? projects.map((p) => path.join('tests', p)) : ['tests']) {
+    if (existsSync(path.join(rootDir, dir))) walk(path.join(rootDir, dir));
+  }
   return files.some(
     (f) => (!pattern || pattern.test(f)) && readFileSync(f, 'utf8').includes("support/ceph'"),
   );

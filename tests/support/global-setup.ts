@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { EmbeddedDatabase } from '../../src/db/embedded-postgres';
 import { createLogger } from '../../src/base/logger';
-import { cephWanted, startCeph } from './ceph';
+import { cephWanted, selectedProjects, startCeph } from './ceph';
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -28,7 +28,12 @@ export default async function globalSetup(globalConfig: {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'; // Node 20 is our runtime
   // Ceph's S3 gateway boots in the background (about 20 s) while other suites run; the suites
   // that use it wait for it (tests/support/ceph.ts). Only when a selected test file needs it.
-  if (!process.env.CEPH_DIR && cephWanted(globalConfig.testPathPattern, globalConfig.rootDir)) {
+  // (Jest runs this once for the storage, api and e2e tiers, and not for unit and service alone.)
+  const projects = selectedProjects(process.argv);
+  if (
+    !process.env.CEPH_DIR &&
+    cephWanted(globalConfig.testPathPattern, globalConfig.rootDir, projects)
+  ) {
     process.env.CEPH_DIR = await startCeph();
     (globalThis as Record<string, unknown>).__cephDir = process.env.CEPH_DIR;
   }

@@ -1,4 +1,4 @@
-// For tests/unit/outage-error.test.ts: installs the service's process guard, then leaves a
+// For tests/storage/outage-error.test.ts: installs the service's process guard, then leaves a
 // rejection unhandled: a real refused connection ("outage") or a TypeError ("bug").
 import net from 'node:net';
 import { installOutageGuard } from '../../src/jobs/outage-guard';
