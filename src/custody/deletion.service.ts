@@ -8,9 +8,7 @@ import type { BlobStore } from '../storage/blob-store';
 import type { AuditLog } from '../base/audit.service';
 import type { DeletionRepository, DeletableRow } from './deletion.repository';
 import type { HoldRepository } from './hold.repository';
-import { reasonBody } from '../contract/holds.contract';
 import { systemActor, type RequestActor } from '../base/actor';
-import { parseWith } from '../base/fields';
 
 const BATCH = 100;
 const DAY_MS = 86_400_000;
@@ -73,8 +71,8 @@ export class DeletionService {
     this.opts = deps.opts ?? {};
   }
 
-  async deleteItem(actor: RequestActor, id: string, body: unknown): Promise<EvidenceView> {
-    const { reason } = parseWith(reasonBody, body);
+  /** `reason`: the body's, as the route parsed it (the contract's ReasonRequest). */
+  async deleteItem(actor: RequestActor, id: string, reason: string): Promise<EvidenceView> {
     if (!isItemId(id)) throw noSuchItem(id);
     await this.db.transaction().execute(async (tx) => {
       await this.holds.lockForDeletion(tx);

@@ -1,5 +1,6 @@
 import { Router, type Request, type Response } from 'express';
 import type { ApiKeyService } from '../access/api-key.service';
+import { callRecordingParams } from '../contract/evidence.contract';
 import { AppError } from '../base/errors';
 import { callPushFields } from '../ingest/call-push';
 import type { IngestService } from '../ingest/ingest.service';
@@ -7,7 +8,7 @@ import { stageRawBody } from '../ingest/raw-upload';
 import type { BlobStore } from '../storage/blob-store';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
 import { sendItem } from './evidence.routes';
-import { identifier, parseWith } from '../base/fields';
+import { parseWith } from '../base/fields';
 
 export interface CallRoutesDeps {
   keys: ApiKeyService;
@@ -34,7 +35,7 @@ export function callRoutes(deps: CallRoutesDeps): Router {
       authenticate(deps.keys),
       requirePermission('evidence:create'),
       async (req, res) => {
-        const callId = parseWith(identifier(256), req.params.callId);
+        const callId = parseWith(callRecordingParams.shape.callId, req.params.callId);
         if (!req.is('audio/*')) {
           throw new AppError(
             'unsupported_media_type',

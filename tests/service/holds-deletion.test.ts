@@ -116,9 +116,7 @@ describe('deletion', () => {
     const { s, holds, deletion, viaOrder } = setup();
     await holds.placeOnComplaint(admin, 'CMP-1', { reason: 'chargeback' });
     const events = s.events.length;
-    expect(await code(deletion.deleteItem(admin, viaOrder.id, { reason: 'gdpr' }))).toBe(
-      'legal_hold',
-    );
+    expect(await code(deletion.deleteItem(admin, viaOrder.id, 'gdpr'))).toBe('legal_hold');
     expect(s.items.get(viaOrder.id)!.deleted_at).toBeNull();
     expect(s.blobs.has(viaOrder.blob_key)).toBe(true);
     expect(s.events).toHaveLength(events);
@@ -127,11 +125,9 @@ describe('deletion', () => {
   it('deletes once the hold is released: a tombstone, the bytes gone, both recorded', async () => {
     const { s, holds, deletion, linked } = setup();
     const { hold } = await holds.placeOnItem(admin, linked.id, { reason: 'dispute' });
-    expect(await code(deletion.deleteItem(admin, linked.id, { reason: 'gdpr' }))).toBe(
-      'legal_hold',
-    );
+    expect(await code(deletion.deleteItem(admin, linked.id, 'gdpr'))).toBe('legal_hold');
     await holds.release(admin, hold.id, { reason: 'settled' });
-    const view = await deletion.deleteItem(admin, linked.id, { reason: 'gdpr' });
+    const view = await deletion.deleteItem(admin, linked.id, 'gdpr');
     expect(view).toMatchObject({
       id: linked.id,
       status: 'deleted',
@@ -150,13 +146,10 @@ describe('deletion', () => {
     expect(purge).toMatchObject({ action: 'evidence.purge', item_ids: [linked.id] });
   });
 
-  it('refuses a second deletion, an unknown item, and a deletion without a reason', async () => {
+  it('refuses a second deletion and an unknown item', async () => {
     const { deletion, other } = setup();
-    expect(await code(deletion.deleteItem(admin, other.id, {}))).toBe('validation_failed');
-    await deletion.deleteItem(admin, other.id, { reason: 'duplicate' });
-    expect(await code(deletion.deleteItem(admin, other.id, { reason: 'again' }))).toBe(
-      'evidence_deleted',
-    );
-    expect(await code(deletion.deleteItem(admin, uuid(99), { reason: 'x' }))).toBe('not_found');
+    await deletion.deleteItem(admin, other.id, 'duplicate');
+    expect(await code(deletion.deleteItem(admin, other.id, 'again'))).toBe('evidence_deleted');
+    expect(await code(deletion.deleteItem(admin, uuid(99), 'x'))).toBe('not_found');
   });
 });

@@ -11,12 +11,12 @@ import { blobKeyFor, type BlobStore } from '../../storage/blob-store';
 import type { ResumableStore } from '../../storage/resumable-store';
 import { sniffContentType, SNIFF_BYTES } from '../content-sniffer';
 import type { IngestResult, IngestService } from '../ingest.service';
-import { parseUploadFields, UPLOAD_FIELD_NAMES, type UploadFields } from '../upload-fields';
+import { parseUploadFields, UPLOAD_FIELD_NAMES, type UploadFields } from '../upload-form';
+import { unknownField } from '../../base/fields';
 import { assertAllowed } from '../upload-storage-engine';
 import type { ResumableUploadRepository, ResumableUploadRow } from './resumable-upload.repository';
 import type { UploadLocker } from './upload-locker';
 import type { RequestActor } from '../../base/actor';
-import { unknownField } from '../../base/fields';
 
 /** What the creating request established, handed from the route's hook to create(). */
 export interface UploadRequestContext {
