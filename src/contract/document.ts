@@ -2,10 +2,11 @@ import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-ope
 import { commonContract } from './common.contract';
 import { holdsContract } from './holds.contract';
 import legacy from './legacy.openapi.json';
+import { operationsContract } from './operations.contract';
 import type { ContractModule } from './operation';
 
 /** Every contract file, in the order their paths appear in the document. */
-const MODULES: ContractModule[] = [commonContract, holdsContract];
+const MODULES: ContractModule[] = [commonContract, holdsContract, operationsContract];
 
 const HEAD = {
   openapi: '3.1.0',
