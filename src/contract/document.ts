@@ -3,10 +3,16 @@ import { commonContract } from './common.contract';
 import { holdsContract } from './holds.contract';
 import legacy from './legacy.openapi.json';
 import { operationsContract } from './operations.contract';
+import { shareContract } from './share.contract';
 import type { ContractModule } from './operation';
 
 /** Every contract file, in the order their paths appear in the document. */
-const MODULES: ContractModule[] = [commonContract, holdsContract, operationsContract];
+const MODULES: ContractModule[] = [
+  commonContract,
+  holdsContract,
+  operationsContract,
+  shareContract,
+];
 
 const HEAD = {
   openapi: '3.1.0',

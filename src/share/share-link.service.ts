@@ -1,7 +1,6 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { Selectable } from 'kysely';
-import { z } from 'zod';
 import type { Actor, AuditLog, RequestActor } from '../custody/audit.service';
 import type { Db, ShareLinksTable } from '../db/database';
 import { AppError } from '../errors';
@@ -15,59 +14,19 @@ import {
 } from '../evidence/evidence.service';
 import { isItemId, noSuchItem } from '../evidence/item-id';
 import type { SegmentRepository, SegmentRow } from '../evidence/segment.repository';
-import { identifier, parseWith } from '../ingest/upload-fields';
+import type {
+  CreateShareLinkBody,
+  ListShareLinksQuery,
+  ShareLinkView,
+} from '../contract/share.contract';
 import type { BlobStore, ByteRange } from '../storage/blob-store';
 
 export type ShareLinkRow = Selectable<ShareLinksTable>;
 
-export const SHARE_LINK_DEFAULT_DAYS = 7;
-export const SHARE_LINK_MAX_DAYS = 30;
 const DAY_MS = 86_400_000;
 const LIST_LIMIT = 500;
 /** 32 random bytes, base64url: 256 bits nobody guesses. */
 const TOKEN = /^[A-Za-z0-9_-]{43}$/;
-
-const createBody = z
-  .object({
-    itemId: z.string().max(64).optional(),
-    segmentId: z.string().max(64).optional(),
-    bundleId: z.string().max(64).optional(),
-    complaintId: identifier().optional(),
-    expiresInDays: z
-      .number()
-      .int('must be a whole number of days')
-      .min(1, 'must be at least 1')
-      .max(SHARE_LINK_MAX_DAYS, `must be at most ${SHARE_LINK_MAX_DAYS}`)
-      .default(SHARE_LINK_DEFAULT_DAYS),
-    note: z.string().trim().max(500, 'must be at most 500 characters').optional(),
-  })
-  .strict()
-  .refine((b) => [b.itemId, b.segmentId, b.bundleId].filter((v) => v !== undefined).length === 1, {
-    message: 'give exactly one of itemId, segmentId, bundleId',
-  });
-
-const listQuery = z
-  .object({ complaintId: identifier().optional(), itemId: z.string().max(64).optional() })
-  .strict();
-
-export interface ShareLinkView {
-  id: string;
-  target: {
-    type: 'item' | 'segment' | 'bundle';
-    itemId: string | null;
-    segmentId: string | null;
-    bundleId: string | null;
-  };
-  complaintId: string | null;
-  note: string | null;
-  createdAt: string;
-  createdBy: string;
-  expiresAt: string;
-  revokedAt: string | null;
-  status: 'active' | 'expired' | 'revoked';
-  useCount: number;
-  lastUsedAt: string | null;
-}
 
 /** What a share link opens, as the public route serves it. */
 export type SharedContent =
@@ -111,9 +70,8 @@ export class ShareLinkService {
 
   async create(
     actor: RequestActor,
-    body: unknown,
+    b: CreateShareLinkBody,
   ): Promise<{ link: ShareLinkView; token: string; url: string }> {
-    const b = parseWith(createBody, body);
     let itemId: string | null = null;
     let complaintId = b.complaintId ?? null;
     let item: EvidenceRow | undefined;
@@ -201,8 +159,7 @@ export class ShareLinkService {
     return { link: this.view(row, now), token, url: `${this.opts.publicUrl ?? ''}/s/${token}` };
   }
 
-  async list(actor: RequestActor, raw: unknown): Promise<ShareLinkView[]> {
-    const q = parseWith(listQuery, raw);
+  async list(actor: RequestActor, q: ListShareLinksQuery): Promise<ShareLinkView[]> {
     let query = this.db
       .selectFrom('share_links')
       .selectAll()

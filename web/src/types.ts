@@ -1,5 +1,10 @@
 /** The API's shapes, as far as the app reads them (src/http/openapi.json has them all). */
 
+export type {
+  CreatedShareLink,
+  ShareLinkView as ShareLink,
+} from '../../src/contract/share.contract';
+
 export interface Segment {
   id: string;
   orderId: string;
@@ -125,25 +130,6 @@ export interface Bundle {
   zipBytes?: number;
   manifestSha256: string;
   downloadUrl: string;
-}
-
-export interface ShareLink {
-  id: string;
-  target: {
-    type: string;
-    itemId: string | null;
-    segmentId: string | null;
-    bundleId: string | null;
-  };
-  note: string | null;
-  createdAt: string;
-  createdBy: string;
-  expiresAt: string;
-  status: 'active' | 'expired' | 'revoked';
-  useCount: number;
-  lastUsedAt: string | null;
-  token?: string;
-  url?: string;
 }
 
 export interface Hold {
