@@ -1,6 +1,7 @@
 import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
 import { commonContract } from './common.contract';
 import { holdsContract } from './holds.contract';
+import { integrationsContract } from './integrations.contract';
 import legacy from './legacy.openapi.json';
 import { operationsContract } from './operations.contract';
 import { shareContract } from './share.contract';
@@ -12,6 +13,7 @@ const MODULES: ContractModule[] = [
   holdsContract,
   operationsContract,
   shareContract,
+  integrationsContract,
 ];
 
 const HEAD = {
