@@ -1,5 +1,6 @@
 import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
 import { commonContract } from './common.contract';
+import { evidenceContract } from './evidence.contract';
 import { holdsContract } from './holds.contract';
 import { integrationsContract } from './integrations.contract';
 import legacy from './legacy.openapi.json';
@@ -10,6 +11,7 @@ import type { ContractModule } from './operation';
 /** Every contract file, in the order their paths appear in the document. */
 const MODULES: ContractModule[] = [
   commonContract,
+  evidenceContract,
   holdsContract,
   operationsContract,
   shareContract,
