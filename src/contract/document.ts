@@ -1,5 +1,6 @@
 import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
 import { commonContract } from './common.contract';
+import { consoleContract } from './console.contract';
 import { evidenceContract } from './evidence.contract';
 import { holdsContract } from './holds.contract';
 import { integrationsContract } from './integrations.contract';
@@ -16,6 +17,7 @@ const MODULES: ContractModule[] = [
   operationsContract,
   shareContract,
   integrationsContract,
+  consoleContract,
 ];
 
 const HEAD = {

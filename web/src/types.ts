@@ -1,5 +1,6 @@
 /** The API's shapes, as far as the app reads them (src/http/openapi.json has them all). */
 
+export type { KeyRow } from '../../src/contract/console.contract';
 export type {
   CreatedShareLink,
   ShareLinkView as ShareLink,
@@ -85,6 +86,7 @@ export interface Verification {
   problems: string[];
 }
 
+// The contract's LookupMatch once Item is the contract's EvidenceItem (it lacks a few members).
 export interface LookupMatch {
   type: 'complaint' | 'order' | 'tracking_number' | 'phone';
   value: string;
@@ -138,13 +140,4 @@ export interface Hold {
   placedBy: string;
   placedAt: string;
   active: boolean;
-}
-
-export interface KeyRow {
-  id: string;
-  name: string;
-  role: string;
-  createdAt: string;
-  revokedAt: string | null;
-  lastUsedAt: string | null;
 }
