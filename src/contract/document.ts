@@ -5,6 +5,7 @@ import { evidenceContract } from './evidence.contract';
 import { holdsContract } from './holds.contract';
 import { integrationsContract } from './integrations.contract';
 import legacy from './legacy.openapi.json';
+import { mediaContract } from './media.contract';
 import { operationsContract } from './operations.contract';
 import { shareContract } from './share.contract';
 import type { ContractModule } from './operation';
@@ -18,6 +19,7 @@ const MODULES: ContractModule[] = [
   shareContract,
   integrationsContract,
   consoleContract,
+  mediaContract,
 ];
 
 const HEAD = {

@@ -2,6 +2,10 @@
 
 export type { KeyRow } from '../../src/contract/console.contract';
 export type {
+  DerivativeView as Derivative,
+  DerivativeList as Derivatives,
+} from '../../src/contract/media.contract';
+export type {
   CreatedShareLink,
   ShareLinkView as ShareLink,
 } from '../../src/contract/share.contract';
@@ -45,27 +49,6 @@ export interface Item {
   damagedAt?: string | null;
   segments?: Segment[];
   media?: { status: string; probe?: { durationSeconds?: number } | null } | null;
-}
-
-export interface Derivative {
-  kind: string;
-  status: string;
-  url: string;
-  contentType: string | null;
-  width: number | null;
-  height: number | null;
-  detail: string | null;
-}
-
-export interface Derivatives {
-  itemId: string;
-  media: {
-    status: string;
-    detail?: string | null;
-    probe?: { durationSeconds?: number } | null;
-  } | null;
-  derivatives: Derivative[];
-  playback: { source: 'preview' | 'original'; url: string; contentType: string } | null;
 }
 
 export interface AuditEvent {
