@@ -1,4 +1,5 @@
 import { identifier } from '../ingest/upload-fields';
+import { downloadRequestHeaders, downloadResponses, type DownloadOptions } from './download';
 import { problem, ref, standardErrors, type ContractModule, type Operation } from './operation';
 import { z } from './zod';
 
@@ -161,6 +162,91 @@ export const revokeShareLink = {
   },
 } satisfies Operation;
 
+/** 32 random bytes, base64url: 256 bits nobody guesses. */
+export const SHARE_TOKEN = /^[A-Za-z0-9_-]{43}$/;
+
+const openLinkRequest = {
+  params: z.object({ token: z.string().regex(SHARE_TOKEN) }),
+  query: z.object({
+    download: z
+      .string()
+      .optional()
+      .openapi({ param: { description: 'Present: save as a file instead of showing it.' } }),
+  }),
+  headers: downloadRequestHeaders({ lastModified: true }),
+};
+
+const linkDownload: DownloadOptions = {
+  whole: "The bytes: an item, a segment's cut, or a bundle's ZIP.",
+  notModified: 'Not modified (If-None-Match, or If-Modified-Since for a bundle); no body.',
+  etag: 'Strong: `"<sha256 hex>"` of the item or cut, or `"<manifest SHA-256>"` of a bundle.',
+  lastModified: "A bundle's: when it was made.",
+  reprDigest:
+    'RFC 9530 digest of the whole representation: `sha-256=:<base64>:`. (Items only; not sent for a bundle.)',
+  cacheControl: 'Always `private, no-store`.',
+  contentDisposition: '`inline` (an item, unless `?download`) or `attachment` with the file name.',
+  contentLength: 'The size.',
+  contentRange: '`bytes <first>-<last>/<size>`.',
+  partialBodySchema: {
+    type: 'string',
+    format: 'binary',
+    contentMediaType: 'application/octet-stream',
+  },
+  rangeNotSatisfiable: '`range_not_satisfiable`.',
+  unsatisfiableContentRange: '`bytes */<size>`.',
+};
+
+const openLinkErrors = {
+  '404': problem(
+    "`not_found`: no such link; `derivative_not_ready`: the segment's cut is not made yet.",
+  ),
+  '410': problem(
+    '`share_link_expired`, `share_link_revoked`, or `evidence_deleted`: the item was deleted since.',
+  ),
+  '429': ref('responses', 'RateLimited'),
+  '500': problem(
+    '`evidence_damaged`: the stored copy of the item (or of a bundled item) is damaged; nothing is served. A full read that finds the damage as it streams is cut before its last bytes.',
+  ),
+  '503': ref('responses', 'ServiceUnavailable'),
+  '507': ref('responses', 'InsufficientStorage'),
+};
+
+export const openShareLink = {
+  method: 'get',
+  path: '/s/{token}',
+  tags: ['share links'],
+  operationId: 'openShareLink',
+  summary: 'Open a share link (no key)',
+  security: [],
+  description:
+    "No key: the token is the permission. Every use, and every refused one, is recorded in the audit trail as `share_link.use` with the client's address, whatever `AUDIT_READS` says. An item or a segment's cut is served as `GET /v1/evidence/{id}/content` serves it (Range, ETag, `Repr-Digest`), shown in the browser (`inline`) unless `?download` is given; a bundle is its ZIP, served as `GET /v1/bundles/{bundleId}/content` serves it (Range, If-Range, `Last-Modified`, the manifest's SHA-256 as ETag). If-Match (412), If-None-Match (304) and, for a bundle, the date conditions are evaluated as there (RFC 9110 §13.2.2), after the link and the item's state: a damaged item is never answered with a 304. Answers carry `Cache-Control: private, no-store`, `Referrer-Policy: no-referrer` and `X-Robots-Tag: noindex`. Logs and the audit trail never keep the token: the path is recorded as `/s/[token]`. `HEAD` is served too.",
+  request: openLinkRequest,
+  responses: { ...downloadResponses(linkDownload), ...openLinkErrors },
+} satisfies Operation;
+
+export const headShareLink = {
+  method: 'head',
+  path: '/s/{token}',
+  tags: ['share links'],
+  operationId: 'headShareLink',
+  summary: 'Headers of what a share link opens (no key)',
+  security: [],
+  description:
+    "No key. Recorded as a use of the link, like GET. The same status and headers as GET, without a body. `Range` and `If-Range` are for GET only (RFC 9110 §14.2): a HEAD with them gets the whole's headers (200, its full `Content-Length`), never 206 or 416.",
+  request: openLinkRequest,
+  responses: {
+    ...downloadResponses({ ...linkDownload, head: true, preconditionFailedBody: false }),
+    ...openLinkErrors,
+  },
+} satisfies Operation;
+
 export const shareContract: ContractModule = {
-  operations: [createShareLink, listShareLinks, getShareLink, revokeShareLink],
+  operations: [
+    createShareLink,
+    listShareLinks,
+    getShareLink,
+    revokeShareLink,
+    openShareLink,
+    headShareLink,
+  ],
 };

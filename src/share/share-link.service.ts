@@ -14,10 +14,11 @@ import {
 } from '../evidence/evidence.service';
 import { isItemId, noSuchItem } from '../evidence/item-id';
 import type { SegmentRepository, SegmentRow } from '../evidence/segment.repository';
-import type {
-  CreateShareLinkBody,
-  ListShareLinksQuery,
-  ShareLinkView,
+import {
+  SHARE_TOKEN,
+  type CreateShareLinkBody,
+  type ListShareLinksQuery,
+  type ShareLinkView,
 } from '../contract/share.contract';
 import type { BlobStore, ByteRange } from '../storage/blob-store';
 
@@ -25,8 +26,6 @@ export type ShareLinkRow = Selectable<ShareLinksTable>;
 
 const DAY_MS = 86_400_000;
 const LIST_LIMIT = 500;
-/** 32 random bytes, base64url: 256 bits nobody guesses. */
-const TOKEN = /^[A-Za-z0-9_-]{43}$/;
 
 /** What a share link opens, as the public route serves it. */
 export type SharedContent =
@@ -220,7 +219,7 @@ export class ShareLinkService {
     token: string,
     request: { requestId?: string; clientIp?: string },
   ): Promise<{ link: ShareLinkRow; actor: Actor; content: SharedContent }> {
-    if (!TOKEN.test(token)) throw unknownLink();
+    if (!SHARE_TOKEN.test(token)) throw unknownLink();
     const link = await this.db
       .selectFrom('share_links')
       .selectAll()
