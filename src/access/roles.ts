@@ -1,7 +1,5 @@
 import type { Role } from '../db/database';
 
-export const ROLES = ['ingest', 'support', 'admin'] as const;
-
 export type Permission =
   | 'evidence:create'
   | 'evidence:receipt' // read the metadata of an item this key uploaded

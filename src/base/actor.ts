@@ -20,3 +20,6 @@ export interface Actor {
 export type RequestActor = Principal & { requestId?: string; clientIp?: string };
 
 export const systemActor = (name: string): Actor => ({ keyId: null, role: 'system', name });
+
+/** The roles a key can have (the database's `role` enum). */
+export const ROLES = ['ingest', 'support', 'admin'] as const;

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { pipeline, type Readable } from 'node:stream';
 import { z } from 'zod';
-import { can, ROLES } from '../access/roles';
+import { can } from '../access/roles';
+import { ROLES } from '../base/actor';
 import type { ComplaintRepository } from '../complaints/complaint.repository';
 import type { AuditRepository } from '../base/audit.repository';
 import { toAuditView, type AuditLog } from '../base/audit.service';

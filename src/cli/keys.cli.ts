@@ -1,6 +1,6 @@
 import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
-import { ROLES } from '../access/roles';
+import { ROLES } from '../base/actor';
 import type { Role } from '../db/database';
 import { withContext } from './cli-context';
 import { systemActor } from '../base/actor';

@@ -1,12 +1,28 @@
 import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
 import { commonContract } from './common.contract';
+import { consoleContract } from './console.contract';
 import { evidenceContract } from './evidence.contract';
 import { holdsContract } from './holds.contract';
+import { integrationsContract } from './integrations.contract';
 import legacy from './legacy.openapi.json';
+import { mediaContract } from './media.contract';
+import { operationsContract } from './operations.contract';
+import { shareContract } from './share.contract';
+import { uploadsContract } from './uploads.contract';
 import type { ContractModule } from './operation';
 
 /** Every contract file, in the order their paths appear in the document. */
-const MODULES: ContractModule[] = [commonContract, evidenceContract, holdsContract];
+const MODULES: ContractModule[] = [
+  commonContract,
+  evidenceContract,
+  holdsContract,
+  operationsContract,
+  shareContract,
+  integrationsContract,
+  consoleContract,
+  mediaContract,
+  uploadsContract,
+];
 
 const HEAD = {
   openapi: '3.1.0',
@@ -129,6 +145,12 @@ export function buildOpenApiDocument(): Json {
     HEAD as Parameters<OpenApiGeneratorV31['generateDocument']>[0],
   ) as Json;
   const paths: Json = generated.paths ?? {};
+  // zod-to-openapi declares parameters per operation only; a path item's own come from here.
+  for (const module of MODULES) {
+    for (const [path, parameters] of Object.entries(module.pathParameters ?? {})) {
+      paths[path] = { parameters, ...paths[path] };
+    }
+  }
   for (const [path, item] of Object.entries(paths)) {
     const first = METHODS.map((m) => item[m]).find(Boolean);
     if (!item.options) item.options = optionsOperation(path, first?.tags?.[0] ?? 'operations');

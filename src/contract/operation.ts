@@ -15,6 +15,8 @@ export interface Component {
 export interface ContractModule {
   operations: Operation[];
   components?: Component[];
+  /** Parameters declared once for a whole path (its path item's `parameters`), by path. */
+  pathParameters?: Record<string, object[]>;
   /** Schemas the document carries by name even where no zod schema refers to them. */
   schemas?: Record<string, ZodTypeAny>;
 }

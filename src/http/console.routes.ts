@@ -1,8 +1,14 @@
 import { Router, type Request, type Response } from 'express';
-import { z } from 'zod';
 import type { ApiKeyService } from '../access/api-key.service';
-import { permissionsOf, ROLES } from '../access/roles';
+import { permissionsOf } from '../access/roles';
 import type { Principal } from '../base/actor';
+import {
+  createKeyBody,
+  lookupQuery,
+  sessionBody,
+  type KeyRow,
+  type Me,
+} from '../contract/console.contract';
 import type { HoldService } from '../custody/hold.service';
 import { AppError } from '../base/errors';
 import { identifier, parseWith } from '../base/fields';
@@ -25,15 +31,13 @@ export interface ConsoleRoutesDeps {
   publicUrl?: string;
 }
 
-const sessionBody = z.object({ key: z.string().min(1).max(200) }).strict();
-const keyBody = z.object({ role: z.enum(ROLES), name: identifier(100) }).strict();
 const KEY_ID = /^[0-9a-f]{16}$/;
 
-const me = (p: Principal) => ({
+const me = (p: Principal): Me => ({
   keyId: p.keyId,
   name: p.name,
   role: p.role,
-  permissions: permissionsOf(p.role),
+  permissions: [...permissionsOf(p.role)],
 });
 
 const iso = (d: Date | string | null) => (d === null ? null : new Date(d).toISOString());
@@ -92,7 +96,7 @@ export function consoleRoutes(deps: ConsoleRoutesDeps): Router {
   router
     .route('/v1/lookup')
     .get(audited('evidence.list'), auth, requirePermission('evidence:search'), async (req, res) => {
-      res.json(await deps.lookup.lookup(actorOf(req), req.query));
+      res.json(await deps.lookup.lookup(actorOf(req), parseWith(lookupQuery, req.query)));
     });
 
   router
@@ -100,11 +104,11 @@ export function consoleRoutes(deps: ConsoleRoutesDeps): Router {
     .get(noStore, auth, requirePermission('key:manage'), async (_req, res) => {
       const rows = await deps.keys.list();
       res.json({
-        keys: rows.map((r) => ({
+        keys: rows.map((r): KeyRow => ({
           id: r.id,
           name: r.name,
           role: r.role,
-          createdAt: iso(r.created_at),
+          createdAt: new Date(r.created_at).toISOString(),
           revokedAt: iso(r.revoked_at),
           lastUsedAt: iso(r.last_used_at),
         })),
@@ -116,7 +120,7 @@ export function consoleRoutes(deps: ConsoleRoutesDeps): Router {
       auth,
       requirePermission('key:manage'),
       async (req, res) => {
-        const { role, name } = parseWith(keyBody, req.body ?? {});
+        const { role, name } = parseWith(createKeyBody, req.body ?? {});
         const minted = await deps.keys.create(role, name, actorOf(req));
         res.location(`/v1/keys/${minted.id}`).status(201).json(minted);
       },

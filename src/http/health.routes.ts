@@ -1,6 +1,7 @@
 import { statfs } from 'node:fs/promises';
 import { Router } from 'express';
 import type { AppContext } from '../context';
+import type { Readiness } from '../contract/operations.contract';
 
 const withTimeout = <T>(p: Promise<T>, ms: number) =>
   Promise.race([
@@ -17,10 +18,10 @@ export function healthRoutes(ctx: AppContext): Router {
     const check = async (fn: () => Promise<unknown>) => {
       try {
         await withTimeout(fn(), 3000);
-        return 'ok';
+        return 'ok' as const;
       } catch (err) {
         ctx.logger.warn({ err }, 'readiness check failed');
-        return 'unavailable';
+        return 'unavailable' as const;
       }
     };
     const [database, storage] = await Promise.all([
@@ -45,28 +46,29 @@ export function healthRoutes(ctx: AppContext): Router {
       worm.status !== 'not_in_force' &&
       !ctx.shuttingDown;
     // Media tools never gate readiness: archiving works without them, derivatives wait.
-    const media = ctx.media.ffmpegAvailable
+    const media: Readiness['checks']['media'] = ctx.media.ffmpegAvailable
       ? { status: 'ok', ffmpeg: ctx.media.toolVersion }
       : { status: 'unavailable', detail: ctx.media.toolsProblem };
-    res.status(ready ? 200 : 503).json({
+    const body: Readiness = {
       status: ready ? 'ready' : 'not_ready',
       checks: {
         database,
         storage: { driver: ctx.blobStore.driver, status: storage },
         media,
         worm: {
-          status:
-            ctx.config.storage.driver === 's3' && ctx.config.storage.s3.objectLock
-              ? worm.status === 'not_configured'
-                ? 'unchecked'
-                : worm.status
-              : 'not_configured',
+          // snapshot() is never `expired` (that is judged per item, against now).
+          status: (ctx.config.storage.driver === 's3' && ctx.config.storage.s3.objectLock
+            ? worm.status === 'not_configured'
+              ? 'unchecked'
+              : worm.status
+            : 'not_configured') as NonNullable<Readiness['checks']['worm']>['status'],
           itemsNotInForce,
           lastProblem: worm.lastProblem,
         },
         disk,
       },
-    });
+    };
+    res.status(ready ? 200 : 503).json(body);
   });
   return router;
 }

@@ -1,6 +1,8 @@
 import express, { Router } from 'express';
 import type { ApiKeyService } from '../access/api-key.service';
 import type { AppConfig } from '../base/config';
+import { listProviderRecordingsQuery } from '../contract/integrations.contract';
+import { parseWith } from '../base/fields';
 import type { ProviderRecordingService } from '../integrations/provider-recording.service';
 import type { TwilioService } from '../integrations/twilio/twilio.service';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
@@ -56,7 +58,9 @@ export function integrationRoutes({
       authenticate(keys),
       requirePermission('integration:read'),
       async (req, res) => {
-        res.json(await recordings.list(actorOf(req), req.query));
+        res.json(
+          await recordings.list(actorOf(req), parseWith(listProviderRecordingsQuery, req.query)),
+        );
       },
     );
   return router;

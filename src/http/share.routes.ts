@@ -1,6 +1,8 @@
 import { Router, type Request, type Response } from 'express';
 import type { ApiKeyService } from '../access/api-key.service';
+import { createShareLinkBody, listShareLinksQuery } from '../contract/share.contract';
 import { AppError } from '../base/errors';
+import { parseWith } from '../base/fields';
 import { cutFilename } from '../evidence/segments';
 import type { ShareLinkService } from '../share/share-link.service';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
@@ -35,7 +37,10 @@ export function shareRoutes(deps: ShareRoutesDeps): Router {
       auth,
       requirePermission('share:manage'),
       async (req, res) => {
-        const { link, token, url } = await shareLinks.create(actorOf(req), req.body);
+        const { link, token, url } = await shareLinks.create(
+          actorOf(req),
+          parseWith(createShareLinkBody, req.body),
+        );
         res.location(`/v1/share-links/${link.id}`);
         res
           .status(201)
@@ -44,7 +49,9 @@ export function shareRoutes(deps: ShareRoutesDeps): Router {
       },
     )
     .get(auth, requirePermission('share:manage'), async (req, res) => {
-      res.json({ items: await shareLinks.list(actorOf(req), req.query) });
+      res.json({
+        items: await shareLinks.list(actorOf(req), parseWith(listShareLinksQuery, req.query)),
+      });
     });
 
   router

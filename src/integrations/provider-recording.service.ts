@@ -1,46 +1,26 @@
-import { z } from 'zod';
 import type { AuditLog } from '../base/audit.service';
 import type { Db } from '../db/database';
 import { AppError } from '../base/errors';
 import type { Metrics } from '../base/metrics';
+import {
+  PROVIDERS,
+  RECORDING_STATUSES,
+  type ListProviderRecordingsQuery,
+  type ProviderRecordingView,
+} from '../contract/integrations.contract';
 import type {
   ProviderRecordingRepository,
   ProviderRecordingRow,
 } from './provider-recording.repository';
 import type { RequestActor } from '../base/actor';
-import { parseWith } from '../base/fields';
-
-export const RECORDING_STATUSES = ['queued', 'archived', 'failed', 'absent'] as const;
-export const PROVIDERS = ['twilio'] as const;
-
-const listQuery = z
-  .object({
-    status: z.enum(RECORDING_STATUSES),
-    provider: z.enum(PROVIDERS).optional(),
-    limit: z.coerce.number().int().min(1).max(200).default(50),
-    cursor: z.string().max(40).optional(),
-  })
-  .strict();
 
 /**
  * A recording as admins see it: what the provider announced and what became of it. Never the
  * media URL (a provider may sign it with a token) nor any credential used to fetch it.
  */
-export interface ProviderRecordingView {
-  provider: string;
-  recordingSid: string;
-  callSid: string | null;
-  status: ProviderRecordingRow['status'];
-  attempts: number;
-  lastError: string | null;
-  itemId: string | null;
-  durationSeconds: number | null;
-  receivedAt: string;
-  updatedAt: string;
-}
-
 const toView = (r: ProviderRecordingRow): ProviderRecordingView => ({
-  provider: r.provider,
+  // The only providers the callbacks record (the column is text).
+  provider: r.provider as ProviderRecordingView['provider'],
   recordingSid: r.recording_sid,
   callSid: r.call_sid,
   status: r.status,
@@ -72,9 +52,8 @@ export class ProviderRecordingService {
 
   async list(
     actor: RequestActor,
-    query: unknown,
+    q: ListProviderRecordingsQuery,
   ): Promise<{ items: ProviderRecordingView[]; nextCursor: string | null }> {
-    const q = parseWith(listQuery, query);
     if (q.cursor !== undefined && !/^[1-9]\d{0,17}$/.test(q.cursor)) {
       throw new AppError('invalid_cursor', 'The cursor is not one this service issued.');
     }

@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import type { ComplaintRepository } from '../complaints/complaint.repository';
 import type { RequestActor } from '../base/actor';
 import type { AuditLog } from '../base/audit.service';
@@ -8,27 +7,13 @@ import { toEvidenceView, type EvidenceView } from '../evidence/evidence.view';
 import { toE164 } from '../evidence/phone-number';
 import type { SegmentRepository, SegmentRow } from '../evidence/segment.repository';
 import { toSegmentView, type SegmentView } from '../evidence/segments';
-import { EVIDENCE_KINDS } from '../base/kinds';
-import { identifier, isoTimestamp, parseWith } from '../base/fields';
+import type { LookupMatchType, LookupQuery } from '../contract/console.contract';
 
 /** Most items one match answers with (a lookup is for one dispute, not a report). */
 const MATCH_LIMIT = 200;
 
-// What support pastes: order, complaint and tracking ids, or a phone number as people write it.
-const QUERY_CHARS = /^[\p{L}\p{N} #\-_./:+@()*]+$/u;
-
-const lookupQuery = z
-  .object({
-    q: identifier(128, QUERY_CHARS),
-    kind: z.enum(EVIDENCE_KINDS).optional(),
-    stationId: identifier().optional(),
-    from: isoTimestamp().optional(),
-    to: isoTimestamp().optional(),
-  })
-  .strict();
-
-export type LookupMatchType = 'complaint' | 'order' | 'tracking_number' | 'phone';
-
+// The answer's shape is console.contract's LookupResult; its items are typed by the evidence
+// view here until that view is the contract's EvidenceItem type.
 export interface LookupMatch {
   type: LookupMatchType;
   /** The id as stored (a complaint's or order's own spelling), or the number in E.164. */
@@ -72,8 +57,7 @@ export class LookupService {
     this.opts = deps.opts ?? {};
   }
 
-  async lookup(actor: RequestActor, query: unknown): Promise<LookupResult> {
-    const q = parseWith(lookupQuery, query);
+  async lookup(actor: RequestActor, q: LookupQuery): Promise<LookupResult> {
     // Ids are matched as typed and in capitals ("ord-1001" finds ORD-1001).
     const spellings = [...new Set([q.q, q.q.toUpperCase()])];
     const keep = (r: EvidenceRow) =>

@@ -8,23 +8,14 @@ import type { BlobStore, ByteRange } from '../storage/blob-store';
 import type { DerivativeRepository, DerivativeRow, ItemMediaRow } from './derivative.repository';
 import { DERIVATIVE_KINDS } from './media-plan';
 import type { RequestActor } from '../base/actor';
+import type {
+  DerivativeList,
+  MediaProbe,
+  DerivativeState,
+  DerivativeView,
+} from '../contract/media.contract';
 
-/** A derivative's state as the API shows it: stored rows, or what the item's processing implies. */
-export type DerivativeState =
-  'pending' | 'processing' | 'ready' | 'failed' | 'not_applicable' | 'unavailable';
-
-export interface DerivativeView {
-  kind: DerivativeKind;
-  status: DerivativeState;
-  detail: string | null;
-  url: string;
-  contentType: string | null;
-  size: number | null;
-  sha256: string | null;
-  width: number | null;
-  height: number | null;
-  createdAt: string | null;
-}
+export type { DerivativeState, DerivativeView };
 
 export interface MediaSummary {
   status: ItemMediaRow['status'];
@@ -121,7 +112,7 @@ export class DerivativeService {
       : null;
   }
 
-  async list(actor: RequestActor, id: string) {
+  async list(actor: RequestActor, id: string): Promise<DerivativeList> {
     // What was made, and its state, even for a damaged item (whose derivatives are not served).
     const row = await this.evidence.getLiveRow(actor, id);
     const [media, rows] = await Promise.all([
@@ -151,7 +142,8 @@ export class DerivativeService {
       // What a player should load: the preview, or the original where it plays as it is.
       playback:
         preview?.status === 'ready'
-          ? { source: 'preview', url: preview.url, contentType: preview.contentType }
+          ? // A ready derivative always has its content type.
+            { source: 'preview', url: preview.url, contentType: preview.contentType! }
           : preview?.status === 'not_applicable'
             ? {
                 source: 'original',
@@ -249,7 +241,8 @@ function mediaView(media: ItemMediaRow) {
     status: media.status,
     detail: media.detail,
     updatedAt: new Date(media.updated_at).toISOString(),
-    probe: media.probe,
+    // What the prober read, stored as it produced it (a MediaProbe).
+    probe: media.probe as MediaProbe | null,
   };
 }
 

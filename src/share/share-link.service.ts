@@ -1,6 +1,5 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { z } from 'zod';
 import type { Actor, RequestActor } from '../base/actor';
 import type { AuditLog } from '../base/audit.service';
 import type { ComplaintRepository } from '../complaints/complaint.repository';
@@ -16,60 +15,19 @@ import {
 } from '../evidence/evidence.service';
 import { isItemId, noSuchItem } from '../base/item-id';
 import type { SegmentRepository, SegmentRow } from '../evidence/segment.repository';
+import {
+  SHARE_TOKEN,
+  type CreateShareLinkBody,
+  type ListShareLinksQuery,
+  type ShareLinkView,
+} from '../contract/share.contract';
 import type { BlobStore, ByteRange } from '../storage/blob-store';
 import type { ShareLinkRepository, ShareLinkRow } from './share-link.repository';
-import { identifier, parseWith } from '../base/fields';
 
 export type { ShareLinkRow };
 
-export const SHARE_LINK_DEFAULT_DAYS = 7;
-export const SHARE_LINK_MAX_DAYS = 30;
 const DAY_MS = 86_400_000;
 const LIST_LIMIT = 500;
-/** 32 random bytes, base64url: 256 bits nobody guesses. */
-const TOKEN = /^[A-Za-z0-9_-]{43}$/;
-
-const createBody = z
-  .object({
-    itemId: z.string().max(64).optional(),
-    segmentId: z.string().max(64).optional(),
-    bundleId: z.string().max(64).optional(),
-    complaintId: identifier().optional(),
-    expiresInDays: z
-      .number()
-      .int('must be a whole number of days')
-      .min(1, 'must be at least 1')
-      .max(SHARE_LINK_MAX_DAYS, `must be at most ${SHARE_LINK_MAX_DAYS}`)
-      .default(SHARE_LINK_DEFAULT_DAYS),
-    note: z.string().trim().max(500, 'must be at most 500 characters').optional(),
-  })
-  .strict()
-  .refine((b) => [b.itemId, b.segmentId, b.bundleId].filter((v) => v !== undefined).length === 1, {
-    message: 'give exactly one of itemId, segmentId, bundleId',
-  });
-
-const listQuery = z
-  .object({ complaintId: identifier().optional(), itemId: z.string().max(64).optional() })
-  .strict();
-
-export interface ShareLinkView {
-  id: string;
-  target: {
-    type: 'item' | 'segment' | 'bundle';
-    itemId: string | null;
-    segmentId: string | null;
-    bundleId: string | null;
-  };
-  complaintId: string | null;
-  note: string | null;
-  createdAt: string;
-  createdBy: string;
-  expiresAt: string;
-  revokedAt: string | null;
-  status: 'active' | 'expired' | 'revoked';
-  useCount: number;
-  lastUsedAt: string | null;
-}
 
 /** What a share link opens, as the public route serves it. */
 export type SharedContent =
@@ -137,9 +95,8 @@ export class ShareLinkService {
 
   async create(
     actor: RequestActor,
-    body: unknown,
+    b: CreateShareLinkBody,
   ): Promise<{ link: ShareLinkView; token: string; url: string }> {
-    const b = parseWith(createBody, body);
     let itemId: string | null = null;
     let complaintId = b.complaintId ?? null;
     let item: EvidenceRow | undefined;
@@ -219,8 +176,7 @@ export class ShareLinkService {
     return { link: this.view(row, now), token, url: `${this.opts.publicUrl ?? ''}/s/${token}` };
   }
 
-  async list(actor: RequestActor, raw: unknown): Promise<ShareLinkView[]> {
-    const q = parseWith(listQuery, raw);
+  async list(actor: RequestActor, q: ListShareLinksQuery): Promise<ShareLinkView[]> {
     if (q.itemId && !isItemId(q.itemId)) return [];
     const rows = await this.links.list(
       this.db,
@@ -270,7 +226,7 @@ export class ShareLinkService {
     token: string,
     request: { requestId?: string; clientIp?: string },
   ): Promise<{ link: ShareLinkRow; actor: Actor; content: SharedContent }> {
-    if (!TOKEN.test(token)) throw unknownLink();
+    if (!SHARE_TOKEN.test(token)) throw unknownLink();
     const link = await this.links.findByTokenHash(this.db, tokenHash(token));
     if (!link) throw unknownLink();
     const now = this.opts.now?.() ?? new Date();

@@ -1,3 +1,5 @@
+import { parseWith } from '../../src/base/fields';
+import { createShareLinkBody } from '../../src/contract/share.contract';
 import type { RequestActor } from '../../src/base/actor';
 import { ShareLinkService, tokenHash } from '../../src/share/share-link.service';
 import { complaintRow, cutRow, evidenceRow, segmentRow, uuid } from '../support/rows';
@@ -11,6 +13,10 @@ import { code, MemoryState, memoryRepos, memoryStore } from './in-memory';
  */
 const support: RequestActor = { keyId: 'key-sup', role: 'support', name: 'Sam' };
 const DAY = 86_400_000;
+
+/** What the route does: the body parsed by the contract's schema, then the service. */
+const create = (links: ShareLinkService, actor: RequestActor, body: Record<string, unknown>) =>
+  Promise.resolve().then(() => links.create(actor, parseWith(createShareLinkBody, body)));
 
 function setup() {
   const s = new MemoryState();
@@ -44,7 +50,7 @@ function setup() {
 describe('creating a share link', () => {
   it('gives a token once, keeps only its hash, and expires after the default 7 days', async () => {
     const { s, links, viaOrder } = setup();
-    const { link, token, url } = await links.create(support, {
+    const { link, token, url } = await create(links, support, {
       itemId: viaOrder.id,
       complaintId: 'CMP-1',
     });
@@ -71,7 +77,7 @@ describe('creating a share link', () => {
   it('lasts between 1 and 30 days', async () => {
     const { links, viaOrder } = setup();
     const make = (expiresInDays: number) =>
-      links.create(support, { itemId: viaOrder.id, expiresInDays });
+      create(links, support, { itemId: viaOrder.id, expiresInDays });
     expect(await code(make(0))).toBe('validation_failed');
     expect(await code(make(31))).toBe('validation_failed');
     expect((await make(30)).link.expiresAt).toBe('2026-03-31T09:00:00.000Z');
@@ -79,8 +85,8 @@ describe('creating a share link', () => {
 
   it('points at exactly one thing', async () => {
     const { links, viaOrder } = setup();
-    expect(await code(links.create(support, {}))).toBe('validation_failed');
-    expect(await code(links.create(support, { itemId: viaOrder.id, bundleId: uuid(900) }))).toBe(
+    expect(await code(create(links, support, {}))).toBe('validation_failed');
+    expect(await code(create(links, support, { itemId: viaOrder.id, bundleId: uuid(900) }))).toBe(
       'validation_failed',
     );
   });
@@ -88,24 +94,24 @@ describe('creating a share link', () => {
   it('is listed under a complaint only when the evidence is that complaint’s', async () => {
     const { links, stranger } = setup();
     await expect(
-      links.create(support, { itemId: stranger.id, complaintId: 'CMP-1' }),
+      create(links, support, { itemId: stranger.id, complaintId: 'CMP-1' }),
     ).rejects.toMatchObject({ code: 'validation_failed', extra: { field: 'complaintId' } });
   });
 
   it('takes a bundle’s complaint, and refuses another complaint or an unknown bundle', async () => {
     const { links } = setup();
-    const { link } = await links.create(support, { bundleId: uuid(900) });
+    const { link } = await create(links, support, { bundleId: uuid(900) });
     expect(link).toMatchObject({ complaintId: 'CMP-1', target: { type: 'bundle' } });
-    expect(await code(links.create(support, { bundleId: uuid(900), complaintId: 'CMP-2' }))).toBe(
+    expect(await code(create(links, support, { bundleId: uuid(900), complaintId: 'CMP-2' }))).toBe(
       'validation_failed',
     );
-    expect(await code(links.create(support, { bundleId: uuid(901) }))).toBe('not_found');
+    expect(await code(create(links, support, { bundleId: uuid(901) }))).toBe('not_found');
   });
 
   it('does not share deleted evidence', async () => {
     const { s, links, viaOrder } = setup();
     s.items.get(viaOrder.id)!.deleted_at = new Date('2026-02-01T00:00:00Z');
-    expect(await code(links.create(support, { itemId: viaOrder.id }))).toBe('evidence_deleted');
+    expect(await code(create(links, support, { itemId: viaOrder.id }))).toBe('evidence_deleted');
     expect(s.shareLinks.size).toBe(0);
   });
 });
@@ -113,7 +119,7 @@ describe('creating a share link', () => {
 describe('opening a share link', () => {
   it('opens until it expires, then is gone (410), and says so in its status', async () => {
     const { links, later, viaOrder } = setup();
-    const { link, token } = await links.create(support, { itemId: viaOrder.id, expiresInDays: 2 });
+    const { link, token } = await create(links, support, { itemId: viaOrder.id, expiresInDays: 2 });
     const opened = await links.resolve(token, { clientIp: '203.0.113.9' });
     expect(opened.content).toMatchObject({ type: 'item', item: { id: viaOrder.id } });
     expect(opened.actor).toMatchObject({
@@ -130,7 +136,7 @@ describe('opening a share link', () => {
 
   it('stops at once when revoked; revoking again changes nothing', async () => {
     const { s, links, viaOrder } = setup();
-    const { link, token } = await links.create(support, { itemId: viaOrder.id });
+    const { link, token } = await create(links, support, { itemId: viaOrder.id });
     const revoked = await links.revoke(support, link.id);
     expect(revoked).toMatchObject({ status: 'revoked', revokedAt: '2026-03-01T09:00:00.000Z' });
     expect(await code(links.resolve(token, {}))).toBe('share_link_revoked');
@@ -146,7 +152,7 @@ describe('opening a share link', () => {
 
   it('never opens evidence deleted or found damaged since the link was made', async () => {
     const { s, links, viaOrder } = setup();
-    const { token } = await links.create(support, { itemId: viaOrder.id });
+    const { token } = await create(links, support, { itemId: viaOrder.id });
     s.items.get(viaOrder.id)!.damaged_at = new Date('2026-03-01T10:00:00Z');
     await expect(links.resolve(token, {})).rejects.toMatchObject({
       code: 'evidence_damaged',
@@ -158,7 +164,7 @@ describe('opening a share link', () => {
 
   it('opens a segment’s cut once it is ready', async () => {
     const { s, links, clip, seg } = setup();
-    const { token } = await links.create(support, { segmentId: seg.id, complaintId: 'CMP-1' });
+    const { token } = await create(links, support, { segmentId: seg.id, complaintId: 'CMP-1' });
     expect(await code(links.resolve(token, {}))).toBe('derivative_not_ready');
     s.cuts.set(seg.id, cutRow(seg, clip));
     const { content } = await links.resolve(token, {});
@@ -171,7 +177,7 @@ describe('opening a share link', () => {
 
   it('records every use with the link and the client, and counts it', async () => {
     const { s, links, viaOrder } = setup();
-    const { link, token } = await links.create(support, { itemId: viaOrder.id });
+    const { link, token } = await create(links, support, { itemId: viaOrder.id });
     const opened = await links.resolve(token, { clientIp: '203.0.113.9' });
     await links.recordUse(opened.link, opened.actor, { method: 'HEAD' });
     expect(s.events.at(-1)).toMatchObject({

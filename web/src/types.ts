@@ -2,33 +2,21 @@
 import type { EvidenceItem, MediaSummary, Segment } from '../../src/contract/evidence.contract';
 
 export type { Segment } from '../../src/contract/evidence.contract';
+export type { KeyRow } from '../../src/contract/console.contract';
+export type {
+  DerivativeView as Derivative,
+  DerivativeList as Derivatives,
+} from '../../src/contract/media.contract';
+export type {
+  CreatedShareLink,
+  ShareLinkView as ShareLink,
+} from '../../src/contract/share.contract';
 
 /**
  * An evidence item as the app reads it: the contract's `EvidenceItem`, with the `segments` an
  * order's list and a lookup add, and the `media` of `GET /v1/evidence/{id}`.
  */
 export type Item = EvidenceItem & { segments?: Segment[]; media?: MediaSummary };
-
-export interface Derivative {
-  kind: string;
-  status: string;
-  url: string;
-  contentType: string | null;
-  width: number | null;
-  height: number | null;
-  detail: string | null;
-}
-
-export interface Derivatives {
-  itemId: string;
-  media: {
-    status: string;
-    detail?: string | null;
-    probe?: { durationSeconds?: number } | null;
-  } | null;
-  derivatives: Derivative[];
-  playback: { source: 'preview' | 'original'; url: string; contentType: string } | null;
-}
 
 export interface AuditEvent {
   seq: number;
@@ -48,6 +36,7 @@ export interface Verification {
   problems: string[];
 }
 
+// The contract's LookupMatch once Item is the contract's EvidenceItem (it lacks a few members).
 export interface LookupMatch {
   type: 'complaint' | 'order' | 'tracking_number' | 'phone';
   value: string;
@@ -95,38 +84,10 @@ export interface Bundle {
   downloadUrl: string;
 }
 
-export interface ShareLink {
-  id: string;
-  target: {
-    type: string;
-    itemId: string | null;
-    segmentId: string | null;
-    bundleId: string | null;
-  };
-  note: string | null;
-  createdAt: string;
-  createdBy: string;
-  expiresAt: string;
-  status: 'active' | 'expired' | 'revoked';
-  useCount: number;
-  lastUsedAt: string | null;
-  token?: string;
-  url?: string;
-}
-
 export interface Hold {
   id: string;
   reason: string;
   placedBy: string;
   placedAt: string;
   active: boolean;
-}
-
-export interface KeyRow {
-  id: string;
-  name: string;
-  role: string;
-  createdAt: string;
-  revokedAt: string | null;
-  lastUsedAt: string | null;
 }

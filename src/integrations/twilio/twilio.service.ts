@@ -1,9 +1,9 @@
 import type { IncomingMessage } from 'node:http';
 import type { Insertable } from 'kysely';
 import { Counter } from 'prom-client';
-import { z } from 'zod';
 import type { ApiKeyRepository } from '../../access/api-key.repository';
 import type { AppConfig } from '../../base/config';
+import { twilioCallbackBody, type CallbackResult } from '../../contract/integrations.contract';
 import type { AuditLog } from '../../base/audit.service';
 import type { Db, ProviderRecordingsTable } from '../../db/database';
 import { AppError } from '../../base/errors';
@@ -25,38 +25,6 @@ import { systemActor } from '../../base/actor';
 
 export const TWILIO_QUEUE = 'twilio-recording-fetch';
 const PROVIDER = 'twilio';
-
-const sid = (prefix: string) =>
-  z.string().regex(new RegExp(`^${prefix}[0-9a-f]{32}$`), `must be a Twilio ${prefix} SID`);
-
-/** The fields of Twilio's recording status callback that we use; others are ignored. */
-const callbackSchema = z.object({
-  AccountSid: sid('AC'),
-  CallSid: sid('CA'),
-  RecordingSid: sid('RE'),
-  // Empty (or missing) only when RecordingStatus is `absent`: checked below.
-  RecordingUrl: z
-    .string()
-    .max(2048)
-    .refine((v) => v === '' || URL.canParse(v), 'must be a URL')
-    .optional(),
-  RecordingStatus: z.string().max(32),
-  RecordingDuration: z.coerce
-    .number()
-    .int()
-    .min(0)
-    .max(86_400 * 7)
-    .optional(),
-  RecordingChannels: z.coerce.number().int().min(1).max(8).optional(),
-  RecordingSource: z.string().max(64).optional(),
-  RecordingStartTime: z.string().max(64).optional(),
-  ErrorCode: z.string().max(16).optional(),
-});
-
-export type CallbackResult = {
-  recordingSid: string;
-  status: 'queued' | 'duplicate' | 'ignored' | 'absent';
-};
 
 /** What the request says about its own signature: the headers Twilio sets. */
 export interface CallbackSignature {
@@ -198,7 +166,7 @@ export class TwilioService {
   ): Promise<CallbackResult> {
     const twilio = this.twilio;
     this.verify(params, signature, url);
-    const parsed = callbackSchema.safeParse(params);
+    const parsed = twilioCallbackBody.safeParse(params);
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
       throw new AppError('validation_failed', `Field "${issue.path.join('.')}" ${issue.message}.`);

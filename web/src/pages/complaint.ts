@@ -11,7 +11,7 @@ import {
   replace,
 } from '../dom';
 import type { Page } from '../page';
-import type { Bundle, Complaint, Hold, ShareLink, Suggestion } from '../types';
+import type { Bundle, Complaint, CreatedShareLink, Hold, ShareLink, Suggestion } from '../types';
 
 export async function renderComplaint(page: Page, id: string): Promise<void> {
   replace(page.view, page.heading(`Complaint ${id}`), notice('info', 'Loading…'));
@@ -384,13 +384,13 @@ function shareLinks(c: Complaint, links: ShareLink[]): HTMLElement {
               e.preventDefault();
               const [type, ref] = target.value.split(':') as [string, string];
               try {
-                const l = await api<ShareLink>('POST', '/v1/share-links', {
+                const l = await api<CreatedShareLink>('POST', '/v1/share-links', {
                   [type === 'bundle' ? 'bundleId' : 'itemId']: ref,
                   expiresInDays: Number(days.value),
                   complaintId: c.id,
                   ...(note.value.trim() ? { note: note.value.trim() } : {}),
                 });
-                const url = new URL(l.url ?? '', location.origin).href;
+                const url = new URL(l.url, location.origin).href;
                 const field = h('input', {
                   id: 'share-url',
                   readonly: true,

@@ -74,10 +74,12 @@ function player(item: Item, d: Derivatives, page: Page): HTMLElement {
     url: `${item.contentUrl}?disposition=inline`,
     contentType: item.contentType,
   };
+  // The document does not promise `url` (the service always sends it): the original otherwise.
+  const sourceUrl = source.url ?? `${item.contentUrl}?disposition=inline`;
   const url =
-    source.source === 'original' && !source.url.includes('?')
-      ? `${source.url}?disposition=inline`
-      : source.url;
+    source.source === 'original' && !sourceUrl.includes('?')
+      ? `${sourceUrl}?disposition=inline`
+      : sourceUrl;
   const media =
     item.kind === 'call_recording'
       ? h('audio', {

@@ -1,0 +1,289 @@
+import { ROLES } from '../base/actor';
+import { EVIDENCE_KINDS } from '../base/kinds';
+import { identifier, isoTimestamp } from '../base/fields';
+import { evidenceItemSchema, segmentSchema } from './evidence.contract';
+import { problem, ref, standardErrors, type ContractModule, type Operation } from './operation';
+import { z } from './zod';
+
+const dateTime = z.string().openapi({ format: 'date-time' });
+const keyIdSchema = z.string().regex(/^[0-9a-f]{16}$/);
+const roleSchema = z.enum(ROLES);
+
+/** Who a key is: what `GET /v1/me` and `POST /v1/session` answer. */
+export const meSchema = z.object({
+  keyId: keyIdSchema,
+  name: z.string(),
+  role: roleSchema,
+  permissions: z
+    .array(z.string())
+    .openapi({ description: 'What the role may do, e.g. `evidence:read`, `key:manage`.' }),
+});
+export type Me = z.infer<typeof meSchema>;
+
+export const sessionBody = z
+  .object({
+    key: z.string().min(1).max(200).openapi({ description: 'A support or admin key `eak_...`.' }),
+  })
+  .strict();
+
+// What support pastes: order, complaint and tracking ids, or a phone number as people write it.
+const QUERY_CHARS = /^[\p{L}\p{N} #\-_./:+@()*]+$/u;
+
+export const lookupQuery = z
+  .object({
+    q: identifier(128, QUERY_CHARS).openapi({
+      param: {
+        description:
+          'Order, complaint or tracking id, or a phone number: letters, digits, spaces and `# - _ . / : + @ ( ) *`.',
+      },
+    }),
+    kind: z.enum(EVIDENCE_KINDS).optional(),
+    stationId: identifier().optional(),
+    from: isoTimestamp()
+      .optional()
+      .openapi({
+        type: 'string',
+        format: 'date-time',
+        param: { description: 'Captured at or after (ISO 8601 with a time zone).' },
+      }),
+    to: isoTimestamp()
+      .optional()
+      .openapi({ type: 'string', format: 'date-time', param: { description: 'Captured before.' } }),
+  })
+  .strict();
+export type LookupQuery = z.infer<typeof lookupQuery>;
+
+export const lookupMatchSchema = z.object({
+  type: z.enum(['complaint', 'order', 'tracking_number', 'phone']),
+  value: z.string().openapi({ description: 'The id as stored, or the number in E.164.' }),
+  items: z.array(
+    evidenceItemSchema.extend({
+      segments: z.array(segmentSchema).optional().openapi({
+        description:
+          'For `order` and `tracking_number` matches: the parts of a long recording that are that order or carry that number.',
+      }),
+    }),
+  ),
+});
+export type LookupMatch = z.infer<typeof lookupMatchSchema>;
+export type LookupMatchType = LookupMatch['type'];
+
+export const lookupResultSchema = z.object({
+  query: z.string(),
+  matches: z.array(lookupMatchSchema),
+});
+export type LookupResult = z.infer<typeof lookupResultSchema>;
+
+export const keyRowSchema = z.object({
+  id: keyIdSchema,
+  name: z.string(),
+  role: roleSchema,
+  createdAt: dateTime,
+  revokedAt: dateTime.nullable(),
+  lastUsedAt: dateTime.nullable().openapi({
+    description:
+      'Written by authentication at most once a minute per key and instance, so up to a minute old.',
+  }),
+});
+export type KeyRow = z.infer<typeof keyRowSchema>;
+
+export const createKeyBody = z.object({ role: roleSchema, name: identifier(100) }).strict();
+
+export const mintedKeySchema = z.object({
+  id: z.string(),
+  key: z.string().openapi({ description: '`eak_<id>_<secret>`: shown once.' }),
+  role: z.string(),
+  name: z.string(),
+});
+
+export const openRoot = {
+  method: 'get',
+  path: '/',
+  tags: ['console'],
+  operationId: 'openRoot',
+  summary: 'Redirect to the web app',
+  security: [],
+  description:
+    "No authentication. Redirects (302) to the support staff's web app at `/app/`, which is served from the same origin as static files (`index.html` and content-hashed `app-<hash>.js` / `app-<hash>.css`, immutable) with `Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`, `X-Content-Type-Options: nosniff` and `Referrer-Policy: no-referrer`. `/app/` answers 503 `not_ready` when the app was not built (`npm run build`).",
+  responses: {
+    '302': {
+      description: '`Location: /app/`.',
+      headers: {
+        Location: {
+          required: true,
+          description: '`/app/`.',
+          schema: { type: 'string', const: '/app/' },
+        },
+      },
+      content: { 'text/plain': { schema: z.string() }, 'text/html': { schema: z.string() } },
+    },
+    '500': ref('responses', 'InternalError'),
+    '503': ref('responses', 'ServiceUnavailable'),
+  },
+} satisfies Operation;
+
+export const getMe = {
+  method: 'get',
+  path: '/v1/me',
+  tags: ['console'],
+  operationId: 'getMe',
+  summary: 'Who the key is',
+  description:
+    "Any valid key, or the session cookie. The key's id, name, role and permissions (what a client may offer). `Cache-Control: no-store`.",
+  responses: {
+    '200': {
+      description: "The key's holder.",
+      content: { 'application/json': { schema: meSchema } },
+    },
+    ...standardErrors,
+  },
+} satisfies Operation;
+
+export const openSession = {
+  method: 'post',
+  path: '/v1/session',
+  tags: ['console'],
+  operationId: 'openSession',
+  summary: 'Open a browser session for media elements',
+  security: [],
+  description:
+    "For the web app: `<video>`, `<audio>` and `<img>` cannot send an Authorization header. Checks the key in the body and sets the cookie `eak_session` (`HttpOnly; SameSite=Strict; Path=/v1`, `Secure` over https, no `Max-Age`: it ends with the browser session). The cookie authenticates `GET` and `HEAD` requests only, and only when they carry no Authorization header and come from the service's own pages (`Sec-Fetch-Site` absent or `same-origin`, and `Origin`, if sent, this service's host; otherwise 401 `unauthorized`); every state-changing request still needs the header. Reads through the cookie are audited as the key's holder, like any other. Ingest keys belong to devices and are refused (403 `session_not_allowed`).",
+  request: {
+    body: { required: true, content: { 'application/json': { schema: sessionBody } } },
+  },
+  responses: {
+    '200': {
+      description: "Signed in: the key's holder, with `Set-Cookie: eak_session=...`.",
+      content: { 'application/json': { schema: meSchema } },
+      headers: {
+        'Set-Cookie': {
+          required: true,
+          description:
+            "`eak_session=<key>; Path=/; HttpOnly; SameSite=Strict` (and `Secure` behind https): the session the web app's media elements use for GET and HEAD.",
+          schema: { type: 'string' },
+        },
+      },
+    },
+    '400': problem('`validation_failed`, `invalid_json`: no key in the body.'),
+    '401': ref('responses', 'Unauthorized'),
+    '403': problem('`session_not_allowed`: an ingest key.'),
+    '413': ref('responses', 'BodyTooLarge'),
+    '429': ref('responses', 'RateLimited'),
+    '500': ref('responses', 'InternalError'),
+    '503': ref('responses', 'ServiceUnavailable'),
+    '507': ref('responses', 'InsufficientStorage'),
+  },
+} satisfies Operation;
+
+export const closeSession = {
+  method: 'delete',
+  path: '/v1/session',
+  tags: ['console'],
+  operationId: 'closeSession',
+  summary: 'Clear the browser session',
+  security: [],
+  description: 'Clears the `eak_session` cookie (sign-out). Needs no key.',
+  responses: {
+    '204': {
+      description: 'Cleared.',
+      headers: {
+        'Set-Cookie': {
+          required: true,
+          description: 'Clears `eak_session` (expired in the past).',
+          schema: { type: 'string' },
+        },
+      },
+    },
+    '500': ref('responses', 'InternalError'),
+    '503': ref('responses', 'ServiceUnavailable'),
+  },
+} satisfies Operation;
+
+export const lookup = {
+  method: 'get',
+  path: '/v1/lookup',
+  tags: ['console'],
+  operationId: 'lookup',
+  summary: 'One search box',
+  description:
+    "Roles: `support`, `admin`. Decides what `q` is and answers with every kind that matches, in this order: a complaint id (a complaint on record, or one evidence is linked to: its items and its orders' items), an order id (items linked to it, with that order's segments), a tracking number (items carrying it, and long recordings with a segment carrying it), a phone number in any common format (`+44 20 7946 0958`, `0044 20 7946 0958`, `(020) 7946-0958` with `DEFAULT_PHONE_REGION=GB`; normalised to E.164; calls from or to it). Ids are also tried in capitals. The filters apply to the items of every match. Each query is an index lookup; at most 200 items a match. Audited as `evidence.list`.",
+  request: { query: lookupQuery },
+  responses: {
+    '200': {
+      description: 'What matched (an empty `matches` when nothing did).',
+      content: { 'application/json': { schema: lookupResultSchema } },
+    },
+    '400': problem(
+      '`validation_failed`: no or a malformed `q`, a bad filter, an unknown parameter.',
+    ),
+    ...standardErrors,
+  },
+} satisfies Operation;
+
+export const listKeys = {
+  method: 'get',
+  path: '/v1/keys',
+  tags: ['console'],
+  operationId: 'listKeys',
+  summary: 'List API keys',
+  description:
+    'Roles: `admin`. Every key, oldest first, with when it was last used; never a secret.',
+  responses: {
+    '200': {
+      description: 'The keys.',
+      content: { 'application/json': { schema: z.object({ keys: z.array(keyRowSchema) }) } },
+    },
+    ...standardErrors,
+  },
+} satisfies Operation;
+
+export const createKey = {
+  method: 'post',
+  path: '/v1/keys',
+  tags: ['console'],
+  operationId: 'createKey',
+  summary: 'Mint an API key',
+  description:
+    'Roles: `admin`. The key is in this answer only (stored as a hash). Audited as `key.create`.',
+  request: {
+    body: { required: true, content: { 'application/json': { schema: createKeyBody } } },
+  },
+  responses: {
+    '201': {
+      description: 'The new key, with `Location: /v1/keys/{keyId}`.',
+      content: { 'application/json': { schema: mintedKeySchema } },
+      headers: {
+        Location: { description: '`/v1/keys/{id}` of the new key.', schema: { type: 'string' } },
+      },
+    },
+    '400': problem('`validation_failed`, `unknown_field`, `invalid_json`.'),
+    '413': ref('responses', 'BodyTooLarge'),
+    ...standardErrors,
+  },
+} satisfies Operation;
+
+export const revokeKey = {
+  method: 'delete',
+  path: '/v1/keys/{keyId}',
+  tags: ['console'],
+  operationId: 'revokeKey',
+  summary: 'Revoke an API key',
+  description:
+    'Roles: `admin`. Takes effect at once on this instance and within `AUTH_CACHE_TTL_MS` on others. Audited as `key.revoke`.',
+  request: { params: z.object({ keyId: z.string() }) },
+  responses: {
+    '200': {
+      description: 'Revoked.',
+      content: {
+        'application/json': { schema: z.object({ id: z.string(), revoked: z.literal(true) }) },
+      },
+    },
+    '404': problem('`not_found`: no such key, or it is revoked already.'),
+    '409': problem('`own_key_revocation`: the key making the request; use another admin key.'),
+    ...standardErrors,
+  },
+} satisfies Operation;
+
+export const consoleContract: ContractModule = {
+  operations: [openRoot, getMe, openSession, closeSession, lookup, listKeys, createKey, revokeKey],
+};
