@@ -154,7 +154,11 @@ export interface ContextOptions {
 export interface ContextOverrides {
   /** Default: a logger at the configured LOG_LEVEL. */
   logger?: Logger;
-  /** Used instead of the store the configuration names (disk or S3); closed with the context. */
+  /**
+   * Used instead of the evidence blob store the configuration names (disk or S3); closed with the
+   * context. The resumable and custody record stores stay the configured ones: a finished tus
+   * upload is joined there and promoted through this store, so both must see the same staging.
+   */
   blobStore?: BlobStore;
   /** Wraps the store, configured or given (tests use it to slow a real store down). */
   wrapBlobStore?: (store: BlobStore) => BlobStore;

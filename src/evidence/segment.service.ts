@@ -68,8 +68,10 @@ export class SegmentService {
     return byItem;
   }
 
-  /** A station adds its scan events after the upload (its own uploads only), or support does. */
-  /** `segments` as the route parsed them (parseSegmentsBody). */
+  /**
+   * A station adds its scan events after the upload (its own uploads only), or support does.
+   * `segments` as the route parsed them (parseSegmentsBody).
+   */
   async add(actor: RequestActor, id: string, segments: NewSegment[]): Promise<SegmentView[]> {
     if (!can(actor.role, 'evidence:link') && !can(actor.role, 'evidence:create')) {
       throw new AppError('forbidden', `The "${actor.role}" role may not add segments.`);
