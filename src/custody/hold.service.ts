@@ -5,7 +5,7 @@ import { AppError } from '../errors';
 import type { EvidenceRepository } from '../evidence/evidence.repository';
 import { assertNotDeleted } from '../evidence/evidence.service';
 import { isItemId, noSuchItem } from '../evidence/item-id';
-import { identifier, parseWith } from '../ingest/upload-fields';
+import { parseWith } from '../ingest/upload-fields';
 import type { Logger } from '../logger';
 import type { BlobStore } from '../storage/blob-store';
 import type { AuditLog, RequestActor } from './audit.service';
@@ -52,17 +52,16 @@ export class HoldService {
     private readonly logger: Logger,
   ) {}
 
-  async placeOnItem(actor: RequestActor, itemId: string, body: unknown) {
-    const { reason } = parseWith(reasonBody, body);
+  /** `reason` as `reasonBody` parses it. */
+  async placeOnItem(actor: RequestActor, itemId: string, reason: string) {
     const row = isItemId(itemId) ? await this.evidence.findById(this.db, itemId) : undefined;
     if (!row) throw noSuchItem(itemId);
     assertNotDeleted(row);
     return this.place(actor, { itemId: row.id, complaintId: null, reason }, async () => [row.id]);
   }
 
-  async placeOnComplaint(actor: RequestActor, rawComplaintId: string, body: unknown) {
-    const complaintId = parseWith(identifier(), rawComplaintId);
-    const { reason } = parseWith(reasonBody, body);
+  /** `complaintId` and `reason` as `complaintHoldParams` and `reasonBody` parse them. */
+  async placeOnComplaint(actor: RequestActor, complaintId: string, reason: string) {
     // A typo must not place a hold that protects nothing and looks like it protects something.
     const known =
       (await this.complaints.find(this.db, complaintId)) ||
