@@ -1,12 +1,18 @@
 import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
 import { commonContract } from './common.contract';
+import { complaintsContract } from './complaints.contract';
 import { custodyContract } from './custody.contract';
 import { holdsContract } from './holds.contract';
 import legacy from './legacy.openapi.json';
 import type { ContractModule } from './operation';
 
 /** Every contract file, in the order their paths appear in the document. */
-const MODULES: ContractModule[] = [commonContract, holdsContract, custodyContract];
+const MODULES: ContractModule[] = [
+  commonContract,
+  holdsContract,
+  custodyContract,
+  complaintsContract,
+];
 
 const HEAD = {
   openapi: '3.1.0',

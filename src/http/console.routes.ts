@@ -9,6 +9,7 @@ import { AppError } from '../errors';
 import { EvidenceRepository } from '../evidence/evidence.repository';
 import { SegmentRepository } from '../evidence/segment.repository';
 import { identifier, parseWith } from '../ingest/upload-fields';
+import { complaintIdParam } from '../contract/complaints.contract';
 import { LookupService } from '../lookup/lookup.service';
 import {
   actorOf,
@@ -154,7 +155,7 @@ export function consoleRoutes(deps: ConsoleRoutesDeps): Router {
   router
     .route('/v1/complaints/:complaintId/hold-status')
     .get(auth, requirePermission('complaint:read'), async (req, res) => {
-      const complaintId = parseWith(identifier(), req.params.complaintId);
+      const complaintId = parseWith(complaintIdParam, req.params.complaintId);
       const { holds } = await deps.holds.list({ complaintId, active: 'true', limit: 100 });
       res.json({ complaintId, onHold: holds.length > 0, holds });
     });
