@@ -9,14 +9,13 @@ import { z } from './zod';
 const dateTime = z.string().openapi({ format: 'date-time' });
 
 /**
- * A named schema another contract file declares (still in legacy.openapi.json until it is
- * converted): referred to by `$ref`, typed by the view the service builds.
+ * EvidenceItem and Segment (evidence.contract.ts) by `$ref`, typed by the views the services build
+ * today (src/evidence/evidence.view.ts, segments.ts) until those become the schemas' types.
  */
-export const declaredElsewhere = <T>(name: string) =>
+const byRef = <T>(name: string) =>
   z.custom<T>((v) => v !== undefined).openapi({ $ref: `#/components/schemas/${name}` } as never);
-
-export const evidenceItemRef = declaredElsewhere<EvidenceView>('EvidenceItem');
-export const segmentRef = declaredElsewhere<SegmentView>('Segment');
+const evidenceItemRef = byRef<EvidenceView>('EvidenceItem');
+const segmentRef = byRef<SegmentView>('Segment');
 
 /** The `{complaintId}` of a complaint path. */
 export const complaintIdParam = identifier();

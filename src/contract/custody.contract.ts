@@ -1,4 +1,5 @@
 import { isoTimestamp } from '../ingest/upload-fields';
+import { itemIdParams, verifyStatusSchema } from './evidence.contract';
 import { problem, ref, standardErrors, type ContractModule, type Operation } from './operation';
 import { z } from './zod';
 
@@ -6,21 +7,6 @@ const uuid = z.string().openapi({ format: 'uuid' });
 const dateTime = z.string().openapi({ format: 'date-time' });
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 const count = z.number().int().min(0);
-
-/** The `{id}` of an evidence item in a custody path. */
-export const evidenceIdParams = z.object({
-  id: z.string().openapi({
-    format: 'uuid',
-    param: { description: 'Evidence item id (a UUID). Any other value gets 404 `not_found`.' },
-  }),
-});
-
-export const verifyStatusSchema = z
-  .enum(['ok', 'mismatch', 'missing', 'size_mismatch'])
-  .openapi('VerifyStatus', {
-    description:
-      "`ok`: the bytes hash to the recorded SHA-256 and every record agrees; `missing`: the stored blob is gone; `size_mismatch`: the blob's size differs; `mismatch`: anything else disagrees (the bytes' hash, the creation event, the content address).",
-  });
 
 const hashAndSize = z.object({ sha256: sha256Hex, size: z.number().int() });
 
@@ -284,7 +270,7 @@ export const getEvidenceAudit = {
   summary: "One item's custody history",
   description:
     'Roles: `support`, `admin`. Recorded in the audit trail as `audit.read`.\n\nEvery audit event naming the item, oldest first (by `seq`), paginated: pass `nextCursor` as `cursor` for the next page. Deleted items keep their history. Unknown query parameters are refused (400 `validation_failed`).',
-  request: { params: evidenceIdParams, query: itemAuditQuery },
+  request: { params: itemIdParams, query: itemAuditQuery },
   responses: {
     '200': { description: 'One page of events.', content: json(auditPageSchema) },
     '400': problem('`validation_failed`: bad `limit` or `cursor`, or an unknown parameter.'),
@@ -301,7 +287,7 @@ export const verifyEvidence = {
   summary: "Verify an item's stored bytes",
   description:
     "Roles: `support`, `admin`. Recorded in the audit trail as `evidence.verify` (outcome `failed` when the status is not `ok`).\n\nRe-reads the stored bytes and checks three records that must agree: the item's hash and size, the blob's content address, and the creation event in the audit trail. The result becomes the item's `lastVerification`. A problem found is reported in the 200 body (`status` other than `ok`, `problems` non-empty), not as an error. No body is needed.",
-  request: { params: evidenceIdParams },
+  request: { params: itemIdParams },
   responses: {
     '200': { description: 'The verification result.', content: json(verificationResultSchema) },
     '404': ref('responses', 'NotFound'),

@@ -2,6 +2,7 @@ import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-ope
 import { commonContract } from './common.contract';
 import { complaintsContract } from './complaints.contract';
 import { custodyContract } from './custody.contract';
+import { evidenceContract } from './evidence.contract';
 import { holdsContract } from './holds.contract';
 import legacy from './legacy.openapi.json';
 import type { ContractModule } from './operation';
@@ -9,6 +10,7 @@ import type { ContractModule } from './operation';
 /** Every contract file, in the order their paths appear in the document. */
 const MODULES: ContractModule[] = [
   commonContract,
+  evidenceContract,
   holdsContract,
   custodyContract,
   complaintsContract,
