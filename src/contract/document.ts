@@ -1,4 +1,5 @@
 import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
+import { bundlesContract } from './bundles.contract';
 import { commonContract } from './common.contract';
 import { complaintsContract } from './complaints.contract';
 import { custodyContract } from './custody.contract';
@@ -14,6 +15,7 @@ const MODULES: ContractModule[] = [
   holdsContract,
   custodyContract,
   complaintsContract,
+  bundlesContract,
 ];
 
 const HEAD = {
