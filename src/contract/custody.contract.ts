@@ -71,6 +71,7 @@ export const auditEventSchema = z
     }),
   })
   .openapi('AuditEvent', { description: 'One event of the hash-chained audit trail.' });
+export type AuditEvent = z.infer<typeof auditEventSchema>;
 
 export const auditPageSchema = z
   .object({

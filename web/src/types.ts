@@ -62,23 +62,8 @@ export interface Derivatives {
   playback: { source: 'preview' | 'original'; url: string; contentType: string } | null;
 }
 
-export interface AuditEvent {
-  seq: number;
-  occurredAt: string;
-  action: string;
-  outcome: string;
-  actor: { keyId: string | null; role: string | null; name: string | null };
-  clientIp: string | null;
-  details: Record<string, unknown>;
-}
-
-export interface Verification {
-  status: string;
-  checkedAt: string;
-  expected: { sha256: string; size: number };
-  computed: { sha256: string; size: number } | null;
-  problems: string[];
-}
+export type { AuditEvent } from '../../src/contract/custody.contract';
+export type { VerificationResult as Verification } from '../../src/contract/custody.contract';
 
 export interface LookupMatch {
   type: 'complaint' | 'order' | 'tracking_number' | 'phone';
@@ -86,46 +71,11 @@ export interface LookupMatch {
   items: Item[];
 }
 
-export interface Complaint {
-  id: string;
-  status: 'open' | 'closed';
-  customerPhone: string | null;
-  orderIds: string[];
-  trackingNumbers: string[];
-  channel: string | null;
-  topic: string | null;
-  claimUrl: string | null;
-  description: string | null;
-  openedAt: string;
-  closedAt: string | null;
-  updatedAt: string;
-  evidence: Item[];
-  timeline: {
-    at: string;
-    type: string;
-    item: Item;
-    segment?: Segment;
-    linkedToComplaint: boolean;
-    orderIds: string[];
-  }[];
-}
-
-export interface Suggestion {
-  item: Item;
-  segments: Segment[];
-  reasons: { code: string; detail: string }[];
-}
-
-export interface Bundle {
-  id: string;
-  complaintId: string;
-  createdAt: string;
-  fileCount: number;
-  totalBytes: number;
-  zipBytes?: number;
-  manifestSha256: string;
-  downloadUrl: string;
-}
+export type {
+  ComplaintWorkspace as Complaint,
+  Suggestion,
+} from '../../src/contract/complaints.contract';
+export type { BundleView as Bundle } from '../../src/contract/bundles.contract';
 
 export interface ShareLink {
   id: string;
@@ -146,13 +96,7 @@ export interface ShareLink {
   url?: string;
 }
 
-export interface Hold {
-  id: string;
-  reason: string;
-  placedBy: string;
-  placedAt: string;
-  active: boolean;
-}
+export type { HoldView as Hold } from '../../src/contract/holds.contract';
 
 export interface KeyRow {
   id: string;
