@@ -4,7 +4,18 @@ import { z } from './zod';
 /**
  * The answers of a download (stored bytes served with ranges, entity tags and conditions): evidence
  * content, bundle ZIPs, media derivatives, share links. Declared once here; each operation passes
- * what differs (descriptions, content type, which headers it sends).
+ * what differs (descriptions, content type, which headers it sends). Spread it into `responses`
+ * beside the operation's own 400/404/410/500 and `standardErrors`:
+ *
+ *   responses: { ...downloadResponses({ whole: 'The whole file.', contentDisposition, contentLength }), ... }
+ *
+ * What the legacy document said, as options: a media derivative takes only the three required
+ * ones (as evidence content); a bundle's ZIP `contentType: 'application/zip'`, `bodySchema:
+ * { type: 'string', format: 'binary' }`, `lastModified`, `reprDigest: false`,
+ * `contentSecurityPolicy: false` (its HEAD: `preconditionFailedBody: false`); a share link
+ * `cacheControl: 'Always \`private, no-store\`.'`, `lastModified`, and its HEAD
+ * `preconditionFailedBody: false`. The request headers: `downloadRequestHeaders()`, with
+ * `{ lastModified: true }` where `Last-Modified` is sent.
  */
 export interface DownloadOptions {
   /** HEAD: no 206 and no 416 (`Range` is for GET only). */

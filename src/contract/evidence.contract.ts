@@ -441,6 +441,9 @@ const unlinkParams = (type: 'order' | 'complaint') =>
     ref: identifier().openapi({ param: { description: `The ${type} id to unlink.` } }),
   });
 
+export const unlinkOrderParams = unlinkParams('order');
+export const unlinkComplaintParams = unlinkParams('complaint');
+
 export const orderEvidenceParams = z.object({ orderId: identifier() });
 export const complaintEvidenceParams = z.object({ complaintId: identifier() });
 
@@ -660,7 +663,7 @@ const removeLink = (type: 'order' | 'complaint') =>
     operationId: type === 'order' ? 'removeEvidenceOrderLink' : 'removeEvidenceComplaintLink',
     summary: `Unlink an item from one ${type}`,
     description: `Roles: \`support\`, \`admin\`. Recorded in the audit trail as \`evidence.unlink\`.\n\nRemoves one ${type} link and returns the updated item. Refused while the item is under legal hold, since a link can be what holds it.`,
-    request: { params: unlinkParams(type) },
+    request: { params: type === 'order' ? unlinkOrderParams : unlinkComplaintParams },
     responses: {
       '200': {
         description: 'The item with its remaining links.',

@@ -3,13 +3,11 @@ import { isItemId, noSuchItem } from '../evidence/item-id';
 import { AppError } from '../errors';
 import type { EvidenceRepository } from '../evidence/evidence.repository';
 import { toEvidenceView, type EvidenceView } from '../evidence/evidence.view';
-import { parseWith } from '../ingest/upload-fields';
 import type { Logger } from '../logger';
 import type { BlobStore } from '../storage/blob-store';
 import { systemActor, type AuditLog, type RequestActor } from './audit.service';
 import type { DeletionRepository, DeletableRow } from './deletion.repository';
 import type { HoldRepository } from './hold.repository';
-import { reasonBody } from '../contract/holds.contract';
 
 const BATCH = 100;
 const DAY_MS = 86_400_000;
@@ -52,8 +50,8 @@ export class DeletionService {
     } = {},
   ) {}
 
-  async deleteItem(actor: RequestActor, id: string, body: unknown): Promise<EvidenceView> {
-    const { reason } = parseWith(reasonBody, body);
+  /** `reason`: the body's, as the route parsed it (the contract's ReasonRequest). */
+  async deleteItem(actor: RequestActor, id: string, reason: string): Promise<EvidenceView> {
     if (!isItemId(id)) throw noSuchItem(id);
     await this.db.transaction().execute(async (tx) => {
       await this.holds.lockForDeletion(tx);

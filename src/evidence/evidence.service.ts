@@ -1,12 +1,10 @@
 import { pipeline, type Readable } from 'node:stream';
 import { isItemId, noSuchItem } from './item-id';
-import { z } from 'zod';
 import type { Db, LinkType } from '../db/database';
 import { can } from '../access/roles';
 import type { Actor, AuditLog, RequestActor } from '../custody/audit.service';
 import { AppError } from '../errors';
-import { identifier, isoTimestamp, parseWith, phoneField } from '../ingest/upload-fields';
-import { EVIDENCE_KINDS } from '../ingest/kinds';
+import type { LinksRequest, SearchQuery, SearchResult } from '../contract/evidence.contract';
 import { BlobUnavailableError, type BlobStore, type ByteRange } from '../storage/blob-store';
 import type { EvidenceRepository, EvidenceRow, SearchCursor } from './evidence.repository';
 import {
@@ -19,30 +17,6 @@ import { toE164 } from './phone-number';
 import { verifyingStream } from './verified-read';
 
 const LIST_LIMIT = 1000;
-
-const linksBody = z
-  .object({
-    orderIds: z.array(identifier()).max(100).default([]),
-    complaintIds: z.array(identifier()).max(100).default([]),
-  })
-  .strict()
-  .refine((b) => b.orderIds.length + b.complaintIds.length > 0, {
-    message: 'must contain at least one of orderIds or complaintIds',
-  });
-
-const searchQuery = z
-  .object({
-    orderId: identifier().optional(),
-    complaintId: identifier().optional(),
-    kind: z.enum(EVIDENCE_KINDS).optional(),
-    phone: phoneField().optional(),
-    stationId: identifier().optional(),
-    from: isoTimestamp().optional(),
-    to: isoTimestamp().optional(),
-    limit: z.coerce.number().int().min(1).max(200).default(50),
-    cursor: z.string().max(200).optional(),
-  })
-  .strict();
 
 export class EvidenceService {
   constructor(
@@ -96,8 +70,8 @@ export class EvidenceService {
     return toDuplicateReceipt(row, links);
   }
 
-  async listByLink(actor: RequestActor, type: LinkType, rawRef: string): Promise<EvidenceView[]> {
-    const ref = parseWith(identifier(), rawRef);
+  /** `ref`: an order or complaint id as the route parsed it. */
+  async listByLink(actor: RequestActor, type: LinkType, ref: string): Promise<EvidenceView[]> {
     const rows = await this.repo.listByLink(this.db, type, ref, LIST_LIMIT);
     await this.audit.recordRead({
       action: 'evidence.list',
@@ -108,8 +82,11 @@ export class EvidenceService {
     return rows.map(toEvidenceView);
   }
 
-  async addLinks(actor: RequestActor, id: string, body: unknown): Promise<EvidenceView> {
-    const { orderIds, complaintIds } = parseWith(linksBody, body);
+  async addLinks(
+    actor: RequestActor,
+    id: string,
+    { orderIds, complaintIds }: LinksRequest,
+  ): Promise<EvidenceView> {
     const row = await this.getRow(actor, id);
     return this.db.transaction().execute(async (tx) => {
       await this.repo.addLinks(
@@ -129,14 +106,16 @@ export class EvidenceService {
     });
   }
 
-  /** Removes one link; refused while the item is held, since a link can be what holds it. */
+  /**
+   * Removes one link (`ref` as the route parsed it); refused while the item is held, since a link
+   * can be what holds it.
+   */
   async removeLink(
     actor: RequestActor,
     id: string,
     type: LinkType,
-    rawRef: string,
+    ref: string,
   ): Promise<EvidenceView> {
-    const ref = parseWith(identifier(), rawRef);
     const row = await this.getRow(actor, id);
     return this.db.transaction().execute(async (tx) => {
       if (await this.repo.isHeld(tx, row.id)) {
@@ -160,11 +139,7 @@ export class EvidenceService {
     });
   }
 
-  async search(
-    actor: RequestActor,
-    query: unknown,
-  ): Promise<{ items: EvidenceView[]; nextCursor: string | null }> {
-    const q = parseWith(searchQuery, query);
+  async search(actor: RequestActor, q: SearchQuery): Promise<SearchResult> {
     let phoneE164: string | undefined;
     if (q.phone) {
       phoneE164 = toE164(q.phone, this.opts.defaultPhoneRegion);

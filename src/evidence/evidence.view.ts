@@ -1,44 +1,9 @@
+import type { DuplicateReceipt, EvidenceItem } from '../contract/evidence.contract';
 import { wormStatusAt } from '../storage/worm';
 import type { EvidenceRow } from './evidence.repository';
 
-export interface EvidenceView {
-  id: string;
-  kind: string;
-  sha256: string;
-  size: number;
-  contentType: string;
-  originalFilename: string | null;
-  capturedAt: string;
-  receivedAt: string;
-  source: string | null;
-  orderIds: string[];
-  complaintIds: string[];
-  callId: string | null;
-  fromNumber: string | null;
-  toNumber: string | null;
-  fromNumberE164: string | null;
-  toNumberE164: string | null;
-  agentId: string | null;
-  direction: string | null;
-  stationId: string | null;
-  operatorId: string | null;
-  trackingNumber: string | null;
-  contentUrl: string;
-  /** `deleted` items are tombstones: hash, size and times stay, the bytes are gone. */
-  status: 'archived' | 'deleted';
-  deletedAt: string | null;
-  deletionReason: string | null;
-  lastVerification: { status: string; checkedAt: string } | null;
-  /**
-   * WORM protection of the item's bytes as read back from the store (S3 Object Lock), judged
-   * against now (`expired` once the retain-until has passed); null for items archived before it
-   * was checked.
-   */
-  worm: { status: string; mode: string | null; retainUntil: string | null } | null;
-  /** `damaged`: the stored bytes do not hash to sha256 and nothing made from them is served. */
-  integrity: 'unverified' | 'ok' | 'problem' | 'damaged';
-  damagedAt: string | null;
-}
+/** An item as the API answers it (the contract's `EvidenceItem`). */
+export type EvidenceView = EvidenceItem;
 
 const iso = (d: Date | string) => (d instanceof Date ? d : new Date(d)).toISOString();
 
@@ -96,14 +61,7 @@ export function toEvidenceView(r: EvidenceRow): EvidenceView {
  * bytes' hash and size, and the links it added itself. Nothing of the first upload (numbers, agent,
  * other orders, complaints) leaks to whoever happens to hold the same bytes.
  */
-export interface DuplicateReceipt {
-  id: string;
-  sha256: string;
-  size: number;
-  orderIds: string[];
-  complaintIds: string[];
-  duplicate: true;
-}
+export type { DuplicateReceipt };
 
 export function toDuplicateReceipt(
   r: Pick<EvidenceRow, 'id' | 'sha256' | 'size_bytes'>,

@@ -9,8 +9,13 @@ import type { BlobStore, ByteRange } from '../storage/blob-store';
 import type { EvidenceRepository, EvidenceRow } from './evidence.repository';
 import { openRecorded, openStored, type EvidenceService } from './evidence.service';
 import { isItemId } from './item-id';
-import type { SegmentCutRow, SegmentRepository, SegmentRow } from './segment.repository';
-import { parseSegments, toSegmentView, type SegmentView } from './segments';
+import type {
+  NewSegment,
+  SegmentCutRow,
+  SegmentRepository,
+  SegmentRow,
+} from './segment.repository';
+import { toSegmentView, type SegmentView } from './segments';
 
 /**
  * Per-order segments of long recordings: added at upload or later, listed with the item and in
@@ -43,17 +48,11 @@ export class SegmentService {
   }
 
   /** A station adds its scan events after the upload (its own uploads only), or support does. */
-  async add(actor: RequestActor, id: string, body: unknown): Promise<SegmentView[]> {
+  /** `segments` as the route parsed them (parseSegmentsBody). */
+  async add(actor: RequestActor, id: string, segments: NewSegment[]): Promise<SegmentView[]> {
     if (!can(actor.role, 'evidence:link') && !can(actor.role, 'evidence:create')) {
       throw new AppError('forbidden', `The "${actor.role}" role may not add segments.`);
     }
-    const raw = (body as { segments?: unknown } | undefined)?.segments;
-    if (raw === undefined) {
-      throw new AppError('validation_failed', 'Send {"segments": [{orderId, startSec, endSec}]}.', {
-        field: 'segments',
-      });
-    }
-    const segments = parseSegments(raw);
     const row = await this.evidence.getLiveRow(actor, id);
     if (row.kind === 'photo') {
       throw new AppError('validation_failed', 'A photo has no segments.', { field: 'segments' });

@@ -1,28 +1,6 @@
-import { z } from 'zod';
+import { segmentInputsSchema, type Segment } from '../contract/evidence.contract';
 import { AppError } from '../errors';
-import { identifier } from '../ingest/upload-fields';
 import type { NewSegment, SegmentRow } from './segment.repository';
-
-/** Scan events from a packing station: which part of a clip belongs to which order. */
-const segmentSchema = z
-  .object({
-    orderId: identifier(),
-    trackingNumber: identifier().optional(),
-    startSec: z
-      .number()
-      .finite()
-      .min(0)
-      .max(7 * 86_400),
-    endSec: z
-      .number()
-      .finite()
-      .min(0)
-      .max(7 * 86_400),
-  })
-  .strict()
-  .refine((s) => s.endSec > s.startSec, { message: 'endSec must be after startSec' });
-
-export const segmentsSchema = z.array(segmentSchema).max(500, 'at most 500 segments at a time');
 
 /** Segments from a multipart field (a JSON array) or a JSON body. */
 export function parseSegments(raw: unknown): NewSegment[] {
@@ -38,7 +16,7 @@ export function parseSegments(raw: unknown): NewSegment[] {
       );
     }
   }
-  const parsed = segmentsSchema.safeParse(value);
+  const parsed = segmentInputsSchema.safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     throw new AppError(
@@ -48,6 +26,17 @@ export function parseSegments(raw: unknown): NewSegment[] {
     );
   }
   return parsed.data;
+}
+
+/** The body of `POST /v1/evidence/{id}/segments` (the contract's `addSegmentsBody`). */
+export function parseSegmentsBody(body: unknown): NewSegment[] {
+  const raw = (body as { segments?: unknown } | undefined)?.segments;
+  if (raw === undefined) {
+    throw new AppError('validation_failed', 'Send {"segments": [{orderId, startSec, endSec}]}.', {
+      field: 'segments',
+    });
+  }
+  return parseSegments(raw);
 }
 
 const CUT_EXTENSIONS: Record<string, string> = {
@@ -69,15 +58,8 @@ export function cutFilename(
   return `${base}.${orderId.replace(/[^A-Za-z0-9._-]/g, '_')}.${ext}`;
 }
 
-export interface SegmentView {
-  id: string;
-  orderId: string;
-  trackingNumber: string | null;
-  startSec: number;
-  endSec: number;
-  /** The cut of just this part (ffmpeg stream copy), once the media pipeline has made it. */
-  contentUrl: string;
-}
+/** A segment as the API answers it (the contract's `Segment`). */
+export type SegmentView = Segment;
 
 export function toSegmentView(s: SegmentRow): SegmentView {
   return {

@@ -1,10 +1,11 @@
 import { Router, type Request, type Response } from 'express';
 import type { ApiKeyService } from '../access/api-key.service';
+import { callRecordingParams } from '../contract/evidence.contract';
 import { AppError } from '../errors';
 import { callPushFields } from '../ingest/call-push';
 import type { IngestService } from '../ingest/ingest.service';
 import { stageRawBody } from '../ingest/raw-upload';
-import { identifier, parseWith } from '../ingest/upload-fields';
+import { parseWith } from '../ingest/upload-fields';
 import type { BlobStore } from '../storage/blob-store';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
 import { sendItem } from './evidence.routes';
@@ -34,7 +35,7 @@ export function callRoutes(deps: CallRoutesDeps): Router {
       authenticate(deps.keys),
       requirePermission('evidence:create'),
       async (req, res) => {
-        const callId = parseWith(identifier(256), req.params.callId);
+        const callId = parseWith(callRecordingParams.shape.callId, req.params.callId);
         if (!req.is('audio/*')) {
           throw new AppError(
             'unsupported_media_type',

@@ -3,13 +3,23 @@ import multer from 'multer';
 import type { ApiKeyService } from '../access/api-key.service';
 import type { DeletionService } from '../custody/deletion.service';
 import { AppError } from '../errors';
-import { cutFilename } from '../evidence/segments';
+import {
+  complaintEvidenceParams,
+  linksBody,
+  orderEvidenceParams,
+  searchQuery,
+  unlinkComplaintParams,
+  unlinkOrderParams,
+} from '../contract/evidence.contract';
+import { reasonBody } from '../contract/holds.contract';
+import { cutFilename, parseSegmentsBody } from '../evidence/segments';
 import type { EvidenceService } from '../evidence/evidence.service';
 import type { DuplicateReceipt, EvidenceView } from '../evidence/evidence.view';
 import type { IngestService } from '../ingest/ingest.service';
 import type { DerivativeService } from '../media/derivative.service';
 import type { SegmentService } from '../evidence/segment.service';
 import { translateUploadError } from '../ingest/upload-errors';
+import { parseWith } from '../ingest/upload-fields';
 import { StagingStorageEngine } from '../ingest/upload-storage-engine';
 import type { BlobStore } from '../storage/blob-store';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
@@ -114,7 +124,7 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
       },
     )
     .get(audited('evidence.list'), auth, requirePermission('evidence:search'), async (req, res) => {
-      res.json(await evidence.search(actorOf(req), req.query));
+      res.json(await evidence.search(actorOf(req), parseWith(searchQuery, req.query)));
     });
 
   router
@@ -138,19 +148,21 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
       auth,
       requirePermission('evidence:delete'),
       async (req, res) => {
-        res.json(await deps.deletion.deleteItem(actorOf(req), req.params.id!, req.body));
+        const { reason } = parseWith(reasonBody, req.body);
+        res.json(await deps.deletion.deleteItem(actorOf(req), req.params.id!, reason));
       },
     );
 
   router
     .route('/v1/evidence/:id/links')
     .post(audited('evidence.link'), auth, requirePermission('evidence:link'), async (req, res) => {
-      res.json(await evidence.addLinks(actorOf(req), req.params.id!, req.body));
+      const links = parseWith(linksBody, req.body);
+      res.json(await evidence.addLinks(actorOf(req), req.params.id!, links));
     });
 
-  for (const [collection, type] of [
-    ['orders', 'order'],
-    ['complaints', 'complaint'],
+  for (const [collection, type, params] of [
+    ['orders', 'order', unlinkOrderParams],
+    ['complaints', 'complaint', unlinkComplaintParams],
   ] as const) {
     router
       .route(`/v1/evidence/:id/links/${collection}/:ref`)
@@ -159,7 +171,8 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
         auth,
         requirePermission('evidence:link'),
         async (req, res) => {
-          res.json(await evidence.removeLink(actorOf(req), req.params.id!, type, req.params.ref!));
+          const ref = parseWith(params.shape.ref, req.params.ref);
+          res.json(await evidence.removeLink(actorOf(req), req.params.id!, type, ref));
         },
       );
   }
@@ -171,7 +184,8 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
       auth,
       requirePermission('evidence:receipt'),
       async (req, res) => {
-        const segments = await deps.segments.add(actorOf(req), req.params.id!, req.body);
+        const input = parseSegmentsBody(req.body);
+        const segments = await deps.segments.add(actorOf(req), req.params.id!, input);
         res.status(201).json({ itemId: req.params.id, segments });
       },
     );
@@ -184,9 +198,9 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
         : sendContent(req, res, evidence),
     );
 
-  for (const [collection, type] of [
-    ['orders', 'order'],
-    ['complaints', 'complaint'],
+  for (const [collection, type, refSchema] of [
+    ['orders', 'order', orderEvidenceParams.shape.orderId],
+    ['complaints', 'complaint', complaintEvidenceParams.shape.complaintId],
   ] as const) {
     const param = `${type}Id`;
     router
@@ -196,7 +210,7 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
         auth,
         requirePermission('evidence:search'),
         async (req, res) => {
-          const ref = String(req.params[param]);
+          const ref = parseWith(refSchema, String(req.params[param]));
           const items = await evidence.listByLink(actorOf(req), type, ref);
           if (type !== 'order') return void res.json({ [param]: ref, items });
           // A long recording answers an order with that order's part of it.

@@ -19,7 +19,7 @@ import type { Logger } from '../logger';
 import { stagingOwner, type BlobStore } from '../storage/blob-store';
 import { wormColumns, type WormState } from '../storage/worm';
 import type { BlobClaim, BlobClaims } from './blob-claims';
-import { parseUploadFields, type UploadFields } from './upload-fields';
+import { parseUploadFields, type UploadFields } from './upload-form';
 import { assertAllowed, type StagedUpload } from './upload-storage-engine';
 
 export interface IngestResult {

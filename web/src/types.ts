@@ -1,45 +1,13 @@
 /** The API's shapes, as far as the app reads them (src/http/openapi.json has them all). */
+import type { EvidenceItem, MediaSummary, Segment } from '../../src/contract/evidence.contract';
 
-export interface Segment {
-  id: string;
-  orderId: string;
-  trackingNumber: string | null;
-  startSec: number;
-  endSec: number;
-  contentUrl: string;
-}
+export type { Segment } from '../../src/contract/evidence.contract';
 
-export interface Item {
-  id: string;
-  kind: string;
-  sha256: string;
-  size: number;
-  contentType: string;
-  originalFilename: string | null;
-  capturedAt: string;
-  receivedAt: string;
-  source: string | null;
-  orderIds: string[];
-  complaintIds: string[];
-  callId: string | null;
-  fromNumber: string | null;
-  toNumber: string | null;
-  agentId: string | null;
-  direction: string | null;
-  stationId: string | null;
-  operatorId: string | null;
-  trackingNumber: string | null;
-  contentUrl: string;
-  status: 'archived' | 'deleted';
-  deletedAt: string | null;
-  deletionReason: string | null;
-  lastVerification: { status: string; checkedAt: string } | null;
-  /** `damaged`: the stored bytes do not match the hash; nothing of them is served. */
-  integrity?: 'unverified' | 'ok' | 'problem' | 'damaged';
-  damagedAt?: string | null;
-  segments?: Segment[];
-  media?: { status: string; probe?: { durationSeconds?: number } | null } | null;
-}
+/**
+ * An evidence item as the app reads it: the contract's `EvidenceItem`, with the `segments` an
+ * order's list and a lookup add, and the `media` of `GET /v1/evidence/{id}`.
+ */
+export type Item = EvidenceItem & { segments?: Segment[]; media?: MediaSummary };
 
 export interface Derivative {
   kind: string;

@@ -16,7 +16,7 @@ import {
   unknownField,
   UPLOAD_FIELD_NAMES,
   type UploadFields,
-} from '../upload-fields';
+} from '../upload-form';
 import { assertAllowed } from '../upload-storage-engine';
 import type { ResumableUploadRepository, ResumableUploadRow } from './resumable-upload.repository';
 import type { UploadLocker } from './upload-locker';
