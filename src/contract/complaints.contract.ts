@@ -1,21 +1,11 @@
 import { COMPLAINT_CHANNELS, COMPLAINT_TOPICS } from '../db/database';
-import type { EvidenceView } from '../evidence/evidence.view';
-import type { SegmentView } from '../evidence/segments';
 import { identifier, isoTimestamp, phoneField } from '../ingest/upload-fields';
+import { evidenceItemSchema, segmentSchema } from './evidence.contract';
 import { holdSchema } from './holds.contract';
 import { problem, ref, standardErrors, type ContractModule, type Operation } from './operation';
 import { z } from './zod';
 
 const dateTime = z.string().openapi({ format: 'date-time' });
-
-/**
- * EvidenceItem and Segment (evidence.contract.ts) by `$ref`, typed by the views the services build
- * today (src/evidence/evidence.view.ts, segments.ts) until those become the schemas' types.
- */
-const byRef = <T>(name: string) =>
-  z.custom<T>((v) => v !== undefined).openapi({ $ref: `#/components/schemas/${name}` } as never);
-const evidenceItemRef = byRef<EvidenceView>('EvidenceItem');
-const segmentRef = byRef<SegmentView>('Segment');
 
 /** The `{complaintId}` of a complaint path. */
 export const complaintIdParam = identifier();
@@ -114,8 +104,8 @@ export const timelineEntrySchema = z
       description: "Capture time; for a segment the clip's capture time plus the segment's start.",
     }),
     type: z.enum(['packing_video', 'call_recording', 'photo', 'segment']),
-    item: evidenceItemRef,
-    segment: segmentRef.optional(),
+    item: evidenceItemSchema,
+    segment: segmentSchema.optional(),
     linkedToComplaint: z.boolean().openapi({
       description: 'Linked to the complaint itself, not only to one of its orders.',
     }),
@@ -133,7 +123,7 @@ export type TimelineEntry = z.infer<typeof timelineEntrySchema>;
 export const complaintWorkspaceSchema = complaintSchema
   .extend({
     evidence: z
-      .array(evidenceItemRef)
+      .array(evidenceItemSchema)
       .openapi({ description: 'Items linked to the complaint itself.' }),
     timeline: z.array(timelineEntrySchema).openapi({
       description:
@@ -156,8 +146,8 @@ export type SuggestionReason = z.infer<typeof suggestionReasonSchema>;
 
 export const suggestionSchema = z
   .object({
-    item: evidenceItemRef,
-    segments: z.array(segmentRef),
+    item: evidenceItemSchema,
+    segments: z.array(segmentSchema),
     reasons: z.array(suggestionReasonSchema),
   })
   .openapi('Suggestion');
