@@ -7,7 +7,7 @@ export interface ChainedEvent {
   seq: number;
   occurredAt: string;
   action: string;
-  outcome: string;
+  outcome: 'success' | 'denied' | 'failed';
   actor: { keyId: string | null; role: string | null; name: string | null };
   itemIds: string[];
   complaintId: string | null;

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { SignedCheckpoint } from '../custody/checkpoint.service';
+import { z } from 'zod';
 
 /**
  * The layout of a dispute bundle, shared by the service that writes it and the offline verifier
@@ -20,85 +20,143 @@ export const FILES_DIR = 'files/';
 /** Every file of a bundle but the evidence, in ZIP order. */
 export const FIXED_FILES = [VERIFY, MANIFEST, MANIFEST_SIG, SUMS, SUMS_SIG, PUBLIC_KEY, AUDIT];
 
-export interface ManifestFile {
-  path: string;
-  /** `original`: the archived bytes of an item; `segment`: the cut of one order's part of one. */
-  type: 'original' | 'segment';
-  itemId: string;
-  kind: string;
-  sha256: string;
-  size: number;
-  contentType: string;
-  originalFilename: string | null;
-  capturedAt: string;
-  receivedAt: string;
-  source: string | null;
-  orderIds: string[];
-  complaintIds: string[];
-  callId: string | null;
-  fromNumber: string | null;
-  toNumber: string | null;
-  fromNumberE164: string | null;
-  toNumberE164: string | null;
-  agentId: string | null;
-  direction: string | null;
-  stationId: string | null;
-  operatorId: string | null;
-  trackingNumber: string | null;
-  lastVerification: { status: string; checkedAt: string } | null;
-  /** For a segment cut: what it was cut from, and where. */
-  segment?: {
-    segmentId: string;
-    orderId: string;
-    trackingNumber: string | null;
-    /** The part of the parent the segment names, in seconds. */
-    startSec: number;
-    endSec: number;
-    /** The part actually copied (the end is clamped to the recording's end). */
-    cutStartSec: number | null;
-    cutEndSec: number | null;
-    method: string | null;
-    parentItemId: string;
-    parentSha256: string;
-    parentSize: number;
-    parentContentType: string;
-  };
-}
+// The manifest is a signed format: its schema is frozen per version. A change to it is a new
+// version (manifestV2, BUNDLE_FORMAT_VERSION 2), never an edit of manifestV1, and it follows no
+// API schema: the builder's types and the verifier's validation both come from here.
 
-export interface BundleManifest {
-  format: typeof BUNDLE_FORMAT;
-  version: typeof BUNDLE_FORMAT_VERSION;
-  bundleId: string;
-  createdAt: string;
-  createdBy: { keyId: string; role: string; name: string };
-  complaintId: string;
-  /** The complaint as the API shows it; null when it is known only by evidence linked to it. */
-  complaint: Record<string, unknown> | null;
-  selection: { mode: 'all_linked' | 'selected'; itemIds: string[]; segmentIds: string[] };
-  /** Items linked to the complaint but left out (deleted ones have no bytes left). */
-  omitted: { itemId: string; reason: 'deleted'; deletedAt: string | null }[];
-  fileCount: number;
-  totalBytes: number;
-  files: ManifestFile[];
-  auditExcerpt: {
-    path: typeof AUDIT;
-    sha256: string;
-    size: number;
-    events: number;
-    firstSeq: number | null;
-    lastSeq: number | null;
-    covers: string;
-  };
-  /** The signed audit checkpoint taken when the bundle was made: it covers every event above. */
-  checkpoint: SignedCheckpoint & { objectKey: string };
-  signing: {
-    algorithm: 'Ed25519';
-    publicKeyFile: typeof PUBLIC_KEY;
-    publicKeyFingerprint: string;
-    fingerprintMethod: string;
-    signatures: Record<string, string>;
-  };
-}
+const hex64 = z.string().regex(/^[0-9a-f]{64}$/);
+
+/** One evidence file of a version-1 bundle. */
+export const manifestFileV1 = z
+  .object({
+    path: z.string(),
+    /** `original`: the archived bytes of an item; `segment`: the cut of one order's part of one. */
+    type: z.enum(['original', 'segment']),
+    itemId: z.string(),
+    kind: z.string(),
+    originalFilename: z.string().nullable(),
+    capturedAt: z.string(),
+    receivedAt: z.string(),
+    source: z.string().nullable(),
+    orderIds: z.array(z.string()),
+    complaintIds: z.array(z.string()),
+    callId: z.string().nullable(),
+    fromNumber: z.string().nullable(),
+    toNumber: z.string().nullable(),
+    fromNumberE164: z.string().nullable(),
+    toNumberE164: z.string().nullable(),
+    agentId: z.string().nullable(),
+    direction: z.string().nullable(),
+    stationId: z.string().nullable(),
+    operatorId: z.string().nullable(),
+    trackingNumber: z.string().nullable(),
+    lastVerification: z.object({ status: z.string(), checkedAt: z.string() }).strict().nullable(),
+    sha256: hex64,
+    size: z.number().int().min(0),
+    contentType: z.string(),
+    /** For a segment cut: what it was cut from, and where. */
+    segment: z
+      .object({
+        segmentId: z.string(),
+        orderId: z.string(),
+        trackingNumber: z.string().nullable(),
+        /** The part of the parent the segment names, in seconds. */
+        startSec: z.number(),
+        endSec: z.number(),
+        /** The part actually copied (the end is clamped to the recording's end). */
+        cutStartSec: z.number().nullable(),
+        cutEndSec: z.number().nullable(),
+        method: z.string().nullable(),
+        parentItemId: z.string(),
+        parentSha256: hex64,
+        parentSize: z.number().int().min(0),
+        parentContentType: z.string(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+export type ManifestFile = z.infer<typeof manifestFileV1>;
+
+/** The signed audit checkpoint as a version-1 manifest carries it. */
+const checkpointV1 = z
+  .object({
+    checkpoint: z
+      .object({
+        version: z.literal(1),
+        type: z.literal('evidence-archive.audit-checkpoint'),
+        seq: z.number().int(),
+        hash: hex64,
+        signedAt: z.string(),
+        keyFingerprint: hex64,
+        previous: z.object({ seq: z.number().int(), hash: hex64 }).strict().nullable(),
+      })
+      .strict(),
+    /** Ed25519 over canonicalJson(checkpoint), base64. */
+    signature: z.string(),
+    objectKey: z.string(),
+  })
+  .strict();
+
+/** `manifest.json` of a version-1 dispute bundle. */
+export const manifestV1 = z
+  .object({
+    format: z.literal(BUNDLE_FORMAT),
+    version: z.literal(1),
+    bundleId: z.string(),
+    createdAt: z.string(),
+    createdBy: z.object({ keyId: z.string(), role: z.string(), name: z.string() }).strict(),
+    complaintId: z.string(),
+    /** The complaint as the API showed it; null when it is known only by evidence linked to it. */
+    complaint: z.record(z.unknown()).nullable(),
+    selection: z
+      .object({
+        mode: z.enum(['all_linked', 'selected']),
+        itemIds: z.array(z.string()),
+        segmentIds: z.array(z.string()),
+      })
+      .strict(),
+    /** Items linked to the complaint but left out (deleted ones have no bytes left). */
+    omitted: z.array(
+      z
+        .object({
+          itemId: z.string(),
+          reason: z.literal('deleted'),
+          deletedAt: z.string().nullable(),
+        })
+        .strict(),
+    ),
+    fileCount: z.number().int().min(0),
+    totalBytes: z.number().int().min(0),
+    files: z.array(manifestFileV1),
+    auditExcerpt: z
+      .object({
+        path: z.literal(AUDIT),
+        sha256: hex64,
+        size: z.number().int().min(0),
+        events: z.number().int().min(0),
+        firstSeq: z.number().int().nullable(),
+        lastSeq: z.number().int().nullable(),
+        covers: z.string(),
+      })
+      .strict(),
+    /** The signed audit checkpoint taken when the bundle was made: it covers every event above. */
+    checkpoint: checkpointV1,
+    signing: z
+      .object({
+        algorithm: z.literal('Ed25519'),
+        publicKeyFile: z.literal(PUBLIC_KEY),
+        publicKeyFingerprint: hex64,
+        fingerprintMethod: z.string(),
+        signatures: z.record(z.string()),
+      })
+      .strict(),
+  })
+  .strict();
+export type BundleManifest = z.infer<typeof manifestV1>;
+
+/** The manifest schema of each format version this code reads. */
+export const MANIFEST_SCHEMAS = { 1: manifestV1 } as const;
 
 export const sha256Hex = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
 

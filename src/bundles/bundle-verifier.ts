@@ -10,6 +10,7 @@ import {
   FILES_DIR,
   FIXED_FILES,
   MANIFEST,
+  MANIFEST_SCHEMAS,
   MANIFEST_SIG,
   parseSums,
   PUBLIC_KEY,
@@ -148,7 +149,7 @@ export async function verifyBundle(
     }
   }
 
-  // The manifest: what each evidence file is.
+  // The manifest: what each evidence file is, in the format its version declares.
   let manifest: BundleManifest | undefined;
   try {
     const m = text(MANIFEST);
@@ -157,12 +158,35 @@ export async function verifyBundle(
     problem(`${MANIFEST} is not valid JSON`);
   }
   if (manifest) {
+    const failure = manifestFormatProblem(manifest);
+    if (failure) problem(failure);
+    // Checked on regardless, as far as it goes: the report says what else disagrees.
+    if (typeof manifest !== 'object' || Array.isArray(manifest)) manifest = undefined;
+  }
+  if (manifest) {
     checkManifest(manifest, entries, key, report);
     checkAudit(manifest, entries.get(AUDIT)?.data, report);
   }
 
   report.ok = report.problems.length === 0;
   return report;
+}
+
+/** Why the manifest does not follow the schema of the version it names; undefined when it does. */
+export function manifestFormatProblem(raw: unknown): string | undefined {
+  const version = (raw as { version?: unknown } | null)?.version;
+  const schema = MANIFEST_SCHEMAS[version as keyof typeof MANIFEST_SCHEMAS];
+  if (!schema) {
+    return `${MANIFEST} has format version ${JSON.stringify(version ?? null)}; this verifier reads version ${Object.keys(MANIFEST_SCHEMAS).join(', ')}`;
+  }
+  const result = schema.safeParse(raw);
+  if (result.success) return undefined;
+  const issues = result.error.issues.slice(0, 5).map((i) => {
+    const where = i.path.length ? i.path.join('.') : '(the manifest)';
+    return `${where}: ${i.message}`;
+  });
+  const more = result.error.issues.length > 5 ? `; and ${result.error.issues.length - 5} more` : '';
+  return `${MANIFEST} does not follow the version ${String(version)} manifest format: ${issues.join('; ')}${more}`;
 }
 
 function checkManifest(

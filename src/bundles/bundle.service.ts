@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { pipeline, type Readable } from 'node:stream';
-import { z } from 'zod';
 import { can } from '../access/roles';
 import { ROLES } from '../base/actor';
 import type { ComplaintRepository } from '../complaints/complaint.repository';
@@ -15,7 +14,6 @@ import { openStored, type ReadMismatchRecorder } from '../evidence/evidence.serv
 import { verifyingStream } from '../evidence/verified-read';
 import { isItemId } from '../base/item-id';
 import type { SegmentRepository, SegmentRow } from '../evidence/segment.repository';
-import { identifier, parseWith } from '../base/fields';
 import type { Logger } from '../base/logger';
 import { blobKeyFor, type BlobStore, type ByteRange } from '../storage/blob-store';
 import type { BundleManifest } from './bundle-format';
@@ -24,37 +22,10 @@ import type { BundleRepository, BundleRow } from './bundle.repository';
 import { buildZip, sliceStream } from './bundle-zip';
 import type { Actor, RequestActor } from '../base/actor';
 
-/** The most evidence files one bundle takes (selected, or linked to the complaint). */
-export const MAX_BUNDLE_FILES = 1000;
+import { MAX_BUNDLE_FILES, type BundleBody, type BundleView } from '../contract/bundles.contract';
 
-const uuidList = z
-  .array(
-    z
-      .string()
-      .max(64)
-      .regex(/^[0-9a-fA-F-]{36}$/, 'must be a UUID'),
-  )
-  .max(MAX_BUNDLE_FILES, `must list at most ${MAX_BUNDLE_FILES} ids`)
-  .optional();
-
-const createBody = z.object({ itemIds: uuidList, segmentIds: uuidList }).strict();
-
-export interface BundleView {
-  id: string;
-  complaintId: string;
-  createdAt: string;
-  createdBy: { keyId: string; role: string; name: string };
-  fileCount: number;
-  /** The evidence files' bytes together. */
-  totalBytes: number;
-  /** The exact size of the ZIP a download sends. */
-  zipBytes: number;
-  manifestSha256: string;
-  keyFingerprint: string;
-  checkpointSeq: number;
-  itemIds: string[];
-  downloadUrl: string;
-}
+export { MAX_BUNDLE_FILES };
+export type { BundleView };
 
 export interface OpenedBundle {
   filename: string;
@@ -151,10 +122,9 @@ export class BundleService {
     this.damage = deps.damage;
   }
 
-  async create(actor: RequestActor, rawComplaintId: string, body: unknown): Promise<BundleView> {
+  /** `complaintId` and `b` as `complaintIdParam` and `bundleBody` parse them. */
+  async create(actor: RequestActor, complaintId: string, b: BundleBody): Promise<BundleView> {
     assertMay(actor, 'bundle:create');
-    const complaintId = parseWith(identifier(), rawComplaintId);
-    const b = parseWith(createBody, body ?? {});
     const itemIds = unique((b.itemIds ?? []).map((i) => i.toLowerCase()));
     const segmentIds = unique((b.segmentIds ?? []).map((i) => i.toLowerCase()));
     const complaint = await this.complaints.find(this.db, complaintId);
@@ -283,9 +253,8 @@ export class BundleService {
   }
 
   /** The bundles made for a complaint, newest first (at most 200). */
-  async listForComplaint(actor: RequestActor, rawId: string): Promise<BundleView[]> {
+  async listForComplaint(actor: RequestActor, complaintId: string): Promise<BundleView[]> {
     assertMay(actor, 'bundle:read');
-    const complaintId = parseWith(identifier(), rawId);
     return (await this.repo.listForComplaint(this.db, complaintId, 200)).map(toBundleView);
   }
 

@@ -1,70 +1,26 @@
-import { z } from 'zod';
+import type { RequestActor } from '../base/actor';
 import type { AuditLog } from '../base/audit.service';
-import type { Db, EvidenceKind } from '../db/database';
+import type { Db } from '../db/database';
 import { AppError } from '../base/errors';
 import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
-import { toEvidenceView, type EvidenceView } from '../evidence/evidence.view';
+import { toEvidenceView } from '../evidence/evidence.view';
 import { isItemId, noSuchItem } from '../base/item-id';
 import type { SegmentRepository, SegmentRow } from '../evidence/segment.repository';
-import { toSegmentView, type SegmentView } from '../evidence/segments';
+import { toSegmentView } from '../evidence/segments';
+import { parseWith } from '../base/fields';
+import {
+  linkBody,
+  type ComplaintWorkspace,
+  type Suggestion,
+  type SuggestionReason,
+  type TimelineEntry,
+} from '../contract/complaints.contract';
 import type { ComplaintRepository, ComplaintRow } from './complaint.repository';
-import { toComplaintView, type ComplaintView } from './complaint.service';
-import type { RequestActor } from '../base/actor';
-import { identifier, parseWith } from '../base/fields';
+import { toComplaintView } from './complaint.service';
 
 /** At most this many items are gathered per source (links, orders, tracking numbers, calls). */
 const ITEM_LIMIT = 1000;
 const DAY_MS = 86_400_000;
-
-/** One moment of the complaint's story: an item, or the part of a long clip that is one order. */
-export interface TimelineEntry {
-  /** Capture time; for a segment, the clip's capture time plus the segment's start. */
-  at: string;
-  type: EvidenceKind | 'segment';
-  item: EvidenceView;
-  segment?: SegmentView;
-  /** Linked to the complaint itself (what a bundle of "all linked" takes), not only to an order. */
-  linkedToComplaint: boolean;
-  /** The complaint's orders this entry belongs to. */
-  orderIds: string[];
-  /**
-   * How it belongs to the complaint: linked to it, linked to one of its orders, or a call from or
-   * to the customer's number within the suggestion window (not linked: accept it to link it).
-   */
-  via: ('complaint' | 'order' | 'customer_phone')[];
-}
-
-export type SuggestionReason =
-  | { code: 'order'; orderId: string; detail: string }
-  | { code: 'order_segment'; orderId: string; segmentId: string; detail: string }
-  | { code: 'tracking_number'; trackingNumber: string; segmentId?: string; detail: string }
-  | {
-      code: 'customer_phone';
-      direction: 'from_customer' | 'to_customer';
-      phone: string;
-      detail: string;
-    };
-
-export interface Suggestion {
-  item: EvidenceView;
-  /** The parts of the item that concern this complaint (segments of its orders or numbers). */
-  segments: SegmentView[];
-  reasons: SuggestionReason[];
-}
-
-export type ComplaintWorkspace = ComplaintView & {
-  evidence: EvidenceView[];
-  timeline: TimelineEntry[];
-};
-
-const linkBody = z
-  .object({
-    itemIds: z
-      .array(z.string().max(64))
-      .min(1, 'must name at least one item')
-      .max(100, 'must name at most 100 items'),
-  })
-  .strict();
 
 export interface ComplaintWorkspaceServiceDeps {
   db: Db;
@@ -245,8 +201,8 @@ export class ComplaintWorkspaceService {
     return { complaintId: complaint.id, linked: toLink, alreadyLinked: already };
   }
 
-  private async complaint(rawId: string): Promise<ComplaintRow> {
-    const id = parseWith(identifier(), rawId);
+  /** `id` as `complaintIdParam` parses it. */
+  private async complaint(id: string): Promise<ComplaintRow> {
     const row = await this.complaints.find(this.db, id);
     if (!row) throw new AppError('not_found', `No complaint with id ${JSON.stringify(id)}.`);
     return row;

@@ -1,57 +1,14 @@
-import { z } from 'zod';
-import { COMPLAINT_CHANNELS, COMPLAINT_TOPICS, type Db } from '../db/database';
+import type { Db } from '../db/database';
+import type { RequestActor } from '../base/actor';
 import type { AuditLog } from '../base/audit.service';
 import type { HoldRepository } from '../custody/hold.repository';
 import { AppError } from '../base/errors';
 import { toE164 } from '../evidence/phone-number';
+import { identifier, parseWith } from '../base/fields';
+import type { ComplaintBody, ComplaintView } from '../contract/complaints.contract';
+
+export type { ComplaintView };
 import type { ComplaintRepository, ComplaintRow } from './complaint.repository';
-import type { RequestActor } from '../base/actor';
-import { identifier, isoTimestamp, parseWith, phoneField } from '../base/fields';
-
-/** A web address a person can open: http(s) only, no credentials in it. */
-const claimUrl = z
-  .string()
-  .trim()
-  .max(2048, 'must be at most 2048 characters')
-  .refine((v) => {
-    try {
-      const u = new URL(v);
-      return (u.protocol === 'https:' || u.protocol === 'http:') && !u.username && !u.password;
-    } catch {
-      return false;
-    }
-  }, 'must be an http or https URL without credentials');
-
-const complaintBody = z
-  .object({
-    status: z.enum(['open', 'closed']),
-    customerPhone: phoneField().nullable().optional(),
-    orderIds: z.array(identifier()).max(100).default([]),
-    trackingNumbers: z.array(identifier()).max(100).default([]),
-    channel: z.enum(COMPLAINT_CHANNELS).nullable().optional(),
-    topic: z.enum(COMPLAINT_TOPICS).nullable().optional(),
-    claimUrl: claimUrl.nullable().optional(),
-    description: z.string().max(10_000, 'must be at most 10000 characters').nullable().optional(),
-    /** When the customer raised it (the marketplace's date); the first write's time otherwise. */
-    openedAt: isoTimestamp().optional(),
-  })
-  .strict();
-
-export interface ComplaintView {
-  id: string;
-  status: 'open' | 'closed';
-  customerPhone: string | null;
-  customerPhoneE164: string | null;
-  orderIds: string[];
-  trackingNumbers: string[];
-  channel: string | null;
-  topic: string | null;
-  claimUrl: string | null;
-  description: string | null;
-  openedAt: string;
-  closedAt: string | null;
-  updatedAt: string;
-}
 
 const iso = (d: Date | string) => new Date(d).toISOString();
 
@@ -103,11 +60,9 @@ export class ComplaintService {
   /** Creates or replaces a complaint (PUT semantics); `created` tells which. */
   async put(
     actor: RequestActor,
-    rawId: string,
-    body: unknown,
+    id: string,
+    b: ComplaintBody,
   ): Promise<{ complaint: ComplaintView; created: boolean }> {
-    const id = parseWith(identifier(), rawId);
-    const b = parseWith(complaintBody, body);
     let phoneE164: string | null = null;
     if (b.customerPhone) {
       phoneE164 = toE164(b.customerPhone, this.opts.defaultPhoneRegion) ?? null;

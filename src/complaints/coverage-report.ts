@@ -1,51 +1,15 @@
-import { z } from 'zod';
 import type { AuditLog } from '../base/audit.service';
 import type { Db } from '../db/database';
 import { AppError } from '../base/errors';
-import { isoTimestamp, parseWith } from '../base/fields';
 import type { CoverageRepository } from './coverage.repository';
 import type { RequestActor } from '../base/actor';
+import type { CoverageQuery, CoverageReport } from '../contract/complaints.contract';
+
+export type { CoverageReport };
 
 /** Findings per section at most; a report that says it was cut off (`truncated`). */
 const SECTION_LIMIT = 10_000;
 const DAY_MS = 86_400_000;
-
-const query = z
-  .object({
-    from: isoTimestamp().optional(),
-    to: isoTimestamp().optional(),
-    format: z.enum(['json', 'csv']).optional(),
-  })
-  .strict();
-
-export interface CoverageReport {
-  from: string;
-  to: string;
-  generatedAt: string;
-  /** Complaints whose orders have no packing video (no clip linked to the order, no segment of it). */
-  complaintsWithoutPackingVideo: {
-    complaintId: string;
-    openedAt: string;
-    status: string;
-    ordersWithoutVideo: string[];
-  }[];
-  /** Complaints about a call with no recording linked, and none from or to the customer nearby. */
-  callComplaintsWithoutRecording: {
-    complaintId: string;
-    openedAt: string;
-    status: string;
-    customerPhone: string | null;
-  }[];
-  /** Orders whose packing clip failed its last integrity check. */
-  ordersWithFailedVerification: {
-    orderId: string;
-    itemId: string;
-    verifyStatus: string;
-    verifiedAt: string;
-    complaintIds: string[];
-  }[];
-  truncated: boolean;
-}
 
 const iso = (d: Date | string) => new Date(d).toISOString();
 
@@ -73,8 +37,8 @@ export class CoverageReportService {
     this.opts = deps.opts;
   }
 
-  parse(raw: unknown): { from: Date; to: Date; format?: 'json' | 'csv' } {
-    const q = parseWith(query, raw);
+  /** The range and format of a query `coverageQuery` parsed. */
+  parse(q: CoverageQuery): { from: Date; to: Date; format?: 'json' | 'csv' } {
     const to = q.to ? new Date(q.to) : (this.opts.now?.() ?? new Date());
     const from = q.from ? new Date(q.from) : new Date(to.getTime() - 30 * DAY_MS);
     if (from >= to) {

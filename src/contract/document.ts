@@ -1,10 +1,12 @@
 import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
+import { bundlesContract } from './bundles.contract';
 import { commonContract } from './common.contract';
+import { complaintsContract } from './complaints.contract';
+import { custodyContract } from './custody.contract';
 import { consoleContract } from './console.contract';
 import { evidenceContract } from './evidence.contract';
 import { holdsContract } from './holds.contract';
 import { integrationsContract } from './integrations.contract';
-import legacy from './legacy.openapi.json';
 import { mediaContract } from './media.contract';
 import { operationsContract } from './operations.contract';
 import { shareContract } from './share.contract';
@@ -22,6 +24,9 @@ const MODULES: ContractModule[] = [
   consoleContract,
   mediaContract,
   uploadsContract,
+  custodyContract,
+  complaintsContract,
+  bundlesContract,
 ];
 
 const HEAD = {
@@ -155,15 +160,6 @@ export function buildOpenApiDocument(): Json {
     const first = METHODS.map((m) => item[m]).find(Boolean);
     if (!item.options) item.options = optionsOperation(path, first?.tags?.[0] ?? 'operations');
   }
-  // Transitional: operations and components not yet declared in a contract file.
-  const old = legacy as Json;
-  for (const [path, item] of Object.entries(old.paths ?? {})) {
-    paths[path] = { ...(item as Json), ...(paths[path] ?? {}) };
-  }
-  const components: Json = generated.components ?? {};
-  for (const [type, entries] of Object.entries(old.components ?? {})) {
-    components[type] = { ...(entries as Json), ...(components[type] ?? {}) };
-  }
   const { webhooks: _none, ...document } = generated;
-  return { ...document, paths, components };
+  return { ...document, paths };
 }

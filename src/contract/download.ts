@@ -9,7 +9,7 @@ import { z } from './zod';
  *
  *   responses: { ...downloadResponses({ whole: 'The whole file.', contentDisposition, contentLength }), ... }
  *
- * What the legacy document said, as options: a media derivative takes only the three required
+ * What each download's answers differ in, as options: a media derivative takes only the three required
  * ones (as evidence content); a bundle's ZIP `contentType: 'application/zip'`, `bodySchema:
  * { type: 'string', format: 'binary' }`, `lastModified`, `reprDigest: false`,
  * `contentSecurityPolicy: false` (its HEAD: `preconditionFailedBody: false`); a share link

@@ -1,6 +1,6 @@
 import { isItemId } from '../base/item-id';
 import { identifier } from '../base/fields';
-import { problem, standardErrors, type ContractModule, type Operation } from './operation';
+import { problem, ref, standardErrors, type ContractModule, type Operation } from './operation';
 import { z } from './zod';
 
 const uuid = z.string().openapi({ format: 'uuid' });
@@ -141,4 +141,74 @@ export const releaseHold = {
   },
 } satisfies Operation;
 
-export const holdsContract: ContractModule = { operations: [listHolds, releaseHold] };
+/** The `{complaintId}` of a complaint hold. */
+export const complaintHoldParams = z.object({ complaintId: identifier() });
+
+const placed = {
+  description: 'The hold placed.',
+  content: { 'application/json': { schema: holdResultSchema } },
+};
+
+export const placeItemHold = {
+  method: 'post',
+  path: '/v1/evidence/{id}/holds',
+  tags: ['custody'],
+  operationId: 'placeItemHold',
+  summary: 'Put an item under legal hold',
+  description:
+    "Roles: `admin`. Recorded in the audit trail as `hold.place`.\n\nWhile any active hold covers it, the item cannot be deleted (by an admin or by retention) and its links cannot be removed; the database itself refuses. The hold is mirrored to the object's legal-hold flag where the store has one (S3 Object Lock): `objectLegalHold` tells how that went, and a failure there is retried by the next scrub, never a reason to undo the hold.",
+  request: {
+    params: z.object({
+      id: z.string().openapi({
+        format: 'uuid',
+        param: { description: 'Evidence item id (a UUID). Any other value gets 404 `not_found`.' },
+      }),
+    }),
+    body: {
+      required: true,
+      description: 'Why the item is held.',
+      content: { 'application/json': { schema: reasonBody } },
+    },
+  },
+  responses: {
+    '201': placed,
+    '400': problem(
+      '`invalid_json` or `validation_failed` (missing or empty `reason`, over 1000 characters, unknown property).',
+    ),
+    '404': ref('responses', 'NotFound'),
+    '410': problem('`evidence_deleted`: the item was deleted; there is nothing to hold.'),
+    '413': problem('`body_too_large`: the JSON body exceeds 64 KiB.'),
+    ...standardErrors,
+  },
+} satisfies Operation;
+
+export const placeComplaintHold = {
+  method: 'post',
+  path: '/v1/complaints/{complaintId}/holds',
+  tags: ['custody'],
+  operationId: 'placeComplaintHold',
+  summary: "Put a complaint's evidence under legal hold",
+  description:
+    "Roles: `admin`. Recorded in the audit trail as `hold.place`.\n\nHolds every item linked to the complaint or to one of its orders, for as long as the hold is active (items linked later are covered too); while it is, the complaint's orders cannot be removed (`PUT /v1/complaints/{complaintId}`). `itemIds` lists the items covered now. The complaint must exist (`PUT /v1/complaints/{complaintId}`) or have evidence linked to it. Object legal-hold flags are mirrored as for an item hold.",
+  request: {
+    params: complaintHoldParams,
+    body: {
+      required: true,
+      description: "Why the complaint's evidence is held.",
+      content: { 'application/json': { schema: reasonBody } },
+    },
+  },
+  responses: {
+    '201': placed,
+    '400': problem(
+      '`invalid_json` or `validation_failed` (missing or empty `reason`, over 1000 characters, unknown property, or the complaint id is not a valid identifier).',
+    ),
+    '404': problem('`not_found`: no complaint with this id and no evidence linked to it.'),
+    '413': problem('`body_too_large`: the JSON body exceeds 64 KiB.'),
+    ...standardErrors,
+  },
+} satisfies Operation;
+
+export const holdsContract: ContractModule = {
+  operations: [placeItemHold, placeComplaintHold, listHolds, releaseHold],
+};

@@ -1,29 +1,10 @@
-import { z } from 'zod';
 import type { Db } from '../db/database';
 import { AppError } from '../base/errors';
 import type { EvidenceService } from '../evidence/evidence.service';
 import type { AuditRepository, AuditRow } from '../base/audit.repository';
-import { toAuditView, type AuditEventView, type AuditLog } from '../base/audit.service';
+import { toAuditView, type AuditLog } from '../base/audit.service';
 import type { RequestActor } from '../base/actor';
-import { isoTimestamp, parseWith } from '../base/fields';
-
-const pageQuery = {
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
-  cursor: z
-    .string()
-    .regex(/^\d{1,18}$/, 'must be a cursor this service issued')
-    .optional(),
-};
-const itemQuery = z.object(pageQuery).strict();
-const rangeQuery = z
-  .object({ ...pageQuery, from: isoTimestamp().optional(), to: isoTimestamp().optional() })
-  .strict();
-
-export interface AuditPage {
-  events: AuditEventView[];
-  /** Pass as `cursor` for the next page; null on the last one. */
-  nextCursor: string | null;
-}
+import type { AuditPage, AuditRangeQuery, ItemAuditQuery } from '../contract/custody.contract';
 
 export interface AuditTrailServiceDeps {
   db: Db;
@@ -46,16 +27,14 @@ export class AuditTrailService {
     this.evidence = deps.evidence;
   }
 
-  async forItem(actor: RequestActor, id: string, query: unknown): Promise<AuditPage> {
-    const q = parseWith(itemQuery, query);
+  async forItem(actor: RequestActor, id: string, q: ItemAuditQuery): Promise<AuditPage> {
     const row = await this.evidence.getRow(actor, id);
     const rows = await this.repo.listForItem(this.db, row.id, Number(q.cursor ?? 0), q.limit + 1);
     await this.audit.recordRead({ action: 'audit.read', actor, itemIds: [row.id] });
     return page(rows, q.limit);
   }
 
-  async list(actor: RequestActor, query: unknown): Promise<AuditPage> {
-    const q = parseWith(rangeQuery, query);
+  async list(actor: RequestActor, q: AuditRangeQuery): Promise<AuditPage> {
     if (q.from && q.to && q.from >= q.to) {
       throw new AppError('validation_failed', '"from" must be earlier than "to".');
     }

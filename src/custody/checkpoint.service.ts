@@ -10,22 +10,9 @@ export const CHECKPOINT_PREFIX = 'custody/checkpoints/';
 // Any constant: the advisory lock that lets one instance at a time write a checkpoint.
 const CHECKPOINT_LOCK = 0x65766964;
 
-export interface Checkpoint {
-  version: 1;
-  type: 'evidence-archive.audit-checkpoint';
-  seq: number;
-  hash: string;
-  signedAt: string;
-  keyFingerprint: string;
-  /** The checkpoint before this one, so a removed checkpoint file is noticed too. */
-  previous: { seq: number; hash: string } | null;
-}
+import type { Checkpoint, SignedCheckpoint } from '../contract/custody.contract';
 
-export interface SignedCheckpoint {
-  checkpoint: Checkpoint;
-  /** Ed25519 over canonicalJson(checkpoint), base64. */
-  signature: string;
-}
+export type { Checkpoint, SignedCheckpoint };
 
 export const checkpointKey = (seq: number) =>
   `${CHECKPOINT_PREFIX}${String(seq).padStart(20, '0')}.json`;

@@ -15,7 +15,7 @@ import {
   type ListHoldsQuery,
 } from '../contract/holds.contract';
 import type { RequestActor } from '../base/actor';
-import { identifier, parseWith } from '../base/fields';
+import { parseWith } from '../base/fields';
 
 /**
  * What a hold on a complaint asks of complaints/ (its ComplaintRepository fits): complaints/
@@ -79,17 +79,16 @@ export class HoldService {
     this.logger = deps.logger;
   }
 
-  async placeOnItem(actor: RequestActor, itemId: string, body: unknown) {
-    const { reason } = parseWith(reasonBody, body);
+  /** `reason` as `reasonBody` parses it. */
+  async placeOnItem(actor: RequestActor, itemId: string, reason: string) {
     const row = isItemId(itemId) ? await this.evidence.findById(this.db, itemId) : undefined;
     if (!row) throw noSuchItem(itemId);
     assertNotDeleted(row);
     return this.place(actor, { itemId: row.id, complaintId: null, reason }, async () => [row.id]);
   }
 
-  async placeOnComplaint(actor: RequestActor, rawComplaintId: string, body: unknown) {
-    const complaintId = parseWith(identifier(), rawComplaintId);
-    const { reason } = parseWith(reasonBody, body);
+  /** `complaintId` and `reason` as `complaintHoldParams` and `reasonBody` parse them. */
+  async placeOnComplaint(actor: RequestActor, complaintId: string, reason: string) {
     // A typo must not place a hold that protects nothing and looks like it protects something.
     const known =
       (await this.complaints.find(this.db, complaintId)) ||

@@ -8,25 +8,14 @@ import type { AuditRepository } from '../base/audit.repository';
 import type { HashPool } from './hash-pool';
 import type { AuditLog } from '../base/audit.service';
 import { systemActor, type Actor } from '../base/actor';
+import type { VerificationResult } from '../contract/custody.contract';
+
+export type { VerificationResult };
 
 /** A ranged read of an item not verified within this long queues a verification of it. */
 const RANGE_RECHECK_MS = 24 * 3600_000;
 /** Items waiting for such a verification in this process, at most (the scrub covers the rest). */
 const MAX_QUEUED_CHECKS = 100;
-
-export interface VerificationResult {
-  itemId: string;
-  status: VerifyStatus;
-  checkedAt: string;
-  expected: { sha256: string; size: number };
-  /** What the stored bytes hash to now; null when there are no bytes to read. */
-  computed: { sha256: string; size: number } | null;
-  /** What the audit trail recorded when the item arrived, the reference nobody can quietly edit. */
-  recordedAtCreation: { sha256: string; size: number } | null;
-  problems: string[];
-  notes: string[];
-  bytesRead: number;
-}
 
 export interface IntegrityServiceDeps {
   db: Db;

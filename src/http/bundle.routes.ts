@@ -1,5 +1,8 @@
 import { Router } from 'express';
 import type { ApiKeyService } from '../access/api-key.service';
+import { bundleBody } from '../contract/bundles.contract';
+import { complaintIdParam } from '../contract/complaints.contract';
+import { parseWith } from '../base/fields';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
 import { sendRepresentation, type Representation } from './send-blob';
 import type { BundleService, PreparedBundle } from '../bundles/bundle.service';
@@ -17,11 +20,13 @@ export function bundleRoutes(deps: BundleRoutesDeps): Router {
   router
     .route('/v1/complaints/:complaintId/bundles')
     .post(audited('bundle.create'), auth, requirePermission('bundle:create'), async (req, res) => {
-      const bundle = await deps.bundles.create(actorOf(req), req.params.complaintId!, req.body);
+      const complaintId = parseWith(complaintIdParam, req.params.complaintId);
+      const body = parseWith(bundleBody, req.body ?? {});
+      const bundle = await deps.bundles.create(actorOf(req), complaintId, body);
       res.location(`/v1/bundles/${bundle.id}`).status(201).json(bundle);
     })
     .get(auth, requirePermission('bundle:read'), async (req, res) => {
-      const complaintId = req.params.complaintId!;
+      const complaintId = parseWith(complaintIdParam, req.params.complaintId);
       res.json({
         complaintId,
         items: await deps.bundles.listForComplaint(actorOf(req), complaintId),

@@ -11,8 +11,9 @@ import {
 } from '../contract/console.contract';
 import type { HoldService } from '../custody/hold.service';
 import { AppError } from '../base/errors';
-import { identifier, parseWith } from '../base/fields';
-import type { LookupService } from '../lookup/lookup.service';
+import { parseWith } from '../base/fields';
+import { complaintIdParam } from '../contract/complaints.contract';
+import { LookupService } from '../lookup/lookup.service';
 import {
   actorOf,
   audited,
@@ -146,7 +147,7 @@ export function consoleRoutes(deps: ConsoleRoutesDeps): Router {
   router
     .route('/v1/complaints/:complaintId/hold-status')
     .get(auth, requirePermission('complaint:read'), async (req, res) => {
-      const complaintId = parseWith(identifier(), req.params.complaintId);
+      const complaintId = parseWith(complaintIdParam, req.params.complaintId);
       const { holds } = await deps.holds.list({ complaintId, active: 'true', limit: 100 });
       res.json({ complaintId, onHold: holds.length > 0, holds });
     });

@@ -10,7 +10,8 @@ import type { IntegrityService } from '../custody/integrity.service';
 import type { SigningKey } from '../custody/signing-key';
 import type { EvidenceService } from '../evidence/evidence.service';
 import type { Metrics } from '../base/metrics';
-import { listHoldsQuery } from '../contract/holds.contract';
+import { auditRangeQuery, itemAuditQuery } from '../contract/custody.contract';
+import { complaintHoldParams, listHoldsQuery, reasonBody } from '../contract/holds.contract';
 import { parseWith } from '../base/fields';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
 
@@ -47,13 +48,15 @@ export function custodyRoutes(deps: CustodyRoutesDeps): Router {
   router
     .route('/v1/evidence/:id/audit')
     .get(audited('audit.read'), auth, requirePermission('evidence:audit'), async (req, res) => {
-      res.json(await trail.forItem(actorOf(req), req.params.id!, req.query));
+      res.json(
+        await trail.forItem(actorOf(req), req.params.id!, parseWith(itemAuditQuery, req.query)),
+      );
     });
 
   router
     .route('/v1/audit')
     .get(audited('audit.read'), auth, requirePermission('audit:read'), async (req, res) => {
-      res.json(await trail.list(actorOf(req), req.query));
+      res.json(await trail.list(actorOf(req), parseWith(auditRangeQuery, req.query)));
     });
 
   router
@@ -80,15 +83,16 @@ export function custodyRoutes(deps: CustodyRoutesDeps): Router {
   router
     .route('/v1/evidence/:id/holds')
     .post(audited('hold.place'), auth, requirePermission('hold:manage'), async (req, res) => {
-      res.status(201).json(await holds.placeOnItem(actorOf(req), req.params.id!, req.body));
+      const { reason } = parseWith(reasonBody, req.body);
+      res.status(201).json(await holds.placeOnItem(actorOf(req), req.params.id!, reason));
     });
 
   router
     .route('/v1/complaints/:complaintId/holds')
     .post(audited('hold.place'), auth, requirePermission('hold:manage'), async (req, res) => {
-      res
-        .status(201)
-        .json(await holds.placeOnComplaint(actorOf(req), req.params.complaintId!, req.body));
+      const complaintId = parseWith(complaintHoldParams.shape.complaintId, req.params.complaintId);
+      const { reason } = parseWith(reasonBody, req.body);
+      res.status(201).json(await holds.placeOnComplaint(actorOf(req), complaintId, reason));
     });
 
   router.route('/v1/holds').get(auth, requirePermission('hold:manage'), async (req, res) => {

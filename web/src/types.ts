@@ -18,23 +18,8 @@ export type {
  */
 export type Item = EvidenceItem & { segments?: Segment[]; media?: MediaSummary };
 
-export interface AuditEvent {
-  seq: number;
-  occurredAt: string;
-  action: string;
-  outcome: string;
-  actor: { keyId: string | null; role: string | null; name: string | null };
-  clientIp: string | null;
-  details: Record<string, unknown>;
-}
-
-export interface Verification {
-  status: string;
-  checkedAt: string;
-  expected: { sha256: string; size: number };
-  computed: { sha256: string; size: number } | null;
-  problems: string[];
-}
+export type { AuditEvent } from '../../src/contract/custody.contract';
+export type { VerificationResult as Verification } from '../../src/contract/custody.contract';
 
 // The contract's LookupMatch once Item is the contract's EvidenceItem (it lacks a few members).
 export interface LookupMatch {
@@ -43,51 +28,10 @@ export interface LookupMatch {
   items: Item[];
 }
 
-export interface Complaint {
-  id: string;
-  status: 'open' | 'closed';
-  customerPhone: string | null;
-  orderIds: string[];
-  trackingNumbers: string[];
-  channel: string | null;
-  topic: string | null;
-  claimUrl: string | null;
-  description: string | null;
-  openedAt: string;
-  closedAt: string | null;
-  updatedAt: string;
-  evidence: Item[];
-  timeline: {
-    at: string;
-    type: string;
-    item: Item;
-    segment?: Segment;
-    linkedToComplaint: boolean;
-    orderIds: string[];
-  }[];
-}
+export type {
+  ComplaintWorkspace as Complaint,
+  Suggestion,
+} from '../../src/contract/complaints.contract';
+export type { BundleView as Bundle } from '../../src/contract/bundles.contract';
 
-export interface Suggestion {
-  item: Item;
-  segments: Segment[];
-  reasons: { code: string; detail: string }[];
-}
-
-export interface Bundle {
-  id: string;
-  complaintId: string;
-  createdAt: string;
-  fileCount: number;
-  totalBytes: number;
-  zipBytes?: number;
-  manifestSha256: string;
-  downloadUrl: string;
-}
-
-export interface Hold {
-  id: string;
-  reason: string;
-  placedBy: string;
-  placedAt: string;
-  active: boolean;
-}
+export type { HoldView as Hold } from '../../src/contract/holds.contract';
