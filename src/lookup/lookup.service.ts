@@ -3,28 +3,24 @@ import type { RequestActor } from '../base/actor';
 import type { AuditLog } from '../base/audit.service';
 import type { Db, EvidenceKind } from '../db/database';
 import type { EvidenceRepository, EvidenceRow } from '../evidence/evidence.repository';
-import { toEvidenceView, type EvidenceView } from '../evidence/evidence.view';
+import { toEvidenceView } from '../evidence/evidence.view';
 import { toE164 } from '../evidence/phone-number';
 import type { SegmentRepository, SegmentRow } from '../evidence/segment.repository';
 import { toSegmentView, type SegmentView } from '../evidence/segments';
-import type { LookupMatchType, LookupQuery } from '../contract/console.contract';
+import type {
+  LookupMatch,
+  LookupMatchType,
+  LookupQuery,
+  LookupResult,
+} from '../contract/console.contract';
+
+export type { LookupMatch, LookupResult };
 
 /** Most items one match answers with (a lookup is for one dispute, not a report). */
 const MATCH_LIMIT = 200;
 
 // The answer's shape is console.contract's LookupResult; its items are typed by the evidence
 // view here until that view is the contract's EvidenceItem type.
-export interface LookupMatch {
-  type: LookupMatchType;
-  /** The id as stored (a complaint's or order's own spelling), or the number in E.164. */
-  value: string;
-  items: (EvidenceView & { segments?: SegmentView[] })[];
-}
-
-export interface LookupResult {
-  query: string;
-  matches: LookupMatch[];
-}
 
 export interface LookupServiceDeps {
   db: Db;

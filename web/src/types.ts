@@ -21,12 +21,7 @@ export type Item = EvidenceItem & { segments?: Segment[]; media?: MediaSummary }
 export type { AuditEvent } from '../../src/contract/custody.contract';
 export type { VerificationResult as Verification } from '../../src/contract/custody.contract';
 
-// The contract's LookupMatch once Item is the contract's EvidenceItem (it lacks a few members).
-export interface LookupMatch {
-  type: 'complaint' | 'order' | 'tracking_number' | 'phone';
-  value: string;
-  items: Item[];
-}
+export type { LookupMatch } from '../../src/contract/console.contract';
 
 export type {
   ComplaintWorkspace as Complaint,
