@@ -1,5 +1,6 @@
+import type { ResponseConfig } from '@asteasolutions/zod-to-openapi';
 import { PROBLEMS } from './problems';
-import type { Component, ContractModule } from './operation';
+import { problem, problemContent, ref, type Component, type ContractModule } from './operation';
 import { z } from './zod';
 
 /** RFC 9457 problem details, as every error answer carries them. */
@@ -17,6 +18,65 @@ export const problemSchema = z
     description:
       'RFC 9457 problem details. Some codes add members, e.g. `field` and `issues` (validation_failed), `allowed` (unknown_field), `requires` (forbidden), `declared` and `computed` (checksum_mismatch), `detectedType` and `kind` (unsupported_media_type), `callId` (call_id_conflict), `itemId` (evidence_deleted on upload), `header` (invalid_tus_header), `supported` (tus_version_unsupported).',
   });
+
+// The standard answers other contract files build on (the tus endpoint adds `Tus-Resumable`).
+
+export const unauthorizedResponse = {
+  description: '`unauthorized`: missing, invalid or revoked API key.',
+  headers: {
+    'WWW-Authenticate': {
+      description: '`Bearer realm="evidence-archive"`.',
+      schema: { type: 'string' },
+    },
+  },
+  content: problemContent,
+} satisfies ResponseConfig;
+
+export const forbiddenResponse = problem(
+  "`forbidden`: the key's role does not allow this action (or, for `ingest` keys, the item is not one of its uploads). The problem's `requires` names the missing permission.",
+);
+
+export const rateLimitedResponse = {
+  description:
+    '`rate_limited`: this client address has had more than `REFUSAL_LIMIT_PER_MINUTE` (default 30) requests refused for want of a valid key, or share links that did not open, this minute. Requests with a valid key (or a valid link) are still served; others are refused with 429 until the minute ends.',
+  headers: {
+    'Retry-After': {
+      description: 'Seconds until the minute ends and the address may be refused one by one again.',
+      schema: { type: 'integer', minimum: 1, maximum: 60 },
+    },
+  },
+  content: problemContent,
+} satisfies ResponseConfig;
+
+export const serviceUnavailableResponse = {
+  description:
+    '`dependency_unavailable`: the database or the blob store is unavailable or not answering (nothing of the request was kept); `not_ready`: the service is shutting down and this request did not finish within the grace period (it was not acknowledged: retry it).',
+  headers: {
+    'Retry-After': {
+      description: 'Seconds to wait before retrying.',
+      schema: { type: 'integer', minimum: 1 },
+      required: true,
+    },
+  },
+  content: problemContent,
+} satisfies ResponseConfig;
+
+export const insufficientStorageResponse = problem(
+  "`insufficient_storage`: the archive (its disk, or its database's) has no space left; nothing of the request was kept.",
+);
+
+export const internalErrorResponse = problem(
+  '`internal_error`: an unexpected failure; it has been logged.',
+);
+
+/** `Allow` and the CORS grant of a preflight: what an OPTIONS answers (the tus endpoint's too). */
+export const preflightHeaders = {
+  Allow: ref('headers', 'Allow'),
+  'Access-Control-Allow-Origin': ref('headers', 'AccessControlAllowOrigin'),
+  'Access-Control-Allow-Methods': ref('headers', 'AccessControlAllowMethods'),
+  'Access-Control-Allow-Headers': ref('headers', 'AccessControlAllowHeaders'),
+  'Access-Control-Max-Age': ref('headers', 'AccessControlMaxAge'),
+};
 
 /** HTTP-level components shared by many operations: schemes, headers, standard answers. */
 const components: Component[] = [
@@ -213,53 +273,14 @@ const components: Component[] = [
       schema: { type: 'string', enum: ['br', 'gzip'] },
     },
   },
-  {
-    type: 'responses',
-    name: 'Unauthorized',
-    value: {
-      description: '`unauthorized`: missing, invalid or revoked API key.',
-      headers: {
-        'WWW-Authenticate': {
-          description: '`Bearer realm="evidence-archive"`.',
-          schema: { type: 'string' },
-        },
-      },
-      content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
-    },
-  },
-  {
-    type: 'responses',
-    name: 'Forbidden',
-    value: {
-      description:
-        "`forbidden`: the key's role does not allow this action (or, for `ingest` keys, the item is not one of its uploads). The problem's `requires` names the missing permission.",
-      content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
-    },
-  },
+  { type: 'responses', name: 'Unauthorized', value: unauthorizedResponse },
+  { type: 'responses', name: 'Forbidden', value: forbiddenResponse },
   {
     type: 'responses',
     name: 'NotFound',
-    value: {
-      description: '`not_found`: no evidence item with this id.',
-      content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
-    },
+    value: problem('`not_found`: no evidence item with this id.'),
   },
-  {
-    type: 'responses',
-    name: 'RateLimited',
-    value: {
-      description:
-        '`rate_limited`: this client address has had more than `REFUSAL_LIMIT_PER_MINUTE` (default 30) requests refused for want of a valid key, or share links that did not open, this minute. Requests with a valid key (or a valid link) are still served; others are refused with 429 until the minute ends.',
-      headers: {
-        'Retry-After': {
-          description:
-            'Seconds until the minute ends and the address may be refused one by one again.',
-          schema: { type: 'integer', minimum: 1, maximum: 60 },
-        },
-      },
-      content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
-    },
-  },
+  { type: 'responses', name: 'RateLimited', value: rateLimitedResponse },
   {
     type: 'responses',
     name: 'TusVersionRefused',
@@ -270,7 +291,7 @@ const components: Component[] = [
         'Tus-Version': { $ref: '#/components/headers/TusVersion' },
         'Tus-Resumable': { $ref: '#/components/headers/TusResumable' },
       },
-      content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
+      content: problemContent,
     },
   },
   {
@@ -280,57 +301,21 @@ const components: Component[] = [
       description:
         '`method_not_allowed`: the path exists but does not serve this method. Sent for any method an operation of the path does not declare (a `HEAD` gets the headers only). `Allow` lists the methods it serves.',
       headers: { Allow: { $ref: '#/components/headers/Allow' } },
-      content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
+      content: problemContent,
     },
   },
   {
     type: 'responses',
     name: 'RouteNotFound',
-    value: {
-      description: '`route_not_found`: no such path (any path the document does not list).',
-      content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
-    },
+    value: problem('`route_not_found`: no such path (any path the document does not list).'),
   },
-  {
-    type: 'responses',
-    name: 'ServiceUnavailable',
-    value: {
-      description:
-        '`dependency_unavailable`: the database or the blob store is unavailable or not answering (nothing of the request was kept); `not_ready`: the service is shutting down and this request did not finish within the grace period (it was not acknowledged: retry it).',
-      headers: {
-        'Retry-After': {
-          description: 'Seconds to wait before retrying.',
-          schema: { type: 'integer', minimum: 1 },
-          required: true,
-        },
-      },
-      content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
-    },
-  },
-  {
-    type: 'responses',
-    name: 'InsufficientStorage',
-    value: {
-      description:
-        "`insufficient_storage`: the archive (its disk, or its database's) has no space left; nothing of the request was kept.",
-      content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
-    },
-  },
-  {
-    type: 'responses',
-    name: 'InternalError',
-    value: {
-      description: '`internal_error`: an unexpected failure; it has been logged.',
-      content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
-    },
-  },
+  { type: 'responses', name: 'ServiceUnavailable', value: serviceUnavailableResponse },
+  { type: 'responses', name: 'InsufficientStorage', value: insufficientStorageResponse },
+  { type: 'responses', name: 'InternalError', value: internalErrorResponse },
   {
     type: 'responses',
     name: 'BodyTooLarge',
-    value: {
-      description: '`body_too_large`: the JSON body is over 64 KiB.',
-      content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
-    },
+    value: problem('`body_too_large`: the JSON body is over 64 KiB.'),
   },
   {
     type: 'responses',
@@ -339,11 +324,7 @@ const components: Component[] = [
       description:
         'The methods the path serves. To a CORS preflight (`Access-Control-Request-Method`) from an origin listed in `CORS_ORIGINS`, also the CORS grant; to any other origin, no `Access-Control-*` header.',
       headers: {
-        Allow: { $ref: '#/components/headers/Allow' },
-        'Access-Control-Allow-Origin': { $ref: '#/components/headers/AccessControlAllowOrigin' },
-        'Access-Control-Allow-Methods': { $ref: '#/components/headers/AccessControlAllowMethods' },
-        'Access-Control-Allow-Headers': { $ref: '#/components/headers/AccessControlAllowHeaders' },
-        'Access-Control-Max-Age': { $ref: '#/components/headers/AccessControlMaxAge' },
+        ...preflightHeaders,
         'Access-Control-Expose-Headers': {
           $ref: '#/components/headers/AccessControlExposeHeaders',
         },

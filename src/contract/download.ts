@@ -65,7 +65,8 @@ const stringHeader = (description: string, schema: object = {}) => ({
   schema: { type: 'string', ...schema },
 });
 
-const OCTETS = { type: 'string', contentMediaType: 'application/octet-stream' };
+/** Bytes as they are: a string of `application/octet-stream`. */
+export const OCTETS = { type: 'string' as const, contentMediaType: 'application/octet-stream' };
 
 /** The `responses` entries 200, 206, 304, 412 and 416 of a download operation (HEAD: 200, 304, 412). */
 export function downloadResponses(options: DownloadOptions) {

@@ -25,11 +25,11 @@ export const ref = (type: Component['type'] | 'schemas', name: string) => ({
   $ref: `#/components/${type}/${name}`,
 });
 
+/** The body of every error answer: RFC 9457 problem details. */
+export const problemContent = { 'application/problem+json': { schema: ref('schemas', 'Problem') } };
+
 /** A problem+json answer (RFC 9457) whose codes the description names. */
-export const problem = (description: string) => ({
-  description,
-  content: { 'application/problem+json': { schema: ref('schemas', 'Problem') } },
-});
+export const problem = (description: string) => ({ description, content: problemContent });
 
 /** The answers every authenticated operation may give besides its own. */
 export const standardErrors = {

@@ -1,4 +1,14 @@
 import type { ResponseConfig } from '@asteasolutions/zod-to-openapi';
+import {
+  forbiddenResponse,
+  insufficientStorageResponse,
+  internalErrorResponse,
+  preflightHeaders,
+  rateLimitedResponse,
+  serviceUnavailableResponse,
+  unauthorizedResponse,
+} from './common.contract';
+import { OCTETS } from './download';
 import { problem, ref, type ContractModule, type Operation } from './operation';
 import { z } from './zod';
 
@@ -6,93 +16,81 @@ import { z } from './zod';
 // headers before it). Every answer carries Tus-Resumable, refusals included. Request headers are
 // declared here; their checks stay with the tus conformance logic in the route.
 
-/** A problem answer of the tus endpoint (with `Tus-Resumable`). */
-const tusProblem = (description: string) => ({
-  ...problem(description),
-  headers: { 'Tus-Resumable': ref('headers', 'TusResumable') },
+/** `Tus-Resumable`, on every answer of the tus endpoint. */
+const TUS_RESUMABLE = { 'Tus-Resumable': ref('headers', 'TusResumable') };
+
+/** An answer of the tus endpoint: the same answer with `Tus-Resumable` added to its headers. */
+const tus = <T extends object>(response: T & { headers?: object }) => ({
+  ...response,
+  headers: { ...response.headers, ...TUS_RESUMABLE },
 });
 
-const TUS_UNAUTHORIZED: ResponseConfig = {
-  description: '`unauthorized`: missing, invalid or revoked API key.',
-  headers: {
-    'WWW-Authenticate': {
-      description: '`Bearer realm="evidence-archive"`.',
-      schema: {
-        type: 'string',
-      },
-    },
-    'Tus-Resumable': {
-      $ref: '#/components/headers/TusResumable',
-    },
-  },
-  content: {
-    'application/problem+json': {
-      schema: {
-        $ref: '#/components/schemas/Problem',
-      },
-    },
-  },
+/** A problem answer of the tus endpoint (with `Tus-Resumable`). */
+const tusProblem = (description: string) => tus(problem(description));
+
+/** The standard answers, with `Tus-Resumable`: every operation on the endpoint but discovery. */
+const TUS_ERRORS = {
+  '401': tus(unauthorizedResponse),
+  '403': tus(forbiddenResponse),
+  '412': tus(ref('responses', 'TusVersionRefused')),
+  '429': tus(rateLimitedResponse),
+  '500': tus(internalErrorResponse),
+  '503': tus(serviceUnavailableResponse),
+  '507': tus(insufficientStorageResponse),
 };
 
-const TUS_RATE_LIMITED: ResponseConfig = {
-  description:
-    '`rate_limited`: this client address has had more than `REFUSAL_LIMIT_PER_MINUTE` (default 30) requests refused for want of a valid key, or share links that did not open, this minute. Requests with a valid key (or a valid link) are still served; others are refused with 429 until the minute ends.',
-  headers: {
-    'Retry-After': {
-      description: 'Seconds until the minute ends and the address may be refused one by one again.',
-      schema: {
-        type: 'integer',
-        minimum: 1,
-        maximum: 60,
-      },
-    },
-    'Tus-Resumable': {
-      $ref: '#/components/headers/TusResumable',
-    },
-  },
-  content: {
-    'application/problem+json': {
-      schema: {
-        $ref: '#/components/schemas/Problem',
-      },
-    },
-  },
+/** A refusal of a tus request header, as every operation that reads them may answer it. */
+const INVALID_TUS_HEADER =
+  '`invalid_tus_header` (`header` names it): a tus header that is not what tus 1.0 says (`Upload-Offset`, `Upload-Length` not a non-negative integer; `Upload-Metadata` not comma-separated `key base64` pairs)';
+
+const NO_SUCH_UPLOAD = tusProblem(
+  '`not_found`: no such upload for this key. It was never created, was terminated, was removed after a refusal or after it expired, or was created by another key (an upload exists only for the key that created it).',
+);
+
+/** What a PATCH (or a POST that overrides to it) is refused with, besides 413. */
+const PATCH_REFUSALS = {
+  '400': tusProblem(
+    `\`upload_offset_required\` (no \`Upload-Offset\`), or ${INVALID_TUS_HEADER}. Nothing is written.`,
+  ),
+  '404': NO_SUCH_UPLOAD,
+  '409': tusProblem(
+    "`upload_offset_conflict`: `Upload-Offset` is not the server's (ask with HEAD); nothing is written. `upload_busy`: another request still holds the upload. On the last byte: `call_id_conflict` or `recording_of_another_call`, as for `POST /v1/evidence`; the upload is removed.",
+  ),
+  '410': tusProblem(
+    '`upload_expired`: the upload expired. On the last byte: `evidence_deleted`, these bytes belonged to a deleted item (`itemId`); the upload is removed.',
+  ),
+  '415': tusProblem(
+    "`upload_content_type_required`: no `Content-Type: application/offset+octet-stream` (missing or another type, tus 1.0's 415); nothing is written. `unsupported_media_type`: the first 4,100 bytes sniff as a type `kind` does not accept (`detectedType`, `kind`); the upload is removed.",
+  ),
+  '422': tusProblem(
+    '`checksum_mismatch`, on the last byte: the declared `sha256` differs from the received bytes (`declared`, `computed`). The upload is removed; nothing is archived.',
+  ),
 };
 
-const TUS_UNAVAILABLE: ResponseConfig = {
-  description:
-    '`dependency_unavailable`: the database or the blob store is unavailable or not answering (nothing of the request was kept); `not_ready`: the service is shutting down and this request did not finish within the grace period (it was not acknowledged: retry it).',
-  headers: {
-    'Retry-After': {
-      description: 'Seconds to wait before retrying.',
-      schema: {
-        type: 'integer',
-        minimum: 1,
-      },
-      required: true,
-    },
-    'Tus-Resumable': {
-      $ref: '#/components/headers/TusResumable',
-    },
-  },
-  content: {
-    'application/problem+json': {
-      schema: {
-        $ref: '#/components/schemas/Problem',
-      },
-    },
-  },
+/** The bytes of a creation or a PATCH. */
+const OFFSET_OCTETS = { 'application/offset+octet-stream': { schema: OCTETS } };
+
+/** Once every byte is in: the evidence item the upload became. */
+const ITEM_HEADERS = {
+  'Evidence-Item-Id': ref('headers', 'EvidenceItemId'),
+  'Evidence-Item-Url': ref('headers', 'EvidenceItemUrl'),
+  'Evidence-Item-Status': ref('headers', 'EvidenceItemStatus'),
+  'Repr-Digest': ref('headers', 'UploadReprDigest'),
+};
+
+/** The headers of a PATCH's answer. */
+const APPENDED_HEADERS = {
+  ...TUS_RESUMABLE,
+  'Upload-Offset': ref('headers', 'UploadOffset'),
+  'Upload-Expires': ref('headers', 'UploadExpires'),
+  ...ITEM_HEADERS,
 };
 
 const UPLOAD_STATE: ResponseConfig = {
   description: 'The upload.',
   headers: {
-    'Tus-Resumable': {
-      $ref: '#/components/headers/TusResumable',
-    },
-    'Upload-Offset': {
-      $ref: '#/components/headers/UploadOffset',
-    },
+    ...TUS_RESUMABLE,
+    'Upload-Offset': ref('headers', 'UploadOffset'),
     'Upload-Length': {
       description: 'The size declared at creation.',
       schema: {
@@ -111,81 +109,50 @@ const UPLOAD_STATE: ResponseConfig = {
         type: 'string',
       },
     },
-    'Evidence-Item-Id': {
-      $ref: '#/components/headers/EvidenceItemId',
-    },
-    'Evidence-Item-Url': {
-      $ref: '#/components/headers/EvidenceItemUrl',
-    },
-    'Evidence-Item-Status': {
-      $ref: '#/components/headers/EvidenceItemStatus',
-    },
-    'Repr-Digest': {
-      $ref: '#/components/headers/UploadReprDigest',
-    },
+    ...ITEM_HEADERS,
   },
 };
 
-export const discoverUploads = {
-  method: 'options',
-  path: '/v1/uploads',
-  tags: ['uploads'],
-  operationId: 'discoverUploads',
-  summary: 'tus capability discovery',
-  description:
-    'No authentication. tus discovery (`Tus-Version`, `Tus-Extension`, `Tus-Max-Size`) with `Allow`. A CORS preflight from a listed origin is answered as on every path; other origins get no `Access-Control-*` header. The same answer as for `/v1/uploads/{uploadId}`. Nothing about any upload is looked up or revealed.',
-  security: [],
-  responses: {
-    '204': {
-      description:
-        "The server's tus capabilities and `Allow`; to a CORS preflight from an origin listed in `CORS_ORIGINS`, the CORS grant instead of the tus headers (see `#/components/responses/Options`).",
-      headers: {
-        'Tus-Resumable': {
-          $ref: '#/components/headers/TusResumable',
-        },
-        'Tus-Version': {
-          description: '`1.0.0`.',
-          schema: {
-            type: 'string',
+/** OPTIONS on either path of the endpoint: tus discovery, the same answer on both. */
+const tusDiscovery = (path: string, operationId: string, aboutPath: string) =>
+  ({
+    method: 'options',
+    path,
+    tags: ['uploads'],
+    operationId,
+    summary: 'tus capability discovery',
+    description: `No authentication. tus discovery (\`Tus-Version\`, \`Tus-Extension\`, \`Tus-Max-Size\`) with \`Allow\`. A CORS preflight from a listed origin is answered as on every path; other origins get no \`Access-Control-*\` header. ${aboutPath} Nothing about any upload is looked up or revealed.`,
+    security: [],
+    responses: {
+      '204': {
+        description:
+          "The server's tus capabilities and `Allow`; to a CORS preflight from an origin listed in `CORS_ORIGINS`, the CORS grant instead of the tus headers (see `#/components/responses/Options`).",
+        headers: {
+          ...TUS_RESUMABLE,
+          'Tus-Version': { description: '`1.0.0`.', schema: { type: 'string' } },
+          'Tus-Extension': {
+            description:
+              '`creation,creation-with-upload,termination,expiration`. Not supported: `creation-defer-length`, `concatenation`, `checksum`.',
+            schema: { type: 'string' },
           },
-        },
-        'Tus-Extension': {
-          description:
-            '`creation,creation-with-upload,termination,expiration`. Not supported: `creation-defer-length`, `concatenation`, `checksum`.',
-          schema: {
-            type: 'string',
+          'Tus-Max-Size': {
+            description: 'The largest `Upload-Length` accepted, in bytes: `MAX_UPLOAD_BYTES`.',
+            schema: { type: 'integer' },
           },
-        },
-        'Tus-Max-Size': {
-          description: 'The largest `Upload-Length` accepted, in bytes: `MAX_UPLOAD_BYTES`.',
-          schema: {
-            type: 'integer',
-          },
-        },
-        Allow: {
-          $ref: '#/components/headers/Allow',
-        },
-        'Access-Control-Allow-Origin': {
-          $ref: '#/components/headers/AccessControlAllowOrigin',
-        },
-        'Access-Control-Allow-Methods': {
-          $ref: '#/components/headers/AccessControlAllowMethods',
-        },
-        'Access-Control-Allow-Headers': {
-          $ref: '#/components/headers/AccessControlAllowHeaders',
-        },
-        'Access-Control-Max-Age': {
-          $ref: '#/components/headers/AccessControlMaxAge',
-        },
-        Vary: {
-          $ref: '#/components/headers/Vary',
+          ...preflightHeaders,
+          Vary: ref('headers', 'Vary'),
         },
       },
+      '500': ref('responses', 'InternalError'),
+      '503': ref('responses', 'ServiceUnavailable'),
     },
-    '500': ref('responses', 'InternalError'),
-    '503': ref('responses', 'ServiceUnavailable'),
-  },
-} satisfies Operation;
+  }) satisfies Operation;
+
+export const discoverUploads = tusDiscovery(
+  '/v1/uploads',
+  'discoverUploads',
+  'The same answer as for `/v1/uploads/{uploadId}`.',
+);
 
 export const createUpload = {
   method: 'post',
@@ -220,14 +187,7 @@ export const createUpload = {
     body: {
       required: false,
       description: 'Optional (creation-with-upload): the first bytes of the file, or all of them.',
-      content: {
-        'application/offset+octet-stream': {
-          schema: {
-            type: 'string',
-            contentMediaType: 'application/octet-stream',
-          },
-        },
-      },
+      content: OFFSET_OCTETS,
     },
   },
   responses: {
@@ -242,38 +202,20 @@ export const createUpload = {
             type: 'string',
           },
         },
-        'Tus-Resumable': {
-          $ref: '#/components/headers/TusResumable',
-        },
-        'Upload-Expires': {
-          $ref: '#/components/headers/UploadExpires',
-        },
+        ...TUS_RESUMABLE,
+        'Upload-Expires': ref('headers', 'UploadExpires'),
         'Upload-Offset': {
           description: 'With a body: the bytes of it now stored.',
           schema: {
             type: 'integer',
           },
         },
-        'Evidence-Item-Id': {
-          $ref: '#/components/headers/EvidenceItemId',
-        },
-        'Evidence-Item-Url': {
-          $ref: '#/components/headers/EvidenceItemUrl',
-        },
-        'Evidence-Item-Status': {
-          $ref: '#/components/headers/EvidenceItemStatus',
-        },
-        'Repr-Digest': {
-          $ref: '#/components/headers/UploadReprDigest',
-        },
+        ...ITEM_HEADERS,
       },
     },
+    ...TUS_ERRORS,
     '400': tusProblem(
-      '`unknown_field` (`allowed` lists the keys), `validation_failed` (`kind` missing, a bad value, segments on a photo) or `invalid_filename`; `upload_length_required` (no `Upload-Length`); `invalid_tus_header` (`header` names it): a tus header that is not what tus 1.0 says (`Upload-Offset`, `Upload-Length` not a non-negative integer; `Upload-Metadata` not comma-separated `key base64` pairs). Nothing is stored.',
-    ),
-    '401': TUS_UNAUTHORIZED,
-    '403': tusProblem(
-      "`forbidden`: the key's role does not allow this action (or, for `ingest` keys, the item is not one of its uploads). The problem's `requires` names the missing permission.",
+      `\`unknown_field\` (\`allowed\` lists the keys), \`validation_failed\` (\`kind\` missing, a bad value, segments on a photo) or \`invalid_filename\`; \`upload_length_required\` (no \`Upload-Length\`); ${INVALID_TUS_HEADER}. Nothing is stored.`,
     ),
     '409': tusProblem(
       'Only when a body completed the upload: `call_id_conflict` or `recording_of_another_call`, as for `POST /v1/evidence`. The upload is removed.',
@@ -281,14 +223,6 @@ export const createUpload = {
     '410': tusProblem(
       'Only when a body completed the upload: `evidence_deleted`, these bytes belonged to an item that was deleted (`itemId` names it). The upload is removed.',
     ),
-    '412': {
-      $ref: '#/components/responses/TusVersionRefused',
-      headers: {
-        'Tus-Resumable': {
-          $ref: '#/components/headers/TusResumable',
-        },
-      },
-    },
     '413': tusProblem(
       '`file_too_large` (`Upload-Length` over `Tus-Max-Size`), or `upload_length_exceeded` (a body longer than `Upload-Length`; nothing is kept).',
     ),
@@ -301,97 +235,20 @@ export const createUpload = {
     '501': tusProblem(
       '`tus_extension_unsupported`: `Upload-Defer-Length` (creation-defer-length) and `Upload-Concat` (concatenation) are not supported.',
     ),
-    '429': TUS_RATE_LIMITED,
-    '405': {
-      description:
+    '405': tus({
+      ...problem(
         '`method_not_allowed`: `X-HTTP-Method-Override` names another method than `POST`.',
-      content: {
-        'application/problem+json': {
-          schema: {
-            $ref: '#/components/schemas/Problem',
-          },
-        },
-      },
-      headers: {
-        Allow: {
-          description: '`POST, OPTIONS`.',
-          schema: {
-            type: 'string',
-          },
-        },
-        'Tus-Resumable': {
-          $ref: '#/components/headers/TusResumable',
-        },
-      },
-    },
-    '500': tusProblem('`internal_error`: an unexpected failure; it has been logged.'),
-    '503': TUS_UNAVAILABLE,
-    '507': tusProblem(
-      "`insufficient_storage`: the archive (its disk, or its database's) has no space left; nothing of the request was kept.",
-    ),
+      ),
+      headers: { Allow: { description: '`POST, OPTIONS`.', schema: { type: 'string' } } },
+    }),
   },
 } satisfies Operation;
 
-export const discoverUpload = {
-  method: 'options',
-  path: '/v1/uploads/{uploadId}',
-  tags: ['uploads'],
-  operationId: 'discoverUpload',
-  summary: 'tus capability discovery',
-  description:
-    'No authentication. tus discovery (`Tus-Version`, `Tus-Extension`, `Tus-Max-Size`) with `Allow`. A CORS preflight from a listed origin is answered as on every path; other origins get no `Access-Control-*` header. The upload id is not looked at. Nothing about any upload is looked up or revealed.',
-  security: [],
-  responses: {
-    '204': {
-      description:
-        "The server's tus capabilities and `Allow`; to a CORS preflight from an origin listed in `CORS_ORIGINS`, the CORS grant instead of the tus headers (see `#/components/responses/Options`).",
-      headers: {
-        'Tus-Resumable': {
-          $ref: '#/components/headers/TusResumable',
-        },
-        'Tus-Version': {
-          description: '`1.0.0`.',
-          schema: {
-            type: 'string',
-          },
-        },
-        'Tus-Extension': {
-          description:
-            '`creation,creation-with-upload,termination,expiration`. Not supported: `creation-defer-length`, `concatenation`, `checksum`.',
-          schema: {
-            type: 'string',
-          },
-        },
-        'Tus-Max-Size': {
-          description: 'The largest `Upload-Length` accepted, in bytes: `MAX_UPLOAD_BYTES`.',
-          schema: {
-            type: 'integer',
-          },
-        },
-        Allow: {
-          $ref: '#/components/headers/Allow',
-        },
-        'Access-Control-Allow-Origin': {
-          $ref: '#/components/headers/AccessControlAllowOrigin',
-        },
-        'Access-Control-Allow-Methods': {
-          $ref: '#/components/headers/AccessControlAllowMethods',
-        },
-        'Access-Control-Allow-Headers': {
-          $ref: '#/components/headers/AccessControlAllowHeaders',
-        },
-        'Access-Control-Max-Age': {
-          $ref: '#/components/headers/AccessControlMaxAge',
-        },
-        Vary: {
-          $ref: '#/components/headers/Vary',
-        },
-      },
-    },
-    '500': ref('responses', 'InternalError'),
-    '503': ref('responses', 'ServiceUnavailable'),
-  },
-} satisfies Operation;
+export const discoverUpload = tusDiscovery(
+  '/v1/uploads/{uploadId}',
+  'discoverUpload',
+  'The upload id is not looked at.',
+);
 
 export const getUploadOffset = {
   method: 'head',
@@ -404,29 +261,10 @@ export const getUploadOffset = {
   parameters: [ref('parameters', 'TusResumable')],
   responses: {
     '200': UPLOAD_STATE,
-    '401': TUS_UNAUTHORIZED,
-    '403': tusProblem(
-      "`forbidden`: the key's role does not allow this action (or, for `ingest` keys, the item is not one of its uploads). The problem's `requires` names the missing permission.",
-    ),
-    '404': tusProblem(
-      '`not_found`: no such upload for this key. It was never created, was terminated, was removed after a refusal or after it expired, or was created by another key (an upload exists only for the key that created it).',
-    ),
+    ...TUS_ERRORS,
+    '404': NO_SUCH_UPLOAD,
     '410': tusProblem(
       '`upload_expired` (no body: a HEAD): the upload expired, finished or not; once the sweep has removed it (within minutes), 404.',
-    ),
-    '412': {
-      $ref: '#/components/responses/TusVersionRefused',
-      headers: {
-        'Tus-Resumable': {
-          $ref: '#/components/headers/TusResumable',
-        },
-      },
-    },
-    '429': TUS_RATE_LIMITED,
-    '500': tusProblem('`internal_error`: an unexpected failure; it has been logged.'),
-    '503': TUS_UNAVAILABLE,
-    '507': tusProblem(
-      "`insufficient_storage`: the archive (its disk, or its database's) has no space left; nothing of the request was kept.",
     ),
   },
 } satisfies Operation;
@@ -457,82 +295,19 @@ export const appendToUpload = {
       required: true,
       description:
         'The next bytes of the file, at most up to `Upload-Length`. Content-Type exactly `application/offset+octet-stream` (missing or another: 415 `upload_content_type_required`).',
-      content: {
-        'application/offset+octet-stream': {
-          schema: {
-            type: 'string',
-            contentMediaType: 'application/octet-stream',
-          },
-        },
-      },
+      content: OFFSET_OCTETS,
     },
   },
   responses: {
     '204': {
       description:
         'The bytes are stored. On the last byte, also archived: the `Evidence-Item-*` headers and `Repr-Digest` name the item.',
-      headers: {
-        'Tus-Resumable': {
-          $ref: '#/components/headers/TusResumable',
-        },
-        'Upload-Offset': {
-          $ref: '#/components/headers/UploadOffset',
-        },
-        'Upload-Expires': {
-          $ref: '#/components/headers/UploadExpires',
-        },
-        'Evidence-Item-Id': {
-          $ref: '#/components/headers/EvidenceItemId',
-        },
-        'Evidence-Item-Url': {
-          $ref: '#/components/headers/EvidenceItemUrl',
-        },
-        'Evidence-Item-Status': {
-          $ref: '#/components/headers/EvidenceItemStatus',
-        },
-        'Repr-Digest': {
-          $ref: '#/components/headers/UploadReprDigest',
-        },
-      },
+      headers: APPENDED_HEADERS,
     },
-    '400': tusProblem(
-      '`upload_offset_required` (no `Upload-Offset`), or `invalid_tus_header` (`header` names it): a tus header that is not what tus 1.0 says (`Upload-Offset`, `Upload-Length` not a non-negative integer; `Upload-Metadata` not comma-separated `key base64` pairs). Nothing is written.',
-    ),
-    '401': TUS_UNAUTHORIZED,
-    '403': tusProblem(
-      "`forbidden`: the key's role does not allow this action (or, for `ingest` keys, the item is not one of its uploads). The problem's `requires` names the missing permission.",
-    ),
-    '404': tusProblem(
-      '`not_found`: no such upload for this key. It was never created, was terminated, was removed after a refusal or after it expired, or was created by another key (an upload exists only for the key that created it).',
-    ),
-    '409': tusProblem(
-      "`upload_offset_conflict`: `Upload-Offset` is not the server's (ask with HEAD); nothing is written. `upload_busy`: another request still holds the upload. On the last byte: `call_id_conflict` or `recording_of_another_call`, as for `POST /v1/evidence`; the upload is removed.",
-    ),
-    '410': tusProblem(
-      '`upload_expired`: the upload expired. On the last byte: `evidence_deleted`, these bytes belonged to a deleted item (`itemId`); the upload is removed.',
-    ),
-    '412': {
-      $ref: '#/components/responses/TusVersionRefused',
-      headers: {
-        'Tus-Resumable': {
-          $ref: '#/components/headers/TusResumable',
-        },
-      },
-    },
+    ...TUS_ERRORS,
+    ...PATCH_REFUSALS,
     '413': tusProblem(
       '`upload_length_exceeded`: the body goes past `Upload-Length`; nothing of this request is kept (the offset stays where it was).',
-    ),
-    '415': tusProblem(
-      "`upload_content_type_required`: no `Content-Type: application/offset+octet-stream` (missing or another type, tus 1.0's 415); nothing is written. `unsupported_media_type`: the first 4,100 bytes sniff as a type `kind` does not accept (`detectedType`, `kind`); the upload is removed.",
-    ),
-    '422': tusProblem(
-      '`checksum_mismatch`, on the last byte: the declared `sha256` differs from the received bytes (`declared`, `computed`). The upload is removed; nothing is archived.',
-    ),
-    '429': TUS_RATE_LIMITED,
-    '500': tusProblem('`internal_error`: an unexpected failure; it has been logged.'),
-    '503': TUS_UNAVAILABLE,
-    '507': tusProblem(
-      "`insufficient_storage`: the archive (its disk, or its database's) has no space left; nothing of the request was kept.",
     ),
   },
 } satisfies Operation;
@@ -549,38 +324,13 @@ export const terminateUpload = {
   responses: {
     '204': {
       description: 'Removed.',
-      headers: {
-        'Tus-Resumable': {
-          $ref: '#/components/headers/TusResumable',
-        },
-      },
+      headers: TUS_RESUMABLE,
     },
-    '401': TUS_UNAUTHORIZED,
-    '403': tusProblem(
-      "`forbidden`: the key's role does not allow this action (or, for `ingest` keys, the item is not one of its uploads). The problem's `requires` names the missing permission.",
-    ),
-    '404': tusProblem(
-      '`not_found`: no such upload for this key. It was never created, was terminated, was removed after a refusal or after it expired, or was created by another key (an upload exists only for the key that created it).',
-    ),
-    '412': {
-      $ref: '#/components/responses/TusVersionRefused',
-      headers: {
-        'Tus-Resumable': {
-          $ref: '#/components/headers/TusResumable',
-        },
-      },
-    },
-    '429': TUS_RATE_LIMITED,
-    '400': tusProblem(
-      '`invalid_tus_header` (`header` names it): a tus header that is not what tus 1.0 says (`Upload-Offset`, `Upload-Length` not a non-negative integer; `Upload-Metadata` not comma-separated `key base64` pairs).',
-    ),
+    ...TUS_ERRORS,
+    '404': NO_SUCH_UPLOAD,
+    '400': tusProblem(`${INVALID_TUS_HEADER}.`),
     '409': tusProblem(
       '`upload_complete`: a finished upload cannot be terminated, its bytes are evidence now.',
-    ),
-    '500': tusProblem('`internal_error`: an unexpected failure; it has been logged.'),
-    '503': TUS_UNAVAILABLE,
-    '507': tusProblem(
-      "`insufficient_storage`: the archive (its disk, or its database's) has no space left; nothing of the request was kept.",
     ),
   },
 } satisfies Operation;
@@ -603,14 +353,7 @@ export const overrideUploadMethod = {
     body: {
       required: false,
       description: 'With `PATCH`: the bytes, as for PATCH.',
-      content: {
-        'application/offset+octet-stream': {
-          schema: {
-            type: 'string',
-            contentMediaType: 'application/octet-stream',
-          },
-        },
-      },
+      content: OFFSET_OCTETS,
     },
   },
   responses: {
@@ -618,86 +361,26 @@ export const overrideUploadMethod = {
     '204': {
       description:
         '`PATCH`: the bytes are stored (see PATCH, with its headers); `DELETE`: removed.',
-      headers: {
-        'Tus-Resumable': {
-          $ref: '#/components/headers/TusResumable',
-        },
-        'Upload-Offset': {
-          $ref: '#/components/headers/UploadOffset',
-        },
-        'Upload-Expires': {
-          $ref: '#/components/headers/UploadExpires',
-        },
-        'Evidence-Item-Id': {
-          $ref: '#/components/headers/EvidenceItemId',
-        },
-        'Evidence-Item-Url': {
-          $ref: '#/components/headers/EvidenceItemUrl',
-        },
-        'Evidence-Item-Status': {
-          $ref: '#/components/headers/EvidenceItemStatus',
-        },
-        'Repr-Digest': {
-          $ref: '#/components/headers/UploadReprDigest',
-        },
-      },
+      headers: APPENDED_HEADERS,
     },
-    '400': tusProblem(
-      '`upload_offset_required` (no `Upload-Offset`), or `invalid_tus_header` (`header` names it): a tus header that is not what tus 1.0 says (`Upload-Offset`, `Upload-Length` not a non-negative integer; `Upload-Metadata` not comma-separated `key base64` pairs). Nothing is written.',
-    ),
-    '401': TUS_UNAUTHORIZED,
-    '403': tusProblem(
-      "`forbidden`: the key's role does not allow this action (or, for `ingest` keys, the item is not one of its uploads). The problem's `requires` names the missing permission.",
-    ),
-    '404': tusProblem(
-      '`not_found`: no such upload for this key. It was never created, was terminated, was removed after a refusal or after it expired, or was created by another key (an upload exists only for the key that created it).',
-    ),
-    '405': {
-      description:
+    ...TUS_ERRORS,
+    ...PATCH_REFUSALS,
+    '405': tus({
+      ...problem(
         '`method_not_allowed`: no `X-HTTP-Method-Override`, or one other than `PATCH`, `HEAD`, `DELETE`.',
-      content: {
-        'application/problem+json': {
-          schema: {
-            $ref: '#/components/schemas/Problem',
-          },
-        },
-      },
+      ),
       headers: {
         Allow: {
           description:
             '`HEAD, POST, PATCH, DELETE, OPTIONS` (a POST is served, with `X-HTTP-Method-Override`).',
-          schema: {
-            type: 'string',
-          },
-        },
-        'Tus-Resumable': {
-          $ref: '#/components/headers/TusResumable',
+          schema: { type: 'string' },
         },
       },
-    },
-    '409': tusProblem(
-      "`upload_offset_conflict`: `Upload-Offset` is not the server's (ask with HEAD); nothing is written. `upload_busy`: another request still holds the upload. On the last byte: `call_id_conflict` or `recording_of_another_call`, as for `POST /v1/evidence`; the upload is removed.",
-    ),
-    '410': tusProblem(
-      '`upload_expired`: the upload expired. On the last byte: `evidence_deleted`, these bytes belonged to a deleted item (`itemId`); the upload is removed.',
-    ),
-    '412': {
-      $ref: '#/components/responses/TusVersionRefused',
-    },
+    }),
+    // The component as it is (it carries `Tus-Resumable` itself).
+    '412': ref('responses', 'TusVersionRefused'),
     '413': tusProblem(
       '`upload_length_exceeded`: the body goes past `Upload-Length`; the upload is removed.',
-    ),
-    '415': tusProblem(
-      "`upload_content_type_required`: no `Content-Type: application/offset+octet-stream` (missing or another type, tus 1.0's 415); nothing is written. `unsupported_media_type`: the first 4,100 bytes sniff as a type `kind` does not accept (`detectedType`, `kind`); the upload is removed.",
-    ),
-    '422': tusProblem(
-      '`checksum_mismatch`, on the last byte: the declared `sha256` differs from the received bytes (`declared`, `computed`). The upload is removed; nothing is archived.',
-    ),
-    '429': TUS_RATE_LIMITED,
-    '500': tusProblem('`internal_error`: an unexpected failure; it has been logged.'),
-    '503': TUS_UNAVAILABLE,
-    '507': tusProblem(
-      "`insufficient_storage`: the archive (its disk, or its database's) has no space left; nothing of the request was kept.",
     ),
   },
 } satisfies Operation;
