@@ -1,12 +1,18 @@
 import { complaintParams } from './complaints.contract';
 import { downloadRequestHeaders, downloadResponses } from './download';
-import { problem, ref, standardErrors, type ContractModule, type Operation } from './operation';
+import { dateTime, sha256Hex, uuid } from './fields';
+import {
+  json,
+  problem,
+  ref,
+  standardErrors,
+  type ContractModule,
+  type Operation,
+} from './operation';
 import { z } from './zod';
 
 /** The most evidence files one bundle takes (selected, or linked to the complaint). */
 export const MAX_BUNDLE_FILES = 1000;
-
-const uuid = z.string().openapi({ format: 'uuid' });
 
 const uuidList = (description: string) =>
   z
@@ -36,15 +42,14 @@ export const bundleSchema = z
   .object({
     id: uuid,
     complaintId: z.string(),
-    createdAt: z.string().openapi({ format: 'date-time' }),
+    createdAt: dateTime,
     createdBy: z.object({ keyId: z.string(), role: z.string(), name: z.string() }),
     fileCount: z.number().int().min(1).openapi({ description: 'Evidence files in the bundle.' }),
     totalBytes: z.number().int().openapi({ description: "The evidence files' bytes together." }),
     zipBytes: z.number().int().openapi({ description: 'The exact size of the ZIP.' }),
-    manifestSha256: z
-      .string()
-      .regex(/^[0-9a-f]{64}$/)
-      .openapi({ description: "SHA-256 of `manifest.json`; the download's ETag." }),
+    manifestSha256: sha256Hex.openapi({
+      description: "SHA-256 of `manifest.json`; the download's ETag.",
+    }),
     keyFingerprint: z.string().openapi({
       description: "The signing key's fingerprint, as `GET /v1/custody/public-key` gives it.",
     }),
@@ -62,7 +67,6 @@ export type BundleView = z.infer<typeof bundleSchema>;
 // The parameter is not called `id`: a bundle id must not be recorded as an item's.
 export const bundleParams = z.object({ bundleId: uuid });
 
-const json = (schema: z.ZodTypeAny) => ({ 'application/json': { schema } });
 const noSuchBundle = problem('`not_found`: no bundle with this id.');
 
 export const listComplaintBundles = {

@@ -1,11 +1,17 @@
 import { COMPLAINT_CHANNELS, COMPLAINT_TOPICS } from '../db/database';
 import { identifier, isoTimestamp, phoneField } from '../base/fields';
 import { evidenceItemSchema, segmentSchema } from './evidence.contract';
+import { dateTime } from './fields';
 import { holdSchema } from './holds.contract';
-import { problem, ref, standardErrors, type ContractModule, type Operation } from './operation';
+import {
+  json,
+  problem,
+  ref,
+  standardErrors,
+  type ContractModule,
+  type Operation,
+} from './operation';
 import { z } from './zod';
-
-const dateTime = z.string().openapi({ format: 'date-time' });
 
 /** The `{complaintId}` of a complaint path. */
 export const complaintIdParam = identifier();
@@ -228,7 +234,6 @@ export const coverageQuery = z
   .strict();
 export type CoverageQuery = z.infer<typeof coverageQuery>;
 
-const json = (schema: z.ZodTypeAny) => ({ 'application/json': { schema } });
 const badId = problem('`validation_failed`: the complaint id is not a valid identifier.');
 
 export const getComplaint = {

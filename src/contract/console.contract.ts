@@ -2,10 +2,17 @@ import { ROLES } from '../base/actor';
 import { EVIDENCE_KINDS } from '../base/kinds';
 import { identifier, isoTimestamp } from '../base/fields';
 import { evidenceItemSchema, segmentSchema } from './evidence.contract';
-import { problem, ref, standardErrors, type ContractModule, type Operation } from './operation';
+import { dateTime } from './fields';
+import {
+  json,
+  problem,
+  ref,
+  standardErrors,
+  type ContractModule,
+  type Operation,
+} from './operation';
 import { z } from './zod';
 
-const dateTime = z.string().openapi({ format: 'date-time' });
 const keyIdSchema = z.string().regex(/^[0-9a-f]{16}$/);
 const roleSchema = z.enum(ROLES);
 
@@ -133,7 +140,7 @@ export const getMe = {
   responses: {
     '200': {
       description: "The key's holder.",
-      content: { 'application/json': { schema: meSchema } },
+      content: json(meSchema),
     },
     ...standardErrors,
   },
@@ -149,12 +156,12 @@ export const openSession = {
   description:
     "For the web app: `<video>`, `<audio>` and `<img>` cannot send an Authorization header. Checks the key in the body and sets the cookie `eak_session` (`HttpOnly; SameSite=Strict; Path=/v1`, `Secure` over https, no `Max-Age`: it ends with the browser session). The cookie authenticates `GET` and `HEAD` requests only, and only when they carry no Authorization header and come from the service's own pages (`Sec-Fetch-Site` absent or `same-origin`, and `Origin`, if sent, this service's host; otherwise 401 `unauthorized`); every state-changing request still needs the header. Reads through the cookie are audited as the key's holder, like any other. Ingest keys belong to devices and are refused (403 `session_not_allowed`).",
   request: {
-    body: { required: true, content: { 'application/json': { schema: sessionBody } } },
+    body: { required: true, content: json(sessionBody) },
   },
   responses: {
     '200': {
       description: "Signed in: the key's holder, with `Set-Cookie: eak_session=...`.",
-      content: { 'application/json': { schema: meSchema } },
+      content: json(meSchema),
       headers: {
         'Set-Cookie': {
           required: true,
@@ -211,7 +218,7 @@ export const lookup = {
   responses: {
     '200': {
       description: 'What matched (an empty `matches` when nothing did).',
-      content: { 'application/json': { schema: lookupResultSchema } },
+      content: json(lookupResultSchema),
     },
     '400': problem(
       '`validation_failed`: no or a malformed `q`, a bad filter, an unknown parameter.',
@@ -246,12 +253,12 @@ export const createKey = {
   description:
     'Roles: `admin`. The key is in this answer only (stored as a hash). Audited as `key.create`.',
   request: {
-    body: { required: true, content: { 'application/json': { schema: createKeyBody } } },
+    body: { required: true, content: json(createKeyBody) },
   },
   responses: {
     '201': {
       description: 'The new key, with `Location: /v1/keys/{keyId}`.',
-      content: { 'application/json': { schema: mintedKeySchema } },
+      content: json(mintedKeySchema),
       headers: {
         Location: { description: '`/v1/keys/{id}` of the new key.', schema: { type: 'string' } },
       },

@@ -1,11 +1,16 @@
 import { isoTimestamp } from '../base/fields';
 import { itemIdParams, verifyStatusSchema } from './evidence.contract';
-import { problem, ref, standardErrors, type ContractModule, type Operation } from './operation';
+import { dateTime, pageLimit, sha256Hex, uuid } from './fields';
+import {
+  json,
+  problem,
+  ref,
+  standardErrors,
+  type ContractModule,
+  type Operation,
+} from './operation';
 import { z } from './zod';
 
-const uuid = z.string().openapi({ format: 'uuid' });
-const dateTime = z.string().openapi({ format: 'date-time' });
-const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 const count = z.number().int().min(0);
 
 const hashAndSize = z.object({ sha256: sha256Hex, size: z.number().int() });
@@ -217,13 +222,7 @@ export const jobQueuedSchema = z
   })
   .openapi('JobQueued');
 
-const limit = z.coerce
-  .number()
-  .int()
-  .min(1)
-  .max(1000)
-  .default(100)
-  .openapi({ param: { description: 'Page size.' } });
+const limit = pageLimit(1000, 100);
 const cursor = z
   .string()
   .regex(/^\d{1,18}$/, 'must be a cursor this service issued')
@@ -260,8 +259,6 @@ export const auditRangeQuery = z
   })
   .strict();
 export type AuditRangeQuery = z.infer<typeof auditRangeQuery>;
-
-const json = (schema: z.ZodTypeAny) => ({ 'application/json': { schema } });
 
 export const getEvidenceAudit = {
   method: 'get',

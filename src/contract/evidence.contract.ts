@@ -1,12 +1,18 @@
 import { EVIDENCE_KINDS } from '../base/kinds';
 import { identifier, isoTimestamp, phoneField } from '../base/fields';
 import { downloadRequestHeaders, downloadResponses } from './download';
+import { dateTime, pageCursor, pageLimit, sha256Hex, uuid } from './fields';
 import { reasonBody } from './holds.contract';
-import { problem, ref, standardErrors, type ContractModule, type Operation } from './operation';
+import {
+  json,
+  problem,
+  ref,
+  standardErrors,
+  type ContractModule,
+  type Operation,
+} from './operation';
 import { z } from './zod';
 
-const uuid = z.string().openapi({ format: 'uuid' });
-const dateTime = z.string().openapi({ format: 'date-time' });
 const nullableString = z.string().nullable();
 /** zod-to-openapi leaves `null` out of a nullable enum's `enum`, which would refuse it. */
 const nullableEnum = <T extends [string, ...string[]]>(values: T) =>
@@ -14,8 +20,6 @@ const nullableEnum = <T extends [string, ...string[]]>(values: T) =>
     .enum(values)
     .nullable()
     .openapi({ enum: [...values, null] });
-/** An item's SHA-256 as the server computed it: lowercase hex. */
-const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 
 // ---------------------------------------------------------------------------------------------
 // Shapes: the items, receipts and segments the evidence routes answer with.
@@ -414,23 +418,8 @@ export const searchQuery = z
           description: 'Captured before this instant (exclusive; ISO 8601 with a time zone).',
         },
       }),
-    limit: z.coerce
-      .number()
-      .int()
-      .min(1)
-      .max(200)
-      .default(50)
-      .openapi({ param: { description: 'Page size.' } }),
-    cursor: z
-      .string()
-      .max(200)
-      .optional()
-      .openapi({
-        param: {
-          description:
-            'The `nextCursor` of the previous page; anything else is 400 `invalid_cursor`.',
-        },
-      }),
+    limit: pageLimit(200, 50),
+    cursor: pageCursor(200),
   })
   .strict();
 export type SearchQuery = z.output<typeof searchQuery>;
@@ -474,7 +463,7 @@ const created = {
     },
     'Idempotent-Replayed': idempotentReplayed,
   },
-  content: { 'application/json': { schema: evidenceItemSchema } },
+  content: json(evidenceItemSchema),
 };
 const itemOrReceipt = z.union([evidenceItemSchema, duplicateReceiptSchema]);
 const uploadRefusals = {
@@ -537,7 +526,7 @@ export const uploadEvidence = {
       description:
         'These bytes were already archived. The key that archived them (and an `admin` key) gets the existing item, with the new links merged in; any other key gets a `DuplicateReceipt` (id, SHA-256, size, the links it added, `duplicate: true`) and nothing else about the item. Also the replay of an earlier 200 for the same Idempotency-Key, as this key may see it.',
       headers: { 'Idempotent-Replayed': idempotentReplayed },
-      content: { 'application/json': { schema: itemOrReceipt } },
+      content: json(itemOrReceipt),
     },
     '201': created,
     ...uploadRefusals,
@@ -561,7 +550,7 @@ export const searchEvidence = {
   responses: {
     '200': {
       description: 'One page of results.',
-      content: { 'application/json': { schema: searchResultSchema } },
+      content: json(searchResultSchema),
     },
     '400': problem('`validation_failed`, `invalid_cursor` or `invalid_phone_number`.'),
     ...standardErrors,
@@ -606,13 +595,13 @@ export const deleteEvidence = {
     body: {
       required: true,
       description: 'Why the item is deleted; kept on the tombstone and in the audit trail.',
-      content: { 'application/json': { schema: reasonBody } },
+      content: json(reasonBody),
     },
   },
   responses: {
     '200': {
       description: "The item's tombstone (`status` is `deleted`).",
-      content: { 'application/json': { schema: evidenceItemSchema } },
+      content: json(evidenceItemSchema),
     },
     '400': problem(
       '`invalid_json` or `validation_failed` (missing or empty `reason`, over 1000 characters, unknown property).',
@@ -638,12 +627,12 @@ export const addEvidenceLinks = {
     'Roles: `support`, `admin`. Recorded in the audit trail as `evidence.link`.\n\nAdds links (existing ones are kept; remove one with `DELETE /v1/evidence/{id}/links/orders/{ref}` or `.../complaints/{ref}`) and returns the updated item.',
   request: {
     params: itemIdParams,
-    body: { required: true, content: { 'application/json': { schema: linksBody } } },
+    body: { required: true, content: json(linksBody) },
   },
   responses: {
     '200': {
       description: 'The item with its links.',
-      content: { 'application/json': { schema: evidenceItemSchema } },
+      content: json(evidenceItemSchema),
     },
     '400': problem(
       '`invalid_json` or `validation_failed` (unknown property, empty body, over 100 ids, bad id).',
@@ -667,7 +656,7 @@ const removeLink = (type: 'order' | 'complaint') =>
     responses: {
       '200': {
         description: 'The item with its remaining links.',
-        content: { 'application/json': { schema: evidenceItemSchema } },
+        content: json(evidenceItemSchema),
       },
       '400': problem(`\`validation_failed\`: the ${type} id is not a valid identifier.`),
       ...ownErrors,
@@ -890,7 +879,7 @@ export const pushCallRecording = {
       description:
         'The call already has this recording (a retry): the same item. As for `POST /v1/evidence`, a key that did not archive it gets a `DuplicateReceipt` only.',
       headers: { 'Idempotent-Replayed': idempotentReplayed },
-      content: { 'application/json': { schema: itemOrReceipt } },
+      content: json(itemOrReceipt),
     },
     '201': created,
     ...uploadRefusals,
@@ -912,7 +901,7 @@ export const addSegments = {
     'Roles: `ingest` (for its own uploads), `support`, `admin`. Recorded as `evidence.link`.\n\nAdds scan events to a packing video or call recording: each order is linked to the item, and its part is cut by the media pipeline. A segment already there (same order and offsets) is kept as it is.',
   request: {
     params: itemIdParams,
-    body: { required: true, content: { 'application/json': { schema: addSegmentsBody } } },
+    body: { required: true, content: json(addSegmentsBody) },
   },
   responses: {
     '201': {

@@ -1,10 +1,15 @@
 import { isItemId } from '../base/item-id';
 import { identifier } from '../base/fields';
-import { problem, ref, standardErrors, type ContractModule, type Operation } from './operation';
+import { dateTime, pageLimit, uuid } from './fields';
+import {
+  json,
+  problem,
+  ref,
+  standardErrors,
+  type ContractModule,
+  type Operation,
+} from './operation';
 import { z } from './zod';
-
-const uuid = z.string().openapi({ format: 'uuid' });
-const dateTime = z.string().openapi({ format: 'date-time' });
 
 export const holdSchema = z
   .object({
@@ -74,13 +79,7 @@ export const listHoldsQuery = z
       .openapi({
         param: { description: '`true`: only active holds; `false`: released holds too.' },
       }),
-    limit: z.coerce
-      .number()
-      .int()
-      .min(1)
-      .max(1000)
-      .default(100)
-      .openapi({ param: { description: 'Most holds returned.' } }),
+    limit: pageLimit(1000, 100, 'Most holds returned.'),
   })
   .strict();
 export type ListHoldsQuery = z.infer<typeof listHoldsQuery>;
@@ -122,13 +121,13 @@ export const releaseHold = {
     body: {
       required: true,
       description: 'Why the hold is released.',
-      content: { 'application/json': { schema: reasonBody } },
+      content: json(reasonBody),
     },
   },
   responses: {
     '200': {
       description: 'The released hold and the items it covered.',
-      content: { 'application/json': { schema: holdResultSchema } },
+      content: json(holdResultSchema),
     },
     '400': problem(
       '`invalid_json` or `validation_failed` (missing or empty `reason`, over 1000 characters, unknown property).',
@@ -146,7 +145,7 @@ export const complaintHoldParams = z.object({ complaintId: identifier() });
 
 const placed = {
   description: 'The hold placed.',
-  content: { 'application/json': { schema: holdResultSchema } },
+  content: json(holdResultSchema),
 };
 
 export const placeItemHold = {
@@ -167,7 +166,7 @@ export const placeItemHold = {
     body: {
       required: true,
       description: 'Why the item is held.',
-      content: { 'application/json': { schema: reasonBody } },
+      content: json(reasonBody),
     },
   },
   responses: {
@@ -195,7 +194,7 @@ export const placeComplaintHold = {
     body: {
       required: true,
       description: "Why the complaint's evidence is held.",
-      content: { 'application/json': { schema: reasonBody } },
+      content: json(reasonBody),
     },
   },
   responses: {

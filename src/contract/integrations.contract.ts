@@ -1,4 +1,5 @@
-import { problem, ref, type ContractModule, type Operation } from './operation';
+import { pageCursor, pageLimit } from './fields';
+import { json, problem, ref, type ContractModule, type Operation } from './operation';
 import { z } from './zod';
 
 export const RECORDING_STATUSES = ['queued', 'archived', 'failed', 'absent'] as const;
@@ -91,23 +92,8 @@ export const listProviderRecordingsQuery = z
       .enum(PROVIDERS)
       .optional()
       .openapi({ param: { description: "Only this provider's." } }),
-    limit: z.coerce
-      .number()
-      .int()
-      .min(1)
-      .max(200)
-      .default(50)
-      .openapi({ param: { description: 'Page size.' } }),
-    cursor: z
-      .string()
-      .max(40)
-      .optional()
-      .openapi({
-        param: {
-          description:
-            'The `nextCursor` of the previous page; anything else is 400 `invalid_cursor`.',
-        },
-      }),
+    limit: pageLimit(200, 50),
+    cursor: pageCursor(40),
   })
   .strict();
 export type ListProviderRecordingsQuery = z.infer<typeof listProviderRecordingsQuery>;
@@ -147,12 +133,12 @@ export const twilioRecordingCallback = {
     '200': {
       description:
         'Nothing to fetch: not a completed recording (`ignored`), or a known gap (`absent`: Twilio recorded no audio; the same answer when Twilio calls again, recorded once).',
-      content: { 'application/json': { schema: twilioCallbackResultSchema } },
+      content: json(twilioCallbackResultSchema),
     },
     '202': {
       description:
         'Queued for fetching (`queued`, also for a recording announced `absent` before), or announced before (`duplicate`): one item per recording however often Twilio calls.',
-      content: { 'application/json': { schema: twilioCallbackResultSchema } },
+      content: json(twilioCallbackResultSchema),
     },
     '400': problem(
       '`validation_failed`: a field is missing or not a Twilio SID/URL (`RecordingUrl` is required for a `completed` recording), or the body could not be read.',

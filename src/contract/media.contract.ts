@@ -1,9 +1,15 @@
 import { downloadRequestHeaders, downloadResponses } from './download';
 import { itemIdParams, mediaProbeSchema } from './evidence.contract';
-import { problem, ref, standardErrors, type ContractModule, type Operation } from './operation';
+import { dateTime, sha256Hex, uuid } from './fields';
+import {
+  json,
+  problem,
+  ref,
+  standardErrors,
+  type ContractModule,
+  type Operation,
+} from './operation';
 import { z } from './zod';
-
-const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 
 export type MediaProbe = z.infer<typeof mediaProbeSchema>;
 
@@ -31,7 +37,7 @@ export const derivativeSchema = z
       .openapi({ description: "Hash of the derivative's own bytes (its ETag)." }),
     width: z.number().int().nullable(),
     height: z.number().int().nullable(),
-    createdAt: z.string().nullable().openapi({ format: 'date-time' }),
+    createdAt: dateTime.nullable(),
   })
   .openapi('Derivative');
 export type DerivativeView = z.infer<typeof derivativeSchema>;
@@ -40,7 +46,7 @@ export type DerivativeState = DerivativeView['status'];
 
 export const derivativeListSchema = z
   .object({
-    itemId: z.string().openapi({ format: 'uuid' }),
+    itemId: uuid,
     sourceSha256: sha256Hex.openapi({
       description: 'The original every derivative was made from.',
     }),
@@ -50,7 +56,7 @@ export const derivativeListSchema = z
           .enum(['pending', 'processing', 'done', 'partial', 'failed', 'unavailable'])
           .optional(),
         detail: z.string().nullable().optional(),
-        updatedAt: z.string().optional().openapi({ format: 'date-time' }),
+        updatedAt: dateTime.optional(),
         // Not `mediaProbeSchema.nullable()`: that would make the MediaProbe component nullable.
         probe: z
           .custom<MediaProbe | null>()
@@ -79,7 +85,7 @@ export const derivativeListSchema = z
 export type DerivativeList = z.infer<typeof derivativeListSchema>;
 
 export const rebuildResultSchema = z.object({
-  itemId: z.string().openapi({ format: 'uuid' }),
+  itemId: uuid,
   status: z.literal('queued'),
   repaired: z
     .array(z.string())
@@ -102,7 +108,7 @@ export const listDerivatives = {
   responses: {
     '200': {
       description: 'The derivatives.',
-      content: { 'application/json': { schema: derivativeListSchema } },
+      content: json(derivativeListSchema),
     },
     '404': ref('responses', 'NotFound'),
     '410': evidenceDeleted,
@@ -122,7 +128,7 @@ export const rebuildDerivatives = {
   responses: {
     '202': {
       description: 'Queued.',
-      content: { 'application/json': { schema: rebuildResultSchema } },
+      content: json(rebuildResultSchema),
     },
     '404': ref('responses', 'NotFound'),
     '410': problem('`evidence_deleted`.'),

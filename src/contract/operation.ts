@@ -25,6 +25,9 @@ export const ref = (type: Component['type'] | 'schemas', name: string) => ({
   $ref: `#/components/${type}/${name}`,
 });
 
+/** A JSON body of this schema, as a request's or an answer's `content`. */
+export const json = (schema: ZodTypeAny) => ({ 'application/json': { schema } });
+
 /** The body of every error answer: RFC 9457 problem details. */
 export const problemContent = { 'application/problem+json': { schema: ref('schemas', 'Problem') } };
 

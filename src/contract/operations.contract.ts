@@ -1,4 +1,5 @@
-import { ref, type ContractModule, type Operation } from './operation';
+import { dateTime } from './fields';
+import { json, ref, type ContractModule, type Operation } from './operation';
 import { z } from './zod';
 
 const up = z.enum(['ok', 'unavailable']);
@@ -33,7 +34,7 @@ export const readinessSchema = z
             .object({
               object: z.enum(['evidence', 'record', 'legal_hold']).optional(),
               key: z.string().optional(),
-              at: z.string().optional().openapi({ format: 'date-time' }),
+              at: dateTime.optional(),
             })
             .nullable()
             .openapi({
@@ -91,12 +92,12 @@ export const getReadiness = {
   responses: {
     '200': {
       description: 'Database and storage are reachable.',
-      content: { 'application/json': { schema: readinessSchema } },
+      content: json(readinessSchema),
     },
     '503': {
       description:
         'A dependency is unavailable or the service is shutting down (`status` is `not_ready`). `dependency_unavailable`: the database or the blob store is unavailable (see components/responses/ServiceUnavailable); `not_ready` also when the service is shutting down and this request did not finish in time.',
-      content: { 'application/json': { schema: readinessSchema } },
+      content: json(readinessSchema),
       headers: {
         'Retry-After': {
           description: 'Seconds to wait before retrying.',

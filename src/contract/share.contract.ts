@@ -1,13 +1,18 @@
 import { identifier } from '../base/fields';
 import { downloadRequestHeaders, downloadResponses, type DownloadOptions } from './download';
-import { problem, ref, standardErrors, type ContractModule, type Operation } from './operation';
+import { dateTime, uuid } from './fields';
+import {
+  json,
+  problem,
+  ref,
+  standardErrors,
+  type ContractModule,
+  type Operation,
+} from './operation';
 import { z } from './zod';
 
 export const SHARE_LINK_DEFAULT_DAYS = 7;
 export const SHARE_LINK_MAX_DAYS = 30;
-
-const uuid = z.string().openapi({ format: 'uuid' });
-const dateTime = z.string().openapi({ format: 'date-time' });
 
 export const shareLinkSchema = z
   .object({
@@ -83,12 +88,12 @@ export const createShareLink = {
   description:
     "Roles: `support`, `admin`. Recorded in the audit trail as `share_link.create`.\n\nA read-only link to exactly one of: an item's original bytes, a segment's cut, a dispute bundle. It expires after `expiresInDays` (default 7, at most 30) and can be revoked at any time; after either, it answers 410. The token is 32 random bytes, shown in this answer only; the database keeps its SHA-256. A bundle link takes the bundle's complaint as its `complaintId`.",
   request: {
-    body: { required: true, content: { 'application/json': { schema: createShareLinkBody } } },
+    body: { required: true, content: json(createShareLinkBody) },
   },
   responses: {
     '201': {
       description: 'The link, with its token and URL (the only time the token is shown).',
-      content: { 'application/json': { schema: createdShareLinkSchema } },
+      content: json(createdShareLinkSchema),
       headers: {
         Location: {
           description: '`/v1/share-links/{id}` of the new link.',
@@ -136,7 +141,7 @@ export const getShareLink = {
   responses: {
     '200': {
       description: 'The link (never its token).',
-      content: { 'application/json': { schema: shareLinkSchema } },
+      content: json(shareLinkSchema),
     },
     '404': problem('`not_found`: no such link.'),
     ...standardErrors,
@@ -155,7 +160,7 @@ export const revokeShareLink = {
   responses: {
     '200': {
       description: 'The revoked link.',
-      content: { 'application/json': { schema: shareLinkSchema } },
+      content: json(shareLinkSchema),
     },
     '404': problem('`not_found`: no such link.'),
     ...standardErrors,
