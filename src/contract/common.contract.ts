@@ -1,6 +1,13 @@
 import type { ResponseConfig } from '@asteasolutions/zod-to-openapi';
 import { PROBLEMS } from './problems';
-import { problem, problemContent, ref, type Component, type ContractModule } from './operation';
+import {
+  problem,
+  problemContent,
+  ref,
+  retryAfter,
+  type Component,
+  type ContractModule,
+} from './operation';
 import { z } from './zod';
 
 /** RFC 9457 problem details, as every error answer carries them. */
@@ -52,11 +59,7 @@ export const serviceUnavailableResponse = {
   description:
     '`dependency_unavailable`: the database or the blob store is unavailable or not answering (nothing of the request was kept); `not_ready`: the service is shutting down and this request did not finish within the grace period (it was not acknowledged: retry it).',
   headers: {
-    'Retry-After': {
-      description: 'Seconds to wait before retrying.',
-      schema: { type: 'integer', minimum: 1 },
-      required: true,
-    },
+    'Retry-After': { ...retryAfter, required: true },
   },
   content: problemContent,
 } satisfies ResponseConfig;

@@ -3,6 +3,7 @@ import { itemIdParams, verifyStatusSchema } from './evidence.contract';
 import { dateTime, pageLimit, sha256Hex, uuid } from './fields';
 import {
   json,
+  jobQueueUnavailable,
   problem,
   ref,
   standardErrors,
@@ -386,17 +387,7 @@ export const startCustodyJob = {
     '202': { description: 'Queued.', content: json(jobQueuedSchema) },
     '404': problem('`not_found`: not a job that can be started on demand (`scrub`, `retention`).'),
     ...standardErrors,
-    '503': {
-      ...problem(
-        '`not_ready`: the job queue is not running on this instance. `dependency_unavailable`: the database or the blob store is unavailable (see components/responses/ServiceUnavailable); `not_ready` also when the service is shutting down and this request did not finish in time.',
-      ),
-      headers: {
-        'Retry-After': {
-          description: 'Seconds to wait before retrying.',
-          schema: { type: 'integer', minimum: 1 },
-        },
-      },
-    },
+    '503': jobQueueUnavailable,
   },
 } satisfies Operation;
 

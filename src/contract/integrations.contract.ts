@@ -1,5 +1,12 @@
 import { pageCursor, pageLimit } from './fields';
-import { json, problem, ref, type ContractModule, type Operation } from './operation';
+import {
+  json,
+  jobQueueUnavailable,
+  problem,
+  ref,
+  type ContractModule,
+  type Operation,
+} from './operation';
 import { z } from './zod';
 
 export const RECORDING_STATUSES = ['queued', 'archived', 'failed', 'absent'] as const;
@@ -149,17 +156,7 @@ export const twilioRecordingCallback = {
     '404': problem('`not_found`: the integration is not configured.'),
     '413': problem('`body_too_large`: the form body is above 16 KiB.'),
     '429': ref('responses', 'RateLimited'),
-    '503': {
-      ...problem(
-        '`not_ready`: the job queue is not running on this instance. `dependency_unavailable`: the database or the blob store is unavailable (see components/responses/ServiceUnavailable); `not_ready` also when the service is shutting down and this request did not finish in time.',
-      ),
-      headers: {
-        'Retry-After': {
-          description: 'Seconds to wait before retrying.',
-          schema: { type: 'integer', minimum: 1 },
-        },
-      },
-    },
+    '503': jobQueueUnavailable,
     '500': ref('responses', 'InternalError'),
     '507': ref('responses', 'InsufficientStorage'),
   },

@@ -43,3 +43,19 @@ export const standardErrors = {
   '503': ref('responses', 'ServiceUnavailable'),
   '507': ref('responses', 'InsufficientStorage'),
 };
+
+/** `Retry-After` of a 503: how long to wait. */
+export const retryAfter = {
+  description: 'Seconds to wait before retrying.',
+  schema: { type: 'integer' as const, minimum: 1 },
+};
+
+/** A 503's causes besides an operation's own: the database or the blob store, or a shutdown. */
+export const UNAVAILABLE_CAUSES =
+  '`dependency_unavailable`: the database or the blob store is unavailable (see components/responses/ServiceUnavailable); `not_ready` also when the service is shutting down and this request did not finish in time.';
+
+/** The 503 of an operation that queues a background job. */
+export const jobQueueUnavailable = {
+  ...problem(`\`not_ready\`: the job queue is not running on this instance. ${UNAVAILABLE_CAUSES}`),
+  headers: { 'Retry-After': retryAfter },
+};

@@ -1,5 +1,13 @@
 import { dateTime } from './fields';
-import { json, ref, type ContractModule, type Operation } from './operation';
+import {
+  json,
+  ref,
+  retryAfter,
+  standardErrors,
+  UNAVAILABLE_CAUSES,
+  type ContractModule,
+  type Operation,
+} from './operation';
 import { z } from './zod';
 
 const up = z.enum(['ok', 'unavailable']);
@@ -95,15 +103,9 @@ export const getReadiness = {
       content: json(readinessSchema),
     },
     '503': {
-      description:
-        'A dependency is unavailable or the service is shutting down (`status` is `not_ready`). `dependency_unavailable`: the database or the blob store is unavailable (see components/responses/ServiceUnavailable); `not_ready` also when the service is shutting down and this request did not finish in time.',
+      description: `A dependency is unavailable or the service is shutting down (\`status\` is \`not_ready\`). ${UNAVAILABLE_CAUSES}`,
       content: json(readinessSchema),
-      headers: {
-        'Retry-After': {
-          description: 'Seconds to wait before retrying.',
-          schema: { type: 'integer', minimum: 1 },
-        },
-      },
+      headers: { 'Retry-After': retryAfter },
     },
     '500': ref('responses', 'InternalError'),
     '507': ref('responses', 'InsufficientStorage'),
@@ -161,12 +163,7 @@ export const getMetrics = {
       description: 'The metrics.',
       content: { 'text/plain': { schema: z.string() } },
     },
-    '401': ref('responses', 'Unauthorized'),
-    '403': ref('responses', 'Forbidden'),
-    '429': ref('responses', 'RateLimited'),
-    '500': ref('responses', 'InternalError'),
-    '503': ref('responses', 'ServiceUnavailable'),
-    '507': ref('responses', 'InsufficientStorage'),
+    ...standardErrors,
   },
 } satisfies Operation;
 
