@@ -1,14 +1,8 @@
 import { complaintParams } from './complaints.contract';
 import { downloadRequestHeaders, downloadResponses } from './download';
 import { dateTime, sha256Hex, uuid } from './fields';
-import {
-  json,
-  problem,
-  ref,
-  standardErrors,
-  type ContractModule,
-  type Operation,
-} from './operation';
+import type { ContractModule, Operation } from './operation';
+import { json, problem, ref, standardErrors } from './operation';
 import { z } from './zod';
 
 /** The most evidence files one bundle takes (selected, or linked to the complaint). */

@@ -1,13 +1,7 @@
 import type { ResponseConfig } from '@asteasolutions/zod-to-openapi';
 import { PROBLEMS } from './problems';
-import {
-  problem,
-  problemContent,
-  ref,
-  retryAfter,
-  type Component,
-  type ContractModule,
-} from './operation';
+import type { Component, ContractModule } from './operation';
+import { problem, problemContent, ref, retryAfter } from './operation';
 import { z } from './zod';
 
 /** RFC 9457 problem details, as every error answer carries them. */

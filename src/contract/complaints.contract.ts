@@ -3,14 +3,8 @@ import { identifier, isoTimestamp, phoneField } from '../base/fields';
 import { evidenceItemSchema, segmentSchema } from './evidence.contract';
 import { dateTime } from './fields';
 import { holdSchema } from './holds.contract';
-import {
-  json,
-  problem,
-  ref,
-  standardErrors,
-  type ContractModule,
-  type Operation,
-} from './operation';
+import type { ContractModule, Operation } from './operation';
+import { json, problem, ref, standardErrors } from './operation';
 import { z } from './zod';
 
 /** The `{complaintId}` of a complaint path. */

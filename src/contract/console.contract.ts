@@ -3,14 +3,8 @@ import { EVIDENCE_KINDS } from '../base/kinds';
 import { identifier, isoTimestamp } from '../base/fields';
 import { evidenceItemSchema, segmentSchema } from './evidence.contract';
 import { dateTime } from './fields';
-import {
-  json,
-  problem,
-  ref,
-  standardErrors,
-  type ContractModule,
-  type Operation,
-} from './operation';
+import type { ContractModule, Operation } from './operation';
+import { json, problem, ref, standardErrors } from './operation';
 import { z } from './zod';
 
 const keyIdSchema = z.string().regex(/^[0-9a-f]{16}$/);

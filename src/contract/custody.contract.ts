@@ -1,15 +1,8 @@
 import { isoTimestamp } from '../base/fields';
 import { itemIdParams, verifyStatusSchema } from './evidence.contract';
 import { dateTime, pageLimit, sha256Hex, uuid } from './fields';
-import {
-  json,
-  jobQueueUnavailable,
-  problem,
-  ref,
-  standardErrors,
-  type ContractModule,
-  type Operation,
-} from './operation';
+import type { ContractModule, Operation } from './operation';
+import { json, jobQueueUnavailable, problem, ref, standardErrors } from './operation';
 import { z } from './zod';
 
 const count = z.number().int().min(0);

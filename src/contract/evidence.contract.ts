@@ -3,14 +3,8 @@ import { identifier, isoTimestamp, phoneField } from '../base/fields';
 import { downloadRequestHeaders, downloadResponses } from './download';
 import { dateTime, pageCursor, pageLimit, sha256Hex, uuid } from './fields';
 import { reasonBody } from './holds.contract';
-import {
-  json,
-  problem,
-  ref,
-  standardErrors,
-  type ContractModule,
-  type Operation,
-} from './operation';
+import type { ContractModule, Operation } from './operation';
+import { json, problem, ref, standardErrors } from './operation';
 import { z } from './zod';
 
 const nullableString = z.string().nullable();

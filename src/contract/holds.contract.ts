@@ -1,14 +1,8 @@
 import { isItemId } from '../base/item-id';
 import { identifier } from '../base/fields';
 import { dateTime, pageLimit, uuid } from './fields';
-import {
-  json,
-  problem,
-  ref,
-  standardErrors,
-  type ContractModule,
-  type Operation,
-} from './operation';
+import type { ContractModule, Operation } from './operation';
+import { json, problem, ref, standardErrors } from './operation';
 import { z } from './zod';
 
 export const holdSchema = z

@@ -1,12 +1,6 @@
 import { pageCursor, pageLimit } from './fields';
-import {
-  json,
-  jobQueueUnavailable,
-  problem,
-  ref,
-  type ContractModule,
-  type Operation,
-} from './operation';
+import type { ContractModule, Operation } from './operation';
+import { json, jobQueueUnavailable, problem, ref } from './operation';
 import { z } from './zod';
 
 export const RECORDING_STATUSES = ['queued', 'archived', 'failed', 'absent'] as const;

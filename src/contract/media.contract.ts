@@ -1,14 +1,8 @@
 import { downloadRequestHeaders, downloadResponses } from './download';
 import { itemIdParams, mediaProbeSchema } from './evidence.contract';
 import { dateTime, sha256Hex, uuid } from './fields';
-import {
-  json,
-  problem,
-  ref,
-  standardErrors,
-  type ContractModule,
-  type Operation,
-} from './operation';
+import type { ContractModule, Operation } from './operation';
+import { json, problem, ref, standardErrors } from './operation';
 import { z } from './zod';
 
 export type MediaProbe = z.infer<typeof mediaProbeSchema>;

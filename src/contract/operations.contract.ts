@@ -1,13 +1,6 @@
 import { dateTime } from './fields';
-import {
-  json,
-  ref,
-  retryAfter,
-  standardErrors,
-  UNAVAILABLE_CAUSES,
-  type ContractModule,
-  type Operation,
-} from './operation';
+import type { ContractModule, Operation } from './operation';
+import { json, ref, retryAfter, standardErrors, UNAVAILABLE_CAUSES } from './operation';
 import { z } from './zod';
 
 const up = z.enum(['ok', 'unavailable']);

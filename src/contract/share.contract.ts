@@ -1,14 +1,8 @@
 import { identifier } from '../base/fields';
 import { downloadRequestHeaders, downloadResponses, type DownloadOptions } from './download';
 import { dateTime, uuid } from './fields';
-import {
-  json,
-  problem,
-  ref,
-  standardErrors,
-  type ContractModule,
-  type Operation,
-} from './operation';
+import type { ContractModule, Operation } from './operation';
+import { json, problem, ref, standardErrors } from './operation';
 import { z } from './zod';
 
 export const SHARE_LINK_DEFAULT_DAYS = 7;
