@@ -1,6 +1,6 @@
 import { EVIDENCE_KINDS } from '../base/kinds';
 import { identifier, isoTimestamp, phoneField } from '../base/fields';
-import { downloadRequestHeaders, downloadResponses } from './download';
+import { downloadRequestHeaders, downloadResponses, OCTETS } from './download';
 import { dateTime, pageCursor, pageLimit, sha256Hex, uuid } from './fields';
 import { reasonBody } from './holds.contract';
 import type { ContractModule, Operation } from './operation';
@@ -477,12 +477,22 @@ const uploadRefusals = {
     '`empty_file`, `checksum_mismatch` (the declared `sha256` differs from the received bytes) or `idempotency_key_reused`. Nothing is stored.',
   ),
 };
+/**
+ * What an upload answers, a form's or a pushed recording's: `duplicate` describes its 200 (bytes
+ * already archived), `conflict` its 409.
+ */
+const archiveResponses = (duplicate: string, conflict: string) => ({
+  '200': {
+    description: duplicate,
+    headers: { 'Idempotent-Replayed': idempotentReplayed },
+    content: json(itemOrReceipt),
+  },
+  '201': created,
+  ...uploadRefusals,
+  '409': problem(conflict),
+  ...standardErrors,
+});
 const bodyTooLarge = problem('`body_too_large`: the JSON body exceeds 64 KiB.');
-const ownErrors = {
-  '401': standardErrors['401'],
-  '403': standardErrors['403'],
-};
-const { '401': _401, '403': _403, ...serverErrors } = standardErrors;
 
 export const uploadEvidence = {
   method: 'post',
@@ -515,21 +525,10 @@ export const uploadEvidence = {
       },
     },
   },
-  responses: {
-    '200': {
-      description:
-        'These bytes were already archived. The key that archived them (and an `admin` key) gets the existing item, with the new links merged in; any other key gets a `DuplicateReceipt` (id, SHA-256, size, the links it added, `duplicate: true`) and nothing else about the item. Also the replay of an earlier 200 for the same Idempotency-Key, as this key may see it.',
-      headers: { 'Idempotent-Replayed': idempotentReplayed },
-      content: json(itemOrReceipt),
-    },
-    '201': created,
-    ...uploadRefusals,
-    ...ownErrors,
-    '409': problem(
-      '`call_id_conflict`: this source already has a recording with a different file for this `callId`. Nothing is stored.',
-    ),
-    ...serverErrors,
-  },
+  responses: archiveResponses(
+    'These bytes were already archived. The key that archived them (and an `admin` key) gets the existing item, with the new links merged in; any other key gets a `DuplicateReceipt` (id, SHA-256, size, the links it added, `duplicate: true`) and nothing else about the item. Also the replay of an earlier 200 for the same Idempotency-Key, as this key may see it.',
+    '`call_id_conflict`: this source already has a recording with a different file for this `callId`. Nothing is stored.',
+  ),
 } satisfies Operation;
 
 export const searchEvidence = {
@@ -570,9 +569,8 @@ export const getEvidence = {
         },
       },
     },
-    ...ownErrors,
     '404': ref('responses', 'NotFound'),
-    ...serverErrors,
+    ...standardErrors,
   },
 } satisfies Operation;
 
@@ -600,14 +598,13 @@ export const deleteEvidence = {
     '400': problem(
       '`invalid_json` or `validation_failed` (missing or empty `reason`, over 1000 characters, unknown property).',
     ),
-    ...ownErrors,
     '404': ref('responses', 'NotFound'),
     '409': problem(
       '`legal_hold`: the item is under legal hold (on the item or on a complaint it belongs to); release the hold first. `evidence_busy`: another request is changing the item; try again.',
     ),
     '410': problem('`evidence_deleted`: the item was already deleted.'),
     '413': bodyTooLarge,
-    ...serverErrors,
+    ...standardErrors,
   },
 } satisfies Operation;
 
@@ -631,10 +628,9 @@ export const addEvidenceLinks = {
     '400': problem(
       '`invalid_json` or `validation_failed` (unknown property, empty body, over 100 ids, bad id).',
     ),
-    ...ownErrors,
     '404': ref('responses', 'NotFound'),
     '413': bodyTooLarge,
-    ...serverErrors,
+    ...standardErrors,
   },
 } satisfies Operation;
 
@@ -653,14 +649,13 @@ const removeLink = (type: 'order' | 'complaint') =>
         content: json(evidenceItemSchema),
       },
       '400': problem(`\`validation_failed\`: the ${type} id is not a valid identifier.`),
-      ...ownErrors,
       '404': problem(
         `\`not_found\`: no evidence item with this id, or the item is not linked to this ${type}.`,
       ),
       '409': problem(
         '`legal_hold`: the item is under legal hold; its links cannot be removed until the hold is released.',
       ),
-      ...serverErrors,
+      ...standardErrors,
     },
   }) satisfies Operation;
 
@@ -863,26 +858,15 @@ export const pushCallRecording = {
       required: true,
       content: {
         'audio/*': {
-          schema: { type: 'string' as const, ...{ contentMediaType: 'application/octet-stream' } },
+          schema: OCTETS,
         },
       },
     },
   },
-  responses: {
-    '200': {
-      description:
-        'The call already has this recording (a retry): the same item. As for `POST /v1/evidence`, a key that did not archive it gets a `DuplicateReceipt` only.',
-      headers: { 'Idempotent-Replayed': idempotentReplayed },
-      content: json(itemOrReceipt),
-    },
-    '201': created,
-    ...uploadRefusals,
-    ...ownErrors,
-    '409': problem(
-      "`call_id_conflict`: this key already archived a recording with different bytes for the call (per `source`); `recording_of_another_call`: these exact bytes are already another call's recording. Nothing was stored.",
-    ),
-    ...serverErrors,
-  },
+  responses: archiveResponses(
+    'The call already has this recording (a retry): the same item. As for `POST /v1/evidence`, a key that did not archive it gets a `DuplicateReceipt` only.',
+    "`call_id_conflict`: this key already archived a recording with different bytes for the call (per `source`); `recording_of_another_call`: these exact bytes are already another call's recording. Nothing was stored.",
+  ),
 } satisfies Operation;
 
 export const addSegments = {
@@ -909,10 +893,9 @@ export const addSegments = {
     '400': problem(
       '`validation_failed`: a segment is malformed (end before start, unknown field), or the item is a photo.',
     ),
-    ...ownErrors,
     '404': ref('responses', 'NotFound'),
     '410': problem('`evidence_deleted`.'),
-    ...serverErrors,
+    ...standardErrors,
     '413': ref('responses', 'BodyTooLarge'),
   },
 } satisfies Operation;
