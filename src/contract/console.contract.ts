@@ -232,7 +232,7 @@ export const listKeys = {
   responses: {
     '200': {
       description: 'The keys.',
-      content: { 'application/json': { schema: z.object({ keys: z.array(keyRowSchema) }) } },
+      content: json(z.object({ keys: z.array(keyRowSchema) })),
     },
     ...standardErrors,
   },
@@ -275,9 +275,7 @@ export const revokeKey = {
   responses: {
     '200': {
       description: 'Revoked.',
-      content: {
-        'application/json': { schema: z.object({ id: z.string(), revoked: z.literal(true) }) },
-      },
+      content: json(z.object({ id: z.string(), revoked: z.literal(true) })),
     },
     '404': problem('`not_found`: no such key, or it is revoked already.'),
     '409': problem('`own_key_revocation`: the key making the request; use another admin key.'),

@@ -563,11 +563,7 @@ export const getEvidence = {
     '200': {
       description:
         'The item. An `ingest` key that only delivered these bytes again after another key archived them gets its `DuplicateReceipt` instead.',
-      content: {
-        'application/json': {
-          schema: z.union([evidenceItemDetailSchema, duplicateReceiptSchema]),
-        },
-      },
+      content: json(z.union([evidenceItemDetailSchema, duplicateReceiptSchema])),
     },
     '404': ref('responses', 'NotFound'),
     ...standardErrors,
@@ -759,21 +755,19 @@ export const listOrderEvidence = {
   responses: {
     '200': {
       description: 'The items linked to the order (empty when none).',
-      content: {
-        'application/json': {
-          schema: z.object({
-            orderId: z.string(),
-            items: z.array(
-              evidenceItemSchema.extend({
-                segments: z.array(segmentSchema).optional().openapi({
-                  description:
-                    "This order's segments of the item (empty for an item linked to the order as a whole).",
-                }),
+      content: json(
+        z.object({
+          orderId: z.string(),
+          items: z.array(
+            evidenceItemSchema.extend({
+              segments: z.array(segmentSchema).optional().openapi({
+                description:
+                  "This order's segments of the item (empty for an item linked to the order as a whole).",
               }),
-            ),
-          }),
-        },
-      },
+            }),
+          ),
+        }),
+      ),
     },
     '400': problem('`validation_failed`: the order id is not a valid identifier.'),
     ...standardErrors,
@@ -792,11 +786,7 @@ export const listComplaintEvidence = {
   responses: {
     '200': {
       description: 'The items linked to the complaint (empty when none).',
-      content: {
-        'application/json': {
-          schema: z.object({ complaintId: z.string(), items: itemListSchema }),
-        },
-      },
+      content: json(z.object({ complaintId: z.string(), items: itemListSchema })),
     },
     '400': problem('`validation_failed`: the complaint id is not a valid identifier.'),
     ...standardErrors,
@@ -884,11 +874,7 @@ export const addSegments = {
   responses: {
     '201': {
       description: "All the item's segments.",
-      content: {
-        'application/json': {
-          schema: z.object({ itemId: z.string(), segments: z.array(segmentSchema) }).partial(),
-        },
-      },
+      content: json(z.object({ itemId: z.string(), segments: z.array(segmentSchema) }).partial()),
     },
     '400': problem(
       '`validation_failed`: a segment is malformed (end before start, unknown field), or the item is a photo.',

@@ -90,7 +90,7 @@ export const listHolds = {
   responses: {
     '200': {
       description: 'The holds.',
-      content: { 'application/json': { schema: z.object({ holds: z.array(holdSchema) }) } },
+      content: json(z.object({ holds: z.array(holdSchema) })),
     },
     '400': problem('`validation_failed`: a bad filter or an unknown parameter.'),
     ...standardErrors,

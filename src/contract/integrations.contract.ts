@@ -168,16 +168,14 @@ export const listProviderRecordings = {
   responses: {
     '200': {
       description: 'A page of recordings.',
-      content: {
-        'application/json': {
-          schema: z.object({
-            items: z.array(providerRecordingSchema),
-            nextCursor: z.string().nullable().openapi({
-              description: 'Pass as `cursor` for the next page; null on the last one.',
-            }),
+      content: json(
+        z.object({
+          items: z.array(providerRecordingSchema),
+          nextCursor: z.string().nullable().openapi({
+            description: 'Pass as `cursor` for the next page; null on the last one.',
           }),
-        },
-      },
+        }),
+      ),
     },
     '400': problem(
       '`validation_failed`: a missing or unknown `status`, a bad `limit`, or an unknown parameter; `invalid_cursor`: a cursor this service did not issue.',

@@ -74,7 +74,7 @@ export const getHealth = {
   responses: {
     '200': {
       description: 'The process is alive.',
-      content: { 'application/json': { schema: z.object({ status: z.literal('ok') }).strict() } },
+      content: json(z.object({ status: z.literal('ok') }).strict()),
     },
     '500': ref('responses', 'InternalError'),
     '503': ref('responses', 'ServiceUnavailable'),
@@ -131,7 +131,7 @@ export const getOpenApi = {
     '200': {
       description: 'The OpenAPI 3.1 description of this service.',
       headers: { ETag: ref('headers', 'OpenApiETag') },
-      content: { 'application/json': { schema: z.object({}).catchall(z.unknown()) } },
+      content: json(z.object({}).catchall(z.unknown())),
     },
     '304': {
       description: 'If-None-Match matched (weak comparison); no body.',

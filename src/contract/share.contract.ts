@@ -117,7 +117,7 @@ export const listShareLinks = {
   responses: {
     '200': {
       description: 'The links.',
-      content: { 'application/json': { schema: z.object({ items: z.array(shareLinkSchema) }) } },
+      content: json(z.object({ items: z.array(shareLinkSchema) })),
     },
     '400': problem('`validation_failed`: an unknown parameter.'),
     ...standardErrors,
