@@ -1,6 +1,6 @@
 import { isoTimestamp } from '../base/fields';
-import { itemIdParams, verifyStatusSchema } from './evidence.contract';
-import { dateTime, pageLimit, sha256Hex, uuid } from './fields';
+import { verifyStatusSchema } from './evidence.contract';
+import { dateTime, itemIdParams, pageLimit, sha256Hex, uuid } from './fields';
 import type { ContractModule, Operation } from './operation';
 import { json, jobQueueUnavailable, problem, ref, standardErrors } from './operation';
 import { z } from './zod';

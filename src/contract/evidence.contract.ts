@@ -1,7 +1,7 @@
 import { EVIDENCE_KINDS } from '../base/kinds';
 import { identifier, isoTimestamp, phoneField } from '../base/fields';
 import { downloadRequestHeaders, downloadResponses, OCTETS } from './download';
-import { dateTime, pageCursor, pageLimit, sha256Hex, uuid } from './fields';
+import { dateTime, itemIdParams, pageCursor, pageLimit, sha256Hex, uuid } from './fields';
 import { reasonBody } from './holds.contract';
 import type { ContractModule, Operation } from './operation';
 import { json, problem, ref, standardErrors } from './operation';
@@ -254,14 +254,6 @@ export type SearchResult = z.infer<typeof searchResultSchema>;
 
 // ---------------------------------------------------------------------------------------------
 // Requests
-
-/** `{id}` of an evidence item. */
-export const itemIdParams = z.object({
-  id: z.string().openapi({
-    format: 'uuid',
-    param: { description: 'Evidence item id (a UUID). Any other value gets 404 `not_found`.' },
-  }),
-});
 
 /** The limit on how far in the future a declared capture time may lie (clock skew). */
 const MAX_CLOCK_SKEW_MS = 24 * 3600 * 1000;

@@ -5,6 +5,14 @@ import { z } from './zod';
 /** An id that is a UUID (an item's, a segment's, a hold's, a bundle's...). */
 export const uuid = z.string().openapi({ format: 'uuid' });
 
+/** `{id}` of an evidence item. */
+export const itemIdParams = z.object({
+  id: z.string().openapi({
+    format: 'uuid',
+    param: { description: 'Evidence item id (a UUID). Any other value gets 404 `not_found`.' },
+  }),
+});
+
 /** An instant as the service writes it: ISO 8601. */
 export const dateTime = z.string().openapi({ format: 'date-time' });
 

@@ -1,6 +1,6 @@
 import { isItemId } from '../base/item-id';
 import { identifier } from '../base/fields';
-import { dateTime, pageLimit, uuid } from './fields';
+import { dateTime, itemIdParams, pageLimit, uuid } from './fields';
 import type { ContractModule, Operation } from './operation';
 import { json, problem, ref, standardErrors } from './operation';
 import { z } from './zod';
@@ -151,12 +151,7 @@ export const placeItemHold = {
   description:
     "Roles: `admin`. Recorded in the audit trail as `hold.place`.\n\nWhile any active hold covers it, the item cannot be deleted (by an admin or by retention) and its links cannot be removed; the database itself refuses. The hold is mirrored to the object's legal-hold flag where the store has one (S3 Object Lock): `objectLegalHold` tells how that went, and a failure there is retried by the next scrub, never a reason to undo the hold.",
   request: {
-    params: z.object({
-      id: z.string().openapi({
-        format: 'uuid',
-        param: { description: 'Evidence item id (a UUID). Any other value gets 404 `not_found`.' },
-      }),
-    }),
+    params: itemIdParams,
     body: {
       required: true,
       description: 'Why the item is held.',

@@ -1,6 +1,6 @@
 import { downloadRequestHeaders, downloadResponses } from './download';
-import { itemIdParams, mediaProbeSchema } from './evidence.contract';
-import { dateTime, sha256Hex, uuid } from './fields';
+import { mediaProbeSchema } from './evidence.contract';
+import { dateTime, itemIdParams, sha256Hex, uuid } from './fields';
 import type { ContractModule, Operation } from './operation';
 import { json, problem, ref, standardErrors } from './operation';
 import { z } from './zod';
