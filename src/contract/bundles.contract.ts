@@ -2,7 +2,7 @@ import { complaintParams } from './complaints.contract';
 import { downloadRequestHeaders, downloadResponses } from './download';
 import { dateTime, sha256Hex, uuid } from './fields';
 import type { ContractModule, Operation } from './operation';
-import { json, problem, ref, standardErrors } from './operation';
+import { complaintIdRefused, json, problem, ref, standardErrors } from './operation';
 import { z } from './zod';
 
 /** The most evidence files one bundle takes (selected, or linked to the complaint). */
@@ -77,7 +77,7 @@ export const listComplaintBundles = {
       description: 'The bundles.',
       content: json(z.object({ complaintId: z.string(), items: z.array(bundleSchema) })),
     },
-    '400': problem('`validation_failed`: the complaint id is not a valid identifier.'),
+    '400': complaintIdRefused,
     ...standardErrors,
   },
 } satisfies Operation;

@@ -4,7 +4,7 @@ import { evidenceItemSchema, segmentSchema } from './evidence.contract';
 import { dateTime } from './fields';
 import { holdSchema } from './holds.contract';
 import type { ContractModule, Operation } from './operation';
-import { json, problem, ref, standardErrors } from './operation';
+import { bodyTooLarge, complaintIdRefused, json, problem, ref, standardErrors } from './operation';
 import { z } from './zod';
 
 /** The `{complaintId}` of a complaint path. */
@@ -228,8 +228,6 @@ export const coverageQuery = z
   .strict();
 export type CoverageQuery = z.infer<typeof coverageQuery>;
 
-const badId = problem('`validation_failed`: the complaint id is not a valid identifier.');
-
 export const getComplaint = {
   method: 'get',
   path: '/v1/complaints/{complaintId}',
@@ -244,7 +242,7 @@ export const getComplaint = {
       description: 'The complaint with its evidence and timeline.',
       content: json(complaintWorkspaceSchema),
     },
-    '400': badId,
+    '400': complaintIdRefused,
     '404': problem('`not_found`: no complaint with this id.'),
     ...standardErrors,
   },
@@ -280,7 +278,7 @@ export const putComplaint = {
     '409': problem(
       '`legal_hold`: the complaint is under legal hold and the new `orderIds` would drop some of its orders.',
     ),
-    '413': problem('`body_too_large`: the JSON body exceeds 64 KiB.'),
+    '413': bodyTooLarge,
     ...standardErrors,
   },
 } satisfies Operation;
@@ -299,7 +297,7 @@ export const getComplaintSuggestions = {
       description: 'The suggestions, oldest capture first.',
       content: json(suggestionsSchema),
     },
-    '400': badId,
+    '400': complaintIdRefused,
     '404': problem('`not_found`: no complaint with this id.'),
     ...standardErrors,
   },

@@ -2,9 +2,9 @@ import { EVIDENCE_KINDS } from '../base/kinds';
 import { identifier, isoTimestamp, phoneField } from '../base/fields';
 import { downloadRequestHeaders, downloadResponses, OCTETS } from './download';
 import { dateTime, itemIdParams, pageCursor, pageLimit, sha256Hex, uuid } from './fields';
-import { reasonBody } from './holds.contract';
+import { reasonBody, reasonRefused } from './holds.contract';
 import type { ContractModule, Operation } from './operation';
-import { json, problem, ref, standardErrors } from './operation';
+import { bodyTooLarge, complaintIdRefused, json, problem, ref, standardErrors } from './operation';
 import { z } from './zod';
 
 const nullableString = z.string().nullable();
@@ -484,7 +484,6 @@ const archiveResponses = (duplicate: string, conflict: string) => ({
   '409': problem(conflict),
   ...standardErrors,
 });
-const bodyTooLarge = problem('`body_too_large`: the JSON body exceeds 64 KiB.');
 
 export const uploadEvidence = {
   method: 'post',
@@ -583,9 +582,7 @@ export const deleteEvidence = {
       description: "The item's tombstone (`status` is `deleted`).",
       content: json(evidenceItemSchema),
     },
-    '400': problem(
-      '`invalid_json` or `validation_failed` (missing or empty `reason`, over 1000 characters, unknown property).',
-    ),
+    '400': reasonRefused,
     '404': ref('responses', 'NotFound'),
     '409': problem(
       '`legal_hold`: the item is under legal hold (on the item or on a complaint it belongs to); release the hold first. `evidence_busy`: another request is changing the item; try again.',
@@ -650,7 +647,8 @@ const removeLink = (type: 'order' | 'complaint') =>
 export const removeEvidenceOrderLink = removeLink('order');
 export const removeEvidenceComplaintLink = removeLink('complaint');
 
-const contentDescriptions = {
+/** The download headers of an item's bytes (the original's, or a derivative's). */
+export const contentDescriptions = {
   whole: 'The whole file.',
   contentDisposition:
     '`attachment` (default) or `inline` (with `disposition=inline`), with `filename` (ASCII fallback) and `filename*` (UTF-8) from the original filename, or the item id when there was none.',
@@ -659,6 +657,16 @@ const contentDescriptions = {
 
 const disposition = (description: string) =>
   z.enum(['inline', 'attachment']).default('attachment').openapi({ param: { description } });
+
+/** `?disposition` of a download a browser may play. */
+export const playDisposition = disposition(
+  '`inline` to play in the browser; any other value means `attachment`.',
+);
+
+/** 410 of an operation on a deleted item's bytes. */
+export const evidenceDeleted = problem(
+  '`evidence_deleted`: the item was deleted; its tombstone and custody history remain (`GET /v1/evidence/{id}`).',
+);
 
 const segmentQueryProblem = problem(
   '`validation_failed` (`field` `segment`): `segment` given more than once, or empty.',
@@ -675,9 +683,7 @@ export const downloadEvidence = {
   request: {
     params: itemIdParams,
     query: z.object({
-      disposition: disposition(
-        '`inline` to play in the browser; any other value means `attachment`.',
-      ),
+      disposition: playDisposition,
       segment: z
         .string()
         .optional()
@@ -695,9 +701,7 @@ export const downloadEvidence = {
     ...downloadResponses(contentDescriptions),
     '400': segmentQueryProblem,
     '404': ref('responses', 'NotFound'),
-    '410': problem(
-      '`evidence_deleted`: the item was deleted; its tombstone and custody history remain (`GET /v1/evidence/{id}`).',
-    ),
+    '410': evidenceDeleted,
     ...standardErrors,
     '500': problem(
       '`evidence_damaged`: the stored bytes were found not to match the archived SHA-256 (`integrity: damaged`); nothing of them is served, a range neither. `evidence_unavailable`: the blob is missing or has the wrong size.',
@@ -735,14 +739,17 @@ export const headEvidence = {
   },
 } satisfies Operation;
 
+/** How the items linked to an order or a complaint are listed. */
+const LINKED_ITEMS =
+  'Roles: `support`, `admin`. Recorded in the audit trail as `evidence.list`.\n\nOldest capture first; at most 1000 items.';
+
 export const listOrderEvidence = {
   method: 'get',
   path: '/v1/orders/{orderId}/evidence',
   tags: ['evidence'],
   operationId: 'listOrderEvidence',
   summary: 'Everything linked to an order',
-  description:
-    'Roles: `support`, `admin`. Recorded in the audit trail as `evidence.list`.\n\nOldest capture first; at most 1000 items.',
+  description: LINKED_ITEMS,
   request: { params: orderEvidenceParams },
   responses: {
     '200': {
@@ -772,15 +779,14 @@ export const listComplaintEvidence = {
   tags: ['evidence'],
   operationId: 'listComplaintEvidence',
   summary: 'Everything linked to a complaint',
-  description:
-    'Roles: `support`, `admin`. Recorded in the audit trail as `evidence.list`.\n\nOldest capture first; at most 1000 items.',
+  description: LINKED_ITEMS,
   request: { params: complaintEvidenceParams },
   responses: {
     '200': {
       description: 'The items linked to the complaint (empty when none).',
       content: json(z.object({ complaintId: z.string(), items: itemListSchema })),
     },
-    '400': problem('`validation_failed`: the complaint id is not a valid identifier.'),
+    '400': complaintIdRefused,
     ...standardErrors,
   },
 } satisfies Operation;

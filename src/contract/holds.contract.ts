@@ -2,7 +2,7 @@ import { isItemId } from '../base/item-id';
 import { identifier } from '../base/fields';
 import { dateTime, itemIdParams, pageLimit, uuid } from './fields';
 import type { ContractModule, Operation } from './operation';
-import { json, problem, ref, standardErrors } from './operation';
+import { bodyTooLarge, json, problem, ref, standardErrors } from './operation';
 import { z } from './zod';
 
 export const holdSchema = z
@@ -51,6 +51,11 @@ export const reasonBody = z
   })
   .strict()
   .openapi('ReasonRequest');
+
+/** 400 of an operation whose body is a `ReasonRequest`. */
+export const reasonRefused = problem(
+  '`invalid_json` or `validation_failed` (missing or empty `reason`, over 1000 characters, unknown property).',
+);
 
 export const listHoldsQuery = z
   .object({
@@ -123,13 +128,11 @@ export const releaseHold = {
       description: 'The released hold and the items it covered.',
       content: json(holdResultSchema),
     },
-    '400': problem(
-      '`invalid_json` or `validation_failed` (missing or empty `reason`, over 1000 characters, unknown property).',
-    ),
+    '400': reasonRefused,
     '404': problem(
       '`hold_not_found`: no active hold with this id (never placed, or already released).',
     ),
-    '413': problem('`body_too_large`: the JSON body exceeds 64 KiB.'),
+    '413': bodyTooLarge,
     ...standardErrors,
   },
 } satisfies Operation;
@@ -160,12 +163,10 @@ export const placeItemHold = {
   },
   responses: {
     '201': placed,
-    '400': problem(
-      '`invalid_json` or `validation_failed` (missing or empty `reason`, over 1000 characters, unknown property).',
-    ),
+    '400': reasonRefused,
     '404': ref('responses', 'NotFound'),
     '410': problem('`evidence_deleted`: the item was deleted; there is nothing to hold.'),
-    '413': problem('`body_too_large`: the JSON body exceeds 64 KiB.'),
+    '413': bodyTooLarge,
     ...standardErrors,
   },
 } satisfies Operation;
@@ -192,7 +193,7 @@ export const placeComplaintHold = {
       '`invalid_json` or `validation_failed` (missing or empty `reason`, over 1000 characters, unknown property, or the complaint id is not a valid identifier).',
     ),
     '404': problem('`not_found`: no complaint with this id and no evidence linked to it.'),
-    '413': problem('`body_too_large`: the JSON body exceeds 64 KiB.'),
+    '413': bodyTooLarge,
     ...standardErrors,
   },
 } satisfies Operation;

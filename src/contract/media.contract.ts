@@ -1,5 +1,10 @@
 import { downloadRequestHeaders, downloadResponses } from './download';
-import { mediaProbeSchema } from './evidence.contract';
+import {
+  contentDescriptions,
+  evidenceDeleted,
+  mediaProbeSchema,
+  playDisposition,
+} from './evidence.contract';
 import { dateTime, itemIdParams, sha256Hex, uuid } from './fields';
 import type { ContractModule, Operation } from './operation';
 import { json, problem, ref, standardErrors } from './operation';
@@ -86,10 +91,6 @@ export const rebuildResultSchema = z.object({
     .openapi({ description: 'Derivatives whose stored bytes were missing or damaged.' }),
 });
 
-const evidenceDeleted = problem(
-  '`evidence_deleted`: the item was deleted; its tombstone and custody history remain (`GET /v1/evidence/{id}`).',
-);
-
 export const listDerivatives = {
   method: 'get',
   path: '/v1/evidence/{id}/derivatives',
@@ -147,24 +148,12 @@ const derivativeDownload = (path: string, operationId: string, summary: string, 
     request: {
       params: itemIdParams,
       query: z.object({
-        disposition: z
-          .enum(['inline', 'attachment'])
-          .default('attachment')
-          .openapi({
-            param: {
-              description: '`inline` to play in the browser; any other value means `attachment`.',
-            },
-          }),
+        disposition: playDisposition,
       }),
       headers: downloadRequestHeaders(),
     },
     responses: {
-      ...downloadResponses({
-        whole: 'The whole file.',
-        contentDisposition:
-          '`attachment` (default) or `inline` (with `disposition=inline`), with `filename` (ASCII fallback) and `filename*` (UTF-8) from the original filename, or the item id when there was none.',
-        contentLength: 'The item size in bytes.',
-      }),
+      ...downloadResponses(contentDescriptions),
       '404': ref('responses', 'NotFound'),
       '410': evidenceDeleted,
       ...standardErrors,

@@ -44,6 +44,14 @@ export const standardErrors = {
   '507': ref('responses', 'InsufficientStorage'),
 };
 
+/** 413 of an operation whose JSON body is over the limit. */
+export const bodyTooLarge = problem('`body_too_large`: the JSON body exceeds 64 KiB.');
+
+/** 400 of an operation whose `{complaintId}` is not an identifier. */
+export const complaintIdRefused = problem(
+  '`validation_failed`: the complaint id is not a valid identifier.',
+);
+
 /** `Retry-After` of a 503: how long to wait. */
 export const retryAfter = {
   description: 'Seconds to wait before retrying.',
