@@ -1,8 +1,8 @@
 import { ROLES } from '../base/actor';
 import { EVIDENCE_KINDS } from '../base/kinds';
-import { identifier, isoTimestamp } from '../base/fields';
+import { identifier } from '../base/fields';
 import { evidenceItemSchema, segmentSchema } from './evidence.contract';
-import { dateTime } from './fields';
+import { dateTime, instantQuery } from './fields';
 import type { ContractModule, Operation } from './operation';
 import { json, problem, ref, standardErrors } from './operation';
 import { z } from './zod';
@@ -40,16 +40,8 @@ export const lookupQuery = z
     }),
     kind: z.enum(EVIDENCE_KINDS).optional(),
     stationId: identifier().optional(),
-    from: isoTimestamp()
-      .optional()
-      .openapi({
-        type: 'string',
-        format: 'date-time',
-        param: { description: 'Captured at or after (ISO 8601 with a time zone).' },
-      }),
-    to: isoTimestamp()
-      .optional()
-      .openapi({ type: 'string', format: 'date-time', param: { description: 'Captured before.' } }),
+    from: instantQuery('Captured at or after (ISO 8601 with a time zone).'),
+    to: instantQuery('Captured before.'),
   })
   .strict();
 export type LookupQuery = z.infer<typeof lookupQuery>;

@@ -1,7 +1,15 @@
 import { EVIDENCE_KINDS } from '../base/kinds';
 import { identifier, isoTimestamp, phoneField } from '../base/fields';
 import { downloadRequestHeaders, downloadResponses, OCTETS } from './download';
-import { dateTime, itemIdParams, pageCursor, pageLimit, sha256Hex, uuid } from './fields';
+import {
+  dateTime,
+  instantQuery,
+  itemIdParams,
+  pageCursor,
+  pageLimit,
+  sha256Hex,
+  uuid,
+} from './fields';
 import { reasonBody, reasonRefused } from './holds.contract';
 import type { ContractModule, Operation } from './operation';
 import { bodyTooLarge, complaintIdRefused, json, problem, ref, standardErrors } from './operation';
@@ -386,24 +394,8 @@ export const searchQuery = z
     stationId: identifier()
       .optional()
       .openapi({ param: { description: 'Items from this packing station.' } }),
-    from: isoTimestamp()
-      .optional()
-      .openapi({
-        type: 'string',
-        format: 'date-time',
-        param: {
-          description: 'Captured at or after this instant (ISO 8601 with a time zone).',
-        },
-      }),
-    to: isoTimestamp()
-      .optional()
-      .openapi({
-        type: 'string',
-        format: 'date-time',
-        param: {
-          description: 'Captured before this instant (exclusive; ISO 8601 with a time zone).',
-        },
-      }),
+    from: instantQuery('Captured at or after this instant (ISO 8601 with a time zone).'),
+    to: instantQuery('Captured before this instant (exclusive; ISO 8601 with a time zone).'),
     limit: pageLimit(200, 50),
     cursor: pageCursor(200),
   })

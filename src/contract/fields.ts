@@ -1,3 +1,4 @@
+import { isoTimestamp } from '../base/fields';
 import { z } from './zod';
 
 // Field schemas the contract files share: declared once, so the same field reads the same everywhere.
@@ -35,3 +36,9 @@ export const pageCursor = (max: number) =>
           'The `nextCursor` of the previous page; anything else is 400 `invalid_cursor`.',
       },
     });
+
+/** An optional instant of a search (ISO 8601 with a time zone), documented as a date-time string. */
+export const instantQuery = (description: string) =>
+  isoTimestamp()
+    .optional()
+    .openapi({ type: 'string', format: 'date-time', param: { description } });
