@@ -4,7 +4,7 @@ import { identifier } from '../base/fields';
 import { evidenceItemSchema, segmentSchema } from './evidence.contract';
 import { dateTime, instantQuery } from './fields';
 import type { ContractModule, Operation } from './operation';
-import { json, problem, ref, standardErrors } from './operation';
+import { json, problem, ref, serverErrors, standardErrors } from './operation';
 import { z } from './zod';
 
 const keyIdSchema = z.string().regex(/^[0-9a-f]{16}$/);
@@ -110,8 +110,7 @@ export const openRoot = {
       },
       content: { 'text/plain': { schema: z.string() }, 'text/html': { schema: z.string() } },
     },
-    '500': ref('responses', 'InternalError'),
-    '503': ref('responses', 'ServiceUnavailable'),
+    ...serverErrors,
   },
 } satisfies Operation;
 
@@ -162,8 +161,7 @@ export const openSession = {
     '403': problem('`session_not_allowed`: an ingest key.'),
     '413': ref('responses', 'BodyTooLarge'),
     '429': ref('responses', 'RateLimited'),
-    '500': ref('responses', 'InternalError'),
-    '503': ref('responses', 'ServiceUnavailable'),
+    ...serverErrors,
     '507': ref('responses', 'InsufficientStorage'),
   },
 } satisfies Operation;
@@ -187,8 +185,7 @@ export const closeSession = {
         },
       },
     },
-    '500': ref('responses', 'InternalError'),
-    '503': ref('responses', 'ServiceUnavailable'),
+    ...serverErrors,
   },
 } satisfies Operation;
 

@@ -2,7 +2,7 @@ import { isoTimestamp } from '../base/fields';
 import { verifyStatusSchema } from './evidence.contract';
 import { dateTime, itemIdParams, pageLimit, sha256Hex, uuid } from './fields';
 import type { ContractModule, Operation } from './operation';
-import { json, jobQueueUnavailable, problem, ref, standardErrors } from './operation';
+import { jobQueueUnavailable, json, problem, ref, serverErrors, standardErrors } from './operation';
 import { z } from './zod';
 
 const count = z.number().int().min(0);
@@ -317,8 +317,7 @@ export const getCustodyPublicKey = {
   security: [],
   responses: {
     '200': { description: 'The Ed25519 public key.', content: json(publicKeySchema) },
-    '500': ref('responses', 'InternalError'),
-    '503': ref('responses', 'ServiceUnavailable'),
+    ...serverErrors,
   },
 } satisfies Operation;
 

@@ -11,7 +11,7 @@ import { mediaContract } from './media.contract';
 import { operationsContract } from './operations.contract';
 import { shareContract } from './share.contract';
 import { uploadsContract } from './uploads.contract';
-import type { ContractModule } from './operation';
+import { serverErrors, type ContractModule } from './operation';
 
 /** Every contract file, in the order their paths appear in the document. */
 const MODULES: ContractModule[] = [
@@ -121,8 +121,7 @@ function optionsOperation(path: string, tag: string) {
     security: [],
     responses: {
       '204': { $ref: '#/components/responses/Options' },
-      '500': { $ref: '#/components/responses/InternalError' },
-      '503': { $ref: '#/components/responses/ServiceUnavailable' },
+      ...serverErrors,
     },
   };
 }

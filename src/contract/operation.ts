@@ -34,13 +34,18 @@ export const problemContent = { 'application/problem+json': { schema: ref('schem
 /** A problem+json answer (RFC 9457) whose codes the description names. */
 export const problem = (description: string) => ({ description, content: problemContent });
 
+/** What any operation may answer besides its own, one without a key too: a failure, an outage. */
+export const serverErrors = {
+  '500': ref('responses', 'InternalError'),
+  '503': ref('responses', 'ServiceUnavailable'),
+};
+
 /** The answers every authenticated operation may give besides its own. */
 export const standardErrors = {
   '401': ref('responses', 'Unauthorized'),
   '403': ref('responses', 'Forbidden'),
   '429': ref('responses', 'RateLimited'),
-  '500': ref('responses', 'InternalError'),
-  '503': ref('responses', 'ServiceUnavailable'),
+  ...serverErrors,
   '507': ref('responses', 'InsufficientStorage'),
 };
 

@@ -1,6 +1,13 @@
 import { dateTime } from './fields';
 import type { ContractModule, Operation } from './operation';
-import { json, ref, retryAfter, standardErrors, UNAVAILABLE_CAUSES } from './operation';
+import {
+  json,
+  ref,
+  retryAfter,
+  serverErrors,
+  standardErrors,
+  UNAVAILABLE_CAUSES,
+} from './operation';
 import { z } from './zod';
 
 const up = z.enum(['ok', 'unavailable']);
@@ -76,8 +83,7 @@ export const getHealth = {
       description: 'The process is alive.',
       content: json(z.object({ status: z.literal('ok') }).strict()),
     },
-    '500': ref('responses', 'InternalError'),
-    '503': ref('responses', 'ServiceUnavailable'),
+    ...serverErrors,
   },
 } satisfies Operation;
 
@@ -137,8 +143,7 @@ export const getOpenApi = {
       description: 'If-None-Match matched (weak comparison); no body.',
       headers: { ETag: ref('headers', 'OpenApiETag') },
     },
-    '500': ref('responses', 'InternalError'),
-    '503': ref('responses', 'ServiceUnavailable'),
+    ...serverErrors,
   },
 } satisfies Operation;
 

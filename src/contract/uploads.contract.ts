@@ -9,7 +9,7 @@ import {
   unauthorizedResponse,
 } from './common.contract';
 import { OCTETS } from './download';
-import { problem, ref, type ContractModule, type Operation } from './operation';
+import { problem, ref, serverErrors, type ContractModule, type Operation } from './operation';
 import { z } from './zod';
 
 // The tus endpoint (tus 1.0, served by @tus/server behind upload.routes.ts, which checks the tus
@@ -143,8 +143,7 @@ const tusDiscovery = (path: string, operationId: string, aboutPath: string) =>
           Vary: ref('headers', 'Vary'),
         },
       },
-      '500': ref('responses', 'InternalError'),
-      '503': ref('responses', 'ServiceUnavailable'),
+      ...serverErrors,
     },
   }) satisfies Operation;
 
