@@ -181,6 +181,30 @@ export const custodyStatusSchema = z
         .object({ seq: z.number().int(), hash: sha256Hex, signedAt: dateTime })
         .nullable(),
       eventsSinceCheckpoint: count,
+      trustedTime: z
+        .object({
+          configured: z.boolean().openapi({
+            description:
+              'Whether timestamp authorities are configured (`TIMESTAMP_AUTHORITY_URLS`).',
+          }),
+          lastStamped: z
+            .object({
+              seq: z.number().int(),
+              genTime: dateTime.openapi({ description: "The timestamp authority's time." }),
+              authority: z.string().openapi({ description: 'The TSA URL that answered.' }),
+              ageSeconds: count.openapi({ description: 'Seconds since `genTime`.' }),
+            })
+            .nullable()
+            .openapi({
+              description:
+                'The newest checkpoint with a verified RFC 3161 token (over the exact bytes its Ed25519 signature covers); null when none has one.',
+            }),
+          checkpointsAwaitingTimestamp: count.openapi({
+            description:
+              'Checkpoints without a token yet: queued and retried with backoff while the authorities are down or refuse.',
+          }),
+        })
+        .openapi({ description: 'Third-party (RFC 3161) time for the checkpoints.' }),
     }),
     lastRuns: z.object({
       scrub: custodyRunSchema,
