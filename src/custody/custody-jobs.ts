@@ -91,8 +91,10 @@ export class CustodyJobs {
         if (this.timestamps?.configured) {
           // A TSA that is down leaves checkpoints queued (retried with backoff): never a failed run.
           try {
+            // (The checkpoint just written may have been stamped already, by the run it started.)
             const r = await this.timestamps.stampDue();
-            stats.timestamps = { stamped: r.stamped.length, failed: r.failed.length };
+            const { pending } = await this.timestamps.summary();
+            stats.timestamps = { stamped: r.stamped.length, failed: r.failed.length, pending };
           } catch (err) {
             this.logger.error({ err }, 'could not stamp audit checkpoints');
             stats.timestamps = { error: (err as Error).message };
