@@ -659,6 +659,7 @@ async function fromConfig(
         await queue?.stop();
         await tools.dispose();
         await integrity.drain(); // ranged reads' queued verifications
+        await checkpointTimestamps.close(); // a stamp being asked for is recorded (or stays queued)
         await hasher.close();
         await blobStore.close();
         // A store given by the caller replaced the configured one, which still owns its S3 client.

@@ -377,7 +377,7 @@ export const getCustodyStatus = {
   operationId: 'getCustodyStatus',
   summary: 'Custody status',
   description:
-    'Roles: `admin`. Recorded in the audit trail as `custody.read`.\n\nItem counts, items whose last verification failed (at most 100, newest check first), the audit chain head and last checkpoint, the last run of each custody job, and the custody and retention settings.',
+    'Roles: `admin`. Recorded in the audit trail as `custody.read`.\n\nItem counts, items whose last verification failed (at most 100, newest check first), the audit chain head and last checkpoint (and the newest checkpoint with a third-party RFC 3161 timestamp, its age, and how many wait for one), the last run of each custody job, and the custody and retention settings.',
   responses: {
     '200': { description: 'The custody status.', content: json(custodyStatusSchema) },
     ...standardErrors,

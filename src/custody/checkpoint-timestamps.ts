@@ -43,6 +43,7 @@ export class CheckpointTimestamps {
   readonly tsa?: TimestampAuthority;
   private readonly logger: Logger;
   private chain: Promise<unknown> = Promise.resolve();
+  private closed = false;
 
   constructor(deps: CheckpointTimestampsDeps) {
     this.db = deps.db;
@@ -57,7 +58,7 @@ export class CheckpointTimestamps {
 
   /** Starts a stamping run in the background (after a checkpoint): errors are logged only. */
   soon(): void {
-    if (!this.tsa) return;
+    if (!this.tsa || this.closed) return;
     this.stampDue().catch((err: unknown) =>
       this.logger.error({ err }, 'stamping audit checkpoints failed'),
     );
@@ -85,6 +86,7 @@ export class CheckpointTimestamps {
       .limit(limit)
       .execute();
     for (const row of due) {
+      if (this.closed) break; // what is left stays queued for the next instance or start
       const seq = Number(row.seq);
       // A lease: another instance leaves it alone while this one asks (every URL may time out).
       const leaseMs = this.tsa.urls.length * 130_000;
@@ -167,6 +169,12 @@ export class CheckpointTimestamps {
       { seq, authority: stamp.authority, genTime: stamp.genTime.toISOString() },
       'audit checkpoint timestamped',
     );
+  }
+
+  /** At shutdown: starts nothing more and waits for the stamp being asked for, if any. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.chain;
   }
 
   /** The newest stamped checkpoint and the number still queued (for the status and metrics). */
