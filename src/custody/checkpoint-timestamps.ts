@@ -89,7 +89,7 @@ export class CheckpointTimestamps {
       if (this.closed) break; // what is left stays queued for the next instance or start
       const seq = Number(row.seq);
       // A lease: another instance leaves it alone while this one asks (every URL may time out).
-      const leaseMs = this.tsa.urls.length * 130_000;
+      const leaseMs = this.tsa.urls.length * this.tsa.timeoutMs + 60_000;
       const claimed = await sql<{ seq: string }>`
         insert into checkpoint_timestamps (seq, next_attempt_at)
         values (${seq}, now() + ${`${leaseMs} milliseconds`}::interval)

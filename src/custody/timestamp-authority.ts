@@ -70,7 +70,7 @@ export interface TimestampAuthorityOptions {
 export class TimestampAuthority {
   readonly urls: string[];
   private readonly roots: pkijs.Certificate[];
-  private readonly timeoutMs: number;
+  readonly timeoutMs: number;
   private readonly logger: Logger;
 
   constructor(opts: TimestampAuthorityOptions) {
@@ -123,6 +123,9 @@ export class TimestampAuthority {
         signal: AbortSignal.timeout(this.timeoutMs),
       });
       if (!res.ok) throw new Error(`answered HTTP ${res.status}`);
+      if (Number(res.headers.get('content-length') ?? 0) > MAX_RESPONSE_BYTES) {
+        throw new Error('answer too large');
+      }
       body = Buffer.from(await res.arrayBuffer());
     } catch (err) {
       throw new TimestampError(url, `no answer (${(err as Error).message})`);
