@@ -37,6 +37,8 @@ export interface CustodyJobsDeps {
  */
 export class CustodyJobs {
   private timer?: NodeJS.Timeout;
+  private tailTimer?: NodeJS.Timeout;
+  private tailChecking = false;
   private queueStarted = false;
 
   private readonly db: Db;
@@ -128,6 +130,29 @@ export class CustodyJobs {
     };
     tick();
     this.timer = setInterval(tick, opts.tickMs ?? TICK_MS).unref();
+    // The tail window: new events are checkpointed within CHECKPOINT_MAX_LAG_SECONDS. Polled at a
+    // sixth of the window, a checkpoint is queued (at most one per third of it) only when events
+    // were appended after the newest checkpoint: an event waits at most a poll, a throttle slot
+    // and a poll (two thirds of the window) before its checkpoint is queued, plus the queue's pickup.
+    const lag = this.config.custody.checkpointMaxLagSeconds;
+    const tailTick = () => {
+      this.tailCheck(Math.max(1, Math.floor(lag / 3))).catch((err: unknown) =>
+        this.logger.warn({ err }, 'could not schedule a tail checkpoint'),
+      );
+    };
+    this.tailTimer = setInterval(tailTick, Math.min(TICK_MS, (lag * 1000) / 6)).unref();
+  }
+
+  private async tailCheck(throttleSeconds: number): Promise<void> {
+    if (this.tailChecking) return;
+    this.tailChecking = true;
+    try {
+      if (await this.checkpoints.pending()) {
+        await this.queue!.sendThrottled(QUEUE.checkpoint, throttleSeconds);
+      }
+    } finally {
+      this.tailChecking = false;
+    }
   }
 
   /** Asks the cluster to run a job soon (whichever instance has workers). */
@@ -146,6 +171,7 @@ export class CustodyJobs {
   /** Stops this instance's timer; the shared queue is stopped by its owner (the context). */
   stop(): void {
     clearInterval(this.timer);
+    clearInterval(this.tailTimer);
     this.queueStarted = false;
   }
 }
