@@ -39,6 +39,9 @@ export class CustodyJobs {
   private timer?: NodeJS.Timeout;
   private tailTimer?: NodeJS.Timeout;
   private tailChecking = false;
+  private checkpointWorker?: string;
+  /** The last checkpoint run here failed (a broken chain): back off to the interval. */
+  private checkpointFailing = false;
   private queueStarted = false;
 
   private readonly db: Db;
@@ -83,7 +86,9 @@ export class CustodyJobs {
         stats = { ...r };
         if (r.purgeFailures > 0) outcome = 'problems';
       } else {
+        this.checkpointFailing = true;
         const written = await this.checkpoints.checkpoint();
+        this.checkpointFailing = false;
         stats = { written: Boolean(written), seq: written?.checkpoint.seq ?? null };
       }
     } catch (err) {
@@ -117,9 +122,10 @@ export class CustodyJobs {
     this.queueStarted = true;
     if (!opts.workers) return;
     for (const job of Object.keys(QUEUE) as CustodyJob[]) {
-      await this.queue.work(QUEUE[job], async () => {
+      const workerId = await this.queue.work(QUEUE[job], async () => {
         await this.run(job);
       });
+      if (job === 'checkpoint') this.checkpointWorker = workerId;
     }
     const tick = () => {
       for (const job of Object.keys(QUEUE) as CustodyJob[]) {
@@ -133,7 +139,7 @@ export class CustodyJobs {
     // The tail window: new events are checkpointed within CHECKPOINT_MAX_LAG_SECONDS. Polled at a
     // sixth of the window, a checkpoint is queued (at most one per third of it) only when events
     // were appended after the newest checkpoint: an event waits at most a poll, a throttle slot
-    // and a poll (two thirds of the window) before its checkpoint is queued, plus the queue's pickup.
+    // and a poll (two thirds of the window) before its checkpoint is queued; the worker is woken.
     const lag = this.config.custody.checkpointMaxLagSeconds;
     const tailTick = () => {
       this.tailCheck(Math.max(1, Math.floor(lag / 3))).catch((err: unknown) =>
@@ -148,7 +154,12 @@ export class CustodyJobs {
     this.tailChecking = true;
     try {
       if (await this.checkpoints.pending()) {
-        await this.queue!.sendThrottled(QUEUE.checkpoint, throttleSeconds);
+        const jobId = await this.queue!.sendThrottled(
+          QUEUE.checkpoint,
+          this.checkpointFailing ? this.intervalSeconds('checkpoint') : throttleSeconds,
+        );
+        // Queued here: this instance's worker takes it now rather than at its next poll.
+        if (jobId && this.checkpointWorker) this.queue!.notify(this.checkpointWorker);
       }
     } finally {
       this.tailChecking = false;
