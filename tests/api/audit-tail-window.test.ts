@@ -100,8 +100,9 @@ describe('the audit tail window (CHECKPOINT_MAX_LAG_SECONDS)', () => {
     }
     const tookMs = Date.now() - writtenAt;
     expect(await newestCheckpoint()).toBeGreaterThanOrEqual(last.seq);
-    // Within the window (by design two thirds of it), with slack for a loaded machine.
-    expect(tookMs).toBeLessThan((LAG_SECONDS + 2) * 1000);
+    // Within the window (by design two thirds of it), with slack for a loaded machine (CI runs two
+    // suites at once): far below the 10-minute interval, which is what would cover them otherwise.
+    expect(tookMs).toBeLessThan((LAG_SECONDS + 6) * 1000);
     app.ctx.jobs.stop(); // nothing new is signed while the tail is cut
 
     const report = await verify();
