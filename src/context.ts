@@ -626,6 +626,7 @@ async function fromConfig(
         media,
         logger,
         damage: integrity,
+        derivatives: derivativeRepo,
       }),
       mediaJobs,
       scratch,
