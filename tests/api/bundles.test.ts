@@ -457,6 +457,28 @@ describe.each(DRIVERS)('dispute bundles (%s store)', (driver: Driver) => {
       .get(`/v1/bundles/00000000-0000-4000-8000-000000000000/certificate.pdf`)
       .set(bearer(app.keys.support));
     expect(unknown.status).toBe(404);
+    // A bundle made before bundles carried a certificate (its stored files without one): 404.
+    const row = await app.ctx.db
+      .selectFrom('bundles')
+      .selectAll()
+      .where('id', '=', b.id)
+      .executeTakeFirstOrThrow();
+    const { 'certificate.pdf': _pdf, ...olderTexts } = row.texts;
+    const older = '00000000-0000-4000-8000-0000000000ce';
+    await app.ctx.db
+      .insertInto('bundles')
+      .values({
+        ...row,
+        id: older,
+        texts: JSON.stringify(olderTexts),
+        entries: JSON.stringify(row.entries),
+      })
+      .execute();
+    const none = await request(app.url)
+      .get(`/v1/bundles/${older}/certificate.pdf`)
+      .set(bearer(app.keys.support));
+    expect(none.status).toBe(404);
+    expect(none.body.detail).toContain('made before bundles carried a certificate.pdf');
   });
 
   it('bundles selected items and a segment cut (made on demand), recording the parent and offsets', async () => {
@@ -704,6 +726,9 @@ describe.each(DRIVERS)('dispute bundles (%s store)', (driver: Driver) => {
     const gone = await download(made.body.id);
     expect(gone.status).toBe(410);
     expect(gone.body.toString()).toContain('evidence_deleted');
+    const goneCertificate = await getBytes(app, `/v1/bundles/${made.body.id}/certificate.pdf`);
+    expect(goneCertificate.status).toBe(410);
+    expect(goneCertificate.body.toString()).toContain('evidence_deleted');
     // The record of the bundle stays.
     expect(
       (await request(app.url).get(`/v1/bundles/${made.body.id}`).set(bearer(app.keys.support)))
