@@ -632,6 +632,7 @@ async function fromConfig(
         media,
         logger,
         damage: integrity,
+        derivatives: derivativeRepo,
       }),
       mediaJobs,
       scratch,
