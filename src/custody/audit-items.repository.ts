@@ -12,21 +12,19 @@ export interface ItemBesideTrail {
   creation_seq: number | null;
   created_sha256: string | null;
   created_size: string | null;
-  /** The blob key its newest `evidence.repair` event wrote the genuine bytes to, if any. */
-  repaired_blob_key: string | null;
 }
 
 /** Thin data access for checking items against the trail: one query per method. */
 export class AuditItemsRepository {
   /**
-   * A page of live items after `afterId` in id order, each with its creation event and newest
-   * repair found by the trail's item index: memory stays one page whatever the archive's size.
+   * A page of live items after `afterId` in id order, each with its creation event found by the
+   * trail's item index: memory stays one page whatever the archive's size.
    */
   async pageBesideTrail(db: Executor, afterId: string, limit: number): Promise<ItemBesideTrail[]> {
     const { rows } = await sql<ItemBesideTrail>`
       select e.id, e.sha256, e.size_bytes::float8 as size_bytes, e.blob_key, e.received_at,
              c.seq::float8 as creation_seq, c.details->>'sha256' as created_sha256,
-             c.details->>'size' as created_size, r.details->>'blobKey' as repaired_blob_key
+             c.details->>'size' as created_size
         from evidence_items e
         left join lateral (
           select a.seq, a.details from audit_events a
@@ -34,12 +32,6 @@ export class AuditItemsRepository {
              and a.outcome = 'success'
            order by a.seq limit 1
         ) c on true
-        left join lateral (
-          select a.details from audit_events a
-           where a.item_ids @> array[e.id::text] and a.action = 'evidence.repair'
-             and a.outcome = 'success'
-           order by a.seq desc limit 1
-        ) r on true
        where e.deleted_at is null and e.id > ${afterId}::uuid
        order by e.id
        limit ${limit}`.execute(db);

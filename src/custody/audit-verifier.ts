@@ -241,8 +241,8 @@ export class AuditVerifier {
 
   /**
    * Compares every live item's hash, size and blob key with what its creation event recorded (the
-   * blob key: the content address of that hash, or where its newest repair wrote the genuine
-   * bytes), a page of items at a time. An item received after the trail began without a creation
+   * blob key: the content address of that hash, where a repair writes the genuine bytes too), a
+   * page of items at a time. An item received after the trail began without a creation
    * event is a problem too: rows inserted behind the service's back.
    */
   private async checkItems(
@@ -273,13 +273,14 @@ export class AuditVerifier {
         if (Number(row.created_size) !== Number(row.size_bytes)) {
           differences.push(`size ${row.size_bytes} (recorded ${row.created_size})`);
         }
-        let expectedKey: string | null = row.repaired_blob_key;
-        if (!expectedKey) {
-          try {
-            expectedKey = blobKeyFor(row.created_sha256 ?? '');
-          } catch {
-            expectedKey = null; // the recorded hash is no digest: the sha256 line says so
-          }
+        // A repair writes the genuine bytes under the same content address, so the key never
+        // moves: a repair event naming another key (one appended to the uncovered tail, say) must
+        // not make a rewritten blob_key pass.
+        let expectedKey: string | null;
+        try {
+          expectedKey = blobKeyFor(row.created_sha256 ?? '');
+        } catch {
+          expectedKey = null; // the recorded hash is no digest: the sha256 line says so
         }
         if (row.blob_key !== expectedKey) {
           differences.push(`blob key ${row.blob_key} (expected ${expectedKey ?? 'none'})`);

@@ -163,6 +163,18 @@ describe.each(DRIVERS)('tampering with the custody chain (%s driver)', (driver) 
     expect(repairs).toHaveLength(1);
     expect(await verify()).toMatchObject({ ok: true, itemsChecked: 1 });
 
+    // A repair event rewritten to name another key (the chain rewritten to match) does not make a
+    // moved blob_key pass: a repair writes the genuine bytes under the same content address.
+    const forged = `sha256/00/00/${'0'.repeat(64)}`;
+    await asDba(async () => {
+      await sql`update audit_events set details = jsonb_set(details, '{blobKey}', to_jsonb(${forged}::text))
+                 where seq = ${repairs[0]!.seq}`.execute(dba);
+      await rechain(Number(repairs[0]!.seq));
+    });
+    await rewriteItem({ blob_key: forged });
+    expect(itemProblems(await verify())).toEqual([itemId]);
+    await rewriteItem({ blob_key: row.blob_key });
+
     // Its creation event's item removed (the chain rewritten to match): the item is unrecorded.
     await asDba(async () => {
       await sql`update audit_events set item_ids = '{}' where action = 'evidence.create'`.execute(
