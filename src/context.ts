@@ -6,6 +6,7 @@ import { AuditLog } from './base/audit.service';
 import { RefusalLimiter } from './access/refusal-limiter';
 import { AuditTrailService } from './custody/audit-trail.service';
 import { AuditVerifier } from './custody/audit-verifier';
+import { AuditItemsRepository } from './custody/audit-items.repository';
 import { CheckpointService } from './custody/checkpoint.service';
 import { CheckpointTimestamps } from './custody/checkpoint-timestamps';
 import { TimestampAuthority } from './custody/timestamp-authority';
@@ -400,7 +401,12 @@ async function fromConfig(
       logger,
       opts: { now, onPurge: (tx, itemId) => media.purgeDerivatives(tx, itemId) },
     });
-    const auditVerifier = new AuditVerifier({ db, repo: auditRepo, store: recordStore });
+    const auditVerifier = new AuditVerifier({
+      db,
+      repo: auditRepo,
+      store: recordStore,
+      items: new AuditItemsRepository(),
+    });
     const scrub = new ScrubService({
       db,
       store: blobStore,
@@ -641,6 +647,7 @@ async function fromConfig(
         media,
         logger,
         damage: integrity,
+        derivatives: derivativeRepo,
       }),
       mediaJobs,
       scratch,

@@ -109,6 +109,8 @@ const envSchema = z.object({
   CUSTODY_SIGNING_KEY: z.string().min(1).optional(),
   CUSTODY_SIGNING_KEY_FILE: z.string().min(1).optional(),
   CHECKPOINT_INTERVAL_MINUTES: int(1, MAX_JOB_INTERVAL_MINUTES).default(10),
+  // A checkpoint covers every audit event within this many seconds of its being written.
+  CHECKPOINT_MAX_LAG_SECONDS: int(2, 3600).default(60),
   TIMESTAMP_AUTHORITY_URLS: z
     .string()
     .transform((v) =>
@@ -234,6 +236,7 @@ export interface AppConfig {
     signingKeyPem?: string;
     signingKeyFile: string;
     checkpointIntervalMinutes: number;
+    checkpointMaxLagSeconds: number;
     scrubIntervalMinutes: number;
     scrubFullPassDays: number;
     stagingGraceHours: number;
@@ -512,6 +515,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
         e.CUSTODY_SIGNING_KEY_FILE ?? path.join(dataDir, 'custody', 'signing-key.pem'),
       ),
       checkpointIntervalMinutes: e.CHECKPOINT_INTERVAL_MINUTES,
+      checkpointMaxLagSeconds: e.CHECKPOINT_MAX_LAG_SECONDS,
       scrubIntervalMinutes: e.SCRUB_INTERVAL_MINUTES,
       scrubFullPassDays: e.SCRUB_FULL_PASS_DAYS,
       stagingGraceHours: e.STAGING_GRACE_HOURS,

@@ -15,10 +15,19 @@ export const SUMS_SIG = 'SHA256SUMS.sig';
 export const PUBLIC_KEY = 'public-key.pem';
 export const AUDIT = 'audit.jsonl';
 export const VERIFY = 'VERIFY.txt';
+/** The bundle for people: a PDF summary (see certificate.ts). In bundles made since issue 17. */
+export const CERTIFICATE = 'certificate.pdf';
 export const FILES_DIR = 'files/';
 
 /** Every file of a bundle but the evidence, in ZIP order. */
 export const FIXED_FILES = [VERIFY, MANIFEST, MANIFEST_SIG, SUMS, SUMS_SIG, PUBLIC_KEY, AUDIT];
+
+/**
+ * Files a bundle may carry besides those (bundles made before them have none). Each is listed in
+ * SHA256SUMS, so `sha256sum -c` and its signature cover it; manifest.json (format version 1, frozen)
+ * does not name it, and it is made from the manifest's data.
+ */
+export const OPTIONAL_FILES = [CERTIFICATE];
 
 // The manifest is a signed format: its schema is frozen per version. A change to it is a new
 // version (manifestV2, BUNDLE_FORMAT_VERSION 2), never an edit of manifestV1, and it follows no

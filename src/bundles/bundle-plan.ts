@@ -8,6 +8,7 @@ import type { SegmentCutRow, SegmentRow } from '../evidence/segment.repository';
 import {
   AUDIT,
   BUNDLE_FORMAT,
+  CERTIFICATE,
   BUNDLE_FORMAT_VERSION,
   evidencePath,
   formatSums,
@@ -23,6 +24,7 @@ import {
   type ManifestFile,
 } from './bundle-format';
 import { zipSize, type ZipEntry } from './bundle-zip';
+import { buildCertificate, type CertificateInput } from './certificate';
 
 /**
  * What a dispute bundle is, decided from what was loaded: no database, no store, no clock, no
@@ -78,6 +80,8 @@ export interface BundlePlanInput {
   checkpoint: SignedCheckpoint & { objectKey: string };
   excerpt: AuditExcerpt;
   signer: BundleSigner;
+  /** `certificate.pdf`'s bytes (see planCertifiedBundle); absent: a bundle without one. */
+  certificate?: Buffer;
 }
 
 export interface BundlePlan {
@@ -106,6 +110,19 @@ export function bundleOrder(files: BundleSelection[]): BundleSelection[] {
       Number(a.segment?.row.start_sec ?? 0) - Number(b.segment?.row.start_sec ?? 0) ||
       cmp(a.segment?.row.id ?? '', b.segment?.row.id ?? ''),
   );
+}
+
+/**
+ * The plan of a bundle with its `certificate.pdf`, made from the plan's own manifest (and the
+ * preview images given): still no I/O, clock or randomness, so the same inputs give the same bytes.
+ */
+export async function planCertifiedBundle(
+  input: Omit<BundlePlanInput, 'certificate'>,
+  people: Omit<CertificateInput, 'manifest'>,
+): Promise<BundlePlan> {
+  const { manifest } = planBundle(input);
+  const certificate = await buildCertificate({ ...people, manifest });
+  return planBundle({ ...input, certificate });
 }
 
 export function planBundle(input: BundlePlanInput): BundlePlan {
@@ -161,14 +178,17 @@ export function planBundle(input: BundlePlanInput): BundlePlan {
     [MANIFEST_SIG]: signer.sign(manifestText),
     [PUBLIC_KEY]: signer.publicKeyPem,
     [AUDIT]: excerpt.text,
+    ...(input.certificate ? { [CERTIFICATE]: input.certificate.toString('base64') } : {}),
   };
   const sums = formatSums([
     ...files.map((f) => ({ path: f.path, sha256: f.sha256 })),
     { path: MANIFEST, sha256: manifestSha256 },
-    ...[MANIFEST_SIG, PUBLIC_KEY, AUDIT, VERIFY].map((p) => ({
-      path: p,
-      sha256: sha256Hex(smallFile(p, texts[p]!)),
-    })),
+    ...[MANIFEST_SIG, PUBLIC_KEY, AUDIT, VERIFY, CERTIFICATE]
+      .filter((p) => texts[p] !== undefined)
+      .map((p) => ({
+        path: p,
+        sha256: sha256Hex(smallFile(p, texts[p]!)),
+      })),
   ]);
   texts[SUMS] = sums;
   texts[SUMS_SIG] = signer.sign(sums);
@@ -190,17 +210,23 @@ export function planBundle(input: BundlePlanInput): BundlePlan {
   };
 }
 
-/** The ZIP's files in order: instructions and signed records first, then the evidence. */
+/**
+ * The ZIP's files in order: instructions (and the certificate, when the bundle has one) and signed
+ * records first, then the evidence. A bundle made without a certificate keeps its exact bytes.
+ */
 export function zipLayout(
   manifest: string,
   texts: Record<string, string>,
   entries: { path: string; blobKey: string; size: number }[],
   open?: (e: { path: string; blobKey: string; size: number }) => Promise<Readable>,
 ): ZipEntry[] {
-  const small = [VERIFY, MANIFEST, MANIFEST_SIG, SUMS, SUMS_SIG, PUBLIC_KEY, AUDIT].map((p) => ({
-    path: p,
-    data: p === MANIFEST ? Buffer.from(manifest) : smallFile(p, texts[p] ?? ''),
-  }));
+  const names = [VERIFY, CERTIFICATE, MANIFEST, MANIFEST_SIG, SUMS, SUMS_SIG, PUBLIC_KEY, AUDIT];
+  const small = names
+    .filter((p) => p !== CERTIFICATE || texts[p] !== undefined)
+    .map((p) => ({
+      path: p,
+      data: p === MANIFEST ? Buffer.from(manifest) : smallFile(p, texts[p] ?? ''),
+    }));
   return [
     ...small,
     ...entries.map((e) => ({
@@ -211,9 +237,12 @@ export function zipLayout(
   ];
 }
 
-/** Signatures are kept as base64 and written raw (64 bytes), as openssl wants them. */
-function smallFile(path: string, text: string): Buffer {
-  return path === MANIFEST_SIG || path === SUMS_SIG
+/**
+ * Signatures are kept as base64 and written raw (64 bytes), as openssl wants them; the certificate
+ * as base64 too (a PDF's bytes).
+ */
+export function smallFile(path: string, text: string): Buffer {
+  return path === MANIFEST_SIG || path === SUMS_SIG || path === CERTIFICATE
     ? Buffer.from(text, 'base64')
     : Buffer.from(text, 'utf8');
 }

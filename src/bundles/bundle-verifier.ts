@@ -11,6 +11,7 @@ import {
   FIXED_FILES,
   MANIFEST,
   MANIFEST_SCHEMAS,
+  OPTIONAL_FILES,
   MANIFEST_SIG,
   parseSums,
   PUBLIC_KEY,
@@ -215,7 +216,7 @@ function checkManifest(
   if (extra.length) problem(`in the ZIP but not in ${MANIFEST}: ${extra.join(', ')}`);
   if (absent.length) problem(`in ${MANIFEST} but not in the ZIP: ${absent.join(', ')}`);
   const stray = [...entries.keys()].filter(
-    (n) => !n.startsWith(FILES_DIR) && !FIXED_FILES.includes(n),
+    (n) => !n.startsWith(FILES_DIR) && !FIXED_FILES.includes(n) && !OPTIONAL_FILES.includes(n),
   );
   if (stray.length) problem(`files that are not part of a bundle: ${stray.join(', ')}`);
   if (files.length !== m.fileCount)

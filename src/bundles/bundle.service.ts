@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { pipeline, type Readable } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
 import { can } from '../access/roles';
 import { ROLES } from '../base/actor';
 import type { ComplaintRepository } from '../complaints/complaint.repository';
@@ -16,8 +16,16 @@ import { isItemId } from '../base/item-id';
 import type { SegmentRepository, SegmentRow } from '../evidence/segment.repository';
 import type { Logger } from '../base/logger';
 import { blobKeyFor, type BlobStore, type ByteRange } from '../storage/blob-store';
-import type { BundleManifest } from './bundle-format';
-import { planBundle, zipLayout, type BundleSelection, type ReadyCut } from './bundle-plan';
+import { CERTIFICATE, sha256Hex, type BundleManifest } from './bundle-format';
+import {
+  planCertifiedBundle,
+  smallFile,
+  zipLayout,
+  type BundleSelection,
+  type ReadyCut,
+} from './bundle-plan';
+import type { CertificatePreview } from './certificate';
+import type { DerivativeRepository } from '../media/derivative.repository';
 import type { BundleRepository, BundleRow } from './bundle.repository';
 import { buildZip, sliceStream } from './bundle-zip';
 import type { Actor, RequestActor } from '../base/actor';
@@ -53,6 +61,16 @@ export interface PreparedBundle {
   check(details: Record<string, unknown>): Promise<void>;
 }
 
+/** A bundle's certificate.pdf, checked and ready to be served (see BundleService.certificate). */
+export interface PreparedCertificate {
+  filename: string;
+  size: number;
+  etag: string;
+  lastModified: Date;
+  open(range: ByteRange | undefined, details: Record<string, unknown>): Promise<Readable>;
+  check(details: Record<string, unknown>): Promise<void>;
+}
+
 /** Whoever opens a bundle through a share link rather than with a key of a role. */
 export interface ShareVia {
   shareLinkId: string;
@@ -83,7 +101,18 @@ export interface BundleServiceDeps {
   logger: Logger;
   /** An original whose bytes hash wrong as the bundle streams marks its item damaged. */
   damage?: ReadMismatchRecorder;
+  /** Where the certificate's preview images are found (absent: every file says "no preview"). */
+  derivatives?: Pick<DerivativeRepository, 'findDerivative'>;
 }
+
+/** The preview the certificate shows for each kind of evidence. */
+const PREVIEW_OF: Record<string, CertificatePreview['kind']> = {
+  packing_video: 'poster',
+  call_recording: 'waveform',
+  photo: 'thumbnail',
+};
+/** A preview image bigger than this is not put in the certificate (they are a few KiB). */
+const MAX_PREVIEW_BYTES = 4 << 20;
 
 /**
  * Dispute bundles: a complaint's evidence (originals, or per-order cuts of long recordings) in one
@@ -105,6 +134,7 @@ export class BundleService {
   private readonly media: CutMaker;
   private readonly logger: Logger;
   private readonly damage?: ReadMismatchRecorder;
+  private readonly derivatives?: Pick<DerivativeRepository, 'findDerivative'>;
 
   constructor(deps: BundleServiceDeps) {
     this.db = deps.db;
@@ -120,6 +150,7 @@ export class BundleService {
     this.media = deps.media;
     this.logger = deps.logger;
     this.damage = deps.damage;
+    this.derivatives = deps.derivatives;
   }
 
   /** `complaintId` and `b` as `complaintIdParam` and `bundleBody` parse them. */
@@ -187,19 +218,25 @@ export class BundleService {
 
     const id = randomUUID();
     const createdAt = new Date();
-    const plan = planBundle({
-      bundleId: id,
-      createdAt,
-      createdBy: { keyId: actor.keyId, role: actor.role, name: actor.name },
-      complaintId,
-      complaint,
-      selection: { mode: allLinked ? 'all_linked' : 'selected', itemIds, segmentIds },
-      omitted,
-      files: selected,
-      checkpoint,
-      excerpt,
-      signer: this.key,
-    });
+    const previews = await this.previews(unique(selected.map((s) => s.item.id)), selected);
+    const plan = await planCertifiedBundle(
+      {
+        bundleId: id,
+        createdAt,
+        createdBy: { keyId: actor.keyId, role: actor.role, name: actor.name },
+        complaintId,
+        complaint,
+        selection: { mode: allLinked ? 'all_linked' : 'selected', itemIds, segmentIds },
+        omitted,
+        files: selected,
+        checkpoint,
+        excerpt,
+        signer: this.key,
+      },
+      // No timestamp authority yet: the certificate says the bundle carries no third-party time.
+      // An RFC 3161 token over manifest.json passes { authority, time } as `timestamp` here.
+      { previews },
+    );
     const { manifestText, manifestSha256, texts, entries, totalBytes, zipBytes } = plan;
     const { files } = plan.manifest;
     const involved = plan.itemIds;
@@ -349,6 +386,93 @@ export class BundleService {
         return range ? await sliceStream(stream, range.start, range.end, signal) : stream;
       },
     };
+  }
+
+  /**
+   * A bundle's certificate.pdf as it is inside the ZIP (the same bytes), with the bundle's rules:
+   * `bundle:read`, not served once an item of it was deleted, and every download (HEAD and 304
+   * too) recorded as `bundle.download` with `file: "certificate.pdf"` before a byte is sent. A
+   * bundle made before certificates has none (404 `not_found`).
+   */
+  async certificate(actor: RequestActor, id: string): Promise<PreparedCertificate> {
+    assertMay(actor, 'bundle:read');
+    const row = await this.find(id);
+    const text = row.texts[CERTIFICATE];
+    if (text === undefined) {
+      throw new AppError(
+        'not_found',
+        `Bundle ${row.id} was made before bundles carried a certificate.pdf; its ZIP and VERIFY.txt remain.`,
+      );
+    }
+    const deleted = await this.repo.deletedAmong(this.db, row.item_ids);
+    if (deleted.length > 0) {
+      throw new AppError(
+        'evidence_deleted',
+        `Item ${deleted[0]!.id} of bundle ${row.id} was deleted on ${deleted[0]!.deleted_at.toISOString()}; the bundle's certificate is no longer served (its record and custody history remain).`,
+        { itemIds: deleted.map((d) => d.id) },
+      );
+    }
+    const pdf = smallFile(CERTIFICATE, text);
+    const record = (details: Record<string, unknown>) =>
+      this.audit.record({
+        action: 'bundle.download',
+        actor,
+        itemIds: row.item_ids,
+        complaintId: row.complaint_id,
+        details: {
+          ...details,
+          bundleId: row.id,
+          file: CERTIFICATE,
+          bytes: pdf.length,
+          manifestSha256: row.manifest_sha256,
+        },
+      });
+    return {
+      filename: `certificate-${safeName(row.complaint_id)}-${row.id}.pdf`,
+      size: pdf.length,
+      etag: `"${sha256Hex(pdf)}"`,
+      lastModified: new Date(row.created_at),
+      check: record,
+      open: async (range, details) => {
+        await record(details);
+        return Readable.from([range ? pdf.subarray(range.start, range.end + 1) : pdf]);
+      },
+    };
+  }
+
+  /**
+   * Each item's preview image for the certificate (a video's poster, a recording's waveform, a
+   * photo's thumbnail) when the media pipeline made it and its stored bytes hash right; none
+   * otherwise. Never fails the bundle: a preview is a courtesy, the hashes are the evidence.
+   */
+  private async previews(
+    itemIds: string[],
+    selected: BundleSelection[],
+  ): Promise<Record<string, CertificatePreview | undefined>> {
+    const out: Record<string, CertificatePreview | undefined> = {};
+    if (!this.derivatives) return out;
+    for (const itemId of itemIds) {
+      const item = selected.find((s) => s.item.id === itemId)!.item;
+      const kind = PREVIEW_OF[item.kind];
+      if (!kind) continue;
+      try {
+        const d = await this.derivatives.findDerivative(this.db, itemId, kind);
+        const size = Number(d?.size_bytes ?? 0);
+        if (d?.status !== 'ready' || !d.blob_key || !d.sha256) continue;
+        if (size <= 0 || size > MAX_PREVIEW_BYTES) continue;
+        const chunks: Buffer[] = [];
+        for await (const c of await this.store.read(d.blob_key, size, undefined)) {
+          chunks.push(c as Buffer);
+        }
+        const bytes = Buffer.concat(chunks);
+        if (sha256Hex(bytes) === d.sha256) out[itemId] = { kind, bytes };
+        else
+          this.logger.warn({ itemId, kind }, 'preview does not hash right: not in the certificate');
+      } catch (err) {
+        this.logger.warn({ err, itemId, kind }, 'preview unreadable: not in the certificate');
+      }
+    }
+    return out;
   }
 
   /**

@@ -89,7 +89,7 @@ export const createBundle = {
   operationId: 'createBundle',
   summary: "Make a verifiable dispute bundle of a complaint's evidence",
   description:
-    "Roles: `support`, `admin`. Recorded in the audit trail as `bundle.create` (in the same transaction as the bundle), naming every item in it.\n\nWith no `itemIds` and no `segmentIds` (or both empty), the bundle takes every item linked to the complaint itself (deleted ones are left out and listed in the manifest's `omitted`). Otherwise it takes exactly the items and segment cuts selected, each of which must be the complaint's evidence: linked to the complaint or to one of its orders. A selected segment whose cut is not made yet is cut now (ffmpeg stream copy, as the media pipeline does).\n\nBefore the bundle is written, the audit trail's head is signed as a checkpoint; the bundle's `audit.jsonl` holds every event naming its items or the complaint up to that checkpoint. The ZIP (`GET /v1/bundles/{bundleId}/content`) holds the files under `files/`, `manifest.json` and its Ed25519 signature `manifest.json.sig`, `audit.jsonl`, `SHA256SUMS` (for `sha256sum -c`) and `SHA256SUMS.sig`, `public-key.pem` and `VERIFY.txt`, the instructions for checking it with standard tools. Nothing is stored when the request is refused.",
+    "Roles: `support`, `admin`. Recorded in the audit trail as `bundle.create` (in the same transaction as the bundle), naming every item in it.\n\nWith no `itemIds` and no `segmentIds` (or both empty), the bundle takes every item linked to the complaint itself (deleted ones are left out and listed in the manifest's `omitted`). Otherwise it takes exactly the items and segment cuts selected, each of which must be the complaint's evidence: linked to the complaint or to one of its orders. A selected segment whose cut is not made yet is cut now (ffmpeg stream copy, as the media pipeline does).\n\nBefore the bundle is written, the audit trail's head is signed as a checkpoint; the bundle's `audit.jsonl` holds every event naming its items or the complaint up to that checkpoint. The ZIP (`GET /v1/bundles/{bundleId}/content`) holds the files under `files/`, `manifest.json` and its Ed25519 signature `manifest.json.sig`, `audit.jsonl`, `SHA256SUMS` (for `sha256sum -c`) and `SHA256SUMS.sig`, `public-key.pem`, `VERIFY.txt`, the instructions for checking it with standard tools, and `certificate.pdf`, a summary for people (also `GET /v1/bundles/{bundleId}/certificate.pdf`), which `SHA256SUMS` lists. Nothing is stored when the request is refused.",
   request: {
     params: complaintParams,
     body: { required: false, content: json(bundleBody) },
@@ -193,6 +193,44 @@ export const headBundle = {
   },
 } satisfies Operation;
 
+export const downloadBundleCertificate = {
+  method: 'get',
+  path: '/v1/bundles/{bundleId}/certificate.pdf',
+  tags: ['bundles'],
+  operationId: 'downloadBundleCertificate',
+  summary: "A dispute bundle's certificate.pdf",
+  description:
+    'Roles: `support`, `admin`. Recorded in the audit trail as `bundle.download` with `file: "certificate.pdf"` before a byte is sent (`HEAD` and 304 too).\n\nThe bundle on a page (or as few as it needs) that a reviewer reads without tools: the complaint and its orders, each file with its preview (a video\'s poster, a recording\'s waveform, a photo\'s thumbnail, or "no preview"), capture and receipt times, SHA-256 and size, the signing key\'s fingerprint, whether third-party time is included, and how to verify. The same bytes as `certificate.pdf` inside the ZIP, which `SHA256SUMS` lists (and its signature covers); made with the bundle, so the same on every download. Not served once an item of the bundle was deleted (410). Bundles made before certificates have none (404).',
+  request: { params: bundleParams, headers: downloadRequestHeaders({ lastModified: true }) },
+  responses: {
+    ...downloadResponses({
+      whole: 'The whole PDF.',
+      partial: 'The requested range of the PDF.',
+      contentType: 'application/pdf',
+      bodySchema: { type: 'string', format: 'binary' },
+      etag: '`"<SHA-256 of the PDF>"`: strong (the hash SHA256SUMS lists for it).',
+      lastModified: 'When the bundle was made (an HTTP-date).',
+      reprDigest: false,
+      contentDisposition: '`attachment; filename="certificate-<complaintId>-<bundleId>.pdf"`.',
+      contentLength: "The PDF's size.",
+    }),
+    '404': problem(
+      '`not_found`: no bundle with this id, or a bundle made before bundles carried a certificate.',
+    ),
+    '410': problem(
+      '`evidence_deleted`: an item of the bundle was deleted since it was made (`itemIds`).',
+    ),
+    ...standardErrors,
+  },
+} satisfies Operation;
+
 export const bundlesContract: ContractModule = {
-  operations: [listComplaintBundles, createBundle, getBundle, downloadBundle, headBundle],
+  operations: [
+    listComplaintBundles,
+    createBundle,
+    getBundle,
+    downloadBundle,
+    headBundle,
+    downloadBundleCertificate,
+  ],
 };

@@ -6,6 +6,8 @@ import { canonicalJson, chainHash, GENESIS_HASH } from '../base/audit-chain';
 import { chainedFormOf } from '../base/audit.service';
 import { CHECKPOINT_PREFIX, type SignedCheckpoint } from './checkpoint.service';
 import { fingerprintOf, verifySignature } from './signing-key';
+import { blobKeyFor } from '../storage/blob-store';
+import type { AuditItemsRepository } from './audit-items.repository';
 
 export type ChainProblemKind =
   | 'gap'
@@ -17,13 +19,24 @@ export type ChainProblemKind =
   | 'checkpoint_wrong_key'
   | 'checkpoint_mismatch'
   | 'checkpoint_beyond_chain'
-  | 'checkpoint_missing';
+  | 'checkpoint_missing'
+  | 'item_mismatch'
+  | 'item_unrecorded';
 
 export interface ChainProblem {
   kind: ChainProblemKind;
   seq?: number;
   key?: string;
+  itemId?: string;
   message: string;
+}
+
+/** Events after the newest signed checkpoint: a deletion of them would not (yet) be detected. */
+export interface NotYetCovered {
+  count: number;
+  oldestSeq: number;
+  oldestAt: string;
+  oldestAgeSeconds: number;
 }
 
 export interface ChainReport {
@@ -32,6 +45,12 @@ export interface ChainReport {
   headSeq: number;
   checkpointsChecked: number;
   lastCheckpoint: { seq: number; signedAt: string } | null;
+  /** Events no signed checkpoint covers yet (null: none). Not a problem by itself. */
+  notYetCovered: NotYetCovered | null;
+  /** Live items compared with their creation events (null: items were not checked). */
+  itemsChecked: number | null;
+  /** Live items received before the trail began, which have no creation event to compare. */
+  itemsBeforeTrail: number;
   problemCount: number;
   /** The first link that does not hold, in chain order: where to start looking. */
   firstBrokenLink: ChainProblem | null;
@@ -40,12 +59,14 @@ export interface ChainReport {
 }
 
 const PAGE = 5000;
+const ITEM_PAGE = 1000;
 const MAX_PROBLEMS = 1000;
 
 export interface AuditVerifierDeps {
   db: Db;
   repo: AuditRepository;
   store: CustodyRecordStore;
+  items: AuditItemsRepository;
 }
 
 /**
@@ -58,36 +79,43 @@ export class AuditVerifier {
   private readonly db: Db;
   private readonly repo: AuditRepository;
   private readonly store: CustodyRecordStore;
+  private readonly items: AuditItemsRepository;
 
   constructor(deps: AuditVerifierDeps) {
     this.db = deps.db;
     this.repo = deps.repo;
     this.store = deps.store;
+    this.items = deps.items;
   }
 
   /**
    * Lists the signed checkpoints, then reads the whole trail in one repeatable-read snapshot: every
    * checkpoint listed was signed before the snapshot, so it must lie within the chain seen, and
-   * events appended while this runs on a live system are not mistaken for tampering.
+   * events appended while this runs on a live system are not mistaken for tampering. With `items`
+   * (the default), every live item is also compared with its creation event in the same snapshot.
    */
-  async verify(publicKey: KeyObject): Promise<ChainReport> {
+  async verify(publicKey: KeyObject, opts: { items?: boolean } = {}): Promise<ChainReport> {
     const listed = await this.store.listRecords(CHECKPOINT_PREFIX);
     return this.db
       .transaction()
       .setIsolationLevel('repeatable read')
       .setAccessMode('read only')
-      .execute((tx) => this.verifyIn(tx, listed, publicKey));
+      .execute((tx) => this.verifyIn(tx, listed, publicKey, opts.items ?? true));
   }
 
   private async verifyIn(
     db: Executor,
     listed: string[],
     publicKey: KeyObject,
+    withItems: boolean,
   ): Promise<ChainReport> {
     const problems: ChainProblem[] = [];
     const head = await this.repo.findHead(db);
     const checkpoints = await this.readCheckpoints(listed, problems, publicKey);
     const bySeq = new Map(checkpoints.map((c) => [c.checkpoint.seq, c.checkpoint]));
+    const coveredUpTo = checkpoints.reduce((m, c) => Math.max(m, c.checkpoint.seq), 0);
+    let uncovered = 0;
+    let oldestUncovered: { seq: number; at: Date } | null = null;
 
     let expectedSeq = 1;
     let running = GENESIS_HASH;
@@ -131,6 +159,10 @@ export class AuditVerifier {
             message: `the chain at event ${row.seq} differs from the signed checkpoint of ${signed.signedAt}: events up to ${row.seq} were removed, inserted or rewritten`,
           });
         }
+        if (row.seq > coveredUpTo) {
+          uncovered++;
+          oldestUncovered ??= { seq: row.seq, at: new Date(row.occurred_at) };
+        }
         expectedSeq = row.seq + 1;
         lastSeq = row.seq;
         lastStoredHash = row.hash;
@@ -173,6 +205,10 @@ export class AuditVerifier {
       }
     }
 
+    const itemCheck = withItems
+      ? await this.checkItems(db, problems)
+      : { checked: null, beforeTrail: 0 };
+
     const ordered = [...problems]
       .sort((a, b) => (a.seq ?? Infinity) - (b.seq ?? Infinity))
       .slice(0, MAX_PROBLEMS);
@@ -184,10 +220,84 @@ export class AuditVerifier {
       headSeq: lastSeq,
       checkpointsChecked: checkpoints.length,
       lastCheckpoint: last ? { seq: last.seq, signedAt: last.signedAt } : null,
+      notYetCovered: oldestUncovered
+        ? {
+            count: uncovered,
+            oldestSeq: oldestUncovered.seq,
+            oldestAt: oldestUncovered.at.toISOString(),
+            oldestAgeSeconds: Math.max(
+              0,
+              Math.round((Date.now() - oldestUncovered.at.getTime()) / 1000),
+            ),
+          }
+        : null,
+      itemsChecked: itemCheck.checked,
+      itemsBeforeTrail: itemCheck.beforeTrail,
       firstBrokenLink: ordered[0] ?? null,
       problems: ordered,
       checkedAt: new Date().toISOString(),
     };
+  }
+
+  /**
+   * Compares every live item's hash, size and blob key with what its creation event recorded (the
+   * blob key: the content address of that hash, where a repair writes the genuine bytes too), a
+   * page of items at a time. An item received after the trail began without a creation
+   * event is a problem too: rows inserted behind the service's back.
+   */
+  private async checkItems(
+    db: Executor,
+    problems: ChainProblem[],
+  ): Promise<{ checked: number; beforeTrail: number }> {
+    const trailStart = await this.items.trailStartedAt(db);
+    let checked = 0;
+    let beforeTrail = 0;
+    for (let after = '00000000-0000-0000-0000-000000000000'; ;) {
+      const rows = await this.items.pageBesideTrail(db, after, ITEM_PAGE);
+      for (const row of rows) {
+        checked++;
+        if (row.creation_seq === null) {
+          if (trailStart && new Date(row.received_at) >= trailStart) {
+            problems.push({
+              kind: 'item_unrecorded',
+              itemId: row.id,
+              message: `item ${row.id} has no evidence.create event in the trail, though it was received after the trail began`,
+            });
+          } else beforeTrail++;
+          continue;
+        }
+        const differences: string[] = [];
+        if (row.created_sha256 !== row.sha256) {
+          differences.push(`sha256 ${row.sha256} (recorded ${row.created_sha256})`);
+        }
+        if (Number(row.created_size) !== Number(row.size_bytes)) {
+          differences.push(`size ${row.size_bytes} (recorded ${row.created_size})`);
+        }
+        // A repair writes the genuine bytes under the same content address, so the key never
+        // moves: a repair event naming another key (one appended to the uncovered tail, say) must
+        // not make a rewritten blob_key pass.
+        let expectedKey: string | null;
+        try {
+          expectedKey = blobKeyFor(row.created_sha256 ?? '');
+        } catch {
+          expectedKey = null; // the recorded hash is no digest: the sha256 line says so
+        }
+        if (row.blob_key !== expectedKey) {
+          differences.push(`blob key ${row.blob_key} (expected ${expectedKey ?? 'none'})`);
+        }
+        if (differences.length > 0) {
+          problems.push({
+            kind: 'item_mismatch',
+            itemId: row.id,
+            seq: row.creation_seq,
+            message: `item ${row.id} differs from its creation event ${row.creation_seq}: ${differences.join(', ')}`,
+          });
+        }
+      }
+      if (rows.length < ITEM_PAGE) break;
+      after = rows.at(-1)!.id;
+    }
+    return { checked, beforeTrail };
   }
 
   /** Every checkpoint in the store whose signature holds; the others become problems. */

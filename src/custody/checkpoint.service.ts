@@ -108,6 +108,13 @@ export class CheckpointService {
     return written;
   }
 
+  /** Whether events were appended after the newest checkpoint: two one-row reads, cheap to poll. */
+  async pending(): Promise<boolean> {
+    const head = await this.repo.head(this.db);
+    const latest = await this.repo.latestCheckpoint(this.db);
+    return head.seq > (latest?.seq ?? 0);
+  }
+
   /** A checkpoint as stored under its object key, or undefined when the store has none there. */
   async stored(objectKey: string): Promise<SignedCheckpoint | undefined> {
     const stored = await this.store.getRecord(objectKey);

@@ -40,6 +40,11 @@ export interface CustodyJobsDeps {
  */
 export class CustodyJobs {
   private timer?: NodeJS.Timeout;
+  private tailTimer?: NodeJS.Timeout;
+  private tailChecking = false;
+  private checkpointWorker?: string;
+  /** The last checkpoint run here failed (a broken chain): back off to the interval. */
+  private checkpointFailing = false;
   private queueStarted = false;
 
   private readonly db: Db;
@@ -86,7 +91,9 @@ export class CustodyJobs {
         stats = { ...r };
         if (r.purgeFailures > 0) outcome = 'problems';
       } else {
+        this.checkpointFailing = true;
         const written = await this.checkpoints.checkpoint();
+        this.checkpointFailing = false;
         stats = { written: Boolean(written), seq: written?.checkpoint.seq ?? null };
         if (this.timestamps?.configured) {
           // A TSA that is down leaves checkpoints queued (retried with backoff): never a failed run.
@@ -132,9 +139,10 @@ export class CustodyJobs {
     this.queueStarted = true;
     if (!opts.workers) return;
     for (const job of Object.keys(QUEUE) as CustodyJob[]) {
-      await this.queue.work(QUEUE[job], async () => {
+      const workerId = await this.queue.work(QUEUE[job], async () => {
         await this.run(job);
       });
+      if (job === 'checkpoint') this.checkpointWorker = workerId;
     }
     const tick = () => {
       for (const job of Object.keys(QUEUE) as CustodyJob[]) {
@@ -145,6 +153,34 @@ export class CustodyJobs {
     };
     tick();
     this.timer = setInterval(tick, opts.tickMs ?? TICK_MS).unref();
+    // The tail window: new events are checkpointed within CHECKPOINT_MAX_LAG_SECONDS. Polled at a
+    // sixth of the window, a checkpoint is queued (at most one per third of it) only when events
+    // were appended after the newest checkpoint: an event waits at most a poll, a throttle slot
+    // and a poll (two thirds of the window) before its checkpoint is queued; the worker is woken.
+    const lag = this.config.custody.checkpointMaxLagSeconds;
+    const tailTick = () => {
+      this.tailCheck(Math.max(1, Math.floor(lag / 3))).catch((err: unknown) =>
+        this.logger.warn({ err }, 'could not schedule a tail checkpoint'),
+      );
+    };
+    this.tailTimer = setInterval(tailTick, Math.min(TICK_MS, (lag * 1000) / 6)).unref();
+  }
+
+  private async tailCheck(throttleSeconds: number): Promise<void> {
+    if (this.tailChecking) return;
+    this.tailChecking = true;
+    try {
+      if (await this.checkpoints.pending()) {
+        const jobId = await this.queue!.sendThrottled(
+          QUEUE.checkpoint,
+          this.checkpointFailing ? this.intervalSeconds('checkpoint') : throttleSeconds,
+        );
+        // Queued here: this instance's worker takes it now rather than at its next poll.
+        if (jobId && this.checkpointWorker) this.queue!.notify(this.checkpointWorker);
+      }
+    } finally {
+      this.tailChecking = false;
+    }
   }
 
   /** Asks the cluster to run a job soon (whichever instance has workers). */
@@ -163,6 +199,7 @@ export class CustodyJobs {
   /** Stops this instance's timer; the shared queue is stopped by its owner (the context). */
   stop(): void {
     clearInterval(this.timer);
+    clearInterval(this.tailTimer);
     this.queueStarted = false;
   }
 }

@@ -6,6 +6,7 @@ import { parseWith } from '../base/fields';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
 import { sendRepresentation, type Representation } from './send-blob';
 import type { BundleService, PreparedBundle } from '../bundles/bundle.service';
+import { CERTIFICATE_CONTENT_TYPE } from '../bundles/certificate';
 
 export interface BundleRoutesDeps {
   keys: ApiKeyService;
@@ -48,6 +49,25 @@ export function bundleRoutes(deps: BundleRoutesDeps): Router {
       await sendRepresentation(req, res, {
         ...zip,
         headers: { ...zip.headers, 'Cache-Control': 'private, no-cache' },
+      });
+    });
+
+  router
+    .route('/v1/bundles/:bundleId/certificate.pdf')
+    .get(audited('bundle.download'), auth, requirePermission('bundle:read'), async (req, res) => {
+      const pdf = await deps.bundles.certificate(actorOf(req), req.params.bundleId!);
+      await sendRepresentation(req, res, {
+        etag: pdf.etag,
+        size: pdf.size,
+        contentType: CERTIFICATE_CONTENT_TYPE,
+        lastModified: pdf.lastModified,
+        headers: {
+          'Content-Disposition': `attachment; filename="${pdf.filename}"`,
+          'Content-Security-Policy': "default-src 'none'; sandbox",
+          'Cache-Control': 'private, no-cache',
+        },
+        open: (range, details) => pdf.open(range, details),
+        check: (details) => pdf.check(details),
       });
     });
 

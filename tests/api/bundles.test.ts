@@ -26,6 +26,7 @@ const run = promisify(execFile);
 const ROOT = path.resolve(__dirname, '..', '..');
 const FIXED = [
   'VERIFY.txt',
+  'certificate.pdf',
   'manifest.json',
   'manifest.json.sig',
   'SHA256SUMS',
@@ -364,6 +365,122 @@ describe.each(DRIVERS)('dispute bundles (%s store)', (driver: Driver) => {
     }
   });
 
+  it('carries certificate.pdf, listed in SHA256SUMS, served by its own route with the same bytes', async () => {
+    // The clip's poster is made (the call's fake WAV gets no waveform: "no preview").
+    await app.ctx.media.process(ids.clip);
+    const poster = await app.ctx.db
+      .selectFrom('derivatives')
+      .select('status')
+      .where('item_id', '=', ids.clip)
+      .where('kind', '=', 'poster')
+      .executeTakeFirst();
+    expect(poster?.status).toBe('ready');
+    const created = await post('C-1', {});
+    expect(created.status).toBe(201);
+    const b = created.body;
+    const zip = await download(b.id);
+    expect(zip.status).toBe(200);
+    const entries = await unzipToMemory(zip.body);
+    const pdf = entries.get('certificate.pdf')!;
+    expect(pdf.subarray(0, 5).toString()).toBe('%PDF-');
+    const sums = entries.get('SHA256SUMS')!.toString('utf8');
+    expect(sums).toContain(`${sha256(pdf)}  certificate.pdf\n`);
+    const dir = path.join(work, `certificate-${b.id}`);
+    extractTo(dir, entries);
+    const check = shell('sha256sum -c SHA256SUMS', dir);
+    expect(check.code).toBe(0);
+    expect(check.out).toContain('certificate.pdf: OK');
+    writeFileSync(path.join(work, `certificate-${b.id}.zip`), zip.body);
+    const verified = await verifyCli([path.join(work, `certificate-${b.id}.zip`)]);
+    expect({ code: verified.code, out: verified.out }).toEqual({ code: 0, out: verified.out });
+
+    // What a reviewer reads: every hash, the complaint, the key, and no third-party time (yet).
+    const manifest = JSON.parse(entries.get('manifest.json')!.toString('utf8'));
+    const text = (await run('pdftotext', ['-layout', path.join(dir, 'certificate.pdf'), '-']))
+      .stdout;
+    expect(text).toContain('C-1');
+    expect(text).toContain('ORD-1');
+    expect(text).toContain(manifest.signing.publicKeyFingerprint);
+    for (const f of manifest.files) expect(text).toContain(f.sha256);
+    expect(text).toContain('no timestamp authority configured');
+    expect(text.match(/no preview/g)).toHaveLength(1);
+
+    // The route: the same bytes, a PDF, its hash as ETag, ranges, and every download recorded.
+    const before = (await events('bundle.download')).length;
+    const got = await getBytes(app, `/v1/bundles/${b.id}/certificate.pdf`);
+    expect(got.status).toBe(200);
+    expect(got.headers['content-type']).toBe('application/pdf');
+    expect(got.headers['content-disposition']).toBe(
+      `attachment; filename="certificate-C-1-${b.id}.pdf"`,
+    );
+    expect(got.headers.etag).toBe(`"${sha256(pdf)}"`);
+    expect(Buffer.compare(got.body, pdf)).toBe(0);
+    const part = await getBytes(app, `/v1/bundles/${b.id}/certificate.pdf`, {
+      Range: 'bytes=0-99',
+    });
+    expect(part.status).toBe(206);
+    expect(Buffer.compare(part.body, pdf.subarray(0, 100))).toBe(0);
+    const recorded = (await events('bundle.download')).slice(before);
+    expect(recorded).toHaveLength(2);
+    expect(recorded[0]).toMatchObject({
+      outcome: 'success',
+      complaint_id: 'C-1',
+      details: expect.objectContaining({ bundleId: b.id, file: 'certificate.pdf' }),
+    });
+
+    // docs/bundles.md's certificate commands, run as written.
+    const page = readFileSync(path.join(ROOT, 'docs', 'bundles.md'), 'utf8');
+    const block = /```sh\n([\s\S]*?)```/.exec(
+      page.slice(page.indexOf('**The certificate.**')),
+    )?.[1];
+    expect(block).toContain('pdftotext');
+    const docDir = mkdtempSync(path.join(work, 'certificate-doc-'));
+    // Not spawnSync: the service answers from this very process.
+    const shown = await run(
+      'bash',
+      [
+        '-e',
+        '-c',
+        block!.replaceAll('http://127.0.0.1:8080', app.url).replaceAll('<bundle id>', b.id),
+      ],
+      { cwd: docDir, env: { ...process.env, SUPPORT: app.keys.support.key } },
+    );
+    expect(readFileSync(path.join(docDir, 'certificate.pdf')).equals(pdf)).toBe(true);
+    for (const f of manifest.files) expect(shown.stdout).toContain(f.sha256);
+
+    // The bundle's permissions: an ingest key reads none; an unknown bundle is 404.
+    const refused = await request(app.url)
+      .get(`/v1/bundles/${b.id}/certificate.pdf`)
+      .set(bearer(app.keys.ingest));
+    expect(refused.status).toBe(403);
+    const unknown = await request(app.url)
+      .get(`/v1/bundles/00000000-0000-4000-8000-000000000000/certificate.pdf`)
+      .set(bearer(app.keys.support));
+    expect(unknown.status).toBe(404);
+    // A bundle made before bundles carried a certificate (its stored files without one): 404.
+    const row = await app.ctx.db
+      .selectFrom('bundles')
+      .selectAll()
+      .where('id', '=', b.id)
+      .executeTakeFirstOrThrow();
+    const { 'certificate.pdf': _pdf, ...olderTexts } = row.texts;
+    const older = '00000000-0000-4000-8000-0000000000ce';
+    await app.ctx.db
+      .insertInto('bundles')
+      .values({
+        ...row,
+        id: older,
+        texts: JSON.stringify(olderTexts),
+        entries: JSON.stringify(row.entries),
+      })
+      .execute();
+    const none = await request(app.url)
+      .get(`/v1/bundles/${older}/certificate.pdf`)
+      .set(bearer(app.keys.support));
+    expect(none.status).toBe(404);
+    expect(none.body.detail).toContain('made before bundles carried a certificate.pdf');
+  });
+
   it('bundles selected items and a segment cut (made on demand), recording the parent and offsets', async () => {
     const res = await post('C-1', { itemIds: [ids.photo], segmentIds: [segmentId] });
     expect(res.status).toBe(201);
@@ -609,6 +726,9 @@ describe.each(DRIVERS)('dispute bundles (%s store)', (driver: Driver) => {
     const gone = await download(made.body.id);
     expect(gone.status).toBe(410);
     expect(gone.body.toString()).toContain('evidence_deleted');
+    const goneCertificate = await getBytes(app, `/v1/bundles/${made.body.id}/certificate.pdf`);
+    expect(goneCertificate.status).toBe(410);
+    expect(goneCertificate.body.toString()).toContain('evidence_deleted');
     // The record of the bundle stays.
     expect(
       (await request(app.url).get(`/v1/bundles/${made.body.id}`).set(bearer(app.keys.support)))

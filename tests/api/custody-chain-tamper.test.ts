@@ -25,6 +25,7 @@ describe.each(DRIVERS)('tampering with the custody chain (%s driver)', (driver) 
   let app: TestApp;
   let dba: Db; // the owner's connection: no least-privilege role, triggers can be disabled
   let itemId: string;
+  let content: Buffer;
 
   const verify = (publicKeyPem = app.ctx.signingKey.publicKeyPem): Promise<ChainReport> =>
     app.ctx.auditVerifier.verify(createPublicKey(publicKeyPem));
@@ -69,9 +70,10 @@ describe.each(DRIVERS)('tampering with the custody chain (%s driver)', (driver) 
   beforeEach(async () => {
     app = await startTestApp(driver);
     dba = createDb(app.databaseUrl, 1);
+    content = fakeMedia('mp4', 5000);
     const res = await upload(app.url, app.keys.ingest.key, [['kind', 'packing_video']], {
       filename: 'c.mp4',
-      content: fakeMedia('mp4', 5000),
+      content,
     });
     itemId = res.json().id;
     for (let i = 0; i < 3; i++) await view();
@@ -88,6 +90,101 @@ describe.each(DRIVERS)('tampering with the custody chain (%s driver)', (driver) 
     expect(report).toMatchObject({ ok: true, checkpointsChecked: 1, problems: [] });
     expect(report.lastCheckpoint?.seq).toBe(seq);
     expect(report.eventsChecked).toBe(report.headSeq);
+    // The view after the checkpoint: not yet covered, which is no problem by itself.
+    expect(report.notYetCovered).toMatchObject({ count: 1, oldestSeq: seq + 1 });
+    expect(report.notYetCovered!.oldestAgeSeconds).toBeGreaterThanOrEqual(0);
+    expect(report).toMatchObject({ itemsChecked: 1, itemsBeforeTrail: 0 });
+  });
+
+  /** As the DBA: the item's frozen columns rewritten with its triggers off. */
+  const rewriteItem = async (set: Record<string, unknown>) => {
+    await sql`alter table evidence_items disable trigger user`.execute(dba);
+    try {
+      await dba.updateTable('evidence_items').set(set).where('id', '=', itemId).execute();
+    } finally {
+      await sql`alter table evidence_items enable trigger user`.execute(dba);
+    }
+  };
+  const itemProblems = (r: ChainReport) =>
+    r.problems.filter((p) => p.kind === 'item_mismatch').map((p) => p.itemId);
+
+  it('catches an item whose sha256, size or blob key was rewritten (its creation event differs)', async () => {
+    const row = await dba
+      .selectFrom('evidence_items')
+      .select(['sha256', 'size_bytes', 'blob_key'])
+      .where('id', '=', itemId)
+      .executeTakeFirstOrThrow();
+    // Another item, untouched: only the rewritten one is named.
+    await upload(app.url, app.keys.ingest.key, [['kind', 'packing_video']], {
+      filename: 'd.mp4',
+      content: fakeMedia('mp4', 6000),
+    });
+    expect(await verify()).toMatchObject({ ok: true, itemsChecked: 2 });
+
+    const otherSha = 'ab'.repeat(32);
+    for (const [set, words] of [
+      // Hash and blob key together, as bytes swapped for others would be.
+      [{ sha256: otherSha, blob_key: `sha256/ab/ab/${otherSha}` }, `sha256 ${otherSha}`],
+      [{ size_bytes: Number(row.size_bytes) + 1 }, `size ${Number(row.size_bytes) + 1}`],
+      [{ blob_key: `sha256/00/00/${'0'.repeat(64)}` }, 'blob key sha256/00/00/'],
+    ] as const) {
+      await rewriteItem(set);
+      const report = await verify();
+      expect(report.ok).toBe(false);
+      expect(kinds(report)).toEqual(['item_mismatch']);
+      expect(itemProblems(report)).toEqual([itemId]);
+      expect(report.problems[0]!.message).toContain(words);
+      await rewriteItem({ sha256: row.sha256, size_bytes: row.size_bytes, blob_key: row.blob_key });
+      expect((await verify()).ok).toBe(true);
+    }
+  });
+
+  it('accepts a repaired item, and names an item with no creation event', async () => {
+    const row = await dba
+      .selectFrom('evidence_items')
+      .select(['blob_key'])
+      .where('id', '=', itemId)
+      .executeTakeFirstOrThrow();
+    await tamperWithBlob(app, row.blob_key, Buffer.alloc(content.length, 7));
+    await request(app.url)
+      .post(`/v1/evidence/${itemId}/verify`)
+      .set(bearer(app.keys.admin))
+      .expect(200);
+    const again = await upload(app.url, app.keys.ingest.key, [['kind', 'packing_video']], {
+      filename: 'c.mp4',
+      content,
+    });
+    expect(again.status).toBe(200);
+    const repairs = await dba
+      .selectFrom('audit_events')
+      .select('seq')
+      .where('action', '=', 'evidence.repair')
+      .execute();
+    expect(repairs).toHaveLength(1);
+    expect(await verify()).toMatchObject({ ok: true, itemsChecked: 1 });
+
+    // A repair event rewritten to name another key (the chain rewritten to match) does not make a
+    // moved blob_key pass: a repair writes the genuine bytes under the same content address.
+    const forged = `sha256/00/00/${'0'.repeat(64)}`;
+    await asDba(async () => {
+      await sql`update audit_events set details = jsonb_set(details, '{blobKey}', to_jsonb(${forged}::text))
+                 where seq = ${repairs[0]!.seq}`.execute(dba);
+      await rechain(Number(repairs[0]!.seq));
+    });
+    await rewriteItem({ blob_key: forged });
+    expect(itemProblems(await verify())).toEqual([itemId]);
+    await rewriteItem({ blob_key: row.blob_key });
+
+    // Its creation event's item removed (the chain rewritten to match): the item is unrecorded.
+    await asDba(async () => {
+      await sql`update audit_events set item_ids = '{}' where action = 'evidence.create'`.execute(
+        dba,
+      );
+      await rechain(1);
+    });
+    const report = await verify();
+    expect(kinds(report)).toEqual(['item_unrecorded']);
+    expect(report.problems[0]).toMatchObject({ itemId });
   });
 
   it('catches an event edited in place (its hash no longer matches)', async () => {

@@ -216,8 +216,13 @@ describe('loadConfig', () => {
     expect(loadConfig({}).databaseRole).toBe('evidence_app');
     expect(loadConfig({}).custody).toMatchObject({
       checkpointIntervalMinutes: 10,
+      checkpointMaxLagSeconds: 60,
       auditReads: true,
     });
+    expect(loadConfig({ CHECKPOINT_MAX_LAG_SECONDS: '5' }).custody.checkpointMaxLagSeconds).toBe(5);
+    expect(() => loadConfig({ CHECKPOINT_MAX_LAG_SECONDS: '1' })).toThrow(
+      /CHECKPOINT_MAX_LAG_SECONDS/,
+    );
   });
 
   it('reads the timestamp authorities: URLs with a readable PEM CA file, or none', () => {

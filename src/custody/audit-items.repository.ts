@@ -1,0 +1,47 @@
+import { sql } from 'kysely';
+import type { Executor } from '../db/database';
+
+/** A live item beside what the audit trail recorded of it. */
+export interface ItemBesideTrail {
+  id: string;
+  sha256: string;
+  size_bytes: number;
+  blob_key: string;
+  received_at: Date;
+  /** Its `evidence.create` event (the first successful one), or null when the trail has none. */
+  creation_seq: number | null;
+  created_sha256: string | null;
+  created_size: string | null;
+}
+
+/** Thin data access for checking items against the trail: one query per method. */
+export class AuditItemsRepository {
+  /**
+   * A page of live items after `afterId` in id order, each with its creation event found by the
+   * trail's item index: memory stays one page whatever the archive's size.
+   */
+  async pageBesideTrail(db: Executor, afterId: string, limit: number): Promise<ItemBesideTrail[]> {
+    const { rows } = await sql<ItemBesideTrail>`
+      select e.id, e.sha256, e.size_bytes::float8 as size_bytes, e.blob_key, e.received_at,
+             c.seq::float8 as creation_seq, c.details->>'sha256' as created_sha256,
+             c.details->>'size' as created_size
+        from evidence_items e
+        left join lateral (
+          select a.seq, a.details from audit_events a
+           where a.item_ids @> array[e.id::text] and a.action = 'evidence.create'
+             and a.outcome = 'success'
+           order by a.seq limit 1
+        ) c on true
+       where e.deleted_at is null and e.id > ${afterId}::uuid
+       order by e.id
+       limit ${limit}`.execute(db);
+    return rows;
+  }
+
+  /** When the trail began: items received before have no creation event. */
+  async trailStartedAt(db: Executor): Promise<Date | null> {
+    const { rows } = await sql<{ occurred_at: Date }>`
+      select occurred_at from audit_events order by seq limit 1`.execute(db);
+    return rows[0]?.occurred_at ?? null;
+  }
+}
