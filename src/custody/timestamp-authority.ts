@@ -7,6 +7,38 @@ const TIME_STAMPING_EKU = '1.3.6.1.5.5.7.3.8';
 const EXT_KEY_USAGE = '2.5.29.37';
 const SHA256_OID = '2.16.840.1.101.3.4.2.1';
 const MAX_RESPONSE_BYTES = 1024 * 1024;
+/** How far a fresh token's genTime may be from the local clock, and before the checkpoint's signedAt. */
+export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
+
+export interface StampOptions {
+  /** The token's genTime must not be before this (less the skew): the checkpoint's signedAt. */
+  notBefore?: Date;
+  /** Aborts the request (at shutdown). */
+  signal?: AbortSignal;
+}
+
+/** Reads a body in chunks, giving up (and cancelling it) past `limit` bytes, declared or not. */
+async function readLimited(res: Response, limit: number): Promise<Buffer> {
+  if (Number(res.headers.get('content-length') ?? 0) > limit) {
+    await res.body?.cancel().catch(() => undefined);
+    throw new Error('answer too large');
+  }
+  if (!res.body) return Buffer.alloc(0);
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => undefined);
+      throw new Error('answer too large');
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks);
+}
 
 /** A verified RFC 3161 answer: the TimeStampResp as received (DER, `.tsr`) and what it says. */
 export interface Timestamp {
@@ -82,11 +114,12 @@ export class TimestampAuthority {
   }
 
   /** A verified token over `data` from the first authority that gives one; throws when none did. */
-  async stamp(data: Buffer): Promise<Timestamp> {
+  async stamp(data: Buffer, opts: StampOptions = {}): Promise<Timestamp> {
     const failures: string[] = [];
     for (const url of this.urls) {
+      if (opts.signal?.aborted) break;
       try {
-        return await this.stampAt(url, data);
+        return await this.stampAt(url, data, opts);
       } catch (err) {
         const message = (err as Error).message;
         failures.push(message);
@@ -99,7 +132,7 @@ export class TimestampAuthority {
     throw new Error(`no timestamp authority gave a usable token: ${failures.join('; ')}`);
   }
 
-  private async stampAt(url: string, data: Buffer): Promise<Timestamp> {
+  private async stampAt(url: string, data: Buffer, opts: StampOptions): Promise<Timestamp> {
     const digest = createHash('sha256').update(data).digest();
     const nonceBytes = randomBytes(8);
     nonceBytes[0] = (nonceBytes[0]! & 0x7f) | 0x01; // positive, and no leading zero octet
@@ -120,31 +153,40 @@ export class TimestampAuthority {
         headers: { 'content-type': 'application/timestamp-query' },
         body: Buffer.from(req.toSchema().toBER()),
         redirect: 'error',
-        signal: AbortSignal.timeout(this.timeoutMs),
+        signal: opts.signal
+          ? AbortSignal.any([opts.signal, AbortSignal.timeout(this.timeoutMs)])
+          : AbortSignal.timeout(this.timeoutMs),
       });
-      if (!res.ok) throw new Error(`answered HTTP ${res.status}`);
-      if (Number(res.headers.get('content-length') ?? 0) > MAX_RESPONSE_BYTES) {
-        throw new Error('answer too large');
+      if (!res.ok) {
+        await res.body?.cancel().catch(() => undefined);
+        throw new Error(`answered HTTP ${res.status}`);
       }
-      body = Buffer.from(await res.arrayBuffer());
+      body = await readLimited(res, MAX_RESPONSE_BYTES);
     } catch (err) {
       throw new TimestampError(url, `no answer (${(err as Error).message})`);
     }
-    if (body.length > MAX_RESPONSE_BYTES) throw new TimestampError(url, 'answer too large');
-    const verified = await this.verify(url, body, data, intHex(nonce));
+    const receivedAt = new Date();
+    const verified = await this.verify(url, body, data, {
+      nonceHex: intHex(nonce),
+      notBefore: opts.notBefore,
+      receivedAt,
+    });
     return { response: body, authority: url, ...verified };
   }
 
   /**
    * Verifies a TimeStampResp over `data`: status granted, the SHA-256 imprint of `data`, the nonce
-   * when given, a valid CMS signature by a timeStamping certificate chaining to the roots.
+   * when given, a valid CMS signature by a timeStamping certificate chaining to the roots (at
+   * genTime), genTime not before `notBefore` less the skew. With `receivedAt` (a fresh answer):
+   * genTime within the skew of it and the signer certificate valid at it too.
    */
   async verify(
     authority: string,
     response: Buffer,
     data: Buffer,
-    expectedNonceHex?: string,
+    expect: { nonceHex?: string; notBefore?: Date; receivedAt?: Date } = {},
   ): Promise<Omit<Timestamp, 'response' | 'authority'>> {
+    const expectedNonceHex = expect.nonceHex;
     const refuse = (why: string) => new TimestampError(authority, `refused: ${why}`);
     let resp: pkijs.TimeStampResp;
     try {
@@ -176,6 +218,21 @@ export class TimestampAuthority {
         throw refuse('the nonce differs from the request');
       }
     }
+    const genTime = tstInfo.genTime;
+    if (!(genTime instanceof Date) || Number.isNaN(genTime.getTime())) throw refuse('no genTime');
+    if (expect.receivedAt) {
+      const off = genTime.getTime() - expect.receivedAt.getTime();
+      if (Math.abs(off) > MAX_CLOCK_SKEW_MS) {
+        throw refuse(
+          `genTime ${genTime.toISOString()} is ${Math.round(off / 1000)} s off the local clock`,
+        );
+      }
+    }
+    if (expect.notBefore && genTime.getTime() < expect.notBefore.getTime() - MAX_CLOCK_SKEW_MS) {
+      throw refuse(
+        `genTime ${genTime.toISOString()} is before the checkpoint was signed (${expect.notBefore.toISOString()})`,
+      );
+    }
     let result: pkijs.SignedDataVerifyResult;
     try {
       result = await signed.verify({
@@ -197,8 +254,15 @@ export class TimestampAuthority {
     if (!eku?.critical || !purposes.includes(TIME_STAMPING_EKU)) {
       throw refuse('the signer lacks the critical timeStamping extended key usage');
     }
+    if (expect.receivedAt) {
+      // The chain was checked at genTime (pkijs); a fresh answer's signer must be valid now too.
+      const now = expect.receivedAt.getTime();
+      if (now < signer.notBefore.value.getTime() || now > signer.notAfter.value.getTime()) {
+        throw refuse('the signer certificate is not valid now');
+      }
+    }
     return {
-      genTime: tstInfo.genTime,
+      genTime,
       serial: hex(tstInfo.serialNumber.valueBlock.valueHexView),
       signer: subjectOf(signer),
     };

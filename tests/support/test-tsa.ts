@@ -91,9 +91,10 @@ export async function makeTestPki(name = 'Test TSA'): Promise<TestPki> {
 
 /**
  * How the test TSA answers: `ok` honestly; `down` drops the connection; `slow` never answers;
- * `other-bytes` stamps a different message imprint; `wrong-nonce` stamps another nonce.
+ * `other-bytes` stamps a different message imprint; `wrong-nonce` stamps another nonce; `huge`
+ * answers 2 MiB in chunks without a Content-Length.
  */
-export type TsaMode = 'ok' | 'down' | 'slow' | 'other-bytes' | 'wrong-nonce';
+export type TsaMode = 'ok' | 'down' | 'slow' | 'other-bytes' | 'wrong-nonce' | 'huge';
 
 export interface TestTsa {
   url: string;
@@ -142,6 +143,20 @@ export async function startTestTsa(pki: TestPki): Promise<TestTsa> {
       return;
     }
     if (mode === 'slow') return; // never answers; the client's timeout ends it
+    if (mode === 'huge') {
+      res.writeHead(200, { 'content-type': 'application/timestamp-reply' }); // chunked
+      const chunk = Buffer.alloc(64 * 1024, 0x30);
+      let sent = 0;
+      const more = () => {
+        while (sent < 32 && !res.destroyed) {
+          sent += 1;
+          if (!res.write(chunk)) return void res.once('drain', more);
+        }
+        res.end();
+      };
+      more();
+      return;
+    }
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
