@@ -657,6 +657,8 @@ async function fromConfig(
       shuttingDown: false,
       refusals,
       async close() {
+        // First: no new stamp is asked for and the request in flight is aborted (stays queued).
+        checkpointTimestamps.stop();
         await refusals.close(); // its counts go to the trail while the database is still there
         await leftovers.stop();
         jobs.stop();
@@ -666,7 +668,7 @@ async function fromConfig(
         await queue?.stop();
         await tools.dispose();
         await integrity.drain(); // ranged reads' queued verifications
-        await checkpointTimestamps.close(); // a stamp being asked for is recorded (or stays queued)
+        await checkpointTimestamps.close(); // waits for the stopped run to record what it did
         await hasher.close();
         await blobStore.close();
         // A store given by the caller replaced the configured one, which still owns its S3 client.

@@ -1,9 +1,9 @@
-import { sql } from 'kysely';
 import { canonicalJson } from '../base/audit-chain';
 import type { Logger } from '../base/logger';
 import type { Db } from '../db/database';
 import type { CustodyRecordStore } from '../storage/record-store';
 import type { SignedCheckpoint } from './checkpoint.service';
+import { CheckpointTimestampRepository } from './checkpoint-timestamp.repository';
 import type { TimestampAuthority } from './timestamp-authority';
 
 export const TIMESTAMP_PREFIX = 'custody/timestamps/';
@@ -29,6 +29,8 @@ export interface CheckpointTimestampsDeps {
   /** Undefined: no timestamp authority configured, nothing is stamped. */
   tsa?: TimestampAuthority;
   logger: Logger;
+  /** A stamping run starts no new checkpoint after this many ms (default 5 minutes). */
+  budgetMs?: number;
 }
 
 /**
@@ -42,14 +44,19 @@ export class CheckpointTimestamps {
   private readonly store: CustodyRecordStore;
   readonly tsa?: TimestampAuthority;
   private readonly logger: Logger;
+  private readonly repo = new CheckpointTimestampRepository();
+  private readonly budgetMs: number;
   private chain: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /** Aborts the request to the authority in flight, at close. */
+  private readonly abort = new AbortController();
 
   constructor(deps: CheckpointTimestampsDeps) {
     this.db = deps.db;
     this.store = deps.store;
     this.tsa = deps.tsa;
     this.logger = deps.logger;
+    this.budgetMs = deps.budgetMs ?? 300_000;
   }
 
   get configured(): boolean {
@@ -73,52 +80,37 @@ export class CheckpointTimestamps {
 
   private async run(limit: number): Promise<StampReport> {
     const report: StampReport = { stamped: [], failed: [] };
-    if (!this.tsa) return report;
-    const due = await this.db
-      .selectFrom('audit_checkpoints as c')
-      .leftJoin('checkpoint_timestamps as t', 't.seq', 'c.seq')
-      .select(['c.seq', 'c.object_key', 'c.hash', 't.attempts'])
-      .where('t.gen_time', 'is', null)
-      .where((eb) =>
-        eb.or([eb('t.seq', 'is', null), eb('t.next_attempt_at', '<=', sql<Date>`now()`)]),
-      )
-      .orderBy('c.seq')
-      .limit(limit)
-      .execute();
+    const tsa = this.tsa;
+    if (!tsa || this.closed) return report;
+    const deadline = Date.now() + this.budgetMs;
+    const due = await this.repo.due(this.db, limit);
     for (const row of due) {
-      if (this.closed) break; // what is left stays queued for the next instance or start
+      // What is left stays queued (due) for the next run, instance or start.
+      if (this.closed || Date.now() >= deadline) break;
       const seq = Number(row.seq);
       // A lease: another instance leaves it alone while this one asks (every URL may time out).
-      const leaseMs = this.tsa.urls.length * this.tsa.timeoutMs + 60_000;
-      const claimed = await sql<{ seq: string }>`
-        insert into checkpoint_timestamps (seq, next_attempt_at)
-        values (${seq}, now() + ${`${leaseMs} milliseconds`}::interval)
-        on conflict (seq) do update set next_attempt_at = excluded.next_attempt_at
-          where checkpoint_timestamps.gen_time is null
-            and checkpoint_timestamps.next_attempt_at <= now()
-        returning seq`.execute(this.db);
-      if (claimed.rows.length === 0) continue;
+      const leaseMs = tsa.urls.length * tsa.timeoutMs + 60_000;
+      if (!(await this.repo.claim(this.db, seq, leaseMs))) continue;
       try {
         await this.stampOne(seq, row.object_key, row.hash);
         report.stamped.push(seq);
       } catch (err) {
+        if (this.closed) {
+          // Aborted by close(): not the authority's fault, due again at the next start.
+          await this.repo.release(this.db, seq);
+          break;
+        }
         const attempts = (row.attempts ?? 0) + 1;
         const message = (err as Error).message;
-        await this.db
-          .updateTable('checkpoint_timestamps')
-          .set({
-            attempts: sql`attempts + 1`,
-            last_error: message.slice(0, 2000),
-            next_attempt_at: sql`now() + ${`${retryDelayMs(attempts)} milliseconds`}::interval`,
-          })
-          .where('seq', '=', seq)
-          .where('gen_time', 'is', null)
-          .execute();
+        await this.repo.failed(this.db, seq, message, retryDelayMs(attempts));
         this.logger.error(
           { seq, attempts, err: message },
           'audit checkpoint not timestamped yet: queued for a retry',
         );
         report.failed.push(seq);
+        // Every authority failed (or the token was refused): asking again for the next ones now
+        // would only hold this run for urls x timeout each; they stay queued for the next run.
+        break;
       }
     }
     return report;
@@ -132,6 +124,7 @@ export class CheckpointTimestamps {
       throw new Error(`checkpoint ${objectKey} does not match its row`);
     }
     const data = signedBytes(signed);
+    const signedAt = new Date(signed.checkpoint.signedAt);
     const key = timestampKey(seq);
     // A run that stored a token but failed to record it left it behind: adopt it once verified.
     const existing = await this.store.getRecord(key);
@@ -146,34 +139,35 @@ export class CheckpointTimestamps {
       stamp = {
         response: existing,
         authority: 'adopted from the record store',
-        ...(await this.tsa!.verify(key, existing, data)),
+        ...(await this.tsa!.verify(key, existing, data, { notBefore: signedAt })),
       };
     } else {
-      stamp = await this.tsa!.stamp(data);
+      stamp = await this.tsa!.stamp(data, { notBefore: signedAt, signal: this.abort.signal });
       await this.store.putRecord(key, stamp.response);
     }
-    await this.db
-      .updateTable('checkpoint_timestamps')
-      .set({
-        gen_time: stamp.genTime,
-        authority: stamp.authority,
-        serial: stamp.serial,
-        signer: stamp.signer,
-        token: stamp.response,
-        object_key: key,
-        last_error: null,
-      })
-      .where('seq', '=', seq)
-      .execute();
+    await this.repo.stamped(this.db, seq, {
+      genTime: stamp.genTime,
+      authority: stamp.authority,
+      serial: stamp.serial,
+      signer: stamp.signer,
+      token: stamp.response,
+      objectKey: key,
+    });
     this.logger.info(
       { seq, authority: stamp.authority, genTime: stamp.genTime.toISOString() },
       'audit checkpoint timestamped',
     );
   }
 
-  /** At shutdown: starts nothing more and waits for the stamp being asked for, if any. */
-  async close(): Promise<void> {
+  /** At shutdown, first: starts nothing more (stamping stays queued), aborts a request in flight. */
+  stop(): void {
     this.closed = true;
+    this.abort.abort(new Error('shutting down'));
+  }
+
+  /** At shutdown: stops, then waits for the run in progress to record what it did. */
+  async close(): Promise<void> {
+    this.stop();
     await this.chain;
   }
 
@@ -182,20 +176,10 @@ export class CheckpointTimestamps {
     latest: { seq: number; genTime: Date; authority: string; objectKey: string } | null;
     pending: number;
   }> {
+    // With no authority configured nothing is awaiting a stamp (an earlier one still shows).
     const [latest, pending] = await Promise.all([
-      this.db
-        .selectFrom('checkpoint_timestamps')
-        .select(['seq', 'gen_time', 'authority', 'object_key'])
-        .where('gen_time', 'is not', null)
-        .orderBy('seq', 'desc')
-        .limit(1)
-        .executeTakeFirst(),
-      this.db
-        .selectFrom('audit_checkpoints as c')
-        .leftJoin('checkpoint_timestamps as t', 't.seq', 'c.seq')
-        .select((eb) => eb.fn.countAll<string>().as('n'))
-        .where('t.gen_time', 'is', null)
-        .executeTakeFirstOrThrow(),
+      this.repo.latest(this.db),
+      this.tsa ? this.repo.pending(this.db) : 0,
     ]);
     return {
       latest: latest
@@ -206,7 +190,7 @@ export class CheckpointTimestamps {
             objectKey: latest.object_key!,
           }
         : null,
-      pending: Number(pending.n),
+      pending,
     };
   }
 }

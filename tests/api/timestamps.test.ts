@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import request from 'supertest';
 import { signedBytes, timestampKey } from '../../src/custody/checkpoint-timestamps';
 import type { SignedCheckpoint } from '../../src/custody/checkpoint.service';
+import { createDb } from '../../src/db/database';
 import { bearer, startTestApp, type TestApp } from '../support/harness';
 import { fakeMedia } from '../support/media';
 import { upload } from '../support/multipart';
@@ -41,11 +42,12 @@ describe('RFC 3161 timestamps of audit checkpoints', () => {
     app = undefined;
   });
 
-  const start = async (urls: string[], caFile = pki.caFile) => {
+  /** `timeoutMs`: 3 s leaves honest answers (openssl spawned under load) time enough. */
+  const start = async (urls: string[], caFile = pki.caFile, timeoutMs = 3000) => {
     app = await startTestApp('fs', {
       TIMESTAMP_AUTHORITY_URLS: urls.join(','),
       TIMESTAMP_AUTHORITY_CA_FILE: caFile,
-      TIMESTAMP_AUTHORITY_TIMEOUT_MS: '1000',
+      TIMESTAMP_AUTHORITY_TIMEOUT_MS: String(timeoutMs),
     });
     // What the service logs (its logger is silent in tests): the TSA client logs through it.
     warnings = jest.spyOn(app.ctx.logger, 'warn');
@@ -163,12 +165,13 @@ describe('RFC 3161 timestamps of audit checkpoints', () => {
     expect(again!.next_attempt_at.getTime()).toBeGreaterThan(Date.now() + 50_000);
     await ready(a);
 
-    // Back: stamped by the next due run (the checkpoint job's).
+    // Back: stamped by the next due run (the one the checkpoint job starts, not awaited by it).
     tsa.mode = 'ok';
     await backoffElapsed(a, seq);
     const run = await a.ctx.jobs.run('checkpoint');
     expect(run.outcome).toBe('ok');
-    expect(run.stats.timestamps).toMatchObject({ failed: 0, pending: 0 });
+    expect(run.stats.timestamps).toEqual({ pending: expect.any(Number) });
+    expect(await a.ctx.checkpointTimestamps.stampDue()).toEqual({ stamped: [], failed: [] });
     const stamped = await row(a, seq);
     expect(stamped!.gen_time).toBeInstanceOf(Date);
     const token = (await a.ctx.recordStore.getRecord(timestampKey(seq)))!;
@@ -234,6 +237,125 @@ describe('RFC 3161 timestamps of audit checkpoints', () => {
     await activity(app);
     await checkpoint(app);
     expect(await app.ctx.checkpointTimestamps.stampDue()).toEqual({ stamped: [], failed: [] });
-    expect(await status(app)).toMatchObject({ configured: false, lastStamped: null });
+    expect(await status(app)).toMatchObject({
+      configured: false,
+      lastStamped: null,
+      checkpointsAwaitingTimestamp: 0,
+    });
+    expect((await app.ctx.metrics.render()).body).not.toMatch(
+      /^audit_checkpoints_awaiting_timestamp [1-9]/m,
+    );
+  });
+
+  it('never holds the checkpoint job: a slow TSA is asked in the background', async () => {
+    const a = await start([tsa.url], pki.caFile, 10_000);
+    await activity(a);
+    await a.ctx.checkpointTimestamps.stampDue(); // nothing queued before the job
+    tsa.mode = 'slow';
+    const began = Date.now();
+    const run = await a.ctx.jobs.run('checkpoint');
+    expect(run.outcome).toBe('ok');
+    expect(run.stats).toMatchObject({ written: true, timestamps: { pending: 1 } });
+    expect(Date.now() - began).toBeLessThan(5000); // far below the 10 s timeout
+  });
+
+  it('stops a run at the first checkpoint no TSA stamped: the rest stay queued, newest first', async () => {
+    const a = await start([tsa.url]);
+    tsa.mode = 'down';
+    const seqs: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      await activity(a);
+      seqs.push((await checkpoint(a)).checkpoint.seq);
+    }
+    await a.ctx.checkpointTimestamps.stampDue(); // the runs the checkpoints started are over
+    // Each checkpoint's own run failed it; make them all due again.
+    for (const seq of seqs) await backoffElapsed(a, seq);
+    const asked = tsa.requests.length;
+    expect(await a.ctx.checkpointTimestamps.stampDue()).toEqual({
+      stamped: [],
+      failed: [seqs[2]],
+    });
+    expect(tsa.requests.length).toBe(asked + 1); // the older two were not asked for
+    tsa.mode = 'ok';
+    for (const seq of seqs) await backoffElapsed(a, seq);
+    const r = await a.ctx.checkpointTimestamps.stampDue();
+    expect(r).toEqual({ stamped: [...seqs].reverse(), failed: [] });
+    expect(await status(a)).toMatchObject({ checkpointsAwaitingTimestamp: 0 });
+  });
+
+  it('does not backfill the checkpoints from before a TSA was configured', async () => {
+    const a = await start([tsa.url]);
+    const seqs: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      await activity(a);
+      seqs.push((await checkpoint(a)).checkpoint.seq);
+      await a.ctx.checkpointTimestamps.stampDue();
+    }
+    // As on an install that had these checkpoints before its TSA was configured:
+    const dba = createDb(a.databaseUrl, 1); // the owner's connection: the service may not delete
+    try {
+      await dba.deleteFrom('checkpoint_timestamps').execute();
+    } finally {
+      await dba.destroy();
+    }
+    expect(await status(a)).toMatchObject({ checkpointsAwaitingTimestamp: 1 });
+    expect(await a.ctx.checkpointTimestamps.stampDue()).toEqual({
+      stamped: [seqs[2]],
+      failed: [],
+    });
+    expect(await row(a, seqs[1]!)).toBeUndefined();
+    expect(await status(a)).toMatchObject({ checkpointsAwaitingTimestamp: 0 });
+  });
+
+  it('refuses an answer past 1 MiB sent in chunks without a Content-Length', async () => {
+    const a = await start([tsa.url]);
+    await activity(a);
+    tsa.mode = 'huge';
+    const signed = await checkpoint(a);
+    await a.ctx.checkpointTimestamps.stampDue();
+    const queued = await row(a, signed.checkpoint.seq);
+    expect(queued).toMatchObject({ gen_time: null, attempts: 1 });
+    expect(queued!.last_error).toMatch(/answer too large/);
+  });
+
+  it("refuses a token whose genTime is off the local clock or before the checkpoint's signedAt", async () => {
+    const a = await start([tsa.url]);
+    await activity(a);
+    const signed = await checkpoint(a);
+    await a.ctx.checkpointTimestamps.stampDue();
+    const token = (await a.ctx.recordStore.getRecord(timestampKey(signed.checkpoint.seq)))!;
+    const data = signedBytes(signed);
+    const authority = a.ctx.checkpointTimestamps.tsa!;
+    const hour = 3600_000;
+    await expect(authority.verify('t', token, data, { receivedAt: new Date() })).resolves.toEqual(
+      expect.objectContaining({ signer: 'CN=Test TSA' }),
+    );
+    await expect(
+      authority.verify('t', token, data, { receivedAt: new Date(Date.now() + hour) }),
+    ).rejects.toThrow(/off the local clock/);
+    await expect(
+      authority.verify('t', token, data, { notBefore: new Date(Date.now() + hour) }),
+    ).rejects.toThrow(/before the checkpoint was signed/);
+  });
+
+  it('at close, aborts the request in flight at once and leaves the checkpoint queued', async () => {
+    const a = await start([tsa.url], pki.caFile, 30_000);
+    await activity(a);
+    tsa.mode = 'slow';
+    const asked = tsa.requests.length;
+    const signed = await checkpoint(a); // starts a stamping run in the background
+    while (tsa.requests.length === asked) await new Promise((r) => setTimeout(r, 20));
+    const db = a.ctx.db;
+    const began = Date.now();
+    const pending = a.ctx.checkpointTimestamps.close();
+    await pending;
+    expect(Date.now() - began).toBeLessThan(2000);
+    const queued = await db
+      .selectFrom('checkpoint_timestamps')
+      .selectAll()
+      .where('seq', '=', signed.checkpoint.seq)
+      .executeTakeFirst();
+    expect(queued).toMatchObject({ gen_time: null, attempts: 0 });
+    expect(queued!.next_attempt_at.getTime()).toBeLessThanOrEqual(Date.now() + 1000);
   });
 });
