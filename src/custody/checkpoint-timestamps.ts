@@ -48,6 +48,8 @@ export class CheckpointTimestamps {
   private readonly budgetMs: number;
   private chain: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /** A background run (`soon`) is waiting for its turn. */
+  private waiting = false;
   /** Aborts the request to the authority in flight, at close. */
   private readonly abort = new AbortController();
 
@@ -63,17 +65,25 @@ export class CheckpointTimestamps {
     return Boolean(this.tsa);
   }
 
-  /** Starts a stamping run in the background (after a checkpoint): errors are logged only. */
+  /**
+   * Starts a stamping run in the background (after a checkpoint, from the checkpoint job): errors
+   * are logged only. A run already waiting for its turn covers this call too, so runs never pile
+   * up behind a slow authority.
+   */
   soon(): void {
-    if (!this.tsa || this.closed) return;
-    this.stampDue().catch((err: unknown) =>
+    if (!this.tsa || this.closed || this.waiting) return;
+    this.waiting = true;
+    this.stampDue(50, () => (this.waiting = false)).catch((err: unknown) =>
       this.logger.error({ err }, 'stamping audit checkpoints failed'),
     );
   }
 
   /** Stamps the checkpoints that have no token and are due; one run at a time per instance. */
-  stampDue(limit = 50): Promise<StampReport> {
-    const run = this.chain.then(() => this.run(limit));
+  stampDue(limit = 50, onStart?: () => void): Promise<StampReport> {
+    const run = this.chain.then(() => {
+      onStart?.();
+      return this.run(limit);
+    });
     this.chain = run.catch(() => undefined);
     return run;
   }
