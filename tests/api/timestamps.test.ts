@@ -259,6 +259,18 @@ describe('RFC 3161 timestamps of audit checkpoints', () => {
     expect(Date.now() - began).toBeLessThan(5000); // far below the 10 s timeout
   });
 
+  it('does not pile up background runs: one waiting for its turn covers later calls', async () => {
+    const a = await start([tsa.url]);
+    const stamper = a.ctx.checkpointTimestamps;
+    const calls = jest.spyOn(stamper, 'stampDue');
+    for (let i = 0; i < 5; i++) stamper.soon();
+    expect(calls).toHaveBeenCalledTimes(1);
+    await stamper.stampDue(); // after it: a later call starts a run again
+    stamper.soon();
+    expect(calls).toHaveBeenCalledTimes(3);
+    await stamper.stampDue();
+  });
+
   it('stops a run at the first checkpoint no TSA stamped: the rest stay queued, newest first', async () => {
     const a = await start([tsa.url]);
     tsa.mode = 'down';
