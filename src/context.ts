@@ -8,6 +8,8 @@ import { AuditTrailService } from './custody/audit-trail.service';
 import { AuditVerifier } from './custody/audit-verifier';
 import { AuditItemsRepository } from './custody/audit-items.repository';
 import { CheckpointService } from './custody/checkpoint.service';
+import { CheckpointTimestamps } from './custody/checkpoint-timestamps';
+import { TimestampAuthority } from './custody/timestamp-authority';
 import { CustodyJobs } from './custody/custody-jobs';
 import { CustodyRunRepository } from './custody/custody-run.repository';
 import { CustodyStatusRepository } from './custody/custody-status.repository';
@@ -90,6 +92,8 @@ export interface AppContext {
   /** True when no signing key was configured or found and `signingKey` is a throwaway. */
   signingKeyMissing: boolean;
   checkpoints: CheckpointService;
+  /** RFC 3161 timestamps of the checkpoints (nothing is stamped without a configured TSA). */
+  checkpointTimestamps: CheckpointTimestamps;
   trail: AuditTrailService;
   /** Recomputes the audit chain against the signed checkpoints (the scrub and verify-audit). */
   auditVerifier: AuditVerifier;
@@ -282,12 +286,20 @@ async function fromConfig(
     const phone = { defaultPhoneRegion: config.defaultPhoneRegion };
     const pool = db;
     const metrics = new Metrics();
+    const tsa = config.timestampAuthority;
+    const checkpointTimestamps = new CheckpointTimestamps({
+      db,
+      store: recordStore,
+      tsa: tsa && new TimestampAuthority({ ...tsa, logger }),
+      logger,
+    });
     const checkpoints = new CheckpointService({
       db,
       store: recordStore,
       repo: auditRepo,
       key: signingKey,
       logger,
+      onWritten: () => checkpointTimestamps.soon(),
     });
     const hasher = new HashPool();
     const integrity = new IntegrityService({
@@ -415,6 +427,7 @@ async function fromConfig(
       auditRepo,
       audit,
       config,
+      timestamps: checkpointTimestamps,
     });
     custodyStatus.registerMetrics(metrics);
     const wormRepo = new WormRepository();
@@ -425,6 +438,7 @@ async function fromConfig(
       scrub,
       deletion,
       checkpoints,
+      timestamps: checkpointTimestamps,
       config,
       audit,
       logger,
@@ -541,6 +555,7 @@ async function fromConfig(
       signingKey,
       signingKeyMissing: !loadedKey,
       checkpoints,
+      checkpointTimestamps,
       auditVerifier,
       trail: new AuditTrailService({ db, repo: auditRepo, audit, evidence }),
       integrity,
@@ -651,6 +666,7 @@ async function fromConfig(
         await queue?.stop();
         await tools.dispose();
         await integrity.drain(); // ranged reads' queued verifications
+        await checkpointTimestamps.close(); // a stamp being asked for is recorded (or stays queued)
         await hasher.close();
         await blobStore.close();
         // A store given by the caller replaced the configured one, which still owns its S3 client.

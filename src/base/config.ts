@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -110,6 +111,25 @@ const envSchema = z.object({
   CHECKPOINT_INTERVAL_MINUTES: int(1, MAX_JOB_INTERVAL_MINUTES).default(10),
   // A checkpoint covers every audit event within this many seconds of its being written.
   CHECKPOINT_MAX_LAG_SECONDS: int(2, 3600).default(60),
+  TIMESTAMP_AUTHORITY_URLS: z
+    .string()
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    )
+    .pipe(
+      z.array(
+        z
+          .string()
+          .url('must be URLs (http or https)')
+          .regex(/^https?:\/\//i),
+      ),
+    )
+    .optional(),
+  TIMESTAMP_AUTHORITY_CA_FILE: z.string().min(1).optional(),
+  TIMESTAMP_AUTHORITY_TIMEOUT_MS: int(500, 120_000).default(10_000),
   SCRUB_INTERVAL_MINUTES: int(1, MAX_JOB_INTERVAL_MINUTES).default(60),
   SCRUB_FULL_PASS_DAYS: int(1, 3650).default(30),
   STAGING_GRACE_HOURS: int(1, 24 * 30).default(24),
@@ -224,6 +244,11 @@ export interface AppConfig {
     leftoverSweepSeconds: number;
     auditReads: boolean;
   };
+  /**
+   * RFC 3161 timestamp authorities that stamp every audit checkpoint; undefined: none configured.
+   * `caPem` holds the roots (PEM) a token's signer must chain to.
+   */
+  timestampAuthority?: { urls: string[]; caFile: string; caPem: string; timeoutMs: number };
   retention: {
     intervalMinutes: number;
     /** Days to keep each kind after receipt; 0 keeps it forever. */
@@ -336,6 +361,39 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   if (e.CUSTODY_SIGNING_KEY && e.CUSTODY_SIGNING_KEY_FILE) {
     throw new ConfigError(
       'Invalid configuration: set CUSTODY_SIGNING_KEY or CUSTODY_SIGNING_KEY_FILE, not both.',
+    );
+  }
+
+  let timestampAuthority: AppConfig['timestampAuthority'];
+  if (e.TIMESTAMP_AUTHORITY_URLS?.length) {
+    if (!e.TIMESTAMP_AUTHORITY_CA_FILE) {
+      throw new ConfigError(
+        "Invalid configuration: TIMESTAMP_AUTHORITY_CA_FILE is required with TIMESTAMP_AUTHORITY_URLS (the PEM roots the timestamp authorities' certificates must chain to).",
+      );
+    }
+    const caFile = path.resolve(e.TIMESTAMP_AUTHORITY_CA_FILE);
+    let caPem: string;
+    try {
+      caPem = readFileSync(caFile, 'utf8');
+    } catch (err) {
+      throw new ConfigError(
+        `Invalid configuration: TIMESTAMP_AUTHORITY_CA_FILE cannot be read (${(err as Error).message}).`,
+      );
+    }
+    if (!/-----BEGIN CERTIFICATE-----/.test(caPem)) {
+      throw new ConfigError(
+        `Invalid configuration: TIMESTAMP_AUTHORITY_CA_FILE holds no PEM certificate (${caFile}).`,
+      );
+    }
+    timestampAuthority = {
+      urls: e.TIMESTAMP_AUTHORITY_URLS,
+      caFile,
+      caPem,
+      timeoutMs: e.TIMESTAMP_AUTHORITY_TIMEOUT_MS,
+    };
+  } else if (e.TIMESTAMP_AUTHORITY_CA_FILE) {
+    throw new ConfigError(
+      'Invalid configuration: TIMESTAMP_AUTHORITY_CA_FILE is set but TIMESTAMP_AUTHORITY_URLS is not.',
     );
   }
 
@@ -464,6 +522,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       leftoverSweepSeconds: e.LEFTOVER_SWEEP_SECONDS,
       auditReads: e.AUDIT_READS,
     },
+    timestampAuthority,
     retention: {
       intervalMinutes: e.RETENTION_INTERVAL_MINUTES,
       days: {

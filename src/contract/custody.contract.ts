@@ -181,6 +181,30 @@ export const custodyStatusSchema = z
         .object({ seq: z.number().int(), hash: sha256Hex, signedAt: dateTime })
         .nullable(),
       eventsSinceCheckpoint: count,
+      trustedTime: z
+        .object({
+          configured: z.boolean().openapi({
+            description:
+              'Whether timestamp authorities are configured (`TIMESTAMP_AUTHORITY_URLS`).',
+          }),
+          lastStamped: z
+            .object({
+              seq: z.number().int(),
+              genTime: dateTime.openapi({ description: "The timestamp authority's time." }),
+              authority: z.string().openapi({ description: 'The TSA URL that answered.' }),
+              ageSeconds: count.openapi({ description: 'Seconds since `genTime`.' }),
+            })
+            .nullable()
+            .openapi({
+              description:
+                'The newest checkpoint with a verified RFC 3161 token (over the exact bytes its Ed25519 signature covers); null when none has one.',
+            }),
+          checkpointsAwaitingTimestamp: count.openapi({
+            description:
+              'Checkpoints without a token yet: queued and retried with backoff while the authorities are down or refuse.',
+          }),
+        })
+        .openapi({ description: 'Third-party (RFC 3161) time for the checkpoints.' }),
     }),
     lastRuns: z.object({
       scrub: custodyRunSchema,
@@ -353,7 +377,7 @@ export const getCustodyStatus = {
   operationId: 'getCustodyStatus',
   summary: 'Custody status',
   description:
-    'Roles: `admin`. Recorded in the audit trail as `custody.read`.\n\nItem counts, items whose last verification failed (at most 100, newest check first), the audit chain head and last checkpoint, the last run of each custody job, and the custody and retention settings.',
+    'Roles: `admin`. Recorded in the audit trail as `custody.read`.\n\nItem counts, items whose last verification failed (at most 100, newest check first), the audit chain head and last checkpoint (and the newest checkpoint with a third-party RFC 3161 timestamp, its age, and how many wait for one), the last run of each custody job, and the custody and retention settings.',
   responses: {
     '200': { description: 'The custody status.', content: json(custodyStatusSchema) },
     ...standardErrors,

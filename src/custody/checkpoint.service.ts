@@ -23,6 +23,8 @@ export interface CheckpointServiceDeps {
   repo: AuditRepository;
   key: SigningKey;
   logger: Logger;
+  /** Called after a checkpoint is committed (e.g. to have it timestamped); must not throw. */
+  onWritten?: (written: SignedCheckpoint) => void;
 }
 
 /**
@@ -36,6 +38,7 @@ export class CheckpointService {
   private readonly repo: AuditRepository;
   private readonly key: SigningKey;
   private readonly logger: Logger;
+  private readonly onWritten?: (written: SignedCheckpoint) => void;
 
   constructor(deps: CheckpointServiceDeps) {
     this.db = deps.db;
@@ -43,6 +46,7 @@ export class CheckpointService {
     this.repo = deps.repo;
     this.key = deps.key;
     this.logger = deps.logger;
+    this.onWritten = deps.onWritten;
   }
 
   /** Signs the current head unless it is already checkpointed; returns the checkpoint written. */
@@ -97,7 +101,10 @@ export class CheckpointService {
       return signed;
     });
     // Not itself an audit event: that would move the head and make every run sign again.
-    if (written) this.logger.info({ seq: written.checkpoint.seq }, 'audit checkpoint signed');
+    if (written) {
+      this.logger.info({ seq: written.checkpoint.seq }, 'audit checkpoint signed');
+      this.onWritten?.(written);
+    }
     return written;
   }
 

@@ -7,6 +7,7 @@ import type { Logger } from '../base/logger';
 import type { AuditLog } from '../base/audit.service';
 import type { CheckpointService } from './checkpoint.service';
 import type { CustodyJob, CustodyRunRepository, RunOutcome } from './custody-run.repository';
+import type { CheckpointTimestamps } from './checkpoint-timestamps';
 import type { DeletionService } from './deletion.service';
 import type { ScrubService } from './scrub.service';
 import type { RequestActor } from '../base/actor';
@@ -24,6 +25,8 @@ export interface CustodyJobsDeps {
   scrub: ScrubService;
   deletion: DeletionService;
   checkpoints: CheckpointService;
+  /** Stamps the checkpoints still without an RFC 3161 token (after each checkpoint run). */
+  timestamps?: CheckpointTimestamps;
   config: Pick<AppConfig, 'custody' | 'retention'>;
   audit: AuditLog;
   logger: Logger;
@@ -49,6 +52,7 @@ export class CustodyJobs {
   private readonly scrub: ScrubService;
   private readonly deletion: DeletionService;
   private readonly checkpoints: CheckpointService;
+  private readonly timestamps?: CheckpointTimestamps;
   private readonly config: Pick<AppConfig, 'custody' | 'retention'>;
   private readonly audit: AuditLog;
   private readonly logger: Logger;
@@ -60,6 +64,7 @@ export class CustodyJobs {
     this.scrub = deps.scrub;
     this.deletion = deps.deletion;
     this.checkpoints = deps.checkpoints;
+    this.timestamps = deps.timestamps;
     this.config = deps.config;
     this.audit = deps.audit;
     this.logger = deps.logger;
@@ -90,6 +95,18 @@ export class CustodyJobs {
         const written = await this.checkpoints.checkpoint();
         this.checkpointFailing = false;
         stats = { written: Boolean(written), seq: written?.checkpoint.seq ?? null };
+        if (this.timestamps?.configured) {
+          // A TSA that is down leaves checkpoints queued (retried with backoff): never a failed run.
+          try {
+            // (The checkpoint just written may have been stamped already, by the run it started.)
+            const r = await this.timestamps.stampDue();
+            const { pending } = await this.timestamps.summary();
+            stats.timestamps = { stamped: r.stamped.length, failed: r.failed.length, pending };
+          } catch (err) {
+            this.logger.error({ err }, 'could not stamp audit checkpoints');
+            stats.timestamps = { error: (err as Error).message };
+          }
+        }
       }
     } catch (err) {
       outcome = 'error';

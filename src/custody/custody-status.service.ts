@@ -5,6 +5,7 @@ import type { AuditRepository } from '../base/audit.repository';
 import type { AuditLog } from '../base/audit.service';
 import type { CustodyJob, CustodyRunRepository, CustodyRunRow } from './custody-run.repository';
 import type { CustodyStatusRepository } from './custody-status.repository';
+import type { CheckpointTimestamps } from './checkpoint-timestamps';
 import type { RequestActor } from '../base/actor';
 
 const JOBS: CustodyJob[] = ['scrub', 'retention', 'checkpoint'];
@@ -29,6 +30,7 @@ export interface CustodyStatusServiceDeps {
   auditRepo: AuditRepository;
   audit: AuditLog;
   config: Pick<AppConfig, 'custody' | 'retention'>;
+  timestamps: CheckpointTimestamps;
 }
 
 /** What admins see of custody (GET /v1/custody/status) and what Prometheus scrapes. */
@@ -39,6 +41,7 @@ export class CustodyStatusService {
   private readonly auditRepo: AuditRepository;
   private readonly audit: AuditLog;
   private readonly config: Pick<AppConfig, 'custody' | 'retention'>;
+  private readonly timestamps: CheckpointTimestamps;
 
   constructor(deps: CustodyStatusServiceDeps) {
     this.db = deps.db;
@@ -47,6 +50,24 @@ export class CustodyStatusService {
     this.auditRepo = deps.auditRepo;
     this.audit = deps.audit;
     this.config = deps.config;
+    this.timestamps = deps.timestamps;
+  }
+
+  /** The RFC 3161 side of the checkpoints: the newest stamped one, its age, how many wait. */
+  private async trustedTime() {
+    const { latest, pending } = await this.timestamps.summary();
+    return {
+      configured: this.timestamps.configured,
+      lastStamped: latest
+        ? {
+            seq: latest.seq,
+            genTime: latest.genTime.toISOString(),
+            authority: latest.authority,
+            ageSeconds: Math.max(0, Math.round((Date.now() - latest.genTime.getTime()) / 1000)),
+          }
+        : null,
+      checkpointsAwaitingTimestamp: pending,
+    };
   }
 
   private async counts() {
@@ -68,13 +89,15 @@ export class CustodyStatusService {
   }
 
   async status(actor: RequestActor) {
-    const [counts, failing, head, checkpoint, scrub, retention, checkpointRun] = await Promise.all([
-      this.counts(),
-      this.failing(100),
-      this.auditRepo.head(this.db),
-      this.auditRepo.latestCheckpoint(this.db),
-      ...JOBS.map((job) => this.runs.latest(this.db, job)),
-    ]);
+    const [trustedTime, counts, failing, head, checkpoint, scrub, retention, checkpointRun] =
+      await Promise.all([
+        this.trustedTime(),
+        this.counts(),
+        this.failing(100),
+        this.auditRepo.head(this.db),
+        this.auditRepo.latestCheckpoint(this.db),
+        ...JOBS.map((job) => this.runs.latest(this.db, job)),
+      ]);
     await this.audit.recordRead({ action: 'custody.read', actor });
     return {
       items: counts,
@@ -91,6 +114,7 @@ export class CustodyStatusService {
           ? { seq: checkpoint.seq, hash: checkpoint.hash, signedAt: iso(checkpoint.signed_at) }
           : null,
         eventsSinceCheckpoint: head.seq - (checkpoint?.seq ?? 0),
+        trustedTime,
       },
       lastRuns: {
         scrub: runView(scrub),
@@ -162,6 +186,21 @@ export class CustodyStatusService {
       'Sequence number covered by the newest signed checkpoint',
       [],
       async (set) => set((await this.auditRepo.latestCheckpoint(this.db))?.seq ?? 0),
+    );
+    metrics.gauge(
+      'audit_checkpoint_timestamp_age_seconds',
+      'Age of the RFC 3161 time of the newest timestamped audit checkpoint (absent: none stamped)',
+      [],
+      async (set) => {
+        const { latest } = await this.timestamps.summary();
+        if (latest) set((Date.now() - latest.genTime.getTime()) / 1000);
+      },
+    );
+    metrics.gauge(
+      'audit_checkpoints_awaiting_timestamp',
+      'Audit checkpoints still without an RFC 3161 timestamp (queued while the TSAs fail)',
+      [],
+      async (set) => set((await this.timestamps.summary()).pending),
     );
     metrics.gauge(
       'custody_job_last_run_timestamp_seconds',

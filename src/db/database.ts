@@ -121,6 +121,20 @@ export interface AuditCheckpointsTable {
   object_key: string;
 }
 
+/** The RFC 3161 timestamp of an audit checkpoint; `gen_time` null: still queued. */
+export interface CheckpointTimestampsTable {
+  seq: number;
+  attempts: Generated<number>;
+  next_attempt_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  last_error: string | null;
+  authority: string | null;
+  gen_time: Timestamp | null;
+  serial: string | null;
+  signer: string | null;
+  token: Buffer | null;
+  object_key: string | null;
+}
+
 export interface ComplaintsTable {
   id: string;
   status: 'open' | 'closed';
@@ -323,6 +337,7 @@ export interface Database {
   audit_events: AuditEventsTable;
   audit_chain_head: AuditChainHeadTable;
   audit_checkpoints: AuditCheckpointsTable;
+  checkpoint_timestamps: CheckpointTimestampsTable;
   complaints: ComplaintsTable;
   legal_holds: LegalHoldsTable;
   custody_runs: CustodyRunsTable;

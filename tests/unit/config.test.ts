@@ -1,3 +1,4 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, loadConfig } from '../../src/base/config';
@@ -222,5 +223,63 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ CHECKPOINT_MAX_LAG_SECONDS: '1' })).toThrow(
       /CHECKPOINT_MAX_LAG_SECONDS/,
     );
+  });
+
+  it('reads the timestamp authorities: URLs with a readable PEM CA file, or none', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'tsa-config-'));
+    const ca = path.join(dir, 'ca.pem');
+    writeFileSync(ca, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+    const notPem = path.join(dir, 'not.pem');
+    writeFileSync(notPem, 'hello');
+    try {
+      expect(loadConfig({}).timestampAuthority).toBeUndefined();
+      expect(
+        loadConfig({
+          TIMESTAMP_AUTHORITY_URLS: ' http://tsa.example/a , https://tsa2.example/b',
+          TIMESTAMP_AUTHORITY_CA_FILE: ca,
+        }).timestampAuthority,
+      ).toEqual({
+        urls: ['http://tsa.example/a', 'https://tsa2.example/b'],
+        caFile: ca,
+        caPem: expect.stringContaining('BEGIN CERTIFICATE'),
+        timeoutMs: 10_000,
+      });
+      const bad: [Record<string, string>, RegExp][] = [
+        [
+          { TIMESTAMP_AUTHORITY_URLS: 'http://tsa.example' },
+          /TIMESTAMP_AUTHORITY_CA_FILE is required/,
+        ],
+        [{ TIMESTAMP_AUTHORITY_CA_FILE: ca }, /TIMESTAMP_AUTHORITY_URLS is not/],
+        [
+          {
+            TIMESTAMP_AUTHORITY_URLS: 'http://tsa.example',
+            TIMESTAMP_AUTHORITY_CA_FILE: path.join(dir, 'nope'),
+          },
+          /TIMESTAMP_AUTHORITY_CA_FILE cannot be read/,
+        ],
+        [
+          { TIMESTAMP_AUTHORITY_URLS: 'http://tsa.example', TIMESTAMP_AUTHORITY_CA_FILE: notPem },
+          /holds no PEM certificate/,
+        ],
+        [
+          { TIMESTAMP_AUTHORITY_URLS: 'ftp://tsa.example', TIMESTAMP_AUTHORITY_CA_FILE: ca },
+          /TIMESTAMP_AUTHORITY_URLS/,
+        ],
+        [
+          { TIMESTAMP_AUTHORITY_URLS: 'not a url', TIMESTAMP_AUTHORITY_CA_FILE: ca },
+          /TIMESTAMP_AUTHORITY_URLS/,
+        ],
+        [
+          { TIMESTAMP_AUTHORITY_TIMEOUT_MS: '10' },
+          /TIMESTAMP_AUTHORITY_TIMEOUT_MS must be at least 500/,
+        ],
+      ];
+      for (const [env, message] of bad) {
+        expect(() => loadConfig(env)).toThrow(ConfigError);
+        expect(() => loadConfig(env)).toThrow(message);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,0 +1,206 @@
+import { createHash, randomBytes } from 'node:crypto';
+import * as asn1js from 'asn1js';
+import * as pkijs from 'pkijs';
+import type { Logger } from '../base/logger';
+
+const TIME_STAMPING_EKU = '1.3.6.1.5.5.7.3.8';
+const EXT_KEY_USAGE = '2.5.29.37';
+const SHA256_OID = '2.16.840.1.101.3.4.2.1';
+const MAX_RESPONSE_BYTES = 1024 * 1024;
+
+/** A verified RFC 3161 answer: the TimeStampResp as received (DER, `.tsr`) and what it says. */
+export interface Timestamp {
+  /** The whole TimeStampResp, DER: `openssl ts -verify -in <this> -data <bytes> -CAfile <roots>`. */
+  response: Buffer;
+  /** The authority's time (TSTInfo genTime). */
+  genTime: Date;
+  /** The URL that answered. */
+  authority: string;
+  /** The token's serial number, hex. */
+  serial: string;
+  /** The signing certificate's subject, e.g. `CN=Test TSA`. */
+  signer: string;
+}
+
+/** An answer that was refused, or no answer: the reason names which. */
+export class TimestampError extends Error {
+  constructor(
+    readonly authority: string,
+    message: string,
+  ) {
+    super(`${authority}: ${message}`);
+  }
+}
+
+/** Parses every certificate of a PEM bundle. */
+export function certificatesFromPem(pem: string): pkijs.Certificate[] {
+  const blocks = [
+    ...pem.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g),
+  ];
+  return blocks.map((m) =>
+    pkijs.Certificate.fromBER(Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64')),
+  );
+}
+
+const hex = (v: ArrayBuffer | Uint8Array) =>
+  Buffer.from(v instanceof Uint8Array ? v : new Uint8Array(v)).toString('hex');
+/** An INTEGER's value as hex without leading zero octets (for comparing nonces). */
+const intHex = (i: asn1js.Integer) => hex(i.valueBlock.valueHexView).replace(/^(00)+/, '');
+const subjectOf = (c: pkijs.Certificate) =>
+  c.subject.typesAndValues
+    .map(
+      (tv) =>
+        `${{ '2.5.4.3': 'CN', '2.5.4.10': 'O', '2.5.4.6': 'C' }[tv.type] ?? tv.type}=${tv.value.valueBlock.value}`,
+    )
+    .join(', ');
+
+export interface TimestampAuthorityOptions {
+  urls: string[];
+  /** PEM roots the signer must chain to. */
+  caPem: string;
+  timeoutMs: number;
+  logger: Logger;
+}
+
+/**
+ * An RFC 3161 client: asks each configured authority in turn for a token over some bytes and keeps
+ * the first answer that verifies (status granted, our SHA-256 imprint and nonce, a CMS signature
+ * by a certificate with the timeStamping extended key usage chaining to the configured roots).
+ */
+export class TimestampAuthority {
+  readonly urls: string[];
+  private readonly roots: pkijs.Certificate[];
+  readonly timeoutMs: number;
+  private readonly logger: Logger;
+
+  constructor(opts: TimestampAuthorityOptions) {
+    this.urls = opts.urls;
+    this.roots = certificatesFromPem(opts.caPem);
+    if (this.roots.length === 0) throw new Error('no CA certificate for the timestamp authorities');
+    this.timeoutMs = opts.timeoutMs;
+    this.logger = opts.logger;
+  }
+
+  /** A verified token over `data` from the first authority that gives one; throws when none did. */
+  async stamp(data: Buffer): Promise<Timestamp> {
+    const failures: string[] = [];
+    for (const url of this.urls) {
+      try {
+        return await this.stampAt(url, data);
+      } catch (err) {
+        const message = (err as Error).message;
+        failures.push(message);
+        this.logger.warn(
+          { authority: url, reason: message },
+          'timestamp authority gave no usable token',
+        );
+      }
+    }
+    throw new Error(`no timestamp authority gave a usable token: ${failures.join('; ')}`);
+  }
+
+  private async stampAt(url: string, data: Buffer): Promise<Timestamp> {
+    const digest = createHash('sha256').update(data).digest();
+    const nonceBytes = randomBytes(8);
+    nonceBytes[0] = (nonceBytes[0]! & 0x7f) | 0x01; // positive, and no leading zero octet
+    const nonce = new asn1js.Integer({ valueHex: nonceBytes });
+    const req = new pkijs.TimeStampReq({
+      version: 1,
+      messageImprint: new pkijs.MessageImprint({
+        hashAlgorithm: new pkijs.AlgorithmIdentifier({ algorithmId: SHA256_OID }),
+        hashedMessage: new asn1js.OctetString({ valueHex: digest }),
+      }),
+      nonce,
+      certReq: true,
+    });
+    let body: Buffer;
+    try {
+      const res = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/timestamp-query' },
+        body: Buffer.from(req.toSchema().toBER()),
+        redirect: 'error',
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+      if (!res.ok) throw new Error(`answered HTTP ${res.status}`);
+      if (Number(res.headers.get('content-length') ?? 0) > MAX_RESPONSE_BYTES) {
+        throw new Error('answer too large');
+      }
+      body = Buffer.from(await res.arrayBuffer());
+    } catch (err) {
+      throw new TimestampError(url, `no answer (${(err as Error).message})`);
+    }
+    if (body.length > MAX_RESPONSE_BYTES) throw new TimestampError(url, 'answer too large');
+    const verified = await this.verify(url, body, data, intHex(nonce));
+    return { response: body, authority: url, ...verified };
+  }
+
+  /**
+   * Verifies a TimeStampResp over `data`: status granted, the SHA-256 imprint of `data`, the nonce
+   * when given, a valid CMS signature by a timeStamping certificate chaining to the roots.
+   */
+  async verify(
+    authority: string,
+    response: Buffer,
+    data: Buffer,
+    expectedNonceHex?: string,
+  ): Promise<Omit<Timestamp, 'response' | 'authority'>> {
+    const refuse = (why: string) => new TimestampError(authority, `refused: ${why}`);
+    let resp: pkijs.TimeStampResp;
+    try {
+      resp = pkijs.TimeStampResp.fromBER(response);
+    } catch {
+      throw refuse('not a TimeStampResp');
+    }
+    const status = resp.status.status;
+    if (status !== pkijs.PKIStatus.granted && status !== pkijs.PKIStatus.grantedWithMods) {
+      throw refuse(`status ${status}`);
+    }
+    if (!resp.timeStampToken) throw refuse('no token');
+    const signed = new pkijs.SignedData({ schema: resp.timeStampToken.content });
+    if (signed.encapContentInfo.eContentType !== pkijs.id_eContentType_TSTInfo) {
+      throw refuse('the token does not hold a TSTInfo');
+    }
+    const tstInfo = pkijs.TSTInfo.fromBER(
+      signed.encapContentInfo.eContent!.valueBlock.valueHexView,
+    );
+    const digest = createHash('sha256').update(data).digest('hex');
+    if (
+      tstInfo.messageImprint.hashAlgorithm.algorithmId !== SHA256_OID ||
+      hex(tstInfo.messageImprint.hashedMessage.valueBlock.valueHexView) !== digest
+    ) {
+      throw refuse('the token is for other bytes (message imprint differs)');
+    }
+    if (expectedNonceHex !== undefined) {
+      if (!tstInfo.nonce || intHex(tstInfo.nonce) !== expectedNonceHex) {
+        throw refuse('the nonce differs from the request');
+      }
+    }
+    let result: pkijs.SignedDataVerifyResult;
+    try {
+      result = await signed.verify({
+        signer: 0,
+        data: new Uint8Array(data).buffer,
+        trustedCerts: this.roots,
+        checkChain: true,
+        extendedMode: true,
+      });
+    } catch (err) {
+      const e = err as { message?: string };
+      throw refuse(`signature or certificate chain does not verify (${e.message ?? String(err)})`);
+    }
+    if (!result.signatureVerified) throw refuse('the CMS signature does not verify');
+    const signer = result.signerCertificate;
+    if (!signer) throw refuse('no signer certificate');
+    const eku = signer.extensions?.find((x) => x.extnID === EXT_KEY_USAGE);
+    const purposes = (eku?.parsedValue as pkijs.ExtKeyUsage | undefined)?.keyPurposes ?? [];
+    if (!eku?.critical || !purposes.includes(TIME_STAMPING_EKU)) {
+      throw refuse('the signer lacks the critical timeStamping extended key usage');
+    }
+    return {
+      genTime: tstInfo.genTime,
+      serial: hex(tstInfo.serialNumber.valueBlock.valueHexView),
+      signer: subjectOf(signer),
+    };
+  }
+}
