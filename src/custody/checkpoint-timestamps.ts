@@ -177,6 +177,20 @@ export class CheckpointTimestamps {
     await this.chain;
   }
 
+  /** A checkpoint's stored token, if it was stamped. */
+  async tokenFor(
+    seq: number,
+  ): Promise<{ token: Buffer; genTime: Date; authority: string } | undefined> {
+    const row = await this.db
+      .selectFrom('checkpoint_timestamps')
+      .select(['token', 'gen_time', 'authority'])
+      .where('seq', '=', seq)
+      .where('gen_time', 'is not', null)
+      .executeTakeFirst();
+    if (!row?.token || !row.gen_time) return undefined;
+    return { token: row.token, genTime: new Date(row.gen_time), authority: row.authority ?? '' };
+  }
+
   /** The newest stamped checkpoint and the number still queued (for the status and metrics). */
   async summary(): Promise<{
     latest: { seq: number; genTime: Date; authority: string; objectKey: string } | null;
