@@ -130,6 +130,20 @@ describe('RFC 3161 timestamps in dispute bundles', () => {
       expect({ c, code: r.code }).toEqual({ c, code: 0 });
       if (c.startsWith('openssl ts')) expect(r.out).toContain('Verification: OK');
     }
+    // docs/bundles.md's block, run as written.
+    const doc = readFileSync(path.join(ROOT, 'docs/bundles.md'), 'utf8');
+    const block =
+      /<!-- run as written by tests\/api\/bundle-timestamps\.test\.ts -->\s*```sh\n([\s\S]*?)```/.exec(
+        doc,
+      )?.[1];
+    expect(block).toContain('openssl ts -verify -data manifest.json');
+    for (const c of block!.split('\n').filter((l) => l.trim() !== '')) {
+      const r = shell(c, dir);
+      expect({ c, code: r.code }).toEqual({ c, code: 0 });
+      if (c.startsWith('openssl ts -verify')) expect(r.out).toContain('Verification: OK');
+      if (c.startsWith('openssl ts -reply')) expect(r.out).toContain('Time stamp:');
+    }
+
     // The same token against another authority's root fails.
     writeFileSync(path.join(dir, 'tsa-root.pem'), readCa(otherPki));
     expect(shell(tsCommands[0]!, dir).code).not.toBe(0);
