@@ -647,7 +647,7 @@ export class BundleService {
       // Stamped already, or now (a TSA just answered): the checkpoint is usually brand new.
       let found = await this.timestamps.tokenFor(seq);
       if (!found) {
-        await this.timestamps.stampDue();
+        await this.timestamps.stampDue(1, seq);
         found = await this.timestamps.tokenFor(seq);
       }
       checkpointToken = found?.token;

@@ -64,14 +64,17 @@ export class CheckpointTimestamps {
     );
   }
 
-  /** Stamps the checkpoints that have no token and are due; one run at a time per instance. */
-  stampDue(limit = 50): Promise<StampReport> {
-    const run = this.chain.then(() => this.run(limit));
+  /**
+   * Stamps the checkpoints that have no token and are due (only checkpoint `only`, when given: a
+   * bundle asking for its own); one run at a time per instance.
+   */
+  stampDue(limit = 50, only?: number): Promise<StampReport> {
+    const run = this.chain.then(() => this.run(limit, only));
     this.chain = run.catch(() => undefined);
     return run;
   }
 
-  private async run(limit: number): Promise<StampReport> {
+  private async run(limit: number, only?: number): Promise<StampReport> {
     const report: StampReport = { stamped: [], failed: [] };
     if (!this.tsa) return report;
     const due = await this.db
@@ -82,6 +85,7 @@ export class CheckpointTimestamps {
       .where((eb) =>
         eb.or([eb('t.seq', 'is', null), eb('t.next_attempt_at', '<=', sql<Date>`now()`)]),
       )
+      .$if(only !== undefined, (q) => q.where('c.seq', '=', only!))
       .orderBy('c.seq')
       .limit(limit)
       .execute();
