@@ -80,6 +80,11 @@ async function main(file: string): Promise<number> {
     console.log(
       `OK: both signatures are valid and all ${report.files.length} evidence files, the manifest and the audit excerpt (${report.auditEvents} events, checkpoint at event ${report.checkpointSeq}) are intact.`,
     );
+    if (report.timestamp) {
+      console.log(
+        `Third-party time: manifest.json existed at ${report.timestamp.genTime} (RFC 3161 token by ${report.timestamp.signer}).`,
+      );
+    }
   } else {
     console.log(`FAILED: ${report.problems.length} problem(s):`);
     for (const p of report.problems) console.log(`  - ${p}`);

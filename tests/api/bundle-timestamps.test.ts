@@ -162,6 +162,9 @@ describe('RFC 3161 timestamps in dispute bundles', () => {
     expect(good.code).toBe(0);
     expect(good.out).toContain('manifest.json.tsr: an RFC 3161 token over manifest.json');
     expect(good.out).toContain('checkpoint.json.tsr: an RFC 3161 token over checkpoint.json');
+    expect(good.out).toMatch(
+      /Third-party time: manifest\.json existed at \S+Z \(RFC 3161 token by CN=Test TSA/,
+    );
     const wrong = await verifyCli([zipFile, '--tsa-ca', otherPki.caFile]);
     expect(wrong.code).toBe(1);
     expect(wrong.out).toContain('manifest.json.tsr: refused');
