@@ -648,6 +648,7 @@ async function fromConfig(
         logger,
         damage: integrity,
         derivatives: derivativeRepo,
+        timestamps: checkpointTimestamps,
       }),
       mediaJobs,
       scratch,

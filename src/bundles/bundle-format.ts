@@ -18,6 +18,20 @@ export const VERIFY = 'VERIFY.txt';
 /** The bundle for people: a PDF summary (see certificate.ts). In bundles made since issue 17. */
 export const CERTIFICATE = 'certificate.pdf';
 export const FILES_DIR = 'files/';
+/** An RFC 3161 TimeStampResp (DER) over the exact bytes of manifest.json (a TSA configured). */
+export const MANIFEST_TSR = 'manifest.json.tsr';
+/** The exact bytes the audit checkpoint's signature covers, and the TSA's token over them. */
+export const CHECKPOINT_JSON = 'checkpoint.json';
+export const CHECKPOINT_TSR = 'checkpoint.json.tsr';
+/** The certificates the manifest's token carries (PEM): the TSA's, not a root to trust. */
+export const TSA_CHAIN = 'tsa-chain.pem';
+/** The timestamp files, kept as base64 (DER) in a bundle's stored texts. */
+export const BINARY_FILES = [MANIFEST_TSR, CHECKPOINT_TSR];
+/**
+ * How long after the time a bundle claims (manifest.json `createdAt`) its token may be dated: the
+ * time the TSAs take to answer (every configured one may time out first) plus clock skew.
+ */
+export const MAX_STAMP_DELAY_MS = 10 * 60_000;
 
 /** Every file of a bundle but the evidence, in ZIP order. */
 export const FIXED_FILES = [VERIFY, MANIFEST, MANIFEST_SIG, SUMS, SUMS_SIG, PUBLIC_KEY, AUDIT];
@@ -27,7 +41,13 @@ export const FIXED_FILES = [VERIFY, MANIFEST, MANIFEST_SIG, SUMS, SUMS_SIG, PUBL
  * SHA256SUMS, so `sha256sum -c` and its signature cover it; manifest.json (format version 1, frozen)
  * does not name it, and it is made from the manifest's data.
  */
-export const OPTIONAL_FILES = [CERTIFICATE];
+export const OPTIONAL_FILES = [
+  CERTIFICATE,
+  MANIFEST_TSR,
+  CHECKPOINT_JSON,
+  CHECKPOINT_TSR,
+  TSA_CHAIN,
+];
 
 // The manifest is a signed format: its schema is frozen per version. A change to it is a new
 // version (manifestV2, BUNDLE_FORMAT_VERSION 2), never an edit of manifestV1, and it follows no
@@ -236,6 +256,60 @@ const EXTENSIONS: Record<string, string> = {
 
 /** The plain-language instructions that travel with every bundle. */
 export function verifyText(m: {
+  bundleId: string;
+  complaintId: string;
+  createdAt: string;
+  fileCount: number;
+  fingerprint: string;
+  checkpointSeq: number;
+  /**
+   * The third-party time: a TSA's token (and whether the checkpoint has one too), or null for a
+   * bundle made without one (it says so). Undefined: the text of bundles made before timestamps.
+   */
+  timestamp?: { authority: string; genTime: string; checkpoint: boolean } | null;
+}): string {
+  return `${verifyBody(m)}${m.timestamp === undefined ? '' : timestampText(m.timestamp)}`;
+}
+
+function timestampText(t: NonNullable<Parameters<typeof verifyText>[0]['timestamp']> | null) {
+  if (t === null) {
+    return `
+Third-party time: none
+----------------------
+No timestamp authority gave a token when this bundle was made (none was configured, or none
+answered), so it carries no third-party time: every time in it (when it was made, when the files were captured and received) is the
+archive's own claim, signed with the archive's key only.
+`;
+  }
+  return `
+Third-party time (RFC 3161)
+---------------------------
+  manifest.json.tsr   a timestamp token from ${t.authority}: its signature over the SHA-256 of
+                      manifest.json and the time ${t.genTime}
+${
+  t.checkpoint
+    ? `  checkpoint.json     the exact bytes the audit checkpoint's signature covers
+  checkpoint.json.tsr the timestamp token over checkpoint.json
+`
+    : ''
+}  tsa-chain.pem       the certificates the token carries (for reference only)
+
+5. Check that manifest.json existed at the authority's time. Get the timestamp authority's root
+   certificate independently, from the authority itself (its web site or your own trust store),
+   never from this bundle: a forger could put a root of their own here. Save it as tsa-root.pem,
+   then each command must print "Verification: OK":
+
+     openssl ts -verify -data manifest.json -in manifest.json.tsr -CAfile tsa-root.pem
+${t.checkpoint ? '     openssl ts -verify -data checkpoint.json -in checkpoint.json.tsr -CAfile tsa-root.pem\n' : ''}
+   See the token's time with: openssl ts -reply -in manifest.json.tsr -text
+   It must not be later than the time the bundle says it was made (at the top), give or take a
+   few minutes: the archive asks for the token as it makes the bundle. The token proves that these
+   exact manifest bytes (and so the SHA-256 of every file it lists) existed at that time; it does
+   not prove when the files were captured, nor that they are true.
+`;
+}
+
+function verifyBody(m: {
   bundleId: string;
   complaintId: string;
   createdAt: string;

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { canonicalJson } from '../base/audit-chain';
 import { toComplaintView } from '../complaints/complaint.service';
 import type { ComplaintRow } from '../complaints/complaint.repository';
 import type { SignedCheckpoint } from '../custody/checkpoint.service';
@@ -7,8 +8,13 @@ import { toEvidenceView } from '../evidence/evidence.view';
 import type { SegmentCutRow, SegmentRow } from '../evidence/segment.repository';
 import {
   AUDIT,
+  BINARY_FILES,
   BUNDLE_FORMAT,
   CERTIFICATE,
+  CHECKPOINT_JSON,
+  CHECKPOINT_TSR,
+  MANIFEST_TSR,
+  TSA_CHAIN,
   BUNDLE_FORMAT_VERSION,
   evidencePath,
   formatSums,
@@ -82,6 +88,25 @@ export interface BundlePlanInput {
   signer: BundleSigner;
   /** `certificate.pdf`'s bytes (see planCertifiedBundle); absent: a bundle without one. */
   certificate?: Buffer;
+  /**
+   * The third-party time: RFC 3161 tokens over manifest.json (as this plan writes it, see
+   * manifestTextOf) and, when it has one, the checkpoint; null: a bundle made without a timestamp
+   * authority (VERIFY.txt says so); absent: a bundle as made before timestamps (the same bytes).
+   */
+  timestamp?: BundleTimestamp | null;
+}
+
+/** What a TSA gave for a bundle (verified on receipt by the service). */
+export interface BundleTimestamp {
+  /** TimeStampResp over manifest.json, DER. */
+  manifestToken: Buffer;
+  /** Who stamped and when (the token's genTime, ISO 8601). */
+  authority: string;
+  genTime: string;
+  /** The certificates the token carries, PEM. */
+  chainPem: string;
+  /** The checkpoint's token (over canonicalJson(checkpoint)), when it was stamped. */
+  checkpointToken?: Buffer;
 }
 
 export interface BundlePlan {
@@ -121,7 +146,18 @@ export async function planCertifiedBundle(
   people: Omit<CertificateInput, 'manifest'>,
 ): Promise<BundlePlan> {
   const { manifest } = planBundle(input);
-  const certificate = await buildCertificate({ ...people, manifest });
+  const certificate = await buildCertificate({
+    ...people,
+    manifest,
+    ...(input.timestamp
+      ? {
+          timestamp: {
+            authority: people.timestamp?.authority ?? input.timestamp.authority,
+            time: input.timestamp.genTime,
+          },
+        }
+      : {}),
+  });
   return planBundle({ ...input, certificate });
 }
 
@@ -174,16 +210,47 @@ export function planBundle(input: BundlePlanInput): BundlePlan {
       fileCount: files.length,
       fingerprint: signer.fingerprint,
       checkpointSeq: checkpoint.checkpoint.seq,
+      ...(input.timestamp === undefined
+        ? {}
+        : {
+            timestamp: input.timestamp && {
+              authority: input.timestamp.authority,
+              genTime: input.timestamp.genTime,
+              checkpoint: Boolean(input.timestamp.checkpointToken),
+            },
+          }),
     }),
     [MANIFEST_SIG]: signer.sign(manifestText),
     [PUBLIC_KEY]: signer.publicKeyPem,
     [AUDIT]: excerpt.text,
     ...(input.certificate ? { [CERTIFICATE]: input.certificate.toString('base64') } : {}),
+    ...(input.timestamp
+      ? {
+          [MANIFEST_TSR]: input.timestamp.manifestToken.toString('base64'),
+          [TSA_CHAIN]: input.timestamp.chainPem,
+          ...(input.timestamp.checkpointToken
+            ? {
+                [CHECKPOINT_JSON]: canonicalJson(checkpoint.checkpoint),
+                [CHECKPOINT_TSR]: input.timestamp.checkpointToken.toString('base64'),
+              }
+            : {}),
+        }
+      : {}),
   };
   const sums = formatSums([
     ...files.map((f) => ({ path: f.path, sha256: f.sha256 })),
     { path: MANIFEST, sha256: manifestSha256 },
-    ...[MANIFEST_SIG, PUBLIC_KEY, AUDIT, VERIFY, CERTIFICATE]
+    ...[
+      MANIFEST_SIG,
+      PUBLIC_KEY,
+      AUDIT,
+      VERIFY,
+      CERTIFICATE,
+      MANIFEST_TSR,
+      CHECKPOINT_JSON,
+      CHECKPOINT_TSR,
+      TSA_CHAIN,
+    ]
       .filter((p) => texts[p] !== undefined)
       .map((p) => ({
         path: p,
@@ -220,9 +287,21 @@ export function zipLayout(
   entries: { path: string; blobKey: string; size: number }[],
   open?: (e: { path: string; blobKey: string; size: number }) => Promise<Readable>,
 ): ZipEntry[] {
-  const names = [VERIFY, CERTIFICATE, MANIFEST, MANIFEST_SIG, SUMS, SUMS_SIG, PUBLIC_KEY, AUDIT];
+  const names = [
+    VERIFY,
+    CERTIFICATE,
+    MANIFEST,
+    MANIFEST_SIG,
+    SUMS,
+    SUMS_SIG,
+    PUBLIC_KEY,
+    AUDIT,
+    ...OPTIONAL_TIME_FILES,
+  ];
   const small = names
-    .filter((p) => p !== CERTIFICATE || texts[p] !== undefined)
+    .filter(
+      (p) => (p !== CERTIFICATE && !OPTIONAL_TIME_FILES.includes(p)) || texts[p] !== undefined,
+    )
     .map((p) => ({
       path: p,
       data: p === MANIFEST ? Buffer.from(manifest) : smallFile(p, texts[p] ?? ''),
@@ -242,7 +321,10 @@ export function zipLayout(
  * as base64 too (a PDF's bytes).
  */
 export function smallFile(path: string, text: string): Buffer {
-  return path === MANIFEST_SIG || path === SUMS_SIG || path === CERTIFICATE
+  return path === MANIFEST_SIG ||
+    path === SUMS_SIG ||
+    path === CERTIFICATE ||
+    BINARY_FILES.includes(path)
     ? Buffer.from(text, 'base64')
     : Buffer.from(text, 'utf8');
 }
@@ -306,6 +388,14 @@ function manifestFile(s: BundleSelection, n: number, width: number): ManifestFil
       parentContentType: v.contentType,
     },
   };
+}
+
+/** The timestamp files, after the others in the ZIP (only in bundles made with a TSA). */
+const OPTIONAL_TIME_FILES = [MANIFEST_TSR, CHECKPOINT_JSON, CHECKPOINT_TSR, TSA_CHAIN];
+
+/** manifest.json as planBundle writes it for these inputs: the bytes a TSA is asked to stamp. */
+export function manifestTextOf(input: Omit<BundlePlanInput, 'certificate' | 'timestamp'>): string {
+  return planBundle(input).manifestText;
 }
 
 const iso = (d: Date | string) => new Date(d).toISOString();

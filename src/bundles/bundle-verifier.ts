@@ -4,9 +4,14 @@ import { pipeline } from 'node:stream/promises';
 import yauzl from 'yauzl';
 import { canonicalJson, chainHash, type ChainedEvent } from '../base/audit-chain';
 import { fingerprintOf, loadPublicKey, verifySignature } from '../custody/signing-key';
+import { certificatesFromPem, verifyTimestampResponse } from '../custody/timestamp-authority';
 import {
   AUDIT,
   BUNDLE_FORMAT,
+  CHECKPOINT_JSON,
+  CHECKPOINT_TSR,
+  MANIFEST_TSR,
+  MAX_STAMP_DELAY_MS,
   FILES_DIR,
   FIXED_FILES,
   MANIFEST,
@@ -34,6 +39,8 @@ export interface BundleReport {
   files: { path: string; size: number; sha256: string; ok: boolean }[];
   auditEvents: number;
   checkpointSeq: number | null;
+  /** The TSA's time over manifest.json, when the bundle has a token and it was checked. */
+  timestamp: { genTime: string; signer: string } | null;
   /** What passed, in words. */
   passed: string[];
   /** What failed, in words; empty when ok. */
@@ -55,7 +62,7 @@ interface Read {
  */
 export async function verifyBundle(
   zipPath: string,
-  opts: { publicKeyPem?: string } = {},
+  opts: { publicKeyPem?: string; tsaCaPem?: string } = {},
 ): Promise<BundleReport> {
   const report: BundleReport = {
     ok: false,
@@ -66,6 +73,7 @@ export async function verifyBundle(
     files: [],
     auditEvents: 0,
     checkpointSeq: null,
+    timestamp: null,
     passed: [],
     problems: [],
     warnings: [],
@@ -167,6 +175,7 @@ export async function verifyBundle(
   if (manifest) {
     checkManifest(manifest, entries, key, report);
     checkAudit(manifest, entries.get(AUDIT)?.data, report);
+    await checkTimestamps(manifest, entries, opts.tsaCaPem, report);
   }
 
   report.ok = report.problems.length === 0;
@@ -306,6 +315,80 @@ function checkAudit(m: BundleManifest, buf: Buffer | undefined, report: BundleRe
   if (!bad) report.passed.push(`${AUDIT}: ${count} events, each hash matches its event`);
 }
 
+const TIME_FILES = [MANIFEST_TSR, CHECKPOINT_JSON, CHECKPOINT_TSR];
+
+/**
+ * The RFC 3161 tokens: each over the exact bytes it stamps, signed by a timeStamping certificate
+ * chaining to the TSA root given (never one from the bundle), and dated no later than the bundle's
+ * `createdAt` plus MAX_STAMP_DELAY_MS. Without a root the tokens are not checked (a warning).
+ */
+async function checkTimestamps(
+  m: BundleManifest,
+  entries: Map<string, Read>,
+  caPem: string | undefined,
+  report: BundleReport,
+): Promise<void> {
+  const problem = (s: string): void => {
+    report.problems.push(s);
+  };
+  const manifestToken = entries.get(MANIFEST_TSR)?.data;
+  if (!manifestToken) {
+    if (caPem !== undefined) {
+      problem(
+        `a TSA root was given, but the bundle has no ${MANIFEST_TSR}: it carries no third-party time`,
+      );
+    } else report.warnings.push('the bundle carries no third-party time (no RFC 3161 token)');
+    return;
+  }
+  if (caPem === undefined) {
+    report.warnings.push(
+      `${MANIFEST_TSR} was not checked: give the timestamp authority's root certificate, obtained from the authority itself, with --tsa-ca`,
+    );
+    return;
+  }
+  let roots;
+  try {
+    roots = certificatesFromPem(caPem);
+  } catch (err) {
+    return problem(`the TSA root cannot be read: ${(err as Error).message}`);
+  }
+  if (roots.length === 0) return problem('the TSA root file holds no certificate');
+  const created = Date.parse(m.createdAt);
+  const check = async (
+    tokenFile: string,
+    token: Buffer,
+    data: Buffer | undefined,
+    what: string,
+  ) => {
+    if (!data) return problem(`${tokenFile} stamps ${what}, which is not in the bundle`);
+    try {
+      const t = await verifyTimestampResponse(roots, tokenFile, token, data);
+      if (!(t.genTime.getTime() <= created + MAX_STAMP_DELAY_MS)) {
+        return problem(
+          `${tokenFile} is dated ${t.genTime.toISOString()}, after the bundle's creation time ${m.createdAt} (allowed: ${MAX_STAMP_DELAY_MS / 60_000} minutes)`,
+        );
+      }
+      report.passed.push(
+        `${tokenFile}: an RFC 3161 token over ${what} by ${t.signer}, time ${t.genTime.toISOString()}`,
+      );
+      return t;
+    } catch (err) {
+      problem((err as Error).message);
+    }
+  };
+  const t = await check(MANIFEST_TSR, manifestToken, entries.get(MANIFEST)?.data, MANIFEST);
+  if (t) report.timestamp = { genTime: t.genTime.toISOString(), signer: t.signer };
+  const cpToken = entries.get(CHECKPOINT_TSR)?.data;
+  const cpData = entries.get(CHECKPOINT_JSON)?.data;
+  if (cpData && m.checkpoint?.checkpoint) {
+    if (cpData.toString('utf8') !== canonicalJson(m.checkpoint.checkpoint)) {
+      problem(`${CHECKPOINT_JSON} is not the checkpoint ${MANIFEST} carries`);
+    }
+  }
+  if (cpToken) await check(CHECKPOINT_TSR, cpToken, cpData, CHECKPOINT_JSON);
+  else if (cpData) problem(`${CHECKPOINT_JSON} is in the bundle without ${CHECKPOINT_TSR}`);
+}
+
 function safeFingerprint(pem: string): string | undefined {
   try {
     return fingerprintOf(loadPublicKey(pem));
@@ -333,7 +416,7 @@ async function readZip(file: string, problem: (m: string) => void): Promise<Map<
           const name = entry.fileName;
           if (name.endsWith('/')) return zip.readEntry();
           if (out.has(name)) problem(`${name} appears twice in the ZIP`);
-          const keep = FIXED_FILES.includes(name);
+          const keep = FIXED_FILES.includes(name) || TIME_FILES.includes(name);
           if (keep && entry.uncompressedSize > MAX_SMALL_FILE) {
             problem(`${name} is implausibly large (${entry.uncompressedSize} bytes)`);
             return zip.readEntry();

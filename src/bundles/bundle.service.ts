@@ -7,6 +7,8 @@ import type { AuditRepository } from '../base/audit.repository';
 import { toAuditView, type AuditLog } from '../base/audit.service';
 import type { CheckpointService, SignedCheckpoint } from '../custody/checkpoint.service';
 import type { SigningKey } from '../custody/signing-key';
+import type { CheckpointTimestamps } from '../custody/checkpoint-timestamps';
+import { tokenCertificatesPem, type Timestamp } from '../custody/timestamp-authority';
 import type { Db, Role } from '../db/database';
 import { AppError } from '../base/errors';
 import type { EvidenceRepository } from '../evidence/evidence.repository';
@@ -18,7 +20,9 @@ import type { Logger } from '../base/logger';
 import { blobKeyFor, type BlobStore, type ByteRange } from '../storage/blob-store';
 import { CERTIFICATE, sha256Hex, type BundleManifest } from './bundle-format';
 import {
+  manifestTextOf,
   planCertifiedBundle,
+  type BundleTimestamp,
   smallFile,
   zipLayout,
   type BundleSelection,
@@ -101,6 +105,11 @@ export interface BundleServiceDeps {
   logger: Logger;
   /** An original whose bytes hash wrong as the bundle streams marks its item damaged. */
   damage?: ReadMismatchRecorder;
+  /**
+   * The timestamp authorities (their client) and the checkpoints' tokens; absent or without a TSA:
+   * bundles say they carry no third-party time.
+   */
+  timestamps?: CheckpointTimestamps;
   /** Where the certificate's preview images are found (absent: every file says "no preview"). */
   derivatives?: Pick<DerivativeRepository, 'findDerivative'>;
 }
@@ -135,6 +144,7 @@ export class BundleService {
   private readonly logger: Logger;
   private readonly damage?: ReadMismatchRecorder;
   private readonly derivatives?: Pick<DerivativeRepository, 'findDerivative'>;
+  private readonly timestamps?: CheckpointTimestamps;
 
   constructor(deps: BundleServiceDeps) {
     this.db = deps.db;
@@ -151,6 +161,7 @@ export class BundleService {
     this.logger = deps.logger;
     this.damage = deps.damage;
     this.derivatives = deps.derivatives;
+    this.timestamps = deps.timestamps;
   }
 
   /** `complaintId` and `b` as `complaintIdParam` and `bundleBody` parse them. */
@@ -219,23 +230,32 @@ export class BundleService {
     const id = randomUUID();
     const createdAt = new Date();
     const previews = await this.previews(unique(selected.map((s) => s.item.id)), selected);
-    const plan = await planCertifiedBundle(
-      {
-        bundleId: id,
-        createdAt,
-        createdBy: { keyId: actor.keyId, role: actor.role, name: actor.name },
-        complaintId,
-        complaint,
-        selection: { mode: allLinked ? 'all_linked' : 'selected', itemIds, segmentIds },
-        omitted,
-        files: selected,
-        checkpoint,
-        excerpt,
-        signer: this.key,
+    const input = {
+      bundleId: id,
+      createdAt,
+      createdBy: { keyId: actor.keyId, role: actor.role, name: actor.name },
+      complaintId,
+      complaint,
+      selection: {
+        mode: allLinked ? ('all_linked' as const) : ('selected' as const),
+        itemIds,
+        segmentIds,
       },
-      // No timestamp authority yet: the certificate says the bundle carries no third-party time.
-      // An RFC 3161 token over manifest.json passes { authority, time } as `timestamp` here.
-      { previews },
+      omitted,
+      files: selected,
+      checkpoint,
+      excerpt,
+      signer: this.key,
+    };
+    const timestamp = await this.stampBundle(manifestTextOf(input), checkpoint.checkpoint.seq);
+    const plan = await planCertifiedBundle(
+      { ...input, timestamp },
+      {
+        previews,
+        ...(timestamp
+          ? { timestamp: { authority: timestamp.authority, time: timestamp.genTime } }
+          : {}),
+      },
     );
     const { manifestText, manifestSha256, texts, entries, totalBytes, zipBytes } = plan;
     const { files } = plan.manifest;
@@ -601,6 +621,45 @@ export class BundleService {
       `Segment ${seg.id} (order ${seg.order_id}) cannot be bundled: ${why}.`,
       { segmentId: seg.id, cutStatus: cut?.status ?? 'pending' },
     );
+  }
+
+  /**
+   * The third-party time of a new bundle: a verified token over its manifest.json and the
+   * checkpoint's token when it has one. Never in the way: when every TSA fails the bundle is made
+   * without (null, and it says it carries no third-party time).
+   */
+  private async stampBundle(manifestText: string, seq: number): Promise<BundleTimestamp | null> {
+    const tsa = this.timestamps?.tsa;
+    if (!this.timestamps || !tsa) return null;
+    let stamp: Timestamp;
+    try {
+      stamp = await tsa.stamp(Buffer.from(manifestText, 'utf8'));
+    } catch (err) {
+      this.logger.error(
+        { err: (err as Error).message },
+        'dispute bundle made without a timestamp: no timestamp authority gave a usable token',
+      );
+      return null;
+    }
+    let checkpointToken: Buffer | undefined;
+    try {
+      // Stamped already, or now (a TSA just answered): the checkpoint is usually brand new.
+      let found = await this.timestamps.tokenFor(seq);
+      if (!found) {
+        await this.timestamps.stampCheckpoint(seq);
+        found = await this.timestamps.tokenFor(seq);
+      }
+      checkpointToken = found?.token;
+    } catch (err) {
+      this.logger.warn({ seq, err: (err as Error).message }, 'checkpoint token not available');
+    }
+    return {
+      manifestToken: stamp.response,
+      authority: `${stamp.signer} (${stamp.authority})`,
+      genTime: stamp.genTime.toISOString(),
+      chainPem: tokenCertificatesPem(stamp.response),
+      ...(checkpointToken ? { checkpointToken } : {}),
+    };
   }
 
   /** Signs the chain head now (unless it is signed already) and returns the newest checkpoint. */

@@ -33,7 +33,7 @@ export interface CertificateInput {
 export const CERTIFICATE_CONTENT_TYPE = 'application/pdf';
 
 export const NO_TIMESTAMP =
-  'no timestamp authority configured: this bundle carries no third-party time';
+  'no timestamp authority configured (or none answered): this bundle carries no third-party time';
 
 const PAGE = { width: 595.28, height: 841.89 }; // A4, in points
 const MARGIN = 36;

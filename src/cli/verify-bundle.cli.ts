@@ -3,13 +3,16 @@ import { parseArgs } from 'node:util';
 import { verifyBundle } from '../bundles/bundle-verifier';
 
 const USAGE = `Usage:
-  npm run verify-bundle -- <bundle.zip> [--public-key <file.pem>] [--json]
+  npm run verify-bundle -- <bundle.zip> [--public-key <file.pem>] [--tsa-ca <root.pem>] [--json]
 
 Checks a dispute bundle offline: the Ed25519 signatures of manifest.json and SHA256SUMS, the
 SHA-256 of every file, that the manifest lists exactly the evidence files present, the audit
 excerpt and its signed checkpoint. Give the archive's public key (GET /v1/custody/public-key)
 with --public-key; without it the key inside the bundle is used, and you must compare its
-fingerprint with the one the shop publishes. Exit code 0: intact; 1: not; 2: bad usage.`;
+fingerprint with the one the shop publishes. With --tsa-ca (the timestamp authority's root,
+obtained from the authority, not from the bundle) the RFC 3161 tokens are checked too: over the
+exact bytes, by that authority, dated no later than the bundle's creation time (plus 10 minutes).
+Exit code 0: intact; 1: not; 2: bad usage.`;
 
 let parsed;
 try {
@@ -17,6 +20,7 @@ try {
     allowPositionals: true,
     options: {
       'public-key': { type: 'string' },
+      'tsa-ca': { type: 'string' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -45,7 +49,16 @@ async function main(file: string): Promise<number> {
       return 2;
     }
   }
-  const report = await verifyBundle(file, { publicKeyPem });
+  let tsaCaPem: string | undefined;
+  if (values['tsa-ca']) {
+    try {
+      tsaCaPem = readFileSync(values['tsa-ca'], 'utf8');
+    } catch (err) {
+      console.error(`cannot read ${values['tsa-ca']}: ${(err as Error).message}`);
+      return 2;
+    }
+  }
+  const report = await verifyBundle(file, { publicKeyPem, tsaCaPem });
   if (values.json) {
     console.log(JSON.stringify(report, null, 2));
     return report.ok ? 0 : 1;
@@ -67,6 +80,11 @@ async function main(file: string): Promise<number> {
     console.log(
       `OK: both signatures are valid and all ${report.files.length} evidence files, the manifest and the audit excerpt (${report.auditEvents} events, checkpoint at event ${report.checkpointSeq}) are intact.`,
     );
+    if (report.timestamp) {
+      console.log(
+        `Third-party time: manifest.json existed at ${report.timestamp.genTime} (RFC 3161 token by ${report.timestamp.signer}).`,
+      );
+    }
   } else {
     console.log(`FAILED: ${report.problems.length} problem(s):`);
     for (const p of report.problems) console.log(`  - ${p}`);

@@ -15,8 +15,11 @@ export interface DueCheckpoint {
  * before a TSA was configured is never backfilled.
  */
 export class CheckpointTimestampRepository {
-  /** Checkpoints from the horizon on without a token and due, newest first. */
-  async due(db: Executor, limit: number): Promise<DueCheckpoint[]> {
+  /**
+   * Checkpoints from the horizon on without a token and due, newest first (only checkpoint `only`,
+   * when given: one asked for on demand, which never moves the horizon back either).
+   */
+  async due(db: Executor, limit: number, only?: number): Promise<DueCheckpoint[]> {
     return db
       .selectFrom('audit_checkpoints as c')
       .leftJoin('checkpoint_timestamps as t', 't.seq', 'c.seq')
@@ -30,6 +33,7 @@ export class CheckpointTimestampRepository {
         '>=',
         sql<number>`coalesce((select min(seq) from checkpoint_timestamps), (select max(seq) from audit_checkpoints))`,
       )
+      .$if(only !== undefined, (q) => q.where('c.seq', '=', only!))
       .orderBy('c.seq', 'desc')
       .limit(limit)
       .execute();
@@ -96,6 +100,16 @@ export class CheckpointTimestampRepository {
       })
       .where('seq', '=', seq)
       .execute();
+  }
+
+  /** A checkpoint's token, when it was stamped. */
+  async token(db: Executor, seq: number) {
+    return db
+      .selectFrom('checkpoint_timestamps')
+      .select(['token', 'gen_time', 'authority'])
+      .where('seq', '=', seq)
+      .where('gen_time', 'is not', null)
+      .executeTakeFirst();
   }
 
   /** The newest stamped checkpoint. */

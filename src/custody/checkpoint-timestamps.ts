@@ -80,20 +80,33 @@ export class CheckpointTimestamps {
 
   /** Stamps the checkpoints that have no token and are due; one run at a time per instance. */
   stampDue(limit = 50, onStart?: () => void): Promise<StampReport> {
-    const run = this.chain.then(() => {
+    return this.enqueue(() => {
       onStart?.();
       return this.run(limit);
     });
+  }
+
+  /**
+   * Stamps checkpoint `seq` now when it has no token and is due (a bundle asking for its own,
+   * usually brand new): a run of that one checkpoint, in turn with the others.
+   */
+  stampCheckpoint(seq: number): Promise<StampReport> {
+    return this.enqueue(() => this.run(1, seq));
+  }
+
+  /** One run at a time per instance. */
+  private enqueue(start: () => Promise<StampReport>): Promise<StampReport> {
+    const run = this.chain.then(start);
     this.chain = run.catch(() => undefined);
     return run;
   }
 
-  private async run(limit: number): Promise<StampReport> {
+  private async run(limit: number, only?: number): Promise<StampReport> {
     const report: StampReport = { stamped: [], failed: [] };
     const tsa = this.tsa;
     if (!tsa || this.closed) return report;
     const deadline = Date.now() + this.budgetMs;
-    const due = await this.repo.due(this.db, limit);
+    const due = await this.repo.due(this.db, limit, only);
     for (const row of due) {
       // What is left stays queued (due) for the next run, instance or start.
       if (this.closed || Date.now() >= deadline) break;
@@ -179,6 +192,15 @@ export class CheckpointTimestamps {
   async close(): Promise<void> {
     this.stop();
     await this.chain;
+  }
+
+  /** A checkpoint's stored token, if it was stamped. */
+  async tokenFor(
+    seq: number,
+  ): Promise<{ token: Buffer; genTime: Date; authority: string } | undefined> {
+    const row = await this.repo.token(this.db, seq);
+    if (!row?.token || !row.gen_time) return undefined;
+    return { token: row.token, genTime: new Date(row.gen_time), authority: row.authority ?? '' };
   }
 
   /** The newest stamped checkpoint and the number still queued (for the status and metrics). */

@@ -180,91 +180,125 @@ export class TimestampAuthority {
    * genTime), genTime not before `notBefore` less the skew. With `receivedAt` (a fresh answer):
    * genTime within the skew of it and the signer certificate valid at it too.
    */
-  async verify(
+  verify(
     authority: string,
     response: Buffer,
     data: Buffer,
     expect: { nonceHex?: string; notBefore?: Date; receivedAt?: Date } = {},
   ): Promise<Omit<Timestamp, 'response' | 'authority'>> {
-    const expectedNonceHex = expect.nonceHex;
-    const refuse = (why: string) => new TimestampError(authority, `refused: ${why}`);
-    let resp: pkijs.TimeStampResp;
-    try {
-      resp = pkijs.TimeStampResp.fromBER(response);
-    } catch {
-      throw refuse('not a TimeStampResp');
-    }
-    const status = resp.status.status;
-    if (status !== pkijs.PKIStatus.granted && status !== pkijs.PKIStatus.grantedWithMods) {
-      throw refuse(`status ${status}`);
-    }
-    if (!resp.timeStampToken) throw refuse('no token');
+    return verifyTimestampResponse(this.roots, authority, response, data, expect);
+  }
+}
+
+/**
+ * The certificates a TimeStampResp carries (the signer's, and its chain when the TSA sent it), as
+ * PEM; empty when it holds none or cannot be read.
+ */
+export function tokenCertificatesPem(response: Buffer): string {
+  try {
+    const resp = pkijs.TimeStampResp.fromBER(response);
+    if (!resp.timeStampToken) return '';
     const signed = new pkijs.SignedData({ schema: resp.timeStampToken.content });
-    if (signed.encapContentInfo.eContentType !== pkijs.id_eContentType_TSTInfo) {
-      throw refuse('the token does not hold a TSTInfo');
+    return (signed.certificates ?? [])
+      .filter((c): c is pkijs.Certificate => c instanceof pkijs.Certificate)
+      .map((c) => {
+        const b64 = Buffer.from(c.toSchema().toBER()).toString('base64');
+        return `-----BEGIN CERTIFICATE-----\n${b64.replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END CERTIFICATE-----\n`;
+      })
+      .join('');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Verifies a TimeStampResp over `data` against the roots given: what `TimestampAuthority.verify`
+ * does, for a reader that holds only the roots (the offline bundle verifier, which passes no
+ * `receivedAt` and checks genTime against the bundle's createdAt itself).
+ */
+export async function verifyTimestampResponse(
+  roots: pkijs.Certificate[],
+  authority: string,
+  response: Buffer,
+  data: Buffer,
+  expect: { nonceHex?: string; notBefore?: Date; receivedAt?: Date } = {},
+): Promise<Omit<Timestamp, 'response' | 'authority'>> {
+  const expectedNonceHex = expect.nonceHex;
+  const refuse = (why: string) => new TimestampError(authority, `refused: ${why}`);
+  let resp: pkijs.TimeStampResp;
+  try {
+    resp = pkijs.TimeStampResp.fromBER(response);
+  } catch {
+    throw refuse('not a TimeStampResp');
+  }
+  const status = resp.status.status;
+  if (status !== pkijs.PKIStatus.granted && status !== pkijs.PKIStatus.grantedWithMods) {
+    throw refuse(`status ${status}`);
+  }
+  if (!resp.timeStampToken) throw refuse('no token');
+  const signed = new pkijs.SignedData({ schema: resp.timeStampToken.content });
+  if (signed.encapContentInfo.eContentType !== pkijs.id_eContentType_TSTInfo) {
+    throw refuse('the token does not hold a TSTInfo');
+  }
+  const tstInfo = pkijs.TSTInfo.fromBER(signed.encapContentInfo.eContent!.valueBlock.valueHexView);
+  const digest = createHash('sha256').update(data).digest('hex');
+  if (
+    tstInfo.messageImprint.hashAlgorithm.algorithmId !== SHA256_OID ||
+    hex(tstInfo.messageImprint.hashedMessage.valueBlock.valueHexView) !== digest
+  ) {
+    throw refuse('the token is for other bytes (message imprint differs)');
+  }
+  if (expectedNonceHex !== undefined) {
+    if (!tstInfo.nonce || intHex(tstInfo.nonce) !== expectedNonceHex) {
+      throw refuse('the nonce differs from the request');
     }
-    const tstInfo = pkijs.TSTInfo.fromBER(
-      signed.encapContentInfo.eContent!.valueBlock.valueHexView,
-    );
-    const digest = createHash('sha256').update(data).digest('hex');
-    if (
-      tstInfo.messageImprint.hashAlgorithm.algorithmId !== SHA256_OID ||
-      hex(tstInfo.messageImprint.hashedMessage.valueBlock.valueHexView) !== digest
-    ) {
-      throw refuse('the token is for other bytes (message imprint differs)');
-    }
-    if (expectedNonceHex !== undefined) {
-      if (!tstInfo.nonce || intHex(tstInfo.nonce) !== expectedNonceHex) {
-        throw refuse('the nonce differs from the request');
-      }
-    }
-    const genTime = tstInfo.genTime;
-    if (!(genTime instanceof Date) || Number.isNaN(genTime.getTime())) throw refuse('no genTime');
-    if (expect.receivedAt) {
-      const off = genTime.getTime() - expect.receivedAt.getTime();
-      if (Math.abs(off) > MAX_CLOCK_SKEW_MS) {
-        throw refuse(
-          `genTime ${genTime.toISOString()} is ${Math.round(off / 1000)} s off the local clock`,
-        );
-      }
-    }
-    if (expect.notBefore && genTime.getTime() < expect.notBefore.getTime() - MAX_CLOCK_SKEW_MS) {
+  }
+  const genTime = tstInfo.genTime;
+  if (!(genTime instanceof Date) || Number.isNaN(genTime.getTime())) throw refuse('no genTime');
+  if (expect.receivedAt) {
+    const off = genTime.getTime() - expect.receivedAt.getTime();
+    if (Math.abs(off) > MAX_CLOCK_SKEW_MS) {
       throw refuse(
-        `genTime ${genTime.toISOString()} is before the checkpoint was signed (${expect.notBefore.toISOString()})`,
+        `genTime ${genTime.toISOString()} is ${Math.round(off / 1000)} s off the local clock`,
       );
     }
-    let result: pkijs.SignedDataVerifyResult;
-    try {
-      result = await signed.verify({
-        signer: 0,
-        data: new Uint8Array(data).buffer,
-        trustedCerts: this.roots,
-        checkChain: true,
-        extendedMode: true,
-      });
-    } catch (err) {
-      const e = err as { message?: string };
-      throw refuse(`signature or certificate chain does not verify (${e.message ?? String(err)})`);
-    }
-    if (!result.signatureVerified) throw refuse('the CMS signature does not verify');
-    const signer = result.signerCertificate;
-    if (!signer) throw refuse('no signer certificate');
-    const eku = signer.extensions?.find((x) => x.extnID === EXT_KEY_USAGE);
-    const purposes = (eku?.parsedValue as pkijs.ExtKeyUsage | undefined)?.keyPurposes ?? [];
-    if (!eku?.critical || !purposes.includes(TIME_STAMPING_EKU)) {
-      throw refuse('the signer lacks the critical timeStamping extended key usage');
-    }
-    if (expect.receivedAt) {
-      // The chain was checked at genTime (pkijs); a fresh answer's signer must be valid now too.
-      const now = expect.receivedAt.getTime();
-      if (now < signer.notBefore.value.getTime() || now > signer.notAfter.value.getTime()) {
-        throw refuse('the signer certificate is not valid now');
-      }
-    }
-    return {
-      genTime,
-      serial: hex(tstInfo.serialNumber.valueBlock.valueHexView),
-      signer: subjectOf(signer),
-    };
   }
+  if (expect.notBefore && genTime.getTime() < expect.notBefore.getTime() - MAX_CLOCK_SKEW_MS) {
+    throw refuse(
+      `genTime ${genTime.toISOString()} is before the checkpoint was signed (${expect.notBefore.toISOString()})`,
+    );
+  }
+  let result: pkijs.SignedDataVerifyResult;
+  try {
+    result = await signed.verify({
+      signer: 0,
+      data: new Uint8Array(data).buffer,
+      trustedCerts: roots,
+      checkChain: true,
+      extendedMode: true,
+    });
+  } catch (err) {
+    const e = err as { message?: string };
+    throw refuse(`signature or certificate chain does not verify (${e.message ?? String(err)})`);
+  }
+  if (!result.signatureVerified) throw refuse('the CMS signature does not verify');
+  const signer = result.signerCertificate;
+  if (!signer) throw refuse('no signer certificate');
+  const eku = signer.extensions?.find((x) => x.extnID === EXT_KEY_USAGE);
+  const purposes = (eku?.parsedValue as pkijs.ExtKeyUsage | undefined)?.keyPurposes ?? [];
+  if (!eku?.critical || !purposes.includes(TIME_STAMPING_EKU)) {
+    throw refuse('the signer lacks the critical timeStamping extended key usage');
+  }
+  if (expect.receivedAt) {
+    // The chain was checked at genTime (pkijs); a fresh answer's signer must be valid now too.
+    const now = expect.receivedAt.getTime();
+    if (now < signer.notBefore.value.getTime() || now > signer.notAfter.value.getTime()) {
+      throw refuse('the signer certificate is not valid now');
+    }
+  }
+  return {
+    genTime,
+    serial: hex(tstInfo.serialNumber.valueBlock.valueHexView),
+    signer: subjectOf(signer),
+  };
 }
