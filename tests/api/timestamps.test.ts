@@ -319,6 +319,41 @@ describe('RFC 3161 timestamps of audit checkpoints', () => {
     expect(await status(a)).toMatchObject({ checkpointsAwaitingTimestamp: 0 });
   });
 
+  it('stamps one given checkpoint on demand (a bundle its own), not another, not before the horizon', async () => {
+    const a = await start([tsa.url]);
+    tsa.mode = 'down';
+    const seqs: number[] = [];
+    for (let i = 0; i < 2; i++) {
+      await activity(a);
+      seqs.push((await checkpoint(a)).checkpoint.seq);
+    }
+    await a.ctx.checkpointTimestamps.stampDue(); // the runs the checkpoints started are over
+    for (const seq of seqs) await backoffElapsed(a, seq);
+    tsa.mode = 'ok';
+    const stamper = a.ctx.checkpointTimestamps;
+    expect(await stamper.tokenFor(seqs[0]!)).toBeUndefined();
+    expect(await stamper.stampCheckpoint(seqs[0]!)).toEqual({ stamped: [seqs[0]], failed: [] });
+    const found = await stamper.tokenFor(seqs[0]!);
+    expect(found?.token.equals((await row(a, seqs[0]!))!.token!)).toBe(true);
+    expect(found?.authority).toBe(tsa.url);
+    expect(await row(a, seqs[1]!)).toMatchObject({ gen_time: null });
+    expect(await stamper.tokenFor(seqs[1]!)).toBeUndefined();
+    // Stamped already: nothing to ask for.
+    const asked = tsa.requests.length;
+    expect(await stamper.stampCheckpoint(seqs[0]!)).toEqual({ stamped: [], failed: [] });
+    expect(tsa.requests.length).toBe(asked);
+    // As before a TSA was configured: an older checkpoint is not stamped on demand either.
+    const dba = createDb(a.databaseUrl, 1);
+    try {
+      await dba.deleteFrom('checkpoint_timestamps').execute();
+    } finally {
+      await dba.destroy();
+    }
+    expect(await stamper.stampCheckpoint(seqs[0]!)).toEqual({ stamped: [], failed: [] });
+    expect(await row(a, seqs[0]!)).toBeUndefined();
+    expect(tsa.requests.length).toBe(asked);
+  });
+
   it('refuses an answer past 1 MiB sent in chunks without a Content-Length', async () => {
     const a = await start([tsa.url]);
     await activity(a);
