@@ -372,22 +372,12 @@ export class BundleService {
         throw unavailable;
       }
     }
-    const record = (details: Record<string, unknown>) =>
-      this.audit.record({
-        action: 'bundle.download',
-        actor,
-        itemIds: row.item_ids,
-        complaintId: row.complaint_id,
-        details: {
-          ...details,
-          bundleId: row.id,
-          zipBytes: row.zip_bytes,
-          manifestSha256: row.manifest_sha256,
-          ...(via
-            ? { via: { shareLinkId: via.shareLinkId, clientAddress: via.clientAddress ?? null } }
-            : {}),
-        },
-      });
+    const record = this.downloadRecorder(actor, row, {
+      zipBytes: row.zip_bytes,
+      ...(via
+        ? { via: { shareLinkId: via.shareLinkId, clientAddress: via.clientAddress ?? null } }
+        : {}),
+    });
     return {
       filename: `bundle-${safeName(row.complaint_id)}-${row.id}.zip`,
       size: Number(row.zip_bytes),
@@ -406,6 +396,22 @@ export class BundleService {
         return range ? await sliceStream(stream, range.start, range.end, signal) : stream;
       },
     };
+  }
+
+  /** Records one download of a bundle (or a file of it) as `bundle.download`, before a byte is sent. */
+  private downloadRecorder(
+    actor: Actor | RequestActor,
+    row: { id: string; item_ids: string[]; complaint_id: string; manifest_sha256: string },
+    what: Record<string, unknown>,
+  ) {
+    return (details: Record<string, unknown>) =>
+      this.audit.record({
+        action: 'bundle.download',
+        actor,
+        itemIds: row.item_ids,
+        complaintId: row.complaint_id,
+        details: { ...details, bundleId: row.id, manifestSha256: row.manifest_sha256, ...what },
+      });
   }
 
   /**
@@ -433,20 +439,7 @@ export class BundleService {
       );
     }
     const pdf = smallFile(CERTIFICATE, text);
-    const record = (details: Record<string, unknown>) =>
-      this.audit.record({
-        action: 'bundle.download',
-        actor,
-        itemIds: row.item_ids,
-        complaintId: row.complaint_id,
-        details: {
-          ...details,
-          bundleId: row.id,
-          file: CERTIFICATE,
-          bytes: pdf.length,
-          manifestSha256: row.manifest_sha256,
-        },
-      });
+    const record = this.downloadRecorder(actor, row, { file: CERTIFICATE, bytes: pdf.length });
     return {
       filename: `certificate-${safeName(row.complaint_id)}-${row.id}.pdf`,
       size: pdf.length,

@@ -1,4 +1,4 @@
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -11,6 +11,7 @@ import { fakeMedia } from '../support/media';
 import { getBytes } from '../support/media-files';
 import { upload } from '../support/multipart';
 import { makeTestPki, startTestTsa, type TestPki, type TestTsa } from '../support/test-tsa';
+import { shell, verifyCli } from '../support/bundle-cli';
 import { extractTo, unzipToMemory, zipEntries } from '../support/zip';
 
 jest.setTimeout(120_000);
@@ -18,26 +19,6 @@ jest.setTimeout(120_000);
 const run = promisify(execFile);
 const ROOT = path.resolve(__dirname, '..', '..');
 const TIME_FILES = ['manifest.json.tsr', 'tsa-chain.pem', 'checkpoint.json', 'checkpoint.json.tsr'];
-
-/** The verify-bundle CLI, from its sources, as a third party would run it. */
-async function verifyCli(args: string[]): Promise<{ code: number; out: string }> {
-  try {
-    const { stdout } = await run(
-      process.execPath,
-      [path.join(ROOT, 'tests/support/run-ts.js'), 'src/cli/verify-bundle.cli.ts', ...args],
-      { cwd: ROOT },
-    );
-    return { code: 0, out: stdout };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, out: `${e.stdout}${e.stderr}` };
-  }
-}
-
-function shell(cmd: string, cwd: string) {
-  const r = spawnSync('bash', ['-c', cmd], { cwd, encoding: 'utf8' });
-  return { code: r.status, out: `${r.stdout}${r.stderr}` };
-}
 
 const readCa = (p: TestPki) => readFileSync(p.caFile, 'utf8');
 

@@ -1,4 +1,4 @@
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +18,7 @@ import {
 import { fakeMedia, sha256 } from '../support/media';
 import { getBytes, MediaFiles } from '../support/media-files';
 import { upload } from '../support/multipart';
+import { shell, verifyCli } from '../support/bundle-cli';
 import { extractTo, unzipToMemory, zipEntries } from '../support/zip';
 
 jest.setTimeout(120_000);
@@ -34,27 +35,6 @@ const FIXED = [
   'public-key.pem',
   'audit.jsonl',
 ];
-
-/** The verify-bundle CLI, from its sources, as a third party would run it: exit code and output. */
-async function verifyCli(args: string[]): Promise<{ code: number; out: string }> {
-  try {
-    const { stdout } = await run(
-      process.execPath,
-      [path.join(ROOT, 'tests/support/run-ts.js'), 'src/cli/verify-bundle.cli.ts', ...args],
-      { cwd: ROOT },
-    );
-    return { code: 0, out: stdout };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, out: `${e.stdout}${e.stderr}` };
-  }
-}
-
-/** Runs one of VERIFY.txt's commands in a shell, in the unpacked bundle. */
-function shell(cmd: string, cwd: string) {
-  const r = spawnSync('bash', ['-c', cmd], { cwd, encoding: 'utf8' });
-  return { code: r.status, out: `${r.stdout}${r.stderr}` };
-}
 
 describe.each(DRIVERS)('dispute bundles (%s store)', (driver: Driver) => {
   let app: TestApp;
