@@ -403,7 +403,9 @@ export function createDb(
     connectionString,
     max: poolSize,
     types,
-    connectionTimeoutMillis: 10_000,
+    // A server that accepts connections but never answers (frozen): a request waiting for a new
+    // connection is refused within the query timeout too, not only after 10 s.
+    connectionTimeoutMillis: Math.min(10_000, queryTimeoutMs ?? 10_000),
     idleTimeoutMillis: 30_000,
     application_name: 'evidence-archive',
     // A frozen or partitioned server: TCP keepalive finds a dead peer, and a query without an
@@ -417,6 +419,7 @@ export function createDb(
   // pool; unhandled, that would crash the process. The pool replaces the connection by itself.
   pool.on('error', onIdleError);
   guardCheckedOutClients(pool);
+  endTimedOutClients(pool);
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }
 
@@ -428,6 +431,31 @@ export function createDb(
  */
 export function guardCheckedOutClients(pool: pg.Pool): void {
   pool.on('connect', (client) => client.on('error', () => undefined));
+}
+
+/**
+ * pg's query_timeout stops waiting for an answer but keeps the connection, its statement still
+ * running on the server. Kysely releases a connection without the error, so it went back to the
+ * pool as it was: a transaction whose ROLLBACK timed out too stayed open on the server, and the
+ * next borrower's statements ran inside it (committed by a stranger's COMMIT, or lost when the
+ * connection closed; `tests/api/db-query-timeout.test.ts`). A connection whose query timed out is
+ * ended at once: the pool drops it on release, and the server rolls back what it held.
+ */
+export function endTimedOutClients(pool: pg.Pool): void {
+  pool.on('connect', (client) => {
+    const query = client.query as (...args: unknown[]) => unknown;
+    client.query = function (this: pg.PoolClient, ...args: unknown[]) {
+      const result = query.apply(this, args);
+      if (result instanceof Promise) {
+        result.catch((err: unknown) => {
+          if (err instanceof Error && err.message === 'Query read timeout') {
+            client.end().catch(() => undefined);
+          }
+        });
+      }
+      return result;
+    } as typeof client.query;
+  });
 }
 
 /** The role if it exists and the connecting user may switch to it (superusers always may). */

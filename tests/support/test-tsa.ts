@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -24,10 +24,23 @@ export interface TestPki {
   remove(): void;
 }
 
-/** Makes a CA and a TSA certificate with `openssl` in a temp dir. */
-export async function makeTestPki(name = 'Test TSA'): Promise<TestPki> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'test-tsa-'));
+/**
+ * Makes a CA and a TSA certificate with `openssl`: in a temp dir, or in `keep` (made once and
+ * reused on later calls, so a root handed to a service stays the same across restarts).
+ */
+export async function makeTestPki(name = 'Test TSA', keep?: string): Promise<TestPki> {
+  const dir = keep ? path.resolve(keep) : mkdtempSync(path.join(tmpdir(), 'test-tsa-'));
   const p = (f: string) => path.join(dir, f);
+  const pki: TestPki = {
+    dir,
+    caFile: p('ca.pem'),
+    tsaCert: p('tsa.pem'),
+    tsaKey: p('tsa.key'),
+    config: p('tsa.cnf'),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
+  if (keep && existsSync(pki.config)) return pki;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
   writeFileSync(
     p('ext.cnf'),
     [
@@ -41,8 +54,8 @@ export async function makeTestPki(name = 'Test TSA'): Promise<TestPki> {
     ].join('\n'),
   );
   await openssl([
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('ca.key'), '-out', p('ca.crt'),
-    '-subj', `/CN=${name} Root CA`, '-days', '30',
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('ca.key'), '-out', pki.caFile,
+    '-subj', `/CN=${name} Root CA`, '-days', '365',
     '-addext', 'basicConstraints=critical,CA:TRUE',
     '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
   ]); // prettier-ignore
@@ -51,21 +64,22 @@ export async function makeTestPki(name = 'Test TSA'): Promise<TestPki> {
     '-subj', `/CN=${name}`,
   ]); // prettier-ignore
   await openssl([
-    'x509', '-req', '-in', p('tsa.csr'), '-CA', p('ca.crt'), '-CAkey', p('ca.key'),
-    '-CAcreateserial', '-out', p('tsa.crt'), '-days', '30', '-extfile', p('ext.cnf'),
+    'x509', '-req', '-in', p('tsa.csr'), '-CA', pki.caFile, '-CAkey', p('ca.key'),
+    '-CAcreateserial', '-out', pki.tsaCert, '-days', '365', '-extfile', p('ext.cnf'),
     '-extensions', 'tsa',
   ]); // prettier-ignore
   writeFileSync(p('tsaserial'), '01\n');
+  // Written last: its presence says the directory holds a whole PKI.
   writeFileSync(
-    p('tsa.cnf'),
+    pki.config,
     [
       '[ tsa ]',
       'default_tsa = tsa_config1',
       '[ tsa_config1 ]',
       `serial = ${p('tsaserial')}`,
       'crypto_device = builtin',
-      `signer_cert = ${p('tsa.crt')}`,
-      `certs = ${p('ca.crt')}`,
+      `signer_cert = ${pki.tsaCert}`,
+      `certs = ${pki.caFile}`,
       `signer_key = ${p('tsa.key')}`,
       'signer_digest = sha256',
       'default_policy = 1.2.3.4.1',
@@ -79,14 +93,7 @@ export async function makeTestPki(name = 'Test TSA'): Promise<TestPki> {
       '',
     ].join('\n'),
   );
-  return {
-    dir,
-    caFile: p('ca.crt'),
-    tsaCert: p('tsa.crt'),
-    tsaKey: p('tsa.key'),
-    config: p('tsa.cnf'),
-    remove: () => rmSync(dir, { recursive: true, force: true }),
-  };
+  return pki;
 }
 
 /**
@@ -122,7 +129,7 @@ function tamper(query: Buffer, mode: TsaMode): Buffer {
  * A local RFC 3161 timestamp authority: answers `application/timestamp-query` POSTs with
  * `openssl ts -reply`, so tokens are real RFC 3161 tokens. Misbehaves on demand (`mode`).
  */
-export async function startTestTsa(pki: TestPki): Promise<TestTsa> {
+export async function startTestTsa(pki: TestPki, port = 0): Promise<TestTsa> {
   const sockets = new Set<import('node:net').Socket>();
   const tsa: TestTsa = {
     url: '',
@@ -193,7 +200,10 @@ export async function startTestTsa(pki: TestPki): Promise<TestTsa> {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
   tsa.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/tsa`;
   return tsa;
 }
