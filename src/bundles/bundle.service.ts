@@ -247,7 +247,11 @@ export class BundleService {
       excerpt,
       signer: this.key,
     };
-    const timestamp = await this.stampBundle(manifestTextOf(input), checkpoint.checkpoint.seq);
+    const timestamp = await this.stampBundle(
+      manifestTextOf(input),
+      checkpoint.checkpoint.seq,
+      new Date(createdAt),
+    );
     const plan = await planCertifiedBundle(
       { ...input, timestamp },
       {
@@ -621,12 +625,17 @@ export class BundleService {
    * checkpoint's token when it has one. Never in the way: when every TSA fails the bundle is made
    * without (null, and it says it carries no third-party time).
    */
-  private async stampBundle(manifestText: string, seq: number): Promise<BundleTimestamp | null> {
+  private async stampBundle(
+    manifestText: string,
+    seq: number,
+    createdAt: Date,
+  ): Promise<BundleTimestamp | null> {
     const tsa = this.timestamps?.tsa;
     if (!this.timestamps || !tsa) return null;
     let stamp: Timestamp;
     try {
-      stamp = await tsa.stamp(Buffer.from(manifestText, 'utf8'));
+      // A token dated before the manifest says it was made cannot be over it (a TSA's clock off).
+      stamp = await tsa.stamp(Buffer.from(manifestText, 'utf8'), { notBefore: createdAt });
     } catch (err) {
       this.logger.error(
         { err: (err as Error).message },

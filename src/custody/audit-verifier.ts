@@ -8,6 +8,9 @@ import { CHECKPOINT_PREFIX, type SignedCheckpoint } from './checkpoint.service';
 import { fingerprintOf, verifySignature } from './signing-key';
 import { blobKeyFor } from '../storage/blob-store';
 import type { AuditItemsRepository } from './audit-items.repository';
+import { CheckpointTimestampRepository } from './checkpoint-timestamp.repository';
+import { signedBytes, TIMESTAMP_PREFIX, timestampKey } from './checkpoint-timestamps';
+import { certificatesFromPem, verifyTimestampResponse } from './timestamp-authority';
 
 export type ChainProblemKind =
   | 'gap'
@@ -21,7 +24,10 @@ export type ChainProblemKind =
   | 'checkpoint_beyond_chain'
   | 'checkpoint_missing'
   | 'item_mismatch'
-  | 'item_unrecorded';
+  | 'item_unrecorded'
+  | 'timestamp_invalid'
+  | 'timestamp_orphan'
+  | 'timestamp_missing';
 
 export interface ChainProblem {
   kind: ChainProblemKind;
@@ -39,6 +45,18 @@ export interface NotYetCovered {
   oldestAgeSeconds: number;
 }
 
+/** The checkpoints' RFC 3161 tokens (custody records under custody/timestamps/). */
+export interface TrustedTimeReport {
+  /** Tokens found in the store. */
+  tokens: number;
+  /** Tokens verified against the TSA roots given (null: no roots given, tokens not checked). */
+  verified: number | null;
+  /** The newest checkpoint whose token verified: it existed no later than `genTime`. */
+  newest: { seq: number; genTime: string; signer: string } | null;
+  /** Signed checkpoints from the first stamped one on that have no token (yet): not a problem. */
+  unstamped: number;
+}
+
 export interface ChainReport {
   ok: boolean;
   eventsChecked: number;
@@ -51,6 +69,7 @@ export interface ChainReport {
   itemsChecked: number | null;
   /** Live items received before the trail began, which have no creation event to compare. */
   itemsBeforeTrail: number;
+  trustedTime: TrustedTimeReport;
   problemCount: number;
   /** The first link that does not hold, in chain order: where to start looking. */
   firstBrokenLink: ChainProblem | null;
@@ -80,6 +99,7 @@ export class AuditVerifier {
   private readonly repo: AuditRepository;
   private readonly store: CustodyRecordStore;
   private readonly items: AuditItemsRepository;
+  private readonly timestamps = new CheckpointTimestampRepository();
 
   constructor(deps: AuditVerifierDeps) {
     this.db = deps.db;
@@ -94,20 +114,29 @@ export class AuditVerifier {
    * events appended while this runs on a live system are not mistaken for tampering. With `items`
    * (the default), every live item is also compared with its creation event in the same snapshot.
    */
-  async verify(publicKey: KeyObject, opts: { items?: boolean } = {}): Promise<ChainReport> {
+  async verify(
+    publicKey: KeyObject,
+    opts: { items?: boolean; tsaCaPem?: string } = {},
+  ): Promise<ChainReport> {
+    // Read first (a bad file is the caller's mistake, not a finding about the trail).
+    const tsaRoots = opts.tsaCaPem === undefined ? undefined : certificatesFromPem(opts.tsaCaPem);
+    if (tsaRoots?.length === 0) throw new Error('the TSA root file holds no certificate');
     const listed = await this.store.listRecords(CHECKPOINT_PREFIX);
+    const tokens = await this.store.listRecords(TIMESTAMP_PREFIX);
     return this.db
       .transaction()
       .setIsolationLevel('repeatable read')
       .setAccessMode('read only')
-      .execute((tx) => this.verifyIn(tx, listed, publicKey, opts.items ?? true));
+      .execute((tx) => this.verifyIn(tx, listed, tokens, publicKey, opts.items ?? true, tsaRoots));
   }
 
   private async verifyIn(
     db: Executor,
     listed: string[],
+    tokens: string[],
     publicKey: KeyObject,
     withItems: boolean,
+    tsaRoots: ReturnType<typeof certificatesFromPem> | undefined,
   ): Promise<ChainReport> {
     const problems: ChainProblem[] = [];
     const head = await this.repo.findHead(db);
@@ -208,6 +237,7 @@ export class AuditVerifier {
     const itemCheck = withItems
       ? await this.checkItems(db, problems)
       : { checked: null, beforeTrail: 0 };
+    const trustedTime = await this.checkTimestamps(db, checkpoints, tokens, tsaRoots, problems);
 
     const ordered = [...problems]
       .sort((a, b) => (a.seq ?? Infinity) - (b.seq ?? Infinity))
@@ -233,6 +263,7 @@ export class AuditVerifier {
         : null,
       itemsChecked: itemCheck.checked,
       itemsBeforeTrail: itemCheck.beforeTrail,
+      trustedTime,
       firstBrokenLink: ordered[0] ?? null,
       problems: ordered,
       checkedAt: new Date().toISOString(),
@@ -298,6 +329,86 @@ export class AuditVerifier {
       after = rows.at(-1)!.id;
     }
     return { checked, beforeTrail };
+  }
+
+  /**
+   * The checkpoints' RFC 3161 tokens, read from the store (not the database): with the TSA roots,
+   * each must be a token over the exact bytes its checkpoint's signature covers, by a timeStamping
+   * certificate chaining to those roots, dated no earlier than the checkpoint says it was signed
+   * (less the clock skew allowed): then that checkpoint, and every event up to its `seq`, existed
+   * no later than the token's time, on a third party's word. A token with no signed checkpoint,
+   * and a checkpoint the database records as stamped whose token is gone, are problems too.
+   */
+  private async checkTimestamps(
+    db: Executor,
+    checkpoints: SignedCheckpoint[],
+    listed: string[],
+    roots: ReturnType<typeof certificatesFromPem> | undefined,
+    problems: ChainProblem[],
+  ): Promise<TrustedTimeReport> {
+    const bySeq = new Map(checkpoints.map((c) => [c.checkpoint.seq, c]));
+    const present = new Set(listed);
+    const recorded = await this.timestamps.stampedSeqs(db);
+    if (recorded.some((seq) => !present.has(timestampKey(seq)))) {
+      // Stamped between the listing and the snapshot: a second listing finds them.
+      for (const key of await this.store.listRecords(TIMESTAMP_PREFIX)) present.add(key);
+    }
+    for (const seq of recorded) {
+      if (!present.has(timestampKey(seq))) {
+        problems.push({
+          kind: 'timestamp_missing',
+          seq,
+          key: timestampKey(seq),
+          message: `checkpoint ${seq} is recorded as stamped, but its token ${timestampKey(seq)} is missing from the store`,
+        });
+      }
+    }
+    const stampedSeqs = new Set<number>();
+    let verified = 0;
+    let newest: TrustedTimeReport['newest'] = null;
+    for (const key of listed) {
+      const seq = Number(/(\d+)\.tsr$/.exec(key)?.[1]);
+      const signed = bySeq.get(seq);
+      if (!signed || key !== timestampKey(seq)) {
+        problems.push({
+          kind: 'timestamp_orphan',
+          key,
+          ...(Number.isSafeInteger(seq) ? { seq } : {}),
+          message: `${key} is not the token of a signed checkpoint in the store`,
+        });
+        continue;
+      }
+      stampedSeqs.add(seq);
+      if (!roots) continue;
+      const token = await this.store.getRecord(key);
+      try {
+        if (!token) throw new Error(`${key} cannot be read`);
+        const t = await verifyTimestampResponse(roots, key, token, signedBytes(signed), {
+          notBefore: new Date(signed.checkpoint.signedAt),
+        });
+        verified++;
+        if (!newest || seq > newest.seq) {
+          newest = { seq, genTime: t.genTime.toISOString(), signer: t.signer };
+        }
+      } catch (err) {
+        problems.push({
+          kind: 'timestamp_invalid',
+          seq,
+          key,
+          message: `the token of checkpoint ${seq} does not prove its time: ${(err as Error).message}`,
+        });
+      }
+    }
+    let first = Infinity;
+    for (const seq of stampedSeqs) first = Math.min(first, seq);
+    return {
+      tokens: listed.length,
+      verified: roots ? verified : null,
+      newest,
+      unstamped: checkpoints.filter(
+        (c) => c.checkpoint.seq > first && !stampedSeqs.has(c.checkpoint.seq),
+      ).length,
+    };
   }
 
   /** Every checkpoint in the store whose signature holds; the others become problems. */

@@ -112,6 +112,17 @@ export class CheckpointTimestampRepository {
       .executeTakeFirst();
   }
 
+  /** Every checkpoint recorded as stamped (what `verify-audit` expects a token in the store for). */
+  async stampedSeqs(db: Executor): Promise<number[]> {
+    const rows = await db
+      .selectFrom('checkpoint_timestamps')
+      .select('seq')
+      .where('gen_time', 'is not', null)
+      .orderBy('seq')
+      .execute();
+    return rows.map((r) => Number(r.seq));
+  }
+
   /** The newest stamped checkpoint. */
   async latest(db: Executor) {
     return db

@@ -11,7 +11,10 @@ const MAX_RESPONSE_BYTES = 1024 * 1024;
 export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
 
 export interface StampOptions {
-  /** The token's genTime must not be before this (less the skew): the checkpoint's signedAt. */
+  /**
+   * The token's genTime must not be before this (less the skew): when the stamped bytes say they
+   * were made (a checkpoint's signedAt, a manifest's createdAt).
+   */
   notBefore?: Date;
   /** Aborts the request (at shutdown). */
   signal?: AbortSignal;
@@ -265,7 +268,7 @@ export async function verifyTimestampResponse(
   }
   if (expect.notBefore && genTime.getTime() < expect.notBefore.getTime() - MAX_CLOCK_SKEW_MS) {
     throw refuse(
-      `genTime ${genTime.toISOString()} is before the checkpoint was signed (${expect.notBefore.toISOString()})`,
+      `genTime ${genTime.toISOString()} is before the stamped bytes were made (${expect.notBefore.toISOString()})`,
     );
   }
   let result: pkijs.SignedDataVerifyResult;

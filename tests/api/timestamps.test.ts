@@ -1,8 +1,12 @@
+import { createPublicKey } from 'node:crypto';
+import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { sql } from 'kysely';
 import request from 'supertest';
 import { signedBytes, timestampKey } from '../../src/custody/checkpoint-timestamps';
 import type { SignedCheckpoint } from '../../src/custody/checkpoint.service';
 import { createDb } from '../../src/db/database';
+import { cli } from '../support/bundle-cli';
 import { bearer, startTestApp, type TestApp } from '../support/harness';
 import { fakeMedia } from '../support/media';
 import { upload } from '../support/multipart';
@@ -129,6 +133,70 @@ describe('RFC 3161 timestamps of audit checkpoints', () => {
     expect(metrics).toMatch(/^audit_checkpoint_timestamp_age_seconds \d/m);
     expect(metrics).toMatch(/^audit_checkpoints_awaiting_timestamp 0$/m);
     await ready(a);
+  });
+
+  it('verify-audit checks every checkpoint token: each stamped checkpoint existed at its time; a swapped or removed token and a foreign root fail', async () => {
+    const a = await start([tsa.url]);
+    const stampNext = async () => {
+      await activity(a);
+      const signed = await checkpoint(a);
+      expect((await a.ctx.checkpointTimestamps.stampDue()).failed).toEqual([]);
+      return signed.checkpoint.seq;
+    };
+    const first = await stampNext();
+    const second = await stampNext();
+    const caPem = readFileSync(pki.caFile, 'utf8');
+    const verify = (tsaCaPem?: string) =>
+      a.ctx.auditVerifier.verify(createPublicKey(a.ctx.signingKey.publicKeyPem), { tsaCaPem });
+    const problems = async (tsaCaPem?: string) =>
+      (await verify(tsaCaPem)).problems.map((p) => [p.kind, p.seq]);
+
+    const good = await verify(caPem);
+    expect(good.ok).toBe(true);
+    expect(good.trustedTime).toMatchObject({
+      tokens: 2,
+      verified: 2,
+      newest: { seq: second, signer: 'CN=Test TSA' },
+      unstamped: 0,
+    });
+    // Without a root, the tokens are counted, not checked.
+    expect((await verify()).trustedTime).toMatchObject({ tokens: 2, verified: null });
+    // As an auditor runs it, with the root they got from the authority.
+    const env = { DATABASE_URL: a.databaseUrl, DATA_DIR: a.dataDir, LOG_LEVEL: 'silent' };
+    const run = await cli('verify-audit', ['--tsa-ca', pki.caFile], env);
+    expect(run.out).toContain(
+      `Trusted time: 2 of 2 checkpoint token(s) verified against ${pki.caFile}; the newest stamped checkpoint (event ${second}) existed no later than`,
+    );
+    expect(run.code).toBe(0);
+
+    // Another authority's root: neither token proves anything.
+    expect(await problems(readFileSync(otherPki.caFile, 'utf8'))).toEqual([
+      ['timestamp_invalid', first],
+      ['timestamp_invalid', second],
+    ]);
+    const foreign = await cli('verify-audit', ['--tsa-ca', otherPki.caFile], env);
+    expect([foreign.code, foreign.out]).toEqual([1, expect.stringContaining('timestamp_invalid')]);
+
+    // The first checkpoint's token put in place of the second's: a token for other bytes.
+    const file = (seq: number) =>
+      path.join((a.ctx.config.storage as { root: string }).root, timestampKey(seq));
+    const secondToken = readFileSync(file(second));
+    copyFileSync(file(first), file(second));
+    const swapped = await verify(caPem);
+    expect(swapped.problems.map((p) => [p.kind, p.seq])).toEqual([['timestamp_invalid', second]]);
+    expect(swapped.problems[0]!.message).toContain('other bytes');
+    // A token removed from the store while the database says the checkpoint was stamped.
+    rmSync(file(second));
+    expect(await problems(caPem)).toEqual([['timestamp_missing', second]]);
+    // ... and a token for no checkpoint at all.
+    copyFileSync(file(first), file(second + 1000));
+    expect(await problems(caPem)).toEqual([
+      ['timestamp_missing', second],
+      ['timestamp_orphan', second + 1000],
+    ]);
+    rmSync(file(second + 1000));
+    writeFileSync(file(second), secondToken);
+    expect((await verify(caPem)).ok).toBe(true);
   });
 
   it('queues a checkpoint while the TSA is down or slow and stamps it once it is back, with backoff', async () => {
@@ -382,7 +450,7 @@ describe('RFC 3161 timestamps of audit checkpoints', () => {
     ).rejects.toThrow(/off the local clock/);
     await expect(
       authority.verify('t', token, data, { notBefore: new Date(Date.now() + hour) }),
-    ).rejects.toThrow(/before the checkpoint was signed/);
+    ).rejects.toThrow(/before the stamped bytes were made/);
   });
 
   it('at close, aborts the request in flight at once and leaves the checkpoint queued', async () => {

@@ -6,12 +6,19 @@ const run = promisify(execFile);
 const ROOT = path.resolve(__dirname, '..', '..');
 
 /** The verify-bundle CLI, from its sources, as a third party would run it: exit code and output. */
-export async function verifyCli(args: string[]): Promise<{ code: number; out: string }> {
+export const verifyCli = (args: string[]) => cli('verify-bundle', args);
+
+/** A CLI of src/cli, from its sources, with `env` added to this process's: exit code and output. */
+export async function cli(
+  name: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; out: string }> {
   try {
     const { stdout } = await run(
       process.execPath,
-      [path.join(ROOT, 'tests/support/run-ts.js'), 'src/cli/verify-bundle.cli.ts', ...args],
-      { cwd: ROOT },
+      [path.join(ROOT, 'tests/support/run-ts.js'), `src/cli/${name}.cli.ts`, ...args],
+      { cwd: ROOT, env: { ...process.env, ...env } },
     );
     return { code: 0, out: stdout };
   } catch (err) {
