@@ -243,7 +243,13 @@ export async function verifyTimestampResponse(
   if (signed.encapContentInfo.eContentType !== pkijs.id_eContentType_TSTInfo) {
     throw refuse('the token does not hold a TSTInfo');
   }
-  const tstInfo = pkijs.TSTInfo.fromBER(signed.encapContentInfo.eContent!.valueBlock.valueHexView);
+  let tstInfo: pkijs.TSTInfo;
+  try {
+    // A primitive OCTET STRING, as RFC 3161 tokens are DER; anything else is refused here.
+    tstInfo = pkijs.TSTInfo.fromBER(signed.encapContentInfo.eContent!.valueBlock.valueHexView);
+  } catch {
+    throw refuse('the token does not hold a readable TSTInfo');
+  }
   const digest = createHash('sha256').update(data).digest('hex');
   if (
     tstInfo.messageImprint.hashAlgorithm.algorithmId !== SHA256_OID ||
