@@ -4,6 +4,7 @@ import type { AppConfig } from './base/config';
 import { AuditRepository } from './base/audit.repository';
 import { AuditLog } from './base/audit.service';
 import { RefusalLimiter } from './access/refusal-limiter';
+import { KeyBudgets } from './access/key-budgets';
 import { AuditTrailService } from './custody/audit-trail.service';
 import { AuditVerifier } from './custody/audit-verifier';
 import { AuditItemsRepository } from './custody/audit-items.repository';
@@ -140,6 +141,8 @@ export interface AppContext {
   shuttingDown: boolean;
   /** Per-address limit and counts of strangers' refusals (bad keys, share-link misses). */
   refusals: RefusalLimiter;
+  /** Per-key budgets for expensive work (verification bytes, audit pages, bundle builds). */
+  budgets: KeyBudgets;
   close(): Promise<void>;
 }
 
@@ -523,6 +526,7 @@ async function fromConfig(
     });
     twilio.registerMetrics(metrics);
     const bundleRepo = new BundleRepository();
+    const budgets = new KeyBudgets({ db, limits: config.keyBudgets, metrics, logger });
     const refusals = new RefusalLimiter({
       audit,
       logger,
@@ -657,6 +661,7 @@ async function fromConfig(
       queue,
       shuttingDown: false,
       refusals,
+      budgets,
       async close() {
         // First: no new stamp is asked for and the request in flight is aborted (stays queued).
         checkpointTimestamps.stop();

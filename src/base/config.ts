@@ -95,6 +95,10 @@ const envSchema = z.object({
   // Strangers' refusals (no valid key, share-link misses) per client address and minute answered
   // one by one; beyond, 429 and one counted audit event per address and minute.
   REFUSAL_LIMIT_PER_MINUTE: int(1, 100_000).default(30),
+  // Per-key budgets for expensive work (every role), shared by all instances.
+  KEY_VERIFY_BYTES_PER_HOUR: int(1).default(50 * 1024 ** 3),
+  KEY_AUDIT_PAGES_PER_MINUTE: int(1, 100_000).default(120),
+  KEY_BUNDLE_BUILDS: int(1, 100).default(2),
   // About 1.5 KB at most per address tallied (measured: bench/refusal-limiter-memory.ts), so
   // ~140 MiB at the maximum.
   REFUSAL_LIMIT_MAX_ADDRESSES: int(1, 100_000).default(10_000),
@@ -230,6 +234,8 @@ export interface AppConfig {
   authCacheTtlMs: number;
   /** Per client address and minute: refusals answered one by one, and addresses tallied. */
   refusalLimit: { perMinute: number; maxAddresses: number; globalPerMinute: number };
+  /** Per-key budgets for expensive work (src/access/key-budgets.ts). */
+  keyBudgets: { verifyBytesPerHour: number; auditPagesPerMinute: number; bundleBuilds: number };
   /** The least-privilege role the service switches to on every connection; undefined = none. */
   databaseRole?: string;
   custody: {
@@ -507,6 +513,11 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       perMinute: e.REFUSAL_LIMIT_PER_MINUTE,
       maxAddresses: e.REFUSAL_LIMIT_MAX_ADDRESSES,
       globalPerMinute: e.REFUSAL_LIMIT_GLOBAL_PER_MINUTE,
+    },
+    keyBudgets: {
+      verifyBytesPerHour: e.KEY_VERIFY_BYTES_PER_HOUR,
+      auditPagesPerMinute: e.KEY_AUDIT_PAGES_PER_MINUTE,
+      bundleBuilds: e.KEY_BUNDLE_BUILDS,
     },
     databaseRole: e.DATABASE_ROLE === 'none' ? undefined : e.DATABASE_ROLE,
     custody: {

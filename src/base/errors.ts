@@ -53,6 +53,7 @@ export type ErrorCode =
   | 'session_not_allowed'
   | 'own_key_revocation'
   | 'rate_limited'
+  | 'budget_exceeded'
   | 'dependency_unavailable'
   | 'insufficient_storage'
   | 'internal_error'

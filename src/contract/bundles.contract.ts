@@ -114,6 +114,7 @@ export const createBundle = {
       '`bundle_unknown_items`: selected items or segments that do not exist (`itemIds`, `segmentIds`); `bundle_item_deleted`: a selected item was deleted (`itemIds`); `bundle_item_not_linked`: a selected item is not linked to the complaint or to one of its orders (`itemIds`); `bundle_empty`: nothing selected and nothing (left) linked to the complaint.',
     ),
     ...standardErrors,
+    '429': ref('responses', 'BudgetExceeded'),
     '500': problem(
       "`evidence_damaged`: a selected (or linked) item's stored bytes are known to be damaged (`itemIds`); no bundle is made.",
     ),

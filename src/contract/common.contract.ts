@@ -49,6 +49,19 @@ export const rateLimitedResponse = {
   content: problemContent,
 } satisfies ResponseConfig;
 
+/** 429 of an operation that spends a per-key budget (src/access/key-budgets.ts). */
+export const budgetExceededResponse = {
+  description:
+    "`budget_exceeded`: this key has spent a budget for expensive work (the problem's `budget`: `verify_bytes_per_hour` (`KEY_VERIFY_BYTES_PER_HOUR`), `audit_pages_per_minute` (`KEY_AUDIT_PAGES_PER_MINUTE`) or `bundle_builds` at once (`KEY_BUNDLE_BUILDS`), its `limit`, and `retryAfterSeconds`); one budget per key across every instance, whatever its role. The refusal is recorded in the audit trail (outcome `denied`, with the budget) and listed for admins at `GET /v1/key-budgets`. Or `rate_limited`, as for any operation.",
+  headers: {
+    'Retry-After': {
+      description: 'Seconds until the budget has room again (the window ends, or a build ends).',
+      schema: { type: 'integer', minimum: 1, maximum: 3600 },
+    },
+  },
+  content: problemContent,
+} satisfies ResponseConfig;
+
 export const serviceUnavailableResponse = {
   description:
     '`dependency_unavailable`: the database or the blob store is unavailable or not answering (nothing of the request was kept); `not_ready`: the service is shutting down and this request did not finish within the grace period (it was not acknowledged: retry it).',
@@ -278,6 +291,7 @@ const components: Component[] = [
     value: problem('`not_found`: no evidence item with this id.'),
   },
   { type: 'responses', name: 'RateLimited', value: rateLimitedResponse },
+  { type: 'responses', name: 'BudgetExceeded', value: budgetExceededResponse },
   {
     type: 'responses',
     name: 'TusVersionRefused',

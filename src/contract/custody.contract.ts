@@ -292,6 +292,7 @@ export const getEvidenceAudit = {
     '400': problem('`validation_failed`: bad `limit` or `cursor`, or an unknown parameter.'),
     '404': ref('responses', 'NotFound'),
     ...standardErrors,
+    '429': ref('responses', 'BudgetExceeded'),
   },
 } satisfies Operation;
 
@@ -309,6 +310,7 @@ export const verifyEvidence = {
     '404': ref('responses', 'NotFound'),
     '410': problem('`evidence_deleted`: the item was deleted; there are no bytes to verify.'),
     ...standardErrors,
+    '429': ref('responses', 'BudgetExceeded'),
   },
 } satisfies Operation;
 
@@ -327,6 +329,7 @@ export const listAudit = {
       '`validation_failed`: bad `from`, `to` (or `from` not earlier than `to`), `limit` or `cursor`, or an unknown parameter.',
     ),
     ...standardErrors,
+    '429': ref('responses', 'BudgetExceeded'),
   },
 } satisfies Operation;
 
@@ -407,6 +410,63 @@ export const startCustodyJob = {
   },
 } satisfies Operation;
 
+export const keyBudgetsQuery = z
+  .object({
+    hours: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(48)
+      .default(24)
+      .openapi({ description: 'How far back to list refusals, in hours (1 to 48; default 24).' }),
+  })
+  .strict();
+
+const keyBudgetsSchema = z.object({
+  limits: z
+    .object({
+      verifyBytesPerHour: z.number().int(),
+      auditPagesPerMinute: z.number().int(),
+      bundleBuilds: z.number().int(),
+    })
+    .openapi({ description: 'The configured budgets, the same for every key.' }),
+  hours: z.number().int(),
+  limited: z
+    .array(
+      z.object({
+        keyId: z.string(),
+        name: z.string().nullable(),
+        role: z.string().nullable(),
+        budget: z.enum(['verify_bytes_per_hour', 'audit_pages_per_minute', 'bundle_builds']),
+        windowStart: dateTime,
+        used: count.openapi({
+          description: 'Spent in that window (bytes or pages; 0 for bundle builds).',
+        }),
+        refused: count.openapi({ description: 'Requests refused in that window.' }),
+      }),
+    )
+    .openapi({ description: 'Keys a budget refused, by window, newest first (at most 1000).' }),
+});
+
+export const listKeyBudgets = {
+  method: 'get',
+  path: '/v1/key-budgets',
+  tags: ['custody'],
+  operationId: 'listKeyBudgets',
+  summary: 'Which keys hit a budget',
+  description:
+    'Roles: `admin`. The per-key budgets for expensive work and the keys they refused in the last `hours`: which key, which budget, when, how much it had spent and how often it was refused. `Cache-Control: no-store`.',
+  request: { query: keyBudgetsQuery },
+  responses: {
+    '200': {
+      description: 'The budgets and the keys they refused.',
+      content: json(keyBudgetsSchema),
+    },
+    '400': problem('`validation_failed`: bad `hours`, or an unknown parameter.'),
+    ...standardErrors,
+  },
+} satisfies Operation;
+
 export const custodyContract: ContractModule = {
   operations: [
     getEvidenceAudit,
@@ -416,5 +476,6 @@ export const custodyContract: ContractModule = {
     writeCheckpoint,
     getCustodyStatus,
     startCustodyJob,
+    listKeyBudgets,
   ],
 };

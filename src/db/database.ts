@@ -135,6 +135,21 @@ export interface CheckpointTimestampsTable {
   object_key: string | null;
 }
 
+export interface KeyBudgetUsageTable {
+  key_id: string;
+  budget: string;
+  window_start: Timestamp;
+  used: number;
+  refused: Generated<number>;
+}
+
+export interface KeyBudgetLeasesTable {
+  id: Generated<string>;
+  key_id: string;
+  budget: string;
+  expires_at: ColumnType<Date, Date | string, Date | string>;
+}
+
 export interface ComplaintsTable {
   id: string;
   status: 'open' | 'closed';
@@ -338,6 +353,8 @@ export interface Database {
   audit_chain_head: AuditChainHeadTable;
   audit_checkpoints: AuditCheckpointsTable;
   checkpoint_timestamps: CheckpointTimestampsTable;
+  key_budget_usage: KeyBudgetUsageTable;
+  key_budget_leases: KeyBudgetLeasesTable;
   complaints: ComplaintsTable;
   legal_holds: LegalHoldsTable;
   custody_runs: CustodyRunsTable;

@@ -115,7 +115,7 @@ export function createApp(ctx: AppContext): Express {
     }),
   );
   app.use(mediaRoutes({ keys: ctx.apiKeys, derivatives: ctx.derivatives }));
-  app.use(bundleRoutes({ keys: ctx.apiKeys, bundles: ctx.bundles }));
+  app.use(bundleRoutes({ keys: ctx.apiKeys, bundles: ctx.bundles, budgets: ctx.budgets }));
   app.use(
     complaintRoutes({
       keys: ctx.apiKeys,
@@ -152,6 +152,7 @@ export function createApp(ctx: AppContext): Express {
       jobs: ctx.jobs,
       metrics: ctx.metrics,
       metricsToken: ctx.config.metricsToken,
+      budgets: ctx.budgets,
     }),
   );
   app.use(methodNotAllowed(routes));

@@ -1,5 +1,6 @@
 import { Router } from 'express';
 import type { ApiKeyService } from '../access/api-key.service';
+import type { KeyBudgets } from '../access/key-budgets';
 import { bundleBody } from '../contract/bundles.contract';
 import { complaintIdParam } from '../contract/complaints.contract';
 import { parseWith } from '../base/fields';
@@ -11,6 +12,7 @@ import { CERTIFICATE_CONTENT_TYPE } from '../bundles/certificate';
 export interface BundleRoutesDeps {
   keys: ApiKeyService;
   bundles: BundleService;
+  budgets: KeyBudgets;
 }
 
 /** Dispute bundles: made from a complaint, read and downloaded by id. */
@@ -23,7 +25,10 @@ export function bundleRoutes(deps: BundleRoutesDeps): Router {
     .post(audited('bundle.create'), auth, requirePermission('bundle:create'), async (req, res) => {
       const complaintId = parseWith(complaintIdParam, req.params.complaintId);
       const body = parseWith(bundleBody, req.body ?? {});
-      const bundle = await deps.bundles.create(actorOf(req), complaintId, body);
+      const actor = actorOf(req);
+      const bundle = await deps.budgets.withBundleBuild(actor, () =>
+        deps.bundles.create(actor, complaintId, body),
+      );
       res.location(`/v1/bundles/${bundle.id}`).status(201).json(bundle);
     })
     .get(auth, requirePermission('bundle:read'), async (req, res) => {

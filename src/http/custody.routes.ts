@@ -1,6 +1,7 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { Router, type RequestHandler } from 'express';
 import type { ApiKeyService } from '../access/api-key.service';
+import type { KeyBudgets } from '../access/key-budgets';
 import type { AuditTrailService } from '../custody/audit-trail.service';
 import type { CheckpointService } from '../custody/checkpoint.service';
 import type { CustodyJobs } from '../custody/custody-jobs';
@@ -10,7 +11,7 @@ import type { IntegrityService } from '../custody/integrity.service';
 import type { SigningKey } from '../custody/signing-key';
 import type { EvidenceService } from '../evidence/evidence.service';
 import type { Metrics } from '../base/metrics';
-import { auditRangeQuery, itemAuditQuery } from '../contract/custody.contract';
+import { auditRangeQuery, itemAuditQuery, keyBudgetsQuery } from '../contract/custody.contract';
 import { complaintHoldParams, listHoldsQuery, reasonBody } from '../contract/holds.contract';
 import { parseWith } from '../base/fields';
 import { actorOf, audited, authenticate, requirePermission } from './auth.middleware';
@@ -27,12 +28,13 @@ export interface CustodyRoutesDeps {
   jobs: CustodyJobs;
   metrics: Metrics;
   metricsToken?: string;
+  budgets: KeyBudgets;
 }
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
 export function custodyRoutes(deps: CustodyRoutesDeps): Router {
-  const { evidence, trail, integrity, holds } = deps;
+  const { evidence, trail, integrity, holds, budgets } = deps;
   const router = Router();
   const auth = authenticate(deps.keys);
 
@@ -48,15 +50,17 @@ export function custodyRoutes(deps: CustodyRoutesDeps): Router {
   router
     .route('/v1/evidence/:id/audit')
     .get(audited('audit.read'), auth, requirePermission('evidence:audit'), async (req, res) => {
-      res.json(
-        await trail.forItem(actorOf(req), req.params.id!, parseWith(itemAuditQuery, req.query)),
-      );
+      const query = parseWith(itemAuditQuery, req.query);
+      await budgets.chargeAuditPage(actorOf(req));
+      res.json(await trail.forItem(actorOf(req), req.params.id!, query));
     });
 
   router
     .route('/v1/audit')
     .get(audited('audit.read'), auth, requirePermission('audit:read'), async (req, res) => {
-      res.json(await trail.list(actorOf(req), parseWith(auditRangeQuery, req.query)));
+      const query = parseWith(auditRangeQuery, req.query);
+      await budgets.chargeAuditPage(actorOf(req));
+      res.json(await trail.list(actorOf(req), query));
     });
 
   router
@@ -67,7 +71,10 @@ export function custodyRoutes(deps: CustodyRoutesDeps): Router {
       requirePermission('evidence:verify'),
       async (req, res) => {
         const actor = actorOf(req);
-        res.json(await integrity.verify(await evidence.getRow(actor, req.params.id!), actor));
+        const row = await evidence.getRow(actor, req.params.id!);
+        // Charged before the bytes are read: the budget is what a key may make the store re-read.
+        await budgets.chargeVerifyBytes(actor, Number(row.size_bytes));
+        res.json(await integrity.verify(row, actor));
       },
     );
 
@@ -116,6 +123,15 @@ export function custodyRoutes(deps: CustodyRoutesDeps): Router {
     .post(audited('custody.run'), auth, requirePermission('custody:status'), async (req, res) => {
       res.status(202).json(await deps.jobs.enqueue(actorOf(req), req.params.job!));
     });
+
+  router.route('/v1/key-budgets').get(auth, requirePermission('key:manage'), async (req, res) => {
+    const { hours } = parseWith(keyBudgetsQuery, req.query);
+    res.set('Cache-Control', 'no-store').json({
+      limits: budgets.limits,
+      hours,
+      limited: await budgets.limitedSince(hours),
+    });
+  });
 
   const metricsAuth: RequestHandler = async (req, res, next) => {
     const token = /^Bearer\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '')?.[1];

@@ -49,6 +49,15 @@ export function errorMiddleware(
       logger.warn({ err, reqId: req.id, code }, 'request failed: dependency outage');
     } else if (status >= 500) logger.error({ err, reqId: req.id }, 'request failed');
     else logger.debug({ code, reqId: req.id }, known?.message);
+    const attempt = res.locals.auditAttempt as AuditAttempt | undefined;
+    if (attempt && code === 'budget_exceeded') {
+      // Which budget the key had spent: what an admin looks for in the trail.
+      attempt.details = {
+        ...attempt.details,
+        budget: known!.extra.budget,
+        limit: known!.extra.limit,
+      };
+    }
     if (audit) await recordFailedAttempt(audit, req, res, status, code);
 
     if (res.writableEnded) return; // already answered early (an upload refused mid-stream)
@@ -65,7 +74,9 @@ export function errorMiddleware(
     for (const name of REPRESENTATION_HEADERS) res.removeHeader(name);
     if (code !== 'range_not_satisfiable') res.removeHeader('Content-Range');
     if (status === 401) res.set('WWW-Authenticate', 'Bearer realm="evidence-archive"');
-    const retryAfter = retryAfterFor(code);
+    const budgetRetry = known?.extra.retryAfterSeconds;
+    const retryAfter =
+      retryAfterFor(code) ?? (typeof budgetRetry === 'number' ? String(budgetRetry) : undefined);
     if (retryAfter) res.set('Retry-After', retryAfter);
     res
       .status(status)
@@ -109,7 +120,7 @@ export async function recordFailedAttempt(
   // A failing audit write never turns a refusal into a hang.
   await audit.recordAttempt({
     action: attempt.action,
-    outcome: status === 401 || status === 403 ? 'denied' : 'failed',
+    outcome: status === 401 || status === 403 || status === 429 ? 'denied' : 'failed',
     actor: {
       keyId: req.principal?.keyId ?? null,
       role: req.principal?.role ?? 'anonymous',
