@@ -160,13 +160,14 @@ export function outageError(err: unknown): AppError | undefined {
     // client's doing, not an outage.
     if (code === 'ECONNRESET' && message === 'aborted') return undefined;
     // PostgreSQL SQLSTATE classes 08 (connection exception), 57P01-57P03 (shutdown, cannot
-    // connect now), 53200 (out of memory) and 53300 (too many connections); S3 answers of 5xx.
+    // connect now), 57014 (a statement cancelled: its statement_timeout, or an operator's
+    // pg_cancel_backend), 53200 (out of memory) and 53300 (too many connections); S3 answers of 5xx.
     const pgState = /^[0-9A-Z]{5}$/.test(code) ? code : '';
     const s3Status = (e.$metadata as { httpStatusCode?: number } | undefined)?.httpStatusCode;
     if (
       NETWORK_CODES.has(code) ||
       pgState.startsWith('08') ||
-      ['57P01', '57P02', '57P03', '53200', '53300'].includes(pgState) ||
+      ['57P01', '57P02', '57P03', '57014', '53200', '53300'].includes(pgState) ||
       PG_CONNECTION_MESSAGES.test(message) ||
       S3_UNAVAILABLE_NAMES.has(name) ||
       (e.$metadata !== undefined && typeof s3Status === 'number' && s3Status >= 500)

@@ -362,7 +362,11 @@ async function checkTimestamps(
   ) => {
     if (!data) return problem(`${tokenFile} stamps ${what}, which is not in the bundle`);
     try {
-      const t = await verifyTimestampResponse(roots, tokenFile, token, data);
+      // Neither long after the time the bundle claims, nor before it (less the clock skew
+      // allowed): a token dated before the manifest was made cannot be over it.
+      const t = await verifyTimestampResponse(roots, tokenFile, token, data, {
+        notBefore: new Date(created),
+      });
       if (!(t.genTime.getTime() <= created + MAX_STAMP_DELAY_MS)) {
         return problem(
           `${tokenFile} is dated ${t.genTime.toISOString()}, after the bundle's creation time ${m.createdAt} (allowed: ${MAX_STAMP_DELAY_MS / 60_000} minutes)`,

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createPublicKey } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { loadPublicKey } from '../custody/signing-key';
+import { certificatesFromPem } from '../custody/timestamp-authority';
 import { withContext } from './cli-context';
 
 const USAGE = `Usage:
@@ -39,7 +40,14 @@ function readTsaCa(file: string | undefined): { file: string; pem: string } | un
     console.error(`cannot read ${file}: ${(err as Error).message}`);
     process.exit(2);
   }
-  if (!/-----BEGIN CERTIFICATE-----/.test(pem)) {
+  let count = 0;
+  try {
+    count = certificatesFromPem(pem).length;
+  } catch (err) {
+    console.error(`${file}: a certificate cannot be read (${(err as Error).message})`);
+    process.exit(2);
+  }
+  if (count === 0) {
     console.error(`${file} holds no PEM certificate`);
     process.exit(2);
   }
@@ -89,7 +97,7 @@ void withContext(
                 ? `; the newest stamped checkpoint (event ${time.newest.seq}) existed no later than ${time.newest.genTime} (${time.newest.signer})`
                 : '') +
               (time.unstamped > 0
-                ? `; ${time.unstamped} later checkpoint(s) not stamped yet`
+                ? `; ${time.unstamped} checkpoint(s) after the first stamped one have no token (not stamped yet, or no authority answered)`
                 : '') +
               '.',
       );

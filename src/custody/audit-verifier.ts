@@ -121,23 +121,39 @@ export class AuditVerifier {
     // Read first (a bad file is the caller's mistake, not a finding about the trail).
     const tsaRoots = opts.tsaCaPem === undefined ? undefined : certificatesFromPem(opts.tsaCaPem);
     if (tsaRoots?.length === 0) throw new Error('the TSA root file holds no certificate');
-    const listed = await this.store.listRecords(CHECKPOINT_PREFIX);
+    // Tokens first: a token is written only after its checkpoint, so every token listed has its
+    // checkpoint in the listing that follows (the other order would take one stamped in between
+    // for an orphan).
     const tokens = await this.store.listRecords(TIMESTAMP_PREFIX);
-    return this.db
+    const listed = await this.store.listRecords(CHECKPOINT_PREFIX);
+    const seen = await this.db
       .transaction()
       .setIsolationLevel('repeatable read')
       .setAccessMode('read only')
-      .execute((tx) => this.verifyIn(tx, listed, tokens, publicKey, opts.items ?? true, tsaRoots));
+      .execute((tx) => this.verifyIn(tx, listed, publicKey, opts.items ?? true));
+    // The tokens are read and checked after the snapshot is let go: one store read and one
+    // signature check each, which must not hold a transaction open for as long.
+    const trustedTime = await this.checkTimestamps(
+      seen.checkpoints,
+      tokens,
+      seen.recordedStamps,
+      tsaRoots,
+      seen.problems,
+    );
+    return seen.report(trustedTime);
   }
 
   private async verifyIn(
     db: Executor,
     listed: string[],
-    tokens: string[],
     publicKey: KeyObject,
     withItems: boolean,
-    tsaRoots: ReturnType<typeof certificatesFromPem> | undefined,
-  ): Promise<ChainReport> {
+  ): Promise<{
+    checkpoints: SignedCheckpoint[];
+    recordedStamps: number[];
+    problems: ChainProblem[];
+    report: (trustedTime: TrustedTimeReport) => ChainReport;
+  }> {
     const problems: ChainProblem[] = [];
     const head = await this.repo.findHead(db);
     const checkpoints = await this.readCheckpoints(listed, problems, publicKey);
@@ -237,37 +253,40 @@ export class AuditVerifier {
     const itemCheck = withItems
       ? await this.checkItems(db, problems)
       : { checked: null, beforeTrail: 0 };
-    const trustedTime = await this.checkTimestamps(db, checkpoints, tokens, tsaRoots, problems);
+    const recordedStamps = await this.timestamps.stampedSeqs(db);
 
-    const ordered = [...problems]
-      .sort((a, b) => (a.seq ?? Infinity) - (b.seq ?? Infinity))
-      .slice(0, MAX_PROBLEMS);
     const last = checkpoints.at(-1)?.checkpoint;
-    return {
-      ok: problems.length === 0,
-      problemCount: problems.length,
-      eventsChecked: checked,
-      headSeq: lastSeq,
-      checkpointsChecked: checkpoints.length,
-      lastCheckpoint: last ? { seq: last.seq, signedAt: last.signedAt } : null,
-      notYetCovered: oldestUncovered
-        ? {
-            count: uncovered,
-            oldestSeq: oldestUncovered.seq,
-            oldestAt: oldestUncovered.at.toISOString(),
-            oldestAgeSeconds: Math.max(
-              0,
-              Math.round((Date.now() - oldestUncovered.at.getTime()) / 1000),
-            ),
-          }
-        : null,
-      itemsChecked: itemCheck.checked,
-      itemsBeforeTrail: itemCheck.beforeTrail,
-      trustedTime,
-      firstBrokenLink: ordered[0] ?? null,
-      problems: ordered,
-      checkedAt: new Date().toISOString(),
+    const report = (trustedTime: TrustedTimeReport): ChainReport => {
+      const ordered = [...problems]
+        .sort((a, b) => (a.seq ?? Infinity) - (b.seq ?? Infinity))
+        .slice(0, MAX_PROBLEMS);
+      return {
+        ok: problems.length === 0,
+        problemCount: problems.length,
+        eventsChecked: checked,
+        headSeq: lastSeq,
+        checkpointsChecked: checkpoints.length,
+        lastCheckpoint: last ? { seq: last.seq, signedAt: last.signedAt } : null,
+        notYetCovered: oldestUncovered
+          ? {
+              count: uncovered,
+              oldestSeq: oldestUncovered.seq,
+              oldestAt: oldestUncovered.at.toISOString(),
+              oldestAgeSeconds: Math.max(
+                0,
+                Math.round((Date.now() - oldestUncovered.at.getTime()) / 1000),
+              ),
+            }
+          : null,
+        itemsChecked: itemCheck.checked,
+        itemsBeforeTrail: itemCheck.beforeTrail,
+        trustedTime,
+        firstBrokenLink: ordered[0] ?? null,
+        problems: ordered,
+        checkedAt: new Date().toISOString(),
+      };
     };
+    return { checkpoints, recordedStamps, problems, report };
   }
 
   /**
@@ -340,15 +359,14 @@ export class AuditVerifier {
    * and a checkpoint the database records as stamped whose token is gone, are problems too.
    */
   private async checkTimestamps(
-    db: Executor,
     checkpoints: SignedCheckpoint[],
     listed: string[],
+    recorded: number[],
     roots: ReturnType<typeof certificatesFromPem> | undefined,
     problems: ChainProblem[],
   ): Promise<TrustedTimeReport> {
     const bySeq = new Map(checkpoints.map((c) => [c.checkpoint.seq, c]));
     const present = new Set(listed);
-    const recorded = await this.timestamps.stampedSeqs(db);
     if (recorded.some((seq) => !present.has(timestampKey(seq)))) {
       // Stamped between the listing and the snapshot: a second listing finds them.
       for (const key of await this.store.listRecords(TIMESTAMP_PREFIX)) present.add(key);

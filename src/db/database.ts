@@ -420,8 +420,9 @@ export function createDb(
     connectionString,
     max: poolSize,
     types,
-    // A server that accepts connections but never answers (frozen): a request waiting for a new
-    // connection is refused within the query timeout too, not only after 10 s.
+    // A request waiting for a connection (a new one from a server that accepts but never answers,
+    // or a pooled one when all are busy) is refused within the query timeout too, not only after
+    // 10 s: an outage, 503.
     connectionTimeoutMillis: Math.min(10_000, queryTimeoutMs ?? 10_000),
     idleTimeoutMillis: 30_000,
     application_name: 'evidence-archive',
@@ -429,8 +430,7 @@ export function createDb(
     // answer fails after queryTimeoutMs (an outage, 503) instead of holding its request forever.
     ...DEAD_SERVER_OPTIONS,
     ...(queryTimeoutMs ? { query_timeout: queryTimeoutMs } : {}),
-    // Set at connection start, so no query ever runs with the owner's privileges by accident.
-    ...(role ? { options: `-c role=${role}` } : {}),
+    ...connectionOptions(role, queryTimeoutMs),
   });
   // An idle connection that the server closes (restart, failover, admin) emits 'error' on the
   // pool; unhandled, that would crash the process. The pool replaces the connection by itself.
@@ -459,6 +459,14 @@ export function guardCheckedOutClients(pool: pg.Pool): void {
  * ended at once: the pool drops it on release, and the server rolls back what it held.
  */
 export function endTimedOutClients(pool: pg.Pool): void {
+  // Whatever the query form (a cursor's too): a client that is not idle outside a transaction when
+  // it comes back is not handed on.
+  pool.on('release', (err, client) => {
+    const c = client as pg.PoolClient & { readyForQuery?: boolean };
+    if (!err && (c.readyForQuery === false || c.getTransactionStatus() !== 'I')) {
+      client.end().catch(() => undefined);
+    }
+  });
   pool.on('connect', (client) => {
     const query = client.query as (...args: unknown[]) => unknown;
     client.query = function (this: pg.PoolClient, ...args: unknown[]) {
@@ -473,6 +481,22 @@ export function endTimedOutClients(pool: pg.Pool): void {
       return result;
     } as typeof client.query;
   });
+}
+
+/**
+ * Set at connection start: the least-privilege role, so no query ever runs with the owner's
+ * privileges by accident; and the query timeout on the server's side too, so that a statement
+ * whose client gave up on it (a lock wait, a long scan) does not keep running, and holding its
+ * locks and its connection slot, after its connection was ended.
+ */
+function connectionOptions(role?: string, queryTimeoutMs?: number): { options?: string } {
+  const settings = [
+    ...(role ? [`-c role=${role}`] : []),
+    // A second later than the client gives up: the request's answer is the client's timeout
+    // (an outage, 503); the server's is only the clean-up.
+    ...(queryTimeoutMs ? [`-c statement_timeout=${queryTimeoutMs + 1000}`] : []),
+  ];
+  return settings.length ? { options: settings.join(' ') } : {};
 }
 
 /** The role if it exists and the connecting user may switch to it (superusers always may). */

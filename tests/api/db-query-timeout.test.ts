@@ -73,6 +73,22 @@ describe('a query that times out', () => {
     expect(after.rows[0]!.pid).not.toBe(before.rows[0]!.pid);
   });
 
+  it('does not leave the statement running on the server after its client gave up', async () => {
+    const err = await sql`select pg_sleep(5), 'left-behind'`.execute(db).catch((e) => e);
+    expect(outageError(err)?.code).toBe('dependency_unavailable');
+    // The server cancels it a second after the client gave up: well before its 5 s were over.
+    await new Promise((r) => setTimeout(r, 1000 + TIMEOUT_MS));
+    const observer = createDb(database.url, 1);
+    try {
+      const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_stat_activity
+        where query like '%left-behind%' and pid <> pg_backend_pid()`.execute(observer);
+      // (Without the server-side statement_timeout the sleep went on for 5 s, holding a slot.)
+      expect(rows[0]!.n).toBe(0);
+    } finally {
+      await observer.destroy();
+    }
+  });
+
   it('a query that answers in time keeps its connection', async () => {
     const before = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(db);
     await sql`select pg_sleep(${TIMEOUT_MS / 4000})`.execute(db);

@@ -172,6 +172,18 @@ describe('outageError', () => {
     }
   });
 
+  it("the server's statement_timeout (57014, a statement cancelled) is dependency_unavailable", async () => {
+    const client = new pg.Client({ connectionString: adminUrl, statement_timeout: 200 });
+    await client.connect();
+    try {
+      const err = await rejection(client.query('select pg_sleep(2)'));
+      expect((err as { code?: string }).code).toBe('57014');
+      expect(codeOf(err)).toBe('dependency_unavailable');
+    } finally {
+      await client.end();
+    }
+  });
+
   it('PostgreSQL out of disk (53100) is insufficient_storage, out of memory (53200) dependency_unavailable', async () => {
     // Real server errors with those SQLSTATEs, as node-postgres delivers them.
     const client = new pg.Client({ connectionString: adminUrl });

@@ -39,7 +39,14 @@ export async function makeTestPki(name = 'Test TSA', keep?: string): Promise<Tes
     config: p('tsa.cnf'),
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
-  if (keep && existsSync(pki.config)) return pki;
+  if (keep && existsSync(pki.config)) {
+    // Kept while its certificates are good for another day; made again when they are not.
+    const valid = await openssl(['x509', '-checkend', '86400', '-noout', '-in', pki.tsaCert]).then(
+      () => true,
+      () => false,
+    );
+    if (valid) return pki;
+  }
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   writeFileSync(
     p('ext.cnf'),
@@ -131,6 +138,13 @@ function tamper(query: Buffer, mode: TsaMode): Buffer {
  */
 export async function startTestTsa(pki: TestPki, port = 0): Promise<TestTsa> {
   const sockets = new Set<import('node:net').Socket>();
+  // One `openssl ts -reply` at a time: each reads, increments and rewrites the serial file.
+  let replying: Promise<unknown> = Promise.resolve();
+  const oneAtATime = <T>(work: () => Promise<T>): Promise<T> => {
+    const done = replying.then(work);
+    replying = done.catch(() => undefined);
+    return done;
+  };
   const tsa: TestTsa = {
     url: '',
     pki,
@@ -180,10 +194,10 @@ export async function startTestTsa(pki: TestPki, port = 0): Promise<TestTsa> {
         const reply = path.join(pki.dir, `${id}.tsr`);
         try {
           writeFileSync(query, tamper(Buffer.concat(chunks), mode));
-          await openssl([
+          await oneAtATime(() => openssl([
             'ts', '-reply', '-config', pki.config, '-queryfile', query,
             '-signer', pki.tsaCert, '-inkey', pki.tsaKey, '-chain', pki.caFile, '-out', reply,
-          ]); // prettier-ignore
+          ])); // prettier-ignore
           res
             .writeHead(200, { 'content-type': 'application/timestamp-reply' })
             .end(readFileSync(reply));
