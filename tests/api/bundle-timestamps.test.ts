@@ -174,27 +174,35 @@ describe('RFC 3161 timestamps in dispute bundles', () => {
     expect(bad.problems.some((p) => p.startsWith('manifest.json.tsr: refused'))).toBe(true);
   });
 
-  it('fails a token dated after the time the bundle claims', async () => {
-    const b = await bundle();
-    // A backdated manifest stamped now (as one holding the archive's key could make): its token's
-    // time is an hour after the createdAt it claims.
+  /**
+   * The bundle with its manifest's createdAt moved by `shiftMs` and stamped now by the real TSA
+   * (as one holding the archive's key could make): what verify-bundle says of it.
+   */
+  const redated = async (b: Awaited<ReturnType<typeof bundle>>, shiftMs: number, name: string) => {
     const m = JSON.parse(b.entries.get('manifest.json')!.toString('utf8'));
-    const early = new Date(Date.parse(m.createdAt) - 3600_000).toISOString();
-    expect(MAX_STAMP_DELAY_MS).toBeLessThan(3600_000);
-    const text = b.entries.get('manifest.json')!.toString('utf8').replace(m.createdAt, early);
+    const claimed = new Date(Date.parse(m.createdAt) + shiftMs).toISOString();
+    const text = b.entries.get('manifest.json')!.toString('utf8').replace(m.createdAt, claimed);
     const token = (await app!.ctx.checkpointTimestamps.tsa!.stamp(Buffer.from(text))).response;
     const forged = new Map(b.entries);
     forged.set('manifest.json', Buffer.from(text));
     forged.set('manifest.json.tsr', token);
-    const file = path.join(work, 'backdated.zip');
+    const file = path.join(work, name);
     writeFileSync(file, await zipEntries(forged));
     const report = await verifyBundle(file, { tsaCaPem: readCa(pki) });
     expect(report.ok).toBe(false);
+    return { claimed, problems: report.problems };
+  };
+
+  it('fails a token dated after the time the bundle claims', async () => {
+    const b = await bundle();
+    // Backdated by an hour: its token's time is an hour after the createdAt it claims.
+    expect(MAX_STAMP_DELAY_MS).toBeLessThan(3600_000);
+    const { claimed, problems } = await redated(b, -3600_000, 'backdated.zip');
     expect(
-      report.problems.some(
+      problems.some(
         (p) =>
           p.startsWith('manifest.json.tsr is dated') &&
-          p.includes(`after the bundle's creation time ${early}`),
+          p.includes(`after the bundle's creation time ${claimed}`),
       ),
     ).toBe(true);
     // The genuine bundle, same TSA, same root: its token is in time.
@@ -204,25 +212,13 @@ describe('RFC 3161 timestamps in dispute bundles', () => {
   });
 
   it('fails a token dated before the time the bundle claims', async () => {
-    const b = await bundle();
-    // A manifest dated an hour ahead (as one holding the archive's key could make, to claim a
-    // later creation) but stamped now: its token's time is before the createdAt it claims.
-    const m = JSON.parse(b.entries.get('manifest.json')!.toString('utf8'));
-    const late = new Date(Date.parse(m.createdAt) + 3600_000).toISOString();
-    const text = b.entries.get('manifest.json')!.toString('utf8').replace(m.createdAt, late);
-    const token = (await app!.ctx.checkpointTimestamps.tsa!.stamp(Buffer.from(text))).response;
-    const forged = new Map(b.entries);
-    forged.set('manifest.json', Buffer.from(text));
-    forged.set('manifest.json.tsr', token);
-    const file = path.join(work, 'postdated.zip');
-    writeFileSync(file, await zipEntries(forged));
-    const report = await verifyBundle(file, { tsaCaPem: readCa(pki) });
-    expect(report.ok).toBe(false);
+    // Dated an hour ahead (to claim a later creation) but stamped now.
+    const { claimed, problems } = await redated(await bundle(), 3600_000, 'postdated.zip');
     expect(
-      report.problems.some(
+      problems.some(
         (p) =>
           p.startsWith('manifest.json.tsr: refused: genTime') &&
-          p.includes(`before the stamped bytes were made (${late})`),
+          p.includes(`before the stamped bytes were made (${claimed})`),
       ),
     ).toBe(true);
   });
