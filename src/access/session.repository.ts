@@ -1,0 +1,114 @@
+import type { Executor } from '../db/database';
+
+export type TokenColumn = 'token_hash' | 'cookie_hash';
+
+export interface NewSession {
+  id: string;
+  keyId: string;
+  tokenHash: string;
+  cookieHash: string;
+  createdAt: Date;
+  expiresAt: Date;
+  userAgent: string | null;
+  clientIp: string | null;
+}
+
+const VIEW = [
+  'sessions.id',
+  'sessions.key_id',
+  'sessions.created_at',
+  'sessions.last_used_at',
+  'sessions.expires_at',
+  'sessions.user_agent',
+  'sessions.client_ip',
+] as const;
+
+export class SessionRepository {
+  async insert(db: Executor, s: NewSession): Promise<void> {
+    await db
+      .insertInto('sessions')
+      .values({
+        id: s.id,
+        key_id: s.keyId,
+        token_hash: s.tokenHash,
+        cookie_hash: s.cookieHash,
+        created_at: s.createdAt,
+        last_used_at: s.createdAt,
+        expires_at: s.expiresAt,
+        user_agent: s.userAgent,
+        client_ip: s.clientIp,
+      })
+      .execute();
+  }
+
+  /**
+   * Marks a live session used and answers who holds it, in one statement: live means not ended,
+   * before its absolute end, used since `idleSince`, and its key not revoked (read here, on every
+   * use: no cache can outlive a revocation).
+   */
+  async use(db: Executor, column: TokenColumn, hash: string, at: Date, idleSince: Date) {
+    return db
+      .updateTable('sessions')
+      .from('api_keys')
+      .set({ last_used_at: at })
+      .whereRef('api_keys.id', '=', 'sessions.key_id')
+      .where(`sessions.${column}`, '=', hash)
+      .where('sessions.ended_at', 'is', null)
+      .where('sessions.expires_at', '>', at)
+      .where('sessions.last_used_at', '>', idleSince)
+      .where('api_keys.revoked_at', 'is', null)
+      .returning(['sessions.id', 'sessions.key_id', 'api_keys.name', 'api_keys.role'])
+      .executeTakeFirst();
+  }
+
+  /** A session by its token, live or not, with whether its key is revoked (why a use failed). */
+  async findByToken(db: Executor, column: TokenColumn, hash: string) {
+    return db
+      .selectFrom('sessions')
+      .innerJoin('api_keys', 'api_keys.id', 'sessions.key_id')
+      .select([
+        ...VIEW,
+        'sessions.ended_at',
+        'api_keys.name',
+        'api_keys.role',
+        'api_keys.revoked_at as key_revoked_at',
+      ])
+      .where(`sessions.${column}`, '=', hash)
+      .executeTakeFirst();
+  }
+
+  /** Ends one session if it is still open (and, given `keyId`, only if that key holds it). */
+  async end(db: Executor, id: string, at: Date, reason: string, keyId?: string) {
+    let q = db
+      .updateTable('sessions')
+      .set({ ended_at: at, end_reason: reason })
+      .where('id', '=', id)
+      .where('ended_at', 'is', null);
+    if (keyId !== undefined) q = q.where('key_id', '=', keyId);
+    return q.returning(['id', 'key_id']).executeTakeFirst();
+  }
+
+  /** Ends every open session of a key (its revocation); answers their ids. */
+  async endAllOfKey(db: Executor, keyId: string, at: Date, reason: string) {
+    const rows = await db
+      .updateTable('sessions')
+      .set({ ended_at: at, end_reason: reason })
+      .where('key_id', '=', keyId)
+      .where('ended_at', 'is', null)
+      .returning(['id'])
+      .execute();
+    return rows.map((r) => r.id);
+  }
+
+  /** A key's sessions not yet marked ended, oldest first (some may have run out unnoticed). */
+  async listOpen(db: Executor, keyId: string) {
+    return db
+      .selectFrom('sessions')
+      .select(VIEW)
+      .where('key_id', '=', keyId)
+      .where('ended_at', 'is', null)
+      .orderBy('created_at')
+      .orderBy('id')
+      .execute();
+  }
+}
