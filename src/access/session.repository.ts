@@ -42,23 +42,37 @@ export class SessionRepository {
   }
 
   /**
-   * Marks a live session used and answers who holds it, in one statement: live means not ended,
-   * before its absolute end, used since `idleSince`, and its key not revoked (read here, on every
-   * use: no cache can outlive a revocation).
+   * Who holds a live session: not ended, before its absolute end, used since `idleSince`, and its
+   * key not revoked (read here, on every use: no cache can outlive a revocation).
    */
-  async use(db: Executor, column: TokenColumn, hash: string, at: Date, idleSince: Date) {
+  async findLive(db: Executor, column: TokenColumn, hash: string, at: Date, idleSince: Date) {
     return db
-      .updateTable('sessions')
-      .from('api_keys')
-      .set({ last_used_at: at })
-      .whereRef('api_keys.id', '=', 'sessions.key_id')
+      .selectFrom('sessions')
+      .innerJoin('api_keys', 'api_keys.id', 'sessions.key_id')
+      .select([
+        'sessions.id',
+        'sessions.key_id',
+        'sessions.last_used_at',
+        'api_keys.name',
+        'api_keys.role',
+      ])
       .where(`sessions.${column}`, '=', hash)
       .where('sessions.ended_at', 'is', null)
       .where('sessions.expires_at', '>', at)
       .where('sessions.last_used_at', '>', idleSince)
       .where('api_keys.revoked_at', 'is', null)
-      .returning(['sessions.id', 'sessions.key_id', 'api_keys.name', 'api_keys.role'])
       .executeTakeFirst();
+  }
+
+  /** Marks a session used at `at`, unless a request (on any instance) did since `since`. */
+  async touch(db: Executor, id: string, at: Date, since: Date): Promise<void> {
+    await db
+      .updateTable('sessions')
+      .set({ last_used_at: at })
+      .where('id', '=', id)
+      .where('ended_at', 'is', null)
+      .where('last_used_at', '<', since)
+      .execute();
   }
 
   /** A session by its token, live or not, with whether its key is revoked (why a use failed). */

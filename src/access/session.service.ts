@@ -10,6 +10,9 @@ const HEADER_TOKEN = /^eas_[A-Za-z0-9_-]{43}$/;
 /** The `eak_session` cookie's token (256 random bits): media elements, GET and HEAD only. */
 const COOKIE_TOKEN = /^[A-Za-z0-9_-]{43}$/;
 
+/** How stale a session's `last_used_at` may get before a use writes it again (at most idle/10). */
+const TOUCH_MS = 30_000;
+
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 const token = () => randomBytes(32).toString('base64url');
 
@@ -141,14 +144,22 @@ export class SessionService {
     if (!(via === 'header' ? HEADER_TOKEN : COOKIE_TOKEN).test(value)) return undefined;
     const hash = sha256(value);
     const at = new Date(this.now());
-    const live = await this.repo.use(
+    const live = await this.repo.findLive(
       this.db,
       COLUMN[via],
       hash,
       at,
       new Date(at.getTime() - this.idleMs),
     );
-    if (live) return { keyId: live.key_id, name: live.name, role: live.role, sessionId: live.id };
+    if (live) {
+      // One write per session and TOUCH_MS, not one a request (a video's Range requests come in
+      // bursts): the idle timeout counts from a last use at most TOUCH_MS old.
+      const touchMs = Math.min(TOUCH_MS, this.idleMs / 10);
+      if (at.getTime() - new Date(live.last_used_at).getTime() >= touchMs) {
+        await this.repo.touch(this.db, live.id, at, new Date(at.getTime() - touchMs));
+      }
+      return { keyId: live.key_id, name: live.name, role: live.role, sessionId: live.id };
+    }
     const row = await this.repo.findByToken(this.db, COLUMN[via], hash);
     if (row && row.ended_at === null) {
       const reason: EndReason =
