@@ -218,6 +218,26 @@ describe('web app sessions', () => {
     expect(revocation.details).toEqual({ keyId: key.id, sessionsEnded: 2 });
   });
 
+  it('refuses a session whose key was revoked behind its back (an older instance, by hand in SQL)', async () => {
+    const key = await mintSupport('Hand Revoked');
+    const s = await signIn(key);
+    expect((await viaCookie(s, other.url)).status).toBe(200);
+    // Not through ApiKeyService: nothing ended the session rows. Each use checks the key itself.
+    await app.ctx.db
+      .updateTable('api_keys')
+      .set({ revoked_at: new Date(clock) })
+      .where('id', '=', key.id)
+      .execute();
+    expect((await viaCookie(s, other.url)).status).toBe(401);
+    expect((await viaToken(s)).status).toBe(401);
+    expect(await ends(s.id)).toEqual([
+      expect.objectContaining({
+        actor_role: 'system',
+        details: { sessionId: s.id, keyId: key.id, reason: 'key_revoked' },
+      }),
+    ]);
+  });
+
   it('ends a session after SESSION_IDLE_MINUTES without use, and audits it when noticed', async () => {
     const s = await signIn(app.keys.support);
     clock += 29 * MINUTE;
