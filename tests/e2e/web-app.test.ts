@@ -385,6 +385,25 @@ declare const localStorage: { length: number };
     await page.setViewportSize(DESKTOP);
     await signIn(app.keys.admin.key);
     await shows(page.getByTestId('signed-in'), 'Admin (admin)');
+
+    // The same person signed in elsewhere: listed under Sessions, and ended from here.
+    const elsewhere = await request(app.url)
+      .post('/v1/session')
+      .set('User-Agent', 'Other Browser/1.0')
+      .send({ key: app.keys.admin.key });
+    expect(elsewhere.status).toBe(200);
+    const elsewhereCookie = String(elsewhere.headers['set-cookie']).split(';')[0]!;
+    const readElsewhere = () =>
+      request(app.url).get(`/v1/evidence/${clipId}/content`).set('Cookie', elsewhereCookie);
+    expect((await readElsewhere()).status).toBe(200);
+    await page.getByRole('link', { name: 'Sessions' }).click();
+    await shows(page.getByRole('heading', { level: 1 }), 'Your sessions');
+    await counts(page.locator('tr', { hasText: 'this browser' }), 1);
+    await shows(page.locator('tr', { hasText: 'Other Browser/1.0' }), 'End');
+    await page.getByRole('button', { name: `End session ${elsewhere.body.session.id}` }).click();
+    await counts(page.locator('tr', { hasText: 'Other Browser/1.0' }), 0);
+    expect((await readElsewhere()).status).toBe(401);
+
     await page.getByRole('link', { name: 'Keys' }).click();
     await shows(page.getByRole('heading', { level: 1 }), 'API keys');
     // Every key that signed in shows when it was last used.

@@ -4,6 +4,7 @@ import { renderCustody, renderKeys } from './pages/admin';
 import { renderComplaint } from './pages/complaint';
 import { renderEvidence } from './pages/evidence';
 import { renderSearch } from './pages/search';
+import { renderSessions } from './pages/sessions';
 import type { Page } from './page';
 
 const main = document.getElementById('main')!;
@@ -77,6 +78,7 @@ function renderShell(): void {
       'ul',
       {},
       h('li', {}, link('#/search', 'Search')),
+      h('li', {}, link('#/sessions', 'Sessions')),
       isAdmin && h('li', {}, link('#/admin/keys', 'Keys')),
       isAdmin && h('li', {}, link('#/admin/custody', 'Custody')),
     ),
@@ -185,6 +187,7 @@ async function route(): Promise<void> {
     if (parts.length === 0 || parts[0] === 'search') await renderSearch(page);
     else if (parts[0] === 'evidence' && parts[1]) await renderEvidence(page, parts[1]);
     else if (parts[0] === 'complaints' && parts[1]) await renderComplaint(page, parts[1]);
+    else if (parts[0] === 'sessions') await renderSessions(page);
     else if (parts[0] === 'admin' && parts[1] === 'keys') await renderKeys(page);
     else if (parts[0] === 'admin' && parts[1] === 'custody') await renderCustody(page);
     else replace(view, page.heading('Not found'), notice('error', 'There is no such page.'));
