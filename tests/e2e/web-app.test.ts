@@ -449,5 +449,22 @@ declare const localStorage: { length: number };
     ]) {
       expect(bySupport).toContain(action);
     }
+    // Signing in and out, refused sign-ins, sessions ended and key listings are in the trail too.
+    const whole = await request(app.url).get('/v1/audit?limit=1000').set(bearer(app.keys.admin));
+    expect(whole.status).toBe(200);
+    const seen = whole.body.events.map(
+      (e: { action: string; outcome: string; actor: { name: string } }) =>
+        `${e.action} ${e.outcome} ${e.actor.name}`,
+    );
+    for (const line of [
+      'session.open denied PK-03', // the ingest key
+      'session.open success Agent Ana',
+      'session.close success Agent Ana',
+      'session.open success Admin',
+      'session.end success Admin',
+      'key.list success Admin',
+    ]) {
+      expect(seen).toContain(line);
+    }
   });
 });
