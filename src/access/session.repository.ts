@@ -24,21 +24,40 @@ const VIEW = [
 ] as const;
 
 export class SessionRepository {
-  async insert(db: Executor, s: NewSession): Promise<void> {
-    await db
+  /** Inserts the session if its key is active (not revoked meanwhile); false if it is not. */
+  async insert(db: Executor, s: NewSession): Promise<boolean> {
+    const res = await db
       .insertInto('sessions')
-      .values({
-        id: s.id,
-        key_id: s.keyId,
-        token_hash: s.tokenHash,
-        cookie_hash: s.cookieHash,
-        created_at: s.createdAt,
-        last_used_at: s.createdAt,
-        expires_at: s.expiresAt,
-        user_agent: s.userAgent,
-        client_ip: s.clientIp,
-      })
-      .execute();
+      .columns([
+        'id',
+        'key_id',
+        'token_hash',
+        'cookie_hash',
+        'created_at',
+        'last_used_at',
+        'expires_at',
+        'user_agent',
+        'client_ip',
+      ])
+      .expression(
+        db
+          .selectFrom('api_keys')
+          .select((eb) => [
+            eb.val(s.id).as('id'),
+            'api_keys.id as key_id',
+            eb.val(s.tokenHash).as('token_hash'),
+            eb.val(s.cookieHash).as('cookie_hash'),
+            eb.val(s.createdAt).as('created_at'),
+            eb.val(s.createdAt).as('last_used_at'),
+            eb.val(s.expiresAt).as('expires_at'),
+            eb.val(s.userAgent).as('user_agent'),
+            eb.val(s.clientIp).as('client_ip'),
+          ])
+          .where('api_keys.id', '=', s.keyId)
+          .where('api_keys.revoked_at', 'is', null),
+      )
+      .executeTakeFirst();
+    return Number(res.numInsertedOrUpdatedRows ?? 0n) > 0;
   }
 
   /**

@@ -98,15 +98,19 @@ export class SessionService {
     return Math.round(this.idleMs / 60_000);
   }
 
-  /** Opens a session for a person's key (the caller checked the key and its role). */
-  async open(principal: Principal, seen: Seen): Promise<OpenedSession> {
+  /**
+   * Opens a session for a person's key (the caller checked the key and its role); undefined if
+   * the key was revoked meanwhile.
+   */
+  async open(principal: Principal, seen: Seen): Promise<OpenedSession | undefined> {
     const id = randomBytes(8).toString('hex');
     const header = `eas_${token()}`;
     const cookie = token();
     const createdAt = new Date(this.now());
     const expiresAt = new Date(createdAt.getTime() + this.maxMs);
-    await this.db.transaction().execute(async (tx) => {
-      await this.repo.insert(tx, {
+    const opened = await this.db.transaction().execute(async (tx) => {
+      // The key is checked again here, not in the key cache: one revoked a moment ago opens nothing.
+      const inserted = await this.repo.insert(tx, {
         id,
         keyId: principal.keyId,
         tokenHash: sha256(header),
@@ -116,6 +120,7 @@ export class SessionService {
         userAgent: clip(seen.userAgent, 300),
         clientIp: clip(seen.clientIp, 64),
       });
+      if (!inserted) return false;
       await this.audit.append(tx, [
         {
           action: 'session.open',
@@ -128,8 +133,9 @@ export class SessionService {
           },
         },
       ]);
+      return true;
     });
-    return { id, token: header, cookie, createdAt, expiresAt };
+    return opened ? { id, token: header, cookie, createdAt, expiresAt } : undefined;
   }
 
   /**
@@ -162,13 +168,17 @@ export class SessionService {
     }
     const row = await this.repo.findByToken(this.db, COLUMN[via], hash);
     if (row && row.ended_at === null) {
-      const reason: EndReason =
+      const reason: EndReason | undefined =
         row.key_revoked_at !== null
           ? 'key_revoked'
           : new Date(row.expires_at) <= at
             ? 'lifetime'
-            : 'idle';
-      await this.end(row.id, reason, { ...systemActor('sessions'), ...seenOf(seen) }, row.key_id);
+            : new Date(row.last_used_at).getTime() <= at.getTime() - this.idleMs
+              ? 'idle'
+              : undefined; // used meanwhile by another request: not this one's to end
+      if (reason) {
+        await this.end(row.id, reason, { ...systemActor('sessions'), ...seenOf(seen) }, row.key_id);
+      }
     }
     return undefined;
   }

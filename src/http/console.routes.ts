@@ -109,6 +109,7 @@ export function consoleRoutes(deps: ConsoleRoutesDeps): Router {
       const previous = sessionCookieOf(req);
       if (previous !== undefined) await deps.sessions.signOut(previous, 'cookie', seen);
       const opened = await deps.sessions.open(principal, seen);
+      if (!opened) throw new AppError('unauthorized', 'The API key is invalid or revoked.');
       req.principal = { ...principal, sessionId: opened.id };
       res.cookie(SESSION_COOKIE, opened.cookie, cookieOptions(req));
       res.json({

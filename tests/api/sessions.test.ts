@@ -216,6 +216,14 @@ describe('web app sessions', () => {
     }
     const revocation = (await auditEvents(app, 'key.revoke')).at(-1)!;
     expect(revocation.details).toEqual({ keyId: key.id, sessionsEnded: 2 });
+    // The other instance still has the key in its cache, yet opens no new session with it.
+    const again = await request(other.url).post('/v1/session').send({ key: key.key });
+    expect([again.status, again.body.code]).toEqual([401, 'unauthorized']);
+    expect(again.headers['set-cookie']).toBeUndefined();
+    expect((await auditEvents(app, 'session.open')).at(-1)).toMatchObject({
+      outcome: 'denied',
+      actor_key_id: key.id,
+    });
   });
 
   it('refuses a session whose key was revoked behind its back (an older instance, by hand in SQL)', async () => {
