@@ -1,5 +1,7 @@
 import { ApiKeyRepository } from './access/api-key.repository';
 import { ApiKeyService } from './access/api-key.service';
+import { SessionRepository } from './access/session.repository';
+import { SessionService } from './access/session.service';
 import type { AppConfig } from './base/config';
 import { AuditRepository } from './base/audit.repository';
 import { AuditLog } from './base/audit.service';
@@ -85,6 +87,8 @@ export interface AppContext {
   resumableStore: ResumableStore;
   recordStore: CustodyRecordStore;
   apiKeys: ApiKeyService;
+  /** The web app's sign-ins (POST /v1/session): looked up in the database on every use. */
+  sessions: SessionService;
   ingest: IngestService;
   evidence: EvidenceService;
   audit: AuditLog;
@@ -534,6 +538,14 @@ async function fromConfig(
       now: nowMs,
     });
     refusals.start();
+    const sessions = new SessionService({
+      db,
+      repo: new SessionRepository(),
+      audit,
+      idleMs: config.session.idleMs,
+      maxMs: config.session.maxMs,
+      now: nowMs,
+    });
     const ctx: AppContext = {
       config,
       logger,
@@ -550,8 +562,10 @@ async function fromConfig(
         repo: new ApiKeyRepository(),
         audit,
         cacheTtlMs: config.authCacheTtlMs,
+        sessions,
         now: nowMs,
       }),
+      sessions,
       ingest,
       evidence,
       audit,

@@ -3,6 +3,7 @@ import type { AuditLog } from '../base/audit.service';
 import type { Db, Role } from '../db/database';
 import type { ApiKeyRepository } from './api-key.repository';
 import { systemActor, type Actor, type Principal } from '../base/actor';
+import type { Seen, SessionPrincipal, SessionService, TokenVia } from './session.service';
 
 const TOKEN_PATTERN = /^eak_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
 
@@ -20,6 +21,8 @@ export interface ApiKeyServiceDeps {
   repo: ApiKeyRepository;
   audit: AuditLog;
   cacheTtlMs: number;
+  /** Web app sessions: revoking a key ends them; without it, no session is accepted. */
+  sessions?: SessionService;
   now?: () => number;
 }
 
@@ -37,8 +40,10 @@ export class ApiKeyService {
   private readonly audit: AuditLog;
   private readonly cacheTtlMs: number;
   private readonly now: () => number;
+  private readonly sessions: SessionService | undefined;
 
   constructor(deps: ApiKeyServiceDeps) {
+    this.sessions = deps.sessions;
     this.db = deps.db;
     this.repo = deps.repo;
     this.audit = deps.audit;
@@ -60,9 +65,15 @@ export class ApiKeyService {
 
   async revoke(id: string, actor: Actor = systemActor('keys')): Promise<boolean> {
     const revoked = await this.db.transaction().execute(async (tx) => {
-      const revoked = await this.repo.revoke(tx, id, new Date(this.now()));
+      const at = new Date(this.now());
+      const revoked = await this.repo.revoke(tx, id, at);
       if (revoked) {
-        await this.audit.append(tx, [{ action: 'key.revoke', actor, details: { keyId: id } }]);
+        // Its sessions end in the same transaction: no instance accepts them after the commit.
+        const ended = (await this.sessions?.endAllOfKey(tx, id, at, actor)) ?? [];
+        await this.audit.append(tx, [
+          { action: 'key.revoke', actor, details: { keyId: id, sessionsEnded: ended.length } },
+          ...ended,
+        ]);
       }
       return revoked;
     });
@@ -71,8 +82,23 @@ export class ApiKeyService {
     return revoked;
   }
 
-  list() {
-    return this.repo.list(this.db);
+  /** Every key (never a secret); the listing is audited as `key.list`, whoever asks. */
+  async list(actor: Actor) {
+    const rows = await this.repo.list(this.db);
+    await this.audit.record({ action: 'key.list', actor, details: { keys: rows.length } });
+    return rows;
+  }
+
+  /**
+   * The person a web app session token stands for (see SessionService): read from the database
+   * on every use, never cached, so a sign-out or a revocation holds at once on every instance.
+   */
+  authenticateSession(
+    token: string,
+    via: TokenVia,
+    seen?: Seen,
+  ): Promise<SessionPrincipal | undefined> {
+    return this.sessions?.authenticate(token, via, seen) ?? Promise.resolve(undefined);
   }
 
   /**

@@ -5,6 +5,8 @@ export interface Principal {
   keyId: string;
   role: Role;
   name: string;
+  /** The web app session the request came through (`POST /v1/session`), if any. */
+  sessionId?: string;
 }
 
 /** Who acted: an API key's holder on a request, or one of the service's own jobs. */

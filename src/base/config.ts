@@ -62,6 +62,9 @@ const envSchema = z.object({
   REQUEST_TIMEOUT_MS: int(0).default(0),
   SHUTDOWN_GRACE_MS: int(0).default(25_000),
   AUTH_CACHE_TTL_MS: int(0, 300_000).default(5_000),
+  // A web app session ends after this long without a request, and this long after sign-in at most.
+  SESSION_IDLE_MINUTES: int(1, 1440).default(30),
+  SESSION_MAX_HOURS: int(1, 720).default(12),
   // Express's "trust proxy": a hop count, or presets and addresses. Checked here, because express
   // reads "1" as an address (trusting nothing) and throws on "true" without naming the variable.
   TRUST_PROXY: z
@@ -232,6 +235,8 @@ export interface AppConfig {
     corsOrigins: string[];
   };
   authCacheTtlMs: number;
+  /** Web app sessions (POST /v1/session): idle timeout and absolute lifetime, in ms. */
+  session: { idleMs: number; maxMs: number };
   /** Per client address and minute: refusals answered one by one, and addresses tallied. */
   refusalLimit: { perMinute: number; maxAddresses: number; globalPerMinute: number };
   /** Per-key budgets for expensive work (src/access/key-budgets.ts). */
@@ -509,6 +514,10 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       corsOrigins: e.CORS_ORIGINS ?? [],
     },
     authCacheTtlMs: e.AUTH_CACHE_TTL_MS,
+    session: {
+      idleMs: e.SESSION_IDLE_MINUTES * 60_000,
+      maxMs: e.SESSION_MAX_HOURS * 3_600_000,
+    },
     refusalLimit: {
       perMinute: e.REFUSAL_LIMIT_PER_MINUTE,
       maxAddresses: e.REFUSAL_LIMIT_MAX_ADDRESSES,

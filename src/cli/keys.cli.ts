@@ -47,7 +47,7 @@ void withContext(async (ctx) => {
       return;
     }
     case 'list': {
-      const keys = await ctx.apiKeys.list();
+      const keys = await ctx.apiKeys.list(actor);
       if (values.json) console.log(JSON.stringify(keys));
       else
         for (const k of keys)

@@ -97,7 +97,7 @@ const components: Component[] = [
       type: 'http',
       scheme: 'bearer',
       description:
-        'API key `eak_<id>_<secret>`, sent as `Authorization: Bearer <key>`. Mint one with `npm run keys -- create --role ingest --name "PK-03" --json` (roles: `ingest`, `support`, `admin`).',
+        'API key `eak_<id>_<secret>`, sent as `Authorization: Bearer <key>`. Mint one with `npm run keys -- create --role ingest --name "PK-03" --json` (roles: `ingest`, `support`, `admin`). Or a web app session\'s token `eas_...` (from `POST /v1/session`), which acts as its key until the session ends.',
     },
   },
   {
@@ -108,7 +108,7 @@ const components: Component[] = [
       in: 'cookie',
       name: 'eak_session',
       description:
-        "Set by `POST /v1/session` for the web app's media elements: the key itself, `HttpOnly; SameSite=Strict; Path=/v1`. Accepted for `GET` and `HEAD` requests without an Authorization header only; never for a request that changes anything.",
+        "Set by `POST /v1/session` for the web app's media elements: a random session token (never the key), `HttpOnly; SameSite=Strict; Path=/v1`, looked up in the database on every use, so it stops working the moment the session ends (sign-out, `DELETE /v1/me/sessions/{sessionId}`, the key's revocation, `SESSION_IDLE_MINUTES` without use, `SESSION_MAX_HOURS` after sign-in). Accepted for `GET` and `HEAD` requests without an Authorization header, from the service's own pages, only; never for a request that changes anything.",
     },
   },
   {

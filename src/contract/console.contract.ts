@@ -21,6 +21,56 @@ export const meSchema = z.object({
 });
 export type Me = z.infer<typeof meSchema>;
 
+const sessionIdSchema = z.string().regex(/^[0-9a-f]{16}$/);
+
+/** One of a person's open sessions, as `GET /v1/me` lists them: never a token. */
+export const sessionViewSchema = z.object({
+  id: sessionIdSchema.openapi({
+    description: 'Not secret: names the session to end it (`DELETE /v1/me/sessions/{sessionId}`).',
+  }),
+  createdAt: dateTime.openapi({ description: 'When the person signed in.' }),
+  lastUsedAt: dateTime,
+  expiresAt: dateTime.openapi({
+    description:
+      'When it ends unless used again: `SESSION_IDLE_MINUTES` after its last use, or its `endsAt`, whichever is first.',
+  }),
+  endsAt: dateTime.openapi({ description: '`SESSION_MAX_HOURS` after sign-in, however busy.' }),
+  userAgent: z.string().nullable().openapi({ description: 'As the browser sent it at sign-in.' }),
+  clientIp: z
+    .string()
+    .nullable()
+    .openapi({ description: 'The client address at sign-in (through `TRUST_PROXY`).' }),
+  current: z.boolean().openapi({ description: 'The session this request came through.' }),
+});
+export type SessionView = z.infer<typeof sessionViewSchema>;
+
+export const meWithSessionsSchema = meSchema.extend({
+  sessions: z.array(sessionViewSchema).openapi({
+    description:
+      "The key's open web app sessions, oldest first (empty for a key that never signed in; ingest keys never do).",
+  }),
+});
+export type MeWithSessions = z.infer<typeof meWithSessionsSchema>;
+
+export const openedSessionSchema = meSchema.extend({
+  session: z.object({
+    id: sessionIdSchema,
+    token: z
+      .string()
+      .regex(/^eas_[A-Za-z0-9_-]{43}$/)
+      .openapi({
+        description:
+          "`eas_...` (256 random bits): send it as `Authorization: Bearer <token>` instead of the key until the session ends. Shown once; only its SHA-256 is stored. Not the cookie's token.",
+      }),
+    createdAt: dateTime,
+    endsAt: dateTime.openapi({ description: 'The absolute end: `SESSION_MAX_HOURS` from now.' }),
+    idleMinutes: z.number().int().openapi({
+      description: '`SESSION_IDLE_MINUTES`: it ends after this long without a request.',
+    }),
+  }),
+});
+export type OpenedSessionView = z.infer<typeof openedSessionSchema>;
+
 export const sessionBody = z
   .object({
     key: z.string().min(1).max(200).openapi({ description: 'A support or admin key `eak_...`.' }),
@@ -121,11 +171,11 @@ export const getMe = {
   operationId: 'getMe',
   summary: 'Who the key is',
   description:
-    "Any valid key, or the session cookie. The key's id, name, role and permissions (what a client may offer). `Cache-Control: no-store`.",
+    "Any valid key, session token or the session cookie. The key's id, name, role and permissions (what a client may offer), and the key's open web app sessions (`current: true` for the one this request came through); sessions found run out are ended (audited as `session.end`) on the way. `Cache-Control: no-store`.",
   responses: {
     '200': {
-      description: "The key's holder.",
-      content: json(meSchema),
+      description: "The key's holder and its sessions.",
+      content: json(meWithSessionsSchema),
     },
     ...standardErrors,
   },
@@ -136,22 +186,23 @@ export const openSession = {
   path: '/v1/session',
   tags: ['console'],
   operationId: 'openSession',
-  summary: 'Open a browser session for media elements',
+  summary: 'Sign in: trade a key for a web app session',
   security: [],
   description:
-    "For the web app: `<video>`, `<audio>` and `<img>` cannot send an Authorization header. Checks the key in the body and sets the cookie `eak_session` (`HttpOnly; SameSite=Strict; Path=/v1`, `Secure` over https, no `Max-Age`: it ends with the browser session). The cookie authenticates `GET` and `HEAD` requests only, and only when they carry no Authorization header and come from the service's own pages (`Sec-Fetch-Site` absent or `same-origin`, and `Origin`, if sent, this service's host; otherwise 401 `unauthorized`); every state-changing request still needs the header. Reads through the cookie are audited as the key's holder, like any other. Ingest keys belong to devices and are refused (403 `session_not_allowed`).",
+    "For the web app. Checks the support or admin key in the body and opens a session bound to it: a random token for the app's Authorization header (`session.token`, `eas_...`; the app keeps it instead of the key) and a second random token in the cookie `eak_session` for `<video>`, `<audio>` and `<img>`, which cannot send a header (`HttpOnly; SameSite=Strict; Path=/v1`, `Secure` over https, no `Max-Age`: it also ends with the browser session). Neither is the key, and only their SHA-256 is stored. The session ends after `SESSION_IDLE_MINUTES` without a request, `SESSION_MAX_HOURS` after sign-in, at sign-out (`DELETE /v1/session`), when ended from `GET /v1/me`'s list, or when the key is revoked; every use reads the database, so an ended session is refused at once on every instance. The cookie authenticates `GET` and `HEAD` requests only, and only when they carry no Authorization header and come from the service's own pages (`Sec-Fetch-Site` absent or `same-origin`, and `Origin`, if sent, this service's host; otherwise 401 `unauthorized`). Requests through a session are audited as the key's holder, like any other. Ingest keys belong to devices and are refused (403 `session_not_allowed`). Audited as `session.open`, refusals (401, 403) as `denied`.",
   request: {
     body: { required: true, content: json(sessionBody) },
   },
   responses: {
     '200': {
-      description: "Signed in: the key's holder, with `Set-Cookie: eak_session=...`.",
-      content: json(meSchema),
+      description:
+        "Signed in: the key's holder and the session, with `Set-Cookie: eak_session=...`.",
+      content: json(openedSessionSchema),
       headers: {
         'Set-Cookie': {
           required: true,
           description:
-            "`eak_session=<key>; Path=/; HttpOnly; SameSite=Strict` (and `Secure` behind https): the session the web app's media elements use for GET and HEAD.",
+            "`eak_session=<cookie token>; Path=/v1; HttpOnly; SameSite=Strict` (and `Secure` behind https): the session the web app's media elements use for GET and HEAD. Never the key.",
           schema: { type: 'string' },
         },
       },
@@ -171,12 +222,13 @@ export const closeSession = {
   path: '/v1/session',
   tags: ['console'],
   operationId: 'closeSession',
-  summary: 'Clear the browser session',
+  summary: 'Sign out',
   security: [],
-  description: 'Clears the `eak_session` cookie (sign-out). Needs no key.',
+  description:
+    'Ends the session named by the `Authorization: Bearer eas_...` token, or else by the `eak_session` cookie, at once on every instance, and clears the cookie. Holding the token is enough (no key needed); an unknown or ended session is no error. Audited as `session.close`.',
   responses: {
     '204': {
-      description: 'Cleared.',
+      description: 'Signed out.',
       headers: {
         'Set-Cookie': {
           required: true,
@@ -186,6 +238,22 @@ export const closeSession = {
       },
     },
     ...serverErrors,
+  },
+} satisfies Operation;
+
+export const endSession = {
+  method: 'delete',
+  path: '/v1/me/sessions/{sessionId}',
+  tags: ['console'],
+  operationId: 'endSession',
+  summary: 'End one of my sessions',
+  description:
+    "Any support or admin key, or a session of it (its header token; the cookie is for reads only). Ends one of the key's own open sessions (from `GET /v1/me`), at once on every instance: e.g. a browser left signed in elsewhere. Another key's session is 404, as is one already ended. Audited as `session.end` (`reason: ended_by_holder`).",
+  request: { params: z.object({ sessionId: z.string() }) },
+  responses: {
+    '204': { description: 'Ended.' },
+    '404': problem('`not_found`: no open session of this key with that id.'),
+    ...standardErrors,
   },
 } satisfies Operation;
 
@@ -217,7 +285,7 @@ export const listKeys = {
   operationId: 'listKeys',
   summary: 'List API keys',
   description:
-    'Roles: `admin`. Every key, oldest first, with when it was last used; never a secret.',
+    'Roles: `admin`. Every key, oldest first, with when it was last used; never a secret. Audited as `key.list`. `Cache-Control: no-store`.',
   responses: {
     '200': {
       description: 'The keys.',
@@ -259,7 +327,7 @@ export const revokeKey = {
   operationId: 'revokeKey',
   summary: 'Revoke an API key',
   description:
-    'Roles: `admin`. Takes effect at once on this instance and within `AUTH_CACHE_TTL_MS` on others. Audited as `key.revoke`.',
+    "Roles: `admin`. Ends the key's web app sessions at once on every instance (each audited as `session.end`, `reason: key_revoked`); the key itself is refused at once on this instance and within `AUTH_CACHE_TTL_MS` on others. Audited as `key.revoke`.",
   request: { params: z.object({ keyId: z.string() }) },
   responses: {
     '200': {
@@ -273,5 +341,15 @@ export const revokeKey = {
 } satisfies Operation;
 
 export const consoleContract: ContractModule = {
-  operations: [openRoot, getMe, openSession, closeSession, lookup, listKeys, createKey, revokeKey],
+  operations: [
+    openRoot,
+    getMe,
+    endSession,
+    openSession,
+    closeSession,
+    lookup,
+    listKeys,
+    createKey,
+    revokeKey,
+  ],
 };

@@ -40,7 +40,7 @@ export const auditEventSchema = z
     occurredAt: dateTime,
     action: z.string().openapi({
       description:
-        'E.g. `evidence.create`, `evidence.duplicate`, `evidence.view`, `evidence.list`, `evidence.download`, `evidence.link`, `evidence.unlink`, `evidence.verify`, `evidence.delete`, `evidence.expire`, `evidence.purge`, `evidence.reconcile`, `hold.place`, `hold.release`, `complaint.write`, `complaint.view`, `key.create`, `key.revoke`, `audit.read`, `audit.verify`, `custody.read`, `custody.run`, `bundle.create`, `bundle.download`, `access.refusals` (the refusals of one client address in one minute, counted: `details.count`, `recordedIndividually`, `rateLimited`, `byRefusal`, `window`).',
+        'E.g. `evidence.create`, `evidence.duplicate`, `evidence.view`, `evidence.list`, `evidence.download`, `evidence.link`, `evidence.unlink`, `evidence.verify`, `evidence.delete`, `evidence.expire`, `evidence.purge`, `evidence.reconcile`, `hold.place`, `hold.release`, `complaint.write`, `complaint.view`, `key.create`, `key.revoke`, `key.list`, `session.open` (a web app sign-in), `session.close` (sign-out), `session.end` (`details.reason`: `ended_by_holder`, `key_revoked`, `idle`, `lifetime`), `audit.read`, `audit.verify`, `custody.read`, `custody.run`, `bundle.create`, `bundle.download`, `access.refusals` (the refusals of one client address in one minute, counted: `details.count`, `recordedIndividually`, `rateLimited`, `byRefusal`, `window`).',
     }),
     outcome: z.enum(['success', 'denied', 'failed']),
     actor: z

@@ -25,6 +25,25 @@ export interface ApiKeysTable {
   last_used_at: ColumnType<Date | null, never, Date | string>;
 }
 
+/** A web app sign-in: a support or admin key traded for tokens stored only as SHA-256 hashes. */
+export interface SessionsTable {
+  /** Not secret: names the session in `GET /v1/me` and `DELETE /v1/me/sessions/{id}`. */
+  id: string;
+  key_id: string;
+  /** SHA-256 (hex) of the token the app sends as `Authorization: Bearer eas_...`. */
+  token_hash: string;
+  /** SHA-256 (hex) of the `eak_session` cookie's token (media elements: GET and HEAD only). */
+  cookie_hash: string;
+  created_at: Timestamp;
+  last_used_at: Timestamp;
+  /** The absolute end (created + SESSION_MAX_HOURS); the idle end is last_used_at + SESSION_IDLE_MINUTES. */
+  expires_at: Timestamp;
+  ended_at: Timestamp | null;
+  end_reason: string | null;
+  user_agent: string | null;
+  client_ip: string | null;
+}
+
 export interface EvidenceItemsTable {
   id: string;
   kind: EvidenceKind;
@@ -359,6 +378,7 @@ export interface Database {
   legal_holds: LegalHoldsTable;
   custody_runs: CustodyRunsTable;
   api_keys: ApiKeysTable;
+  sessions: SessionsTable;
   evidence_items: EvidenceItemsTable;
   evidence_links: EvidenceLinksTable;
   evidence_receipts: EvidenceReceiptsTable;

@@ -134,6 +134,7 @@ export function createApp(ctx: AppContext): Express {
   app.use(
     consoleRoutes({
       keys: ctx.apiKeys,
+      sessions: ctx.sessions,
       holds: ctx.holds,
       lookup: ctx.lookup,
       publicUrl: ctx.config.publicUrl,

@@ -4,6 +4,7 @@ import { can, type Permission } from '../access/roles';
 import type { AuditAction } from '../base/audit.service';
 import { AppError } from '../base/errors';
 import type { RequestActor, Principal } from '../base/actor';
+import type { Seen } from '../access/session.service';
 
 declare module 'express-serve-static-core' {
   interface Request {
@@ -33,14 +34,33 @@ export function authenticate(keys: ApiKeyService): RequestHandler {
         'The session cookie is only accepted from this service\'s own pages; send an API key as "Authorization: Bearer <key>".',
       );
     }
-    const principal = await keys.authenticate(match ? match[1]! : cookie!);
-    if (!principal) throw new AppError('unauthorized', 'The API key is invalid or revoked.');
-    if (!match && !canHoldSession(principal)) {
-      throw new AppError('session_not_allowed', 'A browser session needs a support or admin key.');
+    const bearer = match ? match[1]! : undefined;
+    // A session (the app's `eas_` header token, or the cookie) is looked up in the database on
+    // every use; a key may come from the short key cache (AUTH_CACHE_TTL_MS).
+    const principal =
+      bearer === undefined || bearer.startsWith('eas_')
+        ? await keys.authenticateSession(
+            bearer ?? cookie!,
+            bearer ? 'header' : 'cookie',
+            seenBy(req),
+          )
+        : await keys.authenticate(bearer);
+    if (!principal) {
+      throw new AppError(
+        'unauthorized',
+        bearer === undefined || bearer.startsWith('eas_')
+          ? 'The session has ended (signed out, timed out, or its key revoked): sign in again.'
+          : 'The API key is invalid or revoked.',
+      );
     }
     req.principal = principal;
     next();
   };
+}
+
+/** What a session keeps and audits of the request's client. */
+export function seenBy(req: Request): Seen {
+  return { userAgent: req.get('user-agent'), clientIp: req.ip, requestId: req.id };
 }
 
 export const SESSION_COOKIE = 'eak_session';
@@ -68,7 +88,7 @@ export function fromOwnPage(req: Request): boolean {
 /** Only people (support, admin) sign in to the web app; a device's ingest key never does. */
 export const canHoldSession = (p: Principal) => p.role === 'support' || p.role === 'admin';
 
-/** The session cookie's value, if the request carries exactly one well-formed one. */
+/** The session cookie's token, if the request carries exactly one well-formed one. */
 export function sessionCookieOf(req: Request): string | undefined {
   const values = (req.get('cookie') ?? '')
     .split(';')

@@ -1,5 +1,6 @@
 import { Router, type Request, type Response } from 'express';
 import type { ApiKeyService } from '../access/api-key.service';
+import type { SessionService } from '../access/session.service';
 import { permissionsOf } from '../access/roles';
 import type { Principal } from '../base/actor';
 import {
@@ -8,6 +9,8 @@ import {
   sessionBody,
   type KeyRow,
   type Me,
+  type MeWithSessions,
+  type OpenedSessionView,
 } from '../contract/console.contract';
 import type { HoldService } from '../custody/hold.service';
 import { AppError } from '../base/errors';
@@ -21,11 +24,14 @@ import {
   canHoldSession,
   principalOf,
   requirePermission,
+  seenBy,
   SESSION_COOKIE,
+  sessionCookieOf,
 } from './auth.middleware';
 
 export interface ConsoleRoutesDeps {
   keys: ApiKeyService;
+  sessions: SessionService;
   holds: HoldService;
   lookup: LookupService;
   /** An https PUBLIC_URL marks the session cookie Secure even when a proxy spoke plain http. */
@@ -33,6 +39,7 @@ export interface ConsoleRoutesDeps {
 }
 
 const KEY_ID = /^[0-9a-f]{16}$/;
+const SESSION_ID = /^[0-9a-f]{16}$/;
 
 const me = (p: Principal): Me => ({
   keyId: p.keyId,
@@ -55,42 +62,75 @@ export function consoleRoutes(deps: ConsoleRoutesDeps): Router {
     next();
   };
 
-  router.route('/v1/me').get(noStore, auth, (req, res) => {
-    res.json(me(principalOf(req)));
+  router.route('/v1/me').get(noStore, auth, async (req, res) => {
+    const principal = principalOf(req);
+    const sessions = await deps.sessions.list(principal.keyId, principal.sessionId, seenBy(req));
+    res.json({ ...me(principal), sessions } satisfies MeWithSessions);
   });
 
-  // A media element (<video>, <img>) cannot send an Authorization header. The web app trades its
-  // key for a cookie that only GET and HEAD requests may use (see authenticate), that JavaScript
-  // cannot read (HttpOnly), that no other site's page can send (SameSite=Strict), and that ends
-  // with the browser session (no Max-Age). Every state-changing request still needs the header.
+  router
+    .route('/v1/me/sessions/:sessionId')
+    .delete(noStore, audited('session.end'), auth, async (req, res) => {
+      const id = String(req.params.sessionId);
+      const actor = actorOf(req);
+      if (!SESSION_ID.test(id) || !(await deps.sessions.endOwn(actor, id))) {
+        throw new AppError('not_found', `No open session ${JSON.stringify(id)} of this key.`);
+      }
+      res.status(204).end();
+    });
+
+  const cookieOptions = (req: Request) => ({
+    httpOnly: true,
+    sameSite: 'strict' as const,
+    path: '/v1',
+    secure: req.secure || deps.publicUrl?.startsWith('https:') === true,
+  });
+
+  // Sign-in trades the key for a session: a token for the app's Authorization header, and another
+  // for the cookie that media elements (<video>, <img>) send, since they cannot send a header.
+  // The cookie is good for GET and HEAD only (see authenticate), JavaScript cannot read it
+  // (HttpOnly), no other site's page can send it (SameSite=Strict), and it ends with the browser
+  // session (no Max-Age) or the server-side session, whichever is first. Neither token is the key.
   router
     .route('/v1/session')
-    .post(noStore, async (req, res) => {
+    .post(noStore, audited('session.open'), async (req, res) => {
       const { key } = parseWith(sessionBody, req.body ?? {});
       const principal = await deps.keys.authenticate(key);
       if (!principal) throw new AppError('unauthorized', 'The API key is invalid or revoked.');
+      req.principal = principal; // for the request log, and the refusal's record
       if (!canHoldSession(principal)) {
         throw new AppError(
           'session_not_allowed',
           `A "${principal.role}" key belongs to a device, not a person: sign in with a support or admin key.`,
         );
       }
-      req.principal = principal; // for the request log's keyId
-      res.cookie(SESSION_COOKIE, key, {
-        httpOnly: true,
-        sameSite: 'strict',
-        path: '/v1',
-        secure: req.secure || deps.publicUrl?.startsWith('https:') === true,
-      });
-      res.json(me(principal));
+      const seen = seenBy(req);
+      // This browser's previous session (a closed tab forgot its token; the cookie outlived it).
+      const previous = sessionCookieOf(req);
+      if (previous !== undefined) await deps.sessions.signOut(previous, 'cookie', seen);
+      const opened = await deps.sessions.open(principal, seen);
+      if (!opened) throw new AppError('unauthorized', 'The API key is invalid or revoked.');
+      req.principal = { ...principal, sessionId: opened.id };
+      res.cookie(SESSION_COOKIE, opened.cookie, cookieOptions(req));
+      res.json({
+        ...me(principal),
+        session: {
+          id: opened.id,
+          token: opened.token,
+          createdAt: opened.createdAt.toISOString(),
+          endsAt: opened.expiresAt.toISOString(),
+          idleMinutes: deps.sessions.idleMinutes,
+        },
+      } satisfies OpenedSessionView);
     })
-    .delete(noStore, (req, res) => {
-      res.clearCookie(SESSION_COOKIE, {
-        httpOnly: true,
-        sameSite: 'strict',
-        path: '/v1',
-        secure: req.secure || deps.publicUrl?.startsWith('https:') === true,
-      });
+    // Sign-out: the session the header token names, or else the cookie's; ended on every instance.
+    .delete(noStore, async (req, res) => {
+      const bearer = /^Bearer\s+(eas_\S+)\s*$/i.exec(req.get('authorization') ?? '')?.[1];
+      const cookie = sessionCookieOf(req);
+      const seen = seenBy(req);
+      if (bearer !== undefined) await deps.sessions.signOut(bearer, 'header', seen);
+      if (cookie !== undefined) await deps.sessions.signOut(cookie, 'cookie', seen);
+      res.clearCookie(SESSION_COOKIE, cookieOptions(req));
       res.status(204).end();
     });
 
@@ -102,8 +142,8 @@ export function consoleRoutes(deps: ConsoleRoutesDeps): Router {
 
   router
     .route('/v1/keys')
-    .get(noStore, auth, requirePermission('key:manage'), async (_req, res) => {
-      const rows = await deps.keys.list();
+    .get(noStore, audited('key.list'), auth, requirePermission('key:manage'), async (req, res) => {
+      const rows = await deps.keys.list(actorOf(req));
       res.json({
         keys: rows.map((r): KeyRow => ({
           id: r.id,

@@ -84,18 +84,27 @@ describe('console API (me, session, lookup, keys)', () => {
         name: 'Agent Ana',
         role: 'support',
         permissions: expect.arrayContaining(['evidence:read', 'evidence:verify']),
+        sessions: expect.any(Array),
       });
       expect(res.body.permissions).not.toContain('key:manage');
       const ingest = await request(app.url).get('/v1/me').set(bearer(app.keys.ingest));
       expect(ingest.body).toMatchObject({
         role: 'ingest',
         permissions: ['evidence:create', 'evidence:receipt'],
+        sessions: [],
       });
       expect((await request(app.url).get('/v1/me')).status).toBe(401);
     });
   });
 
   describe('session cookie', () => {
+    /** A fresh sign-in's cookie (`eak_session=<token>`), as the browser would send it back. */
+    const signIn = async () => {
+      const res = await request(app.url).post('/v1/session').send({ key: app.keys.support.key });
+      expect(res.status).toBe(200);
+      return cookieOf(res)!.split(';')[0]!;
+    };
+
     it('is set HttpOnly, SameSite=Strict, for /v1, for the browser session only', async () => {
       const res = await request(app.url).post('/v1/session').send({ key: app.keys.support.key });
       expect(res.status).toBe(200);
@@ -107,10 +116,13 @@ describe('console API (me, session, lookup, keys)', () => {
       expect(cookie).toMatch(/; SameSite=Strict/);
       expect(cookie).not.toMatch(/Max-Age|Expires/i);
       expect(cookie).not.toMatch(/; Secure/); // plain http here; https requests get Secure
+      // A session token, never the key (nor any part of its secret).
+      expect(cookie).toMatch(/^eak_session=[A-Za-z0-9_-]{43};/);
+      expect(cookie).not.toContain(app.keys.support.key.slice(-43));
     });
 
     it('stands in for the header on GET and HEAD: content with Range, as a media element asks', async () => {
-      const cookie = `eak_session=${app.keys.support.key}`;
+      const cookie = await signIn();
       const res = await request(app.url)
         .get(`/v1/evidence/${clipId}/content?disposition=inline`)
         .set('Cookie', cookie)
@@ -134,7 +146,7 @@ describe('console API (me, session, lookup, keys)', () => {
     });
 
     it('is never enough for a state-changing request', async () => {
-      const cookie = `eak_session=${app.keys.support.key}`;
+      const cookie = await signIn();
       const verify = await request(app.url)
         .post(`/v1/evidence/${clipId}/verify`)
         .set('Cookie', cookie);
@@ -151,17 +163,20 @@ describe('console API (me, session, lookup, keys)', () => {
       expect(item.body.orderIds).not.toContain('ORD-EVIL');
     });
 
-    it('is refused for an ingest key, whether asked for or forged', async () => {
+    it('is refused for an ingest key, and a key in the cookie is no session', async () => {
       const res = await request(app.url).post('/v1/session').send({ key: app.keys.ingest.key });
       expect(res.status).toBe(403);
       expect(res.headers['content-type']).toMatch(/application\/problem\+json/);
       expect(res.body.code).toBe('session_not_allowed');
       expect(cookieOf(res)).toBeUndefined();
-      const forged = await request(app.url)
-        .get(`/v1/evidence/${clipId}`)
-        .set('Cookie', `eak_session=${app.keys.ingest.key}`);
-      expect(forged.status).toBe(403);
-      expect(forged.body.code).toBe('session_not_allowed');
+      // What the cookie used to hold (the key itself) opens nothing now, whatever the key.
+      for (const key of [app.keys.ingest.key, app.keys.support.key]) {
+        const forged = await request(app.url)
+          .get(`/v1/evidence/${clipId}`)
+          .set('Cookie', `eak_session=${key}`);
+        expect(forged.status).toBe(401);
+        expect(forged.body.code).toBe('unauthorized');
+      }
     });
 
     it('refuses a wrong key, and a header (even a bad one) always wins over the cookie', async () => {
@@ -170,7 +185,7 @@ describe('console API (me, session, lookup, keys)', () => {
       expect(cookieOf(bad)).toBeUndefined();
       const res = await request(app.url)
         .get(`/v1/evidence/${clipId}`)
-        .set('Cookie', `eak_session=${app.keys.support.key}`)
+        .set('Cookie', await signIn())
         .set('Authorization', 'Bearer eak_invalid');
       expect(res.status).toBe(401);
       expect((await request(app.url).post('/v1/session').send({})).status).toBe(400);

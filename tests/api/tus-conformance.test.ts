@@ -523,7 +523,16 @@ describe.each(DRIVERS)('tus 1.0 conformance, by hand, on %s', (driver) => {
   it('the session cookie never authenticates a POST, whatever method it is overridden to', async () => {
     const admin = { ...bearer(app.keys.admin), 'Tus-Resumable': '1.0.0' };
     const url = (await create(clip.length, bearer(app.keys.admin))).headers.location!;
-    const cookie = { Cookie: `eak_session=${app.keys.admin.key}`, 'Tus-Resumable': '1.0.0' };
+    // A real session's cookie, as the web app's browser holds it.
+    const signedIn = await fetch(`${app.url}/v1/session`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ key: app.keys.admin.key }),
+    });
+    expect(signedIn.status).toBe(200);
+    const sessionCookie = signedIn.headers.get('set-cookie')!.split(';')[0]!;
+    expect(sessionCookie).toMatch(/^eak_session=[A-Za-z0-9_-]{43}$/);
+    const cookie = { Cookie: sessionCookie, 'Tus-Resumable': '1.0.0' };
     for (const override of ['HEAD', 'PATCH', 'DELETE']) {
       const patch = override === 'PATCH';
       const res = await send(

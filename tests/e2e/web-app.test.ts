@@ -218,15 +218,24 @@ declare const localStorage: { length: number };
     await page.getByRole('button', { name: 'Sign in' }).click();
     await shows(page.getByTestId('signed-in'), 'Signed in as Agent Ana (support)');
     const stored = await page.evaluate(() => ({
-      session: Array.from({ length: sessionStorage.length }, (_, i) =>
-        (sessionStorage as unknown as { key(i: number): string }).key(i),
-      ),
+      session: Array.from({ length: sessionStorage.length }, (_, i) => {
+        const s = sessionStorage as unknown as {
+          key(i: number): string;
+          getItem(k: string): string;
+        };
+        return [s.key(i), s.getItem(s.key(i))];
+      }),
       local: localStorage.length,
       cookie: document.cookie,
     }));
-    expect(stored.session).toEqual(['evidence-archive.key']);
+    // The tab keeps the session's token, never the key; the cookie holds another token.
+    expect(stored.session).toEqual([['evidence-archive.session', expect.stringMatching(/^eas_/)]]);
+    expect(JSON.stringify(stored.session)).not.toContain(app.keys.support.key.split('_')[2]);
     expect(stored.local).toBe(0);
     expect(stored.cookie).toBe(''); // HttpOnly: not readable by scripts
+    const [cookie] = await context.cookies(`${app.url}/v1/`);
+    expect(cookie).toMatchObject({ name: 'eak_session', httpOnly: true, sameSite: 'Strict' });
+    expect(cookie!.value).not.toContain(app.keys.support.key.split('_')[2]);
   });
 
   it('finds the order in one search, in under a second', async () => {
@@ -362,12 +371,39 @@ declare const localStorage: { length: number };
   });
 
   it('lets an admin mint and revoke a key, and see custody', async () => {
+    // Signing out ends the session on the server: a copy of the cookie opens nothing after.
+    const [cookie] = await context.cookies(`${app.url}/v1/`);
+    const copied = () =>
+      request(app.url)
+        .get(`/v1/evidence/${clipId}/content`)
+        .set('Cookie', `eak_session=${cookie!.value}`);
+    expect((await copied()).status).toBe(200);
     await page.getByRole('button', { name: 'Sign out' }).click();
     await visible(page.getByLabel('API key'));
     expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
+    expect((await copied()).status).toBe(401);
     await page.setViewportSize(DESKTOP);
     await signIn(app.keys.admin.key);
     await shows(page.getByTestId('signed-in'), 'Admin (admin)');
+
+    // The same person signed in elsewhere: listed under Sessions, and ended from here.
+    const elsewhere = await request(app.url)
+      .post('/v1/session')
+      .set('User-Agent', 'Other Browser/1.0')
+      .send({ key: app.keys.admin.key });
+    expect(elsewhere.status).toBe(200);
+    const elsewhereCookie = String(elsewhere.headers['set-cookie']).split(';')[0]!;
+    const readElsewhere = () =>
+      request(app.url).get(`/v1/evidence/${clipId}/content`).set('Cookie', elsewhereCookie);
+    expect((await readElsewhere()).status).toBe(200);
+    await page.getByRole('link', { name: 'Sessions' }).click();
+    await shows(page.getByRole('heading', { level: 1 }), 'Your sessions');
+    await counts(page.locator('tr', { hasText: 'this browser' }), 1);
+    await shows(page.locator('tr', { hasText: 'Other Browser/1.0' }), 'End');
+    await page.getByRole('button', { name: `End session ${elsewhere.body.session.id}` }).click();
+    await counts(page.locator('tr', { hasText: 'Other Browser/1.0' }), 0);
+    expect((await readElsewhere()).status).toBe(401);
+
     await page.getByRole('link', { name: 'Keys' }).click();
     await shows(page.getByRole('heading', { level: 1 }), 'API keys');
     // Every key that signed in shows when it was last used.
@@ -412,6 +448,23 @@ declare const localStorage: { length: number };
       'evidence.link',
     ]) {
       expect(bySupport).toContain(action);
+    }
+    // Signing in and out, refused sign-ins, sessions ended and key listings are in the trail too.
+    const whole = await request(app.url).get('/v1/audit?limit=1000').set(bearer(app.keys.admin));
+    expect(whole.status).toBe(200);
+    const seen = whole.body.events.map(
+      (e: { action: string; outcome: string; actor: { name: string } }) =>
+        `${e.action} ${e.outcome} ${e.actor.name}`,
+    );
+    for (const line of [
+      'session.open denied PK-03', // the ingest key
+      'session.open success Agent Ana',
+      'session.close success Agent Ana',
+      'session.open success Admin',
+      'session.end success Admin',
+      'key.list success Admin',
+    ]) {
+      expect(seen).toContain(line);
     }
   });
 });

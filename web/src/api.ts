@@ -1,6 +1,9 @@
-/** The JSON API, called with the signed-in key in the Authorization header. */
+/**
+ * The JSON API, called with the session's token in the Authorization header. Signing in trades
+ * the key for a session (POST /v1/session); the key itself is never kept.
+ */
 
-const KEY = 'evidence-archive.key';
+const TOKEN = 'evidence-archive.session';
 
 export interface Me {
   keyId: string;
@@ -19,11 +22,20 @@ export class ApiError extends Error {
   }
 }
 
-/** The key lives for this tab's session only (sessionStorage), never in localStorage. */
+/** What POST /v1/session answers: the key's holder and the session (its token for the header). */
+export interface SignedIn extends Me {
+  session: { id: string; token: string; createdAt: string; endsAt: string; idleMinutes: number };
+}
+
+/**
+ * The session's token (`eas_...`, not the key) lives for this tab only (sessionStorage), never in
+ * localStorage; the server ends it at sign-out, after its idle or absolute timeout, or when the
+ * key is revoked.
+ */
 export const session = {
-  key: (): string | null => sessionStorage.getItem(KEY),
-  set: (key: string) => sessionStorage.setItem(KEY, key),
-  clear: () => sessionStorage.removeItem(KEY),
+  token: (): string | null => sessionStorage.getItem(TOKEN),
+  set: (token: string) => sessionStorage.setItem(TOKEN, token),
+  clear: () => sessionStorage.removeItem(TOKEN),
 };
 
 let onUnauthorized: () => void = () => undefined;
@@ -38,8 +50,8 @@ export async function api<T>(
   opts: { auth?: boolean } = {},
 ): Promise<T> {
   const headers: Record<string, string> = { Accept: 'application/json' };
-  const key = session.key();
-  if (key && opts.auth !== false) headers.Authorization = `Bearer ${key}`;
+  const token = session.token();
+  if (token && opts.auth !== false) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   const res = await fetch(path, {
     method,

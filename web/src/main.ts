@@ -1,9 +1,10 @@
-import { api, ApiError, session, whenUnauthorized, type Me } from './api';
+import { api, ApiError, session, whenUnauthorized, type Me, type SignedIn } from './api';
 import { h, notice, replace } from './dom';
 import { renderCustody, renderKeys } from './pages/admin';
 import { renderComplaint } from './pages/complaint';
 import { renderEvidence } from './pages/evidence';
 import { renderSearch } from './pages/search';
+import { renderSessions } from './pages/sessions';
 import type { Page } from './page';
 
 const main = document.getElementById('main')!;
@@ -40,12 +41,21 @@ document.addEventListener('keydown', (e) => {
 window.addEventListener('hashchange', () => void route());
 
 async function signIn(key: string): Promise<Me> {
-  // Validates the key, refuses device (ingest) keys, and sets the media cookie.
-  return api<Me>('POST', '/v1/session', { key }, { auth: false });
+  // Trades the key for a session (refusing device keys): its token for the Authorization header,
+  // and the media elements' cookie. The key is not kept.
+  const { session: opened, ...who } = await api<SignedIn>(
+    'POST',
+    '/v1/session',
+    { key },
+    { auth: false },
+  );
+  session.set(opened.token);
+  return who;
 }
 
 async function signOut(): Promise<void> {
-  await api('DELETE', '/v1/session', undefined, { auth: false }).catch(() => undefined);
+  // Ends the session on the server (the header's token, and the cookie's), then forgets it.
+  await api('DELETE', '/v1/session').catch(() => undefined);
   session.clear();
   me = undefined;
   location.hash = '#/';
@@ -68,6 +78,7 @@ function renderShell(): void {
       'ul',
       {},
       h('li', {}, link('#/search', 'Search')),
+      h('li', {}, link('#/sessions', 'Sessions')),
       isAdmin && h('li', {}, link('#/admin/keys', 'Keys')),
       isAdmin && h('li', {}, link('#/admin/custody', 'Custody')),
     ),
@@ -108,7 +119,6 @@ function renderSignIn(view: HTMLElement, message?: HTMLElement): void {
         replace(status, notice('info', 'Signing in…'));
         try {
           me = await signIn(key);
-          session.set(key);
           input.value = '';
           if (!location.hash || location.hash === '#/') location.hash = '#/search';
           else await route();
@@ -128,7 +138,7 @@ function renderSignIn(view: HTMLElement, message?: HTMLElement): void {
     h(
       'p',
       { id: 'key-help', class: 'help' },
-      'Use your personal support or admin key (eak_…). It is kept for this browser tab only and forgotten when you close it or sign out.',
+      'Use your personal support or admin key (eak_…). It is not kept: signing in opens a session for this browser tab, which ends when you sign out, after a while without use, or when the key is revoked.',
     ),
     h('label', { for: 'key' }, 'API key'),
     input,
@@ -145,14 +155,11 @@ async function route(): Promise<void> {
   const mine = ++token;
   const view = h('div', { class: 'page' });
   main.replaceChildren(view);
-  if (!me) {
-    const key = session.key();
-    if (key) {
-      try {
-        me = await signIn(key);
-      } catch {
-        session.clear();
-      }
+  if (!me && session.token()) {
+    try {
+      me = await api<Me>('GET', '/v1/me');
+    } catch {
+      session.clear();
     }
   }
   if (mine !== token) return;
@@ -180,6 +187,7 @@ async function route(): Promise<void> {
     if (parts.length === 0 || parts[0] === 'search') await renderSearch(page);
     else if (parts[0] === 'evidence' && parts[1]) await renderEvidence(page, parts[1]);
     else if (parts[0] === 'complaints' && parts[1]) await renderComplaint(page, parts[1]);
+    else if (parts[0] === 'sessions') await renderSessions(page);
     else if (parts[0] === 'admin' && parts[1] === 'keys') await renderKeys(page);
     else if (parts[0] === 'admin' && parts[1] === 'custody') await renderCustody(page);
     else replace(view, page.heading('Not found'), notice('error', 'There is no such page.'));

@@ -2,7 +2,7 @@
 import type { EvidenceItem, MediaSummary, Segment } from '../../src/contract/evidence.contract';
 
 export type { Segment } from '../../src/contract/evidence.contract';
-export type { KeyRow } from '../../src/contract/console.contract';
+export type { KeyRow, MeWithSessions, SessionView } from '../../src/contract/console.contract';
 export type {
   DerivativeView as Derivative,
   DerivativeList as Derivatives,
