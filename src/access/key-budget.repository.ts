@@ -91,6 +91,30 @@ export class KeyBudgetRepository {
     });
   }
 
+  /** A refusal that spent nothing (no slot free): counted in the window, for admins to see. */
+  async noteRefusal(
+    db: Executor,
+    keyId: string,
+    budget: string,
+    windowSeconds: number,
+  ): Promise<void> {
+    await sql`
+      insert into key_budget_usage (key_id, budget, window_start, used, refused)
+      values (${keyId}, ${budget},
+        to_timestamp(floor(extract(epoch from now()) / ${windowSeconds}) * ${windowSeconds}), 0, 1)
+      on conflict (key_id, budget, window_start) do update
+        set refused = key_budget_usage.refused + 1`.execute(db);
+  }
+
+  /** Keeps a lease while its work runs on (a build longer than the lease). */
+  async renew(db: Executor, id: string, ttlSeconds: number): Promise<void> {
+    await db
+      .updateTable('key_budget_leases')
+      .set({ expires_at: sql<Date>`now() + ${`${ttlSeconds} seconds`}::interval` })
+      .where('id', '=', id)
+      .execute();
+  }
+
   async release(db: Executor, id: string): Promise<void> {
     await db.deleteFrom('key_budget_leases').where('id', '=', id).execute();
   }
@@ -105,14 +129,28 @@ export class KeyBudgetRepository {
 
   /** Keys refused by a budget since `since`, with the budget and how often: for admins. */
   async refusalsSince(db: Executor, since: Date) {
-    return db
-      .selectFrom('key_budget_usage as u')
-      .leftJoin('api_keys as k', 'k.id', 'u.key_id')
-      .select(['u.key_id', 'k.name', 'k.role', 'u.budget', 'u.window_start', 'u.used', 'u.refused'])
-      .where('u.refused', '>', 0)
-      .where('u.window_start', '>=', since)
-      .orderBy('u.window_start', 'desc')
-      .limit(1000)
-      .execute();
+    return (
+      db
+        .selectFrom('key_budget_usage as u')
+        .leftJoin('api_keys as k', 'k.id', 'u.key_id')
+        .select([
+          'u.key_id',
+          'k.name',
+          'k.role',
+          'u.budget',
+          'u.window_start',
+          'u.used',
+          'u.refused',
+        ])
+        .where('u.refused', '>', 0)
+        // Windows that ended after `since`: an hour's window that began before it is still recent.
+        .where(
+          sql<boolean>`u.window_start + case when u.budget = 'audit_pages_per_minute'
+          then interval '1 minute' else interval '1 hour' end > ${since}`,
+        )
+        .orderBy('u.window_start', 'desc')
+        .limit(1000)
+        .execute()
+    );
   }
 }

@@ -32,7 +32,7 @@ export interface KeyBudgetsDeps {
  * hour, audit-trail pages per minute, bundles built at once. Kept in PostgreSQL, so one key has one
  * budget across every instance. Past a budget: 429 `budget_exceeded` with `Retry-After`; the
  * refused request is audited (outcome denied, with the budget), counted in
- * `key_budget_refusals_total`, and listed for admins (`GET /v1/keys/limited`).
+ * `key_budget_refusals_total`, and listed for admins (`GET /v1/key-budgets`).
  */
 export class KeyBudgets {
   private readonly db: Db;
@@ -76,6 +76,7 @@ export class KeyBudgets {
       BUDGETS.bundle_builds.leaseSeconds,
     );
     if (!lease) {
+      await this.repo.noteRefusal(this.db, actor.keyId, 'bundle_builds', 3600);
       throw this.refuse(
         actor,
         'bundle_builds',
@@ -84,9 +85,19 @@ export class KeyBudgets {
         `This key already has ${limit} bundle(s) being built (KEY_BUNDLE_BUILDS); try again when one is done.`,
       );
     }
+    // Renewed while the build runs: a build longer than the lease still holds its slot.
+    const ttl = BUDGETS.bundle_builds.leaseSeconds;
+    const renewal = setInterval(
+      () => {
+        this.repo.renew(this.db, lease, ttl).catch(() => undefined);
+      },
+      (ttl * 1000) / 3,
+    );
+    renewal.unref();
     try {
       return await build();
     } finally {
+      clearInterval(renewal);
       await this.repo.release(this.db, lease).catch((err: unknown) => {
         // Left to expire (15 minutes) when the database is away now.
         this.logger.warn({ err, lease }, 'bundle build lease not released');

@@ -54,6 +54,7 @@ export type ErrorCode =
   | 'own_key_revocation'
   | 'rate_limited'
   | 'budget_exceeded'
+  | 'key_confirmation_required'
   | 'dependency_unavailable'
   | 'insufficient_storage'
   | 'internal_error'

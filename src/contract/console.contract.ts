@@ -130,7 +130,16 @@ export const keyRowSchema = z.object({
 });
 export type KeyRow = z.infer<typeof keyRowSchema>;
 
-export const createKeyBody = z.object({ role: roleSchema, name: identifier(100) }).strict();
+export const createKeyBody = z
+  .object({
+    role: roleSchema,
+    name: identifier(100),
+    confirmKey: z.string().max(200).optional().openapi({
+      description:
+        'Required when the request comes through a web app session (not the key itself): the signed-in key, typed again, so that a stolen session cannot make itself a key that outlives it.',
+    }),
+  })
+  .strict();
 
 export const mintedKeySchema = z.object({
   id: z.string(),
@@ -317,6 +326,9 @@ export const createKey = {
     '400': problem('`validation_failed`, `unknown_field`, `invalid_json`.'),
     '413': ref('responses', 'BodyTooLarge'),
     ...standardErrors,
+    '403': problem(
+      "`forbidden`: the key's role does not allow this action; `key_confirmation_required`: the request came through a web app session without `confirmKey`, or with another key than the session's.",
+    ),
   },
 } satisfies Operation;
 

@@ -54,6 +54,10 @@ export const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
   internal_error: { status: 500, title: 'Internal error' },
   rate_limited: { status: 429, title: 'Too many refused requests from this address' },
   budget_exceeded: { status: 429, title: 'This key has spent a budget for expensive work' },
+  key_confirmation_required: {
+    status: 403,
+    title: 'Minting a key through a session needs the key itself',
+  },
   dependency_unavailable: { status: 503, title: 'A dependency is unavailable; retry later' },
   insufficient_storage: { status: 507, title: 'No storage space left' },
   evidence_damaged: { status: 500, title: 'Stored bytes damaged' },

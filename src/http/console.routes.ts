@@ -161,8 +161,20 @@ export function consoleRoutes(deps: ConsoleRoutesDeps): Router {
       auth,
       requirePermission('key:manage'),
       async (req, res) => {
-        const { role, name } = parseWith(createKeyBody, req.body ?? {});
-        const minted = await deps.keys.create(role, name, actorOf(req));
+        const { role, name, confirmKey } = parseWith(createKeyBody, req.body ?? {});
+        const actor = actorOf(req);
+        if (req.principal?.sessionId !== undefined) {
+          // A session is stolen more easily than a key (a page's storage, a shared machine); a key
+          // it minted would outlive it. The person types their key again: it must be the same.
+          const confirmed = confirmKey ? await deps.keys.authenticate(confirmKey) : undefined;
+          if (confirmed?.keyId !== actor.keyId) {
+            throw new AppError(
+              'key_confirmation_required',
+              'Minting a key from a web app session needs the signed-in key itself as `confirmKey`.',
+            );
+          }
+        }
+        const minted = await deps.keys.create(role, name, actor);
         res.location(`/v1/keys/${minted.id}`).status(201).json(minted);
       },
     );

@@ -12,12 +12,17 @@ import { upload } from '../support/multipart';
  * bundle builds at once): 429 budget_exceeded with Retry-After past one, one budget per key
  * across instances, the refusal audited and listed for admins.
  */
+jest.setTimeout(120_000);
+
 describe('per-key budgets for expensive work', () => {
   let app: TestApp;
   const ITEM_BYTES = 6000;
   let itemId: string;
 
   beforeAll(async () => {
+    // The hourly budget's window is the clock hour: start at least a minute before it ends.
+    const intoHour = Date.now() % 3600_000;
+    if (intoHour > 3540_000) await new Promise((r) => setTimeout(r, 3600_500 - intoHour));
     app = await startTestApp('fs', {
       KEY_VERIFY_BYTES_PER_HOUR: '10000',
       KEY_AUDIT_PAGES_PER_MINUTE: '3',
@@ -110,8 +115,9 @@ describe('per-key budgets for expensive work', () => {
       logger: createLogger('silent'),
     });
     try {
-      const actor = { keyId: app.keys.support.id, role: 'support', name: 'x' };
-      // The key spent one item's bytes of its 10000 above; one more item's worth is over.
+      const actor = { keyId: 'k-across-instances', role: 'support', name: 'x' };
+      await app.ctx.budgets.chargeVerifyBytes(actor, 6000); // spent on this instance
+      // One more item's worth on the other instance is over the 10000.
       await expect(other.chargeVerifyBytes(actor, 5000)).rejects.toMatchObject({
         code: 'budget_exceeded',
       });
@@ -169,11 +175,12 @@ describe('per-key budgets for expensive work', () => {
     );
     try {
       // The lease is taken once the database answered.
-      for (let i = 0; i < 50; i++) {
-        const n = await app.ctx.db.selectFrom('key_budget_leases').select('id').execute();
-        if (n.length === 1) break;
-        await new Promise((r) => setTimeout(r, 20));
+      let leases = 0;
+      for (let i = 0; i < 100 && leases === 0; i++) {
+        leases = (await app.ctx.db.selectFrom('key_budget_leases').select('id').execute()).length;
+        if (leases === 0) await new Promise((r) => setTimeout(r, 20));
       }
+      expect(leases).toBe(1);
       const refused = await build();
       expect([refused.status, refused.body.code, refused.body.budget]).toEqual([
         429,
@@ -181,6 +188,15 @@ describe('per-key budgets for expensive work', () => {
         'bundle_builds',
       ]);
       expect(Number(refused.headers['retry-after'])).toBeGreaterThan(0);
+      // Listed for admins, like the other budgets' refusals.
+      const listed = await request(app.url).get('/v1/key-budgets').set(bearer(app.keys.admin));
+      expect(listed.body.limited).toContainEqual(
+        expect.objectContaining({
+          keyId: app.keys.support.id,
+          budget: 'bundle_builds',
+          refused: 1,
+        }),
+      );
       // Another key builds meanwhile.
       const admin = await request(app.url)
         .post('/v1/complaints/C-B/bundles')
@@ -202,6 +218,11 @@ describe('per-key budgets for expensive work', () => {
       })
       .execute();
     expect((await build()).status).toBe(201);
+    expect(await app.ctx.db.selectFrom('key_budget_leases').select('id').execute()).toEqual([]);
+    // A build that fails gives its slot back.
+    await expect(
+      app.ctx.budgets.withBundleBuild(actor, () => Promise.reject(new Error('store gone'))),
+    ).rejects.toThrow('store gone');
     expect(await app.ctx.db.selectFrom('key_budget_leases').select('id').execute()).toEqual([]);
   });
 });

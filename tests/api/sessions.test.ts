@@ -112,6 +112,30 @@ describe('web app sessions', () => {
   const ends = async (sessionId: string) =>
     (await auditEvents(app, 'session.end')).filter((e) => e.details.sessionId === sessionId);
 
+  it('does not let a session mint a key without the key itself: a stolen session cannot outlive itself', async () => {
+    const s = await signIn(app.keys.admin);
+    const mint = (body: { confirmKey?: string }) =>
+      request(app.url)
+        .post('/v1/keys')
+        .set('Authorization', `Bearer ${s.token}`)
+        .send({ role: 'admin', name: 'Backdoor', ...body });
+    for (const body of [{}, { confirmKey: app.keys.support.key }, { confirmKey: 'eak_nope' }]) {
+      const refused = await mint(body);
+      expect([refused.status, refused.body.code]).toEqual([403, 'key_confirmation_required']);
+    }
+    expect(
+      await app.ctx.db.selectFrom('api_keys').select('id').where('name', '=', 'Backdoor').execute(),
+    ).toEqual([]);
+    const confirmed = await mint({ confirmKey: app.keys.admin.key });
+    expect(confirmed.status).toBe(201);
+    // With the key itself (a script, the CLI's way), no confirmation is asked.
+    await request(app.url)
+      .post('/v1/keys')
+      .set(bearer(app.keys.admin))
+      .send({ role: 'support', name: 'Scripted' })
+      .expect(201);
+  });
+
   it('never puts the key in the cookie or the answer, and stores only hashes of the tokens', async () => {
     const s = await signIn(app.keys.support);
     const secret = app.keys.support.key.slice('eak_'.length + 16 + 1); // (base64url: may hold '_')

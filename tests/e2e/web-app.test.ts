@@ -414,6 +414,13 @@ declare const localStorage: { length: number };
 
     await page.getByLabel('Name (the person or device)').fill('Temp Tom');
     await page.getByLabel('Role').selectOption('support');
+    // Minting from a session asks for the signed-in key again: another key is refused.
+    await page.getByLabel('Your own admin key, to confirm').fill(app.keys.support.key);
+    await page.getByRole('button', { name: 'Mint key' }).click();
+    await shows(page.locator('#key-result'), 'signed-in key itself');
+    // (The browser logs the refused request; that one is expected.)
+    expect(problems.splice(0)).toEqual([expect.stringContaining('403 (Forbidden)')]);
+    await page.getByLabel('Your own admin key, to confirm').fill(app.keys.admin.key);
     await page.getByRole('button', { name: 'Mint key' }).click();
     const minted = await page.locator('#minted-key').inputValue();
     expect(minted).toMatch(/^eak_[0-9a-f]{16}_/);

@@ -14,6 +14,15 @@ export async function renderKeys(page: Page): Promise<void> {
   const { keys } = await api<{ keys: KeyRow[] }>('GET', '/v1/keys');
   const status = h('div', { id: 'key-result', 'aria-live': 'polite' });
   const name = h('input', { id: 'key-name', required: true, maxlength: 100, autocomplete: 'off' });
+  // The server asks for the signed-in key again before a session mints a key (a stolen session
+  // must not make itself a key that outlives it); it is sent once and never kept.
+  const confirm = h('input', {
+    id: 'confirm-key',
+    type: 'password',
+    required: true,
+    maxlength: 200,
+    autocomplete: 'off',
+  });
   const role = h(
     'select',
     { id: 'key-role' },
@@ -35,8 +44,10 @@ export async function renderKeys(page: Page): Promise<void> {
             {
               role: role.value,
               name: name.value.trim(),
+              confirmKey: confirm.value.trim(),
             },
           );
+          confirm.value = '';
           const field = h('input', {
             id: 'minted-key',
             readonly: true,
@@ -73,6 +84,8 @@ export async function renderKeys(page: Page): Promise<void> {
     name,
     h('label', { for: 'key-role' }, 'Role'),
     role,
+    h('label', { for: 'confirm-key' }, 'Your own admin key, to confirm'),
+    confirm,
     h('button', { type: 'submit' }, 'Mint key'),
     status,
   );
