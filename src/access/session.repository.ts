@@ -54,7 +54,10 @@ export class SessionRepository {
             eb.val(s.clientIp).as('client_ip'),
           ])
           .where('api_keys.id', '=', s.keyId)
-          .where('api_keys.revoked_at', 'is', null),
+          .where('api_keys.revoked_at', 'is', null)
+          // Locks the key's row against a revocation in flight: either the revocation waits and
+          // then ends this session too, or this insert waits and finds the key revoked.
+          .forShare(),
       )
       .executeTakeFirst();
     return Number(res.numInsertedOrUpdatedRows ?? 0n) > 0;
