@@ -6,7 +6,7 @@ import { loadConfig } from '../../src/base/config';
 import { AppContext, type ContextOptions, type ContextOverrides } from '../../src/context';
 import { createApp } from '../../src/http/app';
 import { startServer, type RunningServer } from '../../src/http/server';
-import { createLogger } from '../../src/base/logger';
+import { createLogger, type Logger } from '../../src/base/logger';
 import { OpenApiValidator } from './openapi-validator';
 import { rawS3Client, startS3Server, type TestS3 } from './s3-server';
 import { createAppLogin, createTestDatabase } from './test-db';
@@ -38,6 +38,8 @@ export interface TestAppOptions
   extends Pick<ContextOptions, 'jobQueue'>, Omit<ContextOverrides, 'logger'> {
   /** Validate responses against the OpenAPI document (default on; OPENAPI_VALIDATE=off: off). */
   validateResponses?: boolean;
+  /** Default: silent (TEST_LOG_LEVEL). */
+  logger?: Logger;
 }
 
 /**
@@ -52,6 +54,7 @@ export async function startTestApp(
   {
     validateResponses = process.env.OPENAPI_VALIDATE !== 'off',
     jobQueue,
+    logger,
     ...overrides
   }: TestAppOptions = {},
 ): Promise<TestApp> {
@@ -72,7 +75,7 @@ export async function startTestApp(
   const ctx = await AppContext.fromConfig(
     config,
     { migrate: true, jobQueue },
-    { logger: createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'), ...overrides },
+    { logger: logger ?? createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'), ...overrides },
   );
   const server = await startServer(createApp(ctx), config);
   const openapi = new OpenApiValidator();
