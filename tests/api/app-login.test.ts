@@ -2,6 +2,8 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { sql } from 'kysely';
 import pg from 'pg';
 import pino from 'pino';
@@ -17,10 +19,17 @@ import {
 } from '../../src/db/embedded-postgres';
 import { bearer, startTestApp, type TestApp } from '../support/harness';
 import { archive, MediaFiles } from '../support/media-files';
-import { freePort } from '../support/own-postgres';
+import {
+  freePort,
+  ownPostgresUnavailable,
+  startOwnPostgres,
+  type OwnPostgres,
+} from '../support/own-postgres';
 import { startServiceProcess, type ServiceProcess } from '../support/service-process';
 
 jest.setTimeout(120_000);
+
+const run = promisify(execFile);
 
 /**
  * The issue's "two logins": the service connects with a login that owns nothing, so SQL that
@@ -506,5 +515,86 @@ describe('the embedded default makes both logins itself', () => {
     expect(methods()).toEqual(new Set(['trust']));
     service = await startService();
     await checkLogins();
+  });
+});
+
+const ownPgUnavailable = ownPostgresUnavailable();
+if (ownPgUnavailable && process.env.CI) {
+  throw new Error(`the two-login docs test must run in CI: ${ownPgUnavailable}`);
+}
+const describeOwnPg = ownPgUnavailable ? describe.skip : describe;
+
+/** The SQL block of docs/operations.md's "Two database logins", as an operator copies it. */
+function operationsSql(): string {
+  const page = readFileSync(path.resolve(__dirname, '../../docs/operations.md'), 'utf8');
+  const section = page.slice(page.indexOf('## Two database logins'));
+  const block = /```sql\n([\s\S]*?)\n```/.exec(section);
+  if (!block) throw new Error('no sql block in "Two database logins" of docs/operations.md');
+  return block[1]!;
+}
+
+describeOwnPg("docs/operations.md's two logins on an external PostgreSQL, as written", () => {
+  let db: OwnPostgres;
+  let service: ServiceProcess | undefined;
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'evidence-two-logins-docs-'));
+
+  beforeAll(async () => {
+    db = await startOwnPostgres();
+  });
+  afterAll(async () => {
+    await service?.kill();
+    await db?.destroy();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('npm run migrate with the owner, the SQL block, then the service on APP_DATABASE_URL', async () => {
+    // npm run migrate (from its sources) with the owner's login: the schema, evidence_app, pgboss.
+    const migrate = await run(
+      process.execPath,
+      [
+        path.resolve(__dirname, '../support/run-ts.js'),
+        path.resolve(__dirname, '../../src/cli/migrate.cli.ts'),
+      ],
+      { env: { ...process.env, DATABASE_URL: db.url, DATA_DIR: dataDir, LOG_LEVEL: 'warn' } },
+    );
+    expect(migrate.stdout).toContain('Database schema is up to date.');
+    const owner = new pg.Client({ connectionString: db.url });
+    await owner.connect();
+    try {
+      await owner.query(operationsSql());
+      const appUrl = new URL(db.url);
+      appUrl.username = 'evidence_service';
+      appUrl.password = 'change-me';
+      service = await startServiceProcess(
+        {
+          DATABASE_URL: db.url,
+          APP_DATABASE_URL: appUrl.toString(),
+          DATA_DIR: dataDir,
+          LOG_LEVEL: 'info',
+          WORKERS: '1',
+        },
+        await freePort(),
+      );
+      await service.ready();
+      const rows = await waitFor('the job queue session', async () => {
+        const { rows } = await owner.query<{ usename: string; application_name: string }>(
+          `select distinct usename, application_name from pg_stat_activity
+           where application_name like 'evidence-archive%'`,
+        );
+        return rows.some((r) => r.application_name === 'evidence-archive-jobs') ? rows : undefined;
+      });
+      expect(new Set(rows.map((r) => r.usename))).toEqual(new Set(['evidence_service']));
+      expect(service.output()).not.toMatch(ESCAPE_WARNING);
+      // The custody jobs ran on the queue as the app login (a checkpoint at the workers' start).
+      const runs = await waitFor('a checkpoint run', async () => {
+        const { rows } = await owner.query<{ outcome: string }>(
+          `select outcome from custody_runs where job = 'checkpoint' and finished_at is not null`,
+        );
+        return rows.length ? rows : undefined;
+      });
+      expect(runs[0]!.outcome).toBe('ok');
+    } finally {
+      await owner.end();
+    }
   });
 });
