@@ -272,7 +272,12 @@ async function fromConfig(
       role,
       config.database.queryTimeoutMs,
     );
-    const reach = await loginReach(db);
+    const reach = await loginReach(db, config.databaseRole);
+    if (twoLogins && config.databaseRole && !reach.holdsRole && !reach.superuser) {
+      throw new Error(
+        `The app's database login ${reach.login} does not hold the role ${config.databaseRole}: as the owner, run GRANT ${config.databaseRole} TO ${reach.login}; (docs/operations.md, "Two database logins")`,
+      );
+    }
     if (reach.superuser || reach.owner) {
       logger.warn(
         { login: reach.login, superuser: reach.superuser },

@@ -155,18 +155,25 @@ export class EmbeddedDatabase {
       // The migrations make the role too; made here first so that the login holds it from the
       // first start on.
       await client.query(`do $$ begin
-          if not exists (select 1 from pg_roles where rolname = ${client.escapeLiteral(opts.appRole)}) then
-            create role ${role} nologin;
-          end if;
+          create role ${role} nologin;
+        exception when duplicate_object or unique_violation then null;
         end $$`);
+      // Nothing but a login: no superuser, no role or database creation, no replication.
+      const attributes = `login inherit nosuperuser nocreatedb nocreaterole noreplication nobypassrls password ${password}`;
+      // Made by an earlier start (or by another process starting now): its password is reset to
+      // the file's, its attributes to these.
+      const alter = () => client.query(`alter role ${login} ${attributes}`);
       const { rowCount: exists } = await client.query('select 1 from pg_roles where rolname = $1', [
         this.appLogin.user,
       ]);
-      // Nothing but a login: no superuser, no role or database creation, no replication.
-      const attributes = `login inherit nosuperuser nocreatedb nocreaterole noreplication nobypassrls password ${password}`;
-      await client.query(
-        exists ? `alter role ${login} ${attributes}` : `create role ${login} ${attributes}`,
-      );
+      if (exists) await alter();
+      else {
+        await client.query(`create role ${login} ${attributes}`).catch(async (err: unknown) => {
+          const code = (err as { code?: string }).code;
+          if (code !== '42710' && code !== '23505') throw err;
+          await alter();
+        });
+      }
       const { rows } = await client.query<{ v: number }>(
         `select current_setting('server_version_num')::int as v`,
       );

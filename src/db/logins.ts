@@ -11,12 +11,21 @@ export interface LoginReach {
   superuser: boolean;
   /** Whether the login is (or may become) the owner of the audit trail's table or its schema. */
   owner: boolean;
+  /** Whether the login holds the app's role's rights (a member with INHERIT). */
+  holdsRole: boolean;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export async function loginReach(db: Kysely<any>): Promise<LoginReach> {
-  const { rows } = await sql<{ login: string; superuser: boolean; owner: boolean | null }>`
+export async function loginReach(db: Kysely<any>, role = 'evidence_app'): Promise<LoginReach> {
+  const { rows } = await sql<{
+    login: string;
+    superuser: boolean;
+    owner: boolean | null;
+    holds_role: boolean | null;
+  }>`
     select session_user as login, r.rolsuper as superuser,
+      case when exists (select 1 from pg_roles where rolname = ${role})
+        then pg_has_role(session_user, ${role}, 'USAGE') end as holds_role,
       coalesce(pg_has_role(session_user, t.tableowner, 'MEMBER'), false)
         or pg_has_role(session_user, n.nspowner, 'MEMBER') as owner
     from pg_roles r
@@ -25,7 +34,12 @@ export async function loginReach(db: Kysely<any>): Promise<LoginReach> {
     where r.rolname = session_user and n.nspname = current_schema()`.execute(db);
   const row = rows[0];
   if (!row) throw new Error('could not read the database login');
-  return { login: row.login, superuser: row.superuser, owner: row.owner === true };
+  return {
+    login: row.login,
+    superuser: row.superuser,
+    owner: row.owner === true,
+    holdsRole: row.holds_role === true,
+  };
 }
 
 /**

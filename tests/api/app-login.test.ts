@@ -368,6 +368,34 @@ describe('two logins: the service connects with a login that owns nothing', () =
     expect(rows[0]!.n).toBe(1);
   });
 
+  it('refuses to start on an app login that does not hold evidence_app, naming the GRANT', async () => {
+    const owner = new pg.Client({ connectionString: app.databaseUrl });
+    await owner.connect();
+    const user = `evidence_bare_${Date.now().toString(36)}`;
+    await owner.query(`create role ${user} login`);
+    try {
+      const appUrl = new URL(app.databaseUrl);
+      appUrl.username = user;
+      await expect(
+        AppContext.fromConfig(
+          loadConfig({
+            DATABASE_URL: app.databaseUrl,
+            APP_DATABASE_URL: appUrl.toString(),
+            DATA_DIR: oldDataDir,
+            LOG_LEVEL: 'silent',
+          }),
+          { migrate: true, mediaTools: false },
+          { logger: recordingLogger().logger },
+        ),
+      ).rejects.toThrow(
+        `does not hold the role evidence_app: as the owner, run GRANT evidence_app TO ${user}`,
+      );
+    } finally {
+      await owner.query(`drop role ${user}`);
+      await owner.end();
+    }
+  });
+
   it("refuses updating or deleting audit events and rewriting an item's hash outright", async () => {
     const now = await attempt(app.ctx.db, DIRECT);
     show(`app login ${appLogin}, no escape:`, now);

@@ -7,8 +7,8 @@ function adminUrl(): string {
   return url;
 }
 
-async function withAdmin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: adminUrl() });
+async function withAdmin<T>(fn: (c: pg.Client) => Promise<T>, url = adminUrl()): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
     return await fn(client);
@@ -46,9 +46,10 @@ export interface AppLogin {
 /**
  * A login of the service's own, as an operator makes it for an external PostgreSQL
  * (docs/operations.md): it owns nothing and holds the app's role (on PostgreSQL 16+ without being
- * able to SET ROLE to it). Random name and password; `drop` removes it.
+ * able to SET ROLE to it). Random name and password; `drop` removes it. On the test server, or
+ * the server of `serverUrl` (a superuser's URL).
  */
-export async function createAppLogin(): Promise<AppLogin> {
+export async function createAppLogin(serverUrl = adminUrl()): Promise<AppLogin> {
   const user = `evidence_login_${randomBytes(6).toString('hex')}`;
   const password = randomBytes(18).toString('hex');
   await withAdmin(async (c) => {
@@ -63,7 +64,7 @@ export async function createAppLogin(): Promise<AppLogin> {
     await c.query(
       `grant ${APP_ROLE} to ${user}${rows[0]!.v >= 160000 ? ' with inherit true, set false' : ''}`,
     );
-  });
+  }, serverUrl);
   return {
     user,
     password,
@@ -73,6 +74,7 @@ export async function createAppLogin(): Promise<AppLogin> {
       url.password = password;
       return url.toString();
     },
-    drop: () => withAdmin((c) => c.query(`drop role if exists ${user}`)).then(() => undefined),
+    drop: () =>
+      withAdmin((c) => c.query(`drop role if exists ${user}`), serverUrl).then(() => undefined),
   };
 }
