@@ -330,6 +330,14 @@ describe('two logins: the service connects with a login that owns nothing', () =
       .post(`/v1/evidence/${id}/verify`)
       .set(bearer(app.keys.support));
     expect(verify.status).toBe(200);
+    // pg-boss's own upkeep (expire, archive, drop; state counts) with the app login's grants.
+    const boss = (
+      app.ctx.queue as unknown as {
+        boss: { maintain(): Promise<void>; countStates(): Promise<Record<string, unknown>> };
+      }
+    ).boss;
+    await boss.maintain();
+    expect(await boss.countStates()).toHaveProperty('queues');
   });
 
   it('cannot SET ROLE to the owner or any role that owns something; SET ROLE NONE leaves it itself', async () => {
