@@ -380,10 +380,11 @@ describe('two logins: the service connects with a login that owns nothing', () =
     const owner = new pg.Client({ connectionString: app.databaseUrl });
     await owner.connect();
     const user = `evidence_bare_${Date.now().toString(36)}`;
-    await owner.query(`create role ${user} login`);
+    await owner.query(`create role ${user} login password 'bare-password'`);
     try {
       const appUrl = new URL(app.databaseUrl);
       appUrl.username = user;
+      appUrl.password = 'bare-password';
       await expect(
         AppContext.fromConfig(
           loadConfig({
