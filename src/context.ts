@@ -34,7 +34,7 @@ import { IntegrityService } from './custody/integrity.service';
 import { SigningKey } from './custody/signing-key';
 import { createDb, usableRole, type Db } from './db/database';
 import { EmbeddedDatabase } from './db/embedded-postgres';
-import { grantJobQueue, loginReach } from './db/logins';
+import { grantJobQueue, loginReach, roleExists } from './db/logins';
 import { migrateToLatest } from './db/migrator';
 import { EvidenceRepository } from './evidence/evidence.repository';
 import { EvidenceService } from './evidence/evidence.service';
@@ -251,7 +251,11 @@ async function fromConfig(
           { name: MEDIA_QUEUE, policy: 'stately' },
           { name: TWILIO_QUEUE, policy: 'stately' },
         ]);
-        if (appRole) await grantJobQueue(owner, appRole, JOB_QUEUE_SCHEMA);
+        // To the role whoever holds it (the owner need not be a member to grant on its tables).
+        const grantee = config.databaseRole;
+        if (grantee && (await roleExists(owner, grantee))) {
+          await grantJobQueue(owner, grantee, JOB_QUEUE_SCHEMA);
+        }
       }
       // One login: switched to the role at connect (as before the two logins). Two: the app's
       // login holds the role's rights itself and can switch to nothing.

@@ -132,8 +132,8 @@ export class EmbeddedDatabase {
   get appConnectionString(): string | undefined {
     if (!this.appLogin) return undefined;
     const url = new URL(this.connectionString);
-    url.username = encodeURIComponent(this.appLogin.user);
-    url.password = encodeURIComponent(this.appLogin.password);
+    url.username = this.appLogin.user;
+    url.password = this.appLogin.password;
     return url.toString();
   }
 

@@ -55,3 +55,11 @@ export async function grantJobQueue(db: Kysely<any>, role: string, schema: strin
   await sql`grant usage, select, update on all sequences in schema ${sql.id(schema)}
     to ${sql.id(role)}`.execute(db);
 }
+
+/** Whether the role exists (the migrations make it unless the owner may not create roles). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export async function roleExists(db: Kysely<any>, role: string): Promise<boolean> {
+  const { rows } = await sql<{ ok: boolean }>`
+    select exists (select 1 from pg_roles where rolname = ${role}) as ok`.execute(db);
+  return rows[0]?.ok === true;
+}

