@@ -13,7 +13,7 @@ import { AuditItemsRepository } from './custody/audit-items.repository';
 import { CheckpointService } from './custody/checkpoint.service';
 import { CheckpointTimestamps } from './custody/checkpoint-timestamps';
 import { TimestampAuthority } from './custody/timestamp-authority';
-import { CustodyJobs } from './custody/custody-jobs';
+import { CUSTODY_QUEUES, CustodyJobs } from './custody/custody-jobs';
 import { CustodyRunRepository } from './custody/custody-run.repository';
 import { CustodyStatusRepository } from './custody/custody-status.repository';
 import { CustodyStatusService } from './custody/custody-status.service';
@@ -32,11 +32,12 @@ import { ScrubRepository } from './custody/scrub.repository';
 import { ScrubService } from './custody/scrub.service';
 import { ComplaintRepository } from './complaints/complaint.repository';
 import { ComplaintService } from './complaints/complaint.service';
-import { JobQueue } from './jobs/job-queue';
+import { JOB_QUEUE_SCHEMA, JobQueue } from './jobs/job-queue';
 import { IntegrityService } from './custody/integrity.service';
 import { SigningKey } from './custody/signing-key';
 import { createDb, usableRole, type Db } from './db/database';
 import { EmbeddedDatabase } from './db/embedded-postgres';
+import { grantJobQueue, loginReach, roleExists } from './db/logins';
 import { migrateToLatest } from './db/migrator';
 import { EvidenceRepository } from './evidence/evidence.repository';
 import { EvidenceService } from './evidence/evidence.service';
@@ -59,12 +60,12 @@ import { createLogger, type Logger } from './base/logger';
 import { MediaFetcher } from './integrations/media-fetcher';
 import { ProviderRecordingRepository } from './integrations/provider-recording.repository';
 import { ProviderRecordingService } from './integrations/provider-recording.service';
-import { TwilioService } from './integrations/twilio/twilio.service';
+import { TWILIO_QUEUE, TwilioService } from './integrations/twilio/twilio.service';
 import { DerivativeRepository } from './media/derivative.repository';
 import { DerivativeService } from './media/derivative.service';
 import { FfmpegRepository } from './media/ffmpeg.repository';
 import { ImageRepository } from './media/image.repository';
-import { MediaJobs } from './media/media-jobs';
+import { MEDIA_QUEUE, MediaJobs } from './media/media-jobs';
 import { locateMediaTools, type ToolsStatus } from './media/media-tools';
 import { MediaService } from './media/media.service';
 import { ScratchRepository } from './media/scratch.repository';
@@ -81,8 +82,13 @@ export interface AppContext {
   config: AppConfig;
   logger: Logger;
   db: Db;
-  /** The owner's connection URL: for migrations and the job queue, never for requests. */
+  /** The owner's connection URL: for migrations and the job queue's schema, never for requests. */
   databaseUrl: string;
+  /**
+   * The app's login (APP_DATABASE_URL, or the embedded server's `evidence_service`): requests,
+   * workers, the job queue. The owner's URL when only DATABASE_URL is set (warned about).
+   */
+  appDatabaseUrl: string;
   blobStore: BlobStore;
   resumableStore: ResumableStore;
   recordStore: CustodyRecordStore;
@@ -158,6 +164,11 @@ export interface ContextOptions {
   createSigningKey?: boolean;
   /** Connect the PostgreSQL job queue (the service does; CLIs do not). Started by `jobs.start`. */
   jobQueue?: boolean;
+  /**
+   * With `migrate`: create or upgrade the job queue's schema and queues with the owner's login
+   * (default: with `jobQueue`; `npm run migrate` does too).
+   */
+  jobQueueSchema?: boolean;
   /** Look for ffmpeg/ffprobe (the service and the worker do; CLIs need no media tools). */
   mediaTools?: boolean;
 }
@@ -223,8 +234,15 @@ async function fromConfig(
   const nowMs = now && (() => now().getTime());
   const embedded = config.database.url
     ? undefined
-    : await EmbeddedDatabase.start(config.dataDir, config.database.embeddedPort, logger);
-  const databaseUrl = config.database.url ?? embedded!.connectionString;
+    : await EmbeddedDatabase.start(config.dataDir, config.database.embeddedPort, logger, {
+        appRole: config.databaseRole,
+      });
+  // The owner's login (migrations, the job queue's schema) and the app's (everything else).
+  const databaseUrl =
+    config.database.migrationUrl ?? config.database.url ?? embedded!.connectionString;
+  const appDatabaseUrl =
+    config.database.appUrl ?? embedded?.appConnectionString ?? config.database.url ?? databaseUrl;
+  const twoLogins = appDatabaseUrl !== databaseUrl;
   let db: Db | undefined;
   let disposeTools: (() => Promise<void>) | undefined;
   let instance: InstanceRegistry | undefined;
@@ -233,27 +251,56 @@ async function fromConfig(
     let role: string | undefined;
     try {
       if (options.migrate) await migrateToLatest(owner, logger);
-      role = config.databaseRole && (await usableRole(owner, config.databaseRole));
+      const appRole = config.databaseRole && (await usableRole(owner, config.databaseRole));
+      if (options.migrate && (options.jobQueueSchema ?? options.jobQueue)) {
+        await JobQueue.prepare({ connectionString: databaseUrl, logger }, [
+          ...Object.values(CUSTODY_QUEUES).map((name) => ({ name, policy: 'singleton' as const })),
+          { name: MEDIA_QUEUE, policy: 'stately' },
+          { name: TWILIO_QUEUE, policy: 'stately' },
+        ]);
+        // To the role whoever holds it (the owner need not be a member to grant on its tables).
+        const grantee = config.databaseRole;
+        if (grantee && (await roleExists(owner, grantee))) {
+          await grantJobQueue(owner, grantee, JOB_QUEUE_SCHEMA);
+        }
+      }
+      // One login: switched to the role at connect (as before the two logins). Two: the app's
+      // login holds the role's rights itself and can switch to nothing.
+      role = twoLogins ? undefined : appRole;
     } finally {
       await owner.destroy();
     }
-    if (config.databaseRole && !role) {
+    if (config.databaseRole && !twoLogins && !role) {
       logger.warn(
         { role: config.databaseRole },
         "the least-privilege database role is missing or not granted; running with the connecting user's privileges",
       );
     }
     db = createDb(
-      databaseUrl,
+      appDatabaseUrl,
       config.database.poolSize,
       (err) => logger.warn({ err }, 'idle database connection lost'),
       role,
       config.database.queryTimeoutMs,
     );
+    const reach = await loginReach(db, config.databaseRole);
+    if (twoLogins && config.databaseRole && !reach.holdsRole && !reach.superuser) {
+      throw new Error(
+        `The app's database login ${reach.login} does not hold the role ${config.databaseRole}: as the owner, run GRANT ${config.databaseRole} TO ${reach.login}; (docs/operations.md, "Two database logins")`,
+      );
+    }
+    if (reach.superuser || reach.owner) {
+      logger.warn(
+        { login: reach.login, superuser: reach.superuser },
+        'the app connects to PostgreSQL as the owner of the schema' +
+          (reach.superuser ? ' (a superuser)' : '') +
+          ': any SQL injection could SET ROLE NONE (or RESET ROLE) and then drop the append-only triggers, rewrite the audit trail and the evidence hashes; set APP_DATABASE_URL to a login that owns nothing and holds evidence_app (docs/operations.md, "Two database logins")',
+      );
+    }
     const worm = new WormLedger();
     // Registered before anything is written: staging keys carry this instance's id.
     instance = new InstanceRegistry({
-      connectionString: databaseUrl,
+      connectionString: appDatabaseUrl,
       repo: new ServiceInstanceRepository(),
       logger,
       opts: { role },
@@ -384,7 +431,10 @@ async function fromConfig(
     });
     const queue = options.jobQueue
       ? new JobQueue({
-          connectionString: databaseUrl,
+          // One login: the owner's, as pg-boss always had. Two: the app's, which cannot change
+          // the queue's schema (made at the migrate step above).
+          connectionString: twoLogins ? appDatabaseUrl : databaseUrl,
+          migrate: !twoLogins,
           logger,
           queryTimeoutMs: config.database.queryTimeoutMs,
         })
@@ -490,7 +540,7 @@ async function fromConfig(
       },
     });
     const uploadLocker = new UploadLocker({
-      connectionString: databaseUrl,
+      connectionString: appDatabaseUrl,
       logger,
       opts: { role },
     });
@@ -551,6 +601,7 @@ async function fromConfig(
       logger,
       db,
       databaseUrl,
+      appDatabaseUrl,
       blobStore,
       resumableStore,
       recordStore,

@@ -27,6 +27,18 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
   DATABASE_URL: z.string().url().optional(),
+  APP_DATABASE_URL: z
+    .string()
+    .url()
+    .describe(
+      "The service's own login: owns nothing, granted evidence_app; requests, workers and the job queue connect with it",
+    )
+    .optional(),
+  MIGRATION_DATABASE_URL: z
+    .string()
+    .url()
+    .describe("The owner's login for migrations and the job queue's schema (default: DATABASE_URL)")
+    .optional(),
   DATABASE_POOL_SIZE: int(1, 200).default(10),
   EMBEDDED_PG_PORT: int(1, 65535).default(54329),
   DATABASE_QUERY_TIMEOUT_MS: int(1000, 3_600_000).default(60_000),
@@ -211,7 +223,12 @@ export interface AppConfig {
   dataDir: string;
   logLevel: string;
   database: {
+    /** DATABASE_URL: the owner's login, and the app's too when APP_DATABASE_URL is unset. */
     url?: string;
+    /** APP_DATABASE_URL: the login requests, workers and the job queue use (owns nothing). */
+    appUrl?: string;
+    /** MIGRATION_DATABASE_URL: the owner's login for migrations (default: url). */
+    migrationUrl?: string;
     poolSize: number;
     embeddedPort: number;
     /** A query without an answer for this long fails (503): a frozen or partitioned server. */
@@ -375,6 +392,14 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     );
   }
 
+  for (const name of ['APP_DATABASE_URL', 'MIGRATION_DATABASE_URL'] as const) {
+    if (e[name] && !e.DATABASE_URL) {
+      throw new ConfigError(
+        `Invalid configuration: ${name} needs DATABASE_URL (an external PostgreSQL); the embedded PostgreSQL makes both of its logins itself.`,
+      );
+    }
+  }
+
   let timestampAuthority: AppConfig['timestampAuthority'];
   if (e.TIMESTAMP_AUTHORITY_URLS?.length) {
     if (!e.TIMESTAMP_AUTHORITY_CA_FILE) {
@@ -495,6 +520,8 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     logLevel: e.LOG_LEVEL,
     database: {
       url: e.DATABASE_URL,
+      appUrl: e.APP_DATABASE_URL,
+      migrationUrl: e.MIGRATION_DATABASE_URL,
       poolSize: e.DATABASE_POOL_SIZE,
       embeddedPort: e.EMBEDDED_PG_PORT,
       queryTimeoutMs: e.DATABASE_QUERY_TIMEOUT_MS,

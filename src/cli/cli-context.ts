@@ -5,13 +5,18 @@ import { createLogger } from '../base/logger';
 /** Runs a CLI body against the same configuration and context as the service. */
 export async function withContext(
   fn: (ctx: AppContext) => Promise<void>,
-  options: { migrate?: boolean } = {},
+  options: { migrate?: boolean; jobQueueSchema?: boolean } = {},
 ): Promise<void> {
   try {
     const config = loadConfig();
     const ctx = await AppContext.fromConfig(
       config,
-      { migrate: options.migrate ?? true, createSigningKey: false, mediaTools: false },
+      {
+        migrate: options.migrate ?? true,
+        jobQueueSchema: options.jobQueueSchema,
+        createSigningKey: false,
+        mediaTools: false,
+      },
       { logger: createLogger(process.env.LOG_LEVEL ?? 'warn', 2) },
     );
     try {

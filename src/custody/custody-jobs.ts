@@ -12,7 +12,7 @@ import type { DeletionService } from './deletion.service';
 import type { ScrubService } from './scrub.service';
 import type { RequestActor } from '../base/actor';
 
-const QUEUE: Record<CustodyJob, string> = {
+export const CUSTODY_QUEUES: Record<CustodyJob, string> = {
   scrub: 'custody-scrub',
   retention: 'custody-retention',
   checkpoint: 'custody-checkpoint',
@@ -133,24 +133,24 @@ export class CustodyJobs {
   /** Starts the queue; with `workers`, also this instance's workers and its interval timer. */
   async start(opts: { workers: boolean; tickMs?: number }): Promise<void> {
     if (!this.queue) return;
-    const specs: QueueSpec[] = (Object.keys(QUEUE) as CustodyJob[]).map((job) => ({
-      name: QUEUE[job],
+    const specs: QueueSpec[] = (Object.keys(CUSTODY_QUEUES) as CustodyJob[]).map((job) => ({
+      name: CUSTODY_QUEUES[job],
       // A full scrub slice reads many gigabytes; a checkpoint takes a second.
       expireInSeconds: job === 'checkpoint' ? 600 : 6 * 3600,
     }));
     await this.queue.start(specs);
     this.queueStarted = true;
     if (!opts.workers) return;
-    for (const job of Object.keys(QUEUE) as CustodyJob[]) {
-      const workerId = await this.queue.work(QUEUE[job], async () => {
+    for (const job of Object.keys(CUSTODY_QUEUES) as CustodyJob[]) {
+      const workerId = await this.queue.work(CUSTODY_QUEUES[job], async () => {
         await this.run(job);
       });
       if (job === 'checkpoint') this.checkpointWorker = workerId;
     }
     const tick = () => {
-      for (const job of Object.keys(QUEUE) as CustodyJob[]) {
-        this.queue!.sendThrottled(QUEUE[job], this.intervalSeconds(job)).catch((err: unknown) =>
-          this.logger.warn({ err, job }, 'could not schedule a custody job'),
+      for (const job of Object.keys(CUSTODY_QUEUES) as CustodyJob[]) {
+        this.queue!.sendThrottled(CUSTODY_QUEUES[job], this.intervalSeconds(job)).catch(
+          (err: unknown) => this.logger.warn({ err, job }, 'could not schedule a custody job'),
         );
       }
     };
@@ -175,7 +175,7 @@ export class CustodyJobs {
     try {
       if (await this.checkpoints.pending()) {
         const jobId = await this.queue!.sendThrottled(
-          QUEUE.checkpoint,
+          CUSTODY_QUEUES.checkpoint,
           this.checkpointFailing ? this.intervalSeconds('checkpoint') : throttleSeconds,
         );
         // Queued here: this instance's worker takes it now rather than at its next poll.
@@ -194,7 +194,7 @@ export class CustodyJobs {
     if (!this.queue || !this.queueStarted) {
       throw new AppError('not_ready', 'The job queue is not running on this instance.');
     }
-    const jobId = await this.queue.send(QUEUE[job]);
+    const jobId = await this.queue.send(CUSTODY_QUEUES[job]);
     await this.audit.record({ action: 'custody.run', actor, details: { job, jobId } });
     return { job, jobId, status: 'queued' as const };
   }

@@ -30,8 +30,12 @@ export interface QueuedJob<T> {
 /**
  * The PostgreSQL-backed job queue (pg-boss 10), shared by custody and media jobs, so several
  * service instances (and `npm run worker` processes) share background work, retried with backoff.
- * pg-boss owns its schema, so it connects with the owner's URL, never the request role.
+ * Its schema (and each queue, a table of its own) is made and upgraded by the owner's login at
+ * the migrate step (`JobQueue.prepare`); with two logins the service's queue connects with the
+ * app's login, which may read and write the queue's rows and nothing more (`migrate: false`).
  */
+export const JOB_QUEUE_SCHEMA = 'pgboss';
+
 /** How long a worker's fetch may wait for the database (see the executeSql above). */
 const FETCH_TIMEOUT_MS = 3_600_000;
 
@@ -44,6 +48,13 @@ export interface JobQueueDeps {
   connectionString: string;
   logger: Logger;
   queryTimeoutMs?: number;
+  /**
+   * Create or upgrade pg-boss's schema at start (default true: the owner's login). False with the
+   * app's login: a schema that is missing or behind is an error naming `npm run migrate`.
+   */
+  migrate?: boolean;
+  /** pg-boss's maintenance (expiry, archive): default true; off for `prepare`'s short start. */
+  supervise?: boolean;
 }
 
 export class JobQueue {
@@ -55,14 +66,18 @@ export class JobQueue {
   private readonly connectionString: string;
   private readonly logger: Logger;
   private readonly queryTimeoutMs?: number;
+  private readonly migrate: boolean;
 
   constructor(deps: JobQueueDeps) {
     this.connectionString = deps.connectionString;
     this.logger = deps.logger;
     this.queryTimeoutMs = deps.queryTimeoutMs;
+    this.migrate = deps.migrate ?? true;
 
     this.boss = new PgBoss({
-      schema: 'pgboss',
+      schema: JOB_QUEUE_SCHEMA,
+      migrate: this.migrate,
+      supervise: deps.supervise ?? true,
       // Our own pool (see `pool`), so that a database shutdown cannot end the process through
       // one of pg-boss's connections.
       db: {
@@ -110,9 +125,34 @@ export class JobQueue {
     return this.started;
   }
 
+  /**
+   * The owner's step at migration: pg-boss's schema created or upgraded, and these queues (each
+   * a partition table pg-boss creates) made, so that a login that may not create tables can
+   * use them. Their settings are the service's to set at its start (`start`).
+   */
+  static async prepare(
+    deps: { connectionString: string; logger: Logger },
+    queues: Pick<QueueSpec, 'name' | 'policy'>[],
+  ): Promise<void> {
+    const queue = new JobQueue({ ...deps, migrate: true, supervise: false });
+    try {
+      await queue.start(queues.map((q) => ({ ...q, expireInSeconds: 3600 })));
+    } finally {
+      await queue.stop();
+    }
+  }
+
   /** Starts the queue (once, however many callers) and creates these queues if missing. */
   async start(queues: QueueSpec[]): Promise<void> {
-    this.starting ??= this.boss.start();
+    this.starting ??= this.boss.start().catch((err: unknown) => {
+      this.starting = undefined;
+      if (!this.migrate && err instanceof Error && /pg-boss/.test(err.message)) {
+        throw new Error(
+          `${err.message}: the job queue's schema is made and upgraded by the owner's login (npm run migrate, or a start with DATABASE_URL or MIGRATION_DATABASE_URL)`,
+        );
+      }
+      throw err;
+    });
     await this.starting;
     this.started = true;
     for (const q of queues) {
@@ -133,7 +173,13 @@ export class JobQueue {
         await this.boss.createQueue(q.name, { name: q.name, ...options });
       } catch (err) {
         // Another instance created it between our check and our insert.
-        if (!(await this.boss.getQueue(q.name))) throw err;
+        if (await this.boss.getQueue(q.name)) continue;
+        if ((err as { code?: string }).code === '42501') {
+          throw new Error(
+            `job queue ${q.name} does not exist and this login may not create it (permission denied): run npm run migrate with the owner's login`,
+          );
+        }
+        throw err;
       }
     }
   }

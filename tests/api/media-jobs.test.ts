@@ -99,6 +99,8 @@ describe('media work on the job queue', () => {
         { name: 'custody-retention', policy: 'singleton' },
         { name: 'custody-scrub', policy: 'singleton' },
         { name: 'media-derive', policy: 'stately' },
+        // Made with the others at the migrate step (the app's login cannot create a queue).
+        { name: 'twilio-recording-fetch', policy: 'stately' },
       ]);
     } finally {
       await owner.end();

@@ -17,6 +17,7 @@ import {
   startOwnPostgres,
   type OwnPostgres,
 } from '../support/own-postgres';
+import { createAppLogin } from '../support/test-db';
 import {
   startServiceProcess,
   waitFor,
@@ -95,9 +96,12 @@ describeOwnPg('PostgreSQL outages', () => {
     } finally {
       await ctx.close();
     }
+    // Two logins, as the harness runs every API suite: the service as a login that owns nothing.
+    const login = await createAppLogin(db.url);
     service = await startServiceProcess(
       {
         DATABASE_URL: db.url,
+        APP_DATABASE_URL: login.url(db.url),
         DATA_DIR: dataDir,
         LOG_LEVEL: 'info',
         WORKERS: '1',
@@ -536,8 +540,10 @@ describeOwnPg('PostgreSQL outage under a worker process', () => {
     } finally {
       await ctx.close();
     }
+    const login = await createAppLogin(db.url);
     const env = {
       DATABASE_URL: db.url,
+      APP_DATABASE_URL: login.url(db.url),
       DATA_DIR: dataDir,
       LOG_LEVEL: 'info',
       MEDIA_CONCURRENCY: '1',

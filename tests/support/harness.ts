@@ -6,10 +6,10 @@ import { loadConfig } from '../../src/base/config';
 import { AppContext, type ContextOptions, type ContextOverrides } from '../../src/context';
 import { createApp } from '../../src/http/app';
 import { startServer, type RunningServer } from '../../src/http/server';
-import { createLogger } from '../../src/base/logger';
+import { createLogger, type Logger } from '../../src/base/logger';
 import { OpenApiValidator } from './openapi-validator';
 import { rawS3Client, startS3Server, type TestS3 } from './s3-server';
-import { createTestDatabase } from './test-db';
+import { createAppLogin, createTestDatabase } from './test-db';
 
 export type Driver = 'fs' | 's3';
 export const DRIVERS: Driver[] = ['fs', 's3'];
@@ -20,7 +20,10 @@ export interface TestApp {
   server: RunningServer;
   keys: { ingest: MintedKey; ingest2: MintedKey; support: MintedKey; admin: MintedKey };
   dataDir: string;
+  /** The owner's login (migrations; what a test uses to act behind the service's back). */
   databaseUrl: string;
+  /** The service's own login (APP_DATABASE_URL): owns nothing, holds evidence_app. */
+  appDatabaseUrl: string;
   s3?: TestS3;
   /**
    * Checks every response this app sends against src/http/openapi.json; `close()` fails with
@@ -35,11 +38,15 @@ export interface TestAppOptions
   extends Pick<ContextOptions, 'jobQueue'>, Omit<ContextOverrides, 'logger'> {
   /** Validate responses against the OpenAPI document (default on; OPENAPI_VALIDATE=off: off). */
   validateResponses?: boolean;
+  /** Default: silent (TEST_LOG_LEVEL). */
+  logger?: Logger;
 }
 
 /**
  * The real service over real infrastructure: its own PostgreSQL database, the chosen blob store
- * (disk in a temp dir, or s3rver on loopback) and an HTTP server on a loopback port.
+ * (disk in a temp dir, or s3rver on loopback) and an HTTP server on a loopback port. Two logins,
+ * as in production: the test server's owner migrates (DATABASE_URL) and the service runs as a
+ * login of its own that owns nothing (APP_DATABASE_URL; `env` may set it empty for one login).
  */
 export async function startTestApp(
   driver: Driver = 'fs',
@@ -47,14 +54,17 @@ export async function startTestApp(
   {
     validateResponses = process.env.OPENAPI_VALIDATE !== 'off',
     jobQueue,
+    logger,
     ...overrides
   }: TestAppOptions = {},
 ): Promise<TestApp> {
   const database = await createTestDatabase();
+  const login = await createAppLogin();
   const dataDir = mkdtempSync(path.join(tmpdir(), 'evidence-data-'));
   const s3 = driver === 's3' ? await startS3Server() : undefined;
   const config = loadConfig({
     DATABASE_URL: database.url,
+    APP_DATABASE_URL: login.url(database.url),
     DATA_DIR: dataDir,
     PORT: '0',
     LOG_LEVEL: 'silent',
@@ -65,7 +75,7 @@ export async function startTestApp(
   const ctx = await AppContext.fromConfig(
     config,
     { migrate: true, jobQueue },
-    { logger: createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'), ...overrides },
+    { logger: logger ?? createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'), ...overrides },
   );
   const server = await startServer(createApp(ctx), config);
   const openapi = new OpenApiValidator();
@@ -83,6 +93,7 @@ export async function startTestApp(
     keys,
     dataDir,
     databaseUrl: database.url,
+    appDatabaseUrl: ctx.appDatabaseUrl,
     s3,
     openapi,
     async close() {
@@ -90,6 +101,7 @@ export async function startTestApp(
       await ctx.close();
       await s3?.close();
       await database.drop();
+      await login.drop();
       rmSync(dataDir, { recursive: true, force: true });
       openapi.assertClean();
     },

@@ -7,8 +7,8 @@ function adminUrl(): string {
   return url;
 }
 
-async function withAdmin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: adminUrl() });
+async function withAdmin<T>(fn: (c: pg.Client) => Promise<T>, url = adminUrl()): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
     return await fn(client);
@@ -29,5 +29,52 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
       withAdmin((c) => c.query(`drop database if exists ${name} with (force)`)).then(
         () => undefined,
       ),
+  };
+}
+
+/** The app's role (the migrations make it too; made here first, as the embedded server does). */
+export const APP_ROLE = 'evidence_app';
+
+export interface AppLogin {
+  user: string;
+  password: string;
+  /** The database's URL with this login's user and password. */
+  url(databaseUrl: string): string;
+  drop(): Promise<void>;
+}
+
+/**
+ * A login of the service's own, as an operator makes it for an external PostgreSQL
+ * (docs/operations.md): it owns nothing and holds the app's role (on PostgreSQL 16+ without being
+ * able to SET ROLE to it). Random name and password; `drop` removes it. On the test server, or
+ * the server of `serverUrl` (a superuser's URL).
+ */
+export async function createAppLogin(serverUrl = adminUrl()): Promise<AppLogin> {
+  const user = `evidence_login_${randomBytes(6).toString('hex')}`;
+  const password = randomBytes(18).toString('hex');
+  await withAdmin(async (c) => {
+    await c.query(`do $$ begin
+        create role ${APP_ROLE} nologin;
+      exception when duplicate_object or unique_violation then null;
+      end $$`);
+    await c.query(`create role ${user} login password '${password}'`);
+    const { rows } = await c.query<{ v: number }>(
+      `select current_setting('server_version_num')::int as v`,
+    );
+    await c.query(
+      `grant ${APP_ROLE} to ${user}${rows[0]!.v >= 160000 ? ' with inherit true, set false' : ''}`,
+    );
+  }, serverUrl);
+  return {
+    user,
+    password,
+    url(databaseUrl) {
+      const url = new URL(databaseUrl);
+      url.username = user;
+      url.password = password;
+      return url.toString();
+    },
+    drop: () =>
+      withAdmin((c) => c.query(`drop role if exists ${user}`), serverUrl).then(() => undefined),
   };
 }

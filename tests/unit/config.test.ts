@@ -199,6 +199,33 @@ describe('loadConfig', () => {
     });
   });
 
+  it('reads the two logins: APP_DATABASE_URL and MIGRATION_DATABASE_URL, only with DATABASE_URL', () => {
+    const owner = 'postgres://owner:pw@db:5432/evidence';
+    const app = 'postgres://evidence_service:pw@db:5432/evidence';
+    expect(loadConfig({ DATABASE_URL: owner, APP_DATABASE_URL: app }).database).toMatchObject({
+      url: owner,
+      appUrl: app,
+      migrationUrl: undefined,
+    });
+    expect(loadConfig({ DATABASE_URL: app, MIGRATION_DATABASE_URL: owner }).database).toMatchObject(
+      { url: app, appUrl: undefined, migrationUrl: owner },
+    );
+    // Unset (or empty, as in .env): the one login of before.
+    expect(
+      loadConfig({ DATABASE_URL: owner, APP_DATABASE_URL: '' }).database.appUrl,
+    ).toBeUndefined();
+    // The embedded PostgreSQL makes its own logins: a second URL without the first is a mistake.
+    expect(() => loadConfig({ APP_DATABASE_URL: app })).toThrow(
+      /APP_DATABASE_URL needs DATABASE_URL/,
+    );
+    expect(() => loadConfig({ MIGRATION_DATABASE_URL: owner })).toThrow(
+      /MIGRATION_DATABASE_URL needs DATABASE_URL/,
+    );
+    expect(() => loadConfig({ DATABASE_URL: owner, APP_DATABASE_URL: 'not a url' })).toThrow(
+      /APP_DATABASE_URL/,
+    );
+  });
+
   it('reads Object Lock, custody and retention settings', () => {
     const cfg = loadConfig({
       STORAGE_DRIVER: 's3',
