@@ -7,6 +7,14 @@ import { loadConfig } from '../../src/base/config';
 import { SigningKey } from '../../src/custody/signing-key';
 import { readEnvExample, ROOT, uncommented } from '../support/env-example';
 import { startTestApp, type TestApp } from '../support/harness';
+import {
+  ownPostgresUnavailable,
+  startOwnPostgres,
+  type OwnPostgres,
+} from '../support/own-postgres';
+import { AppContext } from '../../src/context';
+import { createLogger } from '../../src/base/logger';
+import { loginReach } from '../../src/db/logins';
 
 /**
  * docker-compose.yml, checked with Debian's `docker-compose` (1.x), whose `config` needs no Docker
@@ -112,6 +120,7 @@ function goDurationHours(value: string): number {
 function wiring(env: Record<string, string>): Record<string, string> {
   return {
     DATABASE_URL: `postgres://postgres:${env.POSTGRES_PASSWORD}@postgres:5432/evidence`,
+    APP_DATABASE_URL: `postgres://evidence_service:${env.POSTGRES_APP_PASSWORD}@postgres:5432/evidence`,
     STORAGE_DRIVER: 's3',
     S3_ENDPOINT: 'http://minio:9000',
     S3_ACCESS_KEY_ID: env.MINIO_ROOT_USER!,
@@ -150,6 +159,9 @@ function wiring(env: Record<string, string>): Record<string, string> {
     expect(env.S3_BUCKET).toBe(values.S3_BUCKET);
     expect(c.services['minio-init']!.environment!.S3_BUCKET).toBe(values.S3_BUCKET);
     expect(c.services.postgres!.environment!.POSTGRES_PASSWORD).toBe(values.POSTGRES_PASSWORD);
+    expect(c.services.postgres!.environment!.POSTGRES_APP_PASSWORD).toBe(
+      values.POSTGRES_APP_PASSWORD,
+    );
     expect(c.services.minio!.environment!.MINIO_ROOT_USER).toBe(values.MINIO_ROOT_USER);
     expect(c.services.minio!.environment!.MINIO_ROOT_PASSWORD).toBe(values.MINIO_ROOT_PASSWORD);
   });
@@ -181,6 +193,9 @@ function wiring(env: Record<string, string>): Record<string, string> {
         s3: { endpoint: 'http://minio:9000', bucket: 'evidence', forcePathStyle: true },
       });
       expect(cfg.database.url).toBe('postgres://postgres:evidence@postgres:5432/evidence');
+      expect(cfg.database.appUrl).toBe(
+        'postgres://evidence_service:evidence-app@postgres:5432/evidence',
+      );
       expect([cfg.host, cfg.port, cfg.dataDir]).toEqual(['0.0.0.0', 8080, '/data']);
       expect(SigningKey.fromPem(cfg.custody.signingKeyPem!).fingerprint).toBe(key.fingerprint);
     }
@@ -340,5 +355,68 @@ function wiring(env: Record<string, string>): Record<string, string> {
       }
     }
     expect(done).toEqual(['cp .env.example', 'docker-compose config']);
+  });
+});
+
+const noOwnPostgres = ownPostgresUnavailable();
+if (noOwnPostgres && inCI)
+  throw new Error(`the compose init step must be tested in CI: ${noOwnPostgres}`);
+
+/**
+ * The bundled PostgreSQL's init step (docker/postgres-init, run by the postgres image on an empty
+ * volume), run as the image runs it, with psql, against a real PostgreSQL this test starts: the
+ * service then migrates as the owner and runs as the login it made.
+ */
+(noOwnPostgres ? describe.skip : describe)('docker-compose.yml: the app login', () => {
+  let db: OwnPostgres;
+  beforeAll(async () => {
+    db = await startOwnPostgres();
+  });
+  afterAll(async () => {
+    await db?.destroy();
+  });
+
+  it('makes a login that owns nothing and holds evidence_app; the service migrates as the owner and runs as it', async () => {
+    const c = config(example.text);
+    const composeEnv = c.services.postgres!.environment!;
+    const mount = c.services.postgres!.volumes!.find((v) =>
+      String(typeof v === 'string' ? v : (v as { target: string }).target).includes(
+        '/docker-entrypoint-initdb.d',
+      ),
+    );
+    expect(mount).toBeDefined();
+    execFileSync('sh', [path.join(ROOT, 'docker/postgres-init/10-app-login.sh')], {
+      env: {
+        ...process.env,
+        PGHOST: '127.0.0.1',
+        PGPORT: String(db.port),
+        POSTGRES_USER: 'postgres',
+        POSTGRES_DB: 'postgres',
+        POSTGRES_APP_PASSWORD: composeEnv.POSTGRES_APP_PASSWORD!,
+      },
+      stdio: 'pipe',
+    });
+    const appUrl = `postgres://evidence_service:${composeEnv.POSTGRES_APP_PASSWORD}@127.0.0.1:${db.port}/postgres`;
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'compose-login-'));
+    dirs.push(dataDir);
+    const ctx = await AppContext.fromConfig(
+      loadConfig({ DATABASE_URL: db.url, APP_DATABASE_URL: appUrl, DATA_DIR: dataDir }),
+      { migrate: true, mediaTools: false },
+      { logger: createLogger('silent') },
+    );
+    try {
+      const reach = await loginReach(ctx.db);
+      expect(reach).toEqual({
+        login: 'evidence_service',
+        superuser: false,
+        owner: false,
+        holdsRole: true,
+      });
+      // It works as the app: a key minted, an audit event appended.
+      const key = await ctx.apiKeys.create('support', 'compose');
+      expect(await ctx.apiKeys.authenticate(key.key)).toMatchObject({ role: 'support' });
+    } finally {
+      await ctx.close();
+    }
   });
 });
