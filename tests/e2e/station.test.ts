@@ -1,0 +1,318 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_FLAGS, haveBrowser } from '../support/chromium';
+import { bearer, startTestApp, type TestApp } from '../support/harness';
+import { sha256 } from '../support/media';
+
+/**
+ * The packing station (/station/) as a station is used: Debian's Chromium with a fake camera that
+ * plays a .y4m made here by ffmpeg, scans typed as keystrokes by playwright-core, against the
+ * real service. What arrives is checked in the archive (as a support key sees it) and with
+ * ffprobe/ffmpeg, never by asking the page.
+ */
+const ROOT = path.resolve(__dirname, '..', '..');
+const WIDTH = 1280;
+const HEIGHT = 720;
+
+if (!haveBrowser && !process.env.CI) {
+  console.warn(
+    `tests/e2e/station.test.ts skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH). In CI this fails instead.`,
+  );
+}
+
+jest.setTimeout(180_000);
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function eventually<T>(check: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (err) {
+      if (Date.now() > until) throw err;
+      await sleep(200);
+    }
+  }
+}
+
+interface Item {
+  id: string;
+  sha256: string;
+  size: number;
+  kind: string;
+  orderIds: string[];
+  stationId: string | null;
+  operatorId: string | null;
+  trackingNumber: string | null;
+  capturedAt: string;
+  originalFilename: string | null;
+  contentType: string;
+}
+
+/** From the first packet's start to the last one's end, of the video or of every stream. */
+function videoSeconds(file: string, streams = 'v:0'): number {
+  const out = execFileSync(
+    'ffprobe',
+    [
+      '-v',
+      'error',
+      ...(streams ? ['-select_streams', streams] : []),
+      '-show_entries',
+      'packet=pts_time,duration_time',
+      '-of',
+      'csv=p=0',
+      file,
+    ],
+    { encoding: 'utf8' },
+  );
+  const packets = out
+    .trim()
+    .split('\n')
+    .map((l) => l.split(',').map(Number))
+    .filter(([pts]) => Number.isFinite(pts));
+  expect(packets.length).toBeGreaterThan(5);
+  const first = Math.min(...packets.map(([pts]) => pts!));
+  const last = Math.max(...packets.map(([pts, d]) => pts! + (Number.isFinite(d) ? d! : 0)));
+  if (process.env.STATION_DEBUG) console.log(`packets ${first} .. ${last}`);
+  return last - first;
+}
+
+/** The length the file's header declares (ffprobe's format duration), NaN when none. */
+function headerSeconds(file: string): number {
+  return Number(
+    execFileSync(
+      'ffprobe',
+      ['-v', 'error', '-show_entries', 'format=duration', '-of', 'csv=p=0', file],
+      { encoding: 'utf8' },
+    ).trim(),
+  );
+}
+
+(haveBrowser || process.env.CI ? describe : describe.skip)('packing station in Chromium', () => {
+  let app: TestApp;
+  let browser: Browser;
+  let work: string;
+  const problems: string[] = [];
+
+  beforeAll(async () => {
+    if (!haveBrowser) {
+      throw new Error(`No Chromium at ${CHROMIUM}: CI must install it (apt-get install chromium).`);
+    }
+    execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'build-web.mjs')], {
+      stdio: 'ignore',
+    });
+    work = mkdtempSync(path.join(tmpdir(), 'evidence-station-'));
+    // The fake camera: 2 s of ffmpeg's test pattern at 720p, which Chromium loops.
+    execFileSync('ffmpeg', [
+      '-v',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      `testsrc2=size=${WIDTH}x${HEIGHT}:rate=30`,
+      '-t',
+      '2',
+      '-pix_fmt',
+      'yuv420p',
+      path.join(work, 'camera.y4m'),
+    ]);
+    app = await startTestApp('fs');
+    const { chromium } = await import('playwright-core');
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: false,
+      args: [
+        ...CHROMIUM_FLAGS,
+        '--use-fake-ui-for-media-stream',
+        '--use-fake-device-for-media-stream',
+        `--use-file-for-fake-video-capture=${path.join(work, 'camera.y4m')}`,
+        '--autoplay-policy=no-user-gesture-required',
+      ],
+    });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await app?.close();
+    if (work && !process.env.STATION_DEBUG) rmSync(work, { recursive: true, force: true });
+  });
+
+  afterEach(() => {
+    expect(problems.splice(0)).toEqual([]);
+  });
+
+  /** A fresh browser profile (no key, no clips) on /station/, every console error collected. */
+  async function station(): Promise<{ context: BrowserContext; page: Page; metadata: string[] }> {
+    const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+    const page = await context.newPage();
+    const metadata: string[] = [];
+    page.on('console', (msg) => {
+      if (
+        msg.type() === 'error' &&
+        !/net::ERR_INTERNET_DISCONNECTED|Failed to load resource/.test(msg.text())
+      ) {
+        problems.push(`console: ${msg.text()}`);
+      }
+    });
+    page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+    page.on('request', (req) => {
+      const meta = req.headers()['upload-metadata'];
+      if (req.method() === 'POST' && meta) metadata.push(meta);
+    });
+    await page.goto(`${app.url}/station/`);
+    return { context, page, metadata };
+  }
+
+  async function signIn(page: Page, key: string, operator = ''): Promise<void> {
+    await page.fill('#key', key);
+    if (operator) await page.fill('#operator', operator);
+    await page.click('button[type=submit]');
+  }
+
+  async function ready(page: Page): Promise<void> {
+    await page.locator('#state').waitFor({ timeout: 15_000 });
+    await eventually(async () => {
+      expect(await page.locator('#camera').innerText()).toContain(`${WIDTH}×${HEIGHT}`);
+    });
+  }
+
+  /** A scanner: the code typed in a burst, then Enter, with nothing focused in particular. */
+  async function scan(page: Page, code: string): Promise<number> {
+    await page.keyboard.type(code);
+    await page.keyboard.press('Enter');
+    return Date.now();
+  }
+
+  async function state(page: Page): Promise<string> {
+    return (await page.locator('#state').getAttribute('data-state')) ?? '';
+  }
+
+  async function itemsOf(orderId: string): Promise<Item[]> {
+    const res = await fetch(`${app.url}/v1/orders/${encodeURIComponent(orderId)}/evidence`, {
+      headers: bearer(app.keys.support),
+    });
+    return ((await res.json()) as { items: Item[] }).items;
+  }
+
+  /** The order's one clip once the archive has it, its bytes saved for ffprobe. */
+  async function arrived(
+    orderId: string,
+    timeoutMs = 30_000,
+  ): Promise<{ item: Item; file: string; bytes: Buffer }> {
+    const item = await eventually(async () => {
+      const items = await itemsOf(orderId);
+      expect(items).toHaveLength(1);
+      return items[0]!;
+    }, timeoutMs);
+    const res = await fetch(`${app.url}/v1/evidence/${item.id}/content`, {
+      headers: bearer(app.keys.support),
+    });
+    const bytes = Buffer.from(await res.arrayBuffer());
+    const file = path.join(work, `${item.id}.webm`);
+    writeFileSync(file, bytes);
+    return { item, file, bytes };
+  }
+
+  /** The declared sha256 of each tus upload the page created. */
+  const declared = (metadata: string[]) =>
+    metadata.map((m) =>
+      Object.fromEntries(
+        m.split(',').map((pair) => {
+          const [k, v] = pair.split(' ');
+          return [k!, Buffer.from(v ?? '', 'base64').toString('utf8')];
+        }),
+      ),
+    );
+
+  it('records two orders scanned in a row as two clips, each with its order, length and hash', async () => {
+    const { context, page, metadata } = await station();
+    await signIn(page, app.keys.ingest.key);
+    await ready(page);
+    // The operator scans in at shift start.
+    await scan(page, 'OP:op-7');
+    await eventually(async () =>
+      expect(await page.locator('#operator-name').innerText()).toBe('op-7'),
+    );
+    expect(await page.locator('#station-name').innerText()).toBe('PK-03');
+
+    const fpsLog: string[] = [];
+    const sampler = setInterval(() => {
+      void page
+        .locator('canvas')
+        .getAttribute('data-fps')
+        .then((f) => fpsLog.push(`${Date.now() % 100000}:${f}`))
+        .catch(() => undefined);
+    }, 500);
+    const t1 = await scan(page, 'ORD-2001');
+    await eventually(async () => expect(await state(page)).toBe('recording'));
+    expect(await page.locator('#state').innerText()).toContain('ORD-2001');
+    await sleep(1500);
+    await scan(page, '1Z999AA10123456784');
+    await sleep(2500);
+    const t2 = await scan(page, 'ORD-2002');
+    await sleep(3000);
+    await page.keyboard.press('Escape');
+    const t3 = Date.now();
+    await sleep(2000);
+    clearInterval(sampler);
+    if (process.env.STATION_DEBUG)
+      console.log(`fps ${fpsLog.join(' ')} t1 ${t1 % 100000} t2 ${t2 % 100000} t3 ${t3 % 100000}`);
+
+    const first = await arrived('ORD-2001');
+    const second = await arrived('ORD-2002');
+    for (const [{ item, file, bytes }, planned, orderId] of [
+      [first, (t2 - t1) / 1000, 'ORD-2001'],
+      [second, (t3 - t2) / 1000, 'ORD-2002'],
+    ] as const) {
+      expect(item).toMatchObject({
+        kind: 'packing_video',
+        orderIds: [orderId],
+        stationId: 'PK-03',
+        operatorId: 'op-7',
+        contentType: 'video/webm',
+      });
+      expect(item.originalFilename).not.toContain('recovered');
+      expect(sha256(bytes)).toBe(item.sha256);
+      const seconds = videoSeconds(file);
+      // The header says how long it is (MediaRecorder leaves that out; the station writes it).
+      if (process.env.STATION_DEBUG) console.log(`header ${headerSeconds(file)}`);
+      expect(Math.abs(headerSeconds(file) - seconds)).toBeLessThan(0.2);
+      console.log(
+        `station: ${orderId} ${seconds.toFixed(2)} s recorded, ${planned.toFixed(2)} s between scans, ${bytes.length} bytes`,
+      );
+      expect(Math.abs(seconds - planned)).toBeLessThan(1);
+    }
+    expect(first.item.trackingNumber).toBe('1Z999AA10123456784');
+    expect(second.item.trackingNumber).toBeNull();
+    // capturedAt is the first frame's: right after the scan.
+    const lag = Date.parse(first.item.capturedAt) - t1;
+    expect(lag).toBeGreaterThan(-1000);
+    expect(lag).toBeLessThan(1500);
+    // The hash the page computed and declared is the archive's, and the downloaded bytes'.
+    const sent = declared(metadata);
+    expect(sent.map((m) => m.orderId).sort()).toEqual(['ORD-2001', 'ORD-2002']);
+    expect(sent.find((m) => m.orderId === 'ORD-2001')!.sha256).toBe(sha256(first.bytes));
+    expect(sent.find((m) => m.orderId === 'ORD-2002')!.sha256).toBe(sha256(second.bytes));
+    // Removed from the station once acknowledged.
+    await eventually(async () => expect(await page.locator('#queue li').count()).toBe(0));
+    // Poster and preview, like any clip.
+    await app.ctx.media.process(first.item.id);
+    const derivatives = (await fetch(`${app.url}/v1/evidence/${first.item.id}/derivatives`, {
+      headers: bearer(app.keys.support),
+    }).then((r) => r.json())) as {
+      media: { status: string; probe: { durationSeconds: number | null } };
+      derivatives: { kind: string; status: string }[];
+    };
+    if (process.env.STATION_DEBUG) console.log(JSON.stringify(derivatives));
+    expect(derivatives.media.status).toBe('done');
+    expect(derivatives.media.probe.durationSeconds).toBeCloseTo((t2 - t1) / 1000, 0);
+    expect(
+      Object.fromEntries(derivatives.derivatives.map((d) => [d.kind, d.status])),
+    ).toMatchObject({ poster: 'ready', preview: 'ready' });
+    await context.close();
+  });
+});
