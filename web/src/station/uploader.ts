@@ -35,7 +35,8 @@ export async function clipBytes(pieces: Blob[], clip: ClipRecord): Promise<Blob>
   if (type !== 'video/webm' || !pieces[0]) return whole;
   const bytes = new Uint8Array(await whole.arrayBuffer());
   const seconds = webmSeconds(bytes);
-  const headLength = pieces[0].size;
+  // The header (a few hundred bytes) is at the start; a first piece may hold less than all of it.
+  const headLength = Math.min(bytes.length, 1 << 20);
   const head = seconds ? withDuration(bytes.subarray(0, headLength), seconds) : null;
   return head ? new Blob([head, bytes.subarray(headLength)], { type }) : whole;
 }
@@ -77,6 +78,7 @@ export class Uploader {
           return;
         }
         try {
+          if (!navigator.onLine) throw new Error('The network is down.');
           await this.send(clip);
         } catch (err) {
           const message = err instanceof Error ? err.message : String(err);
