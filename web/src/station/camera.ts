@@ -38,6 +38,7 @@ export class Camera {
   private recorded: MediaStream | null = null;
   private running = false;
   private drawn = 0;
+  private total = 0;
   /** Frames composited in the last whole second (shown, and read by the browser test). */
   fps = 0;
 
@@ -146,6 +147,8 @@ export class Camera {
       });
     }
     this.drawn++;
+    // Frames composited so far: the browser test reads the preview's frame rate from it.
+    this.canvas.dataset.frames = String(++this.total);
   }
 }
 
