@@ -1,5 +1,5 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
@@ -27,6 +27,7 @@ jest.setTimeout(180_000);
 
 // What the callbacks run in the page use of the DOM (the tests compile without the DOM library).
 declare const localStorage: { getItem(key: string): string | null };
+declare const isSecureContext: boolean;
 declare const document: { querySelector(s: string): { dataset: Record<string, string> } | null };
 declare const performance: { now(): number };
 declare function requestAnimationFrame(cb: () => void): void;
@@ -492,5 +493,57 @@ function headerSeconds(file: string): number {
     }
     expect(white / (band3.length / 3)).toBeGreaterThan(0.005);
     expect(dark / (band3.length / 3)).toBeGreaterThan(0.5);
+  });
+
+  it("starts as docs/station.md's kiosk command says, the camera allowed on a LAN address", async () => {
+    // The block as written, run by sh, with `chromium` standing for this Chromium with the test's
+    // flags: headless, the fake camera, a debugging port, and archive.lan:8080 resolving to the
+    // test's service. HOME is a temporary directory (the profile goes there).
+    const doc = readFileSync(path.join(ROOT, 'docs', 'station.md'), 'utf8');
+    const block =
+      /<!-- run as written by tests\/e2e\/station\.test\.ts[^\n]*-->\n\n```sh\n([\s\S]*?)\n```/.exec(
+        doc,
+      )?.[1];
+    expect(block).toContain('--kiosk');
+    const home = mkdtempSync(path.join(work, 'home-'));
+    const port = new URL(app.url).port;
+    const flags = [
+      ...CHROMIUM_FLAGS,
+      '--use-fake-ui-for-media-stream',
+      '--use-fake-device-for-media-stream',
+      `--use-file-for-fake-video-capture=${path.join(work, 'camera.y4m')}`,
+      '--remote-debugging-port=0',
+      `--host-resolver-rules=MAP archive.lan:8080 127.0.0.1:${port}`,
+    ];
+    const kiosk = spawn(
+      'sh',
+      [
+        '-c',
+        `chromium() { exec "$CHROMIUM" ${flags.map((f) => `'${f}'`).join(' ')} "$@"; }\n${block}`,
+      ],
+      { env: { ...process.env, HOME: home, CHROMIUM }, stdio: 'ignore', detached: true },
+    );
+    try {
+      const devtools = path.join(home, '.evidence-station', 'DevToolsActivePort');
+      const debugPort = await eventually(async () => {
+        const [p] = readFileSync(devtools, 'utf8').split('\n');
+        expect(Number(p)).toBeGreaterThan(0);
+        return p!;
+      });
+      const { chromium } = await import('playwright-core');
+      const cdp = await chromium.connectOverCDP(`http://127.0.0.1:${debugPort}`);
+      const page = await eventually(async () => {
+        const found = cdp.contexts().flatMap((c) => c.pages());
+        expect(found.map((p) => p.url())).toContain('http://archive.lan:8080/station/');
+        return found.find((p) => p.url() === 'http://archive.lan:8080/station/')!;
+      });
+      await page.locator('#key').waitFor();
+      await signIn(page, app.keys.ingest.key);
+      await ready(page);
+      expect(await page.evaluate(() => isSecureContext)).toBe(true);
+      await cdp.close();
+    } finally {
+      process.kill(-kiosk.pid!, 'SIGKILL');
+    }
   });
 });
