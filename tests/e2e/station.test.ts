@@ -276,7 +276,10 @@ function headerSeconds(file: string): number {
     expect(await page.locator('#state').innerText()).toContain('ORD-2001');
     await sleep(1500);
     await scan(page, '1Z999AA10123456784');
-    await sleep(2500);
+    // The preview's frame rate while recording and sending nothing, for comparison.
+    const before = Date.now();
+    const quiet = await page.evaluate(framesPerSecond, 2000);
+    await sleep(Math.max(0, before + 2500 - Date.now()));
     // The first clip's upload is held in flight by the test for a few seconds, and the preview
     // of the second is measured meanwhile: it must stay fluid while a clip goes out.
     let holding = true;
@@ -291,9 +294,11 @@ function headerSeconds(file: string): number {
     const fps = await page.evaluate(framesPerSecond, 2000);
     expect(await page.locator('#upload').innerText()).toContain('Uploading ORD-2001');
     console.log(
-      `station: preview while uploading: ${fps.composited.toFixed(1)} frames/s composited, ${fps.animation.toFixed(1)} animation frames/s`,
+      `station: preview while uploading: ${fps.composited.toFixed(1)} frames/s composited, ${fps.animation.toFixed(1)} animation frames/s (${quiet.composited.toFixed(1)} and ${quiet.animation.toFixed(1)} while not)`,
     );
-    expect(fps.composited).toBeGreaterThanOrEqual(25);
+    // 25 frames a second, or, on a machine too busy to give the page that even when nothing is
+    // sent (other test runs), no less than 85% of what it had then: sending must not cost frames.
+    expect(fps.composited).toBeGreaterThanOrEqual(Math.min(25, quiet.composited * 0.85));
     await sleep(Math.max(0, t2 + 3000 - Date.now()));
     await page.keyboard.press('Escape');
     const t3 = Date.now();
