@@ -147,8 +147,9 @@ export class Camera {
       });
     }
     this.drawn++;
-    // Frames composited so far: the browser test reads the preview's frame rate from it.
-    this.canvas.dataset.frames = String(++this.total);
+    // Frames composited so far, which the browser test reads the preview's frame rate from (a
+    // property, not an attribute: changing the DOM 30 times a second would cost frames itself).
+    (this.canvas as HTMLCanvasElement & { frames?: number }).frames = ++this.total;
   }
 }
 
