@@ -260,6 +260,27 @@ function headerSeconds(file: string): number {
       ),
     );
 
+  it('is served at /station/ under a strict CSP that plays nothing from a URL', async () => {
+    const res = await fetch(`${app.url}/station/`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-security-policy')).toBe(
+      "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'none'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    );
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(res.headers.get('referrer-policy')).toBe('no-referrer');
+    expect(res.headers.get('cache-control')).toBe('no-cache');
+    const html = await res.text();
+    expect(html).not.toMatch(/<script>|<style>| style=/);
+    const js = /src="(\/station\/station-[A-Z0-9]{8}\.js)"/.exec(html)![1]!;
+    const asset = await fetch(`${app.url}${js}`);
+    expect(asset.status).toBe(200);
+    expect(asset.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
+    // The station's files are the station's: not under the support app's path.
+    expect((await fetch(`${app.url}${js.replace('/station/', '/app/')}`)).status).toBe(404);
+    const bare = await fetch(`${app.url}/station`, { redirect: 'manual' });
+    expect([bare.status, bare.headers.get('location')]).toEqual([301, '/station/']);
+  });
+
   it('records two orders scanned in a row as two clips, each with its order, length and hash', async () => {
     const { context, page, metadata } = await station();
     await signIn(page, app.keys.ingest.key);
