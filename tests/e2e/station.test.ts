@@ -563,7 +563,11 @@ function headerSeconds(file: string): number {
         return p!;
       });
       const { chromium } = await import('playwright-core');
-      const cdp = await chromium.connectOverCDP(`http://127.0.0.1:${debugPort}`);
+      // Attaching has hung now and then on a machine shared with other test runs: try again.
+      const cdp = await eventually(
+        () => chromium.connectOverCDP(`http://127.0.0.1:${debugPort}`, { timeout: 15_000 }),
+        60_000,
+      );
       const page = await eventually(async () => {
         const found = cdp.contexts().flatMap((c) => c.pages());
         expect(found.map((p) => p.url())).toContain('http://archive.lan:8080/station/');

@@ -629,20 +629,35 @@ async function boot(): Promise<void> {
   await startStation(key, name);
 }
 
-// One station per browser: a second tab would record the same camera and take the first's
-// unfinished clips for crashed ones.
-void navigator.locks
-  .request('evidence-station', { signal: AbortSignal.timeout(5000) }, async () => {
-    await boot();
-    await new Promise(() => undefined); // held while the page lives
-  })
-  .catch(() => {
-    replace(
-      root,
-      h(
-        'p',
-        { class: 'message' },
-        'This station is already open in another tab or window: use that one.',
-      ),
-    );
-  });
+// The camera, the hash and the lock below exist only in a secure context (https, or localhost).
+if (!window.isSecureContext || !navigator.locks || !crypto.subtle) {
+  replace(
+    root,
+    h(
+      'p',
+      { id: 'insecure', class: 'message' },
+      'The station needs a secure address for the camera: open it over https (or on this PC as 127.0.0.1), or start Chromium as docs/station.md shows.',
+    ),
+  );
+} else {
+  // One station per browser: a second tab would record the same camera and take the first's
+  // unfinished clips for crashed ones.
+  navigator.locks
+    .request('evidence-station', { signal: AbortSignal.timeout(5000) }, async () => {
+      await boot();
+      await new Promise(() => undefined); // held while the page lives
+    })
+    .catch((err: unknown) => {
+      const busy = err instanceof DOMException && ['TimeoutError', 'AbortError'].includes(err.name);
+      replace(
+        root,
+        h(
+          'p',
+          { class: 'message', role: 'alert' },
+          busy
+            ? 'This station is already open in another tab or window: use that one.'
+            : `The station could not start: ${(err as Error).message}`,
+        ),
+      );
+    });
+}
