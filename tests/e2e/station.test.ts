@@ -26,7 +26,10 @@ if (!haveBrowser && !process.env.CI) {
 jest.setTimeout(180_000);
 
 // What the callbacks run in the page use of the DOM (the tests compile without the DOM library).
-declare const localStorage: { getItem(key: string): string | null };
+declare const localStorage: {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+};
 declare const isSecureContext: boolean;
 declare const document: { querySelector(s: string): { frames?: number } | null };
 declare const performance: { now(): number };
@@ -67,6 +70,17 @@ async function eventually<T>(check: () => Promise<T>, timeoutMs = 30_000): Promi
       await sleep(200);
     }
   }
+}
+
+/**
+ * The station's screenshot, into a temporary directory removed afterwards, or with
+ * UPDATE_SCREENSHOTS=1 into docs/screenshots, which docs/station.md shows.
+ */
+const SHOTS = process.env.UPDATE_SCREENSHOTS === '1' ? path.join(ROOT, 'docs', 'screenshots') : '';
+async function shot(page: Page, name: string): Promise<void> {
+  const dir = SHOTS || mkdtempSync(path.join(tmpdir(), 'station-shot-'));
+  await page.screenshot({ path: path.join(dir, name) });
+  if (!SHOTS) rmSync(dir, { recursive: true, force: true });
 }
 
 interface Item {
@@ -297,6 +311,11 @@ function headerSeconds(file: string): number {
     expect(await page.locator('#state').innerText()).toContain('ORD-2001');
     await sleep(1500);
     await scan(page, '1Z999AA10123456784');
+    await scan(page, 'RR123456785GB');
+    await eventually(async () =>
+      expect(await page.locator('#detail').innerText()).toContain('RR123456785GB'),
+    );
+    await shot(page, 'station.png');
     // The preview's frame rate while recording and sending nothing, for comparison.
     const before = Date.now();
     const quiet = await page.evaluate(framesPerSecond, 3000);
@@ -357,6 +376,14 @@ function headerSeconds(file: string): number {
       expect(Math.abs(seconds - planned)).toBeLessThan(1);
     }
     expect(first.item.trackingNumber).toBe('1Z999AA10123456784');
+    // Both tracking numbers find the clip: the second (and the first) as a segment of it.
+    const view = await fetch(`${app.url}/v1/evidence/${first.item.id}`, {
+      headers: bearer(app.keys.support),
+    }).then((r) => r.json() as Promise<{ segments: { trackingNumber: string }[] }>);
+    expect(view.segments.map((seg) => seg.trackingNumber)).toEqual([
+      '1Z999AA10123456784',
+      'RR123456785GB',
+    ]);
     expect(second.item.trackingNumber).toBeNull();
     // capturedAt is the first frame's: right after the scan.
     const lag = Date.parse(first.item.capturedAt) - t1;
@@ -385,6 +412,32 @@ function headerSeconds(file: string): number {
     expect(
       Object.fromEntries(derivatives.derivatives.map((d) => [d.kind, d.status])),
     ).toMatchObject({ poster: 'ready', preview: 'ready' });
+    await context.close();
+  });
+
+  it('closes a clip at its longest length by itself', async () => {
+    const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+    // Settings as the station keeps them, with a longest clip of 3 s (the form takes 10 s at
+    // least; this keeps the test short).
+    await context.addInitScript(() =>
+      localStorage.setItem('evidence-station.settings', JSON.stringify({ maxClipSeconds: 3 })),
+    );
+    const page = await context.newPage();
+    page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+    await page.goto(`${app.url}/station/`);
+    await signIn(page, app.keys.ingest.key);
+    await ready(page);
+    await scan(page, 'ORD-6001');
+    await eventually(async () => expect(await state(page)).toBe('recording'));
+    await eventually(async () => expect(await state(page)).not.toBe('recording'), 10_000);
+    await eventually(async () =>
+      expect(await page.locator('#message').innerText()).toContain('longest length'),
+    );
+    const { file } = await arrived('ORD-6001');
+    const seconds = videoSeconds(file);
+    console.log(`station: a clip of at most 3 s lasted ${seconds.toFixed(2)} s`);
+    expect(seconds).toBeGreaterThan(2);
+    expect(seconds).toBeLessThan(4);
     await context.close();
   });
 

@@ -279,6 +279,7 @@ async function startStation(key: string, keyName: string): Promise<void> {
     const current = recorder;
     if (!current) return Promise.resolve();
     recorder = null;
+    if (reason === 'max-length') show('The clip reached its longest length and was closed.');
     return (async () => {
       let duration = 0;
       try {
@@ -289,7 +290,6 @@ async function startStation(key: string, keyName: string): Promise<void> {
         show(`The clip could not be stored completely: ${(err as Error).message}`);
       }
       await store.update(current.id, { state: 'closed', durationSec: duration });
-      if (reason === 'max-length') show('The clip reached its longest length and was closed.');
       uploader.kick();
       void renderQueue();
       void checkStorage();
