@@ -61,7 +61,7 @@ export class Camera {
   }
 
   /** Opens the camera (and the microphone when allowed); a refused microphone is no error. */
-  async open(settings: CameraSettings): Promise<void> {
+  async open(settings: CameraSettings, onEnded: () => void = () => undefined): Promise<void> {
     this.close();
     const video: MediaTrackConstraints = {
       width: { ideal: settings.width },
@@ -80,6 +80,9 @@ export class Camera {
     this.video.srcObject = stream;
     await this.video.play();
     const track = stream.getVideoTracks()[0];
+    track?.addEventListener('ended', () => {
+      if (this.stream === stream) onEnded();
+    });
     const { width, height } = track?.getSettings() ?? {};
     this.canvas.width = width ?? this.video.videoWidth ?? settings.width;
     this.canvas.height = height ?? this.video.videoHeight ?? settings.height;

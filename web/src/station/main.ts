@@ -301,14 +301,13 @@ async function startStation(key: string, keyName: string): Promise<void> {
       case 'start':
         await startClip(effect.orderId);
         break;
-      case 'stop': {
-        const finished = stopClip(effect.reason).catch((err: unknown) =>
+      case 'stop':
+        // Not waited for: the next scan (an order right after) starts its clip at once, not once
+        // this one has caught up and is stored.
+        void stopClip(effect.reason).catch((err: unknown) =>
           show(`Error: ${(err as Error).message}`),
         );
-        // The next order's clip starts now, not once this one is stored.
-        if (effect.reason !== 'next-order') await finished;
         break;
-      }
       case 'operator':
         operatorId = effect.operatorId;
         saved.setOperator(operatorId);
@@ -564,7 +563,13 @@ async function startStation(key: string, keyName: string): Promise<void> {
   async function openCamera(): Promise<void> {
     cameraReady = false;
     try {
-      await camera.open(settings);
+      await camera.open(settings, () => {
+        // Unplugged, or taken by another program: the clip ends with what it has.
+        cameraReady = false;
+        cameraEl.textContent = 'The camera is gone: plug it back in, then choose it in Settings.';
+        if (state.mode === 'recording') onCode(settings.stopCode);
+        show('The camera stopped: the clip was closed.');
+      });
       cameraReady = true;
       cameraEl.textContent = `${camera.label || 'Camera'} · ${camera.canvas.width}×${camera.canvas.height}${camera.hasAudio ? ' · sound' : ''}`;
     } catch (err) {
