@@ -441,6 +441,28 @@ function headerSeconds(file: string): number {
     await context.close();
   });
 
+  it("keeps a clip unless the archive shows it with the station's own hash", async () => {
+    const { context, page } = await station();
+    await signIn(page, app.keys.ingest.key);
+    await ready(page);
+    // The archive's answer about the item, as read back by the station, altered on the way.
+    await page.route('**/v1/evidence/*', async (route) => {
+      const res = await route.fetch();
+      const item = (await res.json()) as Item;
+      await route.fulfill({ response: res, json: { ...item, sha256: '0'.repeat(64) } });
+    });
+    await scan(page, 'ORD-7001');
+    await sleep(1500);
+    await page.keyboard.press('Escape');
+    await arrived('ORD-7001');
+    const row = page.locator('#queue li[data-order="ORD-7001"]');
+    await eventually(async () => expect(await row.getAttribute('data-state')).toBe('refused'));
+    expect(await row.innerText()).toContain('another SHA-256');
+    await sleep(1000);
+    expect(await row.count()).toBe(1);
+    await context.close();
+  });
+
   it('keeps a clip recorded with the network down and sends it by itself once it is back', async () => {
     const { context, page } = await station();
     await signIn(page, app.keys.ingest.key, 'op-9');
