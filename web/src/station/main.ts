@@ -114,9 +114,17 @@ async function startStation(key: string, keyName: string): Promise<void> {
   // Clips the page was recording when it died: complete as far as they were stored.
   for (const clip of await store.list()) {
     if (clip.state !== 'recording') continue;
-    if (clip.pieces === 0) await store.remove(clip.id);
-    else
-      await store.update(clip.id, { state: 'closed', recovered: true, durationSec: clip.pieces });
+    if (clip.pieces === 0) {
+      await store.remove(clip.id);
+      continue;
+    }
+    // As long as it was recorded until its last stored piece (the file says exactly when sent).
+    const seconds = ((clip.lastPieceAt ?? 0) - Date.parse(clip.capturedAt)) / 1000;
+    await store.update(clip.id, {
+      state: 'closed',
+      recovered: true,
+      durationSec: seconds > 0 ? seconds : clip.pieces,
+    });
   }
 
   const stateEl = h('div', { id: 'state', class: 'state', 'data-state': 'idle', role: 'status' });

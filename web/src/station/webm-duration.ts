@@ -2,8 +2,9 @@
  * MediaRecorder writes WebM as a live stream: the header says nothing of the clip's length, so
  * players cannot seek and the archive's media pipeline, which plans poster and preview from the
  * length, refuses the clip as of unknown duration. Before a clip is hashed and sent, its Segment
- * Info gets the Duration element the recorder could not write. Pure byte work on the clip's first
- * piece (where the header is), no DOM: tests/unit/station-webm-duration.test.ts runs it in Node.
+ * Info gets the Duration element the recorder could not write, the length its video blocks span
+ * (webmSeconds); while it records, WebmProgress follows how far the encoder has got. Pure byte
+ * work, no DOM: tests/unit/station-webm-duration.test.ts runs it in Node.
  */
 
 const SEGMENT = 0x18538067;
