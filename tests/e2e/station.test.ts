@@ -31,6 +31,9 @@ declare const localStorage: {
   setItem(key: string, value: string): void;
 };
 declare const isSecureContext: boolean;
+declare const navigator: {
+  storage: { estimate(): Promise<{ quota?: number; usage?: number }> };
+};
 declare const document: { querySelector(s: string): { frames?: number } | null };
 declare const performance: { now(): number };
 declare function requestAnimationFrame(cb: () => void): void;
@@ -460,6 +463,24 @@ function headerSeconds(file: string): number {
     expect(await row.innerText()).toContain('another SHA-256');
     await sleep(1000);
     expect(await row.count()).toBe(1);
+    await context.close();
+  });
+
+  it('warns before the storage runs out', async () => {
+    const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+    // A browser whose storage is nearly used up: 1 GB allowed, 100 MB left, less than two clips
+    // of the longest length (10 min at 720p, about 190 MB each) need.
+    await context.addInitScript(() => {
+      navigator.storage.estimate = () => Promise.resolve({ quota: 1e9, usage: 9e8 });
+    });
+    const page = await context.newPage();
+    page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+    await page.goto(`${app.url}/station/`);
+    await signIn(page, app.keys.ingest.key);
+    await ready(page);
+    const storage = page.locator('#storage');
+    await eventually(async () => expect(await storage.getAttribute('data-warning')).toBe('true'));
+    expect(await storage.innerText()).toMatch(/nearly full.*900\.0 MB used, 100\.0 MB free/);
     await context.close();
   });
 

@@ -269,7 +269,12 @@ async function startStation(key: string, keyName: string): Promise<void> {
       mimeType,
       async (data) => {
         await created;
-        await store.append(id, data);
+        // A full disk must be seen now, not when the clip ends: the packer can still act.
+        await store.append(id, data).catch((err: unknown) => {
+          show(`This clip cannot be stored: ${(err as Error).message}`);
+          void checkStorage();
+          throw err;
+        });
       },
       bitrate(),
     );
