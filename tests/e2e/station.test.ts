@@ -484,6 +484,39 @@ function headerSeconds(file: string): number {
     await context.close();
   });
 
+  it('takes its station id and format from the settings: an MP4 clip', async () => {
+    const { context, page } = await station();
+    await signIn(page, app.keys.ingest.key);
+    await ready(page);
+    await page.getByRole('button', { name: 'Settings' }).click();
+    await page.fill('#set-stationId', 'PK-03-B');
+    await page.selectOption('#set-format', 'mp4');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await eventually(async () =>
+      expect(await page.locator('#station-name').innerText()).toBe('PK-03-B'),
+    );
+    await ready(page);
+    // Focus on a button: the scan's Enter must not press it.
+    await page.locator('#stop').focus();
+    await scan(page, 'ORD-8001');
+    await eventually(async () => expect(await state(page)).toBe('recording'));
+    await sleep(2000);
+    await page.keyboard.press('Escape');
+    const { item, file, bytes } = await arrived('ORD-8001');
+    expect(item).toMatchObject({ stationId: 'PK-03-B', contentType: 'video/mp4' });
+    expect(item.originalFilename).toMatch(/\.mp4$/);
+    expect(sha256(bytes)).toBe(item.sha256);
+    const seconds = videoSeconds(file);
+    console.log(`station: MP4 clip ${seconds.toFixed(2)} s, header ${headerSeconds(file)} s`);
+    expect(seconds).toBeGreaterThan(1);
+    await app.ctx.media.process(item.id);
+    const derivatives = (await fetch(`${app.url}/v1/evidence/${item.id}/derivatives`, {
+      headers: bearer(app.keys.support),
+    }).then((r) => r.json())) as { media: { status: string; detail: string | null } };
+    expect(derivatives.media).toMatchObject({ status: 'done' });
+    await context.close();
+  });
+
   it('keeps a clip recorded with the network down and sends it by itself once it is back', async () => {
     const { context, page } = await station();
     await signIn(page, app.keys.ingest.key, 'op-9');
