@@ -124,7 +124,6 @@ function videoSeconds(file: string, streams = 'v:0', minPackets = 5): number {
   expect(packets.length).toBeGreaterThanOrEqual(minPackets);
   const first = Math.min(...packets.map(([pts]) => pts!));
   const last = Math.max(...packets.map(([pts, d]) => pts! + (Number.isFinite(d) ? d! : 0)));
-  if (process.env.STATION_DEBUG) console.log(`packets ${first} .. ${last}`);
   return last - first;
 }
 
@@ -187,7 +186,8 @@ function headerSeconds(file: string): number {
   afterAll(async () => {
     await browser?.close();
     await app?.close();
-    if (work && !process.env.STATION_DEBUG) rmSync(work, { recursive: true, force: true });
+    // STATION_KEEP=1 keeps the clips and the camera file for a look at them.
+    if (work && !process.env.STATION_KEEP) rmSync(work, { recursive: true, force: true });
   });
 
   afterEach(() => {
@@ -371,7 +371,6 @@ function headerSeconds(file: string): number {
       expect(sha256(bytes)).toBe(item.sha256);
       const seconds = videoSeconds(file);
       // The header says how long it is (MediaRecorder leaves that out; the station writes it).
-      if (process.env.STATION_DEBUG) console.log(`header ${headerSeconds(file)}`);
       expect(Math.abs(headerSeconds(file) - seconds)).toBeLessThan(0.2);
       console.log(
         `station: ${orderId} ${seconds.toFixed(2)} s recorded, ${planned.toFixed(2)} s between scans, ${bytes.length} bytes`,
@@ -407,7 +406,6 @@ function headerSeconds(file: string): number {
       media: { status: string; probe: { durationSeconds: number | null } };
       derivatives: { kind: string; status: string }[];
     };
-    if (process.env.STATION_DEBUG) console.log(JSON.stringify(derivatives));
     expect(derivatives.media.status).toBe('done');
     expect(
       Math.abs(derivatives.media.probe.durationSeconds! - videoSeconds(first.file)),
