@@ -42,7 +42,7 @@ const INPUTS = [
   'package-lock.json',
 ];
 /** What a finished build leaves: without these the stamp is not trusted. */
-const OUTPUTS = ['dist/src/main.js', 'dist/web/assets.json'];
+const OUTPUTS = ['dist/src/main.js', 'dist/web/assets.json', 'dist/station/assets.json'];
 
 function listFiles(rel, out) {
   const abs = path.join(root, rel);

@@ -156,7 +156,7 @@ export const openRoot = {
   summary: 'Redirect to the web app',
   security: [],
   description:
-    "No authentication. Redirects (302) to the support staff's web app at `/app/`, which is served from the same origin as static files (`index.html` and content-hashed `app-<hash>.js` / `app-<hash>.css`, immutable) with `Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`, `X-Content-Type-Options: nosniff` and `Referrer-Policy: no-referrer`. `/app/` answers 503 `not_ready` when the app was not built (`npm run build`).",
+    "No authentication. Redirects (302) to the support staff's web app at `/app/`, which is served from the same origin as static files (`index.html` and content-hashed `app-<hash>.js` / `app-<hash>.css`, immutable) with `Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`, `X-Content-Type-Options: nosniff` and `Referrer-Policy: no-referrer`. The packing station's page is served the same way at `/station/` (`station-<hash>.js` / `station-<hash>.css`), with `Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'none'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`. `/app/` and `/station/` answer 503 `not_ready` when they were not built (`npm run build`).",
   responses: {
     '302': {
       description: '`Location: /app/`.',

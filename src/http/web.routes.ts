@@ -17,27 +17,44 @@ export const WEB_CSP = [
   "frame-ancestors 'none'",
 ].join('; ');
 
+/**
+ * The packing station's page: the same, tighter still. It plays nothing from a URL (the camera
+ * preview is a canvas fed from a MediaStream, which no CSP directive governs) and shows no
+ * images, so media and images from anywhere, blob: included, are refused.
+ */
+export const STATION_CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self'",
+  "media-src 'none'",
+  "connect-src 'self'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
+
 /** Bundles whose names carry their content hash (made by scripts/build-web.mjs) never change. */
 const HASHED_ASSET = /-[A-Z0-9]{8}\.(js|css)$/;
 
 /**
- * Where the built app is: dist/web next to the compiled service (dist/src/http → dist/web), or
- * dist/web of the checkout when the service runs from its sources (tests).
+ * Where a built app is: dist/<folder> next to the compiled service (dist/src/http → dist/web), or
+ * dist/<folder> of the checkout when the service runs from its sources (tests).
  */
-export function webRoot(): string | undefined {
-  return [path.resolve(__dirname, '../../web'), path.resolve(__dirname, '../../dist/web')].find(
+export function webRoot(folder: 'web' | 'station' = 'web'): string | undefined {
+  return [
+    path.resolve(__dirname, '../..', folder),
+    path.resolve(__dirname, '../../dist', folder),
+  ].find(
     (dir) => existsSync(path.join(dir, 'index.html')) && existsSync(path.join(dir, 'assets.json')),
   );
 }
 
-/** The support staff's web app at /app/, built into dist/web by `npm run build`. */
-export function webRoutes(): Router {
-  const router = Router();
-  let serve: RequestHandler | undefined;
-
-  const securityHeaders: RequestHandler = (_req, res, next) => {
+const securityHeaders =
+  (csp: string): RequestHandler =>
+  (_req, res, next) => {
     res.set({
-      'Content-Security-Policy': WEB_CSP,
+      'Content-Security-Policy': csp,
       'X-Content-Type-Options': 'nosniff',
       'Referrer-Policy': 'no-referrer',
       'X-Frame-Options': 'DENY',
@@ -46,17 +63,14 @@ export function webRoutes(): Router {
     next();
   };
 
-  router.get('/', securityHeaders, (_req, res) => {
-    res.redirect(302, '/app/');
-  });
-
-  // Routes rather than a mount, so that the route table knows /app and answers 405 with Allow.
-  // The asset route comes first: non-strict routing would let '/app' match '/app/' too.
-  router.get('/app/{*asset}', securityHeaders, (req, res, next) => {
+/** Serves a built app's files under /<prefix>/ (a route rather than a mount: see webRoutes). */
+function staticApp(prefix: string, folder: 'web' | 'station', what: string): RequestHandler {
+  let serve: RequestHandler | undefined;
+  return (req, res, next) => {
     if (!serve) {
-      const root = webRoot();
+      const root = webRoot(folder);
       if (!root) {
-        throw new AppError('not_ready', 'The web app is not built: run `npm run build`.');
+        throw new AppError('not_ready', `The ${what} is not built: run \`npm run build\`.`);
       }
       serve = express.static(root, {
         index: 'index.html',
@@ -73,15 +87,37 @@ export function webRoutes(): Router {
     }
     // express.static serves the path below the app's root, as a mount would have given it.
     const url = req.url;
-    req.url = url.slice('/app'.length);
+    req.url = url.slice(prefix.length);
     serve(req, res, (err?: unknown) => {
       req.url = url;
       next(err);
     });
+  };
+}
+
+/**
+ * The support staff's web app at /app/ (dist/web) and the packing station's page at /station/
+ * (dist/station), both built by `npm run build`.
+ */
+export function webRoutes(): Router {
+  const router = Router();
+  const appHeaders = securityHeaders(WEB_CSP);
+  const stationHeaders = securityHeaders(STATION_CSP);
+
+  router.get('/', appHeaders, (_req, res) => {
+    res.redirect(302, '/app/');
   });
 
-  router.get('/app', securityHeaders, (_req, res) => {
+  // Routes rather than a mount, so that the route table knows /app and answers 405 with Allow.
+  // The asset route comes first: non-strict routing would let '/app' match '/app/' too.
+  router.get('/app/{*asset}', appHeaders, staticApp('/app', 'web', 'web app'));
+  router.get('/app', appHeaders, (_req, res) => {
     res.redirect(301, '/app/');
+  });
+
+  router.get('/station/{*asset}', stationHeaders, staticApp('/station', 'station', 'station page'));
+  router.get('/station', stationHeaders, (_req, res) => {
+    res.redirect(301, '/station/');
   });
 
   return router;

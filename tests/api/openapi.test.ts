@@ -41,8 +41,9 @@ describe('OpenAPI document', () => {
   });
 
   it('describes every route the app serves', () => {
-    // The web app's static files (/app, /app/...) are described under `/`, not one by one.
-    const routes = servedRoutes(app).filter((r) => !/^GET \/app(\/|$)/.test(r));
+    // The web app's and the station's static files (/app/..., /station/...) are described under
+    // `/`, not one by one.
+    const routes = servedRoutes(app).filter((r) => !/^GET \/(app|station)(\/|$)/.test(r));
     expect(routes.length).toBeGreaterThan(8);
     const undocumented = routes.filter((r) => {
       const [method, path] = r.split(' ') as [string, string];

@@ -237,8 +237,9 @@ export class OpenApiValidator {
 
   /** The problems with one response; none when it is as the document says. */
   check(ex: RecordedExchange): string[] {
-    // The support staff's web app (HTML, scripts, styles) is not the API the document describes.
-    if (/^\/app(\/|\?|$)/i.test(ex.url)) return [];
+    // The support staff's web app and the packing station's page (HTML, scripts, styles) are not
+    // the API the document describes.
+    if (/^\/(app|station)(\/|\?|$)/i.test(ex.url)) return [];
     const method = ex.method.toLowerCase();
     const template = this.matchPath(ex.url);
     const problems: string[] = [];
