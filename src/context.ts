@@ -249,18 +249,20 @@ async function fromConfig(
   try {
     const owner = createDb(databaseUrl, 1);
     let role: string | undefined;
+    let appRole: string | undefined;
     try {
       if (options.migrate) await migrateToLatest(owner, logger);
-      const appRole = config.databaseRole && (await usableRole(owner, config.databaseRole));
+      appRole = config.databaseRole && (await usableRole(owner, config.databaseRole));
       if (options.migrate && (options.jobQueueSchema ?? options.jobQueue)) {
         await JobQueue.prepare({ connectionString: databaseUrl, logger }, [
           ...Object.values(CUSTODY_QUEUES).map((name) => ({ name, policy: 'singleton' as const })),
           { name: MEDIA_QUEUE, policy: 'stately' },
           { name: TWILIO_QUEUE, policy: 'stately' },
         ]);
-        // To the role whoever holds it (the owner need not be a member to grant on its tables).
+        // To the role whoever holds it (the owner need not be a member to grant on its tables);
+        // with one login pg-boss connects as the owner, and the role needs nothing there.
         const grantee = config.databaseRole;
-        if (grantee && (await roleExists(owner, grantee))) {
+        if (twoLogins && grantee && (await roleExists(owner, grantee))) {
           await grantJobQueue(owner, grantee, JOB_QUEUE_SCHEMA);
         }
       }
@@ -283,7 +285,21 @@ async function fromConfig(
       role,
       config.database.queryTimeoutMs,
     );
-    const reach = await loginReach(db, config.databaseRole);
+    let reach = await loginReach(db, config.databaseRole);
+    if (twoLogins && (reach.superuser || reach.owner) && appRole) {
+      // The "app" URL is the owner after all (another spelling of the same login, or a login that
+      // owns the schema): as with one login, switch to the role at connect, and warn below.
+      await db.destroy();
+      role = appRole;
+      db = createDb(
+        appDatabaseUrl,
+        config.database.poolSize,
+        (err) => logger.warn({ err }, 'idle database connection lost'),
+        role,
+        config.database.queryTimeoutMs,
+      );
+      reach = await loginReach(db, config.databaseRole);
+    }
     if (twoLogins && config.databaseRole && !reach.holdsRole && !reach.superuser) {
       throw new Error(
         `The app's database login ${reach.login} does not hold the role ${config.databaseRole}: as the owner, run GRANT ${config.databaseRole} TO ${reach.login}; (docs/operations.md, "Two database logins")`,

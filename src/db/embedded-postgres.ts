@@ -149,15 +149,22 @@ export class EmbeddedDatabase {
       ]);
       if (!rowCount) await client.query(`create database ${DATABASE_NAME}`);
       if (!this.appLogin || !opts.appRole) return;
+      // One process at a time (a service, a worker and a CLI starting together): PostgreSQL does
+      // not lock roles for ALTER ROLE or GRANT, and concurrent ones fail ("tuple concurrently
+      // updated"). A failed statement must not write the password into the server's log either.
+      await client.query('begin');
+      await client.query(`set local log_min_error_statement = panic`);
+      await client.query(`select pg_advisory_xact_lock(${PREPARE_LOCK})`);
       const role = client.escapeIdentifier(opts.appRole);
       const login = client.escapeIdentifier(this.appLogin.user);
       const password = client.escapeLiteral(this.appLogin.password);
       // The migrations make the role too; made here first so that the login holds it from the
       // first start on.
-      await client.query(`do $$ begin
-          create role ${role} nologin;
-        exception when duplicate_object or unique_violation then null;
-        end $$`);
+      const { rowCount: hasRole } = await client.query(
+        'select 1 from pg_roles where rolname = $1',
+        [opts.appRole],
+      );
+      if (!hasRole) await client.query(`create role ${role} nologin`);
       // Nothing but a login: no superuser, no role or database creation, no replication.
       const attributes = `login inherit nosuperuser nocreatedb nocreaterole noreplication nobypassrls password ${password}`;
       // Made by an earlier start (or by another process starting now): its password is reset to
@@ -166,14 +173,7 @@ export class EmbeddedDatabase {
       const { rowCount: exists } = await client.query('select 1 from pg_roles where rolname = $1', [
         this.appLogin.user,
       ]);
-      if (exists) await alter();
-      else {
-        await client.query(`create role ${login} ${attributes}`).catch(async (err: unknown) => {
-          const code = (err as { code?: string }).code;
-          if (code !== '42710' && code !== '23505') throw err;
-          await alter();
-        });
-      }
+      await (exists ? alter() : client.query(`create role ${login} ${attributes}`));
       const { rows } = await client.query<{ v: number }>(
         `select current_setting('server_version_num')::int as v`,
       );
@@ -181,6 +181,7 @@ export class EmbeddedDatabase {
       await client.query(
         `grant ${role} to ${login}${rows[0]!.v >= 160000 ? ' with inherit true, set false' : ''}`,
       );
+      await client.query('commit');
     } finally {
       await client.end();
     }
@@ -212,16 +213,33 @@ async function importWithoutSignalHooks() {
   return mod;
 }
 
-/** A new random password in a file only its owner may read. */
+/** Serialises the role set-up of processes starting on one data directory. */
+const PREPARE_LOCK = 7_311_004_231;
+
+/**
+ * A new random password in a file only its owner may read, made whole or not at all: written
+ * aside, then linked in place, which fails if another process starting now made it first (its
+ * password is then the one kept).
+ */
 async function writeSecret(file: string): Promise<void> {
-  await fs.writeFile(file, randomBytes(24).toString('hex'), { mode: 0o600 });
+  const aside = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
+  await fs.writeFile(aside, randomBytes(24).toString('hex'), { mode: 0o600, flag: 'wx' });
+  try {
+    await fs.link(aside, file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  } finally {
+    await fs.rm(aside, { force: true });
+  }
 }
 
 /** The password in the file, which is made 0600 if an older start left it readable by others. */
 async function readSecret(file: string): Promise<string> {
   const { mode } = await fs.stat(file);
   if ((mode & 0o077) !== 0) await fs.chmod(file, 0o600);
-  return (await fs.readFile(file, 'utf8')).trim();
+  const secret = (await fs.readFile(file, 'utf8')).trim();
+  if (secret.length < 16) throw new Error(`${file} holds no password: remove it to make a new one`);
+  return secret;
 }
 
 async function readOrCreateSecret(file: string): Promise<string> {

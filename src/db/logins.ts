@@ -49,11 +49,16 @@ export async function loginReach(db: Kysely<any>, role = 'evidence_app'): Promis
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function grantJobQueue(db: Kysely<any>, role: string, schema: string): Promise<void> {
-  await sql`grant usage on schema ${sql.id(schema)} to ${sql.id(role)}`.execute(db);
-  await sql`grant select, insert, update, delete on all tables in schema ${sql.id(schema)}
-    to ${sql.id(role)}`.execute(db);
-  await sql`grant usage, select, update on all sequences in schema ${sql.id(schema)}
-    to ${sql.id(role)}`.execute(db);
+  await db.transaction().execute(async (tx) => {
+    // One process at a time (instances starting together): concurrent GRANTs on the same objects
+    // fail with "tuple concurrently updated".
+    await sql`select pg_advisory_xact_lock(7311004232)`.execute(tx);
+    await sql`grant usage on schema ${sql.id(schema)} to ${sql.id(role)}`.execute(tx);
+    await sql`grant select, insert, update, delete on all tables in schema ${sql.id(schema)}
+      to ${sql.id(role)}`.execute(tx);
+    await sql`grant usage, select, update on all sequences in schema ${sql.id(schema)}
+      to ${sql.id(role)}`.execute(tx);
+  });
 }
 
 /** Whether the role exists (the migrations make it unless the owner may not create roles). */

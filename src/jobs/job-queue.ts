@@ -128,7 +128,8 @@ export class JobQueue {
   /**
    * The owner's step at migration: pg-boss's schema created or upgraded, and these queues (each
    * a partition table pg-boss creates) made, so that a login that may not create tables can
-   * use them. Their settings are the service's to set at its start (`start`).
+   * use them. Their settings are the service's to set at its start (`start`): existing queues
+   * are left as they are (a migration must not reset a running service's expiry and retries).
    */
   static async prepare(
     deps: { connectionString: string; logger: Logger },
@@ -136,14 +137,17 @@ export class JobQueue {
   ): Promise<void> {
     const queue = new JobQueue({ ...deps, migrate: true, supervise: false });
     try {
-      await queue.start(queues.map((q) => ({ ...q, expireInSeconds: 3600 })));
+      await queue.start(
+        queues.map((q) => ({ ...q, expireInSeconds: 3600 })),
+        { createOnly: true },
+      );
     } finally {
       await queue.stop();
     }
   }
 
   /** Starts the queue (once, however many callers) and creates these queues if missing. */
-  async start(queues: QueueSpec[]): Promise<void> {
+  async start(queues: QueueSpec[], opts: { createOnly?: boolean } = {}): Promise<void> {
     this.starting ??= this.boss.start().catch((err: unknown) => {
       this.starting = undefined;
       if (!this.migrate && err instanceof Error && /pg-boss/.test(err.message)) {
@@ -166,7 +170,7 @@ export class JobQueue {
       };
       // Existing queues take the current configuration.
       if (await this.boss.getQueue(q.name)) {
-        await this.boss.updateQueue(q.name, { name: q.name, ...options });
+        if (!opts.createOnly) await this.boss.updateQueue(q.name, { name: q.name, ...options });
         continue;
       }
       try {
