@@ -278,26 +278,22 @@ async function fromConfig(
         "the least-privilege database role is missing or not granted; running with the connecting user's privileges",
       );
     }
-    db = createDb(
-      appDatabaseUrl,
-      config.database.poolSize,
-      (err) => logger.warn({ err }, 'idle database connection lost'),
-      role,
-      config.database.queryTimeoutMs,
-    );
+    const appPool = (switchTo?: string) =>
+      createDb(
+        appDatabaseUrl,
+        config.database.poolSize,
+        (err) => logger.warn({ err }, 'idle database connection lost'),
+        switchTo,
+        config.database.queryTimeoutMs,
+      );
+    db = appPool(role);
     let reach = await loginReach(db, config.databaseRole);
     if (twoLogins && (reach.superuser || reach.owner) && appRole) {
       // The "app" URL is the owner after all (another spelling of the same login, or a login that
       // owns the schema): as with one login, switch to the role at connect, and warn below.
       await db.destroy();
       role = appRole;
-      db = createDb(
-        appDatabaseUrl,
-        config.database.poolSize,
-        (err) => logger.warn({ err }, 'idle database connection lost'),
-        role,
-        config.database.queryTimeoutMs,
-      );
+      db = appPool(role);
       reach = await loginReach(db, config.databaseRole);
     }
     if (twoLogins && config.databaseRole && !reach.holdsRole && !reach.superuser) {
