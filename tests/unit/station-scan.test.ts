@@ -4,6 +4,7 @@ import {
   DEFAULT_SCAN_SETTINGS as S,
   elapsed,
   next,
+  MAX_CODE_LENGTH,
   ScanBuffer,
   tick,
   uploadFields,
@@ -172,5 +173,16 @@ describe('station scans', () => {
     );
     expect(elapsed(65)).toBe('1:05');
     expect(elapsed(3725)).toBe('1:02:05');
+  });
+});
+
+describe('hostile and unusual keystrokes', () => {
+  it('keeps a character outside the basic plane, and refuses an overlong code before any pattern runs', () => {
+    const b = new ScanBuffer();
+    let t = 0;
+    for (const k of ['O', 'R', 'D', '-', '𝟙', '2']) b.key(k, (t += 5), false);
+    expect(b.key('Enter', (t += 5), false)?.code).toBe('ORD-𝟙2');
+    const long = 'A'.repeat(MAX_CODE_LENGTH + 1);
+    expect(classify(long, S)).toMatchObject({ type: 'unknown', reason: 'too long' });
   });
 });

@@ -25,6 +25,9 @@ export interface ClipRecord {
   lastPieceAt?: number;
   sha256?: string;
   uploadUrl?: string;
+  /** Failed attempts to send it that were not the network being down, and when to try again. */
+  attempts?: number;
+  nextTryAt?: number;
   /** The archive refused it for good (wrong type, hash mismatch): kept, shown, never resent. */
   refused?: string;
   itemId?: string;

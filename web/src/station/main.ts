@@ -264,15 +264,21 @@ async function startStation(key: string, keyName: string): Promise<void> {
     };
     // Recording starts now; its pieces are stored once the clip's record is (a second later).
     const created = store.put(record);
+    // After a piece could not be stored, none after it is: the clip keeps what it has up to the
+    // gap (a whole WebM, marked cut short like a recovered clip), never seconds cut out of it.
+    let cutShort = false;
     const clip = new ClipRecorder(
       camera.output,
       mimeType,
       async (data) => {
         await created;
+        if (cutShort) return;
         // A full disk must be seen now, not when the clip ends: the packer can still act.
-        await store.append(id, data).catch((err: unknown) => {
-          show(`This clip cannot be stored: ${(err as Error).message}`);
+        await store.append(id, data).catch(async (err: unknown) => {
+          cutShort = true;
+          show(`This clip cannot be stored past here: ${(err as Error).message}`);
           void checkStorage();
+          await store.update(id, { recovered: true }).catch(() => undefined);
           throw err;
         });
       },
@@ -370,7 +376,9 @@ async function startStation(key: string, keyName: string): Promise<void> {
   document.addEventListener(
     'keydown',
     (e) => {
-      if (e.ctrlKey || e.metaKey || e.altKey || !root.contains(stateEl)) return;
+      // AltGr (Ctrl+Alt on Windows) types characters such as @ and # on many layouts: kept.
+      const altGr = e.getModifierState('AltGraph') || (e.ctrlKey && e.altKey);
+      if (((e.ctrlKey || e.altKey) && !altGr) || e.metaKey || !root.contains(stateEl)) return;
       const t = e.target as HTMLElement | null;
       const inField =
         !!t && (t.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(t.tagName));
@@ -380,7 +388,7 @@ async function startStation(key: string, keyName: string): Promise<void> {
         return;
       }
       const got = scans.key(e.key, performance.now(), inField);
-      if (!inField && (e.key === 'Enter' || e.key.length === 1)) e.preventDefault();
+      if (!inField && (e.key === 'Enter' || [...e.key].length === 1)) e.preventDefault();
       if (!got) return;
       if (inField && t instanceof HTMLInputElement && got.fromField) {
         e.preventDefault();

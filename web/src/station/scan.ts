@@ -40,9 +40,15 @@ export function wholeCode(source: string): RegExp | null {
 }
 
 /** Sorts one scanned (or typed) code. */
+/** Longer codes are refused before any pattern runs (a hostile barcode, a stuck key). */
+export const MAX_CODE_LENGTH = 256;
+
 export function classify(raw: string, settings: ScanSettings): Code {
   const code = raw.trim();
   if (!code) return { type: 'unknown', code, reason: 'empty' };
+  if (code.length > MAX_CODE_LENGTH) {
+    return { type: 'unknown', code: code.slice(0, 32), reason: 'too long' };
+  }
   if (code.toUpperCase() === settings.stopCode.trim().toUpperCase()) return { type: 'stop' };
   const prefix = settings.operatorPrefix;
   if (prefix && code.toUpperCase().startsWith(prefix.toUpperCase())) {
@@ -96,7 +102,9 @@ export class ScanBuffer {
       if (inField && !burst) return null;
       return { code, burst, fromField: inField ? code.length : 0 };
     }
-    if (key.length !== 1) return null; // Shift, arrows, F-keys: not part of a code
+    // Shift, arrows, F-keys: not part of a code (a character outside the BMP is 2 UTF-16 units).
+    if ([...key].length !== 1) return null;
+    if (this.chars.length > MAX_CODE_LENGTH) return null; // refused at Enter anyway
     this.chars += key;
     this.times.push(atMs);
     return null;

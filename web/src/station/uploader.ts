@@ -72,7 +72,10 @@ export class Uploader {
     this.running = true;
     try {
       for (;;) {
-        const clip = (await this.store.list()).find((c) => c.state === 'closed' && !c.refused);
+        const queued = (await this.store.list()).filter((c) => c.state === 'closed' && !c.refused);
+        // A clip that keeps failing waits its turn again (backing off), so it never holds back
+        // the clips behind it.
+        const clip = queued.find((c) => (c.nextTryAt ?? 0) <= Date.now()) ?? queued[0];
         if (!clip || !this.key()) {
           this.setStatus({ state: 'idle' });
           return;
@@ -88,6 +91,24 @@ export class Uploader {
             continue;
           }
           const offline = !navigator.onLine;
+          if (!offline && !(err instanceof KeyRefused)) {
+            const attempts = (clip.attempts ?? 0) + 1;
+            await this.store
+              .update(clip.id, {
+                attempts,
+                nextTryAt: Date.now() + Math.min(RETRY_MS * 2 ** attempts, 600_000),
+              })
+              .catch(() => undefined);
+            // Another clip is due now: try it before waiting.
+            const others = (await this.store.list()).some(
+              (c) =>
+                c.id !== clip.id &&
+                c.state === 'closed' &&
+                !c.refused &&
+                (c.nextTryAt ?? 0) <= Date.now(),
+            );
+            if (others) continue;
+          }
           this.setStatus({
             state: 'waiting',
             reason: err instanceof KeyRefused ? 'key' : offline ? 'offline' : 'error',
