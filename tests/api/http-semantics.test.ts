@@ -579,11 +579,11 @@ describe('405 with a complete Allow on every known path', () => {
     const doc = openapi as unknown as { paths: Record<string, Record<string, unknown>> };
     const expected = new Map<string, string[]>();
     for (const [path, ops] of Object.entries(doc.paths)) expected.set(path, documented(ops));
-    // The web app's static files are not in the document: GET (and HEAD) only.
+    // The web app's and the station's static files are not in the document: GET (and HEAD) only.
     for (const path of registeredPaths()) {
       const asDoc = path.replace(/:(\w+)/g, '{$1}');
       if (!expected.has(asDoc)) {
-        expect(path).toMatch(/^\/app(\/|$)/);
+        expect(path).toMatch(/^\/(app|station)(\/|$)/);
         expected.set(path, ['GET', 'HEAD', 'OPTIONS']);
       }
     }
