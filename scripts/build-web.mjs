@@ -5,7 +5,15 @@
 // apps in a browser.
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -47,8 +55,17 @@ async function buildApp({ entry, css: cssFile, html: htmlFile, prefix, name, out
   writeFileSync(path.join(next, 'index.html'), html);
   // The service serves the folder only where this exists (a build finished).
   writeFileSync(path.join(next, 'assets.json'), `${JSON.stringify(assets)}\n`);
-  rmSync(out, { recursive: true, force: true });
-  renameSync(next, out);
+  // The same build as the one in place (another build ran just before, e.g. two browser test files
+  // at once): left as it is, so that a service serving it never meets the gap of a swap.
+  const same = (f) =>
+    existsSync(path.join(out, f)) &&
+    readFileSync(path.join(out, f)).equals(readFileSync(path.join(next, f)));
+  if (same('assets.json') && same('index.html')) {
+    rmSync(next, { recursive: true, force: true });
+  } else {
+    rmSync(out, { recursive: true, force: true });
+    renameSync(next, out);
+  }
   // stderr: `npm run keys -- ... --json` builds first, and its stdout must be the JSON alone.
   process.stderr.write(`${prefix}: ${path.relative(root, out)} (${readdirSync(out).join(', ')})\n`);
 }

@@ -309,14 +309,7 @@ ${t.checkpoint ? '     openssl ts -verify -data checkpoint.json -in checkpoint.j
 `;
 }
 
-function verifyBody(m: {
-  bundleId: string;
-  complaintId: string;
-  createdAt: string;
-  fileCount: number;
-  fingerprint: string;
-  checkpointSeq: number;
-}): string {
+function verifyBody(m: Omit<Parameters<typeof verifyText>[0], 'timestamp'>): string {
   return `HOW TO CHECK THIS DISPUTE BUNDLE
 ================================
 

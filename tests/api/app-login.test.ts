@@ -25,7 +25,7 @@ import {
   startOwnPostgres,
   type OwnPostgres,
 } from '../support/own-postgres';
-import { startServiceProcess, type ServiceProcess } from '../support/service-process';
+import { startServiceProcess, waitFor, type ServiceProcess } from '../support/service-process';
 
 jest.setTimeout(120_000);
 
@@ -38,16 +38,6 @@ const run = promisify(execFile);
  * service's own pool: refused (42501) under the two logins, and done under the old single-URL
  * setup (`-c role=evidence_app` on the owner's login), which is what makes the test able to fail.
  */
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 45_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const value = await fn();
-    if (value !== undefined) return value;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 /** A logger that keeps what it logs, to read the start-up warnings. */
 function recordingLogger(): { logger: Logger; lines: () => Record<string, unknown>[] } {

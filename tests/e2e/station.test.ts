@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_FLAGS, haveBrowser } from '../support/chromium';
+import { CHROMIUM, CHROMIUM_FLAGS, eventually as retry, haveBrowser } from '../support/chromium';
 import { bearer, startTestApp, type TestApp } from '../support/harness';
 import { sha256 } from '../support/media';
 
@@ -63,17 +63,8 @@ function framesPerSecond(ms: number): Promise<{ composited: number; animation: n
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function eventually<T>(check: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (err) {
-      if (Date.now() > until) throw err;
-      await sleep(200);
-    }
-  }
-}
+/** The shared retry, with a station's patience (a clip must record, close and upload first). */
+const eventually = <T>(check: () => Promise<T>, timeoutMs = 30_000) => retry(check, timeoutMs);
 
 /**
  * The station's screenshot, into a temporary directory removed afterwards, or with

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_FLAGS, haveBrowser } from '../support/chromium';
+import { CHROMIUM, CHROMIUM_FLAGS, eventually, haveBrowser } from '../support/chromium';
 import { bearer, startTestApp, type TestApp } from '../support/harness';
 import { sha256 } from '../support/media';
 import { MediaFiles } from '../support/media-files';
@@ -33,19 +33,6 @@ if (!haveBrowser && !process.env.CI) {
 }
 
 jest.setTimeout(120_000);
-
-/** Retries an assertion until it holds or the time is up (playwright-core has no expect). */
-async function eventually(check: () => Promise<void>, timeoutMs = 15_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (err) {
-      if (Date.now() > until) throw err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-}
 
 const shows = (loc: Locator, text: string | RegExp) =>
   eventually(async () => {
