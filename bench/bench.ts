@@ -41,6 +41,7 @@ import { benchPush } from './push-bench';
 import { benchTus } from './tus-bench';
 import { benchBundle } from './bundle-bench';
 import { benchStation } from './station-bench';
+import { compareLookups, orderScript, startThinServer, wrkText } from './lookup-bench';
 import { createTestDatabase } from '../tests/support/test-db';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'; // Node 20 is this project's runtime
@@ -50,6 +51,7 @@ const ITEMS = env('BENCH_ITEMS', 1_000_000);
 const SECONDS = env('BENCH_SECONDS', 20);
 const CONCURRENCY = env('BENCH_CONCURRENCY', 32);
 const ROUNDS = env('BENCH_ROUNDS', 2);
+const LOOKUP_CONNECTIONS = (process.env.BENCH_LOOKUP_CONNECTIONS ?? '32,4').split(',').map(Number);
 const DOWNLOAD_ITEMS = env('BENCH_DOWNLOAD_ITEMS', 64);
 const DOWNLOAD_BYTES = env('BENCH_DOWNLOAD_BYTES', 1024 ** 2);
 const SCRUB_BYTES = env('BENCH_SCRUB_BYTES', 1024 ** 3);
@@ -456,6 +458,7 @@ async function seedLookups(adminUrl: string, items = ITEMS) {
     db,
     seedSecs,
     counts: counts.rows[0]!,
+    orders,
     orderOf: (i: number) => `ORD-${(i * 7919) % orders}`,
     async drop() {
       await db.destroy();
@@ -486,28 +489,41 @@ async function serviceLookups(seeded: Seeded, vars: Record<string, string> = {})
   }
 }
 
+/**
+ * Lookups through the service against the thinnest service doing the same query, under wrk, in
+ * alternating rounds at each connection count (bench/lookup-bench.ts).
+ */
 async function benchLookups(seeded: Seeded) {
-  const viaService = await serviceLookups(seeded);
-
-  const { db, orderOf } = seeded;
-  const repo = new EvidenceRepository();
-  const pool = new pg.Pool({ connectionString: seeded.database.url, max: 10 });
-  const compiled = (ref: string) => repo.listByLinkQuery(db, 'order', ref, 1000).compile();
-  const explain = await pool.query(`explain ${compiled(orderOf(1)).sql}`, [
-    ...compiled(orderOf(1)).parameters,
-  ]);
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, (_, i) =>
-      pool.query(compiled(orderOf(i)).sql, [...compiled(orderOf(i)).parameters]),
-    ),
-  );
-  const direct = await load(async (i) => {
-    const q = compiled(orderOf(i));
-    await pool.query(q.sql, [...q.parameters]);
+  const service = await startService({
+    DATABASE_URL: seeded.database.url,
+    DATA_DIR: seeded.dataDir,
+    LOG_LEVEL: 'info',
   });
-  await pool.end();
-  return { viaService, direct, plan: explain.rows.map((r) => r['QUERY PLAN']).join('\n') };
+  const thin = await startThinServer(seeded.database.url);
+  try {
+    const script = await orderScript(work, seeded.orders, `Bearer ${seeded.support}`);
+    const summary = await compareLookups(
+      { service: { url: service.url, pid: service.proc.pid! }, thin },
+      script,
+      LOOKUP_CONNECTIONS,
+      SECONDS,
+      ROUNDS,
+      (line) => console.log(line),
+    );
+    const repo = new EvidenceRepository();
+    const q = repo.listByOrderQuery(seeded.db, seeded.orderOf(1), 1000).compile();
+    const explain = await sql<{ 'QUERY PLAN': string }>`explain (analyze, buffers) ${sql.raw(
+      q.sql.replace(/\$(\d+)/g, (_m, n: string) => pgLiteral(q.parameters[Number(n) - 1])),
+    )}`.execute(seeded.db);
+    return { summary, plan: explain.rows.map((r) => r['QUERY PLAN']).join('\n') };
+  } finally {
+    await thin.stop();
+    await service.stop();
+  }
 }
+
+const pgLiteral = (v: unknown) =>
+  typeof v === 'number' ? String(v) : `'${String(v).replace(/'/g, "''")}'`;
 
 type Latency = Awaited<ReturnType<typeof load>>;
 interface OnOff<T> {
@@ -789,14 +805,18 @@ async function main(): Promise<void> {
           `seeded ${seeded.counts.items} items and ${seeded.counts.links} links in ${fmt(seeded.seedSecs)} s`,
         );
         if (runs('lookups')) {
+          console.log(
+            `GET /v1/orders/{id}/evidence (reads audited, the default) against the thinnest node:http service running the same compiled query (bench/thin-lookup-server.ts), wrk, ${ROUNDS} alternating rounds of ${SECONDS} s; medians:`,
+          );
           const l = await benchLookups(seeded);
-          console.log(
-            `GET /v1/orders/{id}/evidence   ${latencyText(l.viaService)} (targets >= 2000 req/s, p99 < 10 ms)`,
-          );
-          console.log(`same SQL through a pg pool     ${latencyText(l.direct)}`);
-          console.log(
-            `ratio service/direct           ${fmt(l.viaService.rps / l.direct.rps, 2)} (throughput)`,
-          );
+          for (const c of LOOKUP_CONNECTIONS) {
+            const { service, thin } = l.summary[c]!;
+            console.log(`${c} connections, service  ${wrkText(service)}`);
+            console.log(`${c} connections, thinnest ${wrkText(thin)}`);
+            console.log(
+              `${c} connections, ratio    throughput ${fmt(service.rps / thin.rps, 2)} (target >= 0.7 at 32), CPU per request ${fmt(service.cpuMs / thin.cpuMs, 2)}x (target <= 1.5x)${Number(c) === 4 ? `, service p50 ${fmt(service.p50, 2)} ms (target <= 3), p99 ${fmt(service.p99, 2)} ms (target <= 10)` : ''}`,
+            );
+          }
           console.log(`query plan:\n${l.plan.replace(/^/gm, '  ')}`);
         }
         if (runs('custody')) {

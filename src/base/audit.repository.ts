@@ -28,6 +28,49 @@ export class AuditRepository {
     await tx.updateTable('audit_chain_head').set({ seq, hash }).execute();
   }
 
+  /**
+   * In one statement: moves the head from `from` to `to` and inserts `rows`, only if the head is
+   * still `from` (a writer holding its lock is waited for, then re-checked). False if it moved.
+   * `durable: false` commits without waiting for the WAL flush (synchronous_commit off for this
+   * statement's own transaction only).
+   */
+  async appendIfHead(
+    db: Executor,
+    from: { seq: number; hash: string },
+    to: { seq: number; hash: string },
+    rows: Insertable<AuditEventsTable>[],
+    durable: boolean,
+  ): Promise<boolean> {
+    const { rows: out } = await sql<{ advanced: boolean }>`with head as (
+        update audit_chain_head set seq = ${to.seq}, hash = ${to.hash}
+        where seq = ${from.seq} and hash = ${from.hash}
+        returning seq
+      ), events as (
+        insert into audit_events (seq, occurred_at, action, outcome, actor_key_id, actor_role,
+          actor_name, item_ids, complaint_id, request_id, client_ip, details, prev_hash, hash)
+        select e.seq, e.occurred_at, e.action, e.outcome, e.actor_key_id, e.actor_role,
+          e.actor_name, e.item_ids, e.complaint_id, e.request_id, e.client_ip, e.details::jsonb,
+          e.prev_hash, e.hash
+        -- details is each row's JSON text (as insertEvents takes it), parsed here
+        from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as e(seq bigint,
+          occurred_at timestamptz, action text, outcome text, actor_key_id text, actor_role text,
+          actor_name text, item_ids text[], complaint_id text, request_id text, client_ip text,
+          details text, prev_hash text, hash text)
+        where exists (select from head)
+        returning seq
+      )
+      select exists (select from head) as advanced,
+        ${durable ? sql`null` : sql`set_config('synchronous_commit', 'off', true)`} as commit_mode`.execute(
+      db,
+    );
+    return out[0]!.advanced;
+  }
+
+  /** The rest of this transaction commits without waiting for its WAL flush. */
+  async commitWithoutFlush(tx: Tx): Promise<void> {
+    await sql`set local synchronous_commit = off`.execute(tx);
+  }
+
   async insertEvents(tx: Tx, rows: Insertable<AuditEventsTable>[]): Promise<void> {
     await tx.insertInto('audit_events').values(rows).execute();
   }

@@ -5,6 +5,9 @@ import type { Logger } from './logger';
 import { chainHash, type ChainedEvent } from './audit-chain';
 import type { AuditRepository, AuditRow } from './audit.repository';
 
+/** Optimistic appends of one batch before it waits for the head's lock instead. */
+const OPTIMISTIC_ATTEMPTS = 3;
+
 export type AuditAction =
   | 'evidence.create'
   | 'evidence.duplicate'
@@ -83,6 +86,8 @@ function clean(value: string, max: number): string {
 
 interface Pending {
   entry: AuditEntry;
+  /** False for reads: their batch may commit without waiting for the WAL flush. */
+  durable: boolean;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -96,14 +101,29 @@ export interface AuditLogDeps {
 
 /**
  * The append-only, hash-chained audit trail. Changes to evidence append their event inside their
- * own transaction (`append`), so the change and its record commit together. Reads are recorded
- * with `record`, which group-commits: every event that arrives while one batch is being written
- * goes into the next, so a busy read path pays one transaction per batch, not per request, and
- * nothing is served before its record is durable.
+ * own transaction (`append`), so the change and its record commit together. Other events are
+ * recorded with `record`, which group-commits: every event that arrives while one batch is being
+ * written goes into the next, so a busy read path pays one statement per batch, not per request.
+ *
+ * A batch is appended optimistically in one statement: it advances the chain head only if the
+ * head is still the one its hashes were computed from (this instance's last append, else read),
+ * and its events are inserted only then; if another writer moved the head, the batch is
+ * re-chained on the new head. After a few such conflicts it takes the head's row lock instead,
+ * so a busy chain still makes progress.
+ *
+ * Durability: nothing is answered before its event is committed. A batch of reads only
+ * (`recordRead`) commits with `synchronous_commit = off`: it does not wait for its WAL flush,
+ * which the WAL writer does within 3 x wal_writer_delay (600 ms by default). A database crash in
+ * that window can lose the events of reads that were answered, the newest ones and only those
+ * (WAL is replayed in order, so no gap can open in the chain). Every other event, and every
+ * write's event, commits synchronously, and its flush makes every earlier read's event durable
+ * too (docs/custody.md, "What a database crash can lose").
  */
 export class AuditLog {
   private queue: Pending[] = [];
   private flushing = false;
+  /** The chain head as this instance last appended it; re-read when another writer moved it. */
+  private head: { seq: number; hash: string } | undefined;
 
   private readonly db: Db;
   private readonly repo: AuditRepository;
@@ -124,15 +144,22 @@ export class AuditLog {
 
   /** Records one event in its own (shared, batched) transaction; resolves once it is durable. */
   record(entry: AuditEntry): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.queue.push({ entry, resolve, reject });
-      if (!this.flushing) void this.flush();
-    });
+    return this.enqueue(entry, true);
   }
 
-  /** Records a read; reads can be switched off for benchmarks only (AUDIT_READS=false). */
+  /**
+   * Records a read; resolves once its event is committed, without waiting for the WAL flush (see
+   * the class comment). Reads can be switched off for benchmarks only (AUDIT_READS=false).
+   */
   recordRead(entry: AuditEntry): Promise<void> {
-    return this.opts.recordReads ? this.record(entry) : Promise.resolve();
+    return this.opts.recordReads ? this.enqueue(entry, false) : Promise.resolve();
+  }
+
+  private enqueue(entry: AuditEntry, durable: boolean): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ entry, durable, resolve, reject });
+      if (!this.flushing) void this.flush();
+    });
   }
 
   /** For failed and forbidden attempts: waits up to a few seconds, never fails the response. */
@@ -151,11 +178,9 @@ export class AuditLog {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, 500);
         try {
-          await this.db.transaction().execute((tx) =>
-            this.appendLocked(
-              tx,
-              batch.map((p) => p.entry),
-            ),
+          await this.appendBatch(
+            batch.map((p) => p.entry),
+            batch.some((p) => p.durable),
           );
           for (const p of batch) p.resolve();
         } catch (err) {
@@ -166,7 +191,7 @@ export class AuditLog {
           // One event the database refuses must not fail every request batched with it.
           for (const p of batch) {
             try {
-              await this.db.transaction().execute((tx) => this.appendLocked(tx, [p.entry]));
+              await this.appendBatch([p.entry], p.durable);
               p.resolve();
             } catch (one) {
               p.reject(one);
@@ -179,10 +204,28 @@ export class AuditLog {
     }
   }
 
-  private async appendLocked(tx: Tx, entries: AuditEntry[]): Promise<void> {
-    if (entries.length === 0) return;
-    let { seq, hash } = await this.repo.lockHead(tx);
-    // Stamped under the head lock, so sequence order and time order agree (on one clock).
+  /** One batch in one statement on the known head; under the head's lock after conflicts. */
+  private async appendBatch(entries: AuditEntry[], durable: boolean): Promise<void> {
+    for (let attempt = 0; attempt < OPTIMISTIC_ATTEMPTS; attempt++) {
+      const head = this.head ?? (await this.repo.head(this.db));
+      const { rows, last } = this.chain(entries, head);
+      this.head = undefined;
+      if (await this.repo.appendIfHead(this.db, head, last, rows, durable)) {
+        this.head = last;
+        return;
+      }
+    }
+    await this.db.transaction().execute(async (tx) => {
+      if (!durable) await this.repo.commitWithoutFlush(tx);
+      await this.appendLocked(tx, entries);
+    });
+  }
+
+  /** The rows of `entries` chained on `head`, and the head they make. */
+  private chain(entries: AuditEntry[], head: { seq: number; hash: string }) {
+    let { seq, hash } = head;
+    // Stamped after the head was read (or appended by this instance): every event before it in
+    // the chain was stamped earlier, so sequence order and time order agree (on one clock).
     const at = this.now();
     const rows: Insertable<AuditEventsTable>[] = [];
     for (const entry of entries) {
@@ -192,8 +235,15 @@ export class AuditLog {
       hash = chainHash(prev, event);
       rows.push(this.toRow(event, prev, hash));
     }
+    return { rows, last: { seq, hash } };
+  }
+
+  private async appendLocked(tx: Tx, entries: AuditEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    // Stamped under the head lock (in chain), so sequence order and time order agree.
+    const { rows, last } = this.chain(entries, await this.repo.lockHead(tx));
     await this.repo.insertEvents(tx, rows);
-    await this.repo.setHead(tx, seq, hash);
+    await this.repo.setHead(tx, last.seq, last.hash);
   }
 
   private toRow(event: ChainedEvent, prev: string, hash: string): Insertable<AuditEventsTable> {

@@ -1,6 +1,8 @@
 import {
+  CompiledQuery,
   Kysely,
   PostgresDialect,
+  type Compilable,
   sql,
   type ColumnType,
   type Generated,
@@ -418,6 +420,31 @@ export type Db = Kysely<Database>;
 export type Tx = Transaction<Database>;
 /** Either the pool or a transaction: repositories accept both, services decide. */
 export type Executor = Db | Tx;
+
+/**
+ * A query compiled once and run with one parameter changed: a hot path (support's lookup by
+ * order) skips rebuilding and recompiling the same query on every request. `build` is called once
+ * with a placeholder that must appear exactly once among the compiled parameters.
+ */
+export class ReusableQuery<R> {
+  private compiled: CompiledQuery<R> | undefined;
+
+  constructor(private readonly build: (db: Executor, placeholder: string) => Compilable<R>) {}
+
+  async execute(db: Executor, value: string): Promise<R[]> {
+    const PLACEHOLDER = '\u0000reusable\u0000';
+    if (!this.compiled) {
+      const compiled = this.build(db, PLACEHOLDER).compile();
+      if (compiled.parameters.filter((p) => p === PLACEHOLDER).length !== 1) {
+        throw new Error('a reusable query needs its placeholder exactly once');
+      }
+      this.compiled = compiled;
+    }
+    const parameters = this.compiled.parameters.map((p) => (p === PLACEHOLDER ? value : p));
+    const { rows } = await db.executeQuery(CompiledQuery.raw(this.compiled.sql, parameters));
+    return rows as R[];
+  }
+}
 
 /** TCP keepalive for every pool: a vanished server is noticed within minutes, not hours. */
 export const DEAD_SERVER_OPTIONS = { keepAlive: true, keepAliveInitialDelayMillis: 10_000 };

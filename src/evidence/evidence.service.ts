@@ -12,6 +12,7 @@ import {
   toDuplicateReceipt,
   toEvidenceView,
   type DuplicateReceipt,
+  toOrderItemView,
   type EvidenceView,
 } from './evidence.view';
 import { toE164 } from './phone-number';
@@ -95,6 +96,18 @@ export class EvidenceService {
       details: { [`${type}Id`]: ref, count: rows.length },
     });
     return rows.map(toEvidenceView);
+  }
+
+  /** An order's items, each with that order's segments of it: one query. */
+  async listByOrder(actor: RequestActor, orderId: string) {
+    const rows = await this.repo.listByOrder(this.db, orderId);
+    await this.audit.recordRead({
+      action: 'evidence.list',
+      actor,
+      itemIds: rows.map((r) => r.id),
+      details: { orderId, count: rows.length },
+    });
+    return rows.map(toOrderItemView);
   }
 
   async addLinks(

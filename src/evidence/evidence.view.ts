@@ -1,6 +1,7 @@
 import type { DuplicateReceipt, EvidenceItem } from '../contract/evidence.contract';
 import { wormStatusAt } from '../storage/worm';
-import type { EvidenceRow } from './evidence.repository';
+import type { EvidenceRow, OrderSegmentJson } from './evidence.repository';
+import { toSegmentView, type SegmentView } from './segments';
 
 /** An item as the API answers it (the contract's `EvidenceItem`). */
 export type EvidenceView = EvidenceItem;
@@ -54,6 +55,13 @@ export function toEvidenceView(r: EvidenceRow): EvidenceView {
           : 'problem',
     damagedAt: r.damaged_at ? iso(r.damaged_at) : null,
   };
+}
+
+/** An item found by its order, with that order's segments of it (GET /v1/orders/{id}/evidence). */
+export function toOrderItemView(
+  r: EvidenceRow & { order_segments: OrderSegmentJson[] },
+): EvidenceView & { segments: SegmentView[] } {
+  return { ...toEvidenceView(r), segments: r.order_segments.map(toSegmentView) };
 }
 
 /**

@@ -59,15 +59,6 @@ export class SegmentService {
     return (await this.repo.listForItem(this.db, itemId)).map(toSegmentView);
   }
 
-  /** The segments of `orderId` in items a lookup by that order found, by item. */
-  async forOrder(orderId: string, itemIds: string[]): Promise<Map<string, SegmentView[]>> {
-    const byItem = new Map<string, SegmentView[]>();
-    for (const s of await this.repo.listForOrder(this.db, orderId, itemIds)) {
-      byItem.set(s.item_id, [...(byItem.get(s.item_id) ?? []), toSegmentView(s)]);
-    }
-    return byItem;
-  }
-
   /**
    * A station adds its scan events after the upload (its own uploads only), or support does.
    * `segments` as the route parsed them (parseSegmentsBody).

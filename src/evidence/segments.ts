@@ -61,7 +61,13 @@ export function cutFilename(
 /** A segment as the API answers it (the contract's `Segment`). */
 export type SegmentView = Segment;
 
-export function toSegmentView(s: SegmentRow): SegmentView {
+/** A segment's columns the view reads (numeric as pg's string or as a JSON number). */
+type SegmentColumns = Pick<SegmentRow, 'id' | 'item_id' | 'order_id' | 'tracking_number'> & {
+  start_sec: string | number;
+  end_sec: string | number;
+};
+
+export function toSegmentView(s: SegmentColumns): SegmentView {
   return {
     id: s.id,
     orderId: s.order_id,

@@ -198,33 +198,25 @@ export function evidenceRoutes(deps: EvidenceRoutesDeps): Router {
         : sendContent(req, res, evidence),
     );
 
-  for (const [collection, type, refSchema] of [
-    ['orders', 'order', orderEvidenceParams.shape.orderId],
-    ['complaints', 'complaint', complaintEvidenceParams.shape.complaintId],
-  ] as const) {
-    const param = `${type}Id`;
-    router
-      .route(`/v1/${collection}/:${param}/evidence`)
-      .get(
-        audited('evidence.list'),
-        auth,
-        requirePermission('evidence:search'),
-        async (req, res) => {
-          const ref = parseWith(refSchema, String(req.params[param]));
-          const items = await evidence.listByLink(actorOf(req), type, ref);
-          if (type !== 'order') return void res.json({ [param]: ref, items });
-          // A long recording answers an order with that order's part of it.
-          const segments = await deps.segments.forOrder(
-            ref,
-            items.map((i) => i.id),
-          );
-          res.json({
-            [param]: ref,
-            items: items.map((i) => ({ ...i, segments: segments.get(i.id) ?? [] })),
-          });
-        },
+  router
+    .route('/v1/orders/:orderId/evidence')
+    .get(audited('evidence.list'), auth, requirePermission('evidence:search'), async (req, res) => {
+      const orderId = parseWith(orderEvidenceParams.shape.orderId, String(req.params.orderId));
+      // A long recording answers an order with that order's part of it (its segments).
+      res.json({ orderId, items: await evidence.listByOrder(actorOf(req), orderId) });
+    });
+  router
+    .route('/v1/complaints/:complaintId/evidence')
+    .get(audited('evidence.list'), auth, requirePermission('evidence:search'), async (req, res) => {
+      const complaintId = parseWith(
+        complaintEvidenceParams.shape.complaintId,
+        String(req.params.complaintId),
       );
-  }
+      res.json({
+        complaintId,
+        items: await evidence.listByLink(actorOf(req), 'complaint', complaintId),
+      });
+    });
 
   return router;
 }
