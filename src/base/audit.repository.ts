@@ -1,5 +1,5 @@
 import { sql, type Insertable, type Selectable } from 'kysely';
-import type { AuditCheckpointsTable, AuditEventsTable, Executor, Tx } from '../db/database';
+import type { AuditCheckpointsTable, AuditEventsTable, Db, Executor, Tx } from '../db/database';
 
 export type AuditRow = Selectable<AuditEventsTable>;
 export type CheckpointRow = Selectable<AuditCheckpointsTable>;
@@ -17,6 +17,21 @@ export class AuditRepository {
 
   async head(db: Executor): Promise<{ seq: number; hash: string }> {
     return db.selectFrom('audit_chain_head').select(['seq', 'hash']).executeTakeFirstOrThrow();
+  }
+
+  /**
+   * The chain head, made durable: read in a transaction that commits synchronously with a
+   * transaction id of its own, so its commit flushes the WAL through every commit it saw, reads'
+   * events committed without waiting for their flush included. What is signed or sent outside the
+   * database (a checkpoint) must never name an event a database crash could still lose.
+   */
+  async durableHead(db: Db): Promise<{ seq: number; hash: string }> {
+    return db.transaction().execute(async (tx) => {
+      await sql`set local synchronous_commit = on`.execute(tx);
+      const head = await this.head(tx);
+      await sql`select txid_current()`.execute(tx);
+      return head;
+    });
   }
 
   /** The head row, or none: the verifier reports a removed head instead of failing. */

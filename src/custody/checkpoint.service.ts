@@ -51,9 +51,11 @@ export class CheckpointService {
 
   /** Signs the current head unless it is already checkpointed; returns the checkpoint written. */
   async checkpoint(): Promise<SignedCheckpoint | undefined> {
+    // The head as of a synchronous commit: reads' events commit without waiting for the WAL
+    // flush, and a signed file must never name an event a database crash could still lose.
+    const head = await this.repo.durableHead(this.db);
     const written = await this.db.transaction().execute(async (tx) => {
       await this.repo.lockCheckpoints(tx, CHECKPOINT_LOCK);
-      const head = await this.repo.head(tx);
       const latest = await this.repo.latestCheckpoint(tx);
       if (head.seq === 0 || (latest && latest.seq >= head.seq)) return undefined;
       // Never sign a head that does not follow from the last signed one: whatever was rewritten

@@ -56,6 +56,12 @@ export interface OwnPostgres {
   /** Starts it again on the same port and data directory. */
   start(): Promise<void>;
   /**
+   * Crashes the server: immediate mode, every process quits at once without writing what is
+   * still in its shared WAL buffers (as a power cut would lose it); `start` then runs crash
+   * recovery.
+   */
+  crash(): Promise<void>;
+  /**
    * Freezes the server: SIGSTOP to the postmaster and every backend. Connections stay open and
    * the kernel still accepts new ones, but nothing answers (a hung or partitioned server).
    */
@@ -83,7 +89,10 @@ export function ownPostgresUnavailable(): string | undefined {
  * directory, free loopback port, trust auth), for outage tests that stop and restart it. Never the
  * machine's shared server.
  */
-export async function startOwnPostgres(): Promise<OwnPostgres> {
+export async function startOwnPostgres(
+  /** More server settings, e.g. ['-c wal_writer_delay=200ms']. */
+  settings: string[] = [],
+): Promise<OwnPostgres> {
   const problem = ownPostgresUnavailable();
   if (problem) throw new Error(problem);
   const dir = mkdtempSync(path.join(tmpdir(), 'evidence-own-pg-'));
@@ -103,6 +112,7 @@ export async function startOwnPostgres(): Promise<OwnPostgres> {
       ...['-D', pgdata, '-l', path.join(dir, 'log'), '-w', '-t', '60'],
       ...['-o', `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='${dir}'`],
       ...['-o', '-c fsync=off -c max_connections=60'],
+      ...settings.flatMap((setting) => ['-o', setting]),
       'start',
     ]);
     running = true;
@@ -128,6 +138,10 @@ export async function startOwnPostgres(): Promise<OwnPostgres> {
     port,
     start,
     stop,
+    async crash() {
+      await as('pg_ctl', ['-D', pgdata, '-m', 'immediate', '-w', '-t', '60', 'stop']);
+      running = false;
+    },
     async freeze() {
       const postmaster = Number(
         readFileSync(path.join(pgdata, 'postmaster.pid'), 'utf8').split('\n')[0],
