@@ -39,6 +39,20 @@ export class RouteTable {
     return ORDER.filter((m) => methods.has(m));
   }
 
+  /**
+   * Whether a route at `path` serves `method` (HEAD where GET is served; OPTIONS anywhere known):
+   * stops at the first such route, so a request that will be served pays for no more matching.
+   */
+  serves(method: string, path: string): boolean {
+    return this.routes().some(
+      (e) =>
+        (method === 'OPTIONS' ||
+          e.methods.includes(method) ||
+          (method === 'HEAD' && e.methods.includes('GET'))) &&
+        matches(e.layer, path),
+    );
+  }
+
   /** Whether a route has the shape of `path` but a parameter is not valid percent-encoding. */
   undecodable(path: string): boolean {
     return this.routes().some((e) => {
@@ -106,6 +120,7 @@ export const answerOptions =
 export const knownRoutesOnly =
   (routes: RouteTable): RequestHandler =>
   (req, res, next) => {
+    if (routes.serves(req.method, req.path)) return next();
     const allowed = routes.allowed(req.path);
     if (!allowed && routes.undecodable(req.path)) {
       throw new AppError('not_found', 'The path is not valid percent-encoding: it names nothing.');
