@@ -20,16 +20,19 @@ export class AuditRepository {
   }
 
   /**
-   * The chain head, made durable: read in a transaction that commits synchronously with a
-   * transaction id of its own, so its commit flushes the WAL through every commit it saw, reads'
-   * events committed without waiting for their flush included. What is signed or sent outside the
-   * database (a checkpoint) must never name an event a database crash could still lose.
+   * The chain head, made durable: locked and rewritten unchanged in a transaction that commits
+   * synchronously. A transaction that wrote WAL waits at commit for the WAL to be flushed through
+   * its commit record, so every commit it saw (reads' events committed without waiting for their
+   * flush included) is on disk when this returns. What is signed or sent outside the database (a
+   * checkpoint) must never name an event that a database crash could still take back. (A mere
+   * transaction id is not enough: PostgreSQL commits a transaction that wrote no WAL but its
+   * commit record asynchronously.)
    */
   async durableHead(db: Db): Promise<{ seq: number; hash: string }> {
     return db.transaction().execute(async (tx) => {
       await sql`set local synchronous_commit = on`.execute(tx);
-      const head = await this.head(tx);
-      await sql`select txid_current()`.execute(tx);
+      const head = await this.lockHead(tx);
+      await this.setHead(tx, head.seq, head.hash);
       return head;
     });
   }

@@ -6,6 +6,8 @@ import pg from 'pg';
 import { loadConfig } from '../../src/base/config';
 import { AppContext } from '../../src/context';
 import { createLogger } from '../../src/base/logger';
+import { AuditRepository } from '../../src/base/audit.repository';
+import { CheckpointService } from '../../src/custody/checkpoint.service';
 import { cli } from '../support/bundle-cli';
 import { upload } from '../support/multipart';
 import {
@@ -187,6 +189,78 @@ describeOwnPg('a database crash under audited reads', () => {
       LOG_LEVEL: 'silent',
     });
     expect(verify.out).toMatch(/intact|OK/i);
+    expect(verify.code).toBe(0);
+  });
+});
+
+/**
+ * A checkpoint is a signed file outside the database, often under Object Lock: it must never name
+ * an event the database could still lose. Here the WAL writer is slowed to 10 s so that reads'
+ * events stay in the WAL buffers, and the server crashes right after the checkpoint's file is
+ * written, before its row commits. After recovery the chain must still match the file.
+ */
+describeOwnPg('a database crash while a checkpoint is signed', () => {
+  let db: OwnPostgres;
+  let dataDir: string;
+
+  beforeAll(async () => {
+    db = await startOwnPostgres(['-c wal_writer_delay=10s']);
+    dataDir = mkdtempSync(path.join(tmpdir(), 'evidence-checkpoint-crash-'));
+  });
+
+  afterAll(async () => {
+    await db?.destroy();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('signs only a head that a crash cannot take back', async () => {
+    const config = loadConfig({ DATABASE_URL: db.url, DATA_DIR: dataDir, LOG_LEVEL: 'silent' });
+    const ctx = await AppContext.fromConfig(
+      config,
+      { migrate: true, mediaTools: false },
+      { logger: createLogger('silent') },
+    );
+    const written: string[] = [];
+    try {
+      const actor = {
+        keyId: null,
+        role: 'system',
+        name: 'crash test',
+      };
+      // A durable event, then reads whose events commit without waiting for the WAL flush.
+      await ctx.audit.record({ action: 'custody.run', actor, details: { job: 'crash-test' } });
+      for (let i = 0; i < 5; i++) {
+        await ctx.audit.recordRead({ action: 'audit.read', actor, details: { read: i } });
+      }
+      const crashing = new CheckpointService({
+        db: ctx.db,
+        repo: new AuditRepository(),
+        key: ctx.signingKey,
+        logger: createLogger('silent'),
+        store: {
+          putRecord: async (key, body) => {
+            const state = await ctx.recordStore.putRecord(key, body);
+            written.push(key);
+            await db.crash(); // after the file, before the checkpoint's row commits
+            return state;
+          },
+          getRecord: (key) => ctx.recordStore.getRecord(key),
+          listRecords: (prefix) => ctx.recordStore.listRecords(prefix),
+        },
+      });
+      await expect(crashing.checkpoint()).rejects.toThrow();
+    } finally {
+      await ctx.close().catch(() => undefined);
+    }
+    expect(written).toHaveLength(1);
+
+    await db.start();
+    const verify = await cli('verify-audit', [], {
+      DATABASE_URL: db.url,
+      DATA_DIR: dataDir,
+      LOG_LEVEL: 'silent',
+    });
+    expect(verify.out).toMatch(/OK: the audit chain is intact/);
     expect(verify.code).toBe(0);
   });
 });
