@@ -26,6 +26,9 @@ async function main(): Promise<void> {
   if (cfg.storage.driver !== 's3') throw new Error('STORAGE_DRIVER=s3 expected');
   const client = createS3Client(cfg.storage.s3);
   const Bucket = cfg.storage.s3.bucket;
+  const peakRssMb = () =>
+    Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))![1]) / 1024;
+  const startRssMb = peakRssMb();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await new Upload({
@@ -36,15 +39,16 @@ async function main(): Promise<void> {
   }).done();
   const secs = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
-  const status = readFileSync('/proc/self/status', 'utf8');
-  const rssMb = Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) / 1024;
+  const rssMb = peakRssMb();
   const c0 = performance.now();
   await client.send(
     new CopyObjectCommand({ Bucket, Key: `${Key}-copy`, CopySource: `${Bucket}/${Key}` }),
   );
   const copySecs = (performance.now() - c0) / 1000;
   client.destroy();
-  console.log(JSON.stringify({ secs, cpuSecs: (cpu.user + cpu.system) / 1e6, rssMb, copySecs }));
+  console.log(
+    JSON.stringify({ secs, cpuSecs: (cpu.user + cpu.system) / 1e6, rssMb, startRssMb, copySecs }),
+  );
 }
 
 main().catch((err) => {

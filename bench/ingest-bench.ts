@@ -64,8 +64,8 @@ interface Run {
   secs: number;
   cpuSecs: number;
   rssMb: number;
-  /** The service only: its peak RSS once started, before the upload. */
-  startRssMb?: number;
+  /** Its peak RSS once started, before the upload. */
+  startRssMb: number;
   /** S3 baseline only: a server-side CopyObject of the uploaded object. */
   copySecs?: number;
 }
@@ -147,12 +147,13 @@ async function thinRun(deps: IngestBenchDeps, s: IngestSettings): Promise<Run> {
   const { proc, result } = await spawnScript<{ port: number }>('thin-ingest-server.js', [dir]);
   try {
     const pid = proc.pid!;
+    const startRssMb = await peakRssMbOf(pid);
     const cpu0 = await cpuSecondsOf(pid);
     const t0 = performance.now();
     await deps.upload(`http://127.0.0.1:${result.port}`, 'none', clipStream(s.clip), s.bytes);
     const secs = (performance.now() - t0) / 1000;
     const cpuSecs = (await cpuSecondsOf(pid)) - cpu0;
-    return { secs, cpuSecs, rssMb: await peakRssMbOf(pid) };
+    return { secs, cpuSecs, rssMb: await peakRssMbOf(pid), startRssMb };
   } finally {
     proc.kill('SIGTERM');
     await new Promise((r) => proc.once('exit', r));
@@ -206,15 +207,15 @@ export async function benchIngest(deps: IngestBenchDeps, s: IngestSettings): Pro
       rows.push(row);
       const { service, baseline } = row;
       console.log(
-        `  round ${round + 1}: service ${fmt(mbs(service))} MB/s ${fmt(perGiB(service), 2)} CPU s/GiB ${fmt(service.rssMb, 0)} MB (${fmt(service.startRssMb!, 0)} at start) | ` +
-          `baseline ${fmt(mbs(baseline))} MB/s ${fmt(perGiB(baseline), 2)} CPU s/GiB ${fmt(baseline.rssMb, 0)} MB | ` +
+        `  round ${round + 1}: service ${fmt(mbs(service))} MB/s ${fmt(perGiB(service), 2)} CPU s/GiB ${fmt(service.startRssMb, 0)}->${fmt(service.rssMb, 0)} MB | ` +
+          `baseline ${fmt(mbs(baseline))} MB/s ${fmt(perGiB(baseline), 2)} CPU s/GiB ${fmt(baseline.startRssMb, 0)}->${fmt(baseline.rssMb, 0)} MB | ` +
           `ratio ${fmt(mbs(service) / mbs(baseline), 2)}  (load ${(await fs.readFile('/proc/loadavg', 'utf8')).split(' ')[0]})`,
       );
     }
     const side = (pick: (r: { service: Run; baseline: Run }) => Run, label: string) => {
       const runs = rows.map(pick);
       console.log(
-        `  ${label.padEnd(36)} median ${fmt(median(runs.map(mbs)))} MB/s  ${fmt(median(runs.map(perGiB)), 2)} CPU s/GiB  peak RSS ${fmt(Math.max(...runs.map((r) => r.rssMb)), 0)} MB`,
+        `  ${label.padEnd(36)} median ${fmt(median(runs.map(mbs)))} MB/s  ${fmt(median(runs.map(perGiB)), 2)} CPU s/GiB  peak RSS ${fmt(Math.max(...runs.map((r) => r.rssMb)), 0)} MB (${fmt(median(runs.map((r) => r.rssMb - r.startRssMb)), 0)} MB of it added by the upload)`,
       );
     };
     side((r) => r.service, 'POST /v1/evidence');
