@@ -20,8 +20,7 @@ import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { CopyObjectCommand, DeleteObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
+import { DeleteObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { ApiKeyRepository } from '../src/access/api-key.repository';
@@ -39,6 +38,7 @@ import type { TestS3 } from '../tests/support/s3-server';
 import { benchMedia } from './media-bench';
 import { benchPush } from './push-bench';
 import { benchTus } from './tus-bench';
+import { benchIngest } from './ingest-bench';
 import { benchBundle } from './bundle-bench';
 import { benchStation } from './station-bench';
 import { compareLookups, orderScript, startThinServer, wrkText } from './lookup-bench';
@@ -252,14 +252,6 @@ function httpClient(url: string, key: string) {
   return { get, close: () => agent.destroy() };
 }
 
-interface IngestFigures {
-  serviceMBs: number;
-  baselineMBs: number;
-  peakRssMb: number;
-  /** S3 only: a server-side CopyObject of the same object, the cost of promotion. */
-  copyMBs?: number;
-}
-
 async function emptyBucket(s3: TestS3): Promise<void> {
   const cfg = loadConfig(s3.env);
   if (cfg.storage.driver !== 's3') throw new Error('unreachable');
@@ -268,110 +260,6 @@ async function emptyBucket(s3: TestS3): Promise<void> {
   for (const o of Contents)
     await client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: o.Key! }));
   client.destroy();
-}
-
-/** The S3 baseline: the same file straight to the same server with lib-storage, same settings. */
-async function directS3Upload(s3: TestS3, clip: string, round: number) {
-  const cfg = loadConfig({ ...s3.env, S3_PART_SIZE_BYTES: String(PART_SIZE) });
-  if (cfg.storage.driver !== 's3') throw new Error('unreachable');
-  const client = createS3Client(cfg.storage.s3);
-  const Key = `baseline/${round}`;
-  const secs = await timed(() =>
-    new Upload({
-      client,
-      params: { Bucket: s3.bucket, Key, Body: createReadStream(clip, { highWaterMark: 1 << 20 }) },
-      partSize: PART_SIZE,
-      queueSize: QUEUE_SIZE,
-    }).done(),
-  );
-  const copySecs = await timed(() =>
-    client.send(
-      new CopyObjectCommand({
-        Bucket: s3.bucket,
-        Key: `${Key}-copy`,
-        CopySource: `${s3.bucket}/${Key}`,
-      }),
-    ),
-  );
-  client.destroy();
-  return { secs, copySecs };
-}
-
-/** The disk baseline: a plain streamed copy, flushed to disk like the service's writes. */
-async function streamedCopy(clip: string, target: string) {
-  const secs = await timed(() =>
-    pipeline(
-      createReadStream(clip, { highWaterMark: 1 << 20 }),
-      createWriteStream(target, { flush: true }),
-    ),
-  );
-  return { secs, copySecs: undefined };
-}
-
-async function benchIngest(
-  adminUrl: string,
-  s3: TestS3,
-  clip: string,
-  sha: string,
-): Promise<Record<string, IngestFigures>> {
-  const results: Record<string, IngestFigures> = {};
-  for (const driver of DRIVERS) {
-    let best = { service: Infinity, baseline: Infinity, rss: 0, copy: Infinity };
-    for (let round = 0; round < ROUNDS; round++) {
-      const target = path.join(work, `copy-${round}`);
-      const baseline =
-        driver === 's3' ? await directS3Upload(s3, clip, round) : await streamedCopy(clip, target);
-      if (baseline.copySecs !== undefined) best.copy = Math.min(best.copy, baseline.copySecs);
-      rmSync(target, { force: true });
-
-      // A fresh database and data directory per round, so the upload is new evidence, not a duplicate.
-      const database = await createScratch(adminUrl);
-      const dataDir = mkdtempSync(path.join(work, 'data-'));
-      const service = await startService({
-        DATABASE_URL: database.url,
-        DATA_DIR: dataDir,
-        ...(driver === 's3'
-          ? {
-              ...s3.env,
-              S3_PREFIX: `round-${round}/`,
-              S3_PART_SIZE_BYTES: String(PART_SIZE),
-              S3_UPLOAD_CONCURRENCY: String(QUEUE_SIZE),
-            }
-          : {}),
-      });
-      const key = await mintKey(database.url, 'ingest');
-      let stored = '';
-      const serviceSecs = await timed(async () => {
-        stored = (
-          await upload(
-            service.url,
-            key,
-            createReadStream(clip, { highWaterMark: 1 << 20 }),
-            INGEST_BYTES,
-          )
-        ).sha256;
-      });
-      if (stored !== sha) throw new Error(`service stored ${stored}, file is ${sha}`);
-      const rss = await service.peakRssMb();
-      await service.stop();
-      await database.drop();
-      rmSync(dataDir, { recursive: true, force: true });
-      if (driver === 's3') await emptyBucket(s3);
-      best = {
-        ...best,
-        service: Math.min(best.service, serviceSecs),
-        baseline: Math.min(best.baseline, baseline.secs),
-        rss: Math.max(best.rss, rss),
-      };
-    }
-    results[driver] = {
-      serviceMBs: INGEST_BYTES / MB / best.service,
-      baselineMBs: INGEST_BYTES / MB / best.baseline,
-      peakRssMb: best.rss,
-      copyMBs: driver === 's3' ? INGEST_BYTES / MB / best.copy : undefined,
-    };
-  }
-  return results;
 }
 
 async function startS3Process(): Promise<TestS3> {
@@ -710,28 +598,6 @@ const PARTS = [
   'station',
 ] as const;
 
-function printIngest(ingest: Record<string, IngestFigures>): void {
-  const s3r = ingest.s3;
-  const fsr = ingest.fs;
-  if (s3r) {
-    console.log(`S3 driver   POST /v1/evidence      ${fmt(s3r.serviceMBs)} MB/s`);
-    console.log(
-      `            direct lib-storage     ${fmt(s3r.baselineMBs)} MB/s   ratio ${fmt(s3r.serviceMBs / s3r.baselineMBs, 2)} (target >= 0.9)`,
-    );
-    console.log(`            service peak RSS       ${fmt(s3r.peakRssMb)} MB (target < 200)`);
-    console.log(
-      `            s3rver CopyObject      ${fmt(s3r.copyMBs!)} MB/s (what promotion costs here)`,
-    );
-  }
-  if (fsr) {
-    console.log(`disk driver POST /v1/evidence      ${fmt(fsr.serviceMBs)} MB/s`);
-    console.log(
-      `            streamed file copy     ${fmt(fsr.baselineMBs)} MB/s   ratio ${fmt(fsr.serviceMBs / fsr.baselineMBs, 2)} (target >= 0.9)`,
-    );
-    console.log(`            service peak RSS       ${fmt(fsr.peakRssMb)} MB (target < 200)`);
-  }
-}
-
 const latencyText = (l: Latency) =>
   `${fmt(l.rps, 0)} req/s  p50 ${fmt(l.p50, 2)} ms  p99 ${fmt(l.p99, 2)} ms`;
 
@@ -789,9 +655,20 @@ async function main(): Promise<void> {
         for await (const _ of src) yield; // warm the page cache so every run reads from memory
       });
       console.log(
-        `\n== ingest of a ${fmt(INGEST_BYTES / 1024 ** 3, 2)} GiB clip (best of ${ROUNDS} rounds each)`,
+        `\n== ingest of a ${fmt(INGEST_BYTES / 1024 ** 3, 2)} GiB clip, ${ROUNDS} alternating rounds per driver`,
       );
-      printIngest(await benchIngest(admin.url, s3, clip, sha));
+      await benchIngest(
+        { work, adminUrl: admin.url, s3, startService, mintKey, createScratch, upload },
+        {
+          clip,
+          sha256: sha,
+          bytes: INGEST_BYTES,
+          rounds: ROUNDS,
+          drivers: DRIVERS,
+          partSize: PART_SIZE,
+          queueSize: QUEUE_SIZE,
+        },
+      );
       rmSync(clip, { force: true });
     }
 

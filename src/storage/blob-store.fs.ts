@@ -19,7 +19,7 @@ import {
   type PromoteResult,
   type StoredObject,
 } from './blob-store';
-import { coalesce, durableWriter, fsyncDir, WRITE_BYTES } from './fs-durable';
+import { durableWriter, fsyncDir } from './fs-durable';
 import { WORM_NOT_CONFIGURED, type WormState } from './worm';
 
 /** Blobs on local disk: fsync before acknowledging, promotion by an atomic no-clobber link. */
@@ -53,7 +53,7 @@ export class FsBlobStore implements BlobStore {
     const handle = await fs.open(file, 'wx', 0o640);
     try {
       // fsync before the stream closes the file, so "written" means on disk.
-      await pipeline(body, coalesce(WRITE_BYTES), durableWriter(handle, 0));
+      await pipeline(body, durableWriter(handle, 0));
     } catch (err) {
       await handle.close().catch(() => undefined);
       await fs.rm(file, { force: true });

@@ -1,6 +1,5 @@
 import type { Readable } from 'node:stream';
 import { HeadBucketCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import type { S3Config } from '../base/config';
 import {
   BlobUnavailableError,
@@ -19,6 +18,7 @@ import {
 } from './blob-store';
 import { isNotFound, S3Bucket, type S3BucketOptions } from './s3-client';
 import { S3ObjectLock } from './s3-object-lock';
+import { uploadStream } from './s3-stream-upload';
 import type { WormLedger, WormState } from './worm';
 
 export interface S3BlobStoreOptions extends S3BucketOptions {
@@ -53,24 +53,12 @@ export class S3BlobStore implements BlobStore {
 
   async writeStaging(body: Readable): Promise<string> {
     const key = await newStagingKey(this.opts.stagingOwner);
-    // lib-storage sends small bodies as one PutObject and large ones as a multipart upload,
-    // holding at most partSize × queueSize bytes in memory.
-    const upload = new Upload({
-      client: this.bucket.client,
-      params: { Bucket: this.bucket.name, Key: this.bucket.objectKey(key), Body: body },
-      partSize: this.bucket.cfg.partSizeBytes,
-      queueSize: this.bucket.cfg.uploadConcurrency,
-      leavePartsOnError: false,
-    });
-    // A failing source stream must abort the upload rather than complete it with fewer bytes.
-    const sourceFailed = new Promise<never>((_, reject) => body.once('error', reject));
-    const done = upload.done();
-    // Once the source failed, done() rejects too (aborted); that second rejection is expected.
-    done.catch(() => undefined);
     try {
-      await Promise.race([done, sourceFailed]);
+      // Not destroyed when S3 fails: the caller reports the body's own error, if any, else S3's.
+      await uploadStream(this.bucket, key, body.iterator({ destroyOnReturn: false }));
     } catch (err) {
-      await upload.abort().catch(() => undefined);
+      // A body that failed after a PutObject began, or a server that lost the abort: never a
+      // partial object left behind under the key.
       await this.bucket.deleteObject(key).catch(() => undefined);
       throw err;
     }

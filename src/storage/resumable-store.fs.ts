@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { isPromotableKey, RESUMABLE_PREFIX } from './blob-store';
-import { coalesce, durableWriter, fsyncDir, WRITE_BYTES } from './fs-durable';
+import { durableWriter, fsyncDir } from './fs-durable';
 import type { ResumableState, ResumableStore } from './resumable-store';
 
 /** Resumable uploads on local disk: one file per upload, appended in place and fsynced. */
@@ -46,7 +46,7 @@ export class FsResumableStore implements ResumableStore {
       throw err;
     }
     // The stream owns the handle from here: it fsyncs and closes it, or closes it on error.
-    await pipeline(body, coalesce(WRITE_BYTES), durableWriter(handle, offset));
+    await pipeline(body, durableWriter(handle, offset));
     return state;
   }
 
