@@ -63,9 +63,11 @@ async function explainEach(
   await run(db);
   const out: Explained[] = [];
   for (const [i, q] of queries.entries()) {
-    out.push(await explain(pool, queries.length > 1 ? `${name} (${i + 1})` : name, q.sql, [
-      ...q.parameters,
-    ]));
+    out.push(
+      await explain(pool, queries.length > 1 ? `${name} (${i + 1})` : name, q.sql, [
+        ...q.parameters,
+      ]),
+    );
   }
   return out;
 }
@@ -83,7 +85,8 @@ async function explain(
     if (n['Node Type'] === 'Seq Scan' && BIG_TABLES.includes(n['Relation Name'] ?? '')) {
       problems.push(`seq scan of ${n['Relation Name']}`);
     }
-    const rows = n['Actual Rows'] * n['Actual Loops'];
+    // What a sort reads, not what it returns (a top-N sort under a LIMIT returns few).
+    const rows = (n.Plans ?? []).reduce((sum, c) => sum + c['Actual Rows'] * c['Actual Loops'], 0);
     if (n['Node Type'].includes('Sort') && rows > SORT_LIMIT) problems.push(`sort of ${rows} rows`);
     n.Plans?.forEach(walk);
   };
@@ -136,9 +139,7 @@ export async function explainSearches(seeded: Seeded): Promise<{
     await each('GET /v1/complaints/{id}/evidence', (db) =>
       evidence.listByLink(db, 'complaint', complaintId, 1000),
     );
-    await each('search ?orderId=', (db) =>
-      evidence.search(db, { orderId: order }, undefined, 51),
-    );
+    await each('search ?orderId=', (db) => evidence.search(db, { orderId: order }, undefined, 51));
     await each("search ?phone= (a customer's, a few calls)", (db) =>
       evidence.search(db, { phoneE164: customer }, undefined, 51),
     );
@@ -161,9 +162,7 @@ export async function explainSearches(seeded: Seeded): Promise<{
       );
     });
     await each('search ?from=&to= (a week)', (db) => evidence.search(db, week, undefined, 51));
-    await each('search ?kind=photo', (db) =>
-      evidence.search(db, { kind: 'photo' }, undefined, 51),
-    );
+    await each('search ?kind=photo', (db) => evidence.search(db, { kind: 'photo' }, undefined, 51));
     await each('GET /v1/lookup?q= (an order: refs, complaints, tracking, segments)', async (db) => {
       const spellings = [order, order.toUpperCase()];
       await evidence.linkedRefs(db, 'order', spellings);

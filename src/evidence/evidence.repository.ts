@@ -53,31 +53,41 @@ const withLinks = (db: Executor) =>
 type ItemsExpressions = ExpressionBuilder<Database & { i: EvidenceItemsTable }, 'i'>;
 
 /**
- * Items from or to this number that pass `where`: the calls from it and the calls to it (but not
- * from it, so none twice), each an ordered scan of its number's (number, captured_at, id) index,
- * which the planner merges in capture order instead of collecting and sorting every call of a
- * busy line (a shop's own number is on millions of calls).
+ * Items from or to this number that pass `where`, the first `limit` in (captured_at, id) order
+ * `dir`: the first of the calls from it and the first of the calls to it (but not from it, so
+ * none twice), each an ordered scan of its number's (number, captured_at, id) index that stops
+ * after `limit` rows. The caller orders and limits the union again: at most twice `limit` rows,
+ * however many calls the number has (a shop's own line is on millions), where an OR of the two
+ * numbers would collect and sort all of them.
  */
 const byPhone = (
   db: Executor,
   e164: string,
   where: (eb: ItemsExpressions) => Expression<SqlBool>,
-) =>
-  db
-    .selectFrom('evidence_items as i')
-    .selectAll('i')
-    .where('i.from_number_e164', '=', e164)
-    .where(where)
-    .unionAll(
-      db
-        .selectFrom('evidence_items as i')
-        .selectAll('i')
-        .where('i.to_number_e164', '=', e164)
-        .where((eb) =>
-          eb.or([eb('i.from_number_e164', 'is', null), eb('i.from_number_e164', '<>', e164)]),
-        )
-        .where(where),
-    );
+  dir: 'asc' | 'desc',
+  limit: number,
+) => {
+  const side = (column: 'i.from_number_e164' | 'i.to_number_e164') =>
+    db
+      .selectFrom(
+        db
+          .selectFrom('evidence_items as i')
+          .selectAll('i')
+          .where(column, '=', e164)
+          .$if(column === 'i.to_number_e164', (q) =>
+            q.where((eb) =>
+              eb.or([eb('i.from_number_e164', 'is', null), eb('i.from_number_e164', '<>', e164)]),
+            ),
+          )
+          .where(where)
+          .orderBy('i.captured_at', dir)
+          .orderBy('i.id', dir)
+          .limit(limit)
+          .as('s'),
+      )
+      .selectAll('s');
+  return side('i.from_number_e164').unionAll(side('i.to_number_e164'));
+};
 
 /** The rows of `items` (as `i`) with the orders and complaints they are linked to. */
 const withLinksOf = (db: Executor, items: ReturnType<typeof byPhone>) =>
@@ -385,12 +395,17 @@ export class EvidenceRepository {
   ): Promise<EvidenceRow[]> {
     return withLinksOf(
       db,
-      byPhone(db, e164, (eb) =>
-        eb.and([
-          eb('i.kind', '=', 'call_recording'),
-          eb('i.captured_at', '>=', from),
-          eb('i.captured_at', '<=', to),
-        ]),
+      byPhone(
+        db,
+        e164,
+        (eb) =>
+          eb.and([
+            eb('i.kind', '=', 'call_recording'),
+            eb('i.captured_at', '>=', from),
+            eb('i.captured_at', '<=', to),
+          ]),
+        'asc',
+        limit,
       ),
     )
       .orderBy('i.captured_at')
@@ -436,7 +451,7 @@ export class EvidenceRepository {
       return eb.and(all);
     };
     const q = f.phoneE164
-      ? withLinksOf(db, byPhone(db, f.phoneE164, filters))
+      ? withLinksOf(db, byPhone(db, f.phoneE164, filters, 'desc', limit))
       : withLinks(db).where(filters);
     return q.orderBy('i.captured_at', 'desc').orderBy('i.id', 'desc').limit(limit).execute();
   }
