@@ -1,5 +1,9 @@
-import { sql } from 'kysely';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { FileMigrationProvider, Kysely, Migrator, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
+import { MIGRATIONS_DIR } from '../../src/db/migrator';
+import { createTestDatabase } from '../support/test-db';
 import request from 'supertest';
 import { createDb, type Db } from '../../src/db/database';
 import { bearer, startTestApp, tamperWithBlob, type TestApp } from '../support/harness';
@@ -161,5 +165,61 @@ describe('custody status counts without counting the table', () => {
       await client.end();
     }
     await expectTrue();
+  });
+});
+
+const COUNTS = '2026-12-06T02-00-00_custody-counts';
+
+describe(`migration ${COUNTS}`, () => {
+  it('counts what is archived already, and is undone without a trace', async () => {
+    const database = await createTestDatabase();
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a migration test: no app types
+    const db = new Kysely<any>({
+      dialect: new PostgresDialect({
+        pool: new pg.Pool({ connectionString: database.url, max: 2 }),
+      }),
+    });
+    const migrator = new Migrator({
+      db,
+      provider: new FileMigrationProvider({ fs, path, migrationFolder: MIGRATIONS_DIR }),
+    });
+    const migrated = async (step: Promise<{ error?: unknown }>) => {
+      const { error } = await step;
+      if (error) throw error;
+    };
+    try {
+      const all = await migrator.getMigrations();
+      const before = all[all.findIndex((m) => m.name === COUNTS) - 1]!.name;
+      await migrated(migrator.migrateTo(before));
+      await sql`insert into api_keys (id, name, role, secret_hash) values ('k1', 'PK', 'ingest', 'x')`.execute(
+        db,
+      );
+      await sql`insert into evidence_items (id, kind, sha256, size_bytes, content_type, blob_key,
+          captured_at, received_at, created_by_key_id, deleted_at)
+        select gen_random_uuid(), 'photo', encode(sha256(('old-' || g)::bytea), 'hex'), 1,
+          'image/jpeg', 'old/' || g, now(), now(), 'k1', case when g % 4 = 0 then now() end
+        from generate_series(1, 40) g`.execute(db);
+      await migrated(migrator.migrateToLatest());
+      const totals = async () =>
+        (
+          await sql<{
+            archived: string;
+            deleted: string;
+          }>`select sum(archived) archived, sum(deleted) deleted from evidence_item_counts`.execute(
+            db,
+          )
+        ).rows[0];
+      expect(await totals()).toEqual({ archived: '30', deleted: '10' });
+      await migrated(migrator.migrateTo(before));
+      const { rows } = await sql<{
+        n: string;
+      }>`select count(*) n from pg_trigger where tgname like 'evidence_items_count%'`.execute(db);
+      expect(rows[0]!.n).toBe('0');
+      await migrated(migrator.migrateToLatest());
+      expect(await totals()).toEqual({ archived: '30', deleted: '10' });
+    } finally {
+      await db.destroy();
+      await database.drop();
+    }
   });
 });
