@@ -7,9 +7,11 @@ export async function up(db: Kysely<any>): Promise<void> {
   // appends its delta here (an insert never waits for another transaction, so concurrent ingest
   // on any number of instances never queues on a counter row); the total is the sum of the rows,
   // exact in every transaction's snapshot. Readers fold the rows into one when they pile up.
-  // No key: rows are only ever summed, and folded (deleted and re-inserted as one).
+  // The key is only a replica identity (logical replication of the folds' deletes): the rows are
+  // only ever summed, and folded (deleted and re-inserted as one).
   await db.schema
     .createTable('evidence_item_counts')
+    .addColumn('id', 'bigint', (c) => c.primaryKey().generatedAlwaysAsIdentity())
     .addColumn('archived', 'bigint', (c) => c.notNull())
     .addColumn('deleted', 'bigint', (c) => c.notNull())
     .execute();
