@@ -3,11 +3,11 @@
  * audited against the same reads unaudited, the scrub against a plain read of the same blobs),
  * each measured side by side with its baseline in the same run on the same machine.
  *
- *   BENCH_INGEST_BYTES (default 1 GiB), BENCH_ITEMS (1,000,000), BENCH_SECONDS (20),
+ *   BENCH_INGEST_BYTES (default 1 GiB), BENCH_ITEMS (10,000,000; seeded by ./seed.ts), BENCH_SECONDS (20),
  *   BENCH_CONCURRENCY (32), BENCH_ROUNDS (2; the best round of each side is reported),
  *   BENCH_DOWNLOAD_ITEMS (64) of BENCH_DOWNLOAD_BYTES (1 MiB), BENCH_SCRUB_BYTES (1 GiB) in clips
  *   of BENCH_SCRUB_CLIP_BYTES (32 MiB), BENCH_DRIVERS (s3,fs),
- *   BENCH_ONLY (ingest|lookups|custody|scrub|media|push|tus|bundle|station; station runs only when
+ *   BENCH_ONLY (ingest|lookups|explain|custody|scrub|media|push|tus|bundle|station; station runs only when
  *   named); the media, push, tus, bundle and station parts' own settings are in their own files
  *   TEST_DATABASE_URL: an admin URL of the PostgreSQL to use (default: the local server on
  *   127.0.0.1:5432 if it answers, else an embedded one).
@@ -42,12 +42,14 @@ import { benchIngest } from './ingest-bench';
 import { benchBundle } from './bundle-bench';
 import { benchStation } from './station-bench';
 import { compareLookups, orderScript, startThinServer, wrkText } from './lookup-bench';
+import { SEED_ITEMS, seedLookups, type Seeded } from './seed';
+import { explainSearches, printExplained } from './explain';
 import { createTestDatabase } from '../tests/support/test-db';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'; // Node 20 is this project's runtime
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const INGEST_BYTES = env('BENCH_INGEST_BYTES', 1024 ** 3);
-const ITEMS = env('BENCH_ITEMS', 1_000_000);
+const ITEMS = SEED_ITEMS;
 const SECONDS = env('BENCH_SECONDS', 20);
 const CONCURRENCY = env('BENCH_CONCURRENCY', 32);
 const ROUNDS = env('BENCH_ROUNDS', 2);
@@ -306,56 +308,6 @@ async function load(op: (i: number) => Promise<void>) {
   return { rps: latencies.length / SECONDS, p50: at(0.5), p99: at(0.99), calls: latencies.length };
 }
 
-/** A database of ITEMS items linked to orders (two per order) and complaints, seeded with SQL. */
-async function seedLookups(adminUrl: string, items = ITEMS) {
-  const database = await createScratch(adminUrl);
-  const dataDir = mkdtempSync(path.join(work, 'data-'));
-  // Start once so the service's own migrations create the schema, then seed with plain SQL.
-  const service = await startService({ DATABASE_URL: database.url, DATA_DIR: dataDir });
-  await service.stop();
-  const support = await mintKey(database.url, 'support');
-  const db = createDb(database.url, 10);
-  const orders = Math.max(1, Math.floor(items / 2));
-  const seedSecs = await timed(async () => {
-    const keyId = support.split('_')[1]!;
-    await sql`insert into evidence_items (id, kind, sha256, size_bytes, content_type, blob_key, captured_at, received_at, created_by_key_id, station_id)
-      select gen_random_uuid(), 'packing_video', encode(sha256(int8send(g)), 'hex'), 1000000 + g, 'video/mp4',
-             'sha256/' || g, now() - (g || ' seconds')::interval, now(), ${keyId}, 'PK-' || (g % 40)
-      from generate_series(1, ${items}::int) g`.execute(db);
-    // Two links per item: its order (two items per order) and a complaint (four per complaint).
-    await sql`insert into evidence_links (link_type, ref, item_id, created_by_key_id)
-      select 'order', 'ORD-' || (row_number() over (order by id) % ${orders}), id, ${keyId} from evidence_items`.execute(
-      db,
-    );
-    await sql`insert into evidence_links (link_type, ref, item_id, created_by_key_id)
-      select 'complaint', 'CMP-' || (row_number() over (order by id) % ${Math.max(1, Math.floor(items / 4))}), id, ${keyId} from evidence_items`.execute(
-      db,
-    );
-    await sql`vacuum analyze`.execute(db);
-  });
-  const counts = await sql<{
-    items: string;
-    links: string;
-  }>`select (select count(*) from evidence_items) items, (select count(*) from evidence_links) links`.execute(
-    db,
-  );
-  return {
-    database,
-    dataDir,
-    support,
-    db,
-    seedSecs,
-    counts: counts.rows[0]!,
-    orders,
-    orderOf: (i: number) => `ORD-${(i * 7919) % orders}`,
-    async drop() {
-      await db.destroy();
-      await database.drop();
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
-}
-type Seeded = Awaited<ReturnType<typeof seedLookups>>;
 
 /** Lookups through the service (CONCURRENCY callers for SECONDS), after one warm-up call each. */
 async function serviceLookups(seeded: Seeded, vars: Record<string, string> = {}) {
@@ -589,6 +541,7 @@ async function dropPageCache(): Promise<boolean> {
 const PARTS = [
   'ingest',
   'lookups',
+  'explain',
   'custody',
   'scrub',
   'media',
@@ -672,15 +625,19 @@ async function main(): Promise<void> {
       rmSync(clip, { force: true });
     }
 
-    if (runs('lookups') || runs('custody')) {
+    if (runs('lookups') || runs('custody') || runs('explain')) {
       console.log(
         `\n== lookups by order: ${ITEMS} items, ${CONCURRENCY} concurrent callers, ${SECONDS} s each`,
       );
       const seeded = await seedLookups(admin.url);
       try {
         console.log(
-          `seeded ${seeded.counts.items} items and ${seeded.counts.links} links in ${fmt(seeded.seedSecs)} s`,
+          `seeded ${seeded.counts.items} items and ${seeded.counts.links} links in ${fmt(seeded.seedSecs)} s (${Object.entries(seeded.steps).map(([k, v]) => `${k} ${fmt(v)} s`).join(', ')})`,
         );
+        if (runs('explain')) {
+          console.log(`\n== support's searches at ${seeded.items} items: EXPLAIN (ANALYZE, BUFFERS)`);
+          printExplained(await explainSearches(seeded));
+        }
         if (runs('lookups')) {
           console.log(
             `GET /v1/orders/{id}/evidence (reads audited, the default) against the thinnest node:http service running the same compiled query (bench/thin-lookup-server.ts), wrk, ${ROUNDS} alternating rounds of ${SECONDS} s; medians:`,

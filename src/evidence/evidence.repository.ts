@@ -1,6 +1,14 @@
-import { sql, type Insertable, type Selectable } from 'kysely';
+import {
+  sql,
+  type Expression,
+  type ExpressionBuilder,
+  type Insertable,
+  type Selectable,
+  type SqlBool,
+} from 'kysely';
 import {
   ReusableQuery,
+  type Database,
   type EvidenceItemsTable,
   type Executor,
   type LinkType,
@@ -55,6 +63,52 @@ export interface OrderSegmentJson {
   start_sec: number;
   end_sec: number;
 }
+
+type ItemsExpressions = ExpressionBuilder<Database & { i: EvidenceItemsTable }, 'i'>;
+
+/**
+ * Items from or to this number that pass `where`, the first `limit` in (captured_at, id) order
+ * `dir`: the first of the calls from it and the first of the calls to it (but not from it, so
+ * none twice), each an ordered scan of its number's (number, captured_at, id) index that stops
+ * after `limit` rows. The caller orders and limits the union again: at most twice `limit` rows,
+ * however many calls the number has (a shop's own line is on millions), where an OR of the two
+ * numbers would collect and sort all of them.
+ */
+const byPhone = (
+  db: Executor,
+  e164: string,
+  where: (eb: ItemsExpressions) => Expression<SqlBool>,
+  dir: 'asc' | 'desc',
+  limit: number,
+) => {
+  const side = (column: 'i.from_number_e164' | 'i.to_number_e164') =>
+    db
+      .selectFrom(
+        db
+          .selectFrom('evidence_items as i')
+          .selectAll('i')
+          .where(column, '=', e164)
+          .$if(column === 'i.to_number_e164', (q) =>
+            q.where((eb) =>
+              eb.or([eb('i.from_number_e164', 'is', null), eb('i.from_number_e164', '<>', e164)]),
+            ),
+          )
+          .where(where)
+          .orderBy('i.captured_at', dir)
+          .orderBy('i.id', dir)
+          .limit(limit)
+          .as('s'),
+      )
+      .selectAll('s');
+  return side('i.from_number_e164').unionAll(side('i.to_number_e164'));
+};
+
+/** The rows of `items` (as `i`) with the orders and complaints they are linked to. */
+const withLinksOf = (db: Executor, items: ReturnType<typeof byPhone>) =>
+  db
+    .selectFrom(items.as('i'))
+    .selectAll('i')
+    .select([linkRefs('order', 'order_ids'), linkRefs('complaint', 'complaint_ids')]);
 
 /** Thin data access for evidence items and their links: one query per method. */
 export class EvidenceRepository {
@@ -376,14 +430,23 @@ export class EvidenceRepository {
     to: Date,
     limit: number,
   ): Promise<EvidenceRow[]> {
-    return withLinks(db)
-      .where('i.kind', '=', 'call_recording')
-      .where((eb) =>
-        eb.or([eb('i.from_number_e164', '=', e164), eb('i.to_number_e164', '=', e164)]),
-      )
-      .where('i.captured_at', '>=', from)
-      .where('i.captured_at', '<=', to)
+    return withLinksOf(
+      db,
+      byPhone(
+        db,
+        e164,
+        (eb) =>
+          eb.and([
+            eb('i.kind', '=', 'call_recording'),
+            eb('i.captured_at', '>=', from),
+            eb('i.captured_at', '<=', to),
+          ]),
+        'asc',
+        limit,
+      ),
+    )
       .orderBy('i.captured_at')
+      .orderBy('i.id')
       .limit(limit)
       .execute();
   }
@@ -395,37 +458,38 @@ export class EvidenceRepository {
     after: SearchCursor | undefined,
     limit: number,
   ): Promise<EvidenceRow[]> {
-    let q = withLinks(db);
-    for (const [type, ref] of [
-      ['order', f.orderId],
-      ['complaint', f.complaintId],
-    ] as const) {
-      if (ref === undefined) continue;
-      q = q.where(({ exists, selectFrom }) =>
-        exists(
-          selectFrom('evidence_links as k')
-            .select('k.item_id')
-            .whereRef('k.item_id', '=', 'i.id')
-            .where('k.link_type', '=', type)
-            .where('k.ref', '=', ref),
-        ),
-      );
-    }
-    if (f.kind) q = q.where('i.kind', '=', f.kind);
-    if (f.stationId) q = q.where('i.station_id', '=', f.stationId);
-    if (f.phoneE164) {
-      const phone = f.phoneE164;
-      q = q.where((eb) =>
-        eb.or([eb('i.from_number_e164', '=', phone), eb('i.to_number_e164', '=', phone)]),
-      );
-    }
-    if (f.from) q = q.where('i.captured_at', '>=', f.from);
-    if (f.to) q = q.where('i.captured_at', '<', f.to);
-    if (after) {
-      q = q.where((eb) =>
-        eb(eb.refTuple('i.captured_at', 'i.id'), '<', eb.tuple(after.capturedAt, after.id)),
-      );
-    }
+    const filters = (eb: ItemsExpressions) => {
+      const all: Expression<SqlBool>[] = [];
+      for (const [type, ref] of [
+        ['order', f.orderId],
+        ['complaint', f.complaintId],
+      ] as const) {
+        if (ref === undefined) continue;
+        all.push(
+          eb.exists(
+            eb
+              .selectFrom('evidence_links as k')
+              .select('k.item_id')
+              .whereRef('k.item_id', '=', 'i.id')
+              .where('k.link_type', '=', type)
+              .where('k.ref', '=', ref),
+          ),
+        );
+      }
+      if (f.kind) all.push(eb('i.kind', '=', f.kind));
+      if (f.stationId) all.push(eb('i.station_id', '=', f.stationId));
+      if (f.from) all.push(eb('i.captured_at', '>=', f.from));
+      if (f.to) all.push(eb('i.captured_at', '<', f.to));
+      if (after) {
+        all.push(
+          eb(eb.refTuple('i.captured_at', 'i.id'), '<', eb.tuple(after.capturedAt, after.id)),
+        );
+      }
+      return eb.and(all);
+    };
+    const q = f.phoneE164
+      ? withLinksOf(db, byPhone(db, f.phoneE164, filters, 'desc', limit))
+      : withLinks(db).where(filters);
     return q.orderBy('i.captured_at', 'desc').orderBy('i.id', 'desc').limit(limit).execute();
   }
 
