@@ -50,7 +50,8 @@ export async function uploadStream(
         }),
       )
       .then(({ ETag }) => {
-        etags[PartNumber - 1] = ETag!;
+        if (!ETag) throw new Error(`the S3 server answered part ${PartNumber} without an ETag`);
+        etags[PartNumber - 1] = ETag;
         spare.push(part);
       })
       .catch((err: unknown) => void (failed ??= { err }))
