@@ -539,7 +539,11 @@ export class MediaService {
     inUse: (sha256: string) => Promise<boolean>,
   ): Promise<void> {
     const { body, digest } = job.scratch.readHashed(file);
-    const stagingKey = await this.store.writeStaging(body);
+    // A store that failed leaves the body as it was: closing it closes the scratch file.
+    const stagingKey = await this.store.writeStaging(body).catch((err: unknown) => {
+      body.destroy();
+      throw err;
+    });
     const { sha256, size } = digest();
     let blobKey: string;
     try {
