@@ -6,7 +6,7 @@ import { loggablePath } from './redact';
 const ORDER = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
 
 interface Layer {
-  route?: { methods: Record<string, boolean | undefined> };
+  route?: { methods: Record<string, boolean | undefined>; path?: unknown };
   handle?: { stack?: Layer[] };
   match(path: string): unknown;
 }
@@ -14,6 +14,8 @@ interface Layer {
 interface Entry {
   layer: Layer;
   methods: string[];
+  /** The route's literal start (before its first parameter), lower case: a cheap first filter. */
+  prefix: string;
 }
 
 /**
@@ -44,8 +46,10 @@ export class RouteTable {
    * stops at the first such route, so a request that will be served pays for no more matching.
    */
   serves(method: string, path: string): boolean {
+    const lower = path.toLowerCase();
     return this.routes().some(
       (e) =>
+        lower.startsWith(e.prefix) &&
         (method === 'OPTIONS' ||
           e.methods.includes(method) ||
           (method === 'HEAD' && e.methods.includes('GET'))) &&
@@ -79,7 +83,10 @@ export class RouteTable {
           const methods = Object.entries(layer.route.methods)
             .filter(([m, on]) => on && m !== '_all')
             .map(([m]) => m.toUpperCase());
-          found.push({ layer, methods });
+          const literal = typeof layer.route.path === 'string' ? layer.route.path : '';
+          // Up to the first parameter, wildcard or pattern character; '' (no filter) otherwise.
+          const prefix = /^[A-Za-z0-9/._~-]*/.exec(literal)![0].toLowerCase();
+          found.push({ layer, methods, prefix });
         } else if (layer.handle?.stack) walk(layer.handle.stack);
       }
     };
