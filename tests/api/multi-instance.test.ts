@@ -9,6 +9,9 @@ import { HAPROXY_BINARY, startHaproxy, freePort, type Balancer } from '../suppor
 import { bearer, startTestApp, type TestApp } from '../support/harness';
 import { eventually, leftovers } from '../support/leftovers';
 import { fakeMedia, sha256 } from '../support/media';
+import { MediaFiles } from '../support/media-files';
+import { sql } from 'kysely';
+import { MEDIA_QUEUE } from '../../src/media/media-jobs';
 import { upload } from '../support/multipart';
 import { startServiceProcess, type ServiceProcess } from '../support/service-process';
 import { AbortedUpload, tusUpload } from '../support/tus';
@@ -59,6 +62,7 @@ if (!haproxy && process.env.CI)
             LOG_LEVEL: 'warn',
             DATABASE_POOL_SIZE: '4',
             LEFTOVER_SWEEP_SECONDS: '5',
+            MEDIA_RETRY_DELAY_SECONDS: '1',
             ...app.s3!.env,
           },
           port,
@@ -253,6 +257,67 @@ if (!haproxy && process.env.CI)
       30_000,
     );
     expect(left).toEqual({ orphans: [], staging: [] });
+  });
+
+  it('an instance killed mid-job: another hands its job back at once and finishes it', async () => {
+    const media = new MediaFiles();
+    // Long enough that its transcoding is under way when the test kills the instance.
+    const clip = media.mov(20, '640x360');
+    media.cleanup();
+    const res = await upload(
+      lb.url,
+      app.keys.ingest.key,
+      [
+        ['kind', 'packing_video'],
+        ['orderId', ORDER],
+      ],
+      { filename: 'job.mov', contentType: 'video/quicktime', content: clip },
+    );
+    expect(res.status).toBe(201);
+    const itemId = (res.json() as { id: string }).id;
+    acknowledged.push({ id: itemId, sha256: sha256(clip) });
+    const db = app.ctx.db;
+    const status = async () =>
+      (
+        await db
+          .selectFrom('item_media')
+          .select('status')
+          .where('item_id', '=', itemId)
+          .executeTakeFirst()
+      )?.status;
+    // The instance running the job, by its registration.
+    const runner = await eventually(
+      async () =>
+        db
+          .selectFrom('job_runs as r')
+          .innerJoin('service_instances as i', 'i.id', 'r.instance_id')
+          .innerJoin(
+            sql<{ id: string; singleton_key: string }>`pgboss.job`.as('j'),
+            'j.id',
+            'r.job_id',
+          )
+          .select('i.pid')
+          .where('r.queue', '=', MEDIA_QUEUE)
+          .where('j.singleton_key', '=', itemId)
+          .executeTakeFirst(),
+      (r) => r !== undefined,
+      30_000,
+    );
+    const victim = instances.find((i) => i.proc.pid === runner?.pid);
+    expect(victim?.alive()).toBe(true);
+    expect(await status()).toBe('processing');
+    await victim!.kill();
+    // pg-boss alone would retry it once it expires (MEDIA_TIMEOUT_SECONDS x 4 + 10 minutes).
+    const finished = await eventually(status, (s) => s === 'done', 60_000);
+    expect(finished).toBe('done');
+    const jobs = await sql<{ state: string; retry_count: number }>`
+      select state, retry_count from pgboss.job
+      where name = ${MEDIA_QUEUE} and singleton_key = ${itemId} and state = 'completed'`.execute(
+      db,
+    );
+    // Done on its second attempt: the first died with its instance.
+    expect(jobs.rows).toEqual([{ state: 'completed', retry_count: 1 }]);
+    expect(await db.selectFrom('job_runs').selectAll().execute()).toEqual([]);
   });
 
   it('keeps one audit chain for all instances, which verifies', async () => {
