@@ -4,7 +4,11 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 
 /** examples/haproxy/haproxy.cfg: the configuration docs/operations.md shows, run as it is. */
-export const HAPROXY_CONFIG = path.resolve(__dirname, '../../examples/haproxy/haproxy.cfg');
+export const HAPROXY_CONFIG = [
+  path.resolve(__dirname, '../../examples/haproxy/haproxy.cfg'),
+  // Compiled for the bench: dist/tests/support.
+  path.resolve(__dirname, '../../../examples/haproxy/haproxy.cfg'),
+].find((file) => existsSync(file))!;
 /** Debian's binary (in /usr/sbin, which a non-root PATH may lack), HAPROXY_PATH, or the PATH's. */
 export const HAPROXY_BINARY =
   process.env.HAPROXY_PATH ?? (existsSync('/usr/sbin/haproxy') ? '/usr/sbin/haproxy' : 'haproxy');
@@ -14,6 +18,7 @@ export const HAPROXY_INSTANCES = 3;
 
 export interface Balancer {
   url: string;
+  pid: number;
   /** Resolves once HAProxy's health checks have marked exactly `up` instances ready. */
   waitUp(up: number, ms?: number): Promise<void>;
   output(): string;
@@ -70,6 +75,7 @@ export async function startHaproxy(
   await new Promise((r) => setTimeout(r, 100));
   const balancer: Balancer = {
     url,
+    pid: proc.pid!,
     output: () => out,
     async waitUp(up, ms = 30_000) {
       // Distinct X-Served-By over a few rounds of /readyz: only instances marked up answer.
