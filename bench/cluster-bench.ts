@@ -97,8 +97,13 @@ function wrk(url: string, script: string, vars: Record<string, string>): Promise
         p99: pct('99'),
         requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? 0),
         errors: Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0),
-        statuses: [...out.matchAll(/^status (\d+) (\d+)$/gm)]
-          .map((m) => `${m[2]} x ${m[1]}`)
+        statuses: Object.entries(
+          [...out.matchAll(/^status (\d+) (\d+)$/gm)].reduce<Record<string, number>>(
+            (by, m) => ({ ...by, [m[1]!]: (by[m[1]!] ?? 0) + Number(m[2]) }),
+            {},
+          ),
+        )
+          .map(([code, n]) => `${n} x ${code}`)
           .join(', '),
       });
     });
