@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
+import { freePort } from './free-port';
 
 /** examples/haproxy/haproxy.cfg: the configuration docs/operations.md shows, run as it is. */
 export const HAPROXY_CONFIG = [
@@ -25,16 +25,7 @@ export interface Balancer {
   stop(): Promise<void>;
 }
 
-/** A free loopback port (bound and released: another process may take it in between, rarely). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
+export { freePort };
 
 /**
  * Debian's HAProxy (`apt-get install haproxy`) in the foreground with HAPROXY_CONFIG, in front of
