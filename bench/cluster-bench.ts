@@ -189,8 +189,8 @@ export async function benchCluster(deps: ClusterBenchDeps): Promise<void> {
         haproxyCpuMsPerRequest: 0,
       };
     };
-    // Warm every instance's pool and caches once.
-    await wrk(instances[0]!.url, script, vars).catch(() => undefined);
+    // Warm every instance (JIT, pools, the key cache) once, through the balancer.
+    await measure(3).catch(() => undefined);
     const best = new Map<string, Measured>();
     const keep = (label: string, m: Measured) => {
       const had = best.get(label);

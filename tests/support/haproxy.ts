@@ -48,11 +48,15 @@ export async function startHaproxy(
       instances[i] ?? closed,
     ]),
   );
+  const inter = opts.checkInter ?? '500ms';
+  const interMs = inter.endsWith('ms')
+    ? Number(inter.slice(0, -2))
+    : Number.parseFloat(inter) * 1000;
   const proc = spawn(opts.binary ?? HAPROXY_BINARY, ['-db', '-f', HAPROXY_CONFIG], {
     env: {
       ...process.env,
       EVIDENCE_LISTEN: `127.0.0.1:${port}`,
-      EVIDENCE_CHECK_INTER: opts.checkInter ?? '500ms',
+      EVIDENCE_CHECK_INTER: inter,
       ...slots,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -63,7 +67,11 @@ export async function startHaproxy(
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   const alive = () => proc.exitCode === null && proc.signalCode === null;
   const url = `http://127.0.0.1:${port}`;
-  await new Promise((r) => setTimeout(r, 100));
+  // HAProxy starts with every server up: the empty slots are marked down only after two failed
+  // checks (fall 2). Until then a request may be sent to them and, retried onto another empty
+  // slot, answered 503 (the bench's one-instance rounds saw a few).
+  const settle = instances.length < HAPROXY_INSTANCES ? 2.5 * interMs : 100;
+  await new Promise((r) => setTimeout(r, settle));
   const balancer: Balancer = {
     url,
     pid: proc.pid!,
