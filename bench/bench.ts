@@ -7,7 +7,7 @@
  *   BENCH_CONCURRENCY (32), BENCH_ROUNDS (2; the best round of each side is reported),
  *   BENCH_DOWNLOAD_ITEMS (64) of BENCH_DOWNLOAD_BYTES (1 MiB), BENCH_SCRUB_BYTES (1 GiB) in clips
  *   of BENCH_SCRUB_CLIP_BYTES (32 MiB), BENCH_DRIVERS (s3,fs),
- *   BENCH_ONLY (ingest|lookups|explain|custody|scrub|media|push|tus|bundle|station; station runs only when
+ *   BENCH_ONLY (ingest|lookups|explain|custody|scrub|media|push|tus|bundle|station|cluster; station runs only when
  *   named); the media, push, tus, bundle and station parts' own settings are in their own files
  *   TEST_DATABASE_URL: an admin URL of the PostgreSQL to use (default: the local server on
  *   127.0.0.1:5432 if it answers, else an embedded one).
@@ -44,6 +44,7 @@ import { benchStation } from './station-bench';
 import { compareLookups, orderScript, startThinServer, wrkText } from './lookup-bench';
 import { SEED_ITEMS, seedLookups, type Seeded } from './seed';
 import { explainSearches, printExplained } from './explain';
+import { benchCluster } from './cluster-bench';
 import { createTestDatabase } from '../tests/support/test-db';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'; // Node 20 is this project's runtime
@@ -69,12 +70,6 @@ const DRIVERS = (process.env.BENCH_DRIVERS ?? 's3,fs').split(',') as ('s3' | 'fs
 const work = mkdtempSync(path.join(tmpdir(), 'evidence-bench-'));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const fmt = (n: number, digits = 1) => n.toFixed(digits);
-
-async function timed(fn: () => Promise<unknown>): Promise<number> {
-  const t0 = process.hrtime.bigint();
-  await fn();
-  return Number(process.hrtime.bigint() - t0) / 1e9;
-}
 
 async function adminDatabaseUrl(): Promise<{ url: string; stop?: () => Promise<void> }> {
   if (process.env.TEST_DATABASE_URL) return { url: process.env.TEST_DATABASE_URL };
@@ -307,7 +302,6 @@ async function load(op: (i: number) => Promise<void>) {
     latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!;
   return { rps: latencies.length / SECONDS, p50: at(0.5), p99: at(0.99), calls: latencies.length };
 }
-
 
 /** Lookups through the service (CONCURRENCY callers for SECONDS), after one warm-up call each. */
 async function serviceLookups(seeded: Seeded, vars: Record<string, string> = {}) {
@@ -549,6 +543,7 @@ const PARTS = [
   'tus',
   'bundle',
   'station',
+  'cluster',
 ] as const;
 
 const latencyText = (l: Latency) =>
@@ -632,10 +627,16 @@ async function main(): Promise<void> {
       const seeded = await seedLookups(admin.url);
       try {
         console.log(
-          `seeded ${seeded.counts.items} items and ${seeded.counts.links} links in ${fmt(seeded.seedSecs)} s (${Object.entries(seeded.steps).map(([k, v]) => `${k} ${fmt(v)} s`).join(', ')})`,
+          `seeded ${seeded.counts.items} items and ${seeded.counts.links} links in ${fmt(seeded.seedSecs)} s (${Object.entries(
+            seeded.steps,
+          )
+            .map(([k, v]) => `${k} ${fmt(v)} s`)
+            .join(', ')})`,
         );
         if (runs('explain')) {
-          console.log(`\n== support's searches at ${seeded.items} items: EXPLAIN (ANALYZE, BUFFERS)`);
+          console.log(
+            `\n== support's searches at ${seeded.items} items: EXPLAIN (ANALYZE, BUFFERS)`,
+          );
           printExplained(await explainSearches(seeded));
         }
         if (runs('lookups')) {
@@ -698,6 +699,7 @@ async function main(): Promise<void> {
     if (runs('push')) await benchPush(deps);
     if (runs('bundle')) await benchBundle(deps);
     if (runs('tus')) await benchTus(deps);
+    if (runs('cluster')) await benchCluster({ ...deps, seedLookups });
     // Only when asked for: it records for ten minutes.
     if (only === 'station') await benchStation(deps);
     if (runs('media')) {

@@ -6,7 +6,7 @@
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { promises as fs } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 export interface WrkResult {
@@ -25,15 +25,19 @@ export interface LookupTarget {
 
 const TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
 
-/** utime + stime of a process, in ms. */
-export async function cpuMsOf(pid: number): Promise<number> {
-  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+/** utime + stime of a process so far, in seconds. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // Fields after the command (which may hold spaces) start at the last ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SECOND;
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
-const toMs = (v: string, unit: string) =>
+/** utime + stime of a process so far, in ms. */
+export const cpuMsOf = async (pid: number) => cpuSeconds(pid) * 1000;
+
+/** A wrk latency figure in ms. */
+export const toMs = (v: string, unit: string) =>
   Number(v) * (unit === 'us' ? 1e-3 : unit === 's' ? 1e3 : unit === 'm' ? 6e4 : 1);
 
 /** Parses wrk --latency output. */

@@ -185,7 +185,8 @@ async function loadRows(client: pg.Client, items: number, keyId: string): Promis
   const customer = customerOf(c);
   const line = `'+44207946' || lpad((g % ${SHOP_LINES})::text, 4, '0')`;
   const inbound = `(g % 3 <> 0)`;
-  await client.query(`
+  await client.query(
+    `
     insert into evidence_items (id, kind, sha256, size_bytes, content_type, blob_key,
       original_filename, captured_at, received_at, source, created_by_key_id, call_id,
       from_number, from_number_e164, to_number, to_number_e164, agent_id, direction,

@@ -51,6 +51,7 @@ import { BlobClaimRepository } from './ingest/blob-claim.repository';
 import { BlobClaims } from './ingest/blob-claims';
 import { LeftoverSweep } from './ingest/leftover-sweep';
 import { InstanceRegistry } from './jobs/instance-registry';
+import { JobRunRepository } from './jobs/job-run.repository';
 import { ServiceInstanceRepository } from './jobs/service-instance.repository';
 import { ResumableUploadRepository } from './ingest/resumable/resumable-upload.repository';
 import { ResumableUploadStore } from './ingest/resumable/resumable-upload.store';
@@ -449,6 +450,12 @@ async function fromConfig(
           migrate: !twoLogins,
           logger,
           queryTimeoutMs: config.database.queryTimeoutMs,
+          runs: {
+            db,
+            repo: new JobRunRepository(),
+            instanceId: () => instance!.id,
+            everySeconds: config.custody.leftoverSweepSeconds,
+          },
         })
       : undefined;
     const mediaJobs = new MediaJobs({

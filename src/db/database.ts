@@ -388,6 +388,15 @@ export interface Database {
   bundles: BundlesTable;
   service_instances: ServiceInstancesTable;
   blob_claims: BlobClaimsTable;
+  job_runs: JobRunsTable;
+}
+
+/** A background job an instance is running now (removed when its outcome is recorded). */
+export interface JobRunsTable {
+  job_id: string;
+  queue: string;
+  instance_id: string;
+  started_at: ColumnType<Date, Date | undefined, never>;
 }
 
 /** A dispute bundle: what it takes to give the same ZIP bytes on every download. Never changed. */

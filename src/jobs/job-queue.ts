@@ -1,9 +1,10 @@
 import pg from 'pg';
 import PgBoss from 'pg-boss';
 import { MAX_JOB_INTERVAL_MINUTES } from '../base/config';
-import { DEAD_SERVER_OPTIONS, guardCheckedOutClients } from '../db/database';
+import { DEAD_SERVER_OPTIONS, guardCheckedOutClients, type Db } from '../db/database';
 import { outageError } from '../base/errors';
 import type { Logger } from '../base/logger';
+import type { JobRunRepository } from './job-run.repository';
 
 export interface QueueSpec {
   name: string;
@@ -36,6 +37,9 @@ export interface QueuedJob<T> {
  */
 export const JOB_QUEUE_SCHEMA = 'pgboss';
 
+/** The first key of the lock that serialises `prepare` across instances ("job"). */
+const PREPARE_LOCK_SPACE = 0x6a6f62;
+
 /** How long a worker's fetch may wait for the database (see the executeSql above). */
 const FETCH_TIMEOUT_MS = 3_600_000;
 
@@ -55,6 +59,11 @@ export interface JobQueueDeps {
   migrate?: boolean;
   /** pg-boss's maintenance (expiry, archive): default true; off for `prepare`'s short start. */
   supervise?: boolean;
+  /**
+   * Which instance runs which job (job_runs), so that the jobs of an instance that died are
+   * handed back at once, every `everySeconds`, by whichever instance sees it gone first.
+   */
+  runs?: { db: Db; repo: JobRunRepository; instanceId: () => string; everySeconds: number };
 }
 
 export class JobQueue {
@@ -67,8 +76,11 @@ export class JobQueue {
   private readonly logger: Logger;
   private readonly queryTimeoutMs?: number;
   private readonly migrate: boolean;
+  private readonly runs?: JobQueueDeps['runs'];
+  private reclaimTimer?: NodeJS.Timeout;
 
   constructor(deps: JobQueueDeps) {
+    this.runs = deps.runs;
     this.connectionString = deps.connectionString;
     this.logger = deps.logger;
     this.queryTimeoutMs = deps.queryTimeoutMs;
@@ -135,14 +147,26 @@ export class JobQueue {
     deps: { connectionString: string; logger: Logger },
     queues: Pick<QueueSpec, 'name' | 'policy'>[],
   ): Promise<void> {
+    // Instances starting at once on a fresh database would each create the queues (pg-boss
+    // makes a partition table per queue): their CREATEs deadlock, and all but one instance failed
+    // to start ("deadlock detected"). One at a time, under a session lock; the others then find
+    // the queues made.
+    const lock = new pg.Client({
+      connectionString: deps.connectionString,
+      application_name: 'evidence-archive-jobs',
+    });
+    await lock.connect();
     const queue = new JobQueue({ ...deps, migrate: true, supervise: false });
     try {
+      await lock.query('select pg_advisory_lock($1::int, 1)', [PREPARE_LOCK_SPACE]);
       await queue.start(
         queues.map((q) => ({ ...q, expireInSeconds: 3600 })),
         { createOnly: true },
       );
     } finally {
       await queue.stop();
+      // Ending the session lets the lock go.
+      await lock.end().catch(() => undefined);
     }
   }
 
@@ -159,6 +183,13 @@ export class JobQueue {
     });
     await this.starting;
     this.started = true;
+    if (this.runs && !this.reclaimTimer && !opts.createOnly) {
+      const reclaim = () =>
+        void this.reclaimGone().catch((err: unknown) =>
+          this.logger.warn({ err }, 'could not hand back the jobs of gone instances'),
+        );
+      this.reclaimTimer = setInterval(reclaim, this.runs.everySeconds * 1000).unref();
+    }
     for (const q of queues) {
       const options = {
         // updateQueue writes a default policy when given none: always pass ours.
@@ -215,6 +246,7 @@ export class JobQueue {
       { pollingIntervalSeconds: 2, batchSize: 1, includeMetadata: true },
       async ([job]) => {
         if (!job) return;
+        await this.recordRun(name, job.id);
         let outcome: { failed: false } | { failed: true; err: unknown };
         try {
           await handler({
@@ -234,10 +266,55 @@ export class JobQueue {
         // complete() pg-boss calls after us only touches a job that is still active, so it
         // changes nothing.
         const recorded = await this.settle(name, job.id, job.expireInSeconds, outcome);
+        await this.forgetRun(job.id);
         // Not recorded (not an outage): pg-boss records it as before.
         if (!recorded && outcome.failed) throw outcome.err;
       },
     );
+  }
+
+  /**
+   * Says this instance runs the job. Best effort: a run not recorded (the database away) is left
+   * to pg-boss's expiry should this instance die.
+   */
+  private async recordRun(queue: string, jobId: string): Promise<void> {
+    if (!this.runs) return;
+    const { db, repo, instanceId } = this.runs;
+    await repo
+      .insert(db, { jobId, queue, instanceId: instanceId() })
+      .catch((err: unknown) =>
+        this.logger.warn({ err, job: queue, id: jobId }, 'job run not recorded'),
+      );
+  }
+
+  private async forgetRun(jobId: string): Promise<void> {
+    if (!this.runs) return;
+    // Left behind, it is removed by reclaimGone once this instance is gone (failing a job
+    // that completed changes nothing).
+    await this.runs.repo.delete(this.runs.db, jobId).catch(() => undefined);
+  }
+
+  /**
+   * Hands back to the queue the jobs that instances now gone were running (killed, or their
+   * session lost: see InstanceRegistry): each is failed with its retry, as pg-boss's expiry would
+   * do hours later, and another worker takes it. Work is therefore at least once: a job whose
+   * instance only lost its database session may run twice, which every job here tolerates.
+   */
+  async reclaimGone(): Promise<number> {
+    if (!this.runs || !this.started) return 0;
+    const { db, repo } = this.runs;
+    let handedBack = 0;
+    for (const run of await repo.listOfGoneInstances(db, 100)) {
+      // Only the instance that removes the run fails the job: another may have seen it too.
+      if (!(await repo.take(db, run.job_id, run.instance_id))) continue;
+      await this.boss.fail(run.queue, run.job_id, {
+        message: `instance ${run.instance_id} was gone while running it`,
+      });
+      handedBack++;
+    }
+    if (handedBack > 0)
+      this.logger.info({ jobs: handedBack }, 'handed back the jobs of gone instances');
+    return handedBack;
   }
 
   /** Records a job's outcome, retrying through a database outage for up to its expiry. */
@@ -278,6 +355,8 @@ export class JobQueue {
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.reclaimTimer);
+    this.reclaimTimer = undefined;
     if (!this.starting) return;
     this.started = false;
     this.stopping = true;

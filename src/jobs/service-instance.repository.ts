@@ -5,7 +5,7 @@ import type { Executor } from '../db/database';
 export const INSTANCE_LOCK_SPACE = 0x696e73;
 
 /** Whether the instance lock with this key is held by some session in this database. */
-const held = (lockKey: ReturnType<typeof sql.ref>) => sql<boolean>`exists (
+export const held = (lockKey: ReturnType<typeof sql.ref>) => sql<boolean>`exists (
   select 1 from pg_locks l
   where l.locktype = 'advisory' and l.granted and l.objsubid = 2
     and l.database = (select oid from pg_database where datname = current_database())

@@ -6,7 +6,13 @@ import pg from 'pg';
 import { loadConfig } from '../../src/base/config';
 import { AppContext } from '../../src/context';
 import { createLogger } from '../../src/base/logger';
+import { randomUUID } from 'node:crypto';
+import { createDb } from '../../src/db/database';
+import { migrateToLatest } from '../../src/db/migrator';
+import { InstanceRegistry } from '../../src/jobs/instance-registry';
 import { JobQueue } from '../../src/jobs/job-queue';
+import { JobRunRepository } from '../../src/jobs/job-run.repository';
+import { ServiceInstanceRepository } from '../../src/jobs/service-instance.repository';
 import { createTestDatabase } from '../support/test-db';
 
 /**
@@ -54,6 +60,91 @@ describe("the job queue's migration step", () => {
       [1, 2, 3].map(() => JobQueue.prepare({ connectionString: database.url, logger }, queues)),
     );
     expect(await settings('custody-scrub')).toEqual({ expire_seconds: 21_600, retry_limit: 8 });
+  });
+});
+
+describe('the job queue on a fresh database', () => {
+  it('is made by three instances starting at once, none failing (deadlock detected, before)', async () => {
+    const database = await createTestDatabase();
+    const logger = createLogger('silent');
+    try {
+      const queues = ['media-derive', 'custody-scrub', 'custody-checkpoint'].map((name) => ({
+        name,
+      }));
+      const started = await Promise.allSettled(
+        [1, 2, 3].map(() => JobQueue.prepare({ connectionString: database.url, logger }, queues)),
+      );
+      expect(started.map((s) => (s.status === 'rejected' ? String(s.reason) : 'ok'))).toEqual([
+        'ok',
+        'ok',
+        'ok',
+      ]);
+    } finally {
+      await database.drop();
+    }
+  });
+});
+
+describe('the jobs of a gone instance', () => {
+  it('are failed with their retry by exactly one of the instances that see it gone', async () => {
+    const database = await createTestDatabase();
+    const logger = createLogger('silent');
+    const db = createDb(database.url, 4);
+    const repo = new JobRunRepository();
+    await migrateToLatest(db, logger); // job_runs, service_instances
+    // An instance that registered and died: its row is there, nobody holds its lock.
+    const gone = randomUUID();
+    await db.insertInto('service_instances').values({ id: gone, host: 'dead', pid: 1 }).execute();
+    const queues = [1, 2].map(
+      () =>
+        new JobQueue({
+          connectionString: database.url,
+          logger,
+          runs: { db, repo, instanceId: () => randomUUID(), everySeconds: 3600 },
+        }),
+    );
+    try {
+      for (const q of queues) {
+        await q.start([{ name: 'reclaim-test', expireInSeconds: 3600, retryDelaySeconds: 1 }]);
+      }
+      const id = (await queues[0]!.send('reclaim-test'))!;
+      // The job as the dead instance left it: active, its run recorded under its id.
+      await sql`update pgboss.job set state = 'active', started_on = now() where id = ${id}`.execute(
+        db,
+      );
+      await repo.insert(db, { jobId: id, queue: 'reclaim-test', instanceId: gone });
+      // Both see it gone (the same listing, as when their sweeps overlap); one hands it back.
+      const seen = await repo.listOfGoneInstances(db, 100);
+      const listing = jest.spyOn(repo, 'listOfGoneInstances').mockResolvedValue(seen);
+      const handedBack = await Promise.all(queues.map((q) => q.reclaimGone()));
+      listing.mockRestore();
+      expect(handedBack[0]! + handedBack[1]!).toBe(1);
+      const job = await sql<{ state: string; retry_count: number }>`
+        select state, retry_count from pgboss.job where id = ${id}`.execute(db);
+      // Queued again for its retry (pg-boss counts the retry when a worker fetches it).
+      expect(job.rows).toEqual([{ state: 'retry', retry_count: 0 }]);
+      expect(await db.selectFrom('job_runs').selectAll().execute()).toEqual([]);
+      // A live instance's runs are left alone.
+      const live = new InstanceRegistry({
+        connectionString: database.url,
+        repo: new ServiceInstanceRepository(),
+        logger,
+      });
+      await live.start();
+      try {
+        await repo.insert(db, { jobId: randomUUID(), queue: 'reclaim-test', instanceId: live.id });
+        expect(await queues[0]!.reclaimGone()).toBe(0);
+        expect(await db.selectFrom('job_runs').select('instance_id').execute()).toEqual([
+          { instance_id: live.id },
+        ]);
+      } finally {
+        await live.close();
+      }
+    } finally {
+      for (const q of queues) await q.stop();
+      await db.destroy();
+      await database.drop();
+    }
   });
 });
 

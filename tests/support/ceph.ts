@@ -1,6 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CreateBucketCommand, GetObjectRetentionCommand, S3Client } from '@aws-sdk/client-s3';
@@ -21,15 +20,9 @@ export type CephAvailability =
   | { ok: true; endpoint: string; accessKeyId: string; secretAccessKey: string }
   | { ok: false; reason: string };
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
+import { freePort } from './free-port';
+
+export { freePort };
 
 /** The projects named after --selectProjects on jest's command line (undefined: all of them). */
 export function selectedProjects(argv: string[]): string[] | undefined {

@@ -1,20 +1,10 @@
 import { mkdtempSync, chmodSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { EmbeddedDatabase } from '../../src/db/embedded-postgres';
 import { createLogger } from '../../src/base/logger';
 import { cephWanted, selectedProjects, startCeph } from './ceph';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
+import { freePort } from './free-port';
 
 /**
  * Tests need a real PostgreSQL: TEST_DATABASE_URL (CI points it at the machine's server) or,
