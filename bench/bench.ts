@@ -7,8 +7,9 @@
  *   BENCH_CONCURRENCY (32), BENCH_ROUNDS (2; the best round of each side is reported),
  *   BENCH_DOWNLOAD_ITEMS (64) of BENCH_DOWNLOAD_BYTES (1 MiB), BENCH_SCRUB_BYTES (1 GiB) in clips
  *   of BENCH_SCRUB_CLIP_BYTES (32 MiB), BENCH_DRIVERS (s3,fs),
- *   BENCH_ONLY (ingest|lookups|custody|scrub|media|push|tus|bundle|station; station runs only when
- *   named); the media, push, tus, bundle and station parts' own settings are in their own files
+ *   BENCH_ONLY (ingest|lookups|custody|scrub|media|push|tus|bundle|station|audit; station runs
+ *   only when named); the media, push, tus, bundle, station and audit parts' own settings are in
+ *   their own files
  *   TEST_DATABASE_URL: an admin URL of the PostgreSQL to use (default: the local server on
  *   127.0.0.1:5432 if it answers, else an embedded one).
  */
@@ -41,6 +42,7 @@ import { benchPush } from './push-bench';
 import { benchTus } from './tus-bench';
 import { benchBundle } from './bundle-bench';
 import { benchStation } from './station-bench';
+import { benchAudit } from './audit-bench';
 import { createTestDatabase } from '../tests/support/test-db';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'; // Node 20 is this project's runtime
@@ -692,6 +694,7 @@ const PARTS = [
   'tus',
   'bundle',
   'station',
+  'audit',
 ] as const;
 
 function printIngest(ingest: Record<string, IngestFigures>): void {
@@ -846,6 +849,7 @@ async function main(): Promise<void> {
     if (runs('tus')) await benchTus(deps);
     // Only when asked for: it records for ten minutes.
     if (only === 'station') await benchStation(deps);
+    if (runs('audit')) await benchAudit(deps);
     if (runs('media')) {
       await benchMedia({
         ...deps,
