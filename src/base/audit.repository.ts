@@ -79,27 +79,32 @@ export class AuditRepository {
   }
 
   /**
-   * Events naming an item, oldest first, keyset-paginated on seq: through the item index
-   * (item_id, seq), each event read back from its one partition. The event itself must name the
-   * item too: a row slipped into the index cannot pin someone else's event on an item.
+   * Events naming an item, oldest first, keyset-paginated on seq: a page of the item index
+   * (item_id, seq) walked in order, each event read back from its one partition. The event itself
+   * must name the item too: a row slipped into the index neither pins someone else's event on the
+   * item nor, skipped, cuts the page short (the walk goes on past it).
    */
-  async listForItem(db: Executor, itemId: string, afterSeq: number, limit: number) {
-    return this.itemEvents(db, itemId)
-      .where('i.seq', '>', afterSeq)
-      .orderBy('i.seq')
-      .limit(limit)
-      .execute();
-  }
-
-  private itemEvents(db: Executor, itemId: string) {
-    return db
-      .selectFrom('audit_event_items as i')
-      .innerJoin('audit_events as a', (j) =>
-        j.onRef('a.seq', '=', 'i.seq').onRef('a.occurred_at', '=', 'i.occurred_at'),
-      )
-      .selectAll('a')
-      .where('i.item_id', '=', itemId)
-      .where('a.item_ids', '@>', sql<string[]>`array[${itemId}]::text[]`);
+  async listForItem(
+    db: Executor,
+    itemId: string,
+    afterSeq: number,
+    limit: number,
+  ): Promise<AuditRow[]> {
+    const events: AuditRow[] = [];
+    for (let after = afterSeq; events.length < limit;) {
+      const want = limit - events.length;
+      const { rows } = await sql<AuditRow & { index_seq: number }>`
+        select i.seq as index_seq, a.*
+          from (select seq, occurred_at from audit_event_items
+                 where item_id = ${itemId} and seq > ${after} order by seq limit ${want}) i
+          left join audit_events a on a.seq = i.seq and a.occurred_at = i.occurred_at
+                                  and a.item_ids @> array[${itemId}]::text[]
+         order by i.seq`.execute(db);
+      for (const { index_seq: _, ...event } of rows) if (event.seq !== null) events.push(event);
+      if (rows.length < want) break;
+      after = rows.at(-1)!.index_seq;
+    }
+    return events;
   }
 
   /** Events in [from, to), oldest first, keyset-paginated on seq. */

@@ -274,6 +274,12 @@ describe('partitioned audit trail', () => {
       .execute();
     const history = await app.ctx.auditRepo.listForItem(app.ctx.db, itemId, 0, 1000);
     expect(history.map((r) => r.seq)).not.toContain(other.seq);
+    expect(history.map((r) => r.seq)).toEqual(
+      seen.concat(history.map((r) => r.seq).slice(seen.length)),
+    );
+    // ... nor, skipped, leaves the page short: the first page still holds the creation.
+    const first = await app.ctx.auditRepo.listForItem(app.ctx.db, itemId, 0, 1);
+    expect(first.map((r) => r.seq)).toEqual([seen[0]]);
   });
 
   it('finds tampering in any partition', async () => {
