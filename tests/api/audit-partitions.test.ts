@@ -179,6 +179,15 @@ describe(`migration ${PARTITIONS}`, () => {
     } finally {
       await ctx.close();
     }
+
+    // Undone: one plain table again, every event kept, the GIN index back.
+    const down = await migrator.migrateTo(before);
+    if (down.error) throw down.error;
+    const { rows: undone } = await sql<{ relkind: string; events: number; gin: boolean }>`
+      select c.relkind, (select count(*)::int from audit_events) as events,
+             exists (select 1 from pg_indexes where indexname = 'audit_events_item_ids_idx') as gin
+        from pg_class c where c.relname = 'audit_events'`.execute(db);
+    expect(undone[0]).toEqual({ relkind: 'r', events: 31, gin: true });
   });
 });
 
