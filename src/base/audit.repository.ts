@@ -1,4 +1,4 @@
-import { sql, type Insertable, type Selectable } from 'kysely';
+import { sql, type Insertable, type RawBuilder, type Selectable } from 'kysely';
 import type { AuditCheckpointsTable, AuditEventsTable, Executor, Tx } from '../db/database';
 
 export type AuditRow = Selectable<AuditEventsTable>;
@@ -117,27 +117,24 @@ export class AuditRepository {
 
   /**
    * The event that recorded an item's creation: what the item's hash was when it arrived. It is
-   * the item's first event (appended with the item's row), so its first hundred are tried first,
-   * in seq order through the index; only when none of them is (never, unless the trail was
-   * tampered with) does the second branch walk the rest: a planner that guesses creations are
-   * rare must not read a long history whole to find the first one.
+   * the item's first event (appended with the item's row), so its first hundred are tried, in seq
+   * order through the index; only when none of them is (never, unless the trail was tampered
+   * with) is the rest read. A planner that guesses creations are rare must not read a long
+   * history whole to find the first one, nor plan that read each time (two statements, not one).
    */
   async creationOf(db: Executor, itemId: string): Promise<AuditRow | undefined> {
-    const { rows } = await sql<AuditRow>`
-      (select a.* from (select seq, occurred_at from audit_event_items
-                         where item_id = ${itemId} order by seq limit 100) i
-         join audit_events a on a.seq = i.seq and a.occurred_at = i.occurred_at
-        where a.item_ids @> array[${itemId}]::text[] and a.action = 'evidence.create'
-          and a.outcome = 'success'
-        order by i.seq limit 1)
-      union all
-      (select a.* from audit_event_items i
-         join audit_events a on a.seq = i.seq and a.occurred_at = i.occurred_at
-        where i.item_id = ${itemId} and a.item_ids @> array[${itemId}]::text[]
-          and a.action = 'evidence.create' and a.outcome = 'success'
-        order by i.seq limit 1)
-      limit 1`.execute(db);
-    return rows[0];
+    const creation = (events: RawBuilder<unknown>) => sql<AuditRow>`
+      select a.* from ${events} i
+        join audit_events a on a.seq = i.seq and a.occurred_at = i.occurred_at
+       where a.item_ids @> array[${itemId}]::text[] and a.action = 'evidence.create'
+         and a.outcome = 'success'
+       order by i.seq limit 1`;
+    const first = await creation(sql`(select seq, occurred_at from audit_event_items
+      where item_id = ${itemId} order by seq limit 100)`).execute(db);
+    if (first.rows[0]) return first.rows[0];
+    const rest = await creation(sql`(select seq, occurred_at from audit_event_items
+      where item_id = ${itemId} order by seq offset 100)`).execute(db);
+    return rest.rows[0];
   }
 
   async insertCheckpoint(db: Executor, row: Insertable<AuditCheckpointsTable>): Promise<void> {
