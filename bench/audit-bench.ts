@@ -238,6 +238,9 @@ export async function benchAudit(deps: AuditBenchDeps): Promise<void> {
     await explain('verifier page (pageAfter, 5000 events from the middle)', () =>
       repo.pageAfter(db, middle, 5000),
     );
+    await explain('checkpoint/bundle range (eventsAfter, 5000 events up to a seq)', () =>
+      repo.eventsAfter(db, middle, middle + 100_000, 5000),
+    );
     await explain('GET /v1/audit page (list, from/to, 100 events)', () =>
       repo.list(
         db,
