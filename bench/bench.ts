@@ -7,8 +7,9 @@
  *   BENCH_CONCURRENCY (32), BENCH_ROUNDS (2; the best round of each side is reported),
  *   BENCH_DOWNLOAD_ITEMS (64) of BENCH_DOWNLOAD_BYTES (1 MiB), BENCH_SCRUB_BYTES (1 GiB) in clips
  *   of BENCH_SCRUB_CLIP_BYTES (32 MiB), BENCH_DRIVERS (s3,fs),
- *   BENCH_ONLY (ingest|lookups|explain|custody|scrub|media|push|tus|bundle|station|cluster; station runs only when
- *   named); the media, push, tus, bundle and station parts' own settings are in their own files
+ *   BENCH_ONLY (ingest|lookups|explain|custody|scrub|media|push|tus|bundle|station|cluster|audit;
+ *   station runs only when named); the media, push, tus, bundle, station, cluster and audit parts'
+ *   own settings are in their own files
  *   TEST_DATABASE_URL: an admin URL of the PostgreSQL to use (default: the local server on
  *   127.0.0.1:5432 if it answers, else an embedded one).
  */
@@ -45,6 +46,7 @@ import { compareLookups, orderScript, startThinServer, wrkText } from './lookup-
 import { SEED_ITEMS, seedLookups, type Seeded } from './seed';
 import { explainSearches, printExplained } from './explain';
 import { benchCluster } from './cluster-bench';
+import { benchAudit } from './audit-bench';
 import { createTestDatabase } from '../tests/support/test-db';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'; // Node 20 is this project's runtime
@@ -544,6 +546,7 @@ const PARTS = [
   'bundle',
   'station',
   'cluster',
+  'audit',
 ] as const;
 
 const latencyText = (l: Latency) =>
@@ -702,6 +705,7 @@ async function main(): Promise<void> {
     if (runs('cluster')) await benchCluster({ ...deps, seedLookups });
     // Only when asked for: it records for ten minutes.
     if (only === 'station') await benchStation(deps);
+    if (runs('audit')) await benchAudit(deps);
     if (runs('media')) {
       await benchMedia({
         ...deps,

@@ -77,20 +77,39 @@ export class BundleRepository {
     uptoSeq: number,
     limit: number,
   ): Promise<AuditRow[]> {
-    return db
-      .selectFrom('audit_events')
-      .selectAll()
-      .where((eb) =>
-        eb.or([
-          eb('item_ids', '&&', sql<string[]>`${sql.val(itemIds)}::text[]`),
-          eb('complaint_id', '=', complaintId),
-        ]),
-      )
-      .where('action', 'in', CUSTODY_ACTIONS)
-      .where('seq', '>', afterSeq)
-      .where('seq', '<=', uptoSeq)
-      .orderBy('seq')
-      .limit(limit)
-      .execute();
+    return (
+      db
+        .selectFrom('audit_events')
+        .selectAll()
+        // Through the item index and the complaint index (a union of the two), not a scan.
+        .where('seq', 'in', (eb) =>
+          eb
+            .selectFrom('audit_event_items')
+            .select('seq')
+            .where('item_id', '=', sql<string>`any(${sql.val(itemIds)}::text[])`)
+            .where('seq', '>', afterSeq)
+            .where('seq', '<=', uptoSeq)
+            .union(
+              eb
+                .selectFrom('audit_events')
+                .select('seq')
+                .where('complaint_id', '=', complaintId)
+                .where('seq', '>', afterSeq)
+                .where('seq', '<=', uptoSeq),
+            ),
+        )
+        .where((eb) =>
+          eb.or([
+            eb('item_ids', '&&', sql<string[]>`${sql.val(itemIds)}::text[]`),
+            eb('complaint_id', '=', complaintId),
+          ]),
+        )
+        .where('action', 'in', CUSTODY_ACTIONS)
+        .where('seq', '>', afterSeq)
+        .where('seq', '<=', uptoSeq)
+        .orderBy('seq')
+        .limit(limit)
+        .execute()
+    );
   }
 }

@@ -27,10 +27,21 @@ export class AuditItemsRepository {
              c.details->>'size' as created_size
         from evidence_items e
         left join lateral (
-          select a.seq, a.details from audit_events a
-           where a.item_ids @> array[e.id::text] and a.action = 'evidence.create'
-             and a.outcome = 'success'
-           order by a.seq limit 1
+          -- As AuditRepository.creationOf: the item's first hundred events, then the rest.
+          (select a.seq, a.details
+             from (select seq, occurred_at from audit_event_items
+                    where item_id = e.id::text order by seq limit 100) i
+             join audit_events a on a.seq = i.seq and a.occurred_at = i.occurred_at
+            where a.item_ids @> array[e.id::text] and a.action = 'evidence.create'
+              and a.outcome = 'success'
+            order by i.seq limit 1)
+          union all
+          (select a.seq, a.details from audit_event_items i
+             join audit_events a on a.seq = i.seq and a.occurred_at = i.occurred_at
+            where i.item_id = e.id::text and a.item_ids @> array[e.id::text]
+              and a.action = 'evidence.create' and a.outcome = 'success'
+            order by i.seq limit 1)
+          limit 1
         ) c on true
        where e.deleted_at is null and e.id > ${afterId}::uuid
        order by e.id

@@ -184,7 +184,8 @@ export class AuditVerifier {
             message: `event ${row.seq} does not link to the event before it`,
           });
         }
-        const recomputed = chainHash(row.prev_hash, chainedFormOf(row));
+        const form = chainedFormOf(row);
+        const recomputed = chainHash(row.prev_hash, form);
         if (recomputed !== row.hash) {
           problems.push({
             kind: 'hash_mismatch',
@@ -192,7 +193,8 @@ export class AuditVerifier {
             message: `event ${row.seq} was changed after it was written (its hash does not match its content)`,
           });
         }
-        running = chainHash(running, chainedFormOf(row));
+        // One hash per event when the link holds (the usual case): the same input as above.
+        running = running === row.prev_hash ? recomputed : chainHash(running, form);
         // Report a broken link once, then follow the stored chain: one edit must not drown
         // every later event in reports.
         if (running !== row.hash) running = row.hash;

@@ -49,6 +49,14 @@ export class CheckpointService {
     this.onWritten = deps.onWritten;
   }
 
+  /**
+   * Makes sure the trail has its partitions for this month and the next three (with the
+   * checkpoint job): an event in a month without one would land in the default partition.
+   */
+  async preparePartitions(): Promise<number> {
+    return this.repo.preparePartitions(this.db);
+  }
+
   /** Signs the current head unless it is already checkpointed; returns the checkpoint written. */
   async checkpoint(): Promise<SignedCheckpoint | undefined> {
     // The head as of a synchronous commit: reads' events commit without waiting for the WAL

@@ -95,6 +95,11 @@ export class CustodyJobs {
         const written = await this.checkpoints.checkpoint();
         this.checkpointFailing = false;
         stats = { written: Boolean(written), seq: written?.checkpoint.seq ?? null };
+        // The coming months' partitions of the trail; a failure is retried with the next run.
+        await this.checkpoints.preparePartitions().then(
+          (made) => made > 0 && this.logger.info({ made }, 'audit trail partitions added'),
+          (err: unknown) => this.logger.warn({ err }, 'could not add audit trail partitions'),
+        );
         if (this.timestamps?.configured) {
           // Stamping runs on its own (one run at a time, with a time budget): a TSA that is down or
           // slow never holds this job; it leaves checkpoints queued (retried with backoff).

@@ -128,6 +128,13 @@ export interface AuditEventsTable {
   hash: string;
 }
 
+/** An item's history: one row per item an event names, written with the event (append-only). */
+export interface AuditEventItemsTable {
+  item_id: string;
+  seq: number;
+  occurred_at: Timestamp;
+}
+
 export interface AuditChainHeadTable {
   id: boolean;
   seq: number;
@@ -371,6 +378,7 @@ export interface Database {
   item_media: ItemMediaTable;
   derivatives: DerivativesTable;
   audit_events: AuditEventsTable;
+  audit_event_items: AuditEventItemsTable;
   audit_chain_head: AuditChainHeadTable;
   audit_checkpoints: AuditCheckpointsTable;
   checkpoint_timestamps: CheckpointTimestampsTable;

@@ -360,10 +360,14 @@ describe('two logins: the service connects with a login that owns nothing', () =
     show(`old setup (owner ${owner} with -c role=evidence_app):`, before);
     expect(now.filter((o) => !o.result.startsWith('42501 '))).toEqual([]);
     expect(before.filter((o) => o.result !== 'done')).toEqual([]);
-    // Nothing was changed: the trigger is there, the trail intact.
-    const { rows } = await sql<{ n: number }>`
-      select count(*)::int as n from pg_trigger where tgname = ${trigger}`.execute(app.ctx.db);
-    expect(rows[0]!.n).toBe(1);
+    // Nothing was changed: the trigger is there, on the trail and on each of its partitions.
+    const { rows } = await sql<{ n: number; partitions: number }>`
+      select count(*)::int as n,
+             (select count(*)::int from pg_inherits where inhparent = 'audit_events'::regclass)
+               as partitions
+        from pg_trigger where tgname = ${trigger} and tgenabled = 'O'`.execute(app.ctx.db);
+    expect(rows[0]!.partitions).toBeGreaterThan(1);
+    expect(rows[0]!.n).toBe(1 + rows[0]!.partitions);
   });
 
   it('refuses to start on an app login that does not hold evidence_app, naming the GRANT', async () => {
