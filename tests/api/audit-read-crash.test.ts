@@ -12,6 +12,7 @@ import { cli } from '../support/bundle-cli';
 import { upload } from '../support/multipart';
 import {
   freePort,
+  migrateWithKeys,
   ownPostgresUnavailable,
   startOwnPostgres,
   type OwnPostgres,
@@ -53,19 +54,7 @@ describeOwnPg('a database crash under audited reads', () => {
     // The default WAL writer delay, named so the window this test measures is the documented one.
     db = await startOwnPostgres(['-c wal_writer_delay=200ms']);
     dataDir = mkdtempSync(path.join(tmpdir(), 'evidence-audit-crash-'));
-    const ctx = await AppContext.fromConfig(
-      loadConfig({ DATABASE_URL: db.url, DATA_DIR: dataDir, LOG_LEVEL: 'silent' }),
-      { migrate: true, mediaTools: false },
-      { logger: createLogger('silent') },
-    );
-    try {
-      keys = {
-        ingest: (await ctx.apiKeys.create('ingest', 'crash station')).key,
-        support: (await ctx.apiKeys.create('support', 'crash support')).key,
-      };
-    } finally {
-      await ctx.close();
-    }
+    keys = await migrateWithKeys(db.url, dataDir, { ingest: 'ingest', support: 'support' });
     const login = await createAppLogin(db.url);
     service = await startServiceProcess(
       {

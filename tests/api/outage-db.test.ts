@@ -13,6 +13,7 @@ import { AbortedUpload, tusUpload } from '../support/tus';
 import { multipartBody, rawRequest, upload } from '../support/multipart';
 import {
   freePort,
+  migrateWithKeys,
   ownPostgresUnavailable,
   startOwnPostgres,
   type OwnPostgres,
@@ -82,20 +83,11 @@ describeOwnPg('PostgreSQL outages', () => {
     db = await startOwnPostgres();
     dataDir = mkdtempSync(path.join(tmpdir(), 'evidence-outage-db-'));
     // Migrations and keys, as an operator would before starting the service.
-    const ctx = await AppContext.fromConfig(
-      loadConfig({ DATABASE_URL: db.url, DATA_DIR: dataDir, LOG_LEVEL: 'silent' }),
-      { migrate: true, mediaTools: false },
-      { logger: createLogger('silent') },
-    );
-    try {
-      keys = {
-        ingest: (await ctx.apiKeys.create('ingest', 'outage station')).key,
-        support: (await ctx.apiKeys.create('support', 'outage support')).key,
-        admin: (await ctx.apiKeys.create('admin', 'outage admin')).key,
-      };
-    } finally {
-      await ctx.close();
-    }
+    keys = await migrateWithKeys(db.url, dataDir, {
+      ingest: 'ingest',
+      support: 'support',
+      admin: 'admin',
+    });
     // Two logins, as the harness runs every API suite: the service as a login that owns nothing.
     const login = await createAppLogin(db.url);
     service = await startServiceProcess(

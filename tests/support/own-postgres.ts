@@ -12,6 +12,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { loadConfig } from '../../src/base/config';
+import { createLogger } from '../../src/base/logger';
+import { AppContext } from '../../src/context';
+import type { Role } from '../../src/db/database';
 
 const run = promisify(execFile);
 /**
@@ -176,5 +180,30 @@ export async function pgAnswers(url: string): Promise<boolean> {
     return false;
   } finally {
     await client.end().catch(() => undefined);
+  }
+}
+
+/**
+ * Migrates a fresh database and mints one key per name, as an operator would before starting the
+ * service on it: `{ station: 'ingest' }` gives `{ station: 'eak_…' }`.
+ */
+export async function migrateWithKeys<K extends string>(
+  databaseUrl: string,
+  dataDir: string,
+  roles: Record<K, Role>,
+): Promise<Record<K, string>> {
+  const ctx = await AppContext.fromConfig(
+    loadConfig({ DATABASE_URL: databaseUrl, DATA_DIR: dataDir, LOG_LEVEL: 'silent' }),
+    { migrate: true, mediaTools: false },
+    { logger: createLogger('silent') },
+  );
+  try {
+    const keys = {} as Record<K, string>;
+    for (const [name, role] of Object.entries(roles) as [K, Role][]) {
+      keys[name] = (await ctx.apiKeys.create(role, `${name} (test)`)).key;
+    }
+    return keys;
+  } finally {
+    await ctx.close();
   }
 }
