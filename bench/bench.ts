@@ -7,8 +7,8 @@
  *   BENCH_CONCURRENCY (32), BENCH_ROUNDS (2; the best round of each side is reported),
  *   BENCH_DOWNLOAD_ITEMS (64) of BENCH_DOWNLOAD_BYTES (1 MiB), BENCH_SCRUB_BYTES (1 GiB) in clips
  *   of BENCH_SCRUB_CLIP_BYTES (32 MiB), BENCH_DRIVERS (s3,fs),
- *   BENCH_ONLY (ingest|lookups|explain|custody|scrub|media|push|tus|bundle|station|cluster|audit;
- *   station runs only when named); the media, push, tus, bundle, station, cluster and audit parts'
+ *   BENCH_ONLY (ingest|lookups|explain|custody|scrub|media|push|tus|bundle|station|cluster|audit,
+ *   or several separated by commas; station runs only when named); the media, push, tus, bundle, station, cluster and audit parts'
  *   own settings are in their own files
  *   TEST_DATABASE_URL: an admin URL of the PostgreSQL to use (default: the local server on
  *   127.0.0.1:5432 if it answers, else an embedded one).
@@ -587,11 +587,13 @@ function printScrub(
 }
 
 async function main(): Promise<void> {
-  const only = process.env.BENCH_ONLY;
-  if (only !== undefined && !(PARTS as readonly string[]).includes(only)) {
-    throw new Error(`BENCH_ONLY must be one of ${PARTS.join(', ')}`);
+  // One part, or several separated by commas (e.g. BENCH_ONLY=ingest,lookups,cluster,audit).
+  const only = process.env.BENCH_ONLY?.split(',').map((p) => p.trim());
+  const unknown = only?.filter((p) => !(PARTS as readonly string[]).includes(p)) ?? [];
+  if (unknown.length > 0) {
+    throw new Error(`BENCH_ONLY must name parts among ${PARTS.join(', ')}`);
   }
-  const runs = (part: (typeof PARTS)[number]) => only === undefined || only === part;
+  const runs = (part: (typeof PARTS)[number]) => only === undefined || only.includes(part);
   const admin = await adminDatabaseUrl();
   const s3 = await startS3Process();
   try {
@@ -625,7 +627,7 @@ async function main(): Promise<void> {
 
     if (runs('lookups') || runs('custody') || runs('explain')) {
       console.log(
-        `\n== lookups by order: ${ITEMS} items, ${CONCURRENCY} concurrent callers, ${SECONDS} s each`,
+        `\n== ${SEED_ITEMS} items and ${2 * SEED_ITEMS} links, seeded in SQL: support's searches and lookups by order`,
       );
       const seeded = await seedLookups(admin.url);
       try {
@@ -704,7 +706,7 @@ async function main(): Promise<void> {
     if (runs('tus')) await benchTus(deps);
     if (runs('cluster')) await benchCluster({ ...deps, seedLookups });
     // Only when asked for: it records for ten minutes.
-    if (only === 'station') await benchStation(deps);
+    if (only?.includes('station')) await benchStation(deps);
     if (runs('audit')) await benchAudit(deps);
     if (runs('media')) {
       await benchMedia({

@@ -210,7 +210,7 @@ export async function benchCluster(deps: ClusterBenchDeps): Promise<void> {
         {
           write: "writes' events (one per transaction, append)",
           'write-async': 'the same, synchronous_commit off (no WAL flush wait)',
-          read: "reads' events (group-committed, record)",
+          read: "reads' events (group-committed, recordRead)",
         }[mode].padEnd(54) +
           `1 process ${fmt(a, 0).padStart(6)} events/s   3 processes ${fmt(b, 0).padStart(6)} events/s   x${fmt(b / a, 2)}`,
       );
@@ -254,8 +254,9 @@ async function appendRate(
 /**
  * One writer process: `writers` loops appending events for `seconds` after a second's warm-up;
  * prints how many it appended. 'write': each event in its own transaction, as a change to
- * evidence records its event (AuditLog.append). 'read': AuditLog.record, as reads are recorded
- * (group-committed: one transaction per batch), with 8 events in flight per loop. 'write-async':
+ * evidence records its event (AuditLog.append). 'read': AuditLog.recordRead, as reads are recorded
+ * (group-committed: one statement per batch, committed without waiting for the WAL flush), with 8
+ * events in flight per loop. 'write-async':
  * as 'write' with synchronous_commit off, which shows what waiting for the WAL flush costs.
  */
 async function auditWriter(url: string, mode: string, writers: number, seconds: number) {
@@ -270,7 +271,7 @@ async function auditWriter(url: string, mode: string, writers: number, seconds: 
   await Promise.all(
     Array.from({ length: loops }, async () => {
       while (Date.now() < end) {
-        if (mode === 'read') await audit.record(entry());
+        if (mode === 'read') await audit.recordRead(entry());
         else {
           await db.transaction().execute(async (tx) => {
             if (mode === 'write-async') await sql`set local synchronous_commit = off`.execute(tx);

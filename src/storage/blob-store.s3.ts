@@ -54,12 +54,9 @@ export class S3BlobStore implements BlobStore {
   async writeStaging(body: Readable): Promise<string> {
     const key = await newStagingKey(this.opts.stagingOwner);
     try {
-      // Not destroyed with S3's error: the caller reports the body's own error, if any, else S3's.
+      // Not destroyed when S3 fails: the caller reports the body's own error, if any, else S3's.
       await uploadStream(this.bucket, key, body.iterator({ destroyOnReturn: false }));
     } catch (err) {
-      // But closed (without an error of its own): its source (a file, a request) must not stay
-      // open and paused behind it.
-      if (!body.destroyed) body.destroy();
       // A body that failed after a PutObject began, or a server that lost the abort: never a
       // partial object left behind under the key.
       await this.bucket.deleteObject(key).catch(() => undefined);

@@ -408,6 +408,21 @@ export class MemoryAuditRepository extends AuditRepository {
       });
     }
   }
+  override async appendIfHead(
+    _db: Executor,
+    from: { seq: number; hash: string },
+    to: { seq: number; hash: string },
+    rows: Insertable<AuditEventsTable>[],
+  ) {
+    if (this.s.head.seq !== from.seq || this.s.head.hash !== from.hash) return false;
+    await this.insertEvents(undefined, rows);
+    this.s.head = { ...to };
+    return true;
+  }
+  override async durableHead() {
+    return { ...this.s.head };
+  }
+  override async commitWithoutFlush() {}
   override async lockCheckpoints() {}
   override async eventsAfter(_db: Executor, afterSeq: number, uptoSeq: number, limit: number) {
     return this.s.events.filter((e) => e.seq > afterSeq && e.seq <= uptoSeq).slice(0, limit);
