@@ -128,14 +128,7 @@ export async function explainSearches(seeded: Seeded): Promise<{
     const each = async (name: string, run: (db: Kysely<Database>) => Promise<unknown>) =>
       explained.push(...(await explainEach(pool, name, run)));
 
-    await each('GET /v1/orders/{id}/evidence', async (db) => {
-      const rows = await evidence.listByLink(db, 'order', order, 1000);
-      await segments.listForOrder(
-        db,
-        order,
-        rows.map((r) => r.id),
-      );
-    });
+    await each('GET /v1/orders/{id}/evidence', (db) => evidence.listByOrder(db, order));
     await each('GET /v1/complaints/{id}/evidence', (db) =>
       evidence.listByLink(db, 'complaint', complaintId, 1000),
     );
