@@ -52,7 +52,6 @@ import { createTestDatabase } from '../tests/support/test-db';
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'; // Node 20 is this project's runtime
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const INGEST_BYTES = env('BENCH_INGEST_BYTES', 1024 ** 3);
-const ITEMS = SEED_ITEMS;
 const SECONDS = env('BENCH_SECONDS', 20);
 const CONCURRENCY = env('BENCH_CONCURRENCY', 32);
 const ROUNDS = env('BENCH_ROUNDS', 2);
