@@ -37,6 +37,16 @@ export class AuditRepository {
     });
   }
 
+  /** The hash of the event at `seq`, if there is one. */
+  async hashAt(db: Executor, seq: number): Promise<string | undefined> {
+    const row = await db
+      .selectFrom('audit_events')
+      .select('hash')
+      .where('seq', '=', seq)
+      .executeTakeFirst();
+    return row?.hash;
+  }
+
   /** The head row, or none: the verifier reports a removed head instead of failing. */
   async findHead(db: Executor): Promise<{ seq: number; hash: string } | undefined> {
     return db.selectFrom('audit_chain_head').select(['seq', 'hash']).executeTakeFirst();
@@ -53,7 +63,8 @@ export class AuditRepository {
    * statement's own transaction only).
    */
   async appendIfHead(
-    db: Executor,
+    // Never a writer's transaction: set_config(..., true) would make its commit asynchronous too.
+    db: Db,
     from: { seq: number; hash: string },
     to: { seq: number; hash: string },
     rows: Insertable<AuditEventsTable>[],
@@ -214,9 +225,17 @@ export class AuditRepository {
     return db.selectFrom('audit_checkpoints').select(['seq', 'object_key']).execute();
   }
 
-  /** Serialises checkpoint writers (instances and the CLI) until the transaction ends. */
-  async lockCheckpoints(tx: Tx, lockKey: number): Promise<void> {
-    await sql`select pg_advisory_xact_lock(${lockKey})`.execute(tx);
+  /**
+   * Serialises checkpoint writers (instances and the CLI) on this connection until
+   * `unlockCheckpoints`: a session lock, so it spans the durable read of the head and the signing
+   * transaction after it.
+   */
+  async lockCheckpoints(conn: Db, lockKey: number): Promise<void> {
+    await sql`select pg_advisory_lock(${lockKey})`.execute(conn);
+  }
+
+  async unlockCheckpoints(conn: Db, lockKey: number): Promise<void> {
+    await sql`select pg_advisory_unlock(${lockKey})`.execute(conn);
   }
 
   async latestCheckpoint(db: Executor): Promise<CheckpointRow | undefined> {

@@ -5,6 +5,10 @@ import type { Logger } from './logger';
 import { chainHash, type ChainedEvent } from './audit-chain';
 import type { AuditRepository, AuditRow } from './audit.repository';
 
+/** The database refused an event's own data (data exception, integrity constraint violation). */
+const refusesData = (err: unknown) =>
+  /^2[23]/.test(String((err as { code?: unknown } | null)?.code ?? ''));
+
 /** Optimistic appends of one batch before it waits for the head's lock instead. */
 const OPTIMISTIC_ATTEMPTS = 3;
 
@@ -124,6 +128,8 @@ export class AuditLog {
   private flushing = false;
   /** The chain head as this instance last appended it; re-read when another writer moved it. */
   private head: { seq: number; hash: string } | undefined;
+  /** The head the batch being appended makes: found in the trail, the batch committed. */
+  private attempted: { seq: number; hash: string } | undefined;
 
   private readonly db: Db;
   private readonly repo: AuditRepository;
@@ -184,17 +190,27 @@ export class AuditLog {
           );
           for (const p of batch) p.resolve();
         } catch (err) {
-          if (batch.length === 1) {
-            batch[0]!.reject(err);
+          // A statement whose answer was lost (a timeout, a dropped connection) may still have
+          // committed: then its last event is in the trail with the hash this batch computed,
+          // which covers every event of the batch. Appending them again would record each twice.
+          if (await this.landed()) {
+            for (const p of batch) p.resolve();
             continue;
           }
-          // One event the database refuses must not fail every request batched with it.
+          // An outage fails the batch as one; only the database refusing an event's own data
+          // (SQLSTATE classes 22 and 23) is worth trying event by event, so that one event it
+          // refuses does not fail every request batched with it.
+          if (batch.length === 1 || !refusesData(err)) {
+            for (const p of batch) p.reject(err);
+            continue;
+          }
           for (const p of batch) {
             try {
               await this.appendBatch([p.entry], p.durable);
               p.resolve();
             } catch (one) {
-              p.reject(one);
+              if (await this.landed()) p.resolve();
+              else p.reject(one);
             }
           }
         }
@@ -210,6 +226,7 @@ export class AuditLog {
       const head = this.head ?? (await this.repo.head(this.db));
       const { rows, last } = this.chain(entries, head);
       this.head = undefined;
+      this.attempted = last;
       if (await this.repo.appendIfHead(this.db, head, last, rows, durable)) {
         this.head = last;
         return;
@@ -217,8 +234,17 @@ export class AuditLog {
     }
     await this.db.transaction().execute(async (tx) => {
       if (!durable) await this.repo.commitWithoutFlush(tx);
-      await this.appendLocked(tx, entries);
+      await this.appendLocked(tx, entries, (last) => (this.attempted = last));
     });
+  }
+
+  /** Whether the batch last attempted is in the trail after all (its answer was lost). */
+  private async landed(): Promise<boolean> {
+    const attempted = this.attempted;
+    this.attempted = undefined;
+    if (!attempted) return false;
+    const hash = await this.repo.hashAt(this.db, attempted.seq).catch(() => undefined);
+    return hash === attempted.hash;
   }
 
   /** The rows of `entries` chained on `head`, and the head they make. */
@@ -238,10 +264,15 @@ export class AuditLog {
     return { rows, last: { seq, hash } };
   }
 
-  private async appendLocked(tx: Tx, entries: AuditEntry[]): Promise<void> {
+  private async appendLocked(
+    tx: Tx,
+    entries: AuditEntry[],
+    onChained?: (last: { seq: number; hash: string }) => void,
+  ): Promise<void> {
     if (entries.length === 0) return;
     // Stamped under the head lock (in chain), so sequence order and time order agree.
     const { rows, last } = this.chain(entries, await this.repo.lockHead(tx));
+    onChained?.(last);
     await this.repo.insertEvents(tx, rows);
     await this.repo.setHead(tx, last.seq, last.hash);
   }

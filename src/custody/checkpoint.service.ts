@@ -59,11 +59,32 @@ export class CheckpointService {
 
   /** Signs the current head unless it is already checkpointed; returns the checkpoint written. */
   async checkpoint(): Promise<SignedCheckpoint | undefined> {
-    // The head as of a synchronous commit: reads' events commit without waiting for the WAL
-    // flush, and a signed file must never name an event a database crash could still lose.
-    const head = await this.repo.durableHead(this.db);
-    const written = await this.db.transaction().execute(async (tx) => {
-      await this.repo.lockCheckpoints(tx, CHECKPOINT_LOCK);
+    // One connection, locked against other checkpoint runs from before the head is read until the
+    // signed file's row commits: no run signs a head older than a file another run wrote.
+    const written = await this.db.connection().execute(async (conn) => {
+      await this.repo.lockCheckpoints(conn, CHECKPOINT_LOCK);
+      try {
+        return await this.signHead(conn);
+      } finally {
+        await this.repo.unlockCheckpoints(conn, CHECKPOINT_LOCK);
+      }
+    });
+    // Not itself an audit event: that would move the head and make every run sign again.
+    if (written) {
+      this.logger.info({ seq: written.checkpoint.seq }, 'audit checkpoint signed');
+      this.onWritten?.(written);
+    }
+    return written;
+  }
+
+  /**
+   * Under the checkpoint lock: signs the head as of a synchronous commit (reads' events commit
+   * without waiting for the WAL flush, and a signed file must never name an event a database
+   * crash could still take back), unless it is already signed.
+   */
+  private async signHead(conn: Db): Promise<SignedCheckpoint | undefined> {
+    const head = await this.repo.durableHead(conn);
+    return conn.transaction().execute(async (tx) => {
       const latest = await this.repo.latestCheckpoint(tx);
       if (head.seq === 0 || (latest && latest.seq >= head.seq)) return undefined;
       // Never sign a head that does not follow from the last signed one: whatever was rewritten
@@ -110,12 +131,6 @@ export class CheckpointService {
       });
       return signed;
     });
-    // Not itself an audit event: that would move the head and make every run sign again.
-    if (written) {
-      this.logger.info({ seq: written.checkpoint.seq }, 'audit checkpoint signed');
-      this.onWritten?.(written);
-    }
-    return written;
   }
 
   /** Whether events were appended after the newest checkpoint: two one-row reads, cheap to poll. */

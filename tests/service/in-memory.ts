@@ -136,6 +136,9 @@ export class MemoryState {
  */
 export function memoryDb(state: MemoryState): Db {
   const db = {
+    connection: () => ({
+      execute: async <T>(fn: (conn: unknown) => Promise<T>): Promise<T> => fn(db),
+    }),
     transaction: () => ({
       execute: async <T>(fn: (tx: unknown) => Promise<T>): Promise<T> => {
         const rollback = state.snapshot();
@@ -419,11 +422,15 @@ export class MemoryAuditRepository extends AuditRepository {
     this.s.head = { ...to };
     return true;
   }
+  override async hashAt(_db: Executor, seq: number) {
+    return this.s.events.find((e) => e.seq === seq)?.hash;
+  }
   override async durableHead() {
     return { ...this.s.head };
   }
   override async commitWithoutFlush() {}
   override async lockCheckpoints() {}
+  override async unlockCheckpoints() {}
   override async eventsAfter(_db: Executor, afterSeq: number, uptoSeq: number, limit: number) {
     return this.s.events.filter((e) => e.seq > afterSeq && e.seq <= uptoSeq).slice(0, limit);
   }
