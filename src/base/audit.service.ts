@@ -83,9 +83,13 @@ export function toAuditView(r: AuditRow): AuditEventView {
   return { ...chainedFormOf(r), prevHash: r.prev_hash, hash: r.hash };
 }
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
 /** Text the database can store and a reader can trust: no NUL, bounded length. */
 function clean(value: string, max: number): string {
-  return value.replace(/\0/g, '\uFFFD').slice(0, max);
+  // After the cut, which can halve a surrogate pair: a lone surrogate is not text PostgreSQL
+  // stores as sent (it would refuse it in jsonb, or keep U+FFFD where the hash had the surrogate).
+  return value.replace(/\0/g, '\uFFFD').slice(0, max).replace(LONE_SURROGATE, '\uFFFD');
 }
 
 interface Pending {

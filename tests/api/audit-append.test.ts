@@ -33,6 +33,22 @@ describe('an audit batch whose answer is lost', () => {
     await database?.drop();
   });
 
+  /** The chain is whole: gap-free, every link recomputed from the stored rows, the head its last. */
+  async function expectWholeChain(): Promise<void> {
+    const repo = new AuditRepository();
+    const events = await repo.pageAfter(owner, 0, 10_000);
+    let prev = GENESIS_HASH;
+    for (const [i, e] of events.entries()) {
+      expect([e.seq, e.prev_hash, e.hash]).toEqual([
+        i + 1,
+        prev,
+        chainHash(prev, chainedFormOf(e)),
+      ]);
+      prev = e.hash;
+    }
+    expect(await repo.head(owner)).toEqual({ seq: events.length, hash: prev });
+  }
+
   it('never records an event twice when its batch commits after the client gave up', async () => {
     const audit = new AuditLog({ db, repo: new AuditRepository(), logger: createLogger('silent') });
     const actor = systemActor('lost answer test');
@@ -72,17 +88,24 @@ describe('an audit batch whose answer is lost', () => {
       expect(counts[read] ?? 0).toBeLessThanOrEqual(1);
     }
     // Their requests were refused (an outage, 503), though the events landed: recorded, not lost.
-    // The chain is whole: gap-free, every link recomputed, the head its last event.
-    const events = await new AuditRepository().pageAfter(owner, 0, 10_000);
-    let prev = GENESIS_HASH;
-    for (const [i, e] of events.entries()) {
-      expect([e.seq, e.prev_hash, e.hash]).toEqual([
-        i + 1,
-        prev,
-        chainHash(prev, chainedFormOf(e)),
-      ]);
-      prev = e.hash;
-    }
-    expect(await new AuditRepository().head(owner)).toEqual({ seq: events.length, hash: prev });
+    await expectWholeChain();
+  });
+
+  it('stores hostile text exactly as it was hashed: lone surrogates, a pair cut at the length limit', async () => {
+    const audit = new AuditLog({ db, repo: new AuditRepository(), logger: createLogger('silent') });
+    const hostile = {
+      action: 'complaint.view' as const,
+      actor: { ...systemActor('surrogates'), name: `agent ${'x'.repeat(199)}\u{1F600}` },
+      complaintId: 'CMP-\ud800',
+      details: { note: 'lone \udc00 low, lone \ud83d high', cut: `${'y'.repeat(1999)}\u{1F600}` },
+    };
+    await audit.record(hostile); // one statement, events as JSON
+    await audit.recordRead(hostile);
+    await db.transaction().execute((tx) => audit.append(tx, [hostile])); // a writer's insert
+    const { rows } = await sql<{
+      n: number;
+    }>`select count(*)::int as n from audit_events where action = 'complaint.view'`.execute(owner);
+    expect(rows[0]!.n).toBe(3);
+    await expectWholeChain();
   });
 });
