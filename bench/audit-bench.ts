@@ -19,7 +19,7 @@ import { Kysely, PostgresDialect, type CompiledQuery } from 'kysely';
 import pg from 'pg';
 import { chainHash, GENESIS_HASH, type ChainedEvent } from '../src/base/audit-chain';
 import { AuditRepository } from '../src/base/audit.repository';
-import type { Database } from '../src/db/database';
+import { PG_TYPES, type Database } from '../src/db/database';
 import { migrateToLatest } from '../src/db/migrator';
 import { createLogger } from '../src/base/logger';
 
@@ -167,21 +167,14 @@ export async function benchAudit(deps: AuditBenchDeps): Promise<void> {
   const database = await deps.createScratch(deps.adminUrl);
   const dataDir = mkdtempSync(path.join(deps.work, 'audit-'));
   const captured: CompiledQuery[] = [];
-  // int8 as number, as the service's own pool (src/db/database.ts) reads it.
-  const types = {
-    getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-      oid === pg.types.builtins.INT8
-        ? (v: string) => Number(v)
-        : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
-  };
-  const pool = new pg.Pool({ connectionString: database.url, max: 2, types });
+  const pool = new pg.Pool({ connectionString: database.url, max: 2, types: PG_TYPES }); // as the service's pools read values
   const db = new Kysely<Database>({
     dialect: new PostgresDialect({ pool }),
     log: (e) => {
       if (e.level === 'query') captured.push(e.query);
     },
   });
-  const client = new pg.Client({ connectionString: database.url, types });
+  const client = new pg.Client({ connectionString: database.url, types: PG_TYPES });
   try {
     await migrateToLatest(db, createLogger('silent'));
     await client.connect();

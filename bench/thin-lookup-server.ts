@@ -10,20 +10,13 @@
 import http from 'node:http';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
-import type { Database } from '../src/db/database';
+import { PG_TYPES, type Database } from '../src/db/database';
 import { EvidenceRepository, LIST_BY_ORDER_LIMIT } from '../src/evidence/evidence.repository';
 import { toOrderItemView } from '../src/evidence/evidence.view';
 
 const SENTINEL = '\u0000order\u0000';
 
-// The same parsing of int8 as the service's pool (createDb): sizes as numbers.
-const types = {
-  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === pg.types.builtins.INT8
-      ? (v: string) => Number(v)
-      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
-};
-const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 10, types });
+const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 10, types: PG_TYPES }); // as the service's pools read values
 // Only to compile the query: nothing is executed through it.
 const compiler = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 const query = new EvidenceRepository().listByOrderQuery(compiler, SENTINEL, LIST_BY_ORDER_LIMIT);

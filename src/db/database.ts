@@ -466,6 +466,14 @@ export class ReusableQuery<R> {
 /** TCP keepalive for every pool: a vanished server is noticed within minutes, not hours. */
 export const DEAD_SERVER_OPTIONS = { keepAlive: true, keepAliveInitialDelayMillis: 10_000 };
 
+/** How the service's pools read values: int8 (sizes) as number, evidence files being far below 2^53 bytes. */
+export const PG_TYPES = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === pg.types.builtins.INT8
+      ? (v: string) => Number(v)
+      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
 export function createDb(
   connectionString: string,
   poolSize: number,
@@ -473,17 +481,10 @@ export function createDb(
   role?: string,
   queryTimeoutMs?: number,
 ): Db {
-  // int8 (sizes) as number: evidence files are far below 2^53 bytes.
-  const types = {
-    getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-      oid === pg.types.builtins.INT8
-        ? (v: string) => Number(v)
-        : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
-  };
   const pool = new pg.Pool({
     connectionString,
     max: poolSize,
-    types,
+    types: PG_TYPES,
     // A request waiting for a connection (a new one from a server that accepts but never answers,
     // or a pooled one when all are busy) is refused within the query timeout too, not only after
     // 10 s: an outage, 503.

@@ -6,7 +6,7 @@ import { loggablePath } from './redact';
 const ORDER = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
 
 interface Layer {
-  route?: { methods: Record<string, boolean | undefined>; path?: unknown };
+  route?: { methods: Record<string, boolean | undefined> };
   handle?: { stack?: Layer[] };
   match(path: string): unknown;
 }
@@ -14,8 +14,6 @@ interface Layer {
 interface Entry {
   layer: Layer;
   methods: string[];
-  /** The route's literal start (before its first parameter), lower case: a cheap first filter. */
-  prefix: string;
 }
 
 /**
@@ -39,22 +37,6 @@ export class RouteTable {
     if (methods.has('GET')) methods.add('HEAD');
     methods.add('OPTIONS');
     return ORDER.filter((m) => methods.has(m));
-  }
-
-  /**
-   * Whether a route at `path` serves `method` (HEAD where GET is served; OPTIONS anywhere known):
-   * stops at the first such route, so a request that will be served pays for no more matching.
-   */
-  serves(method: string, path: string): boolean {
-    const lower = path.toLowerCase();
-    return this.routes().some(
-      (e) =>
-        lower.startsWith(e.prefix) &&
-        (method === 'OPTIONS' ||
-          e.methods.includes(method) ||
-          (method === 'HEAD' && e.methods.includes('GET'))) &&
-        matches(e.layer, path),
-    );
   }
 
   /** Whether a route has the shape of `path` but a parameter is not valid percent-encoding. */
@@ -83,10 +65,7 @@ export class RouteTable {
           const methods = Object.entries(layer.route.methods)
             .filter(([m, on]) => on && m !== '_all')
             .map(([m]) => m.toUpperCase());
-          const literal = typeof layer.route.path === 'string' ? layer.route.path : '';
-          // Up to the first parameter, wildcard or pattern character; '' (no filter) otherwise.
-          const prefix = /^[A-Za-z0-9/._~-]*/.exec(literal)![0].toLowerCase();
-          found.push({ layer, methods, prefix });
+          found.push({ layer, methods });
         } else if (layer.handle?.stack) walk(layer.handle.stack);
       }
     };
@@ -127,7 +106,6 @@ export const answerOptions =
 export const knownRoutesOnly =
   (routes: RouteTable): RequestHandler =>
   (req, res, next) => {
-    if (routes.serves(req.method, req.path)) return next();
     const allowed = routes.allowed(req.path);
     if (!allowed && routes.undecodable(req.path)) {
       throw new AppError('not_found', 'The path is not valid percent-encoding: it names nothing.');
