@@ -366,6 +366,7 @@ async function fromConfig(
       repo: auditRepo,
       key: signingKey,
       logger,
+      audit,
       onWritten: () => checkpointTimestamps.soon(),
     });
     const hasher = new HashPool();
@@ -482,6 +483,7 @@ async function fromConfig(
       repo: auditRepo,
       store: recordStore,
       items: new AuditItemsRepository(),
+      audit,
     });
     const scrub = new ScrubService({
       db,
@@ -607,6 +609,7 @@ async function fromConfig(
       now: nowMs,
     });
     refusals.start();
+    audit.startChaining();
     const sessions = new SessionService({
       db,
       repo: new SessionRepository(),
@@ -761,6 +764,7 @@ async function fromConfig(
         await checkpointTimestamps.close(); // waits for the stopped run to record what it did
         await hasher.close();
         await blobStore.close();
+        await audit.close(); // after the last events are recorded; links what is left
         // A store given by the caller replaced the configured one, which still owns its S3 client.
         if (configured !== stores.blobs) await stores.blobs.close();
         await instance!.close();

@@ -1,5 +1,12 @@
 import { sql, type Insertable, type RawBuilder, type Selectable } from 'kysely';
-import type { AuditCheckpointsTable, AuditEventsTable, Db, Executor, Tx } from '../db/database';
+import type {
+  AuditCheckpointsTable,
+  AuditEventsTable,
+  AuditPendingTable,
+  Db,
+  Executor,
+  Tx,
+} from '../db/database';
 
 export type AuditRow = Selectable<AuditEventsTable>;
 export type CheckpointRow = Selectable<AuditCheckpointsTable>;
@@ -37,16 +44,6 @@ export class AuditRepository {
     });
   }
 
-  /** The hash of the event at `seq`, if there is one. */
-  async hashAt(db: Executor, seq: number): Promise<string | undefined> {
-    const row = await db
-      .selectFrom('audit_events')
-      .select('hash')
-      .where('seq', '=', seq)
-      .executeTakeFirst();
-    return row?.hash;
-  }
-
   /** The head row, or none: the verifier reports a removed head instead of failing. */
   async findHead(db: Executor): Promise<{ seq: number; hash: string } | undefined> {
     return db.selectFrom('audit_chain_head').select(['seq', 'hash']).executeTakeFirst();
@@ -57,45 +54,90 @@ export class AuditRepository {
   }
 
   /**
-   * In one statement: moves the head from `from` to `to` and inserts `rows` (and their rows in the item index), only if the head is
-   * still `from` (a writer holding its lock is waited for, then re-checked). False if it moved.
-   * `durable: false` commits without waiting for the WAL flush (synchronous_commit off for this
-   * statement's own transaction only).
+   * The head, locked until the transaction ends, or none while another transaction holds it (a
+   * chainer elsewhere is at work: it links what is waiting, this one need not wait for it).
    */
-  async appendIfHead(
+  async lockHeadUnlessBusy(tx: Tx): Promise<{ seq: number; hash: string } | undefined> {
+    return tx
+      .selectFrom('audit_chain_head')
+      .select(['seq', 'hash'])
+      .forUpdate()
+      .skipLocked()
+      .executeTakeFirst();
+  }
+
+  /** Events recorded, to be linked (inside the caller's transaction: a write and its record). */
+  async insertPending(db: Executor, rows: Insertable<AuditPendingTable>[]): Promise<void> {
+    await db.insertInto('audit_pending').values(rows).execute();
+  }
+
+  /**
+   * Events recorded in one statement of their own; `durable: false` commits it without waiting
+   * for the WAL flush (synchronous_commit off for this statement's own transaction only).
+   */
+  async insertPendingBatch(
     // Never a writer's transaction: set_config(..., true) would make its commit asynchronous too.
     db: Db,
-    from: { seq: number; hash: string },
-    to: { seq: number; hash: string },
-    rows: Insertable<AuditEventsTable>[],
+    rows: Insertable<AuditPendingTable>[],
     durable: boolean,
-  ): Promise<boolean> {
-    const { rows: out } = await sql<{ advanced: boolean }>`with head as (
-        update audit_chain_head set seq = ${to.seq}, hash = ${to.hash}
-        where seq = ${from.seq} and hash = ${from.hash}
-        returning seq
-      ), events as (
-        insert into audit_events (seq, occurred_at, action, outcome, actor_key_id, actor_role,
-          actor_name, item_ids, complaint_id, request_id, client_ip, details, prev_hash, hash)
-        select e.seq, e.occurred_at, e.action, e.outcome, e.actor_key_id, e.actor_role,
-          e.actor_name, e.item_ids, e.complaint_id, e.request_id, e.client_ip, e.details::jsonb,
-          e.prev_hash, e.hash
-        -- details is each row's JSON text (as insertEvents takes it), parsed here
-        from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as e(seq bigint,
-          occurred_at timestamptz, action text, outcome text, actor_key_id text, actor_role text,
-          actor_name text, item_ids text[], complaint_id text, request_id text, client_ip text,
-          details text, prev_hash text, hash text)
-        where exists (select from head)
-        returning seq, occurred_at, item_ids
-      ), items as (
-        insert into audit_event_items (item_id, seq, occurred_at)
-        select unnest(events.item_ids), events.seq, events.occurred_at from events
+  ): Promise<void> {
+    await sql`with e as (
+        insert into audit_pending (occurred_at, action, outcome, actor_key_id, actor_role,
+          actor_name, item_ids, complaint_id, request_id, client_ip, details, durable)
+        select e.occurred_at, e.action, e.outcome, e.actor_key_id, e.actor_role, e.actor_name,
+          e.item_ids, e.complaint_id, e.request_id, e.client_ip, e.details::jsonb, e.durable
+        -- details is each row's JSON text (as insertPending takes it), parsed here
+        from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as e(occurred_at timestamptz,
+          action text, outcome text, actor_key_id text, actor_role text, actor_name text,
+          item_ids text[], complaint_id text, request_id text, client_ip text, details text,
+          durable boolean)
+        returning 1
       )
-      select exists (select from head) as advanced,
+      select (select count(*) from e) as n,
         ${durable ? sql`null` : sql`set_config('synchronous_commit', 'off', true)`} as commit_mode`.execute(
       db,
     );
-    return out[0]!.advanced;
+  }
+
+  /** The newest waiting event's id (undefined: none waits). */
+  async lastPendingId(db: Executor): Promise<number | undefined> {
+    const row = await db
+      .selectFrom('audit_pending')
+      .select('id')
+      .orderBy('id', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return row?.id;
+  }
+
+  /** How many events wait to be linked, and when the oldest of them happened. */
+  async pendingSummary(db: Executor): Promise<{ count: number; oldestAt: Date | null }> {
+    const row = await db
+      .selectFrom('audit_pending')
+      .select([
+        sql<number>`count(*)::int`.as('count'),
+        sql<Date | null>`min(occurred_at)`.as('oldest_at'),
+      ])
+      .executeTakeFirstOrThrow();
+    return { count: row.count, oldestAt: row.oldest_at === null ? null : new Date(row.oldest_at) };
+  }
+
+  /** Takes the oldest waiting events (up to `uptoId`), in id order: deleted as they are linked. */
+  async takePending(
+    tx: Tx,
+    limit: number,
+    uptoId?: number,
+  ): Promise<Selectable<AuditPendingTable>[]> {
+    const rows = await tx
+      .deleteFrom('audit_pending')
+      .where('id', 'in', (eb) => {
+        let q = eb.selectFrom('audit_pending').select('id');
+        if (uptoId !== undefined) q = q.where('id', '<=', uptoId);
+        return q.orderBy('id').limit(limit);
+      })
+      .returningAll()
+      .execute();
+    return rows.sort((a, b) => a.id - b.id);
   }
 
   /** The rest of this transaction commits without waiting for its WAL flush. */

@@ -1,5 +1,5 @@
 import type { Insertable } from 'kysely';
-import type { AuditEventsTable, AuditOutcome, Db, Tx } from '../db/database';
+import type { AuditEventsTable, AuditOutcome, AuditPendingTable, Db, Tx } from '../db/database';
 import type { Actor } from './actor';
 import type { Logger } from './logger';
 import { chainHash, type ChainedEvent } from './audit-chain';
@@ -8,9 +8,6 @@ import type { AuditRepository, AuditRow } from './audit.repository';
 /** The database refused an event's own data (data exception, integrity constraint violation). */
 const refusesData = (err: unknown) =>
   /^2[23]/.test(String((err as { code?: unknown } | null)?.code ?? ''));
-
-/** Optimistic appends of one batch before it waits for the head's lock instead. */
-const OPTIMISTIC_ATTEMPTS = 3;
 
 export type AuditAction =
   | 'evidence.create'
@@ -92,13 +89,20 @@ function clean(value: string, max: number): string {
   return value.replace(/\0/g, '\uFFFD').slice(0, max).replace(LONE_SURROGATE, '\uFFFD');
 }
 
-interface Pending {
+interface Queued {
   entry: AuditEntry;
   /** False for reads: their batch may commit without waiting for the WAL flush. */
   durable: boolean;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
+
+/** Waiting events linked per transaction, at most. */
+const CHAIN_BATCH = 5000;
+/** How often a chainer looks for events left waiting by others (an instance that stopped). */
+const CHAIN_POLL_MS = 250;
+/** After a writer's append: its transaction commits right after, then its events can be linked. */
+const AFTER_WRITE_MS = 5;
 
 export interface AuditLogDeps {
   db: Db;
@@ -108,32 +112,39 @@ export interface AuditLogDeps {
 }
 
 /**
- * The append-only, hash-chained audit trail. Changes to evidence append their event inside their
- * own transaction (`append`), so the change and its record commit together. Other events are
- * recorded with `record`, which group-commits: every event that arrives while one batch is being
- * written goes into the next, so a busy read path pays one statement per batch, not per request.
+ * The append-only, hash-chained audit trail, recorded then linked.
  *
- * A batch is appended optimistically in one statement: it advances the chain head only if the
- * head is still the one its hashes were computed from (this instance's last append, else read),
- * and its events are inserted only then; if another writer moved the head, the batch is
- * re-chained on the new head. After a few such conflicts it takes the head's row lock instead,
- * so a busy chain still makes progress.
+ * Recording: a change to evidence inserts its event inside its own transaction (`append`), so the
+ * change and its record commit together; other events are recorded with `record`, which
+ * group-commits: every event that arrives while one batch is being written goes into the next, so
+ * a busy read path pays one statement per batch, not per request. Either way the event waits in
+ * `audit_pending`, and no lock is taken: recording scales with requests and instances.
+ *
+ * Linking: a chainer (every instance runs one; the chain head's row lock lets one at a time work,
+ * the others skip) moves the waiting events into `audit_events` in `id` order, a batch per
+ * transaction, assigning each its seq, its link to the event before and its hash. It runs as
+ * soon as events were recorded here, and every CHAIN_POLL_MS for events recorded elsewhere.
+ * Whoever reads the trail first links everything recorded before (`settle`), so a reader never
+ * misses an event that was answered.
  *
  * Durability: nothing is answered before its event is committed. A batch of reads only
- * (`recordRead`) commits with `synchronous_commit = off`: it does not wait for its WAL flush,
- * which the WAL writer does within 3 x wal_writer_delay (600 ms by default). A database crash in
- * that window can lose the events of reads that were answered, the newest ones and only those
- * (WAL is replayed in order, so no gap can open in the chain). Every other event, and every
- * write's event, commits synchronously, and its flush makes every earlier read's event durable
- * too (docs/custody.md, "What a database crash can lose").
+ * (`recordRead`) commits with `synchronous_commit = off`, and so does linking a batch made of
+ * reads' events only: neither waits for its WAL flush, which the WAL writer does within
+ * 3 x wal_writer_delay (600 ms by default). A database crash in that window can lose the events of
+ * reads that were answered, the newest ones and only those (WAL is replayed in order, so no gap
+ * can open in the chain, and a linking lost with it leaves its events waiting, to be linked
+ * again). Every other event, and every write's event, commits synchronously, and its flush makes
+ * every earlier read's event durable too (docs/custody.md, "What a database crash can lose").
  */
 export class AuditLog {
-  private queue: Pending[] = [];
+  private queue: Queued[] = [];
   private flushing = false;
-  /** The chain head as this instance last appended it; re-read when another writer moved it. */
-  private head: { seq: number; hash: string } | undefined;
-  /** The head the batch being appended makes: found in the trail, the batch committed. */
-  private attempted: { seq: number; hash: string } | undefined;
+  /** The chainer's run in progress, if any. */
+  private chaining: Promise<void> | undefined;
+  /** Another run was asked for while one was in progress. */
+  private again = false;
+  private poll: NodeJS.Timeout | undefined;
+  private stopped = false;
 
   private readonly db: Db;
   private readonly repo: AuditRepository;
@@ -147,9 +158,16 @@ export class AuditLog {
     this.opts = deps.opts ?? { recordReads: true };
   }
 
-  /** Appends events inside the caller's transaction; must be its last statement (lock order). */
+  /** Records events inside the caller's transaction: they commit (or roll back) with it. */
   async append(tx: Tx, entries: AuditEntry[]): Promise<void> {
-    await this.appendLocked(tx, entries);
+    if (entries.length === 0) return;
+    const at = this.now();
+    await this.repo.insertPending(
+      tx,
+      entries.map((e) => this.toPending(e, at, true)),
+    );
+    // Linked once the caller's transaction has committed, which it does right after this.
+    setTimeout(() => this.chainSoon(), AFTER_WRITE_MS).unref();
   }
 
   /** Records one event in its own (shared, batched) transaction; resolves once it is durable. */
@@ -188,21 +206,16 @@ export class AuditLog {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, 500);
         try {
-          await this.appendBatch(
+          await this.insertBatch(
             batch.map((p) => p.entry),
             batch.some((p) => p.durable),
           );
           for (const p of batch) p.resolve();
         } catch (err) {
-          // A statement whose answer was lost (a timeout, a dropped connection) may still have
-          // committed: then its last event is in the trail with the hash this batch computed,
-          // which covers every event of the batch. Appending them again would record each twice.
-          if (await this.landed()) {
-            for (const p of batch) p.resolve();
-            continue;
-          }
-          // An outage fails the batch as one; only the database refusing an event's own data
-          // (SQLSTATE classes 22 and 23) is worth trying event by event, so that one event it
+          // An outage fails the batch as one, never retried: a statement whose answer was lost (a
+          // timeout, a dropped connection) may still have committed, and its events would be
+          // recorded twice. Only the database refusing an event's own data (SQLSTATE classes 22
+          // and 23: nothing was committed) is worth trying event by event, so that one event it
           // refuses does not fail every request batched with it.
           if (batch.length === 1 || !refusesData(err)) {
             for (const p of batch) p.reject(err);
@@ -210,75 +223,132 @@ export class AuditLog {
           }
           for (const p of batch) {
             try {
-              await this.appendBatch([p.entry], p.durable);
+              await this.insertBatch([p.entry], p.durable);
               p.resolve();
             } catch (one) {
-              if (await this.landed()) p.resolve();
-              else p.reject(one);
+              p.reject(one);
             }
           }
         }
+        this.chainSoon();
       }
     } finally {
       this.flushing = false;
     }
   }
 
-  /** One batch in one statement on the known head; under the head's lock after conflicts. */
-  private async appendBatch(entries: AuditEntry[], durable: boolean): Promise<void> {
-    for (let attempt = 0; attempt < OPTIMISTIC_ATTEMPTS; attempt++) {
-      const head = this.head ?? (await this.repo.head(this.db));
-      const { rows, last } = this.chain(entries, head);
-      this.head = undefined;
-      this.attempted = last;
-      if (await this.repo.appendIfHead(this.db, head, last, rows, durable)) {
-        this.head = last;
-        return;
-      }
+  private async insertBatch(entries: AuditEntry[], durable: boolean): Promise<void> {
+    const at = this.now();
+    await this.repo.insertPendingBatch(
+      this.db,
+      entries.map((e) => this.toPending(e, at, durable)),
+      durable,
+    );
+  }
+
+  /** Starts the chainer's poll: events other instances left waiting are linked here too. */
+  startChaining(): void {
+    this.stopped = false;
+    const tick = () => {
+      this.chainSoon();
+      this.poll = setTimeout(tick, CHAIN_POLL_MS).unref();
+    };
+    this.poll ??= setTimeout(tick, CHAIN_POLL_MS).unref();
+  }
+
+  /** Stops the poll, waits for the batch being recorded and the run in progress, links the rest. */
+  async close(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.poll);
+    this.poll = undefined;
+    while (this.flushing || this.chaining) {
+      await this.chaining;
+      await new Promise((r) => setImmediate(r));
     }
-    await this.db.transaction().execute(async (tx) => {
-      if (!durable) await this.repo.commitWithoutFlush(tx);
-      await this.appendLocked(tx, entries, (last) => (this.attempted = last));
+    await this.settle().catch((err: unknown) =>
+      this.logger.warn({ err }, 'audit events left waiting to be linked at shutdown'),
+    );
+  }
+
+  /** Links waiting events now (one run at a time here; a run asked for during one follows it). */
+  private chainSoon(): void {
+    if (this.stopped) return; // close() links what is left
+    if (this.chaining) {
+      this.again = true;
+      return;
+    }
+    this.chaining = (async () => {
+      try {
+        do {
+          this.again = false;
+          // A full batch: more wait. Another instance at work (busy): it links them.
+          while ((await this.chainOnce()) === CHAIN_BATCH && !this.stopped);
+        } while (this.again && !this.stopped);
+      } catch (err) {
+        this.logger.warn({ err }, 'could not link waiting audit events (retried)');
+      } finally {
+        this.chaining = undefined;
+      }
+    })();
+  }
+
+  /** One batch, unless another chainer holds the head; how many events it linked. */
+  private async chainOnce(): Promise<number> {
+    return this.db.transaction().execute(async (tx) => {
+      const head = await this.repo.lockHeadUnlessBusy(tx);
+      return head ? this.linkBatch(tx, head) : 0;
     });
   }
 
-  /** Whether the batch last attempted is in the trail after all (its answer was lost). */
-  private async landed(): Promise<boolean> {
-    const attempted = this.attempted;
-    this.attempted = undefined;
-    if (!attempted) return false;
-    const hash = await this.repo.hashAt(this.db, attempted.seq).catch(() => undefined);
-    return hash === attempted.hash;
+  /**
+   * Links every event recorded before this call (waiting for a chainer at work elsewhere): what
+   * reads the trail calls first, so that an event already answered is never missing from it.
+   */
+  async settle(): Promise<void> {
+    const upto = await this.repo.lastPendingId(this.db);
+    if (upto === undefined) return;
+    for (;;) {
+      const linked = await this.db.transaction().execute(async (tx) =>
+        this.linkBatch(tx, await this.repo.lockHead(tx), upto),
+      );
+      if (linked < CHAIN_BATCH) return;
+    }
   }
 
-  /** The rows of `entries` chained on `head`, and the head they make. */
-  private chain(entries: AuditEntry[], head: { seq: number; hash: string }) {
+  /** Under the head's lock: the oldest waiting events, linked on `head`; how many. */
+  private async linkBatch(
+    tx: Tx,
+    head: { seq: number; hash: string },
+    uptoId?: number,
+  ): Promise<number> {
+    const waiting = await this.repo.takePending(tx, CHAIN_BATCH, uptoId);
+    if (waiting.length === 0) return 0;
+    // Reads' events only: committed without waiting for the flush, as they were recorded. A
+    // linking lost in a crash leaves its events waiting (the delete is undone with the insert).
+    if (!waiting.some((w) => w.durable)) await this.repo.commitWithoutFlush(tx);
     let { seq, hash } = head;
-    // Stamped after the head was read (or appended by this instance): every event before it in
-    // the chain was stamped earlier, so sequence order and time order agree (on one clock).
-    const at = this.now();
     const rows: Insertable<AuditEventsTable>[] = [];
-    for (const entry of entries) {
+    for (const w of waiting) {
       seq += 1;
-      const event = this.chained(entry, seq, at);
+      // Hashed as stored: the row read back from the database, as verify-audit will read it.
+      const event = chainedFormOf({ ...w, seq, prev_hash: '', hash: '' });
       const prev = hash;
       hash = chainHash(prev, event);
       rows.push(this.toRow(event, prev, hash));
     }
-    return { rows, last: { seq, hash } };
+    await this.repo.insertEvents(tx, rows);
+    await this.repo.setHead(tx, seq, hash);
+    return waiting.length;
   }
 
-  private async appendLocked(
-    tx: Tx,
-    entries: AuditEntry[],
-    onChained?: (last: { seq: number; hash: string }) => void,
-  ): Promise<void> {
-    if (entries.length === 0) return;
-    // Stamped under the head lock (in chain), so sequence order and time order agree.
-    const { rows, last } = this.chain(entries, await this.repo.lockHead(tx));
-    onChained?.(last);
-    await this.repo.insertEvents(tx, rows);
-    await this.repo.setHead(tx, last.seq, last.hash);
+  /** An entry as it waits to be linked: cleaned, stamped, in the stored form. */
+  private toPending(entry: AuditEntry, at: Date, durable: boolean): Insertable<AuditPendingTable> {
+    const { seq: _s, prev_hash: _p, hash: _h, ...row } = this.toRow(
+      this.chained(entry, 0, at),
+      '',
+      '',
+    );
+    return { ...row, durable };
   }
 
   private toRow(event: ChainedEvent, prev: string, hash: string): Insertable<AuditEventsTable> {

@@ -29,6 +29,7 @@ export class AuditTrailService {
 
   async forItem(actor: RequestActor, id: string, q: ItemAuditQuery): Promise<AuditPage> {
     const row = await this.evidence.getRow(actor, id);
+    await this.audit.settle(); // every event already answered, linked
     const rows = await this.repo.listForItem(this.db, row.id, Number(q.cursor ?? 0), q.limit + 1);
     await this.audit.recordRead({ action: 'audit.read', actor, itemIds: [row.id] });
     return page(rows, q.limit);
@@ -38,6 +39,7 @@ export class AuditTrailService {
     if (q.from && q.to && q.from >= q.to) {
       throw new AppError('validation_failed', '"from" must be earlier than "to".');
     }
+    await this.audit.settle(); // every event already answered, linked
     const rows = await this.repo.list(
       this.db,
       { from: q.from, to: q.to },

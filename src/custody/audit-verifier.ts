@@ -3,7 +3,7 @@ import type { Db, Executor } from '../db/database';
 import type { AuditRepository } from '../base/audit.repository';
 import type { CustodyRecordStore } from '../storage/record-store';
 import { canonicalJson, chainHash, GENESIS_HASH } from '../base/audit-chain';
-import { chainedFormOf } from '../base/audit.service';
+import { chainedFormOf, type AuditLog } from '../base/audit.service';
 import { CHECKPOINT_PREFIX, type SignedCheckpoint } from './checkpoint.service';
 import { fingerprintOf, verifySignature } from './signing-key';
 import { blobKeyFor } from '../storage/blob-store';
@@ -86,6 +86,8 @@ export interface AuditVerifierDeps {
   repo: AuditRepository;
   store: CustodyRecordStore;
   items: AuditItemsRepository;
+  /** Links the events waiting to be linked before the trail is read. */
+  audit: Pick<AuditLog, 'settle'>;
 }
 
 /**
@@ -99,6 +101,7 @@ export class AuditVerifier {
   private readonly repo: AuditRepository;
   private readonly store: CustodyRecordStore;
   private readonly items: AuditItemsRepository;
+  private readonly audit: Pick<AuditLog, 'settle'>;
   private readonly timestamps = new CheckpointTimestampRepository();
 
   constructor(deps: AuditVerifierDeps) {
@@ -106,6 +109,7 @@ export class AuditVerifier {
     this.repo = deps.repo;
     this.store = deps.store;
     this.items = deps.items;
+    this.audit = deps.audit;
   }
 
   /**
@@ -126,6 +130,8 @@ export class AuditVerifier {
     // for an orphan).
     const tokens = await this.store.listRecords(TIMESTAMP_PREFIX);
     const listed = await this.store.listRecords(CHECKPOINT_PREFIX);
+    // Every event recorded so far is linked, so the snapshot holds all of them.
+    await this.audit.settle();
     const seen = await this.db
       .transaction()
       .setIsolationLevel('repeatable read')

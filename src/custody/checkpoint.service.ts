@@ -4,6 +4,7 @@ import type { CustodyRecordStore } from '../storage/record-store';
 import { canonicalJson, chainHash, GENESIS_HASH } from '../base/audit-chain';
 import { chainedFormOf } from '../base/audit.service';
 import type { AuditRepository } from '../base/audit.repository';
+import type { AuditLog } from '../base/audit.service';
 import type { SigningKey } from './signing-key';
 
 export const CHECKPOINT_PREFIX = 'custody/checkpoints/';
@@ -23,6 +24,8 @@ export interface CheckpointServiceDeps {
   repo: AuditRepository;
   key: SigningKey;
   logger: Logger;
+  /** Links the events waiting to be linked before the head is read. */
+  audit: Pick<AuditLog, 'settle'>;
   /** Called after a checkpoint is committed (e.g. to have it timestamped); must not throw. */
   onWritten?: (written: SignedCheckpoint) => void;
 }
@@ -38,6 +41,7 @@ export class CheckpointService {
   private readonly repo: AuditRepository;
   private readonly key: SigningKey;
   private readonly logger: Logger;
+  private readonly audit: Pick<AuditLog, 'settle'>;
   private readonly onWritten?: (written: SignedCheckpoint) => void;
 
   constructor(deps: CheckpointServiceDeps) {
@@ -46,6 +50,7 @@ export class CheckpointService {
     this.repo = deps.repo;
     this.key = deps.key;
     this.logger = deps.logger;
+    this.audit = deps.audit;
     this.onWritten = deps.onWritten;
   }
 
@@ -59,6 +64,8 @@ export class CheckpointService {
 
   /** Signs the current head unless it is already checkpointed; returns the checkpoint written. */
   async checkpoint(): Promise<SignedCheckpoint | undefined> {
+    // Every event recorded before this run is linked first, so the head signed covers it.
+    await this.audit.settle();
     // One connection, locked against other checkpoint runs from before the head is read until the
     // signed file's row commits: no run signs a head older than a file another run wrote.
     const written = await this.db.connection().execute(async (conn) => {
@@ -133,11 +140,15 @@ export class CheckpointService {
     });
   }
 
-  /** Whether events were appended after the newest checkpoint: two one-row reads, cheap to poll. */
+  /**
+   * Whether events were recorded after the newest checkpoint (linked, or waiting to be): three
+   * one-row reads, cheap to poll.
+   */
   async pending(): Promise<boolean> {
     const head = await this.repo.head(this.db);
     const latest = await this.repo.latestCheckpoint(this.db);
-    return head.seq > (latest?.seq ?? 0);
+    if (head.seq > (latest?.seq ?? 0)) return true;
+    return (await this.repo.lastPendingId(this.db)) !== undefined;
   }
 
   /** A checkpoint as stored under its object key, or undefined when the store has none there. */

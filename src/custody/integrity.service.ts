@@ -102,6 +102,7 @@ export class IntegrityService {
     const startedAt = new Date();
     const problems: string[] = [];
     const expected = { sha256: row.sha256, size: row.size_bytes };
+    await this.audit.settle(); // an item just received: its creation event, linked
     const creation = await this.auditRepo.creationOf(this.db, row.id);
     const recordedAtCreation = creation
       ? { sha256: String(creation.details.sha256), size: Number(creation.details.size) }
@@ -281,6 +282,7 @@ export class IntegrityService {
         await this.store.discardStaging(staged.stagingKey).catch(() => undefined);
       return { key, repaired: false };
     };
+    await this.audit.settle();
     const creation = await this.auditRepo.creationOf(this.db, itemId);
     if (creation && String(creation.details.sha256) !== staged.sha256) {
       // The row's hash is not what arrived (edited since): bytes that match the row are not the

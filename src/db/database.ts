@@ -135,6 +135,24 @@ export interface AuditEventItemsTable {
   occurred_at: Timestamp;
 }
 
+/** An event recorded but not yet linked into the chain (see AuditLog); immutable, then moved. */
+export interface AuditPendingTable {
+  id: Generated<number>;
+  occurred_at: Timestamp;
+  action: string;
+  outcome: AuditOutcome;
+  actor_key_id: string | null;
+  actor_role: string | null;
+  actor_name: string | null;
+  item_ids: string[];
+  complaint_id: string | null;
+  request_id: string | null;
+  client_ip: string | null;
+  details: ColumnType<Record<string, unknown>, string, never>;
+  /** False for reads' events: linking them may commit without waiting for the WAL flush. */
+  durable: boolean;
+}
+
 export interface AuditChainHeadTable {
   id: boolean;
   seq: number;
@@ -379,6 +397,7 @@ export interface Database {
   derivatives: DerivativesTable;
   audit_events: AuditEventsTable;
   audit_event_items: AuditEventItemsTable;
+  audit_pending: AuditPendingTable;
   audit_chain_head: AuditChainHeadTable;
   audit_checkpoints: AuditCheckpointsTable;
   checkpoint_timestamps: CheckpointTimestampsTable;

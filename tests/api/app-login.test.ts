@@ -146,6 +146,11 @@ const DIRECT = [
     statements: [`update evidence_items set sha256 = repeat('0', 64)`],
   },
   { attempt: 'TRUNCATE audit_events', statements: ['truncate audit_events'] },
+  {
+    attempt: 'UPDATE audit_pending (an event waiting to be linked)',
+    statements: [`update audit_pending set action = 'rewritten'`],
+  },
+  { attempt: 'TRUNCATE audit_pending', statements: ['truncate audit_pending'] },
 ];
 
 /** Runs each attempt on one connection of the service's pool, in a transaction rolled back. */

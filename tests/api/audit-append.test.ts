@@ -10,10 +10,10 @@ import { createTestDatabase } from '../support/test-db';
 
 /**
  * A batch of events whose statement outlives DATABASE_QUERY_TIMEOUT_MS: the client gives up (an
- * outage for those requests), but the server goes on, gets the head's lock when the writer that
+ * outage for those requests), but the server goes on, gets the table's lock when the session that
  * held it commits, and commits the batch. Retrying its events one by one (as the log did for any
  * error) recorded those reads twice. Now only the database refusing an event's own data is retried
- * event by event, and a batch found in the trail after all counts as recorded.
+ * event by event; a batch whose answer was lost is refused (503), though its events may be recorded.
  */
 describe('an audit batch whose answer is lost', () => {
   const TIMEOUT_MS = 500;
@@ -34,7 +34,8 @@ describe('an audit batch whose answer is lost', () => {
   });
 
   /** The chain is whole: gap-free, every link recomputed from the stored rows, the head its last. */
-  async function expectWholeChain(): Promise<void> {
+  async function expectWholeChain(audit: AuditLog): Promise<void> {
+    await audit.settle();
     const repo = new AuditRepository();
     const events = await repo.pageAfter(owner, 0, 10_000);
     let prev = GENESIS_HASH;
@@ -52,12 +53,12 @@ describe('an audit batch whose answer is lost', () => {
   it('never records an event twice when its batch commits after the client gave up', async () => {
     const audit = new AuditLog({ db, repo: new AuditRepository(), logger: createLogger('silent') });
     const actor = systemActor('lost answer test');
-    // A writer holds the head's lock for 4 query timeouts, then commits. The first batch (x) gives
-    // up after one, and the server cancels its statement after three (statement_timeout); the next
+    // A session keeps events from being recorded for 4 query timeouts, then commits. The first
+    // batch (x) gives up after one, and the server cancels its statement after three (statement_timeout); the next
     // batch (a to d) gives up too, but its statement is still waiting when the lock is let go, and
     // commits.
     const holder = owner.transaction().execute(async (tx) => {
-      await sql`select seq from audit_chain_head for update`.execute(tx);
+      await sql`lock table audit_pending in exclusive mode`.execute(tx);
       await sql`select pg_sleep(${(TIMEOUT_MS * 4) / 1000})`.execute(tx);
     });
     await new Promise((r) => setTimeout(r, 100));
@@ -75,6 +76,7 @@ describe('an audit batch whose answer is lost', () => {
     // Let any statement the server still runs finish before counting.
     await new Promise((r) => setTimeout(r, TIMEOUT_MS * 3));
 
+    await audit.settle();
     const { rows } = await sql<{ read: string; n: number }>`
       select details->>'read' as read, count(*)::int as n from audit_events
        where action = 'evidence.view' group by 1 order by 1`.execute(owner);
@@ -88,7 +90,7 @@ describe('an audit batch whose answer is lost', () => {
       expect(counts[read] ?? 0).toBeLessThanOrEqual(1);
     }
     // Their requests were refused (an outage, 503), though the events landed: recorded, not lost.
-    await expectWholeChain();
+    await expectWholeChain(audit);
   });
 
   it('stores hostile text exactly as it was hashed: lone surrogates, a pair cut at the length limit', async () => {
@@ -102,10 +104,11 @@ describe('an audit batch whose answer is lost', () => {
     await audit.record(hostile); // one statement, events as JSON
     await audit.recordRead(hostile);
     await db.transaction().execute((tx) => audit.append(tx, [hostile])); // a writer's insert
+    await audit.settle();
     const { rows } = await sql<{
       n: number;
     }>`select count(*)::int as n from audit_events where action = 'complaint.view'`.execute(owner);
     expect(rows[0]!.n).toBe(3);
-    await expectWholeChain();
+    await expectWholeChain(audit);
   });
 });

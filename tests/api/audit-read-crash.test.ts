@@ -138,7 +138,10 @@ describeOwnPg('a database crash under audited reads', () => {
     let found: Set<string>;
     try {
       const { rows } = await client.query<{ request_id: string }>(
-        'select request_id from audit_events where request_id = any($1::text[])',
+        // Linked, or recorded and still waiting to be linked (a linking the crash took back
+        // leaves its events waiting): either way not lost.
+        `select request_id from audit_events where request_id = any($1::text[])
+         union all select request_id from audit_pending where request_id = any($1::text[])`,
         [acked.map((a) => a.requestId)],
       );
       found = new Set(rows.map((r) => r.request_id));
@@ -229,6 +232,7 @@ describeOwnPg('a database crash while a checkpoint is signed', () => {
         repo: new AuditRepository(),
         key: ctx.signingKey,
         logger: createLogger('silent'),
+        audit: ctx.audit,
         store: {
           putRecord: async (key, body) => {
             const state = await ctx.recordStore.putRecord(key, body);

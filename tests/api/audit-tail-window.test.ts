@@ -34,10 +34,13 @@ describe('the audit tail window (CHECKPOINT_MAX_LAG_SECONDS)', () => {
           .executeTakeFirst()
       )?.seq ?? 0,
     );
-  const head = () =>
-    dba.selectFrom('audit_chain_head').select(['seq', 'hash']).executeTakeFirstOrThrow();
+  const head = async () => {
+    await app.ctx.audit.settle(); // every event answered, linked
+    return dba.selectFrom('audit_chain_head').select(['seq', 'hash']).executeTakeFirstOrThrow();
+  };
   /** As a superuser would: the events after `seq` deleted and the head moved back to it. */
   const cutTailAfter = async (seq: number) => {
+    await app.ctx.audit.settle();
     const at = await dba
       .selectFrom('audit_events')
       .select(['seq', 'hash'])

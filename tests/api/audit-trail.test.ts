@@ -126,6 +126,7 @@ describe('audit trail of every action', () => {
     ]);
     expect(hostile!.status).toBe(401);
     expect(views.map((v) => v.status)).toEqual(Array(10).fill(200));
+    await app.ctx.audit.settle(); // every event answered, linked
     const { rows } = await sql<{ complaint_id: string }>`select complaint_id from audit_events
       where outcome = 'denied' and complaint_id like '%x' order by seq desc limit 1`.execute(
       app.ctx.db,
@@ -193,6 +194,7 @@ describe('audit trail of every action', () => {
         request(app.url).get(`/v1/evidence/${id}`).set(bearer(app.keys.support)).expect(200),
       ),
     );
+    await app.ctx.audit.settle(); // every event answered, linked
     const rows = await app.ctx.db
       .selectFrom('audit_events')
       .select(['seq', 'prev_hash', 'hash'])

@@ -243,6 +243,7 @@ describe.each(DRIVERS)('dispute bundles (%s store)', (driver: Driver) => {
     const seqs = excerpt.map((e: { seq: number }) => e.seq);
     const cp = manifest.checkpoint.checkpoint;
     expect(Math.max(...seqs)).toBeLessThanOrEqual(cp.seq);
+    await app.ctx.audit.settle(); // every event answered, linked
     const newestOfItems = await app.ctx.db
       .selectFrom('audit_events')
       .select((eb) => eb.fn.max('seq').as('seq'))

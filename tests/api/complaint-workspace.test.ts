@@ -260,6 +260,7 @@ describe('complaint workspace, suggestions and coverage', () => {
       expect(complaint.body.evidence.map((i: { id: string }) => i.id).sort()).toEqual(
         [ids.clip, ids.callIn, ids.photo].sort(),
       );
+      await app.ctx.audit.settle(); // every event answered, linked
       const { rows } = await sql<{ details: { suggested: Record<string, string[]> } }>`
         select details from audit_events
         where action = 'evidence.link' and complaint_id = 'CMP-W' and outcome = 'success'`.execute(

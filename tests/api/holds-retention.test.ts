@@ -71,6 +71,7 @@ describe('complaints', () => {
 
     const got = await request(app.url).get('/v1/complaints/CMP-1').set(bearer(app.keys.support));
     expect(got.body).toMatchObject({ id: 'CMP-1', status: 'open', orderIds: ['ORD-1'] });
+    await app.ctx.audit.settle(); // every event answered, linked
     const events = await app.ctx.db
       .selectFrom('audit_events')
       .select(['action', 'details'])
@@ -341,6 +342,7 @@ describe('retention', () => {
     } finally {
       await Promise.all(pools.map((p) => p.destroy()));
     }
+    await app.ctx.audit.settle(); // every event answered, linked
     const { rows } = await sql<{ action: string; n: string }>`
       select action, count(*) as n from audit_events, unnest(item_ids) as item
       where action in ('evidence.expire', 'evidence.purge') group by action, item

@@ -169,6 +169,7 @@ describe.each(DRIVERS)('integrity verification and scrub (%s driver)', (driver) 
     });
     expect(report.stagingRemoved).toBe(1);
     expect((await storedKeys(app)).filter((k) => k.startsWith('staging/'))).toEqual([]);
+    await app.ctx.audit.settle(); // every event answered, linked
     const event = await app.ctx.db
       .selectFrom('audit_events')
       .selectAll()

@@ -62,11 +62,13 @@ describe('refusals from strangers are rate-limited and counted, not chained one 
   });
   afterAll(() => app.close());
 
-  const eventsFrom = async (ip: string) =>
-    (
+  const eventsFrom = async (ip: string) => {
+    await app.ctx.audit.settle(); // every event answered, linked
+    return (
       await sql<EventRow>`select action, outcome, client_ip, details from audit_events
         where client_ip = ${ip} order by seq`.execute(app.ctx.db)
     ).rows;
+  };
 
   /** Sends `n` requests, `concurrency` at a time, and returns their responses in order. */
   async function flood(n: number, send: (i: number) => request.Test, concurrency = 20) {
@@ -244,6 +246,7 @@ describe('refusals from strangers are rate-limited and counted, not chained one 
     // 50 addresses tracked, the rest share one overflow tally (limited together).
     expect(app.ctx.refusals.trackedAddresses).toBeLessThanOrEqual(51);
     await app.ctx.refusals.close();
+    await app.ctx.audit.settle(); // every event answered, linked
     const { rows } = await sql<EventRow>`select action, outcome, client_ip, details
       from audit_events where action = 'access.refusals' and details->>'overflow' = 'true'`.execute(
       app.ctx.db,
@@ -313,6 +316,7 @@ describe('a global budget of refusals recorded one by one', () => {
       ...Array<number>(12).fill(404),
     ]);
     await app.ctx.refusals.close();
+    await app.ctx.audit.settle(); // every event answered, linked
     const { rows } = await sql<EventRow>`select action, outcome, client_ip, details
       from audit_events where client_ip = any(${ips}) order by seq`.execute(app.ctx.db);
     const individual = rows.filter((e) => e.action !== 'access.refusals');

@@ -77,6 +77,7 @@ describe.each(DRIVERS)('share links (%s)', (driver) => {
         or note like ${`%${token}%`}`.execute(app.ctx.db);
     expect(leaks[0]!.n).toBe(0);
 
+    await app.ctx.audit.settle(); // every event answered, linked
     const uses = await sql<{ client_ip: string | null; actor_role: string; details: unknown }>`
       select client_ip, actor_role, details from audit_events
       where action = 'share_link.use' and outcome = 'success' order by seq`.execute(app.ctx.db);
@@ -105,6 +106,7 @@ describe.each(DRIVERS)('share links (%s)', (driver) => {
     expect(after.status).toBe(410);
     expect(JSON.parse(after.body.toString()).code).toBe('share_link_revoked');
     // The refusal is recorded too, naming the link but never the token.
+    await app.ctx.audit.settle(); // every event answered, linked
     const { rows: refused } = await sql<{ details: { path: string; shareLinkId: string } }>`
       select details from audit_events where action = 'share_link.use' and outcome <> 'success'`.execute(
       app.ctx.db,
@@ -194,6 +196,7 @@ describe.each(DRIVERS)('share links (%s)', (driver) => {
     expect(shared.headers['content-type']).toBe('application/zip');
     expect(shared.headers['cache-control']).toBe('private, no-store');
     expect(sha256(shared.body)).toBe(sha256(direct.body));
+    await app.ctx.audit.settle(); // every event answered, linked
     const { rows } = await sql<{ action: string; details: { via?: { shareLinkId: string } } }>`
       select action, details from audit_events
       where action in ('share_link.use', 'bundle.download') and outcome = 'success'

@@ -128,7 +128,7 @@ describe('making a bundle', () => {
       { itemId: gone.id, reason: 'deleted', deletedAt: '2026-01-20T00:00:00.000Z' },
     ]);
     expect(m.checkpoint.checkpoint.keyFingerprint).toBe(TEST_SIGNING_KEY.fingerprint);
-    expect(s.events.at(-1)).toMatchObject({
+    expect((await s.trail()).at(-1)).toMatchObject({
       action: 'bundle.create',
       complaint_id: 'CMP-1',
       item_ids: [clip.id, call.id],
@@ -202,7 +202,7 @@ describe('making a bundle', () => {
       extra: { itemIds: [clip.id] },
     });
     expect(s.checkpoints).toEqual([]);
-    expect(s.events.map((e) => e.action)).not.toContain('bundle.create');
+    expect((await s.trail()).map((e) => e.action)).not.toContain('bundle.create');
   });
 
   it('makes a missing cut when it can, and says why when it cannot', async () => {

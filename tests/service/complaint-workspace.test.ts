@@ -148,7 +148,7 @@ describe('the complaint workspace', () => {
       alreadyLinked: [linked.id],
     });
     expect(s.item(orderClip.id)!.complaint_ids).toEqual(['CMP-1']);
-    expect(s.events.at(-1)).toMatchObject({
+    expect((await s.trail()).at(-1)).toMatchObject({
       action: 'evidence.link',
       item_ids: [orderClip.id, stranger.id],
       complaint_id: 'CMP-1',
@@ -162,7 +162,7 @@ describe('the complaint workspace', () => {
     const { s, workspace, linked } = setup();
     const result = await workspace.link(support, 'CMP-1', { itemIds: [linked.id] });
     expect(result).toEqual({ complaintId: 'CMP-1', linked: [], alreadyLinked: [linked.id] });
-    expect(s.events.map((e) => e.action)).not.toContain('evidence.link');
+    expect((await s.trail()).map((e) => e.action)).not.toContain('evidence.link');
   });
 
   it('refuses to link deleted or unknown items, linking none of the others', async () => {

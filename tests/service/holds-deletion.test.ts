@@ -52,7 +52,7 @@ describe('legal holds', () => {
       true,
       false,
     ]);
-    const event = s.events.at(-1)!;
+    const event = (await s.trail()).at(-1)!;
     expect(event).toMatchObject({
       action: 'hold.place',
       complaint_id: 'CMP-1',
@@ -65,7 +65,7 @@ describe('legal holds', () => {
     const { s, holds } = setup();
     expect(await code(holds.placeOnComplaint(admin, 'CMP-TYPO', 'x'))).toBe('not_found');
     expect(s.holds).toEqual([]);
-    expect(s.events).toEqual([]);
+    expect((await s.trail())).toEqual([]);
   });
 
   it('refuses a hold on a deleted item', async () => {
@@ -81,7 +81,7 @@ describe('legal holds', () => {
     expect(released.hold).toMatchObject({ active: false, releaseReason: 'settled' });
     expect(s.isHeld(other.id)).toBe(false);
     expect(await code(holds.release(admin, hold.id, { reason: 'again' }))).toBe('hold_not_found');
-    expect(s.events.map((e) => e.action)).toEqual(['hold.place', 'hold.release']);
+    expect((await s.trail()).map((e) => e.action)).toEqual(['hold.place', 'hold.release']);
   });
 
   it('mirrors to the objects’ legal-hold flags what is still held after a release', async () => {
@@ -110,11 +110,11 @@ describe('deletion', () => {
   it('refuses held evidence (held through a complaint’s order) and changes nothing', async () => {
     const { s, holds, deletion, viaOrder } = setup();
     await holds.placeOnComplaint(admin, 'CMP-1', 'chargeback');
-    const events = s.events.length;
+    const events = (await s.trail()).length;
     expect(await code(deletion.deleteItem(admin, viaOrder.id, 'gdpr'))).toBe('legal_hold');
     expect(s.items.get(viaOrder.id)!.deleted_at).toBeNull();
     expect(s.blobs.has(viaOrder.blob_key)).toBe(true);
-    expect(s.events).toHaveLength(events);
+    expect((await s.trail())).toHaveLength(events);
   });
 
   it('deletes once the hold is released: a tombstone, the bytes gone, both recorded', async () => {
@@ -132,7 +132,7 @@ describe('deletion', () => {
     });
     expect(s.blobs.has(linked.blob_key)).toBe(false);
     expect(s.items.get(linked.id)!.blob_purged_at).toEqual(new Date('2026-03-01T00:00:00Z'));
-    const [del, purge] = s.events.slice(-2);
+    const [del, purge] = (await s.trail()).slice(-2);
     expect(del).toMatchObject({
       action: 'evidence.delete',
       item_ids: [linked.id],

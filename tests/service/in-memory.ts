@@ -1,4 +1,4 @@
-import type { Insertable } from 'kysely';
+import type { Insertable, Selectable } from 'kysely';
 import type { BundleRow } from '../../src/bundles/bundle.repository';
 import { BundleRepository, CUSTODY_ACTIONS } from '../../src/bundles/bundle.repository';
 import { ComplaintRepository, type ComplaintRow } from '../../src/complaints/complaint.repository';
@@ -14,6 +14,7 @@ import { HoldRepository, type HoldRow } from '../../src/custody/hold.repository'
 import type {
   AuditCheckpointsTable,
   AuditEventsTable,
+  AuditPendingTable,
   BundlesTable,
   Db,
   Executor,
@@ -49,6 +50,8 @@ interface Link {
 }
 
 /** The tables, in memory. A transaction that throws puts them back as they were. */
+type PendingRow = Selectable<AuditPendingTable>;
+
 export class MemoryState {
   items = new Map<string, Item>();
   links: Link[] = [];
@@ -57,6 +60,10 @@ export class MemoryState {
   cuts = new Map<string, SegmentCutRow>();
   holds: HoldRow[] = [];
   events: AuditRow[] = [];
+  /** Events recorded, not yet linked into `events` (what the audit log's settle() links). */
+  pending: PendingRow[] = [];
+  /** Links what waits (set by memoryAudit). */
+  settle: () => Promise<void> = async () => undefined;
   head = { seq: 0, hash: '0'.repeat(64) };
   checkpoints: CheckpointRow[] = [];
   bundles = new Map<string, BundleRow>();
@@ -64,6 +71,12 @@ export class MemoryState {
   /** Blobs (by key) and records (checkpoints), as the store holds them. */
   blobs = new Map<string, Buffer>();
   records = new Map<string, Buffer>();
+
+  /** The trail, everything recorded linked first: what the service tests read. */
+  async trail(): Promise<AuditRow[]> {
+    await this.settle();
+    return this.events;
+  }
 
   /** Adds an item (its links from order_ids and complaint_ids) and returns it as read back. */
   addItem(row: EvidenceRow): EvidenceRow {
@@ -411,19 +424,30 @@ export class MemoryAuditRepository extends AuditRepository {
       });
     }
   }
-  override async appendIfHead(
-    _db: Executor,
-    from: { seq: number; hash: string },
-    to: { seq: number; hash: string },
-    rows: Insertable<AuditEventsTable>[],
-  ) {
-    if (this.s.head.seq !== from.seq || this.s.head.hash !== from.hash) return false;
-    await this.insertEvents(undefined, rows);
-    this.s.head = { ...to };
-    return true;
+  override async lockHeadUnlessBusy() {
+    return { ...this.s.head };
   }
-  override async hashAt(_db: Executor, seq: number) {
-    return this.s.events.find((e) => e.seq === seq)?.hash;
+  override async insertPending(_db: Executor, rows: Insertable<AuditPendingTable>[]) {
+    for (const r of rows) {
+      this.s.pending.push({
+        ...(r as PendingRow),
+        id: this.s.pending.length + this.s.events.length + 1,
+        occurred_at: new Date(r.occurred_at),
+        details: JSON.parse(r.details) as Record<string, unknown>,
+      });
+    }
+  }
+  override async insertPendingBatch(_db: Db, rows: Insertable<AuditPendingTable>[]) {
+    await this.insertPending(undefined as unknown as Executor, rows);
+  }
+  override async lastPendingId() {
+    return this.s.pending.at(-1)?.id;
+  }
+  override async takePending(_tx: unknown, limit: number, uptoId?: number) {
+    const taken = this.s.pending.filter((p) => uptoId === undefined || p.id <= uptoId);
+    taken.splice(limit);
+    this.s.pending = this.s.pending.filter((p) => !taken.includes(p));
+    return taken;
   }
   override async durableHead() {
     return { ...this.s.head };
@@ -551,6 +575,7 @@ export function memoryCheckpoints(s: MemoryState): CheckpointService {
     repo: new MemoryAuditRepository(s),
     key: TEST_SIGNING_KEY,
     logger: createLogger('silent'),
+    audit: s,
   });
 }
 
@@ -595,11 +620,13 @@ export function memoryRecords(s: MemoryState): CustodyRecordStore {
 
 /** The real AuditLog (hash chain and all) over the in-memory audit repository. */
 export function memoryAudit(s: MemoryState): AuditLog {
-  return new AuditLog({
+  const audit = new AuditLog({
     db: memoryDb(s),
     repo: new MemoryAuditRepository(s),
     logger: createLogger('silent'),
   });
+  s.settle = () => audit.settle();
+  return audit;
 }
 
 /** The repositories over one state, named as the services' dependency objects name them. */

@@ -160,6 +160,7 @@ export async function itemCount(app: TestApp): Promise<number> {
 
 /** The audit events of one action, oldest first. */
 export async function auditEvents(app: TestApp, action: string) {
+  await app.ctx.audit.settle(); // every event answered, linked
   return app.ctx.db
     .selectFrom('audit_events')
     .selectAll()
