@@ -110,16 +110,15 @@ export class AuditRepository {
     return row?.id;
   }
 
-  /** How many events wait to be linked, and when the oldest of them happened. */
-  async pendingSummary(db: Executor): Promise<{ count: number; oldestAt: Date | null }> {
+  /** When the oldest event waiting to be linked was recorded (one index read: no count). */
+  async oldestPendingAt(db: Executor): Promise<Date | undefined> {
     const row = await db
       .selectFrom('audit_pending')
-      .select([
-        sql<number>`count(*)::int`.as('count'),
-        sql<Date | null>`min(occurred_at)`.as('oldest_at'),
-      ])
-      .executeTakeFirstOrThrow();
-    return { count: row.count, oldestAt: row.oldest_at === null ? null : new Date(row.oldest_at) };
+      .select('occurred_at')
+      .orderBy('id')
+      .limit(1)
+      .executeTakeFirst();
+    return row ? new Date(row.occurred_at) : undefined;
   }
 
   /** Takes the oldest waiting events (up to `uptoId`), in id order: deleted as they are linked. */

@@ -186,6 +186,15 @@ export class CustodyStatusService {
       },
     );
     metrics.gauge(
+      'audit_events_waiting_oldest_seconds',
+      'Age of the oldest audit event recorded and not yet linked into the chain (0: none waits)',
+      [],
+      async (set) => {
+        const oldest = await this.auditRepo.oldestPendingAt(this.db);
+        set(oldest ? Math.max(0, (Date.now() - oldest.getTime()) / 1000) : 0);
+      },
+    );
+    metrics.gauge(
       'audit_checkpoint_last_seq',
       'Sequence number covered by the newest signed checkpoint',
       [],

@@ -227,6 +227,7 @@ describe('partitioned audit trail', () => {
     clock = new Date(inTwoMonths.getTime() + 3600_000);
     await view();
     await view();
+    await app.ctx.audit.settle(); // every event answered, linked
   });
   afterAll(async () => {
     await owner.destroy();
