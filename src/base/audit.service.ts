@@ -308,9 +308,9 @@ export class AuditLog {
     const upto = await this.repo.lastPendingId(this.db);
     if (upto === undefined) return;
     for (;;) {
-      const linked = await this.db.transaction().execute(async (tx) =>
-        this.linkBatch(tx, await this.repo.lockHead(tx), upto),
-      );
+      const linked = await this.db
+        .transaction()
+        .execute(async (tx) => this.linkBatch(tx, await this.repo.lockHead(tx), upto));
       if (linked < CHAIN_BATCH) return;
     }
   }
@@ -343,11 +343,12 @@ export class AuditLog {
 
   /** An entry as it waits to be linked: cleaned, stamped, in the stored form. */
   private toPending(entry: AuditEntry, at: Date, durable: boolean): Insertable<AuditPendingTable> {
-    const { seq: _s, prev_hash: _p, hash: _h, ...row } = this.toRow(
-      this.chained(entry, 0, at),
-      '',
-      '',
-    );
+    const {
+      seq: _s,
+      prev_hash: _p,
+      hash: _h,
+      ...row
+    } = this.toRow(this.chained(entry, 0, at), '', '');
     return { ...row, durable };
   }
 

@@ -65,7 +65,7 @@ describe('legal holds', () => {
     const { s, holds } = setup();
     expect(await code(holds.placeOnComplaint(admin, 'CMP-TYPO', 'x'))).toBe('not_found');
     expect(s.holds).toEqual([]);
-    expect((await s.trail())).toEqual([]);
+    expect(await s.trail()).toEqual([]);
   });
 
   it('refuses a hold on a deleted item', async () => {
@@ -114,7 +114,7 @@ describe('deletion', () => {
     expect(await code(deletion.deleteItem(admin, viaOrder.id, 'gdpr'))).toBe('legal_hold');
     expect(s.items.get(viaOrder.id)!.deleted_at).toBeNull();
     expect(s.blobs.has(viaOrder.blob_key)).toBe(true);
-    expect((await s.trail())).toHaveLength(events);
+    expect(await s.trail()).toHaveLength(events);
   });
 
   it('deletes once the hold is released: a tombstone, the bytes gone, both recorded', async () => {

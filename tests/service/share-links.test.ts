@@ -71,7 +71,7 @@ describe('creating a share link', () => {
       item_ids: [viaOrder.id],
       complaint_id: 'CMP-1',
     });
-    expect(JSON.stringify((await s.trail()))).not.toContain(token);
+    expect(JSON.stringify(await s.trail())).not.toContain(token);
   });
 
   it('lasts between 1 and 30 days', async () => {
