@@ -103,6 +103,8 @@ const CHAIN_BATCH = 5000;
 const CHAIN_POLL_MS = 250;
 /** After a writer's append: its transaction commits right after, then its events can be linked. */
 const AFTER_WRITE_MS = 5;
+/** The least time between two runs of this instance's chainer. */
+const LINK_EVERY_MS = 50;
 
 export interface AuditLogDeps {
   db: Db;
@@ -123,7 +125,8 @@ export interface AuditLogDeps {
  * Linking: a chainer (every instance runs one; the chain head's row lock lets one at a time work,
  * the others skip) moves the waiting events into `audit_events` in `id` order, a batch per
  * transaction, assigning each its seq, its link to the event before and its hash. It runs as
- * soon as events were recorded here, and every CHAIN_POLL_MS for events recorded elsewhere.
+ * soon as events were recorded here (runs at least LINK_EVERY_MS apart), and every CHAIN_POLL_MS
+ * for events recorded elsewhere.
  * Whoever reads the trail first links everything recorded before (`settle`), so a reader never
  * misses an event that was answered.
  *
@@ -143,6 +146,9 @@ export class AuditLog {
   private chaining: Promise<void> | undefined;
   /** Another run was asked for while one was in progress. */
   private again = false;
+  /** The run asked for too soon after the last, waiting for its turn. */
+  private nextRun: NodeJS.Timeout | undefined;
+  private lastRunAt = 0;
   private poll: NodeJS.Timeout | undefined;
   private stopped = false;
 
@@ -260,7 +266,9 @@ export class AuditLog {
   async close(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.poll);
+    clearTimeout(this.nextRun);
     this.poll = undefined;
+    this.nextRun = undefined;
     while (this.flushing || this.chaining) {
       await this.chaining;
       await new Promise((r) => setImmediate(r));
@@ -270,24 +278,38 @@ export class AuditLog {
     );
   }
 
-  /** Links waiting events now (one run at a time here; a run asked for during one follows it). */
+  /**
+   * Links waiting events soon: one run at a time here, runs at least LINK_EVERY_MS apart, so that
+   * a busy read path links many events per transaction rather than a few (a run asked for during
+   * one, or too soon after it, is made when it may).
+   */
   private chainSoon(): void {
     if (this.stopped) return; // close() links what is left
-    if (this.chaining) {
-      this.again = true;
+    if (this.chaining || this.nextRun) {
+      this.again ||= !!this.chaining;
       return;
     }
+    const wait = this.lastRunAt + LINK_EVERY_MS - Date.now();
+    if (wait > 0) {
+      this.nextRun = setTimeout(() => {
+        this.nextRun = undefined;
+        this.chainSoon();
+      }, wait).unref();
+      return;
+    }
+    this.lastRunAt = Date.now();
     this.chaining = (async () => {
       try {
-        do {
-          this.again = false;
-          // A full batch: more wait. Another instance at work (busy): it links them.
-          while ((await this.chainOnce()) === CHAIN_BATCH && !this.stopped);
-        } while (this.again && !this.stopped);
+        // A full batch: more wait. Another instance at work (busy): it links them.
+        while ((await this.chainOnce()) === CHAIN_BATCH && !this.stopped);
       } catch (err) {
         this.logger.warn({ err }, 'could not link waiting audit events (retried)');
       } finally {
         this.chaining = undefined;
+        if (this.again) {
+          this.again = false;
+          this.chainSoon();
+        }
       }
     })();
   }
