@@ -151,6 +151,8 @@ export class AuditLog {
   private lastRunAt = 0;
   private poll: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** The last run failed (an outage): said once, until a run succeeds again. */
+  private linkFailing = false;
 
   private readonly db: Db;
   private readonly repo: AuditRepository;
@@ -302,8 +304,14 @@ export class AuditLog {
       try {
         // A full batch: more wait. Another instance at work (busy): it links them.
         while ((await this.chainOnce()) === CHAIN_BATCH && !this.stopped);
+        if (this.linkFailing) this.logger.info('linking waiting audit events again');
+        this.linkFailing = false;
       } catch (err) {
-        this.logger.warn({ err }, 'could not link waiting audit events (retried)');
+        // Once per outage, not at every poll: the events wait, recorded, and are linked after it.
+        if (!this.linkFailing) {
+          this.logger.warn({ err }, 'could not link waiting audit events (retried every poll)');
+        }
+        this.linkFailing = true;
       } finally {
         this.chaining = undefined;
         if (this.again) {
