@@ -164,11 +164,12 @@ async function startService(vars: Record<string, string>): Promise<Service> {
 
 async function mintKey(databaseUrl: string, role: 'ingest' | 'support'): Promise<string> {
   const db = createDb(databaseUrl, 1);
+  const audit = new AuditLog({ db, repo: new AuditRepository(), logger: createLogger('silent') });
   try {
-    const audit = new AuditLog({ db, repo: new AuditRepository(), logger: createLogger('silent') });
     const keys = new ApiKeyService({ db, repo: new ApiKeyRepository(), audit, cacheTtlMs: 0 });
     return (await keys.create(role, `bench ${role}`)).key;
   } finally {
+    await audit.close(); // links the key's event
     await db.destroy();
   }
 }
