@@ -64,6 +64,13 @@ export function negotiateEncoding(header: string | undefined): {
  */
 export function compression(): RequestHandler {
   return (req, res, next) => {
+    // A request that accepts no coding we offer (no Accept-Encoding at all: curl, scripts, load
+    // balancers' checks) is never compressed: its answer only needs the `Vary` the negotiation
+    // adds, and pays for none of the wrapping below (a measurable share of a small JSON answer).
+    if (negotiateEncoding(req.get('accept-encoding')).coding === undefined) {
+      uncompressed(res);
+      return next();
+    }
     type Fn = (...args: unknown[]) => unknown;
     const original = {
       write: res.write as unknown as Fn,
@@ -248,19 +255,81 @@ function eligible(req: Request, res: ServerResponse): boolean {
 }
 
 function chooseCoding(req: Request, res: ServerResponse): Coding | undefined {
-  const type = String(res.getHeader('content-type') ?? '');
-  if (!COMPRESSIBLE.test(type)) return undefined;
-  // The answer depends on Accept-Encoding from here on, compressed or not.
-  const vary = String(res.getHeader('vary') ?? '');
-  if (!/(^|,)\s*(accept-encoding|\*)\s*(,|$)/i.test(vary)) {
-    res.setHeader('Vary', vary ? `${vary}, Accept-Encoding` : 'Accept-Encoding');
-  }
+  if (!varyIfCompressible(res)) return undefined;
   if (!eligible(req, res)) return undefined;
   const { coding, identityRefused } = negotiateEncoding(req.get('accept-encoding'));
   if (!coding) return undefined;
   const length = Number(res.getHeader('content-length') ?? NaN);
   if (!identityRefused && length < COMPRESSION_THRESHOLD_BYTES) return undefined;
   return coding;
+}
+
+/**
+ * A compressible answer depends on Accept-Encoding, compressed or not: `Vary` says so. False for
+ * a type that is never compressed.
+ */
+function varyIfCompressible(res: ServerResponse): boolean {
+  const type = String(res.getHeader('content-type') ?? '');
+  if (!COMPRESSIBLE.test(type)) return false;
+  const vary = String(res.getHeader('vary') ?? '');
+  if (!/(^|,)\s*(accept-encoding|\*)\s*(,|$)/i.test(vary)) {
+    res.setHeader('Vary', vary ? `${vary}, Accept-Encoding` : 'Accept-Encoding');
+  }
+  return true;
+}
+
+/**
+ * What compression() does to an answer it will not compress, as its own wrapping does without a
+ * compressor: `Vary` when the headers go out (Node sends every answer's headers through
+ * writeHead; headers given to writeHead as an object are applied first, their Content-Type
+ * decides; a raw header list is sent as it is), Content-Length from end()'s body, and after
+ * end() a write is refused and a second end() ignored.
+ */
+function uncompressed(res: ServerResponse): void {
+  type Fn = (...args: unknown[]) => unknown;
+  const original = {
+    write: res.write as unknown as Fn,
+    end: res.end as unknown as Fn,
+    writeHead: res.writeHead as unknown as Fn,
+  };
+  let ending = false;
+  const patched = res as unknown as {
+    writeHead(status: number, ...rest: unknown[]): ServerResponse;
+    write(...args: unknown[]): boolean;
+    end(chunk?: unknown, encoding?: unknown, cb?: unknown): ServerResponse;
+  };
+  patched.writeHead = (status: number, ...rest: unknown[]) => {
+    const headers = rest.find((a): a is OutgoingHttpHeaders | unknown[] => typeof a === 'object');
+    if (Array.isArray(headers)) {
+      original.writeHead.call(res, status, ...rest);
+      return res;
+    }
+    for (const [name, value] of Object.entries(headers ?? {})) {
+      if (value !== undefined) res.setHeader(name, value);
+    }
+    varyIfCompressible(res);
+    original.writeHead.call(res, status, typeof rest[0] === 'string' ? rest[0] : undefined);
+    return res;
+  };
+  patched.write = (...args: unknown[]) => !ending && (original.write.apply(res, args) as boolean);
+  patched.end = (chunk, encoding, cb) => {
+    if (ending) {
+      const done = [chunk, encoding, cb].find((a) => typeof a === 'function') as
+        (() => void) | undefined;
+      if (done) {
+        if (res.writableFinished) process.nextTick(done);
+        else res.once('finish', done);
+      }
+      return res;
+    }
+    const body = typeof chunk === 'function' ? undefined : chunk;
+    if (!res.headersSent && body && !res.hasHeader('content-length')) {
+      res.setHeader('Content-Length', toBuffer(body, encoding).length);
+    }
+    ending = true;
+    original.end.call(res, chunk, encoding, cb);
+    return res;
+  };
 }
 
 /** A property's descriptor from the prototype chain (Node defines writableEnded as a getter). */

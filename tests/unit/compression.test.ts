@@ -94,6 +94,9 @@ describe('compression middleware on a real socket', () => {
       res.type('application/json');
       endCallback = new Promise((resolve) => res.end(big, () => resolve('called')));
     });
+    app.get('/write-head', (_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(big);
+    });
     app.get('/small-writes', (_req, res) => {
       res.type('application/json');
       for (let i = 0; i < 5; i++) res.write('ab'); // 10 bytes, length unknown at header time
@@ -128,6 +131,32 @@ describe('compression middleware on a real socket', () => {
         })
         .on('error', reject);
     });
+
+  const getPlain = (path: string) =>
+    new Promise<{ headers: http.IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
+      http
+        .get(`${base}${path}`, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ headers: res.headers, body: Buffer.concat(chunks) }));
+          res.on('error', reject);
+        })
+        .on('error', reject);
+    });
+
+  it('answers a client that sent no Accept-Encoding as is, with Vary on compressible types', async () => {
+    for (const path of ['/stream', '/write-head', '/double-end', '/late-error', '/end-callback']) {
+      const plain = await getPlain(path);
+      expect(plain.headers['content-encoding']).toBeUndefined();
+      expect(plain.headers.vary).toMatch(/Accept-Encoding/i);
+      expect(plain.body.toString()).toBe(big);
+    }
+    expect(endedAfterEnd).toBe(true);
+    await expect(endCallback).resolves.toBe('called');
+    const image = await getPlain('/image');
+    expect(image.headers.vary).toBeUndefined();
+    expect(image.body.length).toBe(big.length);
+  });
 
   it('streams a body written in pieces through gzip and br', async () => {
     const gz = await get('/stream', 'gzip');
