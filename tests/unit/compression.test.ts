@@ -3,7 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import express from 'express';
-import { compression, negotiateEncoding } from '../../src/http/compression';
+import { compression, negotiateEncoding, ONE_SHOT_MAX_BYTES } from '../../src/http/compression';
 
 describe('Accept-Encoding negotiation (RFC 9110 §12.5.3)', () => {
   it.each([
@@ -41,6 +41,10 @@ describe('compression middleware on a real socket', () => {
   let base: string;
   let endedAfterEnd: boolean | undefined;
   let endCallback: Promise<string> | undefined;
+  let wholeCallback: Promise<string> | undefined;
+  const medium = JSON.stringify({
+    rows: Array.from({ length: 60 }, (_, i) => ({ i, v: 'y'.repeat(40) })),
+  });
   const big = JSON.stringify({
     rows: Array.from({ length: 5000 }, (_, i) => ({ i, v: 'x'.repeat(40) })),
   });
@@ -93,6 +97,19 @@ describe('compression middleware on a real socket', () => {
     app.get('/end-callback', (_req, res) => {
       res.type('application/json');
       endCallback = new Promise((resolve) => res.end(big, () => resolve('called')));
+    });
+    // An order's lookup: a few KB of JSON handed whole to end(), compressed in one call.
+    app.get('/whole', (_req, res) => {
+      res.type('application/json').send(medium);
+    });
+    app.get('/whole-callback', (_req, res) => {
+      res.type('application/json');
+      wholeCallback = new Promise((resolve) => res.end(medium, () => resolve('called')));
+    });
+    app.get('/held-then-whole', (_req, res) => {
+      res.type('application/json');
+      res.write('[');
+      res.end(`${medium}]`);
     });
     app.get('/write-head', (_req, res) => {
       res.writeHead(200, { 'Content-Type': 'application/json' }).end(big);
@@ -203,6 +220,30 @@ describe('compression middleware on a real socket', () => {
     expect(res.headers['content-encoding']).toBe('gzip');
     const timeout = new Promise((resolve) => setTimeout(() => resolve('never called'), 2000));
     expect(await Promise.race([endCallback, timeout])).toBe('called');
+  });
+
+  it('compresses a small body handed whole to end() in one call, with its Content-Length', async () => {
+    expect(medium.length).toBeGreaterThan(1024);
+    expect(medium.length).toBeLessThan(ONE_SHOT_MAX_BYTES);
+    for (const [coding, decode] of [
+      ['gzip', gunzipSync],
+      ['br', brotliDecompressSync],
+    ] as const) {
+      for (const path of ['/whole', '/whole-callback']) {
+        const res = await get(path, coding);
+        expect([path, res.headers['content-encoding']]).toEqual([path, coding]);
+        expect(res.headers['content-length']).toBe(String(res.body.length));
+        expect(res.headers['transfer-encoding']).toBeUndefined();
+        expect(res.headers.vary).toMatch(/Accept-Encoding/i);
+        expect(decode(res.body).toString()).toBe(medium);
+      }
+    }
+    await expect(wholeCallback).resolves.toBe('called');
+    // Held back below the threshold until end() brought the rest: compressed whole too.
+    const held = await get('/held-then-whole', 'gzip');
+    expect(held.headers['content-encoding']).toBe('gzip');
+    expect(held.headers['content-length']).toBe(String(held.body.length));
+    expect(gunzipSync(held.body).toString()).toBe(`[${medium}]`);
   });
 
   it('keeps the 1 KiB threshold when the length is unknown at header time', async () => {
