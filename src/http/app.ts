@@ -18,7 +18,7 @@ import { loggablePath } from './redact';
 import { shareRoutes } from './share.routes';
 import { uploadRoutes } from './upload.routes';
 import { consoleRoutes } from './console.routes';
-import { answerOptions, knownRoutesOnly, methodNotAllowed, RouteTable } from './route-table';
+import { knownRoutesOnly, methodNotAllowed, RouteTable } from './route-table';
 import { webRoutes } from './web.routes';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -60,7 +60,6 @@ export function createApp(ctx: AppContext): Express {
   app.use(compression());
   // With no origin listed the middleware does nothing: it is not mounted at all.
   if (ctx.config.http.corsOrigins.length > 0) app.use(cors(ctx.config.http.corsOrigins, routes));
-  app.use(answerOptions(routes));
   // 404 and 405 before any body parser: a wrong method or path is answered as such, whatever the body.
   app.use(knownRoutesOnly(routes));
 
