@@ -77,7 +77,8 @@ export function negotiateEncoding(header: string | undefined): {
 
 /**
  * Compresses JSON and text answers when the client asks (Accept-Encoding: br, gzip), streaming
- * through node:zlib. Never compressed: anything offering or answering a byte range (stored bytes,
+ * through node:zlib (a body of up to ONE_SHOT_MAX_BYTES handed whole to end() in one call, sent
+ * with its Content-Length). Never compressed: anything offering or answering a byte range (stored bytes,
  * derivatives, share-link content, ZIP bundles: their ranges and digests name the identity bytes),
  * anything with an ETag, a Repr-Digest or Content-Digest, or already encoded, media and ZIPs by type,
  * 204/206/304, HEAD, and bodies under COMPRESSION_THRESHOLD_BYTES unless identity was refused (a
