@@ -18,7 +18,7 @@ import { loggablePath } from './redact';
 import { shareRoutes } from './share.routes';
 import { uploadRoutes } from './upload.routes';
 import { consoleRoutes } from './console.routes';
-import { answerOptions, knownRoutesOnly, methodNotAllowed, RouteTable } from './route-table';
+import { knownRoutesOnly, methodNotAllowed, RouteTable } from './route-table';
 import { webRoutes } from './web.routes';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -33,10 +33,11 @@ export function createApp(ctx: AppContext): Express {
   app.use((req, res, next) => {
     const incoming = req.get('x-request-id');
     req.id = incoming && REQUEST_ID.test(incoming) ? incoming : randomUUID();
-    res.set('X-Request-Id', req.id);
+    // setHeader, not express's res.set: plain strings, no Content-Type to add a charset to.
+    res.setHeader('X-Request-Id', req.id);
     // No other site's page may embed an answer (an <img>/<video> of evidence); a share link's
     // content is meant to be opened from anywhere.
-    if (!req.path.startsWith('/s/')) res.set('Cross-Origin-Resource-Policy', 'same-origin');
+    if (!req.path.startsWith('/s/')) res.setHeader('Cross-Origin-Resource-Policy', 'same-origin');
     const started = process.hrtime.bigint();
     res.on('finish', () => {
       ctx.logger.info(
@@ -57,8 +58,8 @@ export function createApp(ctx: AppContext): Express {
   // What each path serves, read from the routes registered below (at the first request).
   const routes = new RouteTable(app);
   app.use(compression());
-  app.use(cors(ctx.config.http.corsOrigins, routes));
-  app.use(answerOptions(routes));
+  // With no origin listed the middleware does nothing: it is not mounted at all.
+  if (ctx.config.http.corsOrigins.length > 0) app.use(cors(ctx.config.http.corsOrigins, routes));
   // 404 and 405 before any body parser: a wrong method or path is answered as such, whatever the body.
   app.use(knownRoutesOnly(routes));
 

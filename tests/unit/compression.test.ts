@@ -3,7 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import express from 'express';
-import { compression, negotiateEncoding } from '../../src/http/compression';
+import { compression, negotiateEncoding, ONE_SHOT_MAX_BYTES } from '../../src/http/compression';
 
 describe('Accept-Encoding negotiation (RFC 9110 §12.5.3)', () => {
   it.each([
@@ -41,6 +41,10 @@ describe('compression middleware on a real socket', () => {
   let base: string;
   let endedAfterEnd: boolean | undefined;
   let endCallback: Promise<string> | undefined;
+  let wholeCallback: Promise<string> | undefined;
+  const medium = JSON.stringify({
+    rows: Array.from({ length: 60 }, (_, i) => ({ i, v: 'y'.repeat(40) })),
+  });
   const big = JSON.stringify({
     rows: Array.from({ length: 5000 }, (_, i) => ({ i, v: 'x'.repeat(40) })),
   });
@@ -94,6 +98,22 @@ describe('compression middleware on a real socket', () => {
       res.type('application/json');
       endCallback = new Promise((resolve) => res.end(big, () => resolve('called')));
     });
+    // An order's lookup: a few KB of JSON handed whole to end(), compressed in one call.
+    app.get('/whole', (_req, res) => {
+      res.type('application/json').send(medium);
+    });
+    app.get('/whole-callback', (_req, res) => {
+      res.type('application/json');
+      wholeCallback = new Promise((resolve) => res.end(medium, () => resolve('called')));
+    });
+    app.get('/held-then-whole', (_req, res) => {
+      res.type('application/json');
+      res.write('[');
+      res.end(`${medium}]`);
+    });
+    app.get('/write-head', (_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(big);
+    });
     app.get('/small-writes', (_req, res) => {
       res.type('application/json');
       for (let i = 0; i < 5; i++) res.write('ab'); // 10 bytes, length unknown at header time
@@ -128,6 +148,32 @@ describe('compression middleware on a real socket', () => {
         })
         .on('error', reject);
     });
+
+  const getPlain = (path: string) =>
+    new Promise<{ headers: http.IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
+      http
+        .get(`${base}${path}`, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ headers: res.headers, body: Buffer.concat(chunks) }));
+          res.on('error', reject);
+        })
+        .on('error', reject);
+    });
+
+  it('answers a client that sent no Accept-Encoding as is, with Vary on compressible types', async () => {
+    for (const path of ['/stream', '/write-head', '/double-end', '/late-error', '/end-callback']) {
+      const plain = await getPlain(path);
+      expect(plain.headers['content-encoding']).toBeUndefined();
+      expect(plain.headers.vary).toMatch(/Accept-Encoding/i);
+      expect(plain.body.toString()).toBe(big);
+    }
+    expect(endedAfterEnd).toBe(true);
+    await expect(endCallback).resolves.toBe('called');
+    const image = await getPlain('/image');
+    expect(image.headers.vary).toBeUndefined();
+    expect(image.body.length).toBe(big.length);
+  });
 
   it('streams a body written in pieces through gzip and br', async () => {
     const gz = await get('/stream', 'gzip');
@@ -174,6 +220,30 @@ describe('compression middleware on a real socket', () => {
     expect(res.headers['content-encoding']).toBe('gzip');
     const timeout = new Promise((resolve) => setTimeout(() => resolve('never called'), 2000));
     expect(await Promise.race([endCallback, timeout])).toBe('called');
+  });
+
+  it('compresses a small body handed whole to end() in one call, with its Content-Length', async () => {
+    expect(medium.length).toBeGreaterThan(1024);
+    expect(medium.length).toBeLessThan(ONE_SHOT_MAX_BYTES);
+    for (const [coding, decode] of [
+      ['gzip', gunzipSync],
+      ['br', brotliDecompressSync],
+    ] as const) {
+      for (const path of ['/whole', '/whole-callback']) {
+        const res = await get(path, coding);
+        expect([path, res.headers['content-encoding']]).toEqual([path, coding]);
+        expect(res.headers['content-length']).toBe(String(res.body.length));
+        expect(res.headers['transfer-encoding']).toBeUndefined();
+        expect(res.headers.vary).toMatch(/Accept-Encoding/i);
+        expect(decode(res.body).toString()).toBe(medium);
+      }
+    }
+    await expect(wholeCallback).resolves.toBe('called');
+    // Held back below the threshold until end() brought the rest: compressed whole too.
+    const held = await get('/held-then-whole', 'gzip');
+    expect(held.headers['content-encoding']).toBe('gzip');
+    expect(held.headers['content-length']).toBe(String(held.body.length));
+    expect(gunzipSync(held.body).toString()).toBe(`[${medium}]`);
   });
 
   it('keeps the 1 KiB threshold when the length is unknown at header time', async () => {
