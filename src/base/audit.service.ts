@@ -97,6 +97,8 @@ interface Queued {
   reject: (err: unknown) => void;
 }
 
+/** Batches of events being recorded at once, at most (each on a connection of its own). */
+const RECORD_IN_FLIGHT = 2;
 /** Waiting events linked per transaction, at most. */
 const CHAIN_BATCH = 5000;
 /** How often a chainer looks for events left waiting by others (an instance that stopped). */
@@ -118,8 +120,9 @@ export interface AuditLogDeps {
  *
  * Recording: a change to evidence inserts its event inside its own transaction (`append`), so the
  * change and its record commit together; other events are recorded with `record`, which
- * group-commits: every event that arrives while one batch is being written goes into the next, so
- * a busy read path pays one statement per batch, not per request. Either way the event waits in
+ * group-commits: every event that arrives while RECORD_IN_FLIGHT batches are being written goes
+ * into the next, so a busy read path pays one statement per batch, not per request. Either way the
+ * event waits in
  * `audit_pending`, and no lock is taken: recording scales with requests and instances.
  *
  * Linking: a chainer (every instance runs one; the chain head's row lock lets one at a time work,
@@ -141,7 +144,8 @@ export interface AuditLogDeps {
  */
 export class AuditLog {
   private queue: Queued[] = [];
-  private flushing = false;
+  /** Batches being written. */
+  private inFlight = 0;
   /** The chainer's run in progress, if any. */
   private chaining: Promise<void> | undefined;
   /** Another run was asked for while one was in progress. */
@@ -194,7 +198,7 @@ export class AuditLog {
   private enqueue(entry: AuditEntry, durable: boolean): Promise<void> {
     return new Promise((resolve, reject) => {
       this.queue.push({ entry, durable, resolve, reject });
-      if (!this.flushing) void this.flush();
+      this.flush();
     });
   }
 
@@ -208,40 +212,49 @@ export class AuditLog {
     clearTimeout(timer);
   }
 
-  private async flush(): Promise<void> {
-    this.flushing = true;
-    try {
-      while (this.queue.length > 0) {
-        const batch = this.queue.splice(0, 500);
-        try {
-          await this.insertBatch(
-            batch.map((p) => p.entry),
-            batch.some((p) => p.durable),
-          );
-          for (const p of batch) p.resolve();
-        } catch (err) {
-          // An outage fails the batch as one, never retried: a statement whose answer was lost (a
-          // timeout, a dropped connection) may still have committed, and its events would be
-          // recorded twice. Only the database refusing an event's own data (SQLSTATE classes 22
-          // and 23: nothing was committed) is worth trying event by event, so that one event it
-          // refuses does not fail every request batched with it.
-          if (batch.length === 1 || !refusesData(err)) {
-            for (const p of batch) p.reject(err);
-            continue;
-          }
-          for (const p of batch) {
-            try {
-              await this.insertBatch([p.entry], p.durable);
-              p.resolve();
-            } catch (one) {
-              p.reject(one);
-            }
-          }
-        }
+  /**
+   * Starts a batch of what is queued while fewer than RECORD_IN_FLIGHT are being written: a batch
+   * no longer waits for the one before it (recording takes no lock; order does not matter until
+   * events are linked), so an event waits for at most its own statement when the path is quiet,
+   * and events arriving while all are busy share the next batch.
+   */
+  private flush(): void {
+    while (this.queue.length > 0 && this.inFlight < RECORD_IN_FLIGHT) {
+      const batch = this.queue.splice(0, 500);
+      this.inFlight++;
+      void this.write(batch).finally(() => {
+        this.inFlight--;
         this.chainSoon();
+        this.flush();
+      });
+    }
+  }
+
+  private async write(batch: Queued[]): Promise<void> {
+    try {
+      await this.insertBatch(
+        batch.map((p) => p.entry),
+        batch.some((p) => p.durable),
+      );
+      for (const p of batch) p.resolve();
+    } catch (err) {
+      // An outage fails the batch as one, never retried: a statement whose answer was lost (a
+      // timeout, a dropped connection) may still have committed, and its events would be
+      // recorded twice. Only the database refusing an event's own data (SQLSTATE classes 22
+      // and 23: nothing was committed) is worth trying event by event, so that one event it
+      // refuses does not fail every request batched with it.
+      if (batch.length === 1 || !refusesData(err)) {
+        for (const p of batch) p.reject(err);
+        return;
       }
-    } finally {
-      this.flushing = false;
+      for (const p of batch) {
+        try {
+          await this.insertBatch([p.entry], p.durable);
+          p.resolve();
+        } catch (one) {
+          p.reject(one);
+        }
+      }
     }
   }
 
@@ -271,7 +284,7 @@ export class AuditLog {
     clearTimeout(this.nextRun);
     this.poll = undefined;
     this.nextRun = undefined;
-    while (this.flushing || this.chaining) {
+    while (this.inFlight > 0 || this.chaining) {
       await this.chaining;
       await new Promise((r) => setImmediate(r));
     }
