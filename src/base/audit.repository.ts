@@ -13,7 +13,7 @@ export type CheckpointRow = Selectable<AuditCheckpointsTable>;
 
 /** Thin data access for the audit trail, its head and its checkpoints: one query per method. */
 export class AuditRepository {
-  /** Locks the chain head until the transaction ends: events are appended one writer at a time. */
+  /** Locks the chain head until the transaction ends: events are linked one chainer at a time. */
   async lockHead(tx: Tx): Promise<{ seq: number; hash: string }> {
     return tx
       .selectFrom('audit_chain_head')
