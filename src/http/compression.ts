@@ -128,15 +128,22 @@ export function compression(): RequestHandler {
       const coding = chooseCoding(req, res);
       if (!coding) return;
       const length = Number(res.getHeader('content-length'));
-      res.setHeader('Content-Encoding', coding);
       if (complete) {
-        oneShot =
-          coding === 'br'
-            ? brotliCompressSync(complete, brotliOptions(complete.length))
-            : gzipSync(complete);
+        // Compressed before any header says so: should the compressor fail, the answer goes out
+        // as it is (its identity Content-Length is set), never labelled with a coding it lacks.
+        try {
+          oneShot =
+            coding === 'br'
+              ? brotliCompressSync(complete, brotliOptions(complete.length))
+              : gzipSync(complete);
+        } catch {
+          return;
+        }
+        res.setHeader('Content-Encoding', coding);
         res.setHeader('Content-Length', oneShot.length);
         return;
       }
+      res.setHeader('Content-Encoding', coding);
       stream = coding === 'br' ? createBrotliCompress(brotliOptions(length)) : createGzip();
       res.removeHeader('Content-Length');
       const zipped = stream;
@@ -218,9 +225,9 @@ export function compression(): RequestHandler {
         if (!res.headersSent && !res.hasHeader('content-length')) {
           res.setHeader('Content-Length', all.length);
         }
-        ending = true;
         if (all.length <= ONE_SHOT_MAX_BYTES) complete = all;
         patched.writeHead(res.statusCode);
+        ending = true;
         if (oneShot) {
           end(oneShot, done);
           return res;
@@ -233,8 +240,9 @@ export function compression(): RequestHandler {
         stream.end(all);
         return res;
       }
+      let whole: Buffer | undefined;
       if (!res.headersSent) {
-        const whole = body ? toBuffer(body, encoding) : Buffer.alloc(0);
+        whole = body ? toBuffer(body, encoding) : Buffer.alloc(0);
         if (body && !res.hasHeader('content-length')) res.setHeader('Content-Length', whole.length);
         if (whole.length <= ONE_SHOT_MAX_BYTES) complete = whole;
         patched.writeHead(res.statusCode);
@@ -249,7 +257,7 @@ export function compression(): RequestHandler {
         return res;
       }
       if (done) res.once('finish', done);
-      if (body) stream.end(toBuffer(body, encoding));
+      if (body) stream.end(whole ?? toBuffer(body, encoding));
       else stream.end();
       return res;
     };

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { brotliDecompressSync, gunzipSync } from 'node:zlib';
+import zlib, { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import express from 'express';
 import { compression, negotiateEncoding, ONE_SHOT_MAX_BYTES } from '../../src/http/compression';
 
@@ -244,6 +244,33 @@ describe('compression middleware on a real socket', () => {
     expect(held.headers['content-encoding']).toBe('gzip');
     expect(held.headers['content-length']).toBe(String(held.body.length));
     expect(gunzipSync(held.body).toString()).toBe(`[${medium}]`);
+  });
+
+  it('sends a body as it is, with no Content-Encoding, when the one-call compressor fails', async () => {
+    const failing = (() => {
+      throw new Error('out of memory');
+    }) as never;
+    const gzip = jest.spyOn(zlib, 'gzipSync').mockImplementation(failing);
+    const br = jest.spyOn(zlib, 'brotliCompressSync').mockImplementation(failing);
+    try {
+      for (const path of ['/whole', '/held-then-whole']) {
+        for (const coding of ['gzip', 'br']) {
+          const res = await get(path, coding);
+          expect([path, coding, res.headers['content-encoding']]).toEqual([
+            path,
+            coding,
+            undefined,
+          ]);
+          expect(res.headers['content-length']).toBe(String(res.body.length));
+          expect(res.body.toString()).toBe(path === '/whole' ? medium : `[${medium}]`);
+        }
+      }
+      expect(gzip).toHaveBeenCalled();
+      expect(br).toHaveBeenCalled();
+    } finally {
+      gzip.mockRestore();
+      br.mockRestore();
+    }
   });
 
   it('keeps the 1 KiB threshold when the length is unknown at header time', async () => {
