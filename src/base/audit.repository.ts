@@ -121,43 +121,36 @@ export class AuditRepository {
     return row ? new Date(row.occurred_at) : undefined;
   }
 
-  /** Takes the oldest waiting events (up to `uptoId`), in id order: deleted as they are linked. */
-  async takePending(
+  /** The oldest waiting events (up to `uptoId`), in id order. */
+  async readPending(
     tx: Tx,
     limit: number,
     uptoId?: number,
   ): Promise<Selectable<AuditPendingTable>[]> {
-    const rows = await tx
-      .deleteFrom('audit_pending')
-      .where('id', 'in', (eb) => {
-        let q = eb.selectFrom('audit_pending').select('id');
-        if (uptoId !== undefined) q = q.where('id', '<=', uptoId);
-        return q.orderBy('id').limit(limit);
-      })
-      .returningAll()
-      .execute();
-    return rows.sort((a, b) => a.id - b.id);
+    let q = tx.selectFrom('audit_pending').selectAll();
+    if (uptoId !== undefined) q = q.where('id', '<=', uptoId);
+    return q.orderBy('id').limit(limit).execute();
+  }
+
+  /**
+   * Links a batch in one statement (`audit_link_events`, a function of the owner's: the service's
+   * role may not delete a waiting event): each waiting event is taken out of `audit_pending` only
+   * as the very same event, chained, goes into `audit_events` (and its item index rows); any
+   * mismatch fails the whole batch. One parameter, however many events.
+   */
+  async linkEvents(
+    tx: Tx,
+    events: (Insertable<AuditEventsTable> & { pending_id: number })[],
+  ): Promise<void> {
+    await sql`select audit_link_events(${JSON.stringify(
+      // details travel as JSON text in the rows (as insertPending takes them), as JSON here
+      events.map((e) => ({ ...e, details: JSON.parse(e.details) as unknown })),
+    )}::jsonb)`.execute(tx);
   }
 
   /** The rest of this transaction commits without waiting for its WAL flush. */
   async commitWithoutFlush(tx: Tx): Promise<void> {
     await sql`set local synchronous_commit = off`.execute(tx);
-  }
-
-  /** The events and their rows in the item index, in one statement. */
-  async insertEvents(tx: Tx, rows: Insertable<AuditEventsTable>[]): Promise<void> {
-    await tx
-      .with('e', (db) =>
-        db.insertInto('audit_events').values(rows).returning(['seq', 'occurred_at', 'item_ids']),
-      )
-      .insertInto('audit_event_items')
-      .columns(['item_id', 'seq', 'occurred_at'])
-      .expression((eb) =>
-        eb
-          .selectFrom('e')
-          .select([sql<string>`unnest(e.item_ids)`.as('item_id'), 'e.seq', 'e.occurred_at']),
-      )
-      .execute();
   }
 
   /**

@@ -337,6 +337,8 @@ export class AuditLog {
 
   /** One batch, unless another chainer holds the head; how many events it linked. */
   private async chainOnce(): Promise<number> {
+    // One index read when nothing waits (every poll of an idle instance): no lock, no WAL.
+    if ((await this.repo.lastPendingId(this.db)) === undefined) return 0;
     return this.db.transaction().execute(async (tx) => {
       const head = await this.repo.lockHeadUnlessBusy(tx);
       return head ? this.linkBatch(tx, head) : 0;
@@ -364,22 +366,22 @@ export class AuditLog {
     head: { seq: number; hash: string },
     uptoId?: number,
   ): Promise<number> {
-    const waiting = await this.repo.takePending(tx, CHAIN_BATCH, uptoId);
+    const waiting = await this.repo.readPending(tx, CHAIN_BATCH, uptoId);
     if (waiting.length === 0) return 0;
     // Reads' events only: committed without waiting for the flush, as they were recorded. A
-    // linking lost in a crash leaves its events waiting (the delete is undone with the insert).
+    // linking lost in a crash leaves its events waiting (their removal is undone with the insert).
     if (!waiting.some((w) => w.durable)) await this.repo.commitWithoutFlush(tx);
     let { seq, hash } = head;
-    const rows: Insertable<AuditEventsTable>[] = [];
+    const rows: (Insertable<AuditEventsTable> & { pending_id: number })[] = [];
     for (const w of waiting) {
       seq += 1;
       // Hashed as stored: the row read back from the database, as verify-audit will read it.
       const event = chainedFormOf({ ...w, seq, prev_hash: '', hash: '' });
       const prev = hash;
       hash = chainHash(prev, event);
-      rows.push(this.toRow(event, prev, hash));
+      rows.push({ ...this.toRow(event, prev, hash), pending_id: w.id });
     }
-    await this.repo.insertEvents(tx, rows);
+    await this.repo.linkEvents(tx, rows);
     await this.repo.setHead(tx, seq, hash);
     return waiting.length;
   }

@@ -49,6 +49,24 @@ export class AuditItemsRepository {
     return rows;
   }
 
+  /**
+   * The item's creation event as recorded, if it still waits to be linked (an upload committed
+   * after the verifier linked what was waiting, before its snapshot): what it recorded of the item.
+   * A scan of the waiting events, which are few, and only for an item the chain has no creation for.
+   */
+  async waitingCreation(
+    db: Executor,
+    itemId: string,
+  ): Promise<{ created_sha256: string | null; created_size: string | null } | undefined> {
+    const { rows } = await sql<{ created_sha256: string | null; created_size: string | null }>`
+      select details->>'sha256' as created_sha256, details->>'size' as created_size
+        from audit_pending
+       where item_ids @> array[${itemId}]::text[] and action = 'evidence.create'
+         and outcome = 'success'
+       order by id limit 1`.execute(db);
+    return rows[0];
+  }
+
   /** When the trail began: items received before have no creation event. */
   async trailStartedAt(db: Executor): Promise<Date | null> {
     const { rows } = await sql<{ occurred_at: Date }>`

@@ -92,6 +92,17 @@ export class IntegrityService {
     });
   }
 
+  /**
+   * The item's creation event; when the chain has none yet, after linking what waits (an item just
+   * received: its event may not be linked yet). Linking only then, not before every verification.
+   */
+  private async creationOf(itemId: string) {
+    const linked = await this.auditRepo.creationOf(this.db, itemId);
+    if (linked) return linked;
+    await this.audit.settle();
+    return this.auditRepo.creationOf(this.db, itemId);
+  }
+
   /** Waits for the queued verifications (shutdown, tests). */
   async drain(): Promise<void> {
     while (this.queued.size > 0) await this.checks;
@@ -102,8 +113,7 @@ export class IntegrityService {
     const startedAt = new Date();
     const problems: string[] = [];
     const expected = { sha256: row.sha256, size: row.size_bytes };
-    await this.audit.settle(); // an item just received: its creation event, linked
-    const creation = await this.auditRepo.creationOf(this.db, row.id);
+    const creation = await this.creationOf(row.id);
     const recordedAtCreation = creation
       ? { sha256: String(creation.details.sha256), size: Number(creation.details.size) }
       : null;
@@ -282,8 +292,7 @@ export class IntegrityService {
         await this.store.discardStaging(staged.stagingKey).catch(() => undefined);
       return { key, repaired: false };
     };
-    await this.audit.settle();
-    const creation = await this.auditRepo.creationOf(this.db, itemId);
+    const creation = await this.creationOf(itemId);
     if (creation && String(creation.details.sha256) !== staged.sha256) {
       // The row's hash is not what arrived (edited since): bytes that match the row are not the
       // evidence, and repair nothing. They are answered as a plain duplicate.

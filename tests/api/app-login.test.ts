@@ -151,6 +151,10 @@ const DIRECT = [
     statements: [`update audit_pending set action = 'rewritten'`],
   },
   { attempt: 'TRUNCATE audit_pending', statements: ['truncate audit_pending'] },
+  {
+    attempt: 'DELETE FROM audit_pending (an event not yet linked)',
+    statements: ['delete from audit_pending'],
+  },
 ];
 
 /** Runs each attempt on one connection of the service's pool, in a transaction rolled back. */

@@ -134,6 +134,69 @@ describe('audit events recorded, then linked', () => {
     expect((await new AuditRepository().head(owner)).seq).toBe(before);
   });
 
+  it('links a backlog of many batches, waiting behind a held head, in one settle', async () => {
+    const x = instance(false);
+    const before = (await new AuditRepository().head(owner)).seq;
+    // Linking held off (a long checkpoint, a stalled disk): events pile up, recorded.
+    const holder = owner.transaction().execute(async (tx) => {
+      await sql`select seq from audit_chain_head for update`.execute(tx);
+      await Promise.all(
+        Array.from({ length: 12_000 }, (_, i) =>
+          x.audit.recordRead({
+            action: 'evidence.view',
+            actor: systemActor('backlog'),
+            details: { i },
+          }),
+        ),
+      );
+    });
+    await holder;
+    expect(await waiting()).toBe(12_000);
+    await x.audit.settle(); // three batches (more than a statement's 65,535 parameters would allow)
+    expect(await waiting()).toBe(0);
+    expect((await new AuditRepository().head(owner)).seq).toBe(before + 12_000);
+    await wholeChain();
+  });
+
+  it('takes a waiting event out only as the very same event goes into the chain', async () => {
+    const { audit } = instance(false);
+    await audit.close();
+    await audit.record({ action: 'custody.run', actor: systemActor('w'), details: { n: 1 } });
+    const [row] = (
+      await sql<{ id: number; occurred_at: Date }>`
+      select id, occurred_at from audit_pending order by id desc limit 1`.execute(owner)
+    ).rows;
+    const head = await new AuditRepository().head(owner);
+    const forged = {
+      pending_id: row!.id,
+      seq: head.seq + 1,
+      occurred_at: row!.occurred_at,
+      action: 'custody.run',
+      outcome: 'success',
+      actor_role: 'system',
+      actor_name: 'w',
+      item_ids: [],
+      details: { n: 2 }, // not what was recorded
+      prev_hash: head.hash,
+      hash: 'f'.repeat(64),
+    };
+    await expect(
+      sql`select audit_link_events(${JSON.stringify([forged])}::jsonb)`.execute(owner),
+    ).rejects.toMatchObject({ code: '23000' });
+    expect(await waiting()).toBe(1);
+    // Nor can an event the chain could not take be recorded: it would stop every link after it.
+    await expect(
+      sql`insert into audit_pending (occurred_at, action, outcome, item_ids, durable)
+          values (now(), 'evidence.view', 'success', '{a,a}', false)`.execute(owner),
+    ).rejects.toMatchObject({ code: '23514' });
+    await expect(
+      sql`insert into audit_pending (occurred_at, action, outcome, item_ids, durable)
+          values (now(), 'evidence.view', 'success', array[null]::text[], false)`.execute(owner),
+    ).rejects.toMatchObject({ code: '23514' });
+    await audit.settle();
+    await wholeChain();
+  });
+
   it('refuses to change an event while it waits, even to the owner', async () => {
     const { audit } = instance(false);
     await audit.close();

@@ -3,7 +3,9 @@ import { sql } from 'kysely';
 import request from 'supertest';
 import { chainHash, GENESIS_HASH } from '../../src/base/audit-chain';
 import { chainedFormOf } from '../../src/base/audit.service';
-import type { ChainReport } from '../../src/custody/audit-verifier';
+import { AuditRepository } from '../../src/base/audit.repository';
+import { AuditItemsRepository } from '../../src/custody/audit-items.repository';
+import { AuditVerifier, type ChainReport } from '../../src/custody/audit-verifier';
 import { CHECKPOINT_PREFIX } from '../../src/custody/checkpoint.service';
 import { createDb, type Db } from '../../src/db/database';
 import {
@@ -108,6 +110,38 @@ describe.each(DRIVERS)('tampering with the custody chain (%s driver)', (driver) 
   };
   const itemProblems = (r: ChainReport) =>
     r.problems.filter((p) => p.kind === 'item_mismatch').map((p) => p.itemId);
+
+  it('compares an item whose creation event is recorded but not yet linked (no false tamper alarm)', async () => {
+    // An upload that commits after verify-audit linked what was waiting, before its snapshot:
+    // its creation event still waits. Here nothing links it (the chainer stopped), and the
+    // verifier's own linking is skipped, as if the upload had landed just after it.
+    await app.ctx.audit.close();
+    const late = await upload(app.url, app.keys.ingest.key, [['kind', 'packing_video']], {
+      filename: 'late.mp4',
+      content: fakeMedia('mp4', 4000),
+    });
+    expect(late.status).toBe(201);
+    const lateId = late.json().id as string;
+    const racing = new AuditVerifier({
+      db: app.ctx.db,
+      repo: new AuditRepository(),
+      store: app.ctx.recordStore,
+      items: new AuditItemsRepository(),
+      audit: { settle: async () => undefined },
+    });
+    const key = createPublicKey(app.ctx.signingKey.publicKeyPem);
+    expect(await racing.verify(key)).toMatchObject({ ok: true, itemsChecked: 2, problems: [] });
+    // Compared all the same: its hash rewritten is caught.
+    await sql`alter table evidence_items disable trigger user`.execute(dba);
+    try {
+      await sql`update evidence_items set sha256 = ${'0'.repeat(64)} where id = ${lateId}`.execute(
+        dba,
+      );
+    } finally {
+      await sql`alter table evidence_items enable trigger user`.execute(dba);
+    }
+    expect(itemProblems(await racing.verify(key))).toEqual([lateId]);
+  });
 
   it('catches an item whose sha256, size or blob key was rewritten (its creation event differs)', async () => {
     const row = await dba

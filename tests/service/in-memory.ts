@@ -415,10 +415,15 @@ export class MemoryAuditRepository extends AuditRepository {
   override async setHead(_tx: unknown, seq: number, hash: string) {
     this.s.head = { seq, hash };
   }
-  override async insertEvents(_tx: unknown, rows: Insertable<AuditEventsTable>[]) {
-    for (const r of rows) {
+  override async linkEvents(
+    _tx: unknown,
+    rows: (Insertable<AuditEventsTable> & { pending_id: number })[],
+  ) {
+    const ids = new Set(rows.map((r) => r.pending_id));
+    this.s.pending = this.s.pending.filter((p) => !ids.has(p.id));
+    for (const { pending_id: _, ...r } of rows) {
       this.s.events.push({
-        ...(r as AuditRow),
+        ...(r as unknown as AuditRow),
         occurred_at: new Date(r.occurred_at),
         details: JSON.parse(r.details) as Record<string, unknown>,
       });
@@ -443,11 +448,8 @@ export class MemoryAuditRepository extends AuditRepository {
   override async lastPendingId() {
     return this.s.pending.at(-1)?.id;
   }
-  override async takePending(_tx: unknown, limit: number, uptoId?: number) {
-    const taken = this.s.pending.filter((p) => uptoId === undefined || p.id <= uptoId);
-    taken.splice(limit);
-    this.s.pending = this.s.pending.filter((p) => !taken.includes(p));
-    return taken;
+  override async readPending(_tx: unknown, limit: number, uptoId?: number) {
+    return this.s.pending.filter((p) => uptoId === undefined || p.id <= uptoId).slice(0, limit);
   }
   override async durableHead() {
     return { ...this.s.head };
