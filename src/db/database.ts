@@ -111,8 +111,8 @@ export interface IdempotencyKeysTable {
 export type VerifyStatus = 'ok' | 'mismatch' | 'missing' | 'size_mismatch';
 export type AuditOutcome = 'success' | 'denied' | 'failed';
 
-export interface AuditEventsTable {
-  seq: number;
+/** What an audit event holds, waiting to be linked or in the chain. */
+interface AuditEventColumns {
   occurred_at: Timestamp;
   action: string;
   outcome: AuditOutcome;
@@ -124,6 +124,10 @@ export interface AuditEventsTable {
   request_id: string | null;
   client_ip: string | null;
   details: ColumnType<Record<string, unknown>, string, never>;
+}
+
+export interface AuditEventsTable extends AuditEventColumns {
+  seq: number;
   prev_hash: string;
   hash: string;
 }
@@ -136,19 +140,8 @@ export interface AuditEventItemsTable {
 }
 
 /** An event recorded but not yet linked into the chain (see AuditLog); immutable, then moved. */
-export interface AuditPendingTable {
+export interface AuditPendingTable extends AuditEventColumns {
   id: Generated<number>;
-  occurred_at: Timestamp;
-  action: string;
-  outcome: AuditOutcome;
-  actor_key_id: string | null;
-  actor_role: string | null;
-  actor_name: string | null;
-  item_ids: string[];
-  complaint_id: string | null;
-  request_id: string | null;
-  client_ip: string | null;
-  details: ColumnType<Record<string, unknown>, string, never>;
   /** False for reads' events: linking them may commit without waiting for the WAL flush. */
   durable: boolean;
 }

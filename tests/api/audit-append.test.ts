@@ -1,11 +1,11 @@
 import { sql } from 'kysely';
 import { systemActor } from '../../src/base/actor';
 import { AuditRepository } from '../../src/base/audit.repository';
-import { AuditLog, chainedFormOf } from '../../src/base/audit.service';
-import { chainHash, GENESIS_HASH } from '../../src/base/audit-chain';
+import { AuditLog } from '../../src/base/audit.service';
 import { createLogger } from '../../src/base/logger';
 import { createDb, type Db } from '../../src/db/database';
 import { migrateToLatest } from '../../src/db/migrator';
+import { expectWholeChain as expectLinkedWhole } from '../support/audit-chain';
 import { createTestDatabase } from '../support/test-db';
 
 /**
@@ -33,21 +33,9 @@ describe('an audit batch whose answer is lost', () => {
     await database?.drop();
   });
 
-  /** The chain is whole: gap-free, every link recomputed from the stored rows, the head its last. */
   async function expectWholeChain(audit: AuditLog): Promise<void> {
     await audit.settle();
-    const repo = new AuditRepository();
-    const events = await repo.pageAfter(owner, 0, 10_000);
-    let prev = GENESIS_HASH;
-    for (const [i, e] of events.entries()) {
-      expect([e.seq, e.prev_hash, e.hash]).toEqual([
-        i + 1,
-        prev,
-        chainHash(prev, chainedFormOf(e)),
-      ]);
-      prev = e.hash;
-    }
-    expect(await repo.head(owner)).toEqual({ seq: events.length, hash: prev });
+    await expectLinkedWhole(owner);
   }
 
   it('never records an event twice when its batch commits after the client gave up', async () => {

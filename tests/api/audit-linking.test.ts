@@ -1,11 +1,11 @@
 import { sql } from 'kysely';
 import { systemActor } from '../../src/base/actor';
 import { AuditRepository } from '../../src/base/audit.repository';
-import { AuditLog, chainedFormOf, type AuditEntry } from '../../src/base/audit.service';
-import { chainHash, GENESIS_HASH } from '../../src/base/audit-chain';
+import { AuditLog, type AuditEntry } from '../../src/base/audit.service';
 import { createLogger } from '../../src/base/logger';
 import { createDb, type Db } from '../../src/db/database';
 import { migrateToLatest } from '../../src/db/migrator';
+import { expectWholeChain } from '../support/audit-chain';
 import { createTestDatabase } from '../support/test-db';
 
 /**
@@ -41,22 +41,7 @@ describe('audit events recorded, then linked', () => {
     return { db, audit };
   }
 
-  /** The whole trail: gap-free, every link recomputed from the stored rows, the head its last. */
-  async function wholeChain() {
-    const repo = new AuditRepository();
-    const events = await repo.pageAfter(owner, 0, 100_000);
-    let prev = GENESIS_HASH;
-    for (const [i, e] of events.entries()) {
-      expect([e.seq, e.prev_hash, e.hash]).toEqual([
-        i + 1,
-        prev,
-        chainHash(prev, chainedFormOf(e)),
-      ]);
-      prev = e.hash;
-    }
-    expect(await repo.head(owner)).toEqual({ seq: events.length, hash: prev });
-    return events;
-  }
+  const wholeChain = () => expectWholeChain(owner);
 
   const waiting = async () =>
     (await sql<{ n: number }>`select count(*)::int as n from audit_pending`.execute(owner)).rows[0]!
