@@ -93,6 +93,7 @@ export class CustodyStatusService {
   }
 
   async status(actor: RequestActor) {
+    await this.audit.settle(); // the head shown counts every event already answered
     const [trustedTime, counts, failing, head, checkpoint, scrub, retention, checkpointRun] =
       await Promise.all([
         this.trustedTime(),
