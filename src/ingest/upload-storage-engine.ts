@@ -1,7 +1,6 @@
 import type { Request } from 'express';
 import type { StorageEngine } from 'multer';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream';
 import type { EvidenceKind } from '../db/database';
 import { AppError } from '../base/errors';
 import { assertAcceptableFilename } from '../evidence/filename';
@@ -52,7 +51,16 @@ export class StagingStorageEngine implements StorageEngine {
         assertAllowed(kind as EvidenceKind, type);
       }
     });
-    const source = pipeline(file.stream, meter, () => undefined) as Readable;
+    // Piped, not pipeline(): a failure downstream (a full disk) must not destroy the part's
+    // stream at once, since multer answers the request on that stream's error without waiting
+    // for this engine; the part is destroyed only once the staged file is removed, so a refusal
+    // is never answered while any of its bytes are still on disk. Its own errors (a client gone)
+    // still end the write.
+    file.stream.on('error', (err) => meter.destroy(err));
+    // The meter can refuse before the store attaches to it (a short file's type, at its end): the
+    // refusal is read from meter.errored below, never an unhandled 'error'.
+    meter.on('error', () => undefined);
+    const source = file.stream.pipe(meter) as Readable;
     this.store.writeStaging(source).then(
       (stagingKey) => {
         req.staged = { stagingKey, ...meter.measured };
@@ -62,6 +70,7 @@ export class StagingStorageEngine implements StorageEngine {
         // Busboy does not tell us why a part ended early; report the first real cause.
         const cause = meter.errored ?? file.stream.errored ?? err;
         if (cause instanceof AppError) this.onRefused(req, cause);
+        if (!file.stream.destroyed) file.stream.destroy(cause as Error);
         cb(cause);
       },
     );
