@@ -137,8 +137,10 @@ describe.each(DRIVERS)('hostile and broken uploads (%s driver)', (driver) => {
       filename: 'x.mp4',
       content: htmlThenMore(),
     }).catch((err: Error) => err);
-    // The client may see the refusal or, if it kept writing after the server closed, a reset.
-    if (!(res instanceof Error)) expectProblem(res, 415, 'unsupported_media_type');
+    // The client may see the refusal or, if it kept writing after the server closed, a reset (an
+    // error of Node's own realm, which `instanceof Error` in the test's sandbox does not know).
+    if ('status' in res) expectProblem(res, 415, 'unsupported_media_type');
+    else expect((res as Error).message).toEqual(expect.any(String));
     expect(sent).toBeLessThan(total / 2);
     await expectNothingStored();
   });
